@@ -1,0 +1,170 @@
+import { sign, verify, type KeyObject } from 'node:crypto';
+import { canonicalBytes } from './canonical.ts';
+import { leafHash, nodeHash, EMPTY_ROOT, inclusionProof, consistencyProof, type StoredNode } from './merkle.ts';
+import { formatCheckpoint, signNote } from './checkpoint.ts';
+import type { EntryBody, LedgerEntry } from '../types.ts';
+import type { Store, WriteTx } from '../store/index.ts';
+
+const ENTRY_CONTEXT = Buffer.from('nexus-entry-v1\n', 'utf8');
+
+export function entrySigningBytes(body: EntryBody): Buffer {
+  return Buffer.concat([ENTRY_CONTEXT, canonicalBytes(body)]);
+}
+
+export function signEntry(body: EntryBody, platformKey: KeyObject): LedgerEntry {
+  return { ...body, psig: sign(null, entrySigningBytes(body), platformKey).toString('base64') };
+}
+
+export function verifyEntrySignature(entry: LedgerEntry, platformPublicKey: KeyObject): boolean {
+  try {
+    const { psig, ...body } = entry;
+    const sig = Buffer.from(psig, 'base64');
+    return sig.length === 64 && verify(null, entrySigningBytes(body as EntryBody), platformPublicKey, sig);
+  } catch {
+    return false;
+  }
+}
+
+/** The bytes that are hashed into the tree and stored: the canonical encoding of the signed entry. */
+export function encodeEntry(entry: LedgerEntry): Buffer {
+  return canonicalBytes(entry);
+}
+
+export function decodeEntry(data: Buffer): LedgerEntry {
+  return JSON.parse(data.toString('utf8')) as LedgerEntry;
+}
+
+/**
+ * The right edge of the tree: the roots of its complete subtrees, largest first. Appending
+ * needs only these (never a read), and the root is a fold over at most log2(n) hashes.
+ */
+export class Frontier {
+  constructor(
+    private size_: number,
+    private readonly stack: { level: number; hash: Buffer }[],
+  ) {}
+
+  static async load(store: Store): Promise<Frontier> {
+    const size = await store.ledgerSize();
+    const stack: { level: number; hash: Buffer }[] = [];
+    let start = 0;
+    for (let level = 52; level >= 0; level--) {
+      const width = 2 ** level;
+      if (size - start >= width) {
+        const hash = await store.node(level, start / width);
+        if (!hash) throw new Error(`ledger node (${level}, ${start / width}) is missing: run \`nexus audit verify\``);
+        stack.push({ level, hash });
+        start += width;
+      }
+    }
+    return new Frontier(size, stack);
+  }
+
+  get size(): number {
+    return this.size_;
+  }
+
+  clone(): Frontier {
+    return new Frontier(this.size_, [...this.stack]);
+  }
+
+  /** Adds a leaf and returns every node it completes, for the store. */
+  append(data: Uint8Array): StoredNode[] {
+    const index = this.size_;
+    let hash = leafHash(data);
+    let level = 0;
+    const nodes: StoredNode[] = [{ level: 0, index, hash }];
+    while (this.stack.length > 0 && this.stack[this.stack.length - 1]!.level === level) {
+      const left = this.stack.pop()!;
+      hash = nodeHash(left.hash, hash);
+      level++;
+      nodes.push({ level, index: Math.floor(index / 2 ** level), hash });
+    }
+    this.stack.push({ level, hash });
+    this.size_++;
+    return nodes;
+  }
+
+  root(): Buffer {
+    if (this.stack.length === 0) return EMPTY_ROOT;
+    let h = this.stack[this.stack.length - 1]!.hash;
+    for (let i = this.stack.length - 2; i >= 0; i--) h = nodeHash(this.stack[i]!.hash, h);
+    return h;
+  }
+}
+
+export interface Appender {
+  /** Index the next appended entry will get. */
+  readonly next: number;
+  append(data: Buffer): Promise<number>;
+}
+
+export interface LedgerOptions {
+  origin: string;
+  keyName: string;
+  platformKey: KeyObject;
+}
+
+/** Append-only log over a Store: entries, their tree nodes, and a signed checkpoint per commit. */
+export class Ledger {
+  private constructor(
+    private readonly store: Store,
+    private frontier: Frontier,
+    private readonly opts: LedgerOptions,
+  ) {}
+
+  static async open(store: Store, opts: LedgerOptions): Promise<Ledger> {
+    return new Ledger(store, await Frontier.load(store), opts);
+  }
+
+  get size(): number {
+    return this.frontier.size;
+  }
+
+  root(): Buffer {
+    return this.frontier.root();
+  }
+
+  /**
+   * Runs `fn` in one store transaction with a scratch frontier; the frontier is kept only if the
+   * transaction (entries, nodes, checkpoint) commits.
+   */
+  async batch<T>(fn: (log: Appender, tx: WriteTx) => Promise<T>): Promise<T> {
+    return this.store.transaction(async (tx) => {
+      const scratch = this.frontier.clone();
+      const before = scratch.size;
+      const log: Appender = {
+        get next() {
+          return scratch.size;
+        },
+        async append(data) {
+          const index = scratch.size;
+          await tx.appendEntry(index, data, scratch.append(data));
+          return index;
+        },
+      };
+      const out = await fn(log, tx);
+      if (scratch.size !== before) await tx.saveCheckpoint(scratch.size, this.signCheckpoint(scratch.size, scratch.root()));
+      this.frontier = scratch;
+      return out;
+    });
+  }
+
+  signCheckpoint(size: number, root: Buffer): string {
+    return signNote(formatCheckpoint({ origin: this.opts.origin, size, rootHash: root }), this.opts.keyName, this.opts.platformKey);
+  }
+
+  async checkpoint(): Promise<string> {
+    const latest = await this.store.latestCheckpoint();
+    if (latest && latest.size === this.size) return latest.note;
+    return this.signCheckpoint(this.size, this.root());
+  }
+
+  inclusionProof(index: number, size = this.size): Buffer[] {
+    return inclusionProof(this.store.nodeSource(), index, size);
+  }
+
+  consistencyProof(oldSize: number, newSize = this.size): Buffer[] {
+    return consistencyProof(this.store.nodeSource(), oldSize, newSize);
+  }
+}

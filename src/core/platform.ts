@@ -1,0 +1,81 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { KeyObject } from 'node:crypto';
+import { generateKeyPair, identityIdFromPublicKey, loadPrivateKey, publicKeyRaw, savePrivateKey } from './identity/keys.ts';
+import { signCommand } from './identity/envelope.ts';
+import { Chokepoint, type ChokepointOptions } from './policy/chokepoint.ts';
+import { openStore, type Store } from './store/index.ts';
+
+// A data directory: nexus.db (ledger + projections), keys/platform.key (0600), platform.json.
+
+export interface PlatformConfig {
+  origin: string;
+  suffix: string;
+  edgeAddress: string;
+}
+
+export const PLATFORM_KEY_FILE = join('keys', 'platform.key');
+export const PLATFORM_CONFIG_FILE = 'platform.json';
+
+export function isInitialised(dataDir: string): boolean {
+  return existsSync(join(dataDir, PLATFORM_CONFIG_FILE));
+}
+
+export interface OpenPlatform {
+  dataDir: string;
+  store: Store;
+  chokepoint: Chokepoint;
+  platformKey: KeyObject;
+  platformId: string;
+  config: PlatformConfig;
+  close(): Promise<void>;
+}
+
+/** Creates a data directory with a fresh platform key and the genesis entry (entry 0). */
+export async function initDataDir(dataDir: string, cfg: Partial<PlatformConfig> = {}): Promise<OpenPlatform> {
+  if (isInitialised(dataDir)) throw new Error(`${dataDir} is already initialised`);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const { privateKey } = generateKeyPair();
+  const id = identityIdFromPublicKey(publicKeyRaw(privateKey));
+  const config: PlatformConfig = {
+    origin: cfg.origin ?? `nexus.local/${id.slice(0, 12)}`,
+    suffix: cfg.suffix ?? 'world',
+    edgeAddress: cfg.edgeAddress ?? '127.0.0.1',
+  };
+  savePrivateKey(join(dataDir, PLATFORM_KEY_FILE), privateKey);
+  const p = await openWithKey(dataDir, privateKey, config);
+  const receipt = await p.chokepoint.submit(
+    signCommand(privateKey, 'platform.genesis', {
+      name: 'platform',
+      publicKey: publicKeyRaw(privateKey).toString('base64'),
+      origin: config.origin,
+      suffix: config.suffix,
+      edgeAddress: config.edgeAddress,
+    }),
+  );
+  if (!receipt.allowed) throw new Error(`genesis refused: ${JSON.stringify(receipt.gates)}`);
+  // Written last: a directory without it is not initialised and can be initialised again.
+  writeFileSync(join(dataDir, PLATFORM_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
+  return p;
+}
+
+async function openWithKey(dataDir: string, platformKey: KeyObject, config: PlatformConfig, opts: Partial<ChokepointOptions> = {}): Promise<OpenPlatform> {
+  const store = openStore(dataDir);
+  const chokepoint = await Chokepoint.open(store, { ...opts, platformKey, origin: config.origin });
+  return {
+    dataDir,
+    store,
+    chokepoint,
+    platformKey,
+    platformId: chokepoint.platformId,
+    config,
+    close: () => store.close(),
+  };
+}
+
+export async function openDataDir(dataDir: string, opts: Partial<ChokepointOptions> = {}): Promise<OpenPlatform> {
+  if (!isInitialised(dataDir)) throw new Error(`${dataDir} is not a nexus data directory (run \`nexus init --data ${dataDir}\`)`);
+  const config = JSON.parse(readFileSync(join(dataDir, PLATFORM_CONFIG_FILE), 'utf8')) as PlatformConfig;
+  const key = loadPrivateKey(join(dataDir, PLATFORM_KEY_FILE));
+  return openWithKey(dataDir, key, config, opts);
+}

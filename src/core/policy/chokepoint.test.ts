@@ -1,0 +1,212 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { existsSync } from 'node:fs';
+import { signCommand } from '../identity/envelope.ts';
+import { generateKeyPair, publicKeyFromRaw } from '../identity/keys.ts';
+import { decodeEntry, verifyEntrySignature } from '../ledger/ledger.ts';
+import { deniedBy, testPlatform, type Actor, type TestPlatform } from '../testing.ts';
+import { gateStatus } from './gate-status.ts';
+
+let p: TestPlatform;
+let alice: Actor;
+let bob: Actor;
+let admin: Actor;
+let meter: Actor;
+
+beforeEach(async () => {
+  p = await testPlatform();
+  alice = await p.register('alice', 'creator');
+  bob = await p.register('bob', 'creator');
+  admin = await p.register('ops', 'admin');
+  meter = await p.register('dns-meter', 'service');
+});
+afterEach(async () => p.cleanup());
+
+async function create(actor: Actor, name: string, jurisdiction = 'US-CCPA') {
+  return p.as(actor, 'imvu.create', { name, owner: actor.id, jurisdiction });
+}
+
+async function entry(index: number) {
+  const [data] = await p.store.readEntries(index, index + 1);
+  return decodeEntry(data!);
+}
+
+describe('gate 1: identity binding', () => {
+  it('denies and records a forged signature, an unknown identity, a replay and a stale timestamp', async () => {
+    const before = p.chokepoint.ledger.size;
+    const good = signCommand(alice.key, 'imvu.create', { name: 'Gallery', owner: alice.id, jurisdiction: 'US-CCPA' });
+    const forged = { ...good, sig: signCommand(bob.key, 'imvu.create', good.command.body).sig };
+    expect(deniedBy(await p.chokepoint.submit(forged))).toEqual([1]);
+    const stranger = generateKeyPair().privateKey;
+    const unknown = await p.chokepoint.submit(signCommand(stranger, 'imvu.create', { name: 'X', owner: alice.id, jurisdiction: 'US-CCPA' }));
+    expect(unknown.gates[0]!.reason).toMatch(/unknown identity/);
+    expect((await p.chokepoint.submit(good)).allowed).toBe(true);
+    const replay = await p.chokepoint.submit(good);
+    expect(replay.allowed).toBe(false);
+    expect(replay.gates[0]!.reason).toMatch(/already used/);
+    const stale = await p.as(alice, 'imvu.create', { name: 'Old', owner: alice.id, jurisdiction: 'US-CCPA' }, { ts: new Date(Date.now() - 3_600_000).toISOString() });
+    expect(stale.gates[0]!.reason).toMatch(/outside the allowed window/);
+    expect(await p.chokepoint.submit({ hello: 'world' })).toMatchObject({ allowed: false });
+    // Every one of them, allowed or denied, is an entry (gate 11).
+    expect(p.chokepoint.ledger.size).toBe(before + 6);
+    expect((await entry(before)).decision.allowed).toBe(false);
+  });
+
+  it('lets a creator register itself but not an admin; the platform registers admins', async () => {
+    const k = generateKeyPair().privateKey;
+    const { publicKeyRaw } = await import('../identity/keys.ts');
+    const raw = publicKeyRaw(k).toString('base64');
+    const selfAdmin = await p.chokepoint.submit(signCommand(k, 'identity.register', { name: 'mallory', role: 'admin', publicKey: raw }));
+    expect(deniedBy(selfAdmin)).toEqual([1]);
+    const dup = await p.chokepoint.submit(signCommand(k, 'identity.register', { name: 'alice', role: 'creator', publicKey: raw }));
+    expect(dup.gates.find((g) => g.status === 'deny')!.reason).toMatch(/name 'alice' is taken/);
+  });
+
+  it('writes private keys with mode 0600', async () => {
+    const { statSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    expect(statSync(join(p.dataDir, 'keys', 'platform.key')).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('IMVU creation', () => {
+  it('creates the IMVU, envelope, domain, zone, mailboxes and routes in one entry', async () => {
+    const r = await create(alice, 'ArtGallery');
+    expect(r.allowed).toBe(true);
+    const imvu = await p.store.get('SELECT * FROM imvus WHERE name = ?', ['ArtGallery']);
+    expect(imvu).toMatchObject({ id: 'IMVU-001', owner: alice.id, jurisdiction: 'US-CCPA', status: 'active', domain: 'imvu001.world' });
+    expect(await p.store.get('SELECT cpu_cores, memory_gb, storage_gb, iops, burst_multiplier, burst_minutes FROM envelopes')).toEqual({
+      cpu_cores: 2, memory_gb: 4, storage_gb: 50, iops: 100, burst_multiplier: 2, burst_minutes: 5,
+    });
+    const types = (await p.store.all<{ type: string }>('SELECT type FROM records WHERE zone = ?', ['imvu001.world'])).map((x) => x.type);
+    expect(types).toEqual(expect.arrayContaining(['NS', 'A', 'MX', 'TXT']));
+    expect((await p.store.all('SELECT address FROM mailboxes ORDER BY address')).map((m) => m.address)).toEqual(['admin@imvu001.world', 'creator@imvu001.world']);
+    const gates = r.gates.map((g) => `${g.gate}:${g.status}`);
+    expect(gates).toEqual(['1:pass', '2:not-enforced', '3:pass', '7:not-enforced', '9:pass', '11:pass', '16:not-enforced', '17:pass']);
+  });
+
+  it('denies an unknown jurisdiction (gate 9), a taken name, and creating for someone else', async () => {
+    expect(deniedBy(await create(alice, 'A', 'MARS-LAW'))).toEqual([9]);
+    await create(alice, 'Shop');
+    expect(deniedBy(await create(bob, 'shop'))).toEqual([0]);
+    expect(deniedBy(await p.as(bob, 'imvu.create', { name: 'Z', owner: alice.id, jurisdiction: 'US-CCPA' }))).toEqual([1]);
+    expect(await p.store.get('SELECT COUNT(*) AS n FROM imvus')).toEqual({ n: 1 });
+  });
+});
+
+describe('gates 3 and 4: domains and DNS', () => {
+  beforeEach(async () => {
+    await create(alice, 'A');
+    await create(bob, 'B');
+  });
+
+  it('a domain belongs to exactly one IMVU', async () => {
+    expect((await p.as(alice, 'domain.claim', { imvu: 'IMVU-001', domain: 'alice.example' })).allowed).toBe(true);
+    expect(deniedBy(await p.as(bob, 'domain.claim', { imvu: 'IMVU-002', domain: 'alice.example' }))).toEqual([3]);
+    expect(deniedBy(await p.as(bob, 'domain.claim', { imvu: 'IMVU-002', domain: 'imvu001.world' }))).toEqual([3]);
+    expect(deniedBy(await p.as(bob, 'domain.claim', { imvu: 'IMVU-002', domain: 'shop.alice.example' }))).toEqual([3]);
+    expect(deniedBy(await p.as(bob, 'domain.claim', { imvu: 'IMVU-001', domain: 'bob.example' }))).toEqual([3]);
+  });
+
+  it('only the owner or members change a zone, only inside it, and each change bumps the serial', async () => {
+    const serial = async () => (await p.store.get<{ serial: number }>('SELECT serial FROM zones WHERE name = ?', ['imvu001.world']))!.serial;
+    const s0 = await serial();
+    expect((await p.as(alice, 'dns.record.add', { zone: 'imvu001.world', name: 'www', type: 'A', value: '192.0.2.7' })).allowed).toBe(true);
+    expect(await serial()).toBe(s0 + 1);
+    expect(deniedBy(await p.as(bob, 'dns.record.add', { zone: 'imvu001.world', name: '@', type: 'A', value: '1.2.3.4' }))).toEqual([4]);
+    expect(deniedBy(await p.as(alice, 'dns.record.add', { zone: 'imvu001.world', name: 'www.imvu002.world.', type: 'A', value: '1.2.3.4' }))).toEqual([4]);
+    expect(deniedBy(await p.as(alice, 'dns.record.add', { zone: 'imvu001.world', name: 'x', type: 'A', value: 'not-an-ip' }))).toEqual([0]);
+    const carol = await p.register('carol', 'member');
+    expect(deniedBy(await p.as(carol, 'dns.record.add', { zone: 'imvu001.world', name: 'c', type: 'A', value: '192.0.2.8' }))).toEqual([4]);
+    expect((await p.as(alice, 'member.add', { imvu: 'IMVU-001', identity: carol.id })).allowed).toBe(true);
+    expect((await p.as(carol, 'dns.record.add', { zone: 'imvu001.world', name: 'c', type: 'A', value: '192.0.2.8' })).allowed).toBe(true);
+    expect((await p.as(alice, 'dns.record.remove', { zone: 'imvu001.world', name: 'www', type: 'A' })).allowed).toBe(true);
+    expect(await serial()).toBe(s0 + 3);
+  });
+});
+
+describe('gate 6: revenue metering (policy half)', () => {
+  beforeEach(async () => {
+    await create(alice, 'A');
+  });
+  const usage = { imvu: 'IMVU-001', service: 'dns', period: { start: '2026-11-01T00:00:00.000Z', end: '2026-11-01T01:00:00.000Z' }, metrics: { 'dns.queries': '100' } };
+
+  it('accepts usage only from service identities, never from the IMVU itself', async () => {
+    expect((await p.as(meter, 'usage.report', usage)).allowed).toBe(true);
+    expect(deniedBy(await p.as(alice, 'usage.report', usage))).toEqual([6]);
+    expect(deniedBy(await p.as(admin, 'usage.report', usage))).toEqual([6]);
+    await p.as(alice, 'member.add', { imvu: 'IMVU-001', identity: meter.id });
+    expect(deniedBy(await p.as(meter, 'usage.report', usage))).toEqual([6]);
+  });
+});
+
+describe('gate 10: consent logging', () => {
+  it('appends consent signed by its subject and lists it per subject', async () => {
+    await create(alice, 'A');
+    const user = await p.register('user1', 'member');
+    expect((await p.as(user, 'consent.record', { imvu: 'IMVU-001', subject: user.id, purpose: 'newsletter', granted: true })).allowed).toBe(true);
+    expect((await p.as(user, 'consent.record', { imvu: 'IMVU-001', subject: user.id, purpose: 'newsletter', granted: false })).allowed).toBe(true);
+    expect(deniedBy(await p.as(alice, 'consent.record', { imvu: 'IMVU-001', subject: user.id, purpose: 'ads', granted: true }))).toEqual([10]);
+    const rows = await p.store.all('SELECT purpose, granted FROM consents WHERE subject = ? ORDER BY entry', [user.id]);
+    expect(rows).toEqual([{ purpose: 'newsletter', granted: 1 }, { purpose: 'newsletter', granted: 0 }]);
+  });
+});
+
+describe('gates 13, 14, 15: exit, routes and quotas belong to the creator', () => {
+  beforeEach(async () => {
+    await create(alice, 'A');
+  });
+
+  it('an admin lowering CPU is blocked, logged, and the creator notified; the creator may', async () => {
+    const r = await p.as(admin, 'imvu.scale', { imvu: 'IMVU-001', cpu_cores: 1 });
+    expect(deniedBy(r)).toEqual([15]);
+    expect(r.followUps).toHaveLength(1);
+    const note = await p.store.get('SELECT * FROM notifications WHERE about = ?', [r.index]);
+    expect(note).toMatchObject({ recipient: alice.id, imvu: 'IMVU-001', gate: 15 });
+    expect((await entry(r.followUps[0]!.index)).command.command.actor).toBe(p.platformId);
+    expect(await p.store.get('SELECT cpu_cores FROM envelopes')).toEqual({ cpu_cores: 2 });
+    expect((await p.as(admin, 'imvu.scale', { imvu: 'IMVU-001', cpu_cores: 4 })).allowed).toBe(true);
+    expect((await p.as(alice, 'imvu.scale', { imvu: 'IMVU-001', cpu_cores: 1 })).allowed).toBe(true);
+    expect(await p.store.get('SELECT cpu_cores FROM envelopes')).toEqual({ cpu_cores: 1 });
+  });
+
+  it('an admin changing routes is blocked, logged and notified (gate 14)', async () => {
+    const policy = { public: [{ path: '/*', backend: 'evil' }], private: [], restricted: [] };
+    const r = await p.as(admin, 'route.set', { imvu: 'IMVU-001', policy });
+    expect(deniedBy(r)).toEqual([14]);
+    expect(await p.store.get('SELECT gate FROM notifications WHERE about = ?', [r.index])).toEqual({ gate: 14 });
+    expect((await p.as(alice, 'route.set', { imvu: 'IMVU-001', policy })).allowed).toBe(true);
+  });
+
+  it('suspension cannot block the creator exit; nobody else can exit for them', async () => {
+    expect((await p.as(admin, 'imvu.suspend', { imvu: 'IMVU-001', reason: 'unpaid' })).allowed).toBe(true);
+    expect(deniedBy(await p.as(admin, 'imvu.exit', { imvu: 'IMVU-001' }))).toEqual([13]);
+    const exit = await p.as(alice, 'imvu.exit', { imvu: 'IMVU-001' });
+    expect(exit.allowed).toBe(true);
+    expect(exit.gates.find((g) => g.gate === 12)!.status).toBe('not-enforced');
+    expect(await p.store.get('SELECT status FROM imvus')).toEqual({ status: 'exited' });
+  });
+});
+
+describe('gate 17: platform non-repudiation', () => {
+  it('signs every entry with the platform key and refuses platform-only commands from others', async () => {
+    const r = await p.as(admin, 'notify.creator', { imvu: 'IMVU-001', recipient: alice.id, about: 1, gate: 15, message: 'fake' });
+    expect(r.allowed).toBe(false);
+    const genesis = await entry(0);
+    const key = publicKeyFromRaw(Buffer.from(String(genesis.command.command.body.publicKey), 'base64'));
+    for (let i = 0; i < p.chokepoint.ledger.size; i++) expect(verifyEntrySignature(await entry(i), key)).toBe(true);
+    const note = await p.chokepoint.ledger.checkpoint();
+    expect(note).toContain(`\n${p.chokepoint.ledger.size}\n`);
+  });
+});
+
+describe('gateStatus', () => {
+  it('lists all 17 gates, each with its file, and none passes silently', () => {
+    const gates = gateStatus();
+    expect(gates.map((g) => g.number)).toEqual(Array.from({ length: 17 }, (_, i) => i + 1));
+    for (const g of gates) {
+      expect(existsSync(g.file), g.file).toBe(true);
+      if (g.status === 'not-yet-enforced') expect(g.reason).toBeTruthy();
+    }
+    expect(gates.filter((g) => g.status === 'not-yet-enforced').map((g) => g.number)).toEqual([2, 5, 7, 8, 12, 16]);
+  });
+});

@@ -1,0 +1,257 @@
+// The chokepoint: the one path by which state changes. verify (gate 1) -> gates -> ledger
+// (allowed or denied, with reasons) -> projections (only if allowed).
+import { z } from 'zod';
+import type { KeyObject } from 'node:crypto';
+import { identityIdFromPublicKey, publicKeyFromRaw, publicKeyRaw } from '../identity/keys.ts';
+import { signCommand, verifyCommandSignature } from '../identity/envelope.ts';
+import { Ledger, encodeEntry, signEntry, type Appender } from '../ledger/ledger.ts';
+import { parsePriceBook, assertPriceBookTiming } from '../handshake/index.ts';
+import type { SqlReader, Store, WriteTx } from '../store/index.ts';
+import { COMMAND_TYPES, type Command, type CommandType, type Decision, type GateResult, type Json, type LedgerEntry, type SignedCommand } from '../types.ts';
+import { BODY_SCHEMAS, formatZodError } from './commands.ts';
+import { deny, pass, type GateContext, type IdentityRow, type ImvuRow, type PlatformRow } from './gate.ts';
+import { GATES } from './gates/index.ts';
+import { preconditions } from './preconditions.ts';
+import { applyCommand } from './projection-writer.ts';
+
+/** Commands older or newer than this, relative to the platform clock at append time, are refused. */
+export const DEFAULT_WINDOW_MS = 5 * 60 * 1000;
+/** A command envelope larger than this is refused before it is parsed further. */
+export const MAX_COMMAND_BYTES = 64 * 1024;
+
+const Envelope = z
+  .object({
+    command: z
+      .object({
+        v: z.literal(1),
+        type: z.enum(COMMAND_TYPES),
+        actor: z.string().min(1).max(64),
+        nonce: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, 'must be 16-64 base64url characters'),
+        ts: z.string().datetime({ message: 'must be an ISO-8601 UTC time' }),
+        body: z.record(z.string(), z.unknown()),
+      })
+      .strict(),
+    sig: z.string().max(128),
+  })
+  .strict();
+
+export interface Verdict {
+  decision: Decision;
+  command?: Command;
+  /** Set when the signature verified: the nonce is spent whether the command is allowed or not. */
+  spent?: { actor: string; nonce: string };
+  imvu?: ImvuRow;
+  actor?: IdentityRow;
+}
+
+function denied(gates: GateResult[]): Decision {
+  return { allowed: false, gates };
+}
+
+/** Decides a command against the state in `db` as of ledger position `index` and platform time `at`. Pure in (db, input, index, at). */
+export async function decide(db: SqlReader, input: unknown, index: number, at: string, windowMs = DEFAULT_WINDOW_MS): Promise<Verdict> {
+  const audit = pass(11, `recorded as ledger entry ${index}`);
+  const size = Buffer.byteLength(JSON.stringify(input) ?? '');
+  if (size > MAX_COMMAND_BYTES) return { decision: denied([deny(1, `command of ${size} bytes exceeds ${MAX_COMMAND_BYTES}`), audit]) };
+  const parsed = Envelope.safeParse(input);
+  if (!parsed.success) return { decision: denied([deny(1, `not a signed command: ${formatZodError(parsed.error)}`), audit]) };
+  const signed = parsed.data as SignedCommand;
+  const cmd = signed.command;
+  const platform = await db.get<PlatformRow>('SELECT * FROM platform LIMIT 1');
+
+  // Gate 1, first half: who signed, and is it fresh.
+  let key: KeyObject;
+  const actor = await db.get<IdentityRow>('SELECT * FROM identities WHERE id = ?', [cmd.actor]);
+  const selfCertifying = cmd.type === 'platform.genesis' || (cmd.type === 'identity.register' && !actor);
+  try {
+    if (selfCertifying) {
+      const raw = Buffer.from(String(cmd.body.publicKey ?? ''), 'base64');
+      if (identityIdFromPublicKey(raw) !== cmd.actor) return { decision: denied([deny(1, 'actor id does not match the public key it registers'), audit]) };
+      key = publicKeyFromRaw(raw);
+    } else {
+      if (!actor) return { decision: denied([deny(1, `unknown identity ${cmd.actor}`), audit]) };
+      key = publicKeyFromRaw(Buffer.from(actor.public_key, 'base64'));
+    }
+  } catch (err) {
+    return { decision: denied([deny(1, `bad public key: ${(err as Error).message}`), audit]) };
+  }
+  if (!verifyCommandSignature(signed, key)) return { decision: denied([deny(1, `signature does not verify for ${actor?.name ?? cmd.actor}`), audit]) };
+  const spent = { actor: cmd.actor, nonce: cmd.nonce };
+  const base = { command: cmd, actor };
+  if (await db.get('SELECT 1 AS x FROM nonces WHERE actor = ? AND nonce = ?', [cmd.actor, cmd.nonce]))
+    return { ...base, decision: denied([deny(1, `nonce ${cmd.nonce} was already used: replayed command`), audit]) };
+  const skew = Math.abs(Date.parse(cmd.ts) - Date.parse(at));
+  if (!(skew <= windowMs))
+    return { ...base, spent, decision: denied([deny(1, `timestamp ${cmd.ts} is outside the allowed window of ${windowMs / 1000}s around ${at}`), audit]) };
+
+  // The body, then facts every gate may rely on.
+  const schema = BODY_SCHEMAS[cmd.type];
+  const body = schema.safeParse(cmd.body);
+  if (!body.success) return { ...base, spent, decision: denied([deny(0, `invalid ${cmd.type}: ${formatZodError(body.error)}`), audit]) };
+  if (cmd.type === 'pricebook.publish') {
+    try {
+      parsePriceBook(cmd.body);
+      assertPriceBookTiming(cmd.body as never, at);
+    } catch (err) {
+      return { ...base, spent, decision: denied([deny(0, `invalid price book: ${(err as Error).message}`), audit]) };
+    }
+  }
+  const normalized = body.data as Record<string, unknown>;
+  const imvu = typeof normalized.imvu === 'string' ? await db.get<ImvuRow>('SELECT * FROM imvus WHERE id = ?', [normalized.imvu]) : undefined;
+  const ctx: GateContext = { command: cmd, body: normalized, actor, imvu, platform, index, at, db };
+  const results: GateResult[] = [];
+  const pre = await preconditions(ctx);
+  if (pre) results.push(deny(0, pre));
+  for (const gate of GATES) {
+    if (gate.guards !== 'all' && !gate.guards.includes(cmd.type)) continue;
+    results.push(await gate.check(ctx));
+  }
+  return { ...base, spent, imvu, decision: { allowed: results.every((r) => r.status !== 'deny'), gates: results } };
+}
+
+/** Applies a verdict to the state: the spent nonce always, the command only if allowed. */
+async function applyVerdict(tx: WriteTx, v: Verdict, index: number, at: string): Promise<void> {
+  if (v.spent) await tx.run('INSERT OR IGNORE INTO nonces (actor, nonce, entry) VALUES (?, ?, ?)', [v.spent.actor, v.spent.nonce, index]);
+  if (v.decision.allowed && v.command) {
+    const platform = await tx.get<PlatformRow>('SELECT * FROM platform LIMIT 1');
+    await applyCommand(tx, index, v.command, at, platform);
+  }
+}
+
+/** Replays one recorded entry into `tx` (a fresh store, for the verifier) and returns the decision the gates reach now. */
+export async function replayEntry(tx: WriteTx, entry: LedgerEntry, windowMs = DEFAULT_WINDOW_MS): Promise<Decision> {
+  const v = await decide(tx, entry.command, entry.index, entry.at, windowMs);
+  await applyVerdict(tx, v, entry.index, entry.at);
+  return v.decision;
+}
+
+export interface Receipt {
+  index: number;
+  allowed: boolean;
+  gates: GateResult[];
+  /** Entries the platform appended because of this one (notifications, provisioning). */
+  followUps: Receipt[];
+}
+
+export interface FollowUp {
+  type: CommandType;
+  body: { [k: string]: Json };
+}
+
+export interface ChokepointOptions {
+  platformKey: KeyObject;
+  origin: string;
+  clock?: () => Date;
+  windowMs?: number;
+  maxBatch?: number;
+  /** Platform-originated commands to append after an allowed one (e.g. DKIM keys for a new IMVU). */
+  provision?: (command: Command, index: number, db: SqlReader) => Promise<FollowUp[]>;
+}
+
+interface Pending {
+  input: unknown;
+  resolve: (r: Receipt) => void;
+  reject: (e: unknown) => void;
+}
+
+const NOTIFY_GATES = new Set([14, 15]);
+
+export class Chokepoint {
+  private pending: Pending[] = [];
+  private flushing = false;
+  readonly platformId: string;
+
+  private constructor(
+    readonly store: Store,
+    readonly ledger: Ledger,
+    private readonly opts: ChokepointOptions,
+  ) {
+    this.platformId = identityIdFromPublicKey(publicKeyRaw(opts.platformKey));
+  }
+
+  static async open(store: Store, opts: ChokepointOptions): Promise<Chokepoint> {
+    const ledger = await Ledger.open(store, { origin: opts.origin, keyName: opts.origin, platformKey: opts.platformKey });
+    return new Chokepoint(store, ledger, opts);
+  }
+
+  /** Signs a command as the platform (for genesis, notifications, provisioning). */
+  platformCommand(type: CommandType, body: { [k: string]: Json }): SignedCommand {
+    return signCommand(this.opts.platformKey, type, body, { ts: this.now() });
+  }
+
+  private now(): string {
+    return (this.opts.clock?.() ?? new Date()).toISOString();
+  }
+
+  /**
+   * Submits a command. Concurrent submissions are committed together (group commit); the promise
+   * resolves only after the batch, its ledger entries and the new signed checkpoint are durable.
+   */
+  submit(input: unknown): Promise<Receipt> {
+    return new Promise<Receipt>((resolve, reject) => {
+      this.pending.push({ input, resolve, reject });
+      if (!this.flushing) {
+        this.flushing = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, this.opts.maxBatch ?? 1024);
+      try {
+        const receipts = await this.ledger.batch(async (log, tx) => {
+          const out: Receipt[] = [];
+          for (const p of batch) out.push(await this.process(tx, log, p.input));
+          return out;
+        });
+        batch.forEach((p, i) => p.resolve(receipts[i]!));
+      } catch (err) {
+        for (const p of batch) p.reject(err);
+      }
+    }
+    this.flushing = false;
+  }
+
+  private async process(tx: WriteTx, log: Appender, input: unknown): Promise<Receipt> {
+    const at = this.now();
+    const index = log.next;
+    const verdict = await decide(tx, input, index, at, this.opts.windowMs);
+    await tx.run('SAVEPOINT apply');
+    try {
+      await applyVerdict(tx, verdict, index, at);
+      await tx.run('RELEASE apply');
+    } catch (err) {
+      // A command the gates allowed but the state cannot take is a bug; it must not half-apply.
+      await tx.run('ROLLBACK TO apply');
+      await tx.run('RELEASE apply');
+      throw err;
+    }
+    const entry = signEntry({ v: 1, index, at, command: input as SignedCommand, decision: verdict.decision }, this.opts.platformKey);
+    await log.append(encodeEntry(entry));
+    const receipt: Receipt = { index, allowed: verdict.decision.allowed, gates: verdict.decision.gates, followUps: [] };
+    for (const f of await this.followUps(tx, verdict, index)) receipt.followUps.push(await this.process(tx, log, this.platformCommand(f.type, f.body)));
+    return receipt;
+  }
+
+  private async followUps(tx: WriteTx, v: Verdict, index: number): Promise<FollowUp[]> {
+    const cmd = v.command;
+    if (!cmd) return [];
+    const provisioned = v.decision.allowed && this.opts.provision ? await this.opts.provision(cmd, index, tx) : [];
+    if (!v.imvu || cmd.type === 'notify.creator') return provisioned;
+    const who = v.actor ? `${v.actor.name} (${v.actor.role})` : cmd.actor;
+    const notify = (gate: number, message: string): FollowUp => ({
+      type: 'notify.creator',
+      body: { imvu: v.imvu!.id, recipient: v.imvu!.owner, about: index, gate, message },
+    });
+    if (!v.decision.allowed) {
+      const blocked = v.decision.gates.find((g) => g.status === 'deny' && NOTIFY_GATES.has(g.gate));
+      return blocked ? [notify(blocked.gate, `${who} tried ${cmd.type} on ${v.imvu.id}: BLOCKED by gate ${blocked.gate}: ${blocked.reason}`)] : [];
+    }
+    const out: FollowUp[] = [...provisioned];
+    if ((cmd.type === 'imvu.suspend' || cmd.type === 'imvu.resume') && v.actor?.id !== v.imvu.owner)
+      out.push(notify(15, `${who} performed ${cmd.type} on ${v.imvu.id}${cmd.body.reason ? `: ${String(cmd.body.reason)}` : ''}`));
+    return out;
+  }
+}

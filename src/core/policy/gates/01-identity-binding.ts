@@ -1,0 +1,42 @@
+import { deny, pass, isMember, isOwner, type Gate } from '../gate.ts';
+
+// The signature, known-identity, nonce and time checks run in the chokepoint before any gate
+// (they need the raw envelope). What remains here is binding the proved identity to what the
+// command claims to act for: the owner it names, or the IMVU whose resources it touches.
+export const gate: Gate = {
+  number: 1,
+  name: 'Identity Binding',
+  enforcedIn: 'src/core/policy/chokepoint.ts (Ed25519 signature, known identity, unused nonce, time window) + gates/01-identity-binding.ts',
+  guards: 'all',
+  status: 'enforced',
+  async check(ctx) {
+    const who = ctx.actor ? `${ctx.actor.name} (${ctx.actor.role})` : ctx.command.actor;
+    const type = ctx.command.type;
+    if (type === 'identity.register') {
+      const selfSigned = ctx.command.actor !== ctx.platform?.id;
+      const role = String(ctx.body.role);
+      if (selfSigned && role !== 'creator' && role !== 'member')
+        return deny(1, `a ${role} identity is registered by the platform, not by itself`);
+      return pass(1, selfSigned ? 'self-registration proved by the new key' : 'registered by the platform');
+    }
+    if (type === 'imvu.create') {
+      if (!ctx.actor || ctx.body.owner !== ctx.actor.id) return deny(1, `an IMVU is created by its owner's own signature; signed by ${who}`);
+      if (ctx.actor.role !== 'creator') return deny(1, `the owner of an IMVU must be a creator identity, not ${ctx.actor.role}`);
+      return pass(1, `owner ${ctx.actor.name} bound by signature`);
+    }
+    if (type === 'member.add' || type === 'mailbox.remove') {
+      if (!ctx.imvu) return deny(1, `unknown IMVU ${String(ctx.body.imvu)}`);
+      if (!isOwner(ctx)) return deny(1, `only the creator of ${ctx.imvu.id} may do this; signed by ${who}`);
+    }
+    if (type === 'member.add') {
+      const target = await ctx.db.get<{ role: string }>('SELECT role FROM identities WHERE id = ?', [String(ctx.body.identity)]);
+      if (!target) return deny(1, `unknown identity ${String(ctx.body.identity)}`);
+    }
+    if (type === 'mailbox.add') {
+      if (!ctx.imvu) return deny(1, `unknown IMVU ${String(ctx.body.imvu)}`);
+      if (!isOwner(ctx) && !(ctx.actor && (await isMember(ctx, ctx.imvu.id, ctx.actor.id))))
+        return deny(1, `only the creator or a member of ${ctx.imvu.id} may add mailboxes; signed by ${who}`);
+    }
+    return pass(1, `signed by ${who}`);
+  },
+};

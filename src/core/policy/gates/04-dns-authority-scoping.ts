@@ -1,0 +1,33 @@
+import { deny, pass, type Gate } from '../gate.ts';
+import { absoluteName, isWithin } from '../naming.ts';
+
+const LABEL = /^(\*|_?[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?|[a-z0-9])$/;
+
+export const gate: Gate = {
+  number: 4,
+  name: 'DNS Authority Scoping',
+  enforcedIn: 'src/core/policy/gates/04-dns-authority-scoping.ts (zone owner or members, names inside the zone)',
+  guards: ['dns.record.add', 'dns.record.remove'],
+  status: 'enforced',
+  async check(ctx) {
+    const zone = String(ctx.body.zone);
+    const z = await ctx.db.get<{ imvu: string }>('SELECT imvu FROM zones WHERE name = ?', [zone]);
+    if (!z) return deny(4, `zone ${zone} is not hosted here`);
+    const imvu = await ctx.db.get<{ owner: string }>('SELECT owner FROM imvus WHERE id = ?', [z.imvu]);
+    const actor = ctx.actor?.id ?? '';
+    const member = await ctx.db.get('SELECT 1 AS x FROM members WHERE imvu = ? AND identity = ?', [z.imvu, actor]);
+    if (imvu?.owner !== actor && !member)
+      return deny(4, `${ctx.actor?.name ?? actor} is neither the creator nor a member of ${z.imvu}, which owns zone ${zone}`);
+    const name = absoluteName(String(ctx.body.name), zone);
+    if (!isWithin(name, zone)) return deny(4, `${name} is outside zone ${zone}`);
+    const labels = name.slice(0, name.length - zone.length).replace(/\.$/, '').split('.').filter(Boolean);
+    if (labels.some((l) => !LABEL.test(l))) return deny(4, `${name} is not a valid DNS name`);
+    // No record may shadow a name another IMVU owns, nor sit below a delegation of this zone.
+    const rows = await ctx.db.all<{ name: string; imvu: string }>('SELECT name, imvu FROM domains WHERE imvu <> ?', [z.imvu]);
+    for (const d of rows) if (isWithin(name, d.name)) return deny(4, `${name} belongs to ${d.imvu} (${d.name})`);
+    const cuts = await ctx.db.all<{ name: string }>("SELECT DISTINCT name FROM records WHERE zone = ? AND type = 'NS' AND name <> ?", [zone, zone]);
+    for (const c of cuts)
+      if (name !== c.name && isWithin(name, c.name)) return deny(4, `${name} lies below the delegation ${c.name}`);
+    return pass(4, `${ctx.actor?.name} may change ${name} in ${zone} (${z.imvu})`);
+  },
+};

@@ -1,0 +1,24 @@
+import { deny, pass, type Gate } from '../gate.ts';
+import type { CommandType } from '../../types.ts';
+
+const PLATFORM_ONLY: readonly CommandType[] = ['pricebook.publish', 'notify.creator', 'dkim.publish'];
+
+// Every entry is signed by the platform key (the chokepoint does it); commands only the
+// platform may originate are refused from anyone else, so the platform can never disown them.
+export const gate: Gate = {
+  number: 17,
+  name: 'Platform Non-Repudiation',
+  enforcedIn: 'src/core/policy/chokepoint.ts (every entry and checkpoint signed by the platform key) + gates/17-platform-non-repudiation.ts',
+  guards: 'all',
+  status: 'enforced',
+  async check(ctx) {
+    if (ctx.command.type === 'platform.genesis') {
+      if (ctx.index !== 0 || ctx.platform) return deny(17, 'the platform identity is declared once, as entry 0');
+      return pass(17, 'platform key declared');
+    }
+    if (!ctx.platform) return deny(17, 'the ledger has no platform genesis entry');
+    if (PLATFORM_ONLY.includes(ctx.command.type) && ctx.actor?.role !== 'platform')
+      return deny(17, `${ctx.command.type} is originated by the platform only`);
+    return pass(17, `entry signed by platform key ${ctx.platform.id}`);
+  },
+};

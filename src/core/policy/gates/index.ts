@@ -1,0 +1,20 @@
+import type { Gate } from '../gate.ts';
+import { gate as g01 } from './01-identity-binding.ts';
+import { gate as g02 } from './02-imvu-isolation.ts';
+import { gate as g03 } from './03-domain-ownership-clarity.ts';
+import { gate as g04 } from './04-dns-authority-scoping.ts';
+import { gate as g05 } from './05-mail-attribution.ts';
+import { gate as g06 } from './06-revenue-metering.ts';
+import { gate as g07 } from './07-resource-quota-enforcement.ts';
+import { gate as g08 } from './08-network-path-governance.ts';
+import { gate as g09 } from './09-jurisdiction-tagging.ts';
+import { gate as g10 } from './10-consent-logging.ts';
+import { gate as g11 } from './11-audit-logging.ts';
+import { gate as g12 } from './12-immutable-snapshots.ts';
+import { gate as g13 } from './13-exit-portability.ts';
+import { gate as g14 } from './14-no-silent-redirection.ts';
+import { gate as g15 } from './15-no-silent-throttling.ts';
+import { gate as g16 } from './16-no-cross-imvu-leakage.ts';
+import { gate as g17 } from './17-platform-non-repudiation.ts';
+
+export const GATES: readonly Gate[] = [g01, g02, g03, g04, g05, g06, g07, g08, g09, g10, g11, g12, g13, g14, g15, g16, g17];

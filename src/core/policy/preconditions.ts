@@ -1,0 +1,99 @@
+import { isIP } from 'node:net';
+import { identityIdFromPublicKey } from '../identity/keys.ts';
+import type { GateContext } from './gate.ts';
+import { absoluteName } from './naming.ts';
+
+// Facts a command must be consistent with before any gate weighs it (reported as gate 0):
+// the things it names exist, the names it creates are free, values are well-formed.
+export async function preconditions(ctx: GateContext): Promise<string | undefined> {
+  const b = ctx.body;
+  const type = ctx.command.type;
+  if (type !== 'platform.genesis' && type !== 'imvu.create' && type !== 'identity.register' && type !== 'pricebook.publish' && !type.startsWith('dns.')) {
+    if (!ctx.imvu) return `unknown IMVU ${String(b.imvu)}`;
+  }
+  switch (type) {
+    case 'identity.register': {
+      const id = identityIdFromPublicKey(Buffer.from(String(b.publicKey), 'base64'));
+      if (await ctx.db.get('SELECT 1 AS x FROM identities WHERE id = ?', [id])) return `identity ${id} is already registered`;
+      if (await ctx.db.get('SELECT 1 AS x FROM identities WHERE name = ?', [String(b.name)])) return `identity name '${String(b.name)}' is taken`;
+      return undefined;
+    }
+    case 'imvu.create': {
+      const taken = await ctx.db.get<{ id: string }>('SELECT id FROM imvus WHERE lower(name) = lower(?)', [String(b.name)]);
+      if (taken) return `IMVU name '${String(b.name)}' is taken (${taken.id})`;
+      return undefined;
+    }
+    case 'mailbox.add': {
+      const address = String(b.address);
+      const domain = address.slice(address.indexOf('@') + 1);
+      if (!(await ctx.db.get('SELECT 1 AS x FROM domains WHERE name = ? AND imvu = ?', [domain, ctx.imvu!.id])))
+        return `${domain} is not a domain of ${ctx.imvu!.id}`;
+      if (await ctx.db.get('SELECT 1 AS x FROM mailboxes WHERE address = ?', [address])) return `mailbox ${address} exists`;
+      return undefined;
+    }
+    case 'mailbox.remove':
+      if (!(await ctx.db.get('SELECT 1 AS x FROM mailboxes WHERE address = ? AND imvu = ?', [String(b.address), ctx.imvu!.id])))
+        return `no mailbox ${String(b.address)} in ${ctx.imvu!.id}`;
+      return undefined;
+    case 'dns.record.add':
+      return recordValueProblem(String(b.type), String(b.value), absoluteName(String(b.name), String(b.zone)), String(b.zone), ctx);
+    case 'dns.record.remove': {
+      const name = absoluteName(String(b.name), String(b.zone));
+      const params = [String(b.zone), name, String(b.type)];
+      const extra = b.value === undefined ? '' : ' AND value = ?';
+      if (b.value !== undefined) params.push(String(b.value));
+      if (!(await ctx.db.get(`SELECT 1 AS x FROM records WHERE zone = ? AND name = ? AND type = ?${extra}`, params)))
+        return `no ${String(b.type)} record at ${name}${b.value === undefined ? '' : ` with value ${String(b.value)}`}`;
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+const HOST = /^(?=.{1,254}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)+$/i;
+
+async function recordValueProblem(type: string, value: string, name: string, zone: string, ctx: GateContext): Promise<string | undefined> {
+  const ok = (() => {
+    switch (type) {
+      case 'A':
+        return isIP(value) === 4;
+      case 'AAAA':
+        return isIP(value) === 6;
+      case 'CNAME':
+      case 'NS':
+        return HOST.test(value);
+      case 'MX': {
+        const m = /^(\d{1,5}) (\S+)$/.exec(value);
+        return !!m && Number(m[1]) <= 65535 && HOST.test(m[2]!);
+      }
+      case 'SRV': {
+        const m = /^(\d{1,5}) (\d{1,5}) (\d{1,5}) (\S+)$/.exec(value);
+        return !!m && [m[1], m[2], m[3]].every((n) => Number(n) <= 65535) && (m[4] === '.' || HOST.test(m[4]!));
+      }
+      case 'CAA':
+        return /^\d{1,3} [a-z0-9]{1,15} "[^"]*"$/i.test(value);
+      case 'TXT':
+        return value.length <= 2048;
+      default:
+        return false;
+    }
+  })();
+  if (!ok) {
+    const hint: Record<string, string> = {
+      A: 'an IPv4 address',
+      AAAA: 'an IPv6 address',
+      CNAME: 'a fully qualified name ending in a dot',
+      NS: 'a fully qualified name ending in a dot',
+      MX: "'PREFERENCE host.' such as '10 mail.example.world.'",
+      SRV: "'PRIORITY WEIGHT PORT target.'",
+      CAA: "'FLAGS TAG \"value\"' such as '0 issue \"letsencrypt.org\"'",
+    };
+    return `invalid ${type} value '${value}': expected ${hint[type] ?? 'a valid value'}`;
+  }
+  if (type === 'CNAME' && name === zone) return 'a CNAME cannot sit at the zone apex';
+  const here = await ctx.db.all<{ type: string; value: string }>('SELECT type, value FROM records WHERE zone = ? AND name = ?', [zone, name]);
+  if (type === 'CNAME' && here.length > 0) return `${name} already has records; a CNAME must stand alone`;
+  if (here.some((r) => r.type === 'CNAME')) return `${name} is a CNAME; it cannot have other records`;
+  if (here.some((r) => r.type === type && r.value === value)) return `${name} ${type} ${value} exists`;
+  return undefined;
+}

@@ -1,0 +1,170 @@
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { canonicalJson } from '../ledger/canonical.ts';
+import { MemoryTree, consistencyProof, subtreeHash, verifyConsistency } from '../ledger/merkle.ts';
+import { openNote, parseCheckpoint } from '../ledger/checkpoint.ts';
+import { decodeEntry, verifyEntrySignature } from '../ledger/ledger.ts';
+import { publicKeyFromRaw } from '../identity/keys.ts';
+import { DB_FILE, PROJECTION_TABLES, SqliteStore, type Row, type Store } from '../store/index.ts';
+import type { LedgerEntry } from '../types.ts';
+import { replayEntry } from './chokepoint.ts';
+
+export type ProblemKind = 'missing-entry' | 'malformed-entry' | 'bad-signature' | 'checkpoint' | 'consistency' | 'gate-violation' | 'projection';
+
+export interface Problem {
+  kind: ProblemKind;
+  index?: number;
+  message: string;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  size: number;
+  root: string;
+  checkpointSize: number | null;
+  problems: Problem[];
+}
+
+export interface VerifyOptions {
+  /** A checkpoint note the verifier saw earlier (a creator's copy): the log must extend it. */
+  savedCheckpoint?: string;
+}
+
+/**
+ * Verifies a data directory as an outsider would: recompute the tree from the entry bytes,
+ * check every signature, replay every entry through the same gates into fresh projections,
+ * and compare. Trusts nothing the database says about itself except the entry bytes.
+ */
+export async function verifyDataDir(dataDir: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  const file = join(dataDir, DB_FILE);
+  if (!existsSync(file)) throw new Error(`${dataDir} has no ${DB_FILE}`);
+  const store = new SqliteStore(file);
+  try {
+    return await verifyStore(store, opts);
+  } finally {
+    await store.close();
+  }
+}
+
+export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  const problems: Problem[] = [];
+  const rows = await store.all<{ idx: number; data: Buffer }>('SELECT idx, data FROM ledger_entries ORDER BY idx');
+  const tree = new MemoryTree();
+  const entries: LedgerEntry[] = [];
+  for (const row of rows) {
+    if (row.idx !== entries.length) {
+      problems.push({ kind: 'missing-entry', index: entries.length, message: `entry ${entries.length} is missing (next stored entry is ${row.idx})` });
+      break;
+    }
+    let e: LedgerEntry;
+    try {
+      e = decodeEntry(row.data);
+      if (e.index !== row.idx) throw new Error(`says it is entry ${e.index}`);
+    } catch (err) {
+      problems.push({ kind: 'malformed-entry', index: row.idx, message: `entry ${row.idx} is malformed: ${(err as Error).message}` });
+      break;
+    }
+    entries.push(e);
+    tree.append(row.data);
+  }
+  const size = entries.length;
+  const root = size ? tree.root() : subtreeHash(tree, 0, 0);
+  const report = (): VerifyReport => ({ ok: problems.length === 0, size, root: root.toString('hex'), checkpointSize: latest?.size ?? null, problems });
+
+  // The platform key comes from the genesis entry; every entry must carry its signature (gate 17).
+  const genesis = entries[0];
+  const latest = await store.latestCheckpoint();
+  if (!genesis || genesis.command?.command?.type !== 'platform.genesis') {
+    problems.push({ kind: 'malformed-entry', index: 0, message: 'entry 0 is not the platform genesis' });
+    return report();
+  }
+  const rawKey = Buffer.from(String(genesis.command.command.body.publicKey), 'base64');
+  const platformKey = publicKeyFromRaw(rawKey);
+  const origin = String(genesis.command.command.body.origin);
+  for (const e of entries) {
+    if (!verifyEntrySignature(e, platformKey)) {
+      problems.push({ kind: 'bad-signature', index: e.index, message: `entry ${e.index}: platform signature does not verify (entry bytes changed)` });
+      break;
+    }
+  }
+
+  const checkNote = (note: string, what: string): { size: number; rootHash: Buffer } | undefined => {
+    try {
+      const opened = openNote(note, [{ name: origin, publicKeyRaw: rawKey }]);
+      return parseCheckpoint(opened.text);
+    } catch (err) {
+      problems.push({ kind: 'checkpoint', message: `${what}: ${(err as Error).message}` });
+      return undefined;
+    }
+  };
+  const consistent = (cp: { size: number; rootHash: Buffer }, what: string, kind: ProblemKind) => {
+    if (cp.size > size) {
+      problems.push({ kind, message: `${what} covers ${cp.size} entries but the log has only ${size}: entries were removed` });
+      return;
+    }
+    const proof = consistencyProof(tree, cp.size, size);
+    if (!verifyConsistency(cp.size, size, cp.rootHash, root, proof))
+      problems.push({ kind, message: `${what} (tree size ${cp.size}) is not a prefix of the log (tree size ${size}): history was rewritten` });
+  };
+  if (latest) {
+    const cp = checkNote(latest.note, `stored checkpoint ${latest.size}`);
+    if (cp) consistent(cp, `the platform's latest signed checkpoint`, 'checkpoint');
+  }
+  if (opts.savedCheckpoint) {
+    const cp = checkNote(opts.savedCheckpoint, 'saved checkpoint');
+    if (cp) consistent(cp, 'the saved checkpoint', 'consistency');
+  }
+
+  // Replay through the same gates into fresh projections.
+  const fresh = new SqliteStore(':memory:');
+  try {
+    await fresh.transaction(async (tx) => {
+      for (const e of entries) {
+        const decision = await replayEntry(tx, e);
+        if (canonicalJson(decision) !== canonicalJson(e.decision)) {
+          const firstDeny = decision.gates.find((g) => g.status === 'deny');
+          const recorded = e.decision.allowed ? 'allowed' : 'denied';
+          const now = decision.allowed ? 'allowed' : `denied (gate ${firstDeny?.gate}: ${firstDeny?.reason})`;
+          problems.push({
+            kind: 'gate-violation',
+            index: e.index,
+            message: `entry ${e.index} (${e.command?.command?.type ?? 'unknown'}): recorded as ${recorded}, but the gates say ${now}`,
+          });
+          return;
+        }
+      }
+    });
+    if (!problems.some((p) => p.kind === 'gate-violation')) {
+      const diff = await compareProjections(store, fresh);
+      if (diff) problems.push({ kind: 'projection', message: diff });
+    }
+  } finally {
+    await fresh.close();
+  }
+  return report();
+}
+
+function show(v: unknown): string {
+  return Buffer.isBuffer(v) ? v.toString('hex') : JSON.stringify(v);
+}
+
+async function compareProjections(stored: Store, replayed: Store): Promise<string | undefined> {
+  for (const [table, { key }] of Object.entries(PROJECTION_TABLES)) {
+    const a = await stored.all<Row>(`SELECT * FROM ${table} ORDER BY ${key}`);
+    const b = await replayed.all<Row>(`SELECT * FROM ${table} ORDER BY ${key}`);
+    const keyCols = key.split(',').map((k) => k.trim());
+    const keyOf = (r: Row) => keyCols.map((k) => `${k}=${String(r[k])}`).join(', ');
+    for (let i = 0; i < Math.max(a.length, b.length); i++) {
+      const x = a[i];
+      const y = b[i];
+      if (!x) return `projection ${table}: row ${keyOf(y!)} is missing from the stored state`;
+      if (!y) return `projection ${table}: stored row ${keyOf(x)} does not follow from the ledger`;
+      if (keyOf(x) !== keyOf(y)) return `projection ${table}: stored row ${keyOf(x)} where the ledger gives ${keyOf(y)}`;
+      for (const col of Object.keys(y)) {
+        if (show(x[col]) !== show(y[col]))
+          return `projection ${table}, row ${keyOf(y)}: ${col} is ${show(x[col])} but the ledger gives ${show(y[col])} (last set by entry ${String(y.entry ?? '?')})`;
+      }
+    }
+  }
+  return undefined;
+}

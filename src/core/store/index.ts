@@ -1,0 +1,14 @@
+import { join } from 'node:path';
+import { SqliteStore } from './sqlite.ts';
+import type { Store } from './store.ts';
+
+export type { Store, WriteTx, SqlReader, SqlWriter, SqlValue, Row, LedgerNodeRow } from './store.ts';
+export { PROJECTION_TABLES } from './schema.ts';
+export { SqliteStore } from './sqlite.ts';
+
+export const DB_FILE = 'nexus.db';
+
+/** Opens the store of a data directory (SQLite by default), or a private in-memory one. */
+export function openStore(dataDir: string | ':memory:'): Store {
+  return new SqliteStore(dataDir === ':memory:' ? ':memory:' : join(dataDir, DB_FILE));
+}

@@ -1,0 +1,141 @@
+import Database from 'better-sqlite3';
+import type { Statement } from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { LEDGER_DDL, LEDGER_TABLES, PROJECTION_INDEXES, PROJECTION_TABLES, appendOnlyTriggersDdl } from './schema.ts';
+import type { Row, SqlValue, Store, WriteTx, LedgerNodeRow } from './store.ts';
+
+type Db = Database.Database;
+
+function ensureSchema(db: Db): void {
+  db.exec(LEDGER_DDL);
+  for (const t of LEDGER_TABLES) db.exec(appendOnlyTriggersDdl(t));
+  for (const { ddl } of Object.values(PROJECTION_TABLES)) db.exec(ddl);
+  db.exec(PROJECTION_INDEXES);
+}
+
+class StatementCache {
+  private readonly cache = new Map<string, Statement>();
+  constructor(private readonly db: Db) {}
+  get(sql: string): Statement {
+    let st = this.cache.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.cache.set(sql, st);
+    }
+    return st;
+  }
+}
+
+/**
+ * SQLite in WAL mode with synchronous=FULL: a commit returns only after the WAL is fsynced, so
+ * whatever the chokepoint acknowledges survives a crash. Writes go through one connection,
+ * reads through another so that readers never see a transaction in flight.
+ */
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite';
+  private readonly writer: Db;
+  private readonly reader: Db;
+  private readonly w: StatementCache;
+  private readonly r: StatementCache;
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  constructor(readonly path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    this.writer = new Database(path);
+    this.writer.pragma('journal_mode = WAL');
+    this.writer.pragma('synchronous = FULL');
+    this.writer.pragma('busy_timeout = 5000');
+    ensureSchema(this.writer);
+    // An in-memory database is private to its connection, so it reads through the writer.
+    this.reader = path === ':memory:' ? this.writer : new Database(path, { readonly: true });
+    if (this.reader !== this.writer) this.reader.pragma('busy_timeout = 5000');
+    this.w = new StatementCache(this.writer);
+    this.r = new StatementCache(this.reader);
+  }
+
+  async get<T extends Row = Row>(sql: string, params: SqlValue[] = []): Promise<T | undefined> {
+    return this.r.get(sql).get(...params) as T | undefined;
+  }
+
+  async all<T extends Row = Row>(sql: string, params: SqlValue[] = []): Promise<T[]> {
+    return this.r.get(sql).all(...params) as T[];
+  }
+
+  transaction<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
+    const run = async (): Promise<T> => {
+      if (this.closed) throw new Error('store is closed');
+      const w = this.w;
+      const tx: WriteTx = {
+        get: async <R extends Row>(sql: string, params: SqlValue[] = []) => w.get(sql).get(...params) as R | undefined,
+        all: async <R extends Row>(sql: string, params: SqlValue[] = []) => w.get(sql).all(...params) as R[],
+        run: async (sql: string, params: SqlValue[] = []) => ({ changes: w.get(sql).run(...params).changes }),
+        appendEntry: async (index: number, data: Buffer, nodes: LedgerNodeRow[]) => {
+          w.get('INSERT INTO ledger_entries (idx, data) VALUES (?, ?)').run(index, data);
+          const ins = w.get('INSERT INTO ledger_nodes (level, idx, hash) VALUES (?, ?, ?)');
+          for (const n of nodes) ins.run(n.level, n.index, n.hash);
+        },
+        saveCheckpoint: async (size: number, note: string) => {
+          w.get('INSERT OR IGNORE INTO ledger_checkpoints (size, note) VALUES (?, ?)').run(size, note);
+        },
+      };
+      this.writer.exec('BEGIN IMMEDIATE');
+      try {
+        const out = await fn(tx);
+        this.writer.exec('COMMIT');
+        return out;
+      } catch (err) {
+        if (this.writer.inTransaction) this.writer.exec('ROLLBACK');
+        throw err;
+      }
+    };
+    const p = this.queue.then(run, run);
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  async ledgerSize(): Promise<number> {
+    const row = this.r.get('SELECT COALESCE(MAX(idx) + 1, 0) AS n FROM ledger_entries').get() as { n: number };
+    return row.n;
+  }
+
+  async readEntries(from: number, to: number): Promise<Buffer[]> {
+    const rows = this.r.get('SELECT data FROM ledger_entries WHERE idx >= ? AND idx < ? ORDER BY idx').all(from, to) as { data: Buffer }[];
+    return rows.map((r) => r.data);
+  }
+
+  async node(level: number, index: number): Promise<Buffer | undefined> {
+    const row = this.r.get('SELECT hash FROM ledger_nodes WHERE level = ? AND idx = ?').get(level, index) as { hash: Buffer } | undefined;
+    return row?.hash;
+  }
+
+  nodeSource(): { node(level: number, index: number): Buffer } {
+    const st = this.r.get('SELECT hash FROM ledger_nodes WHERE level = ? AND idx = ?');
+    return {
+      node(level: number, index: number): Buffer {
+        const row = st.get(level, index) as { hash: Buffer } | undefined;
+        if (!row) throw new Error(`ledger node (${level}, ${index}) is missing`);
+        return row.hash;
+      },
+    };
+  }
+
+  async latestCheckpoint(): Promise<{ size: number; note: string } | undefined> {
+    return this.r.get('SELECT size, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1').get() as
+      | { size: number; note: string }
+      | undefined;
+  }
+
+  async checkpointAt(size: number): Promise<string | undefined> {
+    const row = this.r.get('SELECT note FROM ledger_checkpoints WHERE size = ?').get(size) as { note: string } | undefined;
+    return row?.note;
+  }
+
+  async close(): Promise<void> {
+    await this.queue;
+    this.closed = true;
+    if (this.reader !== this.writer) this.reader.close();
+    this.writer.close();
+  }
+}

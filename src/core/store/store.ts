@@ -1,0 +1,42 @@
+// One storage interface for the whole core. Every call is async so that a network database
+// (PostgreSQL) can implement it without touching callers; SQL uses `?` placeholders and
+// portable types so the same statements translate directly.
+
+export type SqlValue = string | number | bigint | Buffer | null;
+export type Row = Record<string, SqlValue>;
+
+export interface SqlReader {
+  get<T extends Row = Row>(sql: string, params?: SqlValue[]): Promise<T | undefined>;
+  all<T extends Row = Row>(sql: string, params?: SqlValue[]): Promise<T[]>;
+}
+
+export interface SqlWriter extends SqlReader {
+  run(sql: string, params?: SqlValue[]): Promise<{ changes: number }>;
+}
+
+export interface LedgerNodeRow {
+  level: number;
+  index: number;
+  hash: Buffer;
+}
+
+/** Writes inside one transaction. Committed (and fsynced) together, or not at all. */
+export interface WriteTx extends SqlWriter {
+  appendEntry(index: number, data: Buffer, nodes: LedgerNodeRow[]): Promise<void>;
+  saveCheckpoint(size: number, note: string): Promise<void>;
+}
+
+export interface Store extends SqlReader {
+  readonly kind: string;
+  /** Serialised write transaction; reads through the Store itself see only committed state. */
+  transaction<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T>;
+  ledgerSize(): Promise<number>;
+  readEntries(from: number, to: number): Promise<Buffer[]>;
+  /** Hash of the complete aligned subtree (level, index), or undefined if not stored. */
+  node(level: number, index: number): Promise<Buffer | undefined>;
+  /** Synchronous node lookups for proof generation (stores over a network serve these from a cache). */
+  nodeSource(): { node(level: number, index: number): Buffer };
+  latestCheckpoint(): Promise<{ size: number; note: string } | undefined>;
+  checkpointAt(size: number): Promise<string | undefined>;
+  close(): Promise<void>;
+}

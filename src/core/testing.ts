@@ -1,0 +1,50 @@
+// Helpers for tests: a real data directory in a temp folder, real keys, real signatures.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { KeyObject } from 'node:crypto';
+import { generateKeyPair, identityIdFromPublicKey, publicKeyRaw } from './identity/keys.ts';
+import { signCommand, type SignOptions } from './identity/envelope.ts';
+import { initDataDir, type OpenPlatform } from './platform.ts';
+import type { CommandType, Json, Role } from './types.ts';
+import type { Receipt } from './policy/chokepoint.ts';
+
+export interface Actor {
+  name: string;
+  id: string;
+  key: KeyObject;
+}
+
+export interface TestPlatform extends OpenPlatform {
+  register(name: string, role: Exclude<Role, 'platform'>): Promise<Actor>;
+  as(actor: Actor, type: CommandType, body: { [k: string]: Json }, opts?: SignOptions): Promise<Receipt>;
+  cleanup(): Promise<void>;
+}
+
+export async function testPlatform(): Promise<TestPlatform> {
+  const dir = mkdtempSync(join(tmpdir(), 'nexus-test-'));
+  const p = await initDataDir(dir);
+  const t: TestPlatform = {
+    ...p,
+    async register(name, role) {
+      const { privateKey } = generateKeyPair();
+      const raw = publicKeyRaw(privateKey);
+      const signer = role === 'creator' || role === 'member' ? privateKey : p.platformKey;
+      const r = await p.chokepoint.submit(signCommand(signer, 'identity.register', { name, role, publicKey: raw.toString('base64') }));
+      if (!r.allowed) throw new Error(`register ${name} refused: ${JSON.stringify(r.gates)}`);
+      return { name, id: identityIdFromPublicKey(raw), key: privateKey };
+    },
+    as(actor, type, body, opts) {
+      return p.chokepoint.submit(signCommand(actor.key, type, body, opts));
+    },
+    async cleanup() {
+      await p.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return t;
+}
+
+export function deniedBy(r: Receipt): number[] {
+  return r.gates.filter((g) => g.status === 'deny').map((g) => g.gate);
+}

@@ -1,0 +1,78 @@
+// Shared shapes of the trust core. Everything that crosses a module boundary is plain JSON
+// so that it can be canonicalised, signed, stored and replayed byte for byte.
+
+export type Role = 'creator' | 'member' | 'admin' | 'service' | 'platform';
+export const ROLES: readonly Role[] = ['creator', 'member', 'admin', 'service', 'platform'];
+
+/** Self-certifying identity id: "nx1" + base32 of the first 20 bytes of SHA-256(public key). */
+export type IdentityId = string;
+
+export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+export const COMMAND_TYPES = [
+  'platform.genesis',
+  'identity.register',
+  'imvu.create',
+  'imvu.scale',
+  'imvu.suspend',
+  'imvu.resume',
+  'imvu.exit',
+  'member.add',
+  'domain.claim',
+  'dns.record.add',
+  'dns.record.remove',
+  'mailbox.add',
+  'mailbox.remove',
+  'route.set',
+  'consent.record',
+  'usage.report',
+  'revenue.record',
+  'pricebook.publish',
+  'notify.creator',
+  'dkim.publish',
+] as const;
+export type CommandType = (typeof COMMAND_TYPES)[number];
+
+/** What the caller signs. `ts` is an ISO-8601 UTC instant; `nonce` is 16+ random bytes, base64url. */
+export interface Command {
+  v: 1;
+  type: CommandType;
+  actor: IdentityId;
+  nonce: string;
+  ts: string;
+  body: { [k: string]: Json };
+}
+
+/** A command with the actor's Ed25519 signature (base64) over the command's domain-separated JCS bytes. */
+export interface SignedCommand {
+  command: Command;
+  sig: string;
+}
+
+export type GateStatus = 'pass' | 'deny' | 'not-enforced';
+
+export interface GateResult {
+  gate: number;
+  status: GateStatus;
+  reason?: string;
+}
+
+export interface Decision {
+  allowed: boolean;
+  gates: GateResult[];
+}
+
+/** One leaf of the ledger, before the platform signs it. */
+export interface EntryBody {
+  v: 1;
+  index: number;
+  /** Platform clock when the entry was appended (ISO-8601 UTC). */
+  at: string;
+  command: SignedCommand;
+  decision: Decision;
+}
+
+/** The leaf as stored: the body plus the platform's Ed25519 signature over its JCS bytes (gate 17). */
+export interface LedgerEntry extends EntryBody {
+  psig: string;
+}
