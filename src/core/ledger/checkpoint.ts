@@ -155,7 +155,7 @@ export function noteKeyId(name: string, publicKeyRaw: Uint8Array): Buffer {
   checkPublicKeyRaw(publicKeyRaw);
   return createHash('sha256')
     .update(Buffer.from(name, 'utf8'))
-    .update(Buffer.from([0x0a]))
+    .update(Buffer.from([0x0a, ED25519_SIG_TYPE]))
     .update(publicKeyRaw)
     .digest()
     .subarray(0, 4);

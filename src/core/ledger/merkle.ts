@@ -43,8 +43,10 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
   return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
 }
 
-/** MTH({}) = SHA-256(""). Callers get copies from rootHash, so mutating one never corrupts this. */
+/** MTH({}) = SHA-256(""). */
 export const EMPTY_ROOT: Buffer = createHash('sha256').digest();
+// A private copy for internal use, so that a caller mutating the exported Buffer changes nothing here.
+const EMPTY: Buffer = Buffer.from(EMPTY_ROOT);
 
 // ---------------------------------------------------------------------------------------------
 // Integer helpers (safe for values up to 2^53)
@@ -139,7 +141,7 @@ export function subtreeHash(src: NodeSource, start: number, end: number): Buffer
   checkCount('end', end);
   if (start > end) throw new RangeError(`start ${start} is after end ${end}`);
   checkWithinSource(src, 'end', end);
-  if (start === end) return Buffer.from(EMPTY_ROOT);
+  if (start === end) return Buffer.from(EMPTY);
   return mth(src, start, end);
 }
 
@@ -147,7 +149,6 @@ function mth(src: NodeSource, start: number, end: number): Buffer {
   const n = end - start;
   const level = log2Exact(n);
   if (level >= 0 && start % n === 0) return lookup(src, level, start / n);
-  if (n === 1) return lookup(src, 0, start); // unreachable: n = 1 is always aligned
   const k = splitPoint(n);
   return nodeHash(mth(src, start, start + k), mth(src, start + k, end));
 }
@@ -155,7 +156,7 @@ function mth(src: NodeSource, start: number, end: number): Buffer {
 export function rootHash(src: NodeSource, size: number): Buffer {
   checkCount('size', size);
   checkWithinSource(src, 'size', size);
-  return size === 0 ? Buffer.from(EMPTY_ROOT) : mth(src, 0, size);
+  return size === 0 ? Buffer.from(EMPTY) : mth(src, 0, size);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -274,7 +275,7 @@ export function verifyConsistency(oldSize: number, newSize: number, oldRoot: Buf
     if (!isCount(oldSize) || !isCount(newSize) || oldSize > newSize) return false;
     if (!isHash(oldRoot) || !isHash(newRoot) || !isProof(proof)) return false;
     if (oldSize === newSize) return proof.length === 0 && sameHash(oldRoot, newRoot);
-    if (oldSize === 0) return proof.length === 0 && sameHash(oldRoot, EMPTY_ROOT);
+    if (oldSize === 0) return proof.length === 0 && sameHash(oldRoot, EMPTY);
     // 0 < oldSize < newSize
     if (proof.length === 0) return false;
     const path: Uint8Array[] = log2Exact(oldSize) >= 0 ? [oldRoot, ...proof] : proof;
