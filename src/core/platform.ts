@@ -32,7 +32,7 @@ export interface OpenPlatform {
 }
 
 /** Creates a data directory with a fresh platform key and the genesis entry (entry 0). */
-export async function initDataDir(dataDir: string, cfg: Partial<PlatformConfig> = {}): Promise<OpenPlatform> {
+export async function initDataDir(dataDir: string, cfg: Partial<PlatformConfig> = {}, opts: Partial<ChokepointOptions> = {}): Promise<OpenPlatform> {
   if (isInitialised(dataDir)) throw new Error(`${dataDir} is already initialised`);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const { privateKey } = generateKeyPair();
@@ -43,7 +43,7 @@ export async function initDataDir(dataDir: string, cfg: Partial<PlatformConfig> 
     edgeAddress: cfg.edgeAddress ?? '127.0.0.1',
   };
   savePrivateKey(join(dataDir, PLATFORM_KEY_FILE), privateKey);
-  const p = await openWithKey(dataDir, privateKey, config);
+  const p = await openWithKey(dataDir, privateKey, config, opts);
   const receipt = await p.chokepoint.submit(
     signCommand(privateKey, 'platform.genesis', {
       name: 'platform',
@@ -69,7 +69,10 @@ async function openWithKey(dataDir: string, platformKey: KeyObject, config: Plat
     platformKey,
     platformId: chokepoint.platformId,
     config,
-    close: () => store.close(),
+    async close() {
+      await chokepoint.close();
+      await store.close();
+    },
   };
 }
 

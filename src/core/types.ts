@@ -72,7 +72,8 @@ export interface EntryBody {
   decision: Decision;
 }
 
-/** The leaf as stored: the body plus the platform's Ed25519 signature over its JCS bytes (gate 17). */
-export interface LedgerEntry extends EntryBody {
-  psig: string;
-}
+/**
+ * The leaf as stored. The platform signs the tree, not each leaf: every commit writes a signed
+ * checkpoint whose root covers every entry (gate 17), so one signature per batch binds them all.
+ */
+export type LedgerEntry = EntryBody;

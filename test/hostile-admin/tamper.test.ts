@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { signCommand } from '../../src/core/identity/envelope.ts';
-import { decodeEntry, encodeEntry, signEntry } from '../../src/core/ledger/ledger.ts';
+import { decodeEntry, encodeEntry } from '../../src/core/ledger/ledger.ts';
 import { MemoryTree } from '../../src/core/ledger/merkle.ts';
 import { formatCheckpoint, signNote } from '../../src/core/ledger/checkpoint.ts';
 import { verifyDataDir } from '../../src/core/policy/verify.ts';
@@ -42,14 +42,13 @@ function entries(db: Database.Database): LedgerEntry[] {
   return (db.prepare('SELECT data FROM ledger_entries ORDER BY idx').all() as { data: Buffer }[]).map((r) => decodeEntry(r.data));
 }
 
-/** Rewrites the whole ledger to `list` the way a careful attacker would: re-signed entries, rebuilt tree, fresh checkpoint. */
+/** Rewrites the whole ledger to `list` the way a careful attacker would: rebuilt tree, freshly signed checkpoint. */
 function rewrite(db: Database.Database, list: LedgerEntry[]): void {
   const tree = new MemoryTree();
   db.exec('DELETE FROM ledger_entries; DELETE FROM ledger_nodes; DELETE FROM ledger_checkpoints;');
   const ins = db.prepare('INSERT INTO ledger_entries (idx, data) VALUES (?, ?)');
   for (const e of list) {
-    const { psig: _psig, ...body } = e;
-    const data = encodeEntry(signEntry(body, p.platformKey));
+    const data = encodeEntry(e);
     ins.run(e.index, data);
     tree.append(data);
   }
@@ -84,8 +83,8 @@ describe('verify detects a hostile admin with root on the database file', () => 
     db.close();
     const r = await verifyDataDir(p.dataDir);
     expect(r.ok).toBe(false);
-    expect(r.problems[0]).toMatchObject({ kind: 'bad-signature', index: row.idx });
-    expect(r.problems.some((x) => x.kind === 'checkpoint')).toBe(true);
+    expect(r.problems[0]!.kind).toBe('checkpoint');
+    expect(r.problems[0]!.message).toMatch(/history was rewritten/);
   });
 
   it('(b) one entry deleted', async () => {
@@ -129,13 +128,10 @@ describe('verify detects a hostile admin with root on the database file', () => 
     const db = await asRoot();
     const list = entries(db);
     const index = list.length;
-    // The attacker holds the platform key (root), so the entry carries a valid platform signature
-    // and the tree and checkpoint are rebuilt: only the gates can tell.
+    // The attacker holds the platform key (root), so the tree and a fresh signed checkpoint are
+    // rebuilt around the forged entry: only the gates can tell.
     const cmd = signCommand(admin.key, 'imvu.scale', { imvu: 'IMVU-001', cpu_cores: 1 });
-    const forged = signEntry(
-      { v: 1, index, at: cmd.command.ts, command: cmd, decision: { allowed: true, gates: [{ gate: 15, status: 'pass' }] } },
-      p.platformKey,
-    );
+    const forged: LedgerEntry = { v: 1, index, at: cmd.command.ts, command: cmd, decision: { allowed: true, gates: [{ gate: 15, status: 'pass' }] } };
     rewrite(db, [...list, forged]);
     db.prepare("UPDATE envelopes SET cpu_cores = 1, entry = ? WHERE imvu = 'IMVU-001'").run(index);
     db.close();
@@ -149,8 +145,8 @@ describe('verify detects a hostile admin with root on the database file', () => 
     const saved = await p.chokepoint.ledger.checkpoint();
     const db = await asRoot();
     const list = entries(db);
-    // Rewrite history invisibly to replay: move the time of an old entry by a millisecond and
-    // re-sign everything with the platform key.
+    // Rewrite history invisibly to replay: move the time of an old entry by a millisecond, rebuild
+    // the tree and re-sign a checkpoint with the platform key.
     const victim = list.findIndex((e) => e.command.command.type === 'dns.record.add');
     list[victim] = { ...list[victim]!, at: new Date(Date.parse(list[victim]!.at) + 1).toISOString() };
     rewrite(db, list);

@@ -19,7 +19,6 @@ export function fakeEntry({ index, type, body, ts = '2025-12-15T12:00:00Z', allo
       sig: 'fake-signature',
     },
     decision: { allowed, gates: [] },
-    psig: 'fake-platform-signature',
   };
 }
 

@@ -20,6 +20,19 @@ export function publicKeyRaw(key: KeyObject): Buffer {
   return pub.export({ format: 'der', type: 'spki' }).subarray(-32);
 }
 
+const keyCache = new Map<string, KeyObject>();
+
+/** publicKeyFromRaw for a base64 key, cached: identities are immutable and key parsing costs ~75 µs. */
+export function cachedPublicKey(base64: string): KeyObject {
+  let key = keyCache.get(base64);
+  if (!key) {
+    key = publicKeyFromRaw(Buffer.from(base64, 'base64'));
+    if (keyCache.size >= 10_000) keyCache.clear();
+    keyCache.set(base64, key);
+  }
+  return key;
+}
+
 export function publicKeyFromRaw(raw: Uint8Array): KeyObject {
   if (raw.length !== 32) throw new Error(`an Ed25519 public key is 32 bytes, got ${raw.length}`);
   return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: 'der', type: 'spki' });

@@ -1,31 +1,11 @@
-import { sign, verify, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { canonicalBytes } from './canonical.ts';
 import { leafHash, nodeHash, EMPTY_ROOT, inclusionProof, consistencyProof, type StoredNode } from './merkle.ts';
 import { formatCheckpoint, signNote } from './checkpoint.ts';
-import type { EntryBody, LedgerEntry } from '../types.ts';
+import type { LedgerEntry } from '../types.ts';
 import type { Store, WriteTx } from '../store/index.ts';
 
-const ENTRY_CONTEXT = Buffer.from('nexus-entry-v1\n', 'utf8');
-
-export function entrySigningBytes(body: EntryBody): Buffer {
-  return Buffer.concat([ENTRY_CONTEXT, canonicalBytes(body)]);
-}
-
-export function signEntry(body: EntryBody, platformKey: KeyObject): LedgerEntry {
-  return { ...body, psig: sign(null, entrySigningBytes(body), platformKey).toString('base64') };
-}
-
-export function verifyEntrySignature(entry: LedgerEntry, platformPublicKey: KeyObject): boolean {
-  try {
-    const { psig, ...body } = entry;
-    const sig = Buffer.from(psig, 'base64');
-    return sig.length === 64 && verify(null, entrySigningBytes(body as EntryBody), platformPublicKey, sig);
-  } catch {
-    return false;
-  }
-}
-
-/** The bytes that are hashed into the tree and stored: the canonical encoding of the signed entry. */
+/** The bytes that are hashed into the tree and stored: the canonical encoding of the entry. */
 export function encodeEntry(entry: LedgerEntry): Buffer {
   return canonicalBytes(entry);
 }

@@ -2,9 +2,10 @@
 // (allowed or denied, with reasons) -> projections (only if allowed).
 import { z } from 'zod';
 import type { KeyObject } from 'node:crypto';
-import { identityIdFromPublicKey, publicKeyFromRaw, publicKeyRaw } from '../identity/keys.ts';
-import { signCommand, verifyCommandSignature } from '../identity/envelope.ts';
-import { Ledger, encodeEntry, signEntry, type Appender } from '../ledger/ledger.ts';
+import { cachedPublicKey, identityIdFromPublicKey, publicKeyRaw } from '../identity/keys.ts';
+import { commandSigningBytes, signCommand, verifyCommandSignature } from '../identity/envelope.ts';
+import { VerifyPool } from '../identity/verify-pool.ts';
+import { Ledger, encodeEntry, type Appender } from '../ledger/ledger.ts';
 import { parsePriceBook, assertPriceBookTiming } from '../handshake/index.ts';
 import type { SqlReader, Store, WriteTx } from '../store/index.ts';
 import { COMMAND_TYPES, type Command, type CommandType, type Decision, type GateResult, type Json, type LedgerEntry, type SignedCommand } from '../types.ts';
@@ -48,8 +49,15 @@ function denied(gates: GateResult[]): Decision {
   return { allowed: false, gates };
 }
 
+export interface DecideOptions {
+  windowMs?: number;
+  /** A signature verdict computed ahead of time for this input and key (base64), if any. */
+  preverified?: (input: unknown, publicKey: string) => boolean | undefined;
+}
+
 /** Decides a command against the state in `db` as of ledger position `index` and platform time `at`. Pure in (db, input, index, at). */
-export async function decide(db: SqlReader, input: unknown, index: number, at: string, windowMs = DEFAULT_WINDOW_MS): Promise<Verdict> {
+export async function decide(db: SqlReader, input: unknown, index: number, at: string, opts: DecideOptions = {}): Promise<Verdict> {
+  const windowMs = opts.windowMs ?? DEFAULT_WINDOW_MS;
   const audit = pass(11, `recorded as ledger entry ${index}`);
   const size = Buffer.byteLength(JSON.stringify(input) ?? '');
   if (size > MAX_COMMAND_BYTES) return { decision: denied([deny(1, `command of ${size} bytes exceeds ${MAX_COMMAND_BYTES}`), audit]) };
@@ -61,21 +69,24 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
 
   // Gate 1, first half: who signed, and is it fresh.
   let key: KeyObject;
+  let keyB64: string;
   const actor = await db.get<IdentityRow>('SELECT * FROM identities WHERE id = ?', [cmd.actor]);
   const selfCertifying = cmd.type === 'platform.genesis' || (cmd.type === 'identity.register' && !actor);
   try {
     if (selfCertifying) {
-      const raw = Buffer.from(String(cmd.body.publicKey ?? ''), 'base64');
-      if (identityIdFromPublicKey(raw) !== cmd.actor) return { decision: denied([deny(1, 'actor id does not match the public key it registers'), audit]) };
-      key = publicKeyFromRaw(raw);
+      keyB64 = String(cmd.body.publicKey ?? '');
+      if (identityIdFromPublicKey(Buffer.from(keyB64, 'base64')) !== cmd.actor)
+        return { decision: denied([deny(1, 'actor id does not match the public key it registers'), audit]) };
     } else {
       if (!actor) return { decision: denied([deny(1, `unknown identity ${cmd.actor}`), audit]) };
-      key = publicKeyFromRaw(Buffer.from(actor.public_key, 'base64'));
+      keyB64 = actor.public_key;
     }
+    key = cachedPublicKey(keyB64);
   } catch (err) {
     return { decision: denied([deny(1, `bad public key: ${(err as Error).message}`), audit]) };
   }
-  if (!verifyCommandSignature(signed, key)) return { decision: denied([deny(1, `signature does not verify for ${actor?.name ?? cmd.actor}`), audit]) };
+  const signatureOk = opts.preverified?.(input, keyB64) ?? verifyCommandSignature(signed, key);
+  if (!signatureOk) return { decision: denied([deny(1, `signature does not verify for ${actor?.name ?? cmd.actor}`), audit]) };
   const spent = { actor: cmd.actor, nonce: cmd.nonce };
   const base = { command: cmd, actor };
   if (await db.get('SELECT 1 AS x FROM nonces WHERE actor = ? AND nonce = ?', [cmd.actor, cmd.nonce]))
@@ -119,8 +130,8 @@ async function applyVerdict(tx: WriteTx, v: Verdict, index: number, at: string):
 }
 
 /** Replays one recorded entry into `tx` (a fresh store, for the verifier) and returns the decision the gates reach now. */
-export async function replayEntry(tx: WriteTx, entry: LedgerEntry, windowMs = DEFAULT_WINDOW_MS): Promise<Decision> {
-  const v = await decide(tx, entry.command, entry.index, entry.at, windowMs);
+export async function replayEntry(tx: WriteTx, entry: LedgerEntry, opts: DecideOptions = {}): Promise<Decision> {
+  const v = await decide(tx, entry.command, entry.index, entry.at, opts);
   await applyVerdict(tx, v, entry.index, entry.at);
   return v.decision;
 }
@@ -144,14 +155,27 @@ export interface ChokepointOptions {
   clock?: () => Date;
   windowMs?: number;
   maxBatch?: number;
+  /** Verify signatures on worker threads ahead of the commit loop (the daemon turns this on). */
+  parallelVerify?: boolean;
   /** Platform-originated commands to append after an allowed one (e.g. DKIM keys for a new IMVU). */
   provision?: (command: Command, index: number, db: SqlReader) => Promise<FollowUp[]>;
 }
 
 interface Pending {
   input: unknown;
+  ready: Promise<void>;
   resolve: (r: Receipt) => void;
   reject: (e: unknown) => void;
+}
+
+/** A copy that is plain JSON, so the recorded entry is exactly what was decided on. */
+function plainCopy(input: unknown): unknown {
+  try {
+    const text = JSON.stringify(input);
+    return text === undefined ? null : (JSON.parse(text) as unknown);
+  } catch {
+    return { unserialisable: true };
+  }
 }
 
 const NOTIFY_GATES = new Set([14, 15]);
@@ -159,6 +183,9 @@ const NOTIFY_GATES = new Set([14, 15]);
 export class Chokepoint {
   private pending: Pending[] = [];
   private flushing = false;
+  private readonly pool: VerifyPool | undefined;
+  private readonly verdicts = new WeakMap<object, { key: string; ok: boolean }>();
+  private readonly knownKeys = new Map<string, string>();
   readonly platformId: string;
 
   private constructor(
@@ -167,6 +194,11 @@ export class Chokepoint {
     private readonly opts: ChokepointOptions,
   ) {
     this.platformId = identityIdFromPublicKey(publicKeyRaw(opts.platformKey));
+    this.pool = opts.parallelVerify ? new VerifyPool() : undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.pool?.close();
   }
 
   static async open(store: Store, opts: ChokepointOptions): Promise<Chokepoint> {
@@ -187,9 +219,11 @@ export class Chokepoint {
    * Submits a command. Concurrent submissions are committed together (group commit); the promise
    * resolves only after the batch, its ledger entries and the new signed checkpoint are durable.
    */
-  submit(input: unknown): Promise<Receipt> {
+  submit(raw: unknown): Promise<Receipt> {
+    const input = plainCopy(raw);
+    const ready = this.pool ? this.preverify(input) : Promise.resolve();
     return new Promise<Receipt>((resolve, reject) => {
-      this.pending.push({ input, resolve, reject });
+      this.pending.push({ input, ready, resolve, reject });
       if (!this.flushing) {
         this.flushing = true;
         setImmediate(() => void this.flush());
@@ -197,9 +231,30 @@ export class Chokepoint {
     });
   }
 
+  /** Checks the signature on a worker thread; decide() uses the verdict only if it ends up using the same key. */
+  private async preverify(input: unknown): Promise<void> {
+    try {
+      const signed = input as SignedCommand;
+      const cmd = signed?.command;
+      if (!cmd || typeof cmd.actor !== 'string' || typeof signed.sig !== 'string' || typeof cmd.body !== 'object' || !cmd.body) return;
+      let key = this.knownKeys.get(cmd.actor);
+      if (!key) {
+        const row = await this.store.get<{ public_key: string }>('SELECT public_key FROM identities WHERE id = ?', [cmd.actor]);
+        key = row?.public_key ?? (typeof cmd.body.publicKey === 'string' ? cmd.body.publicKey : undefined);
+        if (row) this.knownKeys.set(cmd.actor, row.public_key);
+      }
+      if (!key) return;
+      const [ok] = await this.pool!.verifyMany([{ message: commandSigningBytes(cmd), publicKey: key, sig: signed.sig }]);
+      this.verdicts.set(signed, { key, ok: ok! });
+    } catch {
+      // Anything odd is left to decide(), which verifies on the spot.
+    }
+  }
+
   private async flush(): Promise<void> {
     while (this.pending.length > 0) {
       const batch = this.pending.splice(0, this.opts.maxBatch ?? 1024);
+      await Promise.all(batch.map((p) => p.ready));
       try {
         const receipts = await this.ledger.batch(async (log, tx) => {
           const out: Receipt[] = [];
@@ -217,7 +272,13 @@ export class Chokepoint {
   private async process(tx: WriteTx, log: Appender, input: unknown): Promise<Receipt> {
     const at = this.now();
     const index = log.next;
-    const verdict = await decide(tx, input, index, at, this.opts.windowMs);
+    const verdict = await decide(tx, input, index, at, {
+      windowMs: this.opts.windowMs,
+      preverified: (signed, key) => {
+        const v = typeof signed === 'object' && signed ? this.verdicts.get(signed) : undefined;
+        return v && v.key === key ? v.ok : undefined;
+      },
+    });
     await tx.run('SAVEPOINT apply');
     try {
       await applyVerdict(tx, verdict, index, at);
@@ -228,7 +289,7 @@ export class Chokepoint {
       await tx.run('RELEASE apply');
       throw err;
     }
-    const entry = signEntry({ v: 1, index, at, command: input as SignedCommand, decision: verdict.decision }, this.opts.platformKey);
+    const entry: LedgerEntry = { v: 1, index, at, command: input as SignedCommand, decision: verdict.decision };
     await log.append(encodeEntry(entry));
     const receipt: Receipt = { index, allowed: verdict.decision.allowed, gates: verdict.decision.gates, followUps: [] };
     for (const f of await this.followUps(tx, verdict, index)) receipt.followUps.push(await this.process(tx, log, this.platformCommand(f.type, f.body)));
