@@ -217,3 +217,37 @@ describe('gateStatus', () => {
     expect(gates.filter((g) => g.status === 'not-yet-enforced').map((g) => g.number)).toEqual([2, 5, 7, 8, 12, 16]);
   });
 });
+
+describe('parallel signature verification', () => {
+  it('reaches the same decisions as verifying inline, under concurrent load', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { initDataDir } = await import('../platform.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'nexus-par-'));
+    const q = await initDataDir(dir, {}, { parallelVerify: true });
+    try {
+      const { privateKey } = generateKeyPair();
+      const { publicKeyRaw, identityIdFromPublicKey } = await import('../identity/keys.ts');
+      const raw = publicKeyRaw(privateKey).toString('base64');
+      const id = identityIdFromPublicKey(publicKeyRaw(privateKey));
+      const mallory = generateKeyPair().privateKey;
+      // Registration and use in the same burst: the second depends on the first being committed.
+      const burst = [
+        signCommand(privateKey, 'identity.register', { name: 'zed', role: 'creator', publicKey: raw }),
+        signCommand(privateKey, 'imvu.create', { name: 'Zed', owner: id, jurisdiction: 'US-CCPA' }),
+      ];
+      for (let i = 0; i < 50; i++) {
+        const good = signCommand(privateKey, 'consent.record', { imvu: 'IMVU-001', subject: id, purpose: `p${i}`, granted: true });
+        burst.push(i % 5 === 0 ? { ...good, sig: signCommand(mallory, 'consent.record', good.command.body).sig } : good);
+      }
+      const receipts = await Promise.all(burst.map((c) => q.chokepoint.submit(c)));
+      expect(receipts[0]!.allowed && receipts[1]!.allowed).toBe(true);
+      receipts.slice(2).forEach((r, i) => expect(r.allowed, `command ${i}`).toBe(i % 5 !== 0));
+      expect(receipts.slice(2).filter((r) => !r.allowed).every((r) => r.gates[0]!.reason!.includes('signature does not verify'))).toBe(true);
+    } finally {
+      await q.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
