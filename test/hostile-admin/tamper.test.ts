@@ -159,3 +159,13 @@ describe('verify detects a hostile admin with root on the database file', () => 
     expect(r.problems[0]!.message).toMatch(/tree size \d+\) is not a prefix of the log/);
   });
 });
+
+describe('replay reproduces projections byte for byte', () => {
+  it('whatever key order the client sent (route policy stored as JSON)', async () => {
+    const policy = { restricted: [], public: [{ backend: 'web', path: '/*' }], private: [{ require_identity: true, path: '/in/*', backend: 'api' }] };
+    expect((await p.as(alice, 'route.set', { policy, imvu: 'IMVU-001' })).allowed).toBe(true);
+    await p.close();
+    const r = await verifyDataDir(p.dataDir);
+    expect(r.problems).toEqual([]);
+  });
+});

@@ -6,6 +6,7 @@ import { cachedPublicKey, identityIdFromPublicKey, publicKeyRaw } from '../ident
 import { commandSigningBytes, signCommand, verifyCommandSignature } from '../identity/envelope.ts';
 import { VerifyPool } from '../identity/verify-pool.ts';
 import { Ledger, encodeEntry, type Appender } from '../ledger/ledger.ts';
+import { canonicalJson } from '../ledger/canonical.ts';
 import { parsePriceBook, assertPriceBookTiming } from '../handshake/index.ts';
 import type { SqlReader, Store, WriteTx } from '../store/index.ts';
 import { COMMAND_TYPES, type Command, type CommandType, type Decision, type GateResult, type Json, type LedgerEntry, type SignedCommand } from '../types.ts';
@@ -168,11 +169,13 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
-/** A copy that is plain JSON, so the recorded entry is exactly what was decided on. */
+/**
+ * A canonical (JCS) copy: the object decided on and applied has exactly the bytes and key order
+ * that are recorded, so a replay from the recorded bytes writes identical projections.
+ */
 function plainCopy(input: unknown): unknown {
   try {
-    const text = JSON.stringify(input);
-    return text === undefined ? null : (JSON.parse(text) as unknown);
+    return input === undefined ? null : (JSON.parse(canonicalJson(input)) as unknown);
   } catch {
     return { unserialisable: true };
   }
