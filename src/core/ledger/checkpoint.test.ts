@@ -154,6 +154,16 @@ describe('checkpoint: keys', () => {
     expect(noteKeyId(enoch.name, enoch.publicKeyRaw).toString('hex')).toBe('af0cfe78');
   });
 
+  it('round-trips verifier keys whose base64 material contains +', () => {
+    for (let i = 0; i < 64; i++) {
+      const raw = rawPub(keyFromSeed(Buffer.alloc(32, i)));
+      const vkey = verifierKey('nexus.local/log', raw);
+      const parsed = parseVerifierKey(vkey);
+      expect(Buffer.from(parsed.publicKeyRaw).equals(raw), vkey).toBe(true);
+    }
+    expect([...Array(64).keys()].some((i) => verifierKey('n', rawPub(keyFromSeed(Buffer.alloc(32, i)))).split('+').length > 3)).toBe(true);
+  });
+
   it('derives the verifier key from the Go reference signer key', () => {
     const seed = Buffer.from(PETER_SKEY_B64, 'base64');
     expect(seed[0]).toBe(0x01);

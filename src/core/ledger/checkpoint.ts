@@ -170,9 +170,13 @@ export function verifierKey(name: string, publicKeyRaw: Uint8Array): string {
 /** Inverse of verifierKey; throws unless the key is a well-formed Ed25519 verifier key whose ID matches. */
 export function parseVerifierKey(vkey: string): NoteVerifier {
   if (typeof vkey !== 'string' || vkey.length > 4096) throw new Error('verifier key must be a short string');
-  const parts = vkey.split('+');
-  if (parts.length !== 3) throw new Error('verifier key must have the form <name>+<key id>+<key>');
-  const [name, idHex, keyB64] = parts as [string, string, string];
+  // Names cannot contain '+', but base64 key material can: split at the first two only.
+  const first = vkey.indexOf('+');
+  const second = first < 0 ? -1 : vkey.indexOf('+', first + 1);
+  if (second < 0) throw new Error('verifier key must have the form <name>+<key id>+<key>');
+  const name = vkey.slice(0, first);
+  const idHex = vkey.slice(first + 1, second);
+  const keyB64 = vkey.slice(second + 1);
   checkKeyName(name);
   if (!/^[0-9a-fA-F]{8}$/.test(idHex)) throw new Error(`verifier key ID ${describe(idHex)} is not 8 hex digits`);
   const key = decodeBase64Strict(keyB64);

@@ -251,3 +251,15 @@ describe('parallel signature verification', () => {
     }
   });
 });
+
+describe('delegations', () => {
+  it('allows glue for the delegated name servers and refuses anything else below the cut', async () => {
+    const alice = await p.register('dora', 'creator');
+    await p.as(alice, 'imvu.create', { name: 'Deleg', owner: alice.id, jurisdiction: 'US-CCPA' });
+    const zone = 'imvu001.world';
+    expect((await p.as(alice, 'dns.record.add', { zone, name: 'sub', type: 'NS', value: `ns1.sub.${zone}.` })).allowed).toBe(true);
+    expect((await p.as(alice, 'dns.record.add', { zone, name: 'ns1.sub', type: 'A', value: '192.0.2.53' })).allowed).toBe(true);
+    expect(deniedBy(await p.as(alice, 'dns.record.add', { zone, name: 'www.sub', type: 'A', value: '192.0.2.54' }))).toEqual([4]);
+    expect(deniedBy(await p.as(alice, 'dns.record.add', { zone, name: 'ns1.sub', type: 'TXT', value: 'x' }))).toEqual([4]);
+  });
+});

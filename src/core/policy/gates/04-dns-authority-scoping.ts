@@ -26,8 +26,15 @@ export const gate: Gate = {
     const rows = await ctx.db.all<{ name: string; imvu: string }>('SELECT name, imvu FROM domains WHERE imvu <> ?', [z.imvu]);
     for (const d of rows) if (isWithin(name, d.name)) return deny(4, `${name} belongs to ${d.imvu} (${d.name})`);
     const cuts = await ctx.db.all<{ name: string }>("SELECT DISTINCT name FROM records WHERE zone = ? AND type = 'NS' AND name <> ?", [zone, zone]);
-    for (const c of cuts)
-      if (name !== c.name && isWithin(name, c.name)) return deny(4, `${name} lies below the delegation ${c.name}`);
+    for (const c of cuts) {
+      if (name === c.name || !isWithin(name, c.name)) continue;
+      // Glue: an address record for a name server the delegation itself names.
+      const type = String(ctx.body.type);
+      const glue =
+        (type === 'A' || type === 'AAAA') &&
+        (await ctx.db.get("SELECT 1 AS x FROM records WHERE zone = ? AND name = ? AND type = 'NS' AND value = ?", [zone, c.name, `${name}.`]));
+      if (!glue) return deny(4, `${name} lies below the delegation ${c.name}`);
+    }
     return pass(4, `${ctx.actor?.name} may change ${name} in ${zone} (${z.imvu})`);
   },
 };
