@@ -1,0 +1,33 @@
+// Stand-alone daemon entry: `node --import tsx src/api/daemon.ts [--data DIR] [--port N] [--host H]
+// [--log-level L] [--suffix S] [--config FILE]`. The CLI's `nexus serve` calls the same serve().
+import { parseArgs } from 'node:util';
+import { serve } from './server.ts';
+
+async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      data: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'log-level': { type: 'string' },
+      suffix: { type: 'string' },
+      config: { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  await serve({
+    ...(values.data !== undefined ? { dataDir: values.data } : {}),
+    ...(values.port !== undefined ? { port: values.port } : {}),
+    ...(values.host !== undefined ? { host: values.host } : {}),
+    ...(values['log-level'] !== undefined ? { logLevel: values['log-level'] } : {}),
+    ...(values.suffix !== undefined ? { suffix: values.suffix } : {}),
+    ...(values.config !== undefined ? { config: values.config } : {}),
+  });
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`nexus serve: ${String((err as Error)?.message ?? err).split('\n')[0]}\n`);
+  process.exit(2);
+});

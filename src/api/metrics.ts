@@ -1,0 +1,49 @@
+// Prometheus metrics of one server instance (its own registry, so several servers can share a process).
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { COMMAND_TYPES } from '../core/types.ts';
+
+export type Outcome = 'allowed' | 'denied' | 'error';
+
+export interface Metrics {
+  registry: Registry;
+  command(type: unknown, outcome: Outcome): void;
+  request(method: string, route: string, status: number, seconds: number): void;
+}
+
+const KNOWN = new Set<string>(COMMAND_TYPES);
+
+export function createMetrics(ledgerSize: () => Promise<number>): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'nexus_' });
+  const commands = new Counter({
+    name: 'nexus_commands_total',
+    help: 'Commands submitted over the API, by command type and outcome (allowed, denied, error = not recorded).',
+    labelNames: ['type', 'outcome'] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'nexus_ledger_size',
+    help: 'Entries in the ledger (committed).',
+    registers: [registry],
+    async collect() {
+      this.set(await ledgerSize());
+    },
+  });
+  const durations = new Histogram({
+    name: 'nexus_http_request_duration_seconds',
+    help: 'HTTP request durations by method, route and status code.',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  return {
+    registry,
+    command(type, outcome) {
+      // Unknown types come from clients: fold them into one label so they cannot blow up cardinality.
+      commands.inc({ type: typeof type === 'string' && KNOWN.has(type) ? type : 'invalid', outcome });
+    },
+    request(method, route, status, seconds) {
+      durations.observe({ method, route, status: String(status) }, seconds);
+    },
+  };
+}

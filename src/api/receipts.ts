@@ -1,0 +1,61 @@
+// From a chokepoint receipt to an HTTP status, as docs/API.md specifies:
+//   allowed -> 200 (201 for a creation); gate 0 -> 400 (404 when the IMVU or zone it names does
+//   not exist); gate 1 -> 401; any other gate -> 403 (404 for a zone that is not hosted here).
+import type { Receipt } from '../core/policy/chokepoint.ts';
+import type { SqlReader } from '../core/store/index.ts';
+import type { CommandType, GateResult } from '../core/types.ts';
+
+/** Commands that bring a named thing into existence answer 201. */
+export const CREATIONS: ReadonlySet<CommandType> = new Set<CommandType>([
+  'identity.register',
+  'imvu.create',
+  'member.add',
+  'domain.claim',
+  'dns.record.add',
+  'mailbox.add',
+]);
+
+function field(input: unknown, name: string): unknown {
+  const command = (input as { command?: { body?: Record<string, unknown> } } | null)?.command;
+  const body = command?.body;
+  return body !== null && typeof body === 'object' ? body[name] : undefined;
+}
+
+export function commandType(input: unknown): unknown {
+  const command = (input as { command?: unknown } | null)?.command;
+  return command !== null && typeof command === 'object' ? (command as { type?: unknown }).type : undefined;
+}
+
+async function namesMissing(db: SqlReader, input: unknown, what: 'imvu' | 'zone'): Promise<boolean> {
+  const v = field(input, what);
+  if (typeof v !== 'string') return false;
+  const sql = what === 'imvu' ? 'SELECT 1 AS x FROM imvus WHERE id = ?' : 'SELECT 1 AS x FROM zones WHERE name = ?';
+  return !(await db.get(sql, [what === 'zone' ? v.toLowerCase() : v]));
+}
+
+export interface Outcome {
+  status: number;
+  /** "gate N: reason" of the deciding denial. */
+  error?: string;
+}
+
+const oneLine = (g: GateResult) => `gate ${g.gate}: ${(g.reason ?? 'denied').replace(/\s+/g, ' ')}`;
+
+export async function outcome(db: SqlReader, input: unknown, receipt: Receipt): Promise<Outcome> {
+  if (receipt.allowed) {
+    const type = commandType(input) as CommandType;
+    return { status: CREATIONS.has(type) ? 201 : 200 };
+  }
+  const denies = receipt.gates.filter((g) => g.status === 'deny');
+  // Gate 0 is only reached once the signature verified, so reporting it first leaks nothing.
+  const g0 = denies.find((g) => g.gate === 0);
+  if (g0) {
+    const missing = (await namesMissing(db, input, 'imvu')) || (await namesMissing(db, input, 'zone'));
+    return { status: missing ? 404 : 400, error: oneLine(g0) };
+  }
+  const g1 = denies.find((g) => g.gate === 1);
+  if (g1) return { status: 401, error: oneLine(g1) };
+  const first = denies[0];
+  if (!first) return { status: 403, error: 'denied' };
+  return { status: (await namesMissing(db, input, 'zone')) ? 404 : 403, error: oneLine(first) };
+}

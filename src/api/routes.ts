@@ -1,0 +1,287 @@
+// The route table of the HTTP API (docs/API.md): one entry per route, with the zod schemas that
+// validate its path and query and describe it in the OpenAPI document. Mutations share one
+// handler that hands the signed command to the chokepoint; reads only query committed state.
+import { z } from 'zod';
+import type { OpenPlatform } from '../core/platform.ts';
+import { gateStatus } from '../core/policy/gate-status.ts';
+import { decodeEntry } from '../core/ledger/ledger.ts';
+import { leafHash } from '../core/ledger/merkle.ts';
+import { verifierKey } from '../core/ledger/checkpoint.ts';
+import { statement, statementToJson } from '../core/handshake/index.ts';
+import type { CommandType, LedgerEntry } from '../core/types.ts';
+import { imvuSummary, listImvus, mailboxesOf, routesOf, zoneView } from '../imvu/summary.ts';
+import type { Metrics } from './metrics.ts';
+import { commandType, outcome } from './receipts.ts';
+import { MAX_ENTRIES_PER_CALL, Params, Queries } from './schemas.ts';
+
+export class HttpError extends Error {
+  constructor(
+    readonly statusCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ApiContext {
+  platform: OpenPlatform;
+  metrics: Metrics;
+  /** The OpenAPI document (built once from this table). */
+  openapi: () => unknown;
+}
+
+export interface Reply {
+  status?: number;
+  body: unknown;
+  contentType?: string;
+}
+
+type Shape = z.core.$ZodShape;
+type ObjectSchema = z.ZodObject<Shape, z.core.$ZodObjectConfig>;
+
+export interface RouteDef {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  /** Fastify syntax (`/v1/imvus/:id`). */
+  path: string;
+  summary: string;
+  params: ObjectSchema;
+  query: ObjectSchema;
+  /** Mutations: the command type the body must carry ('any' for the generic entry point). */
+  command?: CommandType | 'any';
+  /** Mutations: the path parameter that must equal a field of the command's body. */
+  bind?: { param: string; field: string };
+  /** Content type of a successful answer (default application/json). */
+  produces?: string;
+  handle(ctx: ApiContext, req: { params: Record<string, unknown>; query: Record<string, unknown>; body: unknown }): Promise<Reply>;
+}
+
+const NoParams: ObjectSchema = z.object({}).strict();
+const AnyQuery: ObjectSchema = z.object({});
+
+function read<P extends ObjectSchema, Q extends ObjectSchema>(
+  path: string,
+  summary: string,
+  schemas: { params?: P; query?: Q; produces?: string },
+  fn: (ctx: ApiContext, req: { params: z.output<P>; query: z.output<Q> }) => Promise<Reply>,
+): RouteDef {
+  return {
+    method: 'GET',
+    path,
+    summary,
+    params: schemas.params ?? NoParams,
+    query: schemas.query ?? AnyQuery,
+    ...(schemas.produces ? { produces: schemas.produces } : {}),
+    handle: (ctx, req) => fn(ctx, req as unknown as { params: z.output<P>; query: z.output<Q> }),
+  };
+}
+
+function mutation(method: RouteDef['method'], path: string, command: CommandType | 'any', summary: string, bind?: RouteDef['bind']): RouteDef {
+  const params = bind ? (bind.param === 'zone' ? Params.zone : Params.imvu) : NoParams;
+  return {
+    method,
+    path,
+    summary,
+    params,
+    query: AnyQuery,
+    command,
+    ...(bind ? { bind } : {}),
+    handle: (ctx, req) => submit(ctx, { command, ...(bind ? { bind } : {}) }, req.params, req.body),
+  };
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/**
+ * The one mutation handler. The HTTP layer refuses (400, nothing recorded) only what is not a
+ * JSON object, or a command addressed to the wrong route; everything else goes to the chokepoint,
+ * which verifies, decides and records it, allowed or denied.
+ */
+async function submit(ctx: ApiContext, route: Pick<RouteDef, 'command' | 'bind'>, params: Record<string, unknown>, body: unknown): Promise<Reply> {
+  if (!isObject(body)) throw new HttpError(400, 'body must be a JSON object: a signed command { "command": { ... }, "sig": "..." }');
+  const command = body.command;
+  if (isObject(command)) {
+    if (route.command !== 'any' && typeof command.type === 'string' && command.type !== route.command)
+      throw new HttpError(400, `this route takes ${route.command} commands, not ${command.type} (POST /v1/commands takes any type)`);
+    if (route.bind && isObject(command.body)) {
+      const want = String(params[route.bind.param]);
+      const got = command.body[route.bind.field];
+      const same = typeof got === 'string' && (route.bind.field === 'zone' ? got.toLowerCase() === want.toLowerCase() : got === want);
+      if (!same) throw new HttpError(400, `the path names ${route.bind.field} ${want} but the command's body.${route.bind.field} is ${JSON.stringify(got) ?? 'missing'}`);
+    }
+  }
+  const { store, chokepoint } = ctx.platform;
+  const receipt = await chokepoint.submit(body).catch((err: unknown) => {
+    ctx.metrics.command(commandType(body), 'error');
+    throw err;
+  });
+  ctx.metrics.command(commandType(body), receipt.allowed ? 'allowed' : 'denied');
+  const out = await outcome(store, body, receipt);
+  const result: Record<string, unknown> = { index: receipt.index, allowed: receipt.allowed, gates: receipt.gates, followUps: receipt.followUps };
+  if (out.error) return { status: out.status, body: { error: out.error, ...result } };
+  const type = commandType(body);
+  if (type === 'imvu.create') {
+    const row = await store.get<{ id: string }>('SELECT id FROM imvus WHERE entry = ?', [receipt.index]);
+    if (row) result.imvu = await imvuSummary(store, row.id);
+  } else if (type === 'identity.register') {
+    const row = await store.get<IdentityRow>('SELECT id, name, role, public_key FROM identities WHERE entry = ?', [receipt.index]);
+    if (row) result.identity = identityView(row);
+  }
+  return { status: out.status, body: result };
+}
+
+type IdentityRow = { id: string; name: string; role: string; public_key: string };
+const identityView = (r: IdentityRow) => ({ id: r.id, name: r.name, role: r.role, publicKey: r.public_key });
+
+async function ledgerSize(ctx: ApiContext): Promise<number> {
+  // The committed size (the in-memory frontier may run ahead of the commit by a moment).
+  return ctx.platform.store.ledgerSize();
+}
+
+async function mustExist(ctx: ApiContext, imvu: string): Promise<void> {
+  if (!(await ctx.platform.store.get('SELECT 1 AS x FROM imvus WHERE id = ?', [imvu]))) throw new HttpError(404, `unknown IMVU ${imvu}`);
+}
+
+async function entriesBetween(ctx: ApiContext, from: number, to: number): Promise<LedgerEntry[]> {
+  return (await ctx.platform.store.readEntries(from, to)).map(decodeEntry);
+}
+
+/** Ledger indices that concern an IMVU: commands naming it or one of its zones, and its creation. */
+async function imvuEntryFilter(ctx: ApiContext, imvu: string): Promise<(e: LedgerEntry) => boolean> {
+  const db = ctx.platform.store;
+  const created = await db.get<{ entry: number }>('SELECT entry FROM imvus WHERE id = ?', [imvu]);
+  const zones = new Set((await db.all<{ name: string }>('SELECT name FROM zones WHERE imvu = ?', [imvu])).map((z) => z.name));
+  return (e) => {
+    const body = (e.command as { command?: { body?: Record<string, unknown> } } | undefined)?.command?.body;
+    if (e.index === created?.entry) return true;
+    if (!isObject(body)) return false;
+    return body.imvu === imvu || (typeof body.zone === 'string' && zones.has(body.zone.toLowerCase()));
+  };
+}
+
+export const ROUTES: RouteDef[] = [
+  // ---- mutations: a signed command in the body
+  mutation('POST', '/v1/commands', 'any', 'Submit any signed command'),
+  mutation('POST', '/v1/identities', 'identity.register', 'Register an identity (creators and members sign for themselves; admins and services are registered by the platform)'),
+  mutation('POST', '/v1/imvus', 'imvu.create', 'Create an IMVU in one command: envelope, domain, zone, DKIM, mailboxes, routes'),
+  mutation('POST', '/v1/imvus/:id/scale', 'imvu.scale', 'Change the compute envelope', { param: 'id', field: 'imvu' }),
+  mutation('POST', '/v1/imvus/:id/suspend', 'imvu.suspend', 'Suspend an IMVU (admin; the creator is notified)', { param: 'id', field: 'imvu' }),
+  mutation('POST', '/v1/imvus/:id/resume', 'imvu.resume', 'Resume a suspended IMVU', { param: 'id', field: 'imvu' }),
+  mutation('POST', '/v1/imvus/:id/exit', 'imvu.exit', "Exit (the creator's signature alone; suspension cannot block it)", { param: 'id', field: 'imvu' }),
+  mutation('POST', '/v1/imvus/:id/members', 'member.add', 'Add a member', { param: 'id', field: 'imvu' }),
+  mutation('POST', '/v1/imvus/:id/domains', 'domain.claim', 'Claim a domain', { param: 'id', field: 'imvu' }),
+  mutation('POST', '/v1/zones/:zone/records', 'dns.record.add', 'Add a DNS record', { param: 'zone', field: 'zone' }),
+  mutation('DELETE', '/v1/zones/:zone/records', 'dns.record.remove', 'Remove DNS records', { param: 'zone', field: 'zone' }),
+  mutation('POST', '/v1/imvus/:id/mailboxes', 'mailbox.add', 'Add a mailbox', { param: 'id', field: 'imvu' }),
+  mutation('DELETE', '/v1/imvus/:id/mailboxes', 'mailbox.remove', 'Remove a mailbox (creator only)', { param: 'id', field: 'imvu' }),
+  mutation('PUT', '/v1/imvus/:id/routes', 'route.set', 'Replace the traffic policy (creator only)', { param: 'id', field: 'imvu' }),
+  mutation('POST', '/v1/consents', 'consent.record', 'Record a consent signed by its subject'),
+  mutation('POST', '/v1/usage', 'usage.report', 'Report metered usage (service identities)'),
+  mutation('POST', '/v1/revenue', 'revenue.record', 'Record revenue (service identities or the platform)'),
+
+  // ---- reads
+  read('/health', 'Liveness and ledger size', {}, async (ctx) => ({ body: { status: 'ok', size: await ledgerSize(ctx) } })),
+  read('/metrics', 'Prometheus metrics', { produces: 'text/plain' }, async (ctx) => ({
+    body: await ctx.metrics.registry.metrics(),
+    contentType: ctx.metrics.registry.contentType,
+  })),
+  read('/openapi.json', 'This document', {}, async (ctx) => ({ body: ctx.openapi() })),
+  read('/v1/platform', "The platform's identity and checkpoint verifier key", {}, async (ctx) => {
+    const db = ctx.platform.store;
+    const p = await db.get<{ id: string; origin: string; suffix: string; edge_address: string }>('SELECT id, origin, suffix, edge_address FROM platform LIMIT 1');
+    if (!p) throw new HttpError(503, 'the platform has no genesis entry');
+    const key = await db.get<{ public_key: string }>('SELECT public_key FROM identities WHERE id = ?', [p.id]);
+    const raw = Buffer.from(key?.public_key ?? '', 'base64');
+    return {
+      body: { id: p.id, origin: p.origin, suffix: p.suffix, edgeAddress: p.edge_address, publicKey: raw.toString('base64'), verifierKey: verifierKey(p.origin, raw) },
+    };
+  }),
+  read('/v1/identities', 'All identities', {}, async (ctx) => ({
+    body: { identities: (await ctx.platform.store.all<IdentityRow>('SELECT id, name, role, public_key FROM identities ORDER BY entry')).map(identityView) },
+  })),
+  read('/v1/identities/:nameOrId', 'One identity, by name or id', { params: Params.identity }, async (ctx, { params }) => {
+    const row = await ctx.platform.store.get<IdentityRow>('SELECT id, name, role, public_key FROM identities WHERE id = ? OR name = ?', [params.nameOrId, params.nameOrId]);
+    if (!row) throw new HttpError(404, `unknown identity ${params.nameOrId}`);
+    return { body: identityView(row) };
+  }),
+  read('/v1/imvus', 'All IMVUs (brief)', {}, async (ctx) => ({ body: { imvus: await listImvus(ctx.platform.store) } })),
+  read('/v1/imvus/:id', 'One IMVU: envelope, domains, zone, mailboxes, routes, DKIM', { params: Params.imvu }, async (ctx, { params }) => {
+    const s = await imvuSummary(ctx.platform.store, params.id);
+    if (!s) throw new HttpError(404, `unknown IMVU ${params.id}`);
+    return { body: s };
+  }),
+  read('/v1/zones/:zone/records', 'A zone: SOA serial and records', { params: Params.zone }, async (ctx, { params }) => {
+    const z = await zoneView(ctx.platform.store, params.zone);
+    if (!z) throw new HttpError(404, `zone ${params.zone} is not hosted here`);
+    return { body: z };
+  }),
+  read('/v1/imvus/:id/mailboxes', "An IMVU's mailboxes", { params: Params.imvu }, async (ctx, { params }) => {
+    await mustExist(ctx, params.id);
+    return { body: { imvu: params.id, mailboxes: await mailboxesOf(ctx.platform.store, params.id) } };
+  }),
+  read('/v1/imvus/:id/routes', "An IMVU's traffic policy", { params: Params.imvu }, async (ctx, { params }) => {
+    await mustExist(ctx, params.id);
+    return { body: { imvu: params.id, routes: (await routesOf(ctx.platform.store, params.id)) ?? null } };
+  }),
+  read('/v1/imvus/:id/notifications', 'Notifications about an IMVU', { params: Params.imvu }, async (ctx, { params }) => {
+    await mustExist(ctx, params.id);
+    return { body: { notifications: await notifications(ctx, 'imvu', params.id) } };
+  }),
+  read('/v1/consents', 'Consent history by subject and/or IMVU', { query: Queries.consents }, async (ctx, { query }) => {
+    if (!query.subject && !query.imvu) throw new HttpError(400, 'give subject and/or imvu');
+    const rows = await ctx.platform.store.all<{ entry: number; subject: string; imvu: string; purpose: string; granted: number; at: string }>(
+      'SELECT entry, subject, imvu, purpose, granted, at FROM consents WHERE (? IS NULL OR subject = ?) AND (? IS NULL OR imvu = ?) ORDER BY entry',
+      [query.subject ?? null, query.subject ?? null, query.imvu ?? null, query.imvu ?? null],
+    );
+    return { body: { consents: rows.map((r) => ({ ...r, granted: r.granted === 1 })) } };
+  }),
+  read('/v1/notifications', 'Notifications for a creator', { query: Queries.notifications }, async (ctx, { query }) => ({
+    body: { notifications: await notifications(ctx, 'recipient', query.recipient) },
+  })),
+  read('/v1/gates', 'The 17 gates and whether each is enforced yet', {}, async () => ({ body: { gates: gateStatus() } })),
+  read('/v1/ledger/checkpoint', 'The latest signed checkpoint (C2SP signed note)', { produces: 'text/plain' }, async (ctx) => {
+    const latest = await ctx.platform.store.latestCheckpoint();
+    return { body: latest?.note ?? (await ctx.platform.chokepoint.ledger.checkpoint()), contentType: 'text/plain; charset=utf-8' };
+  }),
+  read('/v1/ledger/entries', `Ledger entries [from, to), at most ${MAX_ENTRIES_PER_CALL} per call, optionally only those about one IMVU`, { query: Queries.entries }, async (ctx, { query }) => {
+    if (query.to !== undefined && query.to < (query.from ?? 0)) throw new HttpError(400, `to (${query.to}) is before from (${query.from ?? 0})`);
+    const size = await ledgerSize(ctx);
+    const from = Math.min(query.from ?? 0, size);
+    const to = Math.min(query.to ?? size, size, from + MAX_ENTRIES_PER_CALL);
+    let entries = await entriesBetween(ctx, from, to);
+    if (query.imvu) {
+      await mustExist(ctx, query.imvu);
+      entries = entries.filter(await imvuEntryFilter(ctx, query.imvu));
+    }
+    return { body: { entries, size, from, to, ...(to < size ? { next: to } : {}) } };
+  }),
+  read('/v1/ledger/proof/inclusion', 'RFC 9162 inclusion proof of entry `index` in the tree of `size` entries', { query: Queries.inclusion }, async (ctx, { query }) => {
+    const current = await ledgerSize(ctx);
+    const size = query.size ?? current;
+    if (size > current) throw new HttpError(400, `size ${size} is beyond the ledger (${current} entries)`);
+    if (query.index >= size) throw new HttpError(400, `index ${query.index} is not below size ${size}`);
+    const [data] = await ctx.platform.store.readEntries(query.index, query.index + 1);
+    const proof = ctx.platform.chokepoint.ledger.inclusionProof(query.index, size);
+    return { body: { index: query.index, size, leafHash: leafHash(data!).toString('hex'), proof: proof.map((h) => h.toString('hex')) } };
+  }),
+  read('/v1/ledger/proof/consistency', 'RFC 9162 consistency proof between tree sizes `from` and `to`', { query: Queries.consistency }, async (ctx, { query }) => {
+    const current = await ledgerSize(ctx);
+    const to = query.to ?? current;
+    if (to > current) throw new HttpError(400, `to ${to} is beyond the ledger (${current} entries)`);
+    if (query.from > to) throw new HttpError(400, `from ${query.from} is after to ${to}`);
+    const proof = ctx.platform.chokepoint.ledger.consistencyProof(query.from, to);
+    return { body: { from: query.from, to, proof: proof.map((h) => h.toString('hex')) } };
+  }),
+  read('/v1/statements/:imvu/:period', 'The 55-45 statement of an IMVU for a month (amounts in minor units, as decimal strings)', { params: Params.statement }, async (ctx, { params }) => {
+    await mustExist(ctx, params.imvu);
+    const entries = await entriesBetween(ctx, 0, await ledgerSize(ctx));
+    try {
+      return { body: statementToJson(statement(entries, params.imvu, params.period)) };
+    } catch (err) {
+      throw new HttpError(409, (err as Error).message);
+    }
+  }),
+];
+
+async function notifications(ctx: ApiContext, by: 'imvu' | 'recipient', value: string) {
+  return ctx.platform.store.all(`SELECT entry, recipient, imvu, about, gate, message, at FROM notifications WHERE ${by} = ? ORDER BY entry`, [value]);
+}

@@ -1,0 +1,78 @@
+// zod schemas of the HTTP API. Query and path schemas validate requests here; a command's body is
+// validated by the chokepoint with the core's own BODY_SCHEMAS (so that even a malformed command
+// is recorded), and the same schemas describe it in the OpenAPI document.
+import { z } from 'zod';
+import { BODY_SCHEMAS } from '../core/policy/commands.ts';
+import { COMMAND_TYPES, type CommandType } from '../core/types.ts';
+
+export const MAX_BODY_BYTES = 64 * 1024;
+export const MAX_ENTRIES_PER_CALL = 1000;
+
+const count = (what: string) =>
+  z
+    .string()
+    .regex(/^\d{1,15}$/, `${what} must be a non-negative integer`)
+    .transform(Number);
+
+export const ImvuId = z.string().regex(/^IMVU-\d{3,9}$/, 'must be an IMVU id such as IMVU-001');
+export const IdentityId = z.string().regex(/^nx1[a-z2-7]{32}$/, 'must be an identity id (nx1...)');
+export const ZoneName = z.string().min(1).max(253).regex(/^[A-Za-z0-9.-]+$/, 'must be a domain name');
+export const Period = z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'must be a month as YYYY-MM');
+
+export const Params = {
+  imvu: z.object({ id: ImvuId }).strict(),
+  zone: z.object({ zone: ZoneName }).strict(),
+  identity: z.object({ nameOrId: z.string().min(1).max(64) }).strict(),
+  statement: z.object({ imvu: ImvuId, period: Period }).strict(),
+};
+
+export const Queries = {
+  entries: z
+    .object({
+      from: count('from').optional(),
+      to: count('to').optional(),
+      imvu: ImvuId.optional(),
+    })
+    .strict(),
+  inclusion: z.object({ index: count('index'), size: count('size').optional() }).strict(),
+  consistency: z.object({ from: count('from'), to: count('to').optional() }).strict(),
+  consents: z.object({ subject: IdentityId.optional(), imvu: ImvuId.optional() }).strict(),
+  notifications: z.object({ recipient: IdentityId }).strict(),
+};
+
+/** A signed command of one type, as the chokepoint expects it (its envelope, with the type's body schema). */
+export function signedCommandSchema(type: CommandType) {
+  return z
+    .object({
+      command: z
+        .object({
+          v: z.literal(1),
+          type: z.literal(type),
+          actor: IdentityId,
+          nonce: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, 'must be 16-64 base64url characters'),
+          ts: z.string().datetime({ message: 'must be an ISO-8601 UTC time' }),
+          body: BODY_SCHEMAS[type],
+        })
+        .strict(),
+      sig: z.string().max(128).describe("base64 Ed25519 signature over 'nexus-command-v1\\n' || JCS(command)"),
+    })
+    .strict()
+    .describe(`a ${type} command signed by its actor`);
+}
+
+/** Types a client may submit (everything but the genesis, which exists once, at entry 0). */
+export const SUBMITTABLE_TYPES = COMMAND_TYPES.filter((t) => t !== 'platform.genesis');
+
+export const ErrorBody = z.object({ error: z.string().describe('one line') }).describe('an error');
+
+const GateResult = z.object({ gate: z.number().int(), status: z.enum(['pass', 'deny', 'not-enforced']), reason: z.string().optional() });
+
+export const ReceiptBody = z
+  .looseObject({
+    index: z.number().int().describe('ledger index of the entry that records this command'),
+    allowed: z.boolean(),
+    gates: z.array(GateResult),
+    followUps: z.array(z.looseObject({ index: z.number().int(), allowed: z.boolean() })),
+    error: z.string().optional().describe('for a denied command: "gate N: reason"'),
+  })
+  .describe('what the chokepoint decided; a denied command is recorded too');

@@ -1,0 +1,187 @@
+// The daemon: Fastify over one data directory. startServer() is the programmatic entry point
+// (tests, embedding); serve() is what `nexus serve` runs: config, first-run init, signals.
+import { readFileSync } from 'node:fs';
+import Fastify, { type FastifyBaseLogger, type FastifyError } from 'fastify';
+import { initDataDir, isInitialised, openDataDir, type OpenPlatform } from '../core/platform.ts';
+import { provisioner } from '../imvu/provision.ts';
+import { DEFAULTS, resolveConfig, type ConfigOptions } from './config.ts';
+import { createMetrics } from './metrics.ts';
+import { openApiDocument } from './openapi.ts';
+import { HttpError, ROUTES, type ApiContext } from './routes.ts';
+import { MAX_BODY_BYTES } from './schemas.ts';
+import { formatZodError } from '../core/policy/commands.ts';
+
+export interface ServerOptions {
+  dataDir: string;
+  host?: string;
+  /** Default 7600; 0 asks the OS for a free port. */
+  port?: number;
+  logLevel?: string;
+  /** false: no logs at all (tests). Default true: pino JSON lines on stdout. */
+  logger?: boolean;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  dataDir: string;
+  log: FastifyBaseLogger;
+  /** Stops accepting, lets requests in flight finish (their commands commit), then closes the store. Idempotent. */
+  close(): Promise<void>;
+}
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const oneLine = (s: string) => s.replace(/\s+/g, ' ').trim();
+
+/** Client errors Fastify raises before a handler runs, in the API's words. */
+function clientError(err: FastifyError, contentType: string | undefined): { status: number; message: string } | undefined {
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { status: 413, message: `request body is larger than ${MAX_BODY_BYTES} bytes` };
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return { status: 400, message: 'body is not valid JSON' };
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return { status: 400, message: 'body is empty; expected a JSON signed command' };
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { status: 400, message: `unsupported Content-Type ${JSON.stringify(contentType?.slice(0, 100) ?? '')}: send application/json` };
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return { status: 400, message: 'Content-Length does not match the body' };
+  }
+  if (err instanceof SyntaxError) return { status: 400, message: `body is not valid JSON: ${oneLine(err.message)}` };
+  if (err instanceof HttpError) return { status: err.statusCode, message: oneLine(err.message) };
+  const status = err.statusCode ?? 500;
+  if (status >= 400 && status < 500) return { status, message: oneLine(err.message) };
+  return undefined;
+}
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const platform: OpenPlatform = await openDataDir(opts.dataDir, { provision: provisioner(opts.dataDir), parallelVerify: true });
+  const app = Fastify({
+    logger: opts.logger === false ? false : { level: opts.logLevel ?? 'info' },
+    bodyLimit: MAX_BODY_BYTES,
+    // Reject __proto__ / constructor.prototype keys in JSON bodies instead of parsing them.
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+  });
+  // Commands are JSON; a text/plain body is refused like any other media type.
+  app.removeContentTypeParser('text/plain');
+  const metrics = createMetrics(() => platform.store.ledgerSize());
+  let openapi: unknown;
+  const ctx: ApiContext = {
+    platform,
+    metrics,
+    openapi: () => (openapi ??= openApiDocument(ROUTES, { version: VERSION })),
+  };
+
+  // While closing, answer in-flight requests with `Connection: close` so that keep-alive clients
+  // do not hold the shutdown open until their idle timeout.
+  let stopping = false;
+  app.addHook('onSend', async (_req, reply, payload) => {
+    if (stopping) reply.header('connection', 'close');
+    return payload;
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    metrics.request(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+  });
+  app.setErrorHandler(async (err: FastifyError, req, reply) => {
+    const known = clientError(err, req.headers['content-type']);
+    if (known) {
+      req.log.info({ status: known.status, reason: known.message }, 'request refused');
+      return reply.code(known.status).send({ error: known.message });
+    }
+    req.log.error({ err }, 'internal error');
+    const error = req.method === 'GET' ? 'internal error (see the daemon log)' : 'internal error: nothing was recorded; the same signed command may be resubmitted';
+    return reply.code(500).send({ error });
+  });
+  app.setNotFoundHandler(async (req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}` }));
+
+  for (const route of ROUTES) {
+    app.route({
+      method: route.method,
+      url: route.path,
+      handler: async (req, reply) => {
+        const params = route.params.safeParse(req.params ?? {});
+        if (!params.success) throw new HttpError(400, `invalid path: ${formatZodError(params.error)}`);
+        const query = route.query.safeParse(req.query ?? {});
+        if (!query.success) throw new HttpError(400, `invalid query: ${formatZodError(query.error)}`);
+        const out = await route.handle(ctx, { params: params.data, query: query.data, body: req.body });
+        reply.code(out.status ?? 200);
+        if (out.contentType) reply.type(out.contentType);
+        return out.body;
+      },
+    });
+  }
+
+  try {
+    await app.listen({ host: opts.host ?? DEFAULTS.host, port: opts.port ?? DEFAULTS.port });
+  } catch (err) {
+    await app.close().catch(() => undefined);
+    await platform.close();
+    throw err;
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : (opts.port ?? DEFAULTS.port);
+  const host = opts.host ?? DEFAULTS.host;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    dataDir: opts.dataDir,
+    log: app.log,
+    close: () =>
+      (closing ??= (async () => {
+        stopping = true;
+        try {
+          await app.close();
+        } finally {
+          await platform.close();
+        }
+      })()),
+  };
+}
+
+export interface ServeOptions extends ConfigOptions {
+  /** Initialise the data directory if it is not one yet (default true). */
+  init?: boolean;
+  /** Install SIGTERM/SIGINT handlers that shut down gracefully and exit (default true). */
+  signals?: boolean;
+}
+
+/** What `nexus serve` runs. Throws ConfigError (one line) on bad configuration. */
+export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
+  const cfg = resolveConfig(opts);
+  let initialised = false;
+  if (!isInitialised(cfg.dataDir)) {
+    if (opts.init === false) throw new Error(`${cfg.dataDir} is not a nexus data directory (run \`nexus init --data ${cfg.dataDir}\`)`);
+    await (await initDataDir(cfg.dataDir, { suffix: cfg.suffix })).close();
+    initialised = true;
+  }
+  const server = await startServer({ dataDir: cfg.dataDir, host: cfg.host, port: cfg.port, logLevel: cfg.logLevel });
+  server.log.info({ url: server.url, dataDir: cfg.dataDir, initialised, configFile: cfg.configFile ?? null }, 'nexus daemon listening');
+  if (opts.signals !== false) {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        server.log.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      stopping = true;
+      server.log.info({ signal }, 'shutting down: no new requests; commands in flight will commit');
+      server.close().then(
+        () => {
+          server.log.info('store closed; bye');
+          process.exit(0);
+        },
+        (err: unknown) => {
+          server.log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  }
+  return server;
+}

@@ -1,0 +1,76 @@
+// The chokepoint's `provision` hook: what the platform does on its own after an allowed command.
+// For `imvu.create` it makes the IMVU's DKIM key: the private half is written (0600, fsynced)
+// under the data directory before the command is acknowledged, the public half is published
+// by a platform-signed `dkim.publish` follow-up, which the projection writer turns into the
+// `<selector>._domainkey` TXT record. The follow-up runs in the same transaction as the
+// creation, so a failure anywhere rolls both back.
+import { generateKeyPair as generateKeyPairCb, type KeyObject } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import type { ChokepointOptions, FollowUp } from '../core/policy/chokepoint.ts';
+import type { SqlReader } from '../core/store/index.ts';
+import type { Command } from '../core/types.ts';
+
+export const DKIM_SELECTOR = 'nexus1';
+export const DKIM_KEY_DIR = join('keys', 'dkim');
+
+const generateKeyPair = promisify(generateKeyPairCb);
+
+/** Where the DKIM private key of an IMVU lives in a data directory. */
+export function dkimKeyPath(dataDir: string, imvu: string): string {
+  if (!/^IMVU-\d{3,9}$/.test(imvu)) throw new Error(`not an IMVU id: ${imvu}`);
+  return join(dataDir, DKIM_KEY_DIR, `${imvu}.pem`);
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Writes `pem` to `path` with mode 0600 from the first byte, durably: temp file, fsync, rename,
+ * fsync of the directory. Leaves no temp file behind on failure.
+ */
+export function writeSecretFile(path: string, pem: string): void {
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, pem);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  fsyncDir(dir);
+  fsyncDir(dirname(dir));
+}
+
+/** Generates an RSA-2048 DKIM key pair (off the event loop). */
+export async function generateDkimKey(): Promise<{ privateKey: KeyObject; publicKeyDer: Buffer }> {
+  const { privateKey, publicKey } = await generateKeyPair('rsa', { modulusLength: 2048 });
+  return { privateKey, publicKeyDer: publicKey.export({ type: 'spki', format: 'der' }) };
+}
+
+/** The chokepoint `provision` hook for a data directory. */
+export function provisioner(dataDir: string): NonNullable<ChokepointOptions['provision']> {
+  return async (command: Command, index: number, db: SqlReader): Promise<FollowUp[]> => {
+    if (command.type !== 'imvu.create') return [];
+    const row = await db.get<{ id: string }>('SELECT id FROM imvus WHERE entry = ?', [index]);
+    if (!row) throw new Error(`imvu.create entry ${index} was allowed but created no IMVU`);
+    const { privateKey, publicKeyDer } = await generateDkimKey();
+    writeSecretFile(dkimKeyPath(dataDir, row.id), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+    return [{ type: 'dkim.publish', body: { imvu: row.id, selector: DKIM_SELECTOR, publicKey: publicKeyDer.toString('base64') } }];
+  };
+}

@@ -1,0 +1,121 @@
+// A real daemon on a free port over a fresh data directory, and a small client that signs commands
+// with the core's own functions and talks to it over HTTP with fetch.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { KeyObject } from 'node:crypto';
+import { generateKeyPair, identityIdFromPublicKey, publicKeyRaw } from '../../src/core/identity/keys.ts';
+import { signCommand, type SignOptions } from '../../src/core/identity/envelope.ts';
+import { initDataDir } from '../../src/core/platform.ts';
+import type { Actor } from '../../src/core/testing.ts';
+import type { CommandType, Json, LedgerEntry, Role, SignedCommand } from '../../src/core/types.ts';
+import { startServer, type RunningServer } from '../../src/api/server.ts';
+
+export type { Actor };
+
+export interface Res<T = Record<string, unknown>> {
+  status: number;
+  body: T;
+  text: string;
+  headers: Headers;
+}
+
+export type Body = { [k: string]: Json };
+
+export class Client {
+  constructor(readonly url: string) {}
+
+  async request<T = Record<string, unknown>>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Res<T>> {
+    const init: RequestInit = { method, headers: { ...headers } };
+    if (body !== undefined) {
+      init.body = typeof body === 'string' ? body : JSON.stringify(body);
+      (init.headers as Record<string, string>)['content-type'] ??= 'application/json';
+    }
+    const res = await fetch(this.url + path, init);
+    const text = await res.text();
+    let parsed: unknown = undefined;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    return { status: res.status, body: parsed as T, text, headers: res.headers };
+  }
+
+  get<T = Record<string, unknown>>(path: string): Promise<Res<T>> {
+    return this.request<T>('GET', path);
+  }
+
+  /** Signs `body` as `actor` and sends it to `method path`. */
+  as(actor: Actor, method: string, path: string, type: CommandType, body: Body, opts?: SignOptions): Promise<Res> {
+    return this.request(method, path, signCommand(actor.key, type, body, opts));
+  }
+
+  async entry(index: number): Promise<LedgerEntry> {
+    const r = await this.get<{ entries: LedgerEntry[] }>(`/v1/ledger/entries?from=${index}&to=${index + 1}`);
+    const e = r.body.entries[0];
+    if (!e) throw new Error(`no ledger entry ${index}`);
+    return e;
+  }
+
+  async size(): Promise<number> {
+    return (await this.get<{ size: number }>('/health')).body.size;
+  }
+}
+
+/** The gates that denied, from a receipt-shaped body. */
+export function deniedGates(body: unknown): number[] {
+  const gates = (body as { gates?: { gate: number; status: string }[] }).gates ?? [];
+  return gates.filter((g) => g.status === 'deny').map((g) => g.gate);
+}
+
+export interface TestApi extends Client {
+  dir: string;
+  server: RunningServer;
+  platformKey: KeyObject;
+  platformId: string;
+  /** Registers an identity over the API: creators and members sign for themselves, the platform registers the rest. */
+  register(name: string, role: Exclude<Role, 'platform'>): Promise<Actor>;
+  /** Creates an IMVU for `creator` over POST /v1/imvus; returns the response body (with `imvu`). */
+  createImvu(creator: Actor, name: string, jurisdiction?: string): Promise<Res>;
+  sign(actor: Actor, type: CommandType, body: Body, opts?: SignOptions): SignedCommand;
+  close(): Promise<void>;
+}
+
+export function newKey(): { key: KeyObject; id: string; publicKey: string } {
+  const { privateKey } = generateKeyPair();
+  const raw = publicKeyRaw(privateKey);
+  return { key: privateKey, id: identityIdFromPublicKey(raw), publicKey: raw.toString('base64') };
+}
+
+export async function startTestApi(): Promise<TestApi> {
+  const dir = mkdtempSync(join(tmpdir(), 'nexus-api-'));
+  const init = await initDataDir(dir);
+  const platformKey = init.platformKey;
+  const platformId = init.platformId;
+  await init.close();
+  const server = await startServer({ dataDir: dir, port: 0, logger: false });
+  const client = new Client(server.url);
+  const api = Object.assign(client, {
+    dir,
+    server,
+    platformKey,
+    platformId,
+    async register(name: string, role: Exclude<Role, 'platform'>): Promise<Actor> {
+      const k = newKey();
+      const signer = role === 'creator' || role === 'member' ? k.key : platformKey;
+      const r = await client.request('POST', '/v1/identities', signCommand(signer, 'identity.register', { name, role, publicKey: k.publicKey }));
+      if (r.status !== 201) throw new Error(`register ${name}: ${r.status} ${r.text}`);
+      return { name, id: k.id, key: k.key };
+    },
+    createImvu(creator: Actor, name: string, jurisdiction = 'US-CCPA'): Promise<Res> {
+      return client.as(creator, 'POST', '/v1/imvus', 'imvu.create', { name, owner: creator.id, jurisdiction });
+    },
+    sign: (actor: Actor, type: CommandType, body: Body, opts?: SignOptions) => signCommand(actor.key, type, body, opts),
+    async close() {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  });
+  return api;
+}
