@@ -1,0 +1,92 @@
+// Operator commands: init, serve, start. They run on the machine that holds the data directory.
+import { Command } from 'commander';
+import { resolve } from 'node:path';
+import { initDataDir, isInitialised } from '../../core/platform.ts';
+import { DEFAULTS, resolveConfig } from '../../api/config.ts';
+import { port } from '../args.ts';
+import { Ctx } from '../context.ts';
+import { CliError, EXIT, usage } from '../errors.ts';
+
+/** The data directory: --data, NEXUS_DATA, or ./.nexus (as the daemon resolves it). */
+export function dataDirOf(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(flag ?? (env.NEXUS_DATA || DEFAULTS.dataDir));
+}
+
+async function init(dataDir: string, suffix: string | undefined): Promise<{ id: string; origin: string; suffix: string; dataDir: string }> {
+  if (isInitialised(dataDir)) throw usage(`${dataDir} is already initialised (a platform key exists there); use another --data directory, or \`nexus serve\``);
+  const p = await initDataDir(dataDir, suffix ? { suffix } : {});
+  try {
+    return { id: p.platformId, origin: p.config.origin, suffix: p.config.suffix, dataDir };
+  } finally {
+    await p.close();
+  }
+}
+
+interface ServeFlags {
+  data?: string;
+  port?: number;
+  host?: string;
+  config?: string;
+  suffix?: string;
+  logLevel?: string;
+}
+
+async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<void> {
+  const opts = {
+    ...(o.data !== undefined ? { dataDir: o.data } : {}),
+    ...(o.port !== undefined ? { port: o.port } : {}),
+    ...(o.host !== undefined ? { host: o.host } : {}),
+    ...(o.config !== undefined ? { config: o.config } : {}),
+    ...(o.suffix !== undefined ? { suffix: o.suffix } : {}),
+    ...(o.logLevel !== undefined ? { logLevel: o.logLevel } : {}),
+  };
+  const cfg = resolveConfig(opts);
+  if (!initialiseIfNeeded && !isInitialised(cfg.dataDir))
+    throw usage(`${cfg.dataDir} is not a nexus data directory; run \`nexus init --data ${cfg.dataDir}\` first, or \`nexus start\``);
+  const { serve } = await import('../../api/server.ts');
+  try {
+    await serve({ ...opts, init: initialiseIfNeeded });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EADDRINUSE') throw new CliError(`cannot listen on ${cfg.host}:${cfg.port}: the address is in use (is a daemon already running? pick another --port)`, EXIT.denied);
+    if (e.code === 'EACCES') throw new CliError(`cannot listen on ${cfg.host}:${cfg.port}: permission denied (ports below 1024 need root)`, EXIT.denied);
+    throw err;
+  }
+}
+
+function daemonOptions(cmd: Command): Command {
+  return cmd
+    .option('--data <dir>', 'data directory (env NEXUS_DATA; default ./.nexus)')
+    .option('--port <n>', 'TCP port (env NEXUS_PORT; default 7600; 0 picks a free port)', port)
+    .option('--host <host>', 'address to listen on (env NEXUS_HOST; default 127.0.0.1)')
+    .option('--config <file>', 'JSON config file (default <data>/nexus.json)')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env NEXUS_LOG_LEVEL)');
+}
+
+export function operatorCommands(): Command[] {
+  const initCmd = new Command('init')
+    .description('initialise a data directory: a new platform key and the genesis ledger entry')
+    .option('--data <dir>', 'data directory (env NEXUS_DATA; default ./.nexus)')
+    .option('--suffix <suffix>', 'DNS suffix of IMVU domains', DEFAULTS.suffix)
+    .action(async (o: { data?: string; suffix: string }, c: Command) => {
+      const ctx = Ctx.of(c);
+      const made = await init(dataDirOf(o.data), o.suffix);
+      ctx.print(made, () => [
+        `✅ Initialised ${made.dataDir}`,
+        `✅ Platform identity: ${made.id}`,
+        `✅ Log origin: ${made.origin} (checkpoints are signed with the platform key in ${made.dataDir}/keys/platform.key, mode 0600)`,
+        `✅ IMVU domains: imvuNNN.${made.suffix}`,
+        `Next: nexus serve --data ${made.dataDir}`,
+      ]);
+    });
+
+  const serveCmd = daemonOptions(new Command('serve').description('run the daemon (HTTP API) on an initialised data directory')).action(
+    async (o: ServeFlags) => runDaemon(o, false),
+  );
+
+  const startCmd = daemonOptions(new Command('start').description('initialise the data directory if needed, then run the daemon (what `npm start` runs)'))
+    .option('--suffix <suffix>', 'DNS suffix of IMVU domains, used only when initialising')
+    .action(async (o: ServeFlags) => runDaemon(o, true));
+
+  return [initCmd, serveCmd, startCmd];
+}

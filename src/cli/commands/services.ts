@@ -1,0 +1,195 @@
+import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { TrafficPolicy } from '../../core/policy/commands.ts';
+import { formatZodError } from '../../core/policy/commands.ts';
+import type { Json } from '../../core/types.ts';
+import { collect, imvuId } from '../args.ts';
+import { Ctx, receiptLine } from '../context.ts';
+import { usage } from '../errors.ts';
+import { table } from '../format.ts';
+import { fetchImvu, listOf } from './imvu.ts';
+
+// --- mail ---------------------------------------------------------------------------------------
+
+export function mailCommand(): Command {
+  const mail = new Command('mail').description('mail of IMVUs');
+  const mailbox = mail.command('mailbox').description('mailboxes');
+
+  const address = async (ctx: Ctx, id: string, a: string) => (a.includes('@') ? a.toLowerCase() : `${a.toLowerCase()}@${(await fetchImvu(ctx, id)).domain}`);
+
+  mailbox
+    .command('add')
+    .description('add a mailbox (by the IMVU creator or a member)')
+    .argument('<imvu>', 'IMVU id', imvuId)
+    .argument('<address>', 'address on a domain of the IMVU (a bare local part uses its primary domain)')
+    .action(async (id: string, a: string, _o: unknown, c: Command) => {
+      const ctx = Ctx.of(c);
+      const addr = await address(ctx, id, a);
+      const signer = await ctx.signerLazy(async () => (await fetchImvu(ctx, id)).owner.id, 'mail mailbox add');
+      const s = await ctx.submit('POST', `/v1/imvus/${id}/mailboxes`, 'mailbox.add', { imvu: id, address: addr }, signer);
+      ctx.print({ imvu: id, address: addr, index: s.receipt.index }, () => [`✅ Mailbox ${addr} added to ${id}`, `✅ ${receiptLine(s)}`]);
+    });
+
+  mailbox
+    .command('list')
+    .alias('ls')
+    .description("list an IMVU's mailboxes")
+    .argument('<imvu>', 'IMVU id', imvuId)
+    .action(async (id: string, _o: unknown, c: Command) => {
+      const ctx = Ctx.of(c);
+      const list = listOf<string | { address: string }>(await ctx.get(`/v1/imvus/${id}/mailboxes`), 'mailboxes').map((m) => (typeof m === 'string' ? m : m.address));
+      ctx.print(list, () => (list.length ? list : `${id} has no mailboxes`));
+    });
+
+  mailbox
+    .command('rm')
+    .alias('remove')
+    .description('remove a mailbox (only the IMVU creator)')
+    .argument('<imvu>', 'IMVU id', imvuId)
+    .argument('<address>', 'address')
+    .action(async (id: string, a: string, _o: unknown, c: Command) => {
+      const ctx = Ctx.of(c);
+      const addr = await address(ctx, id, a);
+      const signer = await ctx.signerLazy(async () => (await fetchImvu(ctx, id)).owner.id, 'mail mailbox rm');
+      const s = await ctx.submit('DELETE', `/v1/imvus/${id}/mailboxes`, 'mailbox.remove', { imvu: id, address: addr }, signer);
+      ctx.print({ imvu: id, address: addr, index: s.receipt.index }, () => [`✅ Mailbox ${addr} removed from ${id}`, `✅ ${receiptLine(s)}`]);
+    });
+  return mail;
+}
+
+// --- routes -------------------------------------------------------------------------------------
+
+type Policy = { public: Json[]; private: Json[]; restricted: Json[] };
+const CLASSES = ['public', 'private', 'restricted'] as const;
+
+function parsePolicy(raw: unknown, where: string): Policy {
+  // Accept the policy itself, or the spec's document shape { imvu_id, routes: { public, private, restricted } }.
+  const candidate = raw && typeof raw === 'object' && 'routes' in raw ? (raw as { routes: unknown }).routes : raw;
+  const filled = candidate && typeof candidate === 'object' && !Array.isArray(candidate) ? { public: [], private: [], restricted: [], ...candidate } : candidate;
+  const r = TrafficPolicy.safeParse(filled);
+  if (!r.success) throw usage(`${where} is not a traffic policy: ${formatZodError(r.error)}`);
+  return r.data as unknown as Policy;
+}
+
+function pathBackend(spec: string, cls: string): { path: string; backend: string } {
+  const i = spec.indexOf('=');
+  if (i <= 0 || i === spec.length - 1) throw usage(`--${cls} expects PATH=BACKEND (e.g. '/*=public-api'), got '${spec}'`);
+  return { path: spec.slice(0, i), backend: spec.slice(i + 1) };
+}
+
+function routeLines(p: Policy | null): string[] {
+  if (!p) return ['no routes'];
+  const rows: string[][] = [];
+  for (const cls of CLASSES) {
+    for (const r of p[cls] as { path: string; backend: string; require_identity?: boolean; require_roles?: string[] }[]) {
+      rows.push([cls, r.path, r.backend, r.require_roles?.length ? `roles: ${r.require_roles.join(',')}` : r.require_identity ? 'signed identity' : '']);
+    }
+  }
+  return rows.length ? [table(['CLASS', 'PATH', 'BACKEND', 'REQUIRES'], rows)] : ['no routes'];
+}
+
+export function routeCommand(): Command {
+  const route = new Command('route').description('Nexus-Net traffic policy of IMVUs (public / private / restricted routes)');
+
+  route
+    .command('set')
+    .description('set the traffic policy of an IMVU from a file, or from flags (classes not named by a flag are kept)')
+    .argument('<imvu>', 'IMVU id', imvuId)
+    .option('--file <policy.json>', 'JSON: { public: [...], private: [...], restricted: [...] } (or { routes: {...} })')
+    .option('--public <path=backend>', 'a public route (repeatable)', collect)
+    .option('--private <path=backend>', 'a private route, needs a signed identity (repeatable)', collect)
+    .option('--restricted <path=backend>', 'a restricted route, needs a role (repeatable)', collect)
+    .option('--roles <roles>', 'roles for the --restricted routes, comma-separated', 'admin')
+    .action(async (id: string, o: { file?: string; public?: string[]; private?: string[]; restricted?: string[]; roles: string }, c: Command) => {
+      const ctx = Ctx.of(c);
+      const flagged = CLASSES.filter((k) => o[k]?.length);
+      if (!o.file && !flagged.length) throw usage('route set needs --file POLICY.json or at least one of --public, --private, --restricted');
+      if (o.file && flagged.length) throw usage('give either --file or route flags, not both');
+      let policy: Policy;
+      if (o.file) {
+        let raw: unknown;
+        try {
+          raw = JSON.parse(readFileSync(o.file, 'utf8'));
+        } catch (err) {
+          throw usage(`cannot read ${o.file}: ${(err as Error).message.split('\n')[0]}`);
+        }
+        policy = parsePolicy(raw, o.file);
+      } else {
+        const current = (await ctx.get<Json>(`/v1/imvus/${id}/routes`).catch(() => null)) as unknown;
+        const base = current && typeof current === 'object' ? parsePolicy((current as { routes?: unknown }).routes ?? current, 'the current policy') : { public: [], private: [], restricted: [] };
+        const roles = o.roles.split(',').map((r) => r.trim()).filter(Boolean);
+        policy = { ...base };
+        if (o.public?.length) policy.public = o.public.map((s) => pathBackend(s, 'public'));
+        if (o.private?.length) policy.private = o.private.map((s) => ({ ...pathBackend(s, 'private'), require_identity: true }));
+        if (o.restricted?.length) policy.restricted = o.restricted.map((s) => ({ ...pathBackend(s, 'restricted'), require_identity: true, require_roles: roles }));
+        policy = parsePolicy(policy, 'the routes given');
+      }
+      const signer = await ctx.signerLazy(async () => (await fetchImvu(ctx, id)).owner.id, 'route set');
+      const s = await ctx.submit('PUT', `/v1/imvus/${id}/routes`, 'route.set', { imvu: id, policy: policy as unknown as Json }, signer);
+      ctx.print({ imvu: id, policy, index: s.receipt.index }, () => [`✅ Traffic policy of ${id} set`, ...routeLines(policy), `✅ ${receiptLine(s)}`]);
+    });
+
+  route
+    .command('list')
+    .alias('ls')
+    .description("list an IMVU's routes")
+    .argument('<imvu>', 'IMVU id', imvuId)
+    .action(async (id: string, _o: unknown, c: Command) => {
+      const ctx = Ctx.of(c);
+      const res = await ctx.get<unknown>(`/v1/imvus/${id}/routes`);
+      const raw = res && typeof res === 'object' && 'routes' in res ? (res as { routes: unknown }).routes : res;
+      const policy = raw ? parsePolicy(raw, 'the daemon') : null;
+      ctx.print(policy, () => routeLines(policy));
+    });
+  return route;
+}
+
+// --- consent ------------------------------------------------------------------------------------
+
+interface ConsentRow {
+  entry?: number;
+  subject: string;
+  imvu: string;
+  purpose: string;
+  granted: boolean | number;
+  at: string;
+}
+
+export function consentCommand(): Command {
+  const consent = new Command('consent').description('consent records (only the subject can record its own consent)');
+
+  consent
+    .command('record')
+    .description('record your consent (granted or revoked) for a purpose of an IMVU; the subject is the signer')
+    .requiredOption('--imvu <id>', 'IMVU id', imvuId)
+    .requiredOption('--purpose <purpose>', 'what the consent is for, e.g. marketing-email')
+    .addOption(new Option('--granted', 'consent is given').conflicts('revoked'))
+    .addOption(new Option('--revoked', 'consent is withdrawn').conflicts('granted'))
+    .action(async (o: { imvu: string; purpose: string; granted?: boolean; revoked?: boolean }, c: Command) => {
+      const ctx = Ctx.of(c);
+      if (!o.granted && !o.revoked) throw usage('consent record needs --granted or --revoked');
+      const signer = ctx.signer([], 'consent record');
+      const body = { imvu: o.imvu, subject: signer.id, purpose: o.purpose, granted: !!o.granted };
+      const s = await ctx.submit('POST', '/v1/consents', 'consent.record', body, signer);
+      ctx.print({ ...body, index: s.receipt.index }, () => [`✅ ${signer.name} ${o.granted ? 'granted' : 'revoked'} consent for '${o.purpose}' in ${o.imvu}`, `✅ ${receiptLine(s)}`]);
+    });
+
+  consent
+    .command('list')
+    .alias('ls')
+    .description('consent history of a subject (and/or an IMVU)')
+    .option('--subject <identity>', 'subject: name or id')
+    .option('--imvu <id>', 'IMVU id', imvuId)
+    .action(async (o: { subject?: string; imvu?: string }, c: Command) => {
+      const ctx = Ctx.of(c);
+      if (!o.subject && !o.imvu) throw usage('consent list needs --subject or --imvu');
+      const subject = o.subject ? await ctx.identityId(o.subject) : undefined;
+      const rows = listOf<ConsentRow>(await ctx.get('/v1/consents', { subject, imvu: o.imvu }), 'consents');
+      ctx.print(rows, () =>
+        rows.length
+          ? table(['AT', 'IMVU', 'SUBJECT', 'PURPOSE', 'CONSENT', 'ENTRY'], rows.map((r) => [r.at, r.imvu, r.subject, r.purpose, r.granted ? 'granted' : 'revoked', r.entry ?? '']))
+          : 'no consent records',
+      );
+    });
+  return consent;
+}

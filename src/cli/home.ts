@@ -1,0 +1,176 @@
+// The user's side of nexus: NEXUS_HOME holds the private keys (never sent anywhere), a name -> id
+// map of the identities created here, the pinned platform keys and the newest checkpoint seen
+// of each platform's log.
+//
+//   NEXUS_HOME/                       (0700; default $XDG_CONFIG_HOME/nexus or ~/.config/nexus)
+//     keys/<name>.key                 Ed25519 private key, PKCS#8 PEM, 0600 (dir 0700)
+//     identities.json                 { "<name>": "<id>" }
+//     platforms.json                  { "<daemon url>": { id, publicKey, origin, pinnedAt } }   trust on first use
+//     checkpoints/<platform id>.note  newest checkpoint seen of that platform's log (signed note)
+//     alarms/<code>.json              open alarms (log rewritten, platform key changed); every call fails while one is open
+//     evidence/<time>-<code>.json     acknowledged alarms, kept as evidence
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { KeyObject } from 'node:crypto';
+import { identityIdFromPublicKey, isIdentityId, loadPrivateKey, publicKeyRaw, savePrivateKey } from '../core/identity/keys.ts';
+import { usage } from './errors.ts';
+
+export const NAME_RE = /^[a-z][a-z0-9-]{1,31}$/;
+
+export function defaultHome(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.NEXUS_HOME) return resolve(env.NEXUS_HOME);
+  const config = env.XDG_CONFIG_HOME || join(homedir(), '.config');
+  return resolve(config, 'nexus');
+}
+
+/** Writes a file atomically (temp file, fsync, rename), creating its directory with mode 0700. */
+export function writeFileAtomic(path: string, data: string, mode = 0o600): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, data, { mode });
+  chmodSync(tmp, mode);
+  const fd = openSync(tmp, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}
+
+function readJson<T>(path: string, fallback: T): T {
+  if (!existsSync(path)) return fallback;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
+  } catch (err) {
+    throw usage(`${path} is not valid JSON (${(err as Error).message}); fix or remove it`);
+  }
+}
+
+export interface PinnedPlatform {
+  id: string;
+  publicKey: string;
+  origin: string;
+  pinnedAt: string;
+}
+
+export interface LocalIdentity {
+  name: string;
+  id: string;
+  key: KeyObject;
+}
+
+export class Home {
+  constructor(readonly dir: string) {}
+
+  private path(...parts: string[]): string {
+    return join(this.dir, ...parts);
+  }
+
+  ensure(): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+  }
+
+  // --- identities -------------------------------------------------------------------------
+
+  keyPath(name: string): string {
+    return this.path('keys', `${name}.key`);
+  }
+
+  identities(): Record<string, string> {
+    return readJson<Record<string, string>>(this.path('identities.json'), {});
+  }
+
+  saveIdentity(name: string, key: KeyObject): string {
+    this.ensure();
+    const id = identityIdFromPublicKey(publicKeyRaw(key));
+    savePrivateKey(this.keyPath(name), key);
+    chmodSync(dirname(this.keyPath(name)), 0o700);
+    const all = this.identities();
+    all[name] = id;
+    writeFileAtomic(this.path('identities.json'), JSON.stringify(all, null, 2) + '\n');
+    return id;
+  }
+
+  /** Forgets a name whose registration the daemon refused (the key file is kept aside, never deleted silently). */
+  forgetIdentity(name: string): void {
+    const all = this.identities();
+    delete all[name];
+    writeFileAtomic(this.path('identities.json'), JSON.stringify(all, null, 2) + '\n');
+    const key = this.keyPath(name);
+    if (existsSync(key)) renameSync(key, `${key}.unregistered-${Date.now()}`);
+  }
+
+  /** The local name of an identity given by name or id, if this machine holds its key. */
+  localName(nameOrId: string): string | undefined {
+    const all = this.identities();
+    if (Object.hasOwn(all, nameOrId)) return nameOrId;
+    if (isIdentityId(nameOrId)) return Object.keys(all).find((n) => all[n] === nameOrId);
+    return undefined;
+  }
+
+  /** Loads the key of a local identity (by name or id); a usage error if this machine does not hold it. */
+  signer(nameOrId: string): LocalIdentity {
+    const name = this.localName(nameOrId);
+    if (!name) {
+      const known = Object.keys(this.identities());
+      throw usage(
+        `no key for identity '${nameOrId}' in ${this.dir}` +
+          (known.length ? ` (local identities: ${known.join(', ')})` : ' (create one with `nexus identity create NAME --role creator`)'),
+      );
+    }
+    const file = this.keyPath(name);
+    if (!existsSync(file)) throw usage(`the key file of '${name}' is missing: ${file}`);
+    const key = loadPrivateKey(file);
+    const id = identityIdFromPublicKey(publicKeyRaw(key));
+    if (id !== this.identities()[name]) throw usage(`${file} holds the key of ${id}, not of '${name}' (${this.identities()[name]})`);
+    return { name, id, key };
+  }
+
+  // --- platforms and checkpoints ----------------------------------------------------------
+
+  platforms(): Record<string, PinnedPlatform> {
+    return readJson<Record<string, PinnedPlatform>>(this.path('platforms.json'), {});
+  }
+
+  pinPlatform(url: string, p: PinnedPlatform): void {
+    this.ensure();
+    const all = this.platforms();
+    all[url] = p;
+    writeFileAtomic(this.path('platforms.json'), JSON.stringify(all, null, 2) + '\n');
+  }
+
+  checkpointPath(platformId: string): string {
+    if (!isIdentityId(platformId)) throw new Error(`not a platform id: ${platformId}`);
+    return this.path('checkpoints', `${platformId}.note`);
+  }
+
+  savedCheckpoint(platformId: string): string | undefined {
+    const file = this.checkpointPath(platformId);
+    return existsSync(file) ? readFileSync(file, 'utf8') : undefined;
+  }
+
+  saveCheckpoint(platformId: string, note: string): void {
+    writeFileAtomic(this.checkpointPath(platformId), note, 0o600);
+  }
+
+  // --- alarms -----------------------------------------------------------------------------
+
+  alarmDir(): string {
+    return this.path('alarms');
+  }
+
+  evidenceDir(): string {
+    return this.path('evidence');
+  }
+
+  alarmFiles(): string[] {
+    const dir = this.alarmDir();
+    if (!existsSync(dir)) return [];
+    return readdirSync(dir)
+      .filter((f) => f.endsWith('.json'))
+      .sort()
+      .map((f) => join(dir, f));
+  }
+}
