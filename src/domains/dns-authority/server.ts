@@ -1,0 +1,275 @@
+import dgram from 'node:dgram';
+import net from 'node:net';
+import type { Store } from '../../core/store/index.ts';
+import { handleMessage, type Handled } from './responder.ts';
+import { ResponseRateLimiter, RRL_DEFAULTS, type RrlOptions } from './rrl.ts';
+import { ZoneView } from './zone-view.ts';
+
+// The authoritative server's sockets: UDP and TCP on one port. TCP carries 2-byte length-prefixed
+// messages (RFC 1035 4.2.2, RFC 7766), several per connection, answered in order, with an idle
+// timeout, a connection limit, a bound on queued messages and write back-pressure. Response rate
+// limiting applies to UDP only: a TCP peer has proved its address with the handshake.
+
+export interface DnsServerOptions {
+  store: Store;
+  /** Default 127.0.0.1. */
+  address?: string;
+  /** 0 (the default) picks a free port, the same for UDP and TCP. */
+  port?: number;
+  /** Called once per response sent for a hosted zone (answers, NXDOMAIN/NODATA, referrals). */
+  onQuery?: (zone: string, imvu: string) => void;
+  /** Response rate limiting per source prefix; on by default (RRL_DEFAULTS), `false` turns it off. */
+  rrl?: RrlOptions | false;
+  tcp?: {
+    /** Default 256. */
+    maxConnections?: number;
+    /** Close a connection idle this long. Default 10 s. */
+    idleTimeoutMs?: number;
+    /** Stop reading a connection while this many of its queries wait. Default 32. */
+    maxPending?: number;
+  };
+  /** How often the zone view looks for committed changes. Default 200 ms. */
+  refreshMs?: number;
+  /** UDP queries in progress at most (beyond: dropped). Default 4096. */
+  maxUdpInFlight?: number;
+  onError?: (err: unknown) => void;
+}
+
+export interface DnsServerStats {
+  udpQueries: number;
+  tcpQueries: number;
+  tcpConnections: number;
+  responses: number;
+  answered: number;
+  rrlDropped: number;
+  rrlSlipped: number;
+  busyDropped: number;
+  ignored: number;
+  errors: number;
+}
+
+export interface DnsServer {
+  address: string;
+  port: number;
+  readonly view: ZoneView;
+  stats(): DnsServerStats & { rrlBuckets: number; openConnections: number };
+  close(): Promise<void>;
+}
+
+/** UDP source ports never answered: 0, echo, daytime, chargen, time, kpasswd. */
+const SUSPICIOUS_PORTS = new Set([0, 7, 13, 19, 37, 464]);
+
+function frame(msg: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(msg.length + 2);
+  out.writeUInt16BE(msg.length, 0);
+  msg.copy(out, 2);
+  return out;
+}
+
+async function bindBoth(address: string, port: number): Promise<{ udp: dgram.Socket; tcp: net.Server; port: number }> {
+  const type = net.isIPv6(address) ? 'udp6' : 'udp4';
+  for (let attempt = 0; ; attempt++) {
+    const udp = dgram.createSocket({ type });
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(port, address, () => {
+        udp.off('error', reject);
+        resolve();
+      });
+    });
+    const bound = udp.address().port;
+    const tcp = net.createServer();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen({ port: bound, host: address, exclusive: true }, () => {
+          tcp.off('error', reject);
+          resolve();
+        });
+      });
+      return { udp, tcp, port: bound };
+    } catch (err) {
+      udp.close();
+      // With port 0 the free UDP port may be taken on TCP: try another.
+      if (port !== 0 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw err;
+    }
+  }
+}
+
+export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer> {
+  const address = opts.address ?? '127.0.0.1';
+  const onError = opts.onError ?? (() => undefined);
+  const view = await ZoneView.open(opts.store, { refreshMs: opts.refreshMs, onError });
+  const limiter = opts.rrl === false ? undefined : new ResponseRateLimiter(opts.rrl ?? RRL_DEFAULTS);
+  const maxConnections = opts.tcp?.maxConnections ?? 256;
+  const idleTimeoutMs = opts.tcp?.idleTimeoutMs ?? 10_000;
+  const maxPending = opts.tcp?.maxPending ?? 32;
+  const maxUdpInFlight = opts.maxUdpInFlight ?? 4096;
+  const s: DnsServerStats = {
+    udpQueries: 0, tcpQueries: 0, tcpConnections: 0, responses: 0, answered: 0,
+    rrlDropped: 0, rrlSlipped: 0, busyDropped: 0, ignored: 0, errors: 0,
+  };
+  const fail = (err: unknown) => {
+    s.errors++;
+    onError(err);
+  };
+  const meter = (h: Handled) => {
+    if (!h.zone) return;
+    s.answered++;
+    if (!opts.onQuery) return;
+    try {
+      opts.onQuery(h.zone.name, h.zone.imvu);
+    } catch (err) {
+      fail(err);
+    }
+  };
+
+  let bound;
+  try {
+    bound = await bindBoth(address, opts.port ?? 0);
+  } catch (err) {
+    view.close();
+    throw err;
+  }
+  const { udp, tcp, port } = bound;
+  try {
+    udp.setRecvBufferSize(4 * 1024 * 1024);
+  } catch {
+    // The kernel's limit applies; the default buffer still works.
+  }
+
+  // UDP
+  let udpInFlight = 0;
+  udp.on('error', fail);
+  udp.on('message', (msg, rinfo) => {
+    s.udpQueries++;
+    // Spoofed sources on echo/chargen-style ports would turn an answer into a loop (as BIND does).
+    if (SUSPICIOUS_PORTS.has(rinfo.port)) {
+      s.ignored++;
+      return;
+    }
+    if (udpInFlight >= maxUdpInFlight) {
+      s.busyDropped++;
+      return;
+    }
+    udpInFlight++;
+    handleMessage(view, msg, 'udp')
+      .then((h) => {
+        if (!h.response) {
+          s.ignored++;
+          return;
+        }
+        let out = h.response;
+        let counts = true;
+        const verdict = limiter?.check(rinfo.address) ?? 'send';
+        if (verdict === 'drop' || (verdict === 'slip' && !h.truncated)) {
+          s.rrlDropped++;
+          return;
+        }
+        if (verdict === 'slip') {
+          s.rrlSlipped++;
+          out = h.truncated!();
+          counts = false;
+        }
+        s.responses++;
+        udp.send(out, rinfo.port, rinfo.address, (err) => {
+          if (err) s.errors++;
+        });
+        if (counts) meter(h);
+      })
+      .catch(fail)
+      .finally(() => udpInFlight--);
+  });
+
+  // TCP
+  const conns = new Set<net.Socket>();
+  tcp.maxConnections = maxConnections;
+  tcp.on('error', fail);
+  tcp.on('connection', (sock) => {
+    s.tcpConnections++;
+    conns.add(sock);
+    sock.on('close', () => conns.delete(sock));
+    sock.on('error', () => sock.destroy());
+    sock.setNoDelay(true);
+    sock.setTimeout(idleTimeoutMs, () => sock.destroy());
+    let partial: Buffer = Buffer.alloc(0);
+    const queue: Buffer[] = [];
+    let pumping = false;
+
+    const pump = async () => {
+      if (pumping) return;
+      pumping = true;
+      try {
+        while (queue.length > 0 && !sock.destroyed) {
+          const msg = queue.shift()!;
+          s.tcpQueries++;
+          const h = await handleMessage(view, msg, 'tcp');
+          if (sock.destroyed) break;
+          if (!h.response) {
+            s.ignored++;
+            continue;
+          }
+          s.responses++;
+          meter(h);
+          if (!sock.write(frame(h.response))) {
+            // The peer does not read: wait for it (the idle timeout ends a peer that never does).
+            await new Promise<void>((resolve) => {
+              const done = () => {
+                sock.off('drain', done);
+                sock.off('close', done);
+                resolve();
+              };
+              sock.on('drain', done);
+              sock.on('close', done);
+            });
+          }
+          if (sock.isPaused() && queue.length < maxPending) sock.resume();
+        }
+      } catch (err) {
+        fail(err);
+        sock.destroy();
+      } finally {
+        pumping = false;
+      }
+      if (queue.length < maxPending && sock.isPaused() && !sock.destroyed) sock.resume();
+    };
+
+    sock.on('data', (chunk: Buffer) => {
+      let buf = partial.length > 0 ? Buffer.concat([partial, chunk]) : chunk;
+      while (buf.length >= 2) {
+        const len = buf.readUInt16BE(0);
+        if (len < 12) {
+          // Not a DNS message: the framing cannot be trusted any more.
+          sock.destroy();
+          return;
+        }
+        if (buf.length < 2 + len) break;
+        queue.push(Buffer.from(buf.subarray(2, 2 + len)));
+        buf = buf.subarray(2 + len);
+      }
+      // At most one incomplete message (< 64 KiB) is kept between reads.
+      partial = buf.length > 0 ? Buffer.from(buf) : Buffer.alloc(0);
+      if (queue.length >= maxPending) sock.pause();
+      void pump();
+    });
+  });
+
+  let closing: Promise<void> | undefined;
+  return {
+    address,
+    port,
+    view,
+    stats: () => ({ ...s, rrlBuckets: limiter?.size ?? 0, openConnections: conns.size }),
+    close() {
+      closing ??= (async () => {
+        view.close();
+        for (const c of conns) c.destroy();
+        await Promise.all([
+          new Promise<void>((resolve) => udp.close(() => resolve())),
+          new Promise<void>((resolve) => tcp.close(() => resolve())),
+        ]);
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,152 @@
+import type { Store } from '../../core/store/index.ts';
+import { lowerAscii } from '../records/rdata.ts';
+import { synthesiseSoa } from '../records/soa.ts';
+import { Zone, type RecordRow } from './zone.ts';
+
+// The DNS server's read-only view of the projections: which zones are hosted (name, IMVU, serial)
+// and, per zone, a compiled in-memory copy keyed by its serial. Every change that affects a zone's
+// answers passes the chokepoint, which bumps `zones.serial` in the same transaction; so a compiled
+// zone is current exactly while its serial is. The index is refreshed by polling: a cheap
+// `ledgerSize()` every `refreshMs` (default 200 ms), and the zone list (name, imvu, serial) only
+// when the ledger has grown, plus a full re-read every `resyncMs` whatever happens. A zone whose
+// serial moved is recompiled on its next query. Reads only: it never writes a projection.
+
+export interface ZoneInfo {
+  readonly name: string;
+  readonly imvu: string;
+  serial: number;
+}
+
+interface Entry extends ZoneInfo {
+  compiled?: Zone;
+  loading?: Promise<Zone | undefined>;
+}
+
+export interface ZoneViewOptions {
+  /** How often to look for committed changes; a change is served at most about this late. */
+  refreshMs?: number;
+  /** Re-read the zone list at least this often even if the ledger did not grow. */
+  resyncMs?: number;
+  onError?: (err: unknown) => void;
+}
+
+export class ZoneView {
+  private entries = new Map<string, Entry>();
+  private suffix = '';
+  private seenLedgerSize = -1;
+  private lastSync = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<void> | undefined;
+  private closed = false;
+  /** Counters for tests and metrics. */
+  readonly stats = { refreshes: 0, loads: 0, errors: 0 };
+
+  private constructor(
+    private readonly store: Store,
+    private readonly opts: Required<Omit<ZoneViewOptions, 'onError'>> & Pick<ZoneViewOptions, 'onError'>,
+  ) {}
+
+  static async open(store: Store, opts: ZoneViewOptions = {}): Promise<ZoneView> {
+    const view = new ZoneView(store, { refreshMs: opts.refreshMs ?? 200, resyncMs: opts.resyncMs ?? 5000, onError: opts.onError });
+    await view.refresh(true);
+    view.timer = setInterval(() => void view.refresh().catch(() => undefined), view.opts.refreshMs);
+    view.timer.unref();
+    return view;
+  }
+
+  /** The hosted zone enclosing `name` (absolute, lower case, no trailing dot; '' is the root). */
+  enclosing(name: string): ZoneInfo | undefined {
+    let n = name;
+    for (;;) {
+      const e = this.entries.get(n);
+      if (e) return e;
+      const dot = n.indexOf('.');
+      if (dot < 0) return undefined;
+      n = n.slice(dot + 1);
+    }
+  }
+
+  /** The compiled zone, or a promise of it when it must be (re)loaded; undefined if it is gone. */
+  zone(info: ZoneInfo): Zone | Promise<Zone | undefined> | undefined {
+    // The current entry for that name: a refresh may have replaced the one the caller holds.
+    const e = (this.entries.get(info.name) === info ? info : this.entries.get(info.name)) as Entry | undefined;
+    if (!e) return undefined;
+    if (e.compiled) return e.compiled;
+    e.loading ??= this.load(e).finally(() => (e.loading = undefined));
+    return e.loading;
+  }
+
+  /** Zones hosted now (for tests, metrics and the export). */
+  zoneNames(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  /** Looks for committed changes now (the timer calls it; `force` re-reads the zone list regardless). */
+  refresh(force = false): Promise<void> {
+    if (this.inFlight) return force ? this.inFlight.then(() => this.refresh(true)) : this.inFlight;
+    this.inFlight = this.sync(force)
+      .catch((err: unknown) => {
+        this.stats.errors++;
+        if (!this.closed) this.opts.onError?.(err);
+        if (force) throw err;
+      })
+      .finally(() => (this.inFlight = undefined));
+    return this.inFlight;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  private async sync(force: boolean): Promise<void> {
+    if (this.closed) return;
+    const size = await this.store.ledgerSize();
+    const now = Date.now();
+    if (!force && size === this.seenLedgerSize && now - this.lastSync < this.opts.resyncMs) return;
+    const platform = await this.store.get<{ suffix: string }>('SELECT suffix FROM platform LIMIT 1');
+    const rows = await this.store.all<{ name: string; imvu: string; serial: number }>('SELECT name, imvu, serial FROM zones');
+    const suffix = platform ? lowerAscii(platform.suffix) : 'invalid';
+    const next = new Map<string, Entry>();
+    for (const r of rows) {
+      const name = lowerAscii(r.name);
+      const serial = Number(r.serial);
+      const e = this.entries.get(name);
+      if (e && e.imvu === r.imvu && suffix === this.suffix) {
+        if (e.serial !== serial) {
+          e.serial = serial;
+          if (e.compiled && e.compiled.serial !== serial) e.compiled = undefined;
+        }
+        next.set(name, e);
+      } else {
+        next.set(name, { name, imvu: r.imvu, serial });
+      }
+    }
+    this.suffix = suffix;
+    this.entries = next;
+    this.seenLedgerSize = size;
+    this.lastSync = now;
+    this.stats.refreshes++;
+  }
+
+  private async load(e: Entry): Promise<Zone | undefined> {
+    // The serial is read before and after the records: equal means the records belong to it.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const before = await this.store.get<{ serial: number; imvu: string }>('SELECT serial, imvu FROM zones WHERE name = ?', [e.name]);
+      if (!before) return undefined;
+      const rows = await this.store.all<RecordRow & { [k: string]: string | number }>(
+        'SELECT name, type, value, ttl FROM records WHERE zone = ? ORDER BY entry, id',
+        [e.name],
+      );
+      const after = await this.store.get<{ serial: number; imvu: string }>('SELECT serial, imvu FROM zones WHERE name = ?', [e.name]);
+      if (!after || after.serial !== before.serial || after.imvu !== before.imvu) continue;
+      const serial = Number(after.serial);
+      const zone = new Zone(e.name, after.imvu, serial, synthesiseSoa(e.name, serial, this.suffix), rows);
+      this.stats.loads++;
+      // Cache it only if the index agrees; otherwise the next refresh decides which is newer.
+      if (serial === e.serial && after.imvu === e.imvu && this.entries.get(e.name) === e) e.compiled = zone;
+      return zone;
+    }
+    throw new Error(`zone ${e.name} kept changing while it was read`);
+  }
+}
