@@ -136,15 +136,21 @@ export function imvuCommand(): Command {
 
   cmd
     .command('show')
-    .description('show one IMVU: domains, zone, mailboxes, routes, envelope')
+    .description('show one IMVU: domains, zone, mailboxes, routes, envelope, and what was tried against it (notifications)')
     .argument('<imvu>', 'IMVU id such as IMVU-001', imvuId)
     .action(async (id: string, _o: unknown, c: Command) => {
       const ctx = Ctx.of(c);
       const imvu = await fetchImvu(ctx, id);
-      ctx.print(imvu, () => [
+      const { notifications } = await ctx.get<{ notifications: { entry: number; gate: number; message: string; at: string }[] }>(
+        `/v1/imvus/${encodeURIComponent(id)}/notifications`,
+      );
+      ctx.print({ ...imvu, notifications }, () => [
         ...summaryLines(imvu),
         `Members: ${imvu.members.length ? imvu.members.join(', ') : 'none'}`,
         `Created ${imvu.createdAt} (ledger entry ${imvu.entry})`,
+        ...(notifications.length
+          ? [`Notifications (${notifications.length}):`, ...notifications.map((n) => `  ⚠️  #${n.entry} ${n.at} gate ${n.gate}: ${n.message}`)]
+          : ['Notifications: none']),
       ]);
     });
 
