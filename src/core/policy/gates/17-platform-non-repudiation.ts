@@ -8,7 +8,7 @@ const PLATFORM_ONLY: readonly CommandType[] = ['pricebook.publish', 'notify.crea
 export const gate: Gate = {
   number: 17,
   name: 'Platform Non-Repudiation',
-  enforcedIn: 'src/core/policy/chokepoint.ts (every commit's checkpoint and every platform-originated command signed by the platform key) + gates/17-platform-non-repudiation.ts',
+  enforcedIn: 'src/core/policy/chokepoint.ts (the checkpoint of every commit and every platform-originated command signed by the platform key) + gates/17-platform-non-repudiation.ts',
   guards: 'all',
   status: 'enforced',
   async check(ctx) {
