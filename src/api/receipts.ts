@@ -54,7 +54,10 @@ export async function outcome(db: SqlReader, input: unknown, receipt: Receipt): 
     return { status: missing ? 404 : 400, error: oneLine(g0) };
   }
   const g1 = denies.find((g) => g.gate === 1);
-  if (g1) return { status: 401, error: oneLine(g1) };
+  // Authentication (signature, identity, nonce, time) fails before any gate runs, leaving only
+  // gates 1 and 11 in the decision: 401. A verified signer that gate 1 will not bind to what the
+  // command claims (creating an IMVU for someone else) is an authorisation refusal: 403.
+  if (g1) return { status: receipt.gates.length <= 2 ? 401 : 403, error: oneLine(g1) };
   const first = denies[0];
   if (!first) return { status: 403, error: 'denied' };
   return { status: (await namesMissing(db, input, 'zone')) ? 404 : 403, error: oneLine(first) };

@@ -261,7 +261,7 @@ describe('one-command IMVU creation', () => {
         status: 401,
         error: /gate 1: unknown identity/,
       },
-      { r: await api.as(alice, 'POST', '/v1/imvus', 'imvu.create', { name: 'ForBob', owner: bob.id, jurisdiction: 'US-CCPA' }), status: 401, error: /gate 1: an IMVU is created by its owner's own signature/ },
+      { r: await api.as(alice, 'POST', '/v1/imvus', 'imvu.create', { name: 'ForBob', owner: bob.id, jurisdiction: 'US-CCPA' }), status: 403, error: /gate 1: an IMVU is created by its owner's own signature/ },
       { r: await api.as(alice, 'POST', '/v1/imvus', 'imvu.create', { name: 'NoOwner', jurisdiction: 'US-CCPA' }), status: 400, error: /gate 0: invalid imvu.create: owner/ },
     ];
     for (const { r, status, error } of cases) {
