@@ -1,3 +1,4 @@
+import type { ImvuRow } from '../core/policy/gate.ts';
 // Read-only views of an IMVU assembled from the projections: what `POST /v1/imvus` returns after
 // a creation and what `GET /v1/imvus/:id` shows. Never writes.
 import type { SqlReader } from '../core/store/index.ts';
@@ -88,17 +89,7 @@ export async function routesOf(db: SqlReader, imvu: string): Promise<Json | unde
 }
 
 export async function imvuSummary(db: SqlReader, id: string): Promise<ImvuSummary | undefined> {
-  const imvu = await db.get<{
-    id: string;
-    name: string;
-    owner: string;
-    jurisdiction: string;
-    status: string;
-    domain: string;
-    stage_domain: string;
-    created_at: string;
-    entry: number;
-  }>('SELECT id, name, owner, jurisdiction, status, domain, stage_domain, created_at, entry FROM imvus WHERE id = ?', [id]);
+  const imvu = await db.get<ImvuRow>('SELECT * FROM imvus WHERE id = ?', [id]);
   if (!imvu) return undefined;
   const owner = await db.get<{ name: string }>('SELECT name FROM identities WHERE id = ?', [imvu.owner]);
   const env = await db.get<{ cpu_cores: number; memory_gb: number; storage_gb: number; iops: number; burst_multiplier: number; burst_minutes: number }>(
