@@ -140,7 +140,7 @@ try {
       '  control-enable: no',
     ];
     for (const z of zones) {
-      writeFileSync(join(work, `${z}.zone`), await exportZone(p.store, z, ...(DNSSEC ? ([{ dnssec: true }] as never[]) : [])));
+      writeFileSync(join(work, `${z}.zone`), await exportZone(p.store, z));
       conf.push('zone:', `  name: ${z}`, `  zonefile: "${z}.zone"`);
     }
     writeFileSync(join(work, 'nsd.conf'), conf.join('\n') + '\n');
