@@ -5,6 +5,7 @@ import { generateKeyPair, identityIdFromPublicKey, loadPrivateKey, publicKeyRaw,
 import { signCommand } from './identity/envelope.ts';
 import { Chokepoint, type ChokepointOptions } from './policy/chokepoint.ts';
 import { openStore, type Store } from './store/index.ts';
+import { DEFAULT_PRICES } from './handshake/default-prices.ts';
 
 // A data directory: nexus.db (ledger + projections), keys/platform.key (0600), platform.json.
 
@@ -54,6 +55,16 @@ export async function initDataDir(dataDir: string, cfg: Partial<PlatformConfig> 
     }),
   );
   if (!receipt.allowed) throw new Error(`genesis refused: ${JSON.stringify(receipt.gates)}`);
+  // Billing starts with a published price book, so usage is never priced at an unknown rate.
+  const prices = await p.chokepoint.submit(
+    p.chokepoint.platformCommand('pricebook.publish', {
+      version: 1,
+      currency: 'USD',
+      effectiveFrom: new Date().toISOString().slice(0, 7),
+      prices: DEFAULT_PRICES,
+    }),
+  );
+  if (!prices.allowed) throw new Error(`default price book refused: ${JSON.stringify(prices.gates)}`);
   // Written last: a directory without it is not initialised and can be initialised again.
   writeFileSync(join(dataDir, PLATFORM_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
   return p;

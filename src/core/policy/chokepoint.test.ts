@@ -135,8 +135,26 @@ describe('gate 6: revenue metering (policy half)', () => {
     expect((await p.as(meter, 'usage.report', usage)).allowed).toBe(true);
     expect(deniedBy(await p.as(alice, 'usage.report', usage))).toEqual([6]);
     expect(deniedBy(await p.as(admin, 'usage.report', usage))).toEqual([6]);
-    await p.as(alice, 'member.add', { imvu: 'IMVU-001', identity: meter.id });
-    expect(deniedBy(await p.as(meter, 'usage.report', usage))).toEqual([6]);
+    // A creator cannot switch metering off by making the meter a member of the IMVU.
+    expect(deniedBy(await p.as(alice, 'member.add', { imvu: 'IMVU-001', identity: meter.id }))).toEqual([1]);
+    expect((await p.as(meter, 'usage.report', usage)).allowed).toBe(true);
+  });
+
+  it('prices usage by the price book published at init; a new book only from the next period', async () => {
+    const { statement } = await import('../handshake/index.ts');
+    const month = new Date().toISOString().slice(0, 7);
+    const now = new Date();
+    const period = { start: new Date(now.getTime() - 60_000).toISOString(), end: now.toISOString() };
+    expect((await p.as(meter, 'usage.report', { ...usage, period, metrics: { 'dns.queries': '50000' } })).allowed).toBe(true);
+    const entries = [];
+    for (let i = 0; i < p.chokepoint.ledger.size; i++) entries.push(await entry(i));
+    const s = statement(entries, 'IMVU-001', month);
+    expect(s.total).toBe(500n); // $5.00 for 50,000 queries, as in the lifecycle example
+    expect([s.creator, s.platform]).toEqual([275n, 225n]);
+    const retro = await p.chokepoint.submit(
+      p.chokepoint.platformCommand('pricebook.publish', { version: 2, currency: 'USD', effectiveFrom: month, prices: { 'dns.queries': { amount: '1', per: '1' } } }),
+    );
+    expect(retro.gates.find((g) => g.status === 'deny')!.reason).toMatch(/cannot change retroactively/);
   });
 });
 

@@ -7,7 +7,7 @@ import { commandSigningBytes, signCommand, verifyCommandSignature } from '../ide
 import { VerifyPool } from '../identity/verify-pool.ts';
 import { Ledger, encodeEntry, type Appender } from '../ledger/ledger.ts';
 import { canonicalJson } from '../ledger/canonical.ts';
-import { parsePriceBook, assertPriceBookTiming } from '../handshake/index.ts';
+import { parsePriceBook, assertPriceBookTiming, periodOfInstant } from '../handshake/index.ts';
 import type { SqlReader, Store, WriteTx } from '../store/index.ts';
 import { COMMAND_TYPES, type Command, type CommandType, type Decision, type GateResult, type Json, type LedgerEntry, type SignedCommand } from '../types.ts';
 import { BODY_SCHEMAS, formatZodError } from './commands.ts';
@@ -102,8 +102,11 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
   if (!body.success) return { ...base, spent, decision: denied([deny(0, `invalid ${cmd.type}: ${formatZodError(body.error)}`), audit]) };
   if (cmd.type === 'pricebook.publish') {
     try {
-      parsePriceBook(cmd.body);
-      assertPriceBookTiming(cmd.body as never, at);
+      const book = parsePriceBook(cmd.body);
+      // Before the first IMVU exists no usage can have been recorded, so a book for the current
+      // period changes no price anyone was charged: that is how a new platform starts billing.
+      const untouched = !(await db.get('SELECT 1 AS x FROM imvus LIMIT 1'));
+      if (!(untouched && book.effectiveFrom === periodOfInstant(at))) assertPriceBookTiming(cmd.body as never, at);
     } catch (err) {
       return { ...base, spent, decision: denied([deny(0, `invalid price book: ${(err as Error).message}`), audit]) };
     }

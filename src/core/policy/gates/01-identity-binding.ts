@@ -29,8 +29,12 @@ export const gate: Gate = {
       if (!isOwner(ctx)) return deny(1, `only the creator of ${ctx.imvu.id} may do this; signed by ${who}`);
     }
     if (type === 'member.add') {
-      const target = await ctx.db.get<{ role: string }>('SELECT role FROM identities WHERE id = ?', [String(ctx.body.identity)]);
+      const target = await ctx.db.get<{ role: string; name: string }>('SELECT role, name FROM identities WHERE id = ?', [String(ctx.body.identity)]);
       if (!target) return deny(1, `unknown identity ${String(ctx.body.identity)}`);
+      // Infrastructure identities never join an IMVU: a metering service that became a member
+      // could no longer report its usage (gate 6), which would switch billing off.
+      if (target.role !== 'creator' && target.role !== 'member')
+        return deny(1, `${target.name} is a ${target.role} identity; only creators and members can be members of an IMVU`);
     }
     if (type === 'mailbox.add') {
       if (!ctx.imvu) return deny(1, `unknown IMVU ${String(ctx.body.imvu)}`);

@@ -1,0 +1,13 @@
+// The price book a new platform publishes at init (version 1, USD minor units). Chosen so that
+// the lifecycle specification's example month prices as it says: 4 cores for 720 hours $120,
+// 50,000 DNS queries $5, 500 messages and 2 GB-months of mail storage $10, 150 GB egress $15.
+// An operator publishes a new version to change them; it takes effect from the next period.
+export const DEFAULT_PRICES = {
+  'compute.cpu_core_hours': { amount: '125', per: '30' },
+  'compute.memory_gb_hours': { amount: '1', per: '10' },
+  'compute.io_operations': { amount: '1', per: '100000' },
+  'dns.queries': { amount: '10', per: '1000' },
+  'mail.messages': { amount: '1', per: '1' },
+  'mail.storage_gb_months': { amount: '250', per: '1' },
+  'network.bandwidth_gb': { amount: '10', per: '1' },
+} as const;
