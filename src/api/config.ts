@@ -4,7 +4,21 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 
-export const DEFAULTS = { dataDir: '.nexus', host: '127.0.0.1', port: 7600, logLevel: 'info', suffix: 'world' } as const;
+export const DEFAULTS = {
+  dataDir: '.nexus',
+  host: '127.0.0.1',
+  port: 7600,
+  logLevel: 'info',
+  suffix: 'world',
+  dns: true,
+  dnsAddress: '127.0.0.1',
+  meterIntervalMs: 60_000,
+} as const;
+
+/** The authoritative DNS server's default port: 53 when running as root, 5353 otherwise. */
+export function defaultDnsPort(): number {
+  return process.getuid?.() === 0 ? 53 : 5353;
+}
 export const CONFIG_FILE_NAME = 'nexus.json';
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -17,6 +31,13 @@ export interface NexusConfig {
   logLevel: (typeof LOG_LEVELS)[number];
   /** DNS suffix for IMVU domains; used only when a data directory is initialised. */
   suffix: string;
+  /** Run the authoritative DNS server (`--no-dns` turns it off). */
+  dns: boolean;
+  dnsAddress: string;
+  /** UDP and TCP; 0 asks the OS for a free port. */
+  dnsPort: number;
+  /** How often metered usage (DNS queries per IMVU) is reported into the ledger. */
+  meterIntervalMs: number;
   /** The config file that was read, if any. */
   configFile?: string;
 }
@@ -28,6 +49,10 @@ export interface ConfigOptions {
   port?: number | string;
   logLevel?: string;
   suffix?: string;
+  dns?: boolean | string;
+  dnsAddress?: string;
+  dnsPort?: number | string;
+  meterIntervalMs?: number | string;
   /** A JSON config file to read instead of `<dataDir>/nexus.json`. */
   config?: string;
   /** Defaults to process.env. */
@@ -56,8 +81,28 @@ const Suffix = z
   .toLowerCase()
   .regex(/^[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})*$/, 'must be a DNS suffix such as world');
 const DataDir = z.string().min(1, 'must not be empty');
+const BOOL_MESSAGE = 'must be true or false';
+const Bool = z.preprocess(
+  (v) => (typeof v === 'string' ? ({ true: true, '1': true, yes: true, on: true, false: false, '0': false, no: false, off: false } as Record<string, boolean>)[v.toLowerCase()] ?? v : v),
+  z.boolean({ error: BOOL_MESSAGE }),
+);
+const INTERVAL_MESSAGE = 'must be an integer number of milliseconds, 10-86400000';
+const IntervalMs = z.preprocess(
+  (v) => (typeof v === 'string' && /^\d{1,9}$/.test(v) ? Number(v) : v),
+  z.number({ error: INTERVAL_MESSAGE }).int(INTERVAL_MESSAGE).min(10, INTERVAL_MESSAGE).max(86_400_000, INTERVAL_MESSAGE),
+);
 
-const FIELDS = { dataDir: DataDir, host: Host, port: Port, logLevel: LogLevel, suffix: Suffix } as const;
+const FIELDS = {
+  dataDir: DataDir,
+  host: Host,
+  port: Port,
+  logLevel: LogLevel,
+  suffix: Suffix,
+  dns: Bool,
+  dnsAddress: Host,
+  dnsPort: Port,
+  meterIntervalMs: IntervalMs,
+} as const;
 type Field = keyof typeof FIELDS;
 
 const ENV: Record<Field, string> = {
@@ -66,8 +111,22 @@ const ENV: Record<Field, string> = {
   port: 'NEXUS_PORT',
   logLevel: 'NEXUS_LOG_LEVEL',
   suffix: 'NEXUS_SUFFIX',
+  dns: 'NEXUS_DNS',
+  dnsAddress: 'NEXUS_DNS_ADDRESS',
+  dnsPort: 'NEXUS_DNS_PORT',
+  meterIntervalMs: 'NEXUS_METER_INTERVAL_MS',
 };
-const FLAG: Record<Field, string> = { dataDir: '--data', host: '--host', port: '--port', logLevel: '--log-level', suffix: '--suffix' };
+const FLAG: Record<Field, string> = {
+  dataDir: '--data',
+  host: '--host',
+  port: '--port',
+  logLevel: '--log-level',
+  suffix: '--suffix',
+  dns: '--no-dns',
+  dnsAddress: '--dns-address',
+  dnsPort: '--dns-port',
+  meterIntervalMs: '--meter-interval',
+};
 
 /** What a config file may contain (the same fields, nothing else). */
 export const ConfigFileSchema = z
@@ -77,6 +136,10 @@ export const ConfigFileSchema = z
     port: Port.optional(),
     logLevel: LogLevel.optional(),
     suffix: Suffix.optional(),
+    dns: z.boolean({ error: BOOL_MESSAGE }).optional(),
+    dnsAddress: Host.optional(),
+    dnsPort: Port.optional(),
+    meterIntervalMs: IntervalMs.optional(),
   })
   .strict();
 
@@ -138,7 +201,7 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     const e = env[ENV[field]];
     if (given(e)) return check(field, e, ENV[field]);
     if (file[field] !== undefined) return file[field] as z.output<(typeof FIELDS)[F]>;
-    return check(field, DEFAULTS[field], `default ${field}`);
+    return check(field, field === 'dnsPort' ? defaultDnsPort() : DEFAULTS[field as Exclude<Field, 'dataDir' | 'dnsPort'>], `default ${field}`);
   };
 
   return {
@@ -147,6 +210,10 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     port: pick('port'),
     logLevel: pick('logLevel'),
     suffix: pick('suffix'),
+    dns: pick('dns'),
+    dnsAddress: pick('dnsAddress'),
+    dnsPort: pick('dnsPort'),
+    meterIntervalMs: pick('meterIntervalMs'),
     ...(fileName ? { configFile: fileName } : {}),
   };
 }

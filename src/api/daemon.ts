@@ -1,5 +1,6 @@
 // Stand-alone daemon entry: `node --import tsx src/api/daemon.ts [--data DIR] [--port N] [--host H]
-// [--log-level L] [--suffix S] [--config FILE]`. The CLI's `nexus serve` calls the same serve().
+// [--log-level L] [--suffix S] [--config FILE] [--dns-address A] [--dns-port N] [--no-dns]
+// [--meter-interval MS]`. The CLI's `nexus serve` calls the same serve().
 import { parseArgs } from 'node:util';
 import { serve } from './server.ts';
 
@@ -13,6 +14,10 @@ async function main(argv: string[]): Promise<void> {
       'log-level': { type: 'string' },
       suffix: { type: 'string' },
       config: { type: 'string' },
+      'dns-address': { type: 'string' },
+      'dns-port': { type: 'string' },
+      'no-dns': { type: 'boolean' },
+      'meter-interval': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -24,6 +29,10 @@ async function main(argv: string[]): Promise<void> {
     ...(values['log-level'] !== undefined ? { logLevel: values['log-level'] } : {}),
     ...(values.suffix !== undefined ? { suffix: values.suffix } : {}),
     ...(values.config !== undefined ? { config: values.config } : {}),
+    ...(values['dns-address'] !== undefined ? { dnsAddress: values['dns-address'] } : {}),
+    ...(values['dns-port'] !== undefined ? { dnsPort: values['dns-port'] } : {}),
+    ...(values['no-dns'] ? { dns: false } : {}),
+    ...(values['meter-interval'] !== undefined ? { meterIntervalMs: values['meter-interval'] } : {}),
   });
 }
 

@@ -9,7 +9,9 @@ import { leafHash } from '../core/ledger/merkle.ts';
 import { verifierKey } from '../core/ledger/checkpoint.ts';
 import { statement, statementToJson } from '../core/handshake/index.ts';
 import type { CommandType, LedgerEntry } from '../core/types.ts';
+import { exportZone } from '../domains/zonefile/export.ts';
 import { imvuSummary, listImvus, mailboxesOf, routesOf, zoneView } from '../imvu/summary.ts';
+import { dsView } from '../domains/dnssec/ds.ts';
 import type { Metrics } from './metrics.ts';
 import { commandType, outcome } from './receipts.ts';
 import { MAX_ENTRIES_PER_CALL, Params, Queries } from './schemas.ts';
@@ -28,6 +30,8 @@ export interface ApiContext {
   metrics: Metrics;
   /** The OpenAPI document (built once from this table). */
   openapi: () => unknown;
+  /** Where the authoritative DNS server listens, when it runs. */
+  dns?: { address: string; port: number };
 }
 
 export interface Reply {
@@ -179,7 +183,9 @@ export const ROUTES: RouteDef[] = [
   mutation('POST', '/v1/revenue', 'revenue.record', 'Record revenue (service identities or the platform)'),
 
   // ---- reads
-  read('/health', 'Liveness and ledger size', {}, async (ctx) => ({ body: { status: 'ok', size: await ledgerSize(ctx) } })),
+  read('/health', 'Liveness, ledger size, and where DNS listens (null when off)', {}, async (ctx) => ({
+    body: { status: 'ok', size: await ledgerSize(ctx), dns: ctx.dns ? { address: ctx.dns.address, port: ctx.dns.port } : null },
+  })),
   read('/metrics', 'Prometheus metrics', { produces: 'text/plain' }, async (ctx) => ({
     body: await ctx.metrics.registry.metrics(),
     contentType: ctx.metrics.registry.contentType,
@@ -213,6 +219,17 @@ export const ROUTES: RouteDef[] = [
     const z = await zoneView(ctx.platform.store, params.zone);
     if (!z) throw new HttpError(404, `zone ${params.zone} is not hosted here`);
     return { body: z };
+  }),
+  read('/v1/zones/:zone/ds', "A zone's DNSSEC key: the DS for the parent zone, the DNSKEY, and a trust anchor for delv/BIND", { params: Params.zone }, async (ctx, { params }) => {
+    const ds = await dsView(ctx.platform.store, params.zone);
+    if (ds) return { body: ds };
+    const hosted = await ctx.platform.store.get('SELECT 1 AS x FROM zones WHERE name = ?', [params.zone.toLowerCase().replace(/\.$/, '')]);
+    throw new HttpError(404, hosted ? `zone ${params.zone} has no DNSSEC key` : `zone ${params.zone} is not hosted here`);
+  }),
+  read('/v1/zones/:zone/export', 'A zone as a BIND master file (RFC 1035), accepted by named-checkzone', { params: Params.zone, produces: 'text/plain' }, async (ctx, { params }) => {
+    const name = params.zone.toLowerCase().replace(/\.$/, '');
+    if (!(await ctx.platform.store.get('SELECT 1 AS x FROM zones WHERE name = ?', [name]))) throw new HttpError(404, `zone ${params.zone} is not hosted here`);
+    return { body: await exportZone(ctx.platform.store, name), contentType: 'text/plain; charset=utf-8' };
   }),
   read('/v1/imvus/:id/mailboxes', "An IMVU's mailboxes", { params: Params.imvu }, async (ctx, { params }) => {
     await mustExist(ctx, params.id);

@@ -40,7 +40,7 @@ describe('reads every client needs', () => {
   it('GET /health answers ok with the ledger size', async () => {
     const r = await api.get('/health');
     expect(r.status).toBe(200);
-    expect(r.body).toEqual({ status: 'ok', size: await api.size() });
+    expect(r.body).toEqual({ status: 'ok', size: await api.size(), dns: null }); // startServer without `dns`
     expect(r.body.size).toBeGreaterThanOrEqual(3); // genesis + alice + bob
   });
 
@@ -69,7 +69,7 @@ describe('reads every client needs', () => {
       'POST /v1/zones/{zone}/records', 'DELETE /v1/zones/{zone}/records', 'POST /v1/imvus/{id}/mailboxes', 'DELETE /v1/imvus/{id}/mailboxes',
       'PUT /v1/imvus/{id}/routes', 'POST /v1/consents', 'POST /v1/usage', 'POST /v1/revenue',
       'GET /health', 'GET /metrics', 'GET /openapi.json', 'GET /v1/platform', 'GET /v1/identities', 'GET /v1/identities/{nameOrId}',
-      'GET /v1/imvus', 'GET /v1/imvus/{id}', 'GET /v1/zones/{zone}/records', 'GET /v1/imvus/{id}/mailboxes', 'GET /v1/imvus/{id}/routes',
+      'GET /v1/imvus', 'GET /v1/imvus/{id}', 'GET /v1/zones/{zone}/records', 'GET /v1/zones/{zone}/export', 'GET /v1/zones/{zone}/ds', 'GET /v1/imvus/{id}/mailboxes', 'GET /v1/imvus/{id}/routes',
       'GET /v1/imvus/{id}/notifications', 'GET /v1/consents', 'GET /v1/notifications', 'GET /v1/gates', 'GET /v1/ledger/checkpoint',
       'GET /v1/ledger/entries', 'GET /v1/ledger/proof/inclusion', 'GET /v1/ledger/proof/consistency', 'GET /v1/statements/{imvu}/{period}',
     ];
@@ -211,9 +211,9 @@ describe('one-command IMVU creation', () => {
       dkim: { selector: 'nexus1', record: `nexus1._domainkey.${domain}` },
     });
 
-    // The zone: SOA serial (1 at creation, +1 for the DKIM record), NS, A, MX, SPF, DMARC, DKIM.
+    // The zone: SOA serial (1 at creation, +1 for the DKIM record, +1 for the DNSKEY), NS, A, MX, SPF, DMARC, DKIM.
     const zone = imvu.zone;
-    expect(zone).toMatchObject({ zone: domain, imvu: id, serial: 2, soa: { mname: 'ns1.world.', rname: `hostmaster.${domain}.`, serial: 2 } });
+    expect(zone).toMatchObject({ zone: domain, imvu: id, serial: 3, soa: { mname: 'ns1.world.', rname: `hostmaster.${domain}.`, serial: 3 } });
     const has = (name: string, type: string, value: string | RegExp) =>
       expect(zone.records.some((x) => x.name === name && x.type === type && (typeof value === 'string' ? x.value === value : value.test(x.value))), `${name} ${type} ${value}`).toBe(true);
     has(domain, 'NS', 'ns1.world.');
@@ -233,11 +233,18 @@ describe('one-command IMVU creation', () => {
     const spki = createPublicKey(priv).export({ type: 'spki', format: 'der' }).toString('base64');
     has(`nexus1._domainkey.${domain}`, 'TXT', `v=DKIM1; k=rsa; p=${spki}`);
 
-    // The key was published by a platform-signed follow-up entry.
+    // The key was published by a platform-signed follow-up entry; so was the zone's DNSSEC key (GET /v1/zones/:zone/ds).
     const followUps = r.body.followUps as { index: number; allowed: boolean }[];
-    expect(followUps).toHaveLength(1);
+    expect(followUps).toHaveLength(2);
     const publish = await api.entry(followUps[0]!.index);
     expect(publish.command.command).toMatchObject({ type: 'dkim.publish', actor: api.platformId, body: { imvu: id, selector: 'nexus1', publicKey: spki } });
+    const dnssec = await api.entry(followUps[1]!.index);
+    expect(dnssec.command.command).toMatchObject({ type: 'dnssec.publish', actor: api.platformId, body: { imvu: id, zone: domain, algorithm: 13, flags: 257 } });
+    const ds = await api.get<{ zone: string; keyTag: number; digestType: number; publicKey: string; entry: number; ds: string; trustAnchor: string }>(`/v1/zones/${domain}/ds`);
+    expect(ds.status).toBe(200);
+    expect(ds.body).toMatchObject({ zone: domain, algorithm: 13, digestType: 2, flags: 257, publicKey: dnssec.command.command.body.publicKey, entry: followUps[1]!.index });
+    expect(ds.body.ds).toMatch(new RegExp(`^${domain.replace(/\./g, '\\.')}\\. 3600 IN DS ${ds.body.keyTag} 13 2 [0-9A-F]{64}$`));
+    expect((await api.get('/v1/zones/nowhere.example/ds')).status).toBe(404);
 
     // The reads agree with the creation's answer.
     expect((await api.get(`/v1/imvus/${id}`)).body).toEqual(imvu);
@@ -245,7 +252,7 @@ describe('one-command IMVU creation', () => {
     expect((await api.get(`/v1/imvus/${id}/mailboxes`)).body).toEqual({ imvu: id, mailboxes: imvu.mailboxes });
     expect((await api.get(`/v1/imvus/${id}/routes`)).body).toEqual({ imvu: id, routes: imvu.routes });
     const mine = (await api.get<{ entries: LedgerEntry[] }>(`/v1/ledger/entries?imvu=${id}`)).body.entries.map((e) => e.index);
-    expect(mine).toEqual([r.body.index, followUps[0]!.index]);
+    expect(mine).toEqual([r.body.index, followUps[0]!.index, followUps[1]!.index]);
   });
 
   it('bad input gets a clear error, is recorded, and leaves no IMVU, domain, zone, mailbox or key behind', async () => {

@@ -10,6 +10,8 @@ import { openApiDocument } from './openapi.ts';
 import { HttpError, ROUTES, type ApiContext } from './routes.ts';
 import { MAX_BODY_BYTES } from './schemas.ts';
 import { formatZodError } from '../core/policy/commands.ts';
+import { startDnsService, type DnsService, type DnsServiceOptions } from '../domains/dns-service.ts';
+import { registerDnsMetrics } from './dns-metrics.ts';
 
 export interface ServerOptions {
   dataDir: string;
@@ -19,6 +21,11 @@ export interface ServerOptions {
   logLevel?: string;
   /** false: no logs at all (tests). Default true: pino JSON lines on stdout. */
   logger?: boolean;
+  /**
+   * The authoritative DNS server with metering into the ledger (src/domains/dns-service.ts).
+   * Off unless given (`serve()` passes the configured address and port); port 0 picks a free one.
+   */
+  dns?: false | Omit<DnsServiceOptions, 'platform'>;
 }
 
 export interface RunningServer {
@@ -26,6 +33,8 @@ export interface RunningServer {
   port: number;
   dataDir: string;
   log: FastifyBaseLogger;
+  /** The DNS service, when it runs: `dns.server.address` / `dns.server.port`. */
+  dns?: DnsService;
   /** Stops accepting, lets requests in flight finish (their commands commit), then closes the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -67,11 +76,28 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // Commands are JSON; a text/plain body is refused like any other media type.
   app.removeContentTypeParser('text/plain');
   const metrics = createMetrics(() => platform.store.ledgerSize());
+  let dns: DnsService | undefined;
+  if (opts.dns) {
+    try {
+      dns = await startDnsService({
+        ...opts.dns,
+        platform,
+        onError: (err) => app.log.warn({ err }, 'dns error'),
+        onMeterError: (err, r) => app.log.error({ err: err.message, imvu: r.imvu, metrics: Object.fromEntries([...r.metrics].map(([k, v]) => [k, v.toString()])) }, 'usage report not recorded'),
+      });
+    } catch (err) {
+      await app.close().catch(() => undefined);
+      await platform.close();
+      throw err;
+    }
+    registerDnsMetrics(metrics.registry, dns);
+  }
   let openapi: unknown;
   const ctx: ApiContext = {
     platform,
     metrics,
     openapi: () => (openapi ??= openApiDocument(ROUTES, { version: VERSION })),
+    ...(dns ? { dns: { address: dns.server.address, port: dns.server.port } } : {}),
   };
 
   // While closing, answer in-flight requests with `Connection: close` so that keep-alive clients
@@ -117,6 +143,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await app.listen({ host: opts.host ?? DEFAULTS.host, port: opts.port ?? DEFAULTS.port });
   } catch (err) {
     await app.close().catch(() => undefined);
+    await dns?.close().catch(() => undefined);
     await platform.close();
     throw err;
   }
@@ -130,10 +157,16 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     port,
     dataDir: opts.dataDir,
     log: app.log,
+    ...(dns ? { dns } : {}),
     close: () =>
       (closing ??= (async () => {
         stopping = true;
         try {
+          // DNS first: its sockets close, then the counts left are flushed into the ledger.
+          if (dns) {
+            const last = await dns.close();
+            if (last.reported.length) app.log.info({ reports: last.reported.length }, 'final usage reports recorded');
+          }
           await app.close();
         } finally {
           await platform.close();
@@ -158,8 +191,15 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
     await (await initDataDir(cfg.dataDir, { suffix: cfg.suffix })).close();
     initialised = true;
   }
-  const server = await startServer({ dataDir: cfg.dataDir, host: cfg.host, port: cfg.port, logLevel: cfg.logLevel });
-  server.log.info({ url: server.url, dataDir: cfg.dataDir, initialised, configFile: cfg.configFile ?? null }, 'nexus daemon listening');
+  const server = await startServer({
+    dataDir: cfg.dataDir,
+    host: cfg.host,
+    port: cfg.port,
+    logLevel: cfg.logLevel,
+    dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs } : false,
+  });
+  const dns = server.dns ? { address: server.dns.server.address, port: server.dns.server.port, meterIntervalMs: cfg.meterIntervalMs } : null;
+  server.log.info({ url: server.url, dns, dataDir: cfg.dataDir, initialised, configFile: cfg.configFile ?? null }, 'nexus daemon listening');
   if (opts.signals !== false) {
     let stopping = false;
     const stop = (signal: NodeJS.Signals) => {

@@ -7,7 +7,7 @@ import { generateKeyPair, identityIdFromPublicKey, publicKeyRaw } from './identi
 import { signCommand, type SignOptions } from './identity/envelope.ts';
 import { initDataDir, type OpenPlatform } from './platform.ts';
 import type { CommandType, Json, Role } from './types.ts';
-import type { Receipt } from './policy/chokepoint.ts';
+import type { ChokepointOptions, Receipt } from './policy/chokepoint.ts';
 
 export interface Actor {
   name: string;
@@ -21,9 +21,10 @@ export interface TestPlatform extends OpenPlatform {
   cleanup(): Promise<void>;
 }
 
-export async function testPlatform(): Promise<TestPlatform> {
+/** `provision`: the chokepoint's provisioning hook for the temp data directory (e.g. `provisioner` from src/imvu/provision.ts). */
+export async function testPlatform(opts: { provision?: (dataDir: string) => NonNullable<ChokepointOptions['provision']> } = {}): Promise<TestPlatform> {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-test-'));
-  const p = await initDataDir(dir);
+  const p = await initDataDir(dir, {}, opts.provision ? { provision: opts.provision(dir) } : {});
   const t: TestPlatform = {
     ...p,
     async register(name, role) {

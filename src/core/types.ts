@@ -30,6 +30,7 @@ export const COMMAND_TYPES = [
   'pricebook.publish',
   'notify.creator',
   'dkim.publish',
+  'dnssec.publish',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 

@@ -4,6 +4,9 @@
 // by a platform-signed `dkim.publish` follow-up, which the projection writer turns into the
 // `<selector>._domainkey` TXT record. The follow-up runs in the same transaction as the
 // creation, so a failure anywhere rolls both back.
+// Every new zone (the IMVU's own at `imvu.create`, a claimed one at `domain.claim`) gets a DNSSEC
+// key the same way: private half under `keys/dnssec/<zone>.pem`, public half in a platform-signed
+// `dnssec.publish` follow-up (src/domains/dnssec/keys.ts).
 import { generateKeyPair as generateKeyPairCb, type KeyObject } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -11,6 +14,7 @@ import { promisify } from 'node:util';
 import type { ChokepointOptions, FollowUp } from '../core/policy/chokepoint.ts';
 import type { SqlReader } from '../core/store/index.ts';
 import type { Command } from '../core/types.ts';
+import { ALGORITHM_ECDSAP256SHA256, CSK_FLAGS, dnssecKeyPath, generateZoneKey } from '../domains/dnssec/keys.ts';
 
 export const DKIM_SELECTOR = 'nexus1';
 export const DKIM_KEY_DIR = join('keys', 'dkim');
@@ -63,14 +67,29 @@ export async function generateDkimKey(): Promise<{ privateKey: KeyObject; public
   return { privateKey, publicKeyDer: publicKey.export({ type: 'spki', format: 'der' }) };
 }
 
+/** Generates a zone's DNSSEC key (a combined signing key), writes the private half durably, and returns its `dnssec.publish`. */
+export async function provisionDnssecKey(dataDir: string, imvu: string, zone: string): Promise<FollowUp> {
+  const { publicKey, pem } = await generateZoneKey();
+  writeSecretFile(dnssecKeyPath(dataDir, zone), pem);
+  return { type: 'dnssec.publish', body: { imvu, zone, algorithm: ALGORITHM_ECDSAP256SHA256, flags: CSK_FLAGS, publicKey: publicKey.toString('base64') } };
+}
+
 /** The chokepoint `provision` hook for a data directory. */
 export function provisioner(dataDir: string): NonNullable<ChokepointOptions['provision']> {
   return async (command: Command, index: number, db: SqlReader): Promise<FollowUp[]> => {
+    if (command.type === 'domain.claim') {
+      const zone = await db.get<{ name: string; imvu: string }>('SELECT name, imvu FROM zones WHERE entry = ?', [index]);
+      if (!zone) throw new Error(`domain.claim entry ${index} was allowed but created no zone`);
+      return [await provisionDnssecKey(dataDir, zone.imvu, zone.name)];
+    }
     if (command.type !== 'imvu.create') return [];
-    const row = await db.get<{ id: string }>('SELECT id FROM imvus WHERE entry = ?', [index]);
+    const row = await db.get<{ id: string; domain: string }>('SELECT id, domain FROM imvus WHERE entry = ?', [index]);
     if (!row) throw new Error(`imvu.create entry ${index} was allowed but created no IMVU`);
     const { privateKey, publicKeyDer } = await generateDkimKey();
     writeSecretFile(dkimKeyPath(dataDir, row.id), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
-    return [{ type: 'dkim.publish', body: { imvu: row.id, selector: DKIM_SELECTOR, publicKey: publicKeyDer.toString('base64') } }];
+    return [
+      { type: 'dkim.publish', body: { imvu: row.id, selector: DKIM_SELECTOR, publicKey: publicKeyDer.toString('base64') } },
+      await provisionDnssecKey(dataDir, row.id, row.domain),
+    ];
   };
 }

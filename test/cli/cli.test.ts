@@ -92,6 +92,20 @@ describe('nexus CLI (subprocess against a real daemon)', () => {
     expect(zone.records).toContainEqual({ name: 'www.imvu001.world', type: 'A', value: '192.0.2.7', ttl: 300 });
   });
 
+  it('dns ds: the DS for the parent, the DNSKEY and a delv trust anchor, checked against the ledger', async () => {
+    const r = await nexus('dns', 'ds', 'imvu001.world');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^imvu001\.world\. 3600 IN DS \d+ 13 2 [0-9A-F]{64}$/m);
+    expect(r.stdout).toMatch(/^imvu001\.world\. 3600 IN DNSKEY 257 3 13 [A-Za-z0-9+/]{86}==$/m);
+    expect(r.stdout).toMatch(/^trust-anchors \{ "imvu001\.world\." static-key 257 3 13 "[A-Za-z0-9+/]{86}=="; \};$/m);
+    expect(r.stdout).toMatch(/published by the platform in ledger entry \d+, included in its signed checkpoint \(tree size \d+\): verified/);
+    const json = await nexus('--json', 'dns', 'ds', 'imvu001.world');
+    expect(JSON.parse(json.stdout)).toMatchObject({ zone: 'imvu001.world', imvu: 'IMVU-001', algorithm: 13, digestType: 2, flags: 257 });
+    const missing = await nexus('dns', 'ds', 'nowhere.example');
+    expect(missing.code).not.toBe(0);
+    expect(oneLineError(missing)).toMatch(/zone nowhere\.example is not hosted here/);
+  });
+
   it('an admin lowering the CPU of an IMVU is denied (exit 1) with a one-line reason', async () => {
     const noKey = await run(['identity', 'create', 'ops-x', '--role', 'admin'], env, { cwd: scratch });
     expect(noKey.code).toBe(2);

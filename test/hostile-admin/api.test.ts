@@ -125,7 +125,7 @@ describe('scenario 2.5: exit sabotage', () => {
     expect((await api.get(`/v1/imvus/${id}`)).body.status).toBe('exited');
     // The whole story is in the IMVU's part of the ledger, in order.
     const types = (await imvuEntries(api, id)).map((e) => `${e.command.command.type}:${e.decision.allowed ? 'allowed' : 'denied'}`);
-    expect(types).toEqual(['imvu.create:allowed', 'dkim.publish:allowed', 'imvu.suspend:allowed', 'notify.creator:allowed', 'imvu.exit:denied', 'imvu.exit:allowed']);
+    expect(types).toEqual(['imvu.create:allowed', 'dkim.publish:allowed', 'dnssec.publish:allowed', 'imvu.suspend:allowed', 'notify.creator:allowed', 'imvu.exit:denied', 'imvu.exit:allowed']);
   });
 
   it('an admin cannot register itself: admins are registered by the platform', async () => {

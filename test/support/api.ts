@@ -9,7 +9,7 @@ import { signCommand, type SignOptions } from '../../src/core/identity/envelope.
 import { initDataDir } from '../../src/core/platform.ts';
 import type { Actor } from '../../src/core/testing.ts';
 import type { CommandType, Json, LedgerEntry, Role, SignedCommand } from '../../src/core/types.ts';
-import { startServer, type RunningServer } from '../../src/api/server.ts';
+import { startServer, type RunningServer, type ServerOptions } from '../../src/api/server.ts';
 
 export type { Actor };
 
@@ -88,13 +88,14 @@ export function newKey(): { key: KeyObject; id: string; publicKey: string } {
   return { key: privateKey, id: identityIdFromPublicKey(raw), publicKey: raw.toString('base64') };
 }
 
-export async function startTestApi(): Promise<TestApi> {
+/** `dns`: also run the DNS service (e.g. `{ port: 0, meterIntervalMs: 200 }`); off by default. */
+export async function startTestApi(opts: { dns?: ServerOptions['dns'] } = {}): Promise<TestApi> {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-api-'));
   const init = await initDataDir(dir);
   const platformKey = init.platformKey;
   const platformId = init.platformId;
   await init.close();
-  const server = await startServer({ dataDir: dir, port: 0, logger: false });
+  const server = await startServer({ dataDir: dir, port: 0, logger: false, ...(opts.dns ? { dns: opts.dns } : {}) });
   const client = new Client(server.url);
   const api = Object.assign(client, {
     dir,

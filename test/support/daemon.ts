@@ -14,7 +14,7 @@ export interface DaemonProcess {
 }
 
 export function spawnDaemon(dataDir: string, args: string[] = [], timeoutMs = 20_000): Promise<DaemonProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/api/daemon.ts', '--data', dataDir, '--port', '0', '--log-level', 'info', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/api/daemon.ts', '--data', dataDir, '--port', '0', '--dns-port', '0', '--log-level', 'info', ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NEXUS_CONFIG: '' },

@@ -7,6 +7,8 @@ import { Ctx, receiptLine } from '../context.ts';
 import { table } from '../format.ts';
 import { fetchImvu } from './imvu.ts';
 import { InvalidArgumentError } from 'commander';
+import { addExportCommand } from './dns-export.ts';
+import { addDsCommand } from './dns-ds.ts';
 
 function recordType(v: string): string {
   const t = v.toUpperCase();
@@ -80,6 +82,8 @@ export function dnsCommand(): Command {
         table(['NAME', 'TTL', 'TYPE', 'VALUE'], z.records.map((r) => [r.name, r.ttl, r.type, r.value])),
       ]);
     });
+  addExportCommand(dns);
+  addDsCommand(dns);
   return dns;
 }
 

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { resolve } from 'node:path';
 import { initDataDir, isInitialised } from '../../core/platform.ts';
 import { DEFAULTS, resolveConfig } from '../../api/config.ts';
-import { port } from '../args.ts';
+import { int, port } from '../args.ts';
 import { Ctx } from '../context.ts';
 import { CliError, EXIT, usage } from '../errors.ts';
 
@@ -29,6 +29,11 @@ interface ServeFlags {
   config?: string;
   suffix?: string;
   logLevel?: string;
+  dnsAddress?: string;
+  dnsPort?: number;
+  /** commander's `--no-dns`: false when given, true otherwise. */
+  dns?: boolean;
+  meterInterval?: number;
 }
 
 async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<void> {
@@ -39,6 +44,11 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.config !== undefined ? { config: o.config } : {}),
     ...(o.suffix !== undefined ? { suffix: o.suffix } : {}),
     ...(o.logLevel !== undefined ? { logLevel: o.logLevel } : {}),
+    ...(o.dnsAddress !== undefined ? { dnsAddress: o.dnsAddress } : {}),
+    ...(o.dnsPort !== undefined ? { dnsPort: o.dnsPort } : {}),
+    // Only an explicit --no-dns counts: commander defaults the flag to true, which must not beat NEXUS_DNS.
+    ...(o.dns === false ? { dns: false } : {}),
+    ...(o.meterInterval !== undefined ? { meterIntervalMs: o.meterInterval } : {}),
   };
   const cfg = resolveConfig(opts);
   if (!initialiseIfNeeded && !isInitialised(cfg.dataDir))
@@ -48,6 +58,8 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     await serve({ ...opts, init: initialiseIfNeeded });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
+    // The DNS sockets: the message already names the address, the port and what to do.
+    if (e.name === 'ListenError') throw new CliError(e.message, EXIT.denied);
     if (e.code === 'EADDRINUSE') throw new CliError(`cannot listen on ${cfg.host}:${cfg.port}: the address is in use (is a daemon already running? pick another --port)`, EXIT.denied);
     if (e.code === 'EACCES') throw new CliError(`cannot listen on ${cfg.host}:${cfg.port}: permission denied (ports below 1024 need root)`, EXIT.denied);
     throw err;
@@ -60,7 +72,11 @@ function daemonOptions(cmd: Command): Command {
     .option('--port <n>', 'TCP port (env NEXUS_PORT; default 7600; 0 picks a free port)', port)
     .option('--host <host>', 'address to listen on (env NEXUS_HOST; default 127.0.0.1)')
     .option('--config <file>', 'JSON config file (default <data>/nexus.json)')
-    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env NEXUS_LOG_LEVEL)');
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env NEXUS_LOG_LEVEL)')
+    .option('--dns-address <address>', 'address of the authoritative DNS server, UDP and TCP (env NEXUS_DNS_ADDRESS; default 127.0.0.1)')
+    .option('--dns-port <n>', 'DNS port (env NEXUS_DNS_PORT; default 53 as root, otherwise 5353; 0 picks a free port)', port)
+    .option('--no-dns', 'do not run the DNS server (env NEXUS_DNS=false)')
+    .option('--meter-interval <ms>', 'how often metered usage is reported into the ledger (env NEXUS_METER_INTERVAL_MS; default 60000)', int(10, 86_400_000));
 }
 
 export function operatorCommands(): Command[] {
@@ -80,7 +96,7 @@ export function operatorCommands(): Command[] {
       ]);
     });
 
-  const serveCmd = daemonOptions(new Command('serve').description('run the daemon (HTTP API) on an initialised data directory')).action(
+  const serveCmd = daemonOptions(new Command('serve').description('run the daemon (HTTP API and authoritative DNS) on an initialised data directory')).action(
     async (o: ServeFlags) => runDaemon(o, false),
   );
 

@@ -128,6 +128,17 @@ export const BODY_SCHEMAS = {
     .object({ imvu: imvuId, recipient: identityId, about: z.number().int().min(0), gate: z.number().int().min(0).max(17), message: z.string().max(1000) })
     .strict(),
   'dkim.publish': z.object({ imvu: imvuId, selector: z.string().regex(/^[a-z0-9-]{1,63}$/), publicKey: z.string().min(1).max(1024) }).strict(),
+  // A zone's DNSSEC key (src/domains/dnssec): ECDSA P-256 (algorithm 13), the DNSKEY public key field
+  // (x || y, 64 octets) in base64; flags 257 for the combined signing key, 256 for a zone-signing key.
+  'dnssec.publish': z
+    .object({
+      imvu: imvuId,
+      zone: domain,
+      algorithm: z.literal(13),
+      flags: z.union([z.literal(257), z.literal(256)]),
+      publicKey: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a base64 ECDSA P-256 public key (64 octets)'),
+    })
+    .strict(),
 } satisfies Record<CommandType, z.ZodType>;
 
 export function formatZodError(err: z.ZodError): string {

@@ -3,6 +3,7 @@
 import { identityIdFromPublicKey } from '../identity/keys.ts';
 import type { WriteTx } from '../store/index.ts';
 import type { Command } from '../types.ts';
+import { dnskeyRdata, keyTag } from '../../domains/dnssec/keytag.ts';
 import { DEFAULT_ENVELOPE, ENVELOPE_FIELDS } from './commands.ts';
 import type { PlatformRow } from './gate.ts';
 import { absoluteName, imvuDomainsFor } from './naming.ts';
@@ -161,6 +162,24 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
       await tx.run("DELETE FROM records WHERE zone = ? AND name = ? AND type = 'TXT'", [zone.domain, `${String(b.selector)}._domainkey.${zone.domain}`]);
       await addRecord(tx, index, 0, zone.domain, `${String(b.selector)}._domainkey.${zone.domain}`, 'TXT', `v=DKIM1; k=rsa; p=${String(b.publicKey)}`);
       await bumpSerial(tx, zone.domain);
+      return;
+    }
+    case 'dnssec.publish': {
+      // The zone's DNSKEY changes: its serial moves like for any other record (secondaries follow it).
+      const zone = String(b.zone).toLowerCase();
+      const flags = b.flags as number;
+      const algorithm = b.algorithm as number;
+      const tag = keyTag(dnskeyRdata(flags, algorithm, Buffer.from(String(b.publicKey), 'base64')));
+      await tx.run('INSERT OR REPLACE INTO dnssec_keys (zone, imvu, algorithm, flags, public_key, key_tag, entry) VALUES (?, ?, ?, ?, ?, ?, ?)', [
+        zone,
+        String(b.imvu),
+        algorithm,
+        flags,
+        String(b.publicKey),
+        tag,
+        index,
+      ]);
+      await bumpSerial(tx, zone);
       return;
     }
     // Ledger-only facts: the statement reads them from the log itself.

@@ -1,6 +1,7 @@
 import dnsPacket from 'dns-packet';
 import type { DecodedPacket, OptAnswer, Packet, Question } from 'dns-packet';
 import { lowerAscii } from '../records/rdata.ts';
+import type { OnlineSigner } from '../dnssec/online.ts';
 import type { AnswerSet } from './zone.ts';
 import type { ZoneView } from './zone-view.ts';
 
@@ -84,7 +85,7 @@ function fit(frame: Frame, rcode: number, set: AnswerSet, limit: number): Buffer
   return encode(frame, rcode, {}, (set.aa ? AA : 0) | TC);
 }
 
-export async function handleMessage(view: ZoneView, msg: Buffer, transport: Transport): Promise<Handled> {
+export async function handleMessage(view: ZoneView, msg: Buffer, transport: Transport, dnssec?: OnlineSigner): Promise<Handled> {
   if (msg.length < 12) return {};
   const id = msg.readUInt16BE(0);
   const flags = msg.readUInt16BE(2);
@@ -147,7 +148,16 @@ export async function handleMessage(view: ZoneView, msg: Buffer, transport: Tran
   }
   if (!zone) return reply(frame, RCODE.REFUSED);
 
-  const set = zone.lookup(name, q.name, q.type);
+  let set = zone.lookup(name, q.name, q.type);
+  // DNSSEC (src/domains/dnssec/online.ts): signatures and denial proofs when the query set DO.
+  if (dnssec) {
+    try {
+      const secured = dnssec.secure(zone, { name, echo: q.name, type: q.type, dnssecOk: !!clientOpt?.flag_do }, set);
+      set = secured instanceof Promise ? await secured : secured;
+    } catch {
+      return reply(frame, RCODE.SERVFAIL);
+    }
+  }
   const limit =
     transport === 'tcp' ? 65535 : clientOpt ? Math.min(MAX_UDP_PAYLOAD, Math.max(CLASSIC_UDP_PAYLOAD, clientOpt.udpPayloadSize)) : CLASSIC_UDP_PAYLOAD;
   const response = fit(frame, set.rcode, set, limit);

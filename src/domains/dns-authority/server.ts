@@ -1,9 +1,13 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Store } from '../../core/store/index.ts';
+import type { OnlineSigner } from '../dnssec/online.ts';
 import { handleMessage, type Handled } from './responder.ts';
 import { ResponseRateLimiter, RRL_DEFAULTS, type RrlOptions } from './rrl.ts';
 import { ZoneView } from './zone-view.ts';
+import { checkXfrOptions, XfrService, type XfrHandled, type XfrOptions } from './xfr.ts';
+import { Notifier } from './notify.ts';
+import { tsigKey } from './tsig.ts';
 
 // The authoritative server's sockets: UDP and TCP on one port. TCP carries 2-byte length-prefixed
 // messages (RFC 1035 4.2.2, RFC 7766), several per connection, answered in order, with an idle
@@ -28,6 +32,10 @@ export interface DnsServerOptions {
     /** Stop reading a connection while this many of its queries wait. Default 32. */
     maxPending?: number;
   };
+  /** DNSSEC online signing of the zones that have a key (`onlineSigner(store, dataDir)` from src/domains/dnssec). */
+  dnssec?: OnlineSigner;
+  /** Zone transfers out (AXFR/IXFR over TCP, TSIG or address allow-list) and NOTIFY; see xfr.ts. Off when unset. */
+  xfr?: XfrOptions;
   /** How often the zone view looks for committed changes. Default 200 ms. */
   refreshMs?: number;
   /** UDP queries in progress at most (beyond: dropped). Default 4096. */
@@ -52,12 +60,21 @@ export interface DnsServer {
   address: string;
   port: number;
   readonly view: ZoneView;
+  /** Zone transfers and NOTIFY, when `xfr` was given. */
+  readonly xfr?: XfrService;
+  readonly notifier?: Notifier;
   stats(): DnsServerStats & { rrlBuckets: number; openConnections: number };
   close(): Promise<void>;
 }
 
 /** UDP source ports never answered: 0, echo, daytime, chargen, time, kpasswd. */
 const SUSPICIOUS_PORTS = new Set([0, 7, 13, 19, 37, 464]);
+
+/** The first message, then the rest of a zone transfer's, produced one at a time as they are written. */
+function* messages(first: Buffer, rest?: Iterable<Buffer>): Generator<Buffer> {
+  yield first;
+  if (rest) yield* rest;
+}
 
 function frame(msg: Buffer): Buffer {
   const out = Buffer.allocUnsafe(msg.length + 2);
@@ -99,7 +116,21 @@ async function bindBoth(address: string, port: number): Promise<{ udp: dgram.Soc
 export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer> {
   const address = opts.address ?? '127.0.0.1';
   const onError = opts.onError ?? (() => undefined);
-  const view = await ZoneView.open(opts.store, { refreshMs: opts.refreshMs, onError });
+  if (opts.xfr) checkXfrOptions(opts.xfr);
+  const notifier = opts.xfr?.notify?.length
+    ? new Notifier({
+        targets: opts.xfr.notify,
+        tsig: opts.xfr.tsig ? tsigKey(opts.xfr.tsig) : undefined,
+        source: address,
+        retries: opts.xfr.notifyRetries,
+        timeoutMs: opts.xfr.notifyTimeoutMs,
+        onError,
+      })
+    : undefined;
+  const view = await ZoneView.open(opts.store, { refreshMs: opts.refreshMs, onError, onSerialChange: notifier && ((z) => notifier.notify(z.name, z.serial)) });
+  const answer = (msg: Buffer, t: 'udp' | 'tcp') => handleMessage(view, msg, t, opts.dnssec);
+  const xfr = opts.xfr ? new XfrService(view, opts.store, opts.xfr, { answer, keys: opts.dnssec?.keys }) : undefined;
+  const respond = (msg: Buffer, t: 'udp' | 'tcp', peer: string): Promise<XfrHandled> => (xfr ? xfr.handle(msg, t, peer) : answer(msg, t));
   const limiter = opts.rrl === false ? undefined : new ResponseRateLimiter(opts.rrl ?? RRL_DEFAULTS);
   const maxConnections = opts.tcp?.maxConnections ?? 256;
   const idleTimeoutMs = opts.tcp?.idleTimeoutMs ?? 10_000;
@@ -153,7 +184,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
       return;
     }
     udpInFlight++;
-    handleMessage(view, msg, 'udp')
+    respond(msg, 'udp', rinfo.address)
       .then((h) => {
         if (!h.response) {
           s.ignored++;
@@ -203,7 +234,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
         while (queue.length > 0 && !sock.destroyed) {
           const msg = queue.shift()!;
           s.tcpQueries++;
-          const h = await handleMessage(view, msg, 'tcp');
+          const h = await respond(msg, 'tcp', sock.remoteAddress ?? '');
           if (sock.destroyed) break;
           if (!h.response) {
             s.ignored++;
@@ -211,17 +242,21 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
           }
           s.responses++;
           meter(h);
-          if (!sock.write(frame(h.response))) {
-            // The peer does not read: wait for it (the idle timeout ends a peer that never does).
-            await new Promise<void>((resolve) => {
-              const done = () => {
-                sock.off('drain', done);
-                sock.off('close', done);
-                resolve();
-              };
-              sock.on('drain', done);
-              sock.on('close', done);
-            });
+          // A zone transfer is several messages: the rest follow the first, in order.
+          for (const out of messages(h.response, h.stream)) {
+            if (sock.destroyed) break;
+            if (!sock.write(frame(out))) {
+              // The peer does not read: wait for it (the idle timeout ends a peer that never does).
+              await new Promise<void>((resolve) => {
+                const done = () => {
+                  sock.off('drain', done);
+                  sock.off('close', done);
+                  resolve();
+                };
+                sock.on('drain', done);
+                sock.on('close', done);
+              });
+            }
           }
           if (sock.isPaused() && queue.length < maxPending) sock.resume();
         }
@@ -259,10 +294,13 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     address,
     port,
     view,
+    xfr,
+    notifier,
     stats: () => ({ ...s, rrlBuckets: limiter?.size ?? 0, openConnections: conns.size }),
     close() {
       closing ??= (async () => {
         view.close();
+        await notifier?.close();
         for (const c of conns) c.destroy();
         await Promise.all([
           new Promise<void>((resolve) => udp.close(() => resolve())),

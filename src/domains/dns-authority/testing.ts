@@ -19,8 +19,8 @@ export interface DnsFixture {
 export const LONG_TXT = 'k=' + 'abcdefghij'.repeat(60);
 
 /** IMVU-001 (alice, imvu001.world) with every case the server must handle; IMVU-002 (bob) plain. */
-export async function dnsFixture(): Promise<DnsFixture> {
-  const p = await testPlatform();
+export async function dnsFixture(opts: Parameters<typeof testPlatform>[0] = {}): Promise<DnsFixture> {
+  const p = await testPlatform(opts);
   const alice = await p.register('alice', 'creator');
   const bob = await p.register('bob', 'creator');
   for (const [who, name] of [[alice, 'Gallery'], [bob, 'Shop']] as const) {

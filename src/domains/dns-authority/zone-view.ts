@@ -28,6 +28,8 @@ export interface ZoneViewOptions {
   /** Re-read the zone list at least this often even if the ledger did not grow. */
   resyncMs?: number;
   onError?: (err: unknown) => void;
+  /** Called when a zone's serial moved (not for zones that appear): NOTIFY hooks in here. */
+  onSerialChange?: (zone: ZoneInfo, previous: number) => void;
 }
 
 export class ZoneView {
@@ -43,11 +45,11 @@ export class ZoneView {
 
   private constructor(
     private readonly store: Store,
-    private readonly opts: Required<Omit<ZoneViewOptions, 'onError'>> & Pick<ZoneViewOptions, 'onError'>,
+    private readonly opts: Required<Omit<ZoneViewOptions, 'onError' | 'onSerialChange'>> & Pick<ZoneViewOptions, 'onError' | 'onSerialChange'>,
   ) {}
 
   static async open(store: Store, opts: ZoneViewOptions = {}): Promise<ZoneView> {
-    const view = new ZoneView(store, { refreshMs: opts.refreshMs ?? 200, resyncMs: opts.resyncMs ?? 5000, onError: opts.onError });
+    const view = new ZoneView(store, { refreshMs: opts.refreshMs ?? 200, resyncMs: opts.resyncMs ?? 5000, onError: opts.onError, onSerialChange: opts.onSerialChange });
     await view.refresh(true);
     view.timer = setInterval(() => void view.refresh().catch(() => undefined), view.opts.refreshMs);
     view.timer.unref();
@@ -108,14 +110,17 @@ export class ZoneView {
     const rows = await this.store.all<{ name: string; imvu: string; serial: number }>('SELECT name, imvu, serial FROM zones');
     const suffix = platform ? lowerAscii(platform.suffix) : 'invalid';
     const next = new Map<string, Entry>();
+    const changed: [ZoneInfo, number][] = [];
     for (const r of rows) {
       const name = lowerAscii(r.name);
       const serial = Number(r.serial);
       const e = this.entries.get(name);
       if (e && e.imvu === r.imvu && suffix === this.suffix) {
         if (e.serial !== serial) {
+          const previous = e.serial;
           e.serial = serial;
           if (e.compiled && e.compiled.serial !== serial) e.compiled = undefined;
+          changed.push([e, previous]);
         }
         next.set(name, e);
       } else {
@@ -127,6 +132,13 @@ export class ZoneView {
     this.seenLedgerSize = size;
     this.lastSync = now;
     this.stats.refreshes++;
+    for (const [info, previous] of changed) {
+      try {
+        this.opts.onSerialChange?.(info, previous);
+      } catch (err) {
+        this.opts.onError?.(err);
+      }
+    }
   }
 
   private async load(e: Entry): Promise<Zone | undefined> {

@@ -40,7 +40,7 @@ export const MAX_CHAIN = 8;
 /** Which single RRset a minimal answer to ANY carries (RFC 8482 section 4.1). */
 const ANY_PREFERENCE = ['CNAME', 'A', 'AAAA', 'MX', 'TXT', 'SRV', 'CAA', 'NS', 'SOA'];
 
-function packetData(d: RData): unknown {
+export function packetData(d: RData): unknown {
   switch (d.type) {
     case 'A':
     case 'AAAA':
@@ -229,5 +229,32 @@ export class Zone {
         if (s) pushSet(res.additionals, target, s);
       }
     }
+  }
+
+  // Read-only views for the DNSSEC signers (src/domains/dnssec).
+
+  /** Types of the node answering for `name` (its own, a wildcard's, [] for an empty non-terminal); undefined if it does not exist. */
+  typesAt(name: string): string[] | undefined {
+    if (!isWithin(name, this.name)) return undefined;
+    const node = this.find(name);
+    if (node === 'nxdomain') return undefined;
+    return node === 'nodata' ? [] : [...node.keys()];
+  }
+
+  /** One RRset of the node answering for `name`, as served. */
+  rrset(name: string, type: string): { ttl: number; data: readonly unknown[] } | undefined {
+    if (!isWithin(name, this.name)) return undefined;
+    const node = this.find(name);
+    return typeof node === 'string' ? undefined : node.get(type);
+  }
+
+  /** The delegation point at or above `name` (strictly below the apex), if any. */
+  delegationOf(name: string): string | undefined {
+    return this.cutAbove(name, 'A');
+  }
+
+  /** Every owner name with its RRsets. */
+  owners(): IterableIterator<[string, ReadonlyMap<string, { type: string; ttl: number; data: readonly unknown[] }>]> {
+    return this.nodes.entries();
   }
 }

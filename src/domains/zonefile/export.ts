@@ -1,6 +1,7 @@
 import type { Store } from '../../core/store/index.ts';
 import { lowerAscii, parseRecord, type RData } from '../records/rdata.ts';
 import { SOA_TTL, synthesiseSoa } from '../records/soa.ts';
+import { signedZoneText, type SignedZoneOptions, type ZoneKeys } from '../dnssec/index.ts';
 
 // A hosted zone as a BIND master file (RFC 1035 section 5): $ORIGIN, $TTL, the synthesised SOA
 // first, then every record in canonical order (RFC 4034 6.1 for names, type code, then value),
@@ -68,8 +69,15 @@ interface Row {
   [k: string]: string | number;
 }
 
-export async function exportZone(store: Store, zone: string): Promise<string> {
+export interface ExportOptions {
+  /** Export the zone signed: DNSKEY, RRSIGs and the NSEC chain (src/domains/dnssec/signed-zone.ts). */
+  dnssec?: ZoneKeys;
+  signing?: SignedZoneOptions;
+}
+
+export async function exportZone(store: Store, zone: string, opts: ExportOptions = {}): Promise<string> {
   const name = lowerAscii(zone.replace(/\.$/, ''));
+  if (opts.dnssec) return signedZoneText(store, name, opts.dnssec, opts.signing);
   for (let attempt = 0; attempt < 5; attempt++) {
     const before = await store.get<{ imvu: string; serial: number }>('SELECT imvu, serial FROM zones WHERE name = ?', [name]);
     if (!before) throw new Error(`zone ${name} is not hosted here`);

@@ -7,12 +7,15 @@ export const gate: Gate = {
   number: 4,
   name: 'DNS Authority Scoping',
   enforcedIn: 'src/core/policy/gates/04-dns-authority-scoping.ts (zone owner or members, names inside the zone)',
-  guards: ['dns.record.add', 'dns.record.remove'],
+  guards: ['dns.record.add', 'dns.record.remove', 'dnssec.publish'],
   status: 'enforced',
   async check(ctx) {
     const zone = String(ctx.body.zone);
     const z = await ctx.db.get<{ imvu: string }>('SELECT imvu FROM zones WHERE name = ?', [zone]);
     if (!z) return deny(4, `zone ${zone} is not hosted here`);
+    // A zone's DNSSEC key is published by the platform (gate 17 checks the signer) for the IMVU that owns the zone.
+    if (ctx.command.type === 'dnssec.publish')
+      return z.imvu === ctx.body.imvu ? pass(4, `DNSSEC key of ${zone} (${z.imvu})`) : deny(4, `zone ${zone} belongs to ${z.imvu}, not ${String(ctx.body.imvu)}`);
     const imvu = await ctx.db.get<{ owner: string }>('SELECT owner FROM imvus WHERE id = ?', [z.imvu]);
     const actor = ctx.actor?.id ?? '';
     const member = await ctx.db.get('SELECT 1 AS x FROM members WHERE imvu = ? AND identity = ?', [z.imvu, actor]);

@@ -1,0 +1,113 @@
+// The DNS service as the daemon runs it: the authoritative server over the platform's projections,
+// its service identity (`dns`, registered by the platform on first start) and the usage meter that
+// reports the queries answered per IMVU into the ledger (gate 6).
+import type { OpenPlatform } from '../core/platform.ts';
+import { ensureServiceIdentity, type ServiceIdentity } from '../core/service-identity.ts';
+import { startDnsServer, type DnsServer, type DnsServerOptions } from './dns-authority/server.ts';
+import { UsageMeter, type FlushResult, type UsageReport } from './metering.ts';
+import { onlineSigner } from './dnssec/online.ts';
+import type { Receipt } from '../core/policy/chokepoint.ts';
+
+export const DNS_SERVICE = 'dns';
+export const DNS_QUERIES = 'dns.queries';
+
+/** A socket that could not be bound; `message` is one line for the operator. */
+export class ListenError extends Error {
+  override name = 'ListenError';
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+  ) {
+    super(message);
+  }
+}
+
+export interface DnsServiceOptions {
+  platform: OpenPlatform;
+  address?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  meterIntervalMs?: number;
+  /** Anything else the authoritative server takes (rrl, tcp, refreshMs, ...), passed through. */
+  server?: Omit<DnsServerOptions, 'store' | 'address' | 'port' | 'onQuery' | 'onError'>;
+  onError?: (err: unknown) => void;
+  onMeterError?: (err: Error, report: UsageReport) => void;
+  onReport?: (report: UsageReport, receipt: Receipt) => void;
+}
+
+export interface DnsService {
+  server: DnsServer;
+  meter: UsageMeter;
+  identity: ServiceIdentity;
+  /** Closes the sockets, then flushes the counts left into the ledger. */
+  close(): Promise<FlushResult>;
+}
+
+function listenError(err: unknown, address: string, port: number): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  const where = `${address.includes(':') ? `[${address}]` : address}:${port}`;
+  if (code === 'EADDRINUSE')
+    return new ListenError(`cannot listen for DNS on ${where} (UDP/TCP): the address is in use (another DNS server?); choose --dns-port / NEXUS_DNS_PORT, or --no-dns`, code);
+  if (code === 'EACCES') return new ListenError(`cannot listen for DNS on ${where}: permission denied (port ${port} needs root); choose --dns-port above 1023, or --no-dns`, code);
+  if (code === 'EADDRNOTAVAIL') return new ListenError(`cannot listen for DNS on ${where}: no such local address; check --dns-address / NEXUS_DNS_ADDRESS`, code);
+  return err;
+}
+
+export async function startDnsService(opts: DnsServiceOptions): Promise<DnsService> {
+  const { platform } = opts;
+  const address = opts.address ?? '127.0.0.1';
+  const port = opts.port ?? 0;
+  // The meter exists before the sockets (it only counts until its first flush); the identity is
+  // registered after they are bound, so that a busy port leaves nothing behind in the ledger.
+  const sink: { meter?: UsageMeter } = {};
+  // Answers sent while the identity is being registered (a few ms on first start), per IMVU.
+  const early = new Map<string, number>();
+  let server: DnsServer;
+  try {
+    server = await startDnsServer({
+      // Every zone is signed online with its key from the data directory (DO-bit queries only).
+      dnssec: onlineSigner(platform.store, platform.dataDir),
+      ...opts.server,
+      store: platform.store,
+      address,
+      port,
+      ...(opts.onError ? { onError: opts.onError } : {}),
+      onQuery: (_zone, imvu) => {
+        if (sink.meter) sink.meter.count(imvu, DNS_QUERIES);
+        else early.set(imvu, (early.get(imvu) ?? 0) + 1);
+      },
+    });
+  } catch (err) {
+    throw listenError(err, address, port);
+  }
+  let identity: ServiceIdentity;
+  try {
+    identity = await ensureServiceIdentity(platform, DNS_SERVICE);
+  } catch (err) {
+    await server.close();
+    throw err;
+  }
+  const meter = new UsageMeter({
+    service: DNS_SERVICE,
+    key: identity.key,
+    submit: (signed) => platform.chokepoint.submit(signed),
+    ...(opts.meterIntervalMs !== undefined ? { intervalMs: opts.meterIntervalMs } : {}),
+    ...(opts.onMeterError ? { onError: opts.onMeterError } : {}),
+    ...(opts.onReport ? { onReport: opts.onReport } : {}),
+  }).start();
+  sink.meter = meter;
+  for (const [imvu, n] of early) meter.count(imvu, DNS_QUERIES, n);
+  early.clear();
+  const m = meter;
+  let closing: Promise<FlushResult> | undefined;
+  return {
+    server,
+    meter: m,
+    identity,
+    close: () =>
+      (closing ??= (async () => {
+        await server.close();
+        return m.close();
+      })()),
+  };
+}

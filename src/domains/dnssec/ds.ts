@@ -1,0 +1,66 @@
+import type { SqlReader } from '../../core/store/index.ts';
+import { dnskeyRdata, keyTag } from './keytag.ts';
+import { DIGEST_SHA256, dsDigest } from './keys.ts';
+import { DNSKEY_TTL } from './online.ts';
+
+// What a creator hands to the parent zone's registry (the DS record), and what a validator can be
+// given directly instead (the trust anchor): both derived from the public key in the ledger
+// (`dnssec_keys`), never from the private key.
+
+export interface DsView {
+  zone: string;
+  imvu: string;
+  keyTag: number;
+  algorithm: number;
+  /** DS digest type: 2 (SHA-256). */
+  digestType: number;
+  /** Hex, upper case. */
+  digest: string;
+  flags: number;
+  /** The DNSKEY public key field in base64. */
+  publicKey: string;
+  /** The ledger entry that published the key. */
+  entry: number;
+  /** `zone. 3600 IN DS <tag> 13 2 <digest>`: what the parent publishes. */
+  ds: string;
+  /** `zone. 3600 IN DNSKEY 257 3 13 <key>` */
+  dnskey: string;
+  /** For `delv -a FILE +root=zone` or a resolver's configuration: `trust-anchors { "zone." static-key 257 3 13 "<key>"; };` */
+  trustAnchor: string;
+}
+
+interface KeyRow {
+  imvu: string;
+  algorithm: number;
+  flags: number;
+  public_key: string;
+  key_tag: number;
+  entry: number;
+  [k: string]: string | number;
+}
+
+/** The DS and DNSKEY of a zone, or undefined if the zone has no DNSSEC key. */
+export async function dsView(db: SqlReader, zone: string): Promise<DsView | undefined> {
+  const name = zone.toLowerCase().replace(/\.$/, '');
+  const row = await db.get<KeyRow>('SELECT imvu, algorithm, flags, public_key, key_tag, entry FROM dnssec_keys WHERE zone = ?', [name]);
+  if (!row) return undefined;
+  const flags = Number(row.flags);
+  const algorithm = Number(row.algorithm);
+  const rdata = dnskeyRdata(flags, algorithm, Buffer.from(row.public_key, 'base64'));
+  const tag = keyTag(rdata);
+  const digest = dsDigest(name, rdata).toString('hex').toUpperCase();
+  return {
+    zone: name,
+    imvu: row.imvu,
+    keyTag: tag,
+    algorithm,
+    digestType: DIGEST_SHA256,
+    digest,
+    flags,
+    publicKey: row.public_key,
+    entry: Number(row.entry),
+    ds: `${name}. ${DNSKEY_TTL} IN DS ${tag} ${algorithm} ${DIGEST_SHA256} ${digest}`,
+    dnskey: `${name}. ${DNSKEY_TTL} IN DNSKEY ${flags} 3 ${algorithm} ${row.public_key}`,
+    trustAnchor: `trust-anchors { "${name}." static-key ${flags} 3 ${algorithm} "${row.public_key}"; };`,
+  };
+}

@@ -1,0 +1,20 @@
+export { ALGORITHM_ECDSAP256SHA256, CSK_FLAGS, dnskeyRdata, keyTag } from './keytag.ts';
+export {
+  DIGEST_SHA256,
+  DNSSEC_KEY_DIR,
+  DnssecKeyring,
+  dnssecKeyPath,
+  dsDigest,
+  generateZoneKey,
+  publicKeyFromRaw,
+  rawPublicKey,
+  zoneKeyOf,
+  type ZoneKey,
+  type ZoneKeys,
+} from './keys.ts';
+export { DNSKEY_TTL, OnlineSigner, onlineSigner, type OnlineSignerOptions, type SecureQuery } from './online.ts';
+export { compileZone, signedZoneRecords, signedZoneText, signZone, type SignedZone, type SignedZoneOptions } from './signed-zone.ts';
+export { dsView, type DsView } from './ds.ts';
+export { signRRset, verifyRRset, validityAround, type Validity } from './sign.ts';
+export { canonicalRRset, canonicalRdata, compareNames, labelCount, nameWire } from './wire.ts';
+export { rrText, rdataText } from './presentation.ts';

@@ -1,0 +1,241 @@
+import type { Answer, NsecData, RrsigData } from 'dns-packet';
+import type { SqlReader } from '../../core/store/index.ts';
+import type { AnswerSet, Zone } from '../dns-authority/zone.ts';
+import { negativeTtl, SOA_TTL } from '../records/soa.ts';
+import { DnssecKeyring, type ZoneKey, type ZoneKeys } from './keys.ts';
+import { signRRset, validityAround } from './sign.ts';
+import { nameWire, NXNAME, typeName } from './wire.ts';
+
+// Online signing: the responder hands every answer for a signed zone to `secure()`, which adds
+// what a validator needs when the query set the DO bit (RFC 3225, RFC 4035 3.1): the DNSKEY RRset
+// at the apex, an RRSIG after every authoritative RRset in the answer, authority and additional
+// sections (not after the NS of a referral nor its glue: those belong to the child), and proof of
+// what does not exist. Without DO the answer is unchanged, except that a DNSKEY query at the apex
+// is answered (the key is data of the zone).
+//
+// Denial of existence: compact denial, RFC 9824 ("black lies"). A name that does not exist is
+// answered NOERROR/NODATA with one NSEC owned by the query name, whose next name is the name's
+// immediate successor (`\000.<qname>`) and whose bitmap holds only RRSIG, NSEC and NXNAME. An
+// existing name without the type (NODATA) gets the same NSEC shape with the types the name has.
+// Why this and not RFC 4470 white lies: one NSEC and one signature per negative answer instead of
+// two or three, the NSEC depends only on the query name (so it is cached like any other RRset),
+// no zone walking is possible, and wildcards need no closest-encloser proof: an answer
+// synthesised from a wildcard is signed as if the name existed (Labels = the query name's), which
+// validators accept as an ordinary positive answer. The price, as RFC 9824 says, is that the
+// NXDOMAIN rcode is not visible to validating resolvers (NXNAME in the bitmap tells those that
+// know it). The EDNS CO flag that would restore the rcode is not implemented.
+//
+// Signatures: inception an hour back (clock skew), expiration a week ahead, cached by (zone,
+// serial, key, owner, type) so a hot name is signed once, not per query; a cached signature is
+// made anew after a day (six days of validity always remain), and the cache is bounded (oldest
+// entries are dropped first), so random names cost one ECDSA signature each and no memory growth.
+
+/** TTL of the DNSKEY RRset. */
+export const DNSKEY_TTL = 3600;
+const DAY = 86_400;
+
+export interface OnlineSignerOptions {
+  /** Signatures kept at most. Default 50,000 (a few MB). */
+  cacheSize?: number;
+  /** Seconds an inception lies in the past. Default 3600. */
+  inceptionOffset?: number;
+  /** Seconds a signature is valid from now. Default 7 days. */
+  lifetime?: number;
+  /** Seconds after which a cached signature is made anew. Default 1 day. */
+  refresh?: number;
+  /** Clock (milliseconds), for tests. */
+  now?: () => number;
+}
+
+export interface SecureQuery {
+  /** The query name: absolute, lower case, no trailing dot. */
+  name: string;
+  /** The name as the question spelled it (owner of synthesised answers). */
+  echo: string;
+  type: string;
+  /** The DO bit of the query's OPT record. */
+  dnssecOk: boolean;
+}
+
+interface Cached {
+  sig: RrsigData;
+  /** When it was made (seconds). */
+  made: number;
+}
+
+/** An RR with the fields every non-OPT answer has (dns-packet's Answer union includes OPT). */
+interface RR {
+  name: string;
+  type: string;
+  ttl: number;
+  data: unknown;
+}
+const rr = (name: string, type: string, ttl: number, data: unknown): Answer => ({ name, type, class: 'IN', ttl, data }) as Answer;
+const fieldsOf = (a: Answer): RR => a as unknown as RR;
+
+const lower = (s: string) => s.replace(/[A-Z]+/g, (c) => c.toLowerCase());
+const bare = (s: string) => (s.endsWith('.') ? s.slice(0, -1) : s);
+
+export class OnlineSigner {
+  private readonly cache = new Map<string, Cached>();
+  private readonly cacheSize: number;
+  private readonly inceptionOffset: number;
+  private readonly lifetime: number;
+  private readonly refresh: number;
+  private readonly now: () => number;
+  /** Counters for tests and metrics. */
+  readonly stats = { signatures: 0, cacheHits: 0 };
+
+  constructor(
+    readonly keys: ZoneKeys,
+    opts: OnlineSignerOptions = {},
+  ) {
+    this.cacheSize = opts.cacheSize ?? 50_000;
+    this.inceptionOffset = opts.inceptionOffset ?? 3600;
+    this.lifetime = opts.lifetime ?? 7 * DAY;
+    this.refresh = Math.min(opts.refresh ?? DAY, this.lifetime / 2);
+    this.now = opts.now ?? Date.now;
+  }
+
+  /**
+   * The answer to send for `q` in `zone`, given what the zone's lookup found. Synchronous when
+   * the zone's key is cached (every query after the first one for a serial), a promise otherwise.
+   * Throws if the zone has a key the platform cannot use (the responder answers SERVFAIL).
+   */
+  secure(zone: Zone, q: SecureQuery, set: AnswerSet): AnswerSet | Promise<AnswerSet> {
+    const dnskeyQuery = q.type === 'DNSKEY' && q.name === zone.name;
+    if (!q.dnssecOk && !dnskeyQuery) return set;
+    const key = this.keys.forZone(zone.name, zone.serial);
+    if (key instanceof Promise) return key.then((k) => (k ? this.apply(zone, k, q, set) : set));
+    return key ? this.apply(zone, key, q, set) : set;
+  }
+
+  private apply(zone: Zone, key: ZoneKey, q: SecureQuery, set: AnswerSet): AnswerSet {
+    if (q.type === 'DNSKEY' && q.name === zone.name) {
+      const answers: Answer[] = [rr(q.echo, 'DNSKEY', DNSKEY_TTL, key.dnskey)];
+      if (q.dnssecOk) answers.push(this.rrsigFor(zone, key, q.echo, 'DNSKEY', DNSKEY_TTL, DNSKEY_TTL, [key.dnskey]));
+      return { rcode: 0, aa: true, answers, authorities: [], additionals: [], glueRequired: false };
+    }
+    if (!set.aa) return this.referral(zone, key, set);
+    if ((q.type === 'NSEC' || q.type === 'RRSIG') && zone.typesAt(q.name) !== undefined) return this.meta(zone, key, q);
+
+    const out: AnswerSet = { ...set, answers: this.signSection(zone, key, set.answers), authorities: [], additionals: this.signSection(zone, key, set.additionals) };
+    const soaAnswer = set.authorities.find((a) => a.type === 'SOA');
+    if (!soaAnswer) {
+      out.authorities = this.signSection(zone, key, set.authorities);
+      return out;
+    }
+    // A negative answer: for the query name, or for the name the CNAME chain ends at.
+    const soa = fieldsOf(soaAnswer);
+    const lastCname = [...set.answers].reverse().find((a) => a.type === 'CNAME');
+    const denied = lastCname ? lower(bare(String(fieldsOf(lastCname).data))) : q.name;
+    const nsec = this.nsecFor(zone, denied);
+    out.rcode = 0;
+    out.authorities = [soaAnswer, this.rrsigFor(zone, key, soa.name, 'SOA', soa.ttl, SOA_TTL, [soa.data])];
+    if (nsec) out.authorities.push(rr(denied, 'NSEC', nsec.ttl, nsec.data), this.rrsigFor(zone, key, denied, 'NSEC', nsec.ttl, nsec.ttl, [nsec.data]));
+    return out;
+  }
+
+  /** A referral: the child's NS and glue stay unsigned; the DS (or the NSEC proving there is none) is signed (RFC 4035 3.1.4). */
+  private referral(zone: Zone, key: ZoneKey, set: AnswerSet): AnswerSet {
+    const ns = set.authorities.find((a) => a.type === 'NS');
+    if (!ns) return set;
+    const cut = lower(bare(ns.name));
+    const authorities = [...set.authorities];
+    const ds = zone.rrset(cut, 'DS');
+    if (ds) {
+      for (const d of ds.data) authorities.push(rr(ns.name, 'DS', ds.ttl, d));
+      authorities.push(this.rrsigFor(zone, key, ns.name, 'DS', ds.ttl, ds.ttl, ds.data));
+    } else {
+      const nsec = this.nsecFor(zone, cut);
+      if (nsec) authorities.push(rr(ns.name, 'NSEC', nsec.ttl, nsec.data), this.rrsigFor(zone, key, ns.name, 'NSEC', nsec.ttl, nsec.ttl, [nsec.data]));
+    }
+    return { ...set, authorities };
+  }
+
+  /** Queries for the DNSSEC meta types at an existing name: its NSEC, or every RRSIG it has. */
+  private meta(zone: Zone, key: ZoneKey, q: SecureQuery): AnswerSet {
+    const nsec = this.nsecFor(zone, q.name);
+    const answers: Answer[] = [];
+    if (!nsec) return { rcode: 0, aa: true, answers, authorities: [], additionals: [], glueRequired: false };
+    if (q.type === 'NSEC') {
+      answers.push(rr(q.echo, 'NSEC', nsec.ttl, nsec.data), this.rrsigFor(zone, key, q.echo, 'NSEC', nsec.ttl, nsec.ttl, [nsec.data]));
+    } else {
+      for (const type of nsec.data.rrtypes) {
+        if (type === 'RRSIG') continue;
+        if (type === 'NSEC') answers.push(this.rrsigFor(zone, key, q.echo, 'NSEC', nsec.ttl, nsec.ttl, [nsec.data]));
+        else if (type === 'DNSKEY') answers.push(this.rrsigFor(zone, key, q.echo, 'DNSKEY', DNSKEY_TTL, DNSKEY_TTL, [key.dnskey]));
+        else {
+          const set = zone.rrset(q.name, type);
+          if (set && set.data.length > 0) answers.push(this.rrsigFor(zone, key, q.echo, type, set.ttl, set.ttl, set.data));
+        }
+      }
+    }
+    return { rcode: 0, aa: true, answers, authorities: [], additionals: [], glueRequired: false };
+  }
+
+  /**
+   * The compact-denial NSEC owned by `name`: next name `\000.<name>`, bitmap the types the name
+   * has (at a delegation point only NS and DS; DNSKEY at the apex) plus RRSIG and NSEC, or for a
+   * name that does not exist RRSIG, NSEC and NXNAME. Undefined for a name too long to have a
+   * successor one label longer (255 octets).
+   */
+  private nsecFor(zone: Zone, name: string): { ttl: number; data: NsecData } | undefined {
+    if (nameWire(name).length + 2 > 255) return undefined;
+    const types = zone.typesAt(name);
+    let rrtypes: string[];
+    if (types === undefined) rrtypes = ['RRSIG', 'NSEC', typeName(NXNAME)];
+    else {
+      const at = zone.delegationOf(name) === name ? types.filter((t) => t === 'NS' || t === 'DS') : types;
+      rrtypes = [...at, ...(name === zone.name ? ['DNSKEY'] : []), 'RRSIG', 'NSEC'];
+    }
+    // RFC 9077: the TTL of an NSEC is the lesser of the SOA's TTL and its MINIMUM field.
+    return { ttl: negativeTtl(), data: { nextDomain: `\u0000.${name}`, rrtypes } };
+  }
+
+  /** The RRs of a section with an RRSIG after each RRset (RRsets are contiguous in our answers). */
+  private signSection(zone: Zone, key: ZoneKey, rrs: Answer[]): Answer[] {
+    if (rrs.length === 0) return rrs;
+    const groups = new Map<string, Answer[]>();
+    for (const a of rrs) {
+      const k = `${lower(bare(a.name))} ${a.type}`;
+      const g = groups.get(k);
+      if (g) g.push(a);
+      else groups.set(k, [a]);
+    }
+    const out: Answer[] = [];
+    for (const g of groups.values()) {
+      const first = fieldsOf(g[0]!);
+      out.push(...g, this.rrsigFor(zone, key, first.name, first.type, first.ttl, first.type === 'SOA' ? SOA_TTL : first.ttl, g.map((a) => fieldsOf(a).data)));
+    }
+    return out;
+  }
+
+  /** An RRSIG RR for an RRset (`ttl` as served, `originalTtl` as signed), from the cache when it can be. */
+  private rrsigFor(zone: Zone, key: ZoneKey, owner: string, type: string, ttl: number, originalTtl: number, data: readonly unknown[]): Answer {
+    const name = lower(bare(owner));
+    const cacheKey = `${zone.name}\t${zone.serial}\t${key.keyTag}\t${name}\t${type}`;
+    const now = Math.floor(this.now() / 1000);
+    let hit = this.cache.get(cacheKey);
+    if (hit && now - hit.made < this.refresh && now >= hit.made) {
+      this.stats.cacheHits++;
+    } else {
+      const sig = signRRset(key, name, type, originalTtl, data, validityAround(now * 1000, this.inceptionOffset, this.lifetime));
+      hit = { sig, made: now };
+      this.stats.signatures++;
+      this.cache.delete(cacheKey);
+      if (this.cache.size >= this.cacheSize) this.cache.delete(this.cache.keys().next().value!);
+      this.cache.set(cacheKey, hit);
+    }
+    return rr(owner, 'RRSIG', ttl, hit.sig);
+  }
+
+  get cachedSignatures(): number {
+    return this.cache.size;
+  }
+}
+
+/** An online signer over a data directory's keys (`<dataDir>/keys/dnssec/`, `dnssec_keys`). */
+export function onlineSigner(db: SqlReader, dataDir: string, opts: OnlineSignerOptions = {}): OnlineSigner {
+  return new OnlineSigner(new DnssecKeyring(db, dataDir), opts);
+}
