@@ -9,6 +9,8 @@ import { createSocket } from 'node:dgram';
 import { testPlatform } from '../../src/core/testing.ts';
 import { startDnsServer } from '../../src/domains/dns-authority/index.ts';
 import { exportZone } from '../../src/domains/zonefile/export.ts';
+import { onlineSigner } from '../../src/domains/dnssec/online.ts';
+import { provisioner } from '../../src/imvu/provision.ts';
 
 const ZONES = Number(process.env.BENCH_ZONES ?? 20);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -89,7 +91,9 @@ async function waitUdp(port: number, name: string): Promise<void> {
   throw new Error(`nothing answers on 127.0.0.1:${port}`);
 }
 
-const p = await testPlatform();
+// Zones get their DNSSEC keys as in the daemon (the provisioning follow-ups of imvu.create).
+const p = await testPlatform({ provision: provisioner });
+const signer = onlineSigner(p.store, p.dataDir);
 const creator = await p.register('bench', 'creator');
 const zones: string[] = [];
 for (let i = 0; i < ZONES; i++) {
@@ -113,7 +117,7 @@ writeFileSync(queries, lines.join('\n') + '\n');
 
 const results: Record<string, PerfResult | string> = {};
 let nsd: ChildProcess | undefined;
-const ours = await startDnsServer({ store: p.store, rrl: false });
+const ours = await startDnsServer({ store: p.store, rrl: false, ...(DNSSEC ? { dnssec: signer } : {}) });
 try {
   await waitUdp(ours.port, zones[0]!);
   results.nexus = await dnsperf(ours.port, queries);
@@ -140,7 +144,7 @@ try {
       '  control-enable: no',
     ];
     for (const z of zones) {
-      writeFileSync(join(work, `${z}.zone`), await exportZone(p.store, z));
+      writeFileSync(join(work, `${z}.zone`), await exportZone(p.store, z, DNSSEC ? { dnssec: signer.keys } : {}));
       conf.push('zone:', `  name: ${z}`, `  zonefile: "${z}.zone"`);
     }
     writeFileSync(join(work, 'nsd.conf'), conf.join('\n') + '\n');
