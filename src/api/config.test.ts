@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, resolveConfig } from './config.ts';
+import { ConfigError, resolveConfig, xfrOptions } from './config.ts';
 
 let dir: string;
 beforeAll(() => {
@@ -22,7 +22,11 @@ const oneLineError = (fn: () => unknown, re: RegExp) => {
   expect((err as Error).message).not.toContain('\n');
 };
 
-const DNS_DEFAULTS = { dns: true, dnsAddress: '127.0.0.1', dnsPort: process.getuid?.() === 0 ? 53 : 5353, meterIntervalMs: 60_000 };
+const DNS_DEFAULTS = {
+  dns: true, dnsAddress: '127.0.0.1', dnsPort: process.getuid?.() === 0 ? 53 : 5353, meterIntervalMs: 60_000,
+  // Zone transfers: nobody may transfer, nobody is notified.
+  xfrAllow: [], tsig: null, notify: [],
+};
 
 describe('resolveConfig', () => {
   it('defaults: ./.nexus under the working directory, 127.0.0.1:7600, info, world; DNS on 127.0.0.1 (53 as root, else 5353)', () => {
@@ -80,5 +84,136 @@ describe('resolveConfig', () => {
     writeFileSync(bad, JSON.stringify({ colour: 'blue' }));
     oneLineError(() => resolveConfig({ env: {}, cwd: dir, config: bad }), /colour/);
     oneLineError(() => resolveConfig({ env: {}, cwd: dir, config: join(dir, 'missing.json') }), /no such file/);
+  });
+});
+
+describe('resolveConfig: zone transfers (allow-list, TSIG, NOTIFY)', () => {
+  // 32 bytes, base64: what `openssl rand -base64 32` or `tsig-keygen` gives.
+  const SECRET = Buffer.from('nexus config test key, 32 bytes').toString('base64');
+  const OTHER = Buffer.from('another config test key, 32 byte').toString('base64');
+  const secretFile = (name: string, content: string, mode: number) => {
+    const f = join(dir, name);
+    writeFileSync(f, content);
+    chmodSync(f, mode);
+    return f;
+  };
+
+  it('none of them set: no xfr option for the server (transfers refused)', () => {
+    const cfg = resolveConfig({ env: {}, cwd: dir });
+    expect(cfg).toMatchObject({ xfrAllow: [], tsig: null, notify: [] });
+    expect(xfrOptions(cfg)).toBeUndefined();
+  });
+
+  it('--xfr-allow / NEXUS_XFR_ALLOW / xfrAllow and --notify / NEXUS_NOTIFY / notify: flags beat the environment, which beats the file', () => {
+    const file = join(dir, 'xfr.json');
+    writeFileSync(file, JSON.stringify({ xfrAllow: ['192.0.2.0/24'], notify: ['127.0.0.1:5301'] }));
+    expect(resolveConfig({ env: {}, cwd: dir, config: file })).toMatchObject({ xfrAllow: ['192.0.2.0/24'], notify: [{ address: '127.0.0.1', port: 5301 }] });
+    // Comma-separated in the environment; IPv6 bare (port 53) or in brackets with a port; duplicates dropped.
+    const env = { NEXUS_XFR_ALLOW: '10.0.0.0/8, 2001:db8::/32,10.0.0.0/8', NEXUS_NOTIFY: '127.0.0.2,[::1]:5302,::1' };
+    expect(resolveConfig({ env, cwd: dir, config: file })).toMatchObject({
+      xfrAllow: ['10.0.0.0/8', '2001:db8::/32'],
+      notify: [{ address: '127.0.0.2', port: 53 }, { address: '::1', port: 5302 }, { address: '::1', port: 53 }],
+    });
+    // Repeated flags (commander's variadic options give an array), each may hold a comma list too.
+    const cfg = resolveConfig({ env, cwd: dir, config: file, xfrAllow: ['127.0.0.1', '::1,172.16.0.0/12'], notify: ['127.0.0.1:5300'] });
+    expect(cfg).toMatchObject({ xfrAllow: ['127.0.0.1', '::1', '172.16.0.0/12'], notify: [{ address: '127.0.0.1', port: 5300 }] });
+    expect(xfrOptions(cfg)).toEqual({ allow: ['127.0.0.1', '::1', '172.16.0.0/12'], notify: [{ address: '127.0.0.1', port: 5300 }] });
+  });
+
+  it('bad addresses: one line naming the source and the entry; host names are never resolved', () => {
+    oneLineError(() => resolveConfig({ env: { NEXUS_XFR_ALLOW: '127.0.0.1,10.0.0.0/33' }, cwd: dir }), /^invalid NEXUS_XFR_ALLOW "127.0.0.1,10.0.0.0\/33": "10.0.0.0\/33" is not an IP address or CIDR prefix/);
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, xfrAllow: ['secondary.example.org'] }), /^invalid --xfr-allow: "secondary.example.org" is not an IP address or CIDR prefix/);
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, xfrAllow: ['127.0.0.1'], notify: ['ns2.example.org:53'] }), /^invalid --notify: "ns2.example.org:53" is a host name: give the secondary's IP address \(names are not resolved\)$/);
+    oneLineError(() => resolveConfig({ env: { NEXUS_NOTIFY: '127.0.0.1:70000' }, cwd: dir, xfrAllow: ['127.0.0.1'] }), /^invalid NEXUS_NOTIFY "127.0.0.1:70000": "127.0.0.1:70000": the port must be 1-65535$/);
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, xfrAllow: ['127.0.0.1'], notify: ['[127.0.0.1]:53'] }), /^invalid --notify: "\[127.0.0.1\]:53" is not an IP address with an optional port/);
+    const file = join(dir, 'bad-xfr.json');
+    writeFileSync(file, JSON.stringify({ xfrAllow: ['127.0.0.1', 'any'] }));
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, config: file }), /^invalid config file .*bad-xfr.json: xfrAllow.1: "any" is not an IP address/);
+    writeFileSync(file, JSON.stringify({ notify: 53 }));
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, config: file }), /^invalid config file .*: notify: must be a list of strings$/);
+  });
+
+  it('NOTIFY with nobody allowed to transfer, or to a remote secondary while DNS listens on loopback, is refused', () => {
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, notify: ['127.0.0.1:5300'] }), /^secondaries to NOTIFY are set .* but none may transfer: add --xfr-allow or a TSIG key/);
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, xfrAllow: ['192.0.2.53'], notify: ['192.0.2.53'] }), /^cannot NOTIFY 192.0.2.53: DNS listens on 127.0.0.1 \(loopback\).*--dns-address/);
+    expect(resolveConfig({ env: {}, cwd: dir, xfrAllow: ['192.0.2.53'], notify: ['192.0.2.53'], dnsAddress: '0.0.0.0' }).notify).toEqual([{ address: '192.0.2.53', port: 53 }]);
+    // Without DNS none of it matters.
+    expect(resolveConfig({ env: {}, cwd: dir, xfrAllow: ['192.0.2.53'], notify: ['192.0.2.53'], dns: false }).dns).toBe(false);
+  });
+
+  it('TSIG: the name from flag, environment or file; the secret from a file (flag, environment, file) or NEXUS_TSIG_SECRET', () => {
+    const keyFile = secretFile('tsig.key', SECRET + '\n', 0o600);
+    const otherFile = secretFile('other.key', OTHER, 0o600);
+    // The config file's tsigSecretFile is relative to the config file.
+    const sub = join(dir, 'etc');
+    mkdirSync(sub, { recursive: true });
+    secretFile('etc/file.key', OTHER, 0o640);
+    const file = join(sub, 'tsig.json');
+    writeFileSync(file, JSON.stringify({ tsigName: 'From-File.Example.', tsigSecretFile: 'file.key', xfrAllow: [] }));
+    expect(resolveConfig({ env: {}, cwd: '/', config: file }).tsig).toEqual({ name: 'from-file.example', secret: OTHER });
+    expect(resolveConfig({ env: { NEXUS_TSIG_NAME: 'env-key', NEXUS_TSIG_SECRET: SECRET }, cwd: dir, config: file }).tsig).toEqual({ name: 'env-key', secret: SECRET });
+    expect(resolveConfig({ env: { NEXUS_TSIG_SECRET_FILE: 'tsig.key' }, cwd: dir, config: file }).tsig).toEqual({ name: 'from-file.example', secret: SECRET });
+    // The flag beats both environment variables.
+    const cfg = resolveConfig({ env: { NEXUS_TSIG_NAME: 'env-key', NEXUS_TSIG_SECRET: SECRET }, cwd: dir, config: file, tsigName: 'flag-key', tsigSecretFile: otherFile });
+    expect(cfg.tsig).toEqual({ name: 'flag-key', secret: OTHER });
+    // A TSIG key alone is enough for an xfr option: transfers signed with it, from anywhere.
+    expect(xfrOptions(cfg)).toEqual({ tsig: { name: 'flag-key', secret: OTHER } });
+    expect(resolveConfig({ env: {}, cwd: dir, tsigName: 'k', tsigSecretFile: keyFile }).tsig).toEqual({ name: 'k', secret: SECRET });
+    // A long secret as `openssl rand -base64 64` prints it: wrapped over two lines.
+    const long = Buffer.alloc(64, 7).toString('base64');
+    const wrapped = secretFile('wrapped.key', `${long.slice(0, 64)}\n${long.slice(64)}\n`, 0o600);
+    expect(resolveConfig({ env: {}, cwd: dir, tsigName: 'k', tsigSecretFile: wrapped }).tsig).toEqual({ name: 'k', secret: long });
+    oneLineError(
+      () => resolveConfig({ env: { NEXUS_TSIG_NAME: 'k', NEXUS_TSIG_SECRET: SECRET, NEXUS_TSIG_SECRET_FILE: keyFile }, cwd: dir }),
+      /^both NEXUS_TSIG_SECRET and NEXUS_TSIG_SECRET_FILE are set: keep one$/,
+    );
+  });
+
+  it('a secret file that every user may read (or replace) is refused; group-readable is accepted', () => {
+    const open = secretFile('open.key', SECRET, 0o644);
+    oneLineError(
+      () => resolveConfig({ env: { NEXUS_TSIG_SECRET_FILE: open }, cwd: dir, tsigName: 'k' }),
+      new RegExp(`^refusing TSIG secret file ${open} \\(NEXUS_TSIG_SECRET_FILE\\): it is readable by every user \\(mode 0644\\); chmod 600 ${open}$`),
+    );
+    const writable = secretFile('writable.key', SECRET, 0o602);
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, tsigName: 'k', tsigSecretFile: writable }), /^refusing TSIG secret file .*writable.key \(--tsig-secret-file\): it is writable by every user \(mode 0602\)/);
+    expect(resolveConfig({ env: {}, cwd: dir, tsigName: 'k', tsigSecretFile: secretFile('group.key', SECRET, 0o640) }).tsig).toEqual({ name: 'k', secret: SECRET });
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, tsigName: 'k', tsigSecretFile: join(dir, 'missing.key') }), /^cannot read TSIG secret file .*missing.key \(--tsig-secret-file\): no such file$/);
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, tsigName: 'k', tsigSecretFile: dir }), /: not a regular file$/);
+  });
+
+  it('a name without a secret, or a secret without a name, is one line saying what is missing', () => {
+    const keyFile = secretFile('half.key', SECRET, 0o600);
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, tsigName: 'nexus-xfr' }), /^TSIG key nexus-xfr \(--tsig-name\) has no secret: set --tsig-secret-file, NEXUS_TSIG_SECRET_FILE, tsigSecretFile or NEXUS_TSIG_SECRET$/);
+    oneLineError(() => resolveConfig({ env: { NEXUS_TSIG_SECRET: SECRET }, cwd: dir }), /^a TSIG secret is given \(NEXUS_TSIG_SECRET\) but no key name: set --tsig-name, NEXUS_TSIG_NAME or tsigName$/);
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, tsigSecretFile: keyFile }), /^a TSIG secret is given \(--tsig-secret-file\) but no key name/);
+    const file = join(dir, 'half.json');
+    writeFileSync(file, JSON.stringify({ tsigName: 'in-file' }));
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, config: file }), /^TSIG key in-file \(tsigName in .*half.json\) has no secret/);
+  });
+
+  it('a bad name or secret is refused, and the secret is never echoed', () => {
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, tsigName: 'two words', tsigSecretFile: secretFile('n.key', SECRET, 0o600) }), /^invalid --tsig-name "two words": must be a key name/);
+    const short = Buffer.from('too short').toString('base64');
+    for (const [env, opts, where] of [
+      [{ NEXUS_TSIG_SECRET: short }, {}, 'in NEXUS_TSIG_SECRET'],
+      [{ NEXUS_TSIG_SECRET: 'not base64!' }, {}, 'in NEXUS_TSIG_SECRET'],
+      [{}, { tsigSecretFile: secretFile('bad.key', 'hmac-sha256:k:' + SECRET, 0o600) }, `in ${join(dir, 'bad.key')} \\(--tsig-secret-file\\)`],
+    ] as const) {
+      let message = '';
+      try {
+        resolveConfig({ env: { NEXUS_TSIG_NAME: 'k', ...env }, cwd: dir, ...opts });
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message).toMatch(new RegExp(`^invalid TSIG secret ${where}: must be a base64 HMAC-SHA256 secret of at least 16 bytes`));
+      expect(message).not.toContain(short);
+      expect(message).not.toContain(SECRET);
+      expect(message).not.toContain('base64!');
+    }
+    // Secrets are not read from the config file itself (it is often readable, and copied around).
+    const file = join(dir, 'secret-in-file.json');
+    writeFileSync(file, JSON.stringify({ tsigName: 'k', tsigSecret: SECRET }));
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, config: file }), /^invalid config file .*: tsigSecret: the TSIG secret is not read from the config file; use tsigSecretFile or NEXUS_TSIG_SECRET$/);
   });
 });

@@ -1,8 +1,10 @@
 // Daemon configuration, resolved from (highest first) explicit options, the environment, a JSON
 // config file, then defaults. Every value is validated; a bad one is a single-line ConfigError.
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
+import type { XfrOptions } from '../domains/dns-authority/xfr.ts';
 
 export const DEFAULTS = {
   dataDir: '.nexus',
@@ -13,6 +15,9 @@ export const DEFAULTS = {
   dns: true,
   dnsAddress: '127.0.0.1',
   meterIntervalMs: 60_000,
+  /** Zone transfers: nobody may transfer, nobody is notified, no TSIG key. */
+  xfrAllow: [],
+  notify: [],
 } as const;
 
 /** The authoritative DNS server's default port: 53 when running as root, 5353 otherwise. */
@@ -38,6 +43,15 @@ export interface NexusConfig {
   dnsPort: number;
   /** How often metered usage (DNS queries per IMVU) is reported into the ledger. */
   meterIntervalMs: number;
+  /** Addresses or CIDR prefixes allowed to transfer zones (AXFR/IXFR) without TSIG. Default none. */
+  xfrAllow: string[];
+  /**
+   * The TSIG key (HMAC-SHA256) a secondary may sign transfers with, from any address; null when
+   * there is none. `secret` is base64; it is never logged nor shown by the API.
+   */
+  tsig: { name: string; secret: string } | null;
+  /** Secondaries sent a NOTIFY when a zone changes (IP addresses only; port 53 unless given). */
+  notify: { address: string; port: number }[];
   /** The config file that was read, if any. */
   configFile?: string;
 }
@@ -53,6 +67,13 @@ export interface ConfigOptions {
   dnsAddress?: string;
   dnsPort?: number | string;
   meterIntervalMs?: number | string;
+  /** Addresses or CIDR prefixes (each may also be a comma-separated list). */
+  xfrAllow?: string | string[];
+  tsigName?: string;
+  /** A file holding the base64 TSIG secret; refused when other users may read it. */
+  tsigSecretFile?: string;
+  /** `address[:port]` (IPv6 in brackets when a port is given), each may be a comma-separated list. */
+  notify?: string | string[];
   /** A JSON config file to read instead of `<dataDir>/nexus.json`. */
   config?: string;
   /** Defaults to process.env. */
@@ -92,6 +113,65 @@ const IntervalMs = z.preprocess(
   z.number({ error: INTERVAL_MESSAGE }).int(INTERVAL_MESSAGE).min(10, INTERVAL_MESSAGE).max(86_400_000, INTERVAL_MESSAGE),
 );
 
+const splitList = (v: unknown): unknown => {
+  const split = (x: unknown) => (typeof x === 'string' ? x.split(',').map((p) => p.trim()).filter(Boolean) : [x]);
+  if (typeof v === 'string') return split(v);
+  return Array.isArray(v) ? v.flatMap(split) : v;
+};
+const LIST_MESSAGE = 'must be a list of strings';
+
+function isAddressOrPrefix(a: string): boolean {
+  const [addr, bits, extra] = a.split('/');
+  const family = isIP(addr ?? '');
+  if (!family || extra !== undefined) return false;
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32));
+}
+const XfrAllow = z.preprocess(
+  splitList,
+  z.array(
+    z.string().refine(isAddressOrPrefix, { error: (i) => `${JSON.stringify(i.input)} is not an IP address or CIDR prefix (such as 192.0.2.53, 10.0.0.0/8 or 2001:db8::/32)` }),
+    { error: LIST_MESSAGE },
+  ).transform((a) => [...new Set(a)]),
+);
+
+/** `192.0.2.1`, `192.0.2.1:5300`, `2001:db8::1`, `[2001:db8::1]:5300`; port 53 unless given. */
+function hostPort(s: string): { address: string; port: number } | string {
+  let address: string | undefined;
+  let port: string | undefined;
+  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(s);
+  if (bracketed) [, address, port] = bracketed;
+  else if (isIP(s) === 6) address = s;
+  else [, address, port] = /^([^:]+)(?::(\d{1,5}))?$/.exec(s) ?? [];
+  if (address === undefined || !isIP(address) || (bracketed && isIP(address) !== 6)) {
+    if (/^[A-Za-z0-9.-]*[A-Za-z][A-Za-z0-9.-]*(:\d+)?$/.test(s)) return `${JSON.stringify(s)} is a host name: give the secondary's IP address (names are not resolved)`;
+    return `${JSON.stringify(s)} is not an IP address with an optional port (such as 192.0.2.53:53 or [2001:db8::53]:53)`;
+  }
+  const p = port === undefined ? 53 : Number(port);
+  if (!(p >= 1 && p <= 65535)) return `${JSON.stringify(s)}: the port must be 1-65535`;
+  return { address, port: p };
+}
+const Notify = z.preprocess(
+  splitList,
+  z.array(
+    z.string().transform((s, ctx) => {
+      const r = hostPort(s);
+      if (typeof r === 'string') {
+        ctx.addIssue({ code: 'custom', message: r });
+        return z.NEVER;
+      }
+      return r;
+    }),
+    { error: LIST_MESSAGE },
+  ).transform((a) => [...new Map(a.map((t) => [`${t.address} ${t.port}`, t])).values()]),
+);
+
+const TSIG_NAME_MESSAGE = 'must be a key name such as nexus-xfr or xfr.example.org (letters, digits, - and _ in dot-separated labels)';
+const TsigName = z
+  .string({ error: TSIG_NAME_MESSAGE })
+  .transform((s) => s.toLowerCase().replace(/\.$/, ''))
+  .refine((s) => s.length > 0 && s.length <= 253 && s.split('.').every((l) => /^[a-z0-9_-]{1,63}$/.test(l)), TSIG_NAME_MESSAGE);
+const Path = z.string({ error: 'must be a file path' }).min(1, 'must not be empty');
+
 const FIELDS = {
   dataDir: DataDir,
   host: Host,
@@ -102,6 +182,8 @@ const FIELDS = {
   dnsAddress: Host,
   dnsPort: Port,
   meterIntervalMs: IntervalMs,
+  xfrAllow: XfrAllow,
+  notify: Notify,
 } as const;
 type Field = keyof typeof FIELDS;
 
@@ -115,6 +197,8 @@ const ENV: Record<Field, string> = {
   dnsAddress: 'NEXUS_DNS_ADDRESS',
   dnsPort: 'NEXUS_DNS_PORT',
   meterIntervalMs: 'NEXUS_METER_INTERVAL_MS',
+  xfrAllow: 'NEXUS_XFR_ALLOW',
+  notify: 'NEXUS_NOTIFY',
 };
 const FLAG: Record<Field, string> = {
   dataDir: '--data',
@@ -126,6 +210,8 @@ const FLAG: Record<Field, string> = {
   dnsAddress: '--dns-address',
   dnsPort: '--dns-port',
   meterIntervalMs: '--meter-interval',
+  xfrAllow: '--xfr-allow',
+  notify: '--notify',
 };
 
 /** What a config file may contain (the same fields, nothing else). */
@@ -140,12 +226,18 @@ export const ConfigFileSchema = z
     dnsAddress: Host.optional(),
     dnsPort: Port.optional(),
     meterIntervalMs: IntervalMs.optional(),
+    xfrAllow: XfrAllow.optional(),
+    tsigName: TsigName.optional(),
+    tsigSecretFile: Path.optional(),
+    notify: Notify.optional(),
   })
   .strict();
 
 function check<F extends Field>(field: F, value: unknown, source: string): z.output<(typeof FIELDS)[F]> {
   const r = FIELDS[field].safeParse(value);
-  if (!r.success) throw new ConfigError(`invalid ${source} ${JSON.stringify(value)}: ${r.error.issues[0]?.message ?? 'invalid value'}`);
+  // A list from repeated flags is not echoed: the message names the element at fault.
+  const shown = Array.isArray(value) ? '' : ` ${JSON.stringify(value)}`;
+  if (!r.success) throw new ConfigError(`invalid ${source}${shown}: ${r.error.issues[0]?.message ?? 'invalid value'}`);
   return r.data as z.output<(typeof FIELDS)[F]>;
 }
 
@@ -157,6 +249,8 @@ function readConfigFile(file: string): z.output<typeof ConfigFileSchema> {
     const e = err as NodeJS.ErrnoException;
     throw new ConfigError(`cannot read config file ${file}: ${e.code === 'ENOENT' ? 'no such file' : e.message.split('\n')[0]}`);
   }
+  if (typeof raw === 'object' && raw !== null && 'tsigSecret' in raw)
+    throw new ConfigError(`invalid config file ${file}: tsigSecret: the TSIG secret is not read from the config file; use tsigSecretFile or NEXUS_TSIG_SECRET`);
   const r = ConfigFileSchema.safeParse(raw);
   if (!r.success) {
     const i = r.error.issues[0];
@@ -204,7 +298,7 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     return check(field, field === 'dnsPort' ? defaultDnsPort() : DEFAULTS[field as Exclude<Field, 'dataDir' | 'dnsPort'>], `default ${field}`);
   };
 
-  return {
+  const cfg: NexusConfig = {
     dataDir,
     host: pick('host'),
     port: pick('port'),
@@ -214,6 +308,104 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     dnsAddress: pick('dnsAddress'),
     dnsPort: pick('dnsPort'),
     meterIntervalMs: pick('meterIntervalMs'),
+    xfrAllow: pick('xfrAllow'),
+    tsig: resolveTsig(opts, env, file, fileName, cwd),
+    notify: pick('notify'),
     ...(fileName ? { configFile: fileName } : {}),
+  };
+  if (cfg.notify.length > 0 && cfg.xfrAllow.length === 0 && !cfg.tsig)
+    throw new ConfigError('secondaries to NOTIFY are set (--notify / NEXUS_NOTIFY / notify) but none may transfer: add --xfr-allow or a TSIG key (--tsig-name and its secret)');
+  const remote = cfg.dns && isLoopback(cfg.dnsAddress) ? cfg.notify.find((t) => !isLoopback(t.address)) : undefined;
+  if (remote)
+    throw new ConfigError(
+      `cannot NOTIFY ${remote.address}: DNS listens on ${cfg.dnsAddress} (loopback), which a secondary elsewhere cannot reach; set --dns-address / NEXUS_DNS_ADDRESS to an address it can`,
+    );
+  return cfg;
+}
+
+function isLoopback(address: string): boolean {
+  const a = address.toLowerCase().replace(/^::ffff:/, '');
+  return a === 'localhost' || a === '::1' || /^127\./.test(a);
+}
+
+const SECRET_MESSAGE = 'must be a base64 HMAC-SHA256 secret of at least 16 bytes (e.g. the output of `openssl rand -base64 32`)';
+
+/** The TSIG key name and secret: each from flag, environment or config file; both or neither. */
+function resolveTsig(
+  opts: ConfigOptions,
+  env: Record<string, string | undefined>,
+  file: z.output<typeof ConfigFileSchema>,
+  fileName: string | undefined,
+  cwd: string,
+): NexusConfig['tsig'] {
+  const given = (v: string | undefined): v is string => v !== undefined && v !== '';
+  const parseName = (v: unknown, source: string) => {
+    const r = TsigName.safeParse(v);
+    if (!r.success) throw new ConfigError(`invalid ${source} ${JSON.stringify(v)}: ${r.error.issues[0]?.message ?? TSIG_NAME_MESSAGE}`);
+    return r.data;
+  };
+  let name: { value: string; source: string } | undefined;
+  if (opts.tsigName !== undefined) name = { value: parseName(opts.tsigName, '--tsig-name'), source: '--tsig-name' };
+  else if (given(env.NEXUS_TSIG_NAME)) name = { value: parseName(env.NEXUS_TSIG_NAME, 'NEXUS_TSIG_NAME'), source: 'NEXUS_TSIG_NAME' };
+  else if (file.tsigName !== undefined) name = { value: file.tsigName, source: `tsigName in ${fileName}` };
+
+  // The secret: a file (flag, environment or config file) or NEXUS_TSIG_SECRET, never a flag (it would show in `ps`).
+  type Secret = { file: string; source: string } | { value: string; source: string };
+  let secret: Secret | undefined;
+  if (opts.tsigSecretFile !== undefined) {
+    if (opts.tsigSecretFile === '') throw new ConfigError('invalid --tsig-secret-file "": must not be empty');
+    secret = { file: resolve(cwd, opts.tsigSecretFile), source: '--tsig-secret-file' };
+  } else if (given(env.NEXUS_TSIG_SECRET_FILE) && given(env.NEXUS_TSIG_SECRET)) {
+    throw new ConfigError('both NEXUS_TSIG_SECRET and NEXUS_TSIG_SECRET_FILE are set: keep one');
+  } else if (given(env.NEXUS_TSIG_SECRET_FILE)) secret = { file: resolve(cwd, env.NEXUS_TSIG_SECRET_FILE), source: 'NEXUS_TSIG_SECRET_FILE' };
+  else if (given(env.NEXUS_TSIG_SECRET)) secret = { value: env.NEXUS_TSIG_SECRET, source: 'NEXUS_TSIG_SECRET' };
+  else if (file.tsigSecretFile !== undefined) secret = { file: resolve(dirname(fileName!), file.tsigSecretFile), source: `tsigSecretFile in ${fileName}` };
+
+  if (!name && !secret) return null;
+  if (!name) throw new ConfigError(`a TSIG secret is given (${secret!.source}) but no key name: set --tsig-name, NEXUS_TSIG_NAME or tsigName`);
+  if (!secret)
+    throw new ConfigError(`TSIG key ${name.value} (${name.source}) has no secret: set --tsig-secret-file, NEXUS_TSIG_SECRET_FILE, tsigSecretFile or NEXUS_TSIG_SECRET`);
+  // Whitespace is dropped: `openssl rand -base64 64` wraps its output, files end with a newline.
+  const value = ('file' in secret ? readSecretFile(secret.file, secret.source) : secret.value).replace(/\s+/g, '');
+  if (!isTsigSecret(value)) throw new ConfigError(`invalid TSIG secret ${'file' in secret ? `in ${secret.file} (${secret.source})` : `in ${secret.source}`}: ${SECRET_MESSAGE}`);
+  return { name: name.value, secret: value };
+}
+
+function isTsigSecret(s: string): boolean {
+  // As tsigKey() (src/domains/dns-authority/tsig.ts) will check it.
+  return /^[A-Za-z0-9+/]+={0,2}$/.test(s) && Buffer.from(s, 'base64').length >= 16;
+}
+
+/** Reads a secret file, refusing one that every user on the machine may read or replace. */
+function readSecretFile(file: string, source: string): string {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.message.split('\n')[0];
+    throw new ConfigError(`cannot read TSIG secret file ${file} (${source}): ${why}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new ConfigError(`cannot read TSIG secret file ${file} (${source}): not a regular file`);
+    const others = st.mode & 0o006;
+    if (others !== 0) {
+      const what = others === 0o006 ? 'readable and writable' : others === 0o004 ? 'readable' : 'writable';
+      throw new ConfigError(`refusing TSIG secret file ${file} (${source}): it is ${what} by every user (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}); chmod 600 ${file}`);
+    }
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** What the DNS server's `xfr` option gets: undefined (transfers refused, no NOTIFY) when nothing is configured. */
+export function xfrOptions(cfg: Pick<NexusConfig, 'xfrAllow' | 'tsig' | 'notify'>): XfrOptions | undefined {
+  if (cfg.xfrAllow.length === 0 && !cfg.tsig && cfg.notify.length === 0) return undefined;
+  return {
+    ...(cfg.xfrAllow.length ? { allow: [...cfg.xfrAllow] } : {}),
+    ...(cfg.tsig ? { tsig: { name: cfg.tsig.name, secret: cfg.tsig.secret } } : {}),
+    ...(cfg.notify.length ? { notify: cfg.notify.map((n) => ({ ...n })) } : {}),
   };
 }

@@ -1,6 +1,8 @@
 // Stand-alone daemon entry: `node --import tsx src/api/daemon.ts [--data DIR] [--port N] [--host H]
 // [--log-level L] [--suffix S] [--config FILE] [--dns-address A] [--dns-port N] [--no-dns]
-// [--meter-interval MS]`. The CLI's `nexus serve` calls the same serve().
+// [--meter-interval MS] [--xfr-allow CIDR...] [--tsig-name NAME] [--tsig-secret-file PATH]
+// [--notify IP[:PORT]...]` (the TSIG secret itself only from a file or NEXUS_TSIG_SECRET, never
+// a flag). The CLI's `nexus serve` calls the same serve().
 import { parseArgs } from 'node:util';
 import { serve } from './server.ts';
 
@@ -18,6 +20,10 @@ async function main(argv: string[]): Promise<void> {
       'dns-port': { type: 'string' },
       'no-dns': { type: 'boolean' },
       'meter-interval': { type: 'string' },
+      'xfr-allow': { type: 'string', multiple: true },
+      'tsig-name': { type: 'string' },
+      'tsig-secret-file': { type: 'string' },
+      notify: { type: 'string', multiple: true },
     },
     strict: true,
     allowPositionals: false,
@@ -33,6 +39,10 @@ async function main(argv: string[]): Promise<void> {
     ...(values['dns-port'] !== undefined ? { dnsPort: values['dns-port'] } : {}),
     ...(values['no-dns'] ? { dns: false } : {}),
     ...(values['meter-interval'] !== undefined ? { meterIntervalMs: values['meter-interval'] } : {}),
+    ...(values['xfr-allow'] !== undefined ? { xfrAllow: values['xfr-allow'] } : {}),
+    ...(values['tsig-name'] !== undefined ? { tsigName: values['tsig-name'] } : {}),
+    ...(values['tsig-secret-file'] !== undefined ? { tsigSecretFile: values['tsig-secret-file'] } : {}),
+    ...(values.notify !== undefined ? { notify: values.notify } : {}),
   });
 }
 

@@ -33,6 +33,10 @@ export function registerDnsMetrics(registry: Registry, dns: DnsService): void {
   counter('nexus_dns_rrl_slipped_total', 'Rate-limited queries answered with an empty truncated response (slip).', () => stats().rrlSlipped);
   counter('nexus_dns_errors_total', 'DNS socket and handling errors.', () => stats().errors);
   counter('nexus_dns_tcp_connections_total', 'DNS TCP connections accepted.', () => stats().tcpConnections);
+  counter('nexus_dns_response_cache_total', 'Lookups in the cache of encoded answers, by result (queries of other shapes are not looked up).', () => [
+    [{ result: 'hit' }, stats().cacheHits],
+    [{ result: 'miss' }, stats().cacheMisses],
+  ], ['result']);
   counter('nexus_usage_reports_total', 'Usage reports the DNS service submitted to the ledger, by outcome (failed ones are retried).', () => {
     const m = dns.meter.stats();
     return [
@@ -47,6 +51,14 @@ export function registerDnsMetrics(registry: Registry, dns: DnsService): void {
     registers: [registry],
     collect() {
       this.set(stats().openConnections);
+    },
+  });
+  new Gauge({
+    name: 'nexus_dns_response_cache_entries',
+    help: 'Encoded answers held by the response cache.',
+    registers: [registry],
+    collect() {
+      this.set(stats().cacheEntries);
     },
   });
   new Gauge({

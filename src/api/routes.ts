@@ -12,6 +12,7 @@ import type { CommandType, LedgerEntry } from '../core/types.ts';
 import { exportZone } from '../domains/zonefile/export.ts';
 import { imvuSummary, listImvus, mailboxesOf, routesOf, zoneView } from '../imvu/summary.ts';
 import { dsView } from '../domains/dnssec/ds.ts';
+import type { XfrSummary } from '../domains/dns-service.ts';
 import type { Metrics } from './metrics.ts';
 import { commandType, outcome } from './receipts.ts';
 import { MAX_ENTRIES_PER_CALL, Params, Queries } from './schemas.ts';
@@ -30,8 +31,8 @@ export interface ApiContext {
   metrics: Metrics;
   /** The OpenAPI document (built once from this table). */
   openapi: () => unknown;
-  /** Where the authoritative DNS server listens, when it runs. */
-  dns?: { address: string; port: number };
+  /** Where the authoritative DNS server listens, when it runs, and who may transfer its zones. */
+  dns?: { address: string; port: number; xfr: XfrSummary };
 }
 
 export interface Reply {
@@ -183,8 +184,8 @@ export const ROUTES: RouteDef[] = [
   mutation('POST', '/v1/revenue', 'revenue.record', 'Record revenue (service identities or the platform)'),
 
   // ---- reads
-  read('/health', 'Liveness, ledger size, and where DNS listens (null when off)', {}, async (ctx) => ({
-    body: { status: 'ok', size: await ledgerSize(ctx), dns: ctx.dns ? { address: ctx.dns.address, port: ctx.dns.port } : null },
+  read('/health', 'Liveness, ledger size, where DNS listens and who may transfer zones (dns is null when off)', {}, async (ctx) => ({
+    body: { status: 'ok', size: await ledgerSize(ctx), dns: ctx.dns ? { address: ctx.dns.address, port: ctx.dns.port, xfr: ctx.dns.xfr } : null },
   })),
   read('/metrics', 'Prometheus metrics', { produces: 'text/plain' }, async (ctx) => ({
     body: await ctx.metrics.registry.metrics(),

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyBaseLogger, type FastifyError } from 'fastify';
 import { initDataDir, isInitialised, openDataDir, type OpenPlatform } from '../core/platform.ts';
 import { provisioner } from '../imvu/provision.ts';
-import { DEFAULTS, resolveConfig, type ConfigOptions } from './config.ts';
+import { DEFAULTS, resolveConfig, xfrOptions, type ConfigOptions } from './config.ts';
 import { createMetrics } from './metrics.ts';
 import { openApiDocument } from './openapi.ts';
 import { HttpError, ROUTES, type ApiContext } from './routes.ts';
@@ -97,7 +97,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     platform,
     metrics,
     openapi: () => (openapi ??= openApiDocument(ROUTES, { version: VERSION })),
-    ...(dns ? { dns: { address: dns.server.address, port: dns.server.port } } : {}),
+    ...(dns ? { dns: { address: dns.server.address, port: dns.server.port, xfr: dns.xfr } } : {}),
   };
 
   // While closing, answer in-flight requests with `Connection: close` so that keep-alive clients
@@ -191,14 +191,17 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
     await (await initDataDir(cfg.dataDir, { suffix: cfg.suffix })).close();
     initialised = true;
   }
+  // Zone transfers only when configured (an allow-list, a TSIG key or secondaries to notify).
+  const xfr = xfrOptions(cfg);
   const server = await startServer({
     dataDir: cfg.dataDir,
     host: cfg.host,
     port: cfg.port,
     logLevel: cfg.logLevel,
-    dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs } : false,
+    dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, ...(xfr ? { xfr } : {}) } : false,
   });
-  const dns = server.dns ? { address: server.dns.server.address, port: server.dns.server.port, meterIntervalMs: cfg.meterIntervalMs } : null;
+  // The TSIG key by name only: the secret is never logged.
+  const dns = server.dns ? { address: server.dns.server.address, port: server.dns.server.port, meterIntervalMs: cfg.meterIntervalMs, xfr: server.dns.xfr } : null;
   server.log.info({ url: server.url, dns, dataDir: cfg.dataDir, initialised, configFile: cfg.configFile ?? null }, 'nexus daemon listening');
   if (opts.signals !== false) {
     let stopping = false;

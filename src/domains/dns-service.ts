@@ -4,6 +4,8 @@
 import type { OpenPlatform } from '../core/platform.ts';
 import { ensureServiceIdentity, type ServiceIdentity } from '../core/service-identity.ts';
 import { startDnsServer, type DnsServer, type DnsServerOptions } from './dns-authority/server.ts';
+import type { XfrOptions } from './dns-authority/xfr.ts';
+import { tsigKey } from './dns-authority/tsig.ts';
 import { UsageMeter, type FlushResult, type UsageReport } from './metering.ts';
 import { onlineSigner } from './dnssec/online.ts';
 import type { Receipt } from '../core/policy/chokepoint.ts';
@@ -28,6 +30,11 @@ export interface DnsServiceOptions {
   /** 0 picks a free port. */
   port?: number;
   meterIntervalMs?: number;
+  /**
+   * Zone transfers (AXFR/IXFR to an allow-list or TSIG-signed requests) and NOTIFY to secondaries.
+   * Unset: transfers are REFUSED and nobody is notified.
+   */
+  xfr?: XfrOptions;
   /** Anything else the authoritative server takes (rrl, tcp, refreshMs, ...), passed through. */
   server?: Omit<DnsServerOptions, 'store' | 'address' | 'port' | 'onQuery' | 'onError'>;
   onError?: (err: unknown) => void;
@@ -39,8 +46,26 @@ export interface DnsService {
   server: DnsServer;
   meter: UsageMeter;
   identity: ServiceIdentity;
+  /** Who may transfer and who is notified, as `GET /health` shows it (the key's name, never its secret). */
+  xfr: XfrSummary;
   /** Closes the sockets, then flushes the counts left into the ledger. */
   close(): Promise<FlushResult>;
+}
+
+export interface XfrSummary {
+  /** Addresses and prefixes that may transfer without TSIG. */
+  allow: string[];
+  /** The TSIG key's name (normalised: lower case, no final dot), or null. */
+  tsig: string | null;
+  notify: { address: string; port: number }[];
+}
+
+export function xfrSummary(xfr: XfrOptions | undefined): XfrSummary {
+  return {
+    allow: [...(xfr?.allow ?? [])],
+    tsig: xfr?.tsig ? tsigKey(xfr.tsig).name : null,
+    notify: (xfr?.notify ?? []).map((t) => ({ address: t.address, port: t.port ?? 53 })),
+  };
 }
 
 function listenError(err: unknown, address: string, port: number): unknown {
@@ -57,6 +82,7 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
   const { platform } = opts;
   const address = opts.address ?? '127.0.0.1';
   const port = opts.port ?? 0;
+  const xfr = opts.xfr ?? opts.server?.xfr;
   // The meter exists before the sockets (it only counts until its first flush); the identity is
   // registered after they are bound, so that a busy port leaves nothing behind in the ledger.
   const sink: { meter?: UsageMeter } = {};
@@ -68,6 +94,7 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
       // Every zone is signed online with its key from the data directory (DO-bit queries only).
       dnssec: onlineSigner(platform.store, platform.dataDir),
       ...opts.server,
+      ...(xfr ? { xfr } : {}),
       store: platform.store,
       address,
       port,
@@ -104,6 +131,7 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
     server,
     meter: m,
     identity,
+    xfr: xfrSummary(xfr),
     close: () =>
       (closing ??= (async () => {
         await server.close();

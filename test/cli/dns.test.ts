@@ -1,12 +1,13 @@
 // The full loop a creator sees: `nexus dns record add` (a subprocess signing with its own key) →
 // HTTP API → chokepoint → projections → an answer from the daemon's authoritative DNS server, read
 // with Node's resolver (c-ares); `nexus dns export` checked by BIND's named-checkzone; and
-// `nexus start` bringing DNS up on its flags (and refusing a busy DNS port with one line).
+// `nexus start` bringing DNS up on its flags (and refusing a busy DNS port, or bad zone transfer
+// settings, with one line).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { promises as dns } from 'node:dns';
-import { rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initDataDir } from '../../src/core/platform.ts';
 import { startServer, type RunningServer } from '../../src/api/server.ts';
@@ -145,7 +146,7 @@ describe('nexus start runs DNS on its flags', () => {
       expect(listening.dns.address).toBe('127.0.0.1');
       expect(listening.dns.port).toBeGreaterThan(0);
       const health = (await (await fetch(`${listening.url}/health`)).json()) as { dns: unknown };
-      expect(health.dns).toEqual({ address: '127.0.0.1', port: listening.dns.port });
+      expect(health.dns).toEqual({ address: '127.0.0.1', port: listening.dns.port, xfr: { allow: [], tsig: null, notify: [] } });
       const r = new dns.Resolver({ timeout: 1000, tries: 2 });
       r.setServers([`127.0.0.1:${listening.dns.port}`]);
       await expect(r.resolve4('example.com')).rejects.toMatchObject({ code: 'EREFUSED' });
@@ -197,6 +198,28 @@ describe('nexus start runs DNS on its flags', () => {
     } finally {
       if (child?.exitCode === null) child.kill('SIGKILL');
       holder.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('zone transfer flags: a half-configured TSIG key, a world-readable secret file or a host name to NOTIFY is one line and exit 2', { timeout: 60_000 }, async () => {
+    const dir = tempDir('cli-xfr-bad');
+    try {
+      const secret = join(dir, 'tsig.key');
+      writeFileSync(secret, Buffer.from('cli xfr test key of 32 bytes....').toString('base64'));
+      chmodSync(secret, 0o644);
+      const start = (args: string[], extra: Record<string, string> = {}) => run(['start', '--data', join(dir, 'data'), '--port', '0', '--dns-port', '0', ...args], { NEXUS_HOME: home, ...extra });
+      const cases: [Run, string][] = [
+        [await start(['--tsig-name', 'nexus-xfr']), 'nexus: TSIG key nexus-xfr (--tsig-name) has no secret: set --tsig-secret-file, NEXUS_TSIG_SECRET_FILE, tsigSecretFile or NEXUS_TSIG_SECRET\n'],
+        [await start(['--tsig-name', 'nexus-xfr', '--tsig-secret-file', secret]), `nexus: refusing TSIG secret file ${secret} (--tsig-secret-file): it is readable by every user (mode 0644); chmod 600 ${secret}\n`],
+        [await start(['--xfr-allow', '127.0.0.1', '--notify', '127.0.0.1:5300', 'ns2.example.org']), 'nexus: invalid --notify: "ns2.example.org" is a host name: give the secondary\'s IP address (names are not resolved)\n'],
+        [await start([], { NEXUS_XFR_ALLOW: '10.0.0.0/8,everyone' }), 'nexus: invalid NEXUS_XFR_ALLOW "10.0.0.0/8,everyone": "everyone" is not an IP address or CIDR prefix (such as 192.0.2.53, 10.0.0.0/8 or 2001:db8::/32)\n'],
+      ];
+      for (const [r, stderr] of cases) {
+        expect(r.stderr).toBe(stderr);
+        expect(r.code).toBe(2);
+      }
+    } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });

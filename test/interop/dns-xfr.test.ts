@@ -1,15 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
-import dgram from 'node:dgram';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { startDnsServer, type DnsServer } from '../../src/domains/dns-authority/server.ts';
 import { dnsFixture, eventually, type DnsFixture } from '../../src/domains/dns-authority/testing.ts';
 import { generateZoneKey, zoneKeyOf, type ZoneKey } from '../../src/domains/dnssec/keys.ts';
 import { OnlineSigner } from '../../src/domains/dnssec/online.ts';
+import { freePort, hasKnotd, startKnot, type Knot } from '../support/knot.ts';
 
 // Zone transfers to a stock secondary: Knot DNS (knotd, Debian package `knot`) runs on loopback as
 // a secondary of imvu001.world with our server as its primary and a TSIG key. It bootstraps the
@@ -22,7 +18,6 @@ import { OnlineSigner } from '../../src/domains/dnssec/online.ts';
 
 const run = promisify(execFile);
 const has = (cmd: string, arg: string) => spawnSync(cmd, [arg], { stdio: 'ignore' }).status === 0;
-const hasKnotd = has('knotd', '-V');
 const hasKdig = has('kdig', '-V');
 const hasDig = has('dig', '-v');
 if (!hasKnotd) console.warn('dns-xfr interop: knotd not found (apt-get install knot); skipping the secondary test');
@@ -32,25 +27,6 @@ const Z = 'imvu001.world';
 const SIGNED = 'imvu002.world';
 const KEY = 'xfr-key';
 const SECRET = Buffer.from('nexus xfr interop key, 32 bytes!').toString('base64');
-
-/** A port free on 127.0.0.1 for both UDP and TCP (at the moment of asking). */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const tcp = net.createServer();
-    const port = await new Promise<number>((resolve) => tcp.listen(0, '127.0.0.1', () => resolve((tcp.address() as net.AddressInfo).port)));
-    const udp = dgram.createSocket('udp4');
-    const ok = await new Promise<boolean>((resolve) => {
-      udp.once('error', () => resolve(false));
-      udp.bind(port, '127.0.0.1', () => resolve(true));
-    });
-    await new Promise<void>((r) => tcp.close(() => r()));
-    if (ok) {
-      await new Promise<void>((r) => udp.close(() => r()));
-      return port;
-    }
-    udp.close();
-  }
-}
 
 /** Runs a tool: `out` is stdout and stderr together (for messages), `stdout` alone (for data). */
 async function sh(cmd: string, args: string[]): Promise<{ out: string; stdout: string; code: number }> {
@@ -75,10 +51,9 @@ function records(out: string): string[][] {
 describe.skipIf(!hasKdig || !hasDig)('zone transfers to stock tools', () => {
   let f: DnsFixture;
   let srv: DnsServer;
-  let knot: ChildProcess | undefined;
-  let knotLog = '';
-  let knotDir: string | undefined;
+  let knot: Knot | undefined;
   let knotPort = 0;
+  const knotLog = () => knot?.log() ?? '';
   let zoneKey: ZoneKey;
 
   const ours = (...args: string[]) => ['@127.0.0.1', '-p', String(srv.port), ...args];
@@ -99,77 +74,11 @@ describe.skipIf(!hasKdig || !hasDig)('zone transfers to stock tools', () => {
       xfr: { tsig: { name: KEY, secret: SECRET }, ...(hasKnotd ? { notify: [{ address: '127.0.0.1', port: knotPort }] } : {}), notifyTimeoutMs: 500 },
     });
     if (!hasKnotd) return;
-    knotDir = mkdtempSync(join(tmpdir(), 'nexus-knot-'));
-    for (const d of ['db', 'zones']) mkdirSync(join(knotDir, d));
-    writeFileSync(
-      join(knotDir, 'knot.conf'),
-      `server:
-    rundir: "${knotDir}"
-    listen: 127.0.0.1@${knotPort}
-log:
-  - target: stderr
-    any: info
-database:
-    storage: "${knotDir}/db"
-key:
-  - id: ${KEY}
-    algorithm: hmac-sha256
-    secret: ${SECRET}
-remote:
-  - id: nexus
-    address: 127.0.0.1@${srv.port}
-    key: ${KEY}
-acl:
-  - id: notify-from-nexus
-    address: 127.0.0.1
-    key: ${KEY}
-    action: notify
-template:
-  - id: default
-    storage: "${knotDir}/zones"
-zone:
-  - domain: ${Z}
-    master: nexus
-    acl: notify-from-nexus
-  - domain: ${SIGNED}
-    master: nexus
-    acl: notify-from-nexus
-`,
-    );
-    // Its own process group, so that the whole of it can be ended whatever happens to this one.
-    knot = spawn('knotd', ['-c', join(knotDir, 'knot.conf')], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    // Should this process die without afterAll, knotd goes with it.
-    const pid = knot.pid!;
-    process.once('exit', () => {
-      try {
-        process.kill(-pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    });
-    knot.stdout!.on('data', (c: Buffer) => (knotLog += c.toString()));
-    knot.stderr!.on('data', (c: Buffer) => (knotLog += c.toString()));
+    knot = startKnot({ port: knotPort, primary: { port: srv.port }, key: { name: KEY, secret: SECRET }, zones: [Z, SIGNED] });
   }, 30_000);
 
   afterAll(async () => {
-    if (knot?.pid && knot.exitCode === null) {
-      const exited = new Promise<void>((resolve) => knot!.once('exit', () => resolve()));
-      try {
-        process.kill(-knot.pid, 'SIGTERM');
-      } catch {
-        // already gone
-      }
-      const timer = setTimeout(() => {
-        try {
-          process.kill(-knot!.pid!, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }, 3000);
-      await exited;
-      clearTimeout(timer);
-    }
-    if (knotDir) rmSync(knotDir, { recursive: true, force: true });
+    await knot?.stop();
     await srv?.close();
     await f?.p.cleanup();
   });
@@ -180,9 +89,9 @@ zone:
     try {
       await eventually(async () => expect((await kdigKnot('+short', `www.${Z}`, 'A')).trim()).toBe('192.0.2.7'), 10_000);
     } catch (err) {
-      throw new Error(`Knot did not serve the zone within 10 s:\n${knotLog}\n${String(err)}`);
+      throw new Error(`Knot did not serve the zone within 10 s:\n${knotLog()}\n${String(err)}`);
     }
-    expect(knotLog).toMatch(/AXFR, incoming.*finished/);
+    expect(knotLog()).toMatch(/AXFR, incoming.*finished/);
     await eventually(async () => expect(Number(records(await kdigKnot(Z, 'SOA'))[0]![6])).toBe(await serial()), 5000);
     // Not only the easy names: the wildcard, the long TXT, the delegation (Knot refers, as we do).
     expect((await kdigKnot('+short', `anything.wild.${Z}`, 'A')).trim()).toBe('192.0.2.9');
@@ -200,15 +109,15 @@ zone:
     try {
       await eventually(async () => expect((await kdigKnot('+short', `fresh.${Z}`, 'A')).trim()).toBe('192.0.2.123'), 10_000);
     } catch (err) {
-      throw new Error(`Knot did not pick up the change within 10 s:\n${knotLog}\n${String(err)}`);
+      throw new Error(`Knot did not pick up the change within 10 s:\n${knotLog()}\n${String(err)}`);
     }
     const took = Date.now() - t0;
     // It was the NOTIFY, not the SOA refresh timer (3600 s), that brought it.
     expect(took).toBeLessThan(10_000);
     expect(srv.notifier!.stats.acknowledged).toBeGreaterThanOrEqual(1);
-    expect(knotLog).toMatch(/notify, incoming, remote 127\.0\.0\.1/);
-    expect(knotLog).toMatch(new RegExp(`IXFR, incoming.*finished`));
-    expect(knotLog).toMatch(new RegExp(`serial ${before} -> ${before + 1}`));
+    expect(knotLog()).toMatch(/notify, incoming, remote 127\.0\.0\.1/);
+    expect(knotLog()).toMatch(new RegExp(`IXFR, incoming.*finished`));
+    expect(knotLog()).toMatch(new RegExp(`serial ${before} -> ${before + 1}`));
     expect(srv.xfr!.stats.ixfrIncremental).toBeGreaterThanOrEqual(1);
     const soa = records(await kdigKnot(Z, 'SOA'));
     expect(Number(soa[0]![6])).toBe(before + 1);

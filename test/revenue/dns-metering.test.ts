@@ -50,7 +50,7 @@ afterAll(async () => api?.close());
 describe('DNS usage in the ledger', () => {
   it('the DNS service identity: registered by the platform at start, key in keys/services/dns.key (0600)', async () => {
     const health = (await api.get<{ dns: { address: string; port: number } }>('/health')).body;
-    expect(health.dns).toEqual({ address: '127.0.0.1', port: api.server.dns!.server.port });
+    expect(health.dns).toEqual({ address: '127.0.0.1', port: api.server.dns!.server.port, xfr: { allow: [], tsig: null, notify: [] } });
     const svc = (await api.get<{ id: string; name: string; role: string }>('/v1/identities/dns')).body;
     expect(svc).toMatchObject({ name: 'dns', role: 'service', id: api.server.dns!.identity.id });
     expect(statSync(serviceKeyPath(api.dir, 'dns')).mode & 0o777).toBe(0o600);
@@ -99,6 +99,8 @@ describe('DNS usage in the ledger', () => {
     const metrics = (await api.get('/metrics')).text;
     expect(metrics).toMatch(/^nexus_dns_answered_total 142$/m);
     expect(metrics).toMatch(/^nexus_dns_queries_total\{transport="udp"\} 143$/m);
+    // The repeated questions were answered from the response cache, and metered all the same.
+    expect(Number(/^nexus_dns_response_cache_total\{result="hit"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(99 + 4);
     expect(metrics).toMatch(/^nexus_usage_reports_total\{service="dns",outcome="allowed"\} \d+$/m);
   });
 

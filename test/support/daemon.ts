@@ -1,4 +1,5 @@
-// The daemon as a separate process (src/api/daemon.ts through tsx), for crash and shutdown tests.
+// The daemon as a separate process (src/api/daemon.ts through tsx, or `nexus start` as a user
+// runs it), for crash and shutdown tests and for interop tests against the real thing.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -11,16 +12,42 @@ export interface DaemonProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Every log line so far (pino JSON on stdout, anything on stderr). */
   output: string[];
+  /** The "nexus daemon listening" log record (url, dns: { address, port, xfr }, dataDir, ...). */
+  listening: Record<string, unknown>;
+  /** SIGTERM, SIGKILL after `graceMs` (default 10 s); resolves with how it exited. */
+  stop(graceMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export function spawnDaemon(dataDir: string, args: string[] = [], timeoutMs = 20_000): Promise<DaemonProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/api/daemon.ts', '--data', dataDir, '--port', '0', '--dns-port', '0', '--log-level', 'info', ...args], {
+export interface SpawnOptions {
+  /** `daemon` (default): node --import tsx src/api/daemon.ts; `cli`: bin/nexus.js start, what `npm start` runs. */
+  via?: 'daemon' | 'cli';
+  /** Added to the environment (NEXUS_CONFIG is cleared unless given here). */
+  env?: Record<string, string>;
+  timeoutMs?: number;
+}
+
+export function spawnDaemon(dataDir: string, args: string[] = [], opts: SpawnOptions = {}): Promise<DaemonProcess> {
+  const timeoutMs = opts.timeoutMs ?? 20_000;
+  const entry = opts.via === 'cli' ? ['bin/nexus.js', 'start'] : ['--import', 'tsx', 'src/api/daemon.ts'];
+  const child = spawn(process.execPath, [...entry, '--data', dataDir, '--port', '0', '--dns-port', '0', '--log-level', 'info', ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, NEXUS_CONFIG: '' },
+    env: { ...process.env, NEXUS_CONFIG: '', ...opts.env },
   });
   const output: string[] = [];
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  // Should this process die first, the daemon goes with it.
+  const onExit = () => child.kill('SIGKILL');
+  process.once('exit', onExit);
+  void exited.then(() => process.off('exit', onExit));
+  const stop = async (graceMs = 10_000) => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      void exited.then(() => clearTimeout(timer));
+    }
+    return exited;
+  };
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -38,7 +65,7 @@ export function spawnDaemon(dataDir: string, args: string[] = [], timeoutMs = 20
           const rec = JSON.parse(line) as { msg?: string; url?: string };
           if (rec.msg === 'nexus daemon listening' && rec.url) {
             clearTimeout(timer);
-            resolve({ url: rec.url, child, exited, output });
+            resolve({ url: rec.url, child, exited, output, listening: rec, stop });
           }
         } catch {
           // not a log line

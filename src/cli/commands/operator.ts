@@ -34,6 +34,10 @@ interface ServeFlags {
   /** commander's `--no-dns`: false when given, true otherwise. */
   dns?: boolean;
   meterInterval?: number;
+  xfrAllow?: string[];
+  tsigName?: string;
+  tsigSecretFile?: string;
+  notify?: string[];
 }
 
 async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<void> {
@@ -49,6 +53,10 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     // Only an explicit --no-dns counts: commander defaults the flag to true, which must not beat NEXUS_DNS.
     ...(o.dns === false ? { dns: false } : {}),
     ...(o.meterInterval !== undefined ? { meterIntervalMs: o.meterInterval } : {}),
+    ...(o.xfrAllow !== undefined ? { xfrAllow: o.xfrAllow } : {}),
+    ...(o.tsigName !== undefined ? { tsigName: o.tsigName } : {}),
+    ...(o.tsigSecretFile !== undefined ? { tsigSecretFile: o.tsigSecretFile } : {}),
+    ...(o.notify !== undefined ? { notify: o.notify } : {}),
   };
   const cfg = resolveConfig(opts);
   if (!initialiseIfNeeded && !isInitialised(cfg.dataDir))
@@ -76,7 +84,17 @@ function daemonOptions(cmd: Command): Command {
     .option('--dns-address <address>', 'address of the authoritative DNS server, UDP and TCP (env NEXUS_DNS_ADDRESS; default 127.0.0.1)')
     .option('--dns-port <n>', 'DNS port (env NEXUS_DNS_PORT; default 53 as root, otherwise 5353; 0 picks a free port)', port)
     .option('--no-dns', 'do not run the DNS server (env NEXUS_DNS=false)')
-    .option('--meter-interval <ms>', 'how often metered usage is reported into the ledger (env NEXUS_METER_INTERVAL_MS; default 60000)', int(10, 86_400_000));
+    .option('--meter-interval <ms>', 'how often metered usage is reported into the ledger (env NEXUS_METER_INTERVAL_MS; default 60000)', int(10, 86_400_000))
+    .option('--xfr-allow <cidr...>', 'addresses or CIDR prefixes that may transfer zones (AXFR/IXFR) without TSIG (env NEXUS_XFR_ALLOW, comma-separated; default none)')
+    .option('--tsig-name <name>', 'TSIG key (HMAC-SHA256) name a secondary signs transfers with, from any address (env NEXUS_TSIG_NAME)')
+    .option('--tsig-secret-file <path>', 'file holding the base64 TSIG secret, not readable by other users (env NEXUS_TSIG_SECRET_FILE, or the secret itself in NEXUS_TSIG_SECRET)')
+    .option('--notify <ip:port...>', 'secondaries to NOTIFY when a zone changes: IP addresses only, port 53 unless given, IPv6 as [addr]:port (env NEXUS_NOTIFY, comma-separated)')
+    .addHelpText(
+      'after',
+      '\nZone transfers are refused unless --xfr-allow or a TSIG key is set. DNSSEC needs no\n' +
+        'flag: every zone is signed online with its own key (`nexus dns ds ZONE` prints the DS\n' +
+        'for the parent zone). Configuring a secondary: src/domains/README.md.',
+    );
 }
 
 export function operatorCommands(): Command[] {

@@ -31,8 +31,8 @@ export interface Handled {
   response?: Buffer;
   /** The same response emptied and marked TC, for response-rate-limiting slips. */
   truncated?: () => Buffer;
-  /** Set when the response answers for a hosted zone: what metering counts. */
-  zone?: { name: string; imvu: string };
+  /** Set when the response answers for a hosted zone: what metering counts (and the serial answered from, for the response cache). */
+  zone?: { name: string; imvu: string; serial?: number };
   rcode?: number;
 }
 
@@ -164,7 +164,7 @@ export async function handleMessage(view: ZoneView, msg: Buffer, transport: Tran
   return {
     response,
     rcode: set.rcode,
-    zone: { name: zone.name, imvu: zone.imvu },
+    zone: { name: zone.name, imvu: zone.imvu, serial: zone.serial },
     truncated: () => encode(frame, set.rcode, {}, (set.aa ? AA : 0) | TC),
   };
 }

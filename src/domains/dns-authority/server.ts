@@ -5,6 +5,7 @@ import type { OnlineSigner } from '../dnssec/online.ts';
 import { handleMessage, type Handled } from './responder.ts';
 import { ResponseRateLimiter, RRL_DEFAULTS, type RrlOptions } from './rrl.ts';
 import { ZoneView } from './zone-view.ts';
+import { cacheKey, ResponseCache, type ResponseCacheOptions } from './response-cache.ts';
 import { checkXfrOptions, XfrService, type XfrHandled, type XfrOptions } from './xfr.ts';
 import { Notifier } from './notify.ts';
 import { tsigKey } from './tsig.ts';
@@ -40,6 +41,8 @@ export interface DnsServerOptions {
   refreshMs?: number;
   /** UDP queries in progress at most (beyond: dropped). Default 4096. */
   maxUdpInFlight?: number;
+  /** Encoded answers reused for identical queries (response-cache.ts); on by default, `false` turns it off. */
+  responseCache?: ResponseCacheOptions | false;
   onError?: (err: unknown) => void;
 }
 
@@ -63,7 +66,7 @@ export interface DnsServer {
   /** Zone transfers and NOTIFY, when `xfr` was given. */
   readonly xfr?: XfrService;
   readonly notifier?: Notifier;
-  stats(): DnsServerStats & { rrlBuckets: number; openConnections: number };
+  stats(): DnsServerStats & { rrlBuckets: number; openConnections: number; cacheHits: number; cacheMisses: number; cacheEntries: number };
   close(): Promise<void>;
 }
 
@@ -132,6 +135,20 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
   const xfr = opts.xfr ? new XfrService(view, opts.store, opts.xfr, { answer, keys: opts.dnssec?.keys }) : undefined;
   const respond = (msg: Buffer, t: 'udp' | 'tcp', peer: string): Promise<XfrHandled> => (xfr ? xfr.handle(msg, t, peer) : answer(msg, t));
   const limiter = opts.rrl === false ? undefined : new ResponseRateLimiter(opts.rrl ?? RRL_DEFAULTS);
+  const cache = opts.responseCache === false ? undefined : new ResponseCache(view, opts.responseCache);
+  /** The answer from the cache, or the responder's (then kept in the cache when it may be). TCP's; UDP does the same inline. */
+  const cachedOrRespond = (msg: Buffer, t: 'udp' | 'tcp', peer: string): XfrHandled | Promise<XfrHandled> => {
+    const key = cache && cacheKey(msg, t);
+    if (key === undefined) return respond(msg, t, peer);
+    const hit = cache!.get(key, msg);
+    if (hit) return hit;
+    // The zone set as the query found it: an answer computed across a change of it is not kept.
+    const generation = view.generation;
+    return respond(msg, t, peer).then((h) => {
+      cache!.set(key, h, generation);
+      return h;
+    });
+  };
   const maxConnections = opts.tcp?.maxConnections ?? 256;
   const idleTimeoutMs = opts.tcp?.idleTimeoutMs ?? 10_000;
   const maxPending = opts.tcp?.maxPending ?? 32;
@@ -171,6 +188,31 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
 
   // UDP
   let udpInFlight = 0;
+  const sent = (err: Error | null) => {
+    if (err) s.errors++;
+  };
+  /** Rate limiting, the send and metering of one UDP answer, from the cache or the responder. */
+  const sendUdp = (h: Handled, rinfo: dgram.RemoteInfo) => {
+    if (!h.response) {
+      s.ignored++;
+      return;
+    }
+    let out = h.response;
+    let counts = true;
+    const verdict = limiter?.check(rinfo.address) ?? 'send';
+    if (verdict === 'drop' || (verdict === 'slip' && !h.truncated)) {
+      s.rrlDropped++;
+      return;
+    }
+    if (verdict === 'slip') {
+      s.rrlSlipped++;
+      out = h.truncated!();
+      counts = false;
+    }
+    s.responses++;
+    udp.send(out, rinfo.port, rinfo.address, sent);
+    if (counts) meter(h);
+  };
   udp.on('error', fail);
   udp.on('message', (msg, rinfo) => {
     s.udpQueries++;
@@ -179,34 +221,26 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
       s.ignored++;
       return;
     }
+    // A cache hit is answered now, without a promise, even when too many misses are in progress:
+    // a flood of names asked once does not shut out the names asked often.
+    const key = cache && cacheKey(msg, 'udp');
+    if (key !== undefined) {
+      const hit = cache!.get(key, msg);
+      if (hit) {
+        sendUdp(hit, rinfo);
+        return;
+      }
+    }
     if (udpInFlight >= maxUdpInFlight) {
       s.busyDropped++;
       return;
     }
     udpInFlight++;
+    const generation = view.generation;
     respond(msg, 'udp', rinfo.address)
       .then((h) => {
-        if (!h.response) {
-          s.ignored++;
-          return;
-        }
-        let out = h.response;
-        let counts = true;
-        const verdict = limiter?.check(rinfo.address) ?? 'send';
-        if (verdict === 'drop' || (verdict === 'slip' && !h.truncated)) {
-          s.rrlDropped++;
-          return;
-        }
-        if (verdict === 'slip') {
-          s.rrlSlipped++;
-          out = h.truncated!();
-          counts = false;
-        }
-        s.responses++;
-        udp.send(out, rinfo.port, rinfo.address, (err) => {
-          if (err) s.errors++;
-        });
-        if (counts) meter(h);
+        if (key !== undefined) cache!.set(key, h, generation);
+        sendUdp(h, rinfo);
       })
       .catch(fail)
       .finally(() => udpInFlight--);
@@ -234,7 +268,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
         while (queue.length > 0 && !sock.destroyed) {
           const msg = queue.shift()!;
           s.tcpQueries++;
-          const h = await respond(msg, 'tcp', sock.remoteAddress ?? '');
+          const h = await cachedOrRespond(msg, 'tcp', sock.remoteAddress ?? '');
           if (sock.destroyed) break;
           if (!h.response) {
             s.ignored++;
@@ -296,7 +330,10 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     view,
     xfr,
     notifier,
-    stats: () => ({ ...s, rrlBuckets: limiter?.size ?? 0, openConnections: conns.size }),
+    stats: () => {
+      const c = cache?.stats();
+      return { ...s, rrlBuckets: limiter?.size ?? 0, openConnections: conns.size, cacheHits: c?.hits ?? 0, cacheMisses: c?.misses ?? 0, cacheEntries: c?.entries ?? 0 };
+    },
     close() {
       closing ??= (async () => {
         view.close();

@@ -42,6 +42,12 @@ export class ZoneView {
   private closed = false;
   /** Counters for tests and metrics. */
   readonly stats = { refreshes: 0, loads: 0, errors: 0 };
+  /**
+   * Moves whenever the set of hosted zones changes (a zone appears, goes, changes IMVU, or the
+   * platform suffix changes): what `enclosing()` answers may then differ for any name. Serial
+   * changes alone do not move it (see `serialOf`). The response cache keys its entries on both.
+   */
+  generation = 0;
 
   private constructor(
     private readonly store: Store,
@@ -78,6 +84,11 @@ export class ZoneView {
     return e.loading;
   }
 
+  /** The serial of a hosted zone as the index knows it (lower-case name), undefined if it is not hosted. */
+  serialOf(name: string): number | undefined {
+    return this.entries.get(name)?.serial;
+  }
+
   /** Zones hosted now (for tests, metrics and the export). */
   zoneNames(): string[] {
     return [...this.entries.keys()];
@@ -111,6 +122,7 @@ export class ZoneView {
     const suffix = platform ? lowerAscii(platform.suffix) : 'invalid';
     const next = new Map<string, Entry>();
     const changed: [ZoneInfo, number][] = [];
+    let reshaped = suffix !== this.suffix;
     for (const r of rows) {
       const name = lowerAscii(r.name);
       const serial = Number(r.serial);
@@ -125,8 +137,11 @@ export class ZoneView {
         next.set(name, e);
       } else {
         next.set(name, { name, imvu: r.imvu, serial });
+        reshaped = true;
       }
     }
+    // Same size and every zone the one held before: the set of names is unchanged.
+    if (reshaped || next.size !== this.entries.size) this.generation++;
     this.suffix = suffix;
     this.entries = next;
     this.seenLedgerSize = size;
