@@ -8,6 +8,7 @@ import { ZoneView } from './zone-view.ts';
 import { cacheKey, ResponseCache, type ResponseCacheOptions } from './response-cache.ts';
 import { checkXfrOptions, XfrService, type XfrHandled, type XfrOptions } from './xfr.ts';
 import { Notifier } from './notify.ts';
+import { bindUdpAndTcp as bindBoth } from '../listen.ts';
 import { tsigKey } from './tsig.ts';
 
 // The authoritative server's sockets: UDP and TCP on one port. TCP carries 2-byte length-prefixed
@@ -84,36 +85,6 @@ function frame(msg: Buffer): Buffer {
   out.writeUInt16BE(msg.length, 0);
   msg.copy(out, 2);
   return out;
-}
-
-async function bindBoth(address: string, port: number): Promise<{ udp: dgram.Socket; tcp: net.Server; port: number }> {
-  const type = net.isIPv6(address) ? 'udp6' : 'udp4';
-  for (let attempt = 0; ; attempt++) {
-    const udp = dgram.createSocket({ type });
-    await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject);
-      udp.bind(port, address, () => {
-        udp.off('error', reject);
-        resolve();
-      });
-    });
-    const bound = udp.address().port;
-    const tcp = net.createServer();
-    try {
-      await new Promise<void>((resolve, reject) => {
-        tcp.once('error', reject);
-        tcp.listen({ port: bound, host: address, exclusive: true }, () => {
-          tcp.off('error', reject);
-          resolve();
-        });
-      });
-      return { udp, tcp, port: bound };
-    } catch (err) {
-      udp.close();
-      // With port 0 the free UDP port may be taken on TCP: try another.
-      if (port !== 0 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw err;
-    }
-  }
 }
 
 export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer> {

@@ -2,7 +2,6 @@
 // A client outside the allow-list gets REFUSED and causes no upstream query. Identical questions
 // in flight share one resolution; at most `maxInFlight` resolutions run at once (beyond: UDP
 // dropped, TCP SERVFAIL). Answers carry RA, never AA.
-import dgram from 'node:dgram';
 import net from 'node:net';
 import dnsPacket from 'dns-packet';
 import type { DecodedPacket, OptAnswer, Packet, Question } from 'dns-packet';
@@ -10,6 +9,7 @@ import { Acl, DEFAULT_ALLOW } from './acl.ts';
 import { Cache, type CacheOptions, type CacheStats } from './cache.ts';
 import { Iterator, type IteratorOptions, type Limits, type Resolution, type RootHint } from './iterator.ts';
 import { norm } from './names.ts';
+import { bindUdpAndTcp } from '../listen.ts';
 
 export interface ResolverOptions {
   /** Default 127.0.0.1. */
@@ -63,34 +63,6 @@ const RA = dnsPacket.RECURSION_AVAILABLE;
 const TC = dnsPacket.TRUNCATED_RESPONSE;
 const MAX_UDP = 1232;
 const CLASSIC_UDP = 512;
-
-async function bind(address: string, port: number): Promise<{ udp: dgram.Socket; tcp: net.Server; port: number }> {
-  for (let attempt = 0; ; attempt++) {
-    const udp = dgram.createSocket({ type: net.isIPv6(address) ? 'udp6' : 'udp4' });
-    await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject);
-      udp.bind(port, address, () => {
-        udp.off('error', reject);
-        resolve();
-      });
-    });
-    const bound = udp.address().port;
-    const tcp = net.createServer();
-    try {
-      await new Promise<void>((resolve, reject) => {
-        tcp.once('error', reject);
-        tcp.listen({ port: bound, host: address, exclusive: true }, () => {
-          tcp.off('error', reject);
-          resolve();
-        });
-      });
-      return { udp, tcp, port: bound };
-    } catch (err) {
-      udp.close();
-      if (port !== 0 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw err;
-    }
-  }
-}
 
 export async function startResolver(opts: ResolverOptions): Promise<Resolver> {
   const address = opts.address ?? '127.0.0.1';
@@ -189,7 +161,7 @@ export async function startResolver(opts: ResolverOptions): Promise<Resolver> {
     return out.length <= limit ? out : reply(RCODE[r.rcode], [q], {}, opt, TC);
   };
 
-  const { udp, tcp, port } = await bind(address, opts.port ?? 0);
+  const { udp, tcp, port } = await bindUdpAndTcp(address, opts.port ?? 0);
   udp.on('error', onError);
   udp.on('message', (msg, rinfo) => {
     handle(msg, rinfo.address, 'udp').then(
