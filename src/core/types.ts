@@ -31,6 +31,7 @@ export const COMMAND_TYPES = [
   'notify.creator',
   'dkim.publish',
   'dnssec.publish',
+  'dnssec.resign',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 

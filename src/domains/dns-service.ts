@@ -1,6 +1,7 @@
 // The DNS service as the daemon runs it: the authoritative server over the platform's projections,
 // its service identity (`dns`, registered by the platform on first start) and the usage meter that
-// reports the queries answered per IMVU into the ledger (gate 6).
+// reports the queries answered per IMVU into the ledger (gate 6), and the re-signing of signed
+// zones that have not changed for a while (resign.ts: a platform `dnssec.resign` moves the serial).
 import type { OpenPlatform } from '../core/platform.ts';
 import { ensureServiceIdentity, type ServiceIdentity } from '../core/service-identity.ts';
 import { startDnsServer, type DnsServer, type DnsServerOptions } from './dns-authority/server.ts';
@@ -9,6 +10,7 @@ import { tsigKey } from './dns-authority/tsig.ts';
 import { UsageMeter, type FlushResult, type UsageReport } from './metering.ts';
 import { onlineSigner } from './dnssec/online.ts';
 import type { Receipt } from '../core/policy/chokepoint.ts';
+import { ResignScheduler } from './resign.ts';
 
 export const DNS_SERVICE = 'dns';
 export const DNS_QUERIES = 'dns.queries';
@@ -30,6 +32,10 @@ export interface DnsServiceOptions {
   /** 0 picks a free port. */
   port?: number;
   meterIntervalMs?: number;
+  /** How often to look for signed zones to re-sign (resign.ts). Default 1 hour. */
+  resignCheckMs?: number;
+  /** A signed zone whose serial has not moved for this long gets a `dnssec.resign`. Default 7 days. */
+  resignAfterMs?: number;
   /**
    * Zone transfers (AXFR/IXFR to an allow-list or TSIG-signed requests) and NOTIFY to secondaries.
    * Unset: transfers are REFUSED and nobody is notified.
@@ -46,6 +52,8 @@ export interface DnsService {
   server: DnsServer;
   meter: UsageMeter;
   identity: ServiceIdentity;
+  /** Re-signs unchanged signed zones (platform `dnssec.resign` entries). */
+  resigner: ResignScheduler;
   /** Who may transfer and who is notified, as `GET /health` shows it (the key's name, never its secret). */
   xfr: XfrSummary;
   /** Closes the sockets, then flushes the counts left into the ledger. */
@@ -123,6 +131,13 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
     ...(opts.onReport ? { onReport: opts.onReport } : {}),
   }).start();
   sink.meter = meter;
+  const resigner = new ResignScheduler({
+    store: platform.store,
+    submit: (zone) => platform.chokepoint.submit(platform.chokepoint.platformCommand('dnssec.resign', { zone })),
+    ...(opts.resignCheckMs !== undefined ? { checkMs: opts.resignCheckMs } : {}),
+    ...(opts.resignAfterMs !== undefined ? { afterMs: opts.resignAfterMs } : {}),
+    ...(opts.onError ? { onError: opts.onError } : {}),
+  }).start();
   for (const [imvu, n] of early) meter.count(imvu, DNS_QUERIES, n);
   early.clear();
   const m = meter;
@@ -131,9 +146,11 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
     server,
     meter: m,
     identity,
+    resigner,
     xfr: xfrSummary(xfr),
     close: () =>
       (closing ??= (async () => {
+        await resigner.close();
         await server.close();
         return m.close();
       })()),

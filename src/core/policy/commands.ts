@@ -139,6 +139,9 @@ export const BODY_SCHEMAS = {
       publicKey: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a base64 ECDSA P-256 public key (64 octets)'),
     })
     .strict(),
+  // The platform re-signs a signed zone that has not changed for a while: only the serial moves, so
+  // secondaries transfer it again with fresh signatures (src/domains/dns-service.ts schedules it).
+  'dnssec.resign': z.object({ zone: domain }).strict(),
 } satisfies Record<CommandType, z.ZodType>;
 
 export function formatZodError(err: z.ZodError): string {

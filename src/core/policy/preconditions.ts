@@ -8,9 +8,8 @@ import { absoluteName } from './naming.ts';
 export async function preconditions(ctx: GateContext): Promise<string | undefined> {
   const b = ctx.body;
   const type = ctx.command.type;
-  if (type !== 'platform.genesis' && type !== 'imvu.create' && type !== 'identity.register' && type !== 'pricebook.publish' && !type.startsWith('dns.')) {
-    if (!ctx.imvu) return `unknown IMVU ${String(b.imvu)}`;
-  }
+  // Whatever IMVU a command names must exist (the body schemas say which commands name one).
+  if (typeof b.imvu === 'string' && !ctx.imvu) return `unknown IMVU ${b.imvu}`;
   switch (type) {
     case 'identity.register': {
       const id = identityIdFromPublicKey(Buffer.from(String(b.publicKey), 'base64'));

@@ -182,6 +182,10 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
       await bumpSerial(tx, zone);
       return;
     }
+    case 'dnssec.resign':
+      // No record changes: the new serial makes secondaries transfer the zone (and fresh signatures) again.
+      await bumpSerial(tx, String(b.zone).toLowerCase());
+      return;
     // Ledger-only facts: the statement reads them from the log itself.
     case 'usage.report':
     case 'revenue.record':

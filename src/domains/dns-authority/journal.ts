@@ -288,6 +288,10 @@ export class ZoneJournal {
         this.change(zone, zone, 'DNSKEY', () => undefined);
         return;
       }
+      case 'dnssec.resign':
+        // A serial of its own and nothing else: an empty difference (and a signed zone goes out whole anyway).
+        this.change(String(b.zone).toLowerCase(), String(b.zone).toLowerCase(), 'SOA', () => undefined);
+        return;
       default:
         return;
     }

@@ -7,7 +7,7 @@ export const gate: Gate = {
   number: 4,
   name: 'DNS Authority Scoping',
   enforcedIn: 'src/core/policy/gates/04-dns-authority-scoping.ts (zone owner or members, names inside the zone)',
-  guards: ['dns.record.add', 'dns.record.remove', 'dnssec.publish'],
+  guards: ['dns.record.add', 'dns.record.remove', 'dnssec.publish', 'dnssec.resign'],
   status: 'enforced',
   async check(ctx) {
     const zone = String(ctx.body.zone);
@@ -16,6 +16,11 @@ export const gate: Gate = {
     // A zone's DNSSEC key is published by the platform (gate 17 checks the signer) for the IMVU that owns the zone.
     if (ctx.command.type === 'dnssec.publish')
       return z.imvu === ctx.body.imvu ? pass(4, `DNSSEC key of ${zone} (${z.imvu})`) : deny(4, `zone ${zone} belongs to ${z.imvu}, not ${String(ctx.body.imvu)}`);
+    // A re-signature (platform only, gate 17) moves the serial of a zone that is signed.
+    if (ctx.command.type === 'dnssec.resign')
+      return (await ctx.db.get('SELECT 1 AS x FROM dnssec_keys WHERE zone = ?', [zone]))
+        ? pass(4, `re-signing ${zone} (${z.imvu})`)
+        : deny(4, `zone ${zone} has no DNSSEC key`);
     const imvu = await ctx.db.get<{ owner: string }>('SELECT owner FROM imvus WHERE id = ?', [z.imvu]);
     const actor = ctx.actor?.id ?? '';
     const member = await ctx.db.get('SELECT 1 AS x FROM members WHERE imvu = ? AND identity = ?', [z.imvu, actor]);

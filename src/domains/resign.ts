@@ -1,0 +1,151 @@
+// Re-signing signed zones nobody edits. A secondary serves the signatures it transferred (valid
+// 21 days, src/domains/dnssec/signed-zone.ts) until the zone's SOA serial moves; a zone that does
+// not change would be served there with expired signatures. Every `checkMs` this finds the signed
+// zones whose serial last moved more than `afterMs` ago and submits a platform-signed
+// `dnssec.resign` for each through the chokepoint (gates 4 and 17), which bumps the serial and
+// nothing else: the server NOTIFYs, the secondary transfers the zone again with fresh signatures.
+//
+// "Last moved" is the time (`at`) of the newest allowed ledger entry that bumped the zone's serial,
+// read from the ledger itself (no new state): on the first check from the first entry at or after
+// the cut-off (binary search on `at`, which the chokepoint appends in clock order), then only the
+// entries appended since. A zone with no such entry in the window is due.
+import type { Receipt } from '../core/policy/chokepoint.ts';
+import { decodeEntry } from '../core/ledger/ledger.ts';
+import type { Store } from '../core/store/index.ts';
+import type { LedgerEntry } from '../core/types.ts';
+
+export const DEFAULT_RESIGN_CHECK_MS = 60 * 60 * 1000;
+export const DEFAULT_RESIGN_AFTER_MS = 7 * 24 * 60 * 60 * 1000;
+
+export interface ResignOptions {
+  store: Store;
+  /** Signs `dnssec.resign { zone }` as the platform and submits it through the chokepoint. */
+  submit: (zone: string) => Promise<Receipt>;
+  /** How often to look. Default 1 hour. */
+  checkMs?: number;
+  /** A signed zone whose serial has not moved for this long is re-signed. Default 7 days. */
+  afterMs?: number;
+  /** Milliseconds since the epoch (tests). */
+  now?: () => number;
+  /** A check that failed, or a re-signature the gates denied. */
+  onError?: (err: unknown, zone?: string) => void;
+}
+
+export class ResignScheduler {
+  /** Next ledger index to read; unset until the first check. */
+  private next: number | undefined;
+  /** Zone → time (ms) of the newest entry read so far that moved its serial. */
+  private readonly moved = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<string[]> | undefined;
+  private stopped = false;
+  private readonly checkMs: number;
+  private readonly afterMs: number;
+  private readonly now: () => number;
+  readonly stats = { checks: 0, resigned: 0, failed: 0 };
+
+  constructor(private readonly opts: ResignOptions) {
+    this.checkMs = opts.checkMs ?? DEFAULT_RESIGN_CHECK_MS;
+    this.afterMs = opts.afterMs ?? DEFAULT_RESIGN_AFTER_MS;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Checks now (soon after start, so a daemon restarted often still re-signs), then every `checkMs`. */
+  start(): this {
+    const tick = () => void this.check().catch((err: unknown) => this.opts.onError?.(err));
+    this.timer = setInterval(tick, this.checkMs);
+    this.timer.unref();
+    setImmediate(tick);
+    return this;
+  }
+
+  /** One pass (one at a time): returns the zones re-signed. */
+  check(): Promise<string[]> {
+    if (this.stopped) return Promise.resolve([]);
+    this.running ??= this.pass().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  /** Stops the timer and waits for a pass in flight. */
+  async close(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running?.catch(() => undefined);
+  }
+
+  private async pass(): Promise<string[]> {
+    const { store } = this.opts;
+    const now = this.now();
+    const cutoff = now - this.afterMs;
+    const size = await store.ledgerSize();
+    this.next ??= await this.firstAtOrAfter(cutoff, size);
+    while (this.next < size) {
+      const to = Math.min(size, this.next + 1000);
+      for (const blob of await store.readEntries(this.next, to)) await this.note(decodeEntry(blob));
+      this.next = to;
+    }
+    this.stats.checks++;
+    const signed = await store.all<{ name: string }>('SELECT z.name AS name FROM zones z JOIN dnssec_keys k ON k.zone = z.name ORDER BY z.name');
+    const done: string[] = [];
+    for (const { name } of signed) {
+      if (this.stopped) break;
+      if ((this.moved.get(name) ?? -Infinity) > cutoff) continue;
+      try {
+        const r = await this.opts.submit(name);
+        if (!r.allowed) throw new Error(`dnssec.resign of ${name} denied (entry ${r.index}): ${r.gates.filter((g) => g.status === 'deny').map((g) => `gate ${g.gate}: ${g.reason}`).join('; ')}`);
+        // The entry itself is read on the next pass; until then, the zone moved now.
+        this.moved.set(name, now);
+        this.stats.resigned++;
+        done.push(name);
+      } catch (err) {
+        this.stats.failed++;
+        this.opts.onError?.(err, name);
+      }
+    }
+    return done;
+  }
+
+  /** The first index whose entry was appended at or after `t` (entries are appended in clock order). */
+  private async firstAtOrAfter(t: number, size: number): Promise<number> {
+    let lo = 0;
+    let hi = size;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const [blob] = await this.opts.store.readEntries(mid, mid + 1);
+      if (Date.parse(decodeEntry(blob!).at) < t) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Records when an allowed entry moved a zone's serial (as src/core/policy/projection-writer.ts bumps it). */
+  private async note(e: LedgerEntry): Promise<void> {
+    if (!e.decision?.allowed) return;
+    const c = e.command.command;
+    const b = c.body as Record<string, unknown>;
+    let zone: string | undefined;
+    switch (c.type) {
+      case 'dns.record.add':
+      case 'dns.record.remove':
+        zone = String(b.zone);
+        break;
+      case 'domain.claim':
+        zone = String(b.domain);
+        break;
+      case 'dnssec.publish':
+      case 'dnssec.resign':
+        zone = String(b.zone).toLowerCase();
+        break;
+      case 'imvu.create':
+        zone = (await this.opts.store.get<{ domain: string }>('SELECT domain FROM imvus WHERE entry = ?', [e.index]))?.domain;
+        break;
+      case 'dkim.publish':
+        zone = (await this.opts.store.get<{ domain: string }>('SELECT domain FROM imvus WHERE id = ?', [String(b.imvu)]))?.domain;
+        break;
+      default:
+        return;
+    }
+    if (zone !== undefined) this.moved.set(zone, Date.parse(e.at));
+  }
+}
