@@ -3,7 +3,6 @@
 import { identityIdFromPublicKey } from '../identity/keys.ts';
 import type { WriteTx } from '../store/index.ts';
 import type { Command } from '../types.ts';
-import { dnskeyRdata, keyTag } from '../../domains/dnssec/keytag.ts';
 import { DEFAULT_ENVELOPE, ENVELOPE_FIELDS } from './commands.ts';
 import type { PlatformRow } from './gate.ts';
 import { absoluteName, imvuDomainsFor } from './naming.ts';
@@ -169,14 +168,13 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
       const zone = String(b.zone).toLowerCase();
       const flags = b.flags as number;
       const algorithm = b.algorithm as number;
-      const tag = keyTag(dnskeyRdata(flags, algorithm, Buffer.from(String(b.publicKey), 'base64')));
-      await tx.run('INSERT OR REPLACE INTO dnssec_keys (zone, imvu, algorithm, flags, public_key, key_tag, entry) VALUES (?, ?, ?, ?, ?, ?, ?)', [
+      // The key tag is derived from the key wherever it is needed (src/domains/dnssec), not stored.
+      await tx.run('INSERT OR REPLACE INTO dnssec_keys (zone, imvu, algorithm, flags, public_key, entry) VALUES (?, ?, ?, ?, ?, ?)', [
         zone,
         String(b.imvu),
         algorithm,
         flags,
         String(b.publicKey),
-        tag,
         index,
       ]);
       await bumpSerial(tx, zone);

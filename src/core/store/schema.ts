@@ -86,7 +86,7 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
   /** DNSSEC keys of zones (public halves; the private keys stay under DATA/keys/dnssec/). */
   dnssec_keys: {
     key: 'zone',
-    ddl: `CREATE TABLE IF NOT EXISTS dnssec_keys (zone TEXT PRIMARY KEY, imvu TEXT NOT NULL, algorithm INTEGER NOT NULL, flags INTEGER NOT NULL, public_key TEXT NOT NULL, key_tag INTEGER NOT NULL, entry INTEGER NOT NULL)`,
+    ddl: `CREATE TABLE IF NOT EXISTS dnssec_keys (zone TEXT PRIMARY KEY, imvu TEXT NOT NULL, algorithm INTEGER NOT NULL, flags INTEGER NOT NULL, public_key TEXT NOT NULL, entry INTEGER NOT NULL)`,
   },
   /** Replay guard for gate 1: every nonce a verified signature has spent, allowed or denied. */
   nonces: {

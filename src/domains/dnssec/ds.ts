@@ -34,7 +34,6 @@ interface KeyRow {
   algorithm: number;
   flags: number;
   public_key: string;
-  key_tag: number;
   entry: number;
   [k: string]: string | number;
 }
@@ -42,7 +41,7 @@ interface KeyRow {
 /** The DS and DNSKEY of a zone, or undefined if the zone has no DNSSEC key. */
 export async function dsView(db: SqlReader, zone: string): Promise<DsView | undefined> {
   const name = zone.toLowerCase().replace(/\.$/, '');
-  const row = await db.get<KeyRow>('SELECT imvu, algorithm, flags, public_key, key_tag, entry FROM dnssec_keys WHERE zone = ?', [name]);
+  const row = await db.get<KeyRow>('SELECT imvu, algorithm, flags, public_key, entry FROM dnssec_keys WHERE zone = ?', [name]);
   if (!row) return undefined;
   const flags = Number(row.flags);
   const algorithm = Number(row.algorithm);

@@ -80,7 +80,6 @@ interface KeyRow {
   algorithm: number;
   flags: number;
   public_key: string;
-  key_tag: number;
   [k: string]: string | number;
 }
 
@@ -121,7 +120,7 @@ export class DnssecKeyring implements ZoneKeys {
   }
 
   private async load(zone: string, serial: number | undefined, previous: ZoneKey | undefined): Promise<ZoneKey | undefined> {
-    const row = await this.db.get<KeyRow>('SELECT imvu, algorithm, flags, public_key, key_tag FROM dnssec_keys WHERE zone = ?', [zone]);
+    const row = await this.db.get<KeyRow>('SELECT imvu, algorithm, flags, public_key FROM dnssec_keys WHERE zone = ?', [zone]);
     let key: ZoneKey | undefined;
     if (row) {
       key =

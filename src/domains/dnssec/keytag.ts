@@ -1,5 +1,5 @@
-// DNSKEY RDATA and its key tag: pure functions of the published public key, shared by the
-// projection writer (which records `dnssec_keys.key_tag`) and the signer. No imports on purpose.
+// DNSKEY RDATA and its key tag: pure functions of the published public key, derived wherever
+// they are needed (signer, DS, transfers) rather than stored. No imports on purpose.
 
 /** ECDSA Curve P-256 with SHA-256 (RFC 6605). The only algorithm this platform signs with. */
 export const ALGORITHM_ECDSAP256SHA256 = 13;

@@ -41,16 +41,17 @@ describe('DNSSEC keys through the chokepoint', () => {
     expect(statSync(path).mode & 0o777).toBe(0o600);
     expect(rawPublicKey(createPrivateKey(readFileSync(path))).equals(publicKey)).toBe(true);
 
-    const row = await p.store.get<{ imvu: string; key_tag: number; entry: number }>('SELECT imvu, key_tag, entry FROM dnssec_keys WHERE zone = ?', [zone]);
-    expect(row).toEqual({ imvu: 'IMVU-001', key_tag: keyTag(dnskeyRdata(257, 13, publicKey)), entry: r.followUps[1]!.index });
+    const row = await p.store.get<{ imvu: string; public_key: string; entry: number }>('SELECT imvu, public_key, entry FROM dnssec_keys WHERE zone = ?', [zone]);
+    expect(row).toEqual({ imvu: 'IMVU-001', public_key: publicKey.toString('base64'), entry: r.followUps[1]!.index });
+    const tag = keyTag(dnskeyRdata(257, 13, publicKey));
     // Serial: 1 at creation, +1 DKIM record, +1 DNSKEY.
     expect((await p.store.get<{ serial: number }>('SELECT serial FROM zones WHERE name = ?', [zone]))!.serial).toBe(3);
 
     const key = await new DnssecKeyring(p.store, p.dataDir).forZone(zone, 3);
-    expect(key).toMatchObject({ zone, imvu: 'IMVU-001', flags: 257, algorithm: 13, keyTag: row!.key_tag });
+    expect(key).toMatchObject({ zone, imvu: 'IMVU-001', flags: 257, algorithm: 13, keyTag: tag });
 
     const ds = (await dsView(p.store, zone))!;
-    expect(ds).toMatchObject({ zone, keyTag: row!.key_tag, algorithm: 13, digestType: 2, digest: dsDigest(zone, dnskeyRdata(257, 13, publicKey)).toString('hex').toUpperCase() });
+    expect(ds).toMatchObject({ zone, keyTag: tag, algorithm: 13, digestType: 2, digest: dsDigest(zone, dnskeyRdata(257, 13, publicKey)).toString('hex').toUpperCase() });
     expect(ds.ds).toBe(`${zone}. 3600 IN DS ${ds.keyTag} 13 2 ${ds.digest}`);
     expect(ds.trustAnchor).toBe(`trust-anchors { "${zone}." static-key 257 3 13 "${publicKey.toString('base64')}"; };`);
   });
