@@ -15,13 +15,14 @@ export const MAX_UDP_PAYLOAD = 1232;
 /** Without EDNS0 a UDP response is at most 512 bytes (RFC 1035 4.2.1). */
 export const CLASSIC_UDP_PAYLOAD = 512;
 
-const QR = 0x8000;
+/** Header flag bits, shared with the transfer path (xfr.ts). */
+export const QR = 0x8000;
 /** Additional records a query may carry (OPT, TSIG, SIG(0)); more is FORMERR without decoding. */
 const MAX_ADDITIONAL = 3;
-const AA = dnsPacket.AUTHORITATIVE_ANSWER;
-const TC = dnsPacket.TRUNCATED_RESPONSE;
-const RD = dnsPacket.RECURSION_DESIRED;
-const CD = dnsPacket.CHECKING_DISABLED;
+export const AA = dnsPacket.AUTHORITATIVE_ANSWER;
+export const TC = dnsPacket.TRUNCATED_RESPONSE;
+export const RD = dnsPacket.RECURSION_DESIRED;
+export const CD = dnsPacket.CHECKING_DISABLED;
 const DO = dnsPacket.DNSSEC_OK;
 
 export type Transport = 'udp' | 'tcp';

@@ -5,7 +5,7 @@ import type { Store } from '../../core/store/index.ts';
 import { lowerAscii } from '../records/rdata.ts';
 import { SOA_TTL, synthesiseSoa } from '../records/soa.ts';
 import { servedRecords, toAnswer, ZoneJournal, type Delta, type ServedRR } from './journal.ts';
-import { CLASSIC_UDP_PAYLOAD, handleMessage, MAX_UDP_PAYLOAD, RCODE, type Handled, type Transport } from './responder.ts';
+import { AA, CD, CLASSIC_UDP_PAYLOAD, handleMessage, MAX_UDP_PAYLOAD, QR, RCODE, RD, TC, type Handled, type Transport } from './responder.ts';
 import {
   appendUnsignedError,
   RCODE_FORMERR,
@@ -87,11 +87,6 @@ export interface XfrStats {
 const AXFR = 252;
 const IXFR = 251;
 const CLASS_IN = 1;
-const QR = 0x8000;
-const AA = dnsPacket.AUTHORITATIVE_ANSWER;
-const TC = dnsPacket.TRUNCATED_RESPONSE;
-const RD = dnsPacket.RECURSION_DESIRED;
-const CD = dnsPacket.CHECKING_DISABLED;
 
 /** A zone as one consistent read of the projections: serial, SOA and every record. */
 export interface ZoneSnapshot {

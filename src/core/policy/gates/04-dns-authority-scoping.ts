@@ -1,4 +1,4 @@
-import { deny, pass, type Gate } from '../gate.ts';
+import { deny, pass, isMember, type Gate } from '../gate.ts';
 import { absoluteName, isWithin } from '../naming.ts';
 
 const LABEL = /^(\*|_?[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?|[a-z0-9])$/;
@@ -23,8 +23,7 @@ export const gate: Gate = {
         : deny(4, `zone ${zone} has no DNSSEC key`);
     const imvu = await ctx.db.get<{ owner: string }>('SELECT owner FROM imvus WHERE id = ?', [z.imvu]);
     const actor = ctx.actor?.id ?? '';
-    const member = await ctx.db.get('SELECT 1 AS x FROM members WHERE imvu = ? AND identity = ?', [z.imvu, actor]);
-    if (imvu?.owner !== actor && !member)
+    if (imvu?.owner !== actor && !(await isMember(ctx, z.imvu, actor)))
       return deny(4, `${ctx.actor?.name ?? actor} is neither the creator nor a member of ${z.imvu}, which owns zone ${zone}`);
     const name = absoluteName(String(ctx.body.name), zone);
     if (!isWithin(name, zone)) return deny(4, `${name} is outside zone ${zone}`);

@@ -1,4 +1,4 @@
-import { deny, pass, type Gate } from '../gate.ts';
+import { deny, pass, isMember, type Gate } from '../gate.ts';
 
 // The policy half of metering: only infrastructure service identities may report usage, and
 // never for an IMVU they belong to. The hooks that produce the numbers live in each service.
@@ -17,8 +17,7 @@ export const gate: Gate = {
     }
     if (role !== 'service') return deny(6, `usage is metered by the infrastructure: a ${role} identity cannot report usage`);
     const actor = ctx.actor?.id ?? '';
-    const member = await ctx.db.get('SELECT 1 AS x FROM members WHERE imvu = ? AND identity = ?', [ctx.imvu.id, actor]);
-    if (ctx.imvu.owner === actor || member) return deny(6, `${ctx.imvu.id} cannot report its own usage`);
+    if (ctx.imvu.owner === actor || (await isMember(ctx, ctx.imvu.id, actor))) return deny(6, `${ctx.imvu.id} cannot report its own usage`);
     const period = ctx.body.period as { start: string; end: string };
     if (!(Date.parse(period.start) < Date.parse(period.end))) return deny(6, 'usage period must end after it starts');
     return pass(6, `metered by service ${ctx.actor?.name}`);
