@@ -26,13 +26,13 @@ async function chokepointThroughput(): Promise<{ perSec: number; ms: number; all
   const p = await initDataDir(dir, {}, { parallelVerify: true });
   const { privateKey } = generateKeyPair();
   const raw = publicKeyRaw(privateKey).toString('base64');
-  await p.chokepoint.submit(signCommand(privateKey, 'identity.register', { name: 'alice', role: 'creator', publicKey: raw }));
+  await p.chokepoint.submit(signCommand(privateKey, 'identity.register', { name: 'alice', role: 'creator', publicKey: raw }, { origin: p.config.origin }));
   const alice = identityIdFromPublicKey(publicKeyRaw(privateKey));
-  await p.chokepoint.submit(signCommand(privateKey, 'imvu.create', { name: 'Bench', owner: alice, jurisdiction: 'US-CCPA' }));
+  await p.chokepoint.submit(signCommand(privateKey, 'imvu.create', { name: 'Bench', owner: alice, jurisdiction: 'US-CCPA' }, { origin: p.config.origin }));
   // Consent records: a realistic small command that passes every gate and writes one projection row.
   const cmds: SignedCommand[] = [];
   for (let i = 0; i < COMMANDS; i++)
-    cmds.push(signCommand(privateKey, 'consent.record', { imvu: 'IMVU-001', subject: alice, purpose: `purpose-${i}`, granted: i % 2 === 0 }));
+    cmds.push(signCommand(privateKey, 'consent.record', { imvu: 'IMVU-001', subject: alice, purpose: `purpose-${i}`, granted: i % 2 === 0 }, { origin: p.config.origin }));
   const t0 = performance.now();
   const receipts = await Promise.all(cmds.map((c) => p.chokepoint.submit(c)));
   const ms = performance.now() - t0;

@@ -64,13 +64,14 @@ describe('the daemon process', () => {
     // First run: the daemon initialises the data directory itself.
     const first = await spawnDaemon(dir);
     const c1 = new Client(first.url);
-    await send(c1, 'POST', '/v1/identities', signCommand(alice.key, 'identity.register', { name: 'alice', role: 'creator', publicKey: alice.publicKey }));
-    const created = await send(c1, 'POST', '/v1/imvus', signCommand(alice.key, 'imvu.create', { name: 'Durable', owner: alice.id, jurisdiction: 'EU-GDPR' }));
+    const origin = await c1.origin();
+    await send(c1, 'POST', '/v1/identities', signCommand(alice.key, 'identity.register', { name: 'alice', role: 'creator', publicKey: alice.publicKey }, { origin: origin }));
+    const created = await send(c1, 'POST', '/v1/imvus', signCommand(alice.key, 'imvu.create', { name: 'Durable', owner: alice.id, jurisdiction: 'EU-GDPR' }, { origin: origin }));
     const imvu = created.body.imvu as { id: string; domain: string };
     const record = (i: number) => ({
       method: 'POST',
       path: `/v1/zones/${imvu.domain}/records`,
-      body: signCommand(alice.key, 'dns.record.add', { zone: imvu.domain, name: `host${i}`, type: 'A', value: `192.0.2.${i}` }),
+      body: signCommand(alice.key, 'dns.record.add', { zone: imvu.domain, name: `host${i}`, type: 'A', value: `192.0.2.${i}` }, { origin: origin }),
     });
     // A burst that is fully acknowledged, then kill -9 the moment the next burst's first answer arrives.
     await Promise.all(Array.from({ length: 20 }, (_, i) => send(c1, record(i).method, record(i).path, record(i).body)));
@@ -97,7 +98,7 @@ describe('the daemon process', () => {
     // generation keeps them busy): they still commit and are answered, then the exit is clean.
     const names = ['DrainA', 'DrainB', 'DrainC'];
     const creates = names.map((name) => {
-      const body = signCommand(alice.key, 'imvu.create', { name, owner: alice.id, jurisdiction: 'EU-GDPR' });
+      const body = signCommand(alice.key, 'imvu.create', { name, owner: alice.id, jurisdiction: 'EU-GDPR' }, { origin: origin });
       return c2.request('POST', '/v1/imvus', body).then((res) => ({ res, body }));
     });
     const incoming = () => second.output.filter((l) => l.includes('"msg":"incoming request"') && l.includes('"url":"/v1/imvus"')).length;

@@ -1,7 +1,7 @@
 // From a chokepoint receipt to an HTTP status, as docs/API.md specifies:
-//   allowed -> 200 (201 for a creation); gate 0 -> 400 (404 when the IMVU or zone it names does
+//   allowed -> 200 (201 for a creation); not applied by the platform -> 503; gate 0 -> 400 (404 when the IMVU or zone it names does
 //   not exist); gate 1 -> 401; any other gate -> 403 (404 for a zone that is not hosted here).
-import type { Receipt } from '../core/policy/chokepoint.ts';
+import { NOT_APPLIED, type Receipt } from '../core/policy/chokepoint.ts';
 import type { SqlReader } from '../core/store/index.ts';
 import type { CommandType, GateResult } from '../core/types.ts';
 
@@ -49,6 +49,9 @@ export async function outcome(db: SqlReader, input: unknown, receipt: Receipt): 
   const denies = receipt.gates.filter((g) => g.status === 'deny');
   // Gate 0 is only reached once the signature verified, so reporting it first leaks nothing.
   const g0 = denies.find((g) => g.gate === 0);
+  // The platform could not apply an allowed command (e.g. a key file could not be written): it is
+  // recorded as denied with the reason; the client may sign it again later.
+  if (g0?.reason?.startsWith(NOT_APPLIED)) return { status: 503, error: oneLine(g0) };
   if (g0) {
     const missing = (await namesMissing(db, input, 'imvu')) || (await namesMissing(db, input, 'zone'));
     return { status: missing ? 404 : 400, error: oneLine(g0) };

@@ -284,7 +284,7 @@ describe('one-command IMVU creation', () => {
     expect(existsSync(dkimKeyPath(api.dir, id))).toBe(false);
   });
 
-  it('a provisioning failure rolls the whole creation back; the same signed command succeeds later', async () => {
+  it('a provisioning failure rolls the whole creation back and is recorded as denied; a new signature succeeds later', async () => {
     const { id, domain } = await nextImvu();
     const before = await api.size();
     // Make the key file impossible to write: a non-empty directory where it should go.
@@ -293,15 +293,20 @@ describe('one-command IMVU creation', () => {
     writeFileSync(join(path, 'blocker', 'x'), 'x');
     const cmd = api.sign(alice, 'imvu.create', { name: 'Phoenix', owner: alice.id, jurisdiction: 'EU-GDPR' });
     const r = await api.request('POST', '/v1/imvus', cmd);
-    expectCleanError(r, 500, /nothing was recorded/);
-    expect(await api.size()).toBe(before);
+    expectCleanError(r, 503, /gate 0: could not be applied/);
+    // Recorded, nonce spent: one denied entry, and nothing of the IMVU.
+    expect(await api.size()).toBe(before + 1);
+    expect((await api.entry(before)).decision.allowed).toBe(false);
     expect((await api.get(`/v1/imvus/${id}`)).status).toBe(404);
     expect((await api.get(`/v1/zones/${domain}/records`)).status).toBe(404);
     expect(existsSync(`${path}.tmp-${process.pid}`)).toBe(false);
     expect((await api.get('/health')).status).toBe(200);
 
     rmSync(path, { recursive: true });
-    const again = await api.request('POST', '/v1/imvus', cmd);
+    const replay = await api.request('POST', '/v1/imvus', cmd);
+    expect(replay.status).toBe(401);
+    expect(replay.text).toMatch(/replayed/);
+    const again = await api.request('POST', '/v1/imvus', api.sign(alice, 'imvu.create', { name: 'Phoenix', owner: alice.id, jurisdiction: 'EU-GDPR' }));
     expect(again.status, again.text).toBe(201);
     expect((again.body.imvu as { id: string }).id).toBe(id);
     expect(deniedGates(again.body)).toEqual([]);

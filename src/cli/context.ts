@@ -113,8 +113,8 @@ export class Ctx {
     body: { [k: string]: Json },
     signer: LocalIdentity,
   ): Promise<Submitted<R>> {
-    await this.connect();
-    const signed = signCommand(signer.key, type, body);
+    const { platform } = await this.connect();
+    const signed = signCommand(signer.key, type, body, { origin: platform.origin });
     const receipt = await this.client.submit<R>(method, path, signed);
     const checkpoint = await this.witness.confirmEntry(receipt.index, signed.sig);
     return { receipt, signed, signer, checkpoint };

@@ -52,7 +52,7 @@ export async function initDataDir(dataDir: string, cfg: Partial<PlatformConfig> 
       origin: config.origin,
       suffix: config.suffix,
       edgeAddress: config.edgeAddress,
-    }),
+    }, { origin: config.origin }),
   );
   if (!receipt.allowed) throw new Error(`genesis refused: ${JSON.stringify(receipt.gates)}`);
   // Billing starts with a published price book, so usage is never priced at an unknown rate.

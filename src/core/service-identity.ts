@@ -46,7 +46,7 @@ export async function ensureServiceIdentity(platform: OpenPlatform, name: string
   const other = await db.get<{ id: string; role: string }>('SELECT id, role FROM identities WHERE name = ?', [name]);
   if (other)
     throw new Error(`identity name '${name}' belongs to ${other.id} (${other.role}), not to the key in ${file}; restore that key file to run the ${name} service`);
-  const receipt = await platform.chokepoint.submit(signCommand(platform.platformKey, 'identity.register', { name, role: 'service', publicKey: raw.toString('base64') }));
+  const receipt = await platform.chokepoint.submit(signCommand(platform.platformKey, 'identity.register', { name, role: 'service', publicKey: raw.toString('base64') }, { origin: platform.config.origin }));
   if (!receipt.allowed) {
     const why = receipt.gates.filter((g) => g.status === 'deny').map((g) => `gate ${g.gate}: ${g.reason ?? 'denied'}`).join('; ');
     throw new Error(`registering the ${name} service identity was refused (ledger entry ${receipt.index}): ${why}`);

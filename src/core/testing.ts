@@ -17,7 +17,7 @@ export interface Actor {
 
 export interface TestPlatform extends OpenPlatform {
   register(name: string, role: Exclude<Role, 'platform'>): Promise<Actor>;
-  as(actor: Actor, type: CommandType, body: { [k: string]: Json }, opts?: SignOptions): Promise<Receipt>;
+  as(actor: Actor, type: CommandType, body: { [k: string]: Json }, opts?: Partial<SignOptions>): Promise<Receipt>;
   cleanup(): Promise<void>;
 }
 
@@ -31,12 +31,12 @@ export async function testPlatform(opts: { provision?: (dataDir: string) => NonN
       const { privateKey } = generateKeyPair();
       const raw = publicKeyRaw(privateKey);
       const signer = role === 'creator' || role === 'member' ? privateKey : p.platformKey;
-      const r = await p.chokepoint.submit(signCommand(signer, 'identity.register', { name, role, publicKey: raw.toString('base64') }));
+      const r = await p.chokepoint.submit(signCommand(signer, 'identity.register', { name, role, publicKey: raw.toString('base64') }, { origin: p.config.origin }));
       if (!r.allowed) throw new Error(`register ${name} refused: ${JSON.stringify(r.gates)}`);
       return { name, id: identityIdFromPublicKey(raw), key: privateKey };
     },
     as(actor, type, body, opts) {
-      return p.chokepoint.submit(signCommand(actor.key, type, body, opts));
+      return p.chokepoint.submit(signCommand(actor.key, type, body, { origin: p.config.origin, ...opts }));
     },
     async cleanup() {
       await p.close();

@@ -40,12 +40,14 @@ export interface Command {
   v: 1;
   type: CommandType;
   actor: IdentityId;
+  /** The log origin of the one platform this command is for: a command signed for another platform is refused. */
+  origin: string;
   nonce: string;
   ts: string;
   body: { [k: string]: Json };
 }
 
-/** A command with the actor's Ed25519 signature (base64) over the command's domain-separated JCS bytes. */
+/** A command with the actor's Ed25519 signature over the command's domain-separated JCS bytes: standard base64 with padding, 64 bytes, one spelling only. */
 export interface SignedCommand {
   command: Command;
   sig: string;

@@ -125,6 +125,7 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
   const meter = new UsageMeter({
     service: DNS_SERVICE,
     key: identity.key,
+    origin: platform.config.origin,
     submit: (signed) => platform.chokepoint.submit(signed),
     ...(opts.meterIntervalMs !== undefined ? { intervalMs: opts.meterIntervalMs } : {}),
     ...(opts.onMeterError ? { onError: opts.onMeterError } : {}),

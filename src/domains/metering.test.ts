@@ -20,6 +20,7 @@ function harness(start = Date.UTC(2026, 10, 27, 12, 0, 0)) {
   const meter = new UsageMeter({
     service: 'dns',
     key,
+    origin: 'nexus.test/meter',
     now: () => now,
     intervalMs: 1_000_000,
     submit: async (signed) => {
@@ -130,7 +131,7 @@ describe('UsageMeter', () => {
 
   it('runs on its interval and flushes the rest on close', async () => {
     const sent: SignedCommand[] = [];
-    const meter = new UsageMeter({ service: 'dns', key, intervalMs: 20, submit: async (s) => (sent.push(s), allowed(sent.length)) }).start();
+    const meter = new UsageMeter({ service: 'dns', key, origin: 'nexus.test/meter', intervalMs: 20, submit: async (s) => (sent.push(s), allowed(sent.length)) }).start();
     meter.count('IMVU-001', 'dns.queries', 3);
     const deadline = Date.now() + 5000;
     while (sent.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));

@@ -20,6 +20,8 @@ export interface UsageMeterOptions {
   service: string;
   /** The service identity's private key: it signs every report. */
   key: KeyObject;
+  /** The platform's log origin, part of every signed report. */
+  origin: string;
   /** Where reports go: the chokepoint's submit(). */
   submit: (signed: SignedCommand) => Promise<Receipt>;
   /** Default 60 s. */
@@ -196,7 +198,7 @@ export class UsageMeter {
       [...groups.values()].map(async (r) => {
         let receipt: Receipt;
         try {
-          receipt = await this.opts.submit(signCommand(this.opts.key, 'usage.report', reportBody(this.service, r)));
+          receipt = await this.opts.submit(signCommand(this.opts.key, 'usage.report', reportBody(this.service, r), { origin: this.opts.origin }));
         } catch (err) {
           // Nothing was recorded: keep the counts for the next interval.
           this.waiting.push(r);

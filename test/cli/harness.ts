@@ -52,10 +52,15 @@ export function run(args: string[], env: Record<string, string | undefined>, opt
  * Submits a signed command straight to the daemon (what a client other than this CLI would do), on
  * a fresh connection (daemons restart on the same port in these tests; no pooled sockets).
  */
-export function submitDirect(url: string, path: string, key: KeyObject, type: CommandType, body: { [k: string]: Json }, method = 'POST'): Promise<{ status: number; body: Record<string, unknown> }> {
-  const payload = JSON.stringify(signCommand(key, type, body));
+export async function submitDirect(url: string, path: string, key: KeyObject, type: CommandType, body: { [k: string]: Json }, method = 'POST'): Promise<{ status: number; body: Record<string, unknown> }> {
+  const { origin } = (await httpJson(url, '/v1/platform', 'GET')).body as { origin: string };
+  return httpJson(url, path, method, JSON.stringify(signCommand(key, type, body, { origin })));
+}
+
+function httpJson(url: string, path: string, method: string, payload?: string): Promise<{ status: number; body: Record<string, unknown> }> {
   return new Promise((res, rej) => {
-    const req = request(url + path, { method, agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (r) => {
+    const headers = payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
+    const req = request(url + path, { method, agent: false, headers }, (r) => {
       let text = '';
       r.on('data', (d: Buffer) => (text += d.toString()));
       r.on('end', () => res({ status: r.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }));

@@ -130,7 +130,7 @@ describe('scenario 2.5: exit sabotage', () => {
 
   it('an admin cannot register itself: admins are registered by the platform', async () => {
     const k = newKey();
-    const cmd = signCommand(k.key, 'identity.register', { name: 'mallory', role: 'admin', publicKey: k.publicKey });
+    const cmd = signCommand(k.key, 'identity.register', { name: 'mallory', role: 'admin', publicKey: k.publicKey }, { origin: api.platformOrigin });
     await expectRecordedDenial(api, await api.request('POST', '/v1/identities', cmd), cmd, 403, 1, /admin identity is registered by the platform, not by itself/);
     expect((await api.get('/v1/identities/mallory')).status).toBe(404);
   });

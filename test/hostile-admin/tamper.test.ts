@@ -130,7 +130,7 @@ describe('verify detects a hostile admin with root on the database file', () => 
     const index = list.length;
     // The attacker holds the platform key (root), so the tree and a fresh signed checkpoint are
     // rebuilt around the forged entry: only the gates can tell.
-    const cmd = signCommand(admin.key, 'imvu.scale', { imvu: 'IMVU-001', cpu_cores: 1 });
+    const cmd = signCommand(admin.key, 'imvu.scale', { imvu: 'IMVU-001', cpu_cores: 1 }, { origin: p.config.origin });
     const forged: LedgerEntry = { v: 1, index, at: cmd.command.ts, command: cmd, decision: { allowed: true, gates: [{ gate: 15, status: 'pass' }] } };
     rewrite(db, [...list, forged]);
     db.prepare("UPDATE envelopes SET cpu_cores = 1, entry = ? WHERE imvu = 'IMVU-001'").run(index);

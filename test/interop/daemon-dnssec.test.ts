@@ -66,7 +66,7 @@ describe('the daemon signs its zones (DNSSEC through `nexus serve`)', () => {
     dnsPort = health.dns!.port;
     const k = newKey();
     alice = { name: 'alice', id: k.id, key: k.key };
-    const reg = await api.request('POST', '/v1/identities', signCommand(alice.key, 'identity.register', { name: 'alice', role: 'creator', publicKey: k.publicKey }));
+    const reg = await api.request('POST', '/v1/identities', signCommand(alice.key, 'identity.register', { name: 'alice', role: 'creator', publicKey: k.publicKey }, { origin: await api.origin() }));
     expect(reg.status, reg.text).toBe(201);
     const created = await api.as(alice, 'POST', '/v1/imvus', 'imvu.create', { name: 'SignedGallery', owner: alice.id, jurisdiction: 'EU-GDPR' });
     expect(created.status, created.text).toBe(201);

@@ -23,7 +23,14 @@ export interface Res<T = Record<string, unknown>> {
 export type Body = { [k: string]: Json };
 
 export class Client {
+  private origin_: string | undefined;
   constructor(readonly url: string) {}
+
+  /** The platform's log origin, which every command signed for it carries. */
+  async origin(): Promise<string> {
+    this.origin_ ??= (await this.get<{ origin: string }>('/v1/platform')).body.origin;
+    return this.origin_;
+  }
 
   async request<T = Record<string, unknown>>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Res<T>> {
     const init: RequestInit = { method, headers: { ...headers } };
@@ -47,8 +54,8 @@ export class Client {
   }
 
   /** Signs `body` as `actor` and sends it to `method path`. */
-  as(actor: Actor, method: string, path: string, type: CommandType, body: Body, opts?: SignOptions): Promise<Res> {
-    return this.request(method, path, signCommand(actor.key, type, body, opts));
+  async as(actor: Actor, method: string, path: string, type: CommandType, body: Body, opts?: Partial<SignOptions>): Promise<Res> {
+    return this.request(method, path, signCommand(actor.key, type, body, { origin: await this.origin(), ...opts }));
   }
 
   async entry(index: number): Promise<LedgerEntry> {
@@ -78,7 +85,9 @@ export interface TestApi extends Client {
   register(name: string, role: Exclude<Role, 'platform'>): Promise<Actor>;
   /** Creates an IMVU for `creator` over POST /v1/imvus; returns the response body (with `imvu`). */
   createImvu(creator: Actor, name: string, jurisdiction?: string): Promise<Res>;
-  sign(actor: Actor, type: CommandType, body: Body, opts?: SignOptions): SignedCommand;
+  /** The platform's log origin. */
+  platformOrigin: string;
+  sign(actor: Actor, type: CommandType, body: Body, opts?: Partial<SignOptions>): SignedCommand;
   close(): Promise<void>;
 }
 
@@ -94,6 +103,7 @@ export async function startTestApi(opts: { dns?: ServerOptions['dns'] } = {}): P
   const init = await initDataDir(dir);
   const platformKey = init.platformKey;
   const platformId = init.platformId;
+  const origin = init.config.origin;
   await init.close();
   const server = await startServer({ dataDir: dir, port: 0, logger: false, ...(opts.dns ? { dns: opts.dns } : {}) });
   const client = new Client(server.url);
@@ -105,14 +115,15 @@ export async function startTestApi(opts: { dns?: ServerOptions['dns'] } = {}): P
     async register(name: string, role: Exclude<Role, 'platform'>): Promise<Actor> {
       const k = newKey();
       const signer = role === 'creator' || role === 'member' ? k.key : platformKey;
-      const r = await client.request('POST', '/v1/identities', signCommand(signer, 'identity.register', { name, role, publicKey: k.publicKey }));
+      const r = await client.request('POST', '/v1/identities', signCommand(signer, 'identity.register', { name, role, publicKey: k.publicKey }, { origin }));
       if (r.status !== 201) throw new Error(`register ${name}: ${r.status} ${r.text}`);
       return { name, id: k.id, key: k.key };
     },
     createImvu(creator: Actor, name: string, jurisdiction = 'US-CCPA'): Promise<Res> {
       return client.as(creator, 'POST', '/v1/imvus', 'imvu.create', { name, owner: creator.id, jurisdiction });
     },
-    sign: (actor: Actor, type: CommandType, body: Body, opts?: SignOptions) => signCommand(actor.key, type, body, opts),
+    platformOrigin: origin,
+    sign: (actor: Actor, type: CommandType, body: Body, opts?: Partial<SignOptions>) => signCommand(actor.key, type, body, { origin, ...opts }),
     async close() {
       await server.close();
       rmSync(dir, { recursive: true, force: true });

@@ -15,7 +15,7 @@ export function fakeEntry({ index, type, body, ts = '2025-12-15T12:00:00Z', allo
     index,
     at: ts,
     command: {
-      command: { v: 1, type, actor: 'nx1fakeactor', nonce: `nonce-${index}`, ts, body },
+      command: { v: 1, type, actor: 'nx1fakeactor', origin: 'nexus.test/fixtures', nonce: `nonce-${index}`, ts, body },
       sig: 'fake-signature',
     },
     decision: { allowed, gates: [] },

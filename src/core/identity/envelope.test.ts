@@ -33,17 +33,17 @@ describe('signed commands', () => {
   const { privateKey, publicKey } = generateKeyPair();
 
   it('binds actor, nonce and time, and signs canonical bytes (key order does not matter)', () => {
-    const s = signCommand(privateKey, 'dns.record.add', { zone: 'a.world', name: 'www', type: 'A', value: '192.0.2.1' });
+    const s = signCommand(privateKey, 'dns.record.add', { zone: 'a.world', name: 'www', type: 'A', value: '192.0.2.1' }, { origin: 'nexus.test/envelope' });
     expect(s.command.actor).toBe(identityIdFromPublicKey(publicKeyRaw(publicKey)));
     expect(s.command.nonce).toMatch(/^[A-Za-z0-9_-]{22}$/);
     expect(verifyCommandSignature(s, publicKey)).toBe(true);
-    const reordered = { ...s, command: { body: s.command.body, ts: s.command.ts, nonce: s.command.nonce, actor: s.command.actor, type: s.command.type, v: 1 as const } };
+    const reordered = { ...s, command: { body: s.command.body, ts: s.command.ts, nonce: s.command.nonce, origin: s.command.origin, actor: s.command.actor, type: s.command.type, v: 1 as const } };
     expect(commandSigningBytes(reordered.command).equals(commandSigningBytes(s.command))).toBe(true);
     expect(verifyCommandSignature(reordered, publicKey)).toBe(true);
   });
 
   it('rejects any change to a signed command, and other keys', () => {
-    const s = signCommand(privateKey, 'imvu.scale', { imvu: 'IMVU-001', cpu_cores: 4 });
+    const s = signCommand(privateKey, 'imvu.scale', { imvu: 'IMVU-001', cpu_cores: 4 }, { origin: 'nexus.test/envelope' });
     fc.assert(
       fc.property(fc.constantFrom('type', 'actor', 'nonce', 'ts', 'body'), fc.string({ minLength: 1, maxLength: 8 }), (field, junk) => {
         const cmd = { ...s.command, [field]: field === 'body' ? { ...s.command.body, cpu_cores: junk } : s.command[field as 'nonce'] + junk };

@@ -15,21 +15,32 @@ export function newNonce(): string {
 }
 
 export interface SignOptions {
+  /** The platform's log origin (GET /v1/platform): part of the signed bytes, so the command is valid there only. */
+  origin: string;
   nonce?: string;
   ts?: string;
+}
+
+/** The one accepted spelling of a signature: 64 bytes in standard base64 with padding. */
+export const SIGNATURE_RE = /^[A-Za-z0-9+/]{86}==$/;
+
+/** True when `sig` is the canonical base64 of 64 bytes (no other alphabet, no missing padding, no stray bits). */
+export function isCanonicalSignature(sig: unknown): sig is string {
+  return typeof sig === 'string' && SIGNATURE_RE.test(sig) && Buffer.from(sig, 'base64').toString('base64') === sig;
 }
 
 export function signCommand(
   privateKey: KeyObject,
   type: CommandType,
   body: { [k: string]: Json },
-  opts: SignOptions = {},
+  opts: SignOptions,
 ): SignedCommand {
   const actor: IdentityId = identityIdFromPublicKey(publicKeyRaw(privateKey));
   const command: Command = {
     v: 1,
     type,
     actor,
+    origin: opts.origin,
     nonce: opts.nonce ?? newNonce(),
     ts: opts.ts ?? new Date().toISOString(),
     body,
@@ -39,8 +50,8 @@ export function signCommand(
 
 export function verifyCommandSignature(signed: SignedCommand, publicKey: KeyObject): boolean {
   try {
+    if (!isCanonicalSignature(signed.sig)) return false;
     const sig = Buffer.from(signed.sig, 'base64');
-    if (sig.length !== 64) return false;
     return verify(null, commandSigningBytes(signed.command), publicKey, sig);
   } catch {
     return false;

@@ -73,10 +73,16 @@ export class Frontier {
   }
 }
 
+/** A position in a batch to come back to (with the store's own savepoint rolled back alongside). */
+export type AppendMark = Frontier;
+
 export interface Appender {
   /** Index the next appended entry will get. */
   readonly next: number;
   append(data: Buffer): Promise<number>;
+  mark(): AppendMark;
+  /** Forgets every entry appended since `mark` (the caller rolls back their rows in the store). */
+  reset(mark: AppendMark): void;
 }
 
 export interface LedgerOptions {
@@ -111,7 +117,7 @@ export class Ledger {
    */
   async batch<T>(fn: (log: Appender, tx: WriteTx) => Promise<T>): Promise<T> {
     return this.store.transaction(async (tx) => {
-      const scratch = this.frontier.clone();
+      let scratch = this.frontier.clone();
       const before = scratch.size;
       const log: Appender = {
         get next() {
@@ -121,6 +127,10 @@ export class Ledger {
           const index = scratch.size;
           await tx.appendEntry(index, data, scratch.append(data));
           return index;
+        },
+        mark: () => scratch.clone(),
+        reset(mark) {
+          scratch = mark.clone();
         },
       };
       const out = await fn(log, tx);

@@ -34,11 +34,11 @@ async function entry(index: number) {
 describe('gate 1: identity binding', () => {
   it('denies and records a forged signature, an unknown identity, a replay and a stale timestamp', async () => {
     const before = p.chokepoint.ledger.size;
-    const good = signCommand(alice.key, 'imvu.create', { name: 'Gallery', owner: alice.id, jurisdiction: 'US-CCPA' });
-    const forged = { ...good, sig: signCommand(bob.key, 'imvu.create', good.command.body).sig };
+    const good = signCommand(alice.key, 'imvu.create', { name: 'Gallery', owner: alice.id, jurisdiction: 'US-CCPA' }, { origin: p.config.origin });
+    const forged = { ...good, sig: signCommand(bob.key, 'imvu.create', good.command.body, { origin: p.config.origin }).sig };
     expect(deniedBy(await p.chokepoint.submit(forged))).toEqual([1]);
     const stranger = generateKeyPair().privateKey;
-    const unknown = await p.chokepoint.submit(signCommand(stranger, 'imvu.create', { name: 'X', owner: alice.id, jurisdiction: 'US-CCPA' }));
+    const unknown = await p.chokepoint.submit(signCommand(stranger, 'imvu.create', { name: 'X', owner: alice.id, jurisdiction: 'US-CCPA' }, { origin: p.config.origin }));
     expect(unknown.gates[0]!.reason).toMatch(/unknown identity/);
     expect((await p.chokepoint.submit(good)).allowed).toBe(true);
     const replay = await p.chokepoint.submit(good);
@@ -56,9 +56,9 @@ describe('gate 1: identity binding', () => {
     const k = generateKeyPair().privateKey;
     const { publicKeyRaw } = await import('../identity/keys.ts');
     const raw = publicKeyRaw(k).toString('base64');
-    const selfAdmin = await p.chokepoint.submit(signCommand(k, 'identity.register', { name: 'mallory', role: 'admin', publicKey: raw }));
+    const selfAdmin = await p.chokepoint.submit(signCommand(k, 'identity.register', { name: 'mallory', role: 'admin', publicKey: raw }, { origin: p.config.origin }));
     expect(deniedBy(selfAdmin)).toEqual([1]);
-    const dup = await p.chokepoint.submit(signCommand(k, 'identity.register', { name: 'alice', role: 'creator', publicKey: raw }));
+    const dup = await p.chokepoint.submit(signCommand(k, 'identity.register', { name: 'alice', role: 'creator', publicKey: raw }, { origin: p.config.origin }));
     expect(dup.gates.find((g) => g.status === 'deny')!.reason).toMatch(/name 'alice' is taken/);
   });
 
@@ -252,12 +252,12 @@ describe('parallel signature verification', () => {
       const mallory = generateKeyPair().privateKey;
       // Registration and use in the same burst: the second depends on the first being committed.
       const burst = [
-        signCommand(privateKey, 'identity.register', { name: 'zed', role: 'creator', publicKey: raw }),
-        signCommand(privateKey, 'imvu.create', { name: 'Zed', owner: id, jurisdiction: 'US-CCPA' }),
+        signCommand(privateKey, 'identity.register', { name: 'zed', role: 'creator', publicKey: raw }, { origin: q.config.origin }),
+        signCommand(privateKey, 'imvu.create', { name: 'Zed', owner: id, jurisdiction: 'US-CCPA' }, { origin: q.config.origin }),
       ];
       for (let i = 0; i < 50; i++) {
-        const good = signCommand(privateKey, 'consent.record', { imvu: 'IMVU-001', subject: id, purpose: `p${i}`, granted: true });
-        burst.push(i % 5 === 0 ? { ...good, sig: signCommand(mallory, 'consent.record', good.command.body).sig } : good);
+        const good = signCommand(privateKey, 'consent.record', { imvu: 'IMVU-001', subject: id, purpose: `p${i}`, granted: true }, { origin: q.config.origin });
+        burst.push(i % 5 === 0 ? { ...good, sig: signCommand(mallory, 'consent.record', good.command.body, { origin: q.config.origin }).sig } : good);
       }
       const receipts = await Promise.all(burst.map((c) => q.chokepoint.submit(c)));
       expect(receipts[0]!.allowed && receipts[1]!.allowed).toBe(true);

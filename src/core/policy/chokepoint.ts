@@ -3,9 +3,9 @@
 import { z } from 'zod';
 import type { KeyObject } from 'node:crypto';
 import { cachedPublicKey, identityIdFromPublicKey, publicKeyRaw } from '../identity/keys.ts';
-import { commandSigningBytes, signCommand, verifyCommandSignature } from '../identity/envelope.ts';
+import { commandSigningBytes, isCanonicalSignature, signCommand, verifyCommandSignature } from '../identity/envelope.ts';
 import { VerifyPool } from '../identity/verify-pool.ts';
-import { Ledger, encodeEntry, type Appender } from '../ledger/ledger.ts';
+import { Ledger, decodeEntry, encodeEntry, type Appender } from '../ledger/ledger.ts';
 import { canonicalJson } from '../ledger/canonical.ts';
 import { parsePriceBook, assertPriceBookTiming, periodOfInstant } from '../handshake/index.ts';
 import type { SqlReader, Store, WriteTx } from '../store/index.ts';
@@ -28,12 +28,13 @@ const Envelope = z
         v: z.literal(1),
         type: z.enum(COMMAND_TYPES),
         actor: z.string().min(1).max(64),
+        origin: z.string().min(1).max(255),
         nonce: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, 'must be 16-64 base64url characters'),
         ts: z.string().datetime({ message: 'must be an ISO-8601 UTC time' }),
         body: z.record(z.string(), z.unknown()),
       })
       .strict(),
-    sig: z.string().max(128),
+    sig: z.string().max(88).refine(isCanonicalSignature, 'must be 64 bytes in standard base64 with padding (one spelling only)'),
   })
   .strict();
 
@@ -90,6 +91,11 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
   if (!signatureOk) return { decision: denied([deny(1, `signature does not verify for ${actor?.name ?? cmd.actor}`), audit]) };
   const spent = { actor: cmd.actor, nonce: cmd.nonce };
   const base = { command: cmd, actor };
+  // Bound to one platform: the origin is in the signed bytes, so a command copied from another
+  // platform's public log cannot be replayed here.
+  const origin = cmd.type === 'platform.genesis' ? String(cmd.body.origin) : platform?.origin;
+  if (cmd.origin !== origin)
+    return { ...base, spent, decision: denied([deny(1, `command is signed for platform '${cmd.origin}', not for this platform ('${origin ?? 'none'}')`), audit]) };
   if (await db.get('SELECT 1 AS x FROM nonces WHERE actor = ? AND nonce = ?', [cmd.actor, cmd.nonce]))
     return { ...base, decision: denied([deny(1, `nonce ${cmd.nonce} was already used: replayed command`), audit]) };
   const skew = Math.abs(Date.parse(cmd.ts) - Date.parse(at));
@@ -111,9 +117,10 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
       return { ...base, spent, decision: denied([deny(0, `invalid price book: ${(err as Error).message}`), audit]) };
     }
   }
-  const normalized = body.data as Record<string, unknown>;
-  const imvu = typeof normalized.imvu === 'string' ? await db.get<ImvuRow>('SELECT * FROM imvus WHERE id = ?', [normalized.imvu]) : undefined;
-  const ctx: GateContext = { command: cmd, body: normalized, actor, imvu, platform, index, at, db };
+  // The gates see the very object that was signed and will be written (the schemas never transform).
+  const b = cmd.body as Record<string, unknown>;
+  const imvu = typeof b.imvu === 'string' ? await db.get<ImvuRow>('SELECT * FROM imvus WHERE id = ?', [b.imvu]) : undefined;
+  const ctx: GateContext = { command: cmd, body: b, actor, imvu, platform, index, at, db };
   const results: GateResult[] = [];
   const pre = await preconditions(ctx);
   if (pre) results.push(deny(0, pre));
@@ -124,20 +131,46 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
   return { ...base, spent, imvu, decision: { allowed: results.every((r) => r.status !== 'deny'), gates: results } };
 }
 
-/** Applies a verdict to the state: the spent nonce always, the command only if allowed. */
-async function applyVerdict(tx: WriteTx, v: Verdict, index: number, at: string): Promise<void> {
+/** Reason prefix of a command the gates allowed but the state could not take (recorded as denied). */
+export const NOT_APPLIED = 'could not be applied: ';
+
+async function spendNonce(tx: WriteTx, v: Verdict, index: number): Promise<void> {
   if (v.spent) await tx.run('INSERT OR IGNORE INTO nonces (actor, nonce, entry) VALUES (?, ?, ?)', [v.spent.actor, v.spent.nonce, index]);
-  if (v.decision.allowed && v.command) {
+}
+
+/**
+ * Applies an allowed command inside its own savepoint. If the state cannot take it, nothing of it
+ * stays, and the verdict becomes a denial with the reason: one command never fails the others of
+ * its batch, and its nonce is spent like any denied command's.
+ */
+async function applyIsolated(tx: WriteTx, v: Verdict, index: number, at: string, more?: () => Promise<void>): Promise<Verdict> {
+  if (!v.decision.allowed || !v.command) return v;
+  await tx.run('SAVEPOINT apply');
+  try {
     const platform = await tx.get<PlatformRow>('SELECT * FROM platform LIMIT 1');
     await applyCommand(tx, index, v.command, at, platform);
+    await more?.();
+    await tx.run('RELEASE apply');
+    return v;
+  } catch (err) {
+    await tx.run('ROLLBACK TO apply');
+    await tx.run('RELEASE apply');
+    const reason = `${NOT_APPLIED}${String((err as Error)?.message ?? err).split('\n')[0]!.slice(0, 300)}`;
+    return { ...v, decision: { allowed: false, gates: [...v.decision.gates, deny(0, reason)] } };
   }
 }
 
-/** Replays one recorded entry into `tx` (a fresh store, for the verifier) and returns the decision the gates reach now. */
+/**
+ * Replays one recorded entry into `tx` (a fresh store, for the verifier) and returns the decision
+ * the gates reach now. An entry recorded as not applied is checked against the gates and then left
+ * unapplied, as it was: the platform refused it (a refusal of service is visible, never hidden).
+ */
 export async function replayEntry(tx: WriteTx, entry: LedgerEntry, opts: DecideOptions = {}): Promise<Decision> {
   const v = await decide(tx, entry.command, entry.index, entry.at, opts);
-  await applyVerdict(tx, v, entry.index, entry.at);
-  return v.decision;
+  await spendNonce(tx, v, entry.index);
+  const refused = entry.decision?.gates?.find?.((g) => g.gate === 0 && g.status === 'deny' && g.reason?.startsWith(NOT_APPLIED));
+  if (refused && v.decision.allowed) return { allowed: false, gates: [...v.decision.gates, refused] };
+  return (await applyIsolated(tx, v, entry.index, entry.at)).decision;
 }
 
 export interface Receipt {
@@ -198,6 +231,8 @@ export class Chokepoint {
     readonly store: Store,
     readonly ledger: Ledger,
     private readonly opts: ChokepointOptions,
+    /** Time of the newest entry: no entry is ever appended with an earlier one. */
+    private lastAt: string | undefined,
   ) {
     this.platformId = identityIdFromPublicKey(publicKeyRaw(opts.platformKey));
     this.pool = opts.parallelVerify ? new VerifyPool() : undefined;
@@ -209,16 +244,19 @@ export class Chokepoint {
 
   static async open(store: Store, opts: ChokepointOptions): Promise<Chokepoint> {
     const ledger = await Ledger.open(store, { origin: opts.origin, keyName: opts.origin, platformKey: opts.platformKey });
-    return new Chokepoint(store, ledger, opts);
+    const [last] = ledger.size ? await store.readEntries(ledger.size - 1, ledger.size) : [];
+    return new Chokepoint(store, ledger, opts, last ? decodeEntry(last).at : undefined);
   }
 
   /** Signs a command as the platform (for genesis, notifications, provisioning). */
   platformCommand(type: CommandType, body: { [k: string]: Json }): SignedCommand {
-    return signCommand(this.opts.platformKey, type, body, { ts: this.now() });
+    return signCommand(this.opts.platformKey, type, body, { origin: this.opts.origin, ts: this.now() });
   }
 
-  private now(): string {
-    return (this.opts.clock?.() ?? new Date()).toISOString();
+  /** The platform clock, never earlier than the last entry's time: entry times only move forward. */
+  private now(notBefore?: string): string {
+    const t = (this.opts.clock?.() ?? new Date()).toISOString();
+    return notBefore !== undefined && t < notBefore ? notBefore : t;
   }
 
   /**
@@ -276,7 +314,8 @@ export class Chokepoint {
   }
 
   private async process(tx: WriteTx, log: Appender, input: unknown): Promise<Receipt> {
-    const at = this.now();
+    const at = this.now(this.lastAt);
+    this.lastAt = at;
     const index = log.next;
     const verdict = await decide(tx, input, index, at, {
       windowMs: this.opts.windowMs,
@@ -285,21 +324,22 @@ export class Chokepoint {
         return v && v.key === key ? v.ok : undefined;
       },
     });
-    await tx.run('SAVEPOINT apply');
-    try {
-      await applyVerdict(tx, verdict, index, at);
-      await tx.run('RELEASE apply');
-    } catch (err) {
-      // A command the gates allowed but the state cannot take is a bug; it must not half-apply.
-      await tx.run('ROLLBACK TO apply');
-      await tx.run('RELEASE apply');
-      throw err;
+    await spendNonce(tx, verdict, index);
+    // The command and everything the platform does because of it (provisioning, notifications)
+    // stand or fall together; the entry itself is appended first, so follow-ups come after it.
+    const followUps: Receipt[] = [];
+    const mark = log.mark();
+    const final = await applyIsolated(tx, verdict, index, at, async () => {
+      await log.append(encodeEntry({ v: 1, index, at, command: input as SignedCommand, decision: verdict.decision }));
+      for (const f of await this.followUps(tx, verdict, index)) followUps.push(await this.process(tx, log, this.platformCommand(f.type, f.body)));
+    });
+    if (final !== verdict || !verdict.decision.allowed) {
+      log.reset(mark);
+      followUps.length = 0;
+      await log.append(encodeEntry({ v: 1, index, at, command: input as SignedCommand, decision: final.decision }));
+      for (const f of await this.followUps(tx, final, index)) followUps.push(await this.process(tx, log, this.platformCommand(f.type, f.body)));
     }
-    const entry: LedgerEntry = { v: 1, index, at, command: input as SignedCommand, decision: verdict.decision };
-    await log.append(encodeEntry(entry));
-    const receipt: Receipt = { index, allowed: verdict.decision.allowed, gates: verdict.decision.gates, followUps: [] };
-    for (const f of await this.followUps(tx, verdict, index)) receipt.followUps.push(await this.process(tx, log, this.platformCommand(f.type, f.body)));
-    return receipt;
+    return { index, allowed: final.decision.allowed, gates: final.decision.gates, followUps };
   }
 
   private async followUps(tx: WriteTx, v: Verdict, index: number): Promise<FollowUp[]> {

@@ -14,7 +14,18 @@ const imvuId = z.string().regex(/^IMVU-\d{3,9}$/, 'must be an IMVU id such as IM
 const publicKey = z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'must be a base64 Ed25519 public key');
 const label = '(?!-)[a-z0-9-]{1,63}(?<!-)';
 export const DOMAIN_RE = new RegExp(`^(?=.{1,253}$)${label}(\\.${label})+$`);
-const domain = z.string().toLowerCase().regex(DOMAIN_RE, 'must be a domain name such as example.world');
+// Schemas validate and never transform: what is signed is what is decided and what is written. A
+// name not already in its canonical (lower-case) form is refused, never silently rewritten.
+const lowerCase = (s: string) => s === s.toLowerCase();
+const canonicalMessage = (what: string) => ({ message: `${what} must be in canonical form: lower case` });
+const domain = z.string().max(253).refine(lowerCase, canonicalMessage('a domain name')).regex(DOMAIN_RE, 'must be a domain name such as example.world');
+// A record owner: '@', a relative name, or an absolute one ending in a dot; no empty labels.
+const recordName = z
+  .string()
+  .min(1)
+  .max(253)
+  .refine(lowerCase, canonicalMessage('a record name'))
+  .refine((s) => s === '@' || !s.replace(/\.$/, '').split('.').some((l) => l.length === 0), 'must not contain empty labels (such as x..y)');
 const isoTime = z.string().datetime({ offset: false, message: 'must be an ISO-8601 UTC time' });
 const digits = z.string().regex(/^\d{1,30}$/, 'must be a whole number of units as decimal digits');
 const smallInt = (max: number) => z.number().int().min(1).max(max);
@@ -64,7 +75,7 @@ export const BODY_SCHEMAS = {
       name: z.literal('platform'),
       publicKey,
       origin: z.string().min(1).max(255).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces'),
-      suffix: z.string().toLowerCase().regex(/^[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})*$/, 'must be a DNS suffix such as world'),
+      suffix: z.string().max(253).refine(lowerCase, canonicalMessage('the suffix')).regex(/^[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})*$/, 'must be a DNS suffix such as world'),
       edgeAddress: z.ipv4(),
     })
     .strict(),
@@ -92,7 +103,7 @@ export const BODY_SCHEMAS = {
   'dns.record.add': z
     .object({
       zone: domain,
-      name: z.string().min(1).max(253),
+      name: recordName,
       type: z.enum(RECORD_TYPES),
       value: z.string().min(1).max(2048),
       ttl: z.number().int().min(0).max(604800).optional(),
@@ -101,13 +112,13 @@ export const BODY_SCHEMAS = {
   'dns.record.remove': z
     .object({
       zone: domain,
-      name: z.string().min(1).max(253),
+      name: recordName,
       type: z.enum(RECORD_TYPES),
       value: z.string().min(1).max(2048).optional(),
     })
     .strict(),
-  'mailbox.add': z.object({ imvu: imvuId, address: z.string().toLowerCase().regex(/^[a-z0-9._+-]{1,64}@[a-z0-9.-]{1,253}$/, 'must be an address such as info@example.world') }).strict(),
-  'mailbox.remove': z.object({ imvu: imvuId, address: z.string().toLowerCase().max(320) }).strict(),
+  'mailbox.add': z.object({ imvu: imvuId, address: z.string().max(320).refine(lowerCase, canonicalMessage('an address')).regex(/^[a-z0-9._+-]{1,64}@[a-z0-9.-]{1,253}$/, 'must be an address such as info@example.world') }).strict(),
+  'mailbox.remove': z.object({ imvu: imvuId, address: z.string().max(320).refine(lowerCase, canonicalMessage('an address')) }).strict(),
   'route.set': z.object({ imvu: imvuId, policy: TrafficPolicy }).strict(),
   'consent.record': z
     .object({ imvu: imvuId, subject: identityId, purpose: z.string().min(1).max(200), granted: z.boolean() })
