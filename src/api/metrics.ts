@@ -2,13 +2,18 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { COMMAND_TYPES } from '../core/types.ts';
 
-export type Outcome = 'allowed' | 'denied' | 'error';
+export type Outcome = 'allowed' | 'denied' | 'unauthenticated' | 'error';
 
 export interface Metrics {
   registry: Registry;
   command(type: unknown, outcome: Outcome): void;
   request(method: string, route: string, status: number, seconds: number): void;
+  /** An attempt refused without an entry, by source prefix and reason. */
+  unauthenticated(prefix: string, reason: string): void;
 }
+
+/** Distinct source prefixes labelled at most; the rest count as `other` (bounded cardinality). */
+const MAX_PREFIX_LABELS = 256;
 
 const KNOWN = new Set<string>(COMMAND_TYPES);
 
@@ -17,7 +22,7 @@ export function createMetrics(ledgerSize: () => Promise<number>): Metrics {
   collectDefaultMetrics({ register: registry, prefix: 'nexus_' });
   const commands = new Counter({
     name: 'nexus_commands_total',
-    help: 'Commands submitted over the API, by command type and outcome (allowed, denied, error = not recorded).',
+    help: 'Commands submitted over the API, by command type and outcome (allowed, denied; unauthenticated and error = not recorded).',
     labelNames: ['type', 'outcome'] as const,
     registers: [registry],
   });
@@ -36,8 +41,19 @@ export function createMetrics(ledgerSize: () => Promise<number>): Metrics {
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
   });
+  const refused = new Counter({
+    name: 'nexus_unauthenticated_attempts_total',
+    help: 'Attempts refused before the ledger (bad or missing signature, unknown identity, replay, other platform), by source prefix and reason.',
+    labelNames: ['prefix', 'reason'] as const,
+    registers: [registry],
+  });
+  const prefixes = new Set<string>();
   return {
     registry,
+    unauthenticated(prefix, reason) {
+      if (!prefixes.has(prefix) && prefixes.size < MAX_PREFIX_LABELS) prefixes.add(prefix);
+      refused.inc({ prefix: prefixes.has(prefix) ? prefix : 'other', reason });
+    },
     command(type, outcome) {
       // Unknown types come from clients: fold them into one label so they cannot blow up cardinality.
       commands.inc({ type: typeof type === 'string' && KNOWN.has(type) ? type : 'invalid', outcome });

@@ -15,12 +15,15 @@ import { dsView } from '../domains/dnssec/ds.ts';
 import type { XfrSummary } from '../domains/dns-service.ts';
 import type { Metrics } from './metrics.ts';
 import { commandType, outcome } from './receipts.ts';
+import { NotRecorded } from '../core/policy/chokepoint.ts';
+import { sourcePrefix, type NoiseCounter } from './limits.ts';
 import { MAX_ENTRIES_PER_CALL, Params, Queries } from './schemas.ts';
 
 export class HttpError extends Error {
   constructor(
     readonly statusCode: number,
     message: string,
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -31,6 +34,8 @@ export interface ApiContext {
   metrics: Metrics;
   /** The OpenAPI document (built once from this table). */
   openapi: () => unknown;
+  /** Refused attempts that left no entry, counted per source prefix and reason for the next summary. */
+  noise: NoiseCounter;
   /** Where the authoritative DNS server listens, when it runs, and who may transfer its zones. */
   dns?: { address: string; port: number; xfr: XfrSummary };
 }
@@ -57,7 +62,7 @@ export interface RouteDef {
   bind?: { param: string; field: string };
   /** Content type of a successful answer (default application/json). */
   produces?: string;
-  handle(ctx: ApiContext, req: { params: Record<string, unknown>; query: Record<string, unknown>; body: unknown }): Promise<Reply>;
+  handle(ctx: ApiContext, req: { params: Record<string, unknown>; query: Record<string, unknown>; body: unknown; source: string }): Promise<Reply>;
 }
 
 const NoParams: ObjectSchema = z.object({}).strict();
@@ -90,7 +95,7 @@ function mutation(method: RouteDef['method'], path: string, command: CommandType
     query: AnyQuery,
     command,
     ...(bind ? { bind } : {}),
-    handle: (ctx, req) => submit(ctx, { command, ...(bind ? { bind } : {}) }, req.params, req.body),
+    handle: (ctx, req) => submit(ctx, { command, ...(bind ? { bind } : {}) }, req.params, req.body, req.source),
   };
 }
 
@@ -101,7 +106,7 @@ const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typ
  * JSON object, or a command addressed to the wrong route; everything else goes to the chokepoint,
  * which verifies, decides and records it, allowed or denied.
  */
-async function submit(ctx: ApiContext, route: Pick<RouteDef, 'command' | 'bind'>, params: Record<string, unknown>, body: unknown): Promise<Reply> {
+async function submit(ctx: ApiContext, route: Pick<RouteDef, 'command' | 'bind'>, params: Record<string, unknown>, body: unknown, source: string): Promise<Reply> {
   if (!isObject(body)) throw new HttpError(400, 'body must be a JSON object: a signed command { "command": { ... }, "sig": "..." }');
   const command = body.command;
   if (isObject(command)) {
@@ -116,6 +121,17 @@ async function submit(ctx: ApiContext, route: Pick<RouteDef, 'command' | 'bind'>
   }
   const { store, chokepoint } = ctx.platform;
   const receipt = await chokepoint.submit(body).catch((err: unknown) => {
+    if (err instanceof NotRecorded) {
+      ctx.metrics.command(commandType(body), 'unauthenticated');
+      if (err.why === 'rate-limited') {
+        const seconds = String(Math.ceil((err.retryAfterMs ?? 1000) / 1000));
+        throw new HttpError(429, `${err.message}; nothing was recorded`, { 'retry-after': seconds });
+      }
+      const prefix = sourcePrefix(source);
+      ctx.noise.add(prefix, err.why);
+      ctx.metrics.unauthenticated(prefix, err.why);
+      throw new HttpError(401, `gate 1: ${err.message}; not recorded (only authenticated attempts enter the ledger)`);
+    }
     ctx.metrics.command(commandType(body), 'error');
     throw err;
   });

@@ -9,6 +9,7 @@ import { createMetrics } from './metrics.ts';
 import { openApiDocument } from './openapi.ts';
 import { HttpError, ROUTES, type ApiContext } from './routes.ts';
 import { MAX_BODY_BYTES } from './schemas.ts';
+import { NoiseCounter, TokenBuckets, sourcePrefix, type BucketOptions } from './limits.ts';
 import { formatZodError } from '../core/policy/commands.ts';
 import { startDnsService, type DnsService, type DnsServiceOptions } from '../domains/dns-service.ts';
 import { registerDnsMetrics } from './dns-metrics.ts';
@@ -26,7 +27,18 @@ export interface ServerOptions {
    * Off unless given (`serve()` passes the configured address and port); port 0 picks a free one.
    */
   dns?: false | Omit<DnsServiceOptions, 'platform'>;
+  /** Submissions admitted per source address and per identity (the platform and services are exempt from the latter). */
+  limits?: { perSource?: BucketOptions; perIdentity?: BucketOptions };
+  /** How often refused anonymous attempts are summarised into one ledger entry (default 60 s). */
+  noiseIntervalMs?: number;
 }
+
+/** Defaults: generous for people and scripts, far below what fills a disk. */
+export const LIMIT_DEFAULTS = {
+  perSource: { rate: 200, burst: 1000 },
+  perIdentity: { rate: 50, burst: 500 },
+  noiseIntervalMs: 60_000,
+} as const;
 
 export interface RunningServer {
   url: string;
@@ -65,7 +77,14 @@ function clientError(err: FastifyError, contentType: string | undefined): { stat
 }
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
-  const platform: OpenPlatform = await openDataDir(opts.dataDir, { provision: provisioner(opts.dataDir), parallelVerify: true });
+  const perIdentity = new TokenBuckets(opts.limits?.perIdentity ?? LIMIT_DEFAULTS.perIdentity);
+  const perSource = new TokenBuckets(opts.limits?.perSource ?? LIMIT_DEFAULTS.perSource);
+  const platform: OpenPlatform = await openDataDir(opts.dataDir, {
+    provision: provisioner(opts.dataDir),
+    parallelVerify: true,
+    admit: (actor) => (actor.role === 'platform' || actor.role === 'service' ? undefined : perIdentity.take(actor.id)),
+  });
+  const noise = new NoiseCounter();
   const app = Fastify({
     logger: opts.logger === false ? false : { level: opts.logLevel ?? 'info' },
     bodyLimit: MAX_BODY_BYTES,
@@ -96,6 +115,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const ctx: ApiContext = {
     platform,
     metrics,
+    noise,
     openapi: () => (openapi ??= openApiDocument(ROUTES, { version: VERSION })),
     ...(dns ? { dns: { address: dns.server.address, port: dns.server.port, xfr: dns.xfr } } : {}),
   };
@@ -110,9 +130,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   app.addHook('onResponse', async (req, reply) => {
     metrics.request(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
   });
+  // Per-source admission before the body is even parsed: a flood costs a map lookup, not a signature check.
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.method === 'GET' || req.method === 'HEAD') return;
+    const wait = perSource.take(req.ip);
+    if (wait !== undefined) {
+      ctx.metrics.unauthenticated(sourcePrefix(req.ip), 'rate-limited');
+      return reply
+        .code(429)
+        .header('retry-after', String(Math.ceil(wait / 1000)))
+        .send({ error: `too many submissions from ${req.ip}; retry in ${Math.ceil(wait / 1000)} s; nothing was recorded` });
+    }
+  });
   app.setErrorHandler(async (err: FastifyError, req, reply) => {
     const known = clientError(err, req.headers['content-type']);
     if (known) {
+      if (err instanceof HttpError) reply.headers(err.headers);
       req.log.info({ status: known.status, reason: known.message }, 'request refused');
       return reply.code(known.status).send({ error: known.message });
     }
@@ -131,7 +164,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         if (!params.success) throw new HttpError(400, `invalid path: ${formatZodError(params.error)}`);
         const query = route.query.safeParse(req.query ?? {});
         if (!query.success) throw new HttpError(400, `invalid query: ${formatZodError(query.error)}`);
-        const out = await route.handle(ctx, { params: params.data, query: query.data, body: req.body });
+        const out = await route.handle(ctx, { params: params.data, query: query.data, body: req.body, source: req.ip });
         reply.code(out.status ?? 200);
         if (out.contentType) reply.type(out.contentType);
         return out.body;
@@ -151,6 +184,19 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const port = typeof address === 'object' && address ? address.port : (opts.port ?? DEFAULTS.port);
   const host = opts.host ?? DEFAULTS.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  // At most one entry per interval for all the anonymous noise, whatever its volume.
+  const summarise = async () => {
+    const s = noise.drain();
+    if (!s) return;
+    try {
+      const r = await platform.chokepoint.submit(platform.chokepoint.platformCommand('noise.summary', { from: s.from, to: s.to, counts: s.counts.map((c) => ({ ...c })) }));
+      app.log.info({ index: r.index, sources: s.counts.length, attempts: s.counts.reduce((n, c) => n + c.count, 0) }, 'refused anonymous attempts summarised');
+    } catch (err) {
+      app.log.error({ err }, 'noise summary not recorded');
+    }
+  };
+  const noiseTimer = setInterval(() => void summarise(), opts.noiseIntervalMs ?? LIMIT_DEFAULTS.noiseIntervalMs);
+  noiseTimer.unref();
   let closing: Promise<void> | undefined;
   return {
     url,
@@ -168,6 +214,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
             if (last.reported.length) app.log.info({ reports: last.reported.length }, 'final usage reports recorded');
           }
           await app.close();
+          clearInterval(noiseTimer);
+          await summarise();
         } finally {
           await platform.close();
         }

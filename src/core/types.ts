@@ -32,6 +32,7 @@ export const COMMAND_TYPES = [
   'dkim.publish',
   'dnssec.publish',
   'dnssec.resign',
+  'noise.summary',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 
@@ -74,6 +75,8 @@ export interface EntryBody {
   at: string;
   command: SignedCommand;
   decision: Decision;
+  /** A denied command whose body was too large to keep: its body is stored as `{}`, with its hash and size here. */
+  elided?: { sha256: string; bytes: number };
 }
 
 /**

@@ -90,7 +90,7 @@ describe('scenario 2.3: revenue siphoning', () => {
   it('a made-up split command and a smuggled split field are refused and recorded; the statement still splits 55/45', async () => {
     const invented = api.sign(ops, 'revenue.split.set' as CommandType, { imvu, creator: 40, platform: 60 });
     const r1 = await api.request('POST', '/v1/commands', invented);
-    await expectRecordedDenial(api, r1, invented, 401, 1, /not a signed command: command.type/);
+    await expectRecordedDenial(api, r1, invented, 400, 0, /unknown command type revenue.split.set/);
 
     const smuggled = api.sign(biller, 'revenue.record', { imvu, amount: '1000', currency: 'USD', creator_percent: 40 });
     const r2 = await api.request('POST', '/v1/revenue', smuggled);

@@ -24,6 +24,20 @@ export async function expectRecordedDenial(api: Client, res: Res, sent: unknown,
   return entry!;
 }
 
+/**
+ * Asserts a refusal that left no ledger entry: an attempt that is not authenticated (unsigned,
+ * forged, unknown identity, replayed, for another platform) is refused with `status` and only counted.
+ */
+export async function expectUnrecorded(api: Client, send: () => Promise<Res>, status: number, error: RegExp): Promise<Res> {
+  const before = (await api.get<{ size: number }>('/health')).body.size;
+  const res = await send();
+  expect(res.status, res.text).toBe(status);
+  expect(res.body.error).toMatch(error);
+  expect(res.body.index).toBeUndefined();
+  expect((await api.get<{ size: number }>('/health')).body.size).toBe(before);
+  return res;
+}
+
 /** The entries the ledger holds about an IMVU, read through the `imvu` filter. */
 export async function imvuEntries(api: Client, imvu: string): Promise<LedgerEntry[]> {
   return (await api.get<{ entries: LedgerEntry[] }>(`/v1/ledger/entries?imvu=${imvu}`)).body.entries;

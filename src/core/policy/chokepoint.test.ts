@@ -1,11 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { signCommand } from '../identity/envelope.ts';
-import { generateKeyPair, publicKeyFromRaw } from '../identity/keys.ts';
+import { generateKeyPair, publicKeyFromRaw, publicKeyRaw } from '../identity/keys.ts';
 import { decodeEntry } from '../ledger/ledger.ts';
 import { openCheckpoint } from '../ledger/checkpoint.ts';
 import { deniedBy, testPlatform, type Actor, type TestPlatform } from '../testing.ts';
 import { gateStatus } from './gate-status.ts';
+import { NotRecorded } from './chokepoint.ts';
 
 let p: TestPlatform;
 let alice: Actor;
@@ -32,24 +33,71 @@ async function entry(index: number) {
 }
 
 describe('gate 1: identity binding', () => {
-  it('denies and records a forged signature, an unknown identity, a replay and a stale timestamp', async () => {
+  it('refuses a forged signature, an unknown identity, a replay and junk without an entry; records a stale timestamp', async () => {
     const before = p.chokepoint.ledger.size;
+    const refused = (input: unknown) => p.chokepoint.submit(input).then(() => undefined, (err: unknown) => err as NotRecorded);
     const good = signCommand(alice.key, 'imvu.create', { name: 'Gallery', owner: alice.id, jurisdiction: 'US-CCPA' }, { origin: p.config.origin });
     const forged = { ...good, sig: signCommand(bob.key, 'imvu.create', good.command.body, { origin: p.config.origin }).sig };
-    expect(deniedBy(await p.chokepoint.submit(forged))).toEqual([1]);
+    expect(await refused(forged)).toMatchObject({ why: 'bad-signature' });
     const stranger = generateKeyPair().privateKey;
-    const unknown = await p.chokepoint.submit(signCommand(stranger, 'imvu.create', { name: 'X', owner: alice.id, jurisdiction: 'US-CCPA' }, { origin: p.config.origin }));
-    expect(unknown.gates[0]!.reason).toMatch(/unknown identity/);
+    expect(await refused(signCommand(stranger, 'imvu.create', { name: 'X', owner: alice.id, jurisdiction: 'US-CCPA' }, { origin: p.config.origin }))).toMatchObject({
+      why: 'unknown-identity',
+    });
+    expect(await refused({ hello: 'world' })).toMatchObject({ why: 'malformed' });
+    expect(p.chokepoint.ledger.size).toBe(before);
     expect((await p.chokepoint.submit(good)).allowed).toBe(true);
-    const replay = await p.chokepoint.submit(good);
-    expect(replay.allowed).toBe(false);
-    expect(replay.gates[0]!.reason).toMatch(/already used/);
+    // Anyone can resend a command from the public log: it proves nothing about the sender.
+    expect(await refused(good)).toMatchObject({ why: 'replay', message: expect.stringMatching(/already used/) });
+    expect(p.chokepoint.ledger.size).toBe(before + 1);
+    // A signer's own stale command spends its nonce and is recorded as denied.
     const stale = await p.as(alice, 'imvu.create', { name: 'Old', owner: alice.id, jurisdiction: 'US-CCPA' }, { ts: new Date(Date.now() - 3_600_000).toISOString() });
     expect(stale.gates[0]!.reason).toMatch(/outside the allowed window/);
-    expect(await p.chokepoint.submit({ hello: 'world' })).toMatchObject({ allowed: false });
-    // Every one of them, allowed or denied, is an entry (gate 11).
-    expect(p.chokepoint.ledger.size).toBe(before + 6);
-    expect((await entry(before)).decision.allowed).toBe(false);
+    expect(p.chokepoint.ledger.size).toBe(before + 2);
+  });
+
+  it("refuses a command signed for another platform (copied from that platform's public log)", async () => {
+    const other = await testPlatform();
+    try {
+      // The same creator key registered on both platforms.
+      await other.chokepoint.submit(signCommand(alice.key, 'identity.register', { name: 'alice', role: 'creator', publicKey: publicKeyRaw(alice.key).toString('base64') }, { origin: other.config.origin }));
+      const created = await p.as(alice, 'imvu.create', { name: 'Bound', owner: alice.id, jurisdiction: 'US-CCPA' });
+      const id = String((await p.store.get<{ id: string }>('SELECT id FROM imvus WHERE entry = ?', [created.index]))!.id);
+      // Signed for the other platform: exit, a record and a route change, each refused here.
+      for (const [type, body] of [
+        ['imvu.exit', { imvu: id }],
+        ['dns.record.add', { zone: 'imvu001.world', name: 'www', type: 'A', value: '192.0.2.66' }],
+        ['route.set', { imvu: id, policy: { public: [], private: [], restricted: [] } }],
+      ] as const) {
+        const copied = signCommand(alice.key, type, body, { origin: other.config.origin });
+        const before = p.chokepoint.ledger.size;
+        const err = await p.chokepoint.submit(copied).then(() => undefined, (e: unknown) => e as NotRecorded);
+        expect(err).toMatchObject({ why: 'wrong-origin', message: expect.stringMatching(/signed for platform/) });
+        expect(p.chokepoint.ledger.size).toBe(before);
+      }
+      expect((await p.store.get<{ status: string }>('SELECT status FROM imvus WHERE id = ?', [id]))!.status).toBe('active');
+    } finally {
+      await other.cleanup();
+    }
+  });
+
+  it('accepts exactly one spelling of a signature', async () => {
+    await p.as(alice, 'imvu.create', { name: 'Spelled', owner: alice.id, jurisdiction: 'US-CCPA' });
+    const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+    const good = signCommand(alice.key, 'consent.record', { imvu: 'IMVU-001', subject: alice.id, purpose: 'spelling', granted: true }, { origin: p.config.origin });
+    const raw = Buffer.from(good.sig, 'base64');
+    const spellings = [
+      good.sig.slice(0, 10) + '!!' + good.sig.slice(10), // junk that Node's base64 decoder skips
+      raw.toString('base64url'),
+      good.sig.replace(/=+$/, ''),
+      ` ${good.sig}`,
+      good.sig.slice(0, 85) + B64[(B64.indexOf(good.sig[85]!) & 0x30) | 0x01] + '==', // stray low bits that decode to the same bytes
+    ];
+    expect(Buffer.from(spellings[4]!, 'base64').equals(raw)).toBe(true);
+    for (const sig of spellings) {
+      const err = await p.chokepoint.submit({ ...good, sig }).then(() => undefined, (e: unknown) => e as NotRecorded);
+      expect(err, sig).toBeInstanceOf(NotRecorded);
+    }
+    expect((await p.chokepoint.submit(good)).allowed).toBe(true);
   });
 
   it('lets a creator register itself but not an admin; the platform registers admins', async () => {
@@ -259,10 +307,12 @@ describe('parallel signature verification', () => {
         const good = signCommand(privateKey, 'consent.record', { imvu: 'IMVU-001', subject: id, purpose: `p${i}`, granted: true }, { origin: q.config.origin });
         burst.push(i % 5 === 0 ? { ...good, sig: signCommand(mallory, 'consent.record', good.command.body, { origin: q.config.origin }).sig } : good);
       }
-      const receipts = await Promise.all(burst.map((c) => q.chokepoint.submit(c)));
-      expect(receipts[0]!.allowed && receipts[1]!.allowed).toBe(true);
-      receipts.slice(2).forEach((r, i) => expect(r.allowed, `command ${i}`).toBe(i % 5 !== 0));
-      expect(receipts.slice(2).filter((r) => !r.allowed).every((r) => r.gates[0]!.reason!.includes('signature does not verify'))).toBe(true);
+      const receipts = await Promise.all(burst.map((c) => q.chokepoint.submit(c).catch((err: unknown) => err as NotRecorded)));
+      const allowed = (r: (typeof receipts)[number]) => !(r instanceof NotRecorded) && r.allowed;
+      expect(allowed(receipts[0]!) && allowed(receipts[1]!)).toBe(true);
+      receipts.slice(2).forEach((r, i) => expect(allowed(r), `command ${i}`).toBe(i % 5 !== 0));
+      // The forged ones are refused before the ledger, in the same batches as the good ones.
+      expect(receipts.slice(2).filter((r) => !allowed(r)).every((r) => r instanceof NotRecorded && r.why === 'bad-signature')).toBe(true);
     } finally {
       await q.close();
       rmSync(dir, { recursive: true, force: true });

@@ -1,12 +1,12 @@
 // The chokepoint: the one path by which state changes. verify (gate 1) -> gates -> ledger
 // (allowed or denied, with reasons) -> projections (only if allowed).
 import { z } from 'zod';
-import type { KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { cachedPublicKey, identityIdFromPublicKey, publicKeyRaw } from '../identity/keys.ts';
 import { commandSigningBytes, isCanonicalSignature, signCommand, verifyCommandSignature } from '../identity/envelope.ts';
 import { VerifyPool } from '../identity/verify-pool.ts';
 import { Ledger, decodeEntry, encodeEntry, type Appender } from '../ledger/ledger.ts';
-import { canonicalJson } from '../ledger/canonical.ts';
+import { canonicalBytes, canonicalJson } from '../ledger/canonical.ts';
 import { parsePriceBook, assertPriceBookTiming, periodOfInstant } from '../handshake/index.ts';
 import type { SqlReader, Store, WriteTx } from '../store/index.ts';
 import { COMMAND_TYPES, type Command, type CommandType, type Decision, type GateResult, type Json, type LedgerEntry, type SignedCommand } from '../types.ts';
@@ -26,7 +26,8 @@ const Envelope = z
     command: z
       .object({
         v: z.literal(1),
-        type: z.enum(COMMAND_TYPES),
+        // Any name here: an unknown type signed by a registered identity is recorded and denied (gate 0).
+        type: z.string().regex(/^[a-z][a-z0-9.-]{0,63}$/, 'must be a command type such as imvu.create'),
         actor: z.string().min(1).max(64),
         origin: z.string().min(1).max(255),
         nonce: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, 'must be 16-64 base64url characters'),
@@ -38,8 +39,19 @@ const Envelope = z
   })
   .strict();
 
+/** Why an attempt was not authenticated (and so is refused without a ledger entry). */
+export type Unauthenticated = 'oversize' | 'malformed' | 'bad-key' | 'bad-signature' | 'unknown-identity' | 'replay' | 'wrong-origin' | 'rate-limited';
+
 export interface Verdict {
   decision: Decision;
+  /**
+   * Set when the attempt is not proved to come from a registered identity (or a valid
+   * self-registration) for this platform, first use of its nonce: it is refused and not recorded,
+   * so nobody can grow the log at will. The decision says the same for a verifier replaying old logs.
+   */
+  unauthenticated?: Unauthenticated;
+  /** With `rate-limited`: when the identity may submit again. */
+  retryAfterMs?: number;
   command?: Command;
   /** Set when the signature verified: the nonce is spent whether the command is allowed or not. */
   spent?: { actor: string; nonce: string };
@@ -55,16 +67,22 @@ export interface DecideOptions {
   windowMs?: number;
   /** A signature verdict computed ahead of time for this input and key (base64), if any. */
   preverified?: (input: unknown, publicKey: string) => boolean | undefined;
+  /**
+   * Per-identity admission, asked once the signature, origin and nonce are proved and before any
+   * gate runs: milliseconds to wait, or undefined to go on. Live submissions only, never replay.
+   */
+  admit?: (actor: IdentityRow) => number | undefined;
 }
 
 /** Decides a command against the state in `db` as of ledger position `index` and platform time `at`. Pure in (db, input, index, at). */
 export async function decide(db: SqlReader, input: unknown, index: number, at: string, opts: DecideOptions = {}): Promise<Verdict> {
   const windowMs = opts.windowMs ?? DEFAULT_WINDOW_MS;
   const audit = pass(11, `recorded as ledger entry ${index}`);
+  const unauth = (why: Unauthenticated, reason: string, extra: Partial<Verdict> = {}): Verdict => ({ ...extra, unauthenticated: why, decision: denied([deny(1, reason), audit]) });
   const size = Buffer.byteLength(JSON.stringify(input) ?? '');
-  if (size > MAX_COMMAND_BYTES) return { decision: denied([deny(1, `command of ${size} bytes exceeds ${MAX_COMMAND_BYTES}`), audit]) };
+  if (size > MAX_COMMAND_BYTES) return unauth('oversize', `command of ${size} bytes exceeds ${MAX_COMMAND_BYTES}`);
   const parsed = Envelope.safeParse(input);
-  if (!parsed.success) return { decision: denied([deny(1, `not a signed command: ${formatZodError(parsed.error)}`), audit]) };
+  if (!parsed.success) return unauth('malformed', `not a signed command: ${formatZodError(parsed.error)}`);
   const signed = parsed.data as SignedCommand;
   const cmd = signed.command;
   const platform = await db.get<PlatformRow>('SELECT * FROM platform LIMIT 1');
@@ -77,32 +95,35 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
   try {
     if (selfCertifying) {
       keyB64 = String(cmd.body.publicKey ?? '');
-      if (identityIdFromPublicKey(Buffer.from(keyB64, 'base64')) !== cmd.actor)
-        return { decision: denied([deny(1, 'actor id does not match the public key it registers'), audit]) };
+      if (identityIdFromPublicKey(Buffer.from(keyB64, 'base64')) !== cmd.actor) return unauth('bad-key', 'actor id does not match the public key it registers');
     } else {
-      if (!actor) return { decision: denied([deny(1, `unknown identity ${cmd.actor}`), audit]) };
+      if (!actor) return unauth('unknown-identity', `unknown identity ${cmd.actor}`);
       keyB64 = actor.public_key;
     }
     key = cachedPublicKey(keyB64);
   } catch (err) {
-    return { decision: denied([deny(1, `bad public key: ${(err as Error).message}`), audit]) };
+    return unauth('bad-key', `bad public key: ${(err as Error).message}`);
   }
   const signatureOk = opts.preverified?.(input, keyB64) ?? verifyCommandSignature(signed, key);
-  if (!signatureOk) return { decision: denied([deny(1, `signature does not verify for ${actor?.name ?? cmd.actor}`), audit]) };
+  if (!signatureOk) return unauth('bad-signature', `signature does not verify for ${actor?.name ?? cmd.actor}`);
   const spent = { actor: cmd.actor, nonce: cmd.nonce };
   const base = { command: cmd, actor };
   // Bound to one platform: the origin is in the signed bytes, so a command copied from another
   // platform's public log cannot be replayed here.
   const origin = cmd.type === 'platform.genesis' ? String(cmd.body.origin) : platform?.origin;
-  if (cmd.origin !== origin)
-    return { ...base, spent, decision: denied([deny(1, `command is signed for platform '${cmd.origin}', not for this platform ('${origin ?? 'none'}')`), audit]) };
+  if (cmd.origin !== origin) return unauth('wrong-origin', `command is signed for platform '${cmd.origin}', not for this platform ('${origin ?? 'none'}')`, base);
+  // Anyone can resend a command from the public log: a replay proves nothing about who sent it.
   if (await db.get('SELECT 1 AS x FROM nonces WHERE actor = ? AND nonce = ?', [cmd.actor, cmd.nonce]))
-    return { ...base, decision: denied([deny(1, `nonce ${cmd.nonce} was already used: replayed command`), audit]) };
+    return unauth('replay', `nonce ${cmd.nonce} was already used: replayed command`, base);
+  const wait = actor && opts.admit?.(actor);
+  if (wait) return unauth('rate-limited', `${actor.name} is over its rate of submissions; retry in ${Math.ceil(wait / 1000)} s`, { ...base, retryAfterMs: wait });
   const skew = Math.abs(Date.parse(cmd.ts) - Date.parse(at));
   if (!(skew <= windowMs))
     return { ...base, spent, decision: denied([deny(1, `timestamp ${cmd.ts} is outside the allowed window of ${windowMs / 1000}s around ${at}`), audit]) };
 
   // The body, then facts every gate may rely on.
+  if (!(COMMAND_TYPES as readonly string[]).includes(cmd.type))
+    return { ...base, spent, decision: denied([deny(0, `unknown command type ${cmd.type}; known: ${COMMAND_TYPES.join(', ')}`), audit]) };
   const schema = BODY_SCHEMAS[cmd.type];
   const body = schema.safeParse(cmd.body);
   if (!body.success) return { ...base, spent, decision: denied([deny(0, `invalid ${cmd.type}: ${formatZodError(body.error)}`), audit]) };
@@ -166,11 +187,52 @@ async function applyIsolated(tx: WriteTx, v: Verdict, index: number, at: string,
  * unapplied, as it was: the platform refused it (a refusal of service is visible, never hidden).
  */
 export async function replayEntry(tx: WriteTx, entry: LedgerEntry, opts: DecideOptions = {}): Promise<Decision> {
+  if (entry.elided) return replayElided(tx, entry);
   const v = await decide(tx, entry.command, entry.index, entry.at, opts);
   await spendNonce(tx, v, entry.index);
   const refused = entry.decision?.gates?.find?.((g) => g.gate === 0 && g.status === 'deny' && g.reason?.startsWith(NOT_APPLIED));
   if (refused && v.decision.allowed) return { allowed: false, gates: [...v.decision.gates, refused] };
   return (await applyIsolated(tx, v, entry.index, entry.at)).decision;
+}
+
+/**
+ * A denied command's body larger than this is stored as its SHA-256 and size only, so an
+ * authenticated identity cannot grow the log by the size of its refused junk.
+ */
+export const MAX_DENIED_BODY_BYTES = 2048;
+
+function elide(entry: LedgerEntry): LedgerEntry {
+  const body = entry.command?.command?.body;
+  if (entry.decision.allowed || body === undefined) return entry;
+  const bytes = canonicalBytes(body);
+  if (bytes.length <= MAX_DENIED_BODY_BYTES) return entry;
+  return { ...entry, command: { ...entry.command, command: { ...entry.command.command, body: {} } }, elided: { sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length } };
+}
+
+/**
+ * An elided entry cannot have its signature checked again (the signed body is gone). What replay
+ * can still check: it is a denial (so it changed nothing), its actor was a registered identity
+ * then, and its nonce was unused; the nonce is spent as it was.
+ */
+async function replayElided(tx: WriteTx, entry: LedgerEntry): Promise<Decision> {
+  const cmd = entry.command?.command;
+  const problem = (why: string): Decision => ({ allowed: false, gates: [deny(1, `elided entry: ${why}`)] });
+  if (!cmd || entry.decision?.allowed !== false) return problem('only a denied command may be stored without its body');
+  if (!(await tx.get('SELECT 1 AS x FROM identities WHERE id = ?', [cmd.actor]))) return problem(`${cmd.actor} was not a registered identity`);
+  if (await tx.get('SELECT 1 AS x FROM nonces WHERE actor = ? AND nonce = ?', [cmd.actor, cmd.nonce])) return problem(`nonce ${cmd.nonce} was already used`);
+  await tx.run('INSERT INTO nonces (actor, nonce, entry) VALUES (?, ?, ?)', [cmd.actor, cmd.nonce, entry.index]);
+  return entry.decision;
+}
+
+/** An attempt refused before anything was recorded: not authenticated, or over its rate. */
+export class NotRecorded extends Error {
+  constructor(
+    readonly why: Unauthenticated,
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
 }
 
 export interface Receipt {
@@ -194,6 +256,8 @@ export interface ChokepointOptions {
   maxBatch?: number;
   /** Verify signatures on worker threads ahead of the commit loop (the daemon turns this on). */
   parallelVerify?: boolean;
+  /** Per-identity admission for live submissions (see DecideOptions.admit). */
+  admit?: DecideOptions['admit'];
   /** Platform-originated commands to append after an allowed one (e.g. DKIM keys for a new IMVU). */
   provision?: (command: Command, index: number, db: SqlReader) => Promise<FollowUp[]>;
 }
@@ -264,6 +328,7 @@ export class Chokepoint {
    * resolves only after the batch, its ledger entries and the new signed checkpoint are durable.
    */
   submit(raw: unknown): Promise<Receipt> {
+    // Rejects with NotRecorded for an attempt that is not authenticated (nothing is appended).
     const input = plainCopy(raw);
     const ready = this.pool ? this.preverify(input) : Promise.resolve();
     return new Promise<Receipt>((resolve, reject) => {
@@ -301,11 +366,15 @@ export class Chokepoint {
       await Promise.all(batch.map((p) => p.ready));
       try {
         const receipts = await this.ledger.batch(async (log, tx) => {
-          const out: Receipt[] = [];
+          const out: (Receipt | NotRecorded)[] = [];
           for (const p of batch) out.push(await this.process(tx, log, p.input));
           return out;
         });
-        batch.forEach((p, i) => p.resolve(receipts[i]!));
+        batch.forEach((p, i) => {
+          const r = receipts[i]!;
+          if (r instanceof NotRecorded) p.reject(r);
+          else p.resolve(r);
+        });
       } catch (err) {
         for (const p of batch) p.reject(err);
       }
@@ -313,9 +382,8 @@ export class Chokepoint {
     this.flushing = false;
   }
 
-  private async process(tx: WriteTx, log: Appender, input: unknown): Promise<Receipt> {
+  private async process(tx: WriteTx, log: Appender, input: unknown): Promise<Receipt | NotRecorded> {
     const at = this.now(this.lastAt);
-    this.lastAt = at;
     const index = log.next;
     const verdict = await decide(tx, input, index, at, {
       windowMs: this.opts.windowMs,
@@ -323,7 +391,13 @@ export class Chokepoint {
         const v = typeof signed === 'object' && signed ? this.verdicts.get(signed) : undefined;
         return v && v.key === key ? v.ok : undefined;
       },
+      ...(this.opts.admit ? { admit: this.opts.admit } : {}),
     });
+    if (verdict.unauthenticated) {
+      const why = verdict.decision.gates.find((g) => g.status === 'deny')?.reason ?? verdict.unauthenticated;
+      return new NotRecorded(verdict.unauthenticated, why, verdict.retryAfterMs);
+    }
+    this.lastAt = at;
     await spendNonce(tx, verdict, index);
     // The command and everything the platform does because of it (provisioning, notifications)
     // stand or fall together; the entry itself is appended first, so follow-ups come after it.
@@ -331,15 +405,22 @@ export class Chokepoint {
     const mark = log.mark();
     const final = await applyIsolated(tx, verdict, index, at, async () => {
       await log.append(encodeEntry({ v: 1, index, at, command: input as SignedCommand, decision: verdict.decision }));
-      for (const f of await this.followUps(tx, verdict, index)) followUps.push(await this.process(tx, log, this.platformCommand(f.type, f.body)));
+      for (const f of await this.followUps(tx, verdict, index)) followUps.push(await this.platformFollowUp(tx, log, f));
     });
     if (final !== verdict || !verdict.decision.allowed) {
       log.reset(mark);
       followUps.length = 0;
-      await log.append(encodeEntry({ v: 1, index, at, command: input as SignedCommand, decision: final.decision }));
-      for (const f of await this.followUps(tx, final, index)) followUps.push(await this.process(tx, log, this.platformCommand(f.type, f.body)));
+      await log.append(encodeEntry(elide({ v: 1, index, at, command: input as SignedCommand, decision: final.decision })));
+      for (const f of await this.followUps(tx, final, index)) followUps.push(await this.platformFollowUp(tx, log, f));
     }
     return { index, allowed: final.decision.allowed, gates: final.decision.gates, followUps };
+  }
+
+  private async platformFollowUp(tx: WriteTx, log: Appender, f: FollowUp): Promise<Receipt> {
+    const r = await this.process(tx, log, this.platformCommand(f.type, f.body));
+    // The platform's own commands are always authenticated; anything else is a bug to surface.
+    if (r instanceof NotRecorded) throw new Error(`platform ${f.type} was not accepted: ${r.message}`);
+    return r;
   }
 
   private async followUps(tx: WriteTx, v: Verdict, index: number): Promise<FollowUp[]> {

@@ -153,6 +153,26 @@ export const BODY_SCHEMAS = {
   // The platform re-signs a signed zone that has not changed for a while: only the serial moves, so
   // secondaries transfer it again with fresh signatures (src/domains/dns-service.ts schedules it).
   'dnssec.resign': z.object({ zone: domain }).strict(),
+  // Attempts refused without an entry (not authenticated), counted per source prefix and reason
+  // over one interval and recorded by the platform as one entry (src/api/limits.ts).
+  'noise.summary': z
+    .object({
+      from: isoTime,
+      to: isoTime,
+      counts: z
+        .array(
+          z
+            .object({
+              source: z.string().min(1).max(64),
+              reason: z.string().regex(/^[a-z-]{1,32}$/),
+              count: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+            })
+            .strict(),
+        )
+        .min(1)
+        .max(300),
+    })
+    .strict(),
 } satisfies Record<CommandType, z.ZodType>;
 
 export function formatZodError(err: z.ZodError): string {

@@ -188,6 +188,7 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
     case 'usage.report':
     case 'revenue.record':
     case 'pricebook.publish':
+    case 'noise.summary':
       return;
   }
 }
