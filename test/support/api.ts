@@ -98,14 +98,14 @@ export function newKey(): { key: KeyObject; id: string; publicKey: string } {
 }
 
 /** `dns`: also run the DNS service (e.g. `{ port: 0, meterIntervalMs: 200 }`); off by default. */
-export async function startTestApi(opts: { dns?: ServerOptions['dns'] } = {}): Promise<TestApi> {
+export async function startTestApi(opts: Pick<ServerOptions, 'dns' | 'limits' | 'noiseIntervalMs'> = {}): Promise<TestApi> {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-api-'));
   const init = await initDataDir(dir);
   const platformKey = init.platformKey;
   const platformId = init.platformId;
   const origin = init.config.origin;
   await init.close();
-  const server = await startServer({ dataDir: dir, port: 0, logger: false, ...(opts.dns ? { dns: opts.dns } : {}) });
+  const server = await startServer({ dataDir: dir, port: 0, logger: false, ...opts });
   const client = new Client(server.url);
   const api = Object.assign(client, {
     dir,

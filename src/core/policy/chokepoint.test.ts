@@ -7,6 +7,7 @@ import { openCheckpoint } from '../ledger/checkpoint.ts';
 import { deniedBy, testPlatform, type Actor, type TestPlatform } from '../testing.ts';
 import { gateStatus } from './gate-status.ts';
 import { NotRecorded } from './chokepoint.ts';
+import type { CommandType, Json } from '../types.ts';
 
 let p: TestPlatform;
 let alice: Actor;
@@ -63,11 +64,12 @@ describe('gate 1: identity binding', () => {
       const created = await p.as(alice, 'imvu.create', { name: 'Bound', owner: alice.id, jurisdiction: 'US-CCPA' });
       const id = String((await p.store.get<{ id: string }>('SELECT id FROM imvus WHERE entry = ?', [created.index]))!.id);
       // Signed for the other platform: exit, a record and a route change, each refused here.
-      for (const [type, body] of [
+      const attempts: [CommandType, { [k: string]: Json }][] = [
         ['imvu.exit', { imvu: id }],
         ['dns.record.add', { zone: 'imvu001.world', name: 'www', type: 'A', value: '192.0.2.66' }],
         ['route.set', { imvu: id, policy: { public: [], private: [], restricted: [] } }],
-      ] as const) {
+      ];
+      for (const [type, body] of attempts) {
         const copied = signCommand(alice.key, type, body, { origin: other.config.origin });
         const before = p.chokepoint.ledger.size;
         const err = await p.chokepoint.submit(copied).then(() => undefined, (e: unknown) => e as NotRecorded);
