@@ -258,7 +258,7 @@ describe('on real sockets', () => {
     expect(srv.stats().openConnections).toBe(0);
   });
 
-  it('TCP: connections past maxConnections are closed by the server', async () => {
+  it('TCP: no more than maxConnections stay open; the server closes the rest', async () => {
     const small = await startDnsServer({ store: f.p.store, rrl: false, tcp: { maxConnections: 4 } });
     try {
       let closedByServer = 0;
@@ -272,7 +272,7 @@ describe('on real sockets', () => {
       while (closedByServer < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       expect(closedByServer).toBe(6);
       expect(small.stats().openConnections).toBe(4);
-      // The four admitted ones stay open.
+      // Four stay open (every slot idle: each newcomer took the slot of the one idle longest).
       const open = socks.filter((s) => !s.destroyed);
       expect(open).toHaveLength(4);
       for (const s of socks) s.destroy();

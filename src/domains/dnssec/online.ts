@@ -121,9 +121,9 @@ export class OnlineSigner {
     if (!set.aa) return this.referral(zone, key, set);
     if ((q.type === 'NSEC' || q.type === 'RRSIG') && zone.typesAt(q.name) !== undefined) return this.meta(zone, key, q);
 
-    const out: AnswerSet = { ...set, answers: this.signSection(zone, key, set.answers), authorities: [], additionals: this.signSection(zone, key, set.additionals) };
     // A CNAME into a delegated child: the CNAME signed, the child's NS and glue as in a referral.
-    if (set.referral) return { ...this.referral(zone, key, set), answers: out.answers };
+    if (set.referral) return { ...this.referral(zone, key, set), answers: this.signSection(zone, key, set.answers) };
+    const out: AnswerSet = { ...set, answers: this.signSection(zone, key, set.answers), authorities: [], additionals: this.signSection(zone, key, set.additionals) };
     const soaAnswer = set.authorities.find((a) => a.type === 'SOA');
     if (!soaAnswer) {
       out.authorities = this.signSection(zone, key, set.authorities);
