@@ -9,6 +9,7 @@ import type { OptAnswer } from 'dns-packet';
 import { handleMessage, MAX_UDP_PAYLOAD } from './responder.ts';
 import { startDnsServer, type DnsServer } from './server.ts';
 import { ZoneView } from './zone-view.ts';
+import { ServerCookies } from './cookie.ts';
 import { decode, dnsFixture, framed, query, tcpExchange, udpAsk, udpExchange, type DnsFixture } from './testing.ts';
 
 // Untrusted input: random, truncated, oversized and crafted packets get FORMERR (or another
@@ -90,6 +91,34 @@ describe('property: any bytes in, a well-formed response or nothing out', () => 
         await checkAnswer(Buffer.concat([m, extra]), 'tcp');
       }),
       { numRuns: 1500 },
+    );
+  });
+});
+
+describe('property: EDNS options and cookies from anyone', () => {
+  it('any options in the OPT record: FORMERR for a malformed COOKIE, else an answer whose cookie echoes the client part', async () => {
+    const cookies = new ServerCookies();
+    const opt = fc.tuple(fc.constantFrom(10, 10, 10, 12, 65001), fc.uint8Array({ maxLength: 48 }));
+    await fc.assert(
+      fc.asyncProperty(fc.array(opt, { maxLength: 3 }), fc.boolean(), fc.boolean(), async (options, tcp, limitIt) => {
+        const raw = Buffer.concat(options.map(([code, data]) => Buffer.concat([Buffer.from([code >> 8, code & 0xff, data.length >> 8, data.length & 0xff]), data])));
+        const q = query(`www.${Z}`, 'A', { edns: 1232, do: true });
+        const head = Buffer.from(q.subarray(q.length - 11));
+        head.writeUInt16BE(raw.length, 9);
+        const msg = Buffer.concat([q.subarray(0, q.length - 11), head, raw]);
+        const admit = limitIt ? () => 'slip' as const : undefined;
+        const h = await handleMessage(view, msg, tcp ? 'tcp' : 'udp', { cookies, peer: '192.0.2.1', admit });
+        const r = decode(h.response!);
+        const cookieOpts = options.filter(([code]) => code === 10);
+        const malformed = cookieOpts.length > 1 || cookieOpts.some(([, d]) => d.length !== 8 && (d.length < 16 || d.length > 40));
+        const sent = cookieOpts[0]?.[1];
+        const back = (r.additionals?.find((a) => a.type === 'OPT') as { options?: { code: number; data: Buffer }[] } | undefined)?.options?.find((o) => o.code === 10)?.data;
+        if (malformed) expect(r.rcode).toBe('FORMERR');
+        else if (sent) expect(back && Buffer.from(sent.subarray(0, 8)).equals(back.subarray(0, 8))).toBe(true);
+        else expect(back).toBeUndefined();
+        if (!tcp) expect(h.response!.length).toBeLessThanOrEqual(MAX_UDP_PAYLOAD);
+      }),
+      { numRuns: 1000 },
     );
   });
 });
@@ -229,7 +258,7 @@ describe('on real sockets', () => {
     expect(srv.stats().openConnections).toBe(0);
   });
 
-  it('TCP: connections past maxConnections are closed by the server', async () => {
+  it('TCP: no more than maxConnections stay open; the server closes the rest', async () => {
     const small = await startDnsServer({ store: f.p.store, rrl: false, tcp: { maxConnections: 4 } });
     try {
       let closedByServer = 0;
@@ -243,7 +272,7 @@ describe('on real sockets', () => {
       while (closedByServer < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       expect(closedByServer).toBe(6);
       expect(small.stats().openConnections).toBe(4);
-      // The four admitted ones stay open.
+      // Four stay open (every slot idle: each newcomer took the slot of the one idle longest).
       const open = socks.filter((s) => !s.destroyed);
       expect(open).toHaveLength(4);
       for (const s of socks) s.destroy();

@@ -143,8 +143,6 @@ export class Notifier {
       p.mac = signed.mac;
     }
     const wait = this.timeoutMs * 2 ** (p.attempts - 1);
-    p.timer = setTimeout(() => void this.attempt(key, p), wait);
-    p.timer.unref();
     try {
       const sock = await this.socket(isIP(p.target.address) === 6 ? 6 : 4);
       if (this.closed || this.pending.get(key) !== p) return;
@@ -155,6 +153,9 @@ export class Notifier {
     } catch (err) {
       this.opts.onError?.(err);
     }
+    // The wait runs from the send, not from before the socket was bound (the first attempt's).
+    p.timer = setTimeout(() => void this.attempt(key, p), wait);
+    p.timer.unref();
   }
 
   private onMessage(msg: Buffer, rinfo: dgram.RemoteInfo): void {

@@ -2,11 +2,15 @@ import dnsPacket from 'dns-packet';
 import type { DecodedPacket, OptAnswer, Packet, Question } from 'dns-packet';
 import { lowerAscii } from '../records/rdata.ts';
 import type { OnlineSigner } from '../dnssec/online.ts';
+import { NXNAME } from '../dnssec/wire.ts';
 import type { AnswerSet } from './zone.ts';
 import type { ZoneView } from './zone-view.ts';
+import type { RrlVerdict } from './rrl.ts';
+import { appendCookie, badCookieForm, COOKIE_OPTION, COOKIE_REPLY_BYTES, type CookieCheck, type ServerCookies } from './cookie.ts';
 
-// One DNS message in, at most one out: parsing, the checks of RFC 1035 / 6891 / 8482, and fitting
-// the answer into the transport's size. No sockets here (see server.ts), no zone logic (zone.ts).
+// One DNS message in, at most one out: parsing, the checks of RFC 1035 / 6891 / 8482, DNS cookies
+// (RFC 7873, cookie.ts), the rate limiter's decision (before signing), and fitting the answer into
+// the transport's size. No sockets here (see server.ts), no zone logic (zone.ts).
 
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5, BADVERS: 16 } as const;
 
@@ -27,14 +31,44 @@ const DO = dnsPacket.DNSSEC_OK;
 
 export type Transport = 'udp' | 'tcp';
 
+/** What the rate limiter said about a response: its verdict, or 'exempt' (a valid server cookie). */
+export type Admission = RrlVerdict | 'exempt';
+
 export interface Handled {
-  /** The response to send; undefined means send nothing (a response packet, a runt). */
+  /** The response to send; undefined means send nothing (a response packet, a runt, an RRL drop). */
   response?: Buffer;
-  /** The same response emptied and marked TC, for response-rate-limiting slips. */
+  /** The same response emptied and marked TC (with the client's cookie), for response-rate-limiting slips. */
   truncated?: () => Buffer;
+  /** The BADCOOKIE form, for a client that sent a cookie but no valid server cookie: what a slip sends it instead of TC. */
+  badCookie?: () => Buffer;
   /** Set when the response answers for a hosted zone: what metering counts (and the serial answered from, for the response cache). */
   zone?: { name: string; imvu: string; serial?: number };
   rcode?: number;
+  /**
+   * Set when the responder asked the rate limiter (`admit`): 'drop' (no response), 'slip'
+   * (`response` is the slip), 'send' or 'exempt'. Unset: nobody asked; the server decides.
+   */
+  rrl?: Admission;
+  /** The response and its TC form without the COOKIE option, when the query had one: the response cache keeps these. */
+  uncookied?: { response: Buffer; truncated: () => Buffer };
+}
+
+/** Per query, from the server. */
+export interface AnswerContext {
+  /** The client's address: server cookies are bound to it. */
+  peer?: string;
+  /**
+   * Response rate limiting (UDP): asked once per response, after the lookup and before anything
+   * is signed or encoded; not asked for a client that returned a valid server cookie.
+   */
+  admit?: () => RrlVerdict;
+}
+
+export interface ResponderOptions extends AnswerContext {
+  /** DNSSEC online signing of the zones that have a key. */
+  dnssec?: OnlineSigner;
+  /** DNS cookies; without it a COOKIE option is ignored, as any unknown option. */
+  cookies?: ServerCookies;
 }
 
 /** The header and question of a response, before its sections are filled. */
@@ -43,6 +77,8 @@ interface Frame {
   flags: number;
   questions: Question[];
   opt?: OptAnswer;
+  /** The client's COOKIE option, checked: added last to every response to it. */
+  cookie?: CookieCheck;
 }
 
 function encode(frame: Frame, rcode: number, sections: Pick<Packet, 'answers' | 'authorities' | 'additionals'> = {}, extra = 0): Buffer {
@@ -57,11 +93,6 @@ function encode(frame: Frame, rcode: number, sections: Pick<Packet, 'answers' | 
     authorities: sections.authorities ?? [],
     additionals,
   });
-}
-
-function reply(frame: Frame, rcode: number): Handled {
-  const response = encode(frame, rcode);
-  return { response, rcode, truncated: () => encode(frame, rcode, {}, TC) };
 }
 
 /** Re-encoding the decoded question gives back the bytes received: the name and class survived. */
@@ -86,7 +117,51 @@ function fit(frame: Frame, rcode: number, set: AnswerSet, limit: number): Buffer
   return encode(frame, rcode, {}, (set.aa ? AA : 0) | TC);
 }
 
-export async function handleMessage(view: ZoneView, msg: Buffer, transport: Transport, dnssec?: OnlineSigner): Promise<Handled> {
+
+/** Meta-types a query may not ask for (RFC 9824 3.5 NXNAME; TKEY and TSIG live only in additional data). */
+const FORMERR_TYPES = new Set(['OPT', `UNKNOWN_${NXNAME}`, 'TKEY', 'TSIG']);
+/** MAILB (253) and MAILA (254): obsolete meta-queries (RFC 1035 3.2.3, RFC 2505), not implemented. */
+const NOTIMP_TYPES = new Set(['UNKNOWN_253', 'UNKNOWN_254']);
+
+/** The rate limiter's verdict for this response, or 'exempt' for a client that proved its address with a server cookie. */
+function admission(frame: Frame, opts: ResponderOptions): Admission | undefined {
+  if (!opts.admit) return undefined;
+  return frame.cookie?.valid ? 'exempt' : opts.admit();
+}
+
+/** A response the rate limiter held back: nothing, or the slip (empty with TC, or BADCOOKIE for a client that sent a cookie). */
+function limited(frame: Frame, verdict: 'drop' | 'slip', empty: Buffer): Handled {
+  if (verdict === 'drop') return { rrl: 'drop' };
+  const c = frame.cookie;
+  return { rrl: 'slip', response: c ? appendCookie(c.valid ? empty : badCookieForm(empty), c.reply) : empty };
+}
+
+/** The Handled of a response to send: with the client's COOKIE option added last, when it sent one. */
+function finish(frame: Frame, plain: Buffer, empty: () => Buffer, rest: Pick<Handled, 'rcode' | 'zone' | 'rrl'>): Handled {
+  const c = frame.cookie;
+  if (!c) return { ...rest, response: plain, truncated: empty };
+  const h: Handled = {
+    ...rest,
+    response: appendCookie(plain, c.reply),
+    truncated: () => appendCookie(empty(), c.reply),
+    uncookied: { response: plain, truncated: empty },
+  };
+  if (!c.valid) h.badCookie = () => appendCookie(badCookieForm(empty()), c.reply);
+  return h;
+}
+
+function reply(frame: Frame, rcode: number, opts?: ResponderOptions, verdict = opts && admission(frame, opts)): Handled {
+  const empty = () => encode(frame, rcode, {}, TC);
+  if (verdict === 'drop' || verdict === 'slip') return limited(frame, verdict, empty());
+  return finish(frame, encode(frame, rcode), empty, { rcode, rrl: verdict });
+}
+
+/**
+ * One query in, at most one response out. With `admit` (the server's UDP rate limiter), the
+ * limiter decides after the zone lookup and before DNSSEC signing and encoding: a response it
+ * drops or slips costs no signature.
+ */
+export async function handleMessage(view: ZoneView, msg: Buffer, transport: Transport, opts: ResponderOptions = {}): Promise<Handled> {
   if (msg.length < 12) return {};
   const id = msg.readUInt16BE(0);
   const flags = msg.readUInt16BE(2);
@@ -99,22 +174,22 @@ export async function handleMessage(view: ZoneView, msg: Buffer, transport: Tran
   // compression pointers, so decoding thousands of records costs time quadratic in their number.
   const counts = [msg.readUInt16BE(4), msg.readUInt16BE(6), msg.readUInt16BE(8), msg.readUInt16BE(10)];
   const shaped = counts[0] === 1 && counts[1] === 0 && counts[2] === 0 && counts[3]! <= MAX_ADDITIONAL;
-  if (!shaped) return reply(bare, opcode === 0 ? RCODE.FORMERR : RCODE.NOTIMP);
+  if (!shaped) return reply(bare, opcode === 0 ? RCODE.FORMERR : RCODE.NOTIMP, opts);
 
   let query: DecodedPacket;
   try {
     query = dnsPacket.decode(msg);
     if (dnsPacket.decode.bytes !== msg.length) throw new Error('trailing bytes after the message');
   } catch {
-    return reply(bare, opcode === 0 ? RCODE.FORMERR : RCODE.NOTIMP);
+    return reply(bare, opcode === 0 ? RCODE.FORMERR : RCODE.NOTIMP, opts);
   }
   const q = query.questions![0]!;
   const echo = faithful(q, msg) ? [q] : [];
 
   // EDNS0 (RFC 6891): at most one OPT, owned by the root.
-  const opts = (query.additionals ?? []).filter((a): a is OptAnswer => a.type === 'OPT');
-  if (opts.length > 1 || (opts[0] && opts[0].name !== '.')) return reply({ ...bare, questions: echo }, RCODE.FORMERR);
-  const clientOpt = opts[0];
+  const opts0 = (query.additionals ?? []).filter((a): a is OptAnswer => a.type === 'OPT');
+  if (opts0.length > 1 || (opts0[0] && opts0[0].name !== '.')) return reply({ ...bare, questions: echo }, RCODE.FORMERR, opts);
+  const clientOpt = opts0[0];
   const frame: Frame = {
     ...bare,
     questions: echo,
@@ -129,44 +204,73 @@ export async function handleMessage(view: ZoneView, msg: Buffer, transport: Tran
       options: [],
     },
   };
-  if (clientOpt && clientOpt.ednsVersion > 0) return reply(frame, RCODE.BADVERS);
-  if (opcode !== 0) return reply(frame, RCODE.NOTIMP);
-  if (q.type === 'OPT') return reply(frame, RCODE.FORMERR);
+  // DNS cookies (RFC 7873): one COOKIE option at most, 8 or 16..40 bytes, else FORMERR.
+  if (clientOpt && opts.cookies) {
+    // dns-packet's option type names only the codes it decodes; every option keeps its bytes in `data`.
+    const found = ((clientOpt.options ?? []) as unknown as { code: number; data?: Buffer }[]).filter((o) => o.code === COOKIE_OPTION);
+    if (found.length > 1) return reply(frame, RCODE.FORMERR, opts);
+    if (found.length === 1) {
+      const data = found[0]!.data ?? Buffer.alloc(0);
+      const check = opts.cookies.check(data, opts.peer ?? '');
+      if (check === 'malformed') return reply(frame, RCODE.FORMERR, opts);
+      frame.cookie = check;
+    }
+  }
+  if (clientOpt && clientOpt.ednsVersion > 0) return reply(frame, RCODE.BADVERS, opts);
+  if (opcode !== 0) return reply(frame, RCODE.NOTIMP, opts);
+  if (FORMERR_TYPES.has(q.type)) return reply(frame, RCODE.FORMERR, opts);
+  if (NOTIMP_TYPES.has(q.type)) return reply(frame, RCODE.NOTIMP, opts);
   // A name that does not survive decoding (a dot or invalid UTF-8 inside a label), an unknown
   // class: nothing we host can match it, and it could not be echoed faithfully.
-  if (echo.length === 0 || q.class !== 'IN') return reply(frame, RCODE.REFUSED);
-  // Zone transfers are not offered (yet): refuse rather than pretend.
-  if (q.type === 'AXFR' || q.type === 'IXFR') return reply(frame, RCODE.REFUSED);
+  if (echo.length === 0 || q.class !== 'IN') return reply(frame, RCODE.REFUSED, opts);
+  // Zone transfers are xfr.ts's (when configured); here they are refused.
+  if (q.type === 'AXFR' || q.type === 'IXFR') return reply(frame, RCODE.REFUSED, opts);
 
   const name = q.name === '.' ? '' : lowerAscii(q.name);
   const info = view.enclosing(name);
-  if (!info) return reply(frame, RCODE.REFUSED);
+  if (!info) return reply(frame, RCODE.REFUSED, opts);
   let zone;
   try {
     zone = await view.zone(info);
   } catch {
-    return reply(frame, RCODE.SERVFAIL);
+    return reply(frame, RCODE.SERVFAIL, opts);
   }
-  if (!zone) return reply(frame, RCODE.REFUSED);
+  if (!zone) return reply(frame, RCODE.REFUSED, opts);
 
-  let set = zone.lookup(name, q.name, q.type);
+  const found = zone.lookup(name, q.name, q.type);
+  const dnssecOk = !!clientOpt?.flag_do;
+  const { dnssec } = opts;
+  // Rate limiting before any signature is made: a flood beyond the rate buys no signing.
+  const verdict = admission(frame, opts);
+  if (verdict === 'drop' || verdict === 'slip') {
+    // The slip carries the rcode the full answer would: compact denial says NOERROR in a signed zone.
+    let rcode = found.rcode;
+    if (rcode !== RCODE.NOERROR && dnssec && dnssecOk) {
+      try {
+        if (await dnssec.keys.forZone(zone.name, zone.serial)) rcode = RCODE.NOERROR;
+      } catch {
+        // a key the platform cannot use: the full answer would be SERVFAIL; the slip says what it found
+      }
+    }
+    return limited(frame, verdict, encode(frame, rcode, {}, (found.aa ? AA : 0) | TC));
+  }
+  let set = found;
   // DNSSEC (src/domains/dnssec/online.ts): signatures and denial proofs when the query set DO.
   if (dnssec) {
     try {
-      const secured = dnssec.secure(zone, { name, echo: q.name, type: q.type, dnssecOk: !!clientOpt?.flag_do }, set);
+      const secured = dnssec.secure(zone, { name, echo: q.name, type: q.type, dnssecOk }, set);
       set = secured instanceof Promise ? await secured : secured;
     } catch {
-      return reply(frame, RCODE.SERVFAIL);
+      return reply(frame, RCODE.SERVFAIL, opts, verdict);
     }
   }
-  const limit =
-    transport === 'tcp' ? 65535 : clientOpt ? Math.min(MAX_UDP_PAYLOAD, Math.max(CLASSIC_UDP_PAYLOAD, clientOpt.udpPayloadSize)) : CLASSIC_UDP_PAYLOAD;
-  const response = fit(frame, set.rcode, set, limit);
-  return {
-    response,
-    rcode: set.rcode,
+  const room = transport === 'tcp' ? 65535 : clientOpt ? Math.min(MAX_UDP_PAYLOAD, Math.max(CLASSIC_UDP_PAYLOAD, clientOpt.udpPayloadSize)) : CLASSIC_UDP_PAYLOAD;
+  // The COOKIE option is added after fitting: its room is kept free.
+  const limit = room - (frame.cookie ? COOKIE_REPLY_BYTES : 0);
+  const final = set;
+  return finish(frame, fit(frame, final.rcode, final, limit), () => encode(frame, final.rcode, {}, (final.aa ? AA : 0) | TC), {
+    rcode: final.rcode,
     zone: { name: zone.name, imvu: zone.imvu, serial: zone.serial },
-    truncated: () => encode(frame, set.rcode, {}, (set.aa ? AA : 0) | TC),
-  };
+    rrl: verdict,
+  });
 }
-

@@ -147,13 +147,15 @@ describe('the server with its response cache, on a signed zone', () => {
   let cached: DnsServer;
   let uncached: DnsServer;
   const metered: string[] = [];
+  const cookies = { secret: Buffer.alloc(16, 7), now: () => 1_700_000_000_000 };
 
   beforeAll(async () => {
     f = await dnsFixture({ provision: provisioner });
-    // One signer for both servers: the same signatures (ECDSA signatures differ each time they are made).
+    // One signer for both servers: the same signatures (ECDSA signatures differ each time they are
+    // made); one cookie secret and clock: the same server cookies.
     signer = onlineSigner(f.p.store, f.p.dataDir);
-    cached = await startDnsServer({ store: f.p.store, rrl: false, dnssec: signer, refreshMs: 100, onQuery: (z) => metered.push(z) });
-    uncached = await startDnsServer({ store: f.p.store, rrl: false, dnssec: signer, refreshMs: 100, responseCache: false });
+    cached = await startDnsServer({ store: f.p.store, rrl: false, dnssec: signer, refreshMs: 100, cookies, onQuery: (z) => metered.push(z) });
+    uncached = await startDnsServer({ store: f.p.store, rrl: false, dnssec: signer, refreshMs: 100, cookies, responseCache: false });
   });
   afterAll(async () => {
     await cached?.close();

@@ -1,4 +1,5 @@
 import type { Handled, Transport } from './responder.ts';
+import { appendCookie, badCookieForm, COOKIE_OPTION, type CookieCheck } from './cookie.ts';
 import type { ZoneView } from './zone-view.ts';
 
 // Fully encoded answers, reused for the next query that asks the same thing. Decoding the query,
@@ -15,6 +16,14 @@ import type { ZoneView } from './zone-view.ts';
 // means nothing that changes the answer can be left out of the key; the price is that queries
 // differing in what the responder ignores (an EDNS option) are cached apart.
 //
+// DNS cookies: the one exception to "every byte". A COOKIE option is left out of the key (and its
+// presence put in), and the entry holds the answer without the option, fitted with room for it:
+// on a hit the client's own cookie is checked (one SipHash, cookie.ts) and appended with a server
+// cookie for its address. So every client gets a correct, fresh cookie, resolvers that always
+// send one (BIND does) share one entry per question, and a client that returns a valid server
+// cookie is exempt from RRL on a hit as on a miss. A malformed or repeated COOKIE is not cached
+// (the responder answers FORMERR).
+//
 // Only plain queries are cached: opcode QUERY, one uncompressed question, no records but at most
 // one OPT (so never a TSIG-signed query nor a transfer, which xfr.ts handles), and only answers for
 // a hosted zone (not REFUSED, FORMERR or SERVFAIL). An entry is used while the zone's serial and
@@ -23,7 +32,9 @@ import type { ZoneView } from './zone-view.ts';
 // online signer makes a signature anew after a day; a cached answer never carries one older than
 // that plus `maxAgeMs`). Bounded by entries and bytes, oldest dropped first unless hit since.
 //
-// What a hit does not skip: RRL and metering run in server.ts for every response, cached or not.
+// What a hit does not skip: RRL (server.ts asks the limiter for a hit; the responder asks it for a
+// miss, before signing) and metering run for every response, cached or not. Nothing the limiter
+// held back on a miss (a drop, a slip) is kept: only answers.
 
 export interface ResponseCacheOptions {
   /** Entries kept at most. Default 20,000. */
@@ -48,7 +59,9 @@ export interface ResponseCacheStats {
 }
 
 interface Entry {
+  /** The response; for a query with a cookie, without the COOKIE option (each hit adds its client's). */
   response: Buffer;
+  cookie: boolean;
   /** The empty TC version (RRL slips), made on first use. */
   truncated: Buffer | (() => Buffer) | undefined;
   rcode: number | undefined;
@@ -68,12 +81,21 @@ const MAX_QUERY = 512;
 /** Map entry, strings and object overhead, roughly. */
 const ENTRY_OVERHEAD = 160;
 
+/** A query the cache can answer: its key, and its COOKIE option's data when it has one (and cookies are on). */
+export interface Cacheable {
+  key: string;
+  cookie?: Buffer;
+}
+
 /**
  * The cache key of a query: its transport and bytes after the ID, or undefined when the query is
  * not of the plain shape that is cached (see above). Checks only the shape; whether the query is
- * well-formed is the responder's to decide on the first (uncached) query with these bytes.
+ * well-formed is the responder's to decide on the first (uncached) query with these bytes. With
+ * `cookies` (the server answers them), a COOKIE option is left out of the key and returned apart:
+ * every client's answer is the same but for its cookie, which a hit adds (a malformed or repeated
+ * one is the responder's: not cached).
  */
-export function cacheKey(msg: Buffer, transport: Transport): string | undefined {
+export function cacheable(msg: Buffer, transport: Transport, cookies = true): Cacheable | undefined {
   const len = msg.length;
   if (len < 17 || len > MAX_QUERY) return undefined;
   // QR = 0 and opcode QUERY; QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT 0 or 1.
@@ -95,19 +117,49 @@ export function cacheKey(msg: Buffer, transport: Transport): string | undefined 
   const qtype = (msg[i]! << 8) | msg[i + 1]!;
   if (qtype === QTYPE_AXFR || qtype === QTYPE_IXFR) return undefined;
   i += 4;
-  if (arcount === 0) {
-    if (i !== len) return undefined;
-  } else {
-    // One OPT owned by the root, ending the message.
-    if (i + 11 > len || msg[i] !== 0 || ((msg[i + 1]! << 8) | msg[i + 2]!) !== TYPE_OPT) return undefined;
-    if (i + 11 + ((msg[i + 9]! << 8) | msg[i + 10]!) !== len) return undefined;
+  const t = transport === 'tcp' ? 't' : 'u';
+  if (arcount === 0) return i === len ? { key: t + '-' + msg.toString('latin1', 2) } : undefined;
+  // One OPT owned by the root, ending the message, its options whole.
+  if (i + 11 > len || msg[i] !== 0 || ((msg[i + 1]! << 8) | msg[i + 2]!) !== TYPE_OPT) return undefined;
+  const rdata = i + 11;
+  if (rdata + ((msg[i + 9]! << 8) | msg[i + 10]!) !== len) return undefined;
+  // The RDLENGTH is left out of the key: the OPT ends the message, so the options' bytes imply it.
+  let cookie: Buffer | undefined;
+  let cookieAt = len;
+  for (let j = rdata; j < len; ) {
+    if (j + 4 > len) return undefined;
+    const code = (msg[j]! << 8) | msg[j + 1]!;
+    const olen = (msg[j + 2]! << 8) | msg[j + 3]!;
+    if (j + 4 + olen > len) return undefined;
+    if (code === COOKIE_OPTION && cookies) {
+      if (cookie || (olen !== 8 && (olen < 16 || olen > 40))) return undefined;
+      cookie = msg.subarray(j + 4, j + 4 + olen);
+      cookieAt = j;
+    }
+    j += 4 + olen;
   }
-  return (transport === 'tcp' ? 't' : 'u') + msg.toString('latin1', 2);
+  const head = msg.toString('latin1', 2, i + 9);
+  if (!cookie) return { key: t + '-' + head + msg.toString('latin1', rdata) };
+  const rest = msg.toString('latin1', rdata, cookieAt) + msg.toString('latin1', cookieAt + 4 + cookie.length);
+  return { key: t + 'c' + head + rest, cookie };
+}
+
+/** The key alone (see `cacheable`). */
+export function cacheKey(msg: Buffer, transport: Transport, cookies = true): string | undefined {
+  return cacheable(msg, transport, cookies)?.key;
 }
 
 function withId(b: Buffer, id: number): Buffer {
   const out = Buffer.allocUnsafe(b.length);
   b.copy(out);
+  out[0] = id >>> 8;
+  out[1] = id & 0xff;
+  return out;
+}
+
+/** `b` with the COOKIE option `data` added and the ID patched: one copy. */
+function withIdAndCookie(b: Buffer, id: number, data: Buffer): Buffer {
+  const out = appendCookie(b, data);
   out[0] = id >>> 8;
   out[1] = id & 0xff;
   return out;
@@ -134,10 +186,14 @@ export class ResponseCache {
     this.now = opts.now ?? Date.now;
   }
 
-  /** The answer to `msg` (whose key is `key`) from the cache, with `msg`'s ID; undefined on a miss. */
-  get(key: string, msg: Buffer): Handled | undefined {
+  /**
+   * The answer to `msg` (whose key is `key`) from the cache, with `msg`'s ID and, for a query with
+   * a cookie, the COOKIE option that `cookie()` (asked only then) says to answer with; undefined on a miss.
+   */
+  get(key: string, msg: Buffer, cookie?: () => CookieCheck | undefined): Handled | undefined {
     const e = this.map.get(key);
-    if (!e) {
+    const c = e?.cookie ? cookie?.() : undefined;
+    if (!e || (e.cookie && !c)) {
       this.counts.misses++;
       return undefined;
     }
@@ -151,15 +207,21 @@ export class ResponseCache {
     this.counts.hits++;
     e.hot = true;
     const id = (msg[0]! << 8) | msg[1]!;
-    return {
-      response: withId(e.response, id),
-      rcode: e.rcode,
-      zone: e.zone,
-      truncated: () => {
-        if (typeof e.truncated === 'function') e.truncated = e.truncated();
-        return withId(e.truncated!, id);
-      },
+    const empty = (): Buffer => {
+      if (typeof e.truncated === 'function') e.truncated = e.truncated();
+      return e.truncated!;
     };
+    if (c) {
+      const h: Handled = {
+        response: withIdAndCookie(e.response, id, c.reply),
+        rcode: e.rcode,
+        zone: e.zone,
+        truncated: () => withIdAndCookie(empty(), id, c.reply),
+      };
+      if (!c.valid) h.badCookie = () => withIdAndCookie(badCookieForm(empty()), id, c.reply);
+      return h;
+    }
+    return { response: withId(e.response, id), rcode: e.rcode, zone: e.zone, truncated: () => withId(empty(), id) };
   }
 
   /**
@@ -169,15 +231,21 @@ export class ResponseCache {
    */
   set(key: string, h: Handled, generation: number): void {
     const z = h.zone;
-    if (!h.response || !z || z.serial === undefined || h.response.length > this.maxResponseBytes) return;
+    // A query with a cookie is kept without it (`uncookied`); a key says which it was.
+    const cookie = key.charCodeAt(1) === 0x63; /* 'c' */
+    const plain = cookie ? h.uncookied : h.uncookied ? undefined : h.response && { response: h.response, truncated: h.truncated };
+    // Nothing the rate limiter held back (its slip is not the answer), nothing outside a hosted zone.
+    if (h.rrl === 'drop' || h.rrl === 'slip') return;
+    if (!plain || !z || z.serial === undefined || plain.response.length > this.maxResponseBytes) return;
     // Answered from the zone set and serial the index holds now, or not at all.
     if (generation !== this.view.generation || this.view.serialOf(z.name) !== z.serial) return;
     const old = this.map.get(key);
     if (old) this.drop(key, old);
-    const size = h.response.length + key.length + ENTRY_OVERHEAD;
+    const size = plain.response.length + key.length + ENTRY_OVERHEAD;
     const e: Entry = {
-      response: h.response,
-      truncated: h.truncated,
+      response: plain.response,
+      cookie,
+      truncated: plain.truncated,
       rcode: h.rcode,
       zone: { name: z.name, imvu: z.imvu, serial: z.serial },
       generation,

@@ -17,6 +17,8 @@ export interface RrlOptions {
   prefixV6?: number;
   /** Buckets kept at most (idle full buckets are forgotten first). Default 65,536. */
   maxEntries?: number;
+  /** Clock (milliseconds), for tests. */
+  now?: () => number;
 }
 
 export const RRL_DEFAULTS = { responsesPerSecond: 200, slip: 2, prefixV4: 24, prefixV6: 56, maxEntries: 65_536 } as const;
@@ -38,7 +40,8 @@ function v4(address: string, bits: number): string | undefined {
   return `4:${(n & mask) >>> 0}/${bits}`;
 }
 
-function v6Groups(address: string): number[] | undefined {
+/** The eight 16-bit groups of an IPv6 address (zone index ignored), or undefined if it is not one. */
+export function ipv6Groups(address: string): number[] | undefined {
   const addr = address.replace(/%.*$/, '');
   const halves = addr.split('::');
   if (halves.length > 2) return undefined;
@@ -66,7 +69,7 @@ export function prefixKey(address: string, prefixV4: number, prefixV6: number): 
   if (mapped) return v4(mapped[1]!, prefixV4) ?? address;
   if (isIPv4(address)) return v4(address, prefixV4) ?? address;
   if (!isIPv6(address.replace(/%.*$/, ''))) return address;
-  const g = v6Groups(address);
+  const g = ipv6Groups(address);
   if (!g) return address;
   let bits = prefixV6;
   const kept: string[] = [];
@@ -90,7 +93,10 @@ export class ResponseRateLimiter {
   private lastSweep = 0;
   readonly stats = { sent: 0, dropped: 0, slipped: 0 };
 
-  constructor(opts: RrlOptions, private readonly now: () => number = () => performance.now()) {
+  private readonly now: () => number;
+
+  constructor(opts: RrlOptions, now?: () => number) {
+    this.now = now ?? opts.now ?? (() => performance.now());
     if (!(opts.responsesPerSecond > 0)) throw new Error('rrl.responsesPerSecond must be positive');
     this.rate = opts.responsesPerSecond / 1000;
     this.capacity = Math.max(1, opts.responsesPerSecond);

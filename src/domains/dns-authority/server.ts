@@ -2,19 +2,22 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Store } from '../../core/store/index.ts';
 import type { OnlineSigner } from '../dnssec/online.ts';
-import { handleMessage, type Handled } from './responder.ts';
-import { ResponseRateLimiter, RRL_DEFAULTS, type RrlOptions } from './rrl.ts';
+import { handleMessage, type Admission, type AnswerContext, type Handled, type Transport } from './responder.ts';
+import { prefixKey, ResponseRateLimiter, RRL_DEFAULTS, type RrlOptions } from './rrl.ts';
 import { ZoneView } from './zone-view.ts';
-import { cacheKey, ResponseCache, type ResponseCacheOptions } from './response-cache.ts';
+import { cacheable, ResponseCache, type Cacheable, type ResponseCacheOptions } from './response-cache.ts';
+import { ServerCookies, type CookieCheck, type CookieOptions } from './cookie.ts';
 import { checkXfrOptions, XfrService, type XfrHandled, type XfrOptions } from './xfr.ts';
 import { Notifier } from './notify.ts';
 import { bindUdpAndTcp as bindBoth } from '../listen.ts';
 import { tsigKey } from './tsig.ts';
 
 // The authoritative server's sockets: UDP and TCP on one port. TCP carries 2-byte length-prefixed
-// messages (RFC 1035 4.2.2, RFC 7766), several per connection, answered in order, with an idle
-// timeout, a connection limit, a bound on queued messages and write back-pressure. Response rate
-// limiting applies to UDP only: a TCP peer has proved its address with the handshake.
+// messages (RFC 1035 4.2.2, RFC 7766), several per connection, answered in order, with a
+// connection limit overall and per source, deadlines that trickled bytes do not move (below), a
+// bound on queued messages and write back-pressure. Response rate limiting applies to UDP only,
+// and not to a client that returned a valid server cookie (cookie.ts): a TCP peer has proved its
+// address with the handshake, a cookie client by receiving our earlier answer at that address.
 
 export interface DnsServerOptions {
   store: Store;
@@ -27,13 +30,23 @@ export interface DnsServerOptions {
   /** Response rate limiting per source prefix; on by default (RRL_DEFAULTS), `false` turns it off. */
   rrl?: RrlOptions | false;
   tcp?: {
-    /** Default 256. */
+    /** Connections open at most; when full, the one idle longest makes room for a new one. Default 256. */
     maxConnections?: number;
-    /** Close a connection idle this long. Default 10 s. */
+    /** Connections per source address (IPv6: per `prefixV6`) at most. Default 16. */
+    perSource?: number;
+    /** Prefix length that groups IPv6 sources for `perSource`. Default 64. */
+    prefixV6?: number;
+    /** Close a connection that completes no query and writes no answer for this long (bytes alone do not count). Default 10 s. */
     idleTimeoutMs?: number;
+    /** A message must be complete this long after its first byte arrived. Default 3 s. */
+    messageTimeoutMs?: number;
+    /** A connection reads no query after this long, and closes once its answers are written. Default 120 s. */
+    lifetimeMs?: number;
     /** Stop reading a connection while this many of its queries wait. Default 32. */
     maxPending?: number;
   };
+  /** DNS cookies (RFC 7873, server cookies of RFC 9018); on by default with a random secret, `false` turns them off. */
+  cookies?: CookieOptions | false;
   /** DNSSEC online signing of the zones that have a key (`onlineSigner(store, dataDir)` from src/domains/dnssec). */
   dnssec?: OnlineSigner;
   /** Zone transfers out (AXFR/IXFR over TCP, TSIG or address allow-list) and NOTIFY; see xfr.ts. Off when unset. */
@@ -51,6 +64,12 @@ export interface DnsServerStats {
   udpQueries: number;
   tcpQueries: number;
   tcpConnections: number;
+  /** TCP connections closed at once: over the per-source limit, or every slot busy. */
+  tcpRefused: number;
+  /** Idle TCP connections closed to make room for a new one. */
+  tcpEvicted: number;
+  /** TCP connections closed by a deadline (idle, incomplete message). */
+  tcpTimeouts: number;
   responses: number;
   answered: number;
   rrlDropped: number;
@@ -67,6 +86,8 @@ export interface DnsServer {
   /** Zone transfers and NOTIFY, when `xfr` was given. */
   readonly xfr?: XfrService;
   readonly notifier?: Notifier;
+  /** The server cookie keeper, unless cookies are off. */
+  readonly cookies?: ServerCookies;
   stats(): DnsServerStats & { rrlBuckets: number; openConnections: number; cacheHits: number; cacheMisses: number; cacheEntries: number };
   close(): Promise<void>;
 }
@@ -101,31 +122,47 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
         onError,
       })
     : undefined;
+  const cookies = opts.cookies === false ? undefined : new ServerCookies(opts.cookies);
   const view = await ZoneView.open(opts.store, { refreshMs: opts.refreshMs, onError, onSerialChange: notifier && ((z) => notifier.notify(z.name, z.serial)) });
-  const answer = (msg: Buffer, t: 'udp' | 'tcp') => handleMessage(view, msg, t, opts.dnssec);
+  const answer = (msg: Buffer, t: Transport, ctx?: AnswerContext) => handleMessage(view, msg, t, { dnssec: opts.dnssec, cookies, ...ctx });
   const xfr = opts.xfr ? new XfrService(view, opts.store, opts.xfr, { answer, keys: opts.dnssec?.keys }) : undefined;
-  const respond = (msg: Buffer, t: 'udp' | 'tcp', peer: string): Promise<XfrHandled> => (xfr ? xfr.handle(msg, t, peer) : answer(msg, t));
+  const respond = (msg: Buffer, t: Transport, ctx: AnswerContext): Promise<XfrHandled> => (xfr ? xfr.handle(msg, t, ctx.peer ?? '', ctx) : answer(msg, t, ctx));
   const limiter = opts.rrl === false ? undefined : new ResponseRateLimiter(opts.rrl ?? RRL_DEFAULTS);
   const cache = opts.responseCache === false ? undefined : new ResponseCache(view, opts.responseCache);
+  /** The cache's answer to `msg` from `peer`, with the COOKIE option its cookie calls for; undefined on a miss. */
+  const fromCache = (c: Cacheable, msg: Buffer, peer: string): { hit: Handled; exempt: boolean } | undefined => {
+    let check: CookieCheck | undefined;
+    // The cookie is checked (one SipHash) only when there is an entry to answer from.
+    const hit = cache!.get(c.key, msg, () => {
+      const r = c.cookie && cookies?.check(c.cookie, peer);
+      check = r === 'malformed' ? undefined : r;
+      return check;
+    });
+    return hit && { hit, exempt: !!check?.valid };
+  };
   /** The answer from the cache, or the responder's (then kept in the cache when it may be). TCP's; UDP does the same inline. */
-  const cachedOrRespond = (msg: Buffer, t: 'udp' | 'tcp', peer: string): XfrHandled | Promise<XfrHandled> => {
-    const key = cache && cacheKey(msg, t);
-    if (key === undefined) return respond(msg, t, peer);
-    const hit = cache!.get(key, msg);
-    if (hit) return hit;
+  const cachedOrRespond = (msg: Buffer, t: Transport, peer: string): XfrHandled | Promise<XfrHandled> => {
+    const c = cache && cacheable(msg, t, !!cookies);
+    if (!c) return respond(msg, t, { peer });
+    const found = fromCache(c, msg, peer);
+    if (found) return found.hit;
     // The zone set as the query found it: an answer computed across a change of it is not kept.
     const generation = view.generation;
-    return respond(msg, t, peer).then((h) => {
-      cache!.set(key, h, generation);
+    return respond(msg, t, { peer }).then((h) => {
+      cache!.set(c.key, h, generation);
       return h;
     });
   };
   const maxConnections = opts.tcp?.maxConnections ?? 256;
+  const maxPerSource = opts.tcp?.perSource ?? 16;
+  const sourcePrefixV6 = opts.tcp?.prefixV6 ?? 64;
   const idleTimeoutMs = opts.tcp?.idleTimeoutMs ?? 10_000;
+  const messageTimeoutMs = opts.tcp?.messageTimeoutMs ?? 3_000;
+  const lifetimeMs = opts.tcp?.lifetimeMs ?? 120_000;
   const maxPending = opts.tcp?.maxPending ?? 32;
   const maxUdpInFlight = opts.maxUdpInFlight ?? 4096;
   const s: DnsServerStats = {
-    udpQueries: 0, tcpQueries: 0, tcpConnections: 0, responses: 0, answered: 0,
+    udpQueries: 0, tcpQueries: 0, tcpConnections: 0, tcpRefused: 0, tcpEvicted: 0, tcpTimeouts: 0, responses: 0, answered: 0,
     rrlDropped: 0, rrlSlipped: 0, busyDropped: 0, ignored: 0, errors: 0,
   };
   const fail = (err: unknown) => {
@@ -162,27 +199,35 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
   const sent = (err: Error | null) => {
     if (err) s.errors++;
   };
-  /** Rate limiting, the send and metering of one UDP answer, from the cache or the responder. */
-  const sendUdp = (h: Handled, rinfo: dgram.RemoteInfo) => {
+  /**
+   * Rate limiting, the send and metering of one UDP answer, from the cache or the responder. The
+   * responder has asked the limiter already (before signing) when `h.rrl` is set; otherwise (a
+   * cache hit, a transfer's answer) it is asked here, unless `exempt` (a valid server cookie).
+   */
+  const sendUdp = (h: Handled, rinfo: dgram.RemoteInfo, exempt = false) => {
+    if (h.rrl === 'drop') {
+      s.rrlDropped++;
+      return;
+    }
     if (!h.response) {
       s.ignored++;
       return;
     }
     let out = h.response;
-    let counts = true;
-    const verdict = limiter?.check(rinfo.address) ?? 'send';
-    if (verdict === 'drop' || (verdict === 'slip' && !h.truncated)) {
-      s.rrlDropped++;
-      return;
+    let verdict: Admission | undefined = h.rrl;
+    if (verdict === undefined) {
+      verdict = exempt ? 'exempt' : (limiter?.check(rinfo.address) ?? 'send');
+      const slip = h.badCookie ?? h.truncated;
+      if (verdict === 'drop' || (verdict === 'slip' && !slip)) {
+        s.rrlDropped++;
+        return;
+      }
+      if (verdict === 'slip') out = slip!();
     }
-    if (verdict === 'slip') {
-      s.rrlSlipped++;
-      out = h.truncated!();
-      counts = false;
-    }
+    if (verdict === 'slip') s.rrlSlipped++;
     s.responses++;
     udp.send(out, rinfo.port, rinfo.address, sent);
-    if (counts) meter(h);
+    if (verdict !== 'slip') meter(h);
   };
   udp.on('error', fail);
   udp.on('message', (msg, rinfo) => {
@@ -194,11 +239,11 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     }
     // A cache hit is answered now, without a promise, even when too many misses are in progress:
     // a flood of names asked once does not shut out the names asked often.
-    const key = cache && cacheKey(msg, 'udp');
-    if (key !== undefined) {
-      const hit = cache!.get(key, msg);
-      if (hit) {
-        sendUdp(hit, rinfo);
+    const c = cache && cacheable(msg, 'udp', !!cookies);
+    if (c) {
+      const found = fromCache(c, msg, rinfo.address);
+      if (found) {
+        sendUdp(found.hit, rinfo, found.exempt);
         return;
       }
     }
@@ -208,29 +253,90 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     }
     udpInFlight++;
     const generation = view.generation;
-    respond(msg, 'udp', rinfo.address)
+    respond(msg, 'udp', { peer: rinfo.address, admit: limiter && (() => limiter.check(rinfo.address)) })
       .then((h) => {
-        if (key !== undefined) cache!.set(key, h, generation);
+        if (c) cache!.set(c.key, h, generation);
         sendUdp(h, rinfo);
       })
       .catch(fail)
       .finally(() => udpInFlight--);
   });
 
-  // TCP
-  const conns = new Set<net.Socket>();
-  tcp.maxConnections = maxConnections;
+  // TCP. A connection costs a slot, so a client that holds one without asking anything loses it:
+  // per source address (IPv6 per prefix) at most `perSource` connections; a message must be
+  // complete within `messageTimeoutMs` of its first byte; a connection that completes no query
+  // (and writes no answer) for `idleTimeoutMs` is closed, bytes trickling in or not; none lives
+  // past `lifetimeMs` (it stops reading then, and closes once its answers are written). When every
+  // slot is taken, the connection idle longest (none of its queries in progress) makes room.
+  interface Conn {
+    sock: net.Socket;
+    source: string;
+    /** When it last completed a query or wrote an answer (performance.now()). */
+    progress: number;
+    busy(): boolean;
+  }
+  const conns = new Set<Conn>();
+  const perSource = new Map<string, number>();
+  const evictIdle = (): boolean => {
+    let victim: Conn | undefined;
+    for (const c of conns) if (!c.busy() && (!victim || c.progress < victim.progress)) victim = c;
+    if (!victim) return false;
+    s.tcpEvicted++;
+    victim.sock.destroy();
+    conns.delete(victim);
+    return true;
+  };
   tcp.on('error', fail);
   tcp.on('connection', (sock) => {
-    s.tcpConnections++;
-    conns.add(sock);
-    sock.on('close', () => conns.delete(sock));
     sock.on('error', () => sock.destroy());
-    sock.setNoDelay(true);
-    sock.setTimeout(idleTimeoutMs, () => sock.destroy());
+    const remote = sock.remoteAddress;
+    if (!remote) {
+      sock.destroy();
+      return;
+    }
+    const source = prefixKey(remote, 32, sourcePrefixV6);
+    const held = perSource.get(source) ?? 0;
+    if (held >= maxPerSource || (conns.size >= maxConnections && !evictIdle())) {
+      s.tcpRefused++;
+      sock.destroy();
+      return;
+    }
+    s.tcpConnections++;
+    perSource.set(source, held + 1);
     let partial: Buffer = Buffer.alloc(0);
     const queue: Buffer[] = [];
     let pumping = false;
+    let ending = false;
+    const conn: Conn = { sock, source, progress: performance.now(), busy: () => pumping || queue.length > 0 };
+    conns.add(conn);
+    const timeout = () => {
+      s.tcpTimeouts++;
+      sock.destroy();
+    };
+    const idle = setTimeout(timeout, idleTimeoutMs);
+    let message: NodeJS.Timeout | undefined;
+    const lifetime = setTimeout(() => {
+      // Read nothing more; what is queued is answered, then the connection ends.
+      ending = true;
+      sock.pause();
+      if (message) clearTimeout(message);
+      if (!conn.busy()) sock.end();
+    }, lifetimeMs);
+    const progressed = () => {
+      conn.progress = performance.now();
+      idle.refresh();
+    };
+    sock.on('close', () => {
+      clearTimeout(idle);
+      clearTimeout(lifetime);
+      if (message) clearTimeout(message);
+      // Every accepted connection closes once (an evicted one too: it left `conns` already).
+      conns.delete(conn);
+      const n = (perSource.get(source) ?? 1) - 1;
+      if (n > 0) perSource.set(source, n);
+      else perSource.delete(source);
+    });
+    sock.setNoDelay(true);
 
     const pump = async () => {
       if (pumping) return;
@@ -239,7 +345,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
         while (queue.length > 0 && !sock.destroyed) {
           const msg = queue.shift()!;
           s.tcpQueries++;
-          const h = await cachedOrRespond(msg, 'tcp', sock.remoteAddress ?? '');
+          const h = await cachedOrRespond(msg, 'tcp', remote);
           if (sock.destroyed) break;
           if (!h.response) {
             s.ignored++;
@@ -262,8 +368,9 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
                 sock.on('close', done);
               });
             }
+            progressed();
           }
-          if (sock.isPaused() && queue.length < maxPending) sock.resume();
+          if (!ending && sock.isPaused() && queue.length < maxPending) resume();
         }
       } catch (err) {
         fail(err);
@@ -271,11 +378,30 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
       } finally {
         pumping = false;
       }
-      if (queue.length < maxPending && sock.isPaused() && !sock.destroyed) sock.resume();
+      if (ending) {
+        if (queue.length === 0 && !sock.destroyed) sock.end();
+      } else if (queue.length < maxPending && sock.isPaused() && !sock.destroyed) resume();
+    };
+    /** The deadline of the message begun in `partial`, from its first byte; not moved by more bytes. */
+    const armMessage = (fresh: boolean) => {
+      if (partial.length === 0 || ending) {
+        if (message) clearTimeout(message);
+        message = undefined;
+      } else if (fresh || !message) {
+        if (message) clearTimeout(message);
+        message = setTimeout(timeout, messageTimeoutMs);
+      }
+    };
+    const resume = () => {
+      sock.resume();
+      // Our own back-pressure paused the reading: the message deadline starts again.
+      armMessage(true);
     };
 
     sock.on('data', (chunk: Buffer) => {
+      if (ending) return;
       let buf = partial.length > 0 ? Buffer.concat([partial, chunk]) : chunk;
+      let completed = false;
       while (buf.length >= 2) {
         const len = buf.readUInt16BE(0);
         if (len < 12) {
@@ -286,10 +412,16 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
         if (buf.length < 2 + len) break;
         queue.push(Buffer.from(buf.subarray(2, 2 + len)));
         buf = buf.subarray(2 + len);
+        completed = true;
       }
       // At most one incomplete message (< 64 KiB) is kept between reads.
       partial = buf.length > 0 ? Buffer.from(buf) : Buffer.alloc(0);
-      if (queue.length >= maxPending) sock.pause();
+      if (completed) progressed();
+      if (queue.length >= maxPending) {
+        sock.pause();
+        if (message) clearTimeout(message);
+        message = undefined;
+      } else armMessage(completed);
       void pump();
     });
   });
@@ -301,6 +433,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     view,
     xfr,
     notifier,
+    cookies,
     stats: () => {
       const c = cache?.stats();
       return { ...s, rrlBuckets: limiter?.size ?? 0, openConnections: conns.size, cacheHits: c?.hits ?? 0, cacheMisses: c?.misses ?? 0, cacheEntries: c?.entries ?? 0 };
@@ -309,7 +442,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
       closing ??= (async () => {
         view.close();
         await notifier?.close();
-        for (const c of conns) c.destroy();
+        for (const c of conns) c.sock.destroy();
         await Promise.all([
           new Promise<void>((resolve) => udp.close(() => resolve())),
           new Promise<void>((resolve) => tcp.close(() => resolve())),

@@ -78,7 +78,7 @@ export async function dnsFixture(opts: Parameters<typeof testPlatform>[0] = {}):
   return f;
 }
 
-export function query(name: string, type: string, opts: { id?: number; rd?: boolean; edns?: number | false; do?: boolean } = {}): Buffer {
+export function query(name: string, type: string, opts: { id?: number; rd?: boolean; edns?: number | false; do?: boolean; cookie?: Buffer } = {}): Buffer {
   const packet: Packet = {
     type: 'query',
     id: opts.id ?? Math.floor(Math.random() * 65536),
@@ -86,14 +86,42 @@ export function query(name: string, type: string, opts: { id?: number; rd?: bool
     questions: [{ name, type: type as never, class: 'IN' }],
   };
   if (opts.edns !== undefined && opts.edns !== false)
-    packet.additionals = [{ name: '.', type: 'OPT', udpPayloadSize: opts.edns, extendedRcode: 0, ednsVersion: 0, flags: opts.do ? dnsPacket.DNSSEC_OK : 0, flag_do: !!opts.do, options: [] }];
+    packet.additionals = [
+      {
+        name: '.', type: 'OPT', udpPayloadSize: opts.edns, extendedRcode: 0, ednsVersion: 0, flags: opts.do ? dnsPacket.DNSSEC_OK : 0, flag_do: !!opts.do,
+        options: opts.cookie ? [{ code: 10, data: opts.cookie } as never] : [],
+      },
+    ];
   return dnsPacket.encode(packet);
 }
 
-/** Sends one UDP datagram and returns the raw reply, or undefined after `timeoutMs`. */
-export function udpExchange(port: number, msg: Buffer, timeoutMs = 1000): Promise<Buffer | undefined> {
+/** A query for a type code dns-packet has no name for (NXNAME 128, MAILB 253, ...). */
+export function queryCode(name: string, code: number, opts: Parameters<typeof query>[2] = {}): Buffer {
+  const q = query(name, 'A', opts);
+  // The QTYPE follows the question name, which starts at 12 and ends at its root label.
+  let i = 12;
+  while (q[i] !== 0) i += q[i]! + 1;
+  q.writeUInt16BE(code, i + 1);
+  return q;
+}
+
+/** The COOKIE option of a response, if it has one. */
+export function cookieOf(reply: Buffer): Buffer | undefined {
+  const opt = (dnsPacket.decode(reply).additionals ?? []).find((a) => a.type === 'OPT') as { options?: { code: number; data?: Buffer }[] } | undefined;
+  return opt?.options?.find((o) => o.code === 10)?.data;
+}
+
+/** The whole rcode of a response: the header's 4 bits and the OPT record's extended bits. */
+export function fullRcode(reply: Buffer): number {
+  const opt = (dnsPacket.decode(reply).additionals ?? []).find((a) => a.type === 'OPT') as { extendedRcode?: number } | undefined;
+  return ((opt?.extendedRcode ?? 0) << 4) | (reply.readUInt16BE(2) & 0xf);
+}
+
+/** Sends one UDP datagram (from `from`, another loopback address, when given) and returns the raw reply, or undefined after `timeoutMs`. */
+export function udpExchange(port: number, msg: Buffer, timeoutMs = 1000, from?: string): Promise<Buffer | undefined> {
   return new Promise((resolve) => {
     const sock = dgram.createSocket('udp4');
+    if (from) sock.bind(0, from);
     const timer = setTimeout(() => {
       sock.close();
       resolve(undefined);
@@ -120,10 +148,10 @@ export async function udpAsk(port: number, msg: Buffer): Promise<Reply> {
   return decode(reply);
 }
 
-/** Writes raw bytes to a TCP connection and collects `count` length-prefixed replies. */
-export function tcpExchange(port: number, data: Buffer, count: number, timeoutMs = 2000): Promise<Buffer[]> {
+/** Writes raw bytes to a TCP connection (from `from`, when given) and collects `count` length-prefixed replies. */
+export function tcpExchange(port: number, data: Buffer, count: number, timeoutMs = 2000, from?: string): Promise<Buffer[]> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect(port, '127.0.0.1');
+    const sock = net.connect({ port, host: '127.0.0.1', ...(from ? { localAddress: from } : {}) });
     const out: Buffer[] = [];
     let buf = Buffer.alloc(0);
     const timer = setTimeout(() => {
@@ -145,6 +173,10 @@ export function tcpExchange(port: number, data: Buffer, count: number, timeoutMs
     sock.on('error', (err) => {
       clearTimeout(timer);
       reject(err);
+    });
+    sock.on('close', () => {
+      clearTimeout(timer);
+      if (out.length < count) reject(new Error(`TCP: closed after ${out.length} of ${count} replies`));
     });
     sock.write(data);
   });

@@ -5,7 +5,7 @@ import type { Store } from '../../core/store/index.ts';
 import { lowerAscii } from '../records/rdata.ts';
 import { SOA_TTL, synthesiseSoa } from '../records/soa.ts';
 import { servedRecords, toAnswer, ZoneJournal, type Delta, type ServedRR } from './journal.ts';
-import { AA, CD, CLASSIC_UDP_PAYLOAD, handleMessage, MAX_UDP_PAYLOAD, QR, RCODE, RD, TC, type Handled, type Transport } from './responder.ts';
+import { AA, CD, CLASSIC_UDP_PAYLOAD, handleMessage, MAX_UDP_PAYLOAD, QR, RCODE, RD, TC, type AnswerContext, type Handled, type Transport } from './responder.ts';
 import {
   appendUnsignedError,
   RCODE_FORMERR,
@@ -60,7 +60,7 @@ export interface XfrOptions {
 
 export interface XfrDeps {
   /** Everything that is not a transfer: the server passes responder.ts's `handleMessage` with its options. */
-  answer?: (msg: Buffer, transport: Transport) => Promise<Handled>;
+  answer?: (msg: Buffer, transport: Transport, ctx?: AnswerContext) => Promise<Handled>;
   /** Seconds since the epoch, for TSIG times. */
   clock?: () => number;
   /** DNSSEC keys of the zones (the online signer's): a zone with a key is transferred signed. */
@@ -194,7 +194,7 @@ export class XfrService {
   private readonly allow?: BlockList;
   private readonly maxBytes: number;
 
-  private readonly answer: (msg: Buffer, transport: Transport) => Promise<Handled>;
+  private readonly answer: (msg: Buffer, transport: Transport, ctx?: AnswerContext) => Promise<Handled>;
   private readonly clock: () => number;
   private readonly keys?: ZoneKeys;
 
@@ -204,7 +204,7 @@ export class XfrService {
     opts: XfrOptions,
     deps: XfrDeps = {},
   ) {
-    this.answer = deps.answer ?? ((msg, transport) => handleMessage(view, msg, transport));
+    this.answer = deps.answer ?? ((msg, transport, ctx) => handleMessage(view, msg, transport, ctx));
     this.clock = deps.clock ?? (() => Math.floor(Date.now() / 1000));
     this.keys = deps.keys;
     const checked = checkXfrOptions(opts);
@@ -223,20 +223,21 @@ export class XfrService {
     return family !== 0 && this.allow.check(address, family === 6 ? 'ipv6' : 'ipv4');
   }
 
-  async handle(msg: Buffer, transport: Transport, peer: string): Promise<XfrHandled> {
+  /** `ctx` (the client's address, the rate limiter) goes to the responder with everything that is not a transfer. */
+  async handle(msg: Buffer, transport: Transport, peer: string, ctx: AnswerContext = { peer }): Promise<XfrHandled> {
     // Responses, runts and anything malformed: the responder decides (nothing, or FORMERR).
-    if (msg.length < 12 || msg.readUInt16BE(2) & QR) return this.answer(msg, transport);
+    if (msg.length < 12 || msg.readUInt16BE(2) & QR) return this.answer(msg, transport, ctx);
     let layout: WireLayout;
     try {
       layout = walk(msg);
     } catch {
-      return this.answer(msg, transport);
+      return this.answer(msg, transport, ctx);
     }
     const opcode = (msg.readUInt16BE(2) >> 11) & 0xf;
     const qtype = layout.qdcount === 1 ? layout.qtype : undefined;
     const transfer = opcode === 0 && (qtype === AXFR || qtype === IXFR);
     const signed = layout.lastAdditional?.type === TSIG_TYPE || layout.types.includes(TSIG_TYPE);
-    if (!transfer && !signed) return this.answer(msg, transport);
+    if (!transfer && !signed) return this.answer(msg, transport, ctx);
 
     let body = msg;
     let sign: (() => ResponseSigner) | undefined;
@@ -246,8 +247,8 @@ export class XfrService {
       body = checked.stripped;
       sign = checked.sign;
     }
-    if (!transfer) return this.signed(await this.answer(body, transport), body, transport, sign!);
-    return this.transfer(body, transport, peer, qtype === AXFR ? 'AXFR' : 'IXFR', sign);
+    if (!transfer) return this.signed(await this.answer(body, transport, ctx), body, transport, sign!);
+    return this.transfer(body, transport, peer, qtype === AXFR ? 'AXFR' : 'IXFR', sign, ctx);
   }
 
   /** Verifies the request's TSIG: a signer factory and the stripped message, or the error response. */
@@ -294,15 +295,16 @@ export class XfrService {
     const signedTruncated = h.truncated && (() => sign().sign(h.truncated!()));
     let response = sign().sign(h.response);
     if (transport === 'udp' && response.length > udpLimit(query) && signedTruncated) response = signedTruncated();
-    return { ...h, response, truncated: signedTruncated };
+    // The unsigned forms made for the cache and for slips do not apply to a signed exchange.
+    return { ...h, response, truncated: signedTruncated, badCookie: undefined, uncookied: undefined };
   }
 
-  private async transfer(body: Buffer, transport: Transport, peer: string, kind: 'AXFR' | 'IXFR', sign?: () => ResponseSigner): Promise<XfrHandled> {
+  private async transfer(body: Buffer, transport: Transport, peer: string, kind: 'AXFR' | 'IXFR', sign?: () => ResponseSigner, ctx?: AnswerContext): Promise<XfrHandled> {
     let query: DecodedPacket;
     try {
       query = dnsPacket.decode(body);
     } catch {
-      return this.answer(body, transport);
+      return this.answer(body, transport, ctx);
     }
     const q = query.questions![0]!;
     const frame: Frame = { id: query.id!, flags: QR | AA | ((query.flags ?? 0) & (RD | CD)), question: [q] };

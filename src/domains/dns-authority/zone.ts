@@ -32,6 +32,8 @@ export interface AnswerSet {
   additionals: Answer[];
   /** Glue of a referral: the response is truncated rather than sent without it (RFC 9471). */
   glueRequired: boolean;
+  /** The delegation whose NS RRset is in authority, when the answer is (or, after a CNAME, ends in) a referral. */
+  referral?: string;
 }
 
 /** Longest in-zone CNAME chain followed before the answer stops (the client restarts from there). */
@@ -153,8 +155,13 @@ export class Zone {
       pushSet(res.answers, owner, cname);
       seen.add(name);
       const target = targetOf(cname.rdata[0]!)!;
-      // Follow the chain only inside this zone, not through a delegation, not round a loop.
-      if (hop + 1 >= MAX_CHAIN || seen.has(target) || !isWithin(target, this.name) || this.cutAbove(target, qtype)) return res;
+      // Follow the chain only inside this zone, not round a loop. A target at or below a delegation
+      // in this zone is the child's to answer: the CNAME comes with the child's referral, its NS
+      // in authority and their addresses in additional (RFC 1034 4.3.2 step 3b). AA stays set:
+      // it speaks for the CNAME, our data.
+      if (hop + 1 >= MAX_CHAIN || seen.has(target) || !isWithin(target, this.name)) return res;
+      const cut = this.cutAbove(target, qtype);
+      if (cut) return this.referral(cut, res, true);
       name = target;
       owner = (cname.data[0] as string).replace(/\.$/, '');
     }
@@ -192,9 +199,10 @@ export class Zone {
     return res;
   }
 
-  private referral(cut: string, res: AnswerSet): AnswerSet {
-    res.aa = false;
+  private referral(cut: string, res: AnswerSet, afterCname = false): AnswerSet {
+    if (!afterCname) res.aa = false;
     const ns = this.nodes.get(cut)!.get('NS')!;
+    res.referral = cut;
     pushSet(res.authorities, cut, ns);
     const done = new Set<string>();
     for (const d of ns.rdata) {

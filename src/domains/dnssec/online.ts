@@ -6,10 +6,12 @@ import { DnssecKeyring, type ZoneKey, type ZoneKeys } from './keys.ts';
 import { signRRset, validityAround } from './sign.ts';
 import { nameWire, NXNAME, typeName } from './wire.ts';
 
-// Online signing: the responder hands every answer for a signed zone to `secure()`, which adds
+// Online signing: the responder hands every answer for a signed zone that the rate limiter lets
+// through to `secure()`, which adds
 // what a validator needs when the query set the DO bit (RFC 3225, RFC 4035 3.1): the DNSKEY RRset
 // at the apex, an RRSIG after every authoritative RRset in the answer, authority and additional
-// sections (not after the NS of a referral nor its glue: those belong to the child), and proof of
+// sections (not after the NS of a referral nor its glue, also when the referral follows a CNAME
+// into a delegated child: those belong to the child), and proof of
 // what does not exist. Without DO the answer is unchanged, except that a DNSKEY query at the apex
 // is answered (the key is data of the zone).
 //
@@ -119,6 +121,8 @@ export class OnlineSigner {
     if (!set.aa) return this.referral(zone, key, set);
     if ((q.type === 'NSEC' || q.type === 'RRSIG') && zone.typesAt(q.name) !== undefined) return this.meta(zone, key, q);
 
+    // A CNAME into a delegated child: the CNAME signed, the child's NS and glue as in a referral.
+    if (set.referral) return { ...this.referral(zone, key, set), answers: this.signSection(zone, key, set.answers) };
     const out: AnswerSet = { ...set, answers: this.signSection(zone, key, set.answers), authorities: [], additionals: this.signSection(zone, key, set.additionals) };
     const soaAnswer = set.authorities.find((a) => a.type === 'SOA');
     if (!soaAnswer) {
