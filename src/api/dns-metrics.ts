@@ -30,7 +30,12 @@ export function registerDnsMetrics(registry: Registry, dns: DnsService): void {
     [{ reason: 'busy' }, stats().busyDropped],
     [{ reason: 'ignored' }, stats().ignored],
   ], ['reason']);
-  counter('nexus_dns_rrl_slipped_total', 'Rate-limited queries answered with an empty truncated response (slip).', () => stats().rrlSlipped);
+  counter('nexus_dns_rrl_slipped_total', 'Rate-limited queries answered small instead of dropped (slip): empty with TC, or BADCOOKIE to a client with a client cookie.', () => stats().rrlSlipped);
+  counter('nexus_dns_tcp_closed_total', 'DNS TCP connections refused or closed to protect the others.', () => [
+    [{ reason: 'per-source-limit' }, stats().tcpRefused],
+    [{ reason: 'evicted-idle' }, stats().tcpEvicted],
+    [{ reason: 'deadline' }, stats().tcpTimeouts],
+  ]);
   counter('nexus_dns_errors_total', 'DNS socket and handling errors.', () => stats().errors);
   counter('nexus_dns_tcp_connections_total', 'DNS TCP connections accepted.', () => stats().tcpConnections);
   counter('nexus_dns_response_cache_total', 'Lookups in the cache of encoded answers, by result (queries of other shapes are not looked up).', () => [
