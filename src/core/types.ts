@@ -32,6 +32,9 @@ export const COMMAND_TYPES = [
   'dkim.publish',
   'dnssec.publish',
   'dnssec.resign',
+  'meter.register',
+  'capacity.publish',
+  'period.close',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 
