@@ -10,8 +10,8 @@
 // interval of counts if the process dies without a graceful shutdown (close() flushes).
 //
 // Gate 6 holds every report to time and physics, so the intervals are contiguous: each starts where
-// the meter's previous flush ended (or at the meter's start, or at the month's start), ends at the
-// flush, never overlaps the one before and never ends ahead of the clock. The queries counted are
+// the meter's previous flush ended (or at the month's start; an IMVU's first, at its first count, as
+// the IMVU may be younger than the last flush), ends at the flush, never overlaps the one before and never ends ahead of the clock. The queries counted are
 // bounded by the published DNS capacity over the whole interval. A report that cannot be recorded
 // within the grace (an hour, src/core/handshake/metering.ts) after its interval ended is denied.
 
@@ -119,6 +119,8 @@ export class UsageMeter {
   private readonly totals = { reported: 0, denied: 0, failed: 0 };
   /** Where the next interval starts: the meter's start, then the end of each flush. */
   private since: number;
+  /** IMVUs counted since the meter started: their intervals follow on from the previous one. */
+  private readonly seen = new Set<string>();
 
   constructor(private readonly opts: UsageMeterOptions) {
     this.service = opts.service;
@@ -137,7 +139,10 @@ export class UsageMeter {
       b = undefined;
     }
     if (!b) {
-      b = { start: Math.max(this.since, monthStart(now)), boundary: nextMonth(now), metrics: new Map() };
+      // An IMVU not seen before starts at its first count (it may not have existed at the last flush).
+      const start = this.seen.has(imvu) ? Math.max(this.since, monthStart(now)) : now;
+      this.seen.add(imvu);
+      b = { start, boundary: nextMonth(now), metrics: new Map() };
       this.open.set(imvu, b);
     }
     b.metrics.set(metric, (b.metrics.get(metric) ?? 0) + n);
