@@ -132,6 +132,9 @@ describe('time and periods', () => {
     const stale = await report(dns, t, now - GRACE_MS - 1, { 'dns.queries': '1' });
     expect(deniedBy(stale)).toEqual([6]);
     expect(await report(dns, t, t, { 'dns.queries': '0' })).toMatchObject({ allowed: false });
+    // An instant finer than any clock: refused and recorded, the batch unharmed.
+    const fine = await p.as(dns, 'usage.report', { imvu: 'IMVU-001', service: 'dns', period: { start: '2031-03-10T12:01:00.1234567891Z', end: iso(now) }, metrics: { 'dns.queries': '1' } });
+    expect(fine.allowed).toBe(false);
     // Before the IMVU existed.
     expect(reasons(await report(dns, T0 - MINUTE, now, { 'dns.queries': '1' }))).toMatch(/before IMVU-001 was created/);
     // Spanning a month boundary.

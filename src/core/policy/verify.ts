@@ -141,7 +141,13 @@ export async function replayEntries(entries: readonly LedgerEntry[], into?: Stor
   try {
     await fresh.transaction(async (tx) => {
       for (const e of entries) {
-        const decision = await replayEntry(tx, e);
+        let decision;
+        try {
+          decision = await replayEntry(tx, e);
+        } catch (err) {
+          problems.push({ kind: 'gate-violation', index: e.index, message: `entry ${e.index} cannot be replayed: ${(err as Error).message}` });
+          return;
+        }
         if (canonicalJson(decision) !== canonicalJson(e.decision)) {
           const firstDeny = decision.gates.find((g) => g.status === 'deny');
           const recorded = e.decision.allowed ? 'allowed' : 'denied';

@@ -210,19 +210,28 @@ export const gate: Gate = {
   guards: ['usage.report', 'revenue.record', 'pricebook.publish', 'meter.register', 'period.close'],
   status: 'enforced',
   async check(ctx) {
-    switch (ctx.command.type) {
-      case 'usage.report':
-      case 'revenue.record':
-        if (!ctx.imvu || !ctx.actor) return deny(6, `unknown IMVU ${String(ctx.body.imvu)}`);
-        return ctx.command.type === 'usage.report' ? usageReport(ctx) : revenueRecord(ctx);
-      case 'pricebook.publish':
-        return priceBook(ctx);
-      case 'meter.register':
-        return meterRegister(ctx);
-      case 'period.close':
-        return periodClose(ctx);
-      default:
-        return pass(6);
+    // Whatever the body holds (e.g. an instant with more digits than a clock has), a refusal, never a throw.
+    try {
+      return await judge(ctx);
+    } catch (err) {
+      return deny(6, `cannot be judged: ${String((err as Error)?.message ?? err).slice(0, 300)}`);
     }
   },
 };
+
+async function judge(ctx: GateContext): Promise<GateResult> {
+  switch (ctx.command.type) {
+    case 'usage.report':
+    case 'revenue.record':
+      if (!ctx.imvu || !ctx.actor) return deny(6, `unknown IMVU ${String(ctx.body.imvu)}`);
+      return ctx.command.type === 'usage.report' ? usageReport(ctx) : revenueRecord(ctx);
+    case 'pricebook.publish':
+      return priceBook(ctx);
+    case 'meter.register':
+      return meterRegister(ctx);
+    case 'period.close':
+      return periodClose(ctx);
+    default:
+      return pass(6);
+  }
+}
