@@ -35,7 +35,7 @@ export function registerDnsMetrics(registry: Registry, dns: DnsService): void {
     [{ reason: 'per-source-limit' }, stats().tcpRefused],
     [{ reason: 'evicted-idle' }, stats().tcpEvicted],
     [{ reason: 'deadline' }, stats().tcpTimeouts],
-  ]);
+  ], ['reason']);
   counter('nexus_dns_errors_total', 'DNS socket and handling errors.', () => stats().errors);
   counter('nexus_dns_tcp_connections_total', 'DNS TCP connections accepted.', () => stats().tcpConnections);
   counter('nexus_dns_response_cache_total', 'Lookups in the cache of encoded answers, by result (queries of other shapes are not looked up).', () => [

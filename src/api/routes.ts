@@ -7,7 +7,9 @@ import { gateStatus } from '../core/policy/gate-status.ts';
 import { decodeEntry } from '../core/ledger/ledger.ts';
 import { leafHash } from '../core/ledger/merkle.ts';
 import { verifierKey } from '../core/ledger/checkpoint.ts';
-import { statement, statementToJson } from '../core/handshake/index.ts';
+import { statementToJson } from '../core/handshake/index.ts';
+import { sealedDifference, sealedTotals } from '../core/handshake/close.ts';
+import { sealedStatement, statementFromTotals } from '../core/handshake/totals.ts';
 import type { CommandType, LedgerEntry } from '../core/types.ts';
 import { exportZone } from '../domains/zonefile/export.ts';
 import { imvuSummary, listImvus, mailboxesOf, routesOf, zoneView } from '../imvu/summary.ts';
@@ -305,15 +307,27 @@ export const ROUTES: RouteDef[] = [
     const proof = ctx.platform.chokepoint.ledger.consistencyProof(query.from, to);
     return { body: { from: query.from, to, proof: proof.map((h) => h.toString('hex')) } };
   }),
-  read('/v1/statements/:imvu/:period', 'The 55-45 statement of an IMVU for a month (amounts in minor units, as decimal strings)', { params: Params.statement }, async (ctx, { params }) => {
-    await mustExist(ctx, params.imvu);
-    const entries = await entriesBetween(ctx, 0, await ledgerSize(ctx));
-    try {
-      return { body: statementToJson(statement(entries, params.imvu, params.period)) };
-    } catch (err) {
-      throw new HttpError(409, (err as Error).message);
-    }
-  }),
+  read(
+    '/v1/statements/:imvu/:period',
+    "The 55-45 statement of an IMVU for a month (amounts in minor units, as decimal strings), from the running totals; `closedBy` is the period.close entry that sealed a closed period's totals, else null",
+    { params: Params.statement },
+    async (ctx, { params }) => {
+      await mustExist(ctx, params.imvu);
+      const db = ctx.platform.store;
+      let s;
+      try {
+        s = await statementFromTotals(db, params.imvu, params.period);
+      } catch (err) {
+        throw new HttpError(409, (err as Error).message);
+      }
+      const sealed = await sealedStatement(db, params.imvu, params.period);
+      if (!sealed) return { body: { ...statementToJson(s), closedBy: null } };
+      // A closed period's totals are the sealed ones; gate 6 admitted the seal only if they were these.
+      const diff = sealed.totals && sealedDifference(sealed.totals, sealedTotals(s));
+      if (diff) throw new HttpError(409, `the sealed statement of ${params.imvu} ${params.period} (ledger entry ${sealed.closedBy}) differs from the running totals: ${diff}; run \`nexus audit verify\``);
+      return { body: { ...statementToJson(s), ...(sealed.totals ? { ...sealed.totals } : {}), closedBy: sealed.closedBy } };
+    },
+  ),
 ];
 
 async function notifications(ctx: ApiContext, by: 'imvu' | 'recipient', value: string) {

@@ -13,6 +13,7 @@ import { NoiseCounter, TokenBuckets, sourcePrefix, type BucketOptions } from './
 import { formatZodError } from '../core/policy/commands.ts';
 import { startDnsService, type DnsService, type DnsServiceOptions } from '../domains/dns-service.ts';
 import { registerDnsMetrics } from './dns-metrics.ts';
+import { PeriodCloser } from '../core/handshake/closer.ts';
 
 export interface ServerOptions {
   dataDir: string;
@@ -31,6 +32,8 @@ export interface ServerOptions {
   limits?: { perSource?: BucketOptions; perIdentity?: BucketOptions };
   /** How often refused anonymous attempts are summarised into one ledger entry (default 60 s). */
   noiseIntervalMs?: number;
+  /** How often the daemon looks for an ended period to close (src/core/handshake/closer.ts). Default 1 minute. */
+  closeCheckMs?: number;
 }
 
 /** Defaults: generous for people and scripts, far below what fills a disk. */
@@ -47,6 +50,8 @@ export interface RunningServer {
   log: FastifyBaseLogger;
   /** The DNS service, when it runs: `dns.server.address` / `dns.server.port`. */
   dns?: DnsService;
+  /** Appends `period.close` once a period has ended and its grace has passed. */
+  closer: PeriodCloser;
   /** Stops accepting, lets requests in flight finish (their commands commit), then closes the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -111,6 +116,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }
     registerDnsMetrics(metrics.registry, dns);
   }
+  // Ended periods are sealed by the platform itself, at start and then every minute.
+  const closer = new PeriodCloser({
+    store: platform.store,
+    submit: (body) => platform.chokepoint.submit(platform.chokepoint.platformCommand('period.close', body)),
+    ...(opts.closeCheckMs !== undefined ? { checkMs: opts.closeCheckMs } : {}),
+    onError: (err) => app.log.error({ err: (err as Error)?.message ?? String(err) }, 'period close failed'),
+  }).start();
   let openapi: unknown;
   const ctx: ApiContext = {
     platform,
@@ -176,6 +188,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await app.listen({ host: opts.host ?? DEFAULTS.host, port: opts.port ?? DEFAULTS.port });
   } catch (err) {
     await app.close().catch(() => undefined);
+    await closer.close();
     await dns?.close().catch(() => undefined);
     await platform.close();
     throw err;
@@ -204,10 +217,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     dataDir: opts.dataDir,
     log: app.log,
     ...(dns ? { dns } : {}),
+    closer,
     close: () =>
       (closing ??= (async () => {
         stopping = true;
         try {
+          await closer.close();
           // DNS first: its sockets close, then the counts left are flushed into the ledger.
           if (dns) {
             const last = await dns.close();

@@ -6,6 +6,7 @@ import { signCommand } from './identity/envelope.ts';
 import { Chokepoint, type ChokepointOptions } from './policy/chokepoint.ts';
 import { openStore, type Store } from './store/index.ts';
 import { DEFAULT_PRICES } from './handshake/default-prices.ts';
+import { DEFAULT_CAPACITY } from './handshake/metering.ts';
 
 // A data directory: nexus.db (ledger + projections), keys/platform.key (0600), platform.json.
 
@@ -52,7 +53,7 @@ export async function initDataDir(dataDir: string, cfg: Partial<PlatformConfig> 
       origin: config.origin,
       suffix: config.suffix,
       edgeAddress: config.edgeAddress,
-    }, { origin: config.origin }),
+    }, { origin: config.origin, ...(opts.clock ? { ts: opts.clock().toISOString() } : {}) }),
   );
   if (!receipt.allowed) throw new Error(`genesis refused: ${JSON.stringify(receipt.gates)}`);
   // Billing starts with a published price book, so usage is never priced at an unknown rate.
@@ -60,11 +61,14 @@ export async function initDataDir(dataDir: string, cfg: Partial<PlatformConfig> 
     p.chokepoint.platformCommand('pricebook.publish', {
       version: 1,
       currency: 'USD',
-      effectiveFrom: new Date().toISOString().slice(0, 7),
+      effectiveFrom: (opts.clock?.() ?? new Date()).toISOString().slice(0, 7),
       prices: DEFAULT_PRICES,
     }),
   );
   if (!prices.allowed) throw new Error(`default price book refused: ${JSON.stringify(prices.gates)}`);
+  // Usage is bounded by what the platform can serve: the capacities are public from the start.
+  const capacity = await p.chokepoint.submit(p.chokepoint.platformCommand('capacity.publish', { ...DEFAULT_CAPACITY }));
+  if (!capacity.allowed) throw new Error(`default capacities refused: ${JSON.stringify(capacity.gates)}`);
   // Written last: a directory without it is not initialised and can be initialised again.
   writeFileSync(join(dataDir, PLATFORM_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
   return p;

@@ -53,3 +53,23 @@ export async function ensureServiceIdentity(platform: OpenPlatform, name: string
   }
   return { name, id, key, registeredAt: receipt.index };
 }
+
+/**
+ * Makes `identity` the one meter of `metrics` in the ledger (a platform-signed `meter.register`,
+ * gates 6 and 17), unless it already is. Registration never reaches back: only intervals that
+ * start after the entry can be reported. Returns the entry's index when this call registered.
+ */
+export async function ensureMeter(platform: OpenPlatform, identity: ServiceIdentity, metrics: readonly string[]): Promise<number | undefined> {
+  const missing: string[] = [];
+  for (const metric of metrics) {
+    const row = await platform.store.get<{ identity: string }>('SELECT identity FROM meters WHERE metric = ?', [metric]);
+    if (row?.identity !== identity.id) missing.push(metric);
+  }
+  if (missing.length === 0) return undefined;
+  const receipt = await platform.chokepoint.submit(platform.chokepoint.platformCommand('meter.register', { identity: identity.id, metrics: missing }));
+  if (!receipt.allowed) {
+    const why = receipt.gates.filter((g) => g.status === 'deny').map((g) => `gate ${g.gate}: ${g.reason ?? 'denied'}`).join('; ');
+    throw new Error(`registering ${identity.name} as the meter of ${missing.join(', ')} was refused (ledger entry ${receipt.index}): ${why}`);
+  }
+  return receipt.index;
+}

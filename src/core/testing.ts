@@ -22,21 +22,24 @@ export interface TestPlatform extends OpenPlatform {
 }
 
 /** `provision`: the chokepoint's provisioning hook for the temp data directory (e.g. `provisioner` from src/imvu/provision.ts). */
-export async function testPlatform(opts: { provision?: (dataDir: string) => NonNullable<ChokepointOptions['provision']> } = {}): Promise<TestPlatform> {
+/** `clock`: the chokepoint's clock (entry times), e.g. to move through billing periods. */
+export async function testPlatform(opts: { provision?: (dataDir: string) => NonNullable<ChokepointOptions['provision']>; clock?: () => Date } = {}): Promise<TestPlatform> {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-test-'));
-  const p = await initDataDir(dir, {}, opts.provision ? { provision: opts.provision(dir) } : {});
+  const p = await initDataDir(dir, {}, { ...(opts.provision ? { provision: opts.provision(dir) } : {}), ...(opts.clock ? { clock: opts.clock } : {}) });
+  // Commands are signed at the platform's clock, so they fall inside gate 1's window around it.
+  const ts = () => (opts.clock ? { ts: opts.clock().toISOString() } : {});
   const t: TestPlatform = {
     ...p,
     async register(name, role) {
       const { privateKey } = generateKeyPair();
       const raw = publicKeyRaw(privateKey);
       const signer = role === 'creator' || role === 'member' ? privateKey : p.platformKey;
-      const r = await p.chokepoint.submit(signCommand(signer, 'identity.register', { name, role, publicKey: raw.toString('base64') }, { origin: p.config.origin }));
+      const r = await p.chokepoint.submit(signCommand(signer, 'identity.register', { name, role, publicKey: raw.toString('base64') }, { origin: p.config.origin, ...ts() }));
       if (!r.allowed) throw new Error(`register ${name} refused: ${JSON.stringify(r.gates)}`);
       return { name, id: identityIdFromPublicKey(raw), key: privateKey };
     },
     as(actor, type, body, opts) {
-      return p.chokepoint.submit(signCommand(actor.key, type, body, { origin: p.config.origin, ...opts }));
+      return p.chokepoint.submit(signCommand(actor.key, type, body, { origin: p.config.origin, ...ts(), ...opts }));
     },
     async cleanup() {
       await p.close();

@@ -33,6 +33,9 @@ export const COMMAND_TYPES = [
   'dnssec.publish',
   'dnssec.resign',
   'noise.summary',
+  'meter.register',
+  'capacity.publish',
+  'period.close',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 

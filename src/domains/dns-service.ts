@@ -1,9 +1,10 @@
 // The DNS service as the daemon runs it: the authoritative server over the platform's projections,
-// its service identity (`dns`, registered by the platform on first start) and the usage meter that
-// reports the queries answered per IMVU into the ledger (gate 6), and the re-signing of signed
-// zones that have not changed for a while (resign.ts: a platform `dnssec.resign` moves the serial).
+// its service identity (`dns`, registered by the platform on first start, with the ledger naming it the
+// one meter of `dns.queries`) and the usage meter that reports the queries answered per IMVU into the
+// ledger (gate 6), and the re-signing of signed zones that have not changed for a while (resign.ts:
+// a platform `dnssec.resign` moves the serial).
 import type { OpenPlatform } from '../core/platform.ts';
-import { ensureServiceIdentity, type ServiceIdentity } from '../core/service-identity.ts';
+import { ensureMeter, ensureServiceIdentity, type ServiceIdentity } from '../core/service-identity.ts';
 import { startDnsServer, type DnsServer, type DnsServerOptions } from './dns-authority/server.ts';
 import type { XfrOptions } from './dns-authority/xfr.ts';
 import { tsigKey } from './dns-authority/tsig.ts';
@@ -118,6 +119,8 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
   let identity: ServiceIdentity;
   try {
     identity = await ensureServiceIdentity(platform, DNS_SERVICE);
+    // The one meter of DNS queries (gate 6): registered once, before its first interval starts.
+    await ensureMeter(platform, identity, [DNS_QUERIES]);
   } catch (err) {
     await server.close();
     throw err;

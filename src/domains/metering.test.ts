@@ -110,9 +110,10 @@ describe('UsageMeter', () => {
     h.meter.count('IMVU-001', 'dns.queries', 2);
     h.tick(1000);
     await h.meter.flush();
+    // Contiguous intervals: the new month's starts where the old one's ended.
     expect(h.bodies().map((b) => [b.period, b.metrics])).toEqual([
       [{ start: '2026-11-30T23:59:30.000Z', end: '2026-12-01T00:00:00.000Z' }, { 'dns.queries': '7' }],
-      [{ start: '2026-12-01T00:00:30.000Z', end: '2026-12-01T00:00:31.000Z' }, { 'dns.queries': '2' }],
+      [{ start: '2026-12-01T00:00:00.000Z', end: '2026-12-01T00:00:31.000Z' }, { 'dns.queries': '2' }],
     ]);
     // A bucket still open when the month turns ends at the boundary, too.
     h.meter.count('IMVU-002', 'dns.queries');
@@ -121,12 +122,33 @@ describe('UsageMeter', () => {
     expect(h.bodies()[2]!.period).toEqual({ start: '2026-12-01T00:00:31.000Z', end: '2027-01-01T00:00:00.000Z' });
   });
 
-  it('the period always ends after it starts (gate 6), even when flushed in the same millisecond', async () => {
+  it('the period always ends after it starts and never ahead of the clock (gate 6): an empty interval waits', async () => {
     const h = harness();
     h.meter.count('IMVU-001', 'dns.queries');
+    // Flushed in the same millisecond the meter started: nothing can be reported yet, nothing is lost.
+    expect((await h.meter.flush()).reported).toEqual([]);
+    expect(h.meter.stats().pendingUnits).toBe(1n);
+    h.tick(1);
     await h.meter.flush();
     const p = h.bodies()[0]!.period as { start: string; end: string };
-    expect(Date.parse(p.end)).toBeGreaterThan(Date.parse(p.start));
+    expect(p).toEqual({ start: '2026-11-27T12:00:00.000Z', end: '2026-11-27T12:00:00.001Z' });
+  });
+
+  it('reports contiguous intervals: each starts where the previous flush ended, even after a quiet spell', async () => {
+    const h = harness();
+    h.meter.count('IMVU-001', 'dns.queries');
+    h.tick(60_000);
+    await h.meter.flush();
+    h.tick(60_000);
+    await h.meter.flush(); // nothing counted: nothing sent, but the next interval starts here
+    h.tick(30_000);
+    h.meter.count('IMVU-001', 'dns.queries', 4);
+    h.tick(30_000);
+    await h.meter.flush();
+    expect(h.bodies().map((b) => b.period)).toEqual([
+      { start: '2026-11-27T12:00:00.000Z', end: '2026-11-27T12:01:00.000Z' },
+      { start: '2026-11-27T12:02:00.000Z', end: '2026-11-27T12:03:00.000Z' },
+    ]);
   });
 
   it('runs on its interval and flushes the rest on close', async () => {

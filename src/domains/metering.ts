@@ -8,6 +8,13 @@
 // A period never spans two UTC months (statements bill usage to the month of `period.start`):
 // counting past a month boundary seals the bucket at the boundary. What is lost: at most one
 // interval of counts if the process dies without a graceful shutdown (close() flushes).
+//
+// Gate 6 holds every report to time and physics, so the intervals are contiguous: each starts where
+// the meter's previous flush ended (or at the month's start; an IMVU's first, at its first count, as
+// the IMVU may be younger than the last flush), ends at the flush, never overlaps the one before and never ends ahead of the clock. The queries counted are
+// bounded by the published DNS capacity over the whole interval. A report that cannot be recorded
+// within the grace (an hour, src/core/handshake/metering.ts) after its interval ended is denied.
+
 import type { KeyObject } from 'node:crypto';
 import { signCommand } from '../core/identity/envelope.ts';
 import type { Receipt } from '../core/policy/chokepoint.ts';
@@ -72,6 +79,11 @@ function sealed(imvu: string, b: Bucket, end: number): UsageReport {
   return { imvu, start: b.start, end, metrics: new Map([...b.metrics].map(([k, v]) => [k, BigInt(v)])) };
 }
 
+function monthStart(ms: number): number {
+  const d = new Date(ms);
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+}
+
 function nextMonth(ms: number): number {
   const d = new Date(ms);
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
@@ -105,11 +117,16 @@ export class UsageMeter {
   private closed = false;
   private readonly now: () => number;
   private readonly totals = { reported: 0, denied: 0, failed: 0 };
+  /** Where the next interval starts: the meter's start, then the end of each flush. */
+  private since: number;
+  /** IMVUs counted since the meter started: their intervals follow on from the previous one. */
+  private readonly seen = new Set<string>();
 
   constructor(private readonly opts: UsageMeterOptions) {
     this.service = opts.service;
     this.intervalMs = opts.intervalMs ?? DEFAULT_METER_INTERVAL_MS;
     this.now = opts.now ?? Date.now;
+    this.since = this.now();
   }
 
   /** Counts `n` units of `metric` for `imvu`. Synchronous and cheap: called per DNS response. */
@@ -122,7 +139,10 @@ export class UsageMeter {
       b = undefined;
     }
     if (!b) {
-      b = { start: now, boundary: nextMonth(now), metrics: new Map() };
+      // An IMVU not seen before starts at its first count (it may not have existed at the last flush).
+      const start = this.seen.has(imvu) ? Math.max(this.since, monthStart(now)) : now;
+      this.seen.add(imvu);
+      b = { start, boundary: nextMonth(now), metrics: new Map() };
       this.open.set(imvu, b);
     }
     b.metrics.set(metric, (b.metrics.get(metric) ?? 0) + n);
@@ -166,18 +186,32 @@ export class UsageMeter {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    return this.flush();
+    const result = await this.flush();
+    // Counts from the very millisecond of the last flush wait for an interval that is not empty.
+    for (let i = 0; i < 3 && this.open.size > 0; i++) {
+      await new Promise((r) => setTimeout(r, 2));
+      const more = await this.flush();
+      result.reported.push(...more.reported);
+      result.denied.push(...more.denied);
+      result.failed.push(...more.failed);
+    }
+    return result;
   }
 
   private async flushNow(): Promise<FlushResult> {
     const now = this.now();
     const items = this.waiting;
     this.waiting = [];
+    const keep = new Map<string, Bucket>();
     for (const [imvu, b] of this.open) {
-      // start < end always (gate 6); a bucket opened in an earlier month ends at that month's end.
-      items.push(sealed(imvu, b, Math.min(b.boundary, Math.max(now, b.start + 1))));
+      // start < end always (gate 6), and the end is never ahead of the clock: a bucket opened this
+      // very millisecond stays open; one opened in an earlier month ends at that month's end.
+      const end = Math.min(b.boundary, now);
+      if (end > b.start) items.push(sealed(imvu, b, end));
+      else keep.set(imvu, b);
     }
-    this.open = new Map();
+    this.open = keep;
+    if (now > this.since) this.since = now;
 
     // One report per IMVU and month: retries merge with the new counts instead of adding entries.
     const groups = new Map<string, UsageReport>();

@@ -200,6 +200,11 @@ describe('nexus CLI (subprocess against a real daemon)', () => {
     const svc = await nexus('identity', 'create', 'billing', '--role', 'service', '--data', data);
     expect(svc.code, svc.stderr).toBe(0);
     const key = loadPrivateKey(join(home, 'keys', 'billing.key'));
+    // Revenue comes from the one source the platform registers for it (gate 6).
+    const { identityIdFromPublicKey, publicKeyRaw } = await import('../../src/core/identity/keys.ts');
+    const platformKey = loadPrivateKey(join(data, 'keys', 'platform.key'));
+    const source = await submitDirect(server.url, '/v1/commands', platformKey, 'meter.register', { identity: identityIdFromPublicKey(publicKeyRaw(key)), metrics: ['revenue.records'] });
+    expect(source.status, JSON.stringify(source.body)).toBe(200);
     const rev = await submitDirect(server.url, '/v1/revenue', key, 'revenue.record', { imvu: 'IMVU-001', amount: '15001', currency: 'USD', memo: 'art sales' });
     expect(rev.status).toBe(200);
 

@@ -96,13 +96,19 @@ describe('scenario 2.3: revenue siphoning', () => {
     const r2 = await api.request('POST', '/v1/revenue', smuggled);
     await expectRecordedDenial(api, r2, smuggled, 400, 0, /invalid revenue.record: .*creator_percent/);
 
-    for (const amount of ['1000', '1'])
-      expect((await api.as(biller, 'POST', '/v1/revenue', 'revenue.record', { imvu, amount, currency: 'USD', at: '2026-11-15T12:00:00.000Z' })).status).toBe(200);
-    const s = await api.get(`/v1/statements/${imvu}/2026-11`);
+    // Revenue comes from the one source the platform registered for it, dated now (gate 6).
+    const source = await api.request('POST', '/v1/commands', api.sign({ name: 'platform', id: api.platformId, key: api.platformKey }, 'meter.register', { identity: biller.id, metrics: ['revenue.records'] }));
+    expect(source.status, source.text).toBe(200);
+    const month = new Date().toISOString().slice(0, 7);
+    for (const amount of ['1000', '1']) {
+      const r = await api.as(biller, 'POST', '/v1/revenue', 'revenue.record', { imvu, amount, currency: 'USD' });
+      expect(r.status, r.text).toBe(200);
+    }
+    const s = await api.get(`/v1/statements/${imvu}/${month}`);
     expect(s.status, s.text).toBe(200);
     // creator = ceil(1001 * 55 / 100) = 551, platform = 1001 - 551 = 450: rounding favours the creator.
-    expect(s.body).toMatchObject({ imvu, period: '2026-11', currency: 'USD', revenueTotal: '1001', total: '1001', creator: '551', platform: '450' });
-    expect((await api.get(`/v1/statements/IMVU-999/2026-11`)).status).toBe(404);
+    expect(s.body).toMatchObject({ imvu, period: month, currency: 'USD', revenueTotal: '1001', total: '1001', creator: '551', platform: '450', closedBy: null });
+    expect((await api.get(`/v1/statements/IMVU-999/${month}`)).status).toBe(404);
   });
 });
 

@@ -6,6 +6,7 @@ import { canonicalBytes, canonicalJson } from '../../core/ledger/canonical.ts';
 import { MemoryTree } from '../../core/ledger/merkle.ts';
 import { PLATFORM_KEY_FILE } from '../../core/platform.ts';
 import { formatMinor, split, statement, statementToJson, type StatementJson } from '../../core/handshake/index.ts';
+import { PeriodCloseBody, sealedDifference, sealedTotals } from '../../core/handshake/close.ts';
 import type { LedgerEntry } from '../../core/types.ts';
 import { currency, imvuId, int, minorUnits, month } from '../args.ts';
 import { Ctx } from '../context.ts';
@@ -100,25 +101,11 @@ async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
   const { entries, tree, bytes } = await fetchVerifiedLog(ctx, cp);
   const sample = sampleIndices(cp.size, o.sample);
   for (const i of sample) await ctx.witness.checkInclusion(i, bytes[i]!, cp);
-  // Replay every entry through the same gates, as the offline verifier does.
-  const { SqliteStore } = await import('../../core/store/index.ts');
-  const { replayEntry } = await import('../../core/policy/chokepoint.ts');
-  const fresh = new SqliteStore(':memory:');
-  let violation: string | undefined;
-  try {
-    await fresh.transaction(async (tx) => {
-      for (const e of entries) {
-        const d = await replayEntry(tx, e);
-        if (canonicalJson(d) !== canonicalJson(e.decision)) {
-          const deny = d.gates.find((g) => g.status === 'deny');
-          violation = `entry ${e.index} (${e.command?.command?.type}): recorded as ${e.decision.allowed ? 'allowed' : 'denied'}, but the gates say ${d.allowed ? 'allowed' : `denied (gate ${deny?.gate}: ${deny?.reason})`}`;
-          return;
-        }
-      }
-    });
-  } finally {
-    await fresh.close();
-  }
+  // Replay every entry through the same gates, as the offline verifier does; entry times never go
+  // back, and every sealed period's statements follow from the entries.
+  const { replayEntries } = await import('../../core/policy/verify.ts');
+  const problems = await replayEntries(entries);
+  const violation = problems[0]?.message;
   const report = {
     ok: !violation,
     mode: 'online',
@@ -129,7 +116,7 @@ async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
     root: tree.size ? tree.root().toString('hex') : null,
     consistentWithSaved: previousSize,
     inclusionSampled: sample,
-    problems: violation ? [{ kind: 'gate-violation', message: violation }] : [],
+    problems,
   };
   ctx.print(report, () => [
     `✅ Checkpoint: tree size ${cp.size}, signed by ${platform.origin} with the platform key pinned for ${ctx.url} (${platform.id})`,
@@ -140,7 +127,7 @@ async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
         : `✅ Consistent with your saved checkpoint of tree size ${previousSize}: the log only grew`,
     `✅ ${cp.size} entries fetched: the Merkle root recomputed here from their bytes equals the root the platform signed`,
     `✅ Inclusion proofs verified for ${sample.length} sampled entries (${sample.join(', ')})`,
-    violation ? `✗ Replay through the gates: ${violation}` : `✅ Replayed ${cp.size} entries through the 17 gates: every recorded decision holds`,
+    violation ? `✗ Replay through the gates: ${violation}` : `✅ Replayed ${cp.size} entries through the 17 gates: every recorded decision holds, entry times never go back, sealed statements match`,
   ]);
   if (violation) throw verificationFailed(violation);
 }
@@ -289,7 +276,8 @@ export function auditCommand(): Command {
     .option('--verify', 'also recompute the statement here from the verified ledger and compare')
     .action(async (o: { imvu: string; month: string; verify?: boolean }, c: Command) => {
       const ctx = Ctx.of(c);
-      const s = await ctx.get<StatementJson>(`/v1/statements/${o.imvu}/${o.month}`);
+      // The daemon answers from its running totals; a closed period's totals are the ones sealed by its period.close entry.
+      const { closedBy = null, ...s } = await ctx.get<StatementJson & { closedBy?: number | null }>(`/v1/statements/${o.imvu}/${o.month}`);
       let recomputed: 'match' | undefined;
       if (o.verify) {
         const { checkpoint } = await ctx.connect();
@@ -305,12 +293,23 @@ export function auditCommand(): Command {
         const theirs = { ...s, entries: s.entries.filter((i) => i < upTo) };
         if (s.entries.some((i) => i >= upTo) || canonicalJson(mine) !== canonicalJson(theirs))
           throw verificationFailed(`the daemon's statement for ${o.imvu} ${o.month} (total ${s.total}, creator ${s.creator}) differs from the one recomputed from the verified ledger (total ${mine.total}, creator ${mine.creator})`);
+        // A sealed period: the seal itself must be in the verified log and say the same.
+        if (closedBy !== null) {
+          const close = entries[closedBy];
+          const body = close?.decision.allowed && close.command.command.type === 'period.close' ? PeriodCloseBody.safeParse(close.command.command.body) : undefined;
+          if (!body?.success || body.data.period !== o.month)
+            throw verificationFailed(`the daemon says ${o.month} was closed by ledger entry ${closedBy}, but the verified log has no such period.close there`);
+          const sealed = body.data.statements.find((x) => x.imvu === o.imvu);
+          const diff = sealed ? sealedDifference(sealed, sealedTotals(statement(entries, o.imvu, o.month))) : BigInt(mine.total) === 0n ? undefined : `${o.imvu} is not listed`;
+          if (diff) throw verificationFailed(`the period.close in ledger entry ${closedBy} does not match the ledger for ${o.imvu}: ${diff}`);
+        }
         recomputed = 'match';
       }
       const sp = split(BigInt(s.total));
       const holds = BigInt(s.creator) + BigInt(s.platform) === BigInt(s.total) && sp.creator === BigInt(s.creator);
-      ctx.print(recomputed ? { ...s, verified: true } : s, () => [
+      ctx.print(recomputed ? { ...s, closedBy, verified: true } : { ...s, closedBy }, () => [
         ...statementLines(s),
+        closedBy !== null ? `  period closed: totals sealed by ledger entry ${closedBy}` : `  period open: totals can still grow`,
         ...(recomputed ? [`✅ Recomputed here from the ${'verified'} ledger: identical`] : []),
       ]);
       if (!holds) throw verificationFailed(`the statement's split does not hold: total ${s.total}, creator ${s.creator}, platform ${s.platform}`);

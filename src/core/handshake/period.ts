@@ -69,3 +69,21 @@ export function instantMillis(iso: string, what = 'timestamp'): number {
   periodOfInstant(iso, what);
   return Date.parse(iso.replace(/(\.[0-9]{3})[0-9]+/, '$1'));
 }
+
+/** Milliseconds since the epoch of the first instant of `period` (UTC). */
+export function periodStartMillis(period: string): number {
+  const m = PERIOD.exec(assertPeriod(period));
+  const d = new Date(0);
+  d.setUTCFullYear(Number(m?.[1]), Number(m?.[2]) - 1, 1);
+  return d.getTime();
+}
+
+/** Milliseconds since the epoch of the first instant after `period` (its exclusive end). */
+export function periodEndMillis(period: string): number {
+  return periodStartMillis(nextPeriod(period));
+}
+
+/** The period containing an instant given as milliseconds since the epoch. */
+export function periodOfMillis(ms: number): string {
+  return periodOfInstant(new Date(ms).toISOString());
+}

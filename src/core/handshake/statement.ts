@@ -165,6 +165,33 @@ export function statement(entries: readonly LedgerEntry[], imvu: string, period:
     }
   }
 
+  return priceStatement({ imvu, period, book, bookIndex: bookEntry?.index, quantities, metricEntries, usageIndices, revenues, used });
+}
+
+/** What a statement is computed from: summed quantities and revenue of one IMVU and period, and the price book in force. */
+export interface StatementInputs {
+  imvu: string;
+  period: string;
+  book: PriceBook | undefined;
+  bookIndex: number | undefined;
+  quantities: ReadonlyMap<string, bigint>;
+  /** Ledger entries per metric (only to name them in errors). */
+  metricEntries: ReadonlyMap<string, number[]>;
+  usageIndices: readonly number[];
+  revenues: readonly { index: number; amount: bigint; currency: string }[];
+  /** Ledger indices that contributed (without the price book's). */
+  used: ReadonlySet<number>;
+}
+
+/**
+ * Prices summed usage and adds revenue: the one computation behind every statement, whether the
+ * sums come from a scan of entries (statement()) or from the projection's running totals.
+ */
+export function priceStatement(inp: StatementInputs): Statement {
+  const { imvu, period, book, quantities, metricEntries, usageIndices, revenues } = inp;
+  const where = `statement for IMVU "${imvu}" period ${period}`;
+  const bookEntry = inp.bookIndex === undefined ? undefined : { index: inp.bookIndex };
+  const used = new Set(inp.used);
   if (usageIndices.length > 0 && book === undefined) {
     const list = [...usageIndices].sort((a, b) => a - b).join(', #');
     throw new Error(`${where}: usage is reported (ledger entries #${list}) but no price book is in force for ${period}; refusing to price usage at zero`);

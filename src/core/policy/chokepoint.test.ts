@@ -179,23 +179,33 @@ describe('gate 6: revenue metering (policy half)', () => {
   beforeEach(async () => {
     await create(alice, 'A');
   });
-  const usage = { imvu: 'IMVU-001', service: 'dns', period: { start: '2026-11-01T00:00:00.000Z', end: '2026-11-01T01:00:00.000Z' }, metrics: { 'dns.queries': '100' } };
+  // An interval that starts after the meter was registered and ends now (entries are dated now).
+  async function registered(): Promise<{ start: string }> {
+    const r = await p.chokepoint.submit(p.chokepoint.platformCommand('meter.register', { identity: meter.id, metrics: ['dns.queries'] }));
+    expect(r.allowed).toBe(true);
+    const start = (await entry(r.index)).at;
+    await new Promise((res) => setTimeout(res, 20));
+    return { start };
+  }
+  const usage = (start: string, queries = '100') => ({ imvu: 'IMVU-001', service: 'dns-meter', period: { start, end: new Date().toISOString() }, metrics: { 'dns.queries': queries } });
 
   it('accepts usage only from service identities, never from the IMVU itself', async () => {
-    expect((await p.as(meter, 'usage.report', usage)).allowed).toBe(true);
-    expect(deniedBy(await p.as(alice, 'usage.report', usage))).toEqual([6]);
-    expect(deniedBy(await p.as(admin, 'usage.report', usage))).toEqual([6]);
+    const { start } = await registered();
+    expect(deniedBy(await p.as(alice, 'usage.report', usage(start)))).toEqual([6]);
+    expect(deniedBy(await p.as(admin, 'usage.report', usage(start)))).toEqual([6]);
+    expect((await p.as(meter, 'usage.report', usage(start))).allowed).toBe(true);
     // A creator cannot switch metering off by making the meter a member of the IMVU.
     expect(deniedBy(await p.as(alice, 'member.add', { imvu: 'IMVU-001', identity: meter.id }))).toEqual([1]);
-    expect((await p.as(meter, 'usage.report', usage)).allowed).toBe(true);
   });
 
   it('prices usage by the price book published at init; a new book only from the next period', async () => {
     const { statement } = await import('../handshake/index.ts');
-    const month = new Date().toISOString().slice(0, 7);
-    const now = new Date();
-    const period = { start: new Date(now.getTime() - 60_000).toISOString(), end: now.toISOString() };
-    expect((await p.as(meter, 'usage.report', { ...usage, period, metrics: { 'dns.queries': '50000' } })).allowed).toBe(true);
+    const { start } = await registered();
+    const month = start.slice(0, 7);
+    // 50,000 queries need at least half a second at the default capacity of 100,000 per second.
+    await new Promise((res) => setTimeout(res, 500));
+    const r = await p.as(meter, 'usage.report', usage(start, '50000'));
+    expect(r.allowed, JSON.stringify(r.gates)).toBe(true);
     const entries = [];
     for (let i = 0; i < p.chokepoint.ledger.size; i++) entries.push(await entry(i));
     const s = statement(entries, 'IMVU-001', month);

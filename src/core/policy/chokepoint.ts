@@ -7,7 +7,7 @@ import { commandSigningBytes, isCanonicalSignature, signCommand, verifyCommandSi
 import { VerifyPool } from '../identity/verify-pool.ts';
 import { Ledger, decodeEntry, encodeEntry, type Appender } from '../ledger/ledger.ts';
 import { canonicalBytes, canonicalJson } from '../ledger/canonical.ts';
-import { parsePriceBook, assertPriceBookTiming, periodOfInstant } from '../handshake/index.ts';
+import { parsePriceBook } from '../handshake/index.ts';
 import type { SqlReader, Store, WriteTx } from '../store/index.ts';
 import { COMMAND_TYPES, type Command, type CommandType, type Decision, type GateResult, type Json, type LedgerEntry, type SignedCommand } from '../types.ts';
 import { BODY_SCHEMAS, formatZodError } from './commands.ts';
@@ -128,12 +128,9 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
   const body = schema.safeParse(cmd.body);
   if (!body.success) return { ...base, spent, decision: denied([deny(0, `invalid ${cmd.type}: ${formatZodError(body.error)}`), audit]) };
   if (cmd.type === 'pricebook.publish') {
+    // The body here; when it may take effect is gate 6's (src/core/policy/gates/06-revenue-metering.ts).
     try {
-      const book = parsePriceBook(cmd.body);
-      // Before the first IMVU exists no usage can have been recorded, so a book for the current
-      // period changes no price anyone was charged: that is how a new platform starts billing.
-      const untouched = !(await db.get('SELECT 1 AS x FROM imvus LIMIT 1'));
-      if (!(untouched && book.effectiveFrom === periodOfInstant(at))) assertPriceBookTiming(cmd.body as never, at);
+      parsePriceBook(cmd.body);
     } catch (err) {
       return { ...base, spent, decision: denied([deny(0, `invalid price book: ${(err as Error).message}`), audit]) };
     }

@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import type { CommandType } from '../types.ts';
+import { CapacityBody, MeterRegisterBody } from '../handshake/metering.ts';
+import { PeriodCloseBody } from '../handshake/close.ts';
 
 // The body schema of every command type. A body that does not parse is denied (gate 0) and
 // still recorded, so a malformed request leaves the same trace as a refused one.
@@ -173,6 +175,11 @@ export const BODY_SCHEMAS = {
         .max(300),
     })
     .strict(),
+  // Billing (src/core/handshake): which identity meters which metric, what the platform can serve,
+  // and the sealed totals of a period that has ended. Platform only (gate 17), checked by gate 6.
+  'meter.register': MeterRegisterBody,
+  'capacity.publish': CapacityBody,
+  'period.close': PeriodCloseBody,
 } satisfies Record<CommandType, z.ZodType>;
 
 export function formatZodError(err: z.ZodError): string {

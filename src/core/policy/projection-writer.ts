@@ -6,6 +6,9 @@ import type { Command } from '../types.ts';
 import { DEFAULT_ENVELOPE, ENVELOPE_FIELDS } from './commands.ts';
 import type { PlatformRow } from './gate.ts';
 import { absoluteName, imvuDomainsFor } from './naming.ts';
+import { instantMillis, periodOfInstant } from '../handshake/period.ts';
+import { parsePriceBook } from '../handshake/pricebook.ts';
+import { canonicalJson } from '../ledger/canonical.ts';
 
 type Body = Record<string, unknown>;
 
@@ -72,6 +75,7 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
         'INSERT INTO envelopes (imvu, cpu_cores, memory_gb, storage_gb, iops, burst_multiplier, burst_minutes, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
         [id, env.cpu_cores, env.memory_gb, env.storage_gb, env.iops, env.burst_multiplier, env.burst_minutes, index],
       );
+      await recordEnvelope(tx, id, index, at);
       await tx.run('INSERT INTO domains (name, imvu, kind, entry) VALUES (?, ?, ?, ?)', [primary, id, 'primary', index]);
       await tx.run('INSERT INTO zones (name, imvu, serial, entry) VALUES (?, ?, ?, ?)', [primary, id, 1, index]);
       const ns = `ns1.${platform.suffix}.`;
@@ -91,6 +95,7 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
     case 'imvu.scale': {
       for (const f of ENVELOPE_FIELDS)
         if (typeof b[f] === 'number') await tx.run(`UPDATE envelopes SET ${f} = ?, entry = ? WHERE imvu = ?`, [b[f] as number, index, String(b.imvu)]);
+      await recordEnvelope(tx, String(b.imvu), index, at);
       return;
     }
     case 'imvu.suspend':
@@ -184,11 +189,103 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
       // No record changes: the new serial makes secondaries transfer the zone (and fresh signatures) again.
       await bumpSerial(tx, String(b.zone).toLowerCase());
       return;
-    // Ledger-only facts: the statement reads them from the log itself.
+    // Billing: running totals per IMVU and period, price books, meters, capacities, sealed periods.
     case 'usage.report':
     case 'revenue.record':
     case 'pricebook.publish':
+    case 'meter.register':
+    case 'capacity.publish':
+    case 'period.close':
+      await applyBilling(tx, index, command, at);
+      return;
+    // A ledger-only fact: the counts of refused anonymous attempts.
     case 'noise.summary':
+      return;
+  }
+}
+
+/** Keeps every envelope an IMVU has had, with the time it took effect (gate 6 bounds usage by them). */
+async function recordEnvelope(tx: WriteTx, imvu: string, index: number, at: string): Promise<void> {
+  await tx.run(
+    'INSERT INTO envelope_history (imvu, entry, at_ms, cpu_cores, memory_gb, storage_gb, iops, burst_multiplier) SELECT imvu, ?, ?, cpu_cores, memory_gb, storage_gb, iops, burst_multiplier FROM envelopes WHERE imvu = ?',
+    [index, instantMillis(at), imvu],
+  );
+}
+
+type Sealed = { imvu: string; currency: string; usageTotal: string; revenueTotal: string; total: string; creator: string; platform: string };
+
+/** Billing state: running totals per IMVU and period (statements read them), price books, meters, capacities, sealed periods. */
+async function applyBilling(tx: WriteTx, index: number, command: Command, at: string): Promise<void> {
+  const b = command.body as Body;
+  switch (command.type) {
+    case 'usage.report': {
+      const imvu = String(b.imvu);
+      const { start, end } = b.period as { start: string; end: string };
+      const period = periodOfInstant(start);
+      const endMs = instantMillis(end);
+      const metrics = b.metrics as Record<string, string>;
+      for (const metric of Object.keys(metrics).sort()) {
+        const q = BigInt(metrics[metric]!);
+        const row = await tx.get<{ quantity: string }>('SELECT quantity FROM usage_totals WHERE imvu = ? AND period = ? AND metric = ?', [imvu, period, metric]);
+        if (row)
+          await tx.run('UPDATE usage_totals SET quantity = ?, last_end_ms = ?, entry = ? WHERE imvu = ? AND period = ? AND metric = ?', [
+            (BigInt(row.quantity) + q).toString(),
+            endMs,
+            index,
+            imvu,
+            period,
+            metric,
+          ]);
+        else
+          await tx.run('INSERT INTO usage_totals (imvu, period, metric, quantity, last_end_ms, entry) VALUES (?, ?, ?, ?, ?, ?)', [imvu, period, metric, q.toString(), endMs, index]);
+      }
+      await tx.run('INSERT INTO billing_entries (entry, imvu, period, kind) VALUES (?, ?, ?, ?)', [index, imvu, period, 'usage']);
+      return;
+    }
+    case 'revenue.record': {
+      const imvu = String(b.imvu);
+      const period = periodOfInstant(typeof b.at === 'string' ? b.at : command.ts);
+      const amount = BigInt(String(b.amount));
+      const row = await tx.get<{ amount: string; currency: string }>('SELECT amount, currency FROM revenue_totals WHERE imvu = ? AND period = ?', [imvu, period]);
+      if (row && row.currency !== String(b.currency)) throw new Error(`revenue of ${imvu} for ${period} is in ${row.currency}, not ${String(b.currency)}`);
+      if (row) await tx.run('UPDATE revenue_totals SET amount = ?, entry = ? WHERE imvu = ? AND period = ?', [(BigInt(row.amount) + amount).toString(), index, imvu, period]);
+      else
+        await tx.run('INSERT INTO revenue_totals (imvu, period, currency, amount, first_entry, entry) VALUES (?, ?, ?, ?, ?, ?)', [imvu, period, String(b.currency), amount.toString(), index, index]);
+      await tx.run('INSERT INTO billing_entries (entry, imvu, period, kind) VALUES (?, ?, ?, ?)', [index, imvu, period, 'revenue']);
+      return;
+    }
+    case 'pricebook.publish': {
+      const book = parsePriceBook(b);
+      await tx.run('INSERT INTO price_books (entry, version, currency, effective_from, body) VALUES (?, ?, ?, ?, ?)', [index, book.version, book.currency, book.effectiveFrom, canonicalJson(b)]);
+      return;
+    }
+    case 'meter.register':
+      for (const metric of b.metrics as string[])
+        await tx.run('INSERT OR REPLACE INTO meters (metric, identity, since_ms, entry) VALUES (?, ?, ?, ?)', [metric, String(b.identity), instantMillis(at), index]);
+      return;
+    case 'capacity.publish':
+      await tx.run('INSERT INTO capacities (entry, at_ms, dns_queries_per_second, link_bytes_per_second, mail_messages_per_second) VALUES (?, ?, ?, ?, ?)', [
+        index,
+        instantMillis(at),
+        b.dns_queries_per_second as number,
+        b.link_bytes_per_second as number,
+        b.mail_messages_per_second as number,
+      ]);
+      return;
+    case 'period.close': {
+      const period = String(b.period);
+      const statements = b.statements as Sealed[];
+      for (const s of statements)
+        await tx.run(
+          'INSERT INTO period_statements (period, imvu, currency, usage_total, revenue_total, total, creator, platform, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+          [period, s.imvu, s.currency, s.usageTotal, s.revenueTotal, s.total, s.creator, s.platform, index],
+        );
+      const prev = await tx.get<{ last_imvu: string }>('SELECT last_imvu FROM period_closes WHERE period = ?', [period]);
+      const last = statements.at(-1)?.imvu ?? prev?.last_imvu ?? '';
+      await tx.run('INSERT OR REPLACE INTO period_closes (period, status, last_imvu, entry) VALUES (?, ?, ?, ?)', [period, b.complete ? 'closed' : 'closing', last, index]);
+      return;
+    }
+    default:
       return;
   }
 }

@@ -6,9 +6,11 @@ import { openNote, parseCheckpoint } from '../ledger/checkpoint.ts';
 import { decodeEntry } from '../ledger/ledger.ts';
 import { DB_FILE, PROJECTION_TABLES, SqliteStore, type Row, type Store } from '../store/index.ts';
 import type { LedgerEntry } from '../types.ts';
+import { periodOfInstant, statement } from '../handshake/index.ts';
+import { PeriodCloseBody, sealedDifference, sealedTotals } from '../handshake/close.ts';
 import { replayEntry } from './chokepoint.ts';
 
-export type ProblemKind = 'missing-entry' | 'malformed-entry' | 'checkpoint' | 'consistency' | 'gate-violation' | 'projection';
+export type ProblemKind = 'missing-entry' | 'malformed-entry' | 'checkpoint' | 'consistency' | 'gate-violation' | 'projection' | 'time' | 'statement';
 
 export interface Problem {
   kind: ProblemKind;
@@ -113,12 +115,39 @@ export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promi
     if (cp) consistent(cp, 'the saved checkpoint', 'consistency');
   }
 
-  // Replay through the same gates into fresh projections.
+  // Replay through the same gates into fresh projections, and compare them with the stored ones.
   const fresh = new SqliteStore(':memory:');
+  try {
+    problems.push(...(await replayEntries(entries, fresh)));
+    if (!problems.some((p) => p.kind === 'gate-violation')) {
+      const diff = await compareProjections(store, fresh);
+      if (diff) problems.push({ kind: 'projection', message: diff });
+    }
+  } finally {
+    await fresh.close();
+  }
+  return report();
+}
+
+/**
+ * What every verifier checks of the entries themselves (offline here, online in `nexus audit
+ * verify`): entry times never go back (every time rule of the gates is judged against them), every
+ * recorded decision is the one the gates reach on replay into `into` (a fresh store), and every
+ * statement a period.close sealed is the one statement() computes from the entries.
+ */
+export async function replayEntries(entries: readonly LedgerEntry[], into?: Store): Promise<Problem[]> {
+  const problems: Problem[] = [...timeProblems(entries)];
+  const fresh = into ?? new SqliteStore(':memory:');
   try {
     await fresh.transaction(async (tx) => {
       for (const e of entries) {
-        const decision = await replayEntry(tx, e);
+        let decision;
+        try {
+          decision = await replayEntry(tx, e);
+        } catch (err) {
+          problems.push({ kind: 'gate-violation', index: e.index, message: `entry ${e.index} cannot be replayed: ${(err as Error).message}` });
+          return;
+        }
         if (canonicalJson(decision) !== canonicalJson(e.decision)) {
           const firstDeny = decision.gates.find((g) => g.status === 'deny');
           const recorded = e.decision.allowed ? 'allowed' : 'denied';
@@ -132,14 +161,75 @@ export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promi
         }
       }
     });
-    if (!problems.some((p) => p.kind === 'gate-violation')) {
-      const diff = await compareProjections(store, fresh);
-      if (diff) problems.push({ kind: 'projection', message: diff });
-    }
   } finally {
-    await fresh.close();
+    if (!into) await fresh.close();
   }
-  return report();
+  if (!problems.some((p) => p.kind === 'gate-violation')) problems.push(...sealedStatementProblems(entries));
+  return problems;
+}
+
+/** The first entry whose time is not a valid instant or is earlier than the entry before it. */
+export function timeProblems(entries: readonly LedgerEntry[]): Problem[] {
+  let prev: { ms: number; at: string } | undefined;
+  for (const e of entries) {
+    let ms: number;
+    try {
+      periodOfInstant(e.at, `entry ${e.index} time`);
+      ms = Date.parse(e.at);
+    } catch (err) {
+      return [{ kind: 'time', index: e.index, message: (err as Error).message }];
+    }
+    if (prev && ms < prev.ms)
+      return [{ kind: 'time', index: e.index, message: `entry ${e.index} is dated ${e.at}, before the entry preceding it (${prev.at}): entry times never go back` }];
+    prev = { ms, at: e.at };
+  }
+  return [];
+}
+
+/**
+ * Recomputes, with statement() over the entries themselves, every statement an allowed
+ * `period.close` sealed, and checks that a complete close listed every IMVU billed in its period.
+ * One pass: usage and revenue are grouped by IMVU and period as they come, and a close can only
+ * follow everything that is billed in its period.
+ */
+export function sealedStatementProblems(entries: readonly LedgerEntry[]): Problem[] {
+  const problems: Problem[] = [];
+  const books: LedgerEntry[] = [];
+  const byKey = new Map<string, LedgerEntry[]>();
+  const billed = new Map<string, Set<string>>();
+  const listed = new Map<string, Set<string>>();
+  const add = <V>(m: Map<string, Set<V>>, k: string, v: V) => m.set(k, (m.get(k) ?? new Set<V>()).add(v));
+  for (const e of entries) {
+    if (!e.decision?.allowed) continue;
+    const c = e.command?.command;
+    const b = (c?.body ?? {}) as Record<string, unknown>;
+    try {
+      if (c.type === 'pricebook.publish') books.push(e);
+      else if (c.type === 'usage.report' || c.type === 'revenue.record') {
+        const when = c.type === 'usage.report' ? (b.period as { start: string }).start : String(b.at ?? c.ts);
+        const key = `${periodOfInstant(when)} ${String(b.imvu)}`;
+        const list = byKey.get(key);
+        if (list) list.push(e);
+        else byKey.set(key, [e]);
+        add(billed, periodOfInstant(when), String(b.imvu));
+      } else if (c.type === 'period.close') {
+        const close = PeriodCloseBody.parse(b);
+        for (const sealed of close.statements) {
+          add(listed, close.period, sealed.imvu);
+          const own = byKey.get(`${close.period} ${sealed.imvu}`) ?? [];
+          const diff = sealedDifference(sealed, sealedTotals(statement([...books, ...own], sealed.imvu, close.period)));
+          if (diff) problems.push({ kind: 'statement', index: e.index, message: `entry ${e.index} seals ${sealed.imvu} ${close.period}, but ${diff}` });
+        }
+        if (close.complete)
+          for (const imvu of billed.get(close.period) ?? [])
+            if (!listed.get(close.period)?.has(imvu))
+              problems.push({ kind: 'statement', index: e.index, message: `entry ${e.index} closes ${close.period} without ${imvu}, which has usage or revenue in it` });
+      }
+    } catch (err) {
+      problems.push({ kind: 'statement', index: e.index, message: `entry ${e.index} (${c?.type}): ${(err as Error).message}` });
+    }
+  }
+  return problems;
 }
 
 function show(v: unknown): string {

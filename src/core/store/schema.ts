@@ -88,6 +88,51 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
     key: 'zone',
     ddl: `CREATE TABLE IF NOT EXISTS dnssec_keys (zone TEXT PRIMARY KEY, imvu TEXT NOT NULL, algorithm INTEGER NOT NULL, flags INTEGER NOT NULL, public_key TEXT NOT NULL, entry INTEGER NOT NULL)`,
   },
+  /** Billing (src/core/handshake): price books by entry, read for the period in force without a ledger scan. */
+  price_books: {
+    key: 'entry',
+    ddl: `CREATE TABLE IF NOT EXISTS price_books (entry INTEGER PRIMARY KEY, version INTEGER NOT NULL, currency TEXT NOT NULL, effective_from TEXT NOT NULL, body TEXT NOT NULL)`,
+  },
+  /** Published capacities (capacity.publish), each in force for intervals starting at or after at_ms. */
+  capacities: {
+    key: 'entry',
+    ddl: `CREATE TABLE IF NOT EXISTS capacities (entry INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, dns_queries_per_second INTEGER NOT NULL, link_bytes_per_second INTEGER NOT NULL, mail_messages_per_second INTEGER NOT NULL)`,
+  },
+  /** The one identity that reports each metric (meter.register), from since_ms on. */
+  meters: {
+    key: 'metric',
+    ddl: `CREATE TABLE IF NOT EXISTS meters (metric TEXT PRIMARY KEY, identity TEXT NOT NULL, since_ms INTEGER NOT NULL, entry INTEGER NOT NULL)`,
+  },
+  /** Every envelope an IMVU has had and since when, to bound usage over any interval. */
+  envelope_history: {
+    key: 'imvu, entry',
+    ddl: `CREATE TABLE IF NOT EXISTS envelope_history (imvu TEXT NOT NULL, entry INTEGER NOT NULL, at_ms INTEGER NOT NULL, cpu_cores INTEGER NOT NULL, memory_gb INTEGER NOT NULL, storage_gb INTEGER NOT NULL, iops INTEGER NOT NULL, burst_multiplier INTEGER NOT NULL, PRIMARY KEY (imvu, entry))`,
+  },
+  /** Summed usage per IMVU, period and metric (decimal strings), and where the last reported interval ended. */
+  usage_totals: {
+    key: 'imvu, period, metric',
+    ddl: `CREATE TABLE IF NOT EXISTS usage_totals (imvu TEXT NOT NULL, period TEXT NOT NULL, metric TEXT NOT NULL, quantity TEXT NOT NULL, last_end_ms INTEGER NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (imvu, period, metric))`,
+  },
+  /** Summed revenue per IMVU and period (one currency: the price book's). */
+  revenue_totals: {
+    key: 'imvu, period',
+    ddl: `CREATE TABLE IF NOT EXISTS revenue_totals (imvu TEXT NOT NULL, period TEXT NOT NULL, currency TEXT NOT NULL, amount TEXT NOT NULL, first_entry INTEGER NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (imvu, period))`,
+  },
+  /** The usage and revenue entries of each IMVU and period (a statement lists them). */
+  billing_entries: {
+    key: 'entry',
+    ddl: `CREATE TABLE IF NOT EXISTS billing_entries (entry INTEGER PRIMARY KEY, imvu TEXT NOT NULL, period TEXT NOT NULL, kind TEXT NOT NULL)`,
+  },
+  /** Periods sealed by period.close ('closing' until the entry marked complete). */
+  period_closes: {
+    key: 'period',
+    ddl: `CREATE TABLE IF NOT EXISTS period_closes (period TEXT PRIMARY KEY, status TEXT NOT NULL, last_imvu TEXT NOT NULL, entry INTEGER NOT NULL)`,
+  },
+  /** The statement totals each period.close sealed. */
+  period_statements: {
+    key: 'period, imvu',
+    ddl: `CREATE TABLE IF NOT EXISTS period_statements (period TEXT NOT NULL, imvu TEXT NOT NULL, currency TEXT NOT NULL, usage_total TEXT NOT NULL, revenue_total TEXT NOT NULL, total TEXT NOT NULL, creator TEXT NOT NULL, platform TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (period, imvu))`,
+  },
   /** Replay guard for gate 1: every nonce a verified signature has spent, allowed or denied. */
   nonces: {
     key: 'actor, nonce',
@@ -99,4 +144,9 @@ export const PROJECTION_INDEXES = `
 CREATE INDEX IF NOT EXISTS records_zone ON records (zone, name);
 CREATE INDEX IF NOT EXISTS consents_subject ON consents (subject);
 CREATE INDEX IF NOT EXISTS notifications_recipient ON notifications (recipient);
+CREATE INDEX IF NOT EXISTS billing_entries_imvu ON billing_entries (imvu, period);
+CREATE INDEX IF NOT EXISTS billing_entries_period ON billing_entries (period, imvu);
+CREATE INDEX IF NOT EXISTS usage_totals_metric ON usage_totals (imvu, metric, last_end_ms);
+CREATE INDEX IF NOT EXISTS price_books_from ON price_books (effective_from, entry);
+CREATE INDEX IF NOT EXISTS capacities_at ON capacities (at_ms, entry);
 `;
