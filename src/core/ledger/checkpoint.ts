@@ -71,13 +71,14 @@ function checkNoteChars(s: unknown, what: string): asserts s is string {
 }
 
 /** Standard base64 (RFC 4648 section 4) with padding and canonical trailing bits, or null. */
-function decodeBase64Strict(s: string): Buffer | null {
+export function decodeBase64Strict(s: string): Buffer | null {
   if (!STRICT_BASE64.test(s)) return null;
   const b = Buffer.from(s, 'base64');
   return b.toString('base64') === s ? b : null;
 }
 
-function isValidKeyName(name: unknown): name is string {
+/** A signed-note key name: non-empty, no Unicode spaces, plus signs or control characters. */
+export function isValidKeyName(name: unknown): name is string {
   return (
     typeof name === 'string' &&
     name.length > 0 &&
@@ -202,7 +203,7 @@ function rawPublicKeyOf(privateKey: KeyObject): Buffer {
 // ---------------------------------------------------------------------------------------------
 // Signed notes
 
-interface ParsedSignature {
+export interface ParsedSignature {
   name: string;
   keyId: Buffer;
   sig: Buffer;
@@ -215,7 +216,7 @@ function checkNoteText(text: unknown): asserts text is string {
 }
 
 /** Split a signed note into its text and signature lines. Checks syntax only, no signatures. */
-function splitNote(note: unknown): { text: string; sigs: ParsedSignature[] } {
+export function splitNote(note: unknown): { text: string; sigs: ParsedSignature[] } {
   checkNoteChars(note, 'note');
   if (!note.endsWith('\n')) throw new Error('malformed note: it must end with a newline');
   const split = note.lastIndexOf('\n\n');
