@@ -8,6 +8,8 @@ export interface Metrics {
   registry: Registry;
   command(type: unknown, outcome: Outcome): void;
   request(method: string, route: string, status: number, seconds: number): void;
+  /** A read refused before its handler: unsigned or badly signed, too many at once, or not an admin's (metrics). */
+  readRefused(reason: 'unauthenticated' | 'busy' | 'forbidden'): void;
 }
 
 const KNOWN = new Set<string>(COMMAND_TYPES);
@@ -36,8 +38,17 @@ export function createMetrics(ledgerSize: () => Promise<number>): Metrics {
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
   });
+  const refused = new Counter({
+    name: 'nexus_reads_refused_total',
+    help: 'Reads refused before their handler: unauthenticated (unsigned or bad RFC 9421 signature), busy (too many signed reads), forbidden (metrics for a non-admin).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
   return {
     registry,
+    readRefused(reason) {
+      refused.inc({ reason });
+    },
     command(type, outcome) {
       // Unknown types come from clients: fold them into one label so they cannot blow up cardinality.
       commands.inc({ type: typeof type === 'string' && KNOWN.has(type) ? type : 'invalid', outcome });
