@@ -124,6 +124,8 @@ describe('private reads', () => {
     // No existence oracle: an IMVU that does not exist is 403 too for a non-admin, 404 for an admin.
     expect((await api.getAs(bob, '/v1/imvus/IMVU-999')).status).toBe(403);
     expect((await api.getAs(ops, '/v1/imvus/IMVU-999')).status).toBe(404);
+    // Whether a zone is hosted is public anyway (DNS, /ds): an unknown zone is 404 for everyone.
+    expect((await api.getAs(bob, '/v1/zones/nowhere.world/records')).status).toBe(404);
   });
 
   it("A's creator, A's member and an admin read A's private state", async () => {

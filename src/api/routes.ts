@@ -203,8 +203,11 @@ async function mayReadImvu(ctx: ApiContext, scope: ReadScope, imvu: string): Pro
   await mustExist(ctx, imvu);
 }
 
-async function mayReadZone(scope: ReadScope, zone: string): Promise<void> {
-  if (!scope.canReadZone(zone)) throw new HttpError(403, `${scope.reader.name} is neither the creator nor a member of the IMVU of zone ${zone} (or it is not hosted here)`);
+/** Whether a zone is hosted is public anyway (DNS answers for it, `/ds` says so): 404 comes first. */
+async function mayReadZone(ctx: ApiContext, scope: ReadScope, zone: string): Promise<void> {
+  if (scope.canReadZone(zone)) return;
+  if (!(await ctx.platform.store.get('SELECT 1 AS x FROM zones WHERE name = ?', [zone.toLowerCase().replace(/\.$/, '')]))) throw new HttpError(404, `zone ${zone} is not hosted here`);
+  throw new HttpError(403, `${scope.reader.name} is neither the creator nor a member of the IMVU of zone ${zone}`);
 }
 
 async function entriesBetween(ctx: ApiContext, from: number, to: number): Promise<LedgerEntry[]> {
@@ -287,7 +290,7 @@ export const ROUTES: RouteDef[] = [
     return { body: s };
   }),
   read('/v1/zones/:zone/records', 'A zone: SOA serial and records', { params: Params.zone }, async (ctx, { params, scope }) => {
-    await mayReadZone(await scope(), params.zone);
+    await mayReadZone(ctx, await scope(), params.zone);
     const z = await zoneView(ctx.platform.store, params.zone);
     if (!z) throw new HttpError(404, `zone ${params.zone} is not hosted here`);
     return { body: z };
@@ -299,7 +302,7 @@ export const ROUTES: RouteDef[] = [
     throw new HttpError(404, hosted ? `zone ${params.zone} has no DNSSEC key` : `zone ${params.zone} is not hosted here`);
   }),
   read('/v1/zones/:zone/export', 'A zone as a BIND master file (RFC 1035), accepted by named-checkzone', { params: Params.zone, produces: 'text/plain' }, async (ctx, { params, scope }) => {
-    await mayReadZone(await scope(), params.zone);
+    await mayReadZone(ctx, await scope(), params.zone);
     const name = params.zone.toLowerCase().replace(/\.$/, '');
     if (!(await ctx.platform.store.get('SELECT 1 AS x FROM zones WHERE name = ?', [name]))) throw new HttpError(404, `zone ${params.zone} is not hosted here`);
     return { body: await exportZone(ctx.platform.store, name), contentType: 'text/plain; charset=utf-8' };

@@ -95,15 +95,24 @@ export class Ctx {
    * Without any local identity the read goes unsigned (public data only).
    */
   async get<T>(path: string, query: Record<string, string | number | undefined> = {}, opts: { as?: LocalIdentity; preferred?: (string | undefined)[] } = {}): Promise<T> {
+    return this.signedRead((as) => this.client.get<T>(path, query, as), opts);
+  }
+
+  /** Like get(), for a text answer (e.g. a zone file). */
+  async getText(path: string, opts: { as?: LocalIdentity; preferred?: (string | undefined)[] } = {}): Promise<string> {
+    return this.signedRead((as) => this.client.getText(path, as), opts);
+  }
+
+  private async signedRead<T>(read: (as?: LocalIdentity) => Promise<T>, opts: { as?: LocalIdentity; preferred?: (string | undefined)[] }): Promise<T> {
     await this.connect();
-    if (opts.as) return this.client.get<T>(path, query, opts.as);
+    if (opts.as) return read(opts.as);
     const candidates = this.readers(opts.preferred);
     if (this.reader_ && !opts.preferred?.length) candidates.sort((a, b) => Number(b.name === this.reader_?.name) - Number(a.name === this.reader_?.name));
-    if (!candidates.length) return this.client.get<T>(path, query);
+    if (!candidates.length) return read();
     for (let i = 0; ; i++) {
       const reader = candidates[i]!;
       try {
-        const out = await this.client.get<T>(path, query, reader);
+        const out = await read(reader);
         this.reader_ = reader;
         return out;
       } catch (err) {
