@@ -83,7 +83,8 @@ describe('the daemon process', () => {
 
     // Second run on the same directory: every acknowledged command is there, as sent, allowed.
     const second = await spawnDaemon(dir);
-    const c2 = new Client(second.url);
+    // Alice reads what she wrote (her own signed reads: she created the IMVU and signed every command).
+    const c2 = new Client(second.url, alice);
     for (const a of acked) {
       const e = await c2.entry(a.index);
       expect(e.command).toEqual(a.sent);

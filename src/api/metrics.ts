@@ -10,6 +10,8 @@ export interface Metrics {
   request(method: string, route: string, status: number, seconds: number): void;
   /** An attempt refused without an entry, by source prefix and reason. */
   unauthenticated(prefix: string, reason: string): void;
+  /** A read refused before its handler: unsigned or badly signed, too many at once, or not an admin's (metrics). */
+  readRefused(reason: 'unauthenticated' | 'busy' | 'forbidden'): void;
 }
 
 /** Distinct source prefixes labelled at most; the rest count as `other` (bounded cardinality). */
@@ -47,9 +49,18 @@ export function createMetrics(ledgerSize: () => Promise<number>): Metrics {
     labelNames: ['prefix', 'reason'] as const,
     registers: [registry],
   });
+  const readsRefused = new Counter({
+    name: 'nexus_reads_refused_total',
+    help: 'Reads refused before their handler: unauthenticated (unsigned or bad RFC 9421 signature), busy (too many signed reads), forbidden (metrics for a non-admin).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
   const prefixes = new Set<string>();
   return {
     registry,
+    readRefused(reason) {
+      readsRefused.inc({ reason });
+    },
     unauthenticated(prefix, reason) {
       if (!prefixes.has(prefix) && prefixes.size < MAX_PREFIX_LABELS) prefixes.add(prefix);
       refused.inc({ prefix: prefixes.has(prefix) ? prefix : 'other', reason });

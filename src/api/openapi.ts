@@ -47,6 +47,18 @@ function operation(route: RouteDef): JsonSchema {
   } else {
     const content = route.produces ? { content: { [route.produces]: { schema: { type: 'string' } } } } : { content: { 'application/json': { schema: {} } } };
     op.responses = { 200: { description: 'OK', ...content }, 400: error('invalid path or query parameter'), 404: error('not found') };
+    if (route.access === 'signed' || route.access === 'metrics') {
+      // RFC 9421 has no OpenAPI security scheme type: the requirement is stated in the description.
+      op.description =
+        route.access === 'signed'
+          ? 'A signed read: RFC 9421 Signature-Input and Signature headers, alg="ed25519", keyid = a registered identity id, created within 60 s, a fresh nonce, covering @method and @target-uri (or @path and @query). See docs/API.md.'
+          : 'Served to loopback peers; anyone else needs a signed read (RFC 9421) by an admin identity.';
+      Object.assign(op.responses as JsonSchema, {
+        401: error('unsigned, or the signature is not acceptable (an Accept-Signature header says what is)'),
+        403: error('the signer may not read this'),
+        429: error('too many signed reads in the last minute'),
+      });
+    }
   }
   return op;
 }
@@ -65,7 +77,7 @@ export function openApiDocument(routes: RouteDef[], info: { version: string; ser
       title: 'Nexus COS Infrastructure Core',
       version: info.version,
       description:
-        'Every mutation is one signed command passed to the chokepoint; allowed or denied, it is recorded in the ledger. Reads are public. See docs/API.md.',
+        'Every mutation is one signed command passed to the chokepoint; allowed or denied, it is recorded in the ledger. Checkpoints, proofs and the platform key are public; private data is read with an RFC 9421 signature by a registered identity. See docs/API.md.',
     },
     ...(info.serverUrl ? { servers: [{ url: info.serverUrl }] } : {}),
     paths,

@@ -19,7 +19,9 @@ import type { Metrics } from './metrics.ts';
 import { commandType, outcome } from './receipts.ts';
 import { NotRecorded } from '../core/policy/chokepoint.ts';
 import { sourcePrefix, type NoiseCounter } from './limits.ts';
-import { MAX_ENTRIES_PER_CALL, Params, Queries } from './schemas.ts';
+import { MAX_ENTRIES_PER_CALL, MAX_PAGE_BYTES, Params, Queries } from './schemas.ts';
+import { ReadScope, type WithheldEntry } from './read-access.ts';
+import type { Reader } from './read-auth.ts';
 
 export class HttpError extends Error {
   constructor(
@@ -40,6 +42,23 @@ export interface ApiContext {
   noise: NoiseCounter;
   /** Where the authoritative DNS server listens, when it runs, and who may transfer its zones. */
   dns?: { address: string; port: number; xfr: XfrSummary };
+}
+
+/**
+ * Who may call a read: `public` (anyone), `signed` (an RFC 9421 signed read by a registered
+ * identity; the handler decides what that identity may see), `metrics` (loopback peers, or a signed
+ * read by an admin or the platform).
+ */
+export type Access = 'public' | 'signed' | 'metrics';
+
+export interface ReadRequest {
+  params: Record<string, unknown>;
+  query: Record<string, unknown>;
+  body: unknown;
+  /** The peer's address (admission and the count of refused attempts go by it). */
+  source: string;
+  /** The verified signer of a `signed` read (and of a `metrics` read from a non-loopback peer). */
+  reader?: Reader;
 }
 
 export interface Reply {
@@ -64,17 +83,22 @@ export interface RouteDef {
   bind?: { param: string; field: string };
   /** Content type of a successful answer (default application/json). */
   produces?: string;
-  handle(ctx: ApiContext, req: { params: Record<string, unknown>; query: Record<string, unknown>; body: unknown; source: string }): Promise<Reply>;
+  /** Reads: who may call it (mutations authenticate by the signed command in their body). */
+  access?: Access;
+  handle(ctx: ApiContext, req: ReadRequest): Promise<Reply>;
 }
 
 const NoParams: ObjectSchema = z.object({}).strict();
 const AnyQuery: ObjectSchema = z.object({});
 
-function read<P extends ObjectSchema, Q extends ObjectSchema>(
+type SignedReq<P extends ObjectSchema, Q extends ObjectSchema> = { params: z.output<P>; query: z.output<Q>; reader: Reader; scope: () => Promise<ReadScope> };
+
+function route<P extends ObjectSchema, Q extends ObjectSchema>(
+  access: Access,
   path: string,
   summary: string,
   schemas: { params?: P; query?: Q; produces?: string },
-  fn: (ctx: ApiContext, req: { params: z.output<P>; query: z.output<Q> }) => Promise<Reply>,
+  fn: (ctx: ApiContext, req: SignedReq<P, Q>) => Promise<Reply>,
 ): RouteDef {
   return {
     method: 'GET',
@@ -82,9 +106,35 @@ function read<P extends ObjectSchema, Q extends ObjectSchema>(
     summary,
     params: schemas.params ?? NoParams,
     query: schemas.query ?? AnyQuery,
+    access,
     ...(schemas.produces ? { produces: schemas.produces } : {}),
-    handle: (ctx, req) => fn(ctx, req as unknown as { params: z.output<P>; query: z.output<Q> }),
+    handle: (ctx, req) => {
+      if (access === 'signed' && !req.reader) throw new HttpError(401, 'this read must be signed by a registered identity');
+      let scope: Promise<ReadScope> | undefined;
+      const reader = req.reader as Reader;
+      return fn(ctx, { ...(req as unknown as { params: z.output<P>; query: z.output<Q> }), reader, scope: () => (scope ??= ReadScope.of(ctx.platform.store, reader)) });
+    },
   };
+}
+
+/** A read anyone may make. */
+function pub<P extends ObjectSchema, Q extends ObjectSchema>(
+  path: string,
+  summary: string,
+  schemas: { params?: P; query?: Q; produces?: string },
+  fn: (ctx: ApiContext, req: { params: z.output<P>; query: z.output<Q> }) => Promise<Reply>,
+): RouteDef {
+  return route('public', path, summary, schemas, fn);
+}
+
+/** A read signed by a registered identity; the handler checks what it may see. */
+function read<P extends ObjectSchema, Q extends ObjectSchema>(
+  path: string,
+  summary: string,
+  schemas: { params?: P; query?: Q; produces?: string },
+  fn: (ctx: ApiContext, req: SignedReq<P, Q>) => Promise<Reply>,
+): RouteDef {
+  return route('signed', path, summary, schemas, fn);
 }
 
 function mutation(method: RouteDef['method'], path: string, command: CommandType | 'any', summary: string, bind?: RouteDef['bind']): RouteDef {
@@ -164,9 +214,28 @@ async function mustExist(ctx: ApiContext, imvu: string): Promise<void> {
   if (!(await ctx.platform.store.get('SELECT 1 AS x FROM imvus WHERE id = ?', [imvu]))) throw new HttpError(404, `unknown IMVU ${imvu}`);
 }
 
+/**
+ * The reader may read this IMVU's private state: its creator, a member, an admin or the platform.
+ * Anyone else gets 403 whether or not the IMVU exists (no existence oracle); an admin gets 404.
+ */
+async function mayReadImvu(ctx: ApiContext, scope: ReadScope, imvu: string): Promise<void> {
+  if (!scope.canReadImvu(imvu)) throw new HttpError(403, `${scope.reader.name} is neither the creator nor a member of ${imvu} (or it does not exist)`);
+  await mustExist(ctx, imvu);
+}
+
+/** Whether a zone is hosted is public anyway (DNS answers for it, `/ds` says so): 404 comes first. */
+async function mayReadZone(ctx: ApiContext, scope: ReadScope, zone: string): Promise<void> {
+  if (scope.canReadZone(zone)) return;
+  if (!(await ctx.platform.store.get('SELECT 1 AS x FROM zones WHERE name = ?', [zone.toLowerCase().replace(/\.$/, '')]))) throw new HttpError(404, `zone ${zone} is not hosted here`);
+  throw new HttpError(403, `${scope.reader.name} is neither the creator nor a member of the IMVU of zone ${zone}`);
+}
+
 async function entriesBetween(ctx: ApiContext, from: number, to: number): Promise<LedgerEntry[]> {
   return (await ctx.platform.store.readEntries(from, to)).map(decodeEntry);
 }
+
+/** What a withheld entry costs in a page (its JSON form is about this long). */
+const WITHHELD_BYTES = 120;
 
 /** Ledger indices that concern an IMVU: commands naming it or one of its zones, and its creation. */
 async function imvuEntryFilter(ctx: ApiContext, imvu: string): Promise<(e: LedgerEntry) => boolean> {
@@ -202,15 +271,15 @@ export const ROUTES: RouteDef[] = [
   mutation('POST', '/v1/revenue', 'revenue.record', 'Record revenue (service identities or the platform)'),
 
   // ---- reads
-  read('/health', 'Liveness, ledger size, where DNS listens and who may transfer zones (dns is null when off)', {}, async (ctx) => ({
+  pub('/health', 'Liveness, ledger size, where DNS listens and who may transfer zones (dns is null when off)', {}, async (ctx) => ({
     body: { status: 'ok', size: await ledgerSize(ctx), dns: ctx.dns ? { address: ctx.dns.address, port: ctx.dns.port, xfr: ctx.dns.xfr } : null },
   })),
-  read('/metrics', 'Prometheus metrics', { produces: 'text/plain' }, async (ctx) => ({
+  route('metrics', '/metrics', 'Prometheus metrics (loopback peers; anyone else needs a read signed by an admin)', { produces: 'text/plain' }, async (ctx) => ({
     body: await ctx.metrics.registry.metrics(),
     contentType: ctx.metrics.registry.contentType,
   })),
-  read('/openapi.json', 'This document', {}, async (ctx) => ({ body: ctx.openapi() })),
-  read('/v1/platform', "The platform's identity and checkpoint verifier key", {}, async (ctx) => {
+  pub('/openapi.json', 'This document', {}, async (ctx) => ({ body: ctx.openapi() })),
+  pub('/v1/platform', "The platform's identity and checkpoint verifier key", {}, async (ctx) => {
     const db = ctx.platform.store;
     const p = await db.get<{ id: string; origin: string; suffix: string; edge_address: string }>('SELECT id, origin, suffix, edge_address FROM platform LIMIT 1');
     if (!p) throw new HttpError(503, 'the platform has no genesis entry');
@@ -220,77 +289,116 @@ export const ROUTES: RouteDef[] = [
       body: { id: p.id, origin: p.origin, suffix: p.suffix, edgeAddress: p.edge_address, publicKey: raw.toString('base64'), verifierKey: verifierKey(p.origin, raw) },
     };
   }),
-  read('/v1/identities', 'All identities', {}, async (ctx) => ({
-    body: { identities: (await ctx.platform.store.all<IdentityRow>('SELECT id, name, role, public_key FROM identities ORDER BY entry')).map(identityView) },
-  })),
-  read('/v1/identities/:nameOrId', 'One identity, by name or id', { params: Params.identity }, async (ctx, { params }) => {
+  read('/v1/identities', 'Identities: all for an admin; otherwise the platform, admins, services, and the creators and members of your IMVUs', {}, async (ctx, { scope }) => {
+    const s = await scope();
+    const rows = await ctx.platform.store.all<IdentityRow>('SELECT id, name, role, public_key FROM identities ORDER BY entry');
+    return { body: { identities: rows.filter((r) => s.all || s.people.has(r.id) || r.role === 'platform' || r.role === 'admin' || r.role === 'service').map(identityView) } };
+  }),
+  pub('/v1/identities/:nameOrId', 'One identity, by name or id (a key directory: public)', { params: Params.identity }, async (ctx, { params }) => {
     const row = await ctx.platform.store.get<IdentityRow>('SELECT id, name, role, public_key FROM identities WHERE id = ? OR name = ?', [params.nameOrId, params.nameOrId]);
     if (!row) throw new HttpError(404, `unknown identity ${params.nameOrId}`);
     return { body: identityView(row) };
   }),
-  read('/v1/imvus', 'All IMVUs (brief)', {}, async (ctx) => ({ body: { imvus: await listImvus(ctx.platform.store) } })),
-  read('/v1/imvus/:id', 'One IMVU: envelope, domains, zone, mailboxes, routes, DKIM', { params: Params.imvu }, async (ctx, { params }) => {
+  read('/v1/imvus', 'IMVUs (brief): all for an admin, otherwise those you created or are a member of', {}, async (ctx, { scope }) => {
+    const s = await scope();
+    return { body: { imvus: (await listImvus(ctx.platform.store)).filter((i) => s.canReadImvu(i.id)) } };
+  }),
+  read('/v1/imvus/:id', 'One IMVU: envelope, domains, zone, mailboxes, routes, DKIM', { params: Params.imvu }, async (ctx, { params, scope }) => {
+    await mayReadImvu(ctx, await scope(), params.id);
     const s = await imvuSummary(ctx.platform.store, params.id);
     if (!s) throw new HttpError(404, `unknown IMVU ${params.id}`);
     return { body: s };
   }),
-  read('/v1/zones/:zone/records', 'A zone: SOA serial and records', { params: Params.zone }, async (ctx, { params }) => {
+  read('/v1/zones/:zone/records', 'A zone: SOA serial and records', { params: Params.zone }, async (ctx, { params, scope }) => {
+    await mayReadZone(ctx, await scope(), params.zone);
     const z = await zoneView(ctx.platform.store, params.zone);
     if (!z) throw new HttpError(404, `zone ${params.zone} is not hosted here`);
     return { body: z };
   }),
-  read('/v1/zones/:zone/ds', "A zone's DNSSEC key: the DS for the parent zone, the DNSKEY, and a trust anchor for delv/BIND", { params: Params.zone }, async (ctx, { params }) => {
+  pub('/v1/zones/:zone/ds', "A zone's DNSSEC key: the DS for the parent zone, the DNSKEY, and a trust anchor for delv/BIND", { params: Params.zone }, async (ctx, { params }) => {
     const ds = await dsView(ctx.platform.store, params.zone);
     if (ds) return { body: ds };
     const hosted = await ctx.platform.store.get('SELECT 1 AS x FROM zones WHERE name = ?', [params.zone.toLowerCase().replace(/\.$/, '')]);
     throw new HttpError(404, hosted ? `zone ${params.zone} has no DNSSEC key` : `zone ${params.zone} is not hosted here`);
   }),
-  read('/v1/zones/:zone/export', 'A zone as a BIND master file (RFC 1035), accepted by named-checkzone', { params: Params.zone, produces: 'text/plain' }, async (ctx, { params }) => {
+  read('/v1/zones/:zone/export', 'A zone as a BIND master file (RFC 1035), accepted by named-checkzone', { params: Params.zone, produces: 'text/plain' }, async (ctx, { params, scope }) => {
+    await mayReadZone(ctx, await scope(), params.zone);
     const name = params.zone.toLowerCase().replace(/\.$/, '');
     if (!(await ctx.platform.store.get('SELECT 1 AS x FROM zones WHERE name = ?', [name]))) throw new HttpError(404, `zone ${params.zone} is not hosted here`);
     return { body: await exportZone(ctx.platform.store, name), contentType: 'text/plain; charset=utf-8' };
   }),
-  read('/v1/imvus/:id/mailboxes', "An IMVU's mailboxes", { params: Params.imvu }, async (ctx, { params }) => {
-    await mustExist(ctx, params.id);
+  read('/v1/imvus/:id/mailboxes', "An IMVU's mailboxes", { params: Params.imvu }, async (ctx, { params, scope }) => {
+    await mayReadImvu(ctx, await scope(), params.id);
     return { body: { imvu: params.id, mailboxes: await mailboxesOf(ctx.platform.store, params.id) } };
   }),
-  read('/v1/imvus/:id/routes', "An IMVU's traffic policy", { params: Params.imvu }, async (ctx, { params }) => {
-    await mustExist(ctx, params.id);
+  read('/v1/imvus/:id/routes', "An IMVU's traffic policy", { params: Params.imvu }, async (ctx, { params, scope }) => {
+    await mayReadImvu(ctx, await scope(), params.id);
     return { body: { imvu: params.id, routes: (await routesOf(ctx.platform.store, params.id)) ?? null } };
   }),
-  read('/v1/imvus/:id/notifications', 'Notifications about an IMVU', { params: Params.imvu }, async (ctx, { params }) => {
-    await mustExist(ctx, params.id);
+  read('/v1/imvus/:id/notifications', 'Notifications about an IMVU', { params: Params.imvu }, async (ctx, { params, scope }) => {
+    await mayReadImvu(ctx, await scope(), params.id);
     return { body: { notifications: await notifications(ctx, 'imvu', params.id) } };
   }),
-  read('/v1/consents', 'Consent history by subject and/or IMVU', { query: Queries.consents }, async (ctx, { query }) => {
+  read('/v1/consents', "Consent history by subject and/or IMVU (the IMVU's creator, members and admins; a subject its own)", { query: Queries.consents }, async (ctx, { query, reader, scope }) => {
     if (!query.subject && !query.imvu) throw new HttpError(400, 'give subject and/or imvu');
+    const s = await scope();
+    const own = query.subject !== undefined && query.subject === reader.id;
+    if (query.imvu !== undefined ? !own && !s.canReadImvu(query.imvu) : !own && !s.all)
+      throw new HttpError(403, query.imvu !== undefined
+        ? `${reader.name} may read the consents of ${query.imvu} only as its creator, a member or an admin, or its own consents as their subject`
+        : `${reader.name} may read only its own consent history (as subject ${reader.id})`);
     const rows = await ctx.platform.store.all<{ entry: number; subject: string; imvu: string; purpose: string; granted: number; at: string }>(
       'SELECT entry, subject, imvu, purpose, granted, at FROM consents WHERE (? IS NULL OR subject = ?) AND (? IS NULL OR imvu = ?) ORDER BY entry',
       [query.subject ?? null, query.subject ?? null, query.imvu ?? null, query.imvu ?? null],
     );
     return { body: { consents: rows.map((r) => ({ ...r, granted: r.granted === 1 })) } };
   }),
-  read('/v1/notifications', 'Notifications for a creator', { query: Queries.notifications }, async (ctx, { query }) => ({
-    body: { notifications: await notifications(ctx, 'recipient', query.recipient) },
-  })),
-  read('/v1/gates', 'The 17 gates and whether each is enforced yet', {}, async () => ({ body: { gates: gateStatus() } })),
-  read('/v1/ledger/checkpoint', 'The latest signed checkpoint (C2SP signed note)', { produces: 'text/plain' }, async (ctx) => {
+  read('/v1/notifications', 'Notifications for a creator (the recipient itself, or an admin)', { query: Queries.notifications }, async (ctx, { query, reader, scope }) => {
+    if (query.recipient !== reader.id && !(await scope()).all) throw new HttpError(403, `${reader.name} may read only its own notifications`);
+    return { body: { notifications: await notifications(ctx, 'recipient', query.recipient) } };
+  }),
+  pub('/v1/gates', 'The 17 gates and whether each is enforced yet', {}, async () => ({ body: { gates: gateStatus() } })),
+  pub('/v1/ledger/checkpoint', 'The latest signed checkpoint (C2SP signed note)', { produces: 'text/plain' }, async (ctx) => {
     const latest = await ctx.platform.store.latestCheckpoint();
     return { body: latest?.note ?? (await ctx.platform.chokepoint.ledger.checkpoint()), contentType: 'text/plain; charset=utf-8' };
   }),
-  read('/v1/ledger/entries', `Ledger entries [from, to), at most ${MAX_ENTRIES_PER_CALL} per call, optionally only those about one IMVU`, { query: Queries.entries }, async (ctx, { query }) => {
-    if (query.to !== undefined && query.to < (query.from ?? 0)) throw new HttpError(400, `to (${query.to}) is before from (${query.from ?? 0})`);
-    const size = await ledgerSize(ctx);
-    const from = Math.min(query.from ?? 0, size);
-    const to = Math.min(query.to ?? size, size, from + MAX_ENTRIES_PER_CALL);
-    let entries = await entriesBetween(ctx, from, to);
-    if (query.imvu) {
-      await mustExist(ctx, query.imvu);
-      entries = entries.filter(await imvuEntryFilter(ctx, query.imvu));
-    }
-    return { body: { entries, size, from, to, ...(to < size ? { next: to } : {}) } };
-  }),
-  read('/v1/ledger/proof/inclusion', 'RFC 9162 inclusion proof of entry `index` in the tree of `size` entries', { query: Queries.inclusion }, async (ctx, { query }) => {
+  read(
+    '/v1/ledger/entries',
+    `Ledger entries [from, to), at most ${MAX_ENTRIES_PER_CALL} and about ${MAX_PAGE_BYTES} bytes per call, optionally only those about one IMVU; entries you may not read come as { index, leafHash, withheld }`,
+    { query: Queries.entries },
+    async (ctx, { query, scope }) => {
+      if (query.to !== undefined && query.to < (query.from ?? 0)) throw new HttpError(400, `to (${query.to}) is before from (${query.from ?? 0})`);
+      const s = await scope();
+      if (query.imvu && !s.canReadImvu(query.imvu)) throw new HttpError(403, `${s.reader.name} is neither the creator nor a member of ${query.imvu} (or it does not exist)`);
+      const size = await ledgerSize(ctx);
+      const from = Math.min(query.from ?? 0, size);
+      let to = Math.min(query.to ?? size, size, from + MAX_ENTRIES_PER_CALL);
+      const raw = await ctx.platform.store.readEntries(from, to);
+      let about: ((e: LedgerEntry) => boolean) | undefined;
+      if (query.imvu) {
+        await mustExist(ctx, query.imvu);
+        about = await imvuEntryFilter(ctx, query.imvu);
+      }
+      const entries: (LedgerEntry | WithheldEntry)[] = [];
+      let bytes = 0;
+      for (let i = 0; i < raw.length; i++) {
+        const data = raw[i]!;
+        const e = decodeEntry(data);
+        if (about && !about(e)) continue;
+        const item: LedgerEntry | WithheldEntry = s.sees(e) ? e : { index: e.index, leafHash: leafHash(data).toString('hex'), withheld: true };
+        const cost = 'withheld' in item ? WITHHELD_BYTES : data.length + 1;
+        // The page ends before the entry that would take it past the budget (never before the first).
+        if (entries.length && bytes + cost > MAX_PAGE_BYTES) {
+          to = from + i;
+          break;
+        }
+        bytes += cost;
+        entries.push(item);
+      }
+      return { body: { entries, size, from, to, ...(to < size ? { next: to } : {}) } };
+    },
+  ),
+  pub('/v1/ledger/proof/inclusion', 'RFC 9162 inclusion proof of entry `index` in the tree of `size` entries', { query: Queries.inclusion }, async (ctx, { query }) => {
     const current = await ledgerSize(ctx);
     const size = query.size ?? current;
     if (size > current) throw new HttpError(400, `size ${size} is beyond the ledger (${current} entries)`);
@@ -299,7 +407,7 @@ export const ROUTES: RouteDef[] = [
     const proof = ctx.platform.chokepoint.ledger.inclusionProof(query.index, size);
     return { body: { index: query.index, size, leafHash: leafHash(data!).toString('hex'), proof: proof.map((h) => h.toString('hex')) } };
   }),
-  read('/v1/ledger/proof/consistency', 'RFC 9162 consistency proof between tree sizes `from` and `to`', { query: Queries.consistency }, async (ctx, { query }) => {
+  pub('/v1/ledger/proof/consistency', 'RFC 9162 consistency proof between tree sizes `from` and `to`', { query: Queries.consistency }, async (ctx, { query }) => {
     const current = await ledgerSize(ctx);
     const to = query.to ?? current;
     if (to > current) throw new HttpError(400, `to ${to} is beyond the ledger (${current} entries)`);
@@ -311,8 +419,8 @@ export const ROUTES: RouteDef[] = [
     '/v1/statements/:imvu/:period',
     "The 55-45 statement of an IMVU for a month (amounts in minor units, as decimal strings), from the running totals; `closedBy` is the period.close entry that sealed a closed period's totals, else null",
     { params: Params.statement },
-    async (ctx, { params }) => {
-      await mustExist(ctx, params.imvu);
+    async (ctx, { params, scope }) => {
+      await mayReadImvu(ctx, await scope(), params.imvu);
       const db = ctx.platform.store;
       let s;
       try {

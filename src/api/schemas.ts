@@ -7,6 +7,8 @@ import { COMMAND_TYPES, type CommandType } from '../core/types.ts';
 
 export const MAX_BODY_BYTES = 64 * 1024;
 export const MAX_ENTRIES_PER_CALL = 1000;
+/** A page of ledger entries stops before the entry that would take it past this many bytes (1 MiB); `next` says where to go on. */
+export const MAX_PAGE_BYTES = 1024 * 1024;
 
 const count = (what: string) =>
   z

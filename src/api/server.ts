@@ -14,6 +14,7 @@ import { formatZodError } from '../core/policy/commands.ts';
 import { startDnsService, type DnsService, type DnsServiceOptions } from '../domains/dns-service.ts';
 import { registerDnsMetrics } from './dns-metrics.ts';
 import { PeriodCloser } from '../core/handshake/closer.ts';
+import { ACCEPT_SIGNATURE, ReadAuthError, ReadVerifier, type Reader } from './read-auth.ts';
 
 export interface ServerOptions {
   dataDir: string;
@@ -76,9 +77,17 @@ function clientError(err: FastifyError, contentType: string | undefined): { stat
   }
   if (err instanceof SyntaxError) return { status: 400, message: `body is not valid JSON: ${oneLine(err.message)}` };
   if (err instanceof HttpError) return { status: err.statusCode, message: oneLine(err.message) };
+  if (err instanceof ReadAuthError) return { status: err.statusCode, message: oneLine(err.message) };
   const status = err.statusCode ?? 500;
   if (status >= 400 && status < 500) return { status, message: oneLine(err.message) };
   return undefined;
+}
+
+/** A peer on this machine (127.0.0.0/8 or ::1, also as an IPv4-mapped IPv6 address). */
+export function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return v4.startsWith('127.') || address === '::1';
 }
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
@@ -123,6 +132,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ...(opts.closeCheckMs !== undefined ? { checkMs: opts.closeCheckMs } : {}),
     onError: (err) => app.log.error({ err: (err as Error)?.message ?? String(err) }, 'period close failed'),
   }).start();
+  const reads = new ReadVerifier(async (id) => {
+    const row = await platform.store.get<{ name: string; role: string; public_key: string }>('SELECT name, role, public_key FROM identities WHERE id = ?', [id]);
+    return row ? { name: row.name, role: row.role, publicKey: row.public_key } : undefined;
+  });
   let openapi: unknown;
   const ctx: ApiContext = {
     platform,
@@ -159,6 +172,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     if (known) {
       if (err instanceof HttpError) reply.headers(err.headers);
       req.log.info({ status: known.status, reason: known.message }, 'request refused');
+      if (known.status === 401 && req.method === 'GET') reply.header('accept-signature', ACCEPT_SIGNATURE);
       return reply.code(known.status).send({ error: known.message });
     }
     req.log.error({ err }, 'internal error');
@@ -176,7 +190,19 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         if (!params.success) throw new HttpError(400, `invalid path: ${formatZodError(params.error)}`);
         const query = route.query.safeParse(req.query ?? {});
         if (!query.success) throw new HttpError(400, `invalid query: ${formatZodError(query.error)}`);
-        const out = await route.handle(ctx, { params: params.data, query: query.data, body: req.body, source: req.ip });
+        let reader: Reader | undefined;
+        if (route.access === 'signed' || (route.access === 'metrics' && (ReadVerifier.isSigned(req) || !isLoopback(req.socket.remoteAddress)))) {
+          const verify = reads.verify({ method: req.method, url: req.url, scheme: req.protocol, headers: req.headers });
+          reader = await verify.catch((err: unknown) => {
+            if (err instanceof ReadAuthError) metrics.readRefused(err.statusCode === 429 ? 'busy' : 'unauthenticated');
+            throw err;
+          });
+          if (route.access === 'metrics' && reader.role !== 'admin' && reader.role !== 'platform') {
+            metrics.readRefused('forbidden');
+            throw new HttpError(403, `metrics are served to loopback peers and to admins; ${reader.name} is a ${reader.role}`);
+          }
+        }
+        const out = await route.handle(ctx, { params: params.data, query: query.data, body: req.body, source: req.ip, ...(reader ? { reader } : {}) });
         reply.code(out.status ?? 200);
         if (out.contentType) reply.type(out.contentType);
         return out.body;

@@ -3,6 +3,8 @@
 import { CliError, EXIT, oneLine } from './errors.ts';
 import { canonicalJson } from '../core/ledger/canonical.ts';
 import type { GateResult, SignedCommand } from '../core/types.ts';
+import type { KeyObject } from 'node:crypto';
+import { signRead } from '../api/read-auth.ts';
 
 export const DEFAULT_URL = 'http://127.0.0.1:7600';
 
@@ -31,6 +33,12 @@ export class ApiError extends CliError {
     super(message, code);
     this.name = 'ApiError';
   }
+}
+
+/** Who signs a read (RFC 9421): a registered identity's id and private key. */
+export interface ReadSigner {
+  id: string;
+  key: KeyObject;
 }
 
 export function normaliseUrl(raw: string): string {
@@ -63,8 +71,11 @@ export class Client {
     this.url = normaliseUrl(url);
   }
 
-  private async request(method: string, path: string, body?: unknown): Promise<Response> {
+  private async request(method: string, path: string, body?: unknown, as?: ReadSigner): Promise<Response> {
     const init: RequestInit = { method, signal: AbortSignal.timeout(this.timeoutMs), headers: { accept: 'application/json' } };
+    // Reads are signed per request (a fresh nonce each time), so a retry below signs again.
+    const sign = () => (as ? { accept: 'application/json', ...signRead(as.key, as.id, method, this.url + path) } : { accept: 'application/json' });
+    init.headers = sign();
     if (body !== undefined) {
       // Commands go on the wire in their canonical (JCS) form: the bytes the signature covers and the ledger stores.
       init.body = canonicalJson(body);
@@ -77,7 +88,7 @@ export class Client {
         // A pooled keep-alive connection the daemon has since closed (e.g. it restarted): reads are
         // safe to repeat once on a fresh connection. Commands are never resent.
         if (method !== 'GET' || (err as { cause?: { code?: string } }).cause?.code !== 'UND_ERR_SOCKET') throw err;
-        return await fetch(this.url + path, { ...init, signal: AbortSignal.timeout(this.timeoutMs) });
+        return await fetch(this.url + path, { ...init, headers: body === undefined ? sign() : init.headers, signal: AbortSignal.timeout(this.timeoutMs) });
       }
     } catch (err) {
       throw new CliError(
@@ -113,17 +124,18 @@ export class Client {
     throw new ApiError(`the daemon failed on ${what} (HTTP ${res.status}): ${reason}`, EXIT.denied, res.status, body);
   }
 
-  async get<T>(path: string, query: Record<string, string | number | undefined> = {}): Promise<T> {
+  /** GET, signed by `as` when given (private data needs a signed read; public reads need none). */
+  async get<T>(path: string, query: Record<string, string | number | undefined> = {}, as?: ReadSigner): Promise<T> {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(query)) if (v !== undefined) q.set(k, String(v));
     const full = q.size ? `${path}?${q}` : path;
-    const res = await this.request('GET', full);
+    const res = await this.request('GET', full, undefined, as);
     if (!res.ok) return this.fail(res, `GET ${path}`);
     return (await this.json(res, `GET ${path}`)) as T;
   }
 
-  async getText(path: string): Promise<string> {
-    const res = await this.request('GET', path);
+  async getText(path: string, as?: ReadSigner): Promise<string> {
+    const res = await this.request('GET', path, undefined, as);
     if (!res.ok) return this.fail(res, `GET ${path}`);
     return res.text();
   }

@@ -3,8 +3,8 @@
 import type { Command as Commander } from 'commander';
 import { signCommand } from '../core/identity/envelope.ts';
 import { isIdentityId } from '../core/identity/keys.ts';
-import type { CommandType, Json, SignedCommand } from '../core/types.ts';
-import { Client, DEFAULT_URL, type Receipt } from './client.ts';
+import type { CommandType, Json, LedgerEntry, SignedCommand } from '../core/types.ts';
+import { ApiError, Client, DEFAULT_URL, type Receipt } from './client.ts';
 import { usage } from './errors.ts';
 import { Home, defaultHome, type LocalIdentity } from './home.ts';
 import { Witness, type Contact, type SeenCheckpoint } from './witness.ts';
@@ -29,6 +29,7 @@ export class Ctx {
   private client_: Client | undefined;
   private witness_: Witness | undefined;
   private contact_: Contact | undefined;
+  private reader_: LocalIdentity | undefined;
 
   constructor(
     readonly opts: GlobalOptions,
@@ -62,10 +63,96 @@ export class Ctx {
     return this.contact_;
   }
 
-  /** GET through the witness. */
-  async get<T>(path: string, query: Record<string, string | number | undefined> = {}): Promise<T> {
+  /**
+   * Who may sign this process's reads, in the order they are tried: --as (or NEXUS_AS) alone if
+   * given; otherwise the local identities among `preferred` first, then every other local identity
+   * in the order they were created. Each one tried tells the daemon that its key is held here: with
+   * several local identities, --as keeps the others out of it.
+   */
+  readers(preferred: (string | undefined)[] = []): LocalIdentity[] {
+    const chosen = this.opts.as ?? this.env.NEXUS_AS;
+    if (chosen) return [this.home.signer(chosen)];
+    const names: string[] = [];
+    for (const p of preferred) {
+      const n = p ? this.home.localName(p) : undefined;
+      if (n && !names.includes(n)) names.push(n);
+    }
+    for (const n of Object.keys(this.home.identities())) if (!names.includes(n)) names.push(n);
+    const out: LocalIdentity[] = [];
+    for (const n of names) {
+      try {
+        out.push(this.home.signer(n));
+      } catch {
+        // a name whose key file is missing or unreadable cannot sign; the others still can
+      }
+    }
+    return out;
+  }
+
+  /**
+   * GET through the witness, as a signed read (RFC 9421). `as` fixes the signer; otherwise the
+   * reader that worked last, then readers(preferred), each tried until one is not refused (401/403).
+   * Without any local identity the read goes unsigned (public data only).
+   */
+  async get<T>(path: string, query: Record<string, string | number | undefined> = {}, opts: { as?: LocalIdentity; preferred?: (string | undefined)[] } = {}): Promise<T> {
+    return this.signedRead((as) => this.client.get<T>(path, query, as), opts);
+  }
+
+  /** Like get(), for a text answer (e.g. a zone file). */
+  async getText(path: string, opts: { as?: LocalIdentity; preferred?: (string | undefined)[] } = {}): Promise<string> {
+    return this.signedRead((as) => this.client.getText(path, as), opts);
+  }
+
+  private async signedRead<T>(read: (as?: LocalIdentity) => Promise<T>, opts: { as?: LocalIdentity; preferred?: (string | undefined)[] }): Promise<T> {
     await this.connect();
-    return this.client.get<T>(path, query);
+    if (opts.as) return read(opts.as);
+    const candidates = this.readers(opts.preferred);
+    if (this.reader_ && !opts.preferred?.length) candidates.sort((a, b) => Number(b.name === this.reader_?.name) - Number(a.name === this.reader_?.name));
+    if (!candidates.length) return read();
+    for (let i = 0; ; i++) {
+      const reader = candidates[i]!;
+      try {
+        const out = await read(reader);
+        this.reader_ = reader;
+        return out;
+      } catch (err) {
+        const refused = err instanceof ApiError && (err.status === 401 || err.status === 403);
+        if (!refused || i === candidates.length - 1) throw err;
+      }
+    }
+  }
+
+  /**
+   * One ledger entry in full, read by the first reader it is not withheld from (see readers());
+   * returns that reader too, so that it can confirm the entry's inclusion.
+   */
+  async entry(index: number, preferred: (string | undefined)[] = []): Promise<{ entry: LedgerEntry; reader?: LocalIdentity }> {
+    await this.connect();
+    const candidates = this.readers(preferred);
+    if (!candidates.length) return { entry: await this.witness.entry(index) };
+    let last: unknown;
+    for (const reader of candidates) {
+      try {
+        const res = await this.client.get<{ entries?: LedgerEntry[] }>('/v1/ledger/entries', { from: index, to: index + 1 }, reader);
+        const e = (res.entries ?? []).find((x) => x && x.index === index);
+        if (e?.command) return { entry: e, reader };
+      } catch (err) {
+        if (!(err instanceof ApiError && (err.status === 401 || err.status === 403))) throw err;
+        last = err;
+      }
+    }
+    if (last) throw last;
+    throw usage(`ledger entry ${index} is withheld from ${candidates.map((c) => c.name).join(', ')}: it concerns an IMVU none of them created or is a member of`);
+  }
+
+  /** The identity that signs reads which must all come from one reader (e.g. the pages of the ledger). */
+  async reader(): Promise<LocalIdentity | undefined> {
+    if (this.reader_) return this.reader_;
+    const candidates = this.readers();
+    if (candidates.length <= 1) return candidates[0];
+    // The first that the daemon knows: a signed read of the first ledger entry tells.
+    await this.get('/v1/ledger/entries', { from: 0, to: 1 });
+    return this.reader_;
   }
 
   /**
@@ -116,7 +203,8 @@ export class Ctx {
     const { platform } = await this.connect();
     const signed = signCommand(signer.key, type, body, { origin: platform.origin });
     const receipt = await this.client.submit<R>(method, path, signed);
-    const checkpoint = await this.witness.confirmEntry(receipt.index, signed.sig);
+    // The signer reads its own entry back: whoever signed an entry may always read it.
+    const checkpoint = await this.witness.confirmEntry(receipt.index, signed.sig, signer);
     return { receipt, signed, signer, checkpoint };
   }
 

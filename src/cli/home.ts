@@ -128,6 +128,25 @@ export class Home {
     return { name, id, key };
   }
 
+  // --- consent pseudonyms ------------------------------------------------------------------
+
+  /** IMVUs (of the platform with this log origin) for which `name` recorded consent under a pseudonym. */
+  consentImvus(name: string, origin: string): string[] {
+    const all = readJson<Record<string, Record<string, string[]>>>(this.path('consents.json'), {});
+    return Object.hasOwn(all, name) && Object.hasOwn(all[name]!, origin) ? [...all[name]![origin]!] : [];
+  }
+
+  /** Remembers where a pseudonym was used, so `consent list --subject NAME` finds it without --imvu. */
+  rememberConsent(name: string, origin: string, imvu: string): void {
+    this.ensure();
+    const all = readJson<Record<string, Record<string, string[]>>>(this.path('consents.json'), {});
+    const mine = (all[name] ??= {});
+    const list = (mine[origin] ??= []);
+    if (list.includes(imvu)) return;
+    list.push(imvu);
+    writeFileAtomic(this.path('consents.json'), JSON.stringify(all, null, 2) + '\n');
+  }
+
   // --- platforms and checkpoints ----------------------------------------------------------
 
   platforms(): Record<string, PinnedPlatform> {

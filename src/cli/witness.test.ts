@@ -4,7 +4,7 @@
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { cpSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generateKeyPair, publicKeyRaw } from '../core/identity/keys.ts';
+import { generateKeyPair, identityIdFromPublicKey, publicKeyRaw } from '../core/identity/keys.ts';
 import type { RunningServer } from '../api/server.ts';
 import { startDaemon, submitDirect, tempDir } from '../../test/cli/harness.ts';
 import { Client } from './client.ts';
@@ -78,10 +78,13 @@ describe('witness (checkpoint memory)', () => {
     const { privateKey } = generateKeyPair();
     const r = await submitDirect(s.url, '/v1/identities', privateKey, 'identity.register', { name: 'proved', role: 'creator', publicKey: publicKeyRaw(privateKey).toString('base64') });
     const index = r.body.index as number;
-    const entry = await w.entry(index);
-    const cp = await w.confirmEntry(index, entry.command.sig);
+    // Its signer reads the entry back (a signed read: the ledger is not public).
+    const as = { id: identityIdFromPublicKey(publicKeyRaw(privateKey)), key: privateKey };
+    expect((await rejection(w.entry(index))).message).toMatch(/must be signed/);
+    const entry = await w.entry(index, as);
+    const cp = await w.confirmEntry(index, entry.command.sig, as);
     expect(cp.size).toBeGreaterThan(index);
-    const wrong = await rejection(w.confirmEntry(index, 'not-the-signature'));
+    const wrong = await rejection(w.confirmEntry(index, 'not-the-signature', as));
     expect(wrong.code).toBe(EXIT.verification);
     expect(wrong.message).toMatch(/not the command this CLI signed/);
   });

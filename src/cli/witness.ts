@@ -23,7 +23,7 @@ import { openCheckpoint } from '../core/ledger/checkpoint.ts';
 import { canonicalBytes, canonicalJson } from '../core/ledger/canonical.ts';
 import { leafHash, verifyConsistency, verifyInclusion } from '../core/ledger/merkle.ts';
 import type { LedgerEntry } from '../core/types.ts';
-import type { Client } from './client.ts';
+import type { Client, ReadSigner } from './client.ts';
 import { CliError, EXIT, verificationFailed } from './errors.ts';
 import { writeFileAtomic, type Home, type PinnedPlatform } from './home.ts';
 
@@ -233,19 +233,24 @@ export class Witness {
     return { platform: info, checkpoint: now, previousSize: saved.size };
   }
 
-  /** Fetches one entry as stored (it is bound to the log by an inclusion proof, see checkInclusion). */
-  async entry(index: number): Promise<LedgerEntry> {
-    const res = await this.client.get<{ entries?: LedgerEntry[] }>('/v1/ledger/entries', { from: index, to: index + 1 });
+  /** Fetches one entry as stored, read as `as` (it is bound to the log by an inclusion proof, see checkInclusion). */
+  async entry(index: number, as?: ReadSigner): Promise<LedgerEntry> {
+    const res = await this.client.get<{ entries?: LedgerEntry[] }>('/v1/ledger/entries', { from: index, to: index + 1 }, as);
     const e = (res.entries ?? []).find((x) => x && x.index === index);
-    if (!e) throw verificationFailed(`the daemon did not return ledger entry ${index}`);
+    if (!e || !e.command) throw verificationFailed(`the daemon did not return ledger entry ${index}`);
     return e;
   }
 
   /** Checks that entry `index` is in the tree of `cp` (RFC 9162 2.1.3.2). */
   async checkInclusion(index: number, entryBytes: Buffer, cp: SeenCheckpoint): Promise<void> {
+    return this.checkLeafInclusion(index, leafHash(entryBytes), cp);
+  }
+
+  /** Like checkInclusion, from the leaf hash (what a reader gets of an entry withheld from it). */
+  async checkLeafInclusion(index: number, leaf: Buffer, cp: SeenCheckpoint): Promise<void> {
     const res = await this.client.get<{ proof?: unknown }>('/v1/ledger/proof/inclusion', { index, size: cp.size });
     const proof = hexProof(res.proof, 'inclusion proof');
-    if (!verifyInclusion(leafHash(entryBytes), index, cp.size, proof, cp.rootHash))
+    if (!verifyInclusion(leaf, index, cp.size, proof, cp.rootHash))
       throw verificationFailed(`ledger entry ${index} is not included in the platform's signed checkpoint of tree size ${cp.size}`);
   }
 
@@ -254,11 +259,11 @@ export class Witness {
    * then checks that entry `index` is the command we signed (by its signature) and that it is
    * included in the signed checkpoint. Returns the checkpoint it checked against.
    */
-  async confirmEntry(index: number, sig?: string): Promise<SeenCheckpoint> {
+  async confirmEntry(index: number, sig?: string, as?: ReadSigner): Promise<SeenCheckpoint> {
     const { checkpoint } = await this.contact();
     if (index >= checkpoint.size)
       throw verificationFailed(`the platform acknowledged ledger entry ${index}, but its signed checkpoint covers only ${checkpoint.size} entries`);
-    const e = await this.entry(index);
+    const e = await this.entry(index, as);
     if (sig !== undefined && e.command?.sig !== sig) throw verificationFailed(`ledger entry ${index} is not the command this CLI signed`);
     await this.checkInclusion(index, canonicalBytes(e), checkpoint);
     return checkpoint;

@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { initDataDir } from '../../src/core/platform.ts';
 import { startServer, type RunningServer } from '../../src/api/server.ts';
 import type { LedgerEntry } from '../../src/core/types.ts';
+import { signRead } from '../../src/api/read-auth.ts';
+import { identityIdFromPublicKey, loadPrivateKey, publicKeyRaw } from '../../src/core/identity/keys.ts';
 import { BIN, ROOT, run, tempDir, type Run } from './harness.ts';
 
 let server: RunningServer;
@@ -38,6 +40,12 @@ async function firstSuccess<T>(fn: () => Promise<T | undefined>, ms: number): Pr
     if (Date.now() > end) throw new Error('timed out');
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** A read signed by alice (the zone's creator), as her CLI signs it. */
+function asAlice(path: string): Promise<Response> {
+  const key = loadPrivateKey(join(home, 'keys', 'alice.key'));
+  return fetch(`${server.url}${path}`, { headers: { ...signRead(key, identityIdFromPublicKey(publicKeyRaw(key)), 'GET', `${server.url}${path}`) } });
 }
 
 const a = (name: string) => resolver.resolve4(name).catch((e: NodeJS.ErrnoException) => e.code ?? 'error');
@@ -69,7 +77,7 @@ describe('nexus dns against the running daemon', () => {
     const add = ok(await nexus('dns', 'record', 'add', Z, 'app', 'A', '192.0.2.44', '--ttl', '120'));
     expect(add.stdout).toContain(`✅ ${Z}: added app A 192.0.2.44 (ttl 120)`);
     const index = Number(/ledger entry (\d+)/.exec(add.stdout)![1]);
-    const entry = (await (await fetch(`${server.url}/v1/ledger/entries?from=${index}&to=${index + 1}`)).json()) as { entries: LedgerEntry[] };
+    const entry = (await (await asAlice(`/v1/ledger/entries?from=${index}&to=${index + 1}`)).json()) as { entries: LedgerEntry[] };
     const committedAt = Date.parse(entry.entries[0]!.at);
     const { at } = await answered;
     console.log(`dns record add: answered over DNS ${at - committedAt} ms after the commit`);
@@ -98,10 +106,11 @@ describe('nexus dns against the running daemon', () => {
     expect(out).toMatch(/mx-host\.imvu001\.world\.\s+3600\s+IN\s+MX\s+10 mail\.imvu001\.world\./);
     expect(out).not.toContain('app.imvu001.world');
     // The HTTP route directly: text/plain; unknown zones are 404 with one line.
-    const res = await fetch(`${server.url}/v1/zones/${Z}/export`);
+    const res = await asAlice(`/v1/zones/${Z}/export`);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
     expect(await res.text()).toBe(out);
-    const missing = await fetch(`${server.url}/v1/zones/nothing.world/export`);
+    expect((await fetch(`${server.url}/v1/zones/${Z}/export`)).status).toBe(401);
+    const missing = await asAlice('/v1/zones/nothing.world/export');
     expect(missing.status).toBe(404);
     expect(await missing.json()).toEqual({ error: 'zone nothing.world is not hosted here' });
     const cli404 = await nexus('dns', 'export', 'nothing.world');

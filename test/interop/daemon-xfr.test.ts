@@ -57,6 +57,7 @@ describe('`nexus start` with transfers configured, Knot as its secondary', () =>
     dnsPort = (await api.get<Health>('/health')).body.dns!.port;
     const k = newKey();
     alice = { name: 'alice', id: k.id, key: k.key };
+    api.reader = alice; // the zone's records are read by its creator (signed reads)
     const reg = await api.request('POST', '/v1/identities', signCommand(alice.key, 'identity.register', { name: 'alice', role: 'creator', publicKey: k.publicKey }, { origin: await api.origin() }));
     expect(reg.status, reg.text).toBe(201);
     const created = await api.as(alice, 'POST', '/v1/imvus', 'imvu.create', { name: 'Mirrored', owner: alice.id, jurisdiction: 'EU-GDPR' });

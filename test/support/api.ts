@@ -10,6 +10,7 @@ import { initDataDir } from '../../src/core/platform.ts';
 import type { Actor } from '../../src/core/testing.ts';
 import type { CommandType, Json, LedgerEntry, Role, SignedCommand } from '../../src/core/types.ts';
 import { startServer, type RunningServer, type ServerOptions } from '../../src/api/server.ts';
+import { signRead } from '../../src/api/read-auth.ts';
 
 export type { Actor };
 
@@ -24,7 +25,14 @@ export type Body = { [k: string]: Json };
 
 export class Client {
   private origin_: string | undefined;
-  constructor(readonly url: string) {}
+  /**
+   * @param reader who signs `get()`s (RFC 9421 signed reads); none: they go unsigned. `startTestApi()`
+   * reads as the platform, which may read everything; `getAs()` reads as someone else or anonymously.
+   */
+  constructor(
+    readonly url: string,
+    public reader?: Actor,
+  ) {}
 
   /** The platform's log origin, which every command signed for it carries. */
   async origin(): Promise<string> {
@@ -50,7 +58,13 @@ export class Client {
   }
 
   get<T = Record<string, unknown>>(path: string): Promise<Res<T>> {
-    return this.request<T>('GET', path);
+    return this.getAs<T>(this.reader ?? null, path);
+  }
+
+  /** GET signed as `actor` (RFC 9421, as the CLI signs), or unsigned with `null`. */
+  getAs<T = Record<string, unknown>>(actor: Actor | null, path: string, headers: Record<string, string> = {}): Promise<Res<T>> {
+    const signed = actor ? signRead(actor.key, actor.id, 'GET', this.url + path) : {};
+    return this.request<T>('GET', path, undefined, { ...signed, ...headers });
   }
 
   /** Signs `body` as `actor` and sends it to `method path`. */
@@ -81,6 +95,8 @@ export interface TestApi extends Client {
   server: RunningServer;
   platformKey: KeyObject;
   platformId: string;
+  /** The platform as an actor (it may read everything): what `get()` signs with by default. */
+  platform: Actor;
   /** Registers an identity over the API: creators and members sign for themselves, the platform registers the rest. */
   register(name: string, role: Exclude<Role, 'platform'>): Promise<Actor>;
   /** Creates an IMVU for `creator` over POST /v1/imvus; returns the response body (with `imvu`). */
@@ -106,8 +122,10 @@ export async function startTestApi(opts: Pick<ServerOptions, 'dns' | 'limits' | 
   const origin = init.config.origin;
   await init.close();
   const server = await startServer({ dataDir: dir, port: 0, logger: false, ...opts });
-  const client = new Client(server.url);
+  const platform: Actor = { name: 'platform', id: platformId, key: platformKey };
+  const client = new Client(server.url, platform);
   const api = Object.assign(client, {
+    platform,
     dir,
     server,
     platformKey,

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { identityIdFromPublicKey, loadPrivateKey, publicKeyRaw } from '../../core/identity/keys.ts';
 import { canonicalBytes, canonicalJson } from '../../core/ledger/canonical.ts';
-import { MemoryTree } from '../../core/ledger/merkle.ts';
+import { MemoryTree, leafHash } from '../../core/ledger/merkle.ts';
 import { PLATFORM_KEY_FILE } from '../../core/platform.ts';
 import { formatMinor, split, statement, statementToJson, type StatementJson } from '../../core/handshake/index.ts';
 import { PeriodCloseBody, sealedDifference, sealedTotals } from '../../core/handshake/close.ts';
@@ -18,32 +18,55 @@ import { identityNames } from './imvu.ts';
 
 const PAGE = 1000;
 
+export interface VerifiedLog {
+  /** The entries the reader may see, in index order (withheld ones are left out). */
+  entries: LedgerEntry[];
+  tree: MemoryTree;
+  /** The leaf hash of every index (computed here from the bytes of an entry the reader sees). */
+  leaves: Buffer[];
+  /** How many entries were withheld from the reader (it got their leaf hashes only). */
+  withheld: number;
+}
+
+type Served = LedgerEntry | { index: number; leafHash: string; withheld: true };
+
 /**
- * Fetches entries [0, cp.size) page by page and checks them as an outsider: consecutive indices,
- * and the Merkle root recomputed from their bytes equal to the root of the platform's signed
- * checkpoint (the platform signs the tree, which binds every entry: gate 17).
+ * Fetches entries [0, cp.size) page by page, as one signed reader, and checks them as an outsider:
+ * consecutive indices, and the Merkle root recomputed from their bytes (and the leaf hashes of the
+ * entries withheld from this reader) equal to the root of the platform's signed checkpoint (the
+ * platform signs the tree, which binds every entry: gate 17).
  */
-export async function fetchVerifiedLog(ctx: Ctx, cp: SeenCheckpoint): Promise<{ entries: LedgerEntry[]; tree: MemoryTree; bytes: Buffer[] }> {
+export async function fetchVerifiedLog(ctx: Ctx, cp: SeenCheckpoint): Promise<VerifiedLog> {
   const entries: LedgerEntry[] = [];
-  const bytes: Buffer[] = [];
+  const leaves: Buffer[] = [];
   const tree = new MemoryTree();
-  while (entries.length < cp.size) {
-    const from = entries.length;
-    const res = await ctx.client.get<{ entries?: LedgerEntry[] }>('/v1/ledger/entries', { from, to: Math.min(from + PAGE, cp.size) });
+  const as = await ctx.reader();
+  let withheld = 0;
+  while (leaves.length < cp.size) {
+    const from = leaves.length;
+    const res = await ctx.get<{ entries?: Served[] }>('/v1/ledger/entries', { from, to: Math.min(from + PAGE, cp.size) }, as ? { as } : {});
     const page = (res.entries ?? []).filter((e) => e && typeof e.index === 'number' && e.index >= from && e.index < cp.size).sort((a, b) => a.index - b.index);
     if (!page.length) throw verificationFailed(`the daemon returned no ledger entries from index ${from}, but its signed checkpoint covers ${cp.size}`);
     for (const e of page) {
-      if (e.index !== entries.length) throw verificationFailed(`ledger entry ${entries.length} is missing (the daemon skipped to ${e.index})`);
-      const b = canonicalBytes(e);
-      entries.push(e);
-      bytes.push(b);
-      tree.append(b);
+      if (e.index !== leaves.length) throw verificationFailed(`ledger entry ${leaves.length} is missing (the daemon skipped to ${e.index})`);
+      let leaf: Buffer;
+      if ('withheld' in e && e.withheld === true) {
+        if (typeof e.leafHash !== 'string' || !/^[0-9a-f]{64}$/.test(e.leafHash)) throw verificationFailed(`withheld ledger entry ${e.index} has no valid leaf hash`);
+        leaf = Buffer.from(e.leafHash, 'hex');
+        withheld++;
+      } else {
+        const entry = e as LedgerEntry;
+        leaf = leafHash(canonicalBytes(entry));
+        entries.push(entry);
+      }
+      leaves.push(leaf);
+      tree.appendLeafHash(leaf);
     }
   }
   const root = tree.size ? tree.root() : undefined;
   if (root && !root.equals(cp.rootHash))
     throw verificationFailed(`the Merkle root recomputed from the ${cp.size} entries the daemon serves is not the root of its signed checkpoint: the entries were changed`);
-  return { entries, tree, bytes };
+  return { entries, tree, leaves, withheld };
 }
 
 function sampleIndices(size: number, n: number): number[] {
@@ -98,14 +121,21 @@ async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
     throw err;
   }
   const { platform, checkpoint: cp, previousSize } = contact;
-  const { entries, tree, bytes } = await fetchVerifiedLog(ctx, cp);
+  const { entries, tree, leaves, withheld } = await fetchVerifiedLog(ctx, cp);
   const sample = sampleIndices(cp.size, o.sample);
-  for (const i of sample) await ctx.witness.checkInclusion(i, bytes[i]!, cp);
-  // Replay every entry through the same gates, as the offline verifier does; entry times never go
-  // back, and every sealed period's statements follow from the entries.
-  const { replayEntries } = await import('../../core/policy/verify.ts');
-  const problems = await replayEntries(entries);
+  for (const i of sample) await ctx.witness.checkLeafInclusion(i, leaves[i]!, cp);
+  // Replay every entry through the same gates, as the offline verifier does (entry times never go
+  // back, and every sealed period's statements follow from the entries). The gates decide from the
+  // state all earlier entries built, so a replay needs the whole log: a reader from whom entries
+  // are withheld (they concern other IMVUs) has checked the tree and its own entries' bytes, and
+  // leaves the replay to an admin or to `audit verify --data` on a copy of the data directory.
+  let problems: { kind: string; message: string }[] = [];
+  if (!withheld) {
+    const { replayEntries } = await import('../../core/policy/verify.ts');
+    problems = await replayEntries(entries);
+  }
   const violation = problems[0]?.message;
+  const reader = await ctx.reader();
   const report = {
     ok: !violation,
     mode: 'online',
@@ -116,6 +146,10 @@ async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
     root: tree.size ? tree.root().toString('hex') : null,
     consistentWithSaved: previousSize,
     inclusionSampled: sample,
+    reader: reader ? { name: reader.name, id: reader.id } : null,
+    readable: entries.length,
+    withheld,
+    replayed: !withheld,
     problems,
   };
   ctx.print(report, () => [
@@ -125,9 +159,15 @@ async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
       : previousSize === cp.size
         ? `✅ Identical to your saved checkpoint of tree size ${previousSize}`
         : `✅ Consistent with your saved checkpoint of tree size ${previousSize}: the log only grew`,
-    `✅ ${cp.size} entries fetched: the Merkle root recomputed here from their bytes equals the root the platform signed`,
+    withheld
+      ? `✅ ${cp.size} entries fetched (${entries.length} readable by ${reader?.name ?? 'you'}, ${withheld} withheld as leaf hashes): the Merkle root recomputed here from their bytes equals the root the platform signed`
+      : `✅ ${cp.size} entries fetched: the Merkle root recomputed here from their bytes equals the root the platform signed`,
     `✅ Inclusion proofs verified for ${sample.length} sampled entries (${sample.join(', ')})`,
-    violation ? `✗ Replay through the gates: ${violation}` : `✅ Replayed ${cp.size} entries through the 17 gates: every recorded decision holds, entry times never go back, sealed statements match`,
+    violation
+      ? `✗ Replay through the gates: ${violation}`
+      : withheld
+        ? `- Replay through the 17 gates not done: it needs the whole log, and ${withheld} entries concern IMVUs that are not yours (an admin's \`nexus audit verify\`, or \`nexus audit verify --data\` on a copy of the data directory, replays everything)`
+        : `✅ Replayed ${cp.size} entries through the 17 gates: every recorded decision holds, entry times never go back, sealed statements match`,
   ]);
   if (violation) throw verificationFailed(violation);
 }
@@ -214,11 +254,11 @@ export function auditCommand(): Command {
     .option('--limit <n>', 'at most this many entries', int(1, 1000), 100)
     .action(async (o: { imvu?: string; from?: number; limit: number }, c: Command) => {
       const ctx = Ctx.of(c);
-      const entries: LedgerEntry[] = [];
+      const entries: Served[] = [];
       let from: number | undefined = o.from ?? 0;
       let size: number | null = null;
       while (from !== undefined && entries.length < o.limit) {
-        const res: { entries?: LedgerEntry[]; size?: number; next?: number } = await ctx.get('/v1/ledger/entries', {
+        const res: { entries?: Served[]; size?: number; next?: number } = await ctx.get('/v1/ledger/entries', {
           from,
           to: o.imvu ? undefined : from + (o.limit - entries.length),
           imvu: o.imvu,
@@ -231,6 +271,7 @@ export function auditCommand(): Command {
       ctx.print({ entries, size }, () =>
         entries.length
           ? entries.map((e) => {
+              if ('withheld' in e) return `#${e.index}  (withheld: it concerns others; leaf hash ${String(e.leafHash).slice(0, 16)}…)`;
               const cmd = e.command?.command;
               const deny = e.decision.gates.find((g) => g.status === 'deny');
               const who = names.get(cmd?.actor ?? '') ?? cmd?.actor ?? '?';

@@ -22,12 +22,12 @@ export function addDsCommand(dns: Command): void {
       const rdata = dnskeyRdata(ds.flags, ds.algorithm, publicKey);
       if (ds.zone !== zone || keyTag(rdata) !== ds.keyTag || dsDigest(zone, rdata).toString('hex').toUpperCase() !== ds.digest.toUpperCase())
         throw verificationFailed(`the daemon's DS for ${zone} does not match the DNSKEY it names`);
-      const e = await ctx.witness.entry(ds.entry);
+      const { entry: e, reader } = await ctx.entry(ds.entry);
       const cmd = e.command?.command;
       const body = cmd?.body ?? {};
       if (cmd?.type !== 'dnssec.publish' || !e.decision?.allowed || body.zone !== zone || body.publicKey !== ds.publicKey || body.flags !== ds.flags)
         throw verificationFailed(`ledger entry ${ds.entry} is not the publication of this DNSKEY for ${zone}`);
-      const checkpoint = await ctx.witness.confirmEntry(ds.entry, e.command.sig);
+      const checkpoint = await ctx.witness.confirmEntry(ds.entry, e.command.sig, reader);
       ctx.print(ds, () => [
         `; zone ${ds.zone} (${ds.imvu}): DNSSEC key ${ds.keyTag}, ECDSA P-256/SHA-256 (algorithm ${ds.algorithm}), flags ${ds.flags}${ds.flags === 257 ? ' (combined signing key)' : ''}`,
         `; published by the platform in ledger entry ${ds.entry}, included in its signed checkpoint (tree size ${checkpoint.size}): verified`,

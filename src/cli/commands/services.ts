@@ -8,6 +8,8 @@ import { Ctx, receiptLine } from '../context.ts';
 import { usage } from '../errors.ts';
 import { table } from '../format.ts';
 import { fetchImvu, listOf } from './imvu.ts';
+import { ApiError } from '../client.ts';
+import { consentPseudonym, type Pseudonym } from '../pseudonym.ts';
 
 // --- mail ---------------------------------------------------------------------------------------
 
@@ -155,12 +157,23 @@ interface ConsentRow {
   at: string;
 }
 
+/** Whether the daemon knows an identity (a public key-directory lookup, unsigned). */
+async function registered(ctx: Ctx, id: string): Promise<boolean> {
+  try {
+    await ctx.client.get(`/v1/identities/${id}`);
+    return true;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return false;
+    throw err;
+  }
+}
+
 export function consentCommand(): Command {
-  const consent = new Command('consent').description('consent records (only the subject can record its own consent)');
+  const consent = new Command('consent').description('consent records (only the subject can record its own consent, under a pseudonym per IMVU)');
 
   consent
     .command('record')
-    .description('record your consent (granted or revoked) for a purpose of an IMVU; the subject is the signer')
+    .description('record your consent (granted or revoked) for a purpose of an IMVU, signed by your pseudonym for that IMVU (derived from your key)')
     .requiredOption('--imvu <id>', 'IMVU id', imvuId)
     .requiredOption('--purpose <purpose>', 'what the consent is for, e.g. marketing-email')
     .addOption(new Option('--granted', 'consent is given').conflicts('revoked'))
@@ -168,26 +181,54 @@ export function consentCommand(): Command {
     .action(async (o: { imvu: string; purpose: string; granted?: boolean; revoked?: boolean }, c: Command) => {
       const ctx = Ctx.of(c);
       if (!o.granted && !o.revoked) throw usage('consent record needs --granted or --revoked');
-      const signer = ctx.signer([], 'consent record');
-      const body = { imvu: o.imvu, subject: signer.id, purpose: o.purpose, granted: !!o.granted };
+      const subject = ctx.signer([], 'consent record');
+      const { platform } = await ctx.connect();
+      const p: Pseudonym = consentPseudonym(subject.key, platform.origin, o.imvu);
+      const signer = { name: p.name, id: p.id, key: p.key };
+      // The pseudonym registers itself (self-signed, role member) the first time it is used; the
+      // subject's own identity signs nothing here, so nothing in the ledger links the two.
+      if (!(await registered(ctx, p.id))) await ctx.submit('POST', '/v1/identities', 'identity.register', { name: p.name, role: 'member', publicKey: p.publicKey }, signer);
+      const body = { imvu: o.imvu, subject: p.id, purpose: o.purpose, granted: !!o.granted };
       const s = await ctx.submit('POST', '/v1/consents', 'consent.record', body, signer);
-      ctx.print({ ...body, index: s.receipt.index }, () => [`✅ ${signer.name} ${o.granted ? 'granted' : 'revoked'} consent for '${o.purpose}' in ${o.imvu}`, `✅ ${receiptLine(s)}`]);
+      ctx.home.rememberConsent(subject.name, platform.origin, o.imvu);
+      ctx.print({ ...body, index: s.receipt.index, pseudonymOf: subject.name }, () => [
+        `✅ ${subject.name} ${o.granted ? 'granted' : 'revoked'} consent for '${o.purpose}' in ${o.imvu}, as its pseudonym ${p.id} for ${o.imvu}`,
+        `✅ ${receiptLine(s)}`,
+      ]);
     });
 
   consent
     .command('list')
     .alias('ls')
-    .description('consent history of a subject (and/or an IMVU)')
-    .option('--subject <identity>', 'subject: name or id')
+    .description('consent history of a subject (yours: found through your pseudonyms) and/or an IMVU (its creator, members, admins)')
+    .option('--subject <identity>', 'subject: a local identity (its pseudonyms), or a name or id')
     .option('--imvu <id>', 'IMVU id', imvuId)
     .action(async (o: { subject?: string; imvu?: string }, c: Command) => {
       const ctx = Ctx.of(c);
       if (!o.subject && !o.imvu) throw usage('consent list needs --subject or --imvu');
-      const subject = o.subject ? await ctx.identityId(o.subject) : undefined;
-      const rows = listOf<ConsentRow>(await ctx.get('/v1/consents', { subject, imvu: o.imvu }), 'consents');
+      let rows: ConsentRow[] = [];
+      const local = o.subject ? ctx.home.localName(o.subject) : undefined;
+      if (local) {
+        // One's own history: the pseudonym of each IMVU reads its own consents.
+        const me = ctx.home.signer(local);
+        const { platform } = await ctx.connect();
+        const imvus = o.imvu ? [o.imvu] : ctx.home.consentImvus(local, platform.origin);
+        for (const imvu of imvus) {
+          const p = consentPseudonym(me.key, platform.origin, imvu);
+          try {
+            rows.push(...listOf<ConsentRow>(await ctx.get('/v1/consents', { subject: p.id, imvu }, { as: { name: p.name, id: p.id, key: p.key } }), 'consents'));
+          } catch (err) {
+            // 401: that pseudonym was never registered, so it never consented to anything.
+            if (!(err instanceof ApiError && err.status === 401)) throw err;
+          }
+        }
+      } else {
+        const subject = o.subject ? await ctx.identityId(o.subject) : undefined;
+        rows = listOf<ConsentRow>(await ctx.get('/v1/consents', { subject, imvu: o.imvu }), 'consents');
+      }
       ctx.print(rows, () =>
         rows.length
-          ? table(['AT', 'IMVU', 'SUBJECT', 'PURPOSE', 'CONSENT', 'ENTRY'], rows.map((r) => [r.at, r.imvu, r.subject, r.purpose, r.granted ? 'granted' : 'revoked', r.entry ?? '']))
+          ? table(['AT', 'IMVU', 'SUBJECT', 'PURPOSE', 'CONSENT', 'ENTRY'], rows.map((r) => [r.at, r.imvu, local ? `${r.subject} (${local})` : r.subject, r.purpose, r.granted ? 'granted' : 'revoked', r.entry ?? '']))
           : 'no consent records',
       );
     });
