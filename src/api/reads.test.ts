@@ -223,10 +223,13 @@ describe('ledger entries', () => {
   });
 
   it(`pages stop at about ${MAX_PAGE_BYTES} bytes and say where to go on`, async () => {
-    // Twenty recorded denials of ~60 KB each (an over-long purpose: gate 0 records the whole command).
+    // Twenty allowed route tables of ~55 KB each (a denied body that large would be stored as its hash).
     const first = await api.size();
-    const purpose = 'x'.repeat(60_000);
-    for (let i = 0; i < 20; i++) expect((await api.as(alice, 'POST', '/v1/consents', 'consent.record', { imvu: a.id, subject: alice.id, purpose, granted: true })).status).toBe(400);
+    const routes = (i: number) => Array.from({ length: 200 }, (_, j) => ({ path: `/${i}/${j}/${'x'.repeat(240)}`, backend: 'web' }));
+    for (let i = 0; i < 20; i++) {
+      const r = await api.as(alice, 'PUT', `/v1/imvus/${a.id}/routes`, 'route.set', { imvu: a.id, policy: { public: routes(i), private: [], restricted: [] } });
+      expect(r.status, r.text).toBe(200);
+    }
     const pages: { entries: Served[]; from: number; to: number; next?: number }[] = [];
     let from: number | undefined = first;
     while (from !== undefined) {

@@ -230,9 +230,6 @@ async function mayReadZone(ctx: ApiContext, scope: ReadScope, zone: string): Pro
   throw new HttpError(403, `${scope.reader.name} is neither the creator nor a member of the IMVU of zone ${zone}`);
 }
 
-async function entriesBetween(ctx: ApiContext, from: number, to: number): Promise<LedgerEntry[]> {
-  return (await ctx.platform.store.readEntries(from, to)).map(decodeEntry);
-}
 
 /** What a withheld entry costs in a page (its JSON form is about this long). */
 const WITHHELD_BYTES = 120;
