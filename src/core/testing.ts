@@ -22,9 +22,10 @@ export interface TestPlatform extends OpenPlatform {
 }
 
 /** `provision`: the chokepoint's provisioning hook for the temp data directory (e.g. `provisioner` from src/imvu/provision.ts). */
-export async function testPlatform(opts: { provision?: (dataDir: string) => NonNullable<ChokepointOptions['provision']> } = {}): Promise<TestPlatform> {
+/** `clock`: the platform clock (entry times; sign with a matching `ts` when it is far from now). */
+export async function testPlatform(opts: { provision?: (dataDir: string) => NonNullable<ChokepointOptions['provision']>; clock?: () => Date } = {}): Promise<TestPlatform> {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-test-'));
-  const p = await initDataDir(dir, {}, opts.provision ? { provision: opts.provision(dir) } : {});
+  const p = await initDataDir(dir, {}, { ...(opts.provision ? { provision: opts.provision(dir) } : {}), ...(opts.clock ? { clock: opts.clock } : {}) });
   const t: TestPlatform = {
     ...p,
     async register(name, role) {

@@ -32,6 +32,9 @@ export const COMMAND_TYPES = [
   'dkim.publish',
   'dnssec.publish',
   'dnssec.resign',
+  'domain.verify',
+  'domain.verified',
+  'domain.release',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 
