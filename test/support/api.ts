@@ -97,15 +97,18 @@ export function newKey(): { key: KeyObject; id: string; publicKey: string } {
   return { key: privateKey, id: identityIdFromPublicKey(raw), publicKey: raw.toString('base64') };
 }
 
-/** `dns`: also run the DNS service (e.g. `{ port: 0, meterIntervalMs: 200 }`); off by default. */
-export async function startTestApi(opts: { dns?: ServerOptions['dns'] } = {}): Promise<TestApi> {
+/**
+ * `dns`: also run the DNS service (e.g. `{ port: 0, meterIntervalMs: 200 }`); off by default.
+ * `challenge`: how domain proofs are looked up (root hints of a loopback hierarchy, or a function); off by default.
+ */
+export async function startTestApi(opts: { dns?: ServerOptions['dns']; challenge?: ServerOptions['challenge'] } = {}): Promise<TestApi> {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-api-'));
   const init = await initDataDir(dir);
   const platformKey = init.platformKey;
   const platformId = init.platformId;
   const origin = init.config.origin;
   await init.close();
-  const server = await startServer({ dataDir: dir, port: 0, logger: false, ...(opts.dns ? { dns: opts.dns } : {}) });
+  const server = await startServer({ dataDir: dir, port: 0, logger: false, ...(opts.dns ? { dns: opts.dns } : {}), ...(opts.challenge ? { challenge: opts.challenge } : {}) });
   const client = new Client(server.url);
   const api = Object.assign(client, {
     dir,
