@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, resolveConfig, xfrOptions } from './config.ts';
+import { ConfigError, IANA_ROOT_HINTS, resolveConfig, xfrOptions } from './config.ts';
 
 let dir: string;
 beforeAll(() => {
@@ -26,6 +26,8 @@ const DNS_DEFAULTS = {
   dns: true, dnsAddress: '127.0.0.1', dnsPort: process.getuid?.() === 0 ? 53 : 5353, meterIntervalMs: 60_000,
   // Zone transfers: nobody may transfer, nobody is notified.
   xfrAllow: [], tsig: null, notify: [],
+  // Domain proofs start from the IANA root servers.
+  rootHints: IANA_ROOT_HINTS.map((address) => ({ address, port: 53 })),
 };
 
 describe('resolveConfig', () => {
@@ -47,6 +49,19 @@ describe('resolveConfig', () => {
     oneLineError(() => resolveConfig({ env: { NEXUS_DNS: 'maybe' }, cwd: dir }), /^invalid NEXUS_DNS "maybe": must be true or false$/);
     writeFileSync(file, JSON.stringify({ dns: 'yes' }));
     oneLineError(() => resolveConfig({ env: {}, cwd: dir, config: file }), /^invalid config file .*: dns: must be true or false$/);
+  });
+
+  it('root hints for domain proofs: flag, environment, config file; IP addresses with an optional port only', () => {
+    const file = join(dir, 'roots.json');
+    writeFileSync(file, JSON.stringify({ rootHints: ['127.0.53.1:5300'] }));
+    expect(resolveConfig({ env: {}, cwd: dir, config: file }).rootHints).toEqual([{ address: '127.0.53.1', port: 5300 }]);
+    expect(resolveConfig({ env: { NEXUS_ROOT_HINTS: '192.0.2.1, [2001:db8::1]:5353' }, cwd: dir, config: file }).rootHints).toEqual([
+      { address: '192.0.2.1', port: 53 },
+      { address: '2001:db8::1', port: 5353 },
+    ]);
+    expect(resolveConfig({ env: { NEXUS_ROOT_HINTS: '192.0.2.1' }, cwd: dir, rootHints: ['198.51.100.1'] }).rootHints).toEqual([{ address: '198.51.100.1', port: 53 }]);
+    oneLineError(() => resolveConfig({ env: { NEXUS_ROOT_HINTS: 'a.root-servers.net' }, cwd: dir }), /is a host name: give a root server's IP address/);
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, rootHints: [] }), /--root-hints: must name at least one root server/);
   });
 
   it('options beat the environment, which beats the config file, which beats the defaults', () => {

@@ -6,6 +6,12 @@ import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import type { XfrOptions } from '../domains/dns-authority/xfr.ts';
 
+/** The root name servers (IANA root hints, IPv4), where domain proofs start their look-ups. */
+export const IANA_ROOT_HINTS = [
+  '198.41.0.4', '170.247.170.2', '192.33.4.12', '199.7.91.13', '192.203.230.10', '192.5.5.241', '192.112.36.4',
+  '198.97.190.53', '192.36.148.17', '192.58.128.30', '193.0.14.129', '199.7.83.42', '202.12.27.33',
+] as const;
+
 export const DEFAULTS = {
   dataDir: '.nexus',
   host: '127.0.0.1',
@@ -18,6 +24,7 @@ export const DEFAULTS = {
   /** Zone transfers: nobody may transfer, nobody is notified, no TSIG key. */
   xfrAllow: [],
   notify: [],
+  rootHints: IANA_ROOT_HINTS,
 } as const;
 
 /** The authoritative DNS server's default port: 53 when running as root, 5353 otherwise. */
@@ -52,6 +59,12 @@ export interface NexusConfig {
   tsig: { name: string; secret: string } | null;
   /** Secondaries sent a NOTIFY when a zone changes (IP addresses only; port 53 unless given). */
   notify: { address: string; port: number }[];
+  /**
+   * Root servers the daemon's own resolver starts from when it looks up a domain proof (the TXT at
+   * `_nexus-challenge.<domain>`); default the IANA root servers. Servers learned from referrals are
+   * asked on the first hint's port (53 unless given: a test hierarchy on loopback uses one port).
+   */
+  rootHints: { address: string; port: number }[];
   /** The config file that was read, if any. */
   configFile?: string;
 }
@@ -74,6 +87,8 @@ export interface ConfigOptions {
   tsigSecretFile?: string;
   /** `address[:port]` (IPv6 in brackets when a port is given), each may be a comma-separated list. */
   notify?: string | string[];
+  /** `address[:port]`, each may be a comma-separated list. */
+  rootHints?: string | string[];
   /** A JSON config file to read instead of `<dataDir>/nexus.json`. */
   config?: string;
   /** Defaults to process.env. */
@@ -135,7 +150,7 @@ const XfrAllow = z.preprocess(
 );
 
 /** `192.0.2.1`, `192.0.2.1:5300`, `2001:db8::1`, `[2001:db8::1]:5300`; port 53 unless given. */
-function hostPort(s: string): { address: string; port: number } | string {
+function hostPort(s: string, what = "the secondary's"): { address: string; port: number } | string {
   let address: string | undefined;
   let port: string | undefined;
   const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(s);
@@ -143,7 +158,7 @@ function hostPort(s: string): { address: string; port: number } | string {
   else if (isIP(s) === 6) address = s;
   else [, address, port] = /^([^:]+)(?::(\d{1,5}))?$/.exec(s) ?? [];
   if (address === undefined || !isIP(address) || (bracketed && isIP(address) !== 6)) {
-    if (/^[A-Za-z0-9.-]*[A-Za-z][A-Za-z0-9.-]*(:\d+)?$/.test(s)) return `${JSON.stringify(s)} is a host name: give the secondary's IP address (names are not resolved)`;
+    if (/^[A-Za-z0-9.-]*[A-Za-z][A-Za-z0-9.-]*(:\d+)?$/.test(s)) return `${JSON.stringify(s)} is a host name: give ${what} IP address (names are not resolved)`;
     return `${JSON.stringify(s)} is not an IP address with an optional port (such as 192.0.2.53:53 or [2001:db8::53]:53)`;
   }
   const p = port === undefined ? 53 : Number(port);
@@ -165,6 +180,24 @@ const Notify = z.preprocess(
   ).transform((a) => [...new Map(a.map((t) => [`${t.address} ${t.port}`, t])).values()]),
 );
 
+const RootHints = z.preprocess(
+  splitList,
+  z
+    .array(
+      z.string().transform((s, ctx) => {
+        const r = hostPort(s, "a root server's");
+        if (typeof r === 'string') {
+          ctx.addIssue({ code: 'custom', message: r });
+          return z.NEVER;
+        }
+        return r;
+      }),
+      { error: LIST_MESSAGE },
+    )
+    .min(1, 'must name at least one root server')
+    .max(32, 'at most 32 root servers'),
+);
+
 const TSIG_NAME_MESSAGE = 'must be a key name such as nexus-xfr or xfr.example.org (letters, digits, - and _ in dot-separated labels)';
 const TsigName = z
   .string({ error: TSIG_NAME_MESSAGE })
@@ -184,6 +217,7 @@ const FIELDS = {
   meterIntervalMs: IntervalMs,
   xfrAllow: XfrAllow,
   notify: Notify,
+  rootHints: RootHints,
 } as const;
 type Field = keyof typeof FIELDS;
 
@@ -199,6 +233,7 @@ const ENV: Record<Field, string> = {
   meterIntervalMs: 'NEXUS_METER_INTERVAL_MS',
   xfrAllow: 'NEXUS_XFR_ALLOW',
   notify: 'NEXUS_NOTIFY',
+  rootHints: 'NEXUS_ROOT_HINTS',
 };
 const FLAG: Record<Field, string> = {
   dataDir: '--data',
@@ -212,6 +247,7 @@ const FLAG: Record<Field, string> = {
   meterIntervalMs: '--meter-interval',
   xfrAllow: '--xfr-allow',
   notify: '--notify',
+  rootHints: '--root-hints',
 };
 
 /** What a config file may contain (the same fields, nothing else). */
@@ -230,6 +266,7 @@ export const ConfigFileSchema = z
     tsigName: TsigName.optional(),
     tsigSecretFile: Path.optional(),
     notify: Notify.optional(),
+    rootHints: RootHints.optional(),
   })
   .strict();
 
@@ -311,6 +348,7 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     xfrAllow: pick('xfrAllow'),
     tsig: resolveTsig(opts, env, file, fileName, cwd),
     notify: pick('notify'),
+    rootHints: pick('rootHints'),
     ...(fileName ? { configFile: fileName } : {}),
   };
   if (cfg.notify.length > 0 && cfg.xfrAllow.length === 0 && !cfg.tsig)

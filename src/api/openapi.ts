@@ -44,6 +44,12 @@ function operation(route: RouteDef): JsonSchema {
       413: error(`body larger than ${MAX_BODY_BYTES} bytes (not recorded)`),
       500: error('internal error: nothing was recorded; the same signed command may be resubmitted'),
     };
+    if (route.command === 'domain.verify')
+      Object.assign(op.responses as JsonSchema, {
+        409: { description: 'the token was found but the proof was refused (another IMVU proved it first); both entries recorded', ...json(ref('Receipt')) },
+        422: { description: 'not proven: no TXT record with the token at _nexus-challenge.<domain>; the request is recorded, the domain stays pending', ...json(ref('Receipt')) },
+        503: error('this daemon has no resolver for domain proofs (root hints); nothing was recorded'),
+      });
   } else {
     const content = route.produces ? { content: { [route.produces]: { schema: { type: 'string' } } } } : { content: { 'application/json': { schema: {} } } };
     op.responses = { 200: { description: 'OK', ...content }, 400: error('invalid path or query parameter'), 404: error('not found') };

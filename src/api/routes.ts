@@ -14,6 +14,9 @@ import type { CommandType, LedgerEntry } from '../core/types.ts';
 import { exportZone } from '../domains/zonefile/export.ts';
 import { imvuSummary, listImvus, mailboxesOf, routesOf, zoneView } from '../imvu/summary.ts';
 import { dsView } from '../domains/dnssec/ds.ts';
+import { proveDomain, type ChallengeLookup } from '../imvu/domain-proof.ts';
+import { challengeName } from '../core/policy/naming.ts';
+import type { Receipt } from '../core/policy/chokepoint.ts';
 import type { XfrSummary } from '../domains/dns-service.ts';
 import type { Metrics } from './metrics.ts';
 import { commandType, outcome } from './receipts.ts';
@@ -40,6 +43,8 @@ export interface ApiContext {
   openapi: () => unknown;
   /** Refused attempts that left no entry, counted per source prefix and reason for the next summary. */
   noise: NoiseCounter;
+  /** Looks up domain proofs (TXT at `_nexus-challenge.<domain>`) from the root hints; absent: `domain verify` answers 503. */
+  challenge?: ChallengeLookup;
   /** Where the authoritative DNS server listens, when it runs, and who may transfer its zones. */
   dns?: { address: string; port: number; xfr: XfrSummary };
 }
@@ -198,11 +203,61 @@ async function submit(ctx: ApiContext, route: Pick<RouteDef, 'command' | 'bind'>
   } else if (type === 'identity.register') {
     const row = await store.get<IdentityRow>('SELECT id, name, role, public_key FROM identities WHERE entry = ?', [receipt.index]);
     if (row) result.identity = identityView(row);
+  } else if (type === 'domain.claim') {
+    // What the claimant must publish before the domain is served.
+    const row = await store.get<ClaimRow>('SELECT name, token, expires_at, entry FROM domain_claims WHERE entry = ?', [receipt.index]);
+    if (row) result.challenge = challengeView(row);
   }
   return { status: out.status, body: result };
 }
 
 type IdentityRow = { id: string; name: string; role: string; public_key: string };
+type ClaimRow = { name: string; token: string; expires_at: string; entry: number };
+const challengeView = (r: ClaimRow) => ({ name: challengeName(r.name), type: 'TXT', value: r.token, expires: r.expires_at });
+const receiptView = (r: Receipt) => ({ index: r.index, allowed: r.allowed, gates: r.gates, followUps: r.followUps });
+
+/**
+ * `domain.verify`: the creator's signed request is recorded first; then the platform's resolver looks
+ * the challenge up and, if the token is there, the platform records `domain.verified` (and the zone
+ * and its DNSSEC key follow). Not proven: 422, the request recorded, the domain still pending.
+ */
+function verifyRoute(): RouteDef {
+  const bind = { param: 'id', field: 'imvu' };
+  return {
+    method: 'POST',
+    path: '/v1/imvus/:id/domains/verify',
+    summary: 'Prove control of a claimed domain: the platform looks up the TXT at _nexus-challenge.<domain> and, when it holds the token, records domain.verified',
+    params: Params.imvu,
+    query: AnyQuery,
+    command: 'domain.verify',
+    bind,
+    async handle(ctx, req) {
+      if (!ctx.challenge) throw new HttpError(503, 'this daemon has no resolver for domain proofs (root hints); nothing was recorded');
+      const first = await submit(ctx, { command: 'domain.verify', bind }, req.params, req.body, req.source);
+      const asked = first.body as Record<string, unknown>;
+      if (asked.allowed !== true) return first;
+      const b = (req.body as { command: { body: { imvu: string; domain: string } } }).command.body;
+      let proof: Awaited<ReturnType<typeof proveDomain>>;
+      try {
+        proof = await proveDomain(ctx.platform, b.imvu, b.domain, ctx.challenge);
+      } catch (err) {
+        return { status: 409, body: { error: `not proven: ${(err as Error).message}`, ...asked, domain: b.domain, status: 'pending' } };
+      }
+      if (proof.receipt) ctx.metrics.command('domain.verified', proof.receipt.allowed ? 'allowed' : 'denied');
+      const out = {
+        ...asked,
+        imvu: b.imvu,
+        domain: b.domain,
+        status: proof.proven ? 'verified' : 'pending',
+        challenge: proof.challenge,
+        found: proof.found,
+        ...(proof.receipt ? { verified: receiptView(proof.receipt) } : {}),
+      };
+      if (proof.proven) return { status: 200, body: out };
+      return { status: proof.receipt ? 409 : 422, body: { error: `not proven: ${proof.reason ?? 'the token was not found'}`, ...out } };
+    },
+  };
+}
 const identityView = (r: IdentityRow) => ({ id: r.id, name: r.name, role: r.role, publicKey: r.public_key });
 
 async function ledgerSize(ctx: ApiContext): Promise<number> {
@@ -257,7 +312,9 @@ export const ROUTES: RouteDef[] = [
   mutation('POST', '/v1/imvus/:id/resume', 'imvu.resume', 'Resume a suspended IMVU', { param: 'id', field: 'imvu' }),
   mutation('POST', '/v1/imvus/:id/exit', 'imvu.exit', "Exit (the creator's signature alone; suspension cannot block it)", { param: 'id', field: 'imvu' }),
   mutation('POST', '/v1/imvus/:id/members', 'member.add', 'Add a member', { param: 'id', field: 'imvu' }),
-  mutation('POST', '/v1/imvus/:id/domains', 'domain.claim', 'Claim a domain', { param: 'id', field: 'imvu' }),
+  mutation('POST', '/v1/imvus/:id/domains', 'domain.claim', 'Claim a domain outside the platform suffix: pending (not served) until proven; the answer names the TXT record to publish', { param: 'id', field: 'imvu' }),
+  verifyRoute(),
+  mutation('DELETE', '/v1/imvus/:id/domains', 'domain.release', "Release a domain (or a pending claim) of the IMVU: its zone, records and DNSSEC key go; never the primary domain", { param: 'id', field: 'imvu' }),
   mutation('POST', '/v1/zones/:zone/records', 'dns.record.add', 'Add a DNS record', { param: 'zone', field: 'zone' }),
   mutation('DELETE', '/v1/zones/:zone/records', 'dns.record.remove', 'Remove DNS records', { param: 'zone', field: 'zone' }),
   mutation('POST', '/v1/imvus/:id/mailboxes', 'mailbox.add', 'Add a mailbox', { param: 'id', field: 'imvu' }),
@@ -323,6 +380,20 @@ export const ROUTES: RouteDef[] = [
     const name = params.zone.toLowerCase().replace(/\.$/, '');
     if (!(await ctx.platform.store.get('SELECT 1 AS x FROM zones WHERE name = ?', [name]))) throw new HttpError(404, `zone ${params.zone} is not hosted here`);
     return { body: await exportZone(ctx.platform.store, name), contentType: 'text/plain; charset=utf-8' };
+  }),
+  read('/v1/imvus/:id/domains', "An IMVU's domains: the proven ones (served) and its claims pending proof, with the TXT record each needs", { params: Params.imvu }, async (ctx, { params, scope }) => {
+    await mayReadImvu(ctx, await scope(), params.id);
+    const db = ctx.platform.store;
+    const now = new Date().toISOString();
+    const domains = await db.all<{ name: string; kind: string; entry: number }>('SELECT name, kind, entry FROM domains WHERE imvu = ? ORDER BY entry, name', [params.id]);
+    const claims = await db.all<ClaimRow>('SELECT name, token, expires_at, entry FROM domain_claims WHERE imvu = ? ORDER BY entry, name', [params.id]);
+    return {
+      body: {
+        imvu: params.id,
+        domains: domains.map((d) => ({ name: d.name, kind: d.kind, status: 'verified', entry: d.entry })),
+        pending: claims.map((c) => ({ name: c.name, status: c.expires_at <= now ? 'lapsed' : 'pending', entry: c.entry, expires: c.expires_at, challenge: challengeView(c) })),
+      },
+    };
   }),
   read('/v1/imvus/:id/mailboxes', "An IMVU's mailboxes", { params: Params.imvu }, async (ctx, { params, scope }) => {
     await mayReadImvu(ctx, await scope(), params.id);

@@ -66,6 +66,7 @@ describe('reads every client needs', () => {
     const expected = [
       'POST /v1/commands', 'POST /v1/identities', 'POST /v1/imvus', 'POST /v1/imvus/{id}/scale', 'POST /v1/imvus/{id}/suspend',
       'POST /v1/imvus/{id}/resume', 'POST /v1/imvus/{id}/exit', 'POST /v1/imvus/{id}/members', 'POST /v1/imvus/{id}/domains',
+      'POST /v1/imvus/{id}/domains/verify', 'DELETE /v1/imvus/{id}/domains', 'GET /v1/imvus/{id}/domains',
       'POST /v1/zones/{zone}/records', 'DELETE /v1/zones/{zone}/records', 'POST /v1/imvus/{id}/mailboxes', 'DELETE /v1/imvus/{id}/mailboxes',
       'PUT /v1/imvus/{id}/routes', 'POST /v1/consents', 'POST /v1/usage', 'POST /v1/revenue',
       'GET /health', 'GET /metrics', 'GET /openapi.json', 'GET /v1/platform', 'GET /v1/identities', 'GET /v1/identities/{nameOrId}',

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyBaseLogger, type FastifyError } from 'fastify';
 import { initDataDir, isInitialised, openDataDir, type OpenPlatform } from '../core/platform.ts';
+import type { Store } from '../core/store/index.ts';
 import { provisioner } from '../imvu/provision.ts';
 import { DEFAULTS, resolveConfig, xfrOptions, type ConfigOptions } from './config.ts';
 import { createMetrics } from './metrics.ts';
@@ -15,6 +16,7 @@ import { startDnsService, type DnsService, type DnsServiceOptions } from '../dom
 import { registerDnsMetrics } from './dns-metrics.ts';
 import { PeriodCloser } from '../core/handshake/closer.ts';
 import { ACCEPT_SIGNATURE, ReadAuthError, ReadVerifier, type Reader } from './read-auth.ts';
+import { challengeResolver, type ChallengeLookup, type ChallengeResolverOptions } from '../imvu/domain-proof.ts';
 
 export interface ServerOptions {
   dataDir: string;
@@ -35,6 +37,12 @@ export interface ServerOptions {
   noiseIntervalMs?: number;
   /** How often the daemon looks for an ended period to close (src/core/handshake/closer.ts). Default 1 minute. */
   closeCheckMs?: number;
+  /**
+   * How domain proofs are looked up: the project's recursive resolver from these root hints, or a
+   * look-up function. Off unless given (`serve()` passes the configured root hints): `POST
+   * /v1/imvus/:id/domains/verify` then answers 503 and records nothing.
+   */
+  challenge?: false | ChallengeResolverOptions | ChallengeLookup;
 }
 
 /** Defaults: generous for people and scripts, far below what fills a disk. */
@@ -53,6 +61,8 @@ export interface RunningServer {
   dns?: DnsService;
   /** Appends `period.close` once a period has ended and its grace has passed. */
   closer: PeriodCloser;
+  /** The committed state, to read (embedding, tests): every change goes through the chokepoint. */
+  store: Store;
   /** Stops accepting, lets requests in flight finish (their commands commit), then closes the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -143,6 +153,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     noise,
     openapi: () => (openapi ??= openApiDocument(ROUTES, { version: VERSION })),
     ...(dns ? { dns: { address: dns.server.address, port: dns.server.port, xfr: dns.xfr } } : {}),
+    ...(opts.challenge ? { challenge: typeof opts.challenge === 'function' ? opts.challenge : challengeResolver(opts.challenge) } : {}),
   };
 
   // While closing, answer in-flight requests with `Connection: close` so that keep-alive clients
@@ -242,6 +253,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     port,
     dataDir: opts.dataDir,
     log: app.log,
+    store: platform.store,
     ...(dns ? { dns } : {}),
     closer,
     close: () =>
@@ -288,6 +300,8 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
     port: cfg.port,
     logLevel: cfg.logLevel,
     dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, ...(xfr ? { xfr } : {}) } : false,
+    // Servers learned from referrals are asked on the first hint's port (53 unless a test hierarchy says otherwise).
+    challenge: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port },
   });
   // The TSIG key by name only: the secret is never logged.
   const dns = server.dns ? { address: server.dns.server.address, port: server.dns.server.port, meterIntervalMs: cfg.meterIntervalMs, xfr: server.dns.xfr } : null;

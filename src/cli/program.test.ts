@@ -18,7 +18,7 @@ describe('nexus command tree', () => {
       'init', 'serve', 'start',
       'identity create', 'identity list', 'identity show',
       'imvu create', 'imvu list', 'imvu show', 'imvu scale', 'imvu suspend', 'imvu resume', 'imvu exit',
-      'dns record add', 'dns record rm', 'dns record list', 'dns export', 'dns ds', 'domain claim',
+      'dns record add', 'dns record rm', 'dns record list', 'dns export', 'dns ds', 'domain claim', 'domain verify', 'domain list', 'domain release',
       'mail mailbox add', 'mail mailbox list', 'mail mailbox rm',
       'route set', 'route list', 'consent record', 'consent list', 'member add',
       'audit log', 'audit verify', 'audit acknowledge', 'audit report', 'audit split', 'gates',

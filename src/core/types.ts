@@ -36,6 +36,9 @@ export const COMMAND_TYPES = [
   'meter.register',
   'capacity.publish',
   'period.close',
+  'domain.verify',
+  'domain.verified',
+  'domain.release',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 

@@ -130,7 +130,7 @@ export class ResignScheduler {
       case 'dns.record.remove':
         zone = String(b.zone);
         break;
-      case 'domain.claim':
+      case 'domain.verified':
         zone = String(b.domain);
         break;
       case 'dnssec.publish':

@@ -4,7 +4,7 @@
 // by a platform-signed `dkim.publish` follow-up, which the projection writer turns into the
 // `<selector>._domainkey` TXT record. The follow-up runs in the same transaction as the
 // creation, so a failure anywhere rolls both back.
-// Every new zone (the IMVU's own at `imvu.create`, a claimed one at `domain.claim`) gets a DNSSEC
+// Every new zone (the IMVU's own at `imvu.create`, a claimed one when it is proven, `domain.verified`) gets a DNSSEC
 // key the same way: private half under `keys/dnssec/<zone>.pem`, public half in a platform-signed
 // `dnssec.publish` follow-up (src/domains/dnssec/keys.ts).
 import { generateKeyPair as generateKeyPairCb, type KeyObject } from 'node:crypto';
@@ -77,9 +77,10 @@ export async function provisionDnssecKey(dataDir: string, imvu: string, zone: st
 /** The chokepoint `provision` hook for a data directory. */
 export function provisioner(dataDir: string): NonNullable<ChokepointOptions['provision']> {
   return async (command: Command, index: number, db: SqlReader): Promise<FollowUp[]> => {
-    if (command.type === 'domain.claim') {
+    // A claimed domain gets its zone, and so its key, only once its claimant has proved control.
+    if (command.type === 'domain.verified') {
       const zone = await db.get<{ name: string; imvu: string }>('SELECT name, imvu FROM zones WHERE entry = ?', [index]);
-      if (!zone) throw new Error(`domain.claim entry ${index} was allowed but created no zone`);
+      if (!zone) throw new Error(`domain.verified entry ${index} was allowed but created no zone`);
       return [await provisionDnssecKey(dataDir, zone.imvu, zone.name)];
     }
     if (command.type !== 'imvu.create') return [];

@@ -14,6 +14,8 @@ import { startServer, type RunningServer } from '../../src/api/server.ts';
 import type { LedgerEntry } from '../../src/core/types.ts';
 import { signRead } from '../../src/api/read-auth.ts';
 import { identityIdFromPublicKey, loadPrivateKey, publicKeyRaw } from '../../src/core/identity/keys.ts';
+import { challengeResolver, type ChallengeLookup } from '../../src/imvu/domain-proof.ts';
+import { startHierarchy, type Hierarchy } from '../support/dns-hierarchy.ts';
 import { BIN, ROOT, run, tempDir, type Run } from './harness.ts';
 
 let server: RunningServer;
@@ -21,6 +23,8 @@ let data: string;
 let home: string;
 let env: Record<string, string>;
 let resolver: dns.Resolver;
+let hierarchy: Hierarchy;
+let lookup: ChallengeLookup | undefined;
 const nexus = (...args: string[]) => run(args, env);
 const Z = 'imvu001.world';
 
@@ -54,7 +58,10 @@ beforeAll(async () => {
   data = tempDir('cli-dns-data');
   home = tempDir('cli-dns-home');
   await (await initDataDir(data)).close();
-  server = await startServer({ dataDir: data, host: '127.0.0.1', port: 0, logger: false, dns: { port: 0, meterIntervalMs: 200 } });
+  // Domain proofs look up TXT records from a loopback root (test/support/dns-hierarchy.ts), which serves this daemon's store.
+  server = await startServer({ dataDir: data, host: '127.0.0.1', port: 0, logger: false, dns: { port: 0, meterIntervalMs: 200 }, challenge: (name) => lookup!(name) });
+  hierarchy = await startHierarchy(server.store);
+  lookup = challengeResolver({ rootHints: hierarchy.rootHints, upstreamPort: hierarchy.port, limits: { timeoutMs: 500 } });
   env = { NEXUS_HOME: home, NEXUS_URL: server.url };
   resolver = new dns.Resolver({ timeout: 1000, tries: 2 });
   resolver.setServers([`127.0.0.1:${server.dns!.server.port}`]);
@@ -63,6 +70,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await hierarchy?.close();
   await server?.close();
   for (const d of [data, home]) if (d) rmSync(d, { recursive: true, force: true });
 });
@@ -125,6 +133,47 @@ describe('nexus dns against the running daemon', () => {
     const check = spawnSync('named-checkzone', ['-k', 'fail', '-n', 'fail', '-m', 'fail', Z, file], { encoding: 'utf8' });
     expect(check.status, check.stdout + check.stderr).toBe(0);
     expect(check.stdout).toContain(`loaded serial ${(await resolver.resolveSoa(Z)).serial}`);
+  });
+});
+
+describe('nexus domain: claim, prove, list, release', () => {
+  it('names go out lower case: a record name given in capitals is added in canonical form', async () => {
+    const add = ok(await nexus('dns', 'record', 'add', 'IMVU001.World.', 'Shop', 'A', '192.0.2.45'));
+    expect(add.stdout).toContain(`✅ ${Z}: added shop A 192.0.2.45`);
+    expect(await resolver.resolve4(`shop.${Z}`)).toEqual(['192.0.2.45']);
+    ok(await nexus('dns', 'record', 'rm', Z, 'SHOP', 'A'));
+  });
+
+  it('claim prints the TXT to publish; verify fails until it is published, then the zone is served; release takes it away', { timeout: 180_000 }, async () => {
+    // Every command's --help is checked in-process (src/cli/program.test.ts); one through the binary here.
+    expect(ok(await nexus('domain', 'verify', '--help')).stdout).toMatch(/^Usage: nexus domain verify \[options\] <imvu> <domain>/);
+    const bad = await nexus('domain', 'claim', 'IMVU-001', 'x..test');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/expected a domain name/);
+
+    const claim = ok(await nexus('domain', 'claim', '1', 'Shop.Test.'));
+    expect(claim.stdout).toContain('✅ shop.test is claimed for IMVU-001, pending proof of control (not served yet)');
+    const token = /_nexus-challenge\.shop\.test\. 300 IN TXT "(nexus-[a-z2-7]+)"/.exec(claim.stdout)?.[1];
+    expect(token, claim.stdout).toBeDefined();
+    expect(ok(await nexus('domain', 'list', 'IMVU-001')).stdout).toMatch(/shop\.test\s+pending until \S+\s+_nexus-challenge\.shop\.test TXT/);
+
+    const early = await nexus('domain', 'verify', 'IMVU-001', 'shop.test');
+    expect(early.code).toBe(1);
+    expect(early.stderr).toMatch(/^nexus: shop\.test is not proven yet: _nexus-challenge\.shop\.test (does not exist|has no TXT record)/);
+    expect(await resolver.resolveSoa('shop.test').catch((e: NodeJS.ErrnoException) => e.code)).toBe('EREFUSED');
+
+    hierarchy.tldRecords.test.push({ name: '_nexus-challenge.shop.test', type: 'TXT', data: token! });
+    const proven = ok(await nexus('domain', 'verify', 'IMVU-001', 'shop.test'));
+    expect(proven.stdout).toContain('✅ shop.test is proven and is now a domain of IMVU-001: its zone is served');
+    await firstSuccess(async () => (await resolver.resolveSoa('shop.test').catch(() => undefined)) ?? undefined, 5000);
+    expect(ok(await nexus('domain', 'list', 'IMVU-001')).stdout).toMatch(/shop\.test\s+verified\s+custom/);
+
+    const primary = await nexus('domain', 'release', Z);
+    expect(primary.code).toBe(1);
+    expect(primary.stderr).toMatch(/primary domain of IMVU-001/);
+    const released = ok(await nexus('domain', 'release', 'SHOP.test'));
+    expect(released.stdout).toContain('✅ shop.test released by IMVU-001');
+    await firstSuccess(async () => ((await resolver.resolveSoa('shop.test').catch((e: NodeJS.ErrnoException) => e.code)) === 'EREFUSED' ? true : undefined), 5000);
   });
 });
 

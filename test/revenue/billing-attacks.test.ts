@@ -62,7 +62,7 @@ beforeAll(async () => {
   origin = init.config.origin;
   await init.close();
   server = await startServer({ dataDir: dir, port: 0, logger: false, dns: { port: 0, meterIntervalMs: 3_600_000 } });
-  client = new Client(server.url);
+  client = new Client(server.url, { name: 'platform', id: init.platformId, key: platformKey });
   const k = newKey();
   alice = { name: 'alice', id: k.id, key: k.key };
   expect((await client.as(alice, 'POST', '/v1/identities', 'identity.register', { name: 'alice', role: 'creator', publicKey: k.publicKey })).status).toBe(201);

@@ -113,8 +113,11 @@ export function newKey(): { key: KeyObject; id: string; publicKey: string } {
   return { key: privateKey, id: identityIdFromPublicKey(raw), publicKey: raw.toString('base64') };
 }
 
-/** `dns`: also run the DNS service (e.g. `{ port: 0, meterIntervalMs: 200 }`); off by default. */
-export async function startTestApi(opts: Pick<ServerOptions, 'dns' | 'limits' | 'noiseIntervalMs'> = {}): Promise<TestApi> {
+/**
+ * `dns`: also run the DNS service (e.g. `{ port: 0, meterIntervalMs: 200 }`); off by default.
+ * `challenge`: how domain proofs are looked up (root hints of a loopback hierarchy, or a function); off by default.
+ */
+export async function startTestApi(opts: Pick<ServerOptions, 'dns' | 'limits' | 'noiseIntervalMs' | 'challenge'> = {}): Promise<TestApi> {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-api-'));
   const init = await initDataDir(dir);
   const platformKey = init.platformKey;

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import type { ZoneView } from '../../imvu/summary.ts';
 import type { Json } from '../../core/types.ts';
 import { RECORD_TYPES } from '../../core/policy/commands.ts';
-import { imvuId, int } from '../args.ts';
+import { int } from '../args.ts';
 import { Ctx, receiptLine } from '../context.ts';
 import { table } from '../format.ts';
 import { fetchImvu } from './imvu.ts';
@@ -16,8 +16,14 @@ function recordType(v: string): string {
   return t;
 }
 
+// Names go out in their canonical (lower-case) form: the schemas refuse any other rather than
+// rewrite what was signed.
 function zoneName(v: string): string {
   return v.toLowerCase().replace(/\.$/, '');
+}
+
+function recordName(v: string): string {
+  return v.toLowerCase();
 }
 
 async function fetchZone(ctx: Ctx, zone: string): Promise<ZoneView> {
@@ -38,7 +44,7 @@ export function dnsCommand(): Command {
     .command('add')
     .description('add a record')
     .argument('<zone>', 'zone, e.g. imvu001.world', zoneName)
-    .argument('<name>', "record name relative to the zone ('@' for the apex)")
+    .argument('<name>', "record name relative to the zone ('@' for the apex)", recordName)
     .argument('<type>', RECORD_TYPES.join('|'), recordType)
     .argument('<value>', 'record value, e.g. 192.0.2.7 or "10 mail.example.world."')
     .option('--ttl <seconds>', 'time to live', int(0, 604800))
@@ -56,7 +62,7 @@ export function dnsCommand(): Command {
     .alias('remove')
     .description('remove records (all of that name and type, or only the one with VALUE)')
     .argument('<zone>', 'zone', zoneName)
-    .argument('<name>', 'record name')
+    .argument('<name>', 'record name', recordName)
     .argument('<type>', RECORD_TYPES.join('|'), recordType)
     .argument('[value]', 'only the record with this value')
     .action(async (zone: string, name: string, type: string, value: string | undefined, _o: unknown, c: Command) => {
@@ -85,20 +91,4 @@ export function dnsCommand(): Command {
   addExportCommand(dns);
   addDsCommand(dns);
   return dns;
-}
-
-export function domainCommand(): Command {
-  const cmd = new Command('domain').description('domains of IMVUs');
-  cmd
-    .command('claim')
-    .description('claim a domain for an IMVU (signed by its creator)')
-    .argument('<imvu>', 'IMVU id', imvuId)
-    .argument('<domain>', 'domain name, e.g. artgallery.example', zoneName)
-    .action(async (id: string, domain: string, _o: unknown, c: Command) => {
-      const ctx = Ctx.of(c);
-      const signer = await ctx.signerLazy(async () => (await fetchImvu(ctx, id)).owner.id, 'domain claim');
-      const s = await ctx.submit('POST', `/v1/imvus/${id}/domains`, 'domain.claim', { imvu: id, domain }, signer);
-      ctx.print({ imvu: id, domain, index: s.receipt.index }, () => [`✅ ${domain} is a domain of ${id}`, `✅ ${receiptLine(s)}`]);
-    });
-  return cmd;
 }

@@ -38,6 +38,7 @@ interface ServeFlags {
   tsigName?: string;
   tsigSecretFile?: string;
   notify?: string[];
+  rootHints?: string[];
 }
 
 async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<void> {
@@ -57,6 +58,7 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.tsigName !== undefined ? { tsigName: o.tsigName } : {}),
     ...(o.tsigSecretFile !== undefined ? { tsigSecretFile: o.tsigSecretFile } : {}),
     ...(o.notify !== undefined ? { notify: o.notify } : {}),
+    ...(o.rootHints !== undefined ? { rootHints: o.rootHints } : {}),
   };
   const cfg = resolveConfig(opts);
   if (!initialiseIfNeeded && !isInitialised(cfg.dataDir))
@@ -89,6 +91,7 @@ function daemonOptions(cmd: Command): Command {
     .option('--tsig-name <name>', 'TSIG key (HMAC-SHA256) name a secondary signs transfers with, from any address (env NEXUS_TSIG_NAME)')
     .option('--tsig-secret-file <path>', 'file holding the base64 TSIG secret, not readable by other users (env NEXUS_TSIG_SECRET_FILE, or the secret itself in NEXUS_TSIG_SECRET)')
     .option('--notify <ip:port...>', 'secondaries to NOTIFY when a zone changes: IP addresses only, port 53 unless given, IPv6 as [addr]:port (env NEXUS_NOTIFY, comma-separated)')
+    .option('--root-hints <ip:port...>', 'root servers where domain proofs (the TXT at _nexus-challenge.DOMAIN) start their look-ups (env NEXUS_ROOT_HINTS, comma-separated; default the IANA root servers)')
     .addHelpText(
       'after',
       '\nZone transfers are refused unless --xfr-allow or a TSIG key is set. DNSSEC needs no\n' +

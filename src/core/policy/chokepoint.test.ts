@@ -150,8 +150,11 @@ describe('gates 3 and 4: domains and DNS', () => {
     await create(bob, 'B');
   });
 
-  it('a domain belongs to exactly one IMVU', async () => {
+  it('a domain belongs to exactly one IMVU, once proven', async () => {
     expect((await p.as(alice, 'domain.claim', { imvu: 'IMVU-001', domain: 'alice.example' })).allowed).toBe(true);
+    const { token } = (await p.store.get<{ token: string }>('SELECT token FROM domain_claims WHERE name = ?', ['alice.example']))!;
+    const evidence = { name: '_nexus-challenge.alice.example', txt: [token] };
+    expect((await p.chokepoint.submit(p.chokepoint.platformCommand('domain.verified', { imvu: 'IMVU-001', domain: 'alice.example', evidence }))).allowed).toBe(true);
     expect(deniedBy(await p.as(bob, 'domain.claim', { imvu: 'IMVU-002', domain: 'alice.example' }))).toEqual([3]);
     expect(deniedBy(await p.as(bob, 'domain.claim', { imvu: 'IMVU-002', domain: 'imvu001.world' }))).toEqual([3]);
     expect(deniedBy(await p.as(bob, 'domain.claim', { imvu: 'IMVU-002', domain: 'shop.alice.example' }))).toEqual([3]);

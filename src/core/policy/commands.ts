@@ -28,6 +28,16 @@ const recordName = z
   .max(253)
   .refine(lowerCase, canonicalMessage('a record name'))
   .refine((s) => s === '@' || !s.replace(/\.$/, '').split('.').some((l) => l.length === 0), 'must not contain empty labels (such as x..y)');
+// A mailbox address: a dot-atom local part (no empty parts, so no leading, trailing or doubled
+// dots) at a domain name.
+const mailboxAddress = z
+  .string()
+  .max(320)
+  .refine(lowerCase, canonicalMessage('an address'))
+  .refine((s) => {
+    const at = s.lastIndexOf('@');
+    return at > 0 && /^[a-z0-9_+-]+(\.[a-z0-9_+-]+)*$/.test(s.slice(0, at)) && at <= 64 && DOMAIN_RE.test(s.slice(at + 1));
+  }, 'must be an address such as info@example.world (no empty labels such as x..y)');
 const isoTime = z.string().datetime({ offset: false, message: 'must be an ISO-8601 UTC time' });
 const digits = z.string().regex(/^\d{1,30}$/, 'must be a whole number of units as decimal digits');
 const smallInt = (max: number) => z.number().int().min(1).max(max);
@@ -68,6 +78,10 @@ export const TrafficPolicy = z
     restricted: z.array(route).max(256),
   })
   .strict();
+
+/** Bounds of the TXT answer a `domain.verified` records: records kept, characters per record. */
+export const MAX_EVIDENCE_RECORDS = 16;
+export const MAX_EVIDENCE_TXT = 1024;
 
 export const RECORD_TYPES = ['A', 'AAAA', 'CNAME', 'MX', 'TXT', 'SRV', 'NS', 'CAA'] as const;
 
@@ -119,8 +133,8 @@ export const BODY_SCHEMAS = {
       value: z.string().min(1).max(2048).optional(),
     })
     .strict(),
-  'mailbox.add': z.object({ imvu: imvuId, address: z.string().max(320).refine(lowerCase, canonicalMessage('an address')).regex(/^[a-z0-9._+-]{1,64}@[a-z0-9.-]{1,253}$/, 'must be an address such as info@example.world') }).strict(),
-  'mailbox.remove': z.object({ imvu: imvuId, address: z.string().max(320).refine(lowerCase, canonicalMessage('an address')) }).strict(),
+  'mailbox.add': z.object({ imvu: imvuId, address: mailboxAddress }).strict(),
+  'mailbox.remove': z.object({ imvu: imvuId, address: mailboxAddress }).strict(),
   'route.set': z.object({ imvu: imvuId, policy: TrafficPolicy }).strict(),
   'consent.record': z
     .object({ imvu: imvuId, subject: identityId, purpose: z.string().min(1).max(200), granted: z.boolean() })
@@ -180,6 +194,23 @@ export const BODY_SCHEMAS = {
   'meter.register': MeterRegisterBody,
   'capacity.publish': CapacityBody,
   'period.close': PeriodCloseBody,
+  // A claimed domain is pending until its claimant proves control (naming.ts, gate 3): the creator
+  // (or a member) asks for the proof with `domain.verify`; the platform looks the challenge TXT up
+  // and records what it found in `domain.verified`, which replay checks without DNS.
+  'domain.verify': z.object({ imvu: imvuId, domain }).strict(),
+  'domain.verified': z
+    .object({
+      imvu: imvuId,
+      domain,
+      evidence: z
+        .object({
+          name: z.string().max(253),
+          txt: z.array(z.string().max(MAX_EVIDENCE_TXT)).max(MAX_EVIDENCE_RECORDS),
+        })
+        .strict(),
+    })
+    .strict(),
+  'domain.release': z.object({ imvu: imvuId, domain }).strict(),
 } satisfies Record<CommandType, z.ZodType>;
 
 export function formatZodError(err: z.ZodError): string {

@@ -22,6 +22,33 @@ export async function preconditions(ctx: GateContext): Promise<string | undefine
       if (taken) return `IMVU name '${String(b.name)}' is taken (${taken.id})`;
       return undefined;
     }
+    case 'domain.claim': {
+      const mine = await ctx.db.get<{ expires_at: string }>('SELECT expires_at FROM domain_claims WHERE name = ? AND imvu = ?', [String(b.domain), ctx.imvu!.id]);
+      if (mine && mine.expires_at > ctx.at) return `${ctx.imvu!.id} already claimed ${String(b.domain)}; it is pending proof until ${mine.expires_at}`;
+      return undefined;
+    }
+    case 'domain.verify':
+    case 'domain.verified': {
+      const domain = String(b.domain);
+      const owner = await ctx.db.get<{ imvu: string }>('SELECT imvu FROM domains WHERE name = ?', [domain]);
+      if (owner?.imvu === ctx.imvu!.id) return `${domain} is already a proven domain of ${ctx.imvu!.id}`;
+      if (owner) return `${domain} belongs to ${owner.imvu}, which proved control of it first`;
+      const claim = await ctx.db.get<{ expires_at: string }>('SELECT expires_at FROM domain_claims WHERE name = ? AND imvu = ?', [domain, ctx.imvu!.id]);
+      if (!claim) return `${ctx.imvu!.id} has no pending claim of ${domain}; claim it first`;
+      if (claim.expires_at <= ctx.at) return `the claim of ${domain} by ${ctx.imvu!.id} lapsed at ${claim.expires_at}; claim it again`;
+      return undefined;
+    }
+    case 'domain.release': {
+      const domain = String(b.domain);
+      const held = await ctx.db.get<{ kind: string }>('SELECT kind FROM domains WHERE name = ? AND imvu = ?', [domain, ctx.imvu!.id]);
+      const claimed = await ctx.db.get('SELECT 1 AS x FROM domain_claims WHERE name = ? AND imvu = ?', [domain, ctx.imvu!.id]);
+      if (!held && !claimed) return `${domain} is not a domain of ${ctx.imvu!.id}`;
+      if (held?.kind === 'primary') return undefined; // never released: gate 3 says why
+      // Releasing a domain must not strand mail: its mailboxes go first, each by its own command.
+      const box = await ctx.db.get<{ address: string }>("SELECT address FROM mailboxes WHERE address LIKE ? ESCAPE '\\' LIMIT 1", ['%@' + domain.replace(/[\\%_]/g, (c) => '\\' + c)]);
+      if (box) return `${domain} still has mailboxes (such as ${box.address}); remove them first (nexus mail mailbox rm)`;
+      return undefined;
+    }
     case 'mailbox.add': {
       const address = String(b.address);
       const domain = address.slice(address.indexOf('@') + 1);

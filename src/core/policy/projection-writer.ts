@@ -5,7 +5,7 @@ import type { WriteTx } from '../store/index.ts';
 import type { Command } from '../types.ts';
 import { DEFAULT_ENVELOPE, ENVELOPE_FIELDS } from './commands.ts';
 import type { PlatformRow } from './gate.ts';
-import { absoluteName, imvuDomainsFor } from './naming.ts';
+import { absoluteName, challengeToken, CLAIM_TTL_MS, imvuDomainsFor } from './naming.ts';
 import { instantMillis, periodOfInstant } from '../handshake/period.ts';
 import { parsePriceBook } from '../handshake/pricebook.ts';
 import { canonicalJson } from '../ledger/canonical.ts';
@@ -110,10 +110,43 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
     case 'member.add':
       await tx.run('INSERT OR IGNORE INTO members (imvu, identity, entry) VALUES (?, ?, ?)', [String(b.imvu), String(b.identity), index]);
       return;
-    case 'domain.claim':
-      await tx.run('INSERT INTO domains (name, imvu, kind, entry) VALUES (?, ?, ?, ?)', [String(b.domain), String(b.imvu), 'custom', index]);
-      await tx.run('INSERT INTO zones (name, imvu, serial, entry) VALUES (?, ?, ?, ?)', [String(b.domain), String(b.imvu), 1, index]);
+    case 'domain.claim': {
+      // Pending: no domain row and no zone (nothing is served) until the claimant proves control.
+      if (!platform) throw new Error('no platform');
+      const name = String(b.domain);
+      const imvu = String(b.imvu);
+      await tx.run('DELETE FROM domain_claims WHERE expires_at <= ?', [at]);
+      await tx.run('INSERT OR REPLACE INTO domain_claims (name, imvu, token, expires_at, entry) VALUES (?, ?, ?, ?, ?)', [
+        name,
+        imvu,
+        challengeToken(platform.origin, index, imvu, name),
+        new Date(Date.parse(at) + CLAIM_TTL_MS).toISOString(),
+        index,
+      ]);
       return;
+    }
+    case 'domain.verified': {
+      const name = String(b.domain);
+      await tx.run('INSERT INTO domains (name, imvu, kind, entry) VALUES (?, ?, ?, ?)', [name, String(b.imvu), 'custom', index]);
+      // The first serial is this entry's index: larger than any serial an earlier, released zone of
+      // the same name reached (each entry moves a serial by one at most), so secondaries follow.
+      await tx.run('INSERT INTO zones (name, imvu, serial, entry) VALUES (?, ?, ?, ?)', [name, String(b.imvu), index, index]);
+      // The first to prove wins: every other claim of the name ends here.
+      await tx.run('DELETE FROM domain_claims WHERE name = ?', [name]);
+      return;
+    }
+    case 'domain.release': {
+      const name = String(b.domain);
+      const imvu = String(b.imvu);
+      await tx.run('DELETE FROM domain_claims WHERE name = ? AND imvu = ?', [name, imvu]);
+      if (await tx.get('SELECT 1 AS x FROM domains WHERE name = ? AND imvu = ?', [name, imvu])) {
+        await tx.run('DELETE FROM records WHERE zone = ?', [name]);
+        await tx.run('DELETE FROM dnssec_keys WHERE zone = ?', [name]);
+        await tx.run('DELETE FROM zones WHERE name = ?', [name]);
+        await tx.run('DELETE FROM domains WHERE name = ? AND imvu = ?', [name, imvu]);
+      }
+      return;
+    }
     case 'dns.record.add': {
       const zone = String(b.zone);
       await addRecord(tx, index, 0, zone, absoluteName(String(b.name), zone), String(b.type), String(b.value), (b.ttl as number | undefined) ?? DEFAULT_TTL);
@@ -188,6 +221,9 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
     case 'dnssec.resign':
       // No record changes: the new serial makes secondaries transfer the zone (and fresh signatures) again.
       await bumpSerial(tx, String(b.zone).toLowerCase());
+      return;
+    // A proof request changes nothing: the platform's `domain.verified` answers it.
+    case 'domain.verify':
       return;
     // Billing: running totals per IMVU and period, price books, meters, capacities, sealed periods.
     case 'usage.report':

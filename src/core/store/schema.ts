@@ -133,6 +133,15 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
     key: 'period, imvu',
     ddl: `CREATE TABLE IF NOT EXISTS period_statements (period TEXT NOT NULL, imvu TEXT NOT NULL, currency TEXT NOT NULL, usage_total TEXT NOT NULL, revenue_total TEXT NOT NULL, total TEXT NOT NULL, creator TEXT NOT NULL, platform TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (period, imvu))`,
   },
+  /**
+   * Claims of domains outside the platform suffix that are not proven yet (gate 3): several IMVUs may
+   * claim one name; the first to prove it gets it (a row in `domains` and a zone); a claim lapses at
+   * `expires_at`.
+   */
+  domain_claims: {
+    key: 'name, imvu',
+    ddl: `CREATE TABLE IF NOT EXISTS domain_claims (name TEXT NOT NULL, imvu TEXT NOT NULL, token TEXT NOT NULL, expires_at TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (name, imvu))`,
+  },
   /** Replay guard for gate 1: every nonce a verified signature has spent, allowed or denied. */
   nonces: {
     key: 'actor, nonce',

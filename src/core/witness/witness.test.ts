@@ -267,7 +267,13 @@ describe('nexus witness serve (a separate process)', SLOW, () => {
         c.close();
       },
     });
-    expect((await fetch(`${w2.w.url}/add-checkpoint`, { method: 'POST', body: stream, duplex: 'half' } as RequestInit)).status).toBe(413);
+    // The witness answers 413 and closes; a client still writing may see the reset first. Either way
+    // nothing past the bound is read.
+    const chunked = await fetch(`${w2.w.url}/add-checkpoint`, { method: 'POST', body: stream, duplex: 'half' } as RequestInit).then(
+      (r) => r.status,
+      (err: unknown) => String((err as { cause?: { code?: string } }).cause?.code ?? err),
+    );
+    expect(['413', 'ECONNRESET', 'EPIPE']).toContain(String(chunked));
     expect(await post(w2.w.url, '', 'GET')).toMatchObject({ status: 405 });
     expect(await post(w2.w.url, 'x', 'POST', '/other')).toMatchObject({ status: 404 });
     // None of that moved the witness.

@@ -245,9 +245,16 @@ export class ZoneJournal {
         add(`_dmarc.${primary}`, 'TXT', `v=DMARC1; p=reject; rua=mailto:admin@${primary}`);
         return;
       }
-      case 'domain.claim':
-        this.open(String(b.domain));
+      case 'domain.verified':
+        // A claimed domain gets its zone once proven, with the entry's index as its first serial.
+        this.open(String(b.domain), e.index);
         return;
+      case 'domain.release': {
+        const name = lowerAscii(String(b.domain));
+        this.zones.delete(name);
+        this.vouched.delete(name);
+        return;
+      }
       case 'dns.record.add': {
         const zone = String(b.zone);
         const name = absoluteName(String(b.name), zone);
@@ -297,9 +304,9 @@ export class ZoneJournal {
     }
   }
 
-  private open(name: string): ZoneState {
-    // The writer inserts the zone row with serial 1 (a second insert of the same name would fail there).
-    const z: ZoneState = { name: lowerAscii(name), serial: 1, sets: new Map(), deltas: [] };
+  private open(name: string, serial = 1): ZoneState {
+    // The writer inserts the zone row with serial 1, or a proven domain's with its entry index.
+    const z: ZoneState = { name: lowerAscii(name), serial, sets: new Map(), deltas: [] };
     this.zones.set(z.name, z);
     this.vouched.delete(z.name);
     return z;

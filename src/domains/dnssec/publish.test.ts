@@ -11,7 +11,7 @@ import { dsView } from './ds.ts';
 import { dnskeyRdata, keyTag } from './keytag.ts';
 import { DnssecKeyring, dnssecKeyPath, dsDigest, generateZoneKey, rawPublicKey } from './keys.ts';
 
-// The key's life in the ledger: generated as a follow-up of imvu.create and domain.claim, the
+// The key's life in the ledger: generated as a follow-up of imvu.create and domain.verified, the
 // private half on disk (0600), the public half published by the platform (gate 17), projected
 // into dnssec_keys, and replayed identically by the verifier.
 
@@ -56,8 +56,14 @@ describe('DNSSEC keys through the chokepoint', () => {
     expect(ds.trustAnchor).toBe(`trust-anchors { "${zone}." static-key 257 3 13 "${publicKey.toString('base64')}"; };`);
   });
 
-  it('domain.claim gets its own key', async () => {
-    const r = await p.as(alice, 'domain.claim', { imvu: 'IMVU-001', domain: 'artgallery.example' });
+  it('a claimed domain gets its own key when it is proven (domain.verified), not when it is claimed', async () => {
+    const claim = await p.as(alice, 'domain.claim', { imvu: 'IMVU-001', domain: 'artgallery.example' });
+    expect(claim.allowed).toBe(true);
+    expect(claim.followUps).toEqual([]);
+    expect(await dsView(p.store, 'artgallery.example')).toBeUndefined();
+    const { token } = (await p.store.get<{ token: string }>('SELECT token FROM domain_claims WHERE name = ?', ['artgallery.example']))!;
+    const evidence = { name: '_nexus-challenge.artgallery.example', txt: [token] };
+    const r = await p.chokepoint.submit(p.chokepoint.platformCommand('domain.verified', { imvu: 'IMVU-001', domain: 'artgallery.example', evidence }));
     expect(r.allowed).toBe(true);
     expect(r.followUps).toHaveLength(1);
     expect((await entry(r.followUps[0]!.index)).command.command).toMatchObject({ type: 'dnssec.publish', body: { imvu: 'IMVU-001', zone: 'artgallery.example' } });

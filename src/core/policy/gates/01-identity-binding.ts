@@ -1,4 +1,5 @@
 import { deny, pass, isMember, isOwner, type Gate } from '../gate.ts';
+import { RESERVED_IDENTITY_NAMES } from '../naming.ts';
 
 // The signature, known-identity, nonce and time checks run in the chokepoint before any gate
 // (they need the raw envelope). What remains here is binding the proved identity to what the
@@ -17,6 +18,10 @@ export const gate: Gate = {
       const role = String(ctx.body.role);
       if (selfSigned && role !== 'creator' && role !== 'member')
         return deny(1, `a ${role} identity is registered by the platform, not by itself`);
+      // Names of platform services and roles: taking one first would keep that service from starting.
+      const name = String(ctx.body.name);
+      if (RESERVED_IDENTITY_NAMES.includes(name) && (selfSigned || role !== 'service'))
+        return deny(1, `the identity name '${name}' is reserved for a platform service: only the platform registers it, as a service identity`);
       return pass(1, selfSigned ? 'self-registration proved by the new key' : 'registered by the platform');
     }
     if (type === 'imvu.create') {

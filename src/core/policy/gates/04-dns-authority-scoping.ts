@@ -12,7 +12,10 @@ export const gate: Gate = {
   async check(ctx) {
     const zone = String(ctx.body.zone);
     const z = await ctx.db.get<{ imvu: string }>('SELECT imvu FROM zones WHERE name = ?', [zone]);
-    if (!z) return deny(4, `zone ${zone} is not hosted here`);
+    if (!z) {
+      const pending = await ctx.db.get<{ imvu: string }>('SELECT imvu FROM domain_claims WHERE name = ? AND expires_at > ? LIMIT 1', [zone, ctx.at]);
+      return deny(4, pending ? `zone ${zone} is claimed but not proven yet (nexus domain verify): it is not hosted until then` : `zone ${zone} is not hosted here`);
+    }
     // A zone's DNSSEC key is published by the platform (gate 17 checks the signer) for the IMVU that owns the zone.
     if (ctx.command.type === 'dnssec.publish')
       return z.imvu === ctx.body.imvu ? pass(4, `DNSSEC key of ${zone} (${z.imvu})`) : deny(4, `zone ${zone} belongs to ${z.imvu}, not ${String(ctx.body.imvu)}`);
