@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { generateKeyPair, identityIdFromPublicKey, publicKeyRaw } from './identity/keys.ts';
 import { signCommand, type SignOptions } from './identity/envelope.ts';
-import { initDataDir, type OpenPlatform } from './platform.ts';
+import { initDataDir, type OpenPlatform, type PlatformInit } from './platform.ts';
 import type { CommandType, Json, Role } from './types.ts';
 import type { ChokepointOptions, Receipt } from './policy/chokepoint.ts';
 
@@ -21,22 +21,32 @@ export interface TestPlatform extends OpenPlatform {
   cleanup(): Promise<void>;
 }
 
-/** `provision`: the chokepoint's provisioning hook for the temp data directory (e.g. `provisioner` from src/imvu/provision.ts). */
-export async function testPlatform(opts: { provision?: (dataDir: string) => NonNullable<ChokepointOptions['provision']> } = {}): Promise<TestPlatform> {
+/**
+ * `provision`: the chokepoint's provisioning hook for the temp data directory (e.g. `provisioner`
+ * from src/imvu/provision.ts). `clock`: the platform clock (entry times), for timed rules; commands
+ * signed by `as` then carry that clock's time too.
+ */
+export async function testPlatform(
+  opts: { provision?: (dataDir: string) => NonNullable<ChokepointOptions['provision']>; clock?: () => Date; plan?: PlatformInit['plan'] } = {},
+): Promise<TestPlatform> {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-test-'));
-  const p = await initDataDir(dir, {}, opts.provision ? { provision: opts.provision(dir) } : {});
+  const p = await initDataDir(dir, opts.plan ? { plan: opts.plan } : {}, {
+    ...(opts.provision ? { provision: opts.provision(dir) } : {}),
+    ...(opts.clock ? { clock: opts.clock } : {}),
+  });
+  const ts = () => (opts.clock ? { ts: opts.clock().toISOString() } : {});
   const t: TestPlatform = {
     ...p,
     async register(name, role) {
       const { privateKey } = generateKeyPair();
       const raw = publicKeyRaw(privateKey);
       const signer = role === 'creator' || role === 'member' ? privateKey : p.platformKey;
-      const r = await p.chokepoint.submit(signCommand(signer, 'identity.register', { name, role, publicKey: raw.toString('base64') }, { origin: p.config.origin }));
+      const r = await p.chokepoint.submit(signCommand(signer, 'identity.register', { name, role, publicKey: raw.toString('base64') }, { origin: p.config.origin, ...ts() }));
       if (!r.allowed) throw new Error(`register ${name} refused: ${JSON.stringify(r.gates)}`);
       return { name, id: identityIdFromPublicKey(raw), key: privateKey };
     },
     as(actor, type, body, opts) {
-      return p.chokepoint.submit(signCommand(actor.key, type, body, { origin: p.config.origin, ...opts }));
+      return p.chokepoint.submit(signCommand(actor.key, type, body, { origin: p.config.origin, ...ts(), ...opts }));
     },
     async cleanup() {
       await p.close();

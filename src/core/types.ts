@@ -32,6 +32,12 @@ export const COMMAND_TYPES = [
   'dkim.publish',
   'dnssec.publish',
   'dnssec.resign',
+  'dkim.activate',
+  'dkim.remove',
+  'dnssec.activate',
+  'dnssec.remove',
+  'plan.publish',
+  'quota.approve',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 
