@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import type { XfrOptions } from '../domains/dns-authority/xfr.ts';
+import { DEFAULT_PLAN, PLAN_FIELDS, type PlanLimits } from '../core/policy/commands.ts';
 
 export const DEFAULTS = {
   dataDir: '.nexus',
@@ -18,6 +19,8 @@ export const DEFAULTS = {
   /** Zone transfers: nobody may transfer, nobody is notified, no TSIG key. */
   xfrAllow: [],
   notify: [],
+  /** Plan limits published at init (a `plan.publish` entry); above them needs a `quota.approve`. */
+  plan: DEFAULT_PLAN,
 } as const;
 
 /** The authoritative DNS server's default port: 53 when running as root, 5353 otherwise. */
@@ -52,6 +55,11 @@ export interface NexusConfig {
   tsig: { name: string; secret: string } | null;
   /** Secondaries sent a NOTIFY when a zone changes (IP addresses only; port 53 unless given). */
   notify: { address: string; port: number }[];
+  /**
+   * The plan limits the platform publishes when it initialises a data directory (ledger data from
+   * then on: changing this later changes nothing, so replay never depends on configuration).
+   */
+  plan: PlanLimits;
   /** The config file that was read, if any. */
   configFile?: string;
 }
@@ -74,6 +82,8 @@ export interface ConfigOptions {
   tsigSecretFile?: string;
   /** `address[:port]` (IPv6 in brackets when a port is given), each may be a comma-separated list. */
   notify?: string | string[];
+  /** Plan limits for init: `cpu_cores=16,memory_gb=64` (unnamed limits keep their defaults) or an object. */
+  plan?: string | Partial<PlanLimits>;
   /** A JSON config file to read instead of `<dataDir>/nexus.json`. */
   config?: string;
   /** Defaults to process.env. */
@@ -165,6 +175,30 @@ const Notify = z.preprocess(
   ).transform((a) => [...new Map(a.map((t) => [`${t.address} ${t.port}`, t])).values()]),
 );
 
+const PLAN_MESSAGE = `must be plan limits such as cpu_cores=8,memory_gb=32 (known: ${PLAN_FIELDS.join(', ')}; whole numbers)`;
+const limit = (max: number) => z.number({ error: PLAN_MESSAGE }).int(PLAN_MESSAGE).min(1, PLAN_MESSAGE).max(max, PLAN_MESSAGE);
+const Plan = z.preprocess(
+  (v) => {
+    if (typeof v !== 'string') return v;
+    const pairs = v.split(',').map((p) => p.trim()).filter(Boolean).map((p) => p.split('=').map((x) => x.trim()));
+    if (pairs.some((kv) => kv.length !== 2 || !/^\d{1,9}$/.test(kv[1]!))) return v;
+    return Object.fromEntries(pairs.map(([k, n]) => [k, Number(n)]));
+  },
+  z
+    .object(
+      {
+        cpu_cores: limit(1024).optional(),
+        memory_gb: limit(65536).optional(),
+        storage_gb: limit(1_000_000).optional(),
+        iops: limit(10_000_000).optional(),
+        imvus_per_creator: limit(100_000).optional(),
+      },
+      { error: PLAN_MESSAGE },
+    )
+    .strict()
+    .transform((p): PlanLimits => ({ ...DEFAULT_PLAN, ...p })),
+);
+
 const TSIG_NAME_MESSAGE = 'must be a key name such as nexus-xfr or xfr.example.org (letters, digits, - and _ in dot-separated labels)';
 const TsigName = z
   .string({ error: TSIG_NAME_MESSAGE })
@@ -184,6 +218,7 @@ const FIELDS = {
   meterIntervalMs: IntervalMs,
   xfrAllow: XfrAllow,
   notify: Notify,
+  plan: Plan,
 } as const;
 type Field = keyof typeof FIELDS;
 
@@ -199,6 +234,7 @@ const ENV: Record<Field, string> = {
   meterIntervalMs: 'NEXUS_METER_INTERVAL_MS',
   xfrAllow: 'NEXUS_XFR_ALLOW',
   notify: 'NEXUS_NOTIFY',
+  plan: 'NEXUS_PLAN',
 };
 const FLAG: Record<Field, string> = {
   dataDir: '--data',
@@ -212,6 +248,7 @@ const FLAG: Record<Field, string> = {
   meterIntervalMs: '--meter-interval',
   xfrAllow: '--xfr-allow',
   notify: '--notify',
+  plan: '--plan',
 };
 
 /** What a config file may contain (the same fields, nothing else). */
@@ -230,6 +267,7 @@ export const ConfigFileSchema = z
     tsigName: TsigName.optional(),
     tsigSecretFile: Path.optional(),
     notify: Notify.optional(),
+    plan: Plan.optional(),
   })
   .strict();
 
@@ -311,6 +349,7 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     xfrAllow: pick('xfrAllow'),
     tsig: resolveTsig(opts, env, file, fileName, cwd),
     notify: pick('notify'),
+    plan: pick('plan'),
     ...(fileName ? { configFile: fileName } : {}),
   };
   if (cfg.notify.length > 0 && cfg.xfrAllow.length === 0 && !cfg.tsig)

@@ -66,7 +66,7 @@ describe.skipIf(!hasDelv)('a DNSSEC key rollover, validated by delv at every ste
     f = await dnsFixture({ provision: provisioner, clock: () => new Date(Date.now() + offset) });
     srv = await startDnsServer({ store: f.p.store, rrl: false, dnssec: onlineSigner(f.p.store, f.p.dataDir) });
     dir = mkdtempSync(join(tmpdir(), 'nexus-rollover-'));
-    [oldKey] = await keyViews(f.p.store, Z);
+    oldKey = (await keyViews(f.p.store, Z))[0]!;
     dsAnchor('old', oldKey!);
   });
   afterAll(async () => {
