@@ -2,7 +2,8 @@ import { createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { DNSKEY_TTL_S } from '../../core/policy/gates/platform-powers.ts';
 import type { Chokepoint, Receipt } from '../../core/policy/chokepoint.ts';
-import type { SqlReader } from '../../core/store/index.ts';
+import { decodeEntry } from '../../core/ledger/ledger.ts';
+import type { Store } from '../../core/store/index.ts';
 import { writeSecretFile } from '../../imvu/provision.ts';
 import { dnssecKeyPath, generateZoneKey, rawPublicKey } from './keys.ts';
 import { ALGORITHM_ECDSAP256SHA256 } from './keytag.ts';
@@ -19,7 +20,7 @@ import { ALGORITHM_ECDSAP256SHA256 } from './keytag.ts';
 
 export interface RolloverPlatform {
   chokepoint: Chokepoint;
-  store: SqlReader;
+  store: Store;
   dataDir: string;
 }
 
@@ -61,12 +62,21 @@ export async function startRollover(p: RolloverPlatform, zone: string): Promise<
   return r;
 }
 
+/** The platform's time: the clock, never earlier than the newest entry (entry times never go back). */
+async function platformNow(store: Store): Promise<number> {
+  const size = await store.ledgerSize();
+  const [last] = size ? await store.readEntries(size - 1, size) : [];
+  return Math.max(Date.now(), last ? Date.parse(decodeEntry(last).at) : 0);
+}
+
 /**
- * Steps 2 and 3 for every rollover whose wait is over at `now` (milliseconds): activates standby
- * keys published at least a DNSKEY TTL ago, removes keys retired at least a DNSKEY TTL ago (and
- * their private halves). Returns the receipts of what it submitted.
+ * Steps 2 and 3 for every rollover whose wait is over at `now` (milliseconds; default the
+ * platform's time): activates standby keys published at least a DNSKEY TTL ago, removes keys
+ * retired at least a DNSKEY TTL ago (and their private halves). Returns the receipts of what it
+ * submitted.
  */
-export async function advanceRollovers(p: RolloverPlatform, now = Date.now()): Promise<Receipt[]> {
+export async function advanceRollovers(p: RolloverPlatform, at?: number): Promise<Receipt[]> {
+  const now = at ?? (await platformNow(p.store));
   const rows = await p.store.all<KeyRow>("SELECT zone, imvu, flags, public_key, state, since FROM dnssec_keys WHERE state IN ('published', 'retired') ORDER BY entry");
   const due = rows.filter((r) => Date.parse(r.since) + DNSKEY_TTL_S * 1000 <= now);
   const out: Receipt[] = [];
