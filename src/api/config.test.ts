@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, IANA_ROOT_HINTS, resolveConfig, xfrOptions } from './config.ts';
+import { DEFAULT_PLAN } from '../core/policy/commands.ts';
 
 let dir: string;
 beforeAll(() => {
@@ -28,6 +29,8 @@ const DNS_DEFAULTS = {
   xfrAllow: [], tsig: null, notify: [],
   // Domain proofs start from the IANA root servers.
   rootHints: IANA_ROOT_HINTS.map((address) => ({ address, port: 53 })),
+  // Plan limits published at init.
+  plan: DEFAULT_PLAN,
 };
 
 describe('resolveConfig', () => {
@@ -82,6 +85,18 @@ describe('resolveConfig', () => {
     expect(resolveConfig({ env: { NEXUS_DATA: data }, cwd: dir })).toMatchObject({ dataDir: data, port: 7611, host: '::1', configFile: join(data, 'nexus.json') });
     writeFileSync(join(data, 'nexus.json'), JSON.stringify({ dataDir: '/somewhere/else' }));
     oneLineError(() => resolveConfig({ env: { NEXUS_DATA: data }, cwd: dir }), /cannot move the data directory/);
+  });
+
+  it('plan limits: --plan / NEXUS_PLAN (name=value pairs) / plan (object); unnamed limits keep their defaults; bad ones are one line', () => {
+    expect(resolveConfig({ env: { NEXUS_PLAN: 'cpu_cores=16, imvus_per_creator=3' }, cwd: dir }).plan).toEqual({ ...DEFAULT_PLAN, cpu_cores: 16, imvus_per_creator: 3 });
+    const file = join(dir, 'plan.json');
+    writeFileSync(file, JSON.stringify({ plan: { memory_gb: 128 } }));
+    expect(resolveConfig({ env: { NEXUS_CONFIG: file }, cwd: dir }).plan).toEqual({ ...DEFAULT_PLAN, memory_gb: 128 });
+    expect(resolveConfig({ env: { NEXUS_CONFIG: file, NEXUS_PLAN: 'iops=9' }, cwd: dir, plan: 'storage_gb=2000' }).plan).toEqual({ ...DEFAULT_PLAN, storage_gb: 2000 });
+    for (const bad of ['cpu=4', 'cpu_cores=0', 'cpu_cores=many', 'cpu_cores', 'cpu_cores=2048'])
+      oneLineError(() => resolveConfig({ env: { NEXUS_PLAN: bad }, cwd: dir }), new RegExp(`^invalid NEXUS_PLAN "${bad}": must be plan limits such as cpu_cores=8`));
+    writeFileSync(file, JSON.stringify({ plan: { cores: 4 } }));
+    oneLineError(() => resolveConfig({ env: { NEXUS_CONFIG: file }, cwd: dir }), /invalid config file .*plan: must be plan limits/);
   });
 
   it('a bad value is one clear line naming where it came from', () => {

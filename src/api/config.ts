@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import type { XfrOptions } from '../domains/dns-authority/xfr.ts';
+import { DEFAULT_PLAN, PLAN_FIELDS, type PlanLimits } from '../core/policy/commands.ts';
 
 /** The root name servers (IANA root hints, IPv4), where domain proofs start their look-ups. */
 export const IANA_ROOT_HINTS = [
@@ -25,6 +26,8 @@ export const DEFAULTS = {
   xfrAllow: [],
   notify: [],
   rootHints: IANA_ROOT_HINTS,
+  /** Plan limits published at init (a `plan.publish` entry); above them needs a `quota.approve`. */
+  plan: DEFAULT_PLAN,
 } as const;
 
 /** The authoritative DNS server's default port: 53 when running as root, 5353 otherwise. */
@@ -65,6 +68,11 @@ export interface NexusConfig {
    * asked on the first hint's port (53 unless given: a test hierarchy on loopback uses one port).
    */
   rootHints: { address: string; port: number }[];
+  /**
+   * The plan limits the platform publishes when it initialises a data directory (ledger data from
+   * then on: changing this later changes nothing, so replay never depends on configuration).
+   */
+  plan: PlanLimits;
   /** The config file that was read, if any. */
   configFile?: string;
 }
@@ -89,6 +97,8 @@ export interface ConfigOptions {
   notify?: string | string[];
   /** `address[:port]`, each may be a comma-separated list. */
   rootHints?: string | string[];
+  /** Plan limits for init: `cpu_cores=16,memory_gb=64` (unnamed limits keep their defaults) or an object. */
+  plan?: string | Partial<PlanLimits>;
   /** A JSON config file to read instead of `<dataDir>/nexus.json`. */
   config?: string;
   /** Defaults to process.env. */
@@ -197,6 +207,29 @@ const RootHints = z.preprocess(
     .min(1, 'must name at least one root server')
     .max(32, 'at most 32 root servers'),
 );
+const PLAN_MESSAGE = `must be plan limits such as cpu_cores=8,memory_gb=32 (known: ${PLAN_FIELDS.join(', ')}; whole numbers)`;
+const limit = (max: number) => z.number({ error: PLAN_MESSAGE }).int(PLAN_MESSAGE).min(1, PLAN_MESSAGE).max(max, PLAN_MESSAGE);
+const Plan = z.preprocess(
+  (v) => {
+    if (typeof v !== 'string') return v;
+    const pairs = v.split(',').map((p) => p.trim()).filter(Boolean).map((p) => p.split('=').map((x) => x.trim()));
+    if (pairs.some((kv) => kv.length !== 2 || !/^\d{1,9}$/.test(kv[1]!))) return v;
+    return Object.fromEntries(pairs.map(([k, n]) => [k, Number(n)]));
+  },
+  z
+    .object(
+      {
+        cpu_cores: limit(1024).optional(),
+        memory_gb: limit(65536).optional(),
+        storage_gb: limit(1_000_000).optional(),
+        iops: limit(10_000_000).optional(),
+        imvus_per_creator: limit(100_000).optional(),
+      },
+      { error: PLAN_MESSAGE },
+    )
+    .strict()
+    .transform((p): PlanLimits => ({ ...DEFAULT_PLAN, ...p })),
+);
 
 const TSIG_NAME_MESSAGE = 'must be a key name such as nexus-xfr or xfr.example.org (letters, digits, - and _ in dot-separated labels)';
 const TsigName = z
@@ -218,6 +251,7 @@ const FIELDS = {
   xfrAllow: XfrAllow,
   notify: Notify,
   rootHints: RootHints,
+  plan: Plan,
 } as const;
 type Field = keyof typeof FIELDS;
 
@@ -234,6 +268,7 @@ const ENV: Record<Field, string> = {
   xfrAllow: 'NEXUS_XFR_ALLOW',
   notify: 'NEXUS_NOTIFY',
   rootHints: 'NEXUS_ROOT_HINTS',
+  plan: 'NEXUS_PLAN',
 };
 const FLAG: Record<Field, string> = {
   dataDir: '--data',
@@ -248,6 +283,7 @@ const FLAG: Record<Field, string> = {
   xfrAllow: '--xfr-allow',
   notify: '--notify',
   rootHints: '--root-hints',
+  plan: '--plan',
 };
 
 /** What a config file may contain (the same fields, nothing else). */
@@ -267,6 +303,7 @@ export const ConfigFileSchema = z
     tsigSecretFile: Path.optional(),
     notify: Notify.optional(),
     rootHints: RootHints.optional(),
+    plan: Plan.optional(),
   })
   .strict();
 
@@ -349,6 +386,7 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     tsig: resolveTsig(opts, env, file, fileName, cwd),
     notify: pick('notify'),
     rootHints: pick('rootHints'),
+    plan: pick('plan'),
     ...(fileName ? { configFile: fileName } : {}),
   };
   if (cfg.notify.length > 0 && cfg.xfrAllow.length === 0 && !cfg.tsig)

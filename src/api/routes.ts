@@ -322,7 +322,7 @@ export const ROUTES: RouteDef[] = [
   mutation('PUT', '/v1/imvus/:id/routes', 'route.set', 'Replace the traffic policy (creator only)', { param: 'id', field: 'imvu' }),
   mutation('POST', '/v1/consents', 'consent.record', 'Record a consent signed by its subject'),
   mutation('POST', '/v1/usage', 'usage.report', 'Report metered usage (service identities)'),
-  mutation('POST', '/v1/revenue', 'revenue.record', 'Record revenue (service identities or the platform)'),
+  mutation('POST', '/v1/revenue', 'revenue.record', 'Record revenue (service identities)'),
 
   // ---- reads
   pub('/health', 'Liveness, ledger size, where DNS listens and who may transfer zones (dns is null when off)', {}, async (ctx) => ({
@@ -507,5 +507,5 @@ export const ROUTES: RouteDef[] = [
 ];
 
 async function notifications(ctx: ApiContext, by: 'imvu' | 'recipient', value: string) {
-  return ctx.platform.store.all(`SELECT entry, recipient, imvu, about, gate, message, at FROM notifications WHERE ${by} = ? ORDER BY entry`, [value]);
+  return ctx.platform.store.all(`SELECT entry, recipient, imvu, about, gate, message, at, source FROM notifications WHERE ${by} = ? ORDER BY entry`, [value]);
 }

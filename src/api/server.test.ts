@@ -251,7 +251,9 @@ describe('one-command IMVU creation', () => {
     expect((await api.get(`/v1/imvus/${id}/mailboxes`)).body).toEqual({ imvu: id, mailboxes: imvu.mailboxes });
     expect((await api.get(`/v1/imvus/${id}/routes`)).body).toEqual({ imvu: id, routes: imvu.routes });
     const mine = (await api.get<{ entries: LedgerEntry[] }>(`/v1/ledger/entries?imvu=${id}`)).body.entries.map((e) => e.index);
-    expect(mine).toEqual([r.body.index, followUps[0]!.index, followUps[1]!.index]);
+    // Each platform act is notified to the creator (a follow-up of the act itself).
+    const notices = [followUps[0]!, followUps[1]!].map((f) => (f as { followUps?: { index: number }[] }).followUps?.[0]?.index);
+    expect(mine).toEqual([r.body.index, followUps[0]!.index, notices[0], followUps[1]!.index, notices[1]]);
   });
 
   it('bad input gets a clear error, is recorded when signed by a known identity, and leaves no IMVU, domain, zone, mailbox or key behind', async () => {

@@ -289,7 +289,7 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
   let initialised = false;
   if (!isInitialised(cfg.dataDir)) {
     if (opts.init === false) throw new Error(`${cfg.dataDir} is not a nexus data directory (run \`nexus init --data ${cfg.dataDir}\`)`);
-    await (await initDataDir(cfg.dataDir, { suffix: cfg.suffix })).close();
+    await (await initDataDir(cfg.dataDir, { suffix: cfg.suffix, plan: cfg.plan })).close();
     initialised = true;
   }
   // Zone transfers only when configured (an allow-list, a TSIG key or secondaries to notify).

@@ -21,7 +21,7 @@ describe('nexus command tree', () => {
       'dns record add', 'dns record rm', 'dns record list', 'dns export', 'dns ds', 'domain claim', 'domain verify', 'domain list', 'domain release',
       'mail mailbox add', 'mail mailbox list', 'mail mailbox rm',
       'route set', 'route list', 'consent record', 'consent list', 'member add',
-      'audit log', 'audit verify', 'audit acknowledge', 'audit report', 'audit split', 'gates',
+      'audit log', 'audit verify', 'audit acknowledge', 'audit report', 'audit split', 'gates', 'quota approve',
     ])
       expect(names).toContain(want);
   });

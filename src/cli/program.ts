@@ -17,6 +17,7 @@ import { mailCommand, routeCommand, consentCommand } from './commands/services.t
 import { auditCommand } from './commands/audit.ts';
 import { gatesCommand } from './commands/gates.ts';
 import { witnessCommand } from './commands/witness.ts';
+import { quotaCommand } from './commands/quota.ts';
 
 /** Commands that still run while an alarm is open: the ones that show, acknowledge or do not involve a user's log. */
 const ALLOWED_DURING_ALARM = new Set(['init', 'serve', 'start', 'audit verify', 'audit acknowledge', 'audit split', 'witness init', 'witness add-log', 'witness show', 'witness serve']);
@@ -65,6 +66,7 @@ Exit codes: 0 ok, 1 denied by policy, 2 usage error, 3 daemon unreachable, 4 ver
     auditCommand(),
     gatesCommand(),
     witnessCommand(),
+    quotaCommand(),
   ])
     program.addCommand(c);
   // Settings that commander does not copy to commands created outside the program.

@@ -7,6 +7,7 @@ import { Chokepoint, type ChokepointOptions } from './policy/chokepoint.ts';
 import { openStore, type Store } from './store/index.ts';
 import { DEFAULT_PRICES } from './handshake/default-prices.ts';
 import { DEFAULT_CAPACITY } from './handshake/metering.ts';
+import { DEFAULT_PLAN, type PlanLimits } from './policy/commands.ts';
 
 // A data directory: nexus.db (ledger + projections), keys/platform.key (0600), platform.json.
 
@@ -33,8 +34,13 @@ export interface OpenPlatform {
   close(): Promise<void>;
 }
 
-/** Creates a data directory with a fresh platform key and the genesis entry (entry 0). */
-export async function initDataDir(dataDir: string, cfg: Partial<PlatformConfig> = {}, opts: Partial<ChokepointOptions> = {}): Promise<OpenPlatform> {
+/** What initialisation takes besides the platform config: the plan limits to publish (defaults: DEFAULT_PLAN). */
+export interface PlatformInit extends Partial<PlatformConfig> {
+  plan?: Partial<PlanLimits>;
+}
+
+/** Creates a data directory with a fresh platform key, the genesis entry (entry 0), the default price book and the plan. */
+export async function initDataDir(dataDir: string, cfg: PlatformInit = {}, opts: Partial<ChokepointOptions> = {}): Promise<OpenPlatform> {
   if (isInitialised(dataDir)) throw new Error(`${dataDir} is already initialised`);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const { privateKey } = generateKeyPair();
@@ -69,6 +75,9 @@ export async function initDataDir(dataDir: string, cfg: Partial<PlatformConfig> 
   // Usage is bounded by what the platform can serve: the capacities are public from the start.
   const capacity = await p.chokepoint.submit(p.chokepoint.platformCommand('capacity.publish', { ...DEFAULT_CAPACITY }));
   if (!capacity.allowed) throw new Error(`default capacities refused: ${JSON.stringify(capacity.gates)}`);
+  // The plan limits are ledger data, so replay and verification never depend on configuration.
+  const plan = await p.chokepoint.submit(p.chokepoint.platformCommand('plan.publish', { ...DEFAULT_PLAN, ...(cfg.plan ?? {}) }));
+  if (!plan.allowed) throw new Error(`plan refused: ${JSON.stringify(plan.gates)}`);
   // Written last: a directory without it is not initialised and can be initialised again.
   writeFileSync(join(dataDir, PLATFORM_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
   return p;

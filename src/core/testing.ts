@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { generateKeyPair, identityIdFromPublicKey, publicKeyRaw } from './identity/keys.ts';
 import { signCommand, type SignOptions } from './identity/envelope.ts';
-import { initDataDir, type OpenPlatform } from './platform.ts';
+import { initDataDir, type OpenPlatform, type PlatformInit } from './platform.ts';
 import type { CommandType, Json, Role } from './types.ts';
 import type { ChokepointOptions, Receipt } from './policy/chokepoint.ts';
 
@@ -21,11 +21,19 @@ export interface TestPlatform extends OpenPlatform {
   cleanup(): Promise<void>;
 }
 
-/** `provision`: the chokepoint's provisioning hook for the temp data directory (e.g. `provisioner` from src/imvu/provision.ts). */
-/** `clock`: the chokepoint's clock (entry times), e.g. to move through billing periods. */
-export async function testPlatform(opts: { provision?: (dataDir: string) => NonNullable<ChokepointOptions['provision']>; clock?: () => Date } = {}): Promise<TestPlatform> {
+/**
+ * `provision`: the chokepoint's provisioning hook for the temp data directory (e.g. `provisioner`
+ * from src/imvu/provision.ts). `clock`: the platform clock (entry times), for timed rules; commands
+ * signed by `as` then carry that clock's time too.
+ */
+export async function testPlatform(
+  opts: { provision?: (dataDir: string) => NonNullable<ChokepointOptions['provision']>; clock?: () => Date; plan?: PlatformInit['plan'] } = {},
+): Promise<TestPlatform> {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-test-'));
-  const p = await initDataDir(dir, {}, { ...(opts.provision ? { provision: opts.provision(dir) } : {}), ...(opts.clock ? { clock: opts.clock } : {}) });
+  const p = await initDataDir(dir, opts.plan ? { plan: opts.plan } : {}, {
+    ...(opts.provision ? { provision: opts.provision(dir) } : {}),
+    ...(opts.clock ? { clock: opts.clock } : {}),
+  });
   // Commands are signed at the platform's clock, so they fall inside gate 1's window around it.
   const ts = () => (opts.clock ? { ts: opts.clock().toISOString() } : {});
   const t: TestPlatform = {

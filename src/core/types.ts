@@ -39,6 +39,12 @@ export const COMMAND_TYPES = [
   'domain.verify',
   'domain.verified',
   'domain.release',
+  'dkim.activate',
+  'dkim.remove',
+  'dnssec.activate',
+  'dnssec.remove',
+  'plan.publish',
+  'quota.approve',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 

@@ -1,8 +1,9 @@
 // The DNS service as the daemon runs it: the authoritative server over the platform's projections,
 // its service identity (`dns`, registered by the platform on first start, with the ledger naming it the
 // one meter of `dns.queries`) and the usage meter that reports the queries answered per IMVU into the
-// ledger (gate 6), and the re-signing of signed zones that have not changed for a while (resign.ts:
-// a platform `dnssec.resign` moves the serial).
+// ledger (gate 6), the re-signing of signed zones that have not changed for a while (resign.ts:
+// a platform `dnssec.resign` moves the serial), and the later steps of DNSSEC key rollovers once
+// their wait is over (dnssec/rollover.ts).
 import type { OpenPlatform } from '../core/platform.ts';
 import { ensureMeter, ensureServiceIdentity, type ServiceIdentity } from '../core/service-identity.ts';
 import { startDnsServer, type DnsServer, type DnsServerOptions } from './dns-authority/server.ts';
@@ -12,6 +13,7 @@ import { UsageMeter, type FlushResult, type UsageReport } from './metering.ts';
 import { onlineSigner } from './dnssec/online.ts';
 import type { Receipt } from '../core/policy/chokepoint.ts';
 import { ResignScheduler } from './resign.ts';
+import { advanceRollovers } from './dnssec/rollover.ts';
 
 export const DNS_SERVICE = 'dns';
 export const DNS_QUERIES = 'dns.queries';
@@ -144,6 +146,15 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
   }).start();
   for (const [imvu, n] of early) meter.count(imvu, DNS_QUERIES, n);
   early.clear();
+  // Rollovers advance on the re-signing schedule: a step is due a DNSKEY TTL (an hour) after the
+  // previous one, and gate 17 refuses any step taken early.
+  let advancing: Promise<void> | undefined;
+  const rollovers = setInterval(() => {
+    advancing ??= advanceRollovers(platform)
+      .then(() => undefined, (err: unknown) => opts.onError?.(err))
+      .finally(() => (advancing = undefined));
+  }, opts.resignCheckMs ?? 3_600_000);
+  rollovers.unref();
   const m = meter;
   let closing: Promise<FlushResult> | undefined;
   return {
@@ -154,6 +165,8 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
     xfr: xfrSummary(xfr),
     close: () =>
       (closing ??= (async () => {
+        clearInterval(rollovers);
+        await advancing;
         await resigner.close();
         await server.close();
         return m.close();

@@ -86,7 +86,7 @@ export class ResignScheduler {
       this.next = to;
     }
     this.stats.checks++;
-    const signed = await store.all<{ name: string }>('SELECT z.name AS name FROM zones z JOIN dnssec_keys k ON k.zone = z.name ORDER BY z.name');
+    const signed = await store.all<{ name: string }>("SELECT DISTINCT z.name AS name FROM zones z JOIN dnssec_keys k ON k.zone = z.name JOIN imvus i ON i.id = z.imvu WHERE i.status <> 'exited' ORDER BY z.name");
     const done: string[] = [];
     for (const { name } of signed) {
       if (this.stopped) break;
@@ -134,6 +134,8 @@ export class ResignScheduler {
         zone = String(b.domain);
         break;
       case 'dnssec.publish':
+      case 'dnssec.activate':
+      case 'dnssec.remove':
       case 'dnssec.resign':
         zone = String(b.zone).toLowerCase();
         break;
@@ -141,6 +143,7 @@ export class ResignScheduler {
         zone = (await this.opts.store.get<{ domain: string }>('SELECT domain FROM imvus WHERE entry = ?', [e.index]))?.domain;
         break;
       case 'dkim.publish':
+      case 'dkim.remove':
         zone = (await this.opts.store.get<{ domain: string }>('SELECT domain FROM imvus WHERE id = ?', [String(b.imvu)]))?.domain;
         break;
       default:

@@ -6,7 +6,8 @@
 // creation, so a failure anywhere rolls both back.
 // Every new zone (the IMVU's own at `imvu.create`, a claimed one when it is proven, `domain.verified`) gets a DNSSEC
 // key the same way: private half under `keys/dnssec/<zone>.pem`, public half in a platform-signed
-// `dnssec.publish` follow-up (src/domains/dnssec/keys.ts).
+// `dnssec.publish` follow-up (src/domains/dnssec/keys.ts). A later `dnssec.publish` (a rollover,
+// src/domains/dnssec/rollover.ts) gets a notice to the creator with the new DS.
 import { generateKeyPair as generateKeyPairCb, type KeyObject } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -14,6 +15,8 @@ import { promisify } from 'node:util';
 import type { ChokepointOptions, FollowUp } from '../core/policy/chokepoint.ts';
 import type { SqlReader } from '../core/store/index.ts';
 import type { Command } from '../core/types.ts';
+import { DNSKEY_TTL_S } from '../core/policy/gates/platform-powers.ts';
+import { keyViews } from '../domains/dnssec/ds.ts';
 import { ALGORITHM_ECDSAP256SHA256, CSK_FLAGS, dnssecKeyPath, generateZoneKey } from '../domains/dnssec/keys.ts';
 
 export const DKIM_SELECTOR = 'nexus1';
@@ -74,9 +77,31 @@ export async function provisionDnssecKey(dataDir: string, imvu: string, zone: st
   return { type: 'dnssec.publish', body: { imvu, zone, algorithm: ALGORITHM_ECDSAP256SHA256, flags: CSK_FLAGS, publicKey: publicKey.toString('base64') } };
 }
 
+/**
+ * The notice of a DNSSEC rollover's first step, with the new DS: the creator adds it at the
+ * parent while both keys are published (the platform's other notices say what it did; this one
+ * says what the creator has to do).
+ */
+async function rolloverNotice(command: Command, index: number, db: SqlReader): Promise<FollowUp[]> {
+  const zone = String(command.body.zone);
+  const keys = await keyViews(db, zone);
+  const fresh = keys.find((k) => k.publicKey === command.body.publicKey);
+  const active = keys.find((k) => k.state === 'active');
+  if (!fresh || fresh.state !== 'published' || !active) return [];
+  const owner = await db.get<{ owner: string }>('SELECT owner FROM imvus WHERE id = ?', [fresh.imvu]);
+  if (!owner) return [];
+  const from = new Date(Date.parse(fresh.since) + DNSKEY_TTL_S * 1000).toISOString();
+  const message =
+    `DNSSEC key rollover of ${zone}: new key ${fresh.keyTag} published beside key ${active.keyTag}; it signs from ${from} at the earliest, ` +
+    `and key ${active.keyTag} stays published until ${DNSKEY_TTL_S}s after that. Add this DS at the parent now: ${fresh.ds} ` +
+    `(remove DS ${active.keyTag} once key ${active.keyTag} is removed).`;
+  return [{ type: 'notify.creator', body: { imvu: fresh.imvu, recipient: owner.owner, about: index, gate: 17, message } }];
+}
+
 /** The chokepoint `provision` hook for a data directory. */
 export function provisioner(dataDir: string): NonNullable<ChokepointOptions['provision']> {
   return async (command: Command, index: number, db: SqlReader): Promise<FollowUp[]> => {
+    if (command.type === 'dnssec.publish') return rolloverNotice(command, index, db);
     // A claimed domain gets its zone, and so its key, only once its claimant has proved control.
     if (command.type === 'domain.verified') {
       const zone = await db.get<{ name: string; imvu: string }>('SELECT name, imvu FROM zones WHERE entry = ?', [index]);

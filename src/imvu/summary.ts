@@ -98,7 +98,7 @@ export async function imvuSummary(db: SqlReader, id: string): Promise<ImvuSummar
   );
   const domains = await db.all<{ name: string; kind: string }>('SELECT name, kind FROM domains WHERE imvu = ? ORDER BY entry, name', [id]);
   const members = (await db.all<{ identity: string }>('SELECT identity FROM members WHERE imvu = ? ORDER BY entry', [id])).map((m) => m.identity);
-  const dkim = await db.get<{ selector: string; public_key: string }>('SELECT selector, public_key FROM dkim_keys WHERE imvu = ?', [id]);
+  const dkim = await db.get<{ selector: string; public_key: string }>("SELECT selector, public_key FROM dkim_keys WHERE imvu = ? AND state = 'active'", [id]);
   return {
     id: imvu.id,
     name: imvu.name,

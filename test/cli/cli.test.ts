@@ -122,6 +122,22 @@ describe('nexus CLI (subprocess against a real daemon)', () => {
     );
   });
 
+  it('quota approve: a creator cannot scale above the plan until an admin approves it; only admins approve', async () => {
+    const over = await nexus('--as', 'creator-8891', 'imvu', 'scale', 'IMVU-001', '--cpu', '64');
+    expect(over.code).toBe(1);
+    expect(oneLineError(over)).toMatch(/gate 15: increase of IMVU-001 above the platform's plan without an approval \(quota.approve\): 64 cores \(plan 8\)/);
+    const self = await nexus('--as', 'creator-8891', 'quota', 'approve', '--imvu', 'IMVU-001', '--cpu', '64', '--reason', 'mine');
+    expect(self.code).toBe(1);
+    expect(oneLineError(self)).toMatch(/gate 15: only an admin or the platform approves quotas above the plan/);
+    const ok = await nexus('--as', 'ops', 'quota', 'approve', '--imvu', '1', '--cpu', '64', '--reason', 'render farm contract #12');
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain('✅ approved above the plan for IMVU-001: cpu_cores 64');
+    const scaled = await nexus('--as', 'creator-8891', 'imvu', 'scale', 'IMVU-001', '--cpu', '64');
+    expect(scaled.code, scaled.stderr).toBe(0);
+    const back = await nexus('--as', 'creator-8891', 'imvu', 'scale', 'IMVU-001', '--cpu', '2');
+    expect(back.code, back.stderr).toBe(0);
+  }, 150_000);
+
   it('--json output parses (imvu list, imvu show)', async () => {
     const list = await nexus('imvu', 'list', '--json');
     expect(list.code, list.stderr).toBe(0);

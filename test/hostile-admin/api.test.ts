@@ -59,7 +59,9 @@ describe('scenario 2.1: silent traffic rerouting', () => {
   it("an admin replacing an IMVU's routes gets 403, is recorded, and the creator is notified", async () => {
     const before = (await api.get(`/v1/imvus/${imvu}/routes`)).body;
     const evil = { public: [{ path: '/*', backend: 'interceptor' }], private: [], restricted: [] };
-    const cmd = api.sign(ops, 'route.set', { imvu, policy: evil });
+    // Another admin than scenario 1's: refusals are notified once per source identity per interval.
+    const ops2 = await api.register('ops-two', 'admin');
+    const cmd = api.sign(ops2, 'route.set', { imvu, policy: evil });
     const r = await api.request('PUT', `/v1/imvus/${imvu}/routes`, cmd);
     await expectRecordedDenial(api, r, cmd, 403, 14, /route change for .* needs its creator's signature/);
     expect((await notificationsFor(alice.id)).find((n) => n.about === r.body.index)).toMatchObject({ gate: 14 });
@@ -131,7 +133,19 @@ describe('scenario 2.5: exit sabotage', () => {
     expect((await api.get(`/v1/imvus/${id}`)).body.status).toBe('exited');
     // The whole story is in the IMVU's part of the ledger, in order.
     const types = (await imvuEntries(api, id)).map((e) => `${e.command.command.type}:${e.decision.allowed ? 'allowed' : 'denied'}`);
-    expect(types).toEqual(['imvu.create:allowed', 'dkim.publish:allowed', 'dnssec.publish:allowed', 'imvu.suspend:allowed', 'notify.creator:allowed', 'imvu.exit:denied', 'imvu.exit:allowed']);
+    // Every platform act about the IMVU (its keys) and every refused attempt by someone else is notified to the creator.
+    expect(types).toEqual([
+      'imvu.create:allowed',
+      'dkim.publish:allowed',
+      'notify.creator:allowed',
+      'dnssec.publish:allowed',
+      'notify.creator:allowed',
+      'imvu.suspend:allowed',
+      'notify.creator:allowed',
+      'imvu.exit:denied',
+      'notify.creator:allowed',
+      'imvu.exit:allowed',
+    ]);
   });
 
   it('an admin cannot register itself: admins are registered by the platform', async () => {

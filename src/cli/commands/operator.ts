@@ -2,7 +2,8 @@
 import { Command } from 'commander';
 import { resolve } from 'node:path';
 import { initDataDir, isInitialised } from '../../core/platform.ts';
-import { DEFAULTS, resolveConfig } from '../../api/config.ts';
+import { ConfigError, DEFAULTS, resolveConfig } from '../../api/config.ts';
+import type { PlanLimits } from '../../core/policy/commands.ts';
 import { int, port } from '../args.ts';
 import { Ctx } from '../context.ts';
 import { CliError, EXIT, usage } from '../errors.ts';
@@ -12,11 +13,19 @@ export function dataDirOf(flag: string | undefined, env: NodeJS.ProcessEnv = pro
   return resolve(flag ?? (env.NEXUS_DATA || DEFAULTS.dataDir));
 }
 
-async function init(dataDir: string, suffix: string | undefined): Promise<{ id: string; origin: string; suffix: string; dataDir: string }> {
+async function init(dataDir: string, suffix: string | undefined, planFlag: string | undefined): Promise<{ id: string; origin: string; suffix: string; dataDir: string; plan: PlanLimits }> {
   if (isInitialised(dataDir)) throw usage(`${dataDir} is already initialised (a platform key exists there); use another --data directory, or \`nexus serve\``);
-  const p = await initDataDir(dataDir, suffix ? { suffix } : {});
+  // The plan limits: --plan, else NEXUS_PLAN, else the defaults (published in the ledger from now on).
+  let plan: PlanLimits;
   try {
-    return { id: p.platformId, origin: p.config.origin, suffix: p.config.suffix, dataDir };
+    plan = resolveConfig({ dataDir, ...(planFlag !== undefined ? { plan: planFlag } : {}) }).plan;
+  } catch (err) {
+    if (err instanceof ConfigError) throw usage(err.message);
+    throw err;
+  }
+  const p = await initDataDir(dataDir, { ...(suffix ? { suffix } : {}), plan });
+  try {
+    return { id: p.platformId, origin: p.config.origin, suffix: p.config.suffix, dataDir, plan };
   } finally {
     await p.close();
   }
@@ -39,6 +48,7 @@ interface ServeFlags {
   tsigSecretFile?: string;
   notify?: string[];
   rootHints?: string[];
+  plan?: string;
 }
 
 async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<void> {
@@ -59,6 +69,7 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.tsigSecretFile !== undefined ? { tsigSecretFile: o.tsigSecretFile } : {}),
     ...(o.notify !== undefined ? { notify: o.notify } : {}),
     ...(o.rootHints !== undefined ? { rootHints: o.rootHints } : {}),
+    ...(o.plan !== undefined ? { plan: o.plan } : {}),
   };
   const cfg = resolveConfig(opts);
   if (!initialiseIfNeeded && !isInitialised(cfg.dataDir))
@@ -100,19 +111,23 @@ function daemonOptions(cmd: Command): Command {
     );
 }
 
+const planText = (p: PlanLimits) => Object.entries(p).map(([k, v]) => `${k}=${v}`).join(',');
+
 export function operatorCommands(): Command[] {
   const initCmd = new Command('init')
     .description('initialise a data directory: a new platform key and the genesis ledger entry')
     .option('--data <dir>', 'data directory (env NEXUS_DATA; default ./.nexus)')
     .option('--suffix <suffix>', 'DNS suffix of IMVU domains', DEFAULTS.suffix)
-    .action(async (o: { data?: string; suffix: string }, c: Command) => {
+    .option('--plan <limits>', `plan limits published in the ledger, e.g. cpu_cores=16,memory_gb=64 (env NEXUS_PLAN; default ${planText(DEFAULTS.plan)}); above them needs \`nexus quota approve\``)
+    .action(async (o: { data?: string; suffix: string; plan?: string }, c: Command) => {
       const ctx = Ctx.of(c);
-      const made = await init(dataDirOf(o.data), o.suffix);
+      const made = await init(dataDirOf(o.data), o.suffix, o.plan);
       ctx.print(made, () => [
         `✅ Initialised ${made.dataDir}`,
         `✅ Platform identity: ${made.id}`,
         `✅ Log origin: ${made.origin} (checkpoints are signed with the platform key in ${made.dataDir}/keys/platform.key, mode 0600)`,
         `✅ IMVU domains: imvuNNN.${made.suffix}`,
+        `✅ Plan limits (in the ledger): ${planText(made.plan)}`,
         `Next: nexus serve --data ${made.dataDir}`,
       ]);
     });
@@ -123,6 +138,7 @@ export function operatorCommands(): Command[] {
 
   const startCmd = daemonOptions(new Command('start').description('initialise the data directory if needed, then run the daemon (what `npm start` runs)'))
     .option('--suffix <suffix>', 'DNS suffix of IMVU domains, used only when initialising')
+    .option('--plan <limits>', 'plan limits, e.g. cpu_cores=16,imvus_per_creator=20 (env NEXUS_PLAN), used only when initialising')
     .action(async (o: ServeFlags) => runDaemon(o, true));
 
   return [initCmd, serveCmd, startCmd];

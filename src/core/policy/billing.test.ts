@@ -293,7 +293,7 @@ describe('usage bounded by physics, attributed to one meter', () => {
     await expectVerified();
   });
 
-  it('revenue comes from the platform or the one registered revenue source, dated now, in the price book currency', async () => {
+  it('revenue comes from the one registered revenue source, dated now, in the price book currency; the platform key cannot add any (not one of its powers)', async () => {
     await billedImvu();
     const shop = await p.register('shop', 'service');
     expect((await platform('meter.register', { identity: shop.id, metrics: ['revenue.records'] })).allowed).toBe(true);
@@ -302,9 +302,9 @@ describe('usage bounded by physics, attributed to one meter', () => {
     expect(reasons(await p.as(shop, 'revenue.record', { imvu: 'IMVU-001', amount: '1000', currency: 'EUR' }))).toMatch(/revenue in EUR cannot be added to 2031-03, billed in USD/);
     expect(reasons(await p.as(shop, 'revenue.record', { imvu: 'IMVU-001', amount: '1000', currency: 'USD', at: iso(now + DAY) }))).toMatch(/ahead of this entry's time/);
     expect(reasons(await p.as(shop, 'revenue.record', { imvu: 'IMVU-001', amount: '1000', currency: 'USD', at: iso(now - 2 * GRACE_MS) }))).toMatch(/too late to record/);
-    expect((await platform('revenue.record', { imvu: 'IMVU-001', amount: '1', currency: 'USD' })).allowed).toBe(true);
-    expect(await total()).toBe(1002n);
-    expect((await statementFromTotals(p.store, 'IMVU-001', '2031-03')).total).toBe(1002n);
+    expect(reasons(await platform('revenue.record', { imvu: 'IMVU-001', amount: '1', currency: 'USD' }))).toMatch(/not one of the platform's enumerated powers/);
+    expect(await total()).toBe(1001n);
+    expect((await statementFromTotals(p.store, 'IMVU-001', '2031-03')).total).toBe(1001n);
     await expectVerified();
   });
 });

@@ -13,6 +13,7 @@ import { COMMAND_TYPES, type Command, type CommandType, type Decision, type Gate
 import { BODY_SCHEMAS, formatZodError } from './commands.ts';
 import { deny, pass, type GateContext, type IdentityRow, type ImvuRow, type PlatformRow } from './gate.ts';
 import { GATES } from './gates/index.ts';
+import { REFUSAL_NOTICE_INTERVAL_MS } from './gates/platform-powers.ts';
 import { preconditions } from './preconditions.ts';
 import { applyCommand } from './projection-writer.ts';
 
@@ -278,8 +279,6 @@ function plainCopy(input: unknown): unknown {
   }
 }
 
-const NOTIFY_GATES = new Set([14, 15]);
-
 export class Chokepoint {
   private pending: Pending[] = [];
   private flushing = false;
@@ -402,13 +401,13 @@ export class Chokepoint {
     const mark = log.mark();
     const final = await applyIsolated(tx, verdict, index, at, async () => {
       await log.append(encodeEntry({ v: 1, index, at, command: input as SignedCommand, decision: verdict.decision }));
-      for (const f of await this.followUps(tx, verdict, index)) followUps.push(await this.platformFollowUp(tx, log, f));
+      for (const f of await this.followUps(tx, verdict, index, at)) followUps.push(await this.platformFollowUp(tx, log, f));
     });
     if (final !== verdict || !verdict.decision.allowed) {
       log.reset(mark);
       followUps.length = 0;
       await log.append(encodeEntry(elide({ v: 1, index, at, command: input as SignedCommand, decision: final.decision })));
-      for (const f of await this.followUps(tx, final, index)) followUps.push(await this.platformFollowUp(tx, log, f));
+      for (const f of await this.followUps(tx, final, index, at)) followUps.push(await this.platformFollowUp(tx, log, f));
     }
     return { index, allowed: final.decision.allowed, gates: final.decision.gates, followUps };
   }
@@ -420,23 +419,66 @@ export class Chokepoint {
     return r;
   }
 
-  private async followUps(tx: WriteTx, v: Verdict, index: number): Promise<FollowUp[]> {
+  /**
+   * What the platform appends because of an entry: provisioning (the hook), and notices to the
+   * creator of the IMVU it touches: every platform-signed change (the platform's enumerated
+   * powers, gate 17), every suspension or resumption by an admin, and refused attempts by anyone
+   * but the creator, at most one notice per source identity per interval (the gate checks that
+   * rule against the `notifications` projection, so a replay reaches the same decisions).
+   */
+  private async followUps(tx: WriteTx, v: Verdict, index: number, at: string): Promise<FollowUp[]> {
     const cmd = v.command;
     if (!cmd) return [];
     const provisioned = v.decision.allowed && this.opts.provision ? await this.opts.provision(cmd, index, tx) : [];
-    if (!v.imvu || cmd.type === 'notify.creator') return provisioned;
+    if (cmd.type === 'notify.creator') return provisioned;
+    const imvu = v.imvu ?? (typeof cmd.body.zone === 'string' ? await zoneImvu(tx, cmd.body.zone) : undefined);
+    if (!imvu) return provisioned;
     const who = v.actor ? `${v.actor.name} (${v.actor.role})` : cmd.actor;
-    const notify = (gate: number, message: string): FollowUp => ({
+    const notify = (gate: number, message: string, extra: { [k: string]: Json } = {}): FollowUp => ({
       type: 'notify.creator',
-      body: { imvu: v.imvu!.id, recipient: v.imvu!.owner, about: index, gate, message },
+      body: { imvu: imvu.id, recipient: imvu.owner, about: index, gate, message: message.slice(0, 1000), ...extra },
     });
     if (!v.decision.allowed) {
-      const blocked = v.decision.gates.find((g) => g.status === 'deny' && NOTIFY_GATES.has(g.gate));
-      return blocked ? [notify(blocked.gate, `${who} tried ${cmd.type} on ${v.imvu.id}: BLOCKED by gate ${blocked.gate}: ${blocked.reason}`)] : [];
+      if (!v.actor || v.actor.id === imvu.owner) return [];
+      const denials = v.decision.gates.filter((g) => g.status === 'deny');
+      const blocked = denials.find((g) => g.gate !== 0) ?? denials[0];
+      if (!blocked) return [];
+      const last = await tx.get<{ at: string; about: number }>('SELECT at, about FROM notifications WHERE imvu = ? AND source = ? ORDER BY entry DESC LIMIT 1', [imvu.id, v.actor.id]);
+      if (last && Date.parse(at) - Date.parse(last.at) < REFUSAL_NOTICE_INTERVAL_MS) return [];
+      const attempts = await refusedAttempts(tx, imvu.id, v.actor.id, last ? Number(last.about) : -1, index);
+      const since = attempts > 1 ? ` (${attempts} refused attempts by ${who} since ${last ? `the notice of ${last.at}` : 'the first'})` : '';
+      return [notify(blocked.gate, `${who} tried ${cmd.type} on ${imvu.id}: BLOCKED by gate ${blocked.gate}: ${blocked.reason}${since}`, { source: v.actor.id, attempts })];
     }
     const out: FollowUp[] = [...provisioned];
-    if ((cmd.type === 'imvu.suspend' || cmd.type === 'imvu.resume') && v.actor?.id !== v.imvu.owner)
-      out.push(notify(15, `${who} performed ${cmd.type} on ${v.imvu.id}${cmd.body.reason ? `: ${String(cmd.body.reason)}` : ''}`));
+    if ((cmd.type === 'imvu.suspend' || cmd.type === 'imvu.resume') && v.actor?.id !== imvu.owner)
+      out.push(notify(15, `${who} performed ${cmd.type} on ${imvu.id}${cmd.body.reason ? `: ${String(cmd.body.reason)}` : ''}`));
+    const noticed = provisioned.some((f) => f.type === 'notify.creator' && f.body.imvu === imvu.id);
+    if (v.actor?.role === 'platform' && !noticed) {
+      const power = v.decision.gates.find((g) => g.gate === 17)?.reason ?? cmd.type;
+      out.push(notify(17, `the platform performed ${cmd.type} on ${imvu.id}: ${power}`));
+    }
     return out;
   }
+}
+
+async function zoneImvu(db: SqlReader, zone: string): Promise<{ id: string; owner: string } | undefined> {
+  return db.get<{ id: string; owner: string }>('SELECT i.id AS id, i.owner AS owner FROM zones z JOIN imvus i ON i.id = z.imvu WHERE z.name = ?', [zone]);
+}
+
+/** Refused attempts by `actor` about `imvu` in entries (after, upTo]: the count a refusal notice reports. */
+async function refusedAttempts(tx: WriteTx, imvu: string, actor: string, after: number, upTo: number): Promise<number> {
+  const rows = await tx.all<{ entry: number }>('SELECT entry FROM nonces WHERE actor = ? AND entry > ? AND entry <= ? ORDER BY entry', [actor, after, upTo]);
+  const entries = new Set(rows.map((r) => Number(r.entry)));
+  entries.add(upTo);
+  const zones = new Set((await tx.all<{ name: string }>('SELECT name FROM zones WHERE imvu = ?', [imvu])).map((z) => z.name));
+  let n = 0;
+  for (const e of entries) {
+    const row = await tx.get<{ data: Buffer }>('SELECT data FROM ledger_entries WHERE idx = ?', [e]);
+    if (!row) continue;
+    const entry = decodeEntry(row.data);
+    const body = entry.command?.command?.body as Record<string, unknown> | undefined;
+    if (entry.decision.allowed || !body) continue;
+    if (body.imvu === imvu || (typeof body.zone === 'string' && zones.has(body.zone))) n++;
+  }
+  return Math.max(n, 1);
 }

@@ -53,6 +53,21 @@ export const DEFAULT_ENVELOPE = {
 
 export const ENVELOPE_FIELDS = ['cpu_cores', 'memory_gb', 'storage_gb', 'iops'] as const;
 
+/**
+ * The platform's plan limits in force until a `plan.publish` entry says otherwise (the platform
+ * publishes them at init, so replay never depends on configuration). An envelope above them, or
+ * more IMVUs per creator, needs a `quota.approve` entry that covers it (gate 15).
+ */
+export const DEFAULT_PLAN = {
+  cpu_cores: 8,
+  memory_gb: 32,
+  storage_gb: 500,
+  iops: 5000,
+  imvus_per_creator: 10,
+} as const;
+export type PlanLimits = { [K in keyof typeof DEFAULT_PLAN]: number };
+export const PLAN_FIELDS = ['cpu_cores', 'memory_gb', 'storage_gb', 'iops', 'imvus_per_creator'] as const;
+
 const envelopePatch = z
   .object({
     cpu_cores: smallInt(1024).optional(),
@@ -82,6 +97,8 @@ export const TrafficPolicy = z
 /** Bounds of the TXT answer a `domain.verified` records: records kept, characters per record. */
 export const MAX_EVIDENCE_RECORDS = 16;
 export const MAX_EVIDENCE_TXT = 1024;
+const dkimSelector = z.string().regex(/^[a-z0-9-]{1,63}$/);
+const dnssecPublicKey = z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a base64 ECDSA P-256 public key (64 octets)');
 
 export const RECORD_TYPES = ['A', 'AAAA', 'CNAME', 'MX', 'TXT', 'SRV', 'NS', 'CAA'] as const;
 
@@ -151,10 +168,19 @@ export const BODY_SCHEMAS = {
     .object({ imvu: imvuId, amount: digits, currency: z.string().regex(/^[A-Z]{3}$/), memo: z.string().max(500).optional(), at: isoTime.optional() })
     .strict(),
   'pricebook.publish': z.object({}).passthrough(), // validated by the handshake module's own schema
+  // `source` and `attempts` mark a notice of refused attempts by one identity, aggregated per interval (gate 17).
   'notify.creator': z
-    .object({ imvu: imvuId, recipient: identityId, about: z.number().int().min(0), gate: z.number().int().min(0).max(17), message: z.string().max(1000) })
+    .object({
+      imvu: imvuId,
+      recipient: identityId,
+      about: z.number().int().min(0),
+      gate: z.number().int().min(0).max(17),
+      message: z.string().max(1000),
+      source: identityId.optional(),
+      attempts: z.number().int().min(1).max(1_000_000_000).optional(),
+    })
     .strict(),
-  'dkim.publish': z.object({ imvu: imvuId, selector: z.string().regex(/^[a-z0-9-]{1,63}$/), publicKey: z.string().min(1).max(1024) }).strict(),
+  'dkim.publish': z.object({ imvu: imvuId, selector: dkimSelector, publicKey: z.string().min(1).max(1024) }).strict(),
   // A zone's DNSSEC key (src/domains/dnssec): ECDSA P-256 (algorithm 13), the DNSKEY public key field
   // (x || y, 64 octets) in base64; flags 257 for the combined signing key, 256 for a zone-signing key.
   'dnssec.publish': z
@@ -163,7 +189,7 @@ export const BODY_SCHEMAS = {
       zone: domain,
       algorithm: z.literal(13),
       flags: z.union([z.literal(257), z.literal(256)]),
-      publicKey: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a base64 ECDSA P-256 public key (64 octets)'),
+      publicKey: dnssecPublicKey,
     })
     .strict(),
   // The platform re-signs a signed zone that has not changed for a while: only the serial moves, so
@@ -211,6 +237,33 @@ export const BODY_SCHEMAS = {
     })
     .strict(),
   'domain.release': z.object({ imvu: imvuId, domain }).strict(),
+  // Timed key rotations (the platform's enumerated powers, gate 17): a key published beside the
+  // active one becomes active after the wait, the one it replaces is retired, then removed.
+  'dkim.activate': z.object({ imvu: imvuId, selector: dkimSelector }).strict(),
+  'dkim.remove': z.object({ imvu: imvuId, selector: dkimSelector }).strict(),
+  'dnssec.activate': z.object({ imvu: imvuId, zone: domain, publicKey: dnssecPublicKey }).strict(),
+  'dnssec.remove': z.object({ imvu: imvuId, zone: domain, publicKey: dnssecPublicKey }).strict(),
+  // The plan limits (platform only); every field is required, so the limits in force are exactly what was signed.
+  'plan.publish': z
+    .object({
+      cpu_cores: smallInt(1024),
+      memory_gb: smallInt(65536),
+      storage_gb: smallInt(1_000_000),
+      iops: smallInt(10_000_000),
+      imvus_per_creator: smallInt(100_000),
+    })
+    .strict(),
+  // An approval above the plan, for one IMVU or for every IMVU of one creator (admin or platform, gate 15).
+  'quota.approve': z
+    .object({
+      imvu: imvuId.optional(),
+      creator: identityId.optional(),
+      envelope: envelopePatch.extend({ imvus: smallInt(100_000).optional() }).strict(),
+      reason: z.string().min(1).max(500),
+    })
+    .strict()
+    .refine((b) => (b.imvu === undefined) !== (b.creator === undefined), 'name exactly one of imvu or creator')
+    .refine((b) => b.imvu === undefined || b.envelope.imvus === undefined, 'envelope.imvus applies to a creator, not to one IMVU'),
 } satisfies Record<CommandType, z.ZodType>;
 
 export function formatZodError(err: z.ZodError): string {

@@ -3,6 +3,14 @@ import { identityIdFromPublicKey } from '../identity/keys.ts';
 import type { GateContext } from './gate.ts';
 import { absoluteName } from './naming.ts';
 
+/** What an exited IMVU still accepts: the exit itself (repeating it changes nothing) and notices to its creator. */
+export const AFTER_EXIT: ReadonlySet<string> = new Set(['imvu.exit', 'notify.creator']);
+
+async function exitedZoneOwner(ctx: GateContext, zone: string): Promise<string | undefined> {
+  const row = await ctx.db.get<{ id: string }>("SELECT i.id AS id FROM zones z JOIN imvus i ON i.id = z.imvu WHERE z.name = ? AND i.status = 'exited'", [zone]);
+  return row?.id;
+}
+
 // Facts a command must be consistent with before any gate weighs it (reported as gate 0):
 // the things it names exist, the names it creates are free, values are well-formed.
 export async function preconditions(ctx: GateContext): Promise<string | undefined> {
@@ -10,7 +18,17 @@ export async function preconditions(ctx: GateContext): Promise<string | undefine
   const type = ctx.command.type;
   // Whatever IMVU a command names must exist (the body schemas say which commands name one).
   if (typeof b.imvu === 'string' && !ctx.imvu) return `unknown IMVU ${b.imvu}`;
+  // An exited IMVU takes no command but those of the exit process: no DNS change to its zones, no
+  // usage (it is no longer metered), no suspension, no resumption.
+  const exited = ctx.imvu?.status === 'exited' ? ctx.imvu.id : typeof b.zone === 'string' ? await exitedZoneOwner(ctx, b.zone) : undefined;
+  if (exited && !AFTER_EXIT.has(type)) return `${exited} has exited: it accepts only ${[...AFTER_EXIT].join(', ')}`;
   switch (type) {
+    case 'quota.approve': {
+      if (typeof b.creator !== 'string') return undefined;
+      const who = await ctx.db.get<{ role: string; name: string }>('SELECT role, name FROM identities WHERE id = ?', [b.creator]);
+      if (!who) return `unknown identity ${b.creator}`;
+      return who.role === 'creator' ? undefined : `${who.name} is a ${who.role} identity, not a creator`;
+    }
     case 'identity.register': {
       const id = identityIdFromPublicKey(Buffer.from(String(b.publicKey), 'base64'));
       if (await ctx.db.get('SELECT 1 AS x FROM identities WHERE id = ?', [id])) return `identity ${id} is already registered`;

@@ -181,7 +181,7 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
       ]);
       return;
     case 'notify.creator':
-      await tx.run('INSERT INTO notifications (entry, recipient, imvu, about, gate, message, at) VALUES (?, ?, ?, ?, ?, ?, ?)', [
+      await tx.run('INSERT INTO notifications (entry, recipient, imvu, about, gate, message, at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
         index,
         String(b.recipient),
         String(b.imvu),
@@ -189,38 +189,102 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
         b.gate as number,
         String(b.message),
         at,
+        typeof b.source === 'string' ? b.source : null,
       ]);
       return;
     case 'dkim.publish': {
       const imvu = String(b.imvu);
       const zone = await tx.get<{ domain: string }>('SELECT domain FROM imvus WHERE id = ?', [imvu]);
       if (!zone) throw new Error(`unknown IMVU ${imvu}`);
-      await tx.run('INSERT OR REPLACE INTO dkim_keys (imvu, selector, public_key, entry) VALUES (?, ?, ?, ?)', [imvu, String(b.selector), String(b.publicKey), index]);
+      // The first key of an IMVU signs at once (provisioning); a later one waits beside it (rotation, gate 17).
+      const first = !(await tx.get('SELECT 1 AS x FROM dkim_keys WHERE imvu = ?', [imvu]));
+      await tx.run('INSERT INTO dkim_keys (imvu, selector, public_key, state, since, entry) VALUES (?, ?, ?, ?, ?, ?)', [
+        imvu,
+        String(b.selector),
+        String(b.publicKey),
+        first ? 'active' : 'published',
+        at,
+        index,
+      ]);
       await tx.run("DELETE FROM records WHERE zone = ? AND name = ? AND type = 'TXT'", [zone.domain, `${String(b.selector)}._domainkey.${zone.domain}`]);
       await addRecord(tx, index, 0, zone.domain, `${String(b.selector)}._domainkey.${zone.domain}`, 'TXT', `v=DKIM1; k=rsa; p=${String(b.publicKey)}`);
       await bumpSerial(tx, zone.domain);
       return;
     }
+    case 'dkim.activate': {
+      // Mail is signed with the new selector from now on; the old one stays published (retired).
+      const imvu = String(b.imvu);
+      // `entry` stays the publication's (what a creator checks the key against); `since` moves.
+      await tx.run("UPDATE dkim_keys SET state = 'retired', since = ? WHERE imvu = ? AND state = 'active'", [at, imvu]);
+      await tx.run("UPDATE dkim_keys SET state = 'active', since = ? WHERE imvu = ? AND selector = ?", [at, imvu, String(b.selector)]);
+      return;
+    }
+    case 'dkim.remove': {
+      const imvu = String(b.imvu);
+      const zone = await tx.get<{ domain: string }>('SELECT domain FROM imvus WHERE id = ?', [imvu]);
+      if (!zone) throw new Error(`unknown IMVU ${imvu}`);
+      await tx.run('DELETE FROM dkim_keys WHERE imvu = ? AND selector = ?', [imvu, String(b.selector)]);
+      await tx.run("DELETE FROM records WHERE zone = ? AND name = ? AND type = 'TXT'", [zone.domain, `${String(b.selector)}._domainkey.${zone.domain}`]);
+      await bumpSerial(tx, zone.domain);
+      return;
+    }
     case 'dnssec.publish': {
-      // The zone's DNSKEY changes: its serial moves like for any other record (secondaries follow it).
-      const zone = String(b.zone).toLowerCase();
-      const flags = b.flags as number;
-      const algorithm = b.algorithm as number;
+      // The zone's DNSKEY RRset changes: its serial moves like for any other record (secondaries follow it).
+      const zone = String(b.zone);
+      // The zone's first key signs at once (provisioning); a later one is published beside it (rollover, gate 17).
+      const first = !(await tx.get('SELECT 1 AS x FROM dnssec_keys WHERE zone = ?', [zone]));
       // The key tag is derived from the key wherever it is needed (src/domains/dnssec), not stored.
-      await tx.run('INSERT OR REPLACE INTO dnssec_keys (zone, imvu, algorithm, flags, public_key, entry) VALUES (?, ?, ?, ?, ?, ?)', [
+      await tx.run('INSERT INTO dnssec_keys (zone, imvu, algorithm, flags, public_key, state, since, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
         zone,
         String(b.imvu),
-        algorithm,
-        flags,
+        b.algorithm as number,
+        b.flags as number,
         String(b.publicKey),
+        first ? 'active' : 'published',
+        at,
         index,
       ]);
       await bumpSerial(tx, zone);
       return;
     }
+    case 'dnssec.activate': {
+      // Signing switches to the new key; the old one stays in the DNSKEY RRset (retired) until removed.
+      const zone = String(b.zone);
+      // `entry` stays the publication's (the DS a creator checks is proved by that entry); `since` moves.
+      await tx.run("UPDATE dnssec_keys SET state = 'retired', since = ? WHERE zone = ? AND state = 'active'", [at, zone]);
+      await tx.run("UPDATE dnssec_keys SET state = 'active', since = ? WHERE zone = ? AND public_key = ?", [at, zone, String(b.publicKey)]);
+      await bumpSerial(tx, zone);
+      return;
+    }
+    case 'dnssec.remove': {
+      const zone = String(b.zone);
+      await tx.run('DELETE FROM dnssec_keys WHERE zone = ? AND public_key = ?', [zone, String(b.publicKey)]);
+      await bumpSerial(tx, zone);
+      return;
+    }
+    case 'plan.publish':
+      await tx.run('INSERT OR REPLACE INTO plan (id, cpu_cores, memory_gb, storage_gb, iops, imvus_per_creator, entry) VALUES (?, ?, ?, ?, ?, ?, ?)', [
+        'plan',
+        b.cpu_cores as number,
+        b.memory_gb as number,
+        b.storage_gb as number,
+        b.iops as number,
+        b.imvus_per_creator as number,
+        index,
+      ]);
+      return;
+    case 'quota.approve': {
+      const e = b.envelope as Record<string, number | undefined>;
+      const [kind, subject] = typeof b.imvu === 'string' ? ['imvu', b.imvu] : ['creator', String(b.creator)];
+      await tx.run(
+        'INSERT OR REPLACE INTO quota_approvals (kind, subject, cpu_cores, memory_gb, storage_gb, iops, imvus, reason, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        [kind, subject, e.cpu_cores ?? null, e.memory_gb ?? null, e.storage_gb ?? null, e.iops ?? null, e.imvus ?? null, String(b.reason), index],
+      );
+      return;
+    }
     case 'dnssec.resign':
       // No record changes: the new serial makes secondaries transfer the zone (and fresh signatures) again.
-      await bumpSerial(tx, String(b.zone).toLowerCase());
+      await bumpSerial(tx, String(b.zone));
       return;
     // A proof request changes nothing: the platform's `domain.verified` answers it.
     case 'domain.verify':

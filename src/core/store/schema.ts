@@ -77,16 +77,28 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
   },
   notifications: {
     key: 'entry',
-    ddl: `CREATE TABLE IF NOT EXISTS notifications (entry INTEGER PRIMARY KEY, recipient TEXT NOT NULL, imvu TEXT NOT NULL, about INTEGER NOT NULL, gate INTEGER NOT NULL, message TEXT NOT NULL, at TEXT NOT NULL)`,
+    // `source`: the identity whose refused attempts a notice aggregates (NULL for other notices).
+    ddl: `CREATE TABLE IF NOT EXISTS notifications (entry INTEGER PRIMARY KEY, recipient TEXT NOT NULL, imvu TEXT NOT NULL, about INTEGER NOT NULL, gate INTEGER NOT NULL, message TEXT NOT NULL, at TEXT NOT NULL, source TEXT)`,
   },
+  /** DKIM keys per IMVU and selector; `state`: active (signs), published (rotation standby), retired (still published). `since`: when it entered that state. */
   dkim_keys: {
-    key: 'imvu',
-    ddl: `CREATE TABLE IF NOT EXISTS dkim_keys (imvu TEXT PRIMARY KEY, selector TEXT NOT NULL, public_key TEXT NOT NULL, entry INTEGER NOT NULL)`,
+    key: 'imvu, selector',
+    ddl: `CREATE TABLE IF NOT EXISTS dkim_keys (imvu TEXT NOT NULL, selector TEXT NOT NULL, public_key TEXT NOT NULL, state TEXT NOT NULL, since TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (imvu, selector))`,
   },
-  /** DNSSEC keys of zones (public halves; the private keys stay under DATA/keys/dnssec/). */
+  /** DNSSEC keys of zones (public halves; the private keys stay under DATA/keys/dnssec/), several per zone during a rollover; states as for DKIM. */
   dnssec_keys: {
-    key: 'zone',
-    ddl: `CREATE TABLE IF NOT EXISTS dnssec_keys (zone TEXT PRIMARY KEY, imvu TEXT NOT NULL, algorithm INTEGER NOT NULL, flags INTEGER NOT NULL, public_key TEXT NOT NULL, entry INTEGER NOT NULL)`,
+    key: 'zone, public_key',
+    ddl: `CREATE TABLE IF NOT EXISTS dnssec_keys (zone TEXT NOT NULL, imvu TEXT NOT NULL, algorithm INTEGER NOT NULL, flags INTEGER NOT NULL, public_key TEXT NOT NULL, state TEXT NOT NULL, since TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (zone, public_key))`,
+  },
+  /** The plan limits in force (the latest `plan.publish`). */
+  plan: {
+    key: 'id',
+    ddl: `CREATE TABLE IF NOT EXISTS plan (id TEXT PRIMARY KEY, cpu_cores INTEGER NOT NULL, memory_gb INTEGER NOT NULL, storage_gb INTEGER NOT NULL, iops INTEGER NOT NULL, imvus_per_creator INTEGER NOT NULL, entry INTEGER NOT NULL)`,
+  },
+  /** Approvals above the plan (`quota.approve`): the latest per subject (an IMVU or a creator) is in force; NULL fields approve nothing. */
+  quota_approvals: {
+    key: 'kind, subject',
+    ddl: `CREATE TABLE IF NOT EXISTS quota_approvals (kind TEXT NOT NULL, subject TEXT NOT NULL, cpu_cores INTEGER, memory_gb INTEGER, storage_gb INTEGER, iops INTEGER, imvus INTEGER, reason TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (kind, subject))`,
   },
   /** Billing (src/core/handshake): price books by entry, read for the period in force without a ledger scan. */
   price_books: {
@@ -158,4 +170,6 @@ CREATE INDEX IF NOT EXISTS billing_entries_period ON billing_entries (period, im
 CREATE INDEX IF NOT EXISTS usage_totals_metric ON usage_totals (imvu, metric, last_end_ms);
 CREATE INDEX IF NOT EXISTS price_books_from ON price_books (effective_from, entry);
 CREATE INDEX IF NOT EXISTS capacities_at ON capacities (at_ms, entry);
+CREATE INDEX IF NOT EXISTS notifications_source ON notifications (imvu, source);
+CREATE INDEX IF NOT EXISTS nonces_entry ON nonces (actor, entry);
 `;

@@ -285,6 +285,19 @@ export class ZoneJournal {
         });
         return;
       }
+      case 'dkim.remove': {
+        // A retired DKIM selector leaves the zone (its TXT record goes, the serial moves).
+        const zone = this.primaryOf.get(String(b.imvu));
+        if (!zone) throw new Error(`entry ${e.index}: DKIM key for an IMVU without a zone`);
+        const name = `${String(b.selector)}._domainkey.${zone}`;
+        this.change(zone, name, 'TXT', (z) => {
+          const set = z.sets.get(setKey(name, 'TXT'));
+          for (const [id, r] of set ?? []) if (r.name === name) set!.delete(id);
+        });
+        return;
+      }
+      case 'dnssec.activate':
+      case 'dnssec.remove':
       case 'dnssec.publish': {
         // The zone's key changed (src/domains/dnssec): a serial of its own, no change to `records`.
         // The served zone now carries DNSKEY and signatures that no difference here describes,

@@ -118,7 +118,10 @@ export class ZoneView {
     const now = Date.now();
     if (!force && size === this.seenLedgerSize && now - this.lastSync < this.opts.resyncMs) return;
     const platform = await this.store.get<{ suffix: string }>('SELECT suffix FROM platform LIMIT 1');
-    const rows = await this.store.all<{ name: string; imvu: string; serial: number }>('SELECT name, imvu, serial FROM zones');
+    // An exited IMVU's zones are no longer served (queries for them are REFUSED, like any name not hosted here).
+    const rows = await this.store.all<{ name: string; imvu: string; serial: number }>(
+      "SELECT z.name AS name, z.imvu AS imvu, z.serial AS serial FROM zones z JOIN imvus i ON i.id = z.imvu WHERE i.status <> 'exited'",
+    );
     const suffix = platform ? lowerAscii(platform.suffix) : 'invalid';
     const next = new Map<string, Entry>();
     const changed: [ZoneInfo, number][] = [];

@@ -34,15 +34,20 @@ interface KeyRow {
   algorithm: number;
   flags: number;
   public_key: string;
+  state: string;
+  since: string;
   entry: number;
   [k: string]: string | number;
 }
 
-/** The DS and DNSKEY of a zone, or undefined if the zone has no DNSSEC key. */
-export async function dsView(db: SqlReader, zone: string): Promise<DsView | undefined> {
-  const name = zone.toLowerCase().replace(/\.$/, '');
-  const row = await db.get<KeyRow>('SELECT imvu, algorithm, flags, public_key, entry FROM dnssec_keys WHERE zone = ?', [name]);
-  if (!row) return undefined;
+/** A key of a zone with its rollover state (`active` signs; `published` waits to; `retired` leaves). */
+export interface KeyView extends DsView {
+  state: string;
+  /** When the key entered its state (the entry's time). */
+  since: string;
+}
+
+function viewOf(name: string, row: KeyRow): KeyView {
   const flags = Number(row.flags);
   const algorithm = Number(row.algorithm);
   const rdata = dnskeyRdata(flags, algorithm, Buffer.from(row.public_key, 'base64'));
@@ -61,5 +66,23 @@ export async function dsView(db: SqlReader, zone: string): Promise<DsView | unde
     ds: `${name}. ${DNSKEY_TTL} IN DS ${tag} ${algorithm} ${DIGEST_SHA256} ${digest}`,
     dnskey: `${name}. ${DNSKEY_TTL} IN DNSKEY ${flags} 3 ${algorithm} ${row.public_key}`,
     trustAnchor: `trust-anchors { "${name}." static-key ${flags} 3 ${algorithm} "${row.public_key}"; };`,
+    state: row.state,
+    since: row.since,
   };
+}
+
+/** Every key of a zone (several during a rollover), in ledger order. */
+export async function keyViews(db: SqlReader, zone: string): Promise<KeyView[]> {
+  const name = zone.toLowerCase().replace(/\.$/, '');
+  const rows = await db.all<KeyRow>('SELECT imvu, algorithm, flags, public_key, state, since, entry FROM dnssec_keys WHERE zone = ? ORDER BY entry, public_key', [name]);
+  return rows.map((r) => viewOf(name, r));
+}
+
+/** The DS and DNSKEY of a zone's active key, or undefined if the zone has no DNSSEC key. */
+export async function dsView(db: SqlReader, zone: string): Promise<DsView | undefined> {
+  const keys = await keyViews(db, zone);
+  const active = keys.find((k) => k.state === 'active');
+  if (!active) return undefined;
+  const { state: _state, since: _since, ...view } = active;
+  return view;
 }

@@ -2,7 +2,8 @@ import type { Answer, NsecData, RrsigData } from 'dns-packet';
 import type { SqlReader } from '../../core/store/index.ts';
 import type { AnswerSet, Zone } from '../dns-authority/zone.ts';
 import { negativeTtl, SOA_TTL } from '../records/soa.ts';
-import { DnssecKeyring, type ZoneKey, type ZoneKeys } from './keys.ts';
+import { DNSKEY_TTL_S } from '../../core/policy/gates/platform-powers.ts';
+import { DnssecKeyring, type SigningKey, type ZoneKey, type ZoneKeys } from './keys.ts';
 import { signRRset, validityAround } from './sign.ts';
 import { nameWire, NXNAME, typeName } from './wire.ts';
 
@@ -32,8 +33,8 @@ import { nameWire, NXNAME, typeName } from './wire.ts';
 // made anew after a day (six days of validity always remain), and the cache is bounded (oldest
 // entries are dropped first), so random names cost one ECDSA signature each and no memory growth.
 
-/** TTL of the DNSKEY RRset. */
-export const DNSKEY_TTL = 3600;
+/** TTL of the DNSKEY RRset: the rollover waits of gate 17 are this long (one constant for both). */
+export const DNSKEY_TTL = DNSKEY_TTL_S;
 const DAY = 86_400;
 
 export interface OnlineSignerOptions {
@@ -114,8 +115,9 @@ export class OnlineSigner {
 
   private apply(zone: Zone, key: ZoneKey, q: SecureQuery, set: AnswerSet): AnswerSet {
     if (q.type === 'DNSKEY' && q.name === zone.name) {
-      const answers: Answer[] = [rr(q.echo, 'DNSKEY', DNSKEY_TTL, key.dnskey)];
-      if (q.dnssecOk) answers.push(this.rrsigFor(zone, key, q.echo, 'DNSKEY', DNSKEY_TTL, DNSKEY_TTL, [key.dnskey]));
+      // Every key of the zone (a rollover publishes two), signed by each key held here.
+      const answers: Answer[] = key.dnskeys.map((d) => rr(q.echo, 'DNSKEY', DNSKEY_TTL, d));
+      if (q.dnssecOk) answers.push(...this.dnskeySignatures(zone, key, q.echo));
       return { rcode: 0, aa: true, answers, authorities: [], additionals: [], glueRequired: false };
     }
     if (!set.aa) return this.referral(zone, key, set);
@@ -168,7 +170,7 @@ export class OnlineSigner {
       for (const type of nsec.data.rrtypes) {
         if (type === 'RRSIG') continue;
         if (type === 'NSEC') answers.push(this.rrsigFor(zone, key, q.echo, 'NSEC', nsec.ttl, nsec.ttl, [nsec.data]));
-        else if (type === 'DNSKEY') answers.push(this.rrsigFor(zone, key, q.echo, 'DNSKEY', DNSKEY_TTL, DNSKEY_TTL, [key.dnskey]));
+        else if (type === 'DNSKEY') answers.push(...this.dnskeySignatures(zone, key, q.echo));
         else {
           const set = zone.rrset(q.name, type);
           if (set && set.data.length > 0) answers.push(this.rrsigFor(zone, key, q.echo, type, set.ttl, set.ttl, set.data));
@@ -215,8 +217,13 @@ export class OnlineSigner {
     return out;
   }
 
+  /** The DNSKEY RRset's signatures: one per key of the zone held here, so either key's DS validates during a rollover. */
+  private dnskeySignatures(zone: Zone, key: ZoneKey, owner: string): Answer[] {
+    return key.keySigners.map((k) => this.rrsigFor(zone, k, owner, 'DNSKEY', DNSKEY_TTL, DNSKEY_TTL, key.dnskeys));
+  }
+
   /** An RRSIG RR for an RRset (`ttl` as served, `originalTtl` as signed), from the cache when it can be. */
-  private rrsigFor(zone: Zone, key: ZoneKey, owner: string, type: string, ttl: number, originalTtl: number, data: readonly unknown[]): Answer {
+  private rrsigFor(zone: Zone, key: SigningKey, owner: string, type: string, ttl: number, originalTtl: number, data: readonly unknown[]): Answer {
     const name = lower(bare(owner));
     const cacheKey = `${zone.name}\t${zone.serial}\t${key.keyTag}\t${name}\t${type}`;
     const now = Math.floor(this.now() / 1000);

@@ -65,8 +65,10 @@ describe('DNSSEC keys through the chokepoint', () => {
     const evidence = { name: '_nexus-challenge.artgallery.example', txt: [token] };
     const r = await p.chokepoint.submit(p.chokepoint.platformCommand('domain.verified', { imvu: 'IMVU-001', domain: 'artgallery.example', evidence }));
     expect(r.allowed).toBe(true);
-    expect(r.followUps).toHaveLength(1);
-    expect((await entry(r.followUps[0]!.index)).command.command).toMatchObject({ type: 'dnssec.publish', body: { imvu: 'IMVU-001', zone: 'artgallery.example' } });
+    // The key, and the creator's notice of what the platform did (gate 17: every platform act is notified).
+    const types = await Promise.all(r.followUps.map(async (f) => (await entry(f.index)).command.command));
+    expect(types.map((c) => c.type).sort()).toEqual(['dnssec.publish', 'notify.creator']);
+    expect(types.find((c) => c.type === 'dnssec.publish')).toMatchObject({ body: { imvu: 'IMVU-001', zone: 'artgallery.example' } });
     expect(await dsView(p.store, 'artgallery.example')).toMatchObject({ zone: 'artgallery.example', imvu: 'IMVU-001' });
     expect(statSync(dnssecKeyPath(p.dataDir, 'artgallery.example')).mode & 0o777).toBe(0o600);
   });
@@ -76,7 +78,7 @@ describe('DNSSEC keys through the chokepoint', () => {
     const { publicKey } = await generateZoneKey();
     const body = { imvu: 'IMVU-001', zone: 'imvu001.world', algorithm: 13, flags: 257, publicKey: publicKey.toString('base64') };
     expect(deniedBy(await p.as(alice, 'dnssec.publish', body))).toEqual([17]);
-    expect(deniedBy(await p.chokepoint.submit(signCommand(p.platformKey, 'dnssec.publish', { ...body, imvu: 'IMVU-002' }, { origin: p.config.origin })))).toEqual([4]);
+    expect(deniedBy(await p.chokepoint.submit(signCommand(p.platformKey, 'dnssec.publish', { ...body, imvu: 'IMVU-002' }, { origin: p.config.origin })))).toEqual([4, 17]);
     expect(deniedBy(await p.chokepoint.submit(signCommand(p.platformKey, 'dnssec.publish', { ...body, algorithm: 8 }, { origin: p.config.origin })))).toEqual([0]);
     expect(deniedBy(await p.chokepoint.submit(signCommand(p.platformKey, 'dnssec.publish', { ...body, publicKey: 'AAAA' }, { origin: p.config.origin })))).toEqual([0]);
     // The key in the projection did not move.

@@ -103,8 +103,9 @@ export function signZone(z: Zone, key: ZoneKey | undefined, opts: SignedZoneOpti
     types.sort((a, b) => typeCode(a) - typeCode(b));
     for (const type of types) {
       if (type === 'DNSKEY') {
-        records.push(rr(name, 'DNSKEY', DNSKEY_TTL, key!.dnskey));
-        sign(name, 'DNSKEY', DNSKEY_TTL, [key!.dnskey]);
+        // Every key of the zone, the RRset signed by each key held here (a rollover has two).
+        for (const d of key!.dnskeys) records.push(rr(name, 'DNSKEY', DNSKEY_TTL, d));
+        for (const signer of key!.keySigners) records.push(rr(name, 'RRSIG', DNSKEY_TTL, signRRset(signer, name, 'DNSKEY', DNSKEY_TTL, key!.dnskeys, validity)));
         continue;
       }
       const set = sets.get(type)!;

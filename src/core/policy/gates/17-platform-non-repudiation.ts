@@ -1,14 +1,32 @@
 import { deny, pass, type Gate } from '../gate.ts';
 import type { CommandType } from '../../types.ts';
+import { checkPlatformPower } from './platform-powers.ts';
 
-const PLATFORM_ONLY: readonly CommandType[] = ['pricebook.publish', 'notify.creator', 'dkim.publish', 'dnssec.publish', 'dnssec.resign', 'meter.register', 'capacity.publish', 'period.close', 'noise.summary'];
+const PLATFORM_ONLY: readonly CommandType[] = [
+  'pricebook.publish',
+  'plan.publish',
+  'notify.creator',
+  'dkim.publish',
+  'dkim.activate',
+  'dkim.remove',
+  'dnssec.publish',
+  'dnssec.activate',
+  'dnssec.remove',
+  'dnssec.resign',
+  'meter.register',
+  'capacity.publish',
+  'period.close',
+  'noise.summary',
+];
 
 // Every entry is signed by the platform key (the chokepoint does it); commands only the
 // platform may originate are refused from anyone else, so the platform can never disown them.
+// What the platform may sign about an IMVU is an enumerated list (platform-powers.ts).
 export const gate: Gate = {
   number: 17,
   name: 'Platform Non-Repudiation',
-  enforcedIn: 'src/core/policy/chokepoint.ts (the checkpoint of every commit and every platform-originated command signed by the platform key) + gates/17-platform-non-repudiation.ts',
+  enforcedIn:
+    'src/core/policy/chokepoint.ts (the checkpoint of every commit and every platform-originated command signed by the platform key) + gates/17-platform-non-repudiation.ts + gates/platform-powers.ts (the platform\'s enumerated powers over an IMVU)',
   guards: 'all',
   status: 'enforced',
   async check(ctx) {
@@ -19,6 +37,10 @@ export const gate: Gate = {
     if (!ctx.platform) return deny(17, 'the ledger has no platform genesis entry');
     if (PLATFORM_ONLY.includes(ctx.command.type) && ctx.actor?.role !== 'platform')
       return deny(17, `${ctx.command.type} is originated by the platform only`);
+    if (ctx.actor?.role === 'platform') {
+      const power = await checkPlatformPower(ctx);
+      if (power) return power;
+    }
     return pass(17, `entry signed by platform key ${ctx.platform.id}`);
   },
 };
