@@ -83,10 +83,15 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
     key: 'imvu',
     ddl: `CREATE TABLE IF NOT EXISTS dkim_keys (imvu TEXT PRIMARY KEY, selector TEXT NOT NULL, public_key TEXT NOT NULL, entry INTEGER NOT NULL)`,
   },
-  /** DNSSEC keys of zones (public halves; the private keys stay under DATA/keys/dnssec/). */
+  /** DNSSEC keys of zones (public halves; the private keys stay under DATA/keys/dnssec/); imvu '' for the platform's own zone. */
   dnssec_keys: {
     key: 'zone',
     ddl: `CREATE TABLE IF NOT EXISTS dnssec_keys (zone TEXT PRIMARY KEY, imvu TEXT NOT NULL, algorithm INTEGER NOT NULL, flags INTEGER NOT NULL, public_key TEXT NOT NULL, entry INTEGER NOT NULL)`,
+  },
+  /** Name servers of the platform's own zone (`platform.zone`), served there with their addresses. */
+  nameservers: {
+    key: 'name, address',
+    ddl: `CREATE TABLE IF NOT EXISTS nameservers (name TEXT NOT NULL, address TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (name, address))`,
   },
   /** Replay guard for gate 1: every nonce a verified signature has spent, allowed or denied. */
   nonces: {

@@ -1,5 +1,5 @@
 import { deny, pass, isOwner, isMember, type Gate, type GateContext } from '../gate.ts';
-import { imvuDomainsFor } from '../naming.ts';
+import { imvuDomainsFor, isWithin } from '../naming.ts';
 
 async function claimConflict(ctx: GateContext, name: string): Promise<string | undefined> {
   const exact = await ctx.db.get<{ imvu: string }>('SELECT imvu FROM domains WHERE name = ?', [name]);
@@ -34,6 +34,11 @@ export const gate: Gate = {
     }
     const name = String(ctx.body.domain);
     if (!ctx.imvu) return deny(3, `unknown IMVU ${String(ctx.body.imvu)}`);
+    // Names at, under or above the platform suffix are the platform's: its own zone, its name
+    // servers, and the IMVU domains imvu.create hands out.
+    const suffix = ctx.platform?.suffix;
+    if (suffix && (isWithin(name, suffix) || isWithin(suffix, name)))
+      return deny(3, `${name} is ${isWithin(name, suffix) ? 'under' : 'above'} the platform suffix ${suffix}, whose names only the platform assigns`);
     if (!isOwner(ctx) && !(ctx.actor && (await isMember(ctx, ctx.imvu.id, ctx.actor.id))))
       return deny(3, `only the creator or a member of ${ctx.imvu.id} may claim domains for it`);
     const conflict = await claimConflict(ctx, name);
