@@ -11,7 +11,8 @@ import { statement, statementToJson } from '../core/handshake/index.ts';
 import type { CommandType, LedgerEntry } from '../core/types.ts';
 import { exportZone } from '../domains/zonefile/export.ts';
 import { imvuSummary, listImvus, mailboxesOf, routesOf, zoneView } from '../imvu/summary.ts';
-import { dsView } from '../domains/dnssec/ds.ts';
+import { dsView, platformZoneDsView } from '../domains/dnssec/ds.ts';
+import { readZoneRows } from '../domains/registry/zone.ts';
 import type { XfrSummary } from '../domains/dns-service.ts';
 import type { Metrics } from './metrics.ts';
 import { commandType, outcome } from './receipts.ts';
@@ -221,15 +222,21 @@ export const ROUTES: RouteDef[] = [
     if (!z) throw new HttpError(404, `zone ${params.zone} is not hosted here`);
     return { body: z };
   }),
-  read('/v1/zones/:zone/ds', "A zone's DNSSEC key: the DS for the parent zone, the DNSKEY, and a trust anchor for delv/BIND", { params: Params.zone }, async (ctx, { params }) => {
+  read('/v1/zones/:zone/ds', "A zone's DNSSEC key: the DS for the parent zone, the DNSKEY, a trust anchor for delv/BIND, and the platform zone's (the suffix's) trust anchor", { params: Params.zone }, async (ctx, { params }) => {
     const ds = await dsView(ctx.platform.store, params.zone);
-    if (ds) return { body: ds };
+    if (ds) {
+      // The platform's own zone publishes the DS of the zones below it: its key alone anchors them.
+      const platformZone = (await platformZoneDsView(ctx.platform.store)) ?? null;
+      const parent = platformZone && ds.zone.endsWith(`.${platformZone.zone}`) ? platformZone.zone : null;
+      return { body: { ...ds, parent, platformZone } };
+    }
     const hosted = await ctx.platform.store.get('SELECT 1 AS x FROM zones WHERE name = ?', [params.zone.toLowerCase().replace(/\.$/, '')]);
     throw new HttpError(404, hosted ? `zone ${params.zone} has no DNSSEC key` : `zone ${params.zone} is not hosted here`);
   }),
   read('/v1/zones/:zone/export', 'A zone as a BIND master file (RFC 1035), accepted by named-checkzone', { params: Params.zone, produces: 'text/plain' }, async (ctx, { params }) => {
     const name = params.zone.toLowerCase().replace(/\.$/, '');
-    if (!(await ctx.platform.store.get('SELECT 1 AS x FROM zones WHERE name = ?', [name]))) throw new HttpError(404, `zone ${params.zone} is not hosted here`);
+    // The IMVU zones and the platform's own (the suffix, once declared).
+    if (!(await readZoneRows(ctx.platform.store, name))) throw new HttpError(404, `zone ${params.zone} is not hosted here`);
     return { body: await exportZone(ctx.platform.store, name), contentType: 'text/plain; charset=utf-8' };
   }),
   read('/v1/imvus/:id/mailboxes', "An IMVU's mailboxes", { params: Params.imvu }, async (ctx, { params }) => {

@@ -12,6 +12,7 @@ import { MAX_BODY_BYTES } from './schemas.ts';
 import { formatZodError } from '../core/policy/commands.ts';
 import { startDnsService, type DnsService, type DnsServiceOptions } from '../domains/dns-service.ts';
 import { registerDnsMetrics } from './dns-metrics.ts';
+import { ensurePlatformZone } from '../domains/registry/declare.ts';
 
 export interface ServerOptions {
   dataDir: string;
@@ -77,6 +78,17 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   app.removeContentTypeParser('text/plain');
   const metrics = createMetrics(() => platform.store.ledgerSize());
   let dns: DnsService | undefined;
+  if (!opts.dns) {
+    // The platform's own zone and its DNSSEC key exist from the first start (the DNS service
+    // declares it with its name servers when it runs).
+    try {
+      await ensurePlatformZone(platform);
+    } catch (err) {
+      await app.close().catch(() => undefined);
+      await platform.close();
+      throw err;
+    }
+  }
   if (opts.dns) {
     try {
       dns = await startDnsService({
@@ -198,7 +210,9 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
     host: cfg.host,
     port: cfg.port,
     logLevel: cfg.logLevel,
-    dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, ...(xfr ? { xfr } : {}) } : false,
+    dns: cfg.dns
+      ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, nameservers: cfg.nameservers, ...(xfr ? { xfr } : {}) }
+      : false,
   });
   // The TSIG key by name only: the secret is never logged.
   const dns = server.dns ? { address: server.dns.server.address, port: server.dns.server.port, meterIntervalMs: cfg.meterIntervalMs, xfr: server.dns.xfr } : null;
