@@ -127,6 +127,25 @@ describe.skipIf(!hasDelv)('the daemon: one trust anchor, the suffix, validates e
     expect(await delv(port, anchor, 'world', 'SOA')).toContain('; fully validated');
   }, 60_000);
 
+  it('restarted with --nameserver: the new server is declared, served with its address, and named by every IMVU zone', async () => {
+    expect(await daemon.stop()).toEqual({ code: 0, signal: null });
+    daemon = await spawnDaemon(join(dir, 'data'), ['--nameserver', 'ns1.world=127.0.0.1', '--nameserver', 'NS2.world=[::1]']);
+    api = new Client(daemon.url);
+    port = (await api.get<Health>('/health')).body.dns!.port;
+    const nsr = await eventually(async () => {
+      const out = await delv(port, anchor, 'imvu002.world', 'NS');
+      expect(out).toMatch(/^imvu002\.world\.\s+\d+\s+IN\s+NS\s+ns2\.world\.$/m);
+      return out;
+    }, 10_000);
+    expect(nsr).toContain('; fully validated');
+    expect(nsr).toMatch(/^imvu002\.world\.\s+\d+\s+IN\s+NS\s+ns1\.world\.$/m);
+    const aaaa = await delv(port, anchor, 'ns2.world', 'AAAA');
+    expect(aaaa).toContain('; fully validated');
+    expect(aaaa).toMatch(/^ns2\.world\.\s+\d+\s+IN\s+AAAA\s+::1$/m);
+    // The same key: the anchor configured before the restart still validates.
+    expect(await delv(port, anchor, 'www.imvu001.world', 'A')).toContain('; fully validated');
+  }, 60_000);
+
   it('with one byte of the suffix key flipped in the anchor, nothing validates', async () => {
     const bad = join(dir, 'bad.anchor');
     writeFileSync(bad, flipped(ds.platformZone!) + '\n');
