@@ -8,7 +8,7 @@ import { deniedBy, testPlatform, type Actor, type TestPlatform } from '../../cor
 import type { Json } from '../../core/types.ts';
 import { provisionDnssecKey, provisioner } from '../../imvu/provision.ts';
 import { startDnsServer, type DnsServer } from '../dns-authority/server.ts';
-import { eventually, query, udpAsk, type Reply } from '../dns-authority/testing.ts';
+import { decode, eventually, framed, query, tcpExchange, udpAsk, type Reply } from '../dns-authority/testing.ts';
 import { readZone } from '../dns-authority/xfr.ts';
 import { ZoneJournal } from '../dns-authority/journal.ts';
 import { dsView, platformZoneDsView } from '../dnssec/ds.ts';
@@ -265,6 +265,28 @@ describe("the platform's own zone", () => {
       expect(nsec[0]!.data.rrtypes).toContain('UNKNOWN_128'); // NXNAME (RFC 9824)
       verified(r, 'NSEC', 'authorities');
       verified(r, 'SOA', 'authorities');
+    });
+
+    it('transfers (AXFR) signed like any signed zone: DNSKEY, the delegations with their signed DS, an NSEC chain', async () => {
+      const xfr = await startDnsServer({ store: p.store, rrl: false, dnssec: onlineSigner(p.store, p.dataDir), xfr: { allow: ['127.0.0.1'] } });
+      try {
+        const [raw] = await tcpExchange(xfr.port, framed(query('world', 'AXFR', { rd: false })), 1, 5000);
+        const rrs = decode(raw!).answers ?? [];
+        expect([rrs[0]!.type, rrs[rrs.length - 1]!.type]).toEqual(['SOA', 'SOA']);
+        expect((rrs[0] as { data: { serial: number } }).data.serial).toBe(await platformZoneSerial(p.store, 'world'));
+        const has = (name: string, type: string) => rrs.some((r) => r.name === name && r.type === type);
+        const expected: [string, string][] = [['world', 'DNSKEY'], ['world', 'NS'], ['ns1.world', 'A'], ['imvu001.world', 'NS'], ['imvu001.world', 'DS'], ['imvu001.world', 'NSEC']];
+        for (const [name, type] of expected)
+          expect(has(name, type), `${name} ${type}`).toBe(true);
+        const sigs = rrs.filter((r) => r.type === 'RRSIG') as (Answer & { data: RrsigData })[];
+        const dsSig = sigs.find((r) => r.name === 'imvu001.world' && r.data.typeCovered === 'DS')!;
+        const ds = rrs.filter((r) => r.name === 'imvu001.world' && r.type === 'DS').map((r) => (r as { data: unknown }).data);
+        expect(verifyRRset(key, dsSig.data, 'imvu001.world', ds)).toBe(true);
+        // The delegation's NS is the child's: not signed here.
+        expect(sigs.some((r) => r.name === 'imvu001.world' && r.data.typeCovered === 'NS')).toBe(false);
+      } finally {
+        await xfr.close();
+      }
     });
 
     it('a new IMVU is delegated as soon as it is created: the serial moves and its DS is served', async () => {
