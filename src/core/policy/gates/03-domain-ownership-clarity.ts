@@ -34,14 +34,15 @@ export const gate: Gate = {
     }
     const name = String(ctx.body.domain);
     if (!ctx.imvu) return deny(3, `unknown IMVU ${String(ctx.body.imvu)}`);
+    if (!isOwner(ctx) && !(ctx.actor && (await isMember(ctx, ctx.imvu.id, ctx.actor.id))))
+      return deny(3, `only the creator or a member of ${ctx.imvu.id} may claim domains for it`);
+    const conflict = await claimConflict(ctx, name);
+    if (conflict) return deny(3, conflict);
     // Names at, under or above the platform suffix are the platform's: its own zone, its name
     // servers, and the IMVU domains imvu.create hands out.
     const suffix = ctx.platform?.suffix;
     if (suffix && (isWithin(name, suffix) || isWithin(suffix, name)))
       return deny(3, `${name} is ${isWithin(name, suffix) ? 'under' : 'above'} the platform suffix ${suffix}, whose names only the platform assigns`);
-    if (!isOwner(ctx) && !(ctx.actor && (await isMember(ctx, ctx.imvu.id, ctx.actor.id))))
-      return deny(3, `only the creator or a member of ${ctx.imvu.id} may claim domains for it`);
-    const conflict = await claimConflict(ctx, name);
-    return conflict ? deny(3, conflict) : pass(3, `${name} is unclaimed`);
+    return pass(3, `${name} is unclaimed`);
   },
 };
