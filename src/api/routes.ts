@@ -151,14 +151,17 @@ async function entriesBetween(ctx: ApiContext, from: number, to: number): Promis
   return (await ctx.platform.store.readEntries(from, to)).map(decodeEntry);
 }
 
-/** Ledger indices that concern an IMVU: commands naming it or one of its zones, and its creation. */
+/** Ledger indices that concern an IMVU: commands naming it or one of its zones, its creation, and later declarations of the platform's zone. */
 async function imvuEntryFilter(ctx: ApiContext, imvu: string): Promise<(e: LedgerEntry) => boolean> {
   const db = ctx.platform.store;
   const created = await db.get<{ entry: number }>('SELECT entry FROM imvus WHERE id = ?', [imvu]);
   const zones = new Set((await db.all<{ name: string }>('SELECT name FROM zones WHERE imvu = ?', [imvu])).map((z) => z.name));
   return (e) => {
-    const body = (e.command as { command?: { body?: Record<string, unknown> } } | undefined)?.command?.body;
+    const command = (e.command as { command?: { type?: unknown; body?: Record<string, unknown> } } | undefined)?.command;
+    const body = command?.body;
     if (e.index === created?.entry) return true;
+    // The platform's zone declared after the IMVU exists: new name servers rewrite its zone's NS RRset.
+    if (created && e.index > created.entry && command?.type === 'platform.zone') return true;
     if (!isObject(body)) return false;
     return body.imvu === imvu || (typeof body.zone === 'string' && zones.has(body.zone.toLowerCase()));
   };

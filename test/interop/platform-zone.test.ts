@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { signCommand } from '../../src/core/identity/envelope.ts';
+import type { LedgerEntry } from '../../src/core/types.ts';
 import { testPlatform, type Actor as CoreActor, type TestPlatform } from '../../src/core/testing.ts';
 import { startDnsServer, type DnsServer } from '../../src/domains/dns-authority/server.ts';
 import { eventually } from '../../src/domains/dns-authority/testing.ts';
@@ -144,6 +145,10 @@ describe.skipIf(!hasDelv)('the daemon: one trust anchor, the suffix, validates e
     expect(aaaa).toMatch(/^ns2\.world\.\s+\d+\s+IN\s+AAAA\s+::1$/m);
     // The same key: the anchor configured before the restart still validates.
     expect(await delv(port, anchor, 'www.imvu001.world', 'A')).toContain('; fully validated');
+    // The IMVU's log shows the entry that changed its zone's NS (not the declaration before it existed).
+    const log = (await api.get<{ entries: LedgerEntry[] }>('/v1/ledger/entries?imvu=IMVU-001')).body.entries;
+    const declared = log.filter((e) => e.command.command.type === 'platform.zone');
+    expect(declared.map((e) => e.command.command.body.nameservers)).toEqual([[{ name: 'ns1.world', address: '127.0.0.1' }, { name: 'ns2.world', address: '::1' }]]);
   }, 60_000);
 
   it('with one byte of the suffix key flipped in the anchor, nothing validates', async () => {
