@@ -11,7 +11,7 @@ export type RData =
   | { type: 'SRV'; priority: number; weight: number; port: number; target: string }
   | { type: 'TXT'; chunks: Buffer[] }
   | { type: 'CAA'; flags: number; tag: string; value: string }
-  /** Only in the platform's own zone (registry.ts): the delegation signer of an IMVU zone below it. */
+  /** Only in the platform's own zone (src/domains/registry): the delegation signer of an IMVU zone below it. */
   | { type: 'DS'; keyTag: number; algorithm: number; digestType: number; digest: Buffer };
 
 export const SERVED_TYPES = ['A', 'AAAA', 'CNAME', 'MX', 'TXT', 'SRV', 'NS', 'CAA'] as const;
