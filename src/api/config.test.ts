@@ -31,6 +31,8 @@ const DNS_DEFAULTS = {
   rootHints: IANA_ROOT_HINTS.map((address) => ({ address, port: 53 })),
   // Plan limits published at init.
   plan: DEFAULT_PLAN,
+  // The platform's name servers: none given, ns1.<suffix> at the DNS address.
+  nameservers: [],
 };
 
 describe('resolveConfig', () => {
@@ -169,6 +171,24 @@ describe('resolveConfig: zone transfers (allow-list, TSIG, NOTIFY)', () => {
     expect(resolveConfig({ env: {}, cwd: dir, xfrAllow: ['192.0.2.53'], notify: ['192.0.2.53'], dnsAddress: '0.0.0.0' }).notify).toEqual([{ address: '192.0.2.53', port: 53 }]);
     // Without DNS none of it matters.
     expect(resolveConfig({ env: {}, cwd: dir, xfrAllow: ['192.0.2.53'], notify: ['192.0.2.53'], dns: false }).dns).toBe(false);
+  });
+
+  it('--nameserver / NEXUS_NAMESERVERS / nameservers: NAME=ADDRESS pairs, normalised once, never resolved', () => {
+    const file = join(dir, 'ns.json');
+    writeFileSync(file, JSON.stringify({ nameservers: ['ns1.world=192.0.2.53'] }));
+    expect(resolveConfig({ env: {}, cwd: dir, config: file }).nameservers).toEqual([{ name: 'ns1.world', address: '192.0.2.53' }]);
+    const env = { NEXUS_NAMESERVERS: 'NS1.World.=192.0.2.54, ns2.world=[2001:DB8:0::53]' };
+    expect(resolveConfig({ env, cwd: dir, config: file }).nameservers).toEqual([
+      { name: 'ns1.world', address: '192.0.2.54' },
+      { name: 'ns2.world', address: '2001:db8::53' },
+    ]);
+    expect(resolveConfig({ env, cwd: dir, config: file, nameservers: ['ns1.world=127.0.0.1', 'ns1.world=127.0.0.1'] }).nameservers).toEqual([{ name: 'ns1.world', address: '127.0.0.1' }]);
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, nameservers: ['ns1.world'] }), /^invalid --nameserver: "ns1.world" is not NAME=ADDRESS/);
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, nameservers: ['ns1.world=ns.example.org'] }), /^invalid --nameserver: "ns.example.org" \(for ns1.world\) is not an IP address \(.*never resolved\)$/);
+    oneLineError(() => resolveConfig({ env: { NEXUS_NAMESERVERS: 'world=192.0.2.1' }, cwd: dir }), /^invalid NEXUS_NAMESERVERS "world=192.0.2.1": "world" is not a host name such as ns1.world$/);
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, nameservers: ['ns1.world=0.0.0.0'] }), /not an address a resolver can reach/);
+    writeFileSync(file, JSON.stringify({ nameservers: 'ns1.world=192.0.2.53' }));
+    expect(resolveConfig({ env: {}, cwd: dir, config: file }).nameservers).toEqual([{ name: 'ns1.world', address: '192.0.2.53' }]);
   });
 
   it('TSIG: the name from flag, environment or file; the secret from a file (flag, environment, file) or NEXUS_TSIG_SECRET', () => {

@@ -28,6 +28,8 @@ export const DEFAULTS = {
   rootHints: IANA_ROOT_HINTS,
   /** Plan limits published at init (a `plan.publish` entry); above them needs a `quota.approve`. */
   plan: DEFAULT_PLAN,
+  /** The platform's name servers: none given means `ns1.<suffix>` at the DNS address. */
+  nameservers: [],
 } as const;
 
 /** The authoritative DNS server's default port: 53 when running as root, 5353 otherwise. */
@@ -73,6 +75,12 @@ export interface NexusConfig {
    * then on: changing this later changes nothing, so replay never depends on configuration).
    */
   plan: PlanLimits;
+  /**
+   * The platform's name servers (names inside the suffix, with their addresses): served in the
+   * platform's own zone and named by every IMVU zone's NS RRset. Empty: `ns1.<suffix>` at the DNS
+   * address (or the edge address when DNS listens on 0.0.0.0 / ::).
+   */
+  nameservers: { name: string; address: string }[];
   /** The config file that was read, if any. */
   configFile?: string;
 }
@@ -99,6 +107,8 @@ export interface ConfigOptions {
   rootHints?: string | string[];
   /** Plan limits for init: `cpu_cores=16,memory_gb=64` (unnamed limits keep their defaults) or an object. */
   plan?: string | Partial<PlanLimits>;
+  /** `name=address` (e.g. `ns1.world=192.0.2.53`), each may be a comma-separated list. */
+  nameservers?: string | string[];
   /** A JSON config file to read instead of `<dataDir>/nexus.json`. */
   config?: string;
   /** Defaults to process.env. */
@@ -230,6 +240,35 @@ const Plan = z.preprocess(
     .strict()
     .transform((p): PlanLimits => ({ ...DEFAULT_PLAN, ...p })),
 );
+const HOST_NAME = /^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$/;
+
+/** `ns1.world=192.0.2.53` or `ns2.world=[2001:db8::53]`: a name server inside the suffix and its address (never resolved). */
+function nameServer(s: string): { name: string; address: string } | string {
+  const eq = s.indexOf('=');
+  if (eq < 0) return `${JSON.stringify(s)} is not NAME=ADDRESS (such as ns1.world=192.0.2.53)`;
+  const name = s.slice(0, eq).trim().toLowerCase().replace(/\.$/, '');
+  const address = s.slice(eq + 1).trim().replace(/^\[(.*)\]$/, '$1');
+  if (!HOST_NAME.test(name)) return `${JSON.stringify(name)} is not a host name such as ns1.world`;
+  const family = isIP(address);
+  if (!family) return `${JSON.stringify(address)} (for ${name}) is not an IP address (a name server's address is published as given, never resolved)`;
+  if (address === '0.0.0.0' || address === '::') return `${address} (for ${name}) is not an address a resolver can reach`;
+  // One spelling per address, as the ledger records it (RFC 5952 for IPv6).
+  return { name, address: family === 6 ? new URL(`http://[${address}]/`).hostname.slice(1, -1) : address };
+}
+const NameServers = z.preprocess(
+  splitList,
+  z.array(
+    z.string().transform((s, ctx) => {
+      const r = nameServer(s);
+      if (typeof r === 'string') {
+        ctx.addIssue({ code: 'custom', message: r });
+        return z.NEVER;
+      }
+      return r;
+    }),
+    { error: LIST_MESSAGE },
+  ).max(8, 'at most 8 name servers').transform((a) => [...new Map(a.map((t) => [`${t.name} ${t.address}`, t])).values()]),
+);
 
 const TSIG_NAME_MESSAGE = 'must be a key name such as nexus-xfr or xfr.example.org (letters, digits, - and _ in dot-separated labels)';
 const TsigName = z
@@ -252,6 +291,7 @@ const FIELDS = {
   notify: Notify,
   rootHints: RootHints,
   plan: Plan,
+  nameservers: NameServers,
 } as const;
 type Field = keyof typeof FIELDS;
 
@@ -269,6 +309,7 @@ const ENV: Record<Field, string> = {
   notify: 'NEXUS_NOTIFY',
   rootHints: 'NEXUS_ROOT_HINTS',
   plan: 'NEXUS_PLAN',
+  nameservers: 'NEXUS_NAMESERVERS',
 };
 const FLAG: Record<Field, string> = {
   dataDir: '--data',
@@ -284,6 +325,7 @@ const FLAG: Record<Field, string> = {
   notify: '--notify',
   rootHints: '--root-hints',
   plan: '--plan',
+  nameservers: '--nameserver',
 };
 
 /** What a config file may contain (the same fields, nothing else). */
@@ -304,6 +346,7 @@ export const ConfigFileSchema = z
     notify: Notify.optional(),
     rootHints: RootHints.optional(),
     plan: Plan.optional(),
+    nameservers: NameServers.optional(),
   })
   .strict();
 
@@ -387,6 +430,7 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     notify: pick('notify'),
     rootHints: pick('rootHints'),
     plan: pick('plan'),
+    nameservers: pick('nameservers'),
     ...(fileName ? { configFile: fileName } : {}),
   };
   if (cfg.notify.length > 0 && cfg.xfrAllow.length === 0 && !cfg.tsig)

@@ -1,8 +1,8 @@
 // Stand-alone daemon entry: `node --import tsx src/api/daemon.ts [--data DIR] [--port N] [--host H]
 // [--log-level L] [--suffix S] [--config FILE] [--dns-address A] [--dns-port N] [--no-dns]
 // [--meter-interval MS] [--xfr-allow CIDR...] [--tsig-name NAME] [--tsig-secret-file PATH]
-// [--notify IP[:PORT]...]` (the TSIG secret itself only from a file or NEXUS_TSIG_SECRET, never
-// a flag). The CLI's `nexus serve` calls the same serve().
+// [--notify IP[:PORT]...] [--nameserver NAME=IP...]` (the TSIG secret itself only from a file or
+// NEXUS_TSIG_SECRET, never a flag). The CLI's `nexus serve` calls the same serve().
 import { parseArgs } from 'node:util';
 import { serve } from './server.ts';
 
@@ -24,6 +24,7 @@ async function main(argv: string[]): Promise<void> {
       'tsig-name': { type: 'string' },
       'tsig-secret-file': { type: 'string' },
       notify: { type: 'string', multiple: true },
+      nameserver: { type: 'string', multiple: true },
     },
     strict: true,
     allowPositionals: false,
@@ -43,6 +44,7 @@ async function main(argv: string[]): Promise<void> {
     ...(values['tsig-name'] !== undefined ? { tsigName: values['tsig-name'] } : {}),
     ...(values['tsig-secret-file'] !== undefined ? { tsigSecretFile: values['tsig-secret-file'] } : {}),
     ...(values.notify !== undefined ? { notify: values.notify } : {}),
+    ...(values.nameserver !== undefined ? { nameservers: values.nameserver } : {}),
   });
 }
 

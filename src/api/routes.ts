@@ -13,10 +13,11 @@ import { sealedStatement, statementFromTotals } from '../core/handshake/totals.t
 import type { CommandType, LedgerEntry } from '../core/types.ts';
 import { exportZone } from '../domains/zonefile/export.ts';
 import { imvuSummary, listImvus, mailboxesOf, routesOf, zoneView } from '../imvu/summary.ts';
-import { dsView } from '../domains/dnssec/ds.ts';
 import { proveDomain, type ChallengeLookup } from '../imvu/domain-proof.ts';
 import { challengeName } from '../core/policy/naming.ts';
 import type { Receipt } from '../core/policy/chokepoint.ts';
+import { dsView, platformZoneDsView } from '../domains/dnssec/ds.ts';
+import { readZoneRows } from '../domains/registry/zone.ts';
 import type { XfrSummary } from '../domains/dns-service.ts';
 import type { Metrics } from './metrics.ts';
 import { commandType, outcome } from './receipts.ts';
@@ -289,14 +290,17 @@ async function mayReadZone(ctx: ApiContext, scope: ReadScope, zone: string): Pro
 /** What a withheld entry costs in a page (its JSON form is about this long). */
 const WITHHELD_BYTES = 120;
 
-/** Ledger indices that concern an IMVU: commands naming it or one of its zones, and its creation. */
+/** Ledger indices that concern an IMVU: commands naming it or one of its zones, its creation, and later declarations of the platform's zone. */
 async function imvuEntryFilter(ctx: ApiContext, imvu: string): Promise<(e: LedgerEntry) => boolean> {
   const db = ctx.platform.store;
   const created = await db.get<{ entry: number }>('SELECT entry FROM imvus WHERE id = ?', [imvu]);
   const zones = new Set((await db.all<{ name: string }>('SELECT name FROM zones WHERE imvu = ?', [imvu])).map((z) => z.name));
   return (e) => {
-    const body = (e.command as { command?: { body?: Record<string, unknown> } } | undefined)?.command?.body;
+    const command = (e.command as { command?: { type?: unknown; body?: Record<string, unknown> } } | undefined)?.command;
+    const body = command?.body;
     if (e.index === created?.entry) return true;
+    // The platform's zone declared after the IMVU exists: new name servers rewrite its zone's NS RRset.
+    if (created && e.index > created.entry && command?.type === 'platform.zone') return true;
     if (!isObject(body)) return false;
     return body.imvu === imvu || (typeof body.zone === 'string' && zones.has(body.zone.toLowerCase()));
   };
@@ -369,16 +373,22 @@ export const ROUTES: RouteDef[] = [
     if (!z) throw new HttpError(404, `zone ${params.zone} is not hosted here`);
     return { body: z };
   }),
-  pub('/v1/zones/:zone/ds', "A zone's DNSSEC key: the DS for the parent zone, the DNSKEY, and a trust anchor for delv/BIND", { params: Params.zone }, async (ctx, { params }) => {
+  pub('/v1/zones/:zone/ds', "A zone's DNSSEC key: the DS for the parent zone, the DNSKEY, a trust anchor for delv/BIND, and the platform zone's (the suffix's) trust anchor", { params: Params.zone }, async (ctx, { params }) => {
     const ds = await dsView(ctx.platform.store, params.zone);
-    if (ds) return { body: ds };
+    if (ds) {
+      // The platform's own zone publishes the DS of the zones below it: its key alone anchors them.
+      const platformZone = (await platformZoneDsView(ctx.platform.store)) ?? null;
+      const parent = platformZone && ds.zone.endsWith(`.${platformZone.zone}`) ? platformZone.zone : null;
+      return { body: { ...ds, parent, platformZone } };
+    }
     const hosted = await ctx.platform.store.get('SELECT 1 AS x FROM zones WHERE name = ?', [params.zone.toLowerCase().replace(/\.$/, '')]);
     throw new HttpError(404, hosted ? `zone ${params.zone} has no DNSSEC key` : `zone ${params.zone} is not hosted here`);
   }),
   read('/v1/zones/:zone/export', 'A zone as a BIND master file (RFC 1035), accepted by named-checkzone', { params: Params.zone, produces: 'text/plain' }, async (ctx, { params, scope }) => {
     await mayReadZone(ctx, await scope(), params.zone);
     const name = params.zone.toLowerCase().replace(/\.$/, '');
-    if (!(await ctx.platform.store.get('SELECT 1 AS x FROM zones WHERE name = ?', [name]))) throw new HttpError(404, `zone ${params.zone} is not hosted here`);
+    // The IMVU zones and the platform's own (the suffix, once declared).
+    if (!(await readZoneRows(ctx.platform.store, name))) throw new HttpError(404, `zone ${params.zone} is not hosted here`);
     return { body: await exportZone(ctx.platform.store, name), contentType: 'text/plain; charset=utf-8' };
   }),
   read('/v1/imvus/:id/domains', "An IMVU's domains: the proven ones (served) and its claims pending proof, with the TXT record each needs", { params: Params.imvu }, async (ctx, { params, scope }) => {

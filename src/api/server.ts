@@ -17,6 +17,7 @@ import { registerDnsMetrics } from './dns-metrics.ts';
 import { PeriodCloser } from '../core/handshake/closer.ts';
 import { ACCEPT_SIGNATURE, ReadAuthError, ReadVerifier, type Reader } from './read-auth.ts';
 import { challengeResolver, type ChallengeLookup, type ChallengeResolverOptions } from '../imvu/domain-proof.ts';
+import { ensurePlatformZone } from '../domains/registry/declare.ts';
 
 export interface ServerOptions {
   dataDir: string;
@@ -120,6 +121,17 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   app.removeContentTypeParser('text/plain');
   const metrics = createMetrics(() => platform.store.ledgerSize());
   let dns: DnsService | undefined;
+  if (!opts.dns) {
+    // The platform's own zone and its DNSSEC key exist from the first start (the DNS service
+    // declares it with its name servers when it runs).
+    try {
+      await ensurePlatformZone(platform);
+    } catch (err) {
+      await app.close().catch(() => undefined);
+      await platform.close();
+      throw err;
+    }
+  }
   if (opts.dns) {
     try {
       dns = await startDnsService({
@@ -299,7 +311,7 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
     host: cfg.host,
     port: cfg.port,
     logLevel: cfg.logLevel,
-    dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, ...(xfr ? { xfr } : {}) } : false,
+    dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, nameservers: cfg.nameservers, ...(xfr ? { xfr } : {}) } : false,
     // Servers learned from referrals are asked on the first hint's port (53 unless a test hierarchy says otherwise).
     challenge: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port },
   });

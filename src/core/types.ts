@@ -45,6 +45,7 @@ export const COMMAND_TYPES = [
   'dnssec.remove',
   'plan.publish',
   'quota.approve',
+  'platform.zone',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 

@@ -14,6 +14,8 @@ import { onlineSigner } from './dnssec/online.ts';
 import type { Receipt } from '../core/policy/chokepoint.ts';
 import { ResignScheduler } from './resign.ts';
 import { advanceRollovers } from './dnssec/rollover.ts';
+import { defaultNameServers, ensurePlatformZone, restatePlatformZone, type NameServer } from './registry/declare.ts';
+import { PLATFORM_ZONE_IMVU } from './registry/zone.ts';
 
 export const DNS_SERVICE = 'dns';
 export const DNS_QUERIES = 'dns.queries';
@@ -39,6 +41,12 @@ export interface DnsServiceOptions {
   resignCheckMs?: number;
   /** A signed zone whose serial has not moved for this long gets a `dnssec.resign`. Default 7 days. */
   resignAfterMs?: number;
+  /**
+   * The platform's name servers, served in its own zone (the suffix) and named by every IMVU zone's
+   * NS RRset. Unset or empty: `ns1.<suffix>` at `address` (at the edge address if `address` is
+   * 0.0.0.0 or ::). Declared in the ledger (`platform.zone`) when they differ from what it says.
+   */
+  nameservers?: NameServer[];
   /**
    * Zone transfers (AXFR/IXFR to an allow-list or TSIG-signed requests) and NOTIFY to secondaries.
    * Unset: transfers are REFUSED and nobody is notified.
@@ -111,6 +119,8 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
       port,
       ...(opts.onError ? { onError: opts.onError } : {}),
       onQuery: (_zone, imvu) => {
+        // The platform's own zone is billed to nobody.
+        if (imvu === PLATFORM_ZONE_IMVU) return;
         if (sink.meter) sink.meter.count(imvu, DNS_QUERIES);
         else early.set(imvu, (early.get(imvu) ?? 0) + 1);
       },
@@ -119,7 +129,14 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
     throw listenError(err, address, port);
   }
   let identity: ServiceIdentity;
+  let suffix: string;
   try {
+    // The platform's own zone, with these name servers, before the first answer for it matters.
+    const row = await platform.store.get<{ suffix: string; edge_address: string }>('SELECT suffix, edge_address FROM platform LIMIT 1');
+    if (!row) throw new Error('the ledger has no platform genesis entry');
+    suffix = row.suffix;
+    await ensurePlatformZone(platform, opts.nameservers?.length ? opts.nameservers : defaultNameServers(suffix, address, row.edge_address));
+    await server.view.refresh(true);
     identity = await ensureServiceIdentity(platform, DNS_SERVICE);
     // The one meter of DNS queries (gate 6): registered once, before its first interval starts.
     await ensureMeter(platform, identity, [DNS_QUERIES]);
@@ -139,7 +156,8 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
   sink.meter = meter;
   const resigner = new ResignScheduler({
     store: platform.store,
-    submit: (zone) => platform.chokepoint.submit(platform.chokepoint.platformCommand('dnssec.resign', { zone })),
+    // The platform's zone is re-signed by declaring it again, unchanged; the others by dnssec.resign.
+    submit: (zone) => (zone === suffix ? restatePlatformZone(platform) : platform.chokepoint.submit(platform.chokepoint.platformCommand('dnssec.resign', { zone }))),
     ...(opts.resignCheckMs !== undefined ? { checkMs: opts.resignCheckMs } : {}),
     ...(opts.resignAfterMs !== undefined ? { afterMs: opts.resignAfterMs } : {}),
     ...(opts.onError ? { onError: opts.onError } : {}),

@@ -36,6 +36,7 @@ export class ResignScheduler {
   private next: number | undefined;
   /** Zone → time (ms) of the newest entry read so far that moved its serial. */
   private readonly moved = new Map<string, number>();
+  private suffix: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<string[]> | undefined;
   private stopped = false;
@@ -86,7 +87,10 @@ export class ResignScheduler {
       this.next = to;
     }
     this.stats.checks++;
-    const signed = await store.all<{ name: string }>("SELECT DISTINCT z.name AS name FROM zones z JOIN dnssec_keys k ON k.zone = z.name JOIN imvus i ON i.id = z.imvu WHERE i.status <> 'exited' ORDER BY z.name");
+    // Signed zones of IMVUs that have not exited, and the platform's own (its key row has no IMVU).
+    const signed = await store.all<{ name: string }>(
+      "SELECT DISTINCT z.name AS name FROM zones z JOIN dnssec_keys k ON k.zone = z.name JOIN imvus i ON i.id = z.imvu WHERE i.status <> 'exited' UNION SELECT zone AS name FROM dnssec_keys WHERE imvu = '' ORDER BY name",
+    );
     const done: string[] = [];
     for (const { name } of signed) {
       if (this.stopped) break;
@@ -137,6 +141,7 @@ export class ResignScheduler {
       case 'dnssec.activate':
       case 'dnssec.remove':
       case 'dnssec.resign':
+      case 'platform.zone':
         zone = String(b.zone).toLowerCase();
         break;
       case 'imvu.create':
@@ -149,6 +154,13 @@ export class ResignScheduler {
       default:
         return;
     }
-    if (zone !== undefined) this.moved.set(zone, Date.parse(e.at));
+    if (zone === undefined) return;
+    this.moved.set(zone, Date.parse(e.at));
+    // A zone created below the platform's zone, or a new key of one, changes the platform's zone
+    // too (a delegation, a DS: src/domains/registry/zone.ts).
+    if (c.type === 'imvu.create' || c.type === 'domain.verified' || c.type === 'dnssec.publish' || c.type === 'dnssec.activate' || c.type === 'dnssec.remove') {
+      this.suffix ??= (await this.opts.store.get<{ suffix: string }>('SELECT suffix FROM platform LIMIT 1'))?.suffix;
+      if (this.suffix && zone.endsWith(`.${this.suffix}`)) this.moved.set(this.suffix, Date.parse(e.at));
+    }
   }
 }

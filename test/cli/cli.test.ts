@@ -99,8 +99,20 @@ describe('nexus CLI (subprocess against a real daemon)', () => {
     expect(r.stdout).toMatch(/^imvu001\.world\. 3600 IN DNSKEY 257 3 13 [A-Za-z0-9+/]{86}==$/m);
     expect(r.stdout).toMatch(/^trust-anchors \{ "imvu001\.world\." static-key 257 3 13 "[A-Za-z0-9+/]{86}=="; \};$/m);
     expect(r.stdout).toMatch(/published by the platform in ledger entry \d+, included in its signed checkpoint \(tree size \d+\): verified/);
+    // The DS is served by the platform's own zone, whose anchor validates every IMVU zone under it.
+    expect(r.stdout).toContain("; the DS record, served by the platform's zone world (nothing to hand to a registry):");
+    expect(r.stdout).toMatch(/^world\. 3600 IN DS \d+ 13 2 [0-9A-F]{64}$/m);
+    expect(r.stdout).toMatch(/^world\. 3600 IN DNSKEY 257 3 13 [A-Za-z0-9+/]{86}==$/m);
+    expect(r.stdout).toMatch(/^trust-anchors \{ "world\." static-key 257 3 13 "[A-Za-z0-9+/]{86}=="; \};$/m);
+    expect(r.stdout.match(/: verified$/gm)).toHaveLength(2);
     const json = await nexus('--json', 'dns', 'ds', 'imvu001.world');
-    expect(JSON.parse(json.stdout)).toMatchObject({ zone: 'imvu001.world', imvu: 'IMVU-001', algorithm: 13, digestType: 2, flags: 257 });
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      zone: 'imvu001.world', imvu: 'IMVU-001', algorithm: 13, digestType: 2, flags: 257, parent: 'world',
+      platformZone: { zone: 'world', imvu: null, algorithm: 13, flags: 257 },
+    });
+    const own = await nexus('dns', 'ds', 'world');
+    expect(own.code, own.stderr).toBe(0);
+    expect(own.stdout).toContain("; zone world (the platform's own zone)");
     const missing = await nexus('dns', 'ds', 'nowhere.example');
     expect(missing.code).not.toBe(0);
     expect(oneLineError(missing)).toMatch(/zone nowhere\.example is not hosted here/);

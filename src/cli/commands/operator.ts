@@ -49,6 +49,7 @@ interface ServeFlags {
   notify?: string[];
   rootHints?: string[];
   plan?: string;
+  nameserver?: string[];
 }
 
 async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<void> {
@@ -70,6 +71,7 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.notify !== undefined ? { notify: o.notify } : {}),
     ...(o.rootHints !== undefined ? { rootHints: o.rootHints } : {}),
     ...(o.plan !== undefined ? { plan: o.plan } : {}),
+    ...(o.nameserver !== undefined ? { nameservers: o.nameserver } : {}),
   };
   const cfg = resolveConfig(opts);
   if (!initialiseIfNeeded && !isInitialised(cfg.dataDir))
@@ -103,11 +105,13 @@ function daemonOptions(cmd: Command): Command {
     .option('--tsig-secret-file <path>', 'file holding the base64 TSIG secret, not readable by other users (env NEXUS_TSIG_SECRET_FILE, or the secret itself in NEXUS_TSIG_SECRET)')
     .option('--notify <ip:port...>', 'secondaries to NOTIFY when a zone changes: IP addresses only, port 53 unless given, IPv6 as [addr]:port (env NEXUS_NOTIFY, comma-separated)')
     .option('--root-hints <ip:port...>', 'root servers where domain proofs (the TXT at _nexus-challenge.DOMAIN) start their look-ups (env NEXUS_ROOT_HINTS, comma-separated; default the IANA root servers)')
+    .option('--nameserver <name=ip...>', "the platform's name servers, served in its own zone (the suffix) and named by every IMVU zone (env NEXUS_NAMESERVERS, comma-separated; default ns1.<suffix>=the DNS address)")
     .addHelpText(
       'after',
       '\nZone transfers are refused unless --xfr-allow or a TSIG key is set. DNSSEC needs no\n' +
-        'flag: every zone is signed online with its own key (`nexus dns ds ZONE` prints the DS\n' +
-        'for the parent zone). Configuring a secondary: src/domains/README.md.',
+        'flag: every zone is signed online with its own key, and the platform\'s own zone (the\n' +
+        'suffix) delegates to each IMVU zone with its DS: `nexus dns ds ZONE` prints the DS and the\n' +
+        'suffix\'s trust anchor. Configuring a secondary: src/domains/README.md.',
     );
 }
 

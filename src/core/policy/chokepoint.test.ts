@@ -159,6 +159,9 @@ describe('gates 3 and 4: domains and DNS', () => {
     expect(deniedBy(await p.as(bob, 'domain.claim', { imvu: 'IMVU-002', domain: 'imvu001.world' }))).toEqual([3]);
     expect(deniedBy(await p.as(bob, 'domain.claim', { imvu: 'IMVU-002', domain: 'shop.alice.example' }))).toEqual([3]);
     expect(deniedBy(await p.as(bob, 'domain.claim', { imvu: 'IMVU-001', domain: 'bob.example' }))).toEqual([3]);
+    // Names under the platform suffix are the platform's: its name servers, the IMVU domains to come.
+    for (const domain of ['ns1.world', 'imvu003.world', 'free.world'])
+      expect(deniedBy(await p.as(bob, 'domain.claim', { imvu: 'IMVU-002', domain })), domain).toEqual([3]);
   });
 
   it('only the owner or members change a zone, only inside it, and each change bumps the serial', async () => {

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import type { CommandType } from '../types.ts';
 import { CapacityBody, MeterRegisterBody } from '../handshake/metering.ts';
@@ -41,6 +42,18 @@ const mailboxAddress = z
 const isoTime = z.string().datetime({ offset: false, message: 'must be an ISO-8601 UTC time' });
 const digits = z.string().regex(/^\d{1,30}$/, 'must be a whole number of units as decimal digits');
 const smallInt = (max: number) => z.number().int().min(1).max(max);
+
+/** One spelling per address, so the ledger records it exactly as it is served: dotted quad, or RFC 5952 IPv6. */
+function canonicalAddress(s: string): boolean {
+  if (isIP(s) === 4) return /^(0|[1-9]\d{0,2})(\.(0|[1-9]\d{0,2})){3}$/.test(s);
+  return isIP(s) === 6 && new URL(`http://[${s}]/`).hostname === `[${s}]`;
+}
+const nameServer = z
+  .object({
+    name: z.string().regex(DOMAIN_RE, 'must be a lower-case host name without a final dot, such as ns1.world'),
+    address: z.string().max(45).refine(canonicalAddress, 'must be an IPv4 address or an IPv6 address in canonical (RFC 5952) form'),
+  })
+  .strict();
 
 export const DEFAULT_ENVELOPE = {
   cpu_cores: 2,
@@ -264,6 +277,22 @@ export const BODY_SCHEMAS = {
     .strict()
     .refine((b) => (b.imvu === undefined) !== (b.creator === undefined), 'name exactly one of imvu or creator')
     .refine((b) => b.imvu === undefined || b.envelope.imvus === undefined, 'envelope.imvus applies to a creator, not to one IMVU'),
+  // The platform's own zone, the DNS suffix (src/domains/registry/): its DNSSEC key (the trust
+  // anchor of every IMVU zone below it) and its name servers, which every IMVU zone's NS RRset
+  // names. Nothing is normalised: names lower case, addresses canonical, the list sorted.
+  'platform.zone': z
+    .object({
+      zone: z.string().regex(/^[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})*$/, 'must be the platform DNS suffix in lower case, such as world'),
+      nameservers: z
+        .array(nameServer)
+        .min(1)
+        .max(8)
+        .refine((a) => a.every((x, i) => i === 0 || `${a[i - 1]!.name} ${a[i - 1]!.address}` < `${x.name} ${x.address}`), 'must be sorted by name, then address, without duplicates'),
+      algorithm: z.literal(13),
+      flags: z.literal(257),
+      publicKey: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a base64 ECDSA P-256 public key (64 octets)'),
+    })
+    .strict(),
 } satisfies Record<CommandType, z.ZodType>;
 
 export function formatZodError(err: z.ZodError): string {

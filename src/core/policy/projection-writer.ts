@@ -38,6 +38,15 @@ async function addRecord(tx: WriteTx, index: number, n: number, zone: string, na
   ]);
 }
 
+/**
+ * The names every IMVU zone's NS RRset holds: the platform zone's name servers (`platform.zone`),
+ * or `ns1.<suffix>` until the platform has declared them.
+ */
+async function nameServerNames(tx: WriteTx, platform: PlatformRow): Promise<string[]> {
+  const rows = await tx.all<{ name: string }>('SELECT DISTINCT name FROM nameservers ORDER BY name');
+  return rows.length ? rows.map((r) => r.name) : [`ns1.${platform.suffix}`];
+}
+
 /** Applies an allowed command. Deterministic: the same entries in the same order give the same rows. */
 export async function applyCommand(tx: WriteTx, index: number, command: Command, at: string, platform: PlatformRow | undefined): Promise<void> {
   const b = command.body as Body;
@@ -78,9 +87,8 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
       await recordEnvelope(tx, id, index, at);
       await tx.run('INSERT INTO domains (name, imvu, kind, entry) VALUES (?, ?, ?, ?)', [primary, id, 'primary', index]);
       await tx.run('INSERT INTO zones (name, imvu, serial, entry) VALUES (?, ?, ?, ?)', [primary, id, 1, index]);
-      const ns = `ns1.${platform.suffix}.`;
       let n = 0;
-      await addRecord(tx, index, n++, primary, primary, 'NS', ns);
+      for (const ns of await nameServerNames(tx, platform)) await addRecord(tx, index, n++, primary, primary, 'NS', `${ns}.`);
       await addRecord(tx, index, n++, primary, primary, 'A', platform.edge_address);
       await addRecord(tx, index, n++, primary, stage, 'A', platform.edge_address);
       await addRecord(tx, index, n++, primary, primary, 'MX', `10 mail.${primary}.`);
@@ -286,6 +294,37 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
       // No record changes: the new serial makes secondaries transfer the zone (and fresh signatures) again.
       await bumpSerial(tx, String(b.zone));
       return;
+    case 'platform.zone': {
+      // The platform's own zone: its key (imvu '': no IMVU owns it) and its name servers. Its
+      // serial is derived from the entries that shape it (src/domains/registry/), so nothing is
+      // bumped for it here; an IMVU zone's NS RRset follows a change of the names.
+      if (!platform) throw new Error('no platform');
+      // One key, never rolled (every resolver's trust anchor): a re-declaration replaces the row.
+      await tx.run("DELETE FROM dnssec_keys WHERE zone = ? AND imvu = ''", [String(b.zone)]);
+      await tx.run('INSERT INTO dnssec_keys (zone, imvu, algorithm, flags, public_key, state, since, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
+        String(b.zone),
+        '',
+        b.algorithm as number,
+        b.flags as number,
+        String(b.publicKey),
+        'active',
+        at,
+        index,
+      ]);
+      const before = await nameServerNames(tx, platform);
+      await tx.run('DELETE FROM nameservers');
+      for (const ns of b.nameservers as { name: string; address: string }[])
+        await tx.run('INSERT INTO nameservers (name, address, entry) VALUES (?, ?, ?)', [ns.name, ns.address, index]);
+      const after = await nameServerNames(tx, platform);
+      if (before.join(' ') === after.join(' ')) return;
+      let n = 0;
+      for (const { domain } of await tx.all<{ domain: string }>('SELECT domain FROM imvus ORDER BY seq')) {
+        for (const ns of before) await tx.run("DELETE FROM records WHERE zone = ? AND name = ? AND type = 'NS' AND value = ?", [domain, domain, `${ns}.`]);
+        for (const ns of after) await addRecord(tx, index, n++, domain, domain, 'NS', `${ns}.`);
+        await bumpSerial(tx, domain);
+      }
+      return;
+    }
     // A proof request changes nothing: the platform's `domain.verified` answers it.
     case 'domain.verify':
       return;

@@ -85,7 +85,7 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
     key: 'imvu, selector',
     ddl: `CREATE TABLE IF NOT EXISTS dkim_keys (imvu TEXT NOT NULL, selector TEXT NOT NULL, public_key TEXT NOT NULL, state TEXT NOT NULL, since TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (imvu, selector))`,
   },
-  /** DNSSEC keys of zones (public halves; the private keys stay under DATA/keys/dnssec/), several per zone during a rollover; states as for DKIM. */
+  /** DNSSEC keys of zones (public halves; the private keys stay under DATA/keys/dnssec/), several per zone during a rollover; states as for DKIM; imvu '' for the platform's own zone. */
   dnssec_keys: {
     key: 'zone, public_key',
     ddl: `CREATE TABLE IF NOT EXISTS dnssec_keys (zone TEXT NOT NULL, imvu TEXT NOT NULL, algorithm INTEGER NOT NULL, flags INTEGER NOT NULL, public_key TEXT NOT NULL, state TEXT NOT NULL, since TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (zone, public_key))`,
@@ -153,6 +153,11 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
   domain_claims: {
     key: 'name, imvu',
     ddl: `CREATE TABLE IF NOT EXISTS domain_claims (name TEXT NOT NULL, imvu TEXT NOT NULL, token TEXT NOT NULL, expires_at TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (name, imvu))`,
+  },
+  /** Name servers of the platform's own zone (`platform.zone`), served there with their addresses. */
+  nameservers: {
+    key: 'name, address',
+    ddl: `CREATE TABLE IF NOT EXISTS nameservers (name TEXT NOT NULL, address TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (name, address))`,
   },
   /** Replay guard for gate 1: every nonce a verified signature has spent, allowed or denied. */
   nonces: {

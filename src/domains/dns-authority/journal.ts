@@ -38,7 +38,7 @@ export interface Delta {
 /** Must match what the projection writer gives records without a TTL (DEFAULT_TTL there). */
 const DEFAULT_TTL = 3600;
 
-const TYPE_CODE: Record<string, number> = { A: 1, NS: 2, CNAME: 5, SOA: 6, MX: 15, TXT: 16, AAAA: 28, SRV: 33, CAA: 257 };
+const TYPE_CODE: Record<string, number> = { A: 1, NS: 2, CNAME: 5, SOA: 6, MX: 15, TXT: 16, AAAA: 28, SRV: 33, DS: 43, CAA: 257 };
 
 function rrKey(rr: ServedRR): string {
   return `${rr.owner} ${rr.type} ${rr.ttl} ${JSON.stringify(rr.data)}`;
@@ -142,6 +142,8 @@ export class ZoneJournal {
   private readonly primaryOf = new Map<string, string>();
   private suffix = 'invalid';
   private edge = '';
+  /** The platform's name server names as the last `platform.zone` declared them (sorted, distinct). */
+  private nameServers: string[] | undefined;
   private catching: Promise<void> | undefined;
   /** (zone, serial) pairs whose replayed records were found equal to the projection. */
   private readonly vouched = new Map<string, number>();
@@ -236,7 +238,7 @@ export class ZoneJournal {
         const z = this.open(primary);
         let n = 0;
         const add = (name: string, type: string, value: string) => put(z, { id: `${e.index}.${n++}`, name, type, value, ttl: DEFAULT_TTL });
-        add(primary, 'NS', `ns1.${this.suffix}.`);
+        for (const ns of this.nameServerNames()) add(primary, 'NS', `${ns}.`);
         add(primary, 'A', this.edge);
         add(row.stage_domain, 'A', this.edge);
         add(primary, 'MX', `10 mail.${primary}.`);
@@ -312,9 +314,28 @@ export class ZoneJournal {
         // A serial of its own and nothing else: an empty difference (and a signed zone goes out whole anyway).
         this.change(String(b.zone).toLowerCase(), String(b.zone).toLowerCase(), 'SOA', () => undefined);
         return;
+      case 'platform.zone': {
+        // New name servers: every IMVU zone's NS RRset follows (the platform's own zone is not journaled).
+        const before = this.nameServerNames();
+        this.nameServers = [...new Set((b.nameservers as { name: string }[]).map((ns) => ns.name))].sort();
+        const after = this.nameServerNames();
+        if (before.join(' ') === after.join(' ')) return;
+        let n = 0;
+        for (const zone of this.primaryOf.values())
+          this.change(zone, zone, 'NS', (z) => {
+            const set = z.sets.get(setKey(zone, 'NS'));
+            for (const [id, r] of set ?? []) if (r.name === zone && before.some((ns) => r.value === `${ns}.`)) set!.delete(id);
+            for (const ns of after) put(z, { id: `${e.index}.${n++}`, name: zone, type: 'NS', value: `${ns}.`, ttl: DEFAULT_TTL });
+          });
+        return;
+      }
       default:
         return;
     }
+  }
+
+  private nameServerNames(): string[] {
+    return this.nameServers ?? [`ns1.${this.suffix}`];
   }
 
   private open(name: string, serial = 1): ZoneState {

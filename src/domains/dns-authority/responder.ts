@@ -227,8 +227,15 @@ export async function handleMessage(view: ZoneView, msg: Buffer, transport: Tran
   if (q.type === 'AXFR' || q.type === 'IXFR') return reply(frame, RCODE.REFUSED, opts);
 
   const name = q.name === '.' ? '' : lowerAscii(q.name);
-  const info = view.enclosing(name);
+  let info = view.enclosing(name);
   if (!info) return reply(frame, RCODE.REFUSED, opts);
+  // The DS of a zone is the parent's data (RFC 4035 3.1.4.1): at a zone's apex it is answered from
+  // the zone above when that one is hosted here too (the platform's zone for every IMVU zone).
+  if (q.type === 'DS' && info.name === name) {
+    const dot = name.indexOf('.');
+    const parent = dot > 0 ? view.enclosing(name.slice(dot + 1)) : undefined;
+    if (parent) info = parent;
+  }
   let zone;
   try {
     zone = await view.zone(info);

@@ -20,7 +20,7 @@ import {
   type TsigKey,
   type WireLayout,
 } from './tsig.ts';
-import type { RecordRow } from './zone.ts';
+import { readZoneRows } from '../registry/zone.ts';
 import type { ZoneView } from './zone-view.ts';
 import type { ZoneKeys } from '../dnssec/keys.ts';
 import { signedZoneRecords } from '../dnssec/signed-zone.ts';
@@ -112,18 +112,10 @@ export function soaAnswer(zone: string, serial: number, suffix: string): SoaAnsw
 
 /** Reads a zone from the projections, checking that the records belong to the serial read. */
 export async function readZone(store: Store, zone: string): Promise<ZoneSnapshot | undefined> {
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const before = await store.get<{ serial: number; imvu: string }>('SELECT serial, imvu FROM zones WHERE name = ?', [zone]);
-    if (!before) return undefined;
-    const platform = await store.get<{ suffix: string }>('SELECT suffix FROM platform LIMIT 1');
-    const rows = await store.all<RecordRow & { [k: string]: string | number }>('SELECT name, type, value, ttl FROM records WHERE zone = ? ORDER BY entry, id', [zone]);
-    const after = await store.get<{ serial: number; imvu: string }>('SELECT serial, imvu FROM zones WHERE name = ?', [zone]);
-    if (!after || after.serial !== before.serial || after.imvu !== before.imvu) continue;
-    const serial = Number(after.serial) >>> 0;
-    const suffix = platform ? lowerAscii(platform.suffix) : 'invalid';
-    return { name: zone, imvu: after.imvu, serial, suffix, soa: soaAnswer(zone, serial, suffix), records: servedRecords(zone, rows) };
-  }
-  throw new Error(`zone ${zone} kept changing while it was read`);
+  const read = await readZoneRows(store, zone);
+  if (!read) return undefined;
+  const { serial, suffix } = read;
+  return { name: zone, imvu: read.imvu, serial, suffix, soa: soaAnswer(zone, serial, suffix), records: servedRecords(zone, read.rows) };
 }
 
 // ---------------------------------------------------------------------------------------------

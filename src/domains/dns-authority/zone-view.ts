@@ -1,7 +1,8 @@
 import type { Store } from '../../core/store/index.ts';
 import { lowerAscii } from '../records/rdata.ts';
 import { synthesiseSoa } from '../records/soa.ts';
-import { Zone, type RecordRow } from './zone.ts';
+import { PLATFORM_ZONE_IMVU, platformZoneSerial, readZoneRows } from '../registry/zone.ts';
+import { Zone } from './zone.ts';
 
 // The DNS server's read-only view of the projections: which zones are hosted (name, IMVU, serial)
 // and, per zone, a compiled in-memory copy keyed by its serial. Every change that affects a zone's
@@ -10,6 +11,8 @@ import { Zone, type RecordRow } from './zone.ts';
 // `ledgerSize()` every `refreshMs` (default 200 ms), and the zone list (name, imvu, serial) only
 // when the ledger has grown, plus a full re-read every `resyncMs` whatever happens. A zone whose
 // serial moved is recompiled on its next query. Reads only: it never writes a projection.
+// The platform's own zone (the suffix, src/domains/registry) is one more entry, with imvu '' and a
+// serial derived from the projections, once the platform has declared it.
 
 export interface ZoneInfo {
   readonly name: string;
@@ -119,10 +122,13 @@ export class ZoneView {
     if (!force && size === this.seenLedgerSize && now - this.lastSync < this.opts.resyncMs) return;
     const platform = await this.store.get<{ suffix: string }>('SELECT suffix FROM platform LIMIT 1');
     // An exited IMVU's zones are no longer served (queries for them are REFUSED, like any name not hosted here).
-    const rows = await this.store.all<{ name: string; imvu: string; serial: number }>(
+    let rows = await this.store.all<{ name: string; imvu: string; serial: number }>(
       "SELECT z.name AS name, z.imvu AS imvu, z.serial AS serial FROM zones z JOIN imvus i ON i.id = z.imvu WHERE i.status <> 'exited'",
     );
     const suffix = platform ? lowerAscii(platform.suffix) : 'invalid';
+    const platformSerial = platform ? await platformZoneSerial(this.store, suffix) : undefined;
+    if (platformSerial !== undefined)
+      rows = [...rows.filter((r) => lowerAscii(r.name) !== suffix), { name: suffix, imvu: PLATFORM_ZONE_IMVU, serial: platformSerial }];
     const next = new Map<string, Entry>();
     const changed: [ZoneInfo, number][] = [];
     let reshaped = suffix !== this.suffix;
@@ -160,23 +166,13 @@ export class ZoneView {
   }
 
   private async load(e: Entry): Promise<Zone | undefined> {
-    // The serial is read before and after the records: equal means the records belong to it.
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const before = await this.store.get<{ serial: number; imvu: string }>('SELECT serial, imvu FROM zones WHERE name = ?', [e.name]);
-      if (!before) return undefined;
-      const rows = await this.store.all<RecordRow & { [k: string]: string | number }>(
-        'SELECT name, type, value, ttl FROM records WHERE zone = ? ORDER BY entry, id',
-        [e.name],
-      );
-      const after = await this.store.get<{ serial: number; imvu: string }>('SELECT serial, imvu FROM zones WHERE name = ?', [e.name]);
-      if (!after || after.serial !== before.serial || after.imvu !== before.imvu) continue;
-      const serial = Number(after.serial);
-      const zone = new Zone(e.name, after.imvu, serial, synthesiseSoa(e.name, serial, this.suffix), rows);
-      this.stats.loads++;
-      // Cache it only if the index agrees; otherwise the next refresh decides which is newer.
-      if (serial === e.serial && after.imvu === e.imvu && this.entries.get(e.name) === e) e.compiled = zone;
-      return zone;
-    }
-    throw new Error(`zone ${e.name} kept changing while it was read`);
+    // One consistent read: the serial before and after the records is the same.
+    const read = await readZoneRows(this.store, e.name);
+    if (!read) return undefined;
+    const zone = new Zone(e.name, read.imvu, read.serial, synthesiseSoa(e.name, read.serial, read.suffix), read.rows);
+    this.stats.loads++;
+    // Cache it only if the index agrees; otherwise the next refresh decides which is newer.
+    if (read.serial === e.serial && read.imvu === e.imvu && this.entries.get(e.name) === e) e.compiled = zone;
+    return zone;
   }
 }

@@ -58,6 +58,8 @@ export function packetData(d: RData): unknown {
       return d.chunks;
     case 'CAA':
       return { flags: d.flags, tag: d.tag, value: d.value };
+    case 'DS':
+      return { keyTag: d.keyTag, algorithm: d.algorithm, digestType: d.digestType, digest: d.digest };
   }
 }
 

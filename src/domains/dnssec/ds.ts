@@ -9,7 +9,8 @@ import { DNSKEY_TTL } from './online.ts';
 
 export interface DsView {
   zone: string;
-  imvu: string;
+  /** The IMVU that owns the zone; null for the platform's own zone (the suffix). */
+  imvu: string | null;
   keyTag: number;
   algorithm: number;
   /** DS digest type: 2 (SHA-256). */
@@ -55,7 +56,7 @@ function viewOf(name: string, row: KeyRow): KeyView {
   const digest = dsDigest(name, rdata).toString('hex').toUpperCase();
   return {
     zone: name,
-    imvu: row.imvu,
+    imvu: row.imvu === '' ? null : row.imvu,
     keyTag: tag,
     algorithm,
     digestType: DIGEST_SHA256,
@@ -85,4 +86,16 @@ export async function dsView(db: SqlReader, zone: string): Promise<DsView | unde
   if (!active) return undefined;
   const { state: _state, since: _since, ...view } = active;
   return view;
+}
+
+/**
+ * The platform's own zone (the DNS suffix, src/domains/registry): its DS and DNSKEY are the one
+ * trust anchor a validating resolver needs for every IMVU zone below it, whose DS it serves.
+ * Undefined until the platform has declared it.
+ */
+export async function platformZoneDsView(db: SqlReader): Promise<DsView | undefined> {
+  const platform = await db.get<{ suffix: string }>('SELECT suffix FROM platform LIMIT 1');
+  if (!platform) return undefined;
+  const view = await dsView(db, platform.suffix);
+  return view && view.imvu === null ? view : undefined;
 }

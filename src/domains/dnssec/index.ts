@@ -18,7 +18,7 @@ export {
 } from './keys.ts';
 export { DNSKEY_TTL, OnlineSigner, onlineSigner, type OnlineSignerOptions, type SecureQuery } from './online.ts';
 export { compileZone, signedZoneRecords, signedZoneText, signZone, type SignedZone, type SignedZoneOptions } from './signed-zone.ts';
-export { dsView, keyViews, type DsView, type KeyView } from './ds.ts';
+export { dsView, keyViews, platformZoneDsView, type DsView, type KeyView } from './ds.ts';
 export { signRRset, verifyRRset, validityAround, type Validity } from './sign.ts';
 export { canonicalRRset, canonicalRdata, compareNames, labelCount, nameWire } from './wire.ts';
 export { rrText, rdataText } from './presentation.ts';

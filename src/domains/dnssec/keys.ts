@@ -25,7 +25,8 @@ export const DNSSEC_KEY_DIR = join('keys', 'dnssec');
 export const DIGEST_SHA256 = 2;
 
 const generateKeyPair = promisify(generateKeyPairCb);
-const ZONE_RE = /^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$/;
+// One label is enough: the platform's own zone may be a top-level suffix such as `world`.
+const ZONE_RE = /^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$/;
 
 /**
  * Where a zone's private key lives in a data directory: `<zone>.pem` for the key provisioned with

@@ -1,8 +1,9 @@
 import type { Answer, NsecData } from 'dns-packet';
 import type { SqlReader } from '../../core/store/index.ts';
-import { Zone, type RecordRow } from '../dns-authority/zone.ts';
+import { Zone } from '../dns-authority/zone.ts';
 import { lowerAscii } from '../records/rdata.ts';
 import { negativeTtl, SOA_TTL, synthesiseSoa } from '../records/soa.ts';
+import { readZoneRows } from '../registry/zone.ts';
 import type { ZoneKey, ZoneKeys } from './keys.ts';
 import { DNSKEY_TTL } from './online.ts';
 import { rrText } from './presentation.ts';
@@ -46,26 +47,12 @@ export interface SignedZone {
   records: Answer[];
 }
 
-interface ZoneRow {
-  imvu: string;
-  serial: number;
-  [k: string]: string | number;
-}
-
-/** Compiles the zone as the server answers it, reading the projections consistently (same serial before and after). */
+/** Compiles the zone as the server answers it (an IMVU's or the platform's own), reading the projections consistently. */
 export async function compileZone(db: SqlReader, zone: string): Promise<Zone> {
   const name = lowerAscii(zone.replace(/\.$/, ''));
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const before = await db.get<ZoneRow>('SELECT imvu, serial FROM zones WHERE name = ?', [name]);
-    if (!before) throw new Error(`zone ${name} is not hosted here`);
-    const platform = await db.get<{ suffix: string }>('SELECT suffix FROM platform LIMIT 1');
-    const rows = await db.all<RecordRow & { [k: string]: string | number }>('SELECT name, type, value, ttl FROM records WHERE zone = ? ORDER BY entry, id', [name]);
-    const after = await db.get<ZoneRow>('SELECT imvu, serial FROM zones WHERE name = ?', [name]);
-    if (!after || after.serial !== before.serial || after.imvu !== before.imvu) continue;
-    const serial = Number(after.serial);
-    return new Zone(name, after.imvu, serial, synthesiseSoa(name, serial, lowerAscii(platform?.suffix ?? 'invalid')), rows);
-  }
-  throw new Error(`zone ${name} kept changing while it was read`);
+  const read = await readZoneRows(db, name);
+  if (!read) throw new Error(`zone ${name} is not hosted here`);
+  return new Zone(name, read.imvu, read.serial, synthesiseSoa(name, read.serial, read.suffix), read.rows);
 }
 
 const rr = (name: string, type: string, ttl: number, data: unknown): Answer => ({ name, type, class: 'IN', ttl, data }) as Answer;

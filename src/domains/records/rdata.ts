@@ -10,7 +10,9 @@ export type RData =
   | { type: 'MX'; preference: number; exchange: string }
   | { type: 'SRV'; priority: number; weight: number; port: number; target: string }
   | { type: 'TXT'; chunks: Buffer[] }
-  | { type: 'CAA'; flags: number; tag: string; value: string };
+  | { type: 'CAA'; flags: number; tag: string; value: string }
+  /** Only in the platform's own zone (src/domains/registry): the delegation signer of an IMVU zone below it. */
+  | { type: 'DS'; keyTag: number; algorithm: number; digestType: number; digest: Buffer };
 
 export const SERVED_TYPES = ['A', 'AAAA', 'CNAME', 'MX', 'TXT', 'SRV', 'NS', 'CAA'] as const;
 
@@ -82,6 +84,12 @@ export function parseRecord(type: string, value: string): RData | undefined {
       const m = /^(\d{1,3}) ([a-z0-9]{1,15}) "([^"]*)"$/i.exec(value);
       if (!m || Number(m[1]) > 255) return undefined;
       return { type, flags: Number(m[1]), tag: m[2]!.toLowerCase(), value: m[3]! };
+    }
+    case 'DS': {
+      const m = /^(\d{1,5}) (\d{1,3}) (\d{1,3}) ((?:[0-9A-F]{2}){1,64})$/.exec(value);
+      const keyTag = u16(m?.[1]);
+      if (!m || keyTag === undefined || Number(m[2]) > 255 || Number(m[3]) > 255) return undefined;
+      return { type, keyTag, algorithm: Number(m[2]), digestType: Number(m[3]), digest: Buffer.from(m[4]!, 'hex') };
     }
     default:
       return undefined;

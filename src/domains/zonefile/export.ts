@@ -1,4 +1,6 @@
 import type { Store } from '../../core/store/index.ts';
+import type { RecordRow } from '../dns-authority/zone.ts';
+import { PLATFORM_ZONE_IMVU, readZoneRows } from '../registry/zone.ts';
 import { lowerAscii, parseRecord, type RData } from '../records/rdata.ts';
 import { SOA_TTL, synthesiseSoa } from '../records/soa.ts';
 import { signedZoneText, type SignedZoneOptions, type ZoneKeys } from '../dnssec/index.ts';
@@ -7,7 +9,7 @@ import { signedZoneText, type SignedZoneOptions, type ZoneKeys } from '../dnssec
 // first, then every record in canonical order (RFC 4034 6.1 for names, type code, then value),
 // absolute names with trailing dots, character-strings quoted and escaped. Reads projections only.
 
-const TYPE_CODE: Record<string, number> = { A: 1, NS: 2, CNAME: 5, SOA: 6, MX: 15, TXT: 16, AAAA: 28, SRV: 33, CAA: 257 };
+const TYPE_CODE: Record<string, number> = { A: 1, NS: 2, CNAME: 5, SOA: 6, MX: 15, TXT: 16, AAAA: 28, SRV: 33, DS: 43, CAA: 257 };
 
 /** A name as a master-file token: special and non-printable characters as \DDD. */
 function nameToken(name: string): string {
@@ -47,6 +49,8 @@ function rdataText(d: RData): string {
       return d.chunks.map(quoted).join(' ');
     case 'CAA':
       return `${d.flags} ${d.tag} ${quoted(Buffer.from(d.value, 'utf8'))}`;
+    case 'DS':
+      return `${d.keyTag} ${d.algorithm} ${d.digestType} ${d.digest.toString('hex').toUpperCase()}`;
   }
 }
 
@@ -61,14 +65,6 @@ export function canonicalCompare(a: string, b: string): number {
   return la.length - lb.length;
 }
 
-interface Row {
-  name: string;
-  type: string;
-  value: string;
-  ttl: number;
-  [k: string]: string | number;
-}
-
 export interface ExportOptions {
   /** Export the zone signed: DNSKEY, RRSIGs and the NSEC chain (src/domains/dnssec/signed-zone.ts). */
   dnssec?: ZoneKeys;
@@ -78,23 +74,16 @@ export interface ExportOptions {
 export async function exportZone(store: Store, zone: string, opts: ExportOptions = {}): Promise<string> {
   const name = lowerAscii(zone.replace(/\.$/, ''));
   if (opts.dnssec) return signedZoneText(store, name, opts.dnssec, opts.signing);
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const before = await store.get<{ imvu: string; serial: number }>('SELECT imvu, serial FROM zones WHERE name = ?', [name]);
-    if (!before) throw new Error(`zone ${name} is not hosted here`);
-    const platform = await store.get<{ suffix: string }>('SELECT suffix FROM platform LIMIT 1');
-    const rows = await store.all<Row>('SELECT name, type, value, ttl FROM records WHERE zone = ?', [name]);
-    const after = await store.get<{ imvu: string; serial: number }>('SELECT imvu, serial FROM zones WHERE name = ?', [name]);
-    if (!after || after.serial !== before.serial) continue;
-    return render(name, after.imvu, Number(after.serial), platform?.suffix ?? 'invalid', rows);
-  }
-  throw new Error(`zone ${name} kept changing while it was exported`);
+  const read = await readZoneRows(store, name);
+  if (!read) throw new Error(`zone ${name} is not hosted here`);
+  return render(name, read.imvu, read.serial, read.suffix, read.rows);
 }
 
-function render(zone: string, imvu: string, serial: number, suffix: string, rows: Row[]): string {
+function render(zone: string, imvu: string, serial: number, suffix: string, rows: RecordRow[]): string {
   const soa = synthesiseSoa(zone, serial, lowerAscii(suffix));
   const origin = nameToken(zone);
   const lines = [
-    `; zone ${zone} of ${imvu}, serial ${serial}, exported from the Nexus projections`,
+    `; zone ${zone} of ${imvu === PLATFORM_ZONE_IMVU ? 'the platform' : imvu}, serial ${serial}, exported from the Nexus projections`,
     `$ORIGIN ${origin}`,
     `$TTL ${SOA_TTL}`,
     `${origin}\t${SOA_TTL}\tIN\tSOA\t${soa.mname} ${soa.rname} ${soa.serial} ${soa.refresh} ${soa.retry} ${soa.expire} ${soa.minimum}`,

@@ -1,15 +1,39 @@
-import { deny, pass, isMember, type Gate } from '../gate.ts';
+import type { GateResult } from '../../types.ts';
+import { deny, pass, isMember, type Gate, type GateContext } from '../gate.ts';
 import { absoluteName, isWithin } from '../naming.ts';
 
 const LABEL = /^(\*|_?[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?|[a-z0-9])$/;
+
+/**
+ * The platform's own zone (`platform.zone`, platform only by gate 17) is the DNS suffix and nothing
+ * else, and its name servers lie inside it but outside every IMVU's domain, present (`domains`)
+ * or future (`imvuNNN.<suffix>`, naming.ts): an IMVU must never answer for the name servers.
+ */
+async function platformZone(ctx: GateContext): Promise<GateResult> {
+  const suffix = ctx.platform?.suffix;
+  const zone = String(ctx.body.zone);
+  if (zone !== suffix) return deny(4, `the platform's own zone is ${suffix ?? '(none)'}, not ${zone}`);
+  for (const { name } of ctx.body.nameservers as { name: string }[]) {
+    if (!isWithin(name, zone) || name === zone) return deny(4, `name server ${name} is not inside the platform's zone ${zone}`);
+    const labels = name.slice(0, -zone.length - 1).split('.');
+    if (/^imvu\d+$/.test(labels[labels.length - 1]!)) return deny(4, `name server ${name} lies in a name kept for IMVU domains (imvuNNN.${zone})`);
+    for (let i = 0; i < labels.length; i++) {
+      const owner = [...labels.slice(i), zone].join('.');
+      const d = await ctx.db.get<{ imvu: string }>('SELECT imvu FROM domains WHERE name = ?', [owner]);
+      if (d) return deny(4, `name server ${name} lies in ${owner}, which belongs to ${d.imvu}`);
+    }
+  }
+  return pass(4, `the platform's own zone ${zone}`);
+}
 
 export const gate: Gate = {
   number: 4,
   name: 'DNS Authority Scoping',
   enforcedIn: 'src/core/policy/gates/04-dns-authority-scoping.ts (zone owner or members, names inside the zone)',
-  guards: ['dns.record.add', 'dns.record.remove', 'dnssec.publish', 'dnssec.resign'],
+  guards: ['dns.record.add', 'dns.record.remove', 'dnssec.publish', 'dnssec.resign', 'platform.zone'],
   status: 'enforced',
   async check(ctx) {
+    if (ctx.command.type === 'platform.zone') return platformZone(ctx);
     const zone = String(ctx.body.zone);
     const z = await ctx.db.get<{ imvu: string }>('SELECT imvu FROM zones WHERE name = ?', [zone]);
     if (!z) {

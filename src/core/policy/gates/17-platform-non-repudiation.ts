@@ -17,6 +17,7 @@ const PLATFORM_ONLY: readonly CommandType[] = [
   'capacity.publish',
   'period.close',
   'noise.summary',
+  'platform.zone',
 ];
 
 // Every entry is signed by the platform key (the chokepoint does it); commands only the
