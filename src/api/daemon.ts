@@ -1,7 +1,7 @@
 // Stand-alone daemon entry: `node --import tsx src/api/daemon.ts [--data DIR] [--port N] [--host H]
 // [--log-level L] [--suffix S] [--config FILE] [--dns-address A] [--dns-port N] [--no-dns]
 // [--meter-interval MS] [--xfr-allow CIDR...] [--tsig-name NAME] [--tsig-secret-file PATH]
-// [--notify IP[:PORT]...]` (the TSIG secret itself only from a file or NEXUS_TSIG_SECRET, never
+// [--notify IP[:PORT]...] [--integrity-interval MS]` (the TSIG secret itself only from a file or NEXUS_TSIG_SECRET, never
 // a flag). The CLI's `nexus serve` calls the same serve().
 import { parseArgs } from 'node:util';
 import { serve } from './server.ts';
@@ -24,6 +24,7 @@ async function main(argv: string[]): Promise<void> {
       'tsig-name': { type: 'string' },
       'tsig-secret-file': { type: 'string' },
       notify: { type: 'string', multiple: true },
+      'integrity-interval': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -43,10 +44,13 @@ async function main(argv: string[]): Promise<void> {
     ...(values['tsig-name'] !== undefined ? { tsigName: values['tsig-name'] } : {}),
     ...(values['tsig-secret-file'] !== undefined ? { tsigSecretFile: values['tsig-secret-file'] } : {}),
     ...(values.notify !== undefined ? { notify: values.notify } : {}),
+    ...(values['integrity-interval'] !== undefined ? { integrityIntervalMs: values['integrity-interval'] } : {}),
   });
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
   process.stderr.write(`nexus serve: ${String((err as Error)?.message ?? err).split('\n')[0]}\n`);
-  process.exit(2);
+  // LostHistoryError carries its own code (5): the database lost acknowledged entries.
+  const code = (err as { exitCode?: unknown })?.exitCode;
+  process.exit(typeof code === 'number' ? code : 2);
 });

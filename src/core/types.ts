@@ -32,6 +32,7 @@ export const COMMAND_TYPES = [
   'dkim.publish',
   'dnssec.publish',
   'dnssec.resign',
+  'integrity.alarm',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 

@@ -189,5 +189,8 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
     case 'revenue.record':
     case 'pricebook.publish':
       return;
+    // A record of a repair, not a change of state: the notifications it causes are entries of their own.
+    case 'integrity.alarm':
+      return;
   }
 }

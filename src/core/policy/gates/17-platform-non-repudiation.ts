@@ -1,7 +1,7 @@
 import { deny, pass, type Gate } from '../gate.ts';
 import type { CommandType } from '../../types.ts';
 
-const PLATFORM_ONLY: readonly CommandType[] = ['pricebook.publish', 'notify.creator', 'dkim.publish', 'dnssec.publish', 'dnssec.resign'];
+const PLATFORM_ONLY: readonly CommandType[] = ['pricebook.publish', 'notify.creator', 'dkim.publish', 'dnssec.publish', 'dnssec.resign', 'integrity.alarm'];
 
 // Every entry is signed by the platform key (the chokepoint does it); commands only the
 // platform may originate are refused from anyone else, so the platform can never disown them.
