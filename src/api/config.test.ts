@@ -24,7 +24,7 @@ const oneLineError = (fn: () => unknown, re: RegExp) => {
 };
 
 const DNS_DEFAULTS = {
-  dns: true, dnsAddress: '127.0.0.1', dnsPort: process.getuid?.() === 0 ? 53 : 5353, meterIntervalMs: 60_000,
+  dns: true, dnsAddress: '127.0.0.1', dnsPort: process.getuid?.() === 0 ? 53 : 5353, meterIntervalMs: 60_000, integrityIntervalMs: 60_000,
   // Zone transfers: nobody may transfer, nobody is notified.
   xfrAllow: [], tsig: null, notify: [],
   // Domain proofs start from the IANA root servers.
@@ -52,6 +52,9 @@ describe('resolveConfig', () => {
     oneLineError(() => resolveConfig({ env: { NEXUS_DNS_PORT: '99999' }, cwd: dir }), /^invalid NEXUS_DNS_PORT "99999": must be an integer 0-65535$/);
     oneLineError(() => resolveConfig({ env: { NEXUS_METER_INTERVAL_MS: '5' }, cwd: dir }), /^invalid NEXUS_METER_INTERVAL_MS "5": must be an integer number of milliseconds/);
     oneLineError(() => resolveConfig({ env: { NEXUS_DNS: 'maybe' }, cwd: dir }), /^invalid NEXUS_DNS "maybe": must be true or false$/);
+    expect(resolveConfig({ env: { NEXUS_INTEGRITY_INTERVAL_MS: '1500' }, cwd: dir })).toMatchObject({ integrityIntervalMs: 1500 });
+    expect(resolveConfig({ env: { NEXUS_INTEGRITY_INTERVAL_MS: '1500' }, cwd: dir, integrityIntervalMs: 250 })).toMatchObject({ integrityIntervalMs: 250 });
+    oneLineError(() => resolveConfig({ env: { NEXUS_INTEGRITY_INTERVAL_MS: '1' }, cwd: dir }), /^invalid NEXUS_INTEGRITY_INTERVAL_MS "1": must be an integer number of milliseconds/);
     writeFileSync(file, JSON.stringify({ dns: 'yes' }));
     oneLineError(() => resolveConfig({ env: {}, cwd: dir, config: file }), /^invalid config file .*: dns: must be true or false$/);
   });

@@ -22,6 +22,8 @@ export const DEFAULTS = {
   dns: true,
   dnsAddress: '127.0.0.1',
   meterIntervalMs: 60_000,
+  /** How often the running daemon compares its projections with what its writes should have made. */
+  integrityIntervalMs: 60_000,
   /** Zone transfers: nobody may transfer, nobody is notified, no TSIG key. */
   xfrAllow: [],
   notify: [],
@@ -55,6 +57,8 @@ export interface NexusConfig {
   dnsPort: number;
   /** How often metered usage (DNS queries per IMVU) is reported into the ledger. */
   meterIntervalMs: number;
+  /** How often the projections are scanned and compared with their expected digests (src/core/policy/integrity.ts). */
+  integrityIntervalMs: number;
   /** Addresses or CIDR prefixes allowed to transfer zones (AXFR/IXFR) without TSIG. Default none. */
   xfrAllow: string[];
   /**
@@ -96,6 +100,7 @@ export interface ConfigOptions {
   dnsAddress?: string;
   dnsPort?: number | string;
   meterIntervalMs?: number | string;
+  integrityIntervalMs?: number | string;
   /** Addresses or CIDR prefixes (each may also be a comma-separated list). */
   xfrAllow?: string | string[];
   tsigName?: string;
@@ -287,6 +292,7 @@ const FIELDS = {
   dnsAddress: Host,
   dnsPort: Port,
   meterIntervalMs: IntervalMs,
+  integrityIntervalMs: IntervalMs,
   xfrAllow: XfrAllow,
   notify: Notify,
   rootHints: RootHints,
@@ -305,6 +311,7 @@ const ENV: Record<Field, string> = {
   dnsAddress: 'NEXUS_DNS_ADDRESS',
   dnsPort: 'NEXUS_DNS_PORT',
   meterIntervalMs: 'NEXUS_METER_INTERVAL_MS',
+  integrityIntervalMs: 'NEXUS_INTEGRITY_INTERVAL_MS',
   xfrAllow: 'NEXUS_XFR_ALLOW',
   notify: 'NEXUS_NOTIFY',
   rootHints: 'NEXUS_ROOT_HINTS',
@@ -321,6 +328,7 @@ const FLAG: Record<Field, string> = {
   dnsAddress: '--dns-address',
   dnsPort: '--dns-port',
   meterIntervalMs: '--meter-interval',
+  integrityIntervalMs: '--integrity-interval',
   xfrAllow: '--xfr-allow',
   notify: '--notify',
   rootHints: '--root-hints',
@@ -340,6 +348,7 @@ export const ConfigFileSchema = z
     dnsAddress: Host.optional(),
     dnsPort: Port.optional(),
     meterIntervalMs: IntervalMs.optional(),
+    integrityIntervalMs: IntervalMs.optional(),
     xfrAllow: XfrAllow.optional(),
     tsigName: TsigName.optional(),
     tsigSecretFile: Path.optional(),
@@ -425,6 +434,7 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     dnsAddress: pick('dnsAddress'),
     dnsPort: pick('dnsPort'),
     meterIntervalMs: pick('meterIntervalMs'),
+    integrityIntervalMs: pick('integrityIntervalMs'),
     xfrAllow: pick('xfrAllow'),
     tsig: resolveTsig(opts, env, file, fileName, cwd),
     notify: pick('notify'),

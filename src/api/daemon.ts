@@ -1,7 +1,7 @@
 // Stand-alone daemon entry: `node --import tsx src/api/daemon.ts [--data DIR] [--port N] [--host H]
 // [--log-level L] [--suffix S] [--config FILE] [--dns-address A] [--dns-port N] [--no-dns]
 // [--meter-interval MS] [--xfr-allow CIDR...] [--tsig-name NAME] [--tsig-secret-file PATH]
-// [--notify IP[:PORT]...] [--nameserver NAME=IP...]` (the TSIG secret itself only from a file or
+// [--notify IP[:PORT]...] [--nameserver NAME=IP...] [--integrity-interval MS]` (the TSIG secret itself only from a file or
 // NEXUS_TSIG_SECRET, never a flag). The CLI's `nexus serve` calls the same serve().
 import { parseArgs } from 'node:util';
 import { serve } from './server.ts';
@@ -25,6 +25,7 @@ async function main(argv: string[]): Promise<void> {
       'tsig-secret-file': { type: 'string' },
       notify: { type: 'string', multiple: true },
       nameserver: { type: 'string', multiple: true },
+      'integrity-interval': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -45,10 +46,13 @@ async function main(argv: string[]): Promise<void> {
     ...(values['tsig-secret-file'] !== undefined ? { tsigSecretFile: values['tsig-secret-file'] } : {}),
     ...(values.notify !== undefined ? { notify: values.notify } : {}),
     ...(values.nameserver !== undefined ? { nameservers: values.nameserver } : {}),
+    ...(values['integrity-interval'] !== undefined ? { integrityIntervalMs: values['integrity-interval'] } : {}),
   });
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
   process.stderr.write(`nexus serve: ${String((err as Error)?.message ?? err).split('\n')[0]}\n`);
-  process.exit(2);
+  // LostHistoryError carries its own code (5): the database lost acknowledged entries.
+  const code = (err as { exitCode?: unknown })?.exitCode;
+  process.exit(typeof code === 'number' ? code : 2);
 });

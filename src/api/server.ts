@@ -44,6 +44,11 @@ export interface ServerOptions {
    * /v1/imvus/:id/domains/verify` then answers 503 and records nothing.
    */
   challenge?: false | ChallengeResolverOptions | ChallengeLookup;
+  /**
+   * How often the projections are compared with what the platform's own writes made them (src/core/policy/integrity.ts);
+   * a difference is rebuilt from the ledger and recorded as an integrity alarm. Default 60000; 0 turns it off.
+   */
+  integrityIntervalMs?: number;
 }
 
 /** Defaults: generous for people and scripts, far below what fills a disk. */
@@ -119,6 +124,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   // Commands are JSON; a text/plain body is refused like any other media type.
   app.removeContentTypeParser('text/plain');
+  // openDataDir has already compared the data directory with its checkpoint file (it throws
+  // LostHistoryError, exit code 5, when acknowledged entries are missing) and the projections with
+  // the ledger: say what it found before serving anything.
+  const start = platform.integrity.startup;
+  if (start.alarm)
+    app.log.error({ alarm: start.alarm, reasons: start.reasons }, 'integrity alarm at start: projections differed from the ledger and were rebuilt from it');
+  else if (start.replayed) app.log.info({ replayMs: start.replayMs, reasons: start.reasons }, 'projections checked against a replay of the ledger');
   const metrics = createMetrics(() => platform.store.ledgerSize());
   let dns: DnsService | undefined;
   if (!opts.dns) {
@@ -158,6 +170,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const row = await platform.store.get<{ name: string; role: string; public_key: string }>('SELECT name, role, public_key FROM identities WHERE id = ?', [id]);
     return row ? { name: row.name, role: row.role, publicKey: row.public_key } : undefined;
   });
+  platform.integrity.onAlarm((alarm) => {
+    app.log.error({ alarm }, 'integrity alarm: projections changed behind the platform were rebuilt from the ledger');
+    // Compiled zones and cached answers may hold what was served from the edited rows.
+    dns?.server.view.invalidate();
+  });
+  platform.integrity.start(opts.integrityIntervalMs ?? DEFAULTS.integrityIntervalMs, (err) => app.log.error({ err }, 'integrity check failed'));
   let openapi: unknown;
   const ctx: ApiContext = {
     platform,
@@ -311,6 +329,7 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
     host: cfg.host,
     port: cfg.port,
     logLevel: cfg.logLevel,
+    integrityIntervalMs: cfg.integrityIntervalMs,
     dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, nameservers: cfg.nameservers, ...(xfr ? { xfr } : {}) } : false,
     // Servers learned from referrals are asked on the first hint's port (53 unless a test hierarchy says otherwise).
     challenge: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port },

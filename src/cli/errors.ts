@@ -10,6 +10,8 @@ export const EXIT = {
   unreachable: 3,
   /** Verification failed: a signature, a proof, a pinned key or the saved checkpoint does not hold. */
   verification: 4,
+  /** `serve`/`start` refused: the database holds fewer ledger entries than its checkpoint file, or another history. */
+  lostHistory: 5,
 } as const;
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];

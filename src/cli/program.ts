@@ -47,7 +47,8 @@ export function buildProgram(): Command {
       `
 Environment: NEXUS_URL (daemon), NEXUS_HOME (keys, pinned platforms, saved checkpoints), NEXUS_DATA (data directory),
 NEXUS_PORT (daemon port), NEXUS_AS (default signer).
-Exit codes: 0 ok, 1 denied by policy, 2 usage error, 3 daemon unreachable, 4 verification failed.`,
+Exit codes: 0 ok, 1 denied by policy, 2 usage error, 3 daemon unreachable, 4 verification failed,
+5 serve/start refused: the database lost acknowledged ledger entries.`,
     )
     .hook('preAction', (_root, action) => {
       if (!ALLOWED_DURING_ALARM.has(path(action))) assertNoOpenAlarm(new Home(defaultHome()));
@@ -89,6 +90,7 @@ function exitCodeOf(err: unknown): { code: number; message?: string } {
   if (err instanceof CliError) return { code: err.code, message: err.message };
   const e = err as { name?: string; message?: string };
   if (e?.name === 'ConfigError') return { code: EXIT.usage, message: e.message };
+  if (e?.name === 'LostHistoryError') return { code: EXIT.lostHistory, message: e.message };
   return { code: EXIT.denied, message: `unexpected error: ${e?.message ?? String(err)}` };
 }
 

@@ -4,6 +4,7 @@ import type { KeyObject } from 'node:crypto';
 import { generateKeyPair, identityIdFromPublicKey, loadPrivateKey, publicKeyRaw, savePrivateKey } from './identity/keys.ts';
 import { signCommand } from './identity/envelope.ts';
 import { Chokepoint, type ChokepointOptions } from './policy/chokepoint.ts';
+import { Integrity, integrityNotices } from './policy/integrity.ts';
 import { openStore, type Store } from './store/index.ts';
 import { DEFAULT_PRICES } from './handshake/default-prices.ts';
 import { DEFAULT_CAPACITY } from './handshake/metering.ts';
@@ -31,6 +32,8 @@ export interface OpenPlatform {
   platformKey: KeyObject;
   platformId: string;
   config: PlatformConfig;
+  /** Projection digests, the checkpoint file, the periodic check (src/core/policy/integrity.ts). */
+  integrity: Integrity;
   close(): Promise<void>;
 }
 
@@ -83,18 +86,41 @@ export async function initDataDir(dataDir: string, cfg: PlatformInit = {}, opts:
   return p;
 }
 
+/**
+ * Opens the store and the chokepoint, then checks them (src/core/policy/integrity.ts): throws
+ * LostHistoryError if acknowledged entries are missing, and rebuilds projections that differ from
+ * the ledger (recording an integrity alarm) before anything is served.
+ */
 async function openWithKey(dataDir: string, platformKey: KeyObject, config: PlatformConfig, opts: Partial<ChokepointOptions> = {}): Promise<OpenPlatform> {
   const store = openStore(dataDir);
-  const chokepoint = await Chokepoint.open(store, { ...opts, platformKey, origin: config.origin });
+  const provision = opts.provision;
+  // The creators' notifications of an integrity alarm come with it, like any other follow-up.
+  const withNotices: NonNullable<ChokepointOptions['provision']> = async (command, index, db) => [
+    ...(provision ? await provision(command, index, db) : []),
+    ...(await integrityNotices(command, index, db)),
+  ];
+  let chokepoint: Chokepoint | undefined;
+  let integrity: Integrity;
+  try {
+    chokepoint = await Chokepoint.open(store, { ...opts, provision: withNotices, platformKey, origin: config.origin });
+    integrity = await Integrity.open({ dataDir, store, chokepoint, platformKey, origin: config.origin });
+  } catch (err) {
+    await chokepoint?.close();
+    await store.close();
+    throw err;
+  }
+  const cp = chokepoint;
   return {
     dataDir,
     store,
-    chokepoint,
+    chokepoint: cp,
     platformKey,
-    platformId: chokepoint.platformId,
+    platformId: cp.platformId,
     config,
+    integrity,
     async close() {
-      await chokepoint.close();
+      await integrity.close();
+      await cp.close();
       await store.close();
     },
   };

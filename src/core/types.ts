@@ -46,6 +46,7 @@ export const COMMAND_TYPES = [
   'plan.publish',
   'quota.approve',
   'platform.zone',
+  'integrity.alarm',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 

@@ -10,6 +10,7 @@ import { formatCheckpoint, signNote } from '../../src/core/ledger/checkpoint.ts'
 import { verifyDataDir } from '../../src/core/policy/verify.ts';
 import { testPlatform, type Actor, type TestPlatform } from '../../src/core/testing.ts';
 import type { LedgerEntry } from '../../src/core/types.ts';
+import { resealAsRoot } from '../support/root.ts';
 
 let p: TestPlatform;
 let alice: Actor;
@@ -33,7 +34,7 @@ afterEach(async () => p.cleanup());
 async function asRoot(): Promise<Database.Database> {
   await p.close();
   const db = new Database(join(p.dataDir, 'nexus.db'));
-  for (const t of ['ledger_entries', 'ledger_nodes', 'ledger_checkpoints'])
+  for (const t of ['ledger_entries', 'ledger_nodes', 'ledger_checkpoints', 'projection_digests'])
     db.exec(`DROP TRIGGER IF EXISTS ${t}_no_update; DROP TRIGGER IF EXISTS ${t}_no_delete;`);
   return db;
 }
@@ -151,8 +152,13 @@ describe('verify detects a hostile admin with root on the database file', () => 
     list[victim] = { ...list[victim]!, at: new Date(Date.parse(list[victim]!.at) + 1).toISOString() };
     rewrite(db, list);
     db.close();
+    // The checkpoint file outside the database still has the old root.
+    const fileTells = await verifyDataDir(p.dataDir);
+    expect(fileTells.problems.map((x) => x.kind)).toContain('checkpoint-file');
+    // Root rewrites that too, with the platform key: self-consistent, only an outside copy can tell.
+    await resealAsRoot(p.dataDir, p.config.origin, p.platformKey);
     const withoutWitness = await verifyDataDir(p.dataDir);
-    expect(withoutWitness.ok).toBe(true); // self-consistent: only an outside copy can tell
+    expect(withoutWitness.problems).toEqual([]);
     const r = await verifyDataDir(p.dataDir, { savedCheckpoint: saved });
     expect(r.ok).toBe(false);
     expect(r.problems[0]!.kind).toBe('consistency');

@@ -202,8 +202,12 @@ async function verifyOffline(ctx: Ctx, dataDir: string, checkpointFile: string |
       ? [
           `✅ ${dataDir}: ${report.size} entries, root ${report.root}`,
           `✅ The tree recomputed from the entry bytes matches the platform's signed checkpoint${report.checkpointSize !== null ? ` (tree size ${report.checkpointSize})` : ''}`,
+          `✅ Every stored checkpoint (${report.checkpoints}) is signed by the platform key and has the log's root at its size`,
+          report.checkpointFile !== null
+            ? `✅ The checkpoint file outside the database (tree size ${report.checkpointFile}) is signed by the platform key and matches the log`
+            : `- No checkpoint file in ${dataDir} (a copy without it, or a data directory from before it)`,
           ...(saved.from ? [`✅ Extends your saved checkpoint (${saved.from})`] : []),
-          `✅ Replayed through the 17 gates: every recorded decision holds, and the projections match the replay`,
+          `✅ Replayed through the 17 gates: every recorded decision holds, and the projections and their recorded digests match the replay`,
         ]
       : [`✗ ${dataDir}: ${report.problems.length} problem${report.problems.length > 1 ? 's' : ''}`, ...report.problems.map((p) => `  ✗ ${p.message}`)],
   );

@@ -85,6 +85,26 @@ export interface Appender {
   reset(mark: AppendMark): void;
 }
 
+/** A checkpoint the batch saved: its tree size, root and signed note. */
+export interface SavedCheckpoint {
+  size: number;
+  root: Buffer;
+  note: string;
+}
+
+/**
+ * What else commits with a batch (the projection digests, src/core/policy/integrity.ts) and what
+ * must happen after it is durable but before any caller is answered (the checkpoint file).
+ */
+export interface CommitHooks {
+  /** First step inside every batch transaction. */
+  begin?(): void;
+  /** Last step inside every batch transaction; `checkpoint` is set when the batch saved one. */
+  seal?(tx: WriteTx, checkpoint: SavedCheckpoint | undefined): Promise<void>;
+  /** After COMMIT, before the batch's result is returned. */
+  committed?(checkpoint: SavedCheckpoint | undefined): Promise<void>;
+}
+
 export interface LedgerOptions {
   origin: string;
   keyName: string;
@@ -93,6 +113,8 @@ export interface LedgerOptions {
 
 /** Append-only log over a Store: entries, their tree nodes, and a signed checkpoint per commit. */
 export class Ledger {
+  hooks: CommitHooks = {};
+
   private constructor(
     private readonly store: Store,
     private frontier: Frontier,
@@ -116,7 +138,9 @@ export class Ledger {
    * transaction (entries, nodes, checkpoint) commits.
    */
   async batch<T>(fn: (log: Appender, tx: WriteTx) => Promise<T>): Promise<T> {
-    return this.store.transaction(async (tx) => {
+    let saved: SavedCheckpoint | undefined;
+    const out = await this.store.transaction(async (tx) => {
+      this.hooks.begin?.();
       let scratch = this.frontier.clone();
       const before = scratch.size;
       const log: Appender = {
@@ -134,10 +158,17 @@ export class Ledger {
         },
       };
       const out = await fn(log, tx);
-      if (scratch.size !== before) await tx.saveCheckpoint(scratch.size, this.signCheckpoint(scratch.size, scratch.root()));
+      if (scratch.size !== before) {
+        const root = scratch.root();
+        saved = { size: scratch.size, root, note: this.signCheckpoint(scratch.size, root) };
+        await tx.saveCheckpoint(saved.size, saved.note);
+      }
+      await this.hooks.seal?.(tx, saved);
       this.frontier = scratch;
       return out;
     });
+    await this.hooks.committed?.(saved);
+    return out;
   }
 
   signCheckpoint(size: number, root: Buffer): string {

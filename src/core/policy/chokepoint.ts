@@ -262,8 +262,10 @@ export interface ChokepointOptions {
 
 interface Pending {
   input: unknown;
+  /** Set for submitPrepared(): makes the input inside the batch's transaction. */
+  prepare?: (tx: WriteTx) => Promise<SignedCommand | undefined>;
   ready: Promise<void>;
-  resolve: (r: Receipt) => void;
+  resolve: (r: Receipt | undefined) => void;
   reject: (e: unknown) => void;
 }
 
@@ -328,7 +330,22 @@ export class Chokepoint {
     const input = plainCopy(raw);
     const ready = this.pool ? this.preverify(input) : Promise.resolve();
     return new Promise<Receipt>((resolve, reject) => {
-      this.pending.push({ input, ready, resolve, reject });
+      this.pending.push({ input, ready, resolve: (r) => resolve(r!), reject });
+      if (!this.flushing) {
+        this.flushing = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  /**
+   * Runs `prepare` in a batch transaction of its own and processes the platform command it returns
+   * like a submitted one, so that what `prepare` writes and that command's entry commit together
+   * (an integrity repair and its alarm, src/core/policy/integrity.ts). Undefined if it returns none.
+   */
+  submitPrepared(prepare: (tx: WriteTx) => Promise<SignedCommand | undefined>): Promise<Receipt | undefined> {
+    return new Promise<Receipt | undefined>((resolve, reject) => {
+      this.pending.push({ input: undefined, prepare, ready: Promise.resolve(), resolve, reject });
       if (!this.flushing) {
         this.flushing = true;
         setImmediate(() => void this.flush());
@@ -358,16 +375,25 @@ export class Chokepoint {
 
   private async flush(): Promise<void> {
     while (this.pending.length > 0) {
-      const batch = this.pending.splice(0, this.opts.maxBatch ?? 1024);
+      // A prepared submission runs in a batch of its own: if it fails, nothing else fails with it.
+      const prepared = this.pending.findIndex((p) => p.prepare);
+      const batch = this.pending.splice(0, prepared === 0 ? 1 : prepared > 0 ? Math.min(prepared, this.opts.maxBatch ?? 1024) : (this.opts.maxBatch ?? 1024));
       await Promise.all(batch.map((p) => p.ready));
       try {
         const receipts = await this.ledger.batch(async (log, tx) => {
-          const out: (Receipt | NotRecorded)[] = [];
-          for (const p of batch) out.push(await this.process(tx, log, p.input));
+          const out: (Receipt | NotRecorded | undefined)[] = [];
+          for (const p of batch) {
+            if (!p.prepare) {
+              out.push(await this.process(tx, log, p.input));
+              continue;
+            }
+            const made = await p.prepare(tx);
+            out.push(made === undefined ? undefined : await this.process(tx, log, plainCopy(made)));
+          }
           return out;
         });
         batch.forEach((p, i) => {
-          const r = receipts[i]!;
+          const r = receipts[i];
           if (r instanceof NotRecorded) p.reject(r);
           else p.resolve(r);
         });

@@ -293,6 +293,19 @@ export const BODY_SCHEMAS = {
       publicKey: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a base64 ECDSA P-256 public key (64 octets)'),
     })
     .strict(),
+  // The platform found its served state (the projections) different from the ledger, rebuilt it
+  // from the ledger, and says so (src/core/policy/integrity.ts). Applying it changes no projection;
+  // the IMVUs named get a notification each.
+  'integrity.alarm': z
+    .object({
+      trigger: z.enum(['start', 'periodic']),
+      detectedAt: isoTime,
+      ledgerSize: z.number().int().min(0),
+      tables: z.array(z.string().regex(/^[a-z_]{1,64}$/)).max(64),
+      imvus: z.array(imvuId).max(1000),
+      detail: z.string().max(1000),
+    })
+    .strict(),
 } satisfies Record<CommandType, z.ZodType>;
 
 export function formatZodError(err: z.ZodError): string {

@@ -426,5 +426,8 @@ async function applyBilling(tx: WriteTx, index: number, command: Command, at: st
     }
     default:
       return;
+    // A record of a repair, not a change of state: the notifications it causes are entries of their own.
+    case 'integrity.alarm':
+      return;
   }
 }

@@ -1,16 +1,18 @@
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { canonicalJson } from '../ledger/canonical.ts';
-import { MemoryTree, consistencyProof, subtreeHash, verifyConsistency } from '../ledger/merkle.ts';
+import { MemoryTree, consistencyProof, rootHash, subtreeHash, verifyConsistency } from '../ledger/merkle.ts';
 import { openNote, parseCheckpoint } from '../ledger/checkpoint.ts';
+import { CHECKPOINT_FILE, parseCheckpointFile, readCheckpointFile } from '../ledger/checkpoint-file.ts';
 import { decodeEntry } from '../ledger/ledger.ts';
-import { DB_FILE, PROJECTION_TABLES, SqliteStore, type Row, type Store } from '../store/index.ts';
+import { DIGEST_TABLES, DigestTracker, combinedDigest, digestHex, scanAll } from '../store/digest.ts';
+import { DB_FILE, PROJECTION_TABLES, SqliteStore, type Row, type Store, type WriteTx } from '../store/index.ts';
 import type { LedgerEntry } from '../types.ts';
 import { periodOfInstant, statement } from '../handshake/index.ts';
 import { PeriodCloseBody, sealedDifference, sealedTotals } from '../handshake/close.ts';
 import { replayEntry } from './chokepoint.ts';
 
-export type ProblemKind = 'missing-entry' | 'malformed-entry' | 'checkpoint' | 'consistency' | 'gate-violation' | 'projection' | 'time' | 'statement';
+export type ProblemKind = 'missing-entry' | 'malformed-entry' | 'checkpoint' | 'checkpoint-file' | 'consistency' | 'gate-violation' | 'projection' | 'time' | 'statement';
 
 export interface Problem {
   kind: ProblemKind;
@@ -23,13 +25,25 @@ export interface VerifyReport {
   size: number;
   root: string;
   checkpointSize: number | null;
+  /** How many stored checkpoints were checked (every row of ledger_checkpoints). */
+  checkpoints: number;
+  /** Tree size of the data directory's checkpoint file; null when there is none or it was not checked. */
+  checkpointFile: number | null;
   problems: Problem[];
 }
 
 export interface VerifyOptions {
   /** A checkpoint note the verifier saw earlier (a creator's copy): the log must extend it. */
   savedCheckpoint?: string;
+  /**
+   * The text of the data directory's checkpoint file (src/core/ledger/checkpoint-file.ts); null when
+   * it has none. verifyDataDir reads it; verifyStore alone does not check it.
+   */
+  checkpointFile?: string | null;
 }
+
+/** At most this many problems of one kind are listed one by one; the rest are counted. */
+const MAX_LISTED = 20;
 
 /**
  * Verifies a data directory as an outsider would: recompute the tree from the entry bytes,
@@ -41,7 +55,13 @@ export async function verifyDataDir(dataDir: string, opts: VerifyOptions = {}): 
   if (!existsSync(file)) throw new Error(`${dataDir} has no ${DB_FILE}`);
   const store = new SqliteStore(file);
   try {
-    return await verifyStore(store, opts);
+    let checkpointFile: string | null;
+    try {
+      checkpointFile = readCheckpointFile(dataDir) ?? null;
+    } catch (err) {
+      checkpointFile = `unreadable: ${(err as Error).message}`;
+    }
+    return await verifyStore(store, { checkpointFile, ...opts });
   } finally {
     await store.close();
   }
@@ -70,7 +90,9 @@ export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promi
   }
   const size = entries.length;
   const root = size ? tree.root() : subtreeHash(tree, 0, 0);
-  const report = (): VerifyReport => ({ ok: problems.length === 0, size, root: root.toString('hex'), checkpointSize: latest?.size ?? null, problems });
+  let checkpoints = 0;
+  let checkpointFile: number | null = null;
+  const report = (): VerifyReport => ({ ok: problems.length === 0, size, root: root.toString('hex'), checkpointSize: latest?.size ?? null, checkpoints, checkpointFile, problems });
 
   // The platform key comes from the genesis entry; it must have signed every checkpoint (gate 17),
   // and every command's own signature is checked again by the replay (gate 1).
@@ -110,6 +132,52 @@ export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promi
     const cp = checkNote(latest.note, `stored checkpoint ${latest.size}`);
     if (cp) consistent(cp, `the platform's latest signed checkpoint`, 'checkpoint');
   }
+  // Every other stored checkpoint too: each must be signed by the platform key, be of this log, and
+  // have the root of the recomputed tree at its size.
+  const stored = await store.all<{ size: number; note: string }>('SELECT size, note FROM ledger_checkpoints ORDER BY size');
+  checkpoints = stored.length;
+  let bad = 0;
+  for (const row of stored) {
+    if (latest && Number(row.size) === latest.size) continue;
+    const what = `stored checkpoint at tree size ${row.size}`;
+    const before = problems.length;
+    const cp = checkNote(String(row.note), what);
+    if (cp) {
+      if (cp.size !== Number(row.size)) problems.push({ kind: 'checkpoint', message: `${what} says tree size ${cp.size}` });
+      else if (cp.size > size) problems.push({ kind: 'checkpoint', message: `${what} covers ${cp.size} entries but the log has only ${size}: entries were removed` });
+      else if (!rootHash(tree, cp.size).equals(cp.rootHash))
+        problems.push({ kind: 'checkpoint', message: `${what} is signed by the platform key but contradicts the log (its root is not that of the first ${cp.size} entries): history was rewritten` });
+    }
+    if (problems.length > before && ++bad > MAX_LISTED) problems.pop();
+  }
+  if (bad > MAX_LISTED) problems.push({ kind: 'checkpoint', message: `${bad - MAX_LISTED} more stored checkpoints do not hold` });
+
+  // The newest checkpoint kept outside the database (written after every commit).
+  let fileDigests: Map<string, { rows: number; sum: string }> | undefined;
+  if (opts.checkpointFile !== undefined) {
+    const recordedAny = await store.get('SELECT 1 AS x FROM projection_digests LIMIT 1');
+    if (opts.checkpointFile === null) {
+      if (recordedAny) problems.push({ kind: 'checkpoint-file', message: `${CHECKPOINT_FILE} is missing, but the database was written with it` });
+    } else {
+      try {
+        const f = parseCheckpointFile(opts.checkpointFile, origin, rawKey);
+        checkpointFile = f.size;
+        if (f.size > size) problems.push({ kind: 'checkpoint-file', message: `${CHECKPOINT_FILE} covers ${f.size} entries but the log has only ${size}: acknowledged entries were lost` });
+        else if (!rootHash(tree, f.size).equals(f.rootHash))
+          problems.push({ kind: 'checkpoint-file', message: `${CHECKPOINT_FILE} (tree size ${f.size}) contradicts the log: its root is not the root of the first ${f.size} entries` });
+        else if (f.size === size) fileDigests = f.digests;
+      } catch (err) {
+        problems.push({ kind: 'checkpoint-file', message: `${CHECKPOINT_FILE} does not verify: ${(err as Error).message}` });
+      }
+    }
+  }
+  // The projection digests recorded with checkpoints, checked against the replay at each size.
+  const recordedDigests = new Map(
+    (await store.all<{ size: number; digest: string }>('SELECT size, digest FROM projection_digests ORDER BY size')).map((r) => [Number(r.size), String(r.digest)]),
+  );
+  let badDigests = 0;
+  for (const s of recordedDigests.keys())
+    if (s > size && ++badDigests <= MAX_LISTED) problems.push({ kind: 'projection', message: `a projection digest is recorded for tree size ${s}, but the log has only ${size} entries` });
   if (opts.savedCheckpoint) {
     const cp = checkNote(opts.savedCheckpoint, 'saved checkpoint');
     if (cp) consistent(cp, 'the saved checkpoint', 'consistency');
@@ -117,11 +185,26 @@ export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promi
 
   // Replay through the same gates into fresh projections, and compare them with the stored ones.
   const fresh = new SqliteStore(':memory:');
+  const tracker = new DigestTracker(await scanAll(fresh));
   try {
-    problems.push(...(await replayEntries(entries, fresh)));
+    const replayed = await replayEntries(entries, fresh, async (tx, e) => {
+      const expected = recordedDigests.get(e.index + 1);
+      if (expected !== undefined || (e.index + 1) % 5000 === 0) {
+        const ds = await tracker.seal(tx);
+        if (expected !== undefined && expected !== combinedDigest(ds) && ++badDigests <= MAX_LISTED)
+          problems.push({ kind: 'projection', index: e.index, message: `the projection digest recorded at tree size ${e.index + 1} is not the digest of the replay at that size` });
+      }
+    });
+    problems.push(...replayed);
+    if (badDigests > MAX_LISTED) problems.push({ kind: 'projection', message: `${badDigests - MAX_LISTED} more recorded projection digests do not hold` });
     if (!problems.some((p) => p.kind === 'gate-violation')) {
       const diff = await compareProjections(store, fresh);
       if (diff) problems.push({ kind: 'projection', message: diff });
+      if (fileDigests) {
+        const now = await scanAll(fresh);
+        const off = DIGEST_TABLES.filter((t) => fileDigests!.get(t)?.rows !== now.get(t)!.rows || fileDigests!.get(t)?.sum !== digestHex(now.get(t)!));
+        if (off.length) problems.push({ kind: 'checkpoint-file', message: `${CHECKPOINT_FILE}: the projection digests of ${off.join(', ')} are not those of the replay` });
+      }
     }
   } finally {
     await fresh.close();
@@ -135,7 +218,7 @@ export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promi
  * recorded decision is the one the gates reach on replay into `into` (a fresh store), and every
  * statement a period.close sealed is the one statement() computes from the entries.
  */
-export async function replayEntries(entries: readonly LedgerEntry[], into?: Store): Promise<Problem[]> {
+export async function replayEntries(entries: readonly LedgerEntry[], into?: Store, afterEntry?: (tx: WriteTx, e: LedgerEntry) => Promise<void>): Promise<Problem[]> {
   const problems: Problem[] = [...timeProblems(entries)];
   const fresh = into ?? new SqliteStore(':memory:');
   try {
@@ -148,6 +231,7 @@ export async function replayEntries(entries: readonly LedgerEntry[], into?: Stor
           problems.push({ kind: 'gate-violation', index: e.index, message: `entry ${e.index} cannot be replayed: ${(err as Error).message}` });
           return;
         }
+        await afterEntry?.(tx, e);
         if (canonicalJson(decision) !== canonicalJson(e.decision)) {
           const firstDeny = decision.gates.find((g) => g.status === 'deny');
           const recorded = e.decision.allowed ? 'allowed' : 'denied';

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { SqliteStore } from './sqlite.ts';
 import type { Store } from './store.ts';
 
-export type { Store, WriteTx, SqlReader, SqlWriter, SqlValue, Row, LedgerNodeRow } from './store.ts';
+export type { Store, WriteTx, SqlReader, SqlWriter, SqlValue, Row, LedgerNodeRow, ProjectionChange } from './store.ts';
 export { PROJECTION_TABLES } from './schema.ts';
 export { SqliteStore } from './sqlite.ts';
 

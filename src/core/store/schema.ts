@@ -19,6 +19,19 @@ CREATE TABLE IF NOT EXISTS ledger_checkpoints (
 
 export const LEDGER_TABLES = ['ledger_entries', 'ledger_nodes', 'ledger_checkpoints'] as const;
 
+/**
+ * The digest of the projections (src/core/store/digest.ts) at each checkpoint's tree size,
+ * written in the same transaction as the checkpoint. Append-only like the ledger tables.
+ */
+export const INTEGRITY_DDL = `
+CREATE TABLE IF NOT EXISTS projection_digests (
+  size INTEGER PRIMARY KEY,
+  digest TEXT NOT NULL
+);
+`;
+
+export const INTEGRITY_TABLES = ['projection_digests'] as const;
+
 /** Append-only by trigger: defence in depth; the proof of integrity is the Merkle tree. */
 export function appendOnlyTriggersDdl(table: string): string {
   return `

@@ -2,16 +2,40 @@ import Database from 'better-sqlite3';
 import type { Statement } from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { LEDGER_DDL, LEDGER_TABLES, PROJECTION_INDEXES, PROJECTION_TABLES, appendOnlyTriggersDdl } from './schema.ts';
-import type { Row, SqlValue, Store, WriteTx, LedgerNodeRow } from './store.ts';
+import { INTEGRITY_DDL, INTEGRITY_TABLES, LEDGER_DDL, LEDGER_TABLES, PROJECTION_INDEXES, PROJECTION_TABLES, appendOnlyTriggersDdl } from './schema.ts';
+import { rowExpression } from './digest.ts';
+import type { Row, SqlValue, Store, WriteTx, LedgerNodeRow, ProjectionChange } from './store.ts';
 
 type Db = Database.Database;
 
 function ensureSchema(db: Db): void {
   db.exec(LEDGER_DDL);
-  for (const t of LEDGER_TABLES) db.exec(appendOnlyTriggersDdl(t));
+  db.exec(INTEGRITY_DDL);
+  for (const t of [...LEDGER_TABLES, ...INTEGRITY_TABLES]) db.exec(appendOnlyTriggersDdl(t));
   for (const { ddl } of Object.values(PROJECTION_TABLES)) db.exec(ddl);
   db.exec(PROJECTION_INDEXES);
+}
+
+/**
+ * Logs every projection row this connection adds or removes, for the digests (digest.ts). TEMP
+ * triggers live only in this connection: nothing is stored in the file, and a write through any
+ * other connection (sqlite3, another process) is not logged, which is how it shows up as a
+ * difference. The log is a TEMP table, so it rolls back with the transaction or savepoint.
+ */
+function captureProjectionChanges(db: Db): void {
+  db.pragma('temp_store = MEMORY');
+  // INSERT OR REPLACE removes the old row; its DELETE trigger fires only with recursive triggers.
+  db.pragma('recursive_triggers = ON');
+  db.exec('CREATE TEMP TABLE IF NOT EXISTS nx_projection_changes (tbl TEXT NOT NULL, sign INTEGER NOT NULL, row TEXT NOT NULL)');
+  for (const t of Object.keys(PROJECTION_TABLES)) {
+    const add = (p: string) => `INSERT INTO temp.nx_projection_changes (tbl, sign, row) VALUES ('${t}', 1, ${rowExpression(t, p)});`;
+    const del = (p: string) => `INSERT INTO temp.nx_projection_changes (tbl, sign, row) VALUES ('${t}', -1, ${rowExpression(t, p)});`;
+    db.exec(`
+CREATE TEMP TRIGGER IF NOT EXISTS nx_capture_${t}_insert AFTER INSERT ON main.${t} BEGIN ${add('NEW.')} END;
+CREATE TEMP TRIGGER IF NOT EXISTS nx_capture_${t}_delete AFTER DELETE ON main.${t} BEGIN ${del('OLD.')} END;
+CREATE TEMP TRIGGER IF NOT EXISTS nx_capture_${t}_update AFTER UPDATE ON main.${t} BEGIN ${del('OLD.')} ${add('NEW.')} END;
+`);
+  }
 }
 
 class StatementCache {
@@ -48,6 +72,7 @@ export class SqliteStore implements Store {
     this.writer.pragma('synchronous = FULL');
     this.writer.pragma('busy_timeout = 5000');
     ensureSchema(this.writer);
+    captureProjectionChanges(this.writer);
     // An in-memory database is private to its connection, so it reads through the writer.
     this.reader = path === ':memory:' ? this.writer : new Database(path, { readonly: true });
     if (this.reader !== this.writer) this.reader.pragma('busy_timeout = 5000');
@@ -78,6 +103,11 @@ export class SqliteStore implements Store {
         },
         saveCheckpoint: async (size: number, note: string) => {
           w.get('INSERT OR IGNORE INTO ledger_checkpoints (size, note) VALUES (?, ?)').run(size, note);
+        },
+        projectionChanges: async () => {
+          const rows = w.get('SELECT tbl, sign, row FROM temp.nx_projection_changes ORDER BY rowid').all() as { tbl: string; sign: number; row: string }[];
+          if (rows.length) w.get('DELETE FROM temp.nx_projection_changes').run();
+          return rows.map((r): ProjectionChange => ({ table: r.tbl, sign: r.sign === 1 ? 1 : -1, row: r.row }));
         },
       };
       this.writer.exec('BEGIN IMMEDIATE');

@@ -20,10 +20,19 @@ export interface LedgerNodeRow {
   hash: Buffer;
 }
 
+/** A projection row a transaction added (+1) or removed (-1), in canonical encoding (store/digest.ts). */
+export interface ProjectionChange {
+  table: string;
+  sign: 1 | -1;
+  row: string;
+}
+
 /** Writes inside one transaction. Committed (and fsynced) together, or not at all. */
 export interface WriteTx extends SqlWriter {
   appendEntry(index: number, data: Buffer, nodes: LedgerNodeRow[]): Promise<void>;
   saveCheckpoint(size: number, note: string): Promise<void>;
+  /** The projection rows this transaction changed since the last call (rolled-back changes excluded); forgets them. */
+  projectionChanges(): Promise<ProjectionChange[]>;
 }
 
 export interface Store extends SqlReader {

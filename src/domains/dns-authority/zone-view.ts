@@ -87,6 +87,17 @@ export class ZoneView {
     return e.loading;
   }
 
+  /**
+   * Drops every compiled zone and moves the generation (so cached answers go too): for when the
+   * projections were rebuilt without their serials moving (an integrity repair).
+   */
+  invalidate(): void {
+    // New entries: a load in flight finds its entry replaced and does not cache what it read.
+    this.entries = new Map([...this.entries].map(([name, e]) => [name, { name: e.name, imvu: e.imvu, serial: e.serial }]));
+    this.generation++;
+    void this.refresh(true).catch(() => undefined);
+  }
+
   /** The serial of a hosted zone as the index knows it (lower-case name), undefined if it is not hosted. */
   serialOf(name: string): number | undefined {
     return this.entries.get(name)?.serial;

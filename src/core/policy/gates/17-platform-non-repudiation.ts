@@ -18,6 +18,7 @@ const PLATFORM_ONLY: readonly CommandType[] = [
   'period.close',
   'noise.summary',
   'platform.zone',
+  'integrity.alarm',
 ];
 
 // Every entry is signed by the platform key (the chokepoint does it); commands only the
