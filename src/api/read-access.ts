@@ -15,8 +15,11 @@ export interface WithheldEntry {
   withheld: true;
 }
 
-/** Allowed commands everyone may read in full: they define the platform itself and its prices. */
-const PLATFORM_TYPES = new Set(['platform.genesis', 'pricebook.publish']);
+/**
+ * Allowed commands everyone may read in full: they define the platform itself and the rules every
+ * bill and every zone follows (prices, capacities, meters, plan limits, the suffix zone).
+ */
+const PLATFORM_TYPES = new Set(['platform.genesis', 'pricebook.publish', 'capacity.publish', 'meter.register', 'plan.publish', 'platform.zone']);
 /** Roles whose registrations are public facts: who administers, who meters. */
 const PUBLIC_ROLES = new Set(['admin', 'service']);
 

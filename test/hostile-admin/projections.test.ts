@@ -27,12 +27,14 @@ let dir: string;
 let server: RunningServer | undefined;
 let client: Client;
 let origin: string;
+/** Reads of the whole ledger are the platform's (admins and the platform see every entry). */
+let platformReader: Actor;
 let alice: Actor;
 let bob: Actor;
 
 async function boot(integrityIntervalMs = 0): Promise<void> {
   server = await startServer({ dataDir: dir, port: 0, logger: false, dns: { port: 0, meterIntervalMs: 3_600_000 }, integrityIntervalMs });
-  client = new Client(server.url);
+  client = new Client(server.url, platformReader);
 }
 
 async function stop(): Promise<void> {
@@ -87,6 +89,7 @@ beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'nexus-projections-'));
   const init = await initDataDir(dir);
   origin = init.config.origin;
+  platformReader = { name: 'platform', id: init.platformId, key: init.platformKey };
   await init.close();
   await boot();
   alice = await creator('alice');

@@ -39,7 +39,9 @@ describe('the checkpoint file', () => {
     const text = formatCheckpointFile(ORIGIN, 7, randomBytes(32), digests(), privateKey);
     expect(() => parseCheckpointFile(text, ORIGIN, publicKeyRaw(generateKeyPair().privateKey))).toThrow(/no verifiable signature/);
     expect(() => parseCheckpointFile(text, 'nexus.local/other', pub)).toThrow(/no verifiable signature/);
-    expect(() => parseCheckpointFile(text.replace('nexus-projection records 0', 'nexus-projection records 9'), ORIGIN, pub)).toThrow(/invalid signature/);
+    const edited = text.replace(/nexus-projection records \d+/, 'nexus-projection records 12345');
+    expect(edited).not.toBe(text);
+    expect(() => parseCheckpointFile(edited, ORIGIN, pub)).toThrow(/invalid signature/);
     const odd = formatCheckpointFile(ORIGIN, 7, randomBytes(32), new Map([['records', emptyDigest()]]), privateKey).replace('nexus-projection records', 'nexus-projection recordz');
     expect(() => parseCheckpointFile(odd, ORIGIN, pub)).toThrow();
   });

@@ -121,7 +121,7 @@ describe('time and periods', () => {
     expect(await total()).toBe(10n); // the statement recomputed from this log would be 1000x
 
     const { offline, online } = await verifiers();
-    for (const problems of [offline, online]) expect(problems[0]).toMatch(new RegExp(`entry ${index} is dated ${at}, before the entry preceding it .*entry times never go back`));
+    for (const problems of [offline, online]) expect(problems.join('\n')).toMatch(new RegExp(`entry ${index} is dated ${at}, before the entry preceding it .*entry times never go back`));
   });
 
   it('usage covers one interval ending within the grace before the entry, inside one period, after the IMVU and its meter exist', async () => {

@@ -1,3 +1,4 @@
+import { NotRecorded } from './chokepoint.ts';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -70,9 +71,9 @@ describe('start-up integrity check', () => {
     sql((db) => db.prepare('DELETE FROM nonces WHERE nonce = ?').run(signed.command.nonce));
     const q = (reopened = await openDataDir(p.dataDir));
     expect(q.integrity.startup.alarm).toMatchObject({ tables: ['nonces'], imvus: ['IMVU-001'] });
-    const again = await q.chokepoint.submit(signed);
-    expect(again.allowed).toBe(false);
-    expect(again.gates.find((g) => g.status === 'deny')?.reason).toMatch(/already used/);
+    // Refused as a replay (and, being unauthenticated as to its sender, not recorded again).
+    const again = await q.chokepoint.submit(signed).then(() => undefined, (err: unknown) => err as NotRecorded);
+    expect(again).toMatchObject({ why: 'replay', message: expect.stringMatching(/already used/) });
   });
 
   it('rows and the recorded digest edited together still differ from the signed checkpoint file', async () => {

@@ -55,7 +55,7 @@ describe('projection digests', () => {
                 if (o.op === 'add') await tx.run("INSERT OR IGNORE INTO records (id, zone, name, type, value, ttl, entry) VALUES (?, 'z', 'n', 'TXT', ?, 60, 1)", [String(o.id), o.value]);
                 if (o.op === 'set') await tx.run('UPDATE records SET value = ?, ttl = ttl + 1 WHERE id = ?', [o.value, String(o.id)]);
                 if (o.op === 'del') await tx.run('DELETE FROM records WHERE id = ?', [String(o.id)]);
-                if (o.op === 'dkim') await tx.run("INSERT OR REPLACE INTO dkim_keys (imvu, selector, public_key, entry) VALUES (?, ?, 'k', 2)", [`IMVU-00${o.imvu}`, o.selector]);
+                if (o.op === 'dkim') await tx.run("INSERT OR REPLACE INTO dkim_keys (imvu, selector, public_key, state, since, entry) VALUES (?, ?, 'k', 'active', '2026-01-01T00:00:00.000Z', 2)", [`IMVU-00${o.imvu}`, o.selector]);
                 if (o.op === 'rollback') {
                   await tx.run('ROLLBACK TO s');
                 }
