@@ -99,8 +99,9 @@ describe('DNS usage in the ledger', () => {
     const metrics = (await api.get('/metrics')).text;
     expect(metrics).toMatch(/^nexus_dns_answered_total 142$/m);
     expect(metrics).toMatch(/^nexus_dns_queries_total\{transport="udp"\} 143$/m);
-    // The repeated questions were answered from the response cache, and metered all the same.
-    expect(Number(/^nexus_dns_response_cache_total\{result="hit"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(99 + 4);
+    // The repeated questions were answered from the response cache, and metered all the same (a
+    // change of the zone set while they run, such as the platform zone's declaration, costs a miss).
+    expect(Number(/^nexus_dns_response_cache_total\{result="hit"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(99 + 4 - 2);
     expect(metrics).toMatch(/^nexus_usage_reports_total\{service="dns",outcome="allowed"\} \d+$/m);
   });
 

@@ -47,8 +47,8 @@ describe('DNSSEC rollover steps', () => {
     await p.register('carol', 'creator');
     await eventually(async () => expect(await states()).toEqual(['active']), 5000);
     expect((await keyViews(p.store, zone))[0]!.publicKey).toBe(second!.publicKey);
-    // The old key's private half is gone; the new one stays.
-    expect(existsSync(dnssecKeyPath(p.dataDir, zone))).toBe(false);
+    // The old key's private half is gone (deleted once its removal is committed); the new one stays.
+    await eventually(async () => expect(existsSync(dnssecKeyPath(p!.dataDir, zone))).toBe(false), 5000);
     expect(existsSync(dnssecKeyPath(p.dataDir, zone, Buffer.from(second!.publicKey, 'base64')))).toBe(true);
     expect(first!.publicKey).not.toBe(second!.publicKey);
     expect((await verifyStore(p.store)).problems).toEqual([]);
