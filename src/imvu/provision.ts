@@ -18,6 +18,7 @@ import type { Command } from '../core/types.ts';
 import { DNSKEY_TTL_S } from '../core/policy/gates/platform-powers.ts';
 import { keyViews } from '../domains/dnssec/ds.ts';
 import { ALGORITHM_ECDSAP256SHA256, CSK_FLAGS, dnssecKeyPath, generateZoneKey } from '../domains/dnssec/keys.ts';
+import { fsyncDir } from '../core/durable.ts';
 
 export const DKIM_SELECTOR = 'nexus1';
 export const DKIM_KEY_DIR = join('keys', 'dkim');
@@ -28,15 +29,6 @@ const generateKeyPair = promisify(generateKeyPairCb);
 export function dkimKeyPath(dataDir: string, imvu: string): string {
   if (!/^IMVU-\d{3,9}$/.test(imvu)) throw new Error(`not an IMVU id: ${imvu}`);
   return join(dataDir, DKIM_KEY_DIR, `${imvu}.pem`);
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /**

@@ -15,6 +15,7 @@ import { loadPrivateKey } from '../identity/keys.ts';
 import { isValidKeyName, parseVerifierKey, type NoteVerifier } from '../ledger/checkpoint.ts';
 import { EMPTY_ROOT } from '../ledger/merkle.ts';
 import { cosignerVerifierKey } from './cosignature.ts';
+import { fsyncDir } from '../durable.ts';
 
 export const KEY_FILE = 'witness.key';
 export const DB_FILE = 'witness.db';
@@ -97,15 +98,6 @@ export function checkOrigin(origin: unknown): asserts origin is string {
   // eslint-disable-next-line no-control-regex
   if (typeof origin !== 'string' || origin === '' || origin.length > MAX_ORIGIN_CHARS || /[\u0000-\u001f]/.test(origin))
     throw new WitnessSetupError(`a log origin is one non-empty line of at most ${MAX_ORIGIN_CHARS} characters, without control characters`);
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 export function isWitnessDir(dataDir: string): boolean {
