@@ -13,6 +13,7 @@ import type { Receipt } from '../core/policy/chokepoint.ts';
 import { decodeEntry } from '../core/ledger/ledger.ts';
 import type { Store } from '../core/store/index.ts';
 import type { LedgerEntry } from '../core/types.ts';
+import { PeriodicTask } from '../core/periodic.ts';
 
 export const DEFAULT_RESIGN_CHECK_MS = 60 * 60 * 1000;
 export const DEFAULT_RESIGN_AFTER_MS = 7 * 24 * 60 * 60 * 1000;
@@ -31,51 +32,34 @@ export interface ResignOptions {
   onError?: (err: unknown, zone?: string) => void;
 }
 
-export class ResignScheduler {
+export class ResignScheduler extends PeriodicTask<string> {
   /** Next ledger index to read; unset until the first check. */
   private next: number | undefined;
   /** Zone → time (ms) of the newest entry read so far that moved its serial. */
   private readonly moved = new Map<string, number>();
   private suffix: string | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<string[]> | undefined;
-  private stopped = false;
   private readonly checkMs: number;
   private readonly afterMs: number;
   private readonly now: () => number;
   readonly stats = { checks: 0, resigned: 0, failed: 0 };
 
   constructor(private readonly opts: ResignOptions) {
+    super();
     this.checkMs = opts.checkMs ?? DEFAULT_RESIGN_CHECK_MS;
     this.afterMs = opts.afterMs ?? DEFAULT_RESIGN_AFTER_MS;
     this.now = opts.now ?? Date.now;
   }
 
-  /** Checks now (soon after start, so a daemon restarted often still re-signs), then every `checkMs`. */
+  /** Checks now (soon after start, so a daemon restarted often still re-signs), then every `checkMs`; check() returns the zones a pass re-signed. */
   start(): this {
-    const tick = () => void this.check().catch((err: unknown) => this.opts.onError?.(err));
-    this.timer = setInterval(tick, this.checkMs);
-    this.timer.unref();
-    setImmediate(tick);
-    return this;
+    return this.startEvery(this.checkMs);
   }
 
-  /** One pass (one at a time): returns the zones re-signed. */
-  check(): Promise<string[]> {
-    if (this.stopped) return Promise.resolve([]);
-    this.running ??= this.pass().finally(() => (this.running = undefined));
-    return this.running;
+  protected failed(err: unknown): void {
+    this.opts.onError?.(err);
   }
 
-  /** Stops the timer and waits for a pass in flight. */
-  async close(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.timer);
-    this.timer = undefined;
-    await this.running?.catch(() => undefined);
-  }
-
-  private async pass(): Promise<string[]> {
+  protected async pass(): Promise<string[]> {
     const { store } = this.opts;
     const now = this.now();
     const cutoff = now - this.afterMs;

@@ -4,6 +4,7 @@
 // them against the same totals; the verifier recomputes them from the entries). Periods close in
 // order, from the platform's first period on, one entry for a period nobody used.
 import type { Receipt } from '../policy/chokepoint.ts';
+import { PeriodicTask } from '../periodic.ts';
 import { decodeEntry } from '../ledger/ledger.ts';
 import type { Store } from '../store/index.ts';
 import type { Json } from '../types.ts';
@@ -27,41 +28,23 @@ export interface PeriodCloserOptions {
   onError?: (err: unknown) => void;
 }
 
-export class PeriodCloser {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<string[]> | undefined;
-  private stopped = false;
+export class PeriodCloser extends PeriodicTask<string> {
   private readonly now: () => number;
   readonly stats = { checks: 0, closed: 0, failed: 0 };
 
   constructor(private readonly opts: PeriodCloserOptions) {
+    super();
     this.now = opts.now ?? Date.now;
   }
 
-  /** Checks now (soon after start) and then every `checkMs`. */
+  protected failed(err: unknown): void {
+    this.stats.failed++;
+    this.opts.onError?.(err);
+  }
+
+  /** Checks now (soon after start) and then every `checkMs`; check() returns the periods a pass closed. */
   start(): this {
-    const tick = () => void this.check().catch((err: unknown) => {
-      this.stats.failed++;
-      this.opts.onError?.(err);
-    });
-    this.timer = setInterval(tick, this.opts.checkMs ?? DEFAULT_CLOSE_CHECK_MS);
-    this.timer.unref();
-    setImmediate(tick);
-    return this;
-  }
-
-  /** One pass (one at a time): returns the periods it closed. */
-  check(): Promise<string[]> {
-    if (this.stopped) return Promise.resolve([]);
-    this.running ??= this.pass().finally(() => (this.running = undefined));
-    return this.running;
-  }
-
-  async close(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.timer);
-    this.timer = undefined;
-    await this.running?.catch(() => undefined);
+    return this.startEvery(this.opts.checkMs ?? DEFAULT_CLOSE_CHECK_MS);
   }
 
   /** The oldest period not closed yet: one being closed, the one after the last closed, or the platform's first. */
@@ -78,7 +61,7 @@ export class PeriodCloser {
     return billed?.p && billed.p < first ? billed.p : first;
   }
 
-  private async pass(): Promise<string[]> {
+  protected async pass(): Promise<string[]> {
     const done: string[] = [];
     const now = this.now();
     this.stats.checks++;
