@@ -12,7 +12,7 @@ describe('nexus command tree', () => {
   const program = buildProgram();
   const all = walk(program);
 
-  it('has the commands of the brief', () => {
+  it('has the commands the specification lists', () => {
     const names = all.map((c) => c.path);
     for (const want of [
       'init', 'serve', 'start',
