@@ -78,6 +78,14 @@ function dnsLine(i: ImvuSummary): string {
   return `DNS records: zone ${z.zone} (serial ${z.serial}): ${kinds}`;
 }
 
+/** What the ledger records for an IMVU but no running system serves yet (no mail server, compute fabric or HTTP gateway). */
+const NOT_SERVED = /^(Mail|Compute|Network routes):/;
+
+/** ✅ for what is served; ⏳ for what is only recorded, so the output never claims a service that does not run. */
+export function markServed(line: string): string {
+  return NOT_SERVED.test(line) ? `⏳ ${line} (recorded in the ledger; not served yet)` : `✅ ${line}`;
+}
+
 /** The summary in the spirit of the lifecycle spec's example. */
 export function summaryLines(i: ImvuSummary): string[] {
   return [
@@ -116,7 +124,7 @@ export function imvuCommand(): Command {
     if (!imvu) throw new CliError(`the daemon recorded the creation (ledger entry ${s.receipt.index}) but did not describe the IMVU; see \`nexus imvu list\``, EXIT.denied);
     ctx.print({ ...imvu, index: s.receipt.index, checkpoint: s.checkpoint.size }, () => {
       const [first, ...rest] = summaryLines(imvu);
-      return [`✅ ${imvu.id} created: ${first!.replace(/^\S+ is active: /, '')}`, ...rest.map((l) => `✅ ${l}`), `✅ ${receiptLine(s)}`];
+      return [`✅ ${imvu.id} created: ${first!.replace(/^\S+ is active: /, '')}`, ...rest.map(markServed), `✅ ${receiptLine(s)}`];
     });
   });
 
@@ -171,7 +179,7 @@ export function imvuCommand(): Command {
       const b = before.envelope as unknown as Record<string, number> | null;
       const a = after.envelope as unknown as Record<string, number> | null;
       const changes = Object.keys(patch).map((f) => `${f} ${b?.[f] ?? '?'} → ${a?.[f] ?? '?'}`);
-      return [`✅ ${id} envelope: ${changes.join(', ')}`, `✅ ${computeLine(after)}`, `✅ 55-45 split unchanged`, `✅ ${receiptLine(s)}`];
+      return [`✅ ${id} envelope: ${changes.join(', ')}`, markServed(computeLine(after)), `✅ 55-45 split unchanged`, `✅ ${receiptLine(s)}`];
     });
   });
 
