@@ -22,7 +22,8 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 }
 
-async function chokepointThroughput(): Promise<{ perSec: number; ms: number; allowed: number }> {
+/** A fresh data directory with one creator (alice) and her IMVU-001; `done()` removes it. */
+async function benchPlatform() {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-bench-'));
   const p = await initDataDir(dir, {}, { parallelVerify: true });
   const { privateKey } = generateKeyPair();
@@ -30,15 +31,26 @@ async function chokepointThroughput(): Promise<{ perSec: number; ms: number; all
   await p.chokepoint.submit(signCommand(privateKey, 'identity.register', { name: 'alice', role: 'creator', publicKey: raw }, { origin: p.config.origin }));
   const alice = identityIdFromPublicKey(publicKeyRaw(privateKey));
   await p.chokepoint.submit(signCommand(privateKey, 'imvu.create', { name: 'Bench', owner: alice, jurisdiction: 'US-CCPA' }, { origin: p.config.origin }));
-  // Consent records: a realistic small command that passes every gate and writes one projection row.
+  return {
+    p,
+    alice,
+    /** A consent record signed by alice: a realistic small command that passes every gate and writes one projection row. */
+    consent: (purpose: string, granted: boolean) => signCommand(privateKey, 'consent.record', { imvu: 'IMVU-001', subject: alice, purpose, granted }, { origin: p.config.origin }),
+    async done() {
+      await p.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function chokepointThroughput(): Promise<{ perSec: number; ms: number; allowed: number }> {
+  const b = await benchPlatform();
   const cmds: SignedCommand[] = [];
-  for (let i = 0; i < COMMANDS; i++)
-    cmds.push(signCommand(privateKey, 'consent.record', { imvu: 'IMVU-001', subject: alice, purpose: `purpose-${i}`, granted: i % 2 === 0 }, { origin: p.config.origin }));
+  for (let i = 0; i < COMMANDS; i++) cmds.push(b.consent(`purpose-${i}`, i % 2 === 0));
   const t0 = performance.now();
-  const receipts = await Promise.all(cmds.map((c) => p.chokepoint.submit(c)));
+  const receipts = await Promise.all(cmds.map((c) => b.p.chokepoint.submit(c)));
   const ms = performance.now() - t0;
-  await p.close();
-  rmSync(dir, { recursive: true, force: true });
+  await b.done();
   return { perSec: (COMMANDS / ms) * 1000, ms, allowed: receipts.filter((r) => r.allowed).length };
 }
 
@@ -47,22 +59,15 @@ async function chokepointThroughput(): Promise<{ perSec: number; ms: number; all
  * fsyncs (the WAL commit, and the checkpoint file written before the receipt).
  */
 async function sequentialLatency(): Promise<{ p50: number; p99: number; n: number }> {
-  const dir = mkdtempSync(join(tmpdir(), 'nexus-bench-'));
-  const p = await initDataDir(dir, {}, { parallelVerify: true });
-  const { privateKey } = generateKeyPair();
-  const raw = publicKeyRaw(privateKey).toString('base64');
-  await p.chokepoint.submit(signCommand(privateKey, 'identity.register', { name: 'alice', role: 'creator', publicKey: raw }, { origin: p.config.origin }));
-  const alice = identityIdFromPublicKey(publicKeyRaw(privateKey));
-  await p.chokepoint.submit(signCommand(privateKey, 'imvu.create', { name: 'Bench', owner: alice, jurisdiction: 'US-CCPA' }, { origin: p.config.origin }));
+  const b = await benchPlatform();
   const times: number[] = [];
   for (let i = 0; i < SEQUENTIAL; i++) {
-    const cmd = signCommand(privateKey, 'consent.record', { imvu: 'IMVU-001', subject: alice, purpose: `one-${i}`, granted: true }, { origin: p.config.origin });
+    const cmd = b.consent(`one-${i}`, true);
     const t = performance.now();
-    await p.chokepoint.submit(cmd);
+    await b.p.chokepoint.submit(cmd);
     times.push(performance.now() - t);
   }
-  await p.close();
-  rmSync(dir, { recursive: true, force: true });
+  await b.done();
   return { p50: pct(times, 50), p99: pct(times, 99), n: SEQUENTIAL };
 }
 
