@@ -140,6 +140,11 @@ export class SqliteStore implements Store {
     return row?.hash;
   }
 
+  async readNodes(level: number, from: number, to: number): Promise<Buffer[]> {
+    const rows = this.r.get('SELECT hash FROM ledger_nodes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx').all(level, from, to) as { hash: Buffer }[];
+    return rows.map((r) => r.hash);
+  }
+
   nodeSource(): { node(level: number, index: number): Buffer } {
     const st = this.r.get('SELECT hash FROM ledger_nodes WHERE level = ? AND idx = ?');
     return {

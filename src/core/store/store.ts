@@ -43,6 +43,8 @@ export interface Store extends SqlReader {
   readEntries(from: number, to: number): Promise<Buffer[]>;
   /** Hash of the complete aligned subtree (level, index), or undefined if not stored. */
   node(level: number, index: number): Promise<Buffer | undefined>;
+  /** Hashes of the stored nodes (level, from) .. (level, to - 1) in index order (one range read: a tile of the log). */
+  readNodes(level: number, from: number, to: number): Promise<Buffer[]>;
   /** Synchronous node lookups for proof generation (stores over a network serve these from a cache). */
   nodeSource(): { node(level: number, index: number): Buffer };
   latestCheckpoint(): Promise<{ size: number; note: string } | undefined>;
