@@ -19,7 +19,8 @@ function parameters(route: RouteDef): JsonSchema[] {
   const out: JsonSchema[] = [];
   for (const [where, schema] of [['path', route.params], ['query', route.query]] as const) {
     const s = jsonSchema(schema) as { properties?: Record<string, JsonSchema>; required?: string[] };
-    for (const [name, prop] of Object.entries(s.properties ?? {})) {
+    for (const [key, prop] of Object.entries(s.properties ?? {})) {
+      const name = key === '*' ? 'path' : key;
       out.push({ name, in: where, required: where === 'path' || (s.required ?? []).includes(name), schema: prop });
     }
   }
@@ -72,7 +73,8 @@ function operation(route: RouteDef): JsonSchema {
 export function openApiDocument(routes: RouteDef[], info: { version: string; serverUrl?: string }): JsonSchema {
   const paths: Record<string, Record<string, JsonSchema>> = {};
   for (const r of routes) {
-    const path = r.path.replace(/:([A-Za-z]+)/g, '{$1}');
+    // A trailing wildcard (the rest of a tile path, slashes included) is documented as {path}.
+    const path = r.path.replace(/:([A-Za-z]+)/g, '{$1}').replace(/\/\*$/, '/{path}');
     (paths[path] ??= {})[r.method.toLowerCase()] = operation(r);
   }
   const schemas: Record<string, JsonSchema> = { Error: jsonSchema(ErrorBody), Receipt: jsonSchema(ReceiptBody) };

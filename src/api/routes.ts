@@ -26,16 +26,10 @@ import { sourcePrefix, type NoiseCounter } from './limits.ts';
 import { MAX_ENTRIES_PER_CALL, MAX_PAGE_BYTES, Params, Queries } from './schemas.ts';
 import { ReadScope, type WithheldEntry } from './read-access.ts';
 import type { Reader } from './read-auth.ts';
+import { HttpError } from './http-error.ts';
+import { bundleReply, checkpointReply, hashTileReply, TLOG_CHECKPOINT_CACHE } from './tlog.ts';
 
-export class HttpError extends Error {
-  constructor(
-    readonly statusCode: number,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-}
+export { HttpError };
 
 export interface ApiContext {
   platform: OpenPlatform;
@@ -71,6 +65,8 @@ export interface Reply {
   status?: number;
   body: unknown;
   contentType?: string;
+  /** Response headers (e.g. Cache-Control). */
+  headers?: Record<string, string>;
 }
 
 type Shape = z.core.$ZodShape;
@@ -436,10 +432,7 @@ export const ROUTES: RouteDef[] = [
     return { body: { notifications: await notifications(ctx, 'recipient', query.recipient) } };
   }),
   pub('/v1/gates', 'The 17 gates and whether each is enforced yet', {}, async () => ({ body: { gates: gateStatus() } })),
-  pub('/v1/ledger/checkpoint', 'The latest signed checkpoint (C2SP signed note)', { produces: 'text/plain' }, async (ctx) => {
-    const latest = await ctx.platform.store.latestCheckpoint();
-    return { body: latest?.note ?? (await ctx.platform.chokepoint.ledger.checkpoint()), contentType: 'text/plain; charset=utf-8' };
-  }),
+  pub('/v1/ledger/checkpoint', 'The latest signed checkpoint (C2SP signed note)', { produces: 'text/plain' }, async (ctx) => checkpointReply(ctx)),
   read(
     '/v1/ledger/entries',
     `Ledger entries [from, to), at most ${MAX_ENTRIES_PER_CALL} and about ${MAX_PAGE_BYTES} bytes per call, optionally only those about one IMVU; entries you may not read come as { index, leafHash, withheld }`,
@@ -475,6 +468,23 @@ export const ROUTES: RouteDef[] = [
       }
       return { body: { entries, size, from, to, ...(to < size ? { next: to } : {}) } };
     },
+  ),
+  // ---- the ledger as C2SP tlog-tiles (src/api/tlog.ts): tiles and the checkpoint public, entry bundles by the read rules
+  pub('/tlog/checkpoint', 'C2SP tlog-tiles: the latest signed checkpoint, the same note as /v1/ledger/checkpoint', { produces: 'text/plain' }, async (ctx) => ({
+    ...(await checkpointReply(ctx)),
+    headers: { 'cache-control': TLOG_CHECKPOINT_CACHE },
+  })),
+  pub(
+    '/tlog/tile/*',
+    'C2SP tlog-tiles: hash tile tile/<L>/<N>[.p/<W>] (height 8: 256 hashes of 32 bytes; N in x-prefixed 3-digit groups); full tiles are immutable',
+    { params: Params.tile, produces: 'application/octet-stream' },
+    async (ctx, { params }) => hashTileReply(ctx, params['*']),
+  ),
+  read(
+    '/tlog/tile/entries/*',
+    'C2SP tlog-tiles: entry bundle tile/entries/<N>[.p/<W>] (each entry as a big-endian uint16 length and its canonical bytes); an admin reads any, another identity only a bundle of entries it may all see (else 403: /v1/ledger/entries gives the others as leaf hashes)',
+    { params: Params.tile, produces: 'application/octet-stream' },
+    async (ctx, { params, scope }) => bundleReply(ctx, params['*'], await scope()),
   ),
   pub('/v1/ledger/proof/inclusion', 'RFC 9162 inclusion proof of entry `index` in the tree of `size` entries', { query: Queries.inclusion }, async (ctx, { query }) => {
     const current = await ledgerSize(ctx);

@@ -26,6 +26,8 @@ export const Params = {
   zone: z.object({ zone: ZoneName }).strict(),
   identity: z.object({ nameOrId: z.string().min(1).max(64) }).strict(),
   statement: z.object({ imvu: ImvuId, period: Period }).strict(),
+  /** The rest of a /tlog/tile/ path (checked by src/core/ledger/tiles.ts: 400 unless it names a tile). */
+  tile: z.object({ '*': z.string().max(200) }).strict(),
 };
 
 export const Queries = {

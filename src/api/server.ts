@@ -245,6 +245,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         }
         const out = await route.handle(ctx, { params: params.data, query: query.data, body: req.body, source: req.ip, ...(reader ? { reader } : {}) });
         reply.code(out.status ?? 200);
+        if (out.headers) reply.headers(out.headers);
         if (out.contentType) reply.type(out.contentType);
         return out.body;
       },
