@@ -146,3 +146,32 @@ describe('entry bundles: the read rules', () => {
     expect(json(other).error).toMatch(/bob may not read 256 of the 256 entries/);
   });
 });
+
+describe('an entry longer than a bundle can carry', () => {
+  it('a creator can record one (a traffic policy near the 64 KiB command limit); its bundle is refused with a message naming it, the tiles still prove it', async () => {
+    const imvu = ((await api.get<{ imvus: { id: string }[] }>('/v1/imvus')).body.imvus[0]!).id;
+    const route = (i: number, pad: number) => ({ path: `/${String(i).padStart(4, '0')}${'p'.repeat(pad)}`, backend: 'b'.repeat(120) });
+    let count = 1;
+    const body = (pad: number) => ({ imvu, policy: { public: Array.from({ length: count }, (_, i) => route(i, i === 0 ? pad : 200)), private: [], restricted: [] } });
+    const fits = (pad: number) => JSON.stringify(api.sign(alice, 'route.set', body(pad))).length <= 64 * 1024 - 20;
+    // The largest command the chokepoint accepts (64 KiB as JSON), give or take a few bytes.
+    while (fits(200)) count++;
+    count--;
+    let pad = 200;
+    while (pad < 250 && fits(pad + 1)) pad++;
+    const r = await api.as(alice, 'PUT', `/v1/imvus/${imvu}/routes`, 'route.set', body(pad));
+    expect(r.status, r.text).toBe(200);
+    const index = r.body.index as number;
+    const n = Math.floor(index / 256);
+    const width = (await api.size()) - n * 256;
+    const path = `/tlog/tile/entries/00${n}${width < 256 ? `.p/${width}` : ''}`;
+    const bundle = await raw(path, ops);
+    expect(bundle.status).toBe(500);
+    expect(json(bundle).error).toMatch(new RegExp(`ledger entry ${index} is 6\\d{4} bytes, more than the 65535 an entry bundle can carry; GET /v1/ledger/entries\\?from=512&to=`));
+    // The entry before it is still served in a bundle, and the hash tiles cover the long one.
+    expect((await raw(`/tlog/tile/entries/002.p/${index - 512}`, ops)).status).toBe(index > 512 ? 200 : 400);
+    const tile = await raw(`/tlog/tile/0/002.p/${index - 512 + 1}`);
+    const proof = await api.get<{ leafHash: string }>(`/v1/ledger/proof/inclusion?index=${index}`);
+    expect(tile.bytes.subarray(-32).toString('hex')).toBe(proof.body.leafHash);
+  });
+});
