@@ -73,6 +73,7 @@ describe('reads every client needs', () => {
       'GET /v1/imvus', 'GET /v1/imvus/{id}', 'GET /v1/zones/{zone}/records', 'GET /v1/zones/{zone}/export', 'GET /v1/zones/{zone}/ds', 'GET /v1/imvus/{id}/mailboxes', 'GET /v1/imvus/{id}/routes',
       'GET /v1/imvus/{id}/notifications', 'GET /v1/consents', 'GET /v1/notifications', 'GET /v1/gates', 'GET /v1/ledger/checkpoint',
       'GET /v1/ledger/entries', 'GET /v1/ledger/proof/inclusion', 'GET /v1/ledger/proof/consistency', 'GET /v1/statements/{imvu}/{period}',
+      'GET /tlog/checkpoint', 'GET /tlog/tile/{path}', 'GET /tlog/tile/entries/{path}',
     ];
     expect(listed.sort()).toEqual(expected.sort());
 
@@ -86,6 +87,8 @@ describe('reads every client needs', () => {
       for (const [method, op] of Object.entries(ops)) if (method !== 'get') expect(op.requestBody, `${method} ${path}`).toBeDefined();
     const entries = r.body.paths['/v1/ledger/entries']!.get!.parameters as { name: string; in: string }[];
     expect(entries.map((p) => `${p.in}:${p.name}`)).toEqual(['query:from', 'query:to', 'query:imvu']);
+    const tile = r.body.paths['/tlog/tile/{path}']!.get!.parameters as { name: string; in: string }[];
+    expect(tile.map((p) => `${p.in}:${p.name}`)).toEqual(['path:path']);
   });
 
   it('serves the platform key, a checkpoint it verifies, and inclusion and consistency proofs that check out', async () => {
