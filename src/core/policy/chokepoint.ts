@@ -128,6 +128,10 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
   const schema = BODY_SCHEMAS[cmd.type];
   const body = schema.safeParse(cmd.body);
   if (!body.success) return { ...base, spent, decision: denied([deny(0, `invalid ${cmd.type}: ${formatZodError(body.error)}`), audit]) };
+  // Every entry must fit a C2SP entry bundle (a uint16 length); the decision and envelope add a few KiB.
+  const bodyBytes = canonicalBytes(cmd.body).length;
+  if (bodyBytes > MAX_COMMAND_BODY_BYTES)
+    return { ...base, spent, decision: denied([deny(0, `the ${cmd.type} body is ${bodyBytes} bytes; at most ${MAX_COMMAND_BODY_BYTES} fit one ledger entry`), audit]) };
   if (cmd.type === 'pricebook.publish') {
     // The body here; when it may take effect is gate 6's (src/core/policy/gates/06-revenue-metering.ts).
     try {
@@ -198,6 +202,9 @@ export async function replayEntry(tx: WriteTx, entry: LedgerEntry, opts: DecideO
  * authenticated identity cannot grow the log by the size of its refused junk.
  */
 export const MAX_DENIED_BODY_BYTES = 2048;
+
+/** The largest command body recorded as it is: its entry, with the decision, stays under the 65,535 bytes of a tlog-tiles entry bundle. */
+export const MAX_COMMAND_BODY_BYTES = 48 * 1024;
 
 function elide(entry: LedgerEntry): LedgerEntry {
   const body = entry.command?.command?.body;
