@@ -291,7 +291,11 @@ export class CosignatureCollector {
 
   private registerMetrics(registry: Registry): void {
     const sessions = this.sessions;
-    const collector = this;
+    const status = () => this.status();
+    const newestCount = () => {
+      const n = this.newest_;
+      return n ? this.cosignaturesFor(n.size, n.rootB64).length : 0;
+    };
     new Gauge({
       name: 'nexus_witness_cosigned_size',
       help: 'Tree size of the newest checkpoint each witness cosigned.',
@@ -307,7 +311,7 @@ export class CosignatureCollector {
       labelNames: ['witness'] as const,
       registers: [registry],
       collect() {
-        for (const st of collector.status()) this.set({ witness: st.name }, st.lagging ? 1 : 0);
+        for (const st of status()) this.set({ witness: st.name }, st.lagging ? 1 : 0);
       },
     });
     new Gauge({
@@ -315,8 +319,7 @@ export class CosignatureCollector {
       help: 'Cosignatures the daemon holds for its newest checkpoint.',
       registers: [registry],
       collect() {
-        const n = collector.newest_;
-        this.set(n ? collector.cosignaturesFor(n.size, n.rootB64).length : 0);
+        this.set(newestCount());
       },
     });
     this.failures = new Counter({
