@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, IANA_ROOT_HINTS, resolveConfig, xfrOptions } from './config.ts';
 import { DEFAULT_PLAN } from '../core/policy/commands.ts';
+import { generateKeyPairSync as generateKeyPair } from 'node:crypto';
+import { cosignerVerifierKey } from '../core/witness/cosignature.ts';
 
 let dir: string;
 beforeAll(() => {
@@ -33,6 +35,9 @@ const DNS_DEFAULTS = {
   plan: DEFAULT_PLAN,
   // The platform's name servers: none given, ns1.<suffix> at the DNS address.
   nameservers: [],
+  // No witnesses; a witness exchange has 10 s.
+  witnesses: [],
+  witnessTimeoutMs: 10_000,
 };
 
 describe('resolveConfig', () => {
@@ -192,6 +197,25 @@ describe('resolveConfig: zone transfers (allow-list, TSIG, NOTIFY)', () => {
     oneLineError(() => resolveConfig({ env: {}, cwd: dir, nameservers: ['ns1.world=0.0.0.0'] }), /not an address a resolver can reach/);
     writeFileSync(file, JSON.stringify({ nameservers: 'ns1.world=192.0.2.53' }));
     expect(resolveConfig({ env: {}, cwd: dir, config: file }).nameservers).toEqual([{ name: 'ns1.world', address: '192.0.2.53' }]);
+  });
+
+  it('--witness / NEXUS_WITNESSES / witnesses: URL=VKEY pairs (or { url, vkey } in the file), each key checked', () => {
+    const vkey = cosignerVerifierKey('witness.example/w1', generateKeyPair('ed25519').publicKey.export({ format: 'der', type: 'spki' }).subarray(-32));
+    const other = cosignerVerifierKey('witness.example/w2', generateKeyPair('ed25519').publicKey.export({ format: 'der', type: 'spki' }).subarray(-32));
+    const file = join(dir, 'witnesses.json');
+    writeFileSync(file, JSON.stringify({ witnesses: [{ url: 'http://127.0.0.1:7601/', vkey }], witnessTimeoutMs: 3000 }));
+    const fromFile = resolveConfig({ env: {}, cwd: dir, config: file });
+    expect(fromFile.witnesses).toEqual([{ url: 'http://127.0.0.1:7601', vkey }]);
+    expect(fromFile.witnessTimeoutMs).toBe(3000);
+    expect(resolveConfig({ env: { NEXUS_WITNESSES: `http://127.0.0.1:1=${vkey},https://w2.example/prefix=${other}` }, cwd: dir }).witnesses).toEqual([
+      { url: 'http://127.0.0.1:1', vkey },
+      { url: 'https://w2.example/prefix', vkey: other },
+    ]);
+    expect(resolveConfig({ env: {}, cwd: dir, config: file, witnesses: [`http://127.0.0.1:2=${other}`] }).witnesses).toEqual([{ url: 'http://127.0.0.1:2', vkey: other }]);
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, witnesses: ['http://127.0.0.1:2'] }), /^invalid --witness: "http:\/\/127.0.0.1:2" is not URL=VKEY/);
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, witnesses: [`ftp://x=${vkey}`] }), /a witness URL is http or https/);
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, witnesses: ['http://127.0.0.1:2=witness.example/w1+00000000+AAAA'] }), /the verifier key for witness http:\/\/127.0.0.1:2 is invalid/);
+    oneLineError(() => resolveConfig({ env: {}, cwd: dir, witnesses: [`http://a=${vkey}`, `http://b=${vkey}`] }), /a witness key is listed twice/);
   });
 
   it('TSIG: the name from flag, environment or file; the secret from a file (flag, environment, file) or NEXUS_TSIG_SECRET', () => {

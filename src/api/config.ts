@@ -6,6 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import type { XfrOptions } from '../domains/dns-authority/xfr.ts';
 import { DEFAULT_PLAN, PLAN_FIELDS, type PlanLimits } from '../core/policy/commands.ts';
+import { parseCosignerVerifierKey } from '../core/witness/cosignature.ts';
 
 /** The root name servers (IANA root hints, IPv4), where domain proofs start their look-ups. */
 export const IANA_ROOT_HINTS = [
@@ -32,6 +33,10 @@ export const DEFAULTS = {
   plan: DEFAULT_PLAN,
   /** The platform's name servers: none given means `ns1.<suffix>` at the DNS address. */
   nameservers: [],
+  /** Witnesses the daemon asks to cosign its checkpoints: none. */
+  witnesses: [],
+  /** Deadline of one add-checkpoint exchange with a witness. */
+  witnessTimeoutMs: 10_000,
 } as const;
 
 /** The authoritative DNS server's default port: 53 when running as root, 5353 otherwise. */
@@ -85,6 +90,13 @@ export interface NexusConfig {
    * address (or the edge address when DNS listens on 0.0.0.0 / ::).
    */
   nameservers: { name: string; address: string }[];
+  /**
+   * Witnesses (C2SP tlog-witness) sent every new checkpoint, each with the verifier key its
+   * cosignatures must verify under (src/core/witness/collector.ts).
+   */
+  witnesses: { url: string; vkey: string }[];
+  /** Deadline of one add-checkpoint exchange; a slower witness counts as failed for that checkpoint. */
+  witnessTimeoutMs: number;
   /** The config file that was read, if any. */
   configFile?: string;
 }
@@ -114,6 +126,9 @@ export interface ConfigOptions {
   plan?: string | Partial<PlanLimits>;
   /** `name=address` (e.g. `ns1.world=192.0.2.53`), each may be a comma-separated list. */
   nameservers?: string | string[];
+  /** `URL=VKEY` (a witness's submission URL and its verifier key), each may be a comma-separated list. */
+  witnesses?: string | string[];
+  witnessTimeoutMs?: number | string;
   /** A JSON config file to read instead of `<dataDir>/nexus.json`. */
   config?: string;
   /** Defaults to process.env. */
@@ -275,6 +290,44 @@ const NameServers = z.preprocess(
   ).max(8, 'at most 8 name servers').transform((a) => [...new Map(a.map((t) => [`${t.name} ${t.address}`, t])).values()]),
 );
 
+/** `http://host:port/prefix=<name>+<key id>+<base64 key>`: a witness and the key its cosignatures verify under. */
+function witnessSpec(s: string): { url: string; vkey: string } | string {
+  const eq = s.indexOf('=');
+  if (eq < 0) return `${JSON.stringify(s.slice(0, 200))} is not URL=VKEY (a witness's URL and its verifier key, as \`nexus witness init\` prints it)`;
+  const rawUrl = s.slice(0, eq).trim();
+  const vkey = s.slice(eq + 1).trim();
+  let u: URL;
+  try {
+    u = new URL(rawUrl);
+  } catch {
+    return `${JSON.stringify(rawUrl.slice(0, 200))} is not a URL (such as http://witness.example:7601)`;
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return `${JSON.stringify(rawUrl.slice(0, 200))}: a witness URL is http or https`;
+  if (u.search || u.hash || u.username || u.password) return `${JSON.stringify(rawUrl.slice(0, 200))}: a witness URL has no query, fragment or credentials`;
+  try {
+    parseCosignerVerifierKey(vkey);
+  } catch (err) {
+    return `the verifier key for witness ${rawUrl} is invalid: ${(err as Error).message}`;
+  }
+  return { url: u.toString().replace(/\/+$/, ''), vkey };
+}
+const Witnesses = z.preprocess(
+  (v) => splitList(Array.isArray(v) ? v.map((w: unknown) => (w && typeof w === 'object' && 'url' in w && 'vkey' in w ? `${String(w.url)}=${String(w.vkey)}` : w)) : v),
+  z.array(
+    z.string({ error: 'must be a list of URL=VKEY strings or { url, vkey } objects' }).transform((s, ctx) => {
+      const r = witnessSpec(s);
+      if (typeof r === 'string') {
+        ctx.addIssue({ code: 'custom', message: r });
+        return z.NEVER;
+      }
+      return r;
+    }),
+    { error: LIST_MESSAGE },
+  )
+    .max(32, 'at most 32 witnesses')
+    .refine((a) => new Set(a.map((w) => w.vkey)).size === a.length, 'a witness key is listed twice'),
+);
+
 const TSIG_NAME_MESSAGE = 'must be a key name such as nexus-xfr or xfr.example.org (letters, digits, - and _ in dot-separated labels)';
 const TsigName = z
   .string({ error: TSIG_NAME_MESSAGE })
@@ -298,6 +351,8 @@ const FIELDS = {
   rootHints: RootHints,
   plan: Plan,
   nameservers: NameServers,
+  witnesses: Witnesses,
+  witnessTimeoutMs: IntervalMs,
 } as const;
 type Field = keyof typeof FIELDS;
 
@@ -317,6 +372,8 @@ const ENV: Record<Field, string> = {
   rootHints: 'NEXUS_ROOT_HINTS',
   plan: 'NEXUS_PLAN',
   nameservers: 'NEXUS_NAMESERVERS',
+  witnesses: 'NEXUS_WITNESSES',
+  witnessTimeoutMs: 'NEXUS_WITNESS_TIMEOUT_MS',
 };
 const FLAG: Record<Field, string> = {
   dataDir: '--data',
@@ -334,6 +391,8 @@ const FLAG: Record<Field, string> = {
   rootHints: '--root-hints',
   plan: '--plan',
   nameservers: '--nameserver',
+  witnesses: '--witness',
+  witnessTimeoutMs: '--witness-timeout',
 };
 
 /** What a config file may contain (the same fields, nothing else). */
@@ -356,6 +415,8 @@ export const ConfigFileSchema = z
     rootHints: RootHints.optional(),
     plan: Plan.optional(),
     nameservers: NameServers.optional(),
+    witnesses: Witnesses.optional(),
+    witnessTimeoutMs: IntervalMs.optional(),
   })
   .strict();
 
@@ -441,6 +502,8 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     rootHints: pick('rootHints'),
     plan: pick('plan'),
     nameservers: pick('nameservers'),
+    witnesses: pick('witnesses'),
+    witnessTimeoutMs: pick('witnessTimeoutMs'),
     ...(fileName ? { configFile: fileName } : {}),
   };
   if (cfg.notify.length > 0 && cfg.xfrAllow.length === 0 && !cfg.tsig)

@@ -1,7 +1,8 @@
 // Stand-alone daemon entry: `node --import tsx src/api/daemon.ts [--data DIR] [--port N] [--host H]
 // [--log-level L] [--suffix S] [--config FILE] [--dns-address A] [--dns-port N] [--no-dns]
 // [--meter-interval MS] [--xfr-allow CIDR...] [--tsig-name NAME] [--tsig-secret-file PATH]
-// [--notify IP[:PORT]...] [--nameserver NAME=IP...] [--integrity-interval MS]` (the TSIG secret itself only from a file or
+// [--notify IP[:PORT]...] [--nameserver NAME=IP...] [--integrity-interval MS] [--witness URL=VKEY...]
+// [--witness-timeout MS]` (the TSIG secret itself only from a file or
 // NEXUS_TSIG_SECRET, never a flag). The CLI's `nexus serve` calls the same serve().
 import { parseArgs } from 'node:util';
 import { serve } from './server.ts';
@@ -26,6 +27,8 @@ async function main(argv: string[]): Promise<void> {
       notify: { type: 'string', multiple: true },
       nameserver: { type: 'string', multiple: true },
       'integrity-interval': { type: 'string' },
+      witness: { type: 'string', multiple: true },
+      'witness-timeout': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -47,6 +50,8 @@ async function main(argv: string[]): Promise<void> {
     ...(values.notify !== undefined ? { notify: values.notify } : {}),
     ...(values.nameserver !== undefined ? { nameservers: values.nameserver } : {}),
     ...(values['integrity-interval'] !== undefined ? { integrityIntervalMs: values['integrity-interval'] } : {}),
+    ...(values.witness !== undefined ? { witnesses: values.witness } : {}),
+    ...(values['witness-timeout'] !== undefined ? { witnessTimeoutMs: values['witness-timeout'] } : {}),
   });
 }
 

@@ -28,6 +28,8 @@ import { ReadScope, type WithheldEntry } from './read-access.ts';
 import type { Reader } from './read-auth.ts';
 import { HttpError } from './http-error.ts';
 import { bundleReply, checkpointReply, hashTileReply, TLOG_CHECKPOINT_CACHE } from './tlog.ts';
+import type { CosignatureCollector } from '../core/witness/collector.ts';
+import { cosignedCheckpoint, servedCheckpoint } from './checkpoint.ts';
 
 export { HttpError };
 
@@ -42,6 +44,8 @@ export interface ApiContext {
   challenge?: ChallengeLookup;
   /** Where the authoritative DNS server listens, when it runs, and who may transfer its zones. */
   dns?: { address: string; port: number; xfr: XfrSummary };
+  /** The witnesses' cosignatures of the checkpoints, when witnesses are configured. */
+  witnesses?: CosignatureCollector;
 }
 
 /**
@@ -325,8 +329,13 @@ export const ROUTES: RouteDef[] = [
   mutation('POST', '/v1/revenue', 'revenue.record', 'Record revenue (service identities)'),
 
   // ---- reads
-  pub('/health', 'Liveness, ledger size, where DNS listens and who may transfer zones (dns is null when off)', {}, async (ctx) => ({
-    body: { status: 'ok', size: await ledgerSize(ctx), dns: ctx.dns ? { address: ctx.dns.address, port: ctx.dns.port, xfr: ctx.dns.xfr } : null },
+  pub('/health', 'Liveness, ledger size, where DNS listens and who may transfer zones (dns is null when off), and each witness: size it last cosigned, last error, lagging', {}, async (ctx) => ({
+    body: {
+      status: 'ok',
+      size: await ledgerSize(ctx),
+      dns: ctx.dns ? { address: ctx.dns.address, port: ctx.dns.port, xfr: ctx.dns.xfr } : null,
+      witnesses: ctx.witnesses?.status() ?? [],
+    },
   })),
   route('metrics', '/metrics', 'Prometheus metrics (loopback peers; anyone else needs a read signed by an admin)', { produces: 'text/plain' }, async (ctx) => ({
     body: await ctx.metrics.registry.metrics(),
@@ -432,7 +441,17 @@ export const ROUTES: RouteDef[] = [
     return { body: { notifications: await notifications(ctx, 'recipient', query.recipient) } };
   }),
   pub('/v1/gates', 'The 17 gates and whether each is enforced yet', {}, async () => ({ body: { gates: gateStatus() } })),
-  pub('/v1/ledger/checkpoint', 'The latest signed checkpoint (C2SP signed note)', { produces: 'text/plain' }, async (ctx) => checkpointReply(ctx)),
+  pub(
+    '/v1/ledger/checkpoint',
+    'The latest signed checkpoint (C2SP signed note) with every witness cosignature the daemon holds for it; with cosigners=ID,ID (witness key IDs) the newest checkpoint at least min (default all) of them cosigned, else the latest',
+    { query: Queries.checkpoint, produces: 'text/plain' },
+    async (ctx, { query }) => {
+      const ids = query.cosigners?.split(',');
+      const served = ids ? await cosignedCheckpoint(ctx, ids, Math.max(1, Math.min(query.min ?? ids.length, ids.length))) : await servedCheckpoint(ctx);
+      if (!served) throw new HttpError(503, 'the ledger has no checkpoint yet');
+      return { body: served.note, contentType: 'text/plain; charset=utf-8' };
+    },
+  ),
   read(
     '/v1/ledger/entries',
     `Ledger entries [from, to), at most ${MAX_ENTRIES_PER_CALL} and about ${MAX_PAGE_BYTES} bytes per call, optionally only those about one IMVU; entries you may not read come as { index, leafHash, withheld }`,

@@ -42,6 +42,15 @@ export const Queries = {
   consistency: z.object({ from: count('from'), to: count('to').optional() }).strict(),
   consents: z.object({ subject: IdentityId.optional(), imvu: ImvuId.optional() }).strict(),
   notifications: z.object({ recipient: IdentityId }).strict(),
+  checkpoint: z
+    .object({
+      cosigners: z
+        .string()
+        .regex(/^[0-9a-f]{8}(,[0-9a-f]{8}){0,31}$/, 'cosigners must be up to 32 comma-separated witness key IDs (8 lower-case hex digits each)')
+        .optional(),
+      min: count('min').optional(),
+    })
+    .strict(),
 };
 
 /** A signed command of one type, as the chokepoint expects it (its envelope, with the type's body schema). */

@@ -18,6 +18,7 @@ import { PeriodCloser } from '../core/handshake/closer.ts';
 import { ACCEPT_SIGNATURE, ReadAuthError, ReadVerifier, type Reader } from './read-auth.ts';
 import { challengeResolver, type ChallengeLookup, type ChallengeResolverOptions } from '../imvu/domain-proof.ts';
 import { ensurePlatformZone } from '../domains/registry/declare.ts';
+import { CosignatureCollector, type WitnessEndpoint } from '../core/witness/collector.ts';
 
 export interface ServerOptions {
   dataDir: string;
@@ -49,6 +50,11 @@ export interface ServerOptions {
    * a difference is rebuilt from the ledger and recorded as an integrity alarm. Default 60000; 0 turns it off.
    */
   integrityIntervalMs?: number;
+  /**
+   * Witnesses sent every new checkpoint (coalesced: one request in flight per witness, for the
+   * newest); their cosignatures are kept under DATA/cosignatures and served with the checkpoint.
+   */
+  witnesses?: { endpoints: WitnessEndpoint[]; timeoutMs?: number; minIntervalMs?: number; backoffMs?: number };
 }
 
 /** Defaults: generous for people and scripts, far below what fills a disk. */
@@ -69,6 +75,8 @@ export interface RunningServer {
   closer: PeriodCloser;
   /** The committed state, to read (embedding, tests): every change goes through the chokepoint. */
   store: Store;
+  /** The witness cosignature collector, when witnesses are configured. */
+  witnesses?: CosignatureCollector;
   /** Stops accepting, lets requests in flight finish (their commands commit), then closes the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -132,6 +140,30 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     app.log.error({ alarm: start.alarm, reasons: start.reasons }, 'integrity alarm at start: projections differed from the ledger and were rebuilt from it');
   else if (start.replayed) app.log.info({ replayMs: start.replayMs, reasons: start.reasons }, 'projections checked against a replay of the ledger');
   const metrics = createMetrics(() => platform.store.ledgerSize());
+  let witnesses: CosignatureCollector | undefined;
+  if (opts.witnesses && opts.witnesses.endpoints.length > 0) {
+    const ledger = platform.chokepoint.ledger;
+    try {
+      witnesses = new CosignatureCollector({
+        dataDir: opts.dataDir,
+        witnesses: opts.witnesses.endpoints,
+        consistencyProof: (oldSize, newSize) => ledger.consistencyProof(oldSize, newSize),
+        ...(opts.witnesses.timeoutMs !== undefined ? { timeoutMs: opts.witnesses.timeoutMs } : {}),
+        ...(opts.witnesses.minIntervalMs !== undefined ? { minIntervalMs: opts.witnesses.minIntervalMs } : {}),
+        ...(opts.witnesses.backoffMs !== undefined ? { backoffMs: opts.witnesses.backoffMs } : {}),
+        log: app.log,
+        registry: metrics.registry,
+      });
+    } catch (err) {
+      await app.close().catch(() => undefined);
+      await platform.close();
+      throw err;
+    }
+    const collector = witnesses;
+    ledger.onCheckpoint((cp) => collector.notify(cp));
+    const latest = await platform.store.latestCheckpoint();
+    if (latest) collector.notifyNote(latest.note);
+  }
   let dns: DnsService | undefined;
   if (!opts.dns) {
     // The platform's own zone and its DNSSEC key exist from the first start (the DNS service
@@ -184,6 +216,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     openapi: () => (openapi ??= openApiDocument(ROUTES, { version: VERSION })),
     ...(dns ? { dns: { address: dns.server.address, port: dns.server.port, xfr: dns.xfr } } : {}),
     ...(opts.challenge ? { challenge: typeof opts.challenge === 'function' ? opts.challenge : challengeResolver(opts.challenge) } : {}),
+    ...(witnesses ? { witnesses } : {}),
   };
 
   // While closing, answer in-flight requests with `Connection: close` so that keep-alive clients
@@ -258,6 +291,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await app.close().catch(() => undefined);
     await closer.close();
     await dns?.close().catch(() => undefined);
+    await witnesses?.close();
     await platform.close();
     throw err;
   }
@@ -286,6 +320,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     log: app.log,
     store: platform.store,
     ...(dns ? { dns } : {}),
+    ...(witnesses ? { witnesses } : {}),
     closer,
     close: () =>
       (closing ??= (async () => {
@@ -301,6 +336,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
           clearInterval(noiseTimer);
           await summarise();
         } finally {
+          await witnesses?.close().catch(() => undefined);
           await platform.close();
         }
       })()),
@@ -331,13 +367,15 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
     port: cfg.port,
     logLevel: cfg.logLevel,
     integrityIntervalMs: cfg.integrityIntervalMs,
+    ...(cfg.witnesses.length ? { witnesses: { endpoints: cfg.witnesses.map((w) => ({ ...w })), timeoutMs: cfg.witnessTimeoutMs } } : {}),
     dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, nameservers: cfg.nameservers, ...(xfr ? { xfr } : {}) } : false,
     // Servers learned from referrals are asked on the first hint's port (53 unless a test hierarchy says otherwise).
     challenge: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port },
   });
   // The TSIG key by name only: the secret is never logged.
   const dns = server.dns ? { address: server.dns.server.address, port: server.dns.server.port, meterIntervalMs: cfg.meterIntervalMs, xfr: server.dns.xfr } : null;
-  server.log.info({ url: server.url, dns, dataDir: cfg.dataDir, initialised, configFile: cfg.configFile ?? null }, 'nexus daemon listening');
+  const witnesses = cfg.witnesses.map((w) => w.url);
+  server.log.info({ url: server.url, dns, witnesses, dataDir: cfg.dataDir, initialised, configFile: cfg.configFile ?? null }, 'nexus daemon listening');
   if (opts.signals !== false) {
     let stopping = false;
     const stop = (signal: NodeJS.Signals) => {

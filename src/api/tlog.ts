@@ -7,6 +7,7 @@
 // it. Full tiles never change and are cached for a year; partial ones and the checkpoint briefly.
 import { decodeEntry } from '../core/ledger/ledger.ts';
 import { EntryTooLargeError, TILE_WIDTH, encodeBundle, TilePathError, parseTilePath, readBundleEntries, readHashTile, tilePath, tileWidthAt, type TileRef } from '../core/ledger/tiles.ts';
+import { servedCheckpoint } from './checkpoint.ts';
 import { HttpError } from './http-error.ts';
 import type { ReadScope } from './read-access.ts';
 import type { ApiContext, Reply } from './routes.ts';
@@ -23,17 +24,11 @@ export const PRIVATE_PARTIAL_CACHE = 'private, max-age=60';
 
 const OCTETS = 'application/octet-stream';
 
-/**
- * The checkpoint the daemon serves: the latest signed checkpoint note. The one function behind
- * both GET /v1/ledger/checkpoint and GET /tlog/checkpoint, so they always serve the same note.
- */
-export async function servedCheckpoint(ctx: ApiContext): Promise<string> {
-  const latest = await ctx.platform.store.latestCheckpoint();
-  return latest?.note ?? (await ctx.platform.chokepoint.ledger.checkpoint());
-}
-
+/** GET /tlog/checkpoint: the same note as GET /v1/ledger/checkpoint, cosignatures included (checkpoint.ts). */
 export async function checkpointReply(ctx: ApiContext): Promise<Reply> {
-  return { body: await servedCheckpoint(ctx), contentType: 'text/plain; charset=utf-8' };
+  const served = await servedCheckpoint(ctx);
+  if (!served) throw new HttpError(503, 'the ledger has no checkpoint yet');
+  return { body: served.note, contentType: 'text/plain; charset=utf-8' };
 }
 
 function parse(path: string): TileRef {

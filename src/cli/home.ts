@@ -9,6 +9,7 @@
 //     checkpoints/<platform id>.note  newest checkpoint seen of that platform's log (signed note)
 //     alarms/<code>.json              open alarms (log rewritten, platform key changed); every call fails while one is open
 //     evidence/<time>-<code>.json     acknowledged alarms, kept as evidence
+//     witnesses.json                  { witnesses: [{ name, vkey, addedAt }], require: K }   the witness policy
 import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -53,6 +54,13 @@ export interface PinnedPlatform {
   publicKey: string;
   origin: string;
   pinnedAt: string;
+}
+
+/** The creator's witness policy: a checkpoint is trusted only if at least `require` of these cosigned it. */
+export interface WitnessPolicy {
+  witnesses: { name: string; vkey: string; addedAt: string }[];
+  /** 0: no policy (cosignatures are not required). */
+  require: number;
 }
 
 export interface LocalIdentity {
@@ -172,6 +180,27 @@ export class Home {
 
   saveCheckpoint(platformId: string, note: string): void {
     writeFileAtomic(this.checkpointPath(platformId), note, 0o600);
+  }
+
+  // --- witness policy ---------------------------------------------------------------------
+
+  witnessPolicyPath(): string {
+    return this.path('witnesses.json');
+  }
+
+  witnessPolicy(): WitnessPolicy {
+    const file = this.witnessPolicyPath();
+    const p = readJson<Partial<WitnessPolicy>>(file, { witnesses: [], require: 0 });
+    const ok =
+      p && typeof p === 'object' && Array.isArray(p.witnesses) && Number.isSafeInteger(p.require) && (p.require as number) >= 0 && (p.require as number) <= p.witnesses.length &&
+      p.witnesses.every((w) => w && typeof w.name === 'string' && typeof w.vkey === 'string');
+    if (!ok) throw usage(`${file} is not a witness policy ({ witnesses: [{ name, vkey }], require: K } with K at most the number of witnesses); fix or remove it`);
+    return { witnesses: p.witnesses!.map((w) => ({ name: w.name, vkey: w.vkey, addedAt: String(w.addedAt ?? '') })), require: p.require! };
+  }
+
+  saveWitnessPolicy(p: WitnessPolicy): void {
+    this.ensure();
+    writeFileAtomic(this.witnessPolicyPath(), JSON.stringify(p, null, 2) + '\n');
   }
 
   // --- alarms -----------------------------------------------------------------------------

@@ -8,6 +8,12 @@
 //   4. if it saved a checkpoint of this platform before, checks that the new tree extends it
 //      (GET /v1/ledger/proof/consistency?from=OLD&to=NEW, RFC 9162 2.1.4.2); a failure is an alarm;
 //   5. saves the newer checkpoint.
+// With a witness policy (`nexus audit witnesses`, NEXUS_HOME/witnesses.json: K of the creator's
+// witnesses), step 3 also requires at least K valid cosignatures (C2SP tlog-cosignature) on the
+// checkpoint. The daemon's newest checkpoint may not be cosigned yet (its witnesses answer a moment
+// after each commit): the CLI then asks for the newest checkpoint those witnesses cosigned
+// (`?cosigners=<key IDs>&min=K`) until one at least as large arrives, for up to NEXUS_WITNESS_WAIT_MS
+// (default 3000). Without one it fails with exit 4 naming the missing witnesses, and saves nothing.
 // After a command it submitted, it can also check that the ledger entry is its own command and is
 // included in the new signed checkpoint (confirmEntry).
 //
@@ -25,7 +31,9 @@ import { leafHash, verifyConsistency, verifyInclusion } from '../core/ledger/mer
 import type { LedgerEntry } from '../core/types.ts';
 import type { Client, ReadSigner } from './client.ts';
 import { CliError, EXIT, verificationFailed } from './errors.ts';
-import { writeFileAtomic, type Home, type PinnedPlatform } from './home.ts';
+import { writeFileAtomic, type Home, type PinnedPlatform, type WitnessPolicy } from './home.ts';
+import { splitNote } from '../core/ledger/checkpoint.ts';
+import { verifyCosignature } from '../core/witness/cosignature.ts';
 
 export interface PlatformInfo {
   id: string;
@@ -147,6 +155,25 @@ function parsePlatform(raw: unknown): PlatformInfo {
   return { id: p.id, origin: p.origin, suffix: String(p.suffix ?? ''), publicKey: p.publicKey, ...(p.verifierKey ? { verifierKey: p.verifierKey } : {}) };
 }
 
+/** Which of the policy's witnesses cosigned `note` (a valid cosignature/v1 line by its key over this checkpoint). */
+export function policyQuorum(note: string, policy: WitnessPolicy): { cosigned: string[]; missing: WitnessPolicy['witnesses']; ok: boolean } {
+  let lines: string[];
+  try {
+    lines = splitNote(note).sigs.map((s) => s.line);
+  } catch {
+    lines = [];
+  }
+  const cosigned: string[] = [];
+  const missing: WitnessPolicy['witnesses'] = [];
+  for (const w of policy.witnesses) {
+    if (lines.some((l) => verifyCosignature(note, l, w.vkey).valid)) cosigned.push(w.name);
+    else missing.push(w);
+  }
+  return { cosigned, missing, ok: cosigned.length >= policy.require };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 export class Witness {
   private platformInfo: PlatformInfo | undefined;
 
@@ -190,11 +217,46 @@ export class Witness {
     }
   }
 
+  /**
+   * The platform's latest checkpoint, verified; with a witness policy, one at least as large that
+   * enough of the creator's witnesses cosigned (or a verification failure naming the missing ones).
+   */
+  private async latestTrusted(info: PlatformInfo): Promise<{ note: string; now: SeenCheckpoint }> {
+    let note = await this.client.getText('/v1/ledger/checkpoint');
+    let now = this.verifyNote(note, info, "the platform's checkpoint");
+    const policy = this.home.witnessPolicy();
+    if (policy.require === 0) return { note, now };
+    let q = policyQuorum(note, policy);
+    if (q.ok) return { note, now };
+    const first = { size: now.size, q };
+    const ids = [...new Set(policy.witnesses.map((w) => w.vkey.split('+')[1] ?? ''))].filter((id) => /^[0-9a-f]{8}$/.test(id)).join(',');
+    const waitMs = Number(process.env.NEXUS_WITNESS_WAIT_MS ?? 3000);
+    const deadline = Date.now() + (Number.isFinite(waitMs) && waitMs >= 0 ? waitMs : 3000);
+    let delay = 50;
+    while (Date.now() < deadline && ids) {
+      await sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
+      delay = Math.min(delay * 2, 500);
+      const n = await this.client.getText(`/v1/ledger/checkpoint?cosigners=${ids}&min=${policy.require}`);
+      const c = this.verifyNote(n, info, "the platform's checkpoint");
+      q = policyQuorum(n, policy);
+      if (q.ok && c.size >= first.size) {
+        note = n;
+        now = c;
+        return { note, now };
+      }
+    }
+    const missing = first.q.missing.map((w) => `${w.name} (${w.vkey.split('+')[0]})`).join(', ');
+    throw verificationFailed(
+      `the platform's checkpoint of tree size ${first.size} has ${first.q.cosigned.length} of the ${policy.require} witness cosignatures your policy requires; ` +
+        `missing: ${missing}. The witnesses may be unreachable, or they refused this tree (a rewritten log); it was not saved as trusted ` +
+        '(`nexus audit witnesses list` shows your policy)',
+    );
+  }
+
   /** Fetches and verifies the platform's latest checkpoint, checks it extends the saved one, saves it. */
   async contact(): Promise<Contact> {
     const info = await this.platform();
-    const note = await this.client.getText('/v1/ledger/checkpoint');
-    const now = this.verifyNote(note, info, "the platform's checkpoint");
+    const { note, now } = await this.latestTrusted(info);
     const savedNote = this.home.savedCheckpoint(info.id);
     if (savedNote === undefined) {
       this.home.saveCheckpoint(info.id, note);

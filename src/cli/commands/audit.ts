@@ -13,6 +13,8 @@ import { Ctx } from '../context.ts';
 import { CliError, EXIT, usage, verificationFailed } from '../errors.ts';
 import { table } from '../format.ts';
 import { acknowledge, openAlarms, type Alarm, type SeenCheckpoint } from '../witness.ts';
+import { parseCosignerVerifierKey } from '../../core/witness/cosignature.ts';
+import { NAME_RE, type WitnessPolicy } from '../home.ts';
 import { dataDirOf } from './operator.ts';
 import { identityNames } from './imvu.ts';
 
@@ -298,6 +300,8 @@ export function auditCommand(): Command {
       return verifyOnline(ctx, o);
     });
 
+  audit.addCommand(witnessPolicyCommand());
+
   audit
     .command('acknowledge')
     .description('acknowledge an alarm you have looked at (`nexus audit verify` shows it and its code); the evidence is kept')
@@ -379,4 +383,77 @@ export function auditCommand(): Command {
     });
 
   return audit;
+}
+
+function policyLines(p: WitnessPolicy): string[] {
+  const head =
+    p.require === 0
+      ? p.witnesses.length
+        ? `No witness cosignatures required yet (${p.witnesses.length} witness${p.witnesses.length > 1 ? 'es' : ''} listed): run \`nexus audit witnesses require K\``
+        : 'No witness policy: checkpoints are trusted without cosignatures (`nexus audit witnesses add NAME VKEY`, then `require K`)'
+      : `Every checkpoint must be cosigned by at least ${p.require} of these ${p.witnesses.length} witness${p.witnesses.length > 1 ? 'es' : ''}:`;
+  return [head, ...(p.witnesses.length ? [table(['NAME', 'VERIFIER KEY', 'ADDED'], p.witnesses.map((w) => [w.name, w.vkey, w.addedAt]))] : [])];
+}
+
+/** `nexus audit witnesses add|list|remove|require`: the creator's witness policy, under NEXUS_HOME. */
+function witnessPolicyCommand(): Command {
+  const cmd = new Command('witnesses').description(
+    'your witness policy: trust a checkpoint only if at least K of your witnesses cosigned it (checked on every contact with a daemon; a shortfall fails with exit 4 and names the missing witnesses)',
+  );
+  cmd
+    .command('add')
+    .description("add a witness you trust, by a local name and its verifier key (what `nexus witness init` printed for it, from its operator)")
+    .argument('<name>', 'a local name for it (lower case letters, digits and -)')
+    .argument('<vkey>', 'its verifier key: <name>+<key id>+<base64 key>')
+    .action((name: string, vkey: string, _o: unknown, c: Command) => {
+      const ctx = Ctx.of(c);
+      if (!NAME_RE.test(name)) throw usage(`invalid witness name '${name}': 2-32 lower case letters, digits and -, starting with a letter`);
+      try {
+        parseCosignerVerifierKey(vkey);
+      } catch (err) {
+        throw usage(`invalid verifier key for witness ${name}: ${(err as Error).message}`);
+      }
+      const p = ctx.home.witnessPolicy();
+      if (p.witnesses.some((w) => w.name === name)) throw usage(`you already have a witness named ${name} (\`nexus audit witnesses remove ${name}\` first)`);
+      const same = p.witnesses.find((w) => w.vkey === vkey);
+      if (same) throw usage(`that key is already your witness ${same.name}`);
+      p.witnesses.push({ name, vkey, addedAt: new Date().toISOString() });
+      ctx.home.saveWitnessPolicy(p);
+      ctx.print({ added: name, policy: p }, () => [`✅ Witness ${name} added`, ...policyLines(p)]);
+    });
+  cmd
+    .command('list')
+    .description('show your witnesses and how many must cosign')
+    .action((_o: unknown, c: Command) => {
+      const ctx = Ctx.of(c);
+      const p = ctx.home.witnessPolicy();
+      ctx.print(p, () => policyLines(p));
+    });
+  cmd
+    .command('remove')
+    .description('remove a witness from your policy (refused while the policy would then require more witnesses than it lists)')
+    .argument('<name>', 'its local name')
+    .action((name: string, _o: unknown, c: Command) => {
+      const ctx = Ctx.of(c);
+      const p = ctx.home.witnessPolicy();
+      if (!p.witnesses.some((w) => w.name === name)) throw usage(`you have no witness named ${name}`);
+      if (p.require > p.witnesses.length - 1)
+        throw usage(`your policy requires ${p.require} cosignatures; without ${name} only ${p.witnesses.length - 1} witness${p.witnesses.length - 1 === 1 ? ' is' : 'es are'} left: lower it first (\`nexus audit witnesses require ${p.witnesses.length - 1}\`)`);
+      p.witnesses = p.witnesses.filter((w) => w.name !== name);
+      ctx.home.saveWitnessPolicy(p);
+      ctx.print({ removed: name, policy: p }, () => [`✅ Witness ${name} removed`, ...policyLines(p)]);
+    });
+  cmd
+    .command('require')
+    .description('how many of your witnesses must cosign a checkpoint before it is trusted (0: none)')
+    .argument('<k>', 'a whole number from 0 to the number of your witnesses', int(0, 32))
+    .action((k: number, _o: unknown, c: Command) => {
+      const ctx = Ctx.of(c);
+      const p = ctx.home.witnessPolicy();
+      if (k > p.witnesses.length) throw usage(`you have ${p.witnesses.length} witness${p.witnesses.length === 1 ? '' : 'es'}; cannot require ${k} cosignatures (\`nexus audit witnesses add NAME VKEY\` first)`);
+      p.require = k;
+      ctx.home.saveWitnessPolicy(p);
+      ctx.print({ policy: p }, () => policyLines(p));
+    });
+  return cmd;
 }

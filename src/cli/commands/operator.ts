@@ -51,6 +51,8 @@ interface ServeFlags {
   plan?: string;
   nameserver?: string[];
   integrityInterval?: number;
+  witness?: string[];
+  witnessTimeout?: number;
 }
 
 async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<void> {
@@ -74,6 +76,8 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.plan !== undefined ? { plan: o.plan } : {}),
     ...(o.nameserver !== undefined ? { nameservers: o.nameserver } : {}),
     ...(o.integrityInterval !== undefined ? { integrityIntervalMs: o.integrityInterval } : {}),
+    ...(o.witness !== undefined ? { witnesses: o.witness } : {}),
+    ...(o.witnessTimeout !== undefined ? { witnessTimeoutMs: o.witnessTimeout } : {}),
   };
   const cfg = resolveConfig(opts);
   if (!initialiseIfNeeded && !isInitialised(cfg.dataDir))
@@ -108,13 +112,18 @@ function daemonOptions(cmd: Command): Command {
     .option('--integrity-interval <ms>', 'how often the projections are compared with what the platform wrote (env NEXUS_INTEGRITY_INTERVAL_MS; default 60000)', int(10, 86_400_000))
     .option('--notify <ip:port...>', 'secondaries to NOTIFY when a zone changes: IP addresses only, port 53 unless given, IPv6 as [addr]:port (env NEXUS_NOTIFY, comma-separated)')
     .option('--root-hints <ip:port...>', 'root servers where domain proofs (the TXT at _nexus-challenge.DOMAIN) start their look-ups (env NEXUS_ROOT_HINTS, comma-separated; default the IANA root servers)')
+    .option('--witness <url=vkey...>', 'a witness that cosigns the checkpoints: its URL and verifier key, repeatable (env NEXUS_WITNESSES, comma-separated; config file `witnesses`)')
+    .option('--witness-timeout <ms>', 'deadline of one request to a witness (env NEXUS_WITNESS_TIMEOUT_MS; default 10000)', int(10, 86_400_000))
     .option('--nameserver <name=ip...>', "the platform's name servers, served in its own zone (the suffix) and named by every IMVU zone (env NEXUS_NAMESERVERS, comma-separated; default ns1.<suffix>=the DNS address)")
     .addHelpText(
       'after',
       '\nZone transfers are refused unless --xfr-allow or a TSIG key is set. DNSSEC needs no\n' +
         'flag: every zone is signed online with its own key, and the platform\'s own zone (the\n' +
         'suffix) delegates to each IMVU zone with its DS: `nexus dns ds ZONE` prints the DS and the\n' +
-        'suffix\'s trust anchor. Configuring a secondary: src/domains/README.md.',
+        'suffix\'s trust anchor. Configuring a secondary: src/domains/README.md.\n\n' +
+        'Each --witness gets every new checkpoint (the newest, one request at a time) and its\n' +
+        'cosignatures are served with GET /v1/ledger/checkpoint; a witness that is down or refuses\n' +
+        'never stops the daemon: /health (witnesses) and the metrics say so.',
     );
 }
 

@@ -114,6 +114,7 @@ export interface LedgerOptions {
 /** Append-only log over a Store: entries, their tree nodes, and a signed checkpoint per commit. */
 export class Ledger {
   hooks: CommitHooks = {};
+  private readonly listeners = new Set<(checkpoint: SavedCheckpoint) => void>();
 
   private constructor(
     private readonly store: Store,
@@ -168,7 +169,17 @@ export class Ledger {
       return out;
     });
     await this.hooks.committed?.(saved);
+    if (saved) for (const fn of this.listeners) fn(saved);
     return out;
+  }
+
+  /**
+   * Told (synchronously, after the commit hooks) about every checkpoint a batch made durable; it
+   * must not block: the witness collector only notes the newest and returns.
+   */
+  onCheckpoint(fn: (checkpoint: SavedCheckpoint) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
   }
 
   signCheckpoint(size: number, root: Buffer): string {

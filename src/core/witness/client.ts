@@ -34,6 +34,8 @@ export interface RequestOptions {
    * checkpoint are returned, and a 200 without one is 'invalid-response'.
    */
   witnessVkey?: string;
+  /** Aborts the exchange early (answered as 'unreachable'), e.g. when the daemon shuts down. */
+  signal?: AbortSignal;
 }
 
 function addCheckpointUrl(witnessUrl: string): string {
@@ -97,7 +99,7 @@ export async function requestCosignature(witnessUrl: string, note: string, oldSi
   let status: number;
   let contentType: string;
   let text: string | null;
-  const signal = AbortSignal.timeout(timeoutMs);
+  const signal = opts.signal ? AbortSignal.any([AbortSignal.timeout(timeoutMs), opts.signal]) : AbortSignal.timeout(timeoutMs);
   for (let attempt = 1; ; attempt++) {
     try {
       const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'text/plain; charset=utf-8' }, signal, redirect: 'manual' });

@@ -5,3 +5,5 @@ export { formatAddCheckpointRequest, parseAddCheckpointRequest, RequestFormatErr
 export { initWitness, isWitnessDir, WitnessStore, WitnessSetupError, type LogStatus } from './state.ts';
 export { startWitnessServer, type RunningWitness, type WitnessServerOptions } from './server.ts';
 export { Witness, SIZE_CONTENT_TYPE } from './witness.ts';
+export { CosignatureCollector, type WitnessEndpoint, type WitnessStatus, type WitnessError, type CollectorOptions, type NewCheckpoint } from './collector.ts';
+export { CosignatureLog, COSIGNATURE_DIR, type StoredCosignature } from './cosignature-log.ts';
