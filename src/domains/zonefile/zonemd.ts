@@ -134,7 +134,13 @@ interface Item {
 }
 
 /** An RR in dns-packet's shape (what `dnsPacket.decode` gives and our zones hold). */
-export type ZoneRR = Pick<Answer, 'name' | 'type'> & { ttl?: number; class?: string; data?: unknown };
+export interface ZoneRR {
+  name: string;
+  type: string;
+  ttl?: number;
+  class?: string;
+  data?: unknown;
+}
 
 export interface ZonemdOptions {
   /** Hash algorithm: 1 (SHA-384, the default) or 2 (SHA-512). */
