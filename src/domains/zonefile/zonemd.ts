@@ -21,7 +21,7 @@ import { canonicalRdata, compareNames, labelsOf, nameWire, rdataWire } from '../
 
 export const ZONEMD_TYPE = 63;
 /** The type name dns-packet gives ZONEMD RRs (and expects to encode them). */
-export const ZONEMD = 'UNKNOWN_63';
+export const ZONEMD: string = 'UNKNOWN_63';
 /** Scheme 1: SIMPLE (RFC 8976 5.3). */
 export const SCHEME_SIMPLE = 1;
 /** Hash algorithm 1: SHA-384 (RFC 8976 5.3). */
