@@ -170,14 +170,19 @@ describe.skipIf(!hasKdig || !hasDig)('zone transfers to stock tools', () => {
     const out = (await sh('dig', ours('-y', `hmac-sha256:${KEY}:${SECRET}`, `IXFR=${from}`, Z))).out;
     expect(out).not.toMatch(/could not be validated|verify failure|Couldn't verify/i);
     const rs = records(out).map((r) => (r[3] === 'SOA' ? `SOA ${r[6]}` : `${r[0]} ${r[3]} ${r[4]}`));
+    // Each difference also swaps the apex ZONEMD (RFC 8976): out with the old serial's, in with the new one's.
     expect(rs).toEqual([
       `SOA ${from + 2}`,
       `SOA ${from}`,
+      `${Z}. ZONEMD ${from}`,
       `SOA ${from + 1}`,
+      `${Z}. ZONEMD ${from + 1}`,
       `delta.${Z}. A 192.0.2.250`,
       `SOA ${from + 1}`,
+      `${Z}. ZONEMD ${from + 1}`,
       `www.${Z}. AAAA 2001:db8::7`,
       `SOA ${from + 2}`,
+      `${Z}. ZONEMD ${from + 2}`,
       `SOA ${from + 2}`,
     ]);
     // Up to date: only the SOA.

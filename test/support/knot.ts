@@ -38,11 +38,15 @@ export interface KnotOptions {
   /** TSIG key (HMAC-SHA256, base64 secret) for transfers and NOTIFY; without it, by address only. */
   key?: { name: string; secret: string };
   zones: string[];
+  /** Have Knot check every zone's ZONEMD (RFC 8976) on each transfer and refuse a zone that fails (`zonemd-verify: on`). */
+  zonemdVerify?: boolean;
 }
 
 export interface Knot {
   port: number;
   child: ChildProcess;
+  /** Its knot.conf (for knotc -c). */
+  configFile: string;
   /** Everything knotd logged so far (stderr, `any: info`): transfers, NOTIFY, errors. */
   log(): string;
   /** SIGTERM to its process group, SIGKILL after 3 s; removes its directory. Idempotent. */
@@ -76,7 +80,7 @@ template:
   - id: default
     storage: "${dir}/zones"
 zone:
-${opts.zones.map((z) => `  - domain: ${z}\n    master: nexus\n    acl: notify-from-nexus\n`).join('')}`,
+${opts.zones.map((z) => `  - domain: ${z}\n    master: nexus\n    acl: notify-from-nexus\n${opts.zonemdVerify ? '    zonemd-verify: on\n' : ''}`).join('')}`,
   );
   // Its own process group, so that the whole of it can be ended whatever happens to this one.
   const child = spawn('knotd', ['-c', join(dir, 'knot.conf')], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
@@ -98,6 +102,7 @@ ${opts.zones.map((z) => `  - domain: ${z}\n    master: nexus\n    acl: notify-fr
   return {
     port: opts.port,
     child,
+    configFile: join(dir, 'knot.conf'),
     log: () => log,
     stop: () =>
       (stopping ??= (async () => {

@@ -125,7 +125,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
   const cookies = opts.cookies === false ? undefined : new ServerCookies(opts.cookies);
   const view = await ZoneView.open(opts.store, { refreshMs: opts.refreshMs, onError, onSerialChange: notifier && ((z) => notifier.notify(z.name, z.serial)) });
   const answer = (msg: Buffer, t: Transport, ctx?: AnswerContext) => handleMessage(view, msg, t, { dnssec: opts.dnssec, cookies, ...ctx });
-  const xfr = opts.xfr ? new XfrService(view, opts.store, opts.xfr, { answer, keys: opts.dnssec?.keys }) : undefined;
+  const xfr = opts.xfr ? new XfrService(view, opts.store, opts.xfr, { answer, keys: opts.dnssec?.keys, materialise: opts.dnssec && ((z, k) => opts.dnssec!.materialise(z, k)) }) : undefined;
   const respond = (msg: Buffer, t: Transport, ctx: AnswerContext): Promise<XfrHandled> => (xfr ? xfr.handle(msg, t, ctx.peer ?? '', ctx) : answer(msg, t, ctx));
   const limiter = opts.rrl === false ? undefined : new ResponseRateLimiter(opts.rrl ?? RRL_DEFAULTS);
   const cache = opts.responseCache === false ? undefined : new ResponseCache(view, opts.responseCache);

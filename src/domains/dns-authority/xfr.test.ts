@@ -6,8 +6,9 @@ import type { Answer, RrsigAnswer, SoaAnswer } from 'dns-packet';
 import { startDnsServer, type DnsServer } from './server.ts';
 import { dnsFixture, decode, framed, query, udpAsk, udpExchange, type DnsFixture, type Reply } from './testing.ts';
 import { ResponseVerifier, signRequest, TSIG_ERROR, tsigKey, verifyRequest, walk, parseTsig } from './tsig.ts';
-import { packMessages, readZone } from './xfr.ts';
-import { toAnswer, type ServedRR } from './journal.ts';
+import { packMessages, readZone, zonemdOf } from './xfr.ts';
+import { verifyZonemd, ZONEMD } from '../zonefile/zonemd.ts';
+import { toAnswer } from './journal.ts';
 import { generateZoneKey, zoneKeyOf, type ZoneKey } from '../dnssec/keys.ts';
 import { OnlineSigner } from '../dnssec/online.ts';
 import { verifyRRset } from '../dnssec/sign.ts';
@@ -102,7 +103,11 @@ describe('AXFR and IXFR', () => {
     expect(rs[0]!.type).toBe('SOA');
     expect(rs[rs.length - 1]!.type).toBe('SOA');
     expect(serialOf(rs[0]!)).toBe(snap.serial);
-    expect(rs.slice(1, -1).map(key2).sort()).toEqual(snap.records.map((r) => key2(toAnswer(r))).sort());
+    // Every record, and the apex ZONEMD (RFC 8976) whose digest is that of the zone transferred.
+    const zonemd = rs.filter((r) => r.type === ZONEMD);
+    expect(zonemd).toHaveLength(1);
+    expect(rs.slice(1, -1).filter((r) => r.type !== ZONEMD).map(key2).sort()).toEqual(snap.records.map((r) => key2(toAnswer(r))).sort());
+    expect(verifyZonemd(Z, rs.slice(0, -1))).toMatchObject({ ok: true, serial: snap.serial });
     // The zone's interesting corners travel too: the delegation, its glue, wildcards.
     const names = new Set(rs.map((r) => `${r.name} ${r.type}`));
     for (const n of [`sub.${Z} NS`, `ns1.sub.${Z} A`, `*.wild.${Z} A`, `long.${Z} TXT`]) expect(names).toContain(n);
@@ -140,7 +145,7 @@ describe('AXFR and IXFR', () => {
       expect(m.length).toBeLessThanOrEqual(1024);
       expect(v.verify(m)).toMatchObject({ error: 0, originalId: 777 });
     }
-    expect(answers(msgs).filter((a) => a.type !== 'TSIG' && a.type !== 'SOA').length).toBe((await readZone(f.p.store, Z))!.records.length);
+    expect(answers(msgs).filter((a) => a.type !== 'TSIG' && a.type !== 'SOA' && a.type !== ZONEMD).length).toBe((await readZone(f.p.store, Z))!.records.length);
 
     const wrong = tsigKey({ name: 'transfer-key', secret: Buffer.from('not the transfer key, not at all').toString('base64') });
     const bad = signRequest(query(Z, 'AXFR', { id: 778 }), wrong, Math.floor(Date.now() / 1000));
@@ -180,8 +185,8 @@ describe('AXFR and IXFR', () => {
     const msgs = await transfer(open.port, ixfrQuery(Z, before.serial), (rs) => rs.length > 1 && rs[rs.length - 1]!.type === 'SOA' && serialOf(rs[rs.length - 1]!) === after.serial && rs.filter((r) => r.type === 'SOA').length >= 8);
     const rs = answers(msgs);
     expect(serialOf(rs[0]!)).toBe(after.serial);
-    // Apply the differences as a secondary would (RFC 1995 section 4).
-    const zone = new Map(before.records.map((r) => [key2(toAnswer(r)), r]));
+    // Apply the differences as a secondary would (RFC 1995 section 4), ZONEMD included.
+    const zone = new Map<string, Answer>([...before.records.map(toAnswer), zonemdOf(Z, before.serial, before.suffix, before.records)].map((a) => [key2(a), a]));
     let i = 1;
     const soas: number[] = [];
     while (i < rs.length - 1) {
@@ -190,10 +195,13 @@ describe('AXFR and IXFR', () => {
       for (; rs[i]!.type !== 'SOA'; i++) expect(zone.delete(key2(rs[i]!))).toBe(true);
       soas.push(serialOf(rs[i]!));
       i++;
-      for (; rs[i]!.type !== 'SOA'; i++) zone.set(key2(rs[i]!), {} as ServedRR);
+      for (; rs[i]!.type !== 'SOA'; i++) zone.set(key2(rs[i]!), rs[i]!);
     }
     expect(soas).toEqual([before.serial, before.serial + 1, before.serial + 1, before.serial + 2, before.serial + 2, before.serial + 3]);
-    expect([...zone.keys()].sort()).toEqual(after.records.map((r) => key2(toAnswer(r))).sort());
+    // One ZONEMD, the new serial's, and it verifies over the zone the secondary now holds.
+    expect([...zone.values()].filter((a) => a.type === ZONEMD)).toHaveLength(1);
+    expect([...zone.keys()].filter((k) => !k.includes(` ${ZONEMD} `)).sort()).toEqual(after.records.map((r) => key2(toAnswer(r))).sort());
+    expect(verifyZonemd(Z, [after.soa, ...zone.values()])).toMatchObject({ ok: true, serial: after.serial });
   });
 
   it('IXFR: just the SOA when up to date; the whole zone (AXFR form) from an unknown serial; UDP gets SOA, or SOA with TC', async () => {
@@ -202,7 +210,7 @@ describe('AXFR and IXFR', () => {
     expect(answers([upToDate!]).map((a) => `${a.type} ${serialOf(a)}`)).toEqual([`SOA ${now.serial}`]);
     const full = await transfer(open.port, ixfrQuery(Z, 0), soaCount(2));
     const rs = answers(full);
-    expect(rs.length).toBe(now.records.length + 2);
+    expect(rs.length).toBe(now.records.length + 3); // SOA, ZONEMD, records, SOA
     expect(decode(full[0]!).questions![0]!.type).toBe('IXFR');
 
     const udpUpToDate = decode((await udpExchange(open.port, ixfrQuery(Z, now.serial)))!);
@@ -241,6 +249,18 @@ describe('AXFR and IXFR', () => {
       const ixfr = answers(await transfer(srv.port, ixfrQuery(Z, now.serial - 1), soaCount(2)));
       expect(ixfr.filter((r) => r.type === 'DNSKEY')).toHaveLength(1);
       expect(ixfr.length).toBe(rs.length);
+      // ZONEMD (RFC 8976) over the signed zone (DNSKEY, RRSIGs, NSEC included), signed itself; the
+      // same copy goes out to every transfer of the serial, and a ZONEMD query gets the same record.
+      expect(verifyZonemd(Z, rs.slice(0, -1))).toMatchObject({ ok: true, serial: now.serial });
+      const zm = rs.find((r) => r.type === ZONEMD) as unknown as { data: Buffer };
+      const zmSig = rs.find((r) => r.type === 'RRSIG' && (r as RrsigAnswer).data.typeCovered === ZONEMD) as RrsigAnswer;
+      expect(verifyRRset(publicKey, zmSig.data, Z, [zm.data])).toBe(true);
+      expect(ixfr.find((r) => r.type === ZONEMD)).toEqual(zm);
+      const asked = decode((await udpExchange(srv.port, query(Z, ZONEMD, { edns: 1232, do: true })))!);
+      expect(asked.answers!.map((a) => a.type)).toEqual([ZONEMD, 'RRSIG']);
+      expect((asked.answers![0] as unknown as { data: Buffer }).data).toEqual(zm.data);
+      const plainAsk = decode((await udpExchange(srv.port, query(Z, ZONEMD, { edns: 1232 })))!);
+      expect(plainAsk.answers!.map((a) => (a as unknown as { data: Buffer }).data)).toEqual([zm.data]);
       // Bob's zone has no key here: plain.
       const plain = answers(await transfer(srv.port, query('imvu002.world', 'AXFR'), soaCount(2)));
       expect(plain.some((r) => r.type === 'RRSIG' || r.type === 'NSEC' || r.type === 'DNSKEY')).toBe(false);

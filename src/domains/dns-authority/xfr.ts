@@ -23,7 +23,10 @@ import {
 import { readZoneRows } from '../registry/zone.ts';
 import type { ZoneView } from './zone-view.ts';
 import type { ZoneKeys } from '../dnssec/keys.ts';
-import { signedZoneRecords } from '../dnssec/signed-zone.ts';
+import { compileZone, signZone, type SignedZone } from '../dnssec/signed-zone.ts';
+import type { ZoneKey } from '../dnssec/keys.ts';
+import type { Zone } from './zone.ts';
+import { HASH_SHA384, SCHEME_SIMPLE, zonemdAnswer, zonemdDigest } from '../zonefile/zonemd.ts';
 
 // Zone transfers out: AXFR (RFC 5936) and IXFR (RFC 1995) with access control by TSIG (RFC 8945)
 // or source address, and TSIG on every other query that carries one (a secondary signs its SOA
@@ -65,6 +68,8 @@ export interface XfrDeps {
   clock?: () => number;
   /** DNSSEC keys of the zones (the online signer's): a zone with a key is transferred signed. */
   keys?: ZoneKeys;
+  /** The signed copy of a zone to transfer (the online signer's `materialise`, so that its ZONEMD is the one queries get). Default: signed anew. */
+  materialise?: (zone: Zone, key: ZoneKey) => SignedZone;
 }
 
 /** What the server sends for one message: one response, or a stream of them (TCP transfers). */
@@ -158,20 +163,52 @@ export function* packMessages(frame: Frame, records: Iterable<Answer>, maxBytes:
   if (batch.length > 0) yield flush();
 }
 
-/** The records of an IXFR answer (RFC 1995 section 4): new SOA, then per difference old SOA, deletions, new SOA, additions; new SOA. */
-export function* ixfrRecords(zone: string, suffix: string, current: Answer, deltas: readonly Delta[]): Generator<Answer> {
+/**
+ * The records of an IXFR answer (RFC 1995 section 4): new SOA, then per difference old SOA,
+ * deletions, new SOA, additions; new SOA. With `zonemd` (the apex ZONEMD of the zone at a serial),
+ * every difference also deletes the old serial's ZONEMD and adds the new one's (RFC 8976: the
+ * ZONEMD changes with every change of the zone, serial included).
+ */
+export function* ixfrRecords(zone: string, suffix: string, current: Answer, deltas: readonly Delta[], zonemd?: (serial: number) => Answer): Generator<Answer> {
   yield current;
   for (const d of deltas) {
     yield soaAnswer(zone, d.from, suffix);
+    if (zonemd) yield zonemd(d.from);
     for (const rr of d.deleted) yield toAnswer(rr);
     yield soaAnswer(zone, d.to, suffix);
+    if (zonemd) yield zonemd(d.to);
     for (const rr of d.added) yield toAnswer(rr);
   }
   yield current;
 }
 
+/** The apex ZONEMD of an unsigned zone: SHA-384 over its SOA and records (RFC 8976, SIMPLE). */
+export function zonemdOf(zone: string, serial: number, suffix: string, records: readonly ServedRR[]): Answer {
+  const soa = soaAnswer(zone, serial, suffix);
+  const digest = zonemdDigest(zone, serial, [soa, ...records.map(toAnswer)] as { name: string; type: string }[]);
+  return zonemdAnswer(zone, SOA_TTL, { serial, scheme: SCHEME_SIMPLE, algorithm: HASH_SHA384, digest });
+}
+
+/**
+ * The apex ZONEMD of the zone at each serial an IXFR's differences pass through: the current
+ * records, and each older state found by undoing the differences from the newest back.
+ */
+export function zonemdsAlong(zone: string, suffix: string, current: { serial: number; records: readonly ServedRR[] }, deltas: readonly Delta[]): Map<number, Answer> {
+  const key = (r: ServedRR) => `${r.owner} ${r.type} ${r.ttl} ${JSON.stringify(r.data)}`;
+  const state = new Map(current.records.map((r) => [key(r), r]));
+  const out = new Map<number, Answer>([[current.serial, zonemdOf(zone, current.serial, suffix, [...state.values()])]]);
+  for (let i = deltas.length - 1; i >= 0; i--) {
+    const d = deltas[i]!;
+    for (const r of d.added) state.delete(key(r));
+    for (const r of d.deleted) state.set(key(r), r);
+    out.set(d.from, zonemdOf(zone, d.from, suffix, [...state.values()]));
+  }
+  return out;
+}
+
 export function* axfrRecords(snap: ZoneSnapshot): Generator<Answer> {
   yield snap.soa;
+  yield zonemdOf(snap.name, snap.serial, snap.suffix, snap.records);
   for (const rr of snap.records) yield toAnswer(rr);
   yield snap.soa;
 }
@@ -189,6 +226,7 @@ export class XfrService {
   private readonly answer: (msg: Buffer, transport: Transport, ctx?: AnswerContext) => Promise<Handled>;
   private readonly clock: () => number;
   private readonly keys?: ZoneKeys;
+  private readonly materialise: (zone: Zone, key: ZoneKey) => SignedZone;
 
   constructor(
     private readonly view: ZoneView,
@@ -199,6 +237,7 @@ export class XfrService {
     this.answer = deps.answer ?? ((msg, transport, ctx) => handleMessage(view, msg, transport, ctx));
     this.clock = deps.clock ?? (() => Math.floor(Date.now() / 1000));
     this.keys = deps.keys;
+    this.materialise = deps.materialise ?? ((zone, key) => signZone(zone, key));
     const checked = checkXfrOptions(opts);
     this.key = checked.key;
     this.allow = checked.allow;
@@ -340,8 +379,14 @@ export class XfrService {
     let signedZone: Answer[] | undefined;
     try {
       if (this.keys && (await this.keys.forZone(snap.name, snap.serial))) {
-        const s = await signedZoneRecords(this.store, snap.name, this.keys);
-        signedZone = [...s.records, s.records[0]!];
+        // The compiled zone the server answers from when it is at the serial read, else compiled now.
+        const viewed = await this.view.zone(info);
+        const z = viewed && viewed.serial === snap.serial ? viewed : await compileZone(this.store, snap.name);
+        const key = await this.keys.forZone(z.name, z.serial);
+        if (key) {
+          const s = this.materialise(z, key);
+          signedZone = [...s.records, s.records[0]!];
+        }
       }
     } catch {
       // A key we cannot use (its private half missing, say): no transfer rather than an unsigned one.
@@ -370,7 +415,9 @@ export class XfrService {
     }
     if (plan.kind === 'deltas' && !signedZone) {
       this.stats.ixfrIncremental++;
-      return { ...this.stream(frame, ixfrRecords(snap.name, snap.suffix, snap.soa, plan.deltas), reserve, signer), zone: zoneTag };
+      const zonemds = zonemdsAlong(snap.name, snap.suffix, snap, plan.deltas);
+      const zonemd = (serial: number) => zonemds.get(serial)!;
+      return { ...this.stream(frame, ixfrRecords(snap.name, snap.suffix, snap.soa, plan.deltas, zonemd), reserve, signer), zone: zoneTag };
     }
     this.stats.ixfrFull++;
     return { ...this.stream(frame, full(), reserve, signer), zone: zoneTag };

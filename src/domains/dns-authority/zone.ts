@@ -1,6 +1,7 @@
 import type { Answer } from 'dns-packet';
 import { isWithin, lowerAscii, parseRecord, targetOf, type RData } from '../records/rdata.ts';
 import { negativeTtl, SOA_TTL, type Soa } from '../records/soa.ts';
+import { HASH_SHA384, SCHEME_SIMPLE, ZONEMD, encodeZonemd, zonemdDigest, type ZoneRR } from '../zonefile/zonemd.ts';
 
 // One zone compiled into memory from its projection rows, and the answer algorithm of RFC 1034
 // section 4.3.2 with the wildcard rules of RFC 4592. Pure and synchronous: the ZoneView decides
@@ -121,6 +122,24 @@ export class Zone {
       if (row.type === 'NS' && owner !== name) this.cuts.add(owner);
     }
     this.recordCount = count;
+    // The apex ZONEMD (RFC 8976): the digest of the zone as compiled here, unsigned. A signed zone
+    // is served with the digest of its signed form instead (src/domains/dnssec/signed-zone.ts).
+    const digest = zonemdDigest(name, serial, this.unsignedRecords());
+    const zonemd = encodeZonemd({ serial, scheme: SCHEME_SIMPLE, algorithm: HASH_SHA384, digest });
+    this.nodes.get(name)!.set(ZONEMD, { type: ZONEMD, ttl: SOA_TTL, rdata: [], data: [zonemd] });
+  }
+
+  /** Every RR of the zone as compiled (without the apex ZONEMD), in dns-packet's shape. */
+  private unsignedRecords(): ZoneRR[] {
+    const out: ZoneRR[] = [];
+    for (const [owner, sets] of this.nodes)
+      for (const set of sets.values()) if (set.type !== ZONEMD || owner !== this.name) for (const d of set.data) out.push({ name: owner, type: set.type, class: 'IN', ttl: set.ttl, data: d });
+    return out;
+  }
+
+  /** The apex ZONEMD of the zone as compiled (unsigned): its RDATA. */
+  get zonemd(): Buffer {
+    return this.nodes.get(this.name)!.get(ZONEMD)!.data[0] as Buffer;
   }
 
   /**

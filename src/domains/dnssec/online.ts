@@ -6,6 +6,8 @@ import { DNSKEY_TTL_S } from '../../core/policy/gates/platform-powers.ts';
 import { DnssecKeyring, type SigningKey, type ZoneKey, type ZoneKeys } from './keys.ts';
 import { signRRset, validityAround } from './sign.ts';
 import { nameWire, NXNAME, typeName } from './wire.ts';
+import { signZone, type SignedZone } from './signed-zone.ts';
+import { ZONEMD } from '../zonefile/zonemd.ts';
 
 // Online signing: the responder hands every answer for a signed zone that the rate limiter lets
 // through to `secure()`, which adds
@@ -37,7 +39,20 @@ import { nameWire, NXNAME, typeName } from './wire.ts';
 export const DNSKEY_TTL = DNSKEY_TTL_S;
 const DAY = 86_400;
 
+// ZONEMD (RFC 8976) of a signed zone: there is no signed zone file here, answers are signed as
+// they go. What the ZONEMD commits to is the zone signed whole (`signZone`: DNSKEY, an RRSIG per
+// RRset valid 21 days, the NSEC chain), made once per zone, serial and key set and kept
+// (`materialise`): zone transfers send that copy, and a ZONEMD query is answered with its ZONEMD
+// and the RRSIG over it, so the record a resolver sees is the one an AXFR of the same serial
+// verifies against. The copy is made anew after `materialiseMs` (default 7 days, when the
+// re-signing scheduler moves the serial anyway) and on a restart: the digest of one serial can
+// then differ (new ECDSA signatures), each copy consistent with its own ZONEMD.
+
 export interface OnlineSignerOptions {
+  /** Milliseconds a materialised signed zone (transfers, ZONEMD) is reused. Default 7 days. */
+  materialiseMs?: number;
+  /** Materialised signed zones kept at most. Default 1,000. */
+  materialisedZones?: number;
   /** Signatures kept at most. Default 50,000 (a few MB). */
   cacheSize?: number;
   /** Seconds an inception lies in the past. Default 3600. */
@@ -86,8 +101,11 @@ export class OnlineSigner {
   private readonly lifetime: number;
   private readonly refresh: number;
   private readonly now: () => number;
+  private readonly materialised = new Map<string, { made: number; zone: SignedZone; zonemd: Answer[] }>();
+  private readonly materialiseMs: number;
+  private readonly materialisedZones: number;
   /** Counters for tests and metrics. */
-  readonly stats = { signatures: 0, cacheHits: 0 };
+  readonly stats = { signatures: 0, cacheHits: 0, materialised: 0 };
 
   constructor(
     readonly keys: ZoneKeys,
@@ -98,6 +116,35 @@ export class OnlineSigner {
     this.lifetime = opts.lifetime ?? 7 * DAY;
     this.refresh = Math.min(opts.refresh ?? DAY, this.lifetime / 2);
     this.now = opts.now ?? Date.now;
+    this.materialiseMs = opts.materialiseMs ?? 7 * DAY * 1000;
+    this.materialisedZones = opts.materialisedZones ?? 1000;
+  }
+
+  /**
+   * The zone signed whole with `key` (for transfers and the ZONEMD), made once per zone, serial
+   * and key set and reused for `materialiseMs`.
+   */
+  materialise(zone: Zone, key: ZoneKey): SignedZone {
+    return this.materialised_(zone, key).zone;
+  }
+
+  private materialised_(zone: Zone, key: ZoneKey): { zone: SignedZone; zonemd: Answer[] } {
+    const id = `${zone.name}\t${zone.serial}\t${key.keySigners.map((k) => k.keyTag).join(',')}\t${key.dnskeys.length}`;
+    const now = this.now();
+    const hit = this.materialised.get(id);
+    if (hit && now - hit.made < this.materialiseMs && now >= hit.made) return hit;
+    const signed = signZone(zone, key, { now });
+    // The apex ZONEMD and the RRSIG over it, as the signed zone holds them.
+    const zonemd = signed.records.filter((a) => {
+      const f = fieldsOf(a);
+      return f.name === zone.name && (f.type === ZONEMD || (f.type === 'RRSIG' && (f.data as RrsigData).typeCovered === ZONEMD));
+    });
+    const entry = { made: now, zone: signed, zonemd };
+    this.stats.materialised++;
+    this.materialised.delete(id);
+    if (this.materialised.size >= this.materialisedZones) this.materialised.delete(this.materialised.keys().next().value!);
+    this.materialised.set(id, entry);
+    return entry;
   }
 
   /**
@@ -106,7 +153,8 @@ export class OnlineSigner {
    * Throws if the zone has a key the platform cannot use (the responder answers SERVFAIL).
    */
   secure(zone: Zone, q: SecureQuery, set: AnswerSet): AnswerSet | Promise<AnswerSet> {
-    const dnskeyQuery = q.type === 'DNSKEY' && q.name === zone.name;
+    // DNSKEY and ZONEMD at the apex depend on the key: answered here with DO or without.
+    const dnskeyQuery = (q.type === 'DNSKEY' || q.type === ZONEMD) && q.name === zone.name;
     if (!q.dnssecOk && !dnskeyQuery) return set;
     const key = this.keys.forZone(zone.name, zone.serial);
     if (key instanceof Promise) return key.then((k) => (k ? this.apply(zone, k, q, set) : set));
@@ -118,6 +166,13 @@ export class OnlineSigner {
       // Every key of the zone (a rollover publishes two), signed by each key held here.
       const answers: Answer[] = key.dnskeys.map((d) => rr(q.echo, 'DNSKEY', DNSKEY_TTL, d));
       if (q.dnssecOk) answers.push(...this.dnskeySignatures(zone, key, q.echo));
+      return { rcode: 0, aa: true, answers, authorities: [], additionals: [], glueRequired: false };
+    }
+    if (q.type === ZONEMD && q.name === zone.name) {
+      // The signed zone's digest (not the unsigned one the compiled zone holds), with its RRSIG.
+      const answers = this.materialised_(zone, key)
+        .zonemd.filter((a) => q.dnssecOk || fieldsOf(a).type === ZONEMD)
+        .map((a) => ({ ...a, name: q.echo }) as Answer);
       return { rcode: 0, aa: true, answers, authorities: [], additionals: [], glueRequired: false };
     }
     if (!set.aa) return this.referral(zone, key, set);
@@ -171,6 +226,8 @@ export class OnlineSigner {
         if (type === 'RRSIG') continue;
         if (type === 'NSEC') answers.push(this.rrsigFor(zone, key, q.echo, 'NSEC', nsec.ttl, nsec.ttl, [nsec.data]));
         else if (type === 'DNSKEY') answers.push(...this.dnskeySignatures(zone, key, q.echo));
+        else if (type === ZONEMD && q.name === zone.name)
+          answers.push(...this.materialised_(zone, key).zonemd.filter((a) => fieldsOf(a).type === 'RRSIG').map((a) => ({ ...a, name: q.echo }) as Answer));
         else {
           const set = zone.rrset(q.name, type);
           if (set && set.data.length > 0) answers.push(this.rrsigFor(zone, key, q.echo, type, set.ttl, set.ttl, set.data));

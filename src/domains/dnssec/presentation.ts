@@ -1,5 +1,6 @@
 import type { Answer, DnskeyData, DsData, NsecData, RrsigData } from 'dns-packet';
 import { typeCode } from './wire.ts';
+import { ZONEMD, zonemdText } from '../zonefile/zonemd.ts';
 
 // Master-file (presentation) form of the records a signed zone holds (RFC 1035 5.1, RFC 4034
 // sections 2.2, 3.2, 4.2, 5.3): absolute names with trailing dots, special bytes as \DDD,
@@ -33,6 +34,7 @@ export function timeText(seconds: number): string {
 
 /** A type mnemonic, or TYPEnnn (RFC 3597) for one without. */
 export function typeText(type: string): string {
+  if (type === ZONEMD) return 'ZONEMD';
   const m = /^UNKNOWN_(\d+)$/.exec(type);
   return m ? `TYPE${m[1]}` : type;
 }
@@ -80,6 +82,8 @@ export function rdataText(type: string, data: unknown): string {
       const types = [...d.rrtypes].sort((a, b) => typeCode(a) - typeCode(b));
       return `${nameText(d.nextDomain)} ${types.map(typeText).join(' ')}`;
     }
+    case ZONEMD:
+      return zonemdText(data as Buffer);
     default:
       throw new Error(`no presentation form for ${type}`);
   }

@@ -1,3 +1,4 @@
+import { verifyZonemd, ZONEMD } from '../zonefile/zonemd.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Answer, NsecData, RrsigData } from 'dns-packet';
 import { Zone, type RecordRow } from '../dns-authority/zone.ts';
@@ -44,7 +45,7 @@ describe('signing a whole zone (for AXFR and the signed export)', () => {
     expect([...chain].sort(compareNames)).toEqual(chain);
     expect(nsecs.map((r) => (r.data as NsecData).nextDomain)).toEqual([...chain.slice(1), Z]);
     const bitmap = (name: string) => (nsecs.find((r) => r.name === name)!.data as NsecData).rrtypes;
-    expect(bitmap(Z)).toEqual(['NS', 'SOA', 'DNSKEY', 'RRSIG', 'NSEC']);
+    expect(bitmap(Z)).toEqual(['NS', 'SOA', 'DNSKEY', 'UNKNOWN_63', 'RRSIG', 'NSEC']);
     expect(bitmap(`sub.${Z}`)).toEqual(['NS', 'RRSIG', 'NSEC']);
     expect(bitmap(`www.${Z}`)).toEqual(['A', 'TXT', 'RRSIG', 'NSEC']);
 
@@ -64,6 +65,10 @@ describe('signing a whole zone (for AXFR and the signed export)', () => {
     // Glue is transferred, unsigned and outside the chain.
     expect(rrs.some((r) => r.name === `ns1.sub.${Z}` && r.type === 'A')).toBe(true);
     expect(chain).not.toContain(`ns1.sub.${Z}`);
+    // The apex ZONEMD: over the signed zone as listed here (RFC 8976), and signed itself.
+    expect(verifyZonemd(Z, s.records)).toMatchObject({ ok: true, serial: 9 });
+    expect(signed.has(`${Z} ${ZONEMD}`)).toBe(true);
+    expect(rrs.filter((r) => r.type === ZONEMD)).toHaveLength(1);
   });
 
   it('presentation lines for the DNSSEC types', () => {
@@ -71,9 +76,10 @@ describe('signing a whole zone (for AXFR and the signed export)', () => {
     const lines = signZone(z, key, { now: Date.UTC(2030, 0, 1) }).records.map(rrText);
     expect(lines[0]).toBe(`${Z}.\t3600\tIN\tSOA\tns1.world. hostmaster.${Z}. 9 3600 600 1209600 300`);
     expect(lines).toContain(`${Z}.\t3600\tIN\tDNSKEY\t257 3 13 ${key.publicKey.toString('base64')}`);
-    expect(lines).toContain(`${Z}.\t300\tIN\tNSEC\ta.ent.${Z}. NS SOA RRSIG NSEC DNSKEY`);
+    expect(lines).toContain(`${Z}.\t300\tIN\tNSEC\ta.ent.${Z}. NS SOA RRSIG NSEC DNSKEY ZONEMD`);
     expect(lines.find((l) => l.includes('RRSIG\tSOA'))).toMatch(new RegExp(`^${Z}\\.\\t3600\\tIN\\tRRSIG\\tSOA 13 2 3600 20300122000000 20291231230000 ${key.keyTag} ${Z}\\. [A-Za-z0-9+/]{86}==$`));
     expect(lines).toContain(`www.${Z}.\t120\tIN\tTXT\t"say \\"hi\\""`);
+    expect(lines.find((l) => l.includes('\tZONEMD\t'))).toMatch(new RegExp(`^${Z}\\.\\t3600\\tIN\\tZONEMD\\t9 1 1 [0-9A-F]{96}$`));
   });
 
   it('without a key: the zone unsigned', () => {
@@ -81,5 +87,8 @@ describe('signing a whole zone (for AXFR and the signed export)', () => {
     const s = signZone(z, undefined);
     expect(s.key).toBeUndefined();
     expect(s.records.map((a) => a.type).filter((t) => ['RRSIG', 'NSEC', 'DNSKEY'].includes(t))).toEqual([]);
+    // Its ZONEMD is the compiled zone's own (the digest of the unsigned zone).
+    expect(verifyZonemd(Z, s.records)).toMatchObject({ ok: true });
+    expect((s.records.find((a) => a.type === ZONEMD) as unknown as { data: Buffer }).data).toEqual(z.zonemd);
   });
 });

@@ -9,6 +9,7 @@ import { DNSKEY_TTL } from './online.ts';
 import { rrText } from './presentation.ts';
 import { signRRset, validityAround } from './sign.ts';
 import { compareNames, typeCode } from './wire.ts';
+import { HASH_SHA384, SCHEME_SIMPLE, ZONEMD, zonemdAnswer, zonemdDigest } from '../zonefile/zonemd.ts';
 
 // A whole zone signed at once, for zone transfers (AXFR) and the signed master-file export that
 // `dnssec-verify` and `ldns-verify-zone` check. Unlike the online answers (compact denial, one
@@ -81,6 +82,8 @@ export function signZone(z: Zone, key: ZoneKey | undefined, opts: SignedZoneOpti
     if (key) records.push(rr(owner, 'RRSIG', ttl, signRRset(key, owner, type, ttl, data, validity)));
   };
   let next = 1;
+  // Where the apex ZONEMD goes: it is computed last, over everything else (RFC 8976 3).
+  let zonemdAt = -1;
   for (const [name, sets] of owners) {
     const cut = z.delegationOf(name);
     const authoritative = !cut;
@@ -93,6 +96,10 @@ export function signZone(z: Zone, key: ZoneKey | undefined, opts: SignedZoneOpti
         // Every key of the zone, the RRset signed by each key held here (a rollover has two).
         for (const d of key!.dnskeys) records.push(rr(name, 'DNSKEY', DNSKEY_TTL, d));
         for (const signer of key!.keySigners) records.push(rr(name, 'RRSIG', DNSKEY_TTL, signRRset(signer, name, 'DNSKEY', DNSKEY_TTL, key!.dnskeys, validity)));
+        continue;
+      }
+      if (type === ZONEMD && name === z.name) {
+        zonemdAt = records.length;
         continue;
       }
       const set = sets.get(type)!;
@@ -110,6 +117,14 @@ export function signZone(z: Zone, key: ZoneKey | undefined, opts: SignedZoneOpti
     }
   }
   if (!soa) throw new Error(`zone ${z.name} has no SOA`);
+  if (zonemdAt >= 0) {
+    // The digest of the zone as it is here, signatures and NSEC chain included, then its own RRSIG.
+    const digest = zonemdDigest(z.name, z.serial, [soa, ...records]);
+    const zonemd = zonemdAnswer(z.name, SOA_TTL, { serial: z.serial, scheme: SCHEME_SIMPLE, algorithm: HASH_SHA384, digest });
+    const added: Answer[] = [zonemd];
+    if (key) added.push(rr(z.name, 'RRSIG', SOA_TTL, signRRset(key, z.name, ZONEMD, SOA_TTL, [(zonemd as unknown as { data: Buffer }).data], validity)));
+    records.splice(zonemdAt, 0, ...added);
+  }
   return { zone: z.name, imvu: z.imvu, serial: z.serial, ...(key ? { key } : {}), records: [soa, ...records] };
 }
 

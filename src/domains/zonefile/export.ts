@@ -1,9 +1,10 @@
 import type { Store } from '../../core/store/index.ts';
-import type { RecordRow } from '../dns-authority/zone.ts';
+import { Zone, type RecordRow } from '../dns-authority/zone.ts';
 import { PLATFORM_ZONE_IMVU, readZoneRows } from '../registry/zone.ts';
 import { lowerAscii, parseRecord, type RData } from '../records/rdata.ts';
 import { SOA_TTL, synthesiseSoa } from '../records/soa.ts';
 import { signedZoneText, type SignedZoneOptions, type ZoneKeys } from '../dnssec/index.ts';
+import { zonemdText } from './zonemd.ts';
 
 // A hosted zone as a BIND master file (RFC 1035 section 5): $ORIGIN, $TTL, the synthesised SOA
 // first, then every record in canonical order (RFC 4034 6.1 for names, type code, then value),
@@ -82,11 +83,14 @@ export async function exportZone(store: Store, zone: string, opts: ExportOptions
 function render(zone: string, imvu: string, serial: number, suffix: string, rows: RecordRow[]): string {
   const soa = synthesiseSoa(zone, serial, lowerAscii(suffix));
   const origin = nameToken(zone);
+  // The apex ZONEMD (RFC 8976): the digest of the zone as the server compiles and serves it.
+  const zonemd = new Zone(zone, imvu, serial, soa, rows).zonemd;
   const lines = [
     `; zone ${zone} of ${imvu === PLATFORM_ZONE_IMVU ? 'the platform' : imvu}, serial ${serial}, exported from the Nexus projections`,
     `$ORIGIN ${origin}`,
     `$TTL ${SOA_TTL}`,
     `${origin}\t${SOA_TTL}\tIN\tSOA\t${soa.mname} ${soa.rname} ${soa.serial} ${soa.refresh} ${soa.retry} ${soa.expire} ${soa.minimum}`,
+    `${origin}\t${SOA_TTL}\tIN\tZONEMD\t${zonemdText(zonemd)}`,
   ];
   const skipped: string[] = [];
   const records: { owner: string; type: string; text: string; ttl: number }[] = [];
