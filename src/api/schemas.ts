@@ -26,6 +26,7 @@ export const Params = {
   zone: z.object({ zone: ZoneName }).strict(),
   identity: z.object({ nameOrId: z.string().min(1).max(64) }).strict(),
   statement: z.object({ imvu: ImvuId, period: Period }).strict(),
+  size: z.object({ size: count('size') }).strict(),
 };
 
 export const Queries = {
@@ -76,5 +77,13 @@ export const ReceiptBody = z
     gates: z.array(GateResult),
     followUps: z.array(z.looseObject({ index: z.number().int(), allowed: z.boolean() })),
     error: z.string().optional().describe('for a denied command: "gate N: reason"'),
+    at: z.string().describe("the entry's recorded time (the entry is { v: 1, index, at, command, decision: { allowed, gates } })"),
+    receipt: z
+      .object({
+        index: z.number().int(),
+        checkpoint: z.string().describe('the signed checkpoint (C2SP signed note) of the batch that committed the entry: the first that includes it'),
+        inclusionProof: z.array(z.string()).describe("RFC 9162 inclusion proof of the entry in that checkpoint's tree, hex SHA-256 hashes"),
+      })
+      .describe('proof that the entry is in the log; follow-ups carry none of their own'),
   })
   .describe('what the chokepoint decided; a denied command is recorded too');
