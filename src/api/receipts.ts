@@ -2,6 +2,7 @@
 //   allowed -> 200 (201 for a creation); not applied by the platform -> 503; gate 0 -> 400 (404 when the IMVU or zone it names does
 //   not exist); gate 1 -> 401; any other gate -> 403 (404 for a zone that is not hosted here).
 import { NOT_APPLIED, type Receipt } from '../core/policy/chokepoint.ts';
+import type { Ledger } from '../core/ledger/ledger.ts';
 import type { SqlReader } from '../core/store/index.ts';
 import type { CommandType, GateResult } from '../core/types.ts';
 
@@ -64,4 +65,34 @@ export async function outcome(db: SqlReader, input: unknown, receipt: Receipt): 
   const first = denies[0];
   if (!first) return { status: 403, error: 'denied' };
   return { status: (await namesMissing(db, input, 'zone')) ? 404 : 403, error: oneLine(first) };
+}
+
+/**
+ * The proof a recorded command's response carries (docs/API.md, "Receipts"): its entry index, the
+ * signed checkpoint of the batch that committed it (the first checkpoint that includes it), and
+ * the RFC 9162 inclusion proof of the entry in that checkpoint's tree. The checkpoint was signed
+ * with the batch; the proof is read from the stored tree after the commit, outside the write path.
+ */
+export interface ReceiptProof {
+  index: number;
+  checkpoint: string;
+  inclusionProof: string[];
+}
+
+export function receiptProof(ledger: Ledger, r: Receipt): ReceiptProof | undefined {
+  const cp = r.checkpoint;
+  if (!cp || r.index >= cp.size) return undefined;
+  return { index: r.index, checkpoint: cp.note, inclusionProof: ledger.inclusionProof(r.index, cp.size).map((h) => h.toString('hex')) };
+}
+
+/** A receipt as the API shows it, follow-ups included (they carry no proof of their own: see docs/API.md). */
+export interface ReceiptView {
+  index: number;
+  allowed: boolean;
+  gates: Receipt['gates'];
+  followUps: ReceiptView[];
+}
+
+export function receiptView(r: Receipt): ReceiptView {
+  return { index: r.index, allowed: r.allowed, gates: r.gates, followUps: r.followUps.map(receiptView) };
 }

@@ -15,12 +15,11 @@ import { exportZone } from '../domains/zonefile/export.ts';
 import { imvuSummary, listImvus, mailboxesOf, routesOf, zoneView } from '../imvu/summary.ts';
 import { proveDomain, type ChallengeLookup } from '../imvu/domain-proof.ts';
 import { challengeName } from '../core/policy/naming.ts';
-import type { Receipt } from '../core/policy/chokepoint.ts';
 import { dsView, platformZoneDsView } from '../domains/dnssec/ds.ts';
 import { readZoneRows } from '../domains/registry/zone.ts';
 import type { XfrSummary } from '../domains/dns-service.ts';
 import type { Metrics } from './metrics.ts';
-import { commandType, outcome } from './receipts.ts';
+import { commandType, outcome, receiptProof, receiptView } from './receipts.ts';
 import { NotRecorded } from '../core/policy/chokepoint.ts';
 import { sourcePrefix, type NoiseCounter } from './limits.ts';
 import { MAX_ENTRIES_PER_CALL, MAX_PAGE_BYTES, Params, Queries } from './schemas.ts';
@@ -195,7 +194,8 @@ async function submit(ctx: ApiContext, route: Pick<RouteDef, 'command' | 'bind'>
   });
   ctx.metrics.command(commandType(body), receipt.allowed ? 'allowed' : 'denied');
   const out = await outcome(store, body, receipt);
-  const result: Record<string, unknown> = { index: receipt.index, allowed: receipt.allowed, gates: receipt.gates, followUps: receipt.followUps };
+  const proof = receiptProof(ctx.platform.chokepoint.ledger, receipt);
+  const result: Record<string, unknown> = { ...receiptView(receipt), at: receipt.at, ...(proof ? { receipt: proof } : {}) };
   if (out.error) return { status: out.status, body: { error: out.error, ...result } };
   const type = commandType(body);
   if (type === 'imvu.create') {
@@ -215,7 +215,6 @@ async function submit(ctx: ApiContext, route: Pick<RouteDef, 'command' | 'bind'>
 type IdentityRow = { id: string; name: string; role: string; public_key: string };
 type ClaimRow = { name: string; token: string; expires_at: string; entry: number };
 const challengeView = (r: ClaimRow) => ({ name: challengeName(r.name), type: 'TXT', value: r.token, expires: r.expires_at });
-const receiptView = (r: Receipt) => ({ index: r.index, allowed: r.allowed, gates: r.gates, followUps: r.followUps });
 
 /**
  * `domain.verify`: the creator's signed request is recorded first; then the platform's resolver looks
@@ -452,6 +451,9 @@ export const ROUTES: RouteDef[] = [
       return { body: served.note, contentType: 'text/plain; charset=utf-8' };
     },
   ),
+  pub('/v1/ledger/checkpoints/:size', 'The signed checkpoint the platform saved at exactly this tree size (C2SP signed note) with every witness cosignature the daemon holds for it; 404 if none was saved at that size', { params: Params.size, produces: 'text/plain' }, async (ctx, { params }) =>
+    checkpointAt(ctx, params.size),
+  ),
   read(
     '/v1/ledger/entries',
     `Ledger entries [from, to), at most ${MAX_ENTRIES_PER_CALL} and about ${MAX_PAGE_BYTES} bytes per call, optionally only those about one IMVU; entries you may not read come as { index, leafHash, withheld }`,
@@ -544,6 +546,16 @@ export const ROUTES: RouteDef[] = [
     },
   ),
 ];
+
+/**
+ * A stored checkpoint by its tree size: every batch saved one, so a receipt's checkpoint can be
+ * fetched again by size (witness cosignatures will be added here).
+ */
+async function checkpointAt(ctx: ApiContext, size: number): Promise<Reply> {
+  const served = await servedCheckpoint(ctx, size);
+  if (served === undefined) throw new HttpError(404, `no checkpoint was saved at tree size ${size}`);
+  return { body: served.note, contentType: 'text/plain; charset=utf-8' };
+}
 
 async function notifications(ctx: ApiContext, by: 'imvu' | 'recipient', value: string) {
   return ctx.platform.store.all(`SELECT entry, recipient, imvu, about, gate, message, at, source FROM notifications WHERE ${by} = ? ORDER BY entry`, [value]);

@@ -28,6 +28,7 @@ export const Params = {
   statement: z.object({ imvu: ImvuId, period: Period }).strict(),
   /** The rest of a /tlog/tile/ path (checked by src/core/ledger/tiles.ts: 400 unless it names a tile). */
   tile: z.object({ '*': z.string().max(200) }).strict(),
+  size: z.object({ size: count('size') }).strict(),
 };
 
 export const Queries = {
@@ -87,5 +88,13 @@ export const ReceiptBody = z
     gates: z.array(GateResult),
     followUps: z.array(z.looseObject({ index: z.number().int(), allowed: z.boolean() })),
     error: z.string().optional().describe('for a denied command: "gate N: reason"'),
+    at: z.string().describe("the entry's recorded time (the entry is { v: 1, index, at, command, decision: { allowed, gates } })"),
+    receipt: z
+      .object({
+        index: z.number().int(),
+        checkpoint: z.string().describe('the signed checkpoint (C2SP signed note) of the batch that committed the entry: the first that includes it'),
+        inclusionProof: z.array(z.string()).describe("RFC 9162 inclusion proof of the entry in that checkpoint's tree, hex SHA-256 hashes"),
+      })
+      .describe('proof that the entry is in the log; follow-ups carry none of their own'),
   })
   .describe('what the chokepoint decided; a denied command is recorded too');

@@ -72,7 +72,7 @@ describe('reads every client needs', () => {
       'GET /health', 'GET /metrics', 'GET /openapi.json', 'GET /v1/platform', 'GET /v1/identities', 'GET /v1/identities/{nameOrId}',
       'GET /v1/imvus', 'GET /v1/imvus/{id}', 'GET /v1/zones/{zone}/records', 'GET /v1/zones/{zone}/export', 'GET /v1/zones/{zone}/ds', 'GET /v1/imvus/{id}/mailboxes', 'GET /v1/imvus/{id}/routes',
       'GET /v1/imvus/{id}/notifications', 'GET /v1/consents', 'GET /v1/notifications', 'GET /v1/gates', 'GET /v1/ledger/checkpoint',
-      'GET /v1/ledger/entries', 'GET /v1/ledger/proof/inclusion', 'GET /v1/ledger/proof/consistency', 'GET /v1/statements/{imvu}/{period}',
+      'GET /v1/ledger/checkpoints/{size}', 'GET /v1/ledger/entries', 'GET /v1/ledger/proof/inclusion', 'GET /v1/ledger/proof/consistency', 'GET /v1/statements/{imvu}/{period}',
       'GET /tlog/checkpoint', 'GET /tlog/tile/{path}', 'GET /tlog/tile/entries/{path}',
     ];
     expect(listed.sort()).toEqual(expected.sort());

@@ -7,7 +7,8 @@ import type { CommandType, Json, LedgerEntry, SignedCommand } from '../core/type
 import { ApiError, Client, DEFAULT_URL, type Receipt } from './client.ts';
 import { usage } from './errors.ts';
 import { Home, defaultHome, type LocalIdentity } from './home.ts';
-import { Witness, type Contact, type SeenCheckpoint } from './witness.ts';
+import { Witness, type Contact, type PlatformInfo, type SeenCheckpoint } from './witness.ts';
+import { saveReceipt, verifyReceipt } from './receipts.ts';
 
 export interface GlobalOptions {
   server?: string;
@@ -19,8 +20,10 @@ export interface Submitted<R extends Receipt = Receipt> {
   receipt: R;
   signed: SignedCommand;
   signer: LocalIdentity;
-  /** The signed checkpoint the entry was proved to be included in. */
+  /** The signed checkpoint the entry was proved to be included in (the receipt's). */
   checkpoint: SeenCheckpoint;
+  /** Where the receipt is kept (NEXUS_HOME/receipts/<platform id>/<index>.json). */
+  receiptFile: string;
 }
 
 export class Ctx {
@@ -202,10 +205,28 @@ export class Ctx {
   ): Promise<Submitted<R>> {
     const { platform } = await this.connect();
     const signed = signCommand(signer.key, type, body, { origin: platform.origin });
-    const receipt = await this.client.submit<R>(method, path, signed);
-    // The signer reads its own entry back: whoever signed an entry may always read it.
-    const checkpoint = await this.witness.confirmEntry(receipt.index, signed.sig, signer);
-    return { receipt, signed, signer, checkpoint };
+    let receipt: R;
+    try {
+      receipt = await this.client.submit<R>(method, path, signed);
+    } catch (err) {
+      // A refusal that was recorded (it names its entry) carries a receipt too: kept like any other.
+      if (err instanceof ApiError && typeof err.body.index === 'number') await this.keepReceipt(platform, signed, err.body);
+      throw err;
+    }
+    const kept = await this.keepReceipt(platform, signed, receipt);
+    return { receipt, signed, signer, ...kept };
+  }
+
+  /**
+   * Verifies the receipt in a command's answer (src/cli/receipts.ts), keeps it under NEXUS_HOME,
+   * then checks its checkpoint against the saved one (consistency) and saves it if newer.
+   */
+  private async keepReceipt(platform: PlatformInfo, signed: SignedCommand, body: unknown): Promise<{ checkpoint: SeenCheckpoint; receiptFile: string }> {
+    const v = verifyReceipt(platform, this.client.url, signed, body);
+    // Kept before anything else can fail: it is the evidence if the log later loses the entry.
+    const receiptFile = saveReceipt(this.home, v.receipt);
+    await this.witness.observe(platform, v.checkpoint.note, { latest: false, what: `the checkpoint in the receipt for ledger entry ${v.receipt.index}` });
+    return { checkpoint: v.checkpoint, receiptFile };
   }
 
   /** Prints `data` as JSON with --json, otherwise the human lines. */
@@ -222,5 +243,5 @@ export class Ctx {
 
 /** "recorded as ledger entry 12, included in the signed checkpoint of tree size 13". */
 export function receiptLine(s: Submitted): string {
-  return `Recorded as ledger entry ${s.receipt.index}, signed by ${s.signer.name}; inclusion in the platform's signed checkpoint (tree size ${s.checkpoint.size}) verified`;
+  return `Recorded as ledger entry ${s.receipt.index}, signed by ${s.signer.name}; inclusion in the platform's signed checkpoint (tree size ${s.checkpoint.size}) verified; receipt kept`;
 }

@@ -7,6 +7,7 @@
 //     identities.json                 { "<name>": "<id>" }
 //     platforms.json                  { "<daemon url>": { id, publicKey, origin, pinnedAt } }   trust on first use
 //     checkpoints/<platform id>.note  newest checkpoint seen of that platform's log (signed note)
+//     receipts/<platform id>/<index>.json  the receipt of every command sent from here (src/cli/receipts.ts); kept for good
 //     alarms/<code>.json              open alarms (log rewritten, platform key changed); every call fails while one is open
 //     evidence/<time>-<code>.json     acknowledged alarms, kept as evidence
 //     witnesses.json                  { witnesses: [{ name, vkey, addedAt }], require: K }   the witness policy
@@ -16,6 +17,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { identityIdFromPublicKey, isIdentityId, loadPrivateKey, publicKeyRaw, savePrivateKey } from '../core/identity/keys.ts';
 import { usage } from './errors.ts';
+import { fsyncDir } from '../core/durable.ts';
 
 export const NAME_RE = /^[a-z][a-z0-9-]{1,31}$/;
 
@@ -25,7 +27,7 @@ export function defaultHome(env: NodeJS.ProcessEnv = process.env): string {
   return resolve(config, 'nexus');
 }
 
-/** Writes a file atomically (temp file, fsync, rename), creating its directory with mode 0700. */
+/** Writes a file atomically and durably (temp file, fsync, rename, fsync of the directory), creating its directory with mode 0700. */
 export function writeFileAtomic(path: string, data: string, mode = 0o600): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const tmp = `${path}.tmp-${process.pid}`;
@@ -38,6 +40,7 @@ export function writeFileAtomic(path: string, data: string, mode = 0o600): void 
     closeSync(fd);
   }
   renameSync(tmp, path);
+  fsyncDir(dirname(path));
 }
 
 function readJson<T>(path: string, fallback: T): T {
@@ -201,6 +204,13 @@ export class Home {
   saveWitnessPolicy(p: WitnessPolicy): void {
     this.ensure();
     writeFileAtomic(this.witnessPolicyPath(), JSON.stringify(p, null, 2) + '\n');
+  }
+
+  // --- receipts ---------------------------------------------------------------------------
+
+  receiptDir(platformId: string): string {
+    if (!isIdentityId(platformId)) throw new Error(`not a platform id: ${platformId}`);
+    return this.path('receipts', platformId);
   }
 
   // --- alarms -----------------------------------------------------------------------------

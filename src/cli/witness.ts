@@ -208,7 +208,7 @@ export class Witness {
     return info;
   }
 
-  private verifyNote(note: string, info: PlatformInfo, what: string): SeenCheckpoint {
+  verifyNote(note: string, info: PlatformInfo, what: string): SeenCheckpoint {
     try {
       const { checkpoint } = openCheckpoint(note, [{ name: info.origin, publicKeyRaw: Buffer.from(info.publicKey, 'base64') }], info.origin);
       return { note, size: checkpoint.size, rootHash: checkpoint.rootHash };
@@ -256,7 +256,18 @@ export class Witness {
   /** Fetches and verifies the platform's latest checkpoint, checks it extends the saved one, saves it. */
   async contact(): Promise<Contact> {
     const info = await this.platform();
-    const { note, now } = await this.latestTrusted(info);
+    const { note } = await this.latestTrusted(info);
+    return this.observe(info, note, { latest: true });
+  }
+
+  /**
+   * Checks a signed checkpoint of this platform against the saved one and saves it if it is newer.
+   * `latest`: it is the platform's newest checkpoint, so it may not be older than the saved one. A
+   * receipt's checkpoint may be older (another call saved a newer one since): it must then be a
+   * prefix of the saved one. Either way, two checkpoints that are not consistent are an alarm.
+   */
+  async observe(info: PlatformInfo, note: string, opts: { latest: boolean; what?: string }): Promise<Contact> {
+    const now = this.verifyNote(note, info, opts.what ?? "the platform's checkpoint");
     const savedNote = this.home.savedCheckpoint(info.id);
     if (savedNote === undefined) {
       this.home.saveCheckpoint(info.id, note);
@@ -267,7 +278,9 @@ export class Witness {
       raise(this.home, {
         kind: 'rewritten',
         message:
-          `the platform's log was rewritten: the checkpoint you saw at tree size ${saved.size} is not a prefix of the tree of size ${now.size}${extra}; ` +
+          (now.size >= saved.size || opts.latest
+            ? `the platform's log was rewritten: the checkpoint you saw at tree size ${saved.size} is not a prefix of the tree of size ${now.size}${extra}; `
+            : `the platform's log was rewritten: ${opts.what ?? 'its checkpoint'} of tree size ${now.size} is not a prefix of the checkpoint you saw at tree size ${saved.size}${extra}; `) +
           describeAlarmAdvice(),
         url: this.client.url,
         platformId: info.id,
@@ -276,9 +289,15 @@ export class Witness {
         seen: { size: now.size, note },
         ...(proof ? { proof } : {}),
       });
-    if (now.size < saved.size) rewritten(undefined, ' (entries were removed)');
     if (now.size === saved.size) {
       if (!now.rootHash.equals(saved.rootHash)) rewritten(undefined, ' (same size, different root)');
+      return { platform: info, checkpoint: now, previousSize: saved.size };
+    }
+    if (now.size < saved.size) {
+      if (opts.latest) rewritten(undefined, ' (entries were removed)');
+      const res = await this.client.get<{ proof?: unknown }>('/v1/ledger/proof/consistency', { from: now.size, to: saved.size });
+      const proof = hexProof(res.proof, 'consistency proof');
+      if (!verifyConsistency(now.size, saved.size, now.rootHash, saved.rootHash, proof)) rewritten(proof.map((p) => p.toString('hex')));
       return { platform: info, checkpoint: now, previousSize: saved.size };
     }
     const res = await this.client.get<{ proof?: unknown }>('/v1/ledger/proof/consistency', { from: saved.size, to: now.size });

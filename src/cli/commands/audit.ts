@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { identityIdFromPublicKey, loadPrivateKey, publicKeyRaw } from '../../core/identity/keys.ts';
 import { canonicalBytes, canonicalJson } from '../../core/ledger/canonical.ts';
@@ -15,6 +15,7 @@ import { table } from '../format.ts';
 import { acknowledge, openAlarms, type Alarm, type SeenCheckpoint } from '../witness.ts';
 import { parseCosignerVerifierKey } from '../../core/witness/cosignature.ts';
 import { NAME_RE, type WitnessPolicy } from '../home.ts';
+import { checkReceipts, keptReceipts, receiptFailure, type ReceiptCheck } from '../receipts.ts';
 import { dataDirOf } from './operator.ts';
 import { identityNames } from './imvu.ts';
 
@@ -108,10 +109,43 @@ function alarmReport(a: Alarm, home: string): string[] {
   return lines;
 }
 
+/**
+ * While an alarm is open the checkpoint memory cannot be trusted, but the receipts still can: each
+ * is checked against the platform's current checkpoint, verified with the key pinned for this URL.
+ */
+async function receiptsDuringAlarm(ctx: Ctx): Promise<{ checks: ReceiptCheck[]; skipped?: string }> {
+  const pinned = ctx.home.platforms()[ctx.url];
+  if (!pinned || !keptReceipts(ctx.home, pinned.id).length) return { checks: [] };
+  try {
+    const note = await ctx.client.getText('/v1/ledger/checkpoint');
+    const current = ctx.witness.verifyNote(note, { id: pinned.id, origin: pinned.origin, publicKey: pinned.publicKey, suffix: '' }, "the platform's checkpoint");
+    return { checks: await checkReceipts(ctx.client, ctx.home, pinned.id, current) };
+  } catch (err) {
+    return { checks: [], skipped: (err as Error).message };
+  }
+}
+
+function receiptLines(checks: ReceiptCheck[]): string[] {
+  const bad = checks.filter((c) => !c.ok);
+  if (!checks.length) return [];
+  if (!bad.length) return [`✅ ${checks.length} kept receipt${checks.length > 1 ? 's' : ''}: every entry is still in the log (consistency from each receipt's checkpoint, inclusion at its index)`];
+  return [`✗ ${bad.length} of ${checks.length} kept receipts: the entry is no longer in the log as the receipt proves`, ...bad.map((c) => `  ✗ ${receiptFailure(c)}`)];
+}
+
 async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
+  const failWithAlarms = async (alarms: Alarm[]) => {
+    const { checks, skipped } = await receiptsDuringAlarm(ctx);
+    const bad = checks.filter((c) => !c.ok);
+    ctx.print({ ok: false, alarms, receipts: checks, ...(skipped ? { receiptsNotChecked: skipped } : {}) }, () => [
+      ...alarms.flatMap((a) => alarmReport(a, ctx.home.dir)),
+      ...receiptLines(checks),
+      ...(skipped ? [`- Kept receipts not checked: ${skipped}`] : []),
+    ]);
+    if (bad[0]) throw verificationFailed(`${receiptFailure(bad[0])}${bad.length > 1 ? ` (and ${bad.length - 1} more receipts)` : ''}; ${alarms.length} open alarm${alarms.length > 1 ? 's' : ''}`);
+  };
   const alarms = openAlarms(ctx.home);
   if (alarms.length) {
-    ctx.print({ ok: false, alarms }, () => alarms.flatMap((a) => alarmReport(a, ctx.home.dir)));
+    await failWithAlarms(alarms);
     throw verificationFailed(`${alarms.length} open alarm${alarms.length > 1 ? 's' : ''}: the platform's log or key does not match what you saw before`);
   }
   let contact;
@@ -119,7 +153,7 @@ async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
     contact = await ctx.connect();
   } catch (err) {
     const fresh = openAlarms(ctx.home);
-    if (fresh.length) ctx.print({ ok: false, alarms: fresh }, () => fresh.flatMap((a) => alarmReport(a, ctx.home.dir)));
+    if (fresh.length) await failWithAlarms(fresh);
     throw err;
   }
   const { platform, checkpoint: cp, previousSize } = contact;
@@ -137,9 +171,13 @@ async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
     problems = await replayEntries(entries);
   }
   const violation = problems[0]?.message;
+  // Every receipt kept here must still be in the log: checked even when nothing else is wrong,
+  // because a rewrite consistent with itself passes everything above when no checkpoint was saved.
+  const receipts = await checkReceipts(ctx.client, ctx.home, platform.id, cp);
+  const badReceipts = receipts.filter((c) => !c.ok);
   const reader = await ctx.reader();
   const report = {
-    ok: !violation,
+    ok: !violation && !badReceipts.length,
     mode: 'online',
     url: ctx.url,
     platform: platform.id,
@@ -153,6 +191,7 @@ async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
     withheld,
     replayed: !withheld,
     problems,
+    receipts,
   };
   ctx.print(report, () => [
     `✅ Checkpoint: tree size ${cp.size}, signed by ${platform.origin} with the platform key pinned for ${ctx.url} (${platform.id})`,
@@ -170,8 +209,10 @@ async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
       : withheld
         ? `- Replay through the 17 gates not done: it needs the whole log, and ${withheld} entries concern IMVUs that are not yours (an admin's \`nexus audit verify\`, or \`nexus audit verify --data\` on a copy of the data directory, replays everything)`
         : `✅ Replayed ${cp.size} entries through the 17 gates: every recorded decision holds, entry times never go back, sealed statements match`,
+    ...receiptLines(receipts),
   ]);
   if (violation) throw verificationFailed(violation);
+  if (badReceipts[0]) throw verificationFailed(`${receiptFailure(badReceipts[0])}${badReceipts.length > 1 ? ` (and ${badReceipts.length - 1} more receipts)` : ''}`);
 }
 
 function savedCheckpointFor(ctx: Ctx, dataDir: string, explicit: string | undefined): { note?: string; from?: string } {
@@ -290,7 +331,7 @@ export function auditCommand(): Command {
 
   audit
     .command('verify')
-    .description('verify the log: offline with --data (replay everything), or online against the daemon (checkpoint, tree, proofs, replay)')
+    .description('verify the log: offline with --data (replay everything), or online against the daemon (checkpoint, tree, proofs, replay, and every kept receipt still in the log)')
     .option('--data <dir>', 'verify this data directory (or a copy) offline instead of asking the daemon')
     .option('--checkpoint <file>', 'offline: a saved checkpoint the log must extend (default: yours for that platform)')
     .option('--sample <n>', 'online: how many entries to check inclusion proofs for', int(1, 1000), 8)
@@ -301,6 +342,47 @@ export function auditCommand(): Command {
     });
 
   audit.addCommand(witnessPolicyCommand());
+
+  audit
+    .command('receipts')
+    .description("list the receipts kept under NEXUS_HOME for the platform at --server (each checked here on its own: signature and inclusion proof); `nexus audit verify` checks they are all still in the log")
+    .option('--all', 'every platform this NEXUS_HOME holds receipts of, not only the one at --server')
+    .action((o: { all?: boolean }, c: Command) => {
+      const ctx = Ctx.of(c);
+      const pinned = ctx.home.platforms()[ctx.url];
+      const root = join(ctx.home.dir, 'receipts');
+      const ids = o.all || !pinned ? (existsSync(root) ? readdirSync(root).filter((d) => /^nx1[a-z2-7]{32}$/.test(d)).sort() : []) : [pinned.id];
+      const rows = ids.flatMap((id) =>
+        keptReceipts(ctx.home, id).map((k) => {
+          const e = k.verified?.receipt.entry;
+          return {
+            platform: id,
+            index: k.index ?? null,
+            type: e?.command?.command?.type ?? null,
+            actor: e?.command?.command?.actor ?? null,
+            allowed: e ? e.decision.allowed : null,
+            at: e?.at ?? null,
+            checkpointSize: k.verified?.checkpoint.size ?? null,
+            file: k.file,
+            ok: !!k.verified,
+            ...(k.problem ? { problem: k.problem } : {}),
+          };
+        }),
+      );
+      ctx.print({ receipts: rows }, () => {
+        if (!rows.length) return `no receipts in ${root}${pinned && !o.all ? ` for ${pinned.id} (${ctx.url})` : ''}`;
+        const lines = [
+          table(
+            ['INDEX', 'COMMAND', 'DECISION', 'AT', 'CHECKPOINT', 'RECEIPT'],
+            rows.map((r) => [String(r.index ?? '?'), r.type ?? '?', r.allowed === null ? '?' : r.allowed ? 'allowed' : 'denied', r.at ?? '?', r.checkpointSize === null ? '?' : `size ${r.checkpointSize}`, r.ok ? 'ok' : `✗ ${r.problem}`]),
+          ),
+        ];
+        if (ids.length > 1) lines.unshift(`platforms: ${ids.join(', ')}`);
+        return lines;
+      });
+      const bad = rows.find((r) => !r.ok);
+      if (bad) throw verificationFailed(`the kept receipt ${bad.file} does not verify on its own: ${bad.problem}`);
+    });
 
   audit
     .command('acknowledge')

@@ -1,4 +1,4 @@
-import type { KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { canonicalBytes } from './canonical.ts';
 import { leafHash, nodeHash, EMPTY_ROOT, inclusionProof, consistencyProof, type StoredNode } from './merkle.ts';
 import { formatCheckpoint, signNote } from './checkpoint.ts';
@@ -12,6 +12,21 @@ export function encodeEntry(entry: LedgerEntry): Buffer {
 
 export function decodeEntry(data: Buffer): LedgerEntry {
   return JSON.parse(data.toString('utf8')) as LedgerEntry;
+}
+
+/**
+ * A denied command's body larger than this is stored as its SHA-256 and size only, so an
+ * authenticated identity cannot grow the log by the size of its refused junk.
+ */
+export const MAX_DENIED_BODY_BYTES = 2048;
+
+/** The entry as it is recorded: a denied command's body over MAX_DENIED_BODY_BYTES replaced by its hash and size. */
+export function elideEntry(entry: LedgerEntry): LedgerEntry {
+  const body = entry.command?.command?.body;
+  if (entry.decision.allowed || body === undefined) return entry;
+  const bytes = canonicalBytes(body);
+  if (bytes.length <= MAX_DENIED_BODY_BYTES) return entry;
+  return { ...entry, command: { ...entry.command, command: { ...entry.command.command, body: {} } }, elided: { sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length } };
 }
 
 /**
@@ -139,6 +154,15 @@ export class Ledger {
    * transaction (entries, nodes, checkpoint) commits.
    */
   async batch<T>(fn: (log: Appender, tx: WriteTx) => Promise<T>): Promise<T> {
+    return (await this.batchWithCheckpoint(fn)).result;
+  }
+
+  /**
+   * Like batch(), and also returns the checkpoint the batch saved (undefined when it appended
+   * nothing): the first signed checkpoint that includes every entry of the batch, which is what a
+   * submitter's receipt carries. Nothing more is signed for it.
+   */
+  async batchWithCheckpoint<T>(fn: (log: Appender, tx: WriteTx) => Promise<T>): Promise<{ result: T; checkpoint: SavedCheckpoint | undefined }> {
     let saved: SavedCheckpoint | undefined;
     const out = await this.store.transaction(async (tx) => {
       this.hooks.begin?.();
@@ -170,7 +194,7 @@ export class Ledger {
     });
     await this.hooks.committed?.(saved);
     if (saved) for (const fn of this.listeners) fn(saved);
-    return out;
+    return { result: out, checkpoint: saved };
   }
 
   /**

@@ -1,11 +1,11 @@
 // The chokepoint: the one path by which state changes. verify (gate 1) -> gates -> ledger
 // (allowed or denied, with reasons) -> projections (only if allowed).
 import { z } from 'zod';
-import { createHash, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { cachedPublicKey, identityIdFromPublicKey, publicKeyRaw } from '../identity/keys.ts';
 import { commandSigningBytes, isCanonicalSignature, signCommand, verifyCommandSignature } from '../identity/envelope.ts';
 import { VerifyPool } from '../identity/verify-pool.ts';
-import { Ledger, decodeEntry, encodeEntry, type Appender } from '../ledger/ledger.ts';
+import { Ledger, decodeEntry, elideEntry, encodeEntry, type Appender, type SavedCheckpoint } from '../ledger/ledger.ts';
 import { canonicalBytes, canonicalJson } from '../ledger/canonical.ts';
 import { parsePriceBook } from '../handshake/index.ts';
 import type { SqlReader, Store, WriteTx } from '../store/index.ts';
@@ -197,22 +197,11 @@ export async function replayEntry(tx: WriteTx, entry: LedgerEntry, opts: DecideO
   return (await applyIsolated(tx, v, entry.index, entry.at)).decision;
 }
 
-/**
- * A denied command's body larger than this is stored as its SHA-256 and size only, so an
- * authenticated identity cannot grow the log by the size of its refused junk.
- */
-export const MAX_DENIED_BODY_BYTES = 2048;
-
+/** Re-exported: where the log's own encoding rules live (src/core/ledger/ledger.ts). */
+export { MAX_DENIED_BODY_BYTES } from '../ledger/ledger.ts';
 /** The largest command body recorded as it is: its entry, with the decision, stays under the 65,535 bytes of a tlog-tiles entry bundle. */
 export const MAX_COMMAND_BODY_BYTES = 48 * 1024;
 
-function elide(entry: LedgerEntry): LedgerEntry {
-  const body = entry.command?.command?.body;
-  if (entry.decision.allowed || body === undefined) return entry;
-  const bytes = canonicalBytes(body);
-  if (bytes.length <= MAX_DENIED_BODY_BYTES) return entry;
-  return { ...entry, command: { ...entry.command, command: { ...entry.command.command, body: {} } }, elided: { sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length } };
-}
 
 /**
  * An elided entry cannot have its signature checked again (the signed body is gone). What replay
@@ -246,6 +235,21 @@ export interface Receipt {
   gates: GateResult[];
   /** Entries the platform appended because of this one (notifications, provisioning). */
   followUps: Receipt[];
+  /** The entry's recorded time (with the command and the decision, it gives the entry's bytes). */
+  at?: string;
+  /**
+   * The signed checkpoint saved by the batch that committed this entry: the first one that
+   * includes it. Set once the batch is durable; an inclusion proof against it can be computed
+   * from the stored tree at any time after (src/api/receipts.ts).
+   */
+  checkpoint?: SavedCheckpoint;
+}
+
+/** Gives a receipt and its follow-ups the checkpoint of the batch that committed them. */
+function stamp(r: Receipt, checkpoint: SavedCheckpoint | undefined): void {
+  if (!checkpoint) return;
+  r.checkpoint = checkpoint;
+  for (const f of r.followUps) stamp(f, checkpoint);
 }
 
 export interface FollowUp {
@@ -387,7 +391,7 @@ export class Chokepoint {
       const batch = this.pending.splice(0, prepared === 0 ? 1 : prepared > 0 ? Math.min(prepared, this.opts.maxBatch ?? 1024) : (this.opts.maxBatch ?? 1024));
       await Promise.all(batch.map((p) => p.ready));
       try {
-        const receipts = await this.ledger.batch(async (log, tx) => {
+        const { result: receipts, checkpoint } = await this.ledger.batchWithCheckpoint(async (log, tx) => {
           const out: (Receipt | NotRecorded | undefined)[] = [];
           for (const p of batch) {
             if (!p.prepare) {
@@ -402,7 +406,10 @@ export class Chokepoint {
         batch.forEach((p, i) => {
           const r = receipts[i];
           if (r instanceof NotRecorded) p.reject(r);
-          else p.resolve(r);
+          else {
+            if (r) stamp(r, checkpoint);
+            p.resolve(r);
+          }
         });
       } catch (err) {
         for (const p of batch) p.reject(err);
@@ -439,10 +446,10 @@ export class Chokepoint {
     if (final !== verdict || !verdict.decision.allowed) {
       log.reset(mark);
       followUps.length = 0;
-      await log.append(encodeEntry(elide({ v: 1, index, at, command: input as SignedCommand, decision: final.decision })));
+      await log.append(encodeEntry(elideEntry({ v: 1, index, at, command: input as SignedCommand, decision: final.decision })));
       for (const f of await this.followUps(tx, final, index, at)) followUps.push(await this.platformFollowUp(tx, log, f));
     }
-    return { index, allowed: final.decision.allowed, gates: final.decision.gates, followUps };
+    return { index, at, allowed: final.decision.allowed, gates: final.decision.gates, followUps };
   }
 
   private async platformFollowUp(tx: WriteTx, log: Appender, f: FollowUp): Promise<Receipt> {
