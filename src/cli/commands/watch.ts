@@ -17,6 +17,7 @@ import { Command } from 'commander';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { identityIdFromPublicKey } from '../../core/identity/keys.ts';
 import type { LedgerEntry } from '../../core/types.ts';
 import { checkZone, type Difference, type ZoneCheck } from '../../domains/watch/compare.ts';
 import { DnsTcpClient } from '../../domains/watch/dns-client.ts';
@@ -120,7 +121,13 @@ class Watcher {
     const entries = this.log.entries;
     for (const e of entries) {
       const c = e.command?.command;
-      if (c?.type === 'identity.register' && e.decision?.allowed && isObj(c.body) && typeof c.body.name === 'string') this.names.set(c.actor, c.body.name);
+      if (c?.type === 'identity.register' && e.decision?.allowed && isObj(c.body) && typeof c.body.name === 'string' && typeof c.body.publicKey === 'string') {
+        try {
+          this.names.set(identityIdFromPublicKey(Buffer.from(c.body.publicKey, 'base64')), c.body.name);
+        } catch {
+          // a registration the gates allowed has a valid key; nothing to name otherwise
+        }
+      }
       if (c?.type === 'platform.genesis') this.names.set(c.actor, 'platform');
     }
 

@@ -37,7 +37,9 @@ export class DnsTcpClient {
     return new Promise((resolve, reject) => {
       const sock = net.connect({ host: this.opts.host, port: this.opts.port });
       sock.setNoDelay(true);
+      // Events of a connection closed and replaced already concern nobody.
       const fail = (err: Error) => {
+        if (this.sock !== sock) return;
         this.failed = err;
         const w = this.waiting;
         this.waiting = undefined;
@@ -50,6 +52,7 @@ export class DnsTcpClient {
       });
       sock.on('close', () => fail(new Error(`the DNS server at ${this.opts.host}:${this.opts.port} closed the connection`)));
       sock.on('data', (chunk: Buffer) => {
+        if (this.sock !== sock) return;
         this.total += chunk.length;
         if (this.total > (this.opts.maxBytes ?? 64 * 1024 * 1024)) {
           sock.destroy();
