@@ -14,7 +14,8 @@ import { initDataDir } from '../../src/core/platform.ts';
 import { startServer, type RunningServer } from '../../src/api/server.ts';
 import { newKey } from '../support/api.ts';
 import { identityIdFromPublicKey, loadPrivateKey, publicKeyRaw } from '../../src/core/identity/keys.ts';
-import { run, submitDirect, tempDir, type Run } from '../cli/harness.ts';
+import { spawn } from 'node:child_process';
+import { BIN, run, submitDirect, tempDir, type Run } from '../cli/harness.ts';
 
 const Z = 'imvu001.world';
 
@@ -98,6 +99,18 @@ describe.each([
     const json = ok(await nexus('audit', 'watch', '--once', '--imvu', 'IMVU-001', '--json'));
     const lines = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { kind: string; ok?: boolean });
     expect(lines.find((l) => l.kind === 'zone')).toMatchObject({ ok: true });
+  });
+
+  it('without --once it runs rounds until SIGINT, then exits 0', async () => {
+    const child = spawn(process.execPath, [BIN, 'audit', 'watch', '--interval', '1'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
+    // Two rounds: the second finds nothing new.
+    for (let i = 0; i < 600 && !/no new entries/.test(out); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(out).toMatch(/no new entries/);
+    child.kill('SIGINT');
+    expect(await exited).toBe(0);
   });
 
   it('a record edited in the database behind the daemon: exit 4, the record named, evidence kept', async () => {
