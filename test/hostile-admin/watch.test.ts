@@ -5,7 +5,7 @@
 // server serves the edited rows: the monitor must raise the alarm (exit 4) and name the record,
 // whether it reads the zone by AXFR (the daemon allows transfers to 127.0.0.1) or, without that
 // right, by DNSSEC-signed queries.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import Database from 'better-sqlite3';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -76,6 +76,9 @@ afterEach(async () => {
   await server?.close();
   for (const d of [data, home]) if (d) rmSync(d, { recursive: true, force: true });
 });
+
+// Several CLI processes per test on a shared machine: generous limits (no timing is asserted).
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 60_000 });
 
 describe.each([
   ['signed queries (no zone transfer allowed)', false, /signed queries/],
