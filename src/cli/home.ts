@@ -11,6 +11,8 @@
 //     alarms/<code>.json              open alarms (log rewritten, platform key changed); every call fails while one is open
 //     evidence/<time>-<code>.json     acknowledged alarms, kept as evidence
 //     witnesses.json                  { witnesses: [{ name, vkey, addedAt }], require: K }   the witness policy
+//     evidence/<time>-served-<code>.json  what `nexus audit watch` found served against the ledger
+//     watch/<platform id>.json        the ledger size up to which `nexus audit watch` has shown entries
 import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -221,6 +223,12 @@ export class Home {
 
   evidenceDir(): string {
     return this.path('evidence');
+  }
+
+  /** `nexus audit watch`'s memory of the entries it has shown: watch/<platform id>.json. */
+  watchCursorPath(platformId: string): string {
+    if (!isIdentityId(platformId)) throw new Error(`not a platform id: ${platformId}`);
+    return this.path('watch', `${platformId}.json`);
   }
 
   alarmFiles(): string[] {

@@ -18,6 +18,7 @@ import { NAME_RE, type WitnessPolicy } from '../home.ts';
 import { checkReceipts, keptReceipts, receiptFailure, type ReceiptCheck } from '../receipts.ts';
 import { dataDirOf } from './operator.ts';
 import { identityNames } from './imvu.ts';
+import { watchCommand } from './watch.ts';
 
 const PAGE = 1000;
 
@@ -37,14 +38,19 @@ type Served = LedgerEntry | { index: number; leafHash: string; withheld: true };
  * Fetches entries [0, cp.size) page by page, as one signed reader, and checks them as an outsider:
  * consecutive indices, and the Merkle root recomputed from their bytes (and the leaf hashes of the
  * entries withheld from this reader) equal to the root of the platform's signed checkpoint (the
- * platform signs the tree, which binds every entry: gate 17).
+ * platform signs the tree, which binds every entry: gate 17). With `prior`, only the entries after
+ * it are fetched.
  */
-export async function fetchVerifiedLog(ctx: Ctx, cp: SeenCheckpoint): Promise<VerifiedLog> {
-  const entries: LedgerEntry[] = [];
-  const leaves: Buffer[] = [];
+export async function fetchVerifiedLog(ctx: Ctx, cp: SeenCheckpoint, prior?: VerifiedLog): Promise<VerifiedLog> {
+  // A log verified earlier (against a checkpoint this one extends) is continued, not fetched again:
+  // the root recomputed over its leaves and the new ones must still be the new checkpoint's.
+  if (prior && prior.leaves.length > cp.size) throw verificationFailed(`the platform's signed checkpoint covers ${cp.size} entries, fewer than the ${prior.leaves.length} verified before`);
+  const entries: LedgerEntry[] = prior ? [...prior.entries] : [];
+  const leaves: Buffer[] = prior ? [...prior.leaves] : [];
   const tree = new MemoryTree();
+  for (const leaf of leaves) tree.appendLeafHash(leaf);
   const as = await ctx.reader();
-  let withheld = 0;
+  let withheld = prior?.withheld ?? 0;
   while (leaves.length < cp.size) {
     const from = leaves.length;
     const res = await ctx.get<{ entries?: Served[] }>('/v1/ledger/entries', { from, to: Math.min(from + PAGE, cp.size) }, as ? { as } : {});
@@ -383,6 +389,7 @@ export function auditCommand(): Command {
       const bad = rows.find((r) => !r.ok);
       if (bad) throw verificationFailed(`the kept receipt ${bad.file} does not verify on its own: ${bad.problem}`);
     });
+  audit.addCommand(watchCommand());
 
   audit
     .command('acknowledge')

@@ -197,6 +197,27 @@ export async function replayEntry(tx: WriteTx, entry: LedgerEntry, opts: DecideO
   return (await applyIsolated(tx, v, entry.index, entry.at)).decision;
 }
 
+/**
+ * Applies the effect of a recorded entry that says `allowed` to `tx`, without deciding again: the
+ * entry carries its decision. For a reader who holds only part of the log (a creator's monitor,
+ * `nexus audit watch`) and projects its own entries into a scratch store to see what the platform
+ * should serve; the gates need the whole log and are the verifier's business. Never called on the
+ * platform's store. Throws if the state cannot take the entry (the caller reports it).
+ */
+export async function projectRecorded(tx: WriteTx, entry: LedgerEntry): Promise<void> {
+  if (!entry.decision?.allowed || entry.elided || !entry.command?.command) return;
+  await tx.run('SAVEPOINT project');
+  try {
+    const platform = await tx.get<PlatformRow>('SELECT * FROM platform LIMIT 1');
+    await applyCommand(tx, entry.index, entry.command.command, entry.at, platform);
+    await tx.run('RELEASE project');
+  } catch (err) {
+    await tx.run('ROLLBACK TO project');
+    await tx.run('RELEASE project');
+    throw err;
+  }
+}
+
 /** Re-exported: where the log's own encoding rules live (src/core/ledger/ledger.ts). */
 export { MAX_DENIED_BODY_BYTES } from '../ledger/ledger.ts';
 /** The largest command body recorded as it is: its entry, with the decision, stays under the 65,535 bytes of a tlog-tiles entry bundle. */

@@ -1,0 +1,273 @@
+// `nexus audit watch`: the creator's monitor. Each round it
+//   1. fetches the platform's signed checkpoint and checks that it extends the one saved in
+//      NEXUS_HOME (witness.ts: a rewritten log is an alarm, exit 4);
+//   2. fetches the new ledger entries as the creator's signed reader, checks them against that
+//      checkpoint (the Merkle root recomputed from their bytes), and prints every new one that
+//      concerns the creator's IMVUs: who, what, allowed or denied by which gate, refusals of
+//      admins and strangers included;
+//   3. projects the IMVUs' entries into a scratch store with the platform's projection code
+//      (src/domains/watch/expected.ts) and compares each zone with what the DNS server the daemon
+//      reports in /health serves (src/domains/watch/compare.ts: AXFR when allowed, else signed
+//      answers). A difference is an alarm: printed RRset by RRset, kept as evidence under
+//      NEXUS_HOME/evidence/, exit code 4.
+// Which entries were already shown is kept in NEXUS_HOME/watch/<platform id>.json (the first
+// round shows the IMVUs' whole history). Zones only for now: routes and compute envelopes join
+// when the gateway and the compute system serve them.
+import { Command } from 'commander';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { identityIdFromPublicKey } from '../../core/identity/keys.ts';
+import type { LedgerEntry } from '../../core/types.ts';
+import { checkZone, type Difference, type ZoneCheck } from '../../domains/watch/compare.ts';
+import { DnsTcpClient } from '../../domains/watch/dns-client.ts';
+import { expectedZones, type ExpectedState } from '../../domains/watch/expected.ts';
+import { imvuId, int } from '../args.ts';
+import { Ctx } from '../context.ts';
+import { CliError, EXIT, verificationFailed } from '../errors.ts';
+import { writeFileAtomic } from '../home.ts';
+import type { SeenCheckpoint } from '../witness.ts';
+import { fetchVerifiedLog, type VerifiedLog } from './audit.ts';
+import { identityNames } from './imvu.ts';
+
+interface WatchOptions {
+  imvu?: string;
+  once?: boolean;
+  interval: number;
+}
+
+interface Cursor {
+  /** Entries below this index were shown. */
+  size: number;
+  at: string;
+}
+
+/** One printed entry (a JSON line with --json). */
+export interface WatchedEntry {
+  kind: 'entry';
+  index: number;
+  at: string;
+  actor: string;
+  actorName: string | null;
+  type: string;
+  imvu: string | null;
+  allowed: boolean;
+  gate: number | null;
+  reason: string | null;
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function cursorPath(ctx: Ctx, platformId: string): string {
+  return ctx.home.watchCursorPath(platformId);
+}
+
+function readCursor(ctx: Ctx, platformId: string): Cursor | undefined {
+  const file = cursorPath(ctx, platformId);
+  if (!existsSync(file)) return undefined;
+  try {
+    const c = JSON.parse(readFileSync(file, 'utf8')) as Cursor;
+    return Number.isSafeInteger(c.size) && c.size >= 0 ? c : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The IMVU an entry is about (for the creator's filter), given the zones each IMVU has had. */
+function imvuOf(e: LedgerEntry, creations: Map<number, string>, zones: Map<string, string>): string | undefined {
+  const b = isObj(e.command?.command?.body) ? e.command.command.body : {};
+  if (creations.has(e.index)) return creations.get(e.index);
+  if (typeof b.imvu === 'string') return b.imvu;
+  if (typeof b.zone === 'string') return zones.get(b.zone.toLowerCase());
+  return undefined;
+}
+
+function sleep(ms: number, stop: { signal: AbortSignal }): Promise<void> {
+  return new Promise((resolve) => {
+    if (stop.signal.aborted) return resolve();
+    const t = setTimeout(resolve, ms);
+    stop.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
+}
+
+class Watcher {
+  private log: VerifiedLog | undefined;
+  private names = new Map<string, string>();
+  private daemonNames: Map<string, string> | undefined;
+
+  constructor(
+    private readonly ctx: Ctx,
+    private readonly o: WatchOptions,
+  ) {}
+
+  private out(line: unknown, human: () => string[]): void {
+    if (this.ctx.json) process.stdout.write(JSON.stringify(line) + '\n');
+    else for (const l of human()) process.stdout.write(l + '\n');
+  }
+
+  private async nameOf(id: string): Promise<string | null> {
+    const n = this.names.get(id);
+    if (n) return n;
+    this.daemonNames ??= await identityNames(this.ctx).catch(() => new Map<string, string>());
+    return this.daemonNames.get(id) ?? null;
+  }
+
+  /** One round; resolves with the differences found (empty: consistent). */
+  async round(): Promise<Difference[]> {
+    const ctx = this.ctx;
+    const { platform, checkpoint, previousSize } = await ctx.witness.contact();
+    this.log = await fetchVerifiedLog(ctx, checkpoint, this.log);
+    const reader = await ctx.reader();
+    const entries = this.log.entries;
+    for (const e of entries) {
+      const c = e.command?.command;
+      if (c?.type === 'identity.register' && e.decision?.allowed && isObj(c.body) && typeof c.body.name === 'string' && typeof c.body.publicKey === 'string') {
+        try {
+          this.names.set(identityIdFromPublicKey(Buffer.from(c.body.publicKey, 'base64')), c.body.name);
+        } catch {
+          // a registration the gates allowed has a valid key; nothing to name otherwise
+        }
+      }
+      if (c?.type === 'platform.genesis') this.names.set(c.actor, 'platform');
+    }
+
+    const expected = await expectedZones(entries, this.o.imvu ? { imvus: [this.o.imvu] } : { people: reader ? [reader.id] : [] });
+    if (this.o.imvu && !expected.imvus.some((i) => i.id === this.o.imvu))
+      throw new CliError(`${this.o.imvu} is not an IMVU ${reader?.name ?? 'you'} created or is a member of (as far as the entries ${reader?.name ?? 'you'} may read say)`, EXIT.usage);
+
+    // The entries to show: new since the last round or run, about the selected IMVUs.
+    const cursor = readCursor(ctx, platform.id);
+    const from = cursor && cursor.size <= checkpoint.size ? cursor.size : 0;
+    const selected = new Set(expected.imvus.map((i) => i.id));
+    const creations = new Map(expected.imvus.map((i) => [i.entry, i.id]));
+    const zones = zoneOwners(entries, selected);
+    this.out({ kind: 'checkpoint', size: checkpoint.size, previousSize, from }, () => [
+      previousSize === null
+        ? `✅ Checkpoint: tree size ${checkpoint.size}, signed by ${platform.origin} (first contact: saved as your checkpoint)`
+        : `✅ Checkpoint: tree size ${checkpoint.size}, signed by ${platform.origin}, consistent with your saved checkpoint of tree size ${previousSize}`,
+    ]);
+    let shown = 0;
+    for (const e of entries) {
+      if (e.index < from) continue;
+      const imvu = imvuOf(e, creations, zones);
+      if (!imvu || !selected.has(imvu)) continue;
+      const c = e.command.command;
+      const deny = e.decision.gates.find((g) => g.status === 'deny');
+      const line: WatchedEntry = {
+        kind: 'entry',
+        index: e.index,
+        at: e.at,
+        actor: c.actor,
+        actorName: await this.nameOf(c.actor),
+        type: c.type,
+        imvu,
+        allowed: e.decision.allowed,
+        gate: deny?.gate ?? null,
+        reason: deny?.reason ?? null,
+      };
+      shown++;
+      this.out(line, () => [
+        `#${line.index}  ${line.at}  ${(line.actorName ?? line.actor).padEnd(10)} ${line.type.padEnd(17)} ${imvu}  ${line.allowed ? 'ALLOWED' : `DENIED gate ${line.gate}: ${line.reason ?? ''}`}`,
+      ]);
+    }
+    if (!shown && !ctx.json) process.stdout.write(`- no new entries about ${[...selected].join(', ') || 'your IMVUs'} since index ${from}\n`);
+    writeFileAtomic(cursorPath(ctx, platform.id), JSON.stringify({ size: checkpoint.size, at: new Date().toISOString() } satisfies Cursor) + '\n');
+
+    return this.compare(expected, checkpoint, platform.id);
+  }
+
+  private async compare(expected: ExpectedState, checkpoint: SeenCheckpoint, platformId: string): Promise<Difference[]> {
+    const ctx = this.ctx;
+    const differences: Difference[] = expected.problems.map((p) => ({ zone: '', owner: '', type: 'ledger', where: 'replay', expected: [], served: [], problem: p }));
+    const health = await ctx.client.get<{ dns?: { address: string; port: number } | null }>('/health');
+    const checks: ZoneCheck[] = [];
+    if (!health.dns) {
+      this.out({ kind: 'dns', served: false }, () => ['- The daemon runs no DNS server (/health): no zone to compare']);
+    } else if (expected.zones.length) {
+      const host = ['0.0.0.0', '::', ''].includes(health.dns.address) ? new URL(ctx.url).hostname.replace(/^\[|\]$/g, '') : health.dns.address;
+      const dns = new DnsTcpClient({ host, port: health.dns.port });
+      try {
+        for (const z of expected.zones) {
+          const check = await checkZone(z, dns);
+          checks.push(check);
+          differences.push(...check.differences);
+          this.out({ kind: 'zone', zone: z.zone, imvu: z.imvu, mode: check.mode, serial: check.expectedSerial, servedSerial: check.servedSerial, checked: check.checked, ok: !check.differences.length }, () => [
+            check.differences.length
+              ? `✗ Zone ${z.zone} (${z.imvu}) at ${host}:${health.dns!.port}: ${check.differences.length} difference${check.differences.length > 1 ? 's' : ''} from the ledger (${check.mode === 'axfr' ? 'zone transfer' : `${check.checked} signed queries`})`
+              : `✅ Zone ${z.zone} (${z.imvu}), serial ${check.servedSerial}: served as the ledger says (${check.mode === 'axfr' ? `zone transfer, ${check.checked} RRsets` : `${check.checked} signed queries`}, DNSSEC signatures checked against the ledger's keys)`,
+          ]);
+        }
+      } finally {
+        dns.close();
+      }
+    }
+    if (!differences.length) return differences;
+    for (const d of differences)
+      this.out({ kind: 'difference', ...d }, () => [
+        d.type === 'ledger'
+          ? `✗ ${d.problem}`
+          : `✗ ${d.zone}: ${d.owner} ${d.type} (${d.where}): ${d.problem}`,
+        ...(d.type === 'ledger' ? [] : [`    expected (ledger): ${d.expected.length ? d.expected.join(' | ') : '(nothing)'}`, `    served:            ${d.served.length ? d.served.join(' | ') : '(nothing)'}`]),
+      ]);
+    const detectedAt = new Date().toISOString();
+    const body = { kind: 'served-state', detectedAt, url: ctx.url, platformId, checkpoint: checkpoint.note, differences, zones: checks };
+    const code = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 8);
+    const evidence = join(ctx.home.evidenceDir(), `${detectedAt.replace(/[:.]/g, '-')}-served-${code}.json`);
+    writeFileAtomic(evidence, JSON.stringify({ code, ...body }, null, 2) + '\n');
+    this.out({ kind: 'alarm', code, evidence, differences: differences.length }, () => [
+      `✗ ALARM ${code}: what the platform serves is not what its ledger says (${differences.length} difference${differences.length > 1 ? 's' : ''})`,
+      `  Evidence: ${evidence} (the served answers, signed with the zone's key, and the checkpoint they contradict; keep a copy)`,
+    ]);
+    return differences;
+  }
+}
+
+/** Zone name -> IMVU, for every zone the selected IMVUs have had according to the entries. */
+function zoneOwners(entries: readonly LedgerEntry[], selected: ReadonlySet<string>): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const e of entries) {
+    const b = isObj(e.command?.command?.body) ? e.command.command.body : {};
+    if (!e.decision?.allowed || typeof b.imvu !== 'string' || !selected.has(b.imvu)) continue;
+    for (const z of [b.zone, b.domain]) if (typeof z === 'string') out.set(z.toLowerCase(), b.imvu);
+  }
+  return out;
+}
+
+export function watchCommand(): Command {
+  return new Command('watch')
+    .description("monitor: follow the log from your saved checkpoint, print every new entry about your IMVUs (refused attempts included), and check that the DNS server serves each IMVU zone exactly as the ledger says (zones only for now: routes and compute envelopes join when they are served)")
+    .option('--imvu <id>', 'only this IMVU (default: every IMVU you created or are a member of)', imvuId)
+    .option('--once', 'one round, then exit: 0 when everything is consistent, 4 on an alarm')
+    .option('--interval <seconds>', 'seconds between rounds without --once', int(1, 86_400), 60)
+    .addHelpText(
+      'after',
+      `
+Each round: the platform's signed checkpoint must extend your saved one; the new entries are checked
+against it and those about your IMVUs printed (JSON lines with --json); each IMVU zone is computed from
+the ledger and compared with what the daemon's DNS server (its address in /health) serves: by zone
+transfer when the server allows you one, otherwise by DNSSEC-signed answers validated with the keys
+the ledger published. Any difference is an alarm: printed RRset by RRset, evidence written to
+NEXUS_HOME/evidence/, exit code 4. Entries already shown are remembered in NEXUS_HOME/watch/.
+Zones only for now: routes and compute envelopes join when the gateway and compute systems serve them.`,
+    )
+    .action(async (o: WatchOptions, c: Command) => {
+      const ctx = Ctx.of(c);
+      const watcher = new Watcher(ctx, o);
+      const stop = new AbortController();
+      const onSigint = () => stop.abort();
+      process.once('SIGINT', onSigint);
+      process.once('SIGTERM', onSigint);
+      try {
+        for (;;) {
+          const differences = await watcher.round();
+          if (differences.length) throw verificationFailed(`${differences.length} difference${differences.length > 1 ? 's' : ''} between what the platform serves and its ledger`);
+          if (o.once || stop.signal.aborted) return;
+          await sleep(o.interval * 1000, stop);
+          if (stop.signal.aborted) return;
+        }
+      } finally {
+        process.off('SIGINT', onSigint);
+        process.off('SIGTERM', onSigint);
+      }
+    });
+}

@@ -1,0 +1,276 @@
+// Served zone versus expected zone. Two ways to read what is served:
+//
+// - AXFR, when the server transfers the zone to us (xfr.ts: a TSIG key or an allowed address):
+//   every RRset of the transfer is compared with the expected one, the DNSKEY RRset with the keys
+//   the ledger published, and every RRSIG in it is checked against those keys.
+// - Otherwise queries, with DO=1, over TCP: every expected RRset is asked for and the answer
+//   compared, section by section, with what the server's own answer code (`Zone.lookup`) gives for
+//   the expected zone; answers must carry an RRSIG that validates with a key the ledger published.
+//   The server denies existence compactly (RFC 9824: no NSEC chain to walk), so names are
+//   checked one by one: at every expected name and every name the ledger ever mentioned in the
+//   zone, a query for a type nobody stores (HINFO) gets an NSEC whose type bitmap must list
+//   exactly the types the ledger gives that name (NXNAME where the name must not exist). A record
+//   added at a name nobody ever mentioned is found only by AXFR (or ZONEMD, once zones carry it).
+import type { Answer, NsecData, RrsigData } from 'dns-packet';
+import type { ServedRR } from '../dns-authority/journal.ts';
+import { DNSKEY_TTL } from '../dnssec/online.ts';
+import { dnskeyRdata, keyTag } from '../dnssec/keytag.ts';
+import { rdataText } from '../dnssec/presentation.ts';
+import { verifyRRset } from '../dnssec/sign.ts';
+import { canonicalRdata } from '../dnssec/wire.ts';
+import { lowerAscii } from '../records/rdata.ts';
+import type { DnsTcpClient, Message } from './dns-client.ts';
+import type { DnskeyData, ExpectedZone } from './expected.ts';
+
+export interface Difference {
+  zone: string;
+  owner: string;
+  type: string;
+  /** Where it was seen: `axfr`, or the query and section. */
+  where: string;
+  /** The RRset the ledger gives, one "TTL RDATA" per record (empty: it must not exist). */
+  expected: string[];
+  /** The RRset the server gave. */
+  served: string[];
+  /** What is wrong, in words. */
+  problem: string;
+}
+
+export interface ZoneCheck {
+  zone: string;
+  imvu: string;
+  mode: 'axfr' | 'queries';
+  expectedSerial: number;
+  servedSerial: number | null;
+  /** RRsets compared (AXFR) or queries asked. */
+  checked: number;
+  differences: Difference[];
+  /** The messages the server sent (base64), signed by the zone's key: the evidence. */
+  messages: string[];
+}
+
+interface RR {
+  name: string;
+  type: string;
+  ttl: number;
+  data: unknown;
+}
+
+/** Types that are the signer's, not the zone data's: compared on their own terms (or, for ZONEMD, not yet). */
+const DNSSEC_TYPES = new Set(['RRSIG', 'NSEC', 'NSEC3', 'NSEC3PARAM', 'DNSKEY', 'OPT', 'ZONEMD', 'UNKNOWN_63']);
+/** A type nobody stores in a zone here: a query for it shows a name's type bitmap (NODATA) or its absence (NXNAME). */
+const PROBE_TYPE = 'HINFO';
+const NXNAME_NAMES = new Set(['UNKNOWN_128', 'NXNAME', 'TYPE128']);
+
+const bare = (s: string) => lowerAscii(s.endsWith('.') ? s.slice(0, -1) : s);
+
+function show(type: string, ttl: number, data: unknown): string {
+  try {
+    return `${ttl} ${rdataText(type, data)}`;
+  } catch {
+    return `${ttl} \\# ${Buffer.isBuffer(data) ? data.toString('hex') : JSON.stringify(data)}`;
+  }
+}
+
+function key(type: string, ttl: number, data: unknown): string {
+  try {
+    return `${ttl} ${canonicalRdata(type, data).toString('hex')}`;
+  } catch {
+    return show(type, ttl, data);
+  }
+}
+
+type Sets = Map<string, { owner: string; type: string; rrs: Map<string, string> }>;
+
+function group(rrs: Iterable<RR>): Sets {
+  const out: Sets = new Map();
+  for (const r of rrs) {
+    const owner = bare(r.name);
+    const k = `${owner}\t${r.type}`;
+    let set = out.get(k);
+    if (!set) out.set(k, (set = { owner, type: r.type, rrs: new Map() }));
+    set.rrs.set(key(r.type, r.ttl, r.data), show(r.type, r.ttl, r.data));
+  }
+  return out;
+}
+
+function compareSets(zone: string, where: string, expected: Sets, served: Sets): Difference[] {
+  const out: Difference[] = [];
+  for (const k of new Set([...expected.keys(), ...served.keys()])) {
+    const e = expected.get(k);
+    const s = served.get(k);
+    const ek = [...(e?.rrs.keys() ?? [])].sort();
+    const sk = [...(s?.rrs.keys() ?? [])].sort();
+    if (ek.join('\n') === sk.join('\n')) continue;
+    const owner = (e ?? s)!.owner;
+    const type = (e ?? s)!.type;
+    const problem = !s ? 'the ledger has this RRset; the server does not serve it' : !e ? 'the server serves this RRset; the ledger has no such records' : 'the served RRset differs from the ledger';
+    out.push({ zone, owner, type, where, expected: [...(e?.rrs.values() ?? [])].sort(), served: [...(s?.rrs.values() ?? [])].sort(), problem });
+  }
+  return out;
+}
+
+const asRR = (r: ServedRR): RR => ({ name: r.owner, type: r.type, ttl: r.ttl, data: r.data });
+const fromAnswer = (a: Answer): RR => a as unknown as RR;
+
+function dnskeyRRs(zone: string, keys: DnskeyData[]): RR[] {
+  return keys.map((k) => ({ name: zone, type: 'DNSKEY', ttl: DNSKEY_TTL, data: k }));
+}
+
+function tagOf(k: DnskeyData): number {
+  return keyTag(dnskeyRdata(k.flags, k.algorithm, k.key));
+}
+
+/** Does `sig` (over owner/type) validate with one of the ledger's keys of the zone over `data`? */
+function validates(z: ExpectedZone, sig: RrsigData, owner: string, data: readonly unknown[]): boolean {
+  if (bare(sig.signersName) !== z.zone) return false;
+  for (const k of z.dnskeys) {
+    if (tagOf(k) !== sig.keyTag || k.algorithm !== sig.algorithm) continue;
+    try {
+      if (verifyRRset(k.key, sig, owner, data)) return true;
+    } catch {
+      // a key or signature that does not parse validates nothing
+    }
+  }
+  return false;
+}
+
+/** Compares a zone transfer (every RR, the closing SOA included) with the expected zone. */
+export function compareTransfer(z: ExpectedZone, transferred: Answer[], messages: Buffer[]): ZoneCheck {
+  const rrs = transferred.slice(0, -1).map(fromAnswer);
+  const soa = rrs.find((r) => r.type === 'SOA');
+  const data = rrs.filter((r) => !DNSSEC_TYPES.has(r.type));
+  const differences = compareSets(z.zone, 'axfr', group(z.records.map(asRR)), group(data));
+  differences.push(...compareSets(z.zone, 'axfr', group(dnskeyRRs(z.zone, z.dnskeys)), group(rrs.filter((r) => r.type === 'DNSKEY'))));
+  const sets = new Map<string, unknown[]>();
+  for (const r of rrs) if (r.type !== 'RRSIG') sets.set(`${bare(r.name)}\t${r.type}`, [...(sets.get(`${bare(r.name)}\t${r.type}`) ?? []), r.data]);
+  for (const r of rrs) {
+    if (r.type !== 'RRSIG') continue;
+    const sig = r.data as RrsigData;
+    const owner = bare(r.name);
+    const covered = sets.get(`${owner}\t${sig.typeCovered}`);
+    if (!covered || !validates(z, sig, owner, covered))
+      differences.push({
+        zone: z.zone,
+        owner,
+        type: `RRSIG(${sig.typeCovered})`,
+        where: 'axfr',
+        expected: [`a signature by DNSKEY ${z.dnskeys.map(tagOf).join(' or ') || '(none: the zone has no key)'} over the served RRset`],
+        served: [show('RRSIG', r.ttl, sig)],
+        problem: 'this signature does not validate with the keys the ledger published for the zone',
+      });
+  }
+  const servedSerial = soa ? Number((soa.data as { serial: number }).serial) : null;
+  return { zone: z.zone, imvu: z.imvu, mode: 'axfr', expectedSerial: z.serial, servedSerial, checked: group(rrs).size, differences, messages: messages.map((m) => m.toString('base64')) };
+}
+
+function sectionSets(msg: Message, section: 'answers' | 'authorities' | 'additionals'): Sets {
+  return group(((msg[section] ?? []) as Answer[]).map(fromAnswer).filter((r) => !DNSSEC_TYPES.has(r.type)));
+}
+
+function expectedSets(rrs: Answer[]): Sets {
+  return group(rrs.map(fromAnswer).filter((r) => !DNSSEC_TYPES.has(r.type)));
+}
+
+/** Checks the zone by asking for everything the ledger says it holds, and for the names it must not hold. */
+export async function compareByQueries(z: ExpectedZone, dns: DnsTcpClient): Promise<ZoneCheck> {
+  const differences: Difference[] = [];
+  const messages: string[] = [];
+  let servedSerial: number | null = null;
+  let checked = 0;
+  const ask = async (owner: string, type: string): Promise<Message> => {
+    const msg = await dns.query(owner, type);
+    messages.push(msg.raw.toString('base64'));
+    checked++;
+    return msg;
+  };
+  const signed = z.dnskeys.length > 0;
+
+  // The keys first: every signature below is checked against the ledger's, not the served ones.
+  if (signed) {
+    const msg = await ask(z.zone, 'DNSKEY');
+    const served = ((msg.answers ?? []) as Answer[]).map(fromAnswer).filter((r) => r.type === 'DNSKEY' && bare(r.name) === z.zone);
+    differences.push(...compareSets(z.zone, `${z.zone} DNSKEY: answer`, group(dnskeyRRs(z.zone, z.dnskeys)), group(served)));
+  }
+
+  const sets = group(z.records.map(asRR));
+  for (const { owner, type } of sets.values()) {
+    const msg = await ask(owner, type);
+    const where = `${owner} ${type}`;
+    if (msg.rcode !== 'NOERROR' && msg.rcode !== 'NXDOMAIN') {
+      differences.push({ zone: z.zone, owner, type, where, expected: [...sets.get(`${owner}\t${type}`)!.rrs.values()], served: [], problem: `the server answered ${msg.rcode}` });
+      continue;
+    }
+    const want = z.compiled.lookup(owner, owner, type);
+    differences.push(...compareSets(z.zone, `${where}: answer`, expectedSets(want.answers), sectionSets(msg, 'answers')));
+    differences.push(...compareSets(z.zone, `${where}: authority`, expectedSets(want.authorities), sectionSets(msg, 'authorities')));
+    differences.push(...compareSets(z.zone, `${where}: additional`, expectedSets(want.additionals), sectionSets(msg, 'additionals')));
+    if (type === 'SOA') {
+      const soa = ((msg.answers ?? []) as Answer[]).map(fromAnswer).find((r) => r.type === 'SOA');
+      servedSerial = soa ? Number((soa.data as { serial: number }).serial) : null;
+    }
+    // An authoritative answer is signed with a key the ledger published.
+    if (signed && want.aa && !want.referral) {
+      const answers = ((msg.answers ?? []) as Answer[]).map(fromAnswer);
+      for (const set of expectedSets(want.answers).values()) {
+        const data = answers.filter((r) => bare(r.name) === set.owner && r.type === set.type).map((r) => r.data);
+        const sigs = answers.filter((r) => r.type === 'RRSIG' && bare(r.name) === set.owner && (r.data as RrsigData).typeCovered === set.type);
+        if (!data.length || sigs.some((s) => validates(z, s.data as RrsigData, set.owner, data))) continue;
+        differences.push({
+          zone: z.zone,
+          owner: set.owner,
+          type: `RRSIG(${set.type})`,
+          where: `${where}: answer`,
+          expected: [`a signature by DNSKEY ${z.dnskeys.map(tagOf).join(' or ')}`],
+          served: sigs.map((s) => show('RRSIG', s.ttl, s.data)),
+          problem: sigs.length ? 'no signature of this answer validates with the keys the ledger published' : 'the answer is not signed',
+        });
+      }
+    }
+  }
+
+  // What exists at each name: the NSEC of a NODATA answer lists it (compact denial).
+  if (signed) {
+    const names = new Set([...[...sets.values()].map((s) => s.owner), ...z.mentioned]);
+    for (const name of [...names].sort()) {
+      if (z.compiled.delegationOf(name)) continue; // below a cut: the child's business
+      const types = z.compiled.typesAt(name);
+      const expected = types === undefined ? ['NXNAME'] : [...types, ...(name === z.zone ? ['DNSKEY'] : [])].sort();
+      const msg = await ask(name, PROBE_TYPE);
+      const nsec = ((msg.authorities ?? []) as Answer[]).map(fromAnswer).find((r) => r.type === 'NSEC' && bare(r.name) === name);
+      const served = nsec
+        ? [...new Set((nsec.data as NsecData).rrtypes.filter((t) => t !== 'RRSIG' && t !== 'NSEC').map((t) => (NXNAME_NAMES.has(t) ? 'NXNAME' : t)))].sort()
+        : ((msg.answers ?? []) as Answer[]).length
+          ? ['(an answer instead of a denial)']
+          : ['(no NSEC)'];
+      if (expected.join(' ') !== served.join(' '))
+        differences.push({
+          zone: z.zone,
+          owner: name,
+          type: 'types',
+          where: `${name} ${PROBE_TYPE}: NSEC type bitmap`,
+          expected: types === undefined ? ['(the name does not exist)'] : expected,
+          served: served.length === 1 && served[0] === 'NXNAME' ? ['(the name does not exist)'] : served,
+          problem: types === undefined ? 'the server has a name the ledger does not' : 'the types served at this name are not those of the ledger',
+        });
+    }
+  }
+  if (servedSerial !== z.serial)
+    differences.unshift({
+      zone: z.zone,
+      owner: z.zone,
+      type: 'SOA serial',
+      where: `${z.zone} SOA: answer`,
+      expected: [String(z.serial)],
+      served: [servedSerial === null ? '(none)' : String(servedSerial)],
+      problem: 'the served serial is not the one the ledger gives',
+    });
+  return { zone: z.zone, imvu: z.imvu, mode: 'queries', expectedSerial: z.serial, servedSerial, checked, differences, messages };
+}
+
+/** Checks one zone: AXFR if the server transfers it to us, otherwise queries. */
+export async function checkZone(z: ExpectedZone, dns: DnsTcpClient): Promise<ZoneCheck> {
+  const xfr = await dns.axfr(z.zone);
+  if ('refused' in xfr) return compareByQueries(z, dns);
+  return compareTransfer(z, xfr.records, xfr.messages);
+}
