@@ -1,4 +1,4 @@
-// Entry point of the `nexus` command (bin/nexus.js loads this through tsx).
+// Entry point of the `nexus` command (bin/nexus.js loads its compiled form, dist/cli/main.js).
 import { main } from './program.ts';
 
 const code = await main();
