@@ -48,7 +48,8 @@ export function buildProgram(): Command {
 Environment: NEXUS_URL (daemon), NEXUS_HOME (keys, pinned platforms, saved checkpoints), NEXUS_DATA (data directory),
 NEXUS_PORT (daemon port), NEXUS_AS (default signer).
 Exit codes: 0 ok, 1 denied by policy, 2 usage error, 3 daemon unreachable, 4 verification failed,
-5 serve/start refused: the database lost acknowledged ledger entries.`,
+5 serve/start refused: the database lost acknowledged ledger entries, 6 serve/start refused: another
+daemon already serves the data directory.`,
     )
     .hook('preAction', (_root, action) => {
       if (!ALLOWED_DURING_ALARM.has(path(action))) assertNoOpenAlarm(new Home(defaultHome()));

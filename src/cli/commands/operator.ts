@@ -88,6 +88,7 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     const e = err as NodeJS.ErrnoException;
     // The DNS sockets: the message already names the address, the port and what to do.
     if (e.name === 'ListenError') throw new CliError(e.message, EXIT.denied);
+    if (e.name === 'DataDirLockedError') throw new CliError(e.message, EXIT.locked);
     if (e.code === 'EADDRINUSE') throw new CliError(`cannot listen on ${cfg.host}:${cfg.port}: the address is in use (is a daemon already running? pick another --port)`, EXIT.denied);
     if (e.code === 'EACCES') throw new CliError(`cannot listen on ${cfg.host}:${cfg.port}: permission denied (ports below 1024 need root)`, EXIT.denied);
     throw err;
