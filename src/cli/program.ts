@@ -7,6 +7,7 @@
 import { Command, CommanderError } from 'commander';
 import { CliError, EXIT, oneLine } from './errors.ts';
 import { Home, defaultHome } from './home.ts';
+import { VERSION } from './version.ts';
 import { assertNoOpenAlarm } from './witness.ts';
 import { operatorCommands } from './commands/operator.ts';
 import { identityCommand } from './commands/identity.ts';
@@ -32,7 +33,7 @@ export function buildProgram(): Command {
   const program = new Command('nexus');
   program
     .description('Nexus COS: sovereign hosting with signed commands, 17 gates, a verifiable log and an exact 55/45 split')
-    .version('0.1.0', '-V, --version')
+    .version(VERSION, '-V, --version')
     .option('--server <url>', 'daemon URL (env NEXUS_URL; default http://127.0.0.1:7600)')
     .option('--as <identity>', 'identity (local name or id) whose key signs the command (env NEXUS_AS)')
     .option('--json', 'print machine-readable JSON')
