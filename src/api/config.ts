@@ -7,42 +7,11 @@ import { z } from 'zod';
 import type { XfrOptions } from '../domains/dns-authority/xfr.ts';
 import { DEFAULT_PLAN, PLAN_FIELDS, type PlanLimits } from '../core/policy/commands.ts';
 import { parseCosignerVerifierKey } from '../core/witness/cosignature.ts';
+import { DEFAULTS, IANA_ROOT_HINTS, defaultDnsPort } from './defaults.ts';
 
-/** The root name servers (IANA root hints, IPv4), where domain proofs start their look-ups. */
-export const IANA_ROOT_HINTS = [
-  '198.41.0.4', '170.247.170.2', '192.33.4.12', '199.7.91.13', '192.203.230.10', '192.5.5.241', '192.112.36.4',
-  '198.97.190.53', '192.36.148.17', '192.58.128.30', '193.0.14.129', '199.7.83.42', '202.12.27.33',
-] as const;
+export { DEFAULTS, IANA_ROOT_HINTS, defaultDnsPort };
 
-export const DEFAULTS = {
-  dataDir: '.nexus',
-  host: '127.0.0.1',
-  port: 7600,
-  logLevel: 'info',
-  suffix: 'world',
-  dns: true,
-  dnsAddress: '127.0.0.1',
-  meterIntervalMs: 60_000,
-  /** How often the running daemon compares its projections with what its writes should have made. */
-  integrityIntervalMs: 60_000,
-  /** Zone transfers: nobody may transfer, nobody is notified, no TSIG key. */
-  xfrAllow: [],
-  notify: [],
-  rootHints: IANA_ROOT_HINTS,
-  /** Plan limits published at init (a `plan.publish` entry); above them needs a `quota.approve`. */
-  plan: DEFAULT_PLAN,
-  /** The platform's name servers: none given means `ns1.<suffix>` at the DNS address. */
-  nameservers: [],
-  /** Witnesses the daemon asks to cosign its checkpoints: none. */
-  witnesses: [],
-  /** Deadline of one add-checkpoint exchange with a witness. */
-  witnessTimeoutMs: 10_000,
-} as const;
 
-/** The authoritative DNS server's default port: 53 when running as root, 5353 otherwise. */
-export function defaultDnsPort(): number {
-  return process.getuid?.() === 0 ? 53 : 5353;
-}
 export const CONFIG_FILE_NAME = 'nexus.json';
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 

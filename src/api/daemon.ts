@@ -1,4 +1,4 @@
-// Stand-alone daemon entry: `node --import tsx src/api/daemon.ts [--data DIR] [--port N] [--host H]
+// Stand-alone daemon entry: `node dist/api/daemon.js [--data DIR] [--port N] [--host H]
 // [--log-level L] [--suffix S] [--config FILE] [--dns-address A] [--dns-port N] [--no-dns]
 // [--meter-interval MS] [--xfr-allow CIDR...] [--tsig-name NAME] [--tsig-secret-file PATH]
 // [--notify IP[:PORT]...] [--nameserver NAME=IP...] [--integrity-interval MS] [--witness URL=VKEY...]

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyBaseLogger, type FastifyError } from 'fastify';
 import { initDataDir, isInitialised, openDataDir, type OpenPlatform } from '../core/platform.ts';
+import { lockDataDir } from '../core/daemon-lock.ts';
 import type { Store } from '../core/store/index.ts';
 import { provisioner } from '../imvu/provision.ts';
 import { DEFAULTS, resolveConfig, xfrOptions, type ConfigOptions } from './config.ts';
@@ -353,29 +354,28 @@ export interface ServeOptions extends ConfigOptions {
 /** What `nexus serve` runs. Throws ConfigError (one line) on bad configuration. */
 export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
   const cfg = resolveConfig(opts);
+  if (!isInitialised(cfg.dataDir) && opts.init === false) throw new Error(`${cfg.dataDir} is not a nexus data directory (run \`nexus init --data ${cfg.dataDir}\`)`);
+  // One daemon per data directory, first-run initialisation included; released by close() or by
+  // the kernel when the process dies.
+  const lock = lockDataDir(cfg.dataDir);
+  let server: RunningServer;
   let initialised = false;
-  if (!isInitialised(cfg.dataDir)) {
-    if (opts.init === false) throw new Error(`${cfg.dataDir} is not a nexus data directory (run \`nexus init --data ${cfg.dataDir}\`)`);
-    await (await initDataDir(cfg.dataDir, { suffix: cfg.suffix, plan: cfg.plan })).close();
-    initialised = true;
+  try {
+    if (!isInitialised(cfg.dataDir)) {
+      await (await initDataDir(cfg.dataDir, { suffix: cfg.suffix, plan: cfg.plan })).close();
+      initialised = true;
+    }
+    server = await startDaemonServer(cfg);
+  } catch (err) {
+    lock.release();
+    throw err;
   }
-  // Zone transfers only when configured (an allow-list, a TSIG key or secondaries to notify).
-  const xfr = xfrOptions(cfg);
-  const server = await startServer({
-    dataDir: cfg.dataDir,
-    host: cfg.host,
-    port: cfg.port,
-    logLevel: cfg.logLevel,
-    integrityIntervalMs: cfg.integrityIntervalMs,
-    ...(cfg.witnesses.length ? { witnesses: { endpoints: cfg.witnesses.map((w) => ({ ...w })), timeoutMs: cfg.witnessTimeoutMs } } : {}),
-    dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, nameservers: cfg.nameservers, ...(xfr ? { xfr } : {}) } : false,
-    // Servers learned from referrals are asked on the first hint's port (53 unless a test hierarchy says otherwise).
-    challenge: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port },
-  });
+  const closeServer = server.close;
+  server.close = () => closeServer().finally(() => lock.release());
   // The TSIG key by name only: the secret is never logged.
   const dns = server.dns ? { address: server.dns.server.address, port: server.dns.server.port, meterIntervalMs: cfg.meterIntervalMs, xfr: server.dns.xfr } : null;
   const witnesses = cfg.witnesses.map((w) => w.url);
-  server.log.info({ url: server.url, dns, witnesses, dataDir: cfg.dataDir, initialised, configFile: cfg.configFile ?? null }, 'nexus daemon listening');
+  server.log.info({ url: server.url, dns, witnesses, dataDir: cfg.dataDir, initialised, configFile: cfg.configFile ?? null, pid: process.pid }, 'nexus daemon listening');
   if (opts.signals !== false) {
     let stopping = false;
     const stop = (signal: NodeJS.Signals) => {
@@ -400,4 +400,20 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
     process.on('SIGINT', stop);
   }
   return server;
+}
+
+function startDaemonServer(cfg: ReturnType<typeof resolveConfig>): Promise<RunningServer> {
+  // Zone transfers only when configured (an allow-list, a TSIG key or secondaries to notify).
+  const xfr = xfrOptions(cfg);
+  return startServer({
+    dataDir: cfg.dataDir,
+    host: cfg.host,
+    port: cfg.port,
+    logLevel: cfg.logLevel,
+    integrityIntervalMs: cfg.integrityIntervalMs,
+    ...(cfg.witnesses.length ? { witnesses: { endpoints: cfg.witnesses.map((w) => ({ ...w })), timeoutMs: cfg.witnessTimeoutMs } } : {}),
+    dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, nameservers: cfg.nameservers, ...(xfr ? { xfr } : {}) } : false,
+    // Servers learned from referrals are asked on the first hint's port (53 unless a test hierarchy says otherwise).
+    challenge: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port },
+  });
 }

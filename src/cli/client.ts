@@ -4,6 +4,7 @@ import { CliError, EXIT, oneLine } from './errors.ts';
 import { canonicalJson } from '../core/ledger/canonical.ts';
 import type { GateResult, SignedCommand } from '../core/types.ts';
 import type { KeyObject } from 'node:crypto';
+import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { signRead } from '../api/read-auth.ts';
 
 export const DEFAULT_URL = 'http://127.0.0.1:7600';
@@ -52,10 +53,55 @@ export function normaliseUrl(raw: string): string {
   return u.origin + u.pathname.replace(/\/+$/, '');
 }
 
+/** The most a daemon's answer may hold (the largest is a page of the audit log). */
+const MAX_RESPONSE_BYTES = 128 * 1024 * 1024;
+
+/** What the client reads of an HTTP answer. */
+interface Answer {
+  ok: boolean;
+  status: number;
+  statusText: string;
+  text(): Promise<string>;
+}
+
+/**
+ * One HTTP exchange over node:http (node:https for an https URL) on a fresh connection. Not
+ * fetch: loading its implementation (undici) costs a short command more than everything else it
+ * loads, and a fresh connection needs no retry when a daemon restarted meanwhile.
+ */
+async function exchange(url: string, method: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number): Promise<Answer> {
+  const u = new URL(url);
+  const request = u.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
+  const opts: RequestOptions = { method, agent: false, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) } };
+  return new Promise((resolve, reject) => {
+    const req = request(u, opts, (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const text = new Promise<string>((done, fail) => {
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > MAX_RESPONSE_BYTES) {
+            res.destroy();
+            fail(new Error(`the answer is larger than ${MAX_RESPONSE_BYTES} bytes`));
+          } else chunks.push(c);
+        });
+        res.on('end', () => done(Buffer.concat(chunks).toString('utf8')));
+        res.on('error', fail);
+      });
+      text.catch(() => undefined);
+      const status = res.statusCode ?? 0;
+      resolve({ ok: status >= 200 && status < 300, status, statusText: res.statusMessage ?? '', text: () => text });
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error('no answer in time'), { name: 'TimeoutError' })));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 function transportReason(err: unknown): string {
-  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  const e = err as { name?: string; message?: string; code?: string; cause?: { code?: string; message?: string } };
   if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return 'no answer in time';
-  const code = e?.cause?.code;
+  const code = e?.code ?? e?.cause?.code;
   if (code === 'ECONNREFUSED') return 'connection refused';
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'host not found';
   if (code === 'ECONNRESET') return 'connection reset';
@@ -71,25 +117,17 @@ export class Client {
     this.url = normaliseUrl(url);
   }
 
-  private async request(method: string, path: string, body?: unknown, as?: ReadSigner): Promise<Response> {
-    const init: RequestInit = { method, signal: AbortSignal.timeout(this.timeoutMs), headers: { accept: 'application/json' } };
-    // Reads are signed per request (a fresh nonce each time), so a retry below signs again.
-    const sign = () => (as ? { accept: 'application/json', ...signRead(as.key, as.id, method, this.url + path) } : { accept: 'application/json' });
-    init.headers = sign();
+  private async request(method: string, path: string, body?: unknown, as?: ReadSigner): Promise<Answer> {
+    // Reads are signed per request (a fresh nonce each time).
+    let headers: Record<string, string> = as ? { accept: 'application/json', ...signRead(as.key, as.id, method, this.url + path) } : { accept: 'application/json' };
+    let payload: string | undefined;
     if (body !== undefined) {
       // Commands go on the wire in their canonical (JCS) form: the bytes the signature covers and the ledger stores.
-      init.body = canonicalJson(body);
-      init.headers = { accept: 'application/json', 'content-type': 'application/json' };
+      payload = canonicalJson(body);
+      headers = { accept: 'application/json', 'content-type': 'application/json' };
     }
     try {
-      try {
-        return await fetch(this.url + path, init);
-      } catch (err) {
-        // A pooled keep-alive connection the daemon has since closed (e.g. it restarted): reads are
-        // safe to repeat once on a fresh connection. Commands are never resent.
-        if (method !== 'GET' || (err as { cause?: { code?: string } }).cause?.code !== 'UND_ERR_SOCKET') throw err;
-        return await fetch(this.url + path, { ...init, headers: body === undefined ? sign() : init.headers, signal: AbortSignal.timeout(this.timeoutMs) });
-      }
+      return await exchange(this.url + path, method, headers, payload, this.timeoutMs);
     } catch (err) {
       throw new CliError(
         `cannot reach the daemon at ${this.url} (${transportReason(err)}); start it with \`nexus start\` or point --server / NEXUS_URL at it`,
@@ -98,7 +136,7 @@ export class Client {
     }
   }
 
-  private async fail(res: Response, what: string): Promise<never> {
+  private async fail(res: Answer, what: string): Promise<never> {
     let text = '';
     try {
       text = await res.text();
@@ -147,7 +185,7 @@ export class Client {
     return (await this.json(res, signed.command.type)) as T;
   }
 
-  private async json(res: Response, what: string): Promise<unknown> {
+  private async json(res: Answer, what: string): Promise<unknown> {
     const text = await res.text();
     try {
       return JSON.parse(text);

@@ -12,6 +12,8 @@ export const EXIT = {
   verification: 4,
   /** `serve`/`start` refused: the database holds fewer ledger entries than its checkpoint file, or another history. */
   lostHistory: 5,
+  /** `serve`/`start` refused: another daemon (named by its pid) already serves the data directory. */
+  locked: 6,
 } as const;
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];

@@ -7,6 +7,7 @@
 import { Command, CommanderError } from 'commander';
 import { CliError, EXIT, oneLine } from './errors.ts';
 import { Home, defaultHome } from './home.ts';
+import { VERSION } from './version.ts';
 import { assertNoOpenAlarm } from './witness.ts';
 import { operatorCommands } from './commands/operator.ts';
 import { identityCommand } from './commands/identity.ts';
@@ -32,7 +33,7 @@ export function buildProgram(): Command {
   const program = new Command('nexus');
   program
     .description('Nexus COS: sovereign hosting with signed commands, 17 gates, a verifiable log and an exact 55/45 split')
-    .version('0.1.0', '-V, --version')
+    .version(VERSION, '-V, --version')
     .option('--server <url>', 'daemon URL (env NEXUS_URL; default http://127.0.0.1:7600)')
     .option('--as <identity>', 'identity (local name or id) whose key signs the command (env NEXUS_AS)')
     .option('--json', 'print machine-readable JSON')
@@ -48,7 +49,8 @@ export function buildProgram(): Command {
 Environment: NEXUS_URL (daemon), NEXUS_HOME (keys, pinned platforms, saved checkpoints), NEXUS_DATA (data directory),
 NEXUS_PORT (daemon port), NEXUS_AS (default signer).
 Exit codes: 0 ok, 1 denied by policy, 2 usage error, 3 daemon unreachable, 4 verification failed,
-5 serve/start refused: the database lost acknowledged ledger entries.`,
+5 serve/start refused: the database lost acknowledged ledger entries, 6 serve/start refused: another
+daemon already serves the data directory.`,
     )
     .hook('preAction', (_root, action) => {
       if (!ALLOWED_DURING_ALARM.has(path(action))) assertNoOpenAlarm(new Home(defaultHome()));

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { generateKeyPair, identityIdFromPublicKey, loadPrivateKey, publicKeyRaw, savePrivateKey } from './identity/keys.ts';
@@ -9,6 +9,7 @@ import { openStore, type Store } from './store/index.ts';
 import { DEFAULT_PRICES } from './handshake/default-prices.ts';
 import { DEFAULT_CAPACITY } from './handshake/metering.ts';
 import { DEFAULT_PLAN, type PlanLimits } from './policy/commands.ts';
+import { PLATFORM_CONFIG_FILE, PLATFORM_KEY_FILE, isInitialised } from './platform-files.ts';
 
 // A data directory: nexus.db (ledger + projections), keys/platform.key (0600), platform.json.
 
@@ -18,12 +19,7 @@ export interface PlatformConfig {
   edgeAddress: string;
 }
 
-export const PLATFORM_KEY_FILE = join('keys', 'platform.key');
-export const PLATFORM_CONFIG_FILE = 'platform.json';
-
-export function isInitialised(dataDir: string): boolean {
-  return existsSync(join(dataDir, PLATFORM_CONFIG_FILE));
-}
+export { PLATFORM_CONFIG_FILE, PLATFORM_KEY_FILE, isInitialised };
 
 export interface OpenPlatform {
   dataDir: string;

@@ -68,7 +68,7 @@ describe('nexus CLI (subprocess against a real daemon)', () => {
   it('imvu create prints the summary of everything that was provisioned', async () => {
     const r = await nexus('imvu', 'create', '--name', 'MyProject', '--owner', 'creator-8891', '--jurisdiction', 'US-CCPA');
     expect(r.code, r.stderr).toBe(0);
-    console.log(`nexus imvu create: ${r.ms.toFixed(0)} ms wall clock (subprocess, tsx start-up included)`);
+    console.log(`nexus imvu create: ${r.ms.toFixed(0)} ms wall clock (subprocess, node start-up included)`);
     const lines = r.stdout.trim().split('\n');
     expect(lines.every((l) => l.startsWith('✅ ') || l.startsWith('⏳ '))).toBe(true);
     expect(r.stdout).toContain('✅ IMVU-001 created: MyProject, owned by creator-8891, jurisdiction US-CCPA');

@@ -1,5 +1,5 @@
 // Test harness for the CLI: a real daemon in this process (startServer on 127.0.0.1, a free high
-// port), and the CLI run as a subprocess (`node bin/nexus.js ...`) with NEXUS_HOME and NEXUS_URL
+// port), and the built CLI run as a subprocess (`node bin/nexus.js ...`, which loads dist/) with NEXUS_HOME and NEXUS_URL
 // pointing at temp directories.
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';

@@ -1,4 +1,4 @@
-// The daemon as a separate process (src/api/daemon.ts through tsx, or `nexus start` as a user
+// The daemon as a separate process (the built dist/api/daemon.js, or `nexus start` as a user
 // runs it), for crash and shutdown tests and for interop tests against the real thing.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +19,7 @@ export interface DaemonProcess {
 }
 
 export interface SpawnOptions {
-  /** `daemon` (default): node --import tsx src/api/daemon.ts; `cli`: bin/nexus.js start, what `npm start` runs. */
+  /** `daemon` (default): node dist/api/daemon.js; `cli`: bin/nexus.js start, what `npm start` runs. */
   via?: 'daemon' | 'cli';
   /** Added to the environment (NEXUS_CONFIG is cleared unless given here). */
   env?: Record<string, string>;
@@ -28,7 +28,7 @@ export interface SpawnOptions {
 
 export function spawnDaemon(dataDir: string, args: string[] = [], opts: SpawnOptions = {}): Promise<DaemonProcess> {
   const timeoutMs = opts.timeoutMs ?? 20_000;
-  const entry = opts.via === 'cli' ? ['bin/nexus.js', 'start'] : ['--import', 'tsx', 'src/api/daemon.ts'];
+  const entry = opts.via === 'cli' ? ['bin/nexus.js', 'start'] : ['dist/api/daemon.js'];
   const child = spawn(process.execPath, [...entry, '--data', dataDir, '--port', '0', '--dns-port', '0', '--log-level', 'info', ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -4,9 +4,9 @@ import { join, resolve } from 'node:path';
 import { identityIdFromPublicKey, loadPrivateKey, publicKeyRaw } from '../../core/identity/keys.ts';
 import { canonicalBytes, canonicalJson } from '../../core/ledger/canonical.ts';
 import { MemoryTree, leafHash } from '../../core/ledger/merkle.ts';
-import { PLATFORM_KEY_FILE } from '../../core/platform.ts';
-import { formatMinor, split, statement, statementToJson, type StatementJson } from '../../core/handshake/index.ts';
-import { PeriodCloseBody, sealedDifference, sealedTotals } from '../../core/handshake/close.ts';
+import { PLATFORM_KEY_FILE } from '../../core/platform-files.ts';
+import { formatMinor, split } from '../../core/handshake/split.ts';
+import type { StatementJson } from '../../core/handshake/statement.ts';
 import type { LedgerEntry } from '../../core/types.ts';
 import { currency, imvuId, int, minorUnits, month } from '../args.ts';
 import { Ctx } from '../context.ts';
@@ -420,6 +420,10 @@ export function auditCommand(): Command {
       if (o.verify) {
         const { checkpoint } = await ctx.connect();
         const { entries } = await fetchVerifiedLog(ctx, checkpoint);
+        const [{ statement, statementToJson }, { PeriodCloseBody, sealedDifference, sealedTotals }] = await Promise.all([
+          import('../../core/handshake/statement.ts'),
+          import('../../core/handshake/close.ts'),
+        ]);
         let mine: StatementJson;
         try {
           mine = statementToJson(statement(entries, o.imvu, o.month));

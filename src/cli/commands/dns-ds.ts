@@ -6,8 +6,6 @@
 // one the platform published in the ledger (the `dnssec.publish` or `platform.zone` entry,
 // proved to be in the platform's signed checkpoint).
 import type { Command } from 'commander';
-import { dnskeyRdata, keyTag } from '../../domains/dnssec/keytag.ts';
-import { dsDigest } from '../../domains/dnssec/keys.ts';
 import type { DsView } from '../../domains/dnssec/ds.ts';
 import { verificationFailed } from '../errors.ts';
 import { Ctx } from '../context.ts';
@@ -21,6 +19,7 @@ interface DsResponse extends DsView {
 
 /** Checks a key view against itself and against the ledger entry that published it; returns the checkpoint size that includes it. */
 async function verifyKey(ctx: Ctx, ds: DsView, zone: string, type: 'dnssec.publish' | 'platform.zone'): Promise<number> {
+  const [{ dnskeyRdata, keyTag }, { dsDigest }] = await Promise.all([import('../../domains/dnssec/keytag.ts'), import('../../domains/dnssec/keys.ts')]);
   const publicKey = Buffer.from(ds.publicKey, 'base64');
   const rdata = dnskeyRdata(ds.flags, ds.algorithm, publicKey);
   if (ds.zone !== zone || keyTag(rdata) !== ds.keyTag || dsDigest(zone, rdata).toString('hex').toUpperCase() !== ds.digest.toUpperCase())

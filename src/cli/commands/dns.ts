@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import type { ZoneView } from '../../imvu/summary.ts';
 import type { Json } from '../../core/types.ts';
-import { RECORD_TYPES } from '../../core/policy/commands.ts';
+import { RECORD_TYPES } from '../../core/policy/vocabulary.ts';
 import { int } from '../args.ts';
 import { Ctx, receiptLine } from '../context.ts';
 import { table } from '../format.ts';

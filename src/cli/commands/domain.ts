@@ -1,7 +1,7 @@
 // `nexus domain`: claim a domain outside the platform suffix, prove control of it with a TXT record,
 // list an IMVU's domains and pending claims, release one.
 import { Command, InvalidArgumentError } from 'commander';
-import { DOMAIN_RE } from '../../core/policy/commands.ts';
+import { DOMAIN_RE } from '../../core/policy/vocabulary.ts';
 import { imvuId } from '../args.ts';
 import { Ctx, receiptLine } from '../context.ts';
 import { ApiError } from '../client.ts';

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { gateStatus, type GateInfo } from '../../core/policy/gate-status.ts';
+import type { GateInfo } from '../../core/policy/gate-status.ts';
 import { Ctx } from '../context.ts';
 import { verificationFailed } from '../errors.ts';
 import { table } from '../format.ts';
@@ -12,7 +12,7 @@ export function gatesCommand(): Command {
     .option('--strict', 'fail (exit 4) unless every gate is enforced')
     .action(async (o: { local?: boolean; strict?: boolean }, c: Command) => {
       const ctx = Ctx.of(c);
-      const gates = o.local ? gateStatus() : listOf<GateInfo>(await ctx.get('/v1/gates'), 'gates');
+      const gates = o.local ? (await import('../../core/policy/gate-status.ts')).gateStatus() : listOf<GateInfo>(await ctx.get('/v1/gates'), 'gates');
       const numbers = gates.map((g) => g.number).sort((a, b) => a - b);
       const complete = numbers.length === 17 && numbers.every((n, i) => n === i + 1);
       const pending = gates.filter((g) => g.status !== 'enforced');

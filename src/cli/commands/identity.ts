@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { generateKeyPair, identityIdFromPublicKey, loadPrivateKey, publicKeyRaw } from '../../core/identity/keys.ts';
-import { isInitialised, PLATFORM_KEY_FILE } from '../../core/platform.ts';
+import { isInitialised, PLATFORM_KEY_FILE } from '../../core/platform-files.ts';
 import { join, resolve } from 'node:path';
 import { Ctx, receiptLine } from '../context.ts';
 import { usage } from '../errors.ts';

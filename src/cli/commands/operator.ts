@@ -1,9 +1,9 @@
 // Operator commands: init, serve, start. They run on the machine that holds the data directory.
 import { Command } from 'commander';
 import { resolve } from 'node:path';
-import { initDataDir, isInitialised } from '../../core/platform.ts';
-import { ConfigError, DEFAULTS, resolveConfig } from '../../api/config.ts';
-import type { PlanLimits } from '../../core/policy/commands.ts';
+import { isInitialised } from '../../core/platform-files.ts';
+import { DEFAULTS } from '../../api/defaults.ts';
+import type { PlanLimits } from '../../core/policy/vocabulary.ts';
 import { int, port } from '../args.ts';
 import { Ctx } from '../context.ts';
 import { CliError, EXIT, usage } from '../errors.ts';
@@ -16,6 +16,7 @@ export function dataDirOf(flag: string | undefined, env: NodeJS.ProcessEnv = pro
 async function init(dataDir: string, suffix: string | undefined, planFlag: string | undefined): Promise<{ id: string; origin: string; suffix: string; dataDir: string; plan: PlanLimits }> {
   if (isInitialised(dataDir)) throw usage(`${dataDir} is already initialised (a platform key exists there); use another --data directory, or \`nexus serve\``);
   // The plan limits: --plan, else NEXUS_PLAN, else the defaults (published in the ledger from now on).
+  const { ConfigError, resolveConfig } = await import('../../api/config.ts');
   let plan: PlanLimits;
   try {
     plan = resolveConfig({ dataDir, ...(planFlag !== undefined ? { plan: planFlag } : {}) }).plan;
@@ -23,6 +24,7 @@ async function init(dataDir: string, suffix: string | undefined, planFlag: strin
     if (err instanceof ConfigError) throw usage(err.message);
     throw err;
   }
+  const { initDataDir } = await import('../../core/platform.ts');
   const p = await initDataDir(dataDir, { ...(suffix ? { suffix } : {}), plan });
   try {
     return { id: p.platformId, origin: p.config.origin, suffix: p.config.suffix, dataDir, plan };
@@ -79,6 +81,7 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.witness !== undefined ? { witnesses: o.witness } : {}),
     ...(o.witnessTimeout !== undefined ? { witnessTimeoutMs: o.witnessTimeout } : {}),
   };
+  const { resolveConfig } = await import('../../api/config.ts');
   const cfg = resolveConfig(opts);
   if (!initialiseIfNeeded && !isInitialised(cfg.dataDir))
     throw usage(`${cfg.dataDir} is not a nexus data directory; run \`nexus init --data ${cfg.dataDir}\` first, or \`nexus start\``);
@@ -89,6 +92,7 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     const e = err as NodeJS.ErrnoException;
     // The DNS sockets: the message already names the address, the port and what to do.
     if (e.name === 'ListenError') throw new CliError(e.message, EXIT.denied);
+    if (e.name === 'DataDirLockedError') throw new CliError(e.message, EXIT.locked);
     if (e.code === 'EADDRINUSE') throw new CliError(`cannot listen on ${cfg.host}:${cfg.port}: the address is in use (is a daemon already running? pick another --port)`, EXIT.denied);
     if (e.code === 'EACCES') throw new CliError(`cannot listen on ${cfg.host}:${cfg.port}: permission denied (ports below 1024 need root)`, EXIT.denied);
     throw err;

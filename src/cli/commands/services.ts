@@ -1,7 +1,5 @@
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { TrafficPolicy } from '../../core/policy/commands.ts';
-import { formatZodError } from '../../core/policy/commands.ts';
 import type { Json } from '../../core/types.ts';
 import { collect, imvuId } from '../args.ts';
 import { Ctx, receiptLine } from '../context.ts';
@@ -64,7 +62,8 @@ export function mailCommand(): Command {
 type Policy = { public: Json[]; private: Json[]; restricted: Json[] };
 const CLASSES = ['public', 'private', 'restricted'] as const;
 
-function parsePolicy(raw: unknown, where: string): Policy {
+async function parsePolicy(raw: unknown, where: string): Promise<Policy> {
+  const { TrafficPolicy, formatZodError } = await import('../../core/policy/commands.ts');
   // Accept the policy itself, or the spec's document shape { imvu_id, routes: { public, private, restricted } }.
   const candidate = raw && typeof raw === 'object' && 'routes' in raw ? (raw as { routes: unknown }).routes : raw;
   const filled = candidate && typeof candidate === 'object' && !Array.isArray(candidate) ? { public: [], private: [], restricted: [], ...candidate } : candidate;
@@ -115,16 +114,16 @@ export function routeCommand(): Command {
         } catch (err) {
           throw usage(`cannot read ${o.file}: ${(err as Error).message.split('\n')[0]}`);
         }
-        policy = parsePolicy(raw, o.file);
+        policy = await parsePolicy(raw, o.file);
       } else {
         const current = (await ctx.get<Json>(`/v1/imvus/${id}/routes`).catch(() => null)) as unknown;
-        const base = current && typeof current === 'object' ? parsePolicy((current as { routes?: unknown }).routes ?? current, 'the current policy') : { public: [], private: [], restricted: [] };
+        const base = current && typeof current === 'object' ? await parsePolicy((current as { routes?: unknown }).routes ?? current, 'the current policy') : { public: [], private: [], restricted: [] };
         const roles = o.roles.split(',').map((r) => r.trim()).filter(Boolean);
         policy = { ...base };
         if (o.public?.length) policy.public = o.public.map((s) => pathBackend(s, 'public'));
         if (o.private?.length) policy.private = o.private.map((s) => ({ ...pathBackend(s, 'private'), require_identity: true }));
         if (o.restricted?.length) policy.restricted = o.restricted.map((s) => ({ ...pathBackend(s, 'restricted'), require_identity: true, require_roles: roles }));
-        policy = parsePolicy(policy, 'the routes given');
+        policy = await parsePolicy(policy, 'the routes given');
       }
       const signer = await ctx.signerLazy(async () => (await fetchImvu(ctx, id)).owner.id, 'route set');
       const s = await ctx.submit('PUT', `/v1/imvus/${id}/routes`, 'route.set', { imvu: id, policy: policy as unknown as Json }, signer);
@@ -140,7 +139,7 @@ export function routeCommand(): Command {
       const ctx = Ctx.of(c);
       const res = await ctx.get<unknown>(`/v1/imvus/${id}/routes`);
       const raw = res && typeof res === 'object' && 'routes' in res ? (res as { routes: unknown }).routes : res;
-      const policy = raw ? parsePolicy(raw, 'the daemon') : null;
+      const policy = raw ? await parsePolicy(raw, 'the daemon') : null;
       ctx.print(policy, () => routeLines(policy));
     });
   return route;

@@ -2,7 +2,7 @@
 // It never talks to a platform: logs come to it with checkpoints and consistency proofs.
 import { Command } from 'commander';
 import { resolve } from 'node:path';
-import { initWitness, startWitnessServer, WitnessSetupError, WitnessStore, type LogStatus } from '../../core/witness/index.ts';
+import type { LogStatus, WitnessStore } from '../../core/witness/index.ts';
 import { port } from '../args.ts';
 import { Ctx } from '../context.ts';
 import { CliError, EXIT, usage } from '../errors.ts';
@@ -14,12 +14,16 @@ function setupErrors<T>(fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof WitnessSetupError) throw usage(err.message);
+    if ((err as Error)?.name === 'WitnessSetupError') throw usage((err as Error).message);
     throw err;
   }
 }
 
-function withStore<T>(dataDir: string, fn: (s: WitnessStore) => T): T {
+/** The witness itself (its store and server), loaded by the commands that use it. */
+const witnessCore = () => import('../../core/witness/index.ts');
+
+async function withStore<T>(dataDir: string, fn: (s: WitnessStore) => T): Promise<T> {
+  const { WitnessStore } = await witnessCore();
   const store = setupErrors(() => WitnessStore.open(dataDir));
   try {
     return setupErrors(() => fn(store));
@@ -49,8 +53,9 @@ Give the platform the witness's URL and verifier key.`,
     .description('create a witness: a new Ed25519 key (DIR/witness.key, mode 0600) and an empty state')
     .requiredOption('--data <dir>', "the witness's own data directory")
     .requiredOption('--name <name>', "the witness's key name, a schema-less URL such as witness.example.org/w1")
-    .action((o: { data: string; name: string }, c: Command) => {
+    .action(async (o: { data: string; name: string }, c: Command) => {
       const dir = resolve(o.data);
+      const { initWitness } = await witnessCore();
       const made = setupErrors(() => initWitness(dir, o.name));
       Ctx.of(c).print({ name: made.name, vkey: made.vkey, dataDir: dir }, () => [
         `✅ Witness ${made.name} created in ${dir} (key ${made.keyFile}, mode 0600)`,
@@ -66,9 +71,9 @@ Give the platform the witness's URL and verifier key.`,
     .requiredOption('--data <dir>', "the witness's data directory")
     .requiredOption('--origin <origin>', "the log's origin, the first line of its checkpoints (GET /v1/platform: origin)")
     .requiredOption('--vkey <vkey>', "the log's verifier key, <name>+<key id>+<key> (GET /v1/platform: verifierKey)")
-    .action((o: { data: string; origin: string; vkey: string }, c: Command) => {
+    .action(async (o: { data: string; origin: string; vkey: string }, c: Command) => {
       const dir = resolve(o.data);
-      const added = withStore(dir, (s) => s.addLog(o.origin, o.vkey));
+      const added = await withStore(dir, (s) => s.addLog(o.origin, o.vkey));
       Ctx.of(c).print({ origin: o.origin, vkey: o.vkey, added }, () =>
         added ? `✅ Following ${o.origin} with key ${o.vkey.split('+').slice(0, 2).join('+')} (a running witness picks it up at once)` : `Already following ${o.origin} with that key; nothing changed`,
       );
@@ -78,9 +83,9 @@ Give the platform the witness's URL and verifier key.`,
     .command('show')
     .description("the witness's verifier key and the logs it follows, with the latest size it cosigned")
     .requiredOption('--data <dir>', "the witness's data directory")
-    .action((o: { data: string }, c: Command) => {
+    .action(async (o: { data: string }, c: Command) => {
       const dir = resolve(o.data);
-      const { name, vkey, logs } = withStore(dir, (s) => ({ name: s.name, vkey: s.vkey, logs: s.logs() }));
+      const { name, vkey, logs } = await withStore(dir, (s) => ({ name: s.name, vkey: s.vkey, logs: s.logs() }));
       const refused = logs.filter((l) => l.evidence > 0);
       Ctx.of(c).print({ name, vkey, logs }, () => [
         `Witness ${name}`,
@@ -106,6 +111,7 @@ Give the platform the witness's URL and verifier key.`,
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .action(async (o: { data: string; port: number; host: string }) => {
       const dir = resolve(o.data);
+      const { startWitnessServer } = await witnessCore();
       let running;
       try {
         running = await startWitnessServer({
@@ -119,7 +125,7 @@ Give the platform the witness's URL and verifier key.`,
         });
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
-        if (err instanceof WitnessSetupError) throw usage(e.message);
+        if (e.name === 'WitnessSetupError') throw usage(e.message);
         if (e.code === 'EADDRINUSE') throw new CliError(`cannot listen on ${o.host}:${o.port}: the address is in use (pick another --port)`, EXIT.denied);
         if (e.code === 'EACCES') throw new CliError(`cannot listen on ${o.host}:${o.port}: permission denied (ports below 1024 need root)`, EXIT.denied);
         throw err;

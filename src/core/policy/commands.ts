@@ -3,20 +3,17 @@ import { z } from 'zod';
 import type { CommandType } from '../types.ts';
 import { CapacityBody, MeterRegisterBody } from '../handshake/metering.ts';
 import { PeriodCloseBody } from '../handshake/close.ts';
+import { DEFAULT_PLAN, DOMAIN_RE, JURISDICTIONS, PLAN_FIELDS, RECORD_TYPES, type PlanLimits } from './vocabulary.ts';
+
+export { DEFAULT_PLAN, DOMAIN_RE, JURISDICTIONS, PLAN_FIELDS, RECORD_TYPES, type PlanLimits };
 
 // The body schema of every command type. A body that does not parse is denied (gate 0) and
 // still recorded, so a malformed request leaves the same trace as a refused one.
 
-export const JURISDICTIONS = [
-  'US-CCPA', 'EU-GDPR', 'UK-GDPR', 'CH-FADP', 'CA-PIPEDA', 'BR-LGPD', 'JP-APPI', 'KR-PIPA',
-  'SG-PDPA', 'IN-DPDP', 'AU-PRIVACY', 'ZA-POPIA', 'NZ-PRIVACY',
-] as const;
 
 const identityId = z.string().regex(/^nx1[a-z2-7]{32}$/, 'must be an identity id (nx1...)');
 const imvuId = z.string().regex(/^IMVU-\d{3,9}$/, 'must be an IMVU id such as IMVU-001');
 const publicKey = z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'must be a base64 Ed25519 public key');
-const label = '(?!-)[a-z0-9-]{1,63}(?<!-)';
-export const DOMAIN_RE = new RegExp(`^(?=.{1,253}$)${label}(\\.${label})+$`);
 // Schemas validate and never transform: what is signed is what is decided and what is written. A
 // name not already in its canonical (lower-case) form is refused, never silently rewritten.
 const lowerCase = (s: string) => s === s.toLowerCase();
@@ -66,20 +63,6 @@ export const DEFAULT_ENVELOPE = {
 
 export const ENVELOPE_FIELDS = ['cpu_cores', 'memory_gb', 'storage_gb', 'iops'] as const;
 
-/**
- * The platform's plan limits in force until a `plan.publish` entry says otherwise (the platform
- * publishes them at init, so replay never depends on configuration). An envelope above them, or
- * more IMVUs per creator, needs a `quota.approve` entry that covers it (gate 15).
- */
-export const DEFAULT_PLAN = {
-  cpu_cores: 8,
-  memory_gb: 32,
-  storage_gb: 500,
-  iops: 5000,
-  imvus_per_creator: 10,
-} as const;
-export type PlanLimits = { [K in keyof typeof DEFAULT_PLAN]: number };
-export const PLAN_FIELDS = ['cpu_cores', 'memory_gb', 'storage_gb', 'iops', 'imvus_per_creator'] as const;
 
 const envelopePatch = z
   .object({
@@ -112,8 +95,6 @@ export const MAX_EVIDENCE_RECORDS = 16;
 export const MAX_EVIDENCE_TXT = 1024;
 const dkimSelector = z.string().regex(/^[a-z0-9-]{1,63}$/);
 const dnssecPublicKey = z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a base64 ECDSA P-256 public key (64 octets)');
-
-export const RECORD_TYPES = ['A', 'AAAA', 'CNAME', 'MX', 'TXT', 'SRV', 'NS', 'CAA'] as const;
 
 export const BODY_SCHEMAS = {
   'platform.genesis': z
