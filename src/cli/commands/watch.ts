@@ -19,9 +19,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { identityIdFromPublicKey } from '../../core/identity/keys.ts';
 import type { LedgerEntry } from '../../core/types.ts';
-import { checkZone, type Difference, type ZoneCheck } from '../../domains/watch/compare.ts';
-import { DnsTcpClient } from '../../domains/watch/dns-client.ts';
-import { expectedZones, type ExpectedState } from '../../domains/watch/expected.ts';
+// The projection code, the store and the DNS client load only when a watch runs (the CLI starts light).
+import type { Difference, ZoneCheck } from '../../domains/watch/compare.ts';
+import type { ExpectedState } from '../../domains/watch/expected.ts';
 import { imvuId, int } from '../args.ts';
 import { Ctx } from '../context.ts';
 import { CliError, EXIT, verificationFailed } from '../errors.ts';
@@ -131,6 +131,7 @@ class Watcher {
       if (c?.type === 'platform.genesis') this.names.set(c.actor, 'platform');
     }
 
+    const { expectedZones } = await import('../../domains/watch/expected.ts');
     const expected = await expectedZones(entries, this.o.imvu ? { imvus: [this.o.imvu] } : { people: reader ? [reader.id] : [] });
     if (this.o.imvu && !expected.imvus.some((i) => i.id === this.o.imvu))
       throw new CliError(`${this.o.imvu} is not an IMVU ${reader?.name ?? 'you'} created or is a member of (as far as the entries ${reader?.name ?? 'you'} may read say)`, EXIT.usage);
@@ -185,6 +186,7 @@ class Watcher {
       this.out({ kind: 'dns', served: false }, () => ['- The daemon runs no DNS server (/health): no zone to compare']);
     } else if (expected.zones.length) {
       const host = ['0.0.0.0', '::', ''].includes(health.dns.address) ? new URL(ctx.url).hostname.replace(/^\[|\]$/g, '') : health.dns.address;
+      const [{ DnsTcpClient }, { checkZone }] = await Promise.all([import('../../domains/watch/dns-client.ts'), import('../../domains/watch/compare.ts')]);
       const dns = new DnsTcpClient({ host, port: health.dns.port });
       try {
         for (const z of expected.zones) {
