@@ -363,7 +363,7 @@ export function auditCommand(): Command {
 
   audit
     .command('verify')
-    .description('verify the log: offline with --data (replay everything), or online against the daemon (checkpoint, tree, proofs, replay, and every kept receipt still in the log)')
+    .description('verify the log: offline with --data (replay everything), or online against the daemon (checkpoint, tree, proofs, replay, and every kept receipt still in the log, upgraded with the witness cosignatures its checkpoint gained)')
     .option('--data <dir>', 'verify this data directory (or a copy) offline instead of asking the daemon')
     .option('--checkpoint <file>', 'offline: a saved checkpoint the log must extend (default: yours for that platform)')
     .option('--sample <n>', 'online: how many entries to check inclusion proofs for', int(1, 1000), 8)
@@ -377,7 +377,7 @@ export function auditCommand(): Command {
 
   audit
     .command('receipts')
-    .description("list the receipts kept under NEXUS_HOME for the platform at --server (each checked here on its own: signature and inclusion proof); `nexus audit verify` checks they are all still in the log")
+    .description("list the receipts kept under NEXUS_HOME for the platform at --server (each checked here on its own: signature and inclusion proof) and their witness cosignatures, first upgrading those whose checkpoint the witnesses cosigned since (one request per checkpoint size); `nexus audit verify` checks they are all still in the log")
     .option('--all', 'every platform this NEXUS_HOME holds receipts of, not only the one at --server')
     .action(async (o: { all?: boolean }, c: Command) => {
       const ctx = Ctx.of(c);
