@@ -38,6 +38,8 @@ const DNS_DEFAULTS = {
   // No witnesses; a witness exchange has 10 s.
   witnesses: [],
   witnessTimeoutMs: 10_000,
+  // Plain HTTP on loopback; readable logs on a terminal.
+  tls: null, insecureHttp: false, logFormat: 'auto',
 };
 
 describe('resolveConfig', () => {

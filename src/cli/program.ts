@@ -35,6 +35,7 @@ export function buildProgram(): Command {
     .description('Nexus COS: sovereign hosting with signed commands, 17 gates, a verifiable log and an exact 55/45 split')
     .version(VERSION, '-V, --version')
     .option('--server <url>', 'daemon URL (env NEXUS_URL; default http://127.0.0.1:7600)')
+    .option('--ca <file>', 'PEM certificate authorities to trust for an https daemon, besides the system ones (env NEXUS_CA)')
     .option('--as <identity>', 'identity (local name or id) whose key signs the command (env NEXUS_AS)')
     .option('--json', 'print machine-readable JSON')
     .exitOverride()
