@@ -405,8 +405,8 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
     process.stderr.write(`nexus: WARNING: ${exposed} (--insecure-http)\n`);
   }
   if (terminal) {
-    const lines = formatStatus(await server.status(), server.url);
-    process.stdout.write(`\nnexus daemon\n${lines.map((l) => `  ${l}`).join('\n')}\n  stop      Ctrl-C, or \`nexus stop --data ${cfg.dataDir}\`\n\n`);
+    const lines = formatStatus(await server.status(), server.url, [['stop', `Ctrl-C, or \`nexus stop --data ${cfg.dataDir}\``]]);
+    process.stdout.write(`\nnexus daemon\n${lines.map((l) => `  ${l}`).join('\n')}\n\n`);
   }
   if (opts.signals !== false) {
     let stopping = false;

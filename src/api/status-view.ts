@@ -50,7 +50,7 @@ export interface DaemonStatus {
 const hostPort = (address: string, port: number) => `${address.includes(':') ? `[${address}]` : address}:${port}`;
 
 /** The status as aligned lines (no trailing newline). */
-export function formatStatus(s: DaemonStatus, url?: string): string[] {
+export function formatStatus(s: DaemonStatus, url?: string, extra: [string, string][] = []): string[] {
   const rows: [string, string][] = [];
   rows.push(['daemon', `up (nexus ${s.version}${s.pid !== null ? `, pid ${s.pid}` : ''}, since ${s.startedAt})`]);
   if (url) rows.push(['url', url]);
@@ -78,6 +78,7 @@ export function formatStatus(s: DaemonStatus, url?: string): string[] {
     const state = w.reachable === null ? 'not contacted yet' : w.reachable ? 'reachable' : `unreachable (${w.lastError ?? 'failed'})`;
     rows.push(['witness', `${w.name} ${w.url}: ${state}; cosigned up to tree size ${w.cosignedSize}${w.lagging ? ', lagging' : ''}`]);
   }
+  rows.push(...extra);
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`);
 }

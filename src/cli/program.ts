@@ -19,9 +19,10 @@ import { auditCommand } from './commands/audit.ts';
 import { gatesCommand } from './commands/gates.ts';
 import { witnessCommand } from './commands/witness.ts';
 import { quotaCommand } from './commands/quota.ts';
+import { statusCommand, stopCommand } from './commands/daemon.ts';
 
 /** Commands that still run while an alarm is open: the ones that show, acknowledge or do not involve a user's log. */
-const ALLOWED_DURING_ALARM = new Set(['init', 'serve', 'start', 'audit verify', 'audit acknowledge', 'audit receipts', 'audit split', 'audit witnesses add', 'audit witnesses list', 'audit witnesses remove', 'audit witnesses require', 'witness init', 'witness add-log', 'witness show', 'witness serve']);
+const ALLOWED_DURING_ALARM = new Set(['init', 'serve', 'start', 'status', 'stop', 'audit verify', 'audit acknowledge', 'audit receipts', 'audit split', 'audit witnesses add', 'audit witnesses list', 'audit witnesses remove', 'audit witnesses require', 'witness init', 'witness add-log', 'witness show', 'witness serve']);
 
 function path(cmd: Command): string {
   const names: string[] = [];
@@ -59,6 +60,8 @@ daemon already serves the data directory.`,
 
   for (const c of [
     ...operatorCommands(),
+    statusCommand(),
+    stopCommand(),
     identityCommand(),
     imvuCommand(),
     memberCommand(),
