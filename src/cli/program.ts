@@ -21,7 +21,7 @@ import { witnessCommand } from './commands/witness.ts';
 import { quotaCommand } from './commands/quota.ts';
 
 /** Commands that still run while an alarm is open: the ones that show, acknowledge or do not involve a user's log. */
-const ALLOWED_DURING_ALARM = new Set(['init', 'serve', 'start', 'audit verify', 'audit acknowledge', 'audit receipts', 'audit split', 'audit witnesses add', 'audit witnesses list', 'audit witnesses remove', 'audit witnesses require', 'witness init', 'witness add-log', 'witness show', 'witness serve']);
+const ALLOWED_DURING_ALARM = new Set(['init', 'serve', 'start', 'audit verify', 'audit acknowledge', 'audit receipts', 'audit split', 'audit witnesses add', 'audit witnesses list', 'audit witnesses remove', 'audit witnesses require', 'witness init', 'witness add-log', 'witness show', 'witness serve', 'identity forget-platform', 'completion', 'man']);
 
 function path(cmd: Command): string {
   const names: string[] = [];
