@@ -127,4 +127,15 @@ describe('no-op commands are never allowed entries', () => {
     expect(deniedBy(twice)).toEqual([0]);
     expect(twice.gates.find((g) => g.gate === 0)?.reason).toMatch(/already a member.*no change/);
   });
+
+  it('suspending a suspended IMVU and scaling to the same envelope are refused (gate 15)', async () => {
+    p = await testPlatform();
+    const alice = await p.register('alice', 'creator');
+    const ops = await p.register('ops', 'admin');
+    expect((await p.as(alice, 'imvu.create', { name: 'Gallery', owner: alice.id, jurisdiction: 'US-CCPA' })).allowed).toBe(true);
+    expect(deniedBy(await p.as(alice, 'imvu.scale', { imvu: 'IMVU-001', cpu_cores: 2 }))).toEqual([15]);
+    expect((await p.as(ops, 'imvu.suspend', { imvu: 'IMVU-001', reason: 'audit' })).allowed).toBe(true);
+    expect(deniedBy(await p.as(ops, 'imvu.suspend', { imvu: 'IMVU-001', reason: 'again' }))).toEqual([15]);
+    expect((await verifyStore(p.store)).problems).toEqual([]);
+  });
 });
