@@ -171,6 +171,18 @@ export class Home {
     writeFileAtomic(this.path('rotations.json'), JSON.stringify(all, null, 2) + '\n');
   }
 
+  /** A rotated identity registered afresh (a new platform): its id is now its current key's own, and no rotation applies. */
+  adoptId(name: string, id: string): void {
+    const all = this.identities();
+    all[name] = id;
+    writeFileAtomic(this.path('identities.json'), JSON.stringify(all, null, 2) + '\n');
+    const rot = this.rotations();
+    if (Object.hasOwn(rot, name)) {
+      delete rot[name];
+      writeFileAtomic(this.path('rotations.json'), JSON.stringify(rot, null, 2) + '\n');
+    }
+  }
+
   /** The daemon recorded the revocation at `entry`: the name is forgotten here, its key kept aside (it signs nothing more). */
   retireRevoked(name: string, entry: number): string {
     const key = this.keyPath(name);

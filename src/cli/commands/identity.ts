@@ -197,7 +197,9 @@ export function identityCommand(): Command {
         const { platform } = await ctx.connect();
         const byPlatform = REGISTERED_BY_PLATFORM.has(o.role);
         const platformKey = byPlatform ? platformSigner(resolve(dataDirOf(o.data)), platform.id, o.role, ctx.url) : undefined;
-        const s = await ctx.submit('POST', '/v1/identities', 'identity.register', { name, role: o.role, publicKey: raw.toString('base64') }, platformKey ?? held);
+        // A rotated key registers under its own (self-certifying) id here: the new platform never saw the old key.
+        const s = await ctx.submit('POST', '/v1/identities', 'identity.register', { name, role: o.role, publicKey: raw.toString('base64') }, platformKey ?? { name, id, key });
+        if (held.id !== id) ctx.home.adoptId(name, id);
         ctx.print({ name, id, role: o.role, key: ctx.home.keyPath(name), registered: 'now', index: s.receipt.index }, () => [
           `✅ ${name} (${o.role}) registered with ${ctx.url} as ${id}, with the key held in ${ctx.home.keyPath(name)}`,
           `✅ ${receiptLine(s)}`,
