@@ -6,6 +6,7 @@ import { join, relative } from 'node:path';
 import { initDataDir } from '../../src/core/platform.ts';
 import { startServer, type RunningServer } from '../../src/api/server.ts';
 import { loadPrivateKey } from '../../src/core/identity/keys.ts';
+import { signRead } from '../../src/api/read-auth.ts';
 import { run, submitDirect, tempDir, type Run } from './harness.ts';
 
 let server: RunningServer;
@@ -103,6 +104,10 @@ describe('identity lifecycle', () => {
     const after = await submitDirect(server.url, '/v1/imvus', key, 'imvu.create', { name: 'Late', owner: String((await fetch(`${server.url}/v1/identities/mallory`).then((x) => x.json()) as { id: string }).id), jurisdiction: 'US-CCPA' });
     expect(after.status).toBe(401);
     expect(String(after.body.error)).toMatch(/revoked/);
+    // Its signed reads are refused too.
+    const id = String((await fetch(`${server.url}/v1/identities/mallory`).then((x) => x.json()) as { id: string }).id);
+    const read = await fetch(`${server.url}/v1/imvus`, { headers: { ...signRead(key, id, 'GET', `${server.url}/v1/imvus`) } });
+    expect(read.status).toBe(401);
     const again = ok(await nexus('identity', 'revoke', 'mallory', '--data', data));
     expect(again.stdout).toMatch(/already revoked .*no change, nothing recorded/);
   });
