@@ -44,6 +44,10 @@ async function register(ctx: Ctx, name: string, role: string, key: KeyObject, da
   const platformKey = byPlatform ? platformSigner(resolve(dataDirOf(data)), platform.id, role, ctx.url) : undefined;
   const raw = publicKeyRaw(key);
   const id = identityIdFromPublicKey(raw);
+  // Never overwrite a key: one left without its name (an interrupted write) is imported, not replaced.
+  const lying = existsSync(ctx.home.keyPath(name)) ? publicKeyRaw(loadPrivateKey(ctx.home.keyPath(name))).toString('base64') : undefined;
+  if (lying !== undefined && lying !== publicKeyRaw(key).toString('base64'))
+    throw usage(`${ctx.home.keyPath(name)} exists but '${name}' is not in identities.json; register it with \`nexus identity import ${name} --key ${ctx.home.keyPath(name)}\` or move it away`);
   const created = ctx.home.stageKey(name, key);
   let s;
   try {
