@@ -239,7 +239,12 @@ async function deniedLog(store: ApiContext['platform']['store'], body: Record<st
   };
 }
 
-type IdentityRow = { id: string; name: string; role: string; public_key: string };
+type IdentityRow = { id: string; name: string; role: string; public_key: string; entry?: number; rotated_at?: number | null; revoked_at?: number | null };
+/** An identity with its key's history: from which entry its current key signs, and whether it was revoked. */
+const IDENTITY_SELECT = `SELECT i.id AS id, i.name AS name, i.role AS role, i.public_key AS public_key, i.entry AS entry,
+  (SELECT max(r.entry) FROM retired_keys r WHERE r.identity = i.id AND r.why = 'rotated') AS rotated_at,
+  (SELECT r.entry FROM retired_keys r WHERE r.public_key = i.public_key AND r.why = 'revoked') AS revoked_at
+  FROM identities i`;
 type ClaimRow = { name: string; token: string; expires_at: string; entry: number };
 const challengeView = (r: ClaimRow) => ({ name: challengeName(r.name), type: 'TXT', value: r.token, expires: r.expires_at });
 
@@ -285,7 +290,22 @@ function verifyRoute(): RouteDef {
     },
   };
 }
-const identityView = (r: IdentityRow) => ({ id: r.id, name: r.name, role: r.role, publicKey: r.public_key });
+const identityView = (r: IdentityRow) => ({
+  id: r.id,
+  name: r.name,
+  role: r.role,
+  publicKey: r.public_key,
+  ...(r.entry === undefined ? {} : { keySince: Number(r.rotated_at ?? r.entry), status: r.revoked_at == null ? 'active' : 'revoked', revokedAt: r.revoked_at == null ? null : Number(r.revoked_at) }),
+});
+
+/**
+ * What this daemon serves right now, per system an IMVU is provisioned with: true only when a server
+ * for it runs in this process. DNS runs when it was started; there is no mail server, compute
+ * fabric or HTTP gateway yet, so those are recorded in the ledger and not served.
+ */
+function serving(ctx: ApiContext): { dns: boolean; mail: boolean; compute: boolean; routes: boolean } {
+  return { dns: !!ctx.dns, mail: false, compute: false, routes: false };
+}
 
 async function ledgerSize(ctx: ApiContext): Promise<number> {
   // The committed size (the in-memory frontier may run ahead of the commit by a moment).
@@ -360,6 +380,7 @@ export const ROUTES: RouteDef[] = [
       status: 'ok',
       size: await ledgerSize(ctx),
       dns: ctx.dns ? { address: ctx.dns.address, port: ctx.dns.port, xfr: ctx.dns.xfr } : null,
+      serving: serving(ctx),
       witnesses: ctx.witnesses?.status() ?? [],
     },
   })),
@@ -389,11 +410,11 @@ export const ROUTES: RouteDef[] = [
   }),
   read('/v1/identities', 'Identities: all for an admin; otherwise the platform, admins, services, and the creators and members of your IMVUs', {}, async (ctx, { scope }) => {
     const s = await scope();
-    const rows = await ctx.platform.store.all<IdentityRow>('SELECT id, name, role, public_key FROM identities ORDER BY entry');
+    const rows = await ctx.platform.store.all<IdentityRow>(`${IDENTITY_SELECT} ORDER BY i.entry`);
     return { body: { identities: rows.filter((r) => s.all || s.people.has(r.id) || r.role === 'platform' || r.role === 'admin' || r.role === 'service').map(identityView) } };
   }),
   pub('/v1/identities/:nameOrId', 'One identity, by name or id (a key directory: public)', { params: Params.identity }, async (ctx, { params }) => {
-    const row = await ctx.platform.store.get<IdentityRow>('SELECT id, name, role, public_key FROM identities WHERE id = ? OR name = ?', [params.nameOrId, params.nameOrId]);
+    const row = await ctx.platform.store.get<IdentityRow>(`${IDENTITY_SELECT} WHERE i.id = ? OR i.name = ?`, [params.nameOrId, params.nameOrId]);
     if (!row) throw new HttpError(404, `unknown identity ${params.nameOrId}`);
     return { body: identityView(row) };
   }),

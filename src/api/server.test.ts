@@ -40,7 +40,7 @@ describe('reads every client needs', () => {
   it('GET /health answers ok with the ledger size', async () => {
     const r = await api.get('/health');
     expect(r.status).toBe(200);
-    expect(r.body).toEqual({ status: 'ok', size: await api.size(), dns: null, witnesses: [] }); // startServer without `dns` or witnesses
+    expect(r.body).toEqual({ status: 'ok', size: await api.size(), dns: null, serving: { dns: false, mail: false, compute: false, routes: false }, witnesses: [] }); // startServer without `dns` or witnesses: nothing served
     expect(r.body.size).toBeGreaterThanOrEqual(3); // genesis + alice + bob
   });
 

@@ -212,6 +212,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }).start();
   const reads = new ReadVerifier(async (id) => {
     const row = await platform.store.get<{ name: string; role: string; public_key: string }>('SELECT name, role, public_key FROM identities WHERE id = ?', [id]);
+    // The current key signs reads (after a rotation, the new one); a revoked identity reads nothing.
+    if (row && (await platform.store.get("SELECT 1 AS x FROM retired_keys WHERE public_key = ? AND why = 'revoked'", [row.public_key]))) return undefined;
     return row ? { name: row.name, role: row.role, publicKey: row.public_key } : undefined;
   });
   platform.integrity.onAlarm((alarm) => {

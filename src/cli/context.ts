@@ -207,7 +207,7 @@ export class Ctx {
     signer: LocalIdentity,
   ): Promise<Submitted<R>> {
     const { platform } = await this.connect();
-    const signed = signCommand(signer.key, type, body, { origin: platform.origin });
+    const signed = signCommand(signer.key, type, body, { origin: platform.origin, actor: signer.id });
     let receipt: R;
     try {
       receipt = await this.client.submit<R>(method, path, signed);

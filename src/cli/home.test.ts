@@ -26,7 +26,14 @@ describe('NEXUS_HOME', () => {
     expect(home.signer('alice').id).toBe(id);
     expect(home.signer(id).name).toBe('alice');
     expect(() => home.signer('bob')).toThrow(expect.objectContaining({ code: EXIT.usage, message: expect.stringMatching(/no key for identity 'bob'.*local identities: alice/) }));
-    home.forgetIdentity('alice');
+  });
+
+  it('a staged key that is discarded leaves no file and no directory behind', () => {
+    const home = new Home(join(dir, 'fresh', 'h'));
+    const created = home.stageKey('bob', generateKeyPair().privateKey);
+    expect(statSync(home.stagedKeyPath('bob')).mode & 0o777).toBe(0o600);
+    home.discardStaged('bob', created);
+    expect(() => statSync(home.dir)).toThrow();
     expect(home.identities()).toEqual({});
   });
 

@@ -4,7 +4,12 @@
 //
 //   NEXUS_HOME/                       (0700; default $XDG_CONFIG_HOME/nexus or ~/.config/nexus)
 //     keys/<name>.key                 Ed25519 private key, PKCS#8 PEM, 0600 (dir 0700)
+//     keys/<name>.key.pending         a key being registered (create/import); gone once the daemon answers
+//     keys/<name>.key.next            a rotation's new key until the daemon has recorded it
+//     keys/<name>.key.retired-<N>     a key rotated away at ledger entry N (kept, signs nothing more)
+//     keys/<name>.key.revoked-<N>     the key of an identity revoked at ledger entry N (kept, signs nothing more)
 //     identities.json                 { "<name>": "<id>" }
+//     rotations.json                  { "<name>": { id, publicKey, entry } }: the current key of an identity whose key was rotated
 //     platforms.json                  { "<daemon url>": { id, publicKey, origin, pinnedAt } }   trust on first use
 //     checkpoints/<platform id>.note  newest checkpoint seen of that platform's log (signed note)
 //     receipts/<platform id>/<index>.json  the receipt of every command sent from here (src/cli/receipts.ts); kept for good
@@ -13,7 +18,7 @@
 //     witnesses.json                  { witnesses: [{ name, vkey, addedAt }], require: K }   the witness policy
 //     evidence/<time>-served-<code>.json  what `nexus audit watch` found served against the ledger
 //     watch/<platform id>.json        the ledger size up to which `nexus audit watch` has shown entries
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { KeyObject } from 'node:crypto';
@@ -95,6 +100,7 @@ export class Home {
     return readJson<Record<string, string>>(this.path('identities.json'), {});
   }
 
+  /** Saves a key and its name at once (for keys registered elsewhere: tests, imports of a known identity). */
   saveIdentity(name: string, key: KeyObject): string {
     this.ensure();
     const id = identityIdFromPublicKey(publicKeyRaw(key));
@@ -106,13 +112,91 @@ export class Home {
     return id;
   }
 
-  /** Forgets a name whose registration the daemon refused (the key file is kept aside, never deleted silently). */
-  forgetIdentity(name: string): void {
+  /**
+   * Puts a key that is about to be registered on disk (keys/<name>.key.pending, 0600, durable), so
+   * a crash while the daemon records it cannot lose a registered key. Returns what it created, for
+   * discardStaged(): a failed registration leaves nothing behind.
+   */
+  stageKey(name: string, key: KeyObject, suffix: 'pending' | 'next' = 'pending'): string[] {
+    const created = [this.dir, this.path('keys')].filter((d) => !existsSync(d));
+    this.ensure();
+    const file = `${this.keyPath(name)}.${suffix}`;
+    savePrivateKey(file, key);
+    chmodSync(dirname(file), 0o700);
+    fsyncDir(dirname(file));
+    return created;
+  }
+
+  stagedKeyPath(name: string, suffix: 'pending' | 'next' = 'pending'): string {
+    return `${this.keyPath(name)}.${suffix}`;
+  }
+
+  /** Removes a staged key that was never registered (it guards nothing) and the directories staging created. */
+  discardStaged(name: string, created: string[] = [], suffix: 'pending' | 'next' = 'pending'): void {
+    const file = this.stagedKeyPath(name, suffix);
+    if (existsSync(file)) unlinkSync(file);
+    for (const d of [...created].reverse()) {
+      try {
+        rmdirSync(d);
+      } catch {
+        // not empty: something else lives there now
+      }
+    }
+  }
+
+  /** The daemon recorded the registration: the staged key becomes the identity's key. */
+  commitStaged(name: string, id: string): void {
+    renameSync(this.stagedKeyPath(name), this.keyPath(name));
+    fsyncDir(dirname(this.keyPath(name)));
+    const all = this.identities();
+    all[name] = id;
+    writeFileAtomic(this.path('identities.json'), JSON.stringify(all, null, 2) + '\n');
+  }
+
+  /** rotations.json: the current key of each identity whose key was rotated (its id is no longer its key's). */
+  rotations(): Record<string, { id: string; publicKey: string; entry: number }> {
+    return readJson<Record<string, { id: string; publicKey: string; entry: number }>>(this.path('rotations.json'), {});
+  }
+
+  /** The daemon recorded the rotation at `entry`: the old key is kept aside (retired), the new one takes its place. */
+  commitRotation(name: string, id: string, entry: number): void {
+    const key = this.keyPath(name);
+    const next = this.stagedKeyPath(name, 'next');
+    const publicKey = publicKeyRaw(loadPrivateKey(next)).toString('base64');
+    if (existsSync(key)) renameSync(key, `${key}.retired-${entry}`);
+    renameSync(next, key);
+    fsyncDir(dirname(key));
+    const all = this.rotations();
+    all[name] = { id, publicKey, entry };
+    writeFileAtomic(this.path('rotations.json'), JSON.stringify(all, null, 2) + '\n');
+  }
+
+  /** A rotated identity registered afresh (a new platform): its id is now its current key's own, and no rotation applies. */
+  adoptId(name: string, id: string): void {
+    const all = this.identities();
+    all[name] = id;
+    writeFileAtomic(this.path('identities.json'), JSON.stringify(all, null, 2) + '\n');
+    const rot = this.rotations();
+    if (Object.hasOwn(rot, name)) {
+      delete rot[name];
+      writeFileAtomic(this.path('rotations.json'), JSON.stringify(rot, null, 2) + '\n');
+    }
+  }
+
+  /** The daemon recorded the revocation at `entry`: the name is forgotten here, its key kept aside (it signs nothing more). */
+  retireRevoked(name: string, entry: number): string {
+    const key = this.keyPath(name);
+    const kept = `${key}.revoked-${entry}`;
+    if (existsSync(key)) renameSync(key, kept);
     const all = this.identities();
     delete all[name];
     writeFileAtomic(this.path('identities.json'), JSON.stringify(all, null, 2) + '\n');
-    const key = this.keyPath(name);
-    if (existsSync(key)) renameSync(key, `${key}.unregistered-${Date.now()}`);
+    const rot = this.rotations();
+    if (Object.hasOwn(rot, name)) {
+      delete rot[name];
+      writeFileAtomic(this.path('rotations.json'), JSON.stringify(rot, null, 2) + '\n');
+    }
+    return kept;
   }
 
   /** The local name of an identity given by name or id, if this machine holds its key. */
@@ -136,8 +220,12 @@ export class Home {
     const file = this.keyPath(name);
     if (!existsSync(file)) throw usage(`the key file of '${name}' is missing: ${file}`);
     const key = loadPrivateKey(file);
-    const id = identityIdFromPublicKey(publicKeyRaw(key));
-    if (id !== this.identities()[name]) throw usage(`${file} holds the key of ${id}, not of '${name}' (${this.identities()[name]})`);
+    const raw = publicKeyRaw(key);
+    const id = this.identities()[name]!;
+    // The key of the id (as registered), or the identity's current key after a rotation.
+    const rotated = this.rotations()[name];
+    const ok = identityIdFromPublicKey(raw) === id || (rotated?.id === id && rotated.publicKey === raw.toString('base64'));
+    if (!ok) throw usage(`${file} holds the key of ${identityIdFromPublicKey(raw)}, not of '${name}' (${id})`);
     return { name, id, key };
   }
 
@@ -164,6 +252,13 @@ export class Home {
 
   platforms(): Record<string, PinnedPlatform> {
     return readJson<Record<string, PinnedPlatform>>(this.path('platforms.json'), {});
+  }
+
+  /** Forgets the platform pinned for `url` (forget-platform); the caller files it as evidence first. */
+  unpinPlatform(url: string): void {
+    const all = this.platforms();
+    delete all[url];
+    writeFileAtomic(this.path('platforms.json'), JSON.stringify(all, null, 2) + '\n');
   }
 
   pinPlatform(url: string, p: PinnedPlatform): void {

@@ -20,9 +20,17 @@ import { gatesCommand } from './commands/gates.ts';
 import { witnessCommand } from './commands/witness.ts';
 import { quotaCommand } from './commands/quota.ts';
 import { statusCommand, stopCommand } from './commands/daemon.ts';
+import { completionCommand, manCommand } from './commands/completion.ts';
 
 /** Commands that still run while an alarm is open: the ones that show, acknowledge or do not involve a user's log. */
-const ALLOWED_DURING_ALARM = new Set(['init', 'serve', 'start', 'status', 'stop', 'audit verify', 'audit acknowledge', 'audit receipts', 'audit split', 'audit witnesses add', 'audit witnesses list', 'audit witnesses remove', 'audit witnesses require', 'witness init', 'witness add-log', 'witness show', 'witness serve']);
+const ALLOWED_DURING_ALARM = new Set(['init', 'serve', 'start', 'status', 'stop', 'audit verify', 'audit acknowledge', 'audit receipts', 'audit split', 'audit witnesses add', 'audit witnesses list', 'audit witnesses remove', 'audit witnesses require', 'witness init', 'witness add-log', 'witness show', 'witness serve', 'identity forget-platform', 'completion', 'man']);
+
+/** The environment and exit codes, for `--help` and the man page. */
+export const ENV_HELP = `NEXUS_URL (daemon), NEXUS_HOME (keys, pinned platforms, saved checkpoints), NEXUS_DATA (data directory),
+NEXUS_PORT (daemon port), NEXUS_AS (default signer).`;
+export const EXIT_HELP = `0 ok, 1 denied by policy, 2 usage error, 3 daemon unreachable (nexus status: down), 4 verification failed,
+5 serve/start refused: the database lost acknowledged ledger entries, 6 serve/start refused: another
+daemon already serves the data directory.`;
 
 function path(cmd: Command): string {
   const names: string[] = [];
@@ -45,15 +53,7 @@ export function buildProgram(): Command {
     .configureOutput({
       outputError: (str, write) => write(`nexus: ${oneLine(str.replace(/^error: /, ''))} (see --help)\n`),
     })
-    .addHelpText(
-      'after',
-      `
-Environment: NEXUS_URL (daemon), NEXUS_HOME (keys, pinned platforms, saved checkpoints), NEXUS_DATA (data directory),
-NEXUS_PORT (daemon port), NEXUS_AS (default signer).
-Exit codes: 0 ok, 1 denied by policy, 2 usage error, 3 daemon unreachable, 4 verification failed,
-5 serve/start refused: the database lost acknowledged ledger entries, 6 serve/start refused: another
-daemon already serves the data directory.`,
-    )
+    .addHelpText('after', `\nEnvironment: ${ENV_HELP}\nExit codes: ${EXIT_HELP}`)
     .hook('preAction', (_root, action) => {
       if (!ALLOWED_DURING_ALARM.has(path(action))) assertNoOpenAlarm(new Home(defaultHome()));
     });
@@ -74,6 +74,8 @@ daemon already serves the data directory.`,
     gatesCommand(),
     witnessCommand(),
     quotaCommand(),
+    completionCommand(),
+    manCommand(),
   ])
     program.addCommand(c);
   // Settings that commander does not copy to commands created outside the program.

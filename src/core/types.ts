@@ -47,6 +47,8 @@ export const COMMAND_TYPES = [
   'quota.approve',
   'platform.zone',
   'integrity.alarm',
+  'identity.rotate',
+  'identity.revoke',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 

@@ -289,6 +289,18 @@ async function verifyOffline(ctx: Ctx, dataDir: string, checkpointFile: string |
   if (!report.ok) throw verificationFailed(`${dataDir} does not verify: ${report.problems[0]?.message}`);
 }
 
+/** Who gets what, in one sentence a creator can read without knowing the ledger. */
+export function plainWords(s: StatementJson, owner: string | undefined, closed: boolean): string {
+  const m = (v: string) => formatMinor(BigInt(v), s.currency);
+  const creator = owner ? `the creator, ${owner},` : 'the creator';
+  if (BigInt(s.total) === 0n) return `In plain words: nothing was billed or earned for ${s.imvu} in ${s.period}${closed ? '' : ' so far'}, so nobody owes anybody anything.`;
+  const parts = [BigInt(s.usageTotal) > 0n ? `${m(s.usageTotal)} of metered usage` : '', BigInt(s.revenueTotal) > 0n ? `${m(s.revenueTotal)} of revenue` : ''].filter(Boolean).join(' and ');
+  return (
+    `In plain words: ${s.imvu} ${closed ? 'had' : 'has had'} ${m(s.total)} in ${s.period} (${parts}). ` +
+    `Of that, ${creator} gets ${m(s.creator)} (55%, rounded in the creator's favour) and the platform gets ${m(s.platform)} (45%)${closed ? '' : '; the month is still open, so these can grow'}.`
+  );
+}
+
 function statementLines(s: StatementJson): string[] {
   const m = (v: string) => formatMinor(BigInt(v), s.currency);
   const lines = [`Statement ${s.imvu}, ${s.period} (${s.currency}${s.priceBookVersion !== null ? `, price book v${s.priceBookVersion}` : ''})`];
@@ -455,12 +467,13 @@ export function auditCommand(): Command {
 
   audit
     .command('report')
-    .description('the 55-45 statement of an IMVU for a month')
+    .description('the 55-45 statement of an IMVU for a month (default: the current month, UTC), and who gets what, in plain words')
     .requiredOption('--imvu <id>', 'IMVU id', imvuId)
-    .requiredOption('--month <YYYY-MM>', 'the month', month)
+    .option('--month <YYYY-MM>', 'the month (default: the current month, UTC)', month)
     .option('--verify', 'also recompute the statement here from the verified ledger and compare')
-    .action(async (o: { imvu: string; month: string; verify?: boolean }, c: Command) => {
+    .action(async (opts: { imvu: string; month?: string; verify?: boolean }, c: Command) => {
       const ctx = Ctx.of(c);
+      const o = { ...opts, month: opts.month ?? new Date().toISOString().slice(0, 7) };
       // The daemon answers from its running totals; a closed period's totals are the ones sealed by its period.close entry.
       const { closedBy = null, ...s } = await ctx.get<StatementJson & { closedBy?: number | null }>(`/v1/statements/${o.imvu}/${o.month}`);
       let recomputed: 'match' | undefined;
@@ -496,8 +509,15 @@ export function auditCommand(): Command {
       }
       const sp = split(BigInt(s.total));
       const holds = BigInt(s.creator) + BigInt(s.platform) === BigInt(s.total) && sp.creator === BigInt(s.creator);
-      ctx.print(recomputed ? { ...s, closedBy, verified: true } : { ...s, closedBy }, () => [
+      const owner = await ctx
+        .get<{ owner?: { id: string; name?: string | null } }>(`/v1/imvus/${encodeURIComponent(o.imvu)}`)
+        .then((i) => i.owner?.name ?? i.owner?.id)
+        .catch(() => undefined);
+      const plain = plainWords(s, owner, closedBy !== null);
+      ctx.print(recomputed ? { ...s, closedBy, verified: true, summary: plain } : { ...s, closedBy, summary: plain }, () => [
         ...statementLines(s),
+        '',
+        plain,
         closedBy !== null ? `  period closed: totals sealed by ledger entry ${closedBy}` : `  period open: totals can still grow`,
         ...(recomputed ? [`✅ Recomputed here from the ${'verified'} ledger: identical`] : []),
       ]);

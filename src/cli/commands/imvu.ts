@@ -78,12 +78,42 @@ function dnsLine(i: ImvuSummary): string {
   return `DNS records: zone ${z.zone} (serial ${z.serial}): ${kinds}`;
 }
 
-/** What the ledger records for an IMVU but no running system serves yet (no mail server, compute fabric or HTTP gateway). */
-const NOT_SERVED = /^(Mail|Compute|Network routes):/;
+/** What the running daemon serves, per system (GET /health `serving`). */
+export interface Serving {
+  dns: boolean;
+  mail: boolean;
+  compute: boolean;
+  routes: boolean;
+}
 
-/** ✅ for what is served; ⏳ for what is only recorded, so the output never claims a service that does not run. */
-export function markServed(line: string): string {
-  return NOT_SERVED.test(line) ? `⏳ ${line} (recorded in the ledger; not served yet)` : `✅ ${line}`;
+/** Which system serves what a summary line describes. */
+function systemOf(line: string): keyof Serving | undefined {
+  if (/^(Domain|Stage domain|Other domains|DNS records):/.test(line)) return 'dns';
+  if (/^Mail:/.test(line)) return 'mail';
+  if (/^Compute:/.test(line)) return 'compute';
+  if (/^Network routes:/.test(line)) return 'routes';
+  return undefined;
+}
+
+/** What the daemon says it serves now; if it cannot say (an older daemon), nothing is claimed as served. */
+export async function serving(ctx: Ctx): Promise<Serving> {
+  const none = { dns: false, mail: false, compute: false, routes: false };
+  try {
+    const h = await ctx.client.get<{ serving?: Partial<Serving> }>('/health');
+    return { ...none, ...Object.fromEntries(Object.entries(h.serving ?? {}).filter(([, v]) => typeof v === 'boolean')) };
+  } catch {
+    return none;
+  }
+}
+
+/**
+ * ✅ for what the daemon serves now; ⏳ for what is only recorded, so the output never claims a
+ * service that does not run (the daemon says which, in GET /health).
+ */
+export function markServed(line: string, served: Serving): string {
+  const system = systemOf(line);
+  if (!system || served[system]) return `✅ ${line}`;
+  return `⏳ ${line} (recorded in the ledger; not served: ${system === 'dns' ? 'this daemon runs no DNS server' : `this daemon runs no ${system === 'routes' ? 'HTTP gateway' : system === 'mail' ? 'mail server' : 'compute fabric'} yet`})`;
 }
 
 /** The summary in the spirit of the lifecycle spec's example. */
@@ -100,6 +130,18 @@ export function summaryLines(i: ImvuSummary): string[] {
     routesLine(i),
     dnsLine(i),
   ];
+}
+
+/**
+ * A command that would change nothing (suspend a suspended IMVU, resume an active one) is refused
+ * here, after reading the state, before anything is signed: it says so, records nothing, exits 0.
+ * The daemon refuses it too (gate 15), as a recorded denial, never as an allowed entry.
+ */
+async function unchanged(ctx: Ctx, id: string, status: 'active' | 'suspended', verb: string): Promise<boolean> {
+  const imvu = await fetchImvu(ctx, id);
+  if (imvu.status !== status) return false;
+  ctx.print({ imvu: id, status, index: null, changed: false }, () => `${id} is already ${status}: nothing to ${verb}; no change, nothing recorded`);
+  return true;
 }
 
 export function imvuCommand(): Command {
@@ -120,11 +162,12 @@ export function imvuCommand(): Command {
     const body: { [k: string]: Json } = { name: o.name, owner, jurisdiction: o.jurisdiction };
     if (Object.keys(envelope).length) body.envelope = envelope;
     const s = await ctx.submit<Receipt & { imvu?: ImvuSummary }>('POST', '/v1/imvus', 'imvu.create', body, signer);
+    const served = await serving(ctx);
     const imvu = s.receipt.imvu;
     if (!imvu) throw new CliError(`the daemon recorded the creation (ledger entry ${s.receipt.index}) but did not describe the IMVU; see \`nexus imvu list\``, EXIT.denied);
-    ctx.print({ ...imvu, index: s.receipt.index, checkpoint: s.checkpoint.size }, () => {
+    ctx.print({ ...imvu, index: s.receipt.index, checkpoint: s.checkpoint.size, serving: served }, () => {
       const [first, ...rest] = summaryLines(imvu);
-      return [`✅ ${imvu.id} created: ${first!.replace(/^\S+ is active: /, '')}`, ...rest.map(markServed), `✅ ${receiptLine(s)}`];
+      return [`✅ ${imvu.id} created: ${first!.replace(/^\S+ is active: /, '')}`, ...rest.map((l) => markServed(l, served)), `✅ ${receiptLine(s)}`];
     });
   });
 
@@ -172,14 +215,20 @@ export function imvuCommand(): Command {
     const patch = envelopeOf(o);
     if (!Object.keys(patch).length) throw usage('imvu scale needs at least one of --cpu, --memory, --storage, --iops');
     const before = await fetchImvu(ctx, id);
+    const now = before.envelope as unknown as Record<string, number> | null;
+    if (now && Object.entries(patch).every(([f, v]) => now[f] === v)) {
+      ctx.print({ imvu: id, before: before.envelope, after: before.envelope, index: null, changed: false }, () => `${id} already has that envelope: no change, nothing recorded`);
+      return;
+    }
     const signer = ctx.signer([before.owner.id], `imvu scale ${id}`);
     const s = await ctx.submit('POST', `/v1/imvus/${id}/scale`, 'imvu.scale', { imvu: id, ...patch }, signer);
     const after = await fetchImvu(ctx, id);
+    const served = await serving(ctx);
     ctx.print({ imvu: id, before: before.envelope, after: after.envelope, index: s.receipt.index }, () => {
       const b = before.envelope as unknown as Record<string, number> | null;
       const a = after.envelope as unknown as Record<string, number> | null;
       const changes = Object.keys(patch).map((f) => `${f} ${b?.[f] ?? '?'} → ${a?.[f] ?? '?'}`);
-      return [`✅ ${id} envelope: ${changes.join(', ')}`, markServed(computeLine(after)), `✅ 55-45 split unchanged`, `✅ ${receiptLine(s)}`];
+      return [`✅ ${id} envelope: ${changes.join(', ')}`, markServed(computeLine(after), served), `✅ 55-45 split unchanged`, `✅ ${receiptLine(s)}`];
     });
   });
 
@@ -190,6 +239,7 @@ export function imvuCommand(): Command {
     .requiredOption('--reason <text>', 'why (recorded in the ledger and sent to the creator)')
     .action(async (id: string, o: { reason: string }, c: Command) => {
       const ctx = Ctx.of(c);
+      if (await unchanged(ctx, id, 'suspended', 'suspend')) return;
       const s = await ctx.submit('POST', `/v1/imvus/${id}/suspend`, 'imvu.suspend', { imvu: id, reason: o.reason }, ctx.signer([], `imvu suspend ${id}`));
       ctx.print({ imvu: id, status: 'suspended', index: s.receipt.index }, () => [`✅ ${id} suspended: ${o.reason}`, `✅ ${receiptLine(s)}`]);
     });
@@ -200,6 +250,7 @@ export function imvuCommand(): Command {
     .argument('<imvu>', 'IMVU id', imvuId)
     .action(async (id: string, _o: unknown, c: Command) => {
       const ctx = Ctx.of(c);
+      if (await unchanged(ctx, id, 'active', 'resume')) return;
       const s = await ctx.submit('POST', `/v1/imvus/${id}/resume`, 'imvu.resume', { imvu: id }, ctx.signer([], `imvu resume ${id}`));
       ctx.print({ imvu: id, status: 'active', index: s.receipt.index }, () => [`✅ ${id} resumed`, `✅ ${receiptLine(s)}`]);
     });
@@ -229,6 +280,11 @@ export function memberCommand(): Command {
       const ctx = Ctx.of(c);
       const member = await ctx.identityId(who);
       const imvu = await fetchImvu(ctx, id);
+      if (imvu.members.includes(member)) {
+        // Nothing to change: said so, and nothing is signed or recorded.
+        ctx.print({ imvu: id, member, index: null, changed: false }, () => `${who} (${member}) is already a member of ${id}: no change, nothing recorded`);
+        return;
+      }
       const s = await ctx.submit('POST', `/v1/imvus/${id}/members`, 'member.add', { imvu: id, identity: member }, ctx.signer([imvu.owner.id], `member add`));
       ctx.print({ imvu: id, member, index: s.receipt.index }, () => [`✅ ${who} (${member}) is a member of ${id}`, `✅ ${receiptLine(s)}`]);
     });

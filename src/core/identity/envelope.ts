@@ -19,6 +19,11 @@ export interface SignOptions {
   origin: string;
   nonce?: string;
   ts?: string;
+  /**
+   * The signing identity. Default: the id of the key (self-certifying). After a rotation the id
+   * stays that of the identity's first key while a later key signs, so it must be given.
+   */
+  actor?: IdentityId;
 }
 
 /** The one accepted spelling of a signature: 64 bytes in standard base64 with padding. */
@@ -35,7 +40,7 @@ export function signCommand(
   body: { [k: string]: Json },
   opts: SignOptions,
 ): SignedCommand {
-  const actor: IdentityId = identityIdFromPublicKey(publicKeyRaw(privateKey));
+  const actor: IdentityId = opts.actor ?? identityIdFromPublicKey(publicKeyRaw(privateKey));
   const command: Command = {
     v: 1,
     type,

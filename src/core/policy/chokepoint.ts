@@ -41,7 +41,23 @@ const Envelope = z
   .strict();
 
 /** Why an attempt was not authenticated (and so is refused without a ledger entry). */
-export type Unauthenticated = 'oversize' | 'malformed' | 'bad-key' | 'bad-signature' | 'unknown-identity' | 'replay' | 'wrong-origin' | 'rate-limited';
+export type Unauthenticated = 'oversize' | 'malformed' | 'bad-key' | 'bad-signature' | 'unknown-identity' | 'replay' | 'wrong-origin' | 'rate-limited' | 'revoked';
+
+/**
+ * For a signature that fails: whether one of the identity's two most recently retired keys made it
+ * (a client still using a rotated key), to say so in the refusal. Bounded work on a failure path.
+ */
+async function retiredSigner(db: SqlReader, actor: IdentityRow, signed: SignedCommand): Promise<string> {
+  const rows = await db.all<{ public_key: string; why: string; entry: number }>('SELECT public_key, why, entry FROM retired_keys WHERE identity = ? ORDER BY entry DESC LIMIT 2', [actor.id]);
+  for (const r of rows) {
+    try {
+      if (verifyCommandSignature(signed, cachedPublicKey(r.public_key))) return `: it was signed with a key ${r.why} at ledger entry ${r.entry}, which signs nothing more`;
+    } catch {
+      // a stored key that does not parse proves nothing
+    }
+  }
+  return '';
+}
 
 export interface Verdict {
   decision: Decision;
@@ -106,7 +122,11 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
     return unauth('bad-key', `bad public key: ${(err as Error).message}`);
   }
   const signatureOk = opts.preverified?.(input, keyB64) ?? verifyCommandSignature(signed, key);
-  if (!signatureOk) return unauth('bad-signature', `signature does not verify for ${actor?.name ?? cmd.actor}`);
+  if (!signatureOk) return unauth('bad-signature', `signature does not verify for ${actor?.name ?? cmd.actor}${actor ? await retiredSigner(db, actor, signed) : ''}`);
+  // A revoked identity signs nothing more: its key may be in anyone's hands, so what it signs is
+  // refused like a forgery (not recorded, counted as noise).
+  const revoked = actor && (await db.get<{ entry: number }>("SELECT entry FROM retired_keys WHERE public_key = ? AND why = 'revoked'", [actor.public_key]));
+  if (revoked) return unauth('revoked', `${actor.name} was revoked at ledger entry ${revoked.entry}; its key signs nothing more`);
   const spent = { actor: cmd.actor, nonce: cmd.nonce };
   const base = { command: cmd, actor };
   // Bound to one platform: the origin is in the signed bytes, so a command copied from another
@@ -470,6 +490,8 @@ export class Chokepoint {
       await log.append(encodeEntry(elideEntry({ v: 1, index, at, command: input as SignedCommand, decision: final.decision })));
       for (const f of await this.followUps(tx, final, index, at)) followUps.push(await this.platformFollowUp(tx, log, f));
     }
+    // A rotated key: the cached key of the pre-verification is no longer the identity's.
+    if (final.decision.allowed && final.command?.type === 'identity.rotate') this.knownKeys.delete(final.command.actor);
     return { index, at, allowed: final.decision.allowed, gates: final.decision.gates, followUps };
   }
 

@@ -113,6 +113,17 @@ export const BODY_SCHEMAS = {
       publicKey,
     })
     .strict(),
+  // A new key for an existing identity (its id stays): signed by the current key, and `proof` is the
+  // new key's signature over the rotation (src/core/identity/rotation.ts). The old key stops at once.
+  'identity.rotate': z
+    .object({
+      identity: identityId,
+      publicKey,
+      proof: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a 64-byte Ed25519 signature in standard base64'),
+    })
+    .strict(),
+  // The identity's key signs nothing more (self, or the platform for the admins and services it registered).
+  'identity.revoke': z.object({ identity: identityId, reason: z.string().min(1).max(500).optional() }).strict(),
   'imvu.create': z
     .object({
       name: z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,62}$/, 'must be 1-63 of letters, digits, _ and -, starting with a letter'),

@@ -33,6 +33,24 @@ export async function preconditions(ctx: GateContext): Promise<string | undefine
       const id = identityIdFromPublicKey(Buffer.from(String(b.publicKey), 'base64'));
       if (await ctx.db.get('SELECT 1 AS x FROM identities WHERE id = ?', [id])) return `identity ${id} is already registered`;
       if (await ctx.db.get('SELECT 1 AS x FROM identities WHERE name = ?', [String(b.name)])) return `identity name '${String(b.name)}' is taken`;
+      return keyInUse(ctx, String(b.publicKey));
+    }
+    case 'identity.rotate': {
+      const me = ctx.actor;
+      if (!me || me.id !== b.identity) return undefined; // gate 1 says why
+      if (b.publicKey === me.public_key) return `the new key is ${me.name}'s current key: nothing to rotate`;
+      const used = await keyInUse(ctx, String(b.publicKey));
+      if (used) return used;
+      const id = identityIdFromPublicKey(Buffer.from(String(b.publicKey), 'base64'));
+      if (await ctx.db.get('SELECT 1 AS x FROM identities WHERE id = ?', [id])) return `the new key is the key of identity ${id}`;
+      return undefined;
+    }
+    case 'identity.revoke': {
+      const target = await ctx.db.get<{ name: string; role: string; public_key: string }>('SELECT name, role, public_key FROM identities WHERE id = ?', [String(b.identity)]);
+      if (!target) return `unknown identity ${String(b.identity)}`;
+      if (target.role === 'platform') return 'the platform identity cannot be revoked';
+      const gone = await ctx.db.get<{ entry: number }>("SELECT entry FROM retired_keys WHERE public_key = ? AND why = 'revoked'", [target.public_key]);
+      if (gone) return `${target.name} was already revoked (ledger entry ${gone.entry}): no change`;
       return undefined;
     }
     case 'imvu.create': {
@@ -67,6 +85,11 @@ export async function preconditions(ctx: GateContext): Promise<string | undefine
       if (box) return `${domain} still has mailboxes (such as ${box.address}); remove them first (nexus mail mailbox rm)`;
       return undefined;
     }
+    case 'member.add': {
+      if (ctx.imvu && (await ctx.db.get('SELECT 1 AS x FROM members WHERE imvu = ? AND identity = ?', [ctx.imvu.id, String(b.identity)])))
+        return `${String(b.identity)} is already a member of ${ctx.imvu.id}: no change`;
+      return undefined;
+    }
     case 'mailbox.add': {
       const address = String(b.address);
       const domain = address.slice(address.indexOf('@') + 1);
@@ -91,6 +114,15 @@ export async function preconditions(ctx: GateContext): Promise<string | undefine
       return undefined;
     }
   }
+  return undefined;
+}
+
+/** A key serves one identity, once: never another identity's current key, never a key retired by anyone. */
+async function keyInUse(ctx: GateContext, publicKey: string): Promise<string | undefined> {
+  const holder = await ctx.db.get<{ name: string }>('SELECT name FROM identities WHERE public_key = ?', [publicKey]);
+  if (holder) return `that key is already ${holder.name}'s current key`;
+  const retired = await ctx.db.get<{ why: string; entry: number }>('SELECT why, entry FROM retired_keys WHERE public_key = ?', [publicKey]);
+  if (retired) return `that key was ${retired.why} at ledger entry ${retired.entry}; a key is never used again`;
   return undefined;
 }
 

@@ -72,6 +72,21 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
       await tx.run('INSERT INTO identities (id, name, role, public_key, entry) VALUES (?, ?, ?, ?, ?)', [id, String(b.name), String(b.role), String(b.publicKey), index]);
       return;
     }
+    case 'identity.rotate': {
+      const id = String(b.identity);
+      const old = await tx.get<{ public_key: string }>('SELECT public_key FROM identities WHERE id = ?', [id]);
+      if (!old) throw new Error(`unknown identity ${id}`);
+      await tx.run('INSERT INTO retired_keys (public_key, identity, why, entry) VALUES (?, ?, ?, ?)', [old.public_key, id, 'rotated', index]);
+      await tx.run('UPDATE identities SET public_key = ? WHERE id = ?', [String(b.publicKey), id]);
+      return;
+    }
+    case 'identity.revoke': {
+      const id = String(b.identity);
+      const cur = await tx.get<{ public_key: string }>('SELECT public_key FROM identities WHERE id = ?', [id]);
+      if (!cur) throw new Error(`unknown identity ${id}`);
+      await tx.run('INSERT INTO retired_keys (public_key, identity, why, entry) VALUES (?, ?, ?, ?)', [cur.public_key, id, 'revoked', index]);
+      return;
+    }
     case 'imvu.create': {
       if (!platform) throw new Error('no platform');
       const { seq, id, primary, stage } = await imvuDomainsFor(tx, platform);

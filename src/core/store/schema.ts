@@ -52,6 +52,15 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
     key: 'id',
     ddl: `CREATE TABLE IF NOT EXISTS identities (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, role TEXT NOT NULL, public_key TEXT NOT NULL, entry INTEGER NOT NULL)`,
   },
+  /**
+   * Keys an identity no longer signs with (identity.rotate, identity.revoke): `why` is 'rotated'
+   * (replaced by the key in identities.public_key from entry `entry` on) or 'revoked' (the key in
+   * identities.public_key is this one: the identity signs nothing more). A key is never used twice.
+   */
+  retired_keys: {
+    key: 'public_key',
+    ddl: `CREATE TABLE IF NOT EXISTS retired_keys (public_key TEXT PRIMARY KEY, identity TEXT NOT NULL, why TEXT NOT NULL, entry INTEGER NOT NULL)`,
+  },
   imvus: {
     key: 'id',
     ddl: `CREATE TABLE IF NOT EXISTS imvus (id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, name TEXT NOT NULL UNIQUE, owner TEXT NOT NULL, jurisdiction TEXT NOT NULL, status TEXT NOT NULL, domain TEXT NOT NULL, stage_domain TEXT NOT NULL, created_at TEXT NOT NULL, entry INTEGER NOT NULL)`,
@@ -190,4 +199,6 @@ CREATE INDEX IF NOT EXISTS price_books_from ON price_books (effective_from, entr
 CREATE INDEX IF NOT EXISTS capacities_at ON capacities (at_ms, entry);
 CREATE INDEX IF NOT EXISTS notifications_source ON notifications (imvu, source);
 CREATE INDEX IF NOT EXISTS nonces_entry ON nonces (actor, entry);
+CREATE INDEX IF NOT EXISTS identities_key ON identities (public_key);
+CREATE INDEX IF NOT EXISTS retired_keys_identity ON retired_keys (identity, entry);
 `;

@@ -1,5 +1,9 @@
 import { deny, pass, isMember, isOwner, type Gate } from '../gate.ts';
 import { RESERVED_IDENTITY_NAMES } from '../naming.ts';
+import { verifyRotationProof } from '../../identity/rotation.ts';
+
+/** Roles whose identities the platform registers, and so may also revoke. */
+const PLATFORM_REGISTERED = new Set(['admin', 'service']);
 
 // The signature, known-identity, nonce and time checks run in the chokepoint before any gate
 // (they need the raw envelope). What remains here is binding the proved identity to what the
@@ -23,6 +27,23 @@ export const gate: Gate = {
       if (RESERVED_IDENTITY_NAMES.includes(name) && (selfSigned || role !== 'service'))
         return deny(1, `the identity name '${name}' is reserved for a platform service: only the platform registers it, as a service identity`);
       return pass(1, selfSigned ? 'self-registration proved by the new key' : 'registered by the platform');
+    }
+    if (type === 'identity.rotate') {
+      if (!ctx.actor || ctx.actor.id !== ctx.body.identity) return deny(1, `an identity rotates only its own key; signed by ${who} for ${String(ctx.body.identity)}`);
+      if (ctx.actor.role === 'platform') return deny(1, 'the platform key is not rotated by a command');
+      if (!ctx.platform) return deny(1, 'the ledger has no platform genesis entry');
+      const claim = { origin: ctx.platform.origin, identity: ctx.actor.id, from: ctx.actor.public_key, to: String(ctx.body.publicKey) };
+      if (!verifyRotationProof(claim, ctx.body.proof)) return deny(1, 'the proof is not a signature by the new key over this rotation (platform, identity, old key, new key)');
+      return pass(1, `signed by ${who}'s current key and proven by the new key`);
+    }
+    if (type === 'identity.revoke') {
+      const target = await ctx.db.get<{ name: string; role: string }>('SELECT name, role FROM identities WHERE id = ?', [String(ctx.body.identity)]);
+      if (!target || !ctx.actor) return deny(1, `unknown identity ${String(ctx.body.identity)}`);
+      if (ctx.actor.id === ctx.body.identity) return pass(1, `${who} revokes its own key`);
+      // Nobody but a creator or member itself revokes it: revocation would silence its consent and
+      // its exit (gate 13), which no admin and not the platform may do.
+      if (ctx.actor.role === 'platform' && PLATFORM_REGISTERED.has(target.role)) return pass(1, `the platform revokes ${target.role} ${target.name}, which it registered`);
+      return deny(1, `${target.name} (${target.role}) is revoked by itself${PLATFORM_REGISTERED.has(target.role) ? ' or by the platform, which registered it' : ' only'}; signed by ${who}`);
     }
     if (type === 'imvu.create') {
       if (!ctx.actor || ctx.body.owner !== ctx.actor.id) return deny(1, `an IMVU is created by its owner's own signature; signed by ${who}`);

@@ -62,12 +62,15 @@ export const gate: Gate = {
       if (role !== 'admin' && role !== 'platform') return deny(15, `only an admin or the platform may ${ctx.command.type.slice(5)} an IMVU`);
       if (ctx.imvu.status === 'exited') return deny(15, `${ctx.imvu.id} has exited`);
       if (ctx.command.type === 'imvu.resume' && ctx.imvu.status !== 'suspended') return deny(15, `${ctx.imvu.id} is ${ctx.imvu.status}, not suspended`);
+      // A no-op is never an allowed entry: suspending a suspended IMVU changes nothing.
+      if (ctx.command.type === 'imvu.suspend' && ctx.imvu.status === 'suspended') return deny(15, `${ctx.imvu.id} is already suspended: no change`);
       return pass(15, `${ctx.command.type} by ${ctx.actor?.name} is recorded and the creator is notified`);
     }
     const env = await ctx.db.get<Record<string, number>>('SELECT * FROM envelopes WHERE imvu = ?', [ctx.imvu.id]);
     if (!env) return deny(15, `${ctx.imvu.id} has no envelope`);
     const changes = ENVELOPE_FIELDS.filter((f) => typeof ctx.body[f] === 'number');
     if (changes.length === 0) return deny(15, 'scale names no envelope field to change');
+    if (changes.every((f) => ctx.body[f] === Number(env[f]))) return deny(15, `${ctx.imvu.id} already has that envelope: no change`);
     const decreases = changes.filter((f) => (ctx.body[f] as number) < (env[f] ?? 0));
     if (decreases.length > 0 && !isOwner(ctx)) {
       const what = decreases.map((f) => `${f} ${env[f]} -> ${String(ctx.body[f])}`).join(', ');
