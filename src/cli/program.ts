@@ -28,7 +28,7 @@ const ALLOWED_DURING_ALARM = new Set(['init', 'serve', 'start', 'status', 'stop'
 /** The environment and exit codes, for `--help` and the man page. */
 export const ENV_HELP = `NEXUS_URL (daemon), NEXUS_HOME (keys, pinned platforms, saved checkpoints), NEXUS_DATA (data directory),
 NEXUS_PORT (daemon port), NEXUS_AS (default signer).`;
-export const EXIT_HELP = `0 ok, 1 denied by policy, 2 usage error, 3 daemon unreachable (nexus status: down), 4 verification failed,
+export const EXIT_HELP = `0 ok, 1 denied by policy, 2 usage error, 3 daemon unreachable, 4 verification failed,
 5 serve/start refused: the database lost acknowledged ledger entries, 6 serve/start refused: another
 daemon already serves the data directory.`;
 
