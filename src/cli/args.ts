@@ -1,5 +1,6 @@
 // Argument parsers for commander: a bad value is a usage error (exit 2) naming the flag.
 import { InvalidArgumentError } from 'commander';
+import { IMVU_NAME_RE, JURISDICTIONS } from '../core/policy/vocabulary.ts';
 
 export function int(min: number, max: number) {
   return (value: string): number => {
@@ -45,4 +46,26 @@ export function currency(value: string): string {
 
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/** An IMVU name as the schema takes it (no spaces). */
+export function imvuName(value: string): string {
+  if (!IMVU_NAME_RE.test(value)) throw new InvalidArgumentError(`expected 1-63 of letters, digits, _ and -, starting with a letter (no spaces), got '${value}'.`);
+  return value;
+}
+
+/** A jurisdiction code exactly as gate 9 knows it (upper case: the signed body is never rewritten). */
+export function jurisdiction(value: string): string {
+  if ((JURISDICTIONS as readonly string[]).includes(value)) return value;
+  const upper = value.toUpperCase();
+  if ((JURISDICTIONS as readonly string[]).includes(upper)) throw new InvalidArgumentError(`jurisdiction codes are upper case: did you mean '${upper}'?`);
+  throw new InvalidArgumentError(`expected one of ${JURISDICTIONS.join(', ')}, got '${value}'.`);
+}
+
+/** Free text recorded in the ledger (a reason, a purpose): not empty, at most `max` characters. */
+export function text(max: number) {
+  return (value: string): string => {
+    if (!value.trim().length || value.length > max) throw new InvalidArgumentError(`expected 1 to ${max} characters, got ${value.length}.`);
+    return value;
+  };
 }

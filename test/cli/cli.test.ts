@@ -193,7 +193,7 @@ describe('nexus CLI (subprocess against a real daemon)', () => {
     const r = await nexus('gates', '--json');
     expect(r.code, r.stderr).toBe(0);
     const gates = JSON.parse(r.stdout) as { number: number; enforcedIn: string; status: string }[];
-    expect(gates.map((g) => g.number)).toEqual(Array.from({ length: 17 }, (_, i) => i + 1));
+    expect(gates.map((g) => g.number)).toEqual(Array.from({ length: 18 }, (_, i) => i));
     for (const g of gates) expect(g.enforcedIn).not.toBe('');
   });
 
