@@ -27,7 +27,7 @@ export const EXIT = {
 
 /** One line per exit code, for `nexus --help` and the docs. */
 export const EXIT_HELP =
-  'Exit codes: 0 ok, 1 denied by policy, 2 usage error (nothing signed), 3 daemon unreachable, 4 verification failed,\n' +
+  'Exit codes: 0 ok, 1 denied by policy, 2 usage error, 3 daemon unreachable, 4 verification failed,\n' +
   '5 serve/start refused: the database lost acknowledged ledger entries, 6 serve/start refused: another\n' +
   'daemon already serves the data directory, 7 not found (no such IMVU, zone, identity, entry, alarm or file).';
 

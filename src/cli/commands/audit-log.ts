@@ -228,14 +228,52 @@ async function cluesFor(ctx: Ctx, entries: Served[], clues: ImvuClues): Promise<
   }
 }
 
-const jsonEntry = (e: Served, imvu: string | undefined, names: Map<string, string>) =>
-  isWithheld(e) ? { ...e, imvu: null } : { ...e, imvu: imvu ?? null, actorName: names.get(e.command?.command?.actor ?? '') ?? null };
+/** Names of the actors the reader's identity list leaves out, from the public key directory. */
+async function resolveNames(ctx: Ctx, entries: Served[], names: Map<string, string>): Promise<void> {
+  const missing = new Set<string>();
+  for (const e of entries) {
+    const actor = isWithheld(e) ? undefined : e.command?.command?.actor;
+    if (actor && !names.has(actor)) missing.add(actor);
+  }
+  for (const id of [...missing].slice(0, 50)) {
+    try {
+      const rec = await ctx.client.get<{ name?: string }>(`/v1/identities/${encodeURIComponent(id)}`);
+      if (typeof rec.name === 'string') names.set(id, rec.name);
+    } catch (err) {
+      // Not registered (a refused registration, a signature that did not verify): the id stays.
+      if (!(err instanceof ApiError)) throw err;
+    }
+  }
+}
+
+/**
+ * The digest of one entry for --json, beside the entry itself (kept exactly as served, so that its
+ * leaf hash can still be computed from it): who, what, about which IMVU, and the decision.
+ */
+const summaryOf = (e: Served, imvu: string | undefined, names: Map<string, string>) => {
+  if (isWithheld(e)) return { index: e.index, withheld: true, imvu: null };
+  const cmd = e.command?.command;
+  const deny = e.decision.gates.find((g) => g.status === 'deny');
+  const actor = cmd?.actor ?? null;
+  return {
+    index: e.index,
+    at: e.at,
+    type: cmd?.type ?? null,
+    actor,
+    actorName: (actor && names.get(actor)) ?? null,
+    imvu: imvu ?? null,
+    allowed: e.decision.allowed,
+    gate: deny?.gate ?? null,
+    reason: deny?.reason ?? null,
+  };
+};
 
 async function auditLog(ctx: Ctx, o: LogOptions): Promise<void> {
   const w = await fetchWindow(ctx, o);
   const clues: ImvuClues = { created: new Map(), zones: new Map() };
   await cluesFor(ctx, w.entries, clues);
   const names = await identityNames(ctx);
+  await resolveNames(ctx, w.entries, names);
   const byIndex = new Map(w.entries.map((e) => [e.index, e]));
   const imvus = w.entries.map((e) => imvuOfEntry(e, clues, byIndex));
   const rows = w.entries.map((e, i) => rowOf(e, names, imvus[i]));
@@ -245,7 +283,8 @@ async function auditLog(ctx: Ctx, o: LogOptions): Promise<void> {
   if (!o.follow) {
     ctx.print(
       {
-        entries: w.entries.map((e, i) => jsonEntry(e, imvus[i], names)),
+        entries: w.entries,
+        summary: w.entries.map((e, i) => summaryOf(e, imvus[i], names)),
         size: w.size,
         order: 'newest first',
         olderFrom: older,
@@ -257,7 +296,7 @@ async function auditLog(ctx: Ctx, o: LogOptions): Promise<void> {
   }
   // --follow runs until interrupted: printed as it goes (with --json one entry per line), never held.
   const write = (s: string) => process.stdout.write(s + '\n');
-  if (ctx.json) for (let i = 0; i < w.entries.length; i++) write(JSON.stringify(jsonEntry(w.entries[i]!, imvus[i], names)));
+  if (ctx.json) for (let i = 0; i < w.entries.length; i++) write(JSON.stringify({ ...summaryOf(w.entries[i]!, imvus[i], names), entry: w.entries[i] }));
   else for (const l of [formatRow(HEADERS, widths), ...rows.map((r) => formatRow(r, widths)), '', ...footer]) write(l);
   const stop = new AbortController();
   const onSignal = () => stop.abort();
@@ -276,11 +315,10 @@ async function auditLog(ctx: Ctx, o: LogOptions): Promise<void> {
       if (!entries.length) continue;
       for (const e of entries) seen.set(e.index, e);
       await cluesFor(ctx, entries, clues);
-      const fresh = entries.some((e) => !isWithheld(e) && !names.has(e.command?.command?.actor ?? '')) ? await identityNames(ctx) : names;
-      for (const [k, v] of fresh) names.set(k, v);
+      await resolveNames(ctx, entries, names);
       for (const e of entries) {
         const imvu = imvuOfEntry(e, clues, seen);
-        write(ctx.json ? JSON.stringify(jsonEntry(e, imvu, names)) : formatRow(rowOf(e, names, imvu), widths));
+        write(ctx.json ? JSON.stringify({ ...summaryOf(e, imvu, names), entry: e }) : formatRow(rowOf(e, names, imvu), widths));
       }
     }
   } finally {
@@ -309,8 +347,9 @@ export function auditLogCommand(): Command {
 Columns: INDEX, TIME (UTC), COMMAND, ACTOR (the identity's name), IMVU (the IMVU the entry concerns:
 its body's imvu, the IMVU of the zone it names, or of the entry it follows up; '-' for none), DECISION
 (allowed, or the gate that denied it and why). The footer says which entries are not shown and the
-command that shows them. With --json: { entries (newest first, each with imvu and actorName), size,
-olderFrom, newer }; with --json --follow one JSON entry per line.`,
+command that shows them. With --json: { entries (newest first, as stored), summary (the same order:
+index, at, type, actor, actorName, imvu, allowed, gate, reason), size, olderFrom, newer }; with
+--json --follow one line per entry: its summary and the entry itself.`,
     )
     .action(async (o: LogOptions, c: Command) => auditLog(Ctx.of(c), o));
 }
