@@ -2,15 +2,13 @@ import { Command } from 'commander';
 import type { ZoneView } from '../../imvu/summary.ts';
 import type { Json } from '../../core/types.ts';
 import { RECORD_TYPES } from '../../core/policy/vocabulary.ts';
-import { int } from '../args.ts';
+import { checkRecordValue, int, recordName } from '../args.ts';
 import { Ctx, receiptLine } from '../context.ts';
 import { table } from '../format.ts';
 import { fetchImvu } from './imvu.ts';
 import { InvalidArgumentError } from 'commander';
 import { addExportCommand } from './dns-export.ts';
 import { addDsCommand } from './dns-ds.ts';
-import { parseRecord } from '../../domains/records/rdata.ts';
-import { usage } from '../errors.ts';
 
 function recordType(v: string): string {
   const t = v.toUpperCase();
@@ -26,30 +24,6 @@ function zoneName(v: string): string {
   const z = v.toLowerCase().replace(/\.$/, '');
   if (!ZONE_RE.test(z)) throw new InvalidArgumentError(`expected a zone such as imvu001.world (labels of a-z, 0-9 and -, none empty), got '${v}'.`);
   return z;
-}
-
-/** '@', or a name relative to the zone (or absolute, with a final dot): no spaces, no empty labels. */
-function recordName(v: string): string {
-  const n = v.toLowerCase();
-  if (n === '@') return n;
-  if (n.length > 253 || !/^[a-z0-9_*-]+(\.[a-z0-9_-]+)*\.?$/.test(n))
-    throw new InvalidArgumentError(`expected '@' or a name such as www or _dmarc.www (a-z, 0-9, _, - and *, dot-separated, no spaces or empty labels), got '${v}'.`);
-  return n;
-}
-
-const VALUE_FORMS: Record<string, string> = {
-  A: 'an IPv4 address such as 192.0.2.7',
-  AAAA: 'an IPv6 address such as 2001:db8::7',
-  CNAME: 'an absolute host name ending in a dot, such as www.example.world.',
-  NS: 'an absolute host name ending in a dot, such as ns1.example.world.',
-  MX: 'a preference and an absolute host name, such as "10 mail.example.world."',
-  SRV: 'priority, weight, port and an absolute host name, such as "10 5 5060 sip.example.world."',
-  CAA: 'flags, a tag and a quoted value, such as \'0 issue "letsencrypt.org"\'',
-};
-
-/** A record value the daemon would refuse (gate 0) is a usage error here, before anything is signed. */
-function checkValue(type: string, value: string): void {
-  if (!value.length || value.length > 2048 || !parseRecord(type, value)) throw usage(`'${value}' is not a valid ${type} record value: expected ${VALUE_FORMS[type] ?? 'a value of at most 2048 characters'}`);
 }
 
 async function fetchZone(ctx: Ctx, zone: string): Promise<ZoneView> {
@@ -76,7 +50,7 @@ export function dnsCommand(): Command {
     .option('--ttl <seconds>', 'time to live', int(0, 604800))
     .action(async (zone: string, name: string, type: string, value: string, o: { ttl?: number }, c: Command) => {
       const ctx = Ctx.of(c);
-      checkValue(type, value);
+      checkRecordValue(type, value);
       const signer = await ctx.signerLazy(() => zoneOwner(ctx, zone), `dns record add`);
       const body: { [k: string]: Json } = { zone, name, type, value };
       if (o.ttl !== undefined) body.ttl = o.ttl;

@@ -27,8 +27,7 @@ export const GATE_ZERO: GateInfo = {
   number: 0,
   name: 'Schema and preconditions',
   file: 'src/core/policy/preconditions.ts',
-  enforcedIn:
-    'src/core/policy/chokepoint.ts before the 17 gates: the body schemas (src/core/policy/commands.ts) and the preconditions (src/core/policy/preconditions.ts: what a command names exists, what it creates is free, values are well-formed); denied and recorded like any refusal',
+  enforcedIn: 'src/core/policy/chokepoint.ts, before the 17: body schemas (commands.ts) and preconditions (preconditions.ts: what it names exists, what it creates is free, values are well-formed)',
   guards: 'all',
   status: 'enforced',
 };
