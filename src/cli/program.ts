@@ -45,7 +45,7 @@ export function buildProgram(): Command {
     .version(VERSION, '-V, --version')
     .option('--server <url>', 'daemon URL (env NEXUS_URL; default http://127.0.0.1:7600)')
     .option('--as <identity>', 'identity (local name or id) whose key signs the command (env NEXUS_AS)')
-    .option('--json', 'print machine-readable JSON')
+    .option('--json', 'print JSON on stdout; a failure prints one object {error, code, index, gates}')
     .exitOverride()
     .showSuggestionAfterError(true)
     .configureHelp({
