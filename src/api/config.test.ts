@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, IANA_ROOT_HINTS, resolveConfig, xfrOptions } from './config.ts';
+import { ConfigError, IANA_ROOT_HINTS, exposureWarning, resolveConfig, xfrOptions } from './config.ts';
 import { DEFAULT_PLAN } from '../core/policy/commands.ts';
 import { generateKeyPairSync as generateKeyPair } from 'node:crypto';
 import { cosignerVerifierKey } from '../core/witness/cosignature.ts';
@@ -38,6 +38,8 @@ const DNS_DEFAULTS = {
   // No witnesses; a witness exchange has 10 s.
   witnesses: [],
   witnessTimeoutMs: 10_000,
+  // Plain HTTP on loopback; readable logs on a terminal.
+  tls: null, insecureHttp: false, logFormat: 'auto',
 };
 
 describe('resolveConfig', () => {
@@ -292,5 +294,40 @@ describe('resolveConfig: zone transfers (allow-list, TSIG, NOTIFY)', () => {
     const file = join(dir, 'secret-in-file.json');
     writeFileSync(file, JSON.stringify({ tsigName: 'k', tsigSecret: SECRET }));
     oneLineError(() => resolveConfig({ env: {}, cwd: dir, config: file }), /^invalid config file .*: tsigSecret: the TSIG secret is not read from the config file; use tsigSecretFile or NEXUS_TSIG_SECRET$/);
+  });
+});
+
+describe('TLS and exposure settings', () => {
+  const CERT = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+  const KEY = '-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n';
+
+  it('reads --tls-cert/--tls-key, the environment or the config file (paths relative to it); both or neither', () => {
+    const tls = join(dir, 'tls');
+    mkdirSync(tls, { recursive: true });
+    writeFileSync(join(tls, 'cert.pem'), CERT);
+    writeFileSync(join(tls, 'key.pem'), KEY, { mode: 0o600 });
+    chmodSync(join(tls, 'key.pem'), 0o600);
+    expect(resolveConfig({ env: {}, cwd: tls, tlsCert: 'cert.pem', tlsKey: 'key.pem' }).tls).toEqual({ certFile: join(tls, 'cert.pem'), keyFile: join(tls, 'key.pem'), cert: CERT, key: KEY });
+    expect(resolveConfig({ env: { NEXUS_TLS_CERT: join(tls, 'cert.pem'), NEXUS_TLS_KEY: join(tls, 'key.pem') }, cwd: dir }).tls?.certFile).toBe(join(tls, 'cert.pem'));
+    const file = join(tls, 'nexus-tls.json');
+    writeFileSync(file, JSON.stringify({ tlsCert: 'cert.pem', tlsKey: 'key.pem', insecureHttp: false, logFormat: 'json' }));
+    expect(resolveConfig({ env: {}, cwd: dir, config: file })).toMatchObject({ tls: { keyFile: join(tls, 'key.pem') }, insecureHttp: false, logFormat: 'json' });
+    oneLineError(() => resolveConfig({ env: {}, cwd: tls, tlsCert: 'cert.pem' }), /^a TLS certificate is given \(--tls-cert\) but no key: set --tls-key, NEXUS_TLS_KEY or tlsKey$/);
+    oneLineError(() => resolveConfig({ env: {}, cwd: tls, tlsCert: 'key.pem', tlsKey: 'key.pem' }), /no PEM CERTIFICATE block/);
+    chmodSync(join(tls, 'key.pem'), 0o644);
+    oneLineError(() => resolveConfig({ env: {}, cwd: tls, tlsCert: 'cert.pem', tlsKey: 'key.pem' }), /^refusing TLS key file .*key\.pem \(--tls-key\): every user may read or replace it \(mode 0644\); chmod 600 /);
+  });
+
+  it('plain HTTP is an exposure on any address but loopback; TLS is not', () => {
+    const at = (host: string, tls: null | object = null) => exposureWarning({ host, port: 7600, tls: tls as never });
+    expect(at('127.0.0.1')).toBeUndefined();
+    expect(at('::1')).toBeUndefined();
+    expect(at('localhost')).toBeUndefined();
+    expect(at('0.0.0.0')).toMatch(/^the API would listen on 0\.0\.0\.0:7600 without TLS/);
+    expect(at('::')).toBeDefined();
+    expect(at('192.0.2.7')).toBeDefined();
+    expect(at('0.0.0.0', { cert: '', key: '' })).toBeUndefined();
+    expect(resolveConfig({ env: { NEXUS_INSECURE_HTTP: 'true', NEXUS_LOG_FORMAT: 'pretty' }, cwd: dir })).toMatchObject({ insecureHttp: true, logFormat: 'pretty' });
+    oneLineError(() => resolveConfig({ env: { NEXUS_LOG_FORMAT: 'xml' }, cwd: dir }), /^invalid NEXUS_LOG_FORMAT "xml": must be one of auto, json, pretty$/);
   });
 });

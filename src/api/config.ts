@@ -14,6 +14,7 @@ export { DEFAULTS, IANA_ROOT_HINTS, defaultDnsPort };
 
 export const CONFIG_FILE_NAME = 'nexus.json';
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 
 export interface NexusConfig {
   /** Absolute path of the data directory. */
@@ -66,6 +67,15 @@ export interface NexusConfig {
   witnesses: { url: string; vkey: string }[];
   /** Deadline of one add-checkpoint exchange; a slower witness counts as failed for that checkpoint. */
   witnessTimeoutMs: number;
+  /**
+   * TLS for the API: the certificate (chain) and private key files, PEM, and their contents; null
+   * serves plain HTTP (refused on a non-loopback address unless `insecureHttp`).
+   */
+  tls: { certFile: string; keyFile: string; cert: string; key: string } | null;
+  /** Allows plain HTTP on an address other hosts can reach (with a warning). */
+  insecureHttp: boolean;
+  /** `auto`: readable lines when stdout is a terminal, JSON lines otherwise. */
+  logFormat: (typeof LOG_FORMATS)[number];
   /** The config file that was read, if any. */
   configFile?: string;
 }
@@ -98,6 +108,12 @@ export interface ConfigOptions {
   /** `URL=VKEY` (a witness's submission URL and its verifier key), each may be a comma-separated list. */
   witnesses?: string | string[];
   witnessTimeoutMs?: number | string;
+  /** PEM certificate (chain) file for HTTPS; needs `tlsKey`. */
+  tlsCert?: string;
+  /** PEM private key file for HTTPS, not readable by other users; needs `tlsCert`. */
+  tlsKey?: string;
+  insecureHttp?: boolean | string;
+  logFormat?: string;
   /** A JSON config file to read instead of `<dataDir>/nexus.json`. */
   config?: string;
   /** Defaults to process.env. */
@@ -304,6 +320,8 @@ const TsigName = z
   .refine((s) => s.length > 0 && s.length <= 253 && s.split('.').every((l) => /^[a-z0-9_-]{1,63}$/.test(l)), TSIG_NAME_MESSAGE);
 const Path = z.string({ error: 'must be a file path' }).min(1, 'must not be empty');
 
+const LogFormat = z.enum(LOG_FORMATS, { error: `must be one of ${LOG_FORMATS.join(', ')}` });
+
 const FIELDS = {
   dataDir: DataDir,
   host: Host,
@@ -322,6 +340,8 @@ const FIELDS = {
   nameservers: NameServers,
   witnesses: Witnesses,
   witnessTimeoutMs: IntervalMs,
+  insecureHttp: Bool,
+  logFormat: LogFormat,
 } as const;
 type Field = keyof typeof FIELDS;
 
@@ -343,6 +363,8 @@ const ENV: Record<Field, string> = {
   nameservers: 'NEXUS_NAMESERVERS',
   witnesses: 'NEXUS_WITNESSES',
   witnessTimeoutMs: 'NEXUS_WITNESS_TIMEOUT_MS',
+  insecureHttp: 'NEXUS_INSECURE_HTTP',
+  logFormat: 'NEXUS_LOG_FORMAT',
 };
 const FLAG: Record<Field, string> = {
   dataDir: '--data',
@@ -362,6 +384,8 @@ const FLAG: Record<Field, string> = {
   nameservers: '--nameserver',
   witnesses: '--witness',
   witnessTimeoutMs: '--witness-timeout',
+  insecureHttp: '--insecure-http',
+  logFormat: '--log-format',
 };
 
 /** What a config file may contain (the same fields, nothing else). */
@@ -386,6 +410,10 @@ export const ConfigFileSchema = z
     nameservers: NameServers.optional(),
     witnesses: Witnesses.optional(),
     witnessTimeoutMs: IntervalMs.optional(),
+    tlsCert: Path.optional(),
+    tlsKey: Path.optional(),
+    insecureHttp: z.boolean({ error: BOOL_MESSAGE }).optional(),
+    logFormat: LogFormat.optional(),
   })
   .strict();
 
@@ -473,6 +501,9 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     nameservers: pick('nameservers'),
     witnesses: pick('witnesses'),
     witnessTimeoutMs: pick('witnessTimeoutMs'),
+    tls: resolveTls(opts, env, file, fileName, cwd),
+    insecureHttp: pick('insecureHttp'),
+    logFormat: pick('logFormat'),
     ...(fileName ? { configFile: fileName } : {}),
   };
   if (cfg.notify.length > 0 && cfg.xfrAllow.length === 0 && !cfg.tsig)
@@ -485,9 +516,71 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
   return cfg;
 }
 
+/**
+ * Why serving the API this way is unsafe: plain HTTP on an address other hosts can reach (every
+ * signed read, receipt and key directory in the clear, open to tampering on the way). undefined
+ * when it is not (TLS, or a loopback address).
+ */
+export function exposureWarning(cfg: Pick<NexusConfig, 'host' | 'port' | 'tls'>): string | undefined {
+  if (cfg.tls || isLoopback(cfg.host)) return undefined;
+  return `the API would listen on ${cfg.host}:${cfg.port} without TLS: other hosts would send and read everything in the clear, and anyone on the path could alter the answers (checkpoints, receipts, keys)`;
+}
+
 function isLoopback(address: string): boolean {
   const a = address.toLowerCase().replace(/^::ffff:/, '');
   return a === 'localhost' || a === '::1' || /^127\./.test(a);
+}
+
+/** The API's TLS certificate and key: both files or neither, from flags, the environment or the config file. */
+function resolveTls(
+  opts: ConfigOptions,
+  env: Record<string, string | undefined>,
+  file: z.output<typeof ConfigFileSchema>,
+  fileName: string | undefined,
+  cwd: string,
+): NexusConfig['tls'] {
+  const given = (v: string | undefined): v is string => v !== undefined && v !== '';
+  const one = (flag: string | undefined, flagName: string, envName: string, fromFile: string | undefined, fileKey: string) => {
+    if (flag !== undefined) {
+      if (flag === '') throw new ConfigError(`invalid ${flagName} "": must not be empty`);
+      return { path: resolve(cwd, flag), source: flagName };
+    }
+    if (given(env[envName])) return { path: resolve(cwd, env[envName]), source: envName };
+    if (fromFile !== undefined) return { path: resolve(dirname(fileName!), fromFile), source: `${fileKey} in ${fileName}` };
+    return undefined;
+  };
+  const cert = one(opts.tlsCert, '--tls-cert', 'NEXUS_TLS_CERT', file.tlsCert, 'tlsCert');
+  const key = one(opts.tlsKey, '--tls-key', 'NEXUS_TLS_KEY', file.tlsKey, 'tlsKey');
+  if (!cert && !key) return null;
+  if (!key) throw new ConfigError(`a TLS certificate is given (${cert!.source}) but no key: set --tls-key, NEXUS_TLS_KEY or tlsKey`);
+  if (!cert) throw new ConfigError(`a TLS key is given (${key.source}) but no certificate: set --tls-cert, NEXUS_TLS_CERT or tlsCert`);
+  const certText = readPem(cert.path, cert.source, 'TLS certificate', false);
+  if (!/-----BEGIN CERTIFICATE-----/.test(certText)) throw new ConfigError(`invalid TLS certificate ${cert.path} (${cert.source}): no PEM CERTIFICATE block`);
+  const keyText = readPem(key.path, key.source, 'TLS key', true);
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(keyText)) throw new ConfigError(`invalid TLS key ${key.path} (${key.source}): no PEM PRIVATE KEY block`);
+  return { certFile: cert.path, keyFile: key.path, cert: certText, key: keyText };
+}
+
+/** Reads a PEM file (at most 1 MiB); a private key that every user may read is refused. */
+function readPem(file: string, source: string, what: string, secret: boolean): string {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.message.split('\n')[0];
+    throw new ConfigError(`cannot read ${what} file ${file} (${source}): ${why}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new ConfigError(`cannot read ${what} file ${file} (${source}): not a regular file`);
+    if (st.size > 1024 * 1024) throw new ConfigError(`${what} file ${file} (${source}) is larger than 1 MiB`);
+    if (secret && (st.mode & 0o006) !== 0)
+      throw new ConfigError(`refusing ${what} file ${file} (${source}): every user may read or replace it (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}); chmod 600 ${file}`);
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
 }
 
 const SECRET_MESSAGE = 'must be a base64 HMAC-SHA256 secret of at least 16 bytes (e.g. the output of `openssl rand -base64 32`)';

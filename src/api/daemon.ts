@@ -2,7 +2,7 @@
 // [--log-level L] [--suffix S] [--config FILE] [--dns-address A] [--dns-port N] [--no-dns]
 // [--meter-interval MS] [--xfr-allow CIDR...] [--tsig-name NAME] [--tsig-secret-file PATH]
 // [--notify IP[:PORT]...] [--nameserver NAME=IP...] [--integrity-interval MS] [--witness URL=VKEY...]
-// [--witness-timeout MS]` (the TSIG secret itself only from a file or
+// [--witness-timeout MS] [--tls-cert FILE --tls-key FILE] [--insecure-http] [--log-format F]` (the TSIG secret itself only from a file or
 // NEXUS_TSIG_SECRET, never a flag). The CLI's `nexus serve` calls the same serve().
 import { parseArgs } from 'node:util';
 import { serve } from './server.ts';
@@ -29,6 +29,10 @@ async function main(argv: string[]): Promise<void> {
       'integrity-interval': { type: 'string' },
       witness: { type: 'string', multiple: true },
       'witness-timeout': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'insecure-http': { type: 'boolean' },
+      'log-format': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -52,6 +56,10 @@ async function main(argv: string[]): Promise<void> {
     ...(values['integrity-interval'] !== undefined ? { integrityIntervalMs: values['integrity-interval'] } : {}),
     ...(values.witness !== undefined ? { witnesses: values.witness } : {}),
     ...(values['witness-timeout'] !== undefined ? { witnessTimeoutMs: values['witness-timeout'] } : {}),
+    ...(values['tls-cert'] !== undefined ? { tlsCert: values['tls-cert'] } : {}),
+    ...(values['tls-key'] !== undefined ? { tlsKey: values['tls-key'] } : {}),
+    ...(values['insecure-http'] ? { insecureHttp: true } : {}),
+    ...(values['log-format'] !== undefined ? { logFormat: values['log-format'] } : {}),
   });
 }
 

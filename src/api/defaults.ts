@@ -31,6 +31,10 @@ export const DEFAULTS = {
   witnesses: [],
   /** Deadline of one add-checkpoint exchange with a witness. */
   witnessTimeoutMs: 10_000,
+  /** Serving the API without TLS on an address other hosts can reach is refused unless this is set. */
+  insecureHttp: false,
+  /** `auto`: readable lines on a terminal, JSON lines otherwise. */
+  logFormat: 'auto',
 } as const;
 
 /** The authoritative DNS server's default port: 53 when running as root, 5353 otherwise. */

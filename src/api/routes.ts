@@ -29,6 +29,7 @@ import { HttpError } from './http-error.ts';
 import { bundleReply, checkpointReply, hashTileReply, TLOG_CHECKPOINT_CACHE } from './tlog.ts';
 import type { CosignatureCollector } from '../core/witness/collector.ts';
 import { cosignedCheckpoint, servedCheckpoint } from './checkpoint.ts';
+import { daemonStatus, type DaemonInfo } from './status.ts';
 
 export { HttpError };
 
@@ -45,6 +46,8 @@ export interface ApiContext {
   dns?: { address: string; port: number; xfr: XfrSummary };
   /** The witnesses' cosignatures of the checkpoints, when witnesses are configured. */
   witnesses?: CosignatureCollector;
+  /** Version, pid, data directory and listeners, for GET /v1/status (set once the daemon listens). */
+  daemon?: DaemonInfo;
 }
 
 /**
@@ -70,6 +73,8 @@ export interface Reply {
   contentType?: string;
   /** Response headers (e.g. Cache-Control). */
   headers?: Record<string, string>;
+  /** A record for the daemon's log (a denied command: its type, actor, gate and reason). */
+  log?: { level: 'info' | 'warn'; msg: string; fields: Record<string, unknown> };
 }
 
 type Shape = z.core.$ZodShape;
@@ -156,6 +161,9 @@ function mutation(method: RouteDef['method'], path: string, command: CommandType
   };
 }
 
+/** A peer on this machine (127.0.0.0/8 or ::1, also IPv4-mapped). */
+const isLoopbackPeer = (a: string) => a.replace(/^::ffff:/, '').startsWith('127.') || a === '::1';
+
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /**
@@ -196,7 +204,7 @@ async function submit(ctx: ApiContext, route: Pick<RouteDef, 'command' | 'bind'>
   const out = await outcome(store, body, receipt);
   const proof = receiptProof(ctx.platform.chokepoint.ledger, receipt);
   const result: Record<string, unknown> = { ...receiptView(receipt), at: receipt.at, ...(proof ? { receipt: proof } : {}) };
-  if (out.error) return { status: out.status, body: { error: out.error, ...result } };
+  if (out.error) return { status: out.status, body: { error: out.error, ...result }, ...(receipt.allowed ? {} : { log: await deniedLog(store, body, receipt) }) };
   const type = commandType(body);
   if (type === 'imvu.create') {
     const row = await store.get<{ id: string }>('SELECT id FROM imvus WHERE entry = ?', [receipt.index]);
@@ -210,6 +218,25 @@ async function submit(ctx: ApiContext, route: Pick<RouteDef, 'command' | 'bind'>
     if (row) result.challenge = challengeView(row);
   }
   return { status: out.status, body: result };
+}
+
+/** What the daemon logs of a denied command: type, actor (id, and name and role when registered), the first gate that said no and why. */
+async function deniedLog(store: ApiContext['platform']['store'], body: Record<string, unknown>, receipt: { index: number; gates: { gate: number; status: string; reason?: string }[] }): Promise<NonNullable<Reply['log']>> {
+  const command = isObject(body.command) ? body.command : {};
+  const actor = typeof command.actor === 'string' ? command.actor.slice(0, 200) : null;
+  const who = actor ? await store.get<{ name: string; role: string }>('SELECT name, role FROM identities WHERE id = ?', [actor]) : undefined;
+  const deny = receipt.gates.find((g) => g.status === 'deny');
+  return {
+    level: 'warn',
+    msg: 'command denied',
+    fields: {
+      type: typeof commandType(body) === 'string' ? String(commandType(body)).slice(0, 100) : null,
+      actor: { id: actor, name: who?.name ?? null, role: who?.role ?? null },
+      gate: deny?.gate ?? null,
+      reason: deny?.reason?.slice(0, 1000) ?? null,
+      index: receipt.index,
+    },
+  };
 }
 
 type IdentityRow = { id: string; name: string; role: string; public_key: string };
@@ -336,6 +363,15 @@ export const ROUTES: RouteDef[] = [
       witnesses: ctx.witnesses?.status() ?? [],
     },
   })),
+  {
+    method: 'GET',
+    path: '/v1/status',
+    summary: 'The daemon at a glance (what `nexus status` shows): version, platform id, listeners, ledger size, newest checkpoint and which witnesses cosigned it, IMVU count, integrity check, witnesses; pid and data directory to peers on this machine only',
+    params: NoParams,
+    query: AnyQuery,
+    access: 'public',
+    handle: async (ctx, req) => ({ body: await daemonStatus(ctx, isLoopbackPeer(req.source)) }),
+  },
   route('metrics', '/metrics', 'Prometheus metrics (loopback peers; anyone else needs a read signed by an admin)', { produces: 'text/plain' }, async (ctx) => ({
     body: await ctx.metrics.registry.metrics(),
     contentType: ctx.metrics.registry.contentType,

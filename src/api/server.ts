@@ -6,7 +6,8 @@ import { initDataDir, isInitialised, openDataDir, type OpenPlatform } from '../c
 import { lockDataDir } from '../core/daemon-lock.ts';
 import type { Store } from '../core/store/index.ts';
 import { provisioner } from '../imvu/provision.ts';
-import { DEFAULTS, resolveConfig, xfrOptions, type ConfigOptions } from './config.ts';
+import { ConfigError, DEFAULTS, exposureWarning, resolveConfig, xfrOptions, type ConfigOptions, type NexusConfig } from './config.ts';
+import { formatStatus } from './status-view.ts';
 import { createMetrics } from './metrics.ts';
 import { openApiDocument } from './openapi.ts';
 import { HttpError, ROUTES, type ApiContext } from './routes.ts';
@@ -20,6 +21,9 @@ import { ACCEPT_SIGNATURE, ReadAuthError, ReadVerifier, type Reader } from './re
 import { challengeResolver, type ChallengeLookup, type ChallengeResolverOptions } from '../imvu/domain-proof.ts';
 import { ensurePlatformZone } from '../domains/registry/declare.ts';
 import { CosignatureCollector, type WitnessEndpoint } from '../core/witness/collector.ts';
+import type { Listener } from './status-view.ts';
+import { daemonStatus, type DaemonInfo } from './status.ts';
+import type { DaemonStatus } from './status-view.ts';
 
 export interface ServerOptions {
   dataDir: string;
@@ -29,6 +33,10 @@ export interface ServerOptions {
   logLevel?: string;
   /** false: no logs at all (tests). Default true: pino JSON lines on stdout. */
   logger?: boolean;
+  /** Where the log lines go instead of stdout (e.g. a pino-pretty stream on a terminal). */
+  logStream?: NodeJS.WritableStream;
+  /** Serve the API over HTTPS with this certificate (chain) and private key, PEM. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
   /**
    * The authoritative DNS server with metering into the ledger (src/domains/dns-service.ts).
    * Off unless given (`serve()` passes the configured address and port); port 0 picks a free one.
@@ -78,6 +86,8 @@ export interface RunningServer {
   store: Store;
   /** The witness cosignature collector, when witnesses are configured. */
   witnesses?: CosignatureCollector;
+  /** What GET /v1/status answers a peer on this machine. */
+  status(): Promise<DaemonStatus>;
   /** Stops accepting, lets requests in flight finish (their commands commit), then closes the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -125,7 +135,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   const noise = new NoiseCounter();
   const app = Fastify({
-    logger: opts.logger === false ? false : { level: opts.logLevel ?? 'info' },
+    logger: opts.logger === false ? false : { level: opts.logLevel ?? 'info', ...(opts.logStream ? { stream: opts.logStream } : {}) },
+    ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
     bodyLimit: MAX_BODY_BYTES,
     // Reject __proto__ / constructor.prototype keys in JSON bodies instead of parsing them.
     onProtoPoisoning: 'error',
@@ -278,6 +289,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
           }
         }
         const out = await route.handle(ctx, { params: params.data, query: query.data, body: req.body, source: req.ip, ...(reader ? { reader } : {}) });
+        if (out.log) req.log[out.log.level](out.log.fields, out.log.msg);
         reply.code(out.status ?? 200);
         if (out.headers) reply.headers(out.headers);
         if (out.contentType) reply.type(out.contentType);
@@ -299,7 +311,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : (opts.port ?? DEFAULTS.port);
   const host = opts.host ?? DEFAULTS.host;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const scheme = opts.tls ? 'https' : 'http';
+  const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const listeners: Listener[] = [{ service: 'api', protocol: scheme, address: host, port }];
+  if (dns) for (const protocol of ['udp', 'tcp'] as const) listeners.push({ service: 'dns', protocol, address: dns.server.address, port: dns.server.port });
+  ctx.daemon = { version: VERSION, pid: process.pid, dataDir: opts.dataDir, startedAt: new Date().toISOString(), listeners, tls: !!opts.tls } satisfies DaemonInfo;
   // At most one entry per interval for all the anonymous noise, whatever its volume.
   const summarise = async () => {
     const s = noise.drain();
@@ -323,6 +339,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ...(dns ? { dns } : {}),
     ...(witnesses ? { witnesses } : {}),
     closer,
+    status: () => daemonStatus(ctx, true),
     close: () =>
       (closing ??= (async () => {
         stopping = true;
@@ -354,10 +371,16 @@ export interface ServeOptions extends ConfigOptions {
 /** What `nexus serve` runs. Throws ConfigError (one line) on bad configuration. */
 export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
   const cfg = resolveConfig(opts);
+  // Plain HTTP where other hosts can reach it: refused unless the operator insists (then warned).
+  const exposed = exposureWarning(cfg);
+  if (exposed && !cfg.insecureHttp)
+    throw new ConfigError(`refusing to start: ${exposed}. Give a certificate (--tls-cert FILE --tls-key FILE), bind 127.0.0.1, or accept the risk with --insecure-http`);
   if (!isInitialised(cfg.dataDir) && opts.init === false) throw new Error(`${cfg.dataDir} is not a nexus data directory (run \`nexus init --data ${cfg.dataDir}\`)`);
   // One daemon per data directory, first-run initialisation included; released by close() or by
   // the kernel when the process dies.
   const lock = lockDataDir(cfg.dataDir);
+  // On a terminal: readable log lines and a banner; otherwise JSON lines (journald, files, pipes).
+  const terminal = cfg.logFormat === 'pretty' || (cfg.logFormat === 'auto' && process.stdout.isTTY === true);
   let server: RunningServer;
   let initialised = false;
   try {
@@ -365,17 +388,26 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
       await (await initDataDir(cfg.dataDir, { suffix: cfg.suffix, plan: cfg.plan })).close();
       initialised = true;
     }
-    server = await startDaemonServer(cfg);
+    server = await startDaemonServer(cfg, terminal);
   } catch (err) {
     lock.release();
     throw err;
   }
+  lock.advertise(server.url);
   const closeServer = server.close;
   server.close = () => closeServer().finally(() => lock.release());
   // The TSIG key by name only: the secret is never logged.
   const dns = server.dns ? { address: server.dns.server.address, port: server.dns.server.port, meterIntervalMs: cfg.meterIntervalMs, xfr: server.dns.xfr } : null;
   const witnesses = cfg.witnesses.map((w) => w.url);
-  server.log.info({ url: server.url, dns, witnesses, dataDir: cfg.dataDir, initialised, configFile: cfg.configFile ?? null, pid: process.pid }, 'nexus daemon listening');
+  server.log.info({ url: server.url, dns, witnesses, dataDir: cfg.dataDir, initialised, configFile: cfg.configFile ?? null, pid: process.pid, tls: !!cfg.tls }, 'nexus daemon listening');
+  if (exposed) {
+    server.log.warn({ host: cfg.host, port: server.port }, `--insecure-http: ${exposed}`);
+    process.stderr.write(`nexus: WARNING: ${exposed} (--insecure-http)\n`);
+  }
+  if (terminal) {
+    const lines = formatStatus(await server.status(), server.url, [['stop', `Ctrl-C, or \`nexus stop --data ${cfg.dataDir}\``]]);
+    process.stdout.write(`\nnexus daemon\n${lines.map((l) => `  ${l}`).join('\n')}\n\n`);
+  }
   if (opts.signals !== false) {
     let stopping = false;
     const stop = (signal: NodeJS.Signals) => {
@@ -402,11 +434,15 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
   return server;
 }
 
-function startDaemonServer(cfg: ReturnType<typeof resolveConfig>): Promise<RunningServer> {
+async function startDaemonServer(cfg: NexusConfig, terminal: boolean): Promise<RunningServer> {
   // Zone transfers only when configured (an allow-list, a TSIG key or secondaries to notify).
   const xfr = xfrOptions(cfg);
+  // pino-pretty, as a stream in this thread (no worker), loaded only for a terminal.
+  const logStream = terminal ? (await import('pino-pretty')).default({ sync: true, colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' }) : undefined;
   return startServer({
     dataDir: cfg.dataDir,
+    ...(logStream ? { logStream } : {}),
+    ...(cfg.tls ? { tls: { cert: cfg.tls.cert, key: cfg.tls.key } } : {}),
     host: cfg.host,
     port: cfg.port,
     logLevel: cfg.logLevel,

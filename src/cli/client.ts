@@ -69,10 +69,17 @@ interface Answer {
  * fetch: loading its implementation (undici) costs a short command more than everything else it
  * loads, and a fresh connection needs no retry when a daemon restarted meanwhile.
  */
-async function exchange(url: string, method: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number): Promise<Answer> {
+async function exchange(url: string, method: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number, ca?: string): Promise<Answer> {
   const u = new URL(url);
-  const request = u.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
-  const opts: RequestOptions = { method, agent: false, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) } };
+  const https = u.protocol === 'https:';
+  const request = https ? (await import('node:https')).request : httpRequest;
+  const opts: RequestOptions & { ca?: string[] } = {
+    method,
+    agent: false,
+    headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+    // The certificates to trust besides the system's (--ca / NEXUS_CA): e.g. a daemon's self-signed one.
+    ...(https && ca !== undefined ? { ca: [...(await import('node:tls')).rootCertificates, ca] } : {}),
+  };
   return new Promise((resolve, reject) => {
     const req = request(u, opts, (res: IncomingMessage) => {
       const chunks: Buffer[] = [];
@@ -105,16 +112,39 @@ function transportReason(err: unknown): string {
   if (code === 'ECONNREFUSED') return 'connection refused';
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'host not found';
   if (code === 'ECONNRESET') return 'connection reset';
+  if (typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code))
+    return `its TLS certificate is not trusted: ${e?.message ?? code}; give its CA with --ca FILE or NEXUS_CA`;
+  if (code === 'EPROTO' || code === 'ERR_SSL_WRONG_VERSION_NUMBER') return `TLS failed (is it an http:// daemon?): ${e?.message ?? code}`;
   return e?.cause?.message ?? e?.message ?? String(err);
+}
+
+export interface ClientOptions {
+  /** A PEM file of certificate authorities to trust for an https URL, besides the system's. */
+  caFile?: string;
 }
 
 export class Client {
   readonly url: string;
+  private ca: string | undefined;
   constructor(
     url: string,
     private readonly timeoutMs = 30_000,
+    private readonly options: ClientOptions = {},
   ) {
     this.url = normaliseUrl(url);
+  }
+
+  private async trusted(): Promise<string | undefined> {
+    const file = this.options.caFile;
+    if (file === undefined || this.ca !== undefined) return this.ca;
+    const { readFileSync } = await import('node:fs');
+    try {
+      this.ca = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new CliError(`cannot read the CA file ${file} (--ca / NEXUS_CA): ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`, EXIT.usage);
+    }
+    if (!this.ca.includes('-----BEGIN CERTIFICATE-----')) throw new CliError(`the CA file ${file} (--ca / NEXUS_CA) holds no PEM certificate`, EXIT.usage);
+    return this.ca;
   }
 
   private async request(method: string, path: string, body?: unknown, as?: ReadSigner): Promise<Answer> {
@@ -126,8 +156,9 @@ export class Client {
       payload = canonicalJson(body);
       headers = { accept: 'application/json', 'content-type': 'application/json' };
     }
+    const ca = await this.trusted();
     try {
-      return await exchange(this.url + path, method, headers, payload, this.timeoutMs);
+      return await exchange(this.url + path, method, headers, payload, this.timeoutMs, ca);
     } catch (err) {
       throw new CliError(
         `cannot reach the daemon at ${this.url} (${transportReason(err)}); start it with \`nexus start\` or point --server / NEXUS_URL at it`,

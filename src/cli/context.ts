@@ -24,6 +24,8 @@ export interface GlobalOptions {
   server?: string;
   as?: string;
   json?: boolean;
+  /** PEM certificate authorities to trust for an https daemon (env NEXUS_CA). */
+  ca?: string;
 }
 
 export interface Submitted<R extends Receipt = Receipt> {
@@ -61,7 +63,8 @@ export class Ctx {
   }
 
   get client(): Client {
-    this.client_ ??= new Client(this.url);
+    const caFile = this.opts.ca ?? (this.env.NEXUS_CA || undefined);
+    this.client_ ??= new Client(this.url, undefined, caFile !== undefined ? { caFile } : {});
     return this.client_;
   }
 

@@ -15,7 +15,7 @@ describe('nexus command tree', () => {
   it('has the commands the specification lists', () => {
     const names = all.map((c) => c.path);
     for (const want of [
-      'init', 'serve', 'start',
+      'init', 'serve', 'start', 'status', 'stop',
       'identity create', 'identity list', 'identity show',
       'imvu create', 'imvu list', 'imvu show', 'imvu scale', 'imvu suspend', 'imvu resume', 'imvu exit',
       'dns record add', 'dns record rm', 'dns record list', 'dns export', 'dns ds', 'domain claim', 'domain verify', 'domain list', 'domain release',

@@ -21,9 +21,10 @@ import { auditCommand } from './commands/audit.ts';
 import { gatesCommand } from './commands/gates.ts';
 import { witnessCommand } from './commands/witness.ts';
 import { quotaCommand } from './commands/quota.ts';
+import { statusCommand, stopCommand } from './commands/daemon.ts';
 
 /** Commands that still run while an alarm is open: the ones that show, acknowledge or do not involve a user's log. */
-const ALLOWED_DURING_ALARM = new Set(['init', 'serve', 'start', 'audit verify', 'audit acknowledge', 'audit receipts', 'audit split', 'audit witnesses add', 'audit witnesses list', 'audit witnesses remove', 'audit witnesses require', 'witness init', 'witness add-log', 'witness show', 'witness serve']);
+const ALLOWED_DURING_ALARM = new Set(['init', 'serve', 'start', 'status', 'stop', 'audit verify', 'audit acknowledge', 'audit receipts', 'audit split', 'audit witnesses add', 'audit witnesses list', 'audit witnesses remove', 'audit witnesses require', 'witness init', 'witness add-log', 'witness show', 'witness serve']);
 
 /**
  * Options declared required (requiredOption / makeOptionMandatory). commander checks them before it
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
     .description('Nexus COS: sovereign hosting with signed commands, 17 gates, a verifiable log and an exact 55/45 split')
     .version(VERSION, '-V, --version')
     .option('--server <url>', 'daemon URL (env NEXUS_URL; default http://127.0.0.1:7600)')
+    .option('--ca <file>', 'PEM certificate authorities to trust for an https daemon, besides the system ones (env NEXUS_CA)')
     .option('--as <identity>', 'identity (local name or id) whose key signs the command (env NEXUS_AS)')
     .option('--json', 'print JSON on stdout; a failure prints one object {error, code, index, gates}')
     .exitOverride()
@@ -75,6 +77,8 @@ ${EXIT_HELP}`,
 
   for (const c of [
     ...operatorCommands(),
+    statusCommand(),
+    stopCommand(),
     identityCommand(),
     imvuCommand(),
     memberCommand(),

@@ -9,8 +9,16 @@ import type { Receipt } from '../core/policy/chokepoint.ts';
 import { testPlatform, type TestPlatform } from '../core/testing.ts';
 import type { SignedCommand } from '../core/types.ts';
 import { receiptProof, receiptView } from '../api/receipts.ts';
-import { checkStoredReceipt, verifyReceipt, type ReceiptPlatform } from './receipts.ts';
+import { checkStoredReceipt, keptReceipts, saveReceipt, upgradeReceipts, verifyReceipt, type ReceiptPlatform } from './receipts.ts';
 import { CliError } from './errors.ts';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseCheckpoint, signCheckpoint, splitNote } from '../core/ledger/checkpoint.ts';
+import { cosign, cosignerVerifierKey } from '../core/witness/cosignature.ts';
+import { ApiError } from './client.ts';
+import { Home, type WitnessPolicy } from './home.ts';
 
 let p: TestPlatform;
 let platform: ReceiptPlatform;
@@ -122,5 +130,103 @@ describe('receipts', () => {
     const proof = copy();
     proof.inclusionProof = proof.inclusionProof.slice(1);
     expect(checkStoredReceipt(proof)).toMatch(/inclusion proof does not show the entry/);
+  });
+});
+
+describe('receipt upgrade (hostile daemon answers)', () => {
+  const witness = (name: string) => {
+    const { privateKey } = generateKeyPair();
+    return { name, key: privateKey, vkey: cosignerVerifierKey(name, publicKeyRaw(privateKey)) };
+  };
+  const w1 = witness('w1.example');
+  const w3 = witness('w3.example');
+  const now = 1_700_000_000;
+
+  /** Two receipts of one batch, kept in a fresh NEXUS_HOME; a fake daemon that serves `serve(note)` for any size. */
+  async function setUp(serve: (note: string) => string | Error) {
+    const dir = mkdtempSync(join(tmpdir(), 'nexus-upgrade-'));
+    const home = new Home(dir);
+    const signed = [registration('creator'), registration('creator')];
+    const receipts = await Promise.all(signed.map((s) => p.chokepoint.submit(s)));
+    const files = receipts.map((r, i) => saveReceipt(home, verifyReceipt(platform, 'u', signed[i]!, answer(r)).receipt));
+    const note = (JSON.parse(readFileSync(files[0]!, 'utf8')) as { checkpoint: string }).checkpoint;
+    const asked: string[] = [];
+    const client = {
+      getText: async (path: string) => {
+        asked.push(path);
+        const r = serve(note);
+        if (r instanceof Error) throw r;
+        return r;
+      },
+    };
+    const read = () => files.map((f) => (JSON.parse(readFileSync(f, 'utf8')) as { checkpoint: string }).checkpoint);
+    return { dir, home, files, note, asked, client, read, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  }
+  const text = (note: string) => splitNote(note).text;
+  const policy = (require: number, ...ws: { name: string; vkey: string }[]): WitnessPolicy => ({ require, witnesses: ws.map((w) => ({ name: w.name, vkey: w.vkey, addedAt: '' })) });
+
+  it('keeps only the cosignatures of the policy, asks once per size, and not again once cosigned', async () => {
+    const forged = (note: string) => {
+      const real = cosign(text(note), w1.name, w1.key, now);
+      const raw = Buffer.from(real.split(' ')[2]!, 'base64');
+      raw[raw.length - 1]! ^= 1;
+      return `\u2014 ${w1.name} ${raw.toString('base64')}`;
+    };
+    const t = await setUp((note) => note + [forged(note), cosign(text(note), w3.name, w3.key, now), cosign(text(note), w1.name, w1.key, now)].map((l) => `${l}\n`).join(''));
+    try {
+      const up = await upgradeReceipts(t.client, t.home, platform.id, policy(1, w1));
+      expect(t.asked).toHaveLength(1);
+      expect(up.map((u) => u.added)).toEqual([1, 1]);
+      for (const cp of t.read()) {
+        const lines = splitNote(cp).sigs.map((s) => s.line);
+        expect(lines).toEqual([splitNote(t.note).sigs[0]!.line, cosign(text(t.note), w1.name, w1.key, now)]);
+      }
+      expect(keptReceipts(t.home, platform.id).every((k) => k.verified)).toBe(true);
+      expect(await upgradeReceipts(t.client, t.home, platform.id, policy(1, w1))).toEqual([]);
+      expect(t.asked).toHaveLength(1);
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it('with no policy keeps every well-formed cosignature line, and nothing malformed', async () => {
+    const short = `\u2014 w9.example ${randomBytes(20).toString('base64')}`;
+    const t = await setUp((note) => note + [short, cosign(text(note), w3.name, w3.key, now)].map((l) => `${l}\n`).join(''));
+    try {
+      const up = await upgradeReceipts(t.client, t.home, platform.id, policy(0));
+      expect(up[0]).toMatchObject({ added: 1, cosignatures: { verified: [], unverified: 1 } });
+      expect(splitNote(t.read()[0]!).sigs.map((s) => s.name)).toEqual([platform.origin, w3.name]);
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it('refuses another checkpoint served at the same size, and leaves the receipt as it was when the daemon refuses', async () => {
+    const other = (note: string) => {
+      const cp = parseCheckpoint(text(note));
+      const forked = signCheckpoint({ ...cp, rootHash: randomBytes(32) }, platform.origin, p.platformKey);
+      return forked + `${cosign(text(forked), w1.name, w1.key, now)}\n`;
+    };
+    const t = await setUp(other);
+    try {
+      const before = t.read();
+      const up = await upgradeReceipts(t.client, t.home, platform.id, policy(1, w1));
+      expect(up.map((u) => [u.added, u.skipped])).toEqual([
+        [0, 'the daemon serves another checkpoint text at that tree size'],
+        [0, 'the daemon serves another checkpoint text at that tree size'],
+      ]);
+      expect(t.read()).toEqual(before);
+    } finally {
+      t.cleanup();
+    }
+    const gone = await setUp(() => new ApiError('not found', 1, 404, { error: 'no checkpoint saved at that size' }));
+    try {
+      const before = gone.read();
+      const up = await upgradeReceipts(gone.client, gone.home, platform.id, policy(1, w1));
+      expect(up.every((u) => u.added === 0 && /did not serve its checkpoint/.test(u.skipped ?? ''))).toBe(true);
+      expect(gone.read()).toEqual(before);
+    } finally {
+      gone.cleanup();
+    }
   });
 });

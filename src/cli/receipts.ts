@@ -11,14 +11,15 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { identityIdFromPublicKey } from '../core/identity/keys.ts';
-import { openCheckpoint } from '../core/ledger/checkpoint.ts';
+import { MAX_SIGNATURES, noteKeyId, openCheckpoint, splitNote } from '../core/ledger/checkpoint.ts';
+import { verifyCosignature } from '../core/witness/cosignature.ts';
 import { canonicalBytes } from '../core/ledger/canonical.ts';
 import { elideEntry } from '../core/ledger/ledger.ts';
 import { leafHash, verifyConsistency, verifyInclusion } from '../core/ledger/merkle.ts';
 import type { GateResult, LedgerEntry, SignedCommand } from '../core/types.ts';
 import { ApiError, type Client } from './client.ts';
 import { verificationFailed } from './errors.ts';
-import { writeFileAtomic, type Home } from './home.ts';
+import { writeFileAtomic, type Home, type WitnessPolicy } from './home.ts';
 import type { SeenCheckpoint } from './witness.ts';
 
 /** The platform a receipt is from: what its checkpoint is verified with. The id follows from the key. */
@@ -291,4 +292,139 @@ export async function checkReceipts(client: Client, home: Home, platformId: stri
 export function receiptFailure(c: ReceiptCheck): string {
   const name = c.index !== null ? `ledger entry ${c.index}` : 'a kept receipt';
   return `${name}${c.proves ? ` (receipt: ${c.proves})` : ''}: ${c.problem}; the receipt is kept as evidence in ${c.file}`;
+}
+
+/** The witness cosignatures a receipt's checkpoint carries. */
+export interface ReceiptCosignatures {
+  /** Every signature line that is not the platform's. */
+  lines: string[];
+  /** Names (in the creator's policy) of the witnesses whose cosignature verifies. */
+  verified: string[];
+  /** Lines no witness of the policy accounts for (with no policy: all of them, unverified). */
+  unverified: number;
+}
+
+/** The size of a cosignature/v1 signature after its key ID: timestamp (8) and Ed25519 signature (64). */
+const COSIGNATURE_PAYLOAD = 8 + 64;
+
+function platformLine(platform: ReceiptPlatform): (s: { name: string; keyId: Buffer }) => boolean {
+  const id = noteKeyId(platform.origin, Buffer.from(platform.publicKey, 'base64'));
+  return (s) => s.name === platform.origin && s.keyId.equals(id);
+}
+
+/** Counts the cosignatures on a receipt's checkpoint, checked against the creator's witness policy. */
+export function receiptCosignatures(r: StoredReceipt, policy: WitnessPolicy): ReceiptCosignatures {
+  let sigs;
+  try {
+    sigs = splitNote(r.checkpoint).sigs;
+  } catch {
+    return { lines: [], verified: [], unverified: 0 };
+  }
+  const isPlatform = platformLine(r.platform);
+  const lines = sigs.filter((s) => !isPlatform(s)).map((s) => s.line);
+  const verified = policy.witnesses.filter((w) => lines.some((l) => verifyCosignature(r.checkpoint, l, w.vkey).valid)).map((w) => w.name);
+  const accounted = lines.filter((l) => policy.witnesses.some((w) => verifyCosignature(r.checkpoint, l, w.vkey).valid)).length;
+  return { lines, verified, unverified: lines.length - accounted };
+}
+
+/**
+ * Is a receipt cosigned as the creator's policy asks (then it is not upgraded again)? With witnesses
+ * listed: by at least `require` of them (at least one when none is required). With no witness
+ * listed: by anybody (its cosignatures cannot be checked here).
+ */
+function cosignedEnough(c: ReceiptCosignatures, policy: WitnessPolicy): boolean {
+  return policy.witnesses.length ? c.verified.length >= Math.max(1, policy.require) : c.lines.length > 0;
+}
+
+export interface ReceiptUpgrade {
+  file: string;
+  index: number;
+  /** Tree size of the receipt's checkpoint. */
+  size: number;
+  /** Cosignature lines added to the kept receipt (0: nothing new, or `skipped` says why not). */
+  added: number;
+  /** The receipt's cosignatures after the upgrade. */
+  cosignatures: ReceiptCosignatures;
+  /** Why the platform's copy of the checkpoint could not be used. */
+  skipped?: string;
+}
+
+/**
+ * Upgrades the kept receipts of `platformId` whose checkpoint is not yet cosigned as the creator's
+ * policy asks: one GET /v1/ledger/checkpoints/:size per distinct checkpoint size among them. The
+ * checkpoint served must be the receipt's own (same checkpoint text, same platform signature line);
+ * the cosignature lines kept from it are those that verify against a witness of the policy (with no
+ * witness listed: every well-formed cosignature/v1 line, which nobody has verified). The receipt
+ * file is rewritten atomically (write, fsync, rename, fsync the directory). Nothing here fails a
+ * command: a platform that does not serve the checkpoint just leaves the receipt as it was.
+ */
+export async function upgradeReceipts(client: Pick<Client, 'getText'>, home: Home, platformId: string, policy: WitnessPolicy): Promise<ReceiptUpgrade[]> {
+  const pending = new Map<number, { file: string; receipt: StoredReceipt; before: ReceiptCosignatures }[]>();
+  for (const k of keptReceipts(home, platformId)) {
+    if (!k.verified) continue;
+    const before = receiptCosignatures(k.verified.receipt, policy);
+    if (cosignedEnough(before, policy)) continue;
+    const size = k.verified.checkpoint.size;
+    pending.set(size, [...(pending.get(size) ?? []), { file: k.file, receipt: k.verified.receipt, before }]);
+  }
+  const out: ReceiptUpgrade[] = [];
+  let unreachable: string | undefined;
+  for (const [size, group] of [...pending].sort((a, b) => a[0] - b[0])) {
+    let served: string | undefined;
+    let skipped = unreachable;
+    if (!skipped) {
+      try {
+        served = await client.getText(`/v1/ledger/checkpoints/${size}`);
+      } catch (err) {
+        skipped = `the daemon did not serve its checkpoint of tree size ${size}: ${(err as Error).message}`;
+        // Not an answer at all (no connection): the other sizes are not asked for either.
+        if (!(err instanceof ApiError)) unreachable = skipped;
+      }
+    }
+    for (const g of group) {
+      const base = { file: g.file, index: g.receipt.index, size };
+      const why = skipped ?? (served === undefined ? 'no answer' : sameCheckpoint(g.receipt, served));
+      if (why !== undefined) {
+        out.push({ ...base, added: 0, cosignatures: g.before, skipped: why });
+        continue;
+      }
+      const have = new Set(splitNote(g.receipt.checkpoint).sigs.map((s) => s.line));
+      const isPlatform = platformLine(g.receipt.platform);
+      const fresh = splitNote(served!)
+        .sigs.filter((s) => !isPlatform(s) && !have.has(s.line))
+        .filter((s) => (policy.witnesses.length ? policy.witnesses.some((w) => verifyCosignature(g.receipt.checkpoint, s.line, w.vkey).valid) : s.sig.length === COSIGNATURE_PAYLOAD))
+        .map((s) => s.line)
+        .slice(0, Math.max(0, MAX_SIGNATURES - have.size));
+      if (!fresh.length) {
+        out.push({ ...base, added: 0, cosignatures: g.before });
+        continue;
+      }
+      const upgraded: StoredReceipt = { ...g.receipt, checkpoint: g.receipt.checkpoint + fresh.map((l) => `${l}\n`).join('') };
+      // The upgraded file must still check on its own before it replaces the old one.
+      const check = checkStoredReceipt(JSON.parse(JSON.stringify(upgraded)));
+      if (typeof check === 'string') {
+        out.push({ ...base, added: 0, cosignatures: g.before, skipped: `the upgraded receipt would not verify: ${check}` });
+        continue;
+      }
+      writeFileAtomic(g.file, JSON.stringify(upgraded, null, 2) + '\n', 0o600);
+      out.push({ ...base, added: fresh.length, cosignatures: receiptCosignatures(upgraded, policy) });
+    }
+  }
+  return out;
+}
+
+/** Undefined when `served` is the receipt's checkpoint (same text, same platform signature); otherwise why not. */
+function sameCheckpoint(r: StoredReceipt, served: string): string | undefined {
+  let mine, theirs;
+  try {
+    mine = splitNote(r.checkpoint);
+    theirs = splitNote(served);
+  } catch (err) {
+    return `the checkpoint the daemon serves at that tree size is not a signed note: ${(err as Error).message}`;
+  }
+  const isPlatform = platformLine(r.platform);
+  const sig = (sigs: { name: string; keyId: Buffer; line: string }[]) => sigs.find(isPlatform)?.line;
+  if (mine.text !== theirs.text) return 'the daemon serves another checkpoint text at that tree size';
+  if (sig(mine.sigs) === undefined || sig(mine.sigs) !== sig(theirs.sigs)) return "the checkpoint the daemon serves at that tree size does not carry the receipt's platform signature";
+  return undefined;
 }

@@ -268,9 +268,16 @@ export class Witness {
    */
   async observe(info: PlatformInfo, note: string, opts: { latest: boolean; what?: string }): Promise<Contact> {
     const now = this.verifyNote(note, info, opts.what ?? "the platform's checkpoint");
+    // Under a witness policy only a checkpoint with the quorum becomes the saved one (contact()
+    // demands it of the newest); a receipt's, usually not cosigned yet, is checked but not saved.
+    const policy = this.home.witnessPolicy();
+    const savable = opts.latest || policy.require === 0 || policyQuorum(note, policy).ok;
+    const save = (n: string) => {
+      if (savable) this.home.saveCheckpoint(info.id, n);
+    };
     const savedNote = this.home.savedCheckpoint(info.id);
     if (savedNote === undefined) {
-      this.home.saveCheckpoint(info.id, note);
+      save(note);
       return { platform: info, checkpoint: now, previousSize: null };
     }
     const saved = this.verifyNote(savedNote, info, `your saved checkpoint (${this.home.checkpointPath(info.id)})`);
@@ -306,10 +313,10 @@ export class Witness {
       rewritten(proof.map((p) => p.toString('hex')));
     // Re-read before writing: a concurrent call may have saved a newer one already.
     const current = this.home.savedCheckpoint(info.id);
-    if (current === savedNote || current === undefined) this.home.saveCheckpoint(info.id, note);
+    if (current === savedNote || current === undefined) save(note);
     else {
       const other = this.verifyNote(current, info, 'your saved checkpoint');
-      if (other.size < now.size) this.home.saveCheckpoint(info.id, note);
+      if (other.size < now.size) save(note);
     }
     return { platform: info, checkpoint: now, previousSize: saved.size };
   }

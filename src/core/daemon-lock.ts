@@ -5,12 +5,12 @@
 // holder only, names it in the refusal. (The store's own locking is not enough: a second daemon
 // would still read, and serve, a state it cannot write.)
 import Database from 'better-sqlite3';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDir } from './durable.ts';
+import { LOCK_FILE, PID_FILE, URL_FILE, readPidFile } from './daemon-files.ts';
 
-export const LOCK_FILE = 'daemon.lock';
-export const PID_FILE = 'daemon.pid';
+export { LOCK_FILE, PID_FILE, URL_FILE };
 /** Exit code of a daemon that finds its data directory already served (documented with the others in src/cli/errors.ts). */
 export const LOCKED_EXIT_CODE = 6;
 
@@ -27,18 +27,13 @@ export class DataDirLockedError extends Error {
 
 export interface DataDirLock {
   readonly dataDir: string;
-  /** Releases the lock and removes the pid file. Idempotent. */
+  /** Records the URL the daemon's API listens on in DIR/daemon.url (for `nexus status --data`, `nexus stop`). */
+  advertise(url: string): void;
+  /** Releases the lock and removes the pid and URL files. Idempotent. */
   release(): void;
 }
 
-function holderPid(dataDir: string): number | null {
-  try {
-    const text = readFileSync(join(dataDir, PID_FILE), 'utf8').slice(0, 32).trim();
-    return /^\d{1,10}$/.test(text) ? Number(text) : null;
-  } catch {
-    return null;
-  }
-}
+const holderPid = readPidFile;
 
 /** Takes the data directory's lock (creating the directory, mode 0700, if needed), or throws DataDirLockedError at once. */
 export function lockDataDir(dataDir: string): DataDirLock {
@@ -63,12 +58,23 @@ export function lockDataDir(dataDir: string): DataDirLock {
   writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o644 });
   fsyncDir(dataDir);
   let held = true;
+  const urlFile = join(dataDir, URL_FILE);
+  // A URL left by a daemon that crashed names nothing now.
+  rmSync(urlFile, { force: true });
   return {
     dataDir,
+    advertise(url: string) {
+      if (!held) return;
+      writeFileSync(urlFile, `${url}\n`, { mode: 0o644 });
+      fsyncDir(dataDir);
+    },
     release() {
       if (!held) return;
       held = false;
-      if (holderPid(dataDir) === process.pid) rmSync(pidFile, { force: true });
+      if (holderPid(dataDir) === process.pid) {
+        rmSync(urlFile, { force: true });
+        rmSync(pidFile, { force: true });
+      }
       try {
         db.exec('ROLLBACK');
       } finally {
@@ -76,4 +82,28 @@ export function lockDataDir(dataDir: string): DataDirLock {
       }
     },
   };
+}
+
+/**
+ * Whether some process holds the data directory's lock now (a daemon serves it). Does not create
+ * anything: false when there is no lock file. Taking the lock to find out holds it for an instant.
+ */
+export function isDataDirLocked(dataDir: string): boolean {
+  let db: Database.Database;
+  try {
+    db = new Database(join(dataDir, LOCK_FILE), { timeout: 0, fileMustExist: true });
+  } catch {
+    return false;
+  }
+  try {
+    db.exec('BEGIN EXCLUSIVE');
+    db.exec('ROLLBACK');
+    return false;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return true;
+    throw err;
+  } finally {
+    db.close();
+  }
 }

@@ -54,7 +54,7 @@ describe('the built CLI', () => {
   });
 
   it('--version and --help load neither the server, the store, the chokepoint nor the schemas', async () => {
-    for (const args of [['--version'], ['--help'], ['imvu', 'create', '--help'], ['serve', '--help']]) {
+    for (const args of [['--version'], ['--help'], ['imvu', 'create', '--help'], ['serve', '--help'], ['status', '--help'], ['stop', '--help']]) {
       const r = await traced(args);
       expect(r.code, args.join(' ')).toBe(0);
       expect(heavyIn(r.modules), args.join(' ')).toEqual([]);
@@ -64,6 +64,13 @@ describe('the built CLI', () => {
   it('a client command (imvu list against a running daemon) loads none of them either', async () => {
     const r = await traced(['imvu', 'list', '--as', 'alice'], { NEXUS_URL: api.url, NEXUS_HOME: join(dir, 'home') });
     expect(r.code, r.stderr).toBe(0);
+    expect(heavyIn(r.modules)).toEqual([]);
+  });
+
+  it('nexus status (by URL) loads none of them either', async () => {
+    const r = await traced(['status'], { NEXUS_URL: api.url, NEXUS_HOME: join(dir, 'home') });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^daemon +up /m);
     expect(heavyIn(r.modules)).toEqual([]);
   });
 

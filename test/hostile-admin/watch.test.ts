@@ -16,6 +16,12 @@ import { newKey } from '../support/api.ts';
 import { identityIdFromPublicKey, loadPrivateKey, publicKeyRaw } from '../../src/core/identity/keys.ts';
 import { spawn } from 'node:child_process';
 import { BIN, run, submitDirect, tempDir, type Run } from '../cli/harness.ts';
+import type { Answer } from 'dns-packet';
+import { decodeEntry } from '../../src/core/ledger/ledger.ts';
+import { DnsTcpClient } from '../../src/domains/watch/dns-client.ts';
+import { compareByQueries, compareTransfer } from '../../src/domains/watch/compare.ts';
+import { expectedZones } from '../../src/domains/watch/expected.ts';
+import { ZONEMD, decodeZonemd, encodeZonemd } from '../../src/domains/zonefile/zonemd.ts';
 
 const Z = 'imvu001.world';
 
@@ -124,6 +130,12 @@ describe.each([
     expect(r.stdout).toMatch(/expected \(ledger\): 3600 192\.0\.2\.10/);
     expect(r.stdout).toMatch(/served: +3600 203\.0\.113\.66/);
     expect(r.stdout).toMatch(/ALARM [0-9a-f]{8}/);
+    // What really happens to the ZONEMD: the DNS server computes (and, with the zone key it holds,
+    // signs) the digest over the zone as it serves it, edit included, so the served ZONEMD matches
+    // the transfer and carries the ledger's serial. It is the comparison with the ledger that finds
+    // the edit; the ZONEMD checks find a zone served other than as its own digest says (below).
+    expect(r.stdout).not.toMatch(/ZONEMD/);
+    expect(r.stdout).toMatch(/1 difference from the ledger/);
     const files = readdirSync(join(home, 'evidence')).filter((f) => f.includes('-served-'));
     expect(files).toHaveLength(1);
     const evidence = JSON.parse(readFileSync(join(home, 'evidence', files[0]!), 'utf8')) as { differences: { owner: string }[]; checkpoint: string };
@@ -146,5 +158,78 @@ describe.each([
     expect(r.stdout).toMatch(/www\.imvu001\.world (TXT|types) .*(the ledger has this RRset; the server does not serve it|not those of the ledger)/);
     expect(r.stdout).toMatch(/"hello"/);
     expect(existsSync(join(home, 'evidence'))).toBe(true);
+  });
+});
+
+describe('ZONEMD in a zone transfer', () => {
+  beforeEach(() => setUp(true));
+
+  it('by queries: the apex ZONEMD must be answered, signed with a ledger key, with the serial the ledger gives', async () => {
+    const size = await server.store.ledgerSize();
+    const entries = (await server.store.readEntries(0, size)).map(decodeEntry);
+    const z = (await expectedZones(entries, { imvus: ['IMVU-001'] })).zones.find((x) => x.zone === Z)!;
+    const real = new DnsTcpClient({ host: '127.0.0.1', port: server.dns!.server.port });
+    // A server that answers the ZONEMD query as `edit` says, and everything else truthfully.
+    const serving = (edit: (answers: Answer[]) => Answer[]) =>
+      ({
+        query: async (name: string, type: string) => {
+          const m = await real.query(name, type);
+          return type === ZONEMD ? { ...m, answers: edit((m.answers ?? []) as Answer[]) } : m;
+        },
+      }) as unknown as DnsTcpClient;
+    try {
+      const zonemdDiffs = async (edit: (answers: Answer[]) => Answer[]) => (await compareByQueries(z, serving(edit))).differences.filter((d) => d.type === 'ZONEMD').map((d) => d.problem);
+      expect(await zonemdDiffs((a) => a)).toEqual([]);
+      expect(await zonemdDiffs(() => [])).toEqual(['the zone carries no ZONEMD at its apex']);
+      expect(await zonemdDiffs((a) => a.filter((r) => r.type !== 'RRSIG'))).toEqual(['the served ZONEMD is not signed']);
+      const restamped = (a: Answer[]) =>
+        a.map((r) => (r.type === (ZONEMD as never) ? ({ ...r, data: encodeZonemd({ ...decodeZonemd((r as { data: Buffer }).data), serial: z.serial + 1 }) } as unknown as Answer) : r));
+      expect(await zonemdDiffs(restamped)).toEqual([
+        `the served ZONEMD is for serial ${z.serial + 1}, not the serial ${z.serial} the ledger gives`,
+        'no signature of the served ZONEMD validates with the keys the ledger published',
+      ]);
+    } finally {
+      real.close();
+    }
+  });
+
+  it('a transfer whose records its ZONEMD does not cover, or whose ZONEMD is missing or for another serial, is a difference', async () => {
+    // The zone as the ledger gives it (entries read from the daemon's store), and a real transfer from its DNS server.
+    const size = await server.store.ledgerSize();
+    const entries = (await server.store.readEntries(0, size)).map(decodeEntry);
+    const { zones } = await expectedZones(entries, { imvus: ['IMVU-001'] });
+    const z = zones.find((x) => x.zone === Z)!;
+    const dns = new DnsTcpClient({ host: '127.0.0.1', port: server.dns!.server.port });
+    let xfr;
+    try {
+      xfr = await dns.axfr(Z);
+    } finally {
+      dns.close();
+    }
+    if ('refused' in xfr) throw new Error(`transfer refused: ${xfr.refused}`);
+    const { records, messages } = xfr;
+    expect(compareTransfer(z, records, messages).differences).toEqual([]);
+    const zonemdOf = (rrs: Answer[]) => rrs.filter((r) => r.type === (ZONEMD as never) && r.name.toLowerCase() === Z);
+    expect(zonemdOf(records)).toHaveLength(1);
+
+    // A hostile server slips in a record its ZONEMD does not cover (the one the admin was refused).
+    const extra = { name: `pay.${Z}`, type: 'A', class: 'IN', ttl: 3600, data: '203.0.113.9' } as Answer;
+    const injected = [...records.slice(0, -1), extra, records[records.length - 1]!];
+    const found = compareTransfer(z, injected, messages).differences;
+    expect(found.find((d) => d.type === 'ZONEMD')).toMatchObject({ owner: Z, problem: 'the served ZONEMD is not the digest of the zone transferred (the digest does not match the zone)' });
+    expect(found.find((d) => d.owner === `pay.${Z}` && d.type === 'A')).toMatchObject({ problem: 'the server serves this RRset; the ledger has no such records' });
+
+    // Without its ZONEMD; with a ZONEMD for another serial.
+    const without = records.filter((r) => !zonemdOf([r]).length);
+    expect(compareTransfer(z, without, messages).differences.map((d) => [d.type, d.problem])).toContainEqual(['ZONEMD', 'the zone carries no ZONEMD at its apex']);
+    const stale = records.map((r) => {
+      if (!zonemdOf([r]).length) return r;
+      const d = decodeZonemd((r as { data: Buffer }).data);
+      return { ...r, data: encodeZonemd({ ...d, serial: d.serial - 1 }) } as unknown as Answer;
+    });
+    const staleDiffs = compareTransfer(z, stale, messages).differences.filter((d) => d.type === 'ZONEMD').map((d) => d.problem);
+    expect(staleDiffs).toContain(`the served ZONEMD is for serial ${z.serial - 1}, not the serial ${z.serial} the ledger gives`);
+    // Its signature no longer covers it either.
+    expect(compareTransfer(z, stale, messages).differences.map((d) => d.type)).toContain('RRSIG(UNKNOWN_63)');
   });
 });

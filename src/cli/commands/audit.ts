@@ -15,7 +15,7 @@ import { table } from '../format.ts';
 import { acknowledge, openAlarms, type Alarm, type SeenCheckpoint } from '../witness.ts';
 import { parseCosignerVerifierKey } from '../../core/witness/cosignature.ts';
 import { NAME_RE, type WitnessPolicy } from '../home.ts';
-import { checkReceipts, keptReceipts, receiptFailure, type ReceiptCheck } from '../receipts.ts';
+import { checkReceipts, keptReceipts, receiptCosignatures, receiptFailure, upgradeReceipts, type ReceiptCheck, type ReceiptCosignatures, type ReceiptUpgrade } from '../receipts.ts';
 import { dataDirOf } from './operator.ts';
 import { watchCommand } from './watch.ts';
 import { auditLogCommand } from './audit-log.ts';
@@ -138,6 +138,27 @@ function receiptLines(checks: ReceiptCheck[]): string[] {
   return [`✗ ${bad.length} of ${checks.length} kept receipts: the entry is no longer in the log as the receipt proves`, ...bad.map((c) => `  ✗ ${receiptFailure(c)}`)];
 }
 
+/** "2 (w1, w2)", "1 (w1) + 1 not in your policy", "2, not verified (no witness policy)". */
+function cosignatureText(c: ReceiptCosignatures, withPolicy: boolean): string {
+  if (!c.lines.length) return '0';
+  if (!withPolicy) return `${c.lines.length}, not verified (no witness policy)`;
+  const verified = c.verified.length ? `${c.verified.length} (${c.verified.join(', ')})` : '0';
+  return c.unverified ? `${verified} + ${c.unverified} not by your witnesses` : verified;
+}
+
+function upgradeLines(upgrades: ReceiptUpgrade[]): string[] {
+  const done = upgrades.filter((u) => u.added > 0);
+  const skipped = upgrades.filter((u) => u.skipped);
+  const lines: string[] = [];
+  if (done.length)
+    lines.push(
+      `✅ ${done.length} kept receipt${done.length > 1 ? 's' : ''} upgraded with the witness cosignatures ${done.length > 1 ? 'their checkpoints' : 'its checkpoint'} gained since: ` +
+        done.map((u) => `entry ${u.index} (+${u.added})`).join(', '),
+    );
+  if (skipped[0]) lines.push(`- ${skipped.length} kept receipt${skipped.length > 1 ? 's' : ''} not upgraded: ${skipped[0].skipped}`);
+  return lines;
+}
+
 async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
   const failWithAlarms = async (alarms: Alarm[]) => {
     const { checks, skipped } = await receiptsDuringAlarm(ctx);
@@ -177,6 +198,9 @@ async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
     problems = await replayEntries(entries);
   }
   const violation = problems[0]?.message;
+  // Receipts whose checkpoint the witnesses have cosigned since are upgraded first (one request per
+  // checkpoint size, only for receipts not yet cosigned as the policy asks).
+  const upgrades = await upgradeReceipts(ctx.client, ctx.home, platform.id, ctx.home.witnessPolicy());
   // Every receipt kept here must still be in the log: checked even when nothing else is wrong,
   // because a rewrite consistent with itself passes everything above when no checkpoint was saved.
   const receipts = await checkReceipts(ctx.client, ctx.home, platform.id, cp);
@@ -198,6 +222,7 @@ async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
     replayed: !withheld,
     problems,
     receipts,
+    upgraded: upgrades.filter((u) => u.added > 0),
   };
   ctx.print(report, () => [
     `✅ Checkpoint: tree size ${cp.size}, signed by ${platform.origin} with the platform key pinned for ${ctx.url} (${platform.id})`,
@@ -215,6 +240,7 @@ async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
       : withheld
         ? `- Replay through the 17 gates not done: it needs the whole log, and ${withheld} entries concern IMVUs that are not yours (an admin's \`nexus audit verify\`, or \`nexus audit verify --data\` on a copy of the data directory, replays everything)`
         : `✅ Replayed ${cp.size} entries through the 17 gates: every recorded decision holds, entry times never go back, sealed statements match`,
+    ...upgradeLines(upgrades),
     ...receiptLines(receipts),
   ]);
   if (violation) throw verificationFailed(violation);
@@ -303,7 +329,7 @@ export function auditCommand(): Command {
 
   audit
     .command('verify')
-    .description('verify the log: offline with --data (replay everything), or online against the daemon (checkpoint, tree, proofs, replay, and every kept receipt still in the log)')
+    .description('verify the log: offline with --data (replay everything), or online against the daemon (checkpoint, tree, proofs, replay, and every kept receipt still in the log, upgraded with the witness cosignatures its checkpoint gained)')
     .option('--data <dir>', 'verify this data directory (or a copy) offline instead of asking the daemon')
     .option('--checkpoint <file>', 'offline: a saved checkpoint the log must extend (default: yours for that platform)')
     .option('--sample <n>', 'online: how many entries to check inclusion proofs for', int(1, 1000), 8)
@@ -317,13 +343,24 @@ export function auditCommand(): Command {
 
   audit
     .command('receipts')
-    .description("list the receipts kept under NEXUS_HOME for the platform at --server (each checked here on its own: signature and inclusion proof); `nexus audit verify` checks they are all still in the log")
+    .description("list the receipts kept under NEXUS_HOME for the platform at --server (each checked here on its own: signature and inclusion proof) and their witness cosignatures, first upgrading those whose checkpoint the witnesses cosigned since (one request per checkpoint size); `nexus audit verify` checks they are all still in the log")
     .option('--all', 'every platform this NEXUS_HOME holds receipts of, not only the one at --server')
-    .action((o: { all?: boolean }, c: Command) => {
+    .action(async (o: { all?: boolean }, c: Command) => {
       const ctx = Ctx.of(c);
       const pinned = ctx.home.platforms()[ctx.url];
       const root = join(ctx.home.dir, 'receipts');
+      const policy = ctx.home.witnessPolicy();
+      // The receipts of the platform at --server whose checkpoint the witnesses cosigned since are
+      // upgraded first (verified with the key pinned for it; the daemon being down only skips this).
+      const upgrades = pinned && !openAlarms(ctx.home).length ? await upgradeReceipts(ctx.client, ctx.home, pinned.id, policy) : [];
       const ids = o.all || !pinned ? (existsSync(root) ? readdirSync(root).filter((d) => /^nx1[a-z2-7]{32}$/.test(d)).sort() : []) : [pinned.id];
+      const withPolicy = policy.witnesses.length > 0;
+      const cosigned = (c: ReceiptCosignatures | undefined) => ({
+        cosignatures: c?.lines.length ?? null,
+        cosigners: c?.verified ?? [],
+        unverifiedCosignatures: c?.unverified ?? null,
+        cosignatureText: c ? cosignatureText(c, withPolicy) : '?',
+      });
       const rows = ids.flatMap((id) =>
         keptReceipts(ctx.home, id).map((k) => {
           const e = k.verified?.receipt.entry;
@@ -335,19 +372,29 @@ export function auditCommand(): Command {
             allowed: e ? e.decision.allowed : null,
             at: e?.at ?? null,
             checkpointSize: k.verified?.checkpoint.size ?? null,
+            ...cosigned(k.verified ? receiptCosignatures(k.verified.receipt, policy) : undefined),
             file: k.file,
             ok: !!k.verified,
             ...(k.problem ? { problem: k.problem } : {}),
           };
         }),
       );
-      ctx.print({ receipts: rows }, () => {
+      ctx.print({ receipts: rows, upgraded: upgrades.filter((u) => u.added > 0) }, () => {
         if (!rows.length) return `no receipts in ${root}${pinned && !o.all ? ` for ${pinned.id} (${ctx.url})` : ''}`;
         const lines = [
           table(
-            ['INDEX', 'COMMAND', 'DECISION', 'AT', 'CHECKPOINT', 'RECEIPT'],
-            rows.map((r) => [String(r.index ?? '?'), r.type ?? '?', r.allowed === null ? '?' : r.allowed ? 'allowed' : 'denied', r.at ?? '?', r.checkpointSize === null ? '?' : `size ${r.checkpointSize}`, r.ok ? 'ok' : `✗ ${r.problem}`]),
+            ['INDEX', 'COMMAND', 'DECISION', 'AT', 'CHECKPOINT', 'COSIGNATURES', 'RECEIPT'],
+            rows.map((r) => [
+              String(r.index ?? '?'),
+              r.type ?? '?',
+              r.allowed === null ? '?' : r.allowed ? 'allowed' : 'denied',
+              r.at ?? '?',
+              r.checkpointSize === null ? '?' : `size ${r.checkpointSize}`,
+              r.cosignatureText,
+              r.ok ? 'ok' : `✗ ${r.problem}`,
+            ]),
           ),
+          ...upgradeLines(upgrades),
         ];
         if (ids.length > 1) lines.unshift(`platforms: ${ids.join(', ')}`);
         return lines;

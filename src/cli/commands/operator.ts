@@ -55,6 +55,10 @@ interface ServeFlags {
   integrityInterval?: number;
   witness?: string[];
   witnessTimeout?: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  insecureHttp?: boolean;
+  logFormat?: string;
 }
 
 async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<void> {
@@ -80,6 +84,10 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.integrityInterval !== undefined ? { integrityIntervalMs: o.integrityInterval } : {}),
     ...(o.witness !== undefined ? { witnesses: o.witness } : {}),
     ...(o.witnessTimeout !== undefined ? { witnessTimeoutMs: o.witnessTimeout } : {}),
+    ...(o.tlsCert !== undefined ? { tlsCert: o.tlsCert } : {}),
+    ...(o.tlsKey !== undefined ? { tlsKey: o.tlsKey } : {}),
+    ...(o.insecureHttp ? { insecureHttp: true } : {}),
+    ...(o.logFormat !== undefined ? { logFormat: o.logFormat } : {}),
   };
   const { resolveConfig } = await import('../../api/config.ts');
   const cfg = resolveConfig(opts);
@@ -103,7 +111,11 @@ function daemonOptions(cmd: Command): Command {
   return cmd
     .option('--data <dir>', 'data directory (env NEXUS_DATA; default ./.nexus)')
     .option('--port <n>', 'TCP port (env NEXUS_PORT; default 7600; 0 picks a free port)', port)
-    .option('--host <host>', 'address to listen on (env NEXUS_HOST; default 127.0.0.1)')
+    .option('--host <host>', 'address to listen on (env NEXUS_HOST; default 127.0.0.1); any other than loopback needs TLS or --insecure-http')
+    .option('--tls-cert <file>', 'serve the API over HTTPS with this PEM certificate (chain) (env NEXUS_TLS_CERT; config file `tlsCert`)')
+    .option('--tls-key <file>', 'the PEM private key of --tls-cert, not readable by other users (env NEXUS_TLS_KEY; config file `tlsKey`)')
+    .option('--insecure-http', 'allow plain HTTP on a non-loopback address, with a warning (env NEXUS_INSECURE_HTTP=true)')
+    .option('--log-format <format>', 'auto (readable lines and a start-up banner on a terminal, JSON lines otherwise), json or pretty (env NEXUS_LOG_FORMAT)')
     .option('--config <file>', 'JSON config file (default <data>/nexus.json)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env NEXUS_LOG_LEVEL)')
     .option('--dns-address <address>', 'address of the authoritative DNS server, UDP and TCP (env NEXUS_DNS_ADDRESS; default 127.0.0.1)')

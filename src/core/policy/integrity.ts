@@ -232,6 +232,8 @@ export class Integrity {
   startup: { replayed: boolean; replayMs?: number; reasons: string[]; alarm?: IntegrityAlarm } = { replayed: false, reasons: [] };
   /** Alarms raised since open (start-up included). */
   readonly alarms: IntegrityAlarm[] = [];
+  /** The last completed check (the start-up one, then each periodic one): when, and whether it raised an alarm. */
+  lastCheck: { at: string; alarm: boolean } | undefined;
 
   private constructor(
     private readonly o: IntegrityOptions,
@@ -277,6 +279,7 @@ export class Integrity {
       }
     }
     await it.ensureRecorded();
+    it.lastCheck = { at: new Date().toISOString(), alarm: it.startup.alarm !== undefined };
     return it;
   }
 
@@ -352,12 +355,17 @@ export class Integrity {
         foreign: await foreignTriggers(tx),
         tables: differingTables(await scanAll(tx), this.tracker.current),
       }));
-      if (!found.foreign.length && !found.tables.length) return undefined;
+      if (!found.foreign.length && !found.tables.length) {
+        this.lastCheck = { at: new Date().toISOString(), alarm: false };
+        return undefined;
+      }
       const reasons = [
         ...(found.tables.length ? [`${found.tables.join(', ')} changed behind the platform's back`] : []),
         ...(found.foreign.length ? [`triggers not created by the platform: ${found.foreign.join(', ')}`] : []),
       ];
-      return this.repair('periodic', reasons);
+      const alarm = await this.repair('periodic', reasons);
+      this.lastCheck = { at: new Date().toISOString(), alarm: alarm !== undefined };
+      return alarm;
     })();
     this.running = run.finally(() => (this.running = undefined));
     return run;

@@ -10,7 +10,15 @@
 //   checked one by one: at every expected name and every name the ledger ever mentioned in the
 //   zone, a query for a type nobody stores (HINFO) gets an NSEC whose type bitmap must list
 //   exactly the types the ledger gives that name (NXNAME where the name must not exist). A record
-//   added at a name nobody ever mentioned is found only by AXFR (or ZONEMD, once zones carry it).
+//   added at a name nobody ever mentioned is found only by AXFR.
+//
+// ZONEMD (RFC 8976) is compared like any other RRset. In a transfer, the apex ZONEMD must be the
+// digest of exactly what was transferred (verifyZonemd), carry the SOA serial the ledger gives, and,
+// for an unsigned zone, equal the digest of the zone the ledger gives; a signed zone's digest covers
+// its signatures (new ones each time it is signed), so there it must be signed with a key the ledger
+// published instead. By queries the digest cannot be recomputed (that needs the whole zone): the
+// apex ZONEMD RRset must be there, with the serial the ledger gives and signed with a ledger key
+// (for an unsigned zone, equal to the ledger's digest).
 import type { Answer, NsecData, RrsigData } from 'dns-packet';
 import type { ServedRR } from '../dns-authority/journal.ts';
 import { DNSKEY_TTL } from '../dnssec/online.ts';
@@ -19,6 +27,8 @@ import { rdataText } from '../dnssec/presentation.ts';
 import { verifyRRset } from '../dnssec/sign.ts';
 import { canonicalRdata } from '../dnssec/wire.ts';
 import { lowerAscii } from '../records/rdata.ts';
+import { SOA_TTL } from '../records/soa.ts';
+import { HASH_SHA384, SCHEME_SIMPLE, ZONEMD, decodeZonemd, verifyZonemd, zonemdAnswer, zonemdText } from '../zonefile/zonemd.ts';
 import type { DnsTcpClient, Message } from './dns-client.ts';
 import type { DnskeyData, ExpectedZone } from './expected.ts';
 
@@ -56,8 +66,9 @@ interface RR {
   data: unknown;
 }
 
-/** Types that are the signer's, not the zone data's: compared on their own terms (or, for ZONEMD, not yet). */
-const DNSSEC_TYPES = new Set(['RRSIG', 'NSEC', 'NSEC3', 'NSEC3PARAM', 'DNSKEY', 'OPT', 'ZONEMD', 'UNKNOWN_63']);
+/** Types that are the signer's, not the zone data's: compared on their own terms. */
+const DNSSEC_TYPES = new Set(['RRSIG', 'NSEC', 'NSEC3', 'NSEC3PARAM', 'DNSKEY', 'OPT']);
+const isZonemd = (type: string) => type === ZONEMD || type === 'ZONEMD' || type === 'TYPE63';
 /** A type nobody stores in a zone here: a query for it shows a name's type bitmap (NODATA) or its absence (NXNAME). */
 const PROBE_TYPE = 'HINFO';
 const NXNAME_NAMES = new Set(['UNKNOWN_128', 'NXNAME', 'TYPE128']);
@@ -66,6 +77,7 @@ const bare = (s: string) => lowerAscii(s.endsWith('.') ? s.slice(0, -1) : s);
 
 function show(type: string, ttl: number, data: unknown): string {
   try {
+    if (isZonemd(type) && (Buffer.isBuffer(data) || data instanceof Uint8Array)) return `${ttl} ${zonemdText(data)}`;
     return `${ttl} ${rdataText(type, data)}`;
   } catch {
     return `${ttl} \\# ${Buffer.isBuffer(data) ? data.toString('hex') : JSON.stringify(data)}`;
@@ -135,12 +147,67 @@ function validates(z: ExpectedZone, sig: RrsigData, owner: string, data: readonl
   return false;
 }
 
+/** The apex ZONEMD the ledger gives an unsigned zone (a signed zone's digest covers its signatures: not predictable). */
+function expectedZonemd(z: ExpectedZone): RR | undefined {
+  if (z.dnskeys.length) return undefined;
+  return fromAnswer(zonemdAnswer(z.zone, SOA_TTL, decodeZonemd(z.compiled.zonemd)));
+}
+
+/** What the apex ZONEMD RRset `served` (with the serial the ledger gives) does not explain; empty when it is as it must be. */
+function zonemdProblems(z: ExpectedZone, served: RR[]): string[] {
+  if (!served.length) return ['the zone carries no ZONEMD at its apex'];
+  const out: string[] = [];
+  for (const r of served) {
+    let d;
+    try {
+      d = decodeZonemd(r.data as Uint8Array);
+    } catch (err) {
+      out.push(`a served ZONEMD does not parse: ${(err as Error).message}`);
+      continue;
+    }
+    if (d.scheme !== SCHEME_SIMPLE || d.algorithm !== HASH_SHA384) out.push(`a served ZONEMD has scheme ${d.scheme} and hash algorithm ${d.algorithm}, not SIMPLE with SHA-384 (1 1)`);
+    else if (d.serial !== z.serial) out.push(`the served ZONEMD is for serial ${d.serial}, not the serial ${z.serial} the ledger gives`);
+  }
+  if (served.length > 1) out.push(`the apex holds ${served.length} ZONEMD records; the platform publishes one`);
+  return out;
+}
+
+function zonemdDifference(z: ExpectedZone, where: string, served: RR[], problem: string): Difference {
+  const want = expectedZonemd(z);
+  return {
+    zone: z.zone,
+    owner: z.zone,
+    type: 'ZONEMD',
+    where,
+    expected: want ? [show(want.type, want.ttl, want.data)] : [`a ZONEMD with serial ${z.serial}, SIMPLE, SHA-384, the digest of the zone as transferred, signed with a key the ledger published`],
+    served: served.map((r) => show(r.type, r.ttl, r.data)),
+    problem,
+  };
+}
+
 /** Compares a zone transfer (every RR, the closing SOA included) with the expected zone. */
 export function compareTransfer(z: ExpectedZone, transferred: Answer[], messages: Buffer[]): ZoneCheck {
   const rrs = transferred.slice(0, -1).map(fromAnswer);
   const soa = rrs.find((r) => r.type === 'SOA');
   const data = rrs.filter((r) => !DNSSEC_TYPES.has(r.type));
-  const differences = compareSets(z.zone, 'axfr', group(z.records.map(asRR)), group(data));
+  // The apex ZONEMD: the digest of exactly what was transferred, with the ledger's serial.
+  const apexZonemd = rrs.filter((r) => isZonemd(r.type) && bare(r.name) === z.zone);
+  const zonemdWhere = 'axfr: ZONEMD';
+  const differences: Difference[] = zonemdProblems(z, apexZonemd).map((p) => zonemdDifference(z, zonemdWhere, apexZonemd, p));
+  if (apexZonemd.length) {
+    const v = verifyZonemd(z.zone, rrs);
+    if (!v.ok) differences.push(zonemdDifference(z, zonemdWhere, apexZonemd, `the served ZONEMD is not the digest of the zone transferred (${v.reason})`));
+  }
+  // An unsigned zone's digest follows from the ledger: compared with the other RRsets below. A
+  // signed zone's cannot be predicted: checked above, and its signature in the RRSIG loop below.
+  const want = expectedZonemd(z);
+  const expectedRRs = [...z.records.map(asRR), ...(want ? [want] : apexZonemd)];
+  differences.push(...compareSets(z.zone, 'axfr', group(expectedRRs), group(data)));
+  if (z.dnskeys.length && apexZonemd.length) {
+    const zonemdData = apexZonemd.map((r) => r.data);
+    const signedBy = rrs.some((r) => r.type === 'RRSIG' && bare(r.name) === z.zone && isZonemd((r.data as RrsigData).typeCovered) && validates(z, r.data as RrsigData, z.zone, zonemdData));
+    if (!signedBy) differences.push(zonemdDifference(z, zonemdWhere, apexZonemd, 'the served ZONEMD is not signed with a key the ledger published'));
+  }
   differences.push(...compareSets(z.zone, 'axfr', group(dnskeyRRs(z.zone, z.dnskeys)), group(rrs.filter((r) => r.type === 'DNSKEY'))));
   const sets = new Map<string, unknown[]>();
   for (const r of rrs) if (r.type !== 'RRSIG') sets.set(`${bare(r.name)}\t${r.type}`, [...(sets.get(`${bare(r.name)}\t${r.type}`) ?? []), r.data]);
@@ -226,6 +293,23 @@ export async function compareByQueries(z: ExpectedZone, dns: DnsTcpClient): Prom
           problem: sigs.length ? 'no signature of this answer validates with the keys the ledger published' : 'the answer is not signed',
         });
       }
+    }
+  }
+
+  // The apex ZONEMD: there, with the ledger's serial, signed with a ledger key (for an unsigned zone,
+  // the ledger's digest). Its digest can only be recomputed from a transfer.
+  {
+    const msg = await ask(z.zone, ZONEMD);
+    const where = `${z.zone} ZONEMD: answer`;
+    const answers = ((msg.answers ?? []) as Answer[]).map(fromAnswer);
+    const served = answers.filter((r) => isZonemd(r.type) && bare(r.name) === z.zone);
+    for (const p of zonemdProblems(z, served)) differences.push(zonemdDifference(z, where, served, p));
+    const want = expectedZonemd(z);
+    if (want && served.length) differences.push(...compareSets(z.zone, where, group([want]), group(served)));
+    if (signed && served.length) {
+      const sigs = answers.filter((r) => r.type === 'RRSIG' && bare(r.name) === z.zone && isZonemd((r.data as RrsigData).typeCovered));
+      if (!sigs.some((s) => validates(z, s.data as RrsigData, z.zone, served.map((r) => r.data))))
+        differences.push(zonemdDifference(z, where, served, sigs.length ? 'no signature of the served ZONEMD validates with the keys the ledger published' : 'the served ZONEMD is not signed'));
     }
   }
 
