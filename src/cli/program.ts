@@ -166,9 +166,19 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     if (process.env.NEXUS_DEBUG && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
     const held = takeJsonOutput();
     if (json && f.code !== EXIT.ok) {
-      const failure: Record<string, unknown> = { error: oneLine(f.message ?? f.error ?? 'failed'), code: f.code, index: f.index ?? null, gates: f.gates ?? null };
-      // What the command found before it failed (e.g. the report of a failed `audit verify`).
-      if (held.length) failure.details = held.length === 1 ? held[0] : held;
+      // What the command found before it failed (the report of a failed `audit verify`, the status
+      // of a daemon that is down): an object's fields go beside the four (which win), anything else
+      // in `details`.
+      const found = held.length === 1 ? held[0] : held.length ? held : undefined;
+      const spread = found !== null && typeof found === 'object' && !Array.isArray(found) ? (found as Record<string, unknown>) : undefined;
+      const reason = typeof spread?.reason === 'string' ? spread.reason : undefined;
+      const failure: Record<string, unknown> = {
+        ...(spread ?? (found === undefined ? {} : { details: found })),
+        error: oneLine(f.message || f.error || reason || `failed with exit code ${f.code}`),
+        code: f.code,
+        index: f.index ?? null,
+        gates: f.gates ?? null,
+      };
       process.stdout.write(JSON.stringify(failure, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x)) + '\n');
     } else for (const out of held) process.stdout.write(jsonText(out));
     return f.code;

@@ -22,11 +22,12 @@ async function ledgerSize(): Promise<number> {
 }
 
 /** The one JSON object a failure prints with --json; its code is the exit code. */
-function failure(r: Run): { error: string; code: number; index: number | null; gates: unknown[] | null } {
+function failure(r: Run, only = true): { error: string; code: number; index: number | null; gates: unknown[] | null } {
   const lines = r.stdout.trim().split('\n');
   expect(lines, r.stdout).toHaveLength(1);
   const o = JSON.parse(lines[0]!) as { error: string; code: number; index: number | null; gates: unknown[] | null };
-  expect(Object.keys(o).sort()).toEqual(['code', 'error', 'gates', 'index']);
+  if (only) expect(Object.keys(o).sort()).toEqual(['code', 'error', 'gates', 'index']);
+  else expect(Object.keys(o)).toEqual(expect.arrayContaining(['code', 'error', 'gates', 'index']));
   expect(typeof o.error).toBe('string');
   expect(o.error.length).toBeGreaterThan(0);
   expect(o.code).toBe(r.code);
@@ -91,7 +92,7 @@ describe('--json failures', () => {
     expect(o.gates).toEqual(expect.arrayContaining([expect.objectContaining({ status: 'deny' })]));
   });
 
-  it('a verification failure after output prints only the error object (the report goes in details)', async () => {
+  it('a failure after output prints one object: the error, and what the command found (a list in details, an object beside)', async () => {
     const r = await nexus('gates', '--strict', '--json');
     expect(r.code).toBe(EXIT.verification);
     const lines = r.stdout.trim().split('\n');
@@ -99,6 +100,11 @@ describe('--json failures', () => {
     const o = JSON.parse(lines[0]!) as { code: number; error: string; details: { number: number }[] };
     expect(o.code).toBe(EXIT.verification);
     expect(o.details.map((g) => g.number)).toContain(17);
+    const down = await run(['status', '--json'], { ...env, NEXUS_URL: 'http://127.0.0.1:9' });
+    expect(down.code).toBe(EXIT.unreachable);
+    const s = failure(down, false) as unknown as { error: string; up: boolean; reason: string };
+    expect(s).toMatchObject({ up: false, error: s.reason });
+    expect(s.error).toMatch(/connection refused/);
   });
 
   it('success output honours --json too: dns export gives the zone file in a field', async () => {
