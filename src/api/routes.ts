@@ -496,7 +496,7 @@ export const ROUTES: RouteDef[] = [
     if (query.recipient !== reader.id && !(await scope()).all) throw new HttpError(403, `${reader.name} may read only its own notifications`);
     return { body: { notifications: await notifications(ctx, 'recipient', query.recipient) } };
   }),
-  pub('/v1/gates', 'The 17 gates and whether each is enforced yet', {}, async () => ({ body: { gates: gateStatus() } })),
+  pub('/v1/gates', 'Gate 0 (schema and preconditions) and the 17 gates, and whether each is enforced yet', {}, async () => ({ body: { gates: gateStatus() } })),
   pub(
     '/v1/ledger/checkpoint',
     'The latest signed checkpoint (C2SP signed note) with every witness cosignature the daemon holds for it; with cosigners=ID,ID (witness key IDs) the newest checkpoint at least min (default all) of them cosigned, else the latest',

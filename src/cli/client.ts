@@ -1,5 +1,5 @@
 // A small HTTP client for the daemon (docs/API.md). Maps transport failures to exit 3 and the
-// daemon's refusals to exit 1 (policy) or 2 (malformed request), always as one line.
+// daemon's refusals to exit 1 (policy), 2 (malformed request) or 7 (not found), always as one line.
 import { CliError, EXIT, oneLine } from './errors.ts';
 import { canonicalJson } from '../core/ledger/canonical.ts';
 import type { GateResult, SignedCommand } from '../core/types.ts';
@@ -27,7 +27,7 @@ export interface ErrorBody {
 export class ApiError extends CliError {
   constructor(
     message: string,
-    code: typeof EXIT.denied | typeof EXIT.usage,
+    code: typeof EXIT.denied | typeof EXIT.usage | typeof EXIT.notFound,
     readonly status: number,
     readonly body: ErrorBody,
   ) {
@@ -182,13 +182,15 @@ export class Client {
     }
     const reason = oneLine(body.error ?? `HTTP ${res.status}`);
     const recorded = typeof body.index === 'number';
+    // The IMVU, zone, identity or entry named does not exist: its own exit code, recorded or not
+    // (a signed command naming an unknown IMVU is recorded as denied by gate 0).
+    if (res.status === 404) throw new ApiError(`not found: ${reason}${recorded ? ` (recorded as ledger entry ${body.index})` : ''}`, EXIT.notFound, res.status, body);
     if (recorded || res.status === 403 || res.status === 401) {
       throw new ApiError(`denied: ${reason}${recorded ? ` (recorded as ledger entry ${body.index})` : ''}`, EXIT.denied, res.status, body);
     }
     if (res.status === 400 || res.status === 413 || res.status === 422) {
       throw new ApiError(`${what} was rejected as malformed: ${reason}`, EXIT.usage, res.status, body);
     }
-    if (res.status === 404) throw new ApiError(`not found: ${reason}`, EXIT.denied, res.status, body);
     if (res.status === 409) throw new ApiError(`the daemon cannot answer ${what}: ${reason}`, EXIT.denied, res.status, body);
     throw new ApiError(`the daemon failed on ${what} (HTTP ${res.status}): ${reason}`, EXIT.denied, res.status, body);
   }

@@ -5,10 +5,20 @@ import { signCommand } from '../core/identity/envelope.ts';
 import { isIdentityId } from '../core/identity/keys.ts';
 import type { CommandType, Json, LedgerEntry, SignedCommand } from '../core/types.ts';
 import { ApiError, Client, DEFAULT_URL, type Receipt } from './client.ts';
-import { usage } from './errors.ts';
+import { notFound, usage } from './errors.ts';
 import { Home, defaultHome, type LocalIdentity } from './home.ts';
 import { Witness, type Contact, type PlatformInfo, type SeenCheckpoint } from './witness.ts';
 import { saveReceipt, verifyReceipt } from './receipts.ts';
+
+/** What commands printed with --json, held until the command has succeeded (program.ts prints it). */
+let jsonOutput: unknown[] = [];
+
+/** The JSON a command produced so far, and forget it. */
+export function takeJsonOutput(): unknown[] {
+  const out = jsonOutput;
+  jsonOutput = [];
+  return out;
+}
 
 export interface GlobalOptions {
   server?: string;
@@ -188,10 +198,10 @@ export class Ctx {
     const all = this.home.identities();
     if (Object.hasOwn(all, nameOrId) && all[nameOrId]) return all[nameOrId];
     const rec = await this.get<{ id?: string }>(`/v1/identities/${encodeURIComponent(nameOrId)}`).catch((err: unknown) => {
-      if ((err as { status?: number }).status === 404) throw usage(`unknown identity '${nameOrId}' (neither a local name nor known to the daemon)`);
+      if ((err as { status?: number }).status === 404) throw notFound(`unknown identity '${nameOrId}' (neither a local name nor known to the daemon)`);
       throw err;
     });
-    if (!rec.id) throw usage(`unknown identity '${nameOrId}'`);
+    if (!rec.id) throw notFound(`unknown identity '${nameOrId}'`);
     return rec.id;
   }
 
@@ -232,10 +242,13 @@ export class Ctx {
     return { checkpoint: v.checkpoint, receiptFile };
   }
 
-  /** Prints `data` as JSON with --json, otherwise the human lines. */
+  /**
+   * Prints the human lines, or with --json holds `data`: program.ts prints it once the command has
+   * succeeded, so that a failure prints nothing on stdout but its error object.
+   */
   print(data: unknown, human: () => string[] | string): void {
     if (this.json) {
-      process.stdout.write(JSON.stringify(data, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
+      jsonOutput.push(data);
       return;
     }
     const lines = human();

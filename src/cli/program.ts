@@ -4,8 +4,10 @@
 // `nexus`: the command line of Nexus COS. Operator commands (init, serve, start) work on a data
 // directory; every other command is a client of the daemon that signs with the user's own keys and
 // checks the platform's log on every contact (see witness.ts). Exit codes: see errors.ts / README.md.
-import { Command, CommanderError } from 'commander';
-import { CliError, EXIT, oneLine } from './errors.ts';
+import { Command, CommanderError, Help, type Option } from 'commander';
+import { CliError, EXIT, EXIT_HELP, oneLine, usage } from './errors.ts';
+import type { ErrorBody } from './client.ts';
+import { takeJsonOutput } from './context.ts';
 import { Home, defaultHome } from './home.ts';
 import { VERSION } from './version.ts';
 import { assertNoOpenAlarm } from './witness.ts';
@@ -28,9 +30,14 @@ const ALLOWED_DURING_ALARM = new Set(['init', 'serve', 'start', 'status', 'stop'
 /** The environment and exit codes, for `--help` and the man page. */
 export const ENV_HELP = `NEXUS_URL (daemon), NEXUS_HOME (keys, pinned platforms, saved checkpoints), NEXUS_DATA (data directory),
 NEXUS_PORT (daemon port), NEXUS_AS (default signer).`;
-export const EXIT_HELP = `0 ok, 1 denied by policy, 2 usage error, 3 daemon unreachable, 4 verification failed,
-5 serve/start refused: the database lost acknowledged ledger entries, 6 serve/start refused: another
-daemon already serves the data directory.`;
+export { EXIT_HELP };
+
+/**
+ * Options declared required (requiredOption / makeOptionMandatory). commander checks them before it
+ * looks for unknown options, so a misspelt flag was reported as the flag it failed to name; they are
+ * checked here instead, once commander has refused unknown options and bad values (preAction).
+ */
+const REQUIRED = new WeakSet<Option>();
 
 function path(cmd: Command): string {
   const names: string[] = [];
@@ -46,15 +53,30 @@ export function buildProgram(): Command {
     .option('--server <url>', 'daemon URL (env NEXUS_URL; default http://127.0.0.1:7600)')
     .option('--ca <file>', 'PEM certificate authorities to trust for an https daemon, besides the system ones (env NEXUS_CA)')
     .option('--as <identity>', 'identity (local name or id) whose key signs the command (env NEXUS_AS)')
-    .option('--json', 'print machine-readable JSON')
+    .option('--json', 'print JSON on stdout; a failure prints one object {error, code, index, gates}')
     .exitOverride()
     .showSuggestionAfterError(true)
-    .configureHelp({ showGlobalOptions: true })
+    .configureHelp({
+      showGlobalOptions: true,
+      optionDescription(option: Option): string {
+        const text = Help.prototype.optionDescription.call(this, option);
+        return REQUIRED.has(option) ? `${text} (required)` : text;
+      },
+    })
     .configureOutput({
       outputError: (str, write) => write(`nexus: ${oneLine(str.replace(/^error: /, ''))} (see --help)\n`),
     })
-    .addHelpText('after', `\nEnvironment: ${ENV_HELP}\nExit codes: ${EXIT_HELP}`)
+    .addHelpText(
+      'after',
+      `
+Environment: ${ENV_HELP}
+With --json every command prints JSON on stdout; a failure prints one object
+{"error": "...", "code": <exit code>, "index": <ledger entry or null>, "gates": [...] or null}.
+${EXIT_HELP}`,
+    )
     .hook('preAction', (_root, action) => {
+      const missing = action.options.find((o) => REQUIRED.has(o) && action.getOptionValue(o.attributeName()) === undefined);
+      if (missing) throw usage(`required option '${missing.flags}' not specified (see --help)`);
       if (!ALLOWED_DURING_ALARM.has(path(action))) assertNoOpenAlarm(new Home(defaultHome()));
     });
 
@@ -82,6 +104,11 @@ export function buildProgram(): Command {
   const inherit = (cmd: Command) => {
     for (const sub of cmd.commands) {
       sub.exitOverride().showSuggestionAfterError(true).configureOutput(program.configureOutput()).configureHelp(program.configureHelp());
+      for (const o of sub.options) {
+        if (!o.mandatory) continue;
+        o.mandatory = false;
+        REQUIRED.add(o);
+      }
       inherit(sub);
     }
   };
@@ -89,28 +116,78 @@ export function buildProgram(): Command {
   return program;
 }
 
-function exitCodeOf(err: unknown): { code: number; message?: string } {
+/** Every leaf command of the tree (the ones with an action), with its path: for the docs and the tests. */
+export function leafCommands(cmd: Command, prefix: string[] = []): { path: string[]; command: Command }[] {
+  const here = cmd.parent ? [...prefix, cmd.name()] : prefix;
+  if (!cmd.commands.length) return [{ path: here, command: cmd }];
+  return cmd.commands.flatMap((c) => leafCommands(c, here));
+}
+
+interface Failure {
+  code: number;
+  /** For stderr; commander has printed its own. */
+  message?: string;
+  /** For --json: the message even when commander printed it. */
+  error?: string;
+  index?: number | null;
+  gates?: unknown[] | null;
+}
+
+function exitCodeOf(err: unknown): Failure {
   if (err instanceof CommanderError) {
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return { code: EXIT.ok };
     // commander has already printed its one-line message (or the help, for a group without a subcommand).
-    return { code: EXIT.usage };
+    const error = err.code === 'commander.help' ? 'a subcommand is needed (see --help)' : `${err.message.replace(/^error: /, '')} (see --help)`;
+    return { code: EXIT.usage, error };
   }
-  if (err instanceof CliError) return { code: err.code, message: err.message };
+  if (err instanceof CliError) {
+    const body = (err as CliError & { body?: ErrorBody }).body;
+    return { code: err.code, message: err.message, index: typeof body?.index === 'number' ? body.index : null, gates: Array.isArray(body?.gates) ? body.gates : null };
+  }
   const e = err as { name?: string; message?: string };
   if (e?.name === 'ConfigError') return { code: EXIT.usage, message: e.message };
   if (e?.name === 'LostHistoryError') return { code: EXIT.lostHistory, message: e.message };
   return { code: EXIT.denied, message: `unexpected error: ${e?.message ?? String(err)}` };
 }
 
+/** Whether --json was given (read from argv: a failure may come before commander has parsed it). */
+function wantsJson(argv: string[]): boolean {
+  const args = argv.slice(2);
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).includes('--json');
+}
+
+const jsonText = (v: unknown) => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x), 2) + '\n';
+
 export async function main(argv: string[] = process.argv): Promise<number> {
+  const json = wantsJson(argv);
   const program = buildProgram();
   try {
     await program.parseAsync(argv);
+    // With --json a command's result is held until it has succeeded: a failure prints only the error object.
+    for (const out of takeJsonOutput()) process.stdout.write(jsonText(out));
     return EXIT.ok;
   } catch (err) {
-    const { code, message } = exitCodeOf(err);
-    if (message) process.stderr.write(`nexus: ${oneLine(message)}\n`);
+    const f = exitCodeOf(err);
+    if (f.message) process.stderr.write(`nexus: ${oneLine(f.message)}\n`);
     if (process.env.NEXUS_DEBUG && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
-    return code;
+    const held = takeJsonOutput();
+    if (json && f.code !== EXIT.ok) {
+      // What the command found before it failed (the report of a failed `audit verify`, the status
+      // of a daemon that is down): an object's fields go beside the four (which win), anything else
+      // in `details`.
+      const found = held.length === 1 ? held[0] : held.length ? held : undefined;
+      const spread = found !== null && typeof found === 'object' && !Array.isArray(found) ? (found as Record<string, unknown>) : undefined;
+      const reason = typeof spread?.reason === 'string' ? spread.reason : undefined;
+      const failure: Record<string, unknown> = {
+        ...(spread ?? (found === undefined ? {} : { details: found })),
+        error: oneLine(f.message || f.error || reason || `failed with exit code ${f.code}`),
+        code: f.code,
+        index: f.index ?? null,
+        gates: f.gates ?? null,
+      };
+      process.stdout.write(JSON.stringify(failure, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x)) + '\n');
+    } else for (const out of held) process.stdout.write(jsonText(out));
+    return f.code;
   }
 }

@@ -124,7 +124,7 @@ export function acknowledge(home: Home, code: string): { alarm: Alarm; evidence:
       open.length
         ? `no open alarm with code '${code}'; run \`nexus audit verify\` to see the open alarm${open.length > 1 ? 's' : ''} and ${open.length > 1 ? 'their codes' : 'its code'}`
         : `no open alarm with code '${code}' (there are no open alarms)`,
-      EXIT.usage,
+      EXIT.notFound,
     );
   }
   const alarm = JSON.parse(readFileSync(file, 'utf8')) as Alarm;

@@ -56,10 +56,13 @@ export interface ImvuListItem {
   jurisdiction: string;
   status: string;
   domain: string;
+  /** The ledger entry that created it (its imvu.create). */
+  entry: number;
 }
 
 export async function listImvus(db: SqlReader): Promise<ImvuListItem[]> {
-  return db.all<ImvuListItem & Record<string, string>>('SELECT id, name, owner, jurisdiction, status, domain FROM imvus ORDER BY seq');
+  const rows = await db.all<Omit<ImvuListItem, 'entry'> & { entry: number | bigint } & Record<string, string | number | bigint>>('SELECT id, name, owner, jurisdiction, status, domain, entry FROM imvus ORDER BY seq');
+  return rows.map((r) => ({ ...r, entry: Number(r.entry) }));
 }
 
 export async function zoneView(db: SqlReader, zone: string): Promise<ZoneView | undefined> {

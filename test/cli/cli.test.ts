@@ -193,7 +193,7 @@ describe('nexus CLI (subprocess against a real daemon)', () => {
     const r = await nexus('gates', '--json');
     expect(r.code, r.stderr).toBe(0);
     const gates = JSON.parse(r.stdout) as { number: number; enforcedIn: string; status: string }[];
-    expect(gates.map((g) => g.number)).toEqual(Array.from({ length: 17 }, (_, i) => i + 1));
+    expect(gates.map((g) => g.number)).toEqual(Array.from({ length: 18 }, (_, i) => i));
     for (const g of gates) expect(g.enforcedIn).not.toBe('');
   });
 
@@ -262,7 +262,7 @@ describe('nexus CLI (subprocess against a real daemon)', () => {
 
     const gates = await tool('verify-17-gates.sh');
     expect(gates.code, gates.stderr).toBe(0);
-    expect(gates.stdout).toMatch(/^17 gates, \d+ enforced/m);
+    expect(gates.stdout).toMatch(/^Gate 0 \(schema and preconditions\), then 17 gates, \d+ enforced/m);
 
     const total = await tool('verify-revenue-split.sh', '--total', '15001');
     expect(total.code, total.stderr).toBe(0);

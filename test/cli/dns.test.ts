@@ -122,7 +122,7 @@ describe('nexus dns against the running daemon', () => {
     expect(missing.status).toBe(404);
     expect(await missing.json()).toEqual({ error: 'zone nothing.world is not hosted here' });
     const cli404 = await nexus('dns', 'export', 'nothing.world');
-    expect(cli404.code).toBe(1);
+    expect(cli404.code).toBe(7);
     expect(cli404.stderr).toMatch(/^nexus: not found: zone nothing\.world is not hosted here\n$/);
   });
 

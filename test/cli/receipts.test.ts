@@ -134,7 +134,9 @@ describe('receipts through the CLI', () => {
     rmSync(join(home, 'alarms'), { recursive: true, force: true });
     const alone = await nexus('audit', 'verify', '--json');
     expect(alone.code).toBe(4);
-    const report = JSON.parse(alone.stdout) as { ok: boolean; receipts: { index: number; ok: boolean; problem?: string }[] };
+    // With --json a failure prints one error object: the report's fields beside error and code.
+    const report = JSON.parse(alone.stdout) as { code: number; error: string; ok: boolean; receipts: { index: number; ok: boolean; problem?: string }[] };
+    expect(report).toMatchObject({ code: 4, error: expect.stringMatching(new RegExp(`^ledger entry ${R} `)) });
     expect(report.ok).toBe(false);
     expect(report.receipts.filter((r) => !r.ok).map((r) => r.index)).toEqual([R, afterScale[3]!.index, D]);
     expect(report.receipts.filter((r) => r.ok).map((r) => r.index)).toEqual([afterScale[0]!.index, afterScale[1]!.index]);

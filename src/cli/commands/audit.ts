@@ -10,15 +10,15 @@ import type { StatementJson } from '../../core/handshake/statement.ts';
 import type { LedgerEntry } from '../../core/types.ts';
 import { currency, imvuId, int, minorUnits, month } from '../args.ts';
 import { Ctx } from '../context.ts';
-import { CliError, EXIT, usage, verificationFailed } from '../errors.ts';
+import { CliError, EXIT, notFound, usage, verificationFailed } from '../errors.ts';
 import { table } from '../format.ts';
 import { acknowledge, openAlarms, type Alarm, type SeenCheckpoint } from '../witness.ts';
 import { parseCosignerVerifierKey } from '../../core/witness/cosignature.ts';
 import { NAME_RE, type WitnessPolicy } from '../home.ts';
 import { checkReceipts, keptReceipts, receiptCosignatures, receiptFailure, upgradeReceipts, type ReceiptCheck, type ReceiptCosignatures, type ReceiptUpgrade } from '../receipts.ts';
 import { dataDirOf } from './operator.ts';
-import { identityNames } from './imvu.ts';
 import { watchCommand } from './watch.ts';
+import { auditLogCommand } from './audit-log.ts';
 
 const PAGE = 1000;
 
@@ -249,7 +249,7 @@ async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
 
 function savedCheckpointFor(ctx: Ctx, dataDir: string, explicit: string | undefined): { note?: string; from?: string } {
   if (explicit) {
-    if (!existsSync(explicit)) throw usage(`no such checkpoint file: ${explicit}`);
+    if (!existsSync(explicit)) throw notFound(`no such checkpoint file: ${explicit}`);
     return { note: readFileSync(explicit, 'utf8'), from: explicit };
   }
   // The platform id follows from its key; an export without the key is verified without a saved checkpoint.
@@ -264,7 +264,7 @@ function savedCheckpointFor(ctx: Ctx, dataDir: string, explicit: string | undefi
 
 async function verifyOffline(ctx: Ctx, dataDir: string, checkpointFile: string | undefined): Promise<void> {
   const { verifyDataDir } = await import('../../core/policy/verify.ts');
-  if (!existsSync(dataDir)) throw usage(`no such data directory: ${dataDir}`);
+  if (!existsSync(dataDir)) throw notFound(`no such data directory: ${dataDir}`);
   const saved = savedCheckpointFor(ctx, dataDir, checkpointFile);
   let report;
   try {
@@ -337,41 +337,7 @@ function statementLines(s: StatementJson): string[] {
 export function auditCommand(): Command {
   const audit = new Command('audit').description('the tamper-evident log: read it, verify it, and the 55-45 statements');
 
-  audit
-    .command('log')
-    .description('print ledger entries (who asked what, and what the gates said)')
-    .option('--imvu <id>', 'only entries about this IMVU', imvuId)
-    .option('--from <n>', 'first index', int(0, Number.MAX_SAFE_INTEGER))
-    .option('--limit <n>', 'at most this many entries', int(1, 1000), 100)
-    .action(async (o: { imvu?: string; from?: number; limit: number }, c: Command) => {
-      const ctx = Ctx.of(c);
-      const entries: Served[] = [];
-      let from: number | undefined = o.from ?? 0;
-      let size: number | null = null;
-      while (from !== undefined && entries.length < o.limit) {
-        const res: { entries?: Served[]; size?: number; next?: number } = await ctx.get('/v1/ledger/entries', {
-          from,
-          to: o.imvu ? undefined : from + (o.limit - entries.length),
-          imvu: o.imvu,
-        });
-        entries.push(...(res.entries ?? []).slice(0, o.limit - entries.length));
-        size = res.size ?? size;
-        from = res.next;
-      }
-      const names = ctx.json ? new Map<string, string>() : await identityNames(ctx);
-      ctx.print({ entries, size }, () =>
-        entries.length
-          ? entries.map((e) => {
-              if ('withheld' in e) return `#${e.index}  (withheld: it concerns others; leaf hash ${String(e.leafHash).slice(0, 16)}…)`;
-              const cmd = e.command?.command;
-              const deny = e.decision.gates.find((g) => g.status === 'deny');
-              const who = names.get(cmd?.actor ?? '') ?? cmd?.actor ?? '?';
-              const subject = cmd?.body && typeof cmd.body.imvu === 'string' ? ` ${cmd.body.imvu}` : '';
-              return `#${e.index}  ${e.at}  ${(cmd?.type ?? '?').padEnd(17)} ${who}${subject}  ${e.decision.allowed ? 'ALLOWED' : `DENIED gate ${deny?.gate}: ${deny?.reason ?? ''}`}`;
-            })
-          : 'no entries',
-      );
-    });
+  audit.addCommand(auditLogCommand());
 
   audit
     .command('verify')

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import type { ZoneView } from '../../imvu/summary.ts';
 import type { Json } from '../../core/types.ts';
 import { RECORD_TYPES } from '../../core/policy/vocabulary.ts';
-import { int } from '../args.ts';
+import { checkRecordValue, int, recordName } from '../args.ts';
 import { Ctx, receiptLine } from '../context.ts';
 import { table } from '../format.ts';
 import { fetchImvu } from './imvu.ts';
@@ -18,12 +18,12 @@ function recordType(v: string): string {
 
 // Names go out in their canonical (lower-case) form: the schemas refuse any other rather than
 // rewrite what was signed.
-function zoneName(v: string): string {
-  return v.toLowerCase().replace(/\.$/, '');
-}
+const ZONE_RE = /^(?=.{1,253}$)[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})*$/;
 
-function recordName(v: string): string {
-  return v.toLowerCase();
+function zoneName(v: string): string {
+  const z = v.toLowerCase().replace(/\.$/, '');
+  if (!ZONE_RE.test(z)) throw new InvalidArgumentError(`expected a zone such as imvu001.world (labels of a-z, 0-9 and -, none empty), got '${v}'.`);
+  return z;
 }
 
 async function fetchZone(ctx: Ctx, zone: string): Promise<ZoneView> {
@@ -50,6 +50,7 @@ export function dnsCommand(): Command {
     .option('--ttl <seconds>', 'time to live', int(0, 604800))
     .action(async (zone: string, name: string, type: string, value: string, o: { ttl?: number }, c: Command) => {
       const ctx = Ctx.of(c);
+      checkRecordValue(type, value);
       const signer = await ctx.signerLazy(() => zoneOwner(ctx, zone), `dns record add`);
       const body: { [k: string]: Json } = { zone, name, type, value };
       if (o.ttl !== undefined) body.ttl = o.ttl;

@@ -5,7 +5,7 @@ import { DOMAIN_RE } from '../../core/policy/vocabulary.ts';
 import { imvuId } from '../args.ts';
 import { Ctx, receiptLine } from '../context.ts';
 import { ApiError } from '../client.ts';
-import { CliError, EXIT, usage } from '../errors.ts';
+import { CliError, EXIT, notFound, usage } from '../errors.ts';
 import { table } from '../format.ts';
 import { fetchImvu } from './imvu.ts';
 
@@ -125,7 +125,7 @@ the claim lapses after 7 days. Public suffixes (com, co.uk, github.io, ...) cann
       let id = o.imvu;
       if (!id) {
         const z = await ctx.get<{ imvu?: string }>(`/v1/zones/${encodeURIComponent(domain)}/records`).catch((err: unknown) => {
-          if (err instanceof ApiError && err.status === 404) throw usage(`${domain} is not a served zone here; for a pending claim name its IMVU with --imvu`);
+          if (err instanceof ApiError && err.status === 404) throw notFound(`${domain} is not a served zone here; for a pending claim name its IMVU with --imvu`);
           throw err;
         });
         if (!z.imvu) throw usage(`cannot tell which IMVU holds ${domain}; name it with --imvu`);

@@ -1,7 +1,8 @@
 import { Command } from 'commander';
 import type { ImvuListItem, ImvuSummary } from '../../imvu/summary.ts';
 import type { Json } from '../../core/types.ts';
-import { gb, imvuId, int } from '../args.ts';
+import { gb, imvuId, imvuName, int, jurisdiction, text } from '../args.ts';
+import { JURISDICTIONS } from '../../core/policy/vocabulary.ts';
 import type { Receipt } from '../client.ts';
 import { Ctx, receiptLine } from '../context.ts';
 import { CliError, EXIT, usage } from '../errors.ts';
@@ -151,9 +152,10 @@ export function imvuCommand(): Command {
     cmd
       .command('create')
       .description("create an IMVU, signed by its owner's key (domain, DNS zone, mail, routes and compute envelope follow)")
-      .requiredOption('--name <name>', 'IMVU name (letters, digits, _ and -)')
+      .requiredOption('--name <name>', 'IMVU name (letters, digits, _ and -, starting with a letter)', imvuName)
       .requiredOption('--owner <identity>', 'owner: a local creator identity (name or id)')
-      .requiredOption('--jurisdiction <code>', 'jurisdiction tag such as US-CCPA or EU-GDPR'),
+      .requiredOption('--jurisdiction <code>', 'jurisdiction tag, upper case, such as US-CCPA or EU-GDPR (all codes below)', jurisdiction)
+      .addHelpText('after', `\nJurisdiction codes (gate 9):\n  ${JURISDICTIONS.join(', ')}`),
   ).action(async (o: EnvelopeFlags & { name: string; owner: string; jurisdiction: string }, c: Command) => {
     const ctx = Ctx.of(c);
     const owner = await ctx.identityId(o.owner);
@@ -236,7 +238,7 @@ export function imvuCommand(): Command {
     .command('suspend')
     .description('suspend an IMVU (admin or platform; the creator is notified, exit stays possible)')
     .argument('<imvu>', 'IMVU id', imvuId)
-    .requiredOption('--reason <text>', 'why (recorded in the ledger and sent to the creator)')
+    .requiredOption('--reason <text>', 'why (recorded in the ledger and sent to the creator; at most 500 characters)', text(500))
     .action(async (id: string, o: { reason: string }, c: Command) => {
       const ctx = Ctx.of(c);
       if (await unchanged(ctx, id, 'suspended', 'suspend')) return;

@@ -3,7 +3,7 @@
 // approval is a signed `quota.approve` entry (gate 15); the creator still decides whether to scale.
 import { Command } from 'commander';
 import type { Json } from '../../core/types.ts';
-import { gb, imvuId, int } from '../args.ts';
+import { gb, imvuId, int, text } from '../args.ts';
 import { Ctx, receiptLine } from '../context.ts';
 import { usage } from '../errors.ts';
 
@@ -30,7 +30,7 @@ export function quotaCommand(): Command {
     .option('--storage <GB>', 'storage in GB up to which scaling is approved', gb(1, 1_000_000))
     .option('--iops <n>', 'IOPS up to which scaling is approved', int(1, 10_000_000))
     .option('--imvus <n>', 'number of IMVUs the creator may have (with --creator only)', int(1, 100_000))
-    .requiredOption('--reason <text>', 'why (recorded in the ledger, e.g. a contract reference)')
+    .requiredOption('--reason <text>', 'why (recorded in the ledger, e.g. a contract reference; at most 500 characters)', text(500))
     .addHelpText(
       'after',
       '\nExamples:\n  nexus quota approve --imvu IMVU-001 --cpu 64 --memory 256 --reason "render farm contract #12" --as ops\n  nexus quota approve --creator agency --imvus 50 --reason "agency account" --as ops',

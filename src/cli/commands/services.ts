@@ -1,7 +1,8 @@
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import type { Json } from '../../core/types.ts';
-import { collect, imvuId } from '../args.ts';
+import { collect, imvuId, text } from '../args.ts';
+import { DOMAIN_RE } from '../../core/policy/vocabulary.ts';
 import { Ctx, receiptLine } from '../context.ts';
 import { usage } from '../errors.ts';
 import { table } from '../format.ts';
@@ -15,7 +16,14 @@ export function mailCommand(): Command {
   const mail = new Command('mail').description('mail of IMVUs');
   const mailbox = mail.command('mailbox').description('mailboxes');
 
-  const address = async (ctx: Ctx, id: string, a: string) => (a.includes('@') ? a.toLowerCase() : `${a.toLowerCase()}@${(await fetchImvu(ctx, id)).domain}`);
+  const address = async (ctx: Ctx, id: string, a: string) => {
+    const addr = a.includes('@') ? a.toLowerCase() : `${a.toLowerCase()}@${(await fetchImvu(ctx, id)).domain}`;
+    const at = addr.lastIndexOf('@');
+    // What the schema takes: a dot-atom local part (no spaces, no empty parts) at a domain name.
+    if (at <= 0 || at > 64 || !/^[a-z0-9_+-]+(\.[a-z0-9_+-]+)*$/.test(addr.slice(0, at)) || !DOMAIN_RE.test(addr.slice(at + 1)))
+      throw usage(`'${a}' is not a mailbox address such as info or info@example.world (a-z, 0-9, _, + and - in dot-separated parts; no spaces)`);
+    return addr;
+  };
 
   mailbox
     .command('add')
@@ -174,7 +182,7 @@ export function consentCommand(): Command {
     .command('record')
     .description('record your consent (granted or revoked) for a purpose of an IMVU, signed by your pseudonym for that IMVU (derived from your key)')
     .requiredOption('--imvu <id>', 'IMVU id', imvuId)
-    .requiredOption('--purpose <purpose>', 'what the consent is for, e.g. marketing-email')
+    .requiredOption('--purpose <purpose>', 'what the consent is for, e.g. marketing-email (at most 200 characters)', text(200))
     .addOption(new Option('--granted', 'consent is given').conflicts('revoked'))
     .addOption(new Option('--revoked', 'consent is withdrawn').conflicts('granted'))
     .action(async (o: { imvu: string; purpose: string; granted?: boolean; revoked?: boolean }, c: Command) => {

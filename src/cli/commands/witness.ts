@@ -109,7 +109,7 @@ Give the platform the witness's URL and verifier key.`,
     .requiredOption('--data <dir>', "the witness's data directory")
     .option('--port <n>', 'TCP port (0 picks a free port)', port, DEFAULT_PORT)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .action(async (o: { data: string; port: number; host: string }) => {
+    .action(async (o: { data: string; port: number; host: string }, c: Command) => {
       const dir = resolve(o.data);
       const { startWitnessServer } = await witnessCore();
       let running;
@@ -131,7 +131,9 @@ Give the platform the witness's URL and verifier key.`,
         throw err;
       }
       const w = running;
-      process.stdout.write(`nexus witness ${w.name} listening on ${w.url} (verifier key ${w.vkey})\n`);
+      const ctx = Ctx.of(c);
+      // It runs until stopped: printed at once (with --json as one JSON line), not held like a result.
+      process.stdout.write(ctx.json ? JSON.stringify({ name: w.name, url: w.url, vkey: w.vkey }) + '\n' : `nexus witness ${w.name} listening on ${w.url} (verifier key ${w.vkey})\n`);
       await new Promise<void>((done) => {
         const stop = () => {
           process.off('SIGTERM', stop);

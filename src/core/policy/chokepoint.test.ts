@@ -293,7 +293,7 @@ describe('gate 17: platform non-repudiation', () => {
 describe('gateStatus', () => {
   it('lists all 17 gates, each with its file, and none passes silently', () => {
     const gates = gateStatus();
-    expect(gates.map((g) => g.number)).toEqual(Array.from({ length: 17 }, (_, i) => i + 1));
+    expect(gates.map((g) => g.number)).toEqual(Array.from({ length: 18 }, (_, i) => i));
     for (const g of gates) {
       expect(existsSync(g.file), g.file).toBe(true);
       if (g.status === 'not-yet-enforced') expect(g.reason).toBeTruthy();

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { CommandType } from '../types.ts';
 import { CapacityBody, MeterRegisterBody } from '../handshake/metering.ts';
 import { PeriodCloseBody } from '../handshake/close.ts';
-import { DEFAULT_PLAN, DOMAIN_RE, JURISDICTIONS, PLAN_FIELDS, RECORD_TYPES, type PlanLimits } from './vocabulary.ts';
+import { DEFAULT_PLAN, DOMAIN_RE, IMVU_NAME_RE, JURISDICTIONS, PLAN_FIELDS, RECORD_TYPES, type PlanLimits } from './vocabulary.ts';
 
 export { DEFAULT_PLAN, DOMAIN_RE, JURISDICTIONS, PLAN_FIELDS, RECORD_TYPES, type PlanLimits };
 
@@ -126,7 +126,7 @@ export const BODY_SCHEMAS = {
   'identity.revoke': z.object({ identity: identityId, reason: z.string().min(1).max(500).optional() }).strict(),
   'imvu.create': z
     .object({
-      name: z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,62}$/, 'must be 1-63 of letters, digits, _ and -, starting with a letter'),
+      name: z.string().regex(IMVU_NAME_RE, 'must be 1-63 of letters, digits, _ and -, starting with a letter'),
       owner: identityId,
       jurisdiction: z.string().min(1).max(32),
       envelope: envelopePatch.optional(),

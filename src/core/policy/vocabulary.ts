@@ -7,6 +7,9 @@ export const JURISDICTIONS = [
   'SG-PDPA', 'IN-DPDP', 'AU-PRIVACY', 'ZA-POPIA', 'NZ-PRIVACY',
 ] as const;
 
+/** An IMVU name: 1-63 of letters, digits, _ and -, starting with a letter. */
+export const IMVU_NAME_RE = /^[A-Za-z][A-Za-z0-9_-]{0,62}$/;
+
 const label = '(?!-)[a-z0-9-]{1,63}(?<!-)';
 export const DOMAIN_RE = new RegExp(`^(?=.{1,253}$)${label}(\\.${label})+$`);
 
