@@ -41,7 +41,7 @@ export interface CollectorOptions {
   consistencyProof(oldSize: number, newSize: number): Buffer[];
   /** Deadline of one add-checkpoint exchange (default 10 s). */
   timeoutMs?: number;
-  /** Least time between two requests to one witness (default 100 ms). */
+  /** Least time between two requests to one witness (default 1 s: a checkpoint is cosigned within about a second, and the witnesses cost the platform a few requests a second at most). */
   minIntervalMs?: number;
   /** First back-off after a failure (default 1 s; doubles up to maxBackoffMs, default 60 s). */
   backoffMs?: number;
@@ -121,7 +121,7 @@ export class CosignatureCollector {
     }
     this.sessions = o.witnesses.map((w) => new Session(w, CosignatureLog.open(o.dataDir, w.vkey)));
     this.timeoutMs = o.timeoutMs ?? 10_000;
-    this.minIntervalMs = o.minIntervalMs ?? 100;
+    this.minIntervalMs = o.minIntervalMs ?? 1000;
     this.backoffMs = o.backoffMs ?? 1_000;
     this.maxBackoffMs = o.maxBackoffMs ?? 60_000;
     if (o.registry) this.registerMetrics(o.registry);
