@@ -5,7 +5,7 @@
 // directory; every other command is a client of the daemon that signs with the user's own keys and
 // checks the platform's log on every contact (see witness.ts). Exit codes: see errors.ts / README.md.
 import { Command, CommanderError, Help, type Option } from 'commander';
-import { CliError, EXIT, EXIT_HELP, oneLine, usage } from './errors.ts';
+import { CliError, EXIT, EXIT_HELP as EXIT_LINE, oneLine, usage } from './errors.ts';
 import type { ErrorBody } from './client.ts';
 import { takeJsonOutput } from './context.ts';
 import { Home, defaultHome } from './home.ts';
@@ -30,7 +30,8 @@ const ALLOWED_DURING_ALARM = new Set(['init', 'serve', 'start', 'status', 'stop'
 /** The environment and exit codes, for `--help` and the man page. */
 export const ENV_HELP = `NEXUS_URL (daemon), NEXUS_HOME (keys, pinned platforms, saved checkpoints), NEXUS_DATA (data directory),
 NEXUS_PORT (daemon port), NEXUS_AS (default signer).`;
-export { EXIT_HELP };
+/** The exit codes without their heading, for the man page's EXIT STATUS section. */
+export const EXIT_HELP = EXIT_LINE.replace(/^Exit codes: /, '');
 
 /**
  * Options declared required (requiredOption / makeOptionMandatory). commander checks them before it
@@ -72,7 +73,7 @@ export function buildProgram(): Command {
 Environment: ${ENV_HELP}
 With --json every command prints JSON on stdout; a failure prints one object
 {"error": "...", "code": <exit code>, "index": <ledger entry or null>, "gates": [...] or null}.
-${EXIT_HELP}`,
+${EXIT_LINE}`,
     )
     .hook('preAction', (_root, action) => {
       const missing = action.options.find((o) => REQUIRED.has(o) && action.getOptionValue(o.attributeName()) === undefined);

@@ -3,7 +3,7 @@ import type { ImvuListItem, ImvuSummary } from '../../imvu/summary.ts';
 import type { Json } from '../../core/types.ts';
 import { gb, imvuId, imvuName, int, jurisdiction, text } from '../args.ts';
 import { JURISDICTIONS } from '../../core/policy/vocabulary.ts';
-import type { Receipt } from '../client.ts';
+import { ApiError, type Receipt } from '../client.ts';
 import { Ctx, receiptLine } from '../context.ts';
 import { CliError, EXIT, usage } from '../errors.ts';
 import { plural, table } from '../format.ts';
@@ -139,8 +139,13 @@ export function summaryLines(i: ImvuSummary): string[] {
  * The daemon refuses it too (gate 15), as a recorded denial, never as an allowed entry.
  */
 async function unchanged(ctx: Ctx, id: string, status: 'active' | 'suspended', verb: string): Promise<boolean> {
-  const imvu = await fetchImvu(ctx, id);
-  if (imvu.status !== status) return false;
+  // A signer who may not read the IMVU (or one that does not exist) still has its attempt decided
+  // and recorded by the daemon: only a state read here can make it a no-op.
+  const imvu = await fetchImvu(ctx, id).catch((err: unknown) => {
+    if (err instanceof ApiError && (err.status === 403 || err.status === 404)) return undefined;
+    throw err;
+  });
+  if (!imvu || imvu.status !== status) return false;
   ctx.print({ imvu: id, status, index: null, changed: false }, () => `${id} is already ${status}: nothing to ${verb}; no change, nothing recorded`);
   return true;
 }
