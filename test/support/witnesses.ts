@@ -23,6 +23,11 @@ export function platformVkey(p: OpenPlatform): string {
   return verifierKey(p.config.origin, publicKeyRaw(p.platformKey));
 }
 
+/** The platform's raw Ed25519 public key (the key in a vkey is base64, which may itself hold a '+'). */
+export function platformPublicKey(p: OpenPlatform): Buffer {
+  return Buffer.from(publicKeyRaw(p.platformKey));
+}
+
 /** `n` witnesses named witness.test/w1..wn following the platform's log, each its own process. */
 export async function startWitnesses(p: OpenPlatform, n: number, cleanup: (() => void)[]): Promise<TestWitness[]> {
   const out: TestWitness[] = [];

@@ -13,7 +13,7 @@ import { openCheckpoint } from '../../src/core/ledger/checkpoint.ts';
 import { verifyCosignature } from '../../src/core/witness/cosignature.ts';
 import { startServer, type RunningServer } from '../../src/api/server.ts';
 import { run, tempDir, type Run } from '../cli/harness.ts';
-import { cosignatureLines, platformVkey, startWitnesses, waitFor, type TestWitness } from '../support/witnesses.ts';
+import { cosignatureLines, platformPublicKey, startWitnesses, waitFor, type TestWitness } from '../support/witnesses.ts';
 
 const cleanup: (() => void)[] = [];
 let server: RunningServer | undefined;
@@ -59,7 +59,7 @@ describe('receipt upgrade with witness cosignatures', () => {
     cleanup.push(...[data, home, bare].map((d) => () => rmSync(d, { recursive: true, force: true })));
     const p = await initDataDir(data);
     const origin = p.config.origin;
-    const platformKey = Buffer.from(platformVkey(p).split('+')[2]!, 'base64').subarray(1);
+    const platformKey = platformPublicKey(p);
     const ws: TestWitness[] = await startWitnesses(p, 2, cleanup);
     await p.close();
     server = await startServer({

@@ -10,7 +10,7 @@ import { verifyCosignature } from '../../src/core/witness/cosignature.ts';
 import { startServer, type RunningServer } from '../../src/api/server.ts';
 import type { WitnessStatus } from '../../src/core/witness/collector.ts';
 import { run, tempDir } from '../cli/harness.ts';
-import { cosignatureLines, platformVkey, startWitnesses, waitFor, type TestWitness } from '../support/witnesses.ts';
+import { cosignatureLines, platformPublicKey, startWitnesses, waitFor, type TestWitness } from '../support/witnesses.ts';
 
 const cleanup: (() => void)[] = [];
 let server: RunningServer | undefined;
@@ -31,7 +31,7 @@ describe('witness cosignatures collected by the daemon', () => {
     cleanup.push(() => rmSync(data, { recursive: true, force: true }), () => rmSync(home, { recursive: true, force: true }));
     const p = await initDataDir(data);
     const origin = p.config.origin;
-    const key = Buffer.from(platformVkey(p).split('+')[2]!, 'base64').subarray(1);
+    const key = platformPublicKey(p);
     const ws: TestWitness[] = await startWitnesses(p, 2, cleanup);
     await p.close();
     const start = (port = 0) =>
