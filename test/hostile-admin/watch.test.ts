@@ -30,6 +30,7 @@ let home: string;
 let server: RunningServer;
 let platformKey: KeyObject;
 let env: Record<string, string>;
+let aliceKey: KeyObject;
 const nexus = (...args: string[]) => run(args, env);
 
 function ok(r: Run): Run {
@@ -67,6 +68,7 @@ async function setUp(xfr: boolean): Promise<void> {
   ok(await nexus('identity', 'create', 'alice', '--role', 'creator'));
   // alice's own commands, signed with the key her CLI made (straight to the API: fewer processes).
   const alice = loadPrivateKey(join(home, 'keys', 'alice.key'));
+  aliceKey = alice;
   const aliceId = identityIdFromPublicKey(publicKeyRaw(alice));
   expect((await submitDirect(server.url, '/v1/imvus', alice, 'imvu.create', { name: 'Gallery', owner: aliceId, jurisdiction: 'EU-GDPR' })).status).toBe(201);
   for (const [type, value] of [['A', '192.0.2.10'], ['TXT', 'hello']] as const)
@@ -76,6 +78,32 @@ async function setUp(xfr: boolean): Promise<void> {
   expect((await submitDirect(server.url, '/v1/identities', platformKey, 'identity.register', { name: 'ops', role: 'admin', publicKey: ops.publicKey })).status).toBe(201);
   const refused = await submitDirect(server.url, `/v1/zones/${Z}/records`, ops.key, 'dns.record.add', { zone: Z, name: 'pay', type: 'A', value: '203.0.113.9' });
   expect(refused.status).toBe(403);
+  await servedTxt('www', 'hello');
+}
+
+/** Waits until the DNS server serves `name` TXT `text` in Z: the DNS view follows the log a moment after each commit. */
+async function servedTxt(name: string, text: string): Promise<void> {
+  const dns = new DnsTcpClient({ host: '127.0.0.1', port: server.dns!.server.port });
+  try {
+    for (let i = 0; ; i++) {
+      const m = await dns.query(`${name}.${Z}`, 'TXT').catch(() => undefined);
+      if ((m?.answers ?? []).some((a) => a.type === 'TXT' && [a.data].flat().map((x) => String(x)).join('').includes(text))) return;
+      if (i > 500) throw new Error(`the DNS server does not serve ${name}.${Z} TXT ${text}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } finally {
+    dns.close();
+  }
+}
+
+/**
+ * After an edit behind the daemon's back: the DNS server compiles a zone once per serial, so the
+ * edit is served from the zone's next change (here alice's own, recorded), as it would be on a
+ * live platform.
+ */
+async function nextChange(): Promise<void> {
+  expect((await submitDirect(server.url, `/v1/zones/${Z}/records`, aliceKey, 'dns.record.add', { zone: Z, name: 'later', type: 'TXT', value: 'next' })).status).toBe(201);
+  await servedTxt('later', 'next');
 }
 
 afterEach(async () => {
@@ -124,6 +152,7 @@ describe.each([
 
   it('a record edited in the database behind the daemon: exit 4, the record named, evidence kept', async () => {
     expect(sql(`UPDATE records SET value = '203.0.113.66' WHERE zone = ? AND name = ? AND type = 'A'`, Z, `www.${Z}`)).toBe(1);
+    await nextChange();
     const r = await nexus('audit', 'watch', '--once');
     expect(r.code, r.stdout + r.stderr).toBe(4);
     expect(r.stdout).toMatch(new RegExp(`www\\.imvu001\\.world A .*the served RRset differs from the ledger`));
@@ -145,6 +174,7 @@ describe.each([
 
   it('a record injected in the database (the one the admin was refused) is found', async () => {
     expect(sql('INSERT INTO records (id, zone, name, type, value, ttl, entry) VALUES (?, ?, ?, ?, ?, ?, ?)', '999.0', Z, `pay.${Z}`, 'A', '203.0.113.9', 3600, 999)).toBe(1);
+    await nextChange();
     const r = await nexus('audit', 'watch', '--once');
     expect(r.code, r.stdout + r.stderr).toBe(4);
     expect(r.stdout).toMatch(/pay\.imvu001\.world /);
@@ -153,6 +183,7 @@ describe.each([
 
   it('a record deleted from the database is found', async () => {
     expect(sql(`DELETE FROM records WHERE zone = ? AND name = ? AND type = 'TXT'`, Z, `www.${Z}`)).toBe(1);
+    await nextChange();
     const r = await nexus('audit', 'watch', '--once');
     expect(r.code, r.stdout + r.stderr).toBe(4);
     expect(r.stdout).toMatch(/www\.imvu001\.world (TXT|types) .*(the ledger has this RRset; the server does not serve it|not those of the ledger)/);
