@@ -190,17 +190,21 @@ function hostPort(s: string, what = "the secondary's"): { address: string; port:
   if (!(p >= 1 && p <= 65535)) return `${JSON.stringify(s)}: the port must be 1-65535`;
   return { address, port: p };
 }
+/** A string that `parse` turns into a value, or refuses with the message it returns. */
+function parsedWith<T extends object>(parse: (s: string) => T | string, string: z.ZodString = z.string()) {
+  return string.transform((s, ctx) => {
+    const r = parse(s);
+    if (typeof r === 'string') {
+      ctx.addIssue({ code: 'custom', message: r });
+      return z.NEVER;
+    }
+    return r;
+  });
+}
 const Notify = z.preprocess(
   splitList,
   z.array(
-    z.string().transform((s, ctx) => {
-      const r = hostPort(s);
-      if (typeof r === 'string') {
-        ctx.addIssue({ code: 'custom', message: r });
-        return z.NEVER;
-      }
-      return r;
-    }),
+    parsedWith(hostPort),
     { error: LIST_MESSAGE },
   ).transform((a) => [...new Map(a.map((t) => [`${t.address} ${t.port}`, t])).values()]),
 );
@@ -209,14 +213,7 @@ const RootHints = z.preprocess(
   splitList,
   z
     .array(
-      z.string().transform((s, ctx) => {
-        const r = hostPort(s, "a root server's");
-        if (typeof r === 'string') {
-          ctx.addIssue({ code: 'custom', message: r });
-          return z.NEVER;
-        }
-        return r;
-      }),
+      parsedWith((s) => hostPort(s, "a root server's")),
       { error: LIST_MESSAGE },
     )
     .min(1, 'must name at least one root server')
@@ -263,14 +260,7 @@ function nameServer(s: string): { name: string; address: string } | string {
 const NameServers = z.preprocess(
   splitList,
   z.array(
-    z.string().transform((s, ctx) => {
-      const r = nameServer(s);
-      if (typeof r === 'string') {
-        ctx.addIssue({ code: 'custom', message: r });
-        return z.NEVER;
-      }
-      return r;
-    }),
+    parsedWith(nameServer),
     { error: LIST_MESSAGE },
   ).max(8, 'at most 8 name servers').transform((a) => [...new Map(a.map((t) => [`${t.name} ${t.address}`, t])).values()]),
 );
@@ -299,14 +289,7 @@ function witnessSpec(s: string): { url: string; vkey: string } | string {
 const Witnesses = z.preprocess(
   (v) => splitList(Array.isArray(v) ? v.map((w: unknown) => (w && typeof w === 'object' && 'url' in w && 'vkey' in w ? `${String(w.url)}=${String(w.vkey)}` : w)) : v),
   z.array(
-    z.string({ error: 'must be a list of URL=VKEY strings or { url, vkey } objects' }).transform((s, ctx) => {
-      const r = witnessSpec(s);
-      if (typeof r === 'string') {
-        ctx.addIssue({ code: 'custom', message: r });
-        return z.NEVER;
-      }
-      return r;
-    }),
+    parsedWith(witnessSpec, z.string({ error: 'must be a list of URL=VKEY strings or { url, vkey } objects' })),
     { error: LIST_MESSAGE },
   )
     .max(32, 'at most 32 witnesses')
