@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { generateKeyPair, identityIdFromPublicKey, publicKeyRaw } from './identity/keys.ts';
 import { signCommand, type SignOptions } from './identity/envelope.ts';
 import { initDataDir, type OpenPlatform, type PlatformInit } from './platform.ts';
@@ -18,6 +18,11 @@ export interface Actor {
 export interface TestPlatform extends OpenPlatform {
   register(name: string, role: Exclude<Role, 'platform'>): Promise<Actor>;
   as(actor: Actor, type: CommandType, body: { [k: string]: Json }, opts?: Partial<SignOptions>): Promise<Receipt>;
+  /**
+   * The whole exit of `imvu` by its creator `owner`: exit, an archive recorded ready by the
+   * platform (a stand-in digest: the archive itself is src/imvu/exit's business), confirmed.
+   */
+  exitNow(owner: Actor, imvu: string): Promise<Receipt>;
   cleanup(): Promise<void>;
 }
 
@@ -48,6 +53,16 @@ export async function testPlatform(
     },
     as(actor, type, body, opts) {
       return p.chokepoint.submit(signCommand(actor.key, type, body, { origin: p.config.origin, ...ts(), ...opts }));
+    },
+    async exitNow(owner, imvu) {
+      const started = await t.as(owner, 'imvu.exit', { imvu });
+      if (!started.allowed) return started;
+      const digest = createHash('sha256').update(`archive of ${imvu}`).digest('hex');
+      const ready = await p.chokepoint.submit(
+        p.chokepoint.platformCommand('imvu.exit.ready', { imvu, archive: { sha256: digest, size: 1 }, manifest: digest, treeSize: started.index + 1 }),
+      );
+      if (!ready.allowed) throw new Error(`exit ready refused: ${JSON.stringify(ready.gates)}`);
+      return t.as(owner, 'imvu.exit.confirm', { imvu, archive: digest });
     },
     async cleanup() {
       await p.close();

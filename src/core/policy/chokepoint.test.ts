@@ -268,7 +268,22 @@ describe('gates 13, 14, 15: exit, routes and quotas belong to the creator', () =
     const exit = await p.as(alice, 'imvu.exit', { imvu: 'IMVU-001' });
     expect(exit.allowed).toBe(true);
     expect(exit.gates.find((g) => g.gate === 12)!.status).toBe('not-enforced');
-    expect(await p.store.get('SELECT status FROM imvus')).toEqual({ status: 'exited' });
+    // Exiting: still served as before, and frozen against everyone but its creator (threat 2.5, 4.3).
+    expect(await p.store.get('SELECT status FROM imvus')).toEqual({ status: 'exiting' });
+    for (const [type, body] of [
+      ['imvu.suspend', { imvu: 'IMVU-001', reason: 'stop the exit' }],
+      ['imvu.scale', { imvu: 'IMVU-001', cpu_cores: 1 }],
+      ['quota.approve', { imvu: 'IMVU-001', envelope: { cpu_cores: 8 }, reason: 'x' }],
+    ] as const) {
+      const r = await p.as(admin, type, body);
+      expect(deniedBy(r)).toContain(13);
+      expect(r.gates.find((g) => g.gate === 13)!.reason).toMatch(/IMVU-001 is exiting/);
+    }
+    const notices = await p.store.all<{ gate: number; message: string }>("SELECT gate, message FROM notifications WHERE imvu = 'IMVU-001' ORDER BY entry");
+    expect(notices.map((n) => `${n.gate} ${n.message}`)).toContainEqual(expect.stringMatching(/^13 ops \(admin\) tried imvu\.\w+ on IMVU-001: BLOCKED by gate 13/)); // one notice per source per interval
+    // The creator still changes its own IMVU; the exit cannot be started twice.
+    expect((await p.as(alice, 'dns.record.add', { zone: 'imvu001.world', name: 'www', type: 'A', value: '192.0.2.7' })).allowed).toBe(true);
+    expect(deniedBy(await p.as(alice, 'imvu.exit', { imvu: 'IMVU-001' }))).toEqual([13]);
   });
 });
 

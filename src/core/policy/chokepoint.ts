@@ -168,8 +168,11 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
   const pre = await preconditions(ctx);
   if (pre) results.push(deny(0, pre));
   for (const gate of GATES) {
-    if (gate.guards !== 'all' && !gate.guards.includes(cmd.type)) continue;
-    results.push(await gate.check(ctx));
+    if (gate.guards === 'all' || gate.guards.includes(cmd.type)) results.push(await gate.check(ctx));
+    else if (gate.beyond) {
+      const r = await gate.beyond(ctx);
+      if (r) results.push(r);
+    }
   }
   return { ...base, spent, imvu, decision: { allowed: results.every((r) => r.status !== 'deny'), gates: results } };
 }

@@ -36,6 +36,7 @@ const mailboxAddress = z
     const at = s.lastIndexOf('@');
     return at > 0 && /^[a-z0-9_+-]+(\.[a-z0-9_+-]+)*$/.test(s.slice(0, at)) && at <= 64 && DOMAIN_RE.test(s.slice(at + 1));
   }, 'must be an address such as info@example.world (no empty labels such as x..y)');
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 digest in lower-case hex');
 const isoTime = z.string().datetime({ offset: false, message: 'must be an ISO-8601 UTC time' });
 const digits = z.string().regex(/^\d{1,30}$/, 'must be a whole number of units as decimal digits');
 const smallInt = (max: number) => z.number().int().min(1).max(max);
@@ -136,6 +137,21 @@ export const BODY_SCHEMAS = {
   'imvu.suspend': z.object({ imvu: imvuId, reason: z.string().min(1).max(500) }).strict(),
   'imvu.resume': z.object({ imvu: imvuId }).strict(),
   'imvu.exit': z.object({ imvu: imvuId }).strict(),
+  // The exit process (src/imvu/exit/): the platform records the finished archive (its SHA-256 and
+  // size, and the ledger size its history was proved against); the creator confirms the download
+  // by naming the same digest, or, a week after the archive was ready, the platform ends the exit;
+  // data is released after the grace and deleted after the retention (src/imvu/exit/policy.ts).
+  'imvu.exit.ready': z
+    .object({
+      imvu: imvuId,
+      archive: z.object({ sha256: sha256Hex, size: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER) }).strict(),
+      manifest: sha256Hex,
+      treeSize: z.number().int().min(1),
+    })
+    .strict(),
+  'imvu.exit.confirm': z.object({ imvu: imvuId, archive: sha256Hex }).strict(),
+  'imvu.exit.expire': z.object({ imvu: imvuId }).strict(),
+  'imvu.purge': z.object({ imvu: imvuId, stage: z.enum(['release', 'delete']) }).strict(),
   'member.add': z.object({ imvu: imvuId, identity: identityId }).strict(),
   'domain.claim': z.object({ imvu: imvuId, domain }).strict(),
   'dns.record.add': z

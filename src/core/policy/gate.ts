@@ -55,6 +55,8 @@ export interface Gate {
   /** 'enforced' when the gate can decide now; otherwise why not yet, reported on every command it guards. */
   status: 'enforced' | { notYetEnforced: string };
   check(ctx: GateContext): Promise<GateResult>;
+  /** A check of commands it does not guard; its result is recorded only when it has one. */
+  beyond?(ctx: GateContext): Promise<GateResult | undefined>;
 }
 
 export const pass = (gate: number, reason?: string): GateResult => (reason ? { gate, status: 'pass', reason } : { gate, status: 'pass' });

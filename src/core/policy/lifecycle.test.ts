@@ -20,7 +20,7 @@ describe('an exited IMVU', () => {
     const meter = await p.register('dns', 'service');
     expect((await p.as(alice, 'imvu.create', { name: 'Gallery', owner: alice.id, jurisdiction: 'US-CCPA' })).allowed).toBe(true);
     expect((await p.as(alice, 'domain.claim', { imvu: 'IMVU-001', domain: 'gallery.example' })).allowed).toBe(true);
-    expect((await p.as(alice, 'imvu.exit', { imvu: 'IMVU-001' })).allowed).toBe(true);
+    expect((await p.exitNow(alice, 'IMVU-001')).allowed).toBe(true);
 
     const period = { start: new Date(Date.now() - 60_000).toISOString(), end: new Date().toISOString() };
     const attempts = [
@@ -35,11 +35,11 @@ describe('an exited IMVU', () => {
     ];
     for (const r of attempts) {
       expect(r.allowed).toBe(false);
-      expect(r.gates.find((g) => g.gate === 0 && g.status === 'deny')?.reason).toMatch(/IMVU-001 has exited: it accepts only imvu.exit, notify.creator/);
+      expect(r.gates.find((g) => g.gate === 0 && g.status === 'deny')?.reason).toMatch(/IMVU-001 has exited: it accepts only imvu.purge, notify.creator/);
     }
     expect(await p.store.get("SELECT status FROM imvus WHERE id = 'IMVU-001'")).toEqual({ status: 'exited' });
-    // The exit itself may be repeated (it changes nothing).
-    expect((await p.as(alice, 'imvu.exit', { imvu: 'IMVU-001' })).allowed).toBe(true);
+    // The exit is over: starting it again changes nothing, so it is refused.
+    expect(deniedBy(await p.as(alice, 'imvu.exit', { imvu: 'IMVU-001' }))).toContain(0);
     expect((await verifyStore(p.store)).problems).toEqual([]);
   });
 
@@ -51,7 +51,7 @@ describe('an exited IMVU', () => {
     expect(deniedBy(await p.as(ops, 'imvu.resume', { imvu: 'IMVU-001' }))).toEqual([15]); // active: nothing to resume
     expect((await p.as(ops, 'imvu.suspend', { imvu: 'IMVU-001', reason: 'abuse report' })).allowed).toBe(true);
     expect(await p.store.get("SELECT COUNT(*) AS n FROM records WHERE zone = 'imvu001.world'")).toEqual({ n: 7 });
-    expect((await p.as(alice, 'imvu.exit', { imvu: 'IMVU-001' })).allowed).toBe(true);
+    expect((await p.exitNow(alice, 'IMVU-001')).allowed).toBe(true);
     expect(deniedBy(await p.as(ops, 'imvu.resume', { imvu: 'IMVU-001' }))).toEqual([0, 15]);
     expect(await p.store.get("SELECT status FROM imvus WHERE id = 'IMVU-001'")).toEqual({ status: 'exited' });
   });
@@ -106,7 +106,7 @@ describe('plan limits (gate 15)', () => {
     // Another creator is not affected.
     expect((await p.as(bob, 'imvu.create', { name: 'Shop', owner: bob.id, jurisdiction: 'US-CCPA' })).allowed).toBe(true);
     // An exited IMVU no longer counts; an approval for the creator raises the count.
-    expect((await p.as(alice, 'imvu.exit', { imvu: 'IMVU-001' })).allowed).toBe(true);
+    expect((await p.exitNow(alice, 'IMVU-001')).allowed).toBe(true);
     expect((await p.as(alice, 'imvu.create', { name: 'Again', owner: alice.id, jurisdiction: 'US-CCPA' })).allowed).toBe(true);
     expect(deniedBy(await p.as(alice, 'imvu.create', { name: 'OneMore', owner: alice.id, jurisdiction: 'US-CCPA' }))).toEqual([15]);
     expect((await p.as(ops, 'quota.approve', { creator: alice.id, envelope: { imvus: 12 }, reason: 'agency account' })).allowed).toBe(true);

@@ -3,8 +3,8 @@ import { identityIdFromPublicKey } from '../identity/keys.ts';
 import type { GateContext } from './gate.ts';
 import { absoluteName } from './naming.ts';
 
-/** What an exited IMVU still accepts: the exit itself (repeating it changes nothing) and notices to its creator. */
-export const AFTER_EXIT: ReadonlySet<string> = new Set(['imvu.exit', 'notify.creator']);
+/** What an exited IMVU still accepts: the last steps of its exit (purge, gate 13) and notices to its creator. */
+export const AFTER_EXIT: ReadonlySet<string> = new Set(['imvu.purge', 'notify.creator']);
 
 async function exitedZoneOwner(ctx: GateContext, zone: string): Promise<string | undefined> {
   const row = await ctx.db.get<{ id: string }>("SELECT i.id AS id FROM zones z JOIN imvus i ON i.id = z.imvu WHERE z.name = ? AND i.status = 'exited'", [zone]);

@@ -128,7 +128,30 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
       await tx.run("UPDATE imvus SET status = 'active' WHERE id = ? AND status = 'suspended'", [String(b.imvu)]);
       return;
     case 'imvu.exit':
+      // Still served, metered and billed as before while the archive is built (gate 13 freezes it against others).
+      await tx.run("UPDATE imvus SET status = 'exiting' WHERE id = ?", [String(b.imvu)]);
+      await tx.run('INSERT OR REPLACE INTO exits (imvu, started_at, entry) VALUES (?, ?, ?)', [String(b.imvu), at, index]);
+      return;
+    case 'imvu.exit.ready': {
+      const archive = b.archive as { sha256: string; size: number };
+      await tx.run('UPDATE exits SET ready_at = ?, archive_sha256 = ?, archive_size = ?, manifest_sha256 = ?, tree_size = ?, ready_entry = ? WHERE imvu = ?', [
+        at,
+        archive.sha256,
+        archive.size,
+        String(b.manifest),
+        Number(b.treeSize),
+        index,
+        String(b.imvu),
+      ]);
+      return;
+    }
+    case 'imvu.exit.confirm':
+    case 'imvu.exit.expire':
       await tx.run("UPDATE imvus SET status = 'exited' WHERE id = ?", [String(b.imvu)]);
+      await tx.run('UPDATE exits SET exited_at = ?, how = ?, exited_entry = ? WHERE imvu = ?', [at, command.type === 'imvu.exit.confirm' ? 'confirmed' : 'expired', index, String(b.imvu)]);
+      return;
+    case 'imvu.purge':
+      await tx.run(`UPDATE exits SET ${b.stage === 'release' ? 'released_at' : 'deleted_at'} = ? WHERE imvu = ?`, [at, String(b.imvu)]);
       return;
     case 'member.add':
       await tx.run('INSERT OR IGNORE INTO members (imvu, identity, entry) VALUES (?, ?, ?)', [String(b.imvu), String(b.identity), index]);

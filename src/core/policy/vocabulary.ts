@@ -29,3 +29,12 @@ export const DEFAULT_PLAN = {
 } as const;
 export type PlanLimits = { [K in keyof typeof DEFAULT_PLAN]: number };
 export const PLAN_FIELDS = ['cpu_cores', 'memory_gb', 'storage_gb', 'iops', 'imvus_per_creator'] as const;
+
+/**
+ * The exit's clock (gate 13), counted in ledger entry times. The platform may end an exit the
+ * creator has not confirmed only this long after the archive was ready; it may release an exited
+ * IMVU's resources only after the grace, and delete its data only after the retention.
+ */
+export const EXIT_CONFIRM_DAYS = 7;
+export const EXIT_GRACE_DAYS = 30;
+export const EXIT_RETENTION_DAYS = 90;

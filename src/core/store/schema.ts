@@ -102,6 +102,11 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
     // `source`: the identity whose refused attempts a notice aggregates (NULL for other notices).
     ddl: `CREATE TABLE IF NOT EXISTS notifications (entry INTEGER PRIMARY KEY, recipient TEXT NOT NULL, imvu TEXT NOT NULL, about INTEGER NOT NULL, gate INTEGER NOT NULL, message TEXT NOT NULL, at TEXT NOT NULL, source TEXT)`,
   },
+  /** The exit of an IMVU (gate 13): started, archive ready (its digest), ended (confirmed or expired), released, deleted. */
+  exits: {
+    key: 'imvu',
+    ddl: `CREATE TABLE IF NOT EXISTS exits (imvu TEXT PRIMARY KEY, started_at TEXT NOT NULL, ready_at TEXT, archive_sha256 TEXT, archive_size INTEGER, manifest_sha256 TEXT, tree_size INTEGER, ready_entry INTEGER, exited_at TEXT, how TEXT, exited_entry INTEGER, released_at TEXT, deleted_at TEXT, entry INTEGER NOT NULL)`,
+  },
   /** DKIM keys per IMVU and selector; `state`: active (signs), published (rotation standby), retired (still published). `since`: when it entered that state. */
   dkim_keys: {
     key: 'imvu, selector',

@@ -31,6 +31,9 @@ export const PLATFORM_POWERS: Readonly<Partial<Record<CommandType, string>>> = {
   'dnssec.remove': `remove a retired DNSSEC key ${DNSKEY_TTL_S}s after it was retired`,
   'dnssec.resign': 'move the serial of an unchanged signed zone so secondaries fetch fresh signatures',
   'quota.approve': 'approve an envelope above the plan (the creator still decides to scale)',
+  'imvu.exit.ready': "record the finished exit archive of an exiting IMVU (its digest, for the creator's confirmation)",
+  'imvu.exit.expire': 'end an exit the creator has not confirmed, a week after its archive was ready (gate 13 times it)',
+  'imvu.purge': 'release an exited IMVU after the 30-day grace, delete its data after the 90-day retention (gate 13 times both)',
   'domain.verified': "record the proof of control of a domain the IMVU claimed: the challenge TXT found, checked against the claim's token by gate 3",
 };
 
