@@ -28,6 +28,7 @@ import type { Reader } from './read-auth.ts';
 import { HttpError } from './http-error.ts';
 import { bundleReply, checkpointReply, hashTileReply, TLOG_CHECKPOINT_CACHE } from './tlog.ts';
 import type { CosignatureCollector } from '../core/witness/collector.ts';
+import type { ExitService } from '../imvu/exit/service.ts';
 import { cosignedCheckpoint, servedCheckpoint } from './checkpoint.ts';
 import { daemonStatus, type DaemonInfo } from './status.ts';
 
@@ -46,6 +47,8 @@ export interface ApiContext {
   dns?: { address: string; port: number; xfr: XfrSummary };
   /** The witnesses' cosignatures of the checkpoints, when witnesses are configured. */
   witnesses?: CosignatureCollector;
+  /** The exit process: archive builds and their status. */
+  exits?: ExitService;
   /** Version, pid, data directory and listeners, for GET /v1/status (set once the daemon listens). */
   daemon?: DaemonInfo;
 }
@@ -361,6 +364,8 @@ export const ROUTES: RouteDef[] = [
   mutation('POST', '/v1/imvus/:id/suspend', 'imvu.suspend', 'Suspend an IMVU (admin; the creator is notified)', { param: 'id', field: 'imvu' }),
   mutation('POST', '/v1/imvus/:id/resume', 'imvu.resume', 'Resume a suspended IMVU', { param: 'id', field: 'imvu' }),
   mutation('POST', '/v1/imvus/:id/exit', 'imvu.exit', "Exit (the creator's signature alone; suspension cannot block it)", { param: 'id', field: 'imvu' }),
+  mutation('POST', '/v1/imvus/:id/exit/confirm', 'imvu.exit.confirm', "Confirm the download of the exit archive (its SHA-256): the IMVU becomes exited", { param: 'id', field: 'imvu' }),
+  mutation('POST', '/v1/imvus/:id/purge', 'imvu.purge', 'Release (after the 30-day grace) or delete (after the 90-day retention) an exited IMVU', { param: 'id', field: 'imvu' }),
   mutation('POST', '/v1/imvus/:id/members', 'member.add', 'Add a member', { param: 'id', field: 'imvu' }),
   mutation('POST', '/v1/imvus/:id/domains', 'domain.claim', 'Claim a domain outside the platform suffix: pending (not served) until proven; the answer names the TXT record to publish', { param: 'id', field: 'imvu' }),
   verifyRoute(),
@@ -478,6 +483,34 @@ export const ROUTES: RouteDef[] = [
     await mayReadImvu(ctx, await scope(), params.id);
     return { body: { notifications: await notifications(ctx, 'imvu', params.id) } };
   }),
+  read('/v1/imvus/:id/exit', "An IMVU's exit: the ledger's record (started, archive ready, ended) and the build's progress per part", { params: Params.imvu }, async (ctx, { params, scope }) => {
+    await mayReadImvu(ctx, await scope(), params.id);
+    const row = await ctx.platform.store.get('SELECT * FROM exits WHERE imvu = ?', [params.id]);
+    const imvu = await ctx.platform.store.get<{ status: string }>('SELECT status FROM imvus WHERE id = ?', [params.id]);
+    if (!imvu) throw new HttpError(404, `unknown IMVU ${params.id}`);
+    const { readExitStatus } = await import('../imvu/exit/service.ts');
+    return { body: { imvu: params.id, status: imvu.status, exit: row ?? null, build: readExitStatus(ctx.platform.dataDir, params.id) ?? null } };
+  }),
+  read(
+    '/v1/imvus/:id/exit/archive',
+    "The IMVU's exit archive (.tar.gz), once the ledger records it ready (its creator and members)",
+    { params: Params.imvu, produces: 'application/gzip' },
+    async (ctx, { params, scope }) => {
+      await mayReadImvu(ctx, await scope(), params.id);
+      const row = await ctx.platform.store.get<{ archive_sha256: string | null; archive_size: number | null }>('SELECT archive_sha256, archive_size FROM exits WHERE imvu = ?', [params.id]);
+      if (!row?.archive_sha256) throw new HttpError(404, `${params.id} has no exit archive ready`);
+      const { archiveName, exportDir } = await import('../imvu/exit/build.ts');
+      const { createReadStream, existsSync } = await import('node:fs');
+      const { join } = await import('node:path');
+      const file = join(exportDir(ctx.platform.dataDir, params.id), archiveName(params.id));
+      if (!existsSync(file)) throw new HttpError(404, `${params.id}'s exit archive is no longer kept here`);
+      return {
+        body: createReadStream(file),
+        contentType: 'application/gzip',
+        headers: { 'content-length': String(row.archive_size), 'x-archive-sha256': row.archive_sha256, 'content-disposition': `attachment; filename="${archiveName(params.id)}"` },
+      };
+    },
+  ),
   read('/v1/consents', "Consent history by subject and/or IMVU (the IMVU's creator, members and admins; a subject its own)", { query: Queries.consents }, async (ctx, { query, reader, scope }) => {
     if (!query.subject && !query.imvu) throw new HttpError(400, 'give subject and/or imvu');
     const s = await scope();

@@ -23,6 +23,7 @@ import { ensurePlatformZone } from '../domains/registry/declare.ts';
 import { CosignatureCollector, type WitnessEndpoint } from '../core/witness/collector.ts';
 import type { Listener } from './status-view.ts';
 import { daemonStatus, type DaemonInfo } from './status.ts';
+import { servedCheckpoint } from './checkpoint.ts';
 import type { DaemonStatus } from './status-view.ts';
 
 export interface ServerOptions {
@@ -64,6 +65,8 @@ export interface ServerOptions {
    * newest); their cosignatures are kept under DATA/cosignatures and served with the checkpoint.
    */
   witnesses?: { endpoints: WitnessEndpoint[]; timeoutMs?: number; minIntervalMs?: number; backoffMs?: number };
+  /** The exit process (src/imvu/exit/service.ts): days before an unconfirmed exit ends, how often its clock is checked. */
+  exit?: { confirmDays?: number; clockIntervalMs?: number };
 }
 
 /** Defaults: generous for people and scripts, far below what fills a disk. */
@@ -222,8 +225,20 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     dns?.server.view.invalidate();
   });
   platform.integrity.start(opts.integrityIntervalMs ?? DEFAULTS.integrityIntervalMs, (err) => app.log.error({ err }, 'integrity check failed'));
+  // Exits: archives built in the background, then the exit's clock (src/imvu/exit/service.ts).
+  const { ExitService } = await import('../imvu/exit/service.ts');
+  const exits = new ExitService({
+    platform,
+    checkpointNote: async (size) => (await servedCheckpoint({ platform, ...(witnesses ? { witnesses } : {}) }, size))?.note,
+    ...(opts.exit?.confirmDays !== undefined ? { confirmDays: opts.exit.confirmDays } : {}),
+    ...(opts.exit?.clockIntervalMs !== undefined ? { clockIntervalMs: opts.exit.clockIntervalMs } : {}),
+    log: app.log,
+  });
+  platform.chokepoint.ledger.onCheckpoint(() => exits.poke());
+  exits.start();
   let openapi: unknown;
   const ctx: ApiContext = {
+    exits,
     platform,
     metrics,
     noise,
@@ -305,6 +320,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   } catch (err) {
     await app.close().catch(() => undefined);
     await closer.close();
+    await exits.close();
     await dns?.close().catch(() => undefined);
     await witnesses?.close();
     await platform.close();
@@ -347,6 +363,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         stopping = true;
         try {
           await closer.close();
+          await exits.close();
           // DNS first: its sockets close, then the counts left are flushed into the ledger.
           if (dns) {
             const last = await dns.close();

@@ -218,6 +218,57 @@ export class Client {
     return (await this.json(res, signed.command.type)) as T;
   }
 
+  /**
+   * GET a file (e.g. an exit archive) straight to `file`: written to a temp name, fsynced and renamed,
+   * so an interrupted download never leaves a file under the final name. Signed like get().
+   */
+  async download(path: string, file: string, as?: ReadSigner, onBytes?: (received: number, total: number | undefined) => void): Promise<{ bytes: number; headers: Record<string, string | string[] | undefined> }> {
+    const { createWriteStream, renameSync, rmSync, openSync, fsyncSync, closeSync } = await import('node:fs');
+    const u = new URL(this.url + path);
+    const request = u.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
+    const ca = await this.trusted();
+    const headers = as ? { accept: '*/*', ...signRead(as.key, as.id, 'GET', this.url + path) } : { accept: '*/*' };
+    const partial = `${file}.partial`;
+    const tlsCa = u.protocol === 'https:' && ca !== undefined ? { ca: [...(await import('node:tls')).rootCertificates, ca] } : {};
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = request(u, { method: 'GET', agent: false, headers, ...tlsCa }, resolve);
+      req.setTimeout(this.timeoutMs, () => req.destroy(Object.assign(new Error('no answer in time'), { name: 'TimeoutError' })));
+      req.on('error', (err) => reject(new CliError(`cannot reach the daemon at ${this.url} (${transportReason(err)})`, EXIT.unreachable)));
+      req.end();
+    });
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status >= 300) {
+      const chunks: Buffer[] = [];
+      for await (const c of res) if (chunks.length < 64) chunks.push(c as Buffer);
+      const text = Buffer.concat(chunks).toString('utf8');
+      return this.fail({ ok: false, status, statusText: res.statusMessage ?? '', text: async () => text }, `GET ${path}`);
+    }
+    const total = Number(res.headers['content-length']) || undefined;
+    let bytes = 0;
+    const out = createWriteStream(partial, { mode: 0o600 });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        res.on('data', (c: Buffer) => {
+          bytes += c.length;
+          onBytes?.(bytes, total);
+        });
+        res.on('error', reject);
+        out.on('error', reject);
+        out.on('finish', resolve);
+        res.pipe(out);
+      });
+      if (total !== undefined && bytes !== total) throw new CliError(`the download of ${path} stopped after ${bytes} of ${total} bytes`, EXIT.unreachable);
+      const fd = openSync(partial, 'r');
+      fsyncSync(fd);
+      closeSync(fd);
+      renameSync(partial, file);
+    } catch (err) {
+      rmSync(partial, { force: true });
+      throw err;
+    }
+    return { bytes, headers: res.headers };
+  }
+
   private async json(res: Answer, what: string): Promise<unknown> {
     const text = await res.text();
     try {

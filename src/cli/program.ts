@@ -23,9 +23,10 @@ import { witnessCommand } from './commands/witness.ts';
 import { quotaCommand } from './commands/quota.ts';
 import { statusCommand, stopCommand } from './commands/daemon.ts';
 import { completionCommand, manCommand } from './commands/completion.ts';
+import { exportCommand } from './commands/exit.ts';
 
 /** Commands that still run while an alarm is open: the ones that show, acknowledge or do not involve a user's log. */
-const ALLOWED_DURING_ALARM = new Set(['init', 'serve', 'start', 'status', 'stop', 'audit verify', 'audit acknowledge', 'audit receipts', 'audit split', 'audit witnesses add', 'audit witnesses list', 'audit witnesses remove', 'audit witnesses require', 'witness init', 'witness add-log', 'witness show', 'witness serve', 'identity forget-platform', 'completion', 'man']);
+const ALLOWED_DURING_ALARM = new Set(['init', 'serve', 'start', 'status', 'stop', 'audit verify', 'audit acknowledge', 'audit receipts', 'audit split', 'audit witnesses add', 'audit witnesses list', 'audit witnesses remove', 'audit witnesses require', 'witness init', 'witness add-log', 'witness show', 'witness serve', 'identity forget-platform', 'export verify', 'completion', 'man']);
 
 /** The environment and exit codes, for `--help` and the man page. */
 export const ENV_HELP = `NEXUS_URL (daemon), NEXUS_HOME (keys, pinned platforms, saved checkpoints), NEXUS_DATA (data directory),
@@ -97,6 +98,7 @@ ${EXIT_LINE}`,
     gatesCommand(),
     witnessCommand(),
     quotaCommand(),
+    exportCommand(),
     completionCommand(),
     manCommand(),
   ])

@@ -159,6 +159,27 @@ export function identityCommand(): Command {
     });
 
   cmd
+    .command('ssh-key')
+    .description("a local identity's key in OpenSSH form: the public line (an age recipient) and, with --private-out, the private key file `age -d -i FILE` opens an exit archive's secrets with")
+    .argument('<identity>', 'local name or id')
+    .option('--private-out <file>', 'write the private key here (mode 0600; refuses to overwrite)')
+    .action(async (who: string, o: { privateOut?: string }, c: Command) => {
+      const ctx = Ctx.of(c);
+      const signer = ctx.home.signer(who);
+      const { sshPrivateKey, sshPublicKey } = await import('../../core/identity/openssh.ts');
+      if (o.privateOut) {
+        const { writeFileSync } = await import('node:fs');
+        try {
+          writeFileSync(o.privateOut, sshPrivateKey(signer.key, signer.name), { mode: 0o600, flag: 'wx' });
+        } catch (err) {
+          throw usage(`cannot write ${o.privateOut}: ${(err as NodeJS.ErrnoException).code === 'EEXIST' ? 'it exists' : (err as Error).message}`);
+        }
+      }
+      const pub = sshPublicKey(signer.key);
+      ctx.print({ name: signer.name, id: signer.id, sshPublicKey: pub, privateKeyFile: o.privateOut ?? null }, () => [pub, ...(o.privateOut ? [`private key written to ${o.privateOut} (0600)`] : [])]);
+    });
+
+  cmd
     .command('import')
     .description('register a key you already hold with this daemon (a new platform, or one started over); without --key, the key NAME holds here')
     .argument('<name>', 'identity name: 2-32 of a-z, 0-9 and -, starting with a letter')

@@ -4,6 +4,7 @@ import type { Json } from '../../core/types.ts';
 import { gb, imvuId, imvuName, int, jurisdiction, text } from '../args.ts';
 import { JURISDICTIONS } from '../../core/policy/vocabulary.ts';
 import { ApiError, type Receipt } from '../client.ts';
+import { addExitCommands } from './exit.ts';
 import { Ctx, receiptLine } from '../context.ts';
 import { CliError, EXIT, usage } from '../errors.ts';
 import { plural, table } from '../format.ts';
@@ -262,16 +263,7 @@ export function imvuCommand(): Command {
       ctx.print({ imvu: id, status: 'active', index: s.receipt.index }, () => [`✅ ${id} resumed`, `✅ ${receiptLine(s)}`]);
     });
 
-  cmd
-    .command('exit')
-    .description("exit an IMVU (needs only the creator's signature; suspension cannot block it)")
-    .argument('<imvu>', 'IMVU id', imvuId)
-    .action(async (id: string, _o: unknown, c: Command) => {
-      const ctx = Ctx.of(c);
-      const before = await fetchImvu(ctx, id);
-      const s = await ctx.submit('POST', `/v1/imvus/${id}/exit`, 'imvu.exit', { imvu: id }, ctx.signer([before.owner.id], `imvu exit ${id}`));
-      ctx.print({ imvu: id, status: 'exited', index: s.receipt.index, receipt: s.receipt }, () => [`✅ ${id} exited`, `✅ ${receiptLine(s)}`]);
-    });
+  addExitCommands(cmd);
 
   return cmd;
 }

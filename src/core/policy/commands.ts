@@ -37,6 +37,10 @@ const mailboxAddress = z
     return at > 0 && /^[a-z0-9_+-]+(\.[a-z0-9_+-]+)*$/.test(s.slice(0, at)) && at <= 64 && DOMAIN_RE.test(s.slice(at + 1));
   }, 'must be an address such as info@example.world (no empty labels such as x..y)');
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 digest in lower-case hex');
+const ageRecipient = z
+  .string()
+  .max(2048)
+  .regex(/^(age1[02-9ac-hj-np-z]{58}|ssh-ed25519 [A-Za-z0-9+/]{68}|ssh-rsa [A-Za-z0-9+/]{300,1400}={0,2})$/, 'must be an age recipient (age1...) or an SSH public key (ssh-ed25519 or ssh-rsa, without a comment)');
 const isoTime = z.string().datetime({ offset: false, message: 'must be an ISO-8601 UTC time' });
 const digits = z.string().regex(/^\d{1,30}$/, 'must be a whole number of units as decimal digits');
 const smallInt = (max: number) => z.number().int().min(1).max(max);
@@ -136,7 +140,9 @@ export const BODY_SCHEMAS = {
   'imvu.scale': envelopePatch.extend({ imvu: imvuId }).strict(),
   'imvu.suspend': z.object({ imvu: imvuId, reason: z.string().min(1).max(500) }).strict(),
   'imvu.resume': z.object({ imvu: imvuId }).strict(),
-  'imvu.exit': z.object({ imvu: imvuId }).strict(),
+  // `recipients`: who can open the archive's secrets/secrets.age (age or SSH public keys); without
+  // them, the creator's own identity key (as an ssh-ed25519 recipient).
+  'imvu.exit': z.object({ imvu: imvuId, recipients: z.array(ageRecipient).min(1).max(8).optional() }).strict(),
   // The exit process (src/imvu/exit/): the platform records the finished archive (its SHA-256 and
   // size, and the ledger size its history was proved against); the creator confirms the download
   // by naming the same digest, or, a week after the archive was ready, the platform ends the exit;

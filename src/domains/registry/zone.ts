@@ -44,11 +44,12 @@ export async function platformZoneSerial(db: SqlReader, suffix: string): Promise
   const key = await db.get<{ entry: number }>('SELECT entry FROM dnssec_keys WHERE zone = ? AND imvu = ?', [suffix, PLATFORM_ZONE_IMVU]);
   if (!key) return undefined;
   const like = below(suffix);
-  const row = await db.get<{ zones: number | null; keys: number | null }>(
-    "SELECT (SELECT MAX(entry) FROM zones WHERE name LIKE ? ESCAPE '\\') AS zones, (SELECT MAX(entry) FROM dnssec_keys WHERE zone LIKE ? ESCAPE '\\') AS keys",
+  const row = await db.get<{ zones: number | null; keys: number | null; exits: number | null }>(
+    "SELECT (SELECT MAX(entry) FROM zones WHERE name LIKE ? ESCAPE '\\') AS zones, (SELECT MAX(entry) FROM dnssec_keys WHERE zone LIKE ? ESCAPE '\\') AS keys, (SELECT MAX(exited_entry) FROM exits) AS exits",
     [like, like],
   );
-  return Math.max(Number(key.entry), Number(row?.zones ?? 0), Number(row?.keys ?? 0)) >>> 0;
+  // An IMVU that exits takes its delegation out of the platform's zone: that is a change of the zone too.
+  return Math.max(Number(key.entry), Number(row?.zones ?? 0), Number(row?.keys ?? 0), Number(row?.exits ?? 0)) >>> 0;
 }
 
 /** The DS of a zone's key as the platform's zone stores it: `<tag> <algorithm> 2 <SHA-256 hex>`. */
@@ -74,7 +75,12 @@ export async function platformZoneRecords(db: SqlReader, suffix: string): Promis
   ns(suffix);
   for (const s of servers) out.push({ name: s.name, type: isIP(s.address) === 6 ? 'AAAA' : 'A', value: s.address, ttl: PLATFORM_ZONE_TTL });
   const like = below(suffix);
-  const hosted = new Set((await db.all<{ name: string }>("SELECT name FROM zones WHERE name LIKE ? ESCAPE '\\'", [like])).map((z) => lowerAscii(z.name)));
+  // Exited IMVUs' zones are not served, so they are not delegated either (no lame delegation).
+  const hosted = new Set(
+    (await db.all<{ name: string }>("SELECT z.name AS name FROM zones z JOIN imvus i ON i.id = z.imvu WHERE z.name LIKE ? ESCAPE '\\' AND i.status <> 'exited'", [like])).map((z) =>
+      lowerAscii(z.name),
+    ),
+  );
   const keys = new Map<string, { algorithm: number; flags: number; public_key: string }[]>();
   for (const k of await db.all<{ zone: string; algorithm: number; flags: number; public_key: string }>(
     "SELECT zone, algorithm, flags, public_key FROM dnssec_keys WHERE zone LIKE ? ESCAPE '\\' ORDER BY zone",

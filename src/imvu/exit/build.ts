@@ -15,6 +15,7 @@ import { decodeEntry } from '../../core/ledger/ledger.ts';
 import { canonicalJson } from '../../core/ledger/canonical.ts';
 import { fsyncDir } from '../../core/durable.ts';
 import { publicKeyRaw } from '../../core/identity/keys.ts';
+import { sshPublicKey } from '../../core/identity/openssh.ts';
 import type { OpenPlatform } from '../../core/platform.ts';
 import type { LedgerEntry } from '../../core/types.ts';
 import { exportZone } from '../../domains/zonefile/export.ts';
@@ -81,16 +82,6 @@ function write(root: string, rel: string, data: string | Buffer, mode = 0o644): 
 }
 
 const jsonl = (rows: unknown[]) => rows.map((r) => canonicalJson(r)).join('\n') + (rows.length ? '\n' : '');
-
-/** The creator's Ed25519 identity key as an OpenSSH public key: age encrypts to it, and `age -d -i` takes the same key in OpenSSH form. */
-export function sshEd25519PublicKey(raw: Buffer, comment: string): string {
-  const field = (b: Buffer) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(b.length);
-    return Buffer.concat([len, b]);
-  };
-  return `ssh-ed25519 ${Buffer.concat([field(Buffer.from('ssh-ed25519')), field(raw)]).toString('base64')} ${comment}`;
-}
 
 /** BIND's private key file for an ECDSA P-256 zone key (dnssec-signzone, ldns-signzone take it). */
 function bindPrivateKey(key: KeyObject): string {
@@ -290,7 +281,7 @@ export async function buildExitArchive(opts: ExportOptions, imvuId: string): Pro
   done('network', await networkPart(p, root, imvu));
   done('ledger', await ledgerPart(p, root, imvu, treeSize, note, progress('ledger')));
   const ownerKey = await p.store.get<{ public_key: string }>('SELECT public_key FROM identities WHERE id = ?', [imvu.owner]);
-  const recipients = opts.recipients?.length ? opts.recipients : ownerKey ? [sshEd25519PublicKey(Buffer.from(ownerKey.public_key, 'base64'), imvu.owner)] : [];
+  const recipients = opts.recipients?.length ? opts.recipients : ownerKey ? [sshPublicKey(Buffer.from(ownerKey.public_key, 'base64'))] : [];
   done('secrets', await encryptSecrets(root, secrets, recipients));
 
   const files = [];

@@ -1,0 +1,192 @@
+// The exit, from the creator's side: `nexus imvu exit IMVU --out DIR` starts it, follows the
+// build (a bar on a terminal, progress lines otherwise), downloads the archive, and verifies it
+// offline against the platform key pinned here and the creator's witness policy before saying it
+// is complete; `exit-status`, `exit-confirm`, `purge`; and `nexus export verify FILE`, which needs
+// no daemon and no network.
+import { Command } from 'commander';
+import { Ctx } from '../context.ts';
+import { usage, verificationFailed, notFound } from '../errors.ts';
+import type { LocalIdentity } from '../home.ts';
+
+const imvuId = (v: string) => {
+  if (!/^IMVU-\d{3,9}$/.test(v)) throw usage(`${v} is not an IMVU id (IMVU-001)`);
+  return v;
+};
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+interface ExitView {
+  imvu: string;
+  status: string;
+  exit: { started_at: string; ready_at: string | null; archive_sha256: string | null; archive_size: number | null; exited_at: string | null; how: string | null } | null;
+  build: { state: string; parts: Record<string, { fraction: number; status?: string; detail?: string }>; error?: string } | null;
+}
+
+const PART_LABELS: Record<string, string> = {
+  domains: 'Domains and DNS',
+  mail: 'Mail archive',
+  compute: 'Compute and data',
+  network: 'Routing policy',
+  ledger: 'Ledger and statements',
+  secrets: 'Secrets (age)',
+  archive: 'Archive and manifest',
+};
+
+export function statusLines(v: ExitView): string[] {
+  const lines = [`${v.imvu}: ${v.status}${v.exit?.exited_at ? ` (${v.exit.how} at ${v.exit.exited_at})` : ''}`];
+  if (!v.exit) return [...lines, 'no exit has been started'];
+  lines.push(`exit started ${v.exit.started_at}`);
+  for (const [name, p] of Object.entries(v.build?.parts ?? {})) {
+    const label = PART_LABELS[name] ?? name;
+    if (p.status === 'missing') lines.push(`⚠️  ${label}: missing (${p.detail ?? ''})`);
+    else if (p.fraction >= 1) lines.push(`✅ ${label} complete${p.detail ? ` (${p.detail})` : ''}`);
+    else lines.push(`⏳ ${label} in progress (${Math.floor(p.fraction * 100)}% done)`);
+  }
+  if (v.build?.state === 'failed') lines.push(`❌ the build failed: ${v.build.error ?? 'unknown error'} (retried by the daemon)`);
+  if (v.exit.archive_sha256) lines.push(`archive ready ${v.exit.ready_at}: sha256:${v.exit.archive_sha256} (${v.exit.archive_size} bytes)`);
+  return lines;
+}
+
+async function verifyFile(ctx: Ctx, file: string, platformKey?: string) {
+  const { verifyExitArchive, ArchiveInvalid } = await import('../../imvu/exit/verify.ts');
+  const policy = ctx.home.witnessPolicy();
+  try {
+    return await verifyExitArchive(file, { ...(platformKey ? { platformKey } : {}), ...(policy.require > 0 ? { witnesses: policy } : {}) });
+  } catch (err) {
+    if (err instanceof ArchiveInvalid) throw verificationFailed(`export verification failed: ${err.message}`);
+    throw err;
+  }
+}
+
+export function addExitCommands(imvu: Command): void {
+  imvu
+    .command('exit')
+    .description("exit an IMVU: needs only the creator's signature (no status blocks it); with --out, waits for the archive, downloads it and verifies it")
+    .argument('<imvu>', 'IMVU id', imvuId)
+    .option('--out <dir>', 'download the archive into this folder and verify it')
+    .option('--recipient <key>', 'who can open secrets/secrets.age: an age (age1...) or SSH public key; repeatable (default: your identity key as ssh-ed25519)', collect)
+    .option('--timeout <seconds>', 'how long to wait for the archive', (v) => Number(v), 3600)
+    .action(async (id: string, o: { out?: string; recipient?: string[]; timeout: number }, c: Command) => {
+      const ctx = Ctx.of(c);
+      const before = await ctx.get<{ owner: { id: string } }>(`/v1/imvus/${id}`);
+      const signer = ctx.signer([before.owner.id], `imvu exit ${id}`);
+      const view0 = await ctx.get<ExitView>(`/v1/imvus/${id}/exit`);
+      if (view0.status !== 'exiting' && view0.status !== 'exited') {
+        const body = { imvu: id, ...(o.recipient?.length ? { recipients: o.recipient } : {}) };
+        const s = await ctx.submit('POST', `/v1/imvus/${id}/exit`, 'imvu.exit', body, signer);
+        if (!ctx.json) process.stderr.write(`✅ ${id} is exiting (ledger entry ${s.receipt.index}); it stays served while the archive is built\n`);
+      } else if (!o.out) {
+        ctx.print(view0, () => statusLines(view0));
+        return;
+      }
+      if (!o.out) {
+        const v = await ctx.get<ExitView>(`/v1/imvus/${id}/exit`);
+        ctx.print(v, () => [...statusLines(v), `follow it with \`nexus imvu exit-status ${id}\`; fetch it with \`nexus imvu exit ${id} --out DIR\``]);
+        return;
+      }
+      const v = await waitReady(ctx, id, o.timeout * 1000, signer);
+      const { mkdirSync } = await import('node:fs');
+      const { join } = await import('node:path');
+      mkdirSync(o.out, { recursive: true });
+      const file = join(o.out, `${id}-exit.tar.gz`);
+      const tty = process.stderr.isTTY && !ctx.json;
+      await ctx.client.download(`/v1/imvus/${id}/exit/archive`, file, signer, (got, total) => {
+        if (tty) process.stderr.write(`\rdownloading ${got}${total ? ` of ${total}` : ''} bytes`);
+      });
+      if (tty) process.stderr.write('\n');
+      const contact = await ctx.connect();
+      const report = await verifyFile(ctx, file, contact.platform.publicKey);
+      if (report.sha256 !== v.exit?.archive_sha256) throw verificationFailed(`the archive downloaded (sha256:${report.sha256}) is not the one the ledger records (sha256:${v.exit?.archive_sha256})`);
+      ctx.print({ imvu: id, file, sha256: report.sha256, size: report.size, report: report.lines }, () => [
+        ...report.lines,
+        '',
+        `✅ ${file}`,
+        `when you have kept it safe: nexus imvu exit-confirm ${id} --archive ${file}`,
+      ]);
+    });
+
+  imvu
+    .command('exit-status')
+    .description("an IMVU's exit: each part of the archive (complete, in progress, missing) and whether it is ready")
+    .argument('<imvu>', 'IMVU id', imvuId)
+    .action(async (id: string, _o: unknown, c: Command) => {
+      const ctx = Ctx.of(c);
+      const v = await ctx.get<ExitView>(`/v1/imvus/${id}/exit`);
+      ctx.print(v, () => statusLines(v));
+    });
+
+  imvu
+    .command('exit-confirm')
+    .description('confirm you downloaded the exit archive (by its SHA-256): the IMVU becomes exited and is no longer served, metered or billed')
+    .argument('<imvu>', 'IMVU id', imvuId)
+    .option('--archive <file>', 'the archive you downloaded (its SHA-256 is what you confirm)')
+    .option('--sha256 <hex>', 'the SHA-256 of the archive, if you keep it elsewhere')
+    .action(async (id: string, o: { archive?: string; sha256?: string }, c: Command) => {
+      const ctx = Ctx.of(c);
+      let digest = o.sha256?.toLowerCase();
+      if (o.archive) {
+        const { hashFile } = await import('../../imvu/exit/manifest.ts');
+        const { existsSync } = await import('node:fs');
+        if (!existsSync(o.archive)) throw notFound(`${o.archive}: no such file`);
+        digest = (await hashFile(o.archive)).sha256;
+      }
+      if (!digest || !/^[0-9a-f]{64}$/.test(digest)) throw usage('give --archive FILE or --sha256 HEX');
+      const before = await ctx.get<{ owner: { id: string } }>(`/v1/imvus/${id}`);
+      const s = await ctx.submit('POST', `/v1/imvus/${id}/exit/confirm`, 'imvu.exit.confirm', { imvu: id, archive: digest }, ctx.signer([before.owner.id], `imvu exit-confirm ${id}`));
+      ctx.print({ imvu: id, status: 'exited', index: s.receipt.index }, () => [`✅ ${id} exited: no longer served, metered or billed; its data is kept 30 days, then deleted after 90`]);
+    });
+
+  imvu
+    .command('purge')
+    .description('release (after the 30-day grace) or delete (after the 90-day retention) an exited IMVU (admin; refused before those dates)')
+    .argument('<imvu>', 'IMVU id', imvuId)
+    .requiredOption('--stage <stage>', 'release or delete', (v) => {
+      if (v !== 'release' && v !== 'delete') throw usage('--stage is release or delete');
+      return v;
+    })
+    .action(async (id: string, o: { stage: string }, c: Command) => {
+      const ctx = Ctx.of(c);
+      const s = await ctx.submit('POST', `/v1/imvus/${id}/purge`, 'imvu.purge', { imvu: id, stage: o.stage }, ctx.signer([], `imvu purge ${id}`));
+      ctx.print({ imvu: id, stage: o.stage, index: s.receipt.index }, () => [`✅ ${id}: ${o.stage} recorded (ledger entry ${s.receipt.index})`]);
+    });
+}
+
+async function waitReady(ctx: Ctx, id: string, timeoutMs: number, as: LocalIdentity): Promise<ExitView> {
+  const until = Date.now() + timeoutMs;
+  const tty = process.stderr.isTTY && !ctx.json;
+  let lastLine = '';
+  for (;;) {
+    const v = await ctx.get<ExitView>(`/v1/imvus/${id}/exit`, {}, { as });
+    if (v.exit?.archive_sha256) {
+      if (tty) process.stderr.write('\n');
+      return v;
+    }
+    const parts = Object.values(v.build?.parts ?? {});
+    const done = parts.length ? parts.reduce((s, p) => s + Math.min(1, p.fraction), 0) / parts.length : 0;
+    const line = `building ${id}'s archive: ${Math.floor(done * 100)}%`;
+    if (tty) {
+      const width = 30;
+      const filled = Math.round(done * width);
+      process.stderr.write(`\r[${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${Math.floor(done * 100)}%`);
+    } else if (line !== lastLine && !ctx.json) process.stderr.write(`${line}\n`);
+    lastLine = line;
+    if (Date.now() > until) throw usage(`the archive of ${id} was not ready within the timeout; the daemon keeps building it (nexus imvu exit-status ${id})`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+export function exportCommand(): Command {
+  const cmd = new Command('export').description('exit archives');
+  cmd
+    .command('verify')
+    .description('verify an exit archive offline (no daemon, no network): manifest signature, every file hash, every inclusion proof, every statement and its 55/45 split, every zone and mbox; exit 4 naming the first bad file')
+    .argument('<file>', 'the .tar.gz archive')
+    .option('--platform-key <base64>', "the platform's Ed25519 public key to require (default: the one in the archive)")
+    .action(async (file: string, o: { platformKey?: string }, c: Command) => {
+      const ctx = Ctx.of(c);
+      const { existsSync } = await import('node:fs');
+      if (!existsSync(file)) throw notFound(`${file}: no such file`);
+      const report = await verifyFile(ctx, file, o.platformKey);
+      ctx.print({ imvu: report.imvu, sha256: report.sha256, size: report.size, report: report.lines, manifest: report.manifest.manifest }, () => report.lines);
+    });
+  return cmd;
+}
