@@ -10,11 +10,16 @@ export const gate: Gate = {
   number: 12,
   name: 'Immutable Snapshots',
   enforcedIn: 'src/core/policy/gates/12-immutable-snapshots.ts (who, which IMVU, recorded digest) + src/compute/snapshots (digests recomputed)',
-  guards: ['snapshot.create', 'snapshot.rollback'],
+  guards: ['snapshot.create', 'snapshot.rollback', 'imvu.exit'],
   status: 'enforced',
   async check(ctx) {
     if (!ctx.imvu || !ctx.actor) return deny(12, `unknown IMVU ${String(ctx.body.imvu)}`);
     const imvu = ctx.imvu;
+    if (ctx.command.type === 'imvu.exit') {
+      // Exit is never blocked here (gate 13): the snapshots recorded stay exportable after it.
+      const n = await ctx.db.get<{ n: number }>('SELECT COUNT(*) AS n FROM snapshots WHERE imvu = ?', [imvu.id]);
+      return pass(12, `${Number(n?.n ?? 0)} recorded snapshot(s) of ${imvu.id} stay exportable (nexus snapshot export)`);
+    }
     if (!isOwner(ctx) && !(await isMember(ctx, imvu.id, ctx.actor.id)))
       return deny(12, `only the creator or a member of ${imvu.id} takes or rolls back its snapshots; signed by ${ctx.actor.name} (${ctx.actor.role})`);
     const digest = String(ctx.body.digest);
