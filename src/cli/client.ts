@@ -205,6 +205,48 @@ export class Client {
     return (await this.json(res, `GET ${path}`)) as T;
   }
 
+  /**
+   * GET a binary answer (e.g. an OCI archive) straight into `dest`, written whole or not at all
+   * (a temporary name, fsync, rename). Not bounded by MAX_RESPONSE_BYTES: the caller asked for it.
+   */
+  async download(path: string, dest: string, as?: ReadSigner): Promise<number> {
+    const { createWriteStream } = await import('node:fs');
+    const { rename, rm, open } = await import('node:fs/promises');
+    const { pipeline } = await import('node:stream/promises');
+    const u = new URL(this.url + path);
+    const headers: Record<string, string> = as ? { accept: 'application/x-tar, application/json', ...signRead(as.key, as.id, 'GET', this.url + path) } : { accept: 'application/x-tar, application/json' };
+    const ca = await this.trusted();
+    const request = u.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
+    const opts: RequestOptions & { ca?: string[] } = { method: 'GET', agent: false, headers, ...(u.protocol === 'https:' && ca !== undefined ? { ca: [...(await import('node:tls')).rootCertificates, ca] } : {}) };
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = request(u, opts, resolve);
+      req.setTimeout(this.timeoutMs, () => req.destroy(Object.assign(new Error('no answer in time'), { name: 'TimeoutError' })));
+      req.on('error', (err) => reject(new CliError(`cannot reach the daemon at ${this.url} (${transportReason(err)})`, EXIT.unreachable)));
+      req.end();
+    });
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status >= 300) {
+      const chunks: Buffer[] = [];
+      for await (const c of res) if (chunks.reduce((n, b) => n + b.length, 0) < 64 * 1024) chunks.push(c as Buffer);
+      const text = Buffer.concat(chunks).toString('utf8');
+      return this.fail({ ok: false, status, statusText: res.statusMessage ?? '', text: async () => text }, `GET ${path}`);
+    }
+    const tmp = `${dest}.part-${process.pid}`;
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await pipeline(res, createWriteStream('', { fd: fh.fd, autoClose: false }));
+      await fh.sync();
+    } catch (err) {
+      await fh.close();
+      await rm(tmp, { force: true });
+      throw new CliError(`the download of ${path} broke off: ${(err as Error).message}`, EXIT.unreachable);
+    }
+    const { size } = await fh.stat();
+    await fh.close();
+    await rename(tmp, dest);
+    return size;
+  }
+
   async getText(path: string, as?: ReadSigner): Promise<string> {
     const res = await this.request('GET', path, undefined, as);
     if (!res.ok) return this.fail(res, `GET ${path}`);
