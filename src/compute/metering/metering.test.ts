@@ -4,7 +4,7 @@ import { mkdir, readFile, rmdir } from 'node:fs/promises';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deniedBy, testPlatform, type Actor, type TestPlatform } from '../../core/testing.ts';
-import { parseBlkioV1, parseCpuStatV2, parseIoStatV2, startComputeMeter, UsageTracker, type CgroupSample } from './index.ts';
+import { locate, parseBlkioV1, parseCpuStatV2, parseIoStatV2, readCgroup, startComputeMeter, UsageTracker, type CgroupSample } from './index.ts';
 
 const sample = (cpuNs: bigint, memoryBytes = 0n, ioOps = 0n, ioBytes = 0n, instance = 'a'): CgroupSample => ({ cpuNs, memoryBytes, ioOps, ioBytes, instance });
 
@@ -109,6 +109,7 @@ describe.skipIf(!canCgroup)('compute meter on a real cgroup (gate 6, threat 1.5)
     expect(flushed.reported).toHaveLength(1);
     const row = await p.store.get<{ quantity: string }>("SELECT quantity FROM usage_totals WHERE imvu = ? AND metric = 'compute.cpu_seconds'", [imvu]);
     const metered = Number(row?.quantity);
+    console.log(`cgroup v1: the child counted ${usedSeconds.toFixed(3)} s of CPU, cpuacct.usage ${kernel.toFixed(3)} s, the ledger ${metered} s`);
     expect(Math.abs(metered - usedSeconds) / usedSeconds).toBeLessThan(0.1);
     expect(Math.abs(metered - kernel)).toBeLessThan(1);
     // The report is signed by the compute service identity, which the platform made the meter.
@@ -132,5 +133,36 @@ describe.skipIf(!canCgroup)('compute meter on a real cgroup (gate 6, threat 1.5)
     expect(deniedBy(r)).toContain(6);
     expect(await p.store.all('SELECT metric, quantity FROM usage_totals WHERE imvu = ? ORDER BY metric', [imvu])).toEqual(before);
   });
+});
+
+// The v2 hierarchy of this hybrid machine (/sys/fs/cgroup/unified): cpu.stat is kept there too.
+const V2 = '/sys/fs/cgroup/unified';
+const canV2 = process.getuid?.() === 0 && existsSync(`${V2}/cgroup.procs`);
+
+describe.skipIf(!canV2)('cgroup v2 accounting', () => {
+  const dir = `${V2}/nexus-test-${process.pid}`;
+  afterAll(async () => {
+    await rmdir(dir).catch(() => undefined);
+  });
+
+  it('reads a real v2 cgroup: the CPU a child burned there, within 10% of its own count', async () => {
+    await mkdir(dir, { recursive: true });
+    const loc = locate(dir);
+    expect(loc.version).toBe(2);
+    const tracker = new UsageTracker();
+    tracker.observe('IMVU-001', (await readCgroup(loc))!, Date.now());
+    const burn = `let x=0;for(;;){for(let i=0;i<1e6;i++)x+=i;if(process.cpuUsage().user>2e6)break}console.log(JSON.stringify(process.cpuUsage()))`;
+    const child = spawn('sh', ['-c', `echo $$ > ${dir}/cgroup.procs && exec ${process.execPath} -e '${burn}'`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    expect(await new Promise<number | null>((resolve) => child.on('exit', resolve))).toBe(0);
+    const used = JSON.parse(out) as { user: number; system: number };
+    const s = (await readCgroup(loc))!;
+    const kernelSeconds = Number(s.cpuNs) / 1e9;
+    const usedSeconds = (used.user + used.system) / 1e6;
+    expect(Math.abs(kernelSeconds - usedSeconds) / usedSeconds).toBeLessThan(0.1);
+    const units = tracker.observe('IMVU-001', s, Date.now());
+    expect(Number(units['compute.cpu_seconds'])).toBe(Math.floor(kernelSeconds));
+  }, 120_000);
 });
 
