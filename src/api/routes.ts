@@ -31,6 +31,7 @@ import type { CosignatureCollector } from '../core/witness/collector.ts';
 import type { ExitService } from '../imvu/exit/service.ts';
 import { cosignedCheckpoint, servedCheckpoint } from './checkpoint.ts';
 import { daemonStatus, type DaemonInfo } from './status.ts';
+import type { WorkloadControl } from '../compute/snapshots/index.ts';
 
 export { HttpError };
 
@@ -51,6 +52,8 @@ export interface ApiContext {
   exits?: ExitService;
   /** Version, pid, data directory and listeners, for GET /v1/status (set once the daemon listens). */
   daemon?: DaemonInfo;
+  /** Stops and starts an IMVU's workload around a snapshot rollback (the compute driver); none: nothing runs to stop. */
+  workloads?: WorkloadControl;
 }
 
 /**
@@ -355,7 +358,115 @@ async function imvuEntryFilter(ctx: ApiContext, imvu: string): Promise<(e: Ledge
   };
 }
 
+/** Snapshots are taken and rolled back by the IMVU's creator or a member only (gate 12); an admin does not read them either. */
+async function snapshotReader(ctx: ApiContext, reader: Reader, imvu: string): Promise<void> {
+  const db = ctx.platform.store;
+  const row = await db.get<{ owner: string }>('SELECT owner FROM imvus WHERE id = ?', [imvu]);
+  const member = row && (row.owner === reader.id || (await db.get('SELECT 1 AS x FROM members WHERE imvu = ? AND identity = ?', [imvu, reader.id])));
+  if (!member) throw new HttpError(403, `${reader.name} is neither the creator nor a member of ${imvu} (or it does not exist)`);
+}
+
+const SnapshotParams = z.object({ id: z.string().regex(/^IMVU-\d{3,9}$/), digest: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>') }).strict();
+
+/**
+ * Snapshots (src/compute/snapshots): `draft` builds the content-addressed image from the data
+ * volume (slow, outside any transaction) and answers the snapshot.create body to sign; the signed
+ * record is posted back and accepted only if its blobs are here and verify. A rollback verifies and
+ * stages the snapshot, records the signed snapshot.rollback, then swaps the volume with the
+ * workload stopped.
+ */
+function snapshotRoutes(): RouteDef[] {
+  const bind = { param: 'id', field: 'imvu' };
+  const snapshots = () => import('../compute/snapshots/index.ts');
+  return [
+    read('/v1/imvus/:id/snapshots', "The IMVU's recorded snapshots (creator or member)", { params: Params.imvu }, async (ctx, { params, reader }) => {
+      await snapshotReader(ctx, reader, params.id);
+      const s = await snapshots();
+      const onDisk = new Set(await s.listLayout(s.snapshotLayout(ctx.platform.dataDir, params.id)));
+      const rows = await s.recordedSnapshots(ctx.platform.store, params.id);
+      return { body: { imvu: params.id, snapshots: rows.map((r) => ({ ...r, envelope: JSON.parse(r.envelope) as unknown, tag: s.tagOf(r.digest), stored: onDisk.has(r.digest) })) } };
+    }),
+    read('/v1/imvus/:id/snapshots/draft', 'Build a snapshot of the data volume, blueprint and envelope; answers the snapshot.create body to sign (creator or member)', { params: Params.imvu }, async (ctx, { params, reader }) => {
+      await snapshotReader(ctx, reader, params.id);
+      const s = await snapshots();
+      const snap = await s.takeSnapshot(ctx.platform.dataDir, ctx.platform.store, params.id);
+      return { body: { body: s.createBody(snap), skipped: snap.skipped, tag: s.tagOf(snap.digest) } };
+    }),
+    {
+      method: 'POST',
+      path: '/v1/imvus/:id/snapshots',
+      summary: 'Record a snapshot built by the draft read (snapshot.create, gate 12)',
+      params: Params.imvu,
+      query: AnyQuery,
+      command: 'snapshot.create',
+      bind,
+      async handle(ctx, req) {
+        const b = (req.body as { command?: { body?: { digest?: unknown; covers?: { layer?: unknown } } } })?.command?.body;
+        if (typeof b?.digest === 'string') {
+          const s = await snapshots();
+          try {
+            const v = await s.verifySnapshot(s.snapshotLayout(ctx.platform.dataDir, String(req.params.id)), b.digest);
+            if (v.layer.digest !== b.covers?.layer) throw new Error(`its layer is ${v.layer.digest}, not ${String(b.covers?.layer)}`);
+          } catch (err) {
+            throw new HttpError(409, `snapshot ${b.digest} is not stored here intact (${(err as Error).message}); nothing was recorded`);
+          }
+        }
+        return submit(ctx, { command: 'snapshot.create', bind }, req.params, req.body, req.source);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/imvus/:id/snapshots/rollback',
+      summary: "Roll the IMVU's data volume back to one of its recorded snapshots (snapshot.rollback, gate 12); the workload is stopped around the swap",
+      params: Params.imvu,
+      query: AnyQuery,
+      command: 'snapshot.rollback',
+      bind,
+      async handle(ctx, req) {
+        const digest = (req.body as { command?: { body?: { digest?: unknown } } })?.command?.body?.digest;
+        if (typeof digest !== 'string') return submit(ctx, { command: 'snapshot.rollback', bind }, req.params, req.body, req.source);
+        const s = await snapshots();
+        const control = ctx.workloads ?? { stop: async () => undefined, start: async () => undefined };
+        let reply: Reply | undefined;
+        try {
+          const r = await s.rollback(ctx.platform.dataDir, String(req.params.id), digest, control, async () => {
+            reply = await submit(ctx, { command: 'snapshot.rollback', bind }, req.params, req.body, req.source);
+            const body = reply.body as { allowed?: boolean; index?: number; gates?: unknown };
+            return { index: Number(body.index), allowed: body.allowed === true, gates: [], followUps: [] };
+          });
+          return { ...reply!, body: { ...(reply!.body as object), restored: r.restored, ...(r.restored ? { entries: r.entries, bytes: r.bytes } : {}) } };
+        } catch (err) {
+          if (reply) throw err;
+          if (err instanceof HttpError) throw err;
+          throw new HttpError(409, `cannot roll back to ${digest}: ${(err as Error).message}; nothing was recorded`);
+        }
+      },
+    },
+    read(
+      '/v1/imvus/:id/snapshots/:digest/export',
+      'One snapshot as an OCI archive (skopeo inspect oci-archive:FILE, umoci unpack); creator or member',
+      { params: SnapshotParams, produces: 'application/x-tar' },
+      async (ctx, { params, reader }) => {
+        await snapshotReader(ctx, reader, params.id);
+        const s = await snapshots();
+        if (!(await s.recordedSnapshots(ctx.platform.store, params.id)).some((r) => r.digest === params.digest)) throw new HttpError(404, `no snapshot ${params.digest} is recorded for ${params.id}`);
+        const layout = s.snapshotLayout(ctx.platform.dataDir, params.id);
+        try {
+          await s.verifySnapshot(layout, params.digest);
+        } catch (err) {
+          throw new HttpError(409, (err as Error).message);
+        }
+        const { PassThrough } = await import('node:stream');
+        const out = new PassThrough();
+        s.exportSnapshot(layout, params.digest, out).catch((err: unknown) => out.destroy(err as Error));
+        return { body: out, contentType: 'application/x-tar', headers: { 'Content-Disposition': `attachment; filename="${params.id}-${s.tagOf(params.digest)}.oci.tar"` } };
+      },
+    ),
+  ];
+}
+
 export const ROUTES: RouteDef[] = [
+  ...snapshotRoutes(),
   // ---- mutations: a signed command in the body
   mutation('POST', '/v1/commands', 'any', 'Submit any signed command'),
   mutation('POST', '/v1/identities', 'identity.register', 'Register an identity (creators and members sign for themselves; admins and services are registered by the platform)'),

@@ -21,6 +21,7 @@ import { auditCommand } from './commands/audit.ts';
 import { gatesCommand } from './commands/gates.ts';
 import { witnessCommand } from './commands/witness.ts';
 import { quotaCommand } from './commands/quota.ts';
+import { snapshotCommand } from './commands/snapshot.ts';
 import { statusCommand, stopCommand } from './commands/daemon.ts';
 import { completionCommand, manCommand } from './commands/completion.ts';
 import { exportCommand } from './commands/exit.ts';
@@ -99,6 +100,7 @@ ${EXIT_LINE}`,
     witnessCommand(),
     quotaCommand(),
     exportCommand(),
+    snapshotCommand(),
     completionCommand(),
     manCommand(),
   ])

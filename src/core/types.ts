@@ -53,6 +53,8 @@ export const COMMAND_TYPES = [
   'integrity.alarm',
   'identity.rotate',
   'identity.revoke',
+  'snapshot.create',
+  'snapshot.rollback',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 

@@ -6,6 +6,11 @@ export const DEFAULT_PRICES = {
   'compute.cpu_core_hours': { amount: '125', per: '30' },
   'compute.memory_gb_hours': { amount: '1', per: '10' },
   'compute.io_operations': { amount: '1', per: '100000' },
+  // The same rates in the units the compute meter reports (src/compute/metering): 125 per 30
+  // core-hours is 125 per 108,000 CPU seconds; 1 per 10 GB-hours is 1 per 10,240 MB-hours.
+  'compute.cpu_seconds': { amount: '125', per: '108000' },
+  'compute.memory_mb_hours': { amount: '1', per: '10240' },
+  'compute.io_bytes': { amount: '1', per: '10000000000' },
   'dns.queries': { amount: '10', per: '1000' },
   'mail.messages': { amount: '1', per: '1' },
   'mail.storage_gb_months': { amount: '250', per: '1' },

@@ -13,6 +13,8 @@ export type BoundKind =
   | 'cpu_seconds'
   | 'cpu_core_hours'
   | 'memory_gb_hours'
+  | 'memory_mb_hours'
+  | 'io_bytes'
   | 'io_operations'
   | 'storage_gb_months'
   | 'dns_queries'
@@ -29,6 +31,10 @@ export const METRIC_BOUNDS: Readonly<Record<string, BoundKind>> = {
   'compute.cpu_core_hours': 'cpu_core_hours',
   'compute.memory_gb_hours': 'memory_gb_hours',
   'compute.io_operations': 'io_operations',
+  // Compute as the kernel counts it (src/compute/metering): fine enough units that a one-minute
+  // interval of a small workload is a whole number.
+  'compute.memory_mb_hours': 'memory_mb_hours',
+  'compute.io_bytes': 'io_bytes',
   'mail.storage_gb_months': 'storage_gb_months',
   'dns.queries': 'dns_queries',
   'network.bytes_in': 'link_bytes',
@@ -89,6 +95,12 @@ export interface EnvelopePiece {
 }
 
 const SECOND = 1000n;
+/**
+ * The most one block IO operation can move: the block layer splits requests above the device's
+ * max_sectors_kb, which Linux caps far below this (BIO_MAX_VECS pages per bio, a few MiB per
+ * request). A generous bound: IO bytes are at most the envelope's IOPS times this.
+ */
+export const IO_MAX_BYTES_PER_OPERATION = 32n * 1024n * 1024n;
 const HOUR = 3_600_000n;
 
 /**
@@ -107,6 +119,10 @@ export function physicalLimit(kind: BoundKind, ms: number, envelope: readonly En
       return over((p) => p.cpu_cores * p.burst_multiplier) / HOUR;
     case 'memory_gb_hours':
       return over((p) => p.memory_gb) / HOUR;
+    case 'memory_mb_hours':
+      return over((p) => p.memory_gb * 1024) / HOUR;
+    case 'io_bytes':
+      return (over((p) => p.iops) * IO_MAX_BYTES_PER_OPERATION) / SECOND;
     case 'io_operations':
       return over((p) => p.iops) / SECOND;
     case 'storage_gb_months':
@@ -124,5 +140,13 @@ export function physicalLimit(kind: BoundKind, ms: number, envelope: readonly En
 
 /** Bounds that depend on the IMVU's envelope (the others on published capacities). */
 export function needsEnvelope(kind: BoundKind): boolean {
-  return kind === 'cpu_seconds' || kind === 'cpu_core_hours' || kind === 'memory_gb_hours' || kind === 'io_operations' || kind === 'storage_gb_months';
+  return (
+    kind === 'cpu_seconds' ||
+    kind === 'cpu_core_hours' ||
+    kind === 'memory_gb_hours' ||
+    kind === 'memory_mb_hours' ||
+    kind === 'io_operations' ||
+    kind === 'io_bytes' ||
+    kind === 'storage_gb_months'
+  );
 }

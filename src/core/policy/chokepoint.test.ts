@@ -267,7 +267,7 @@ describe('gates 13, 14, 15: exit, routes and quotas belong to the creator', () =
     expect(deniedBy(await p.as(admin, 'imvu.exit', { imvu: 'IMVU-001' }))).toEqual([13]);
     const exit = await p.as(alice, 'imvu.exit', { imvu: 'IMVU-001' });
     expect(exit.allowed).toBe(true);
-    expect(exit.gates.find((g) => g.gate === 12)!.status).toBe('not-enforced');
+    expect(exit.gates.find((g) => g.gate === 12)!.status).toBe('pass');
     // Exiting: still served as before, and frozen against everyone but its creator (threat 2.5, 4.3).
     expect(await p.store.get('SELECT status FROM imvus')).toEqual({ status: 'exiting' });
     for (const [type, body] of [
@@ -313,7 +313,7 @@ describe('gateStatus', () => {
       expect(existsSync(g.file), g.file).toBe(true);
       if (g.status === 'not-yet-enforced') expect(g.reason).toBeTruthy();
     }
-    expect(gates.filter((g) => g.status === 'not-yet-enforced').map((g) => g.number)).toEqual([2, 5, 7, 8, 12, 16]);
+    expect(gates.filter((g) => g.status === 'not-yet-enforced').map((g) => g.number)).toEqual([2, 5, 7, 8, 16]);
   });
 });
 

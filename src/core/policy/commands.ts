@@ -101,6 +101,26 @@ export const MAX_EVIDENCE_TXT = 1024;
 const dkimSelector = z.string().regex(/^[a-z0-9-]{1,63}$/);
 const dnssecPublicKey = z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a base64 ECDSA P-256 public key (64 octets)');
 
+const sha256Digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be a digest such as sha256:<64 hex digits>');
+
+/** What a snapshot covers (src/compute/snapshots): its data layer, the blueprint's digest, the envelope it was taken under. */
+const snapshotCovers = z
+  .object({
+    layer: sha256Digest,
+    entries: z.number().int().min(0).max(5_000_000),
+    data_bytes: digits,
+    blueprint: sha256Digest.optional(),
+    envelope: z
+      .object({
+        cpu_cores: smallInt(1024),
+        memory_gb: smallInt(65536),
+        storage_gb: smallInt(1_000_000),
+        iops: smallInt(10_000_000),
+      })
+      .strict(),
+  })
+  .strict();
+
 export const BODY_SCHEMAS = {
   'platform.genesis': z
     .object({
@@ -129,6 +149,11 @@ export const BODY_SCHEMAS = {
     .strict(),
   // The identity's key signs nothing more (self, or the platform for the admins and services it registered).
   'identity.revoke': z.object({ identity: identityId, reason: z.string().min(1).max(500).optional() }).strict(),
+  // A content-addressed snapshot of an IMVU (gate 12): `digest` names its OCI manifest, `size` the
+  // bytes of its blobs. Built outside the chokepoint; only this record goes through it.
+  'snapshot.create': z.object({ imvu: imvuId, digest: sha256Digest, size: digits, covers: snapshotCovers }).strict(),
+  // Restores the IMVU's data volume from one of its recorded snapshots, byte for byte.
+  'snapshot.rollback': z.object({ imvu: imvuId, digest: sha256Digest }).strict(),
   'imvu.create': z
     .object({
       name: z.string().regex(IMVU_NAME_RE, 'must be 1-63 of letters, digits, _ and -, starting with a letter'),

@@ -85,6 +85,11 @@ export async function preconditions(ctx: GateContext): Promise<string | undefine
       if (box) return `${domain} still has mailboxes (such as ${box.address}); remove them first (nexus mail mailbox rm)`;
       return undefined;
     }
+    case 'snapshot.create': {
+      const seen = await ctx.db.get<{ entry: number }>('SELECT entry FROM snapshots WHERE imvu = ? AND digest = ?', [ctx.imvu!.id, String(b.digest)]);
+      if (seen) return `snapshot ${String(b.digest)} of ${ctx.imvu!.id} is already recorded (ledger entry ${seen.entry}): nothing changed since`;
+      return undefined;
+    }
     case 'member.add': {
       if (ctx.imvu && (await ctx.db.get('SELECT 1 AS x FROM members WHERE imvu = ? AND identity = ?', [ctx.imvu.id, String(b.identity)])))
         return `${String(b.identity)} is already a member of ${ctx.imvu.id}: no change`;

@@ -363,6 +363,25 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
       }
       return;
     }
+    case 'snapshot.create': {
+      const c = b.covers as { layer: string; entries: number; data_bytes: string; blueprint?: string; envelope: Record<string, number> };
+      await tx.run('INSERT INTO snapshots (imvu, digest, size, layer, entries, data_bytes, blueprint, envelope, at, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)', [
+        String(b.imvu),
+        String(b.digest),
+        String(b.size),
+        c.layer,
+        c.entries,
+        c.data_bytes,
+        c.blueprint ?? null,
+        canonicalJson(c.envelope),
+        at,
+        index,
+      ]);
+      return;
+    }
+    case 'snapshot.rollback':
+      await tx.run('INSERT INTO snapshot_rollbacks (entry, imvu, digest, at) VALUES (?, ?, ?, ?)', [index, String(b.imvu), String(b.digest), at]);
+      return;
     // A proof request changes nothing: the platform's `domain.verified` answers it.
     case 'domain.verify':
       return;

@@ -186,6 +186,16 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
     key: 'name, address',
     ddl: `CREATE TABLE IF NOT EXISTS nameservers (name TEXT NOT NULL, address TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (name, address))`,
   },
+  /** Recorded snapshots of each IMVU (snapshot.create, gate 12): the OCI manifest digest and what it covers. */
+  snapshots: {
+    key: 'imvu, digest',
+    ddl: `CREATE TABLE IF NOT EXISTS snapshots (imvu TEXT NOT NULL, digest TEXT NOT NULL, size TEXT NOT NULL, layer TEXT NOT NULL, entries INTEGER NOT NULL, data_bytes TEXT NOT NULL, blueprint TEXT, envelope TEXT NOT NULL, at TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (imvu, digest))`,
+  },
+  /** Every rollback of an IMVU to one of its snapshots (snapshot.rollback). */
+  snapshot_rollbacks: {
+    key: 'entry',
+    ddl: `CREATE TABLE IF NOT EXISTS snapshot_rollbacks (entry INTEGER PRIMARY KEY, imvu TEXT NOT NULL, digest TEXT NOT NULL, at TEXT NOT NULL)`,
+  },
   /** Replay guard for gate 1: every nonce a verified signature has spent, allowed or denied. */
   nonces: {
     key: 'actor, nonce',
