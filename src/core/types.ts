@@ -49,6 +49,9 @@ export const COMMAND_TYPES = [
   'integrity.alarm',
   'identity.rotate',
   'identity.revoke',
+  'mail.password.set',
+  'mail.password.revoke',
+  'mail.send',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 
