@@ -52,8 +52,11 @@ export class MessageGuard extends Transform {
       this.headerBytes += chunk.length;
       const joined = Buffer.concat(this.header);
       this.header = [joined];
-      if (joined.indexOf('\r\n\r\n') >= 0 || joined.subarray(0, 2).equals(Buffer.from('\r\n'))) this.headerDone = true;
-      else if (this.headerBytes > MAX_HEADER_BYTES) {
+      const end = joined.subarray(0, 2).equals(Buffer.from('\r\n')) ? 0 : joined.indexOf('\r\n\r\n');
+      if (end >= 0 && end <= MAX_HEADER_BYTES) {
+        this.headerDone = true;
+        this.header = [joined.subarray(0, end + 4)];
+      } else if (end > MAX_HEADER_BYTES || this.headerBytes > MAX_HEADER_BYTES) {
         this.headerDone = true;
         this.headerTooLarge = true;
         this.header = [];
