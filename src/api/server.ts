@@ -16,6 +16,7 @@ import { NoiseCounter, TokenBuckets, sourcePrefix, type BucketOptions } from './
 import { formatZodError } from '../core/policy/commands.ts';
 import { startDnsService, type DnsService, type DnsServiceOptions } from '../domains/dns-service.ts';
 import { registerDnsMetrics } from './dns-metrics.ts';
+import type { MailService, MailServiceOptions } from '../mail/smtp/service.ts';
 import { PeriodCloser } from '../core/handshake/closer.ts';
 import { ACCEPT_SIGNATURE, ReadAuthError, ReadVerifier, type Reader } from './read-auth.ts';
 import { challengeResolver, type ChallengeLookup, type ChallengeResolverOptions } from '../imvu/domain-proof.ts';
@@ -43,6 +44,11 @@ export interface ServerOptions {
    * Off unless given (`serve()` passes the configured address and port); port 0 picks a free one.
    */
   dns?: false | Omit<DnsServiceOptions, 'platform'>;
+  /**
+   * The MX and submission listeners (src/mail/smtp/service.ts), metered by the `mail` service
+   * identity; failed logins and relay attempts join the anonymous-noise summary. Off unless given.
+   */
+  mail?: false | Omit<MailServiceOptions, 'platform' | 'noise'>;
   /** Submissions admitted per source address and per identity (the platform and services are exempt from the latter). */
   limits?: { perSource?: BucketOptions; perIdentity?: BucketOptions };
   /** How often refused anonymous attempts are summarised into one ledger entry (default 60 s). */
@@ -83,6 +89,8 @@ export interface RunningServer {
   log: FastifyBaseLogger;
   /** The DNS service, when it runs: `dns.server.address` / `dns.server.port`. */
   dns?: DnsService;
+  /** The mail service, when it runs. */
+  mail?: MailService;
   /** Appends `period.close` once a period has ended and its grace has passed. */
   closer: PeriodCloser;
   /** The committed state, to read (embedding, tests): every change goes through the chokepoint. */
@@ -206,6 +214,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }
     registerDnsMetrics(metrics.registry, dns);
   }
+  let mail: MailService | undefined;
+  if (opts.mail) {
+    try {
+      const { startMailService } = await import('../mail/smtp/service.ts');
+      mail = await startMailService({ ...opts.mail, platform, noise, onError: (err) => app.log.warn({ err }, 'mail error') });
+    } catch (err) {
+      await dns?.close().catch(() => undefined);
+      await app.close().catch(() => undefined);
+      await platform.close();
+      throw err;
+    }
+  }
   // Ended periods are sealed by the platform itself, at start and then every minute.
   const closer = new PeriodCloser({
     store: platform.store,
@@ -322,6 +342,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await closer.close();
     await exits.close();
     await dns?.close().catch(() => undefined);
+    await mail?.close().catch(() => undefined);
     await witnesses?.close();
     await platform.close();
     throw err;
@@ -333,6 +354,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
   const listeners: Listener[] = [{ service: 'api', protocol: scheme, address: host, port }];
   if (dns) for (const protocol of ['udp', 'tcp'] as const) listeners.push({ service: 'dns', protocol, address: dns.server.address, port: dns.server.port });
+  if (mail)
+    for (const [service, l] of [['smtp', mail.mx], ['submission', mail.submission], ['smtps', mail.smtps]] as const)
+      if (l) listeners.push({ service, protocol: 'tcp', address: l.address, port: l.port });
   ctx.daemon = { version: VERSION, pid: process.pid, dataDir: opts.dataDir, startedAt: new Date().toISOString(), listeners, tls: !!opts.tls } satisfies DaemonInfo;
   // At most one entry per interval for all the anonymous noise, whatever its volume.
   const summarise = async () => {
@@ -355,6 +379,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     log: app.log,
     store: platform.store,
     ...(dns ? { dns } : {}),
+    ...(mail ? { mail } : {}),
     ...(witnesses ? { witnesses } : {}),
     closer,
     status: () => daemonStatus(ctx, true),
@@ -369,6 +394,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
             const last = await dns.close();
             if (last.reported.length) app.log.info({ reports: last.reported.length }, 'final usage reports recorded');
           }
+          if (mail) await mail.close();
           await app.close();
           clearInterval(noiseTimer);
           await summarise();

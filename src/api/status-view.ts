@@ -3,8 +3,8 @@
 // this module without the server.
 
 export interface Listener {
-  /** `api` (HTTP or HTTPS) or `dns`. */
-  service: 'api' | 'dns';
+  /** `api` (HTTP or HTTPS), `dns`, or the mail listeners (`smtp` the MX, `submission` 587, `smtps` 465). */
+  service: 'api' | 'dns' | 'smtp' | 'submission' | 'smtps';
   protocol: 'http' | 'https' | 'udp' | 'tcp';
   address: string;
   port: number;

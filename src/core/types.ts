@@ -55,6 +55,9 @@ export const COMMAND_TYPES = [
   'identity.revoke',
   'snapshot.create',
   'snapshot.rollback',
+  'mail.password.set',
+  'mail.password.revoke',
+  'mail.send',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 

@@ -62,7 +62,69 @@ export function mailCommand(): Command {
       const s = await ctx.submit('DELETE', `/v1/imvus/${id}/mailboxes`, 'mailbox.remove', { imvu: id, address: addr }, signer);
       ctx.print({ imvu: id, address: addr, index: s.receipt.index }, () => [`✅ Mailbox ${addr} removed from ${id}`, `✅ ${receiptLine(s)}`]);
     });
+  mail
+    .command('password')
+    .description("set the app password a mailbox logs in with (SMTP submission, IMAP): hashed here with scrypt, only the hash is signed and sent; it logs in as the identity that signs")
+    .argument('<imvu>', 'IMVU id', imvuId)
+    .argument('<address>', 'mailbox address (a bare local part uses the primary domain)')
+    .option('--stdin', 'read the password from the first line of standard input instead of prompting')
+    .option('--revoke', 'remove the mailbox\'s app password instead')
+    .addHelpText('after', '\nExamples:\n  nexus mail password IMVU-001 info\n  printf %s "$PW" | nexus mail password IMVU-001 info@example.world --stdin\n  nexus mail password IMVU-001 info --revoke')
+    .action(async (id: string, a: string, o: { stdin?: boolean; revoke?: boolean }, c: Command) => {
+      const ctx = Ctx.of(c);
+      const addr = await address(ctx, id, a);
+      const signer = await ctx.signerLazy(async () => (await fetchImvu(ctx, id)).owner.id, 'mail password');
+      if (o.revoke) {
+        const s = await ctx.submit('POST', '/v1/commands', 'mail.password.revoke', { imvu: id, address: addr }, signer);
+        ctx.print({ imvu: id, address: addr, index: s.receipt.index }, () => [`✅ App password of ${addr} revoked`, `✅ ${receiptLine(s)}`]);
+        return;
+      }
+      const password = o.stdin ? await firstLine(process.stdin) : await promptHidden(`App password for ${addr}: `);
+      if (!password) throw usage('the password is empty');
+      const { hashAppPassword } = await import('../../mail/auth/app-password.ts');
+      const hash = await hashAppPassword(password);
+      const s = await ctx.submit('POST', '/v1/commands', 'mail.password.set', { imvu: id, address: addr, hash }, signer);
+      ctx.print({ imvu: id, address: addr, index: s.receipt.index }, () => [`✅ App password of ${addr} set (only its scrypt hash is recorded)`, `✅ ${receiptLine(s)}`]);
+    });
   return mail;
+}
+
+async function firstLine(input: NodeJS.ReadableStream): Promise<string> {
+  let buf = '';
+  for await (const chunk of input) {
+    buf += String(chunk);
+    if (buf.includes('\n') || buf.length > 4096) break;
+  }
+  return buf.split(/\r?\n/)[0]!.slice(0, 1024);
+}
+
+/** Reads a line from the terminal without echoing it. */
+async function promptHidden(question: string): Promise<string> {
+  if (!process.stdin.isTTY) throw usage('no terminal to prompt on: pass the password with --stdin');
+  process.stderr.write(question);
+  const stdin = process.stdin;
+  stdin.setRawMode(true);
+  stdin.resume();
+  return new Promise((resolve, reject) => {
+    let s = '';
+    const onData = (d: Buffer) => {
+      for (const ch of d.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') return done(undefined, s);
+        if (ch === '\u0003') return done(usage('cancelled'));
+        if (ch === '\u007f') s = s.slice(0, -1);
+        else s += ch;
+      }
+    };
+    const done = (err: Error | undefined, v?: string) => {
+      stdin.removeListener('data', onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+      process.stderr.write('\n');
+      if (err) reject(err);
+      else resolve(v!);
+    };
+    stdin.on('data', onData);
+  });
 }
 
 // --- routes -------------------------------------------------------------------------------------

@@ -41,6 +41,35 @@ const ageRecipient = z
   .string()
   .max(2048)
   .regex(/^(age1[02-9ac-hj-np-z]{58}|ssh-ed25519 [A-Za-z0-9+/]{68}|ssh-rsa [A-Za-z0-9+/]{300,1400}={0,2})$/, 'must be an age recipient (age1...) or an SSH public key (ssh-ed25519 or ssh-rsa, without a comment)');
+/** scrypt$N$r$p$salt$key: the cost parameters travel with the hash, salt 16-64 bytes, key 32-64 bytes. */
+export const APP_PASSWORD_HASH = /^scrypt\$\d{1,8}\$\d{1,3}\$\d{1,3}\$[A-Za-z0-9_-]{22,86}\$[A-Za-z0-9_-]{43,86}$/;
+
+/** Bounds on an app password's scrypt cost: weak enough to verify within a login, never a memory bomb (128*N*r <= 64 MiB). */
+export const SCRYPT_BOUNDS = { minN: 2 ** 14, maxMem: 64 * 1024 * 1024, maxR: 16, maxP: 4 } as const;
+
+export interface ScryptHash {
+  N: number;
+  r: number;
+  p: number;
+  salt: Buffer;
+  key: Buffer;
+}
+
+/** The parts of an app password hash, or why it is refused (shape, or a cost outside SCRYPT_BOUNDS). */
+export function parseAppPasswordHash(hash: string): ScryptHash | string {
+  if (!APP_PASSWORD_HASH.test(hash)) return 'not an app password hash (scrypt$N$r$p$salt$key)';
+  const [, n, r, p, salt, key] = hash.split('$') as [string, string, string, string, string, string];
+  const N = Number(n);
+  const R = Number(r);
+  const P = Number(p);
+  if (N < SCRYPT_BOUNDS.minN || (N & (N - 1)) !== 0) return `scrypt N must be a power of two >= ${SCRYPT_BOUNDS.minN}`;
+  if (R < 1 || R > SCRYPT_BOUNDS.maxR || P < 1 || P > SCRYPT_BOUNDS.maxP) return `scrypt r must be 1..${SCRYPT_BOUNDS.maxR} and p 1..${SCRYPT_BOUNDS.maxP}`;
+  if (128 * N * R > SCRYPT_BOUNDS.maxMem) return `scrypt memory 128*N*r must be at most ${SCRYPT_BOUNDS.maxMem} bytes`;
+  const s = Buffer.from(salt, 'base64url');
+  const k = Buffer.from(key, 'base64url');
+  if (s.length < 16 || k.length < 32) return 'scrypt salt must be at least 16 bytes and key at least 32';
+  return { N, r: R, p: P, salt: s, key: k };
+}
 const isoTime = z.string().datetime({ offset: false, message: 'must be an ISO-8601 UTC time' });
 const digits = z.string().regex(/^\d{1,30}$/, 'must be a whole number of units as decimal digits');
 const smallInt = (max: number) => z.number().int().min(1).max(max);
@@ -204,6 +233,21 @@ export const BODY_SCHEMAS = {
     .strict(),
   'mailbox.add': z.object({ imvu: imvuId, address: mailboxAddress }).strict(),
   'mailbox.remove': z.object({ imvu: imvuId, address: mailboxAddress }).strict(),
+  // An app password for submission (and IMAP): only its scrypt hash, computed by the client, so
+  // the password itself never reaches the ledger. Cost bounds are checked in preconditions.ts.
+  'mail.password.set': z.object({ imvu: imvuId, address: mailboxAddress, hash: z.string().regex(APP_PASSWORD_HASH, 'must be scrypt$N$r$p$salt$key (base64url)') }).strict(),
+  'mail.password.revoke': z.object({ imvu: imvuId, address: mailboxAddress }).strict(),
+  // A submission the mail service refused (gate 5): who logged in, as which identity, and the
+  // senders they tried; recorded by the `mail` service on the user's behalf.
+  'mail.send': z
+    .object({
+      imvu: imvuId,
+      identity: identityId,
+      login: mailboxAddress,
+      mailFrom: z.string().max(320),
+      from: z.array(z.string().max(320)).max(16),
+    })
+    .strict(),
   'route.set': z.object({ imvu: imvuId, policy: TrafficPolicy }).strict(),
   'consent.record': z
     .object({ imvu: imvuId, subject: identityId, purpose: z.string().min(1).max(200), granted: z.boolean() })

@@ -70,6 +70,7 @@ const TABLE_GATES: [string, number][] = [
   ['dnssec_keys', 4],
   ['domains', 3],
   ['mailboxes', 5],
+  ['mail_passwords', 5],
   ['dkim_keys', 5],
   ['consents', 10],
 ];

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { identityIdFromPublicKey } from '../identity/keys.ts';
 import type { GateContext } from './gate.ts';
 import { absoluteName } from './naming.ts';
+import { parseAppPasswordHash } from './commands.ts';
 
 /** What an exited IMVU still accepts: the last steps of its exit (purge, gate 13) and notices to its creator. */
 export const AFTER_EXIT: ReadonlySet<string> = new Set(['imvu.purge', 'notify.creator']);
@@ -106,6 +107,17 @@ export async function preconditions(ctx: GateContext): Promise<string | undefine
     case 'mailbox.remove':
       if (!(await ctx.db.get('SELECT 1 AS x FROM mailboxes WHERE address = ? AND imvu = ?', [String(b.address), ctx.imvu!.id])))
         return `no mailbox ${String(b.address)} in ${ctx.imvu!.id}`;
+      return undefined;
+    case 'mail.password.set': {
+      const parsed = parseAppPasswordHash(String(b.hash));
+      if (typeof parsed === 'string') return parsed;
+      if (!(await ctx.db.get('SELECT 1 AS x FROM mailboxes WHERE address = ? AND imvu = ?', [String(b.address), ctx.imvu!.id])))
+        return `no mailbox ${String(b.address)} in ${ctx.imvu!.id}`;
+      return undefined;
+    }
+    case 'mail.password.revoke':
+      if (!(await ctx.db.get('SELECT 1 AS x FROM mail_passwords WHERE address = ? AND imvu = ?', [String(b.address), ctx.imvu!.id])))
+        return `no app password for ${String(b.address)} in ${ctx.imvu!.id}`;
       return undefined;
     case 'dns.record.add':
       return recordValueProblem(String(b.type), String(b.value), absoluteName(String(b.name), String(b.zone)), String(b.zone), ctx);

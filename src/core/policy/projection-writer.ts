@@ -212,6 +212,18 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
       return;
     case 'mailbox.remove':
       await tx.run('DELETE FROM mailboxes WHERE address = ? AND imvu = ?', [String(b.address), String(b.imvu)]);
+      // A removed mailbox logs in no more, and one added again later starts without a password.
+      await tx.run('DELETE FROM mail_passwords WHERE address = ? AND imvu = ?', [String(b.address), String(b.imvu)]);
+      return;
+    case 'mail.password.set':
+      await tx.run('DELETE FROM mail_passwords WHERE address = ?', [String(b.address)]);
+      await tx.run('INSERT INTO mail_passwords (address, imvu, identity, hash, entry) VALUES (?, ?, ?, ?, ?)', [String(b.address), String(b.imvu), command.actor, String(b.hash), index]);
+      return;
+    case 'mail.password.revoke':
+      await tx.run('DELETE FROM mail_passwords WHERE address = ? AND imvu = ?', [String(b.address), String(b.imvu)]);
+      return;
+    case 'mail.send':
+      // Recorded for what gate 5 says about it; it changes no state.
       return;
     case 'route.set':
       await tx.run('UPDATE routes SET policy = ?, entry = ? WHERE imvu = ?', [JSON.stringify(b.policy), index, String(b.imvu)]);

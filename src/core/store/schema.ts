@@ -89,6 +89,11 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
     key: 'address',
     ddl: `CREATE TABLE IF NOT EXISTS mailboxes (address TEXT PRIMARY KEY, imvu TEXT NOT NULL, entry INTEGER NOT NULL)`,
   },
+  /** App passwords (mail.password.set): one per mailbox, bound to the identity that set it; only scrypt hashes. */
+  mail_passwords: {
+    key: 'address',
+    ddl: `CREATE TABLE IF NOT EXISTS mail_passwords (address TEXT PRIMARY KEY, imvu TEXT NOT NULL, identity TEXT NOT NULL, hash TEXT NOT NULL, entry INTEGER NOT NULL)`,
+  },
   routes: {
     key: 'imvu',
     ddl: `CREATE TABLE IF NOT EXISTS routes (imvu TEXT PRIMARY KEY, policy TEXT NOT NULL, entry INTEGER NOT NULL)`,

@@ -62,10 +62,10 @@ export const gate: Gate = {
       if (target.role !== 'creator' && target.role !== 'member')
         return deny(1, `${target.name} is a ${target.role} identity; only creators and members can be members of an IMVU`);
     }
-    if (type === 'mailbox.add') {
+    if (type === 'mailbox.add' || type === 'mail.password.set' || type === 'mail.password.revoke') {
       if (!ctx.imvu) return deny(1, `unknown IMVU ${String(ctx.body.imvu)}`);
       if (!isOwner(ctx) && !(ctx.actor && (await isMember(ctx, ctx.imvu.id, ctx.actor.id))))
-        return deny(1, `only the creator or a member of ${ctx.imvu.id} may add mailboxes; signed by ${who}`);
+        return deny(1, `only the creator or a member of ${ctx.imvu.id} may ${type === 'mailbox.add' ? 'add mailboxes' : 'set or revoke app passwords'}; signed by ${who}`);
     }
     return pass(1, `signed by ${who}`);
   },

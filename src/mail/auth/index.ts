@@ -1,0 +1,1 @@
+export { verifyAppPassword, hashAppPassword, checkAppPassword, DEFAULT_SCRYPT, type MailLogin } from './app-password.ts';

@@ -1,0 +1,63 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { deliverToMaildir, ensureMaildir, uniqueName } from './deliver.ts';
+import { imvuDir, mailboxRoot } from './paths.ts';
+
+const dirs: string[] = [];
+const temp = () => {
+  const d = mkdtempSync(join(tmpdir(), 'maildir-'));
+  dirs.push(d);
+  return d;
+};
+afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+describe('deliverToMaildir', () => {
+  it('writes into new/ (0600) through tmp/, from a buffer or a stream', async () => {
+    const root = join(temp(), 'box');
+    const a = await deliverToMaildir(root, Buffer.from('Subject: a\r\n\r\na\r\n'));
+    const b = await deliverToMaildir(root, Readable.from([Buffer.from('Subject: b\r\n'), Buffer.from('\r\nb\r\n')]));
+    expect(readFileSync(a, 'utf8')).toBe('Subject: a\r\n\r\na\r\n');
+    expect(readFileSync(b, 'utf8')).toBe('Subject: b\r\n\r\nb\r\n');
+    expect(readdirSync(join(root, 'new')).sort()).toHaveLength(2);
+    expect(readdirSync(join(root, 'tmp'))).toEqual([]);
+    expect(statSync(a).mode & 0o777).toBe(0o600);
+    expect(statSync(join(root, 'cur')).mode & 0o777).toBe(0o700);
+  });
+
+  it('leaves nothing behind when the stream fails', async () => {
+    const root = join(temp(), 'box');
+    const failing = Readable.from((async function* () {
+      yield Buffer.from('partial');
+      throw new Error('client went away');
+    })());
+    await expect(deliverToMaildir(root, failing)).rejects.toThrow(/went away/);
+    expect(readdirSync(join(root, 'tmp'))).toEqual([]);
+    expect(readdirSync(join(root, 'new'))).toEqual([]);
+  });
+
+  it("refuses a symlink planted in an IMVU's tree that points into another IMVU's", async () => {
+    const data = temp();
+    const victim = mailboxRoot(data, 'IMVU-002', 'ceo@b.world');
+    mkdirSync(victim, { recursive: true });
+    await ensureMaildir(victim);
+    const attacker = imvuDir(data, 'IMVU-001');
+    mkdirSync(join(attacker), { recursive: true });
+    symlinkSync(join(data, 'imvus', 'IMVU-002', 'mail'), join(attacker, 'mail'));
+    await expect(deliverToMaildir(mailboxRoot(data, 'IMVU-001', 'ceo@b.world'), Buffer.from('x'), { base: attacker })).rejects.toThrow(/symlink/);
+    // The Maildir itself a symlink, or its new/: refused too.
+    const own = mailboxRoot(data, 'IMVU-003', 'x@c.world');
+    mkdirSync(join(imvuDir(data, 'IMVU-003'), 'mail'), { recursive: true });
+    symlinkSync(victim, own);
+    await expect(deliverToMaildir(own, Buffer.from('x'), { base: imvuDir(data, 'IMVU-003') })).rejects.toThrow(/symlink/);
+    expect(readdirSync(join(victim, 'new'))).toEqual([]);
+  });
+
+  it('names are unique and hold no / or :', () => {
+    const names = new Set(Array.from({ length: 1000 }, () => uniqueName()));
+    expect(names.size).toBe(1000);
+    for (const n of names) expect(n).not.toMatch(/[/:]/);
+  });
+});
