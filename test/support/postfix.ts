@@ -1,7 +1,8 @@
 // A private Postfix instance (the Debian package, not ours) for interop tests: its own config,
 // queue and data directories under a temp dir, `postfix -c DIR start`, smtpd on 127.0.0.1:PORT
 // with STARTTLS (a throwaway certificate), every recipient of `domains` delivered by the virtual
-// agent into one Maildir. Nothing listens on a standard port; `stop()` stops it and removes it all.
+// agent into one Maildir. Nothing listens on a standard port; `stop()` stops it and removes it all
+// (KEEP_POSTFIX=1 keeps the directory and its maillog for a look after a failure).
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
@@ -86,9 +87,11 @@ export async function startPostfix(opts: { domains: string[]; hostname?: string 
     'smtpd_tls_received_header = yes',
     'smtpd_tls_loglevel = 1',
     `maillog_file = ${join(dir, 'maillog')}`,
+    `maillog_file_prefixes = ${dir}`,
     'smtputf8_enable = no',
     'biff = no',
     'message_size_limit = 52428800',
+    'virtual_mailbox_limit = 0',
     // Nothing leaves this instance.
     'default_transport = error:outbound mail disabled in tests',
     'relay_transport = error:outbound mail disabled in tests',
@@ -120,7 +123,14 @@ export async function startPostfix(opts: { domains: string[]; hostname?: string 
     '',
   ].join('\n');
   writeFileSync(join(conf, 'master.cf'), master);
-  execFileSync('/usr/sbin/postfix', ['-c', conf, 'start'], { stdio: 'pipe' });
+  try {
+    execFileSync('/usr/sbin/postfix', ['-c', conf, 'start'], { stdio: 'pipe' });
+  } catch (e) {
+    const log = readLog(dir);
+    if (!process.env.KEEP_POSTFIX) rmSync(dir, { recursive: true, force: true });
+    // Postfix reports a configuration error to syslog only; its log file, when it got that far.
+    throw new Error(`postfix start failed (${dir}): ${String((e as { stderr?: Buffer }).stderr ?? '')} ${log}`);
+  }
   // Ready when smtpd answers.
   const deadline = Date.now() + 20_000;
   for (;;) {
@@ -159,7 +169,7 @@ export async function startPostfix(opts: { domains: string[]; hostname?: string 
       }
       const pidFile = join(queue, 'pid', 'master.pid');
       for (let i = 0; i < 50 && existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 100));
-      rmSync(dir, { recursive: true, force: true });
+      if (!process.env.KEEP_POSTFIX) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -268,7 +268,9 @@ export class MailQueue {
       this.opts.onEvent?.({ event: 'delivered', id: e.id, rcpt: r.to, detail: o.remote });
       return;
     }
-    r.error = o.remote && !o.reason.includes(o.remote) ? `${o.remote}: ${o.reason}` : o.reason;
+    r.error = o.reason;
+    if (o.remote) r.remote = o.remote;
+    else delete r.remote;
     if (o.kind === 'permanent' || r.attempts >= this.retry.maxAttempts) {
       r.state = 'failed';
       if (o.kind !== 'permanent') r.error = `${o.reason} (gave up after ${r.attempts} attempts)`;
@@ -287,7 +289,12 @@ export class MailQueue {
     if (e.rcpts.some((r) => r.state === 'queued' || r.state === 'inflight')) return;
     const failed = e.rcpts.filter((r) => r.state === 'failed');
     if (failed.length > 0 && e.mailFrom !== '' && !e.dsn) {
-      const list: FailedRcpt[] = failed.map((r) => ({ to: r.to, diagnostic: r.error ?? '550 5.0.0 failed', status: statusOf(r.error ?? '').replace(/^4/, '5') }));
+      const list: FailedRcpt[] = failed.map((r) => ({
+        to: r.to,
+        diagnostic: r.error ?? '550 5.0.0 failed',
+        status: statusOf(r.error ?? '').replace(/^4/, '5'),
+        ...(r.remote ? { remoteMta: r.remote.replace(/ \[.*$/, '') } : {}),
+      }));
       const dsn = buildDsn({ reportingMta: this.host, to: e.mailFrom, queueId: e.id, arrival: new Date(e.created), failed: list, original: raw });
       // The DSN is queued (durably) before the original goes: a crash in between sends it twice, never zero times.
       const id = this.add(e.imvu, e.identity, '', [e.mailFrom], dsn);

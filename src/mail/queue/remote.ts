@@ -90,7 +90,7 @@ export async function deliverRemote(opts: RemoteOptions, domain: string, mailFro
         return all({ kind: err.responseCode >= 500 ? 'permanent' : 'temporary', reason: describe(err), remote });
       }
       // No SMTP answer (connection refused, timeout, TLS failure): try the next host.
-      last = { kind: 'temporary', reason: `451 4.4.1 ${remote}: ${describe(err)}`, remote };
+      last = { kind: 'temporary', reason: `451 4.4.1 ${describe(err)}`, remote };
     } finally {
       transport.close();
     }

@@ -23,6 +23,8 @@ export interface RcptEntry {
   next: number;
   /** The last error (remote reply or local reason). */
   error?: string;
+  /** The remote MTA that gave it, when one answered (`host [address]:port`). */
+  remote?: string;
 }
 
 export interface QueueEntry {
