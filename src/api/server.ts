@@ -24,6 +24,7 @@ import { CosignatureCollector, type WitnessEndpoint } from '../core/witness/coll
 import type { Listener } from './status-view.ts';
 import { daemonStatus, type DaemonInfo } from './status.ts';
 import type { DaemonStatus } from './status-view.ts';
+import type { MailQueue, MailOutOptions } from '../mail/queue/index.ts';
 
 export interface ServerOptions {
   dataDir: string;
@@ -64,6 +65,12 @@ export interface ServerOptions {
    * newest); their cosignatures are kept under DATA/cosignatures and served with the checkpoint.
    */
   witnesses?: { endpoints: WitnessEndpoint[]; timeoutMs?: number; minIntervalMs?: number; backoffMs?: number };
+  /**
+   * The outbound mail queue (src/mail/queue): DATA/mail-queue, DKIM-signed at enqueue, delivered
+   * locally or to the MX hosts the resolver finds from these root hints, on `relayPort` (25). Off
+   * unless given (`serve()` passes the configured root hints and relay port).
+   */
+  mailOut?: false | MailOutOptions;
 }
 
 /** Defaults: generous for people and scripts, far below what fills a disk. */
@@ -86,6 +93,8 @@ export interface RunningServer {
   store: Store;
   /** The witness cosignature collector, when witnesses are configured. */
   witnesses?: CosignatureCollector;
+  /** The outbound mail queue, when it runs: submission hands accepted messages to `enqueue()`. */
+  mailQueue?: MailQueue;
   /** What GET /v1/status answers a peer on this machine. */
   status(): Promise<DaemonStatus>;
   /** Stops accepting, lets requests in flight finish (their commands commit), then closes the store. Idempotent. */
@@ -222,6 +231,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     dns?.server.view.invalidate();
   });
   platform.integrity.start(opts.integrityIntervalMs ?? DEFAULTS.integrityIntervalMs, (err) => app.log.error({ err }, 'integrity check failed'));
+  // Loaded only when mail runs (the CLI keeps heavy imports lazy).
+  const mailQueue = opts.mailOut ? (await import('../mail/queue/index.ts')).startMailOut(platform, opts.mailOut) : undefined;
   let openapi: unknown;
   const ctx: ApiContext = {
     platform,
@@ -290,7 +301,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
             throw new HttpError(403, `metrics are served to loopback peers and to admins; ${reader.name} is a ${reader.role}`);
           }
         }
-        const out = await route.handle(ctx, { params: params.data, query: query.data, body: req.body, source: req.ip, ...(reader ? { reader } : {}) });
+        const out = await route.handle(ctx, { params: params.data, query: query.data, body: req.body, source: req.ip, host: req.hostname, ...(reader ? { reader } : {}) });
         if (out.log) req.log[out.log.level](out.log.fields, out.log.msg);
         reply.code(out.status ?? 200);
         if (out.headers) reply.headers(out.headers);
@@ -305,6 +316,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   } catch (err) {
     await app.close().catch(() => undefined);
     await closer.close();
+    await mailQueue?.close();
     await dns?.close().catch(() => undefined);
     await witnesses?.close();
     await platform.close();
@@ -340,6 +352,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     store: platform.store,
     ...(dns ? { dns } : {}),
     ...(witnesses ? { witnesses } : {}),
+    ...(mailQueue ? { mailQueue } : {}),
     closer,
     status: () => daemonStatus(ctx, true),
     close: () =>
@@ -347,6 +360,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         stopping = true;
         try {
           await closer.close();
+          // Deliveries under way finish and their state is saved; what is queued waits on disk.
+          await mailQueue?.close();
           // DNS first: its sockets close, then the counts left are flushed into the ledger.
           if (dns) {
             const last = await dns.close();
@@ -453,5 +468,7 @@ async function startDaemonServer(cfg: NexusConfig, terminal: boolean): Promise<R
     dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, nameservers: cfg.nameservers, ...(xfr ? { xfr } : {}) } : false,
     // Servers learned from referrals are asked on the first hint's port (53 unless a test hierarchy says otherwise).
     challenge: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port },
+    // MX look-ups from the same root hints; remote MTAs on the relay port (25 unless a test says otherwise).
+    mailOut: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port, relayPort: cfg.mailRelayPort, hostname: `mail.${cfg.suffix}` },
   });
 }
