@@ -91,7 +91,7 @@ export function prepare(raw: Buffer, identity: string, imvu: string, domain: str
 
 /** Signs a prepared message with `key`; the DKIM-Signature goes on top. */
 export async function signWith(key: SigningKey, message: Buffer, now = new Date()): Promise<Buffer> {
-  const pem = key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  const pem = key.pem ?? (key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
   // mailauth 4 reads the keys from `signatureData` and the header list as a colon-separated string
   // (an array silently means its default list), whatever its typings say.
   const options = {

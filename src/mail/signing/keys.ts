@@ -23,7 +23,14 @@ export interface SigningKey {
   privateKey: KeyObject;
   /** The public key as published (base64 SPKI). */
   publicKey: string;
+  /** The private key as PKCS#8 PEM (what the signer takes). */
+  pem?: string;
 }
+
+// Private keys read once per (IMVU, selector): a selector's key never changes (a rotation makes a
+// new selector), and the file is read again after a restart.
+const loaded = new Map<string, { privateKey: KeyObject; pem: string }>();
+const MAX_LOADED = 10_000;
 
 /** The IMVU's active key; throws when it has none (a mail system that cannot sign must not send). */
 export async function activeKey(dataDir: string, db: SqlReader, imvu: string): Promise<SigningKey> {
@@ -32,6 +39,13 @@ export async function activeKey(dataDir: string, db: SqlReader, imvu: string): P
     [imvu],
   );
   if (!row) throw new Error(`${imvu} has no active DKIM key`);
-  const privateKey = createPrivateKey(readFileSync(selectorKeyPath(dataDir, imvu, row.selector)));
-  return { imvu, domain: row.domain, selector: row.selector, privateKey, publicKey: row.public_key };
+  const path = selectorKeyPath(dataDir, imvu, row.selector);
+  let k = loaded.get(path);
+  if (!k) {
+    const pem = readFileSync(path, 'utf8');
+    k = { privateKey: createPrivateKey(pem), pem };
+    if (loaded.size >= MAX_LOADED) loaded.clear();
+    loaded.set(path, k);
+  }
+  return { imvu, domain: row.domain, selector: row.selector, privateKey: k.privateKey, pem: k.pem, publicKey: row.public_key };
 }
