@@ -31,6 +31,8 @@ const DNS_DEFAULTS = {
   xfrAllow: [], tsig: null, notify: [],
   // Domain proofs start from the IANA root servers.
   rootHints: IANA_ROOT_HINTS.map((address) => ({ address, port: 53 })),
+  // Outbound mail goes to remote MTAs on port 25.
+  mailRelayPort: 25,
   // Plan limits published at init.
   plan: DEFAULT_PLAN,
   // The platform's name servers: none given, ns1.<suffix> at the DNS address.

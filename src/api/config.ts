@@ -49,6 +49,8 @@ export interface NexusConfig {
    * asked on the first hint's port (53 unless given: a test hierarchy on loopback uses one port).
    */
   rootHints: { address: string; port: number }[];
+  /** Port of the remote MTAs the outbound queue delivers to (25; tests point it at a free port on loopback). */
+  mailRelayPort: number;
   /**
    * The plan limits the platform publishes when it initialises a data directory (ledger data from
    * then on: changing this later changes nothing, so replay never depends on configuration).
@@ -101,6 +103,7 @@ export interface ConfigOptions {
   notify?: string | string[];
   /** `address[:port]`, each may be a comma-separated list. */
   rootHints?: string | string[];
+  mailRelayPort?: number | string;
   /** Plan limits for init: `cpu_cores=16,memory_gb=64` (unnamed limits keep their defaults) or an object. */
   plan?: string | Partial<PlanLimits>;
   /** `name=address` (e.g. `ns1.world=192.0.2.53`), each may be a comma-separated list. */
@@ -319,6 +322,7 @@ const FIELDS = {
   xfrAllow: XfrAllow,
   notify: Notify,
   rootHints: RootHints,
+  mailRelayPort: Port,
   plan: Plan,
   nameservers: NameServers,
   witnesses: Witnesses,
@@ -342,6 +346,7 @@ const ENV: Record<Field, string> = {
   xfrAllow: 'NEXUS_XFR_ALLOW',
   notify: 'NEXUS_NOTIFY',
   rootHints: 'NEXUS_ROOT_HINTS',
+  mailRelayPort: 'NEXUS_MAIL_RELAY_PORT',
   plan: 'NEXUS_PLAN',
   nameservers: 'NEXUS_NAMESERVERS',
   witnesses: 'NEXUS_WITNESSES',
@@ -363,6 +368,7 @@ const FLAG: Record<Field, string> = {
   xfrAllow: '--xfr-allow',
   notify: '--notify',
   rootHints: '--root-hints',
+  mailRelayPort: '--mail-relay-port',
   plan: '--plan',
   nameservers: '--nameserver',
   witnesses: '--witness',
@@ -389,6 +395,7 @@ export const ConfigFileSchema = z
     tsigSecretFile: Path.optional(),
     notify: Notify.optional(),
     rootHints: RootHints.optional(),
+    mailRelayPort: Port.optional(),
     plan: Plan.optional(),
     nameservers: NameServers.optional(),
     witnesses: Witnesses.optional(),
@@ -480,6 +487,7 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     tsig: resolveTsig(opts, env, file, fileName, cwd),
     notify: pick('notify'),
     rootHints: pick('rootHints'),
+    mailRelayPort: pick('mailRelayPort'),
     plan: pick('plan'),
     nameservers: pick('nameservers'),
     witnesses: pick('witnesses'),

@@ -23,6 +23,8 @@ export const DEFAULTS = {
   xfrAllow: [],
   notify: [],
   rootHints: IANA_ROOT_HINTS,
+  /** Remote MTAs listen on 25 (tests: a free port on loopback). */
+  mailRelayPort: 25,
   /** Plan limits published at init (a `plan.publish` entry); above them needs a `quota.approve`. */
   plan: DEFAULT_PLAN,
   /** The platform's name servers: none given means `ns1.<suffix>` at the DNS address. */

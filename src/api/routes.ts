@@ -14,7 +14,7 @@ import type { CommandType, LedgerEntry } from '../core/types.ts';
 import { exportZone } from '../domains/zonefile/export.ts';
 import { imvuSummary, listImvus, mailboxesOf, routesOf, zoneView } from '../imvu/summary.ts';
 import { proveDomain, type ChallengeLookup } from '../imvu/domain-proof.ts';
-import { challengeName } from '../core/policy/naming.ts';
+import { challengeName, mtaStsPolicy } from '../core/policy/naming.ts';
 import { dsView, platformZoneDsView } from '../domains/dnssec/ds.ts';
 import { readZoneRows } from '../domains/registry/zone.ts';
 import type { XfrSummary } from '../domains/dns-service.ts';
@@ -69,6 +69,8 @@ export interface ReadRequest {
   body: unknown;
   /** The peer's address (admission and the count of refused attempts go by it). */
   source: string;
+  /** The Host the request named, without its port (virtual hosts: `mta-sts.<domain>`). */
+  host?: string;
   /** The verified signer of a `signed` read (and of a `metrics` read from a non-loopback peer). */
   reader?: Reader;
 }
@@ -514,6 +516,22 @@ export const ROUTES: RouteDef[] = [
     contentType: ctx.metrics.registry.contentType,
   })),
   pub('/openapi.json', 'This document', {}, async (ctx) => ({ body: ctx.openapi() })),
+  {
+    method: 'GET',
+    path: '/.well-known/mta-sts.txt',
+    summary: "The MTA-STS policy (RFC 8461) of the IMVU domain named by the Host header, `mta-sts.<domain>`; 404 for any other host",
+    params: NoParams,
+    query: AnyQuery,
+    access: 'public',
+    produces: 'text/plain',
+    handle: async (ctx, req) => {
+      const host = (req.host ?? '').toLowerCase().replace(/\.$/, '');
+      const domain = host.startsWith('mta-sts.') ? host.slice('mta-sts.'.length) : '';
+      const row = domain ? await ctx.platform.store.get<{ domain: string }>('SELECT domain FROM imvus WHERE domain = ?', [domain]) : undefined;
+      if (!row) throw new HttpError(404, 'no MTA-STS policy for this host');
+      return { body: mtaStsPolicy(row.domain), contentType: 'text/plain; charset=utf-8', headers: { 'cache-control': 'max-age=3600' } };
+    },
+  },
   pub('/v1/platform', "The platform's identity and checkpoint verifier key", {}, async (ctx) => {
     const db = ctx.platform.store;
     const p = await db.get<{ id: string; origin: string; suffix: string; edge_address: string }>('SELECT id, origin, suffix, edge_address FROM platform LIMIT 1');

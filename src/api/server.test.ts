@@ -70,7 +70,7 @@ describe('reads every client needs', () => {
       'POST /v1/zones/{zone}/records', 'DELETE /v1/zones/{zone}/records', 'POST /v1/imvus/{id}/mailboxes', 'DELETE /v1/imvus/{id}/mailboxes',
       'PUT /v1/imvus/{id}/routes', 'POST /v1/consents', 'POST /v1/usage', 'POST /v1/revenue',
       'POST /v1/imvus/{id}/snapshots', 'POST /v1/imvus/{id}/snapshots/rollback', 'GET /v1/imvus/{id}/snapshots', 'GET /v1/imvus/{id}/snapshots/draft', 'GET /v1/imvus/{id}/snapshots/{digest}/export',
-      'GET /health', 'GET /v1/status', 'GET /metrics', 'GET /openapi.json', 'GET /v1/platform', 'GET /v1/identities', 'GET /v1/identities/{nameOrId}',
+      'GET /health', 'GET /v1/status', 'GET /metrics', 'GET /openapi.json', 'GET /.well-known/mta-sts.txt', 'GET /v1/platform', 'GET /v1/identities', 'GET /v1/identities/{nameOrId}',
       'GET /v1/imvus', 'GET /v1/imvus/{id}', 'GET /v1/zones/{zone}/records', 'GET /v1/zones/{zone}/export', 'GET /v1/zones/{zone}/ds', 'GET /v1/imvus/{id}/mailboxes', 'GET /v1/imvus/{id}/routes',
       'GET /v1/imvus/{id}/notifications', 'GET /v1/consents', 'GET /v1/notifications', 'GET /v1/gates', 'GET /v1/ledger/checkpoint',
       'GET /v1/ledger/checkpoints/{size}', 'GET /v1/ledger/entries', 'GET /v1/ledger/proof/inclusion', 'GET /v1/ledger/proof/consistency', 'GET /v1/statements/{imvu}/{period}',

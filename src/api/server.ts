@@ -26,6 +26,7 @@ import type { Listener } from './status-view.ts';
 import { daemonStatus, type DaemonInfo } from './status.ts';
 import { servedCheckpoint } from './checkpoint.ts';
 import type { DaemonStatus } from './status-view.ts';
+import type { MailQueue, MailOutOptions } from '../mail/queue/index.ts';
 
 export interface ServerOptions {
   dataDir: string;
@@ -73,6 +74,12 @@ export interface ServerOptions {
   witnesses?: { endpoints: WitnessEndpoint[]; timeoutMs?: number; minIntervalMs?: number; backoffMs?: number };
   /** The exit process (src/imvu/exit/service.ts): days before an unconfirmed exit ends, how often its clock is checked. */
   exit?: { confirmDays?: number; clockIntervalMs?: number };
+  /**
+   * The outbound mail queue (src/mail/queue): DATA/mail-queue, DKIM-signed at enqueue, delivered
+   * locally or to the MX hosts the resolver finds from these root hints, on `relayPort` (25). Off
+   * unless given (`serve()` passes the configured root hints and relay port).
+   */
+  mailOut?: false | MailOutOptions;
 }
 
 /** Defaults: generous for people and scripts, far below what fills a disk. */
@@ -97,6 +104,8 @@ export interface RunningServer {
   store: Store;
   /** The witness cosignature collector, when witnesses are configured. */
   witnesses?: CosignatureCollector;
+  /** The outbound mail queue, when it runs: submission hands accepted messages to `enqueue()`. */
+  mailQueue?: MailQueue;
   /** What GET /v1/status answers a peer on this machine. */
   status(): Promise<DaemonStatus>;
   /** Stops accepting, lets requests in flight finish (their commands commit), then closes the store. Idempotent. */
@@ -214,11 +223,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }
     registerDnsMetrics(metrics.registry, dns);
   }
+  // Loaded only when mail runs (the CLI keeps heavy imports lazy).
+  const mailQueue = opts.mailOut ? (await import('../mail/queue/index.ts')).startMailOut(platform, opts.mailOut) : undefined;
   let mail: MailService | undefined;
   if (opts.mail) {
     try {
       const { startMailService } = await import('../mail/smtp/service.ts');
-      mail = await startMailService({ ...opts.mail, platform, noise, onError: (err) => app.log.warn({ err }, 'mail error') });
+      // Accepted submissions go to the durable queue (signed there); 250 waits until it is on disk.
+      const queue = mailQueue;
+      const enqueue = queue
+        ? async (m: { imvu: string; identity: string; mailFrom: string; rcptTo: string[]; raw: NodeJS.ReadableStream }) => {
+            const chunks: Buffer[] = [];
+            for await (const c of m.raw) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c));
+            await queue.enqueue({ imvu: m.imvu, identity: m.identity, mailFrom: m.mailFrom, rcptTo: m.rcptTo, raw: Buffer.concat(chunks) });
+          }
+        : undefined;
+      mail = await startMailService({ ...opts.mail, platform, noise, ...(enqueue ? { enqueue } : {}), onError: (err) => app.log.warn({ err }, 'mail error') });
     } catch (err) {
       await dns?.close().catch(() => undefined);
       await app.close().catch(() => undefined);
@@ -325,7 +345,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
             throw new HttpError(403, `metrics are served to loopback peers and to admins; ${reader.name} is a ${reader.role}`);
           }
         }
-        const out = await route.handle(ctx, { params: params.data, query: query.data, body: req.body, source: req.ip, ...(reader ? { reader } : {}) });
+        const out = await route.handle(ctx, { params: params.data, query: query.data, body: req.body, source: req.ip, host: req.hostname, ...(reader ? { reader } : {}) });
         if (out.log) req.log[out.log.level](out.log.fields, out.log.msg);
         reply.code(out.status ?? 200);
         if (out.headers) reply.headers(out.headers);
@@ -341,6 +361,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await app.close().catch(() => undefined);
     await closer.close();
     await exits.close();
+    await mailQueue?.close();
     await dns?.close().catch(() => undefined);
     await mail?.close().catch(() => undefined);
     await witnesses?.close();
@@ -381,6 +402,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ...(dns ? { dns } : {}),
     ...(mail ? { mail } : {}),
     ...(witnesses ? { witnesses } : {}),
+    ...(mailQueue ? { mailQueue } : {}),
     closer,
     status: () => daemonStatus(ctx, true),
     close: () =>
@@ -389,6 +411,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         try {
           await closer.close();
           await exits.close();
+          // Deliveries under way finish and their state is saved; what is queued waits on disk.
+          await mailQueue?.close();
           // DNS first: its sockets close, then the counts left are flushed into the ledger.
           if (dns) {
             const last = await dns.close();
@@ -496,5 +520,7 @@ async function startDaemonServer(cfg: NexusConfig, terminal: boolean): Promise<R
     dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, nameservers: cfg.nameservers, ...(xfr ? { xfr } : {}) } : false,
     // Servers learned from referrals are asked on the first hint's port (53 unless a test hierarchy says otherwise).
     challenge: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port },
+    // MX look-ups from the same root hints; remote MTAs on the relay port (25 unless a test says otherwise).
+    mailOut: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port, relayPort: cfg.mailRelayPort, hostname: `mail.${cfg.suffix}` },
   });
 }

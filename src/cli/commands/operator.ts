@@ -50,6 +50,7 @@ interface ServeFlags {
   tsigSecretFile?: string;
   notify?: string[];
   rootHints?: string[];
+  mailRelayPort?: number;
   plan?: string;
   nameserver?: string[];
   integrityInterval?: number;
@@ -79,6 +80,7 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.tsigSecretFile !== undefined ? { tsigSecretFile: o.tsigSecretFile } : {}),
     ...(o.notify !== undefined ? { notify: o.notify } : {}),
     ...(o.rootHints !== undefined ? { rootHints: o.rootHints } : {}),
+    ...(o.mailRelayPort !== undefined ? { mailRelayPort: o.mailRelayPort } : {}),
     ...(o.plan !== undefined ? { plan: o.plan } : {}),
     ...(o.nameserver !== undefined ? { nameservers: o.nameserver } : {}),
     ...(o.integrityInterval !== undefined ? { integrityIntervalMs: o.integrityInterval } : {}),
@@ -128,6 +130,7 @@ function daemonOptions(cmd: Command): Command {
     .option('--integrity-interval <ms>', 'how often the projections are compared with what the platform wrote (env NEXUS_INTEGRITY_INTERVAL_MS; default 60000)', int(10, 86_400_000))
     .option('--notify <ip:port...>', 'secondaries to NOTIFY when a zone changes: IP addresses only, port 53 unless given, IPv6 as [addr]:port (env NEXUS_NOTIFY, comma-separated)')
     .option('--root-hints <ip:port...>', 'root servers where domain proofs (the TXT at _nexus-challenge.DOMAIN) start their look-ups (env NEXUS_ROOT_HINTS, comma-separated; default the IANA root servers)')
+    .option('--mail-relay-port <port>', 'port of the remote MTAs outbound mail is delivered to (env NEXUS_MAIL_RELAY_PORT; default 25; tests point it at a free port on loopback)', int(1, 65535))
     .option('--witness <url=vkey...>', 'a witness that cosigns the checkpoints: its URL and verifier key, repeatable (env NEXUS_WITNESSES, comma-separated; config file `witnesses`)')
     .option('--witness-timeout <ms>', 'deadline of one request to a witness (env NEXUS_WITNESS_TIMEOUT_MS; default 10000)', int(10, 86_400_000))
     .option('--nameserver <name=ip...>', "the platform's name servers, served in its own zone (the suffix) and named by every IMVU zone (env NEXUS_NAMESERVERS, comma-separated; default ns1.<suffix>=the DNS address)")

@@ -115,3 +115,30 @@ export function publicSuffixRefusal(name: string): string | undefined {
   if (r.publicSuffix === name) return `${name} is a public suffix (Public Suffix List${r.isPrivate ? ', private section' : ''}): no one can own it`;
   return undefined;
 }
+
+/** The MTA-STS policy id published in `_mta-sts` (RFC 8461 3.1): it changes whenever the policy does. */
+export const MTA_STS_ID = 'nexus1';
+
+/**
+ * The mail records of an IMVU's primary zone, in the order they are written at `imvu.create`
+ * (the projection writer and the transfer journal both use this list): the MX the inbound server
+ * answers for, SPF allowing only that MX to send (the outbound queue connects from the same edge),
+ * DMARC reject, MTA-STS (`testing`: the platform's certificate is not yet one every sender
+ * validates, so failures are reported, not enforced) with its policy host, and TLS-RPT.
+ */
+export function mailRecords(primary: string, edge: string): { name: string; type: string; value: string }[] {
+  return [
+    { name: primary, type: 'MX', value: `10 mail.${primary}.` },
+    { name: `mail.${primary}`, type: 'A', value: edge },
+    { name: primary, type: 'TXT', value: 'v=spf1 mx -all' },
+    { name: `_dmarc.${primary}`, type: 'TXT', value: `v=DMARC1; p=reject; rua=mailto:admin@${primary}` },
+    { name: `_mta-sts.${primary}`, type: 'TXT', value: `v=STSv1; id=${MTA_STS_ID}` },
+    { name: `mta-sts.${primary}`, type: 'A', value: edge },
+    { name: `_smtp._tls.${primary}`, type: 'TXT', value: `v=TLSRPTv1; rua=mailto:admin@${primary}` },
+  ];
+}
+
+/** The MTA-STS policy file served at https://mta-sts.<primary>/.well-known/mta-sts.txt (RFC 8461 3.2). */
+export function mtaStsPolicy(primary: string): string {
+  return `version: STSv1\r\nmode: testing\r\nmx: mail.${primary}\r\nmax_age: 86400\r\n`;
+}

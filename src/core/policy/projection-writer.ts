@@ -5,7 +5,7 @@ import type { WriteTx } from '../store/index.ts';
 import type { Command } from '../types.ts';
 import { DEFAULT_ENVELOPE, ENVELOPE_FIELDS } from './commands.ts';
 import type { PlatformRow } from './gate.ts';
-import { absoluteName, challengeToken, CLAIM_TTL_MS, imvuDomainsFor } from './naming.ts';
+import { absoluteName, challengeToken, CLAIM_TTL_MS, imvuDomainsFor, mailRecords } from './naming.ts';
 import { instantMillis, periodOfInstant } from '../handshake/period.ts';
 import { parsePriceBook } from '../handshake/pricebook.ts';
 import { canonicalJson } from '../ledger/canonical.ts';
@@ -106,10 +106,7 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
       for (const ns of await nameServerNames(tx, platform)) await addRecord(tx, index, n++, primary, primary, 'NS', `${ns}.`);
       await addRecord(tx, index, n++, primary, primary, 'A', platform.edge_address);
       await addRecord(tx, index, n++, primary, stage, 'A', platform.edge_address);
-      await addRecord(tx, index, n++, primary, primary, 'MX', `10 mail.${primary}.`);
-      await addRecord(tx, index, n++, primary, `mail.${primary}`, 'A', platform.edge_address);
-      await addRecord(tx, index, n++, primary, primary, 'TXT', 'v=spf1 mx -all');
-      await addRecord(tx, index, n++, primary, `_dmarc.${primary}`, 'TXT', `v=DMARC1; p=reject; rua=mailto:admin@${primary}`);
+      for (const r of mailRecords(primary, platform.edge_address)) await addRecord(tx, index, n++, primary, r.name, r.type, r.value);
       for (const local of ['creator', 'admin'])
         await tx.run('INSERT INTO mailboxes (address, imvu, entry) VALUES (?, ?, ?)', [`${local}@${primary}`, id, index]);
       await tx.run('INSERT INTO routes (imvu, policy, entry) VALUES (?, ?, ?)', [id, JSON.stringify(defaultTrafficPolicy()), index]);

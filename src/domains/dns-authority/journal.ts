@@ -1,7 +1,7 @@
 import type { Answer } from 'dns-packet';
 import type { Store } from '../../core/store/index.ts';
 import { decodeEntry } from '../../core/ledger/ledger.ts';
-import { absoluteName } from '../../core/policy/naming.ts';
+import { absoluteName, mailRecords } from '../../core/policy/naming.ts';
 import type { LedgerEntry } from '../../core/types.ts';
 import { canonicalCompare } from '../zonefile/export.ts';
 import { isWithin, lowerAscii, parseRecord } from '../records/rdata.ts';
@@ -241,10 +241,7 @@ export class ZoneJournal {
         for (const ns of this.nameServerNames()) add(primary, 'NS', `${ns}.`);
         add(primary, 'A', this.edge);
         add(row.stage_domain, 'A', this.edge);
-        add(primary, 'MX', `10 mail.${primary}.`);
-        add(`mail.${primary}`, 'A', this.edge);
-        add(primary, 'TXT', 'v=spf1 mx -all');
-        add(`_dmarc.${primary}`, 'TXT', `v=DMARC1; p=reject; rua=mailto:admin@${primary}`);
+        for (const r of mailRecords(primary, this.edge)) add(r.name, r.type, r.value);
         return;
       }
       case 'domain.verified':
