@@ -155,6 +155,11 @@ function splitMultipart(buf: Buffer, start: number, end: number, boundary: strin
     // The rest of the delimiter line (transport padding) up to CRLF.
     let eol = buf.indexOf(10, after);
     if (eol === -1 || eol >= end) eol = end - 1;
+    // "--b1" must not match "--b10": only "--" or white space may follow the boundary.
+    if (!closing && !/^[ \t]*\r?$/.test(buf.toString('latin1', after, Math.max(after, eol)))) {
+      pos = after;
+      continue;
+    }
     if (partStart !== -1) {
       const partEnd = i === start ? i : i - 2;
       out.push([partStart, Math.max(partStart, partEnd)]);

@@ -744,7 +744,7 @@ class Session {
       }
     }
     r.end();
-    if (/[/\\]|\.\./.test(ref + pat) || (ref + pat).startsWith('~')) {
+    if (/[/\\]|\.\./.test(ref + pat) || /^[~.]/.test(ref + pat)) {
       this.opts.onRefusal?.({ imvu: this.account!.imvu, address: this.account!.address, command: cmd, mailbox: (ref + pat).slice(0, 300), reason: 'pattern outside this account', remote: this.remote });
       throw new No('NOPERM', 'pattern outside this account');
     }
