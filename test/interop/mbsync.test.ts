@@ -64,7 +64,7 @@ describe('mbsync two-way sync', () => {
     const c = client();
     await c.connect();
     await c.mailboxOpen('INBOX');
-    const [nine] = (await c.search({ subject: 'message 9' }, { uid: true })) || [];
+    const [nine] = (await c.search({ header: { 'message-id': '<m9@example.org>' } }, { uid: true })) || [];
     const [eleven] = (await c.search({ header: { 'message-id': '<m11@example.org>' } }, { uid: true })) || [];
     await c.messageFlagsAdd(String(nine), ['\\Answered'], { uid: true });
     await c.messageDelete(String(eleven), { uid: true });
@@ -84,10 +84,10 @@ describe('mbsync two-way sync', () => {
     await d.connect();
     await d.mailboxOpen('INBOX');
     expect((d.mailbox as { exists: number }).exists).toBe(N);
-    const [sevenUid] = (await d.search({ subject: 'message 7' }, { uid: true })) || [];
+    const [sevenUid] = (await d.search({ header: { 'message-id': '<m7@example.org>' } }, { uid: true })) || [];
     const m7 = await d.fetchOne(String(sevenUid), { flags: true }, { uid: true });
     expect(m7 && [...m7.flags!].sort()).toEqual(['\\Flagged', '\\Seen']);
-    const [upUid] = (await d.search({ subject: 'message 5000' }, { uid: true })) || [];
+    const [upUid] = (await d.search({ header: { 'message-id': '<m5000@example.org>' } }, { uid: true })) || [];
     const up = await d.fetchOne(String(upUid), { flags: true, source: true }, { uid: true });
     // Uploaded with CRLF; mbsync may add its own X-TUID header line.
     expect(up && up.source!.toString().replace(/^X-TUID: .*\r\n/m, '')).toBe(sampleMessage(5000));
