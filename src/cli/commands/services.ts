@@ -9,6 +9,7 @@ import { table } from '../format.ts';
 import { fetchImvu, listOf } from './imvu.ts';
 import { ApiError } from '../client.ts';
 import { consentPseudonym, type Pseudonym } from '../pseudonym.ts';
+import { addMailExportCommand } from './mail-export.ts';
 
 // --- mail ---------------------------------------------------------------------------------------
 
@@ -62,6 +63,7 @@ export function mailCommand(): Command {
       const s = await ctx.submit('DELETE', `/v1/imvus/${id}/mailboxes`, 'mailbox.remove', { imvu: id, address: addr }, signer);
       ctx.print({ imvu: id, address: addr, index: s.receipt.index }, () => [`✅ Mailbox ${addr} removed from ${id}`, `✅ ${receiptLine(s)}`]);
     });
+  addMailExportCommand(mail);
   return mail;
 }
 
