@@ -22,6 +22,7 @@ import { challengeResolver, type ChallengeLookup, type ChallengeResolverOptions 
 import { ensurePlatformZone } from '../domains/registry/declare.ts';
 import { CosignatureCollector, type WitnessEndpoint } from '../core/witness/collector.ts';
 import type { Listener } from './status-view.ts';
+import type { ImapServer, ImapServerOptions } from '../mail/imap/server.ts';
 import { daemonStatus, type DaemonInfo } from './status.ts';
 import type { DaemonStatus } from './status-view.ts';
 
@@ -64,6 +65,12 @@ export interface ServerOptions {
    * newest); their cosignatures are kept under DATA/cosignatures and served with the checkpoint.
    */
   witnesses?: { endpoints: WitnessEndpoint[]; timeoutMs?: number; minIntervalMs?: number; backoffMs?: number };
+  /**
+   * IMAP over the IMVUs' Maildirs (src/mail/imap): `port` with STARTTLS, `tlsPort` implicit TLS
+   * (with the API's certificate). Off unless given. Until app passwords are wired in, the default
+   * `authenticate` refuses everyone.
+   */
+  imap?: false | { host?: string; port?: number; tlsPort?: number; authenticate?: ImapServerOptions['authenticate'] };
 }
 
 /** Defaults: generous for people and scripts, far below what fills a disk. */
@@ -317,6 +324,32 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
   const listeners: Listener[] = [{ service: 'api', protocol: scheme, address: host, port }];
   if (dns) for (const protocol of ['udp', 'tcp'] as const) listeners.push({ service: 'dns', protocol, address: dns.server.address, port: dns.server.port });
+  let imap: ImapServer | null = null;
+  if (opts.imap) {
+    const { startImapServer } = await import('../mail/imap/server.ts');
+    const imapHost = opts.imap.host ?? host;
+    try {
+      imap = await startImapServer({
+        dataDir: opts.dataDir,
+        host: imapHost,
+        ...(opts.imap.port !== undefined ? { port: opts.imap.port } : {}),
+        ...(opts.imap.tlsPort !== undefined && opts.tls ? { tlsPort: opts.imap.tlsPort } : {}),
+        ...(opts.tls ? { tls: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
+        // Refuses everyone until the app passwords (SMTP submission's credentials) are wired in.
+        authenticate: opts.imap.authenticate ?? (async () => null),
+        onRefusal: (e) => app.log.warn({ refusal: e }, 'IMAP mailbox name outside the account refused'),
+      });
+    } catch (err) {
+      await app.close().catch(() => undefined);
+      await closer.close();
+      await dns?.close().catch(() => undefined);
+      await witnesses?.close();
+      await platform.close();
+      throw err;
+    }
+    if (imap.port !== null) listeners.push({ service: 'imap', protocol: 'imap', address: imapHost, port: imap.port });
+    if (imap.tlsPort !== null) listeners.push({ service: 'imap', protocol: 'imaps', address: imapHost, port: imap.tlsPort });
+  }
   ctx.daemon = { version: VERSION, pid: process.pid, dataDir: opts.dataDir, startedAt: new Date().toISOString(), listeners, tls: !!opts.tls } satisfies DaemonInfo;
   // At most one entry per interval for all the anonymous noise, whatever its volume.
   const summarise = async () => {
@@ -347,6 +380,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         stopping = true;
         try {
           await closer.close();
+          await imap?.close();
           // DNS first: its sockets close, then the counts left are flushed into the ledger.
           if (dns) {
             const last = await dns.close();
@@ -368,6 +402,23 @@ export interface ServeOptions extends ConfigOptions {
   init?: boolean;
   /** Install SIGTERM/SIGINT handlers that shut down gracefully and exit (default true). */
   signals?: boolean;
+  /** IMAP with STARTTLS (env NEXUS_IMAP_PORT) and implicit TLS (env NEXUS_IMAPS_PORT); off unless given. */
+  imapPort?: number;
+  imapsPort?: number;
+}
+
+/** The IMAP ports of `serve()`: flags, else the environment; none means no IMAP. */
+export function imapPorts(opts: ServeOptions, env: NodeJS.ProcessEnv = process.env): { port?: number; tlsPort?: number } | null {
+  const parse = (v: number | string | undefined, name: string): number | undefined => {
+    if (v === undefined || v === '') return undefined;
+    const n = typeof v === 'number' ? v : /^\d{1,5}$/.test(v) ? Number(v) : NaN;
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`${name}: not a port: ${v}`);
+    return n;
+  };
+  const port = parse(opts.imapPort ?? env.NEXUS_IMAP_PORT, 'NEXUS_IMAP_PORT');
+  const tlsPort = parse(opts.imapsPort ?? env.NEXUS_IMAPS_PORT, 'NEXUS_IMAPS_PORT');
+  if (port === undefined && tlsPort === undefined) return null;
+  return { ...(port !== undefined ? { port } : {}), ...(tlsPort !== undefined ? { tlsPort } : {}) };
 }
 
 /** What `nexus serve` runs. Throws ConfigError (one line) on bad configuration. */
@@ -390,7 +441,7 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
       await (await initDataDir(cfg.dataDir, { suffix: cfg.suffix, plan: cfg.plan })).close();
       initialised = true;
     }
-    server = await startDaemonServer(cfg, terminal);
+    server = await startDaemonServer(cfg, terminal, imapPorts(opts));
   } catch (err) {
     lock.release();
     throw err;
@@ -436,7 +487,7 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
   return server;
 }
 
-async function startDaemonServer(cfg: NexusConfig, terminal: boolean): Promise<RunningServer> {
+async function startDaemonServer(cfg: NexusConfig, terminal: boolean, imap: { port?: number; tlsPort?: number } | null): Promise<RunningServer> {
   // Zone transfers only when configured (an allow-list, a TSIG key or secondaries to notify).
   const xfr = xfrOptions(cfg);
   // pino-pretty, as a stream in this thread (no worker), loaded only for a terminal.
@@ -453,5 +504,6 @@ async function startDaemonServer(cfg: NexusConfig, terminal: boolean): Promise<R
     dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, nameservers: cfg.nameservers, ...(xfr ? { xfr } : {}) } : false,
     // Servers learned from referrals are asked on the first hint's port (53 unless a test hierarchy says otherwise).
     challenge: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port },
+    ...(imap ? { imap } : {}),
   });
 }
