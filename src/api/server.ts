@@ -23,6 +23,7 @@ import { challengeResolver, type ChallengeLookup, type ChallengeResolverOptions 
 import { ensurePlatformZone } from '../domains/registry/declare.ts';
 import { CosignatureCollector, type WitnessEndpoint } from '../core/witness/collector.ts';
 import type { Listener } from './status-view.ts';
+import type { ImapServer, ImapServerOptions } from '../mail/imap/server.ts';
 import { daemonStatus, type DaemonInfo } from './status.ts';
 import { servedCheckpoint } from './checkpoint.ts';
 import type { DaemonStatus } from './status-view.ts';
@@ -80,6 +81,12 @@ export interface ServerOptions {
    * unless given (`serve()` passes the configured root hints and relay port).
    */
   mailOut?: false | MailOutOptions;
+  /**
+   * IMAP over the IMVUs' Maildirs (src/mail/imap): `port` with STARTTLS, `tlsPort` implicit TLS
+   * (with the API's certificate). Off unless given. Until app passwords are wired in, the default
+   * `authenticate` refuses everyone.
+   */
+  imap?: false | { host?: string; port?: number; tlsPort?: number; authenticate?: ImapServerOptions['authenticate'] };
 }
 
 /** Defaults: generous for people and scripts, far below what fills a disk. */
@@ -378,6 +385,42 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   if (mail)
     for (const [service, l] of [['smtp', mail.mx], ['submission', mail.submission], ['smtps', mail.smtps]] as const)
       if (l) listeners.push({ service, protocol: 'tcp', address: l.address, port: l.port });
+  let imap: ImapServer | null = null;
+  if (opts.imap) {
+    const { startImapServer } = await import('../mail/imap/server.ts');
+    const imapHost = opts.imap.host ?? host;
+    try {
+      imap = await startImapServer({
+        dataDir: opts.dataDir,
+        host: imapHost,
+        ...(opts.imap.port !== undefined ? { port: opts.imap.port } : {}),
+        ...(opts.imap.tlsPort !== undefined && opts.tls ? { tlsPort: opts.imap.tlsPort } : {}),
+        ...(opts.tls ? { tls: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
+        // The same app passwords as SMTP submission (scrypt hashes recorded by mail.password.set).
+        authenticate:
+          opts.imap.authenticate ??
+          (async (user, pass) => {
+            const { verifyAppPassword } = await import('../mail/auth/app-password.ts');
+            const login = await verifyAppPassword(platform.store, user.toLowerCase(), pass);
+            return login ? { imvu: login.imvu, address: login.address } : null;
+          }),
+        // Logged with the account, and counted per source into the next noise summary (a ledger entry per interval).
+        onRefusal: (e) => {
+          app.log.warn({ refusal: e }, 'IMAP mailbox name outside the account refused');
+          noise.add(sourcePrefix(e.remote), 'imap-outside-account');
+        },
+      });
+    } catch (err) {
+      await app.close().catch(() => undefined);
+      await closer.close();
+      await dns?.close().catch(() => undefined);
+      await witnesses?.close();
+      await platform.close();
+      throw err;
+    }
+    if (imap.port !== null) listeners.push({ service: 'imap', protocol: 'imap', address: imapHost, port: imap.port });
+    if (imap.tlsPort !== null) listeners.push({ service: 'imap', protocol: 'imaps', address: imapHost, port: imap.tlsPort });
+  }
   ctx.daemon = { version: VERSION, pid: process.pid, dataDir: opts.dataDir, startedAt: new Date().toISOString(), listeners, tls: !!opts.tls } satisfies DaemonInfo;
   // At most one entry per interval for all the anonymous noise, whatever its volume.
   const summarise = async () => {
@@ -413,6 +456,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
           await exits.close();
           // Deliveries under way finish and their state is saved; what is queued waits on disk.
           await mailQueue?.close();
+          await imap?.close();
           // DNS first: its sockets close, then the counts left are flushed into the ledger.
           if (dns) {
             const last = await dns.close();
@@ -435,6 +479,38 @@ export interface ServeOptions extends ConfigOptions {
   init?: boolean;
   /** Install SIGTERM/SIGINT handlers that shut down gracefully and exit (default true). */
   signals?: boolean;
+  /** IMAP with STARTTLS (env NEXUS_IMAP_PORT) and implicit TLS (env NEXUS_IMAPS_PORT); off unless given. */
+  imapPort?: number;
+  imapsPort?: number;
+  /** The MX (env NEXUS_SMTP_PORT), submission with STARTTLS (NEXUS_SUBMISSION_PORT) and with implicit TLS (NEXUS_SMTPS_PORT); off unless one is given. */
+  smtpPort?: number;
+  submissionPort?: number;
+  smtpsPort?: number;
+}
+
+function portOf(v: number | string | undefined, name: string): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  const n = typeof v === 'number' ? v : /^\d{1,5}$/.test(v) ? Number(v) : NaN;
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`${name}: not a port: ${v}`);
+  return n;
+}
+
+/** The SMTP ports of `serve()`: flags, else the environment; none means no MX and no submission. */
+export function smtpPorts(opts: ServeOptions, env: NodeJS.ProcessEnv = process.env): { smtpPort: number | null; submissionPort: number | null; smtpsPort: number | null } | null {
+  const smtpPort = portOf(opts.smtpPort ?? env.NEXUS_SMTP_PORT, 'NEXUS_SMTP_PORT') ?? null;
+  const submissionPort = portOf(opts.submissionPort ?? env.NEXUS_SUBMISSION_PORT, 'NEXUS_SUBMISSION_PORT') ?? null;
+  const smtpsPort = portOf(opts.smtpsPort ?? env.NEXUS_SMTPS_PORT, 'NEXUS_SMTPS_PORT') ?? null;
+  if (smtpPort === null && submissionPort === null && smtpsPort === null) return null;
+  return { smtpPort, submissionPort, smtpsPort };
+}
+
+/** The IMAP ports of `serve()`: flags, else the environment; none means no IMAP. */
+export function imapPorts(opts: ServeOptions, env: NodeJS.ProcessEnv = process.env): { port?: number; tlsPort?: number } | null {
+  const parse = portOf;
+  const port = parse(opts.imapPort ?? env.NEXUS_IMAP_PORT, 'NEXUS_IMAP_PORT');
+  const tlsPort = parse(opts.imapsPort ?? env.NEXUS_IMAPS_PORT, 'NEXUS_IMAPS_PORT');
+  if (port === undefined && tlsPort === undefined) return null;
+  return { ...(port !== undefined ? { port } : {}), ...(tlsPort !== undefined ? { tlsPort } : {}) };
 }
 
 /** What `nexus serve` runs. Throws ConfigError (one line) on bad configuration. */
@@ -457,7 +533,7 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
       await (await initDataDir(cfg.dataDir, { suffix: cfg.suffix, plan: cfg.plan })).close();
       initialised = true;
     }
-    server = await startDaemonServer(cfg, terminal);
+    server = await startDaemonServer(cfg, terminal, imapPorts(opts), smtpPorts(opts));
   } catch (err) {
     lock.release();
     throw err;
@@ -503,7 +579,12 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
   return server;
 }
 
-async function startDaemonServer(cfg: NexusConfig, terminal: boolean): Promise<RunningServer> {
+async function startDaemonServer(
+  cfg: NexusConfig,
+  terminal: boolean,
+  imap: { port?: number; tlsPort?: number } | null,
+  smtp: { smtpPort: number | null; submissionPort: number | null; smtpsPort: number | null } | null,
+): Promise<RunningServer> {
   // Zone transfers only when configured (an allow-list, a TSIG key or secondaries to notify).
   const xfr = xfrOptions(cfg);
   // pino-pretty, as a stream in this thread (no worker), loaded only for a terminal.
@@ -522,5 +603,19 @@ async function startDaemonServer(cfg: NexusConfig, terminal: boolean): Promise<R
     challenge: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port },
     // MX look-ups from the same root hints; remote MTAs on the relay port (25 unless a test says otherwise).
     mailOut: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port, relayPort: cfg.mailRelayPort, hostname: `mail.${cfg.suffix}` },
+    ...(imap ? { imap } : {}),
+    // The MX and submission (inbound SPF/DKIM/DMARC looked up from the same root hints).
+    ...(smtp
+      ? {
+          mail: {
+            hostname: `mail.${cfg.suffix}`,
+            address: cfg.host,
+            ...smtp,
+            ...(cfg.tls ? { tls: { cert: cfg.tls.cert, key: cfg.tls.key } } : {}),
+            resolver: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port },
+            meterIntervalMs: cfg.meterIntervalMs,
+          },
+        }
+      : {}),
   });
 }

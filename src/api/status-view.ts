@@ -3,9 +3,9 @@
 // this module without the server.
 
 export interface Listener {
-  /** `api` (HTTP or HTTPS), `dns`, or the mail listeners (`smtp` the MX, `submission` 587, `smtps` 465). */
-  service: 'api' | 'dns' | 'smtp' | 'submission' | 'smtps';
-  protocol: 'http' | 'https' | 'udp' | 'tcp';
+  /** `api` (HTTP or HTTPS), `dns`, the mail listeners (`smtp` the MX, `submission` 587, `smtps` 465) or `imap` (STARTTLS or implicit TLS). */
+  service: 'api' | 'dns' | 'smtp' | 'submission' | 'smtps' | 'imap';
+  protocol: 'http' | 'https' | 'udp' | 'tcp' | 'imap' | 'imaps';
   address: string;
   port: number;
 }
@@ -56,7 +56,7 @@ export function formatStatus(s: DaemonStatus, url?: string, extra: [string, stri
   if (url) rows.push(['url', url]);
   rows.push(['platform', `${s.platform.id} (log origin ${s.platform.origin}, suffix ${s.platform.suffix})`]);
   for (const l of s.listeners) {
-    const what = l.service === 'api' ? `API ${l.protocol.toUpperCase()}` : `DNS ${l.protocol.toUpperCase()}`;
+    const what = l.service === 'api' ? `API ${l.protocol.toUpperCase()}` : l.service === 'imap' ? l.protocol.toUpperCase() : `DNS ${l.protocol.toUpperCase()}`;
     rows.push(['listens', `${what.padEnd(10)} ${hostPort(l.address, l.port)}`]);
   }
   if (!s.listeners.some((l) => l.service === 'dns')) rows.push(['listens', 'DNS        off']);

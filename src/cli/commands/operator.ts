@@ -42,6 +42,11 @@ interface ServeFlags {
   logLevel?: string;
   dnsAddress?: string;
   dnsPort?: number;
+  imapPort?: number;
+  imapsPort?: number;
+  smtpPort?: number;
+  submissionPort?: number;
+  smtpsPort?: number;
   /** commander's `--no-dns`: false when given, true otherwise. */
   dns?: boolean;
   meterInterval?: number;
@@ -72,6 +77,11 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.logLevel !== undefined ? { logLevel: o.logLevel } : {}),
     ...(o.dnsAddress !== undefined ? { dnsAddress: o.dnsAddress } : {}),
     ...(o.dnsPort !== undefined ? { dnsPort: o.dnsPort } : {}),
+    ...(o.imapPort !== undefined ? { imapPort: o.imapPort } : {}),
+    ...(o.imapsPort !== undefined ? { imapsPort: o.imapsPort } : {}),
+    ...(o.smtpPort !== undefined ? { smtpPort: o.smtpPort } : {}),
+    ...(o.submissionPort !== undefined ? { submissionPort: o.submissionPort } : {}),
+    ...(o.smtpsPort !== undefined ? { smtpsPort: o.smtpsPort } : {}),
     // Only an explicit --no-dns counts: commander defaults the flag to true, which must not beat NEXUS_DNS.
     ...(o.dns === false ? { dns: false } : {}),
     ...(o.meterInterval !== undefined ? { meterIntervalMs: o.meterInterval } : {}),
@@ -123,6 +133,11 @@ function daemonOptions(cmd: Command): Command {
     .option('--dns-address <address>', 'address of the authoritative DNS server, UDP and TCP (env NEXUS_DNS_ADDRESS; default 127.0.0.1)')
     .option('--dns-port <n>', 'DNS port (env NEXUS_DNS_PORT; default 53 as root, otherwise 5353; 0 picks a free port)', port)
     .option('--no-dns', 'do not run the DNS server (env NEXUS_DNS=false)')
+    .option('--imap-port <n>', 'IMAP port with STARTTLS, e.g. 143 (env NEXUS_IMAP_PORT; default: no IMAP; 0 picks a free port)', port)
+    .option('--smtp-port <n>', 'the MX: inbound mail for hosted mailboxes, e.g. 25 (env NEXUS_SMTP_PORT; default: no SMTP; 0 picks a free port)', port)
+    .option('--submission-port <n>', 'mail submission with STARTTLS and app passwords, e.g. 587 (env NEXUS_SUBMISSION_PORT; default: none)', port)
+    .option('--smtps-port <n>', 'mail submission with implicit TLS, e.g. 465 (env NEXUS_SMTPS_PORT; default: none)', port)
+    .option('--imaps-port <n>', 'IMAP port with implicit TLS, e.g. 993, with the --tls-cert certificate (env NEXUS_IMAPS_PORT; default: none)', port)
     .option('--meter-interval <ms>', 'how often metered usage is reported into the ledger (env NEXUS_METER_INTERVAL_MS; default 60000)', int(10, 86_400_000))
     .option('--xfr-allow <cidr...>', 'addresses or CIDR prefixes that may transfer zones (AXFR/IXFR) without TSIG (env NEXUS_XFR_ALLOW, comma-separated; default none)')
     .option('--tsig-name <name>', 'TSIG key (HMAC-SHA256) name a secondary signs transfers with, from any address (env NEXUS_TSIG_NAME)')

@@ -9,6 +9,7 @@ import { table } from '../format.ts';
 import { fetchImvu, listOf } from './imvu.ts';
 import { ApiError } from '../client.ts';
 import { consentPseudonym, type Pseudonym } from '../pseudonym.ts';
+import { addMailExportCommand } from './mail-export.ts';
 
 // --- mail ---------------------------------------------------------------------------------------
 
@@ -86,6 +87,7 @@ export function mailCommand(): Command {
       const s = await ctx.submit('POST', '/v1/commands', 'mail.password.set', { imvu: id, address: addr, hash }, signer);
       ctx.print({ imvu: id, address: addr, index: s.receipt.index }, () => [`✅ App password of ${addr} set (only its scrypt hash is recorded)`, `✅ ${receiptLine(s)}`]);
     });
+  addMailExportCommand(mail);
   return mail;
 }
 
