@@ -206,15 +206,17 @@ export class RuncDriver implements ComputeDriver {
     await this.writeBundle(s);
     const log = await open(this.logPath(imvu), 'a', 0o600);
     try {
-      // runc create returns once the container waits for `start`; its stdio is the log file.
+      // runc create returns once the container waits for `start`; the workload's stdout and
+      // stderr are the log file (so are runc's own errors, which the failure quotes from it).
       await new Promise<void>((ok, fail) => {
         const child = spawn('runc', ['--root', this.runcRoot, 'create', '--bundle', join(this.computeDir(imvu), 'bundle'), this.containerId(imvu)], {
-          stdio: ['ignore', log.fd, 'pipe'],
+          stdio: ['ignore', log.fd, log.fd],
         });
-        let err = '';
-        child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
         child.on('error', fail);
-        child.on('exit', (code) => (code === 0 ? ok() : fail(new Error(`runc create ${imvu}: ${err.trim() || `exit ${code}`}`))));
+        child.on('exit', (code) => {
+          if (code === 0) return ok();
+          void this.logs(imvu, 2000).then((tail) => fail(new Error(`runc create ${imvu}: ${tail.trim().split('\n').pop() ?? `exit ${code}`}`)), fail);
+        });
       });
     } finally {
       await log.close();
