@@ -49,6 +49,12 @@ export const COMMAND_TYPES = [
   'integrity.alarm',
   'identity.rotate',
   'identity.revoke',
+  'compute.deploy',
+  'compute.start',
+  'compute.stop',
+  'compute.restart',
+  'compute.exec',
+  'compute.burst',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 
