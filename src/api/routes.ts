@@ -2,6 +2,7 @@
 // validate its path and query and describe it in the OpenAPI document. Mutations share one
 // handler that hands the signed command to the chokepoint; reads only query committed state.
 import { z } from 'zod';
+import type { ComputeService } from '../compute/service.ts';
 import type { OpenPlatform } from '../core/platform.ts';
 import { gateStatus } from '../core/policy/gate-status.ts';
 import { decodeEntry } from '../core/ledger/ledger.ts';
@@ -46,6 +47,8 @@ export interface ApiContext {
   dns?: { address: string; port: number; xfr: XfrSummary };
   /** The witnesses' cosignatures of the checkpoints, when witnesses are configured. */
   witnesses?: CosignatureCollector;
+  /** The compute service, when the fabric runs on this host. */
+  compute?: ComputeService;
   /** Version, pid, data directory and listeners, for GET /v1/status (set once the daemon listens). */
   daemon?: DaemonInfo;
 }

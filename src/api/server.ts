@@ -24,6 +24,23 @@ import { CosignatureCollector, type WitnessEndpoint } from '../core/witness/coll
 import type { Listener } from './status-view.ts';
 import { daemonStatus, type DaemonInfo } from './status.ts';
 import type { DaemonStatus } from './status-view.ts';
+import type { ComputeService } from '../compute/service.ts';
+
+/** Starts the compute service if this host can run it; otherwise says why in one line. */
+async function startCompute(platform: OpenPlatform, opts: ServerOptions['compute'], log: FastifyBaseLogger): Promise<ComputeService | undefined> {
+  if (!opts) return undefined;
+  const { fabricAvailable, RuncDriver } = await import('../compute/fabric/runc.ts');
+  const can = await fabricAvailable();
+  if (!can.ok) {
+    log.warn(`compute fabric off: ${can.why}; everything else runs`);
+    return undefined;
+  }
+  const { ComputeService } = await import('../compute/service.ts');
+  const driver = new RuncDriver({ dataDir: platform.dataDir, ...(opts?.range ? { range: opts.range } : {}), ...(opts?.offeredPorts ? { offeredPorts: opts.offeredPorts } : {}) });
+  const svc = new ComputeService(platform, driver, { log });
+  await svc.start();
+  return svc;
+}
 
 export interface ServerOptions {
   dataDir: string;
@@ -64,6 +81,12 @@ export interface ServerOptions {
    * newest); their cosignatures are kept under DATA/cosignatures and served with the checkpoint.
    */
   witnesses?: { endpoints: WitnessEndpoint[]; timeoutMs?: number; minIntervalMs?: number; backoffMs?: number };
+  /**
+   * The compute fabric (src/compute): runs when runc and usable cgroups exist (otherwise one log
+   * line says why, and everything else runs). Off unless given: `serve()` (what `nexus serve`
+   * runs) always gives it, with the configured range; embedding and tests opt in.
+   */
+  compute?: false | { range?: string; offeredPorts?: number[] };
 }
 
 /** Defaults: generous for people and scripts, far below what fills a disk. */
@@ -86,6 +109,8 @@ export interface RunningServer {
   store: Store;
   /** The witness cosignature collector, when witnesses are configured. */
   witnesses?: CosignatureCollector;
+  /** The compute service, when the fabric runs on this host. */
+  compute?: ComputeService;
   /** What GET /v1/status answers a peer on this machine. */
   status(): Promise<DaemonStatus>;
   /** Stops accepting, lets requests in flight finish (their commands commit), then closes the store. Idempotent. */
@@ -222,6 +247,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     dns?.server.view.invalidate();
   });
   platform.integrity.start(opts.integrityIntervalMs ?? DEFAULTS.integrityIntervalMs, (err) => app.log.error({ err }, 'integrity check failed'));
+  let compute: ComputeService | undefined;
+  try {
+    compute = await startCompute(platform, opts.compute, app.log);
+  } catch (err) {
+    app.log.error({ err: (err as Error).message }, 'compute fabric did not start; everything else runs');
+  }
   let openapi: unknown;
   const ctx: ApiContext = {
     platform,
@@ -231,6 +262,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ...(dns ? { dns: { address: dns.server.address, port: dns.server.port, xfr: dns.xfr } } : {}),
     ...(opts.challenge ? { challenge: typeof opts.challenge === 'function' ? opts.challenge : challengeResolver(opts.challenge) } : {}),
     ...(witnesses ? { witnesses } : {}),
+    ...(compute ? { compute } : {}),
   };
 
   // While closing, answer in-flight requests with `Connection: close` so that keep-alive clients
@@ -340,6 +372,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     store: platform.store,
     ...(dns ? { dns } : {}),
     ...(witnesses ? { witnesses } : {}),
+    ...(compute ? { compute } : {}),
     closer,
     status: () => daemonStatus(ctx, true),
     close: () =>
@@ -357,6 +390,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
           await summarise();
         } finally {
           await witnesses?.close().catch(() => undefined);
+          // Workloads keep running: the next start adopts them (runc state).
+          await compute?.close().catch(() => undefined);
           await platform.close();
         }
       })()),
@@ -449,6 +484,7 @@ async function startDaemonServer(cfg: NexusConfig, terminal: boolean): Promise<R
     port: cfg.port,
     logLevel: cfg.logLevel,
     integrityIntervalMs: cfg.integrityIntervalMs,
+    compute: { range: cfg.computeRange },
     ...(cfg.witnesses.length ? { witnesses: { endpoints: cfg.witnesses.map((w) => ({ ...w })), timeoutMs: cfg.witnessTimeoutMs } } : {}),
     dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, nameservers: cfg.nameservers, ...(xfr ? { xfr } : {}) } : false,
     // Servers learned from referrals are asked on the first hint's port (53 unless a test hierarchy says otherwise).
