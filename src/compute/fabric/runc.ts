@@ -235,10 +235,14 @@ export class RuncDriver implements ComputeDriver {
     return this.status(imvu);
   }
 
-  /** `runc events` for OOM kills: a notice for each one. */
+  /**
+   * `runc events` for OOM kills: a notice for each one. Its statistics lines every 2 s are
+   * discarded; they make a watcher whose daemon died (kill -9) exit at its next write (EPIPE)
+   * instead of lingering as an orphan.
+   */
   private watch(imvu: string): void {
     if (this.watchers.has(imvu)) return;
-    const child = spawn('runc', ['--root', this.runcRoot, 'events', '--interval', '60s', this.containerId(imvu)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn('runc', ['--root', this.runcRoot, 'events', '--interval', '2s', this.containerId(imvu)], { stdio: ['ignore', 'pipe', 'ignore'] });
     this.watchers.set(imvu, child);
     createInterface({ input: child.stdout! }).on('line', (line) => {
       try {
