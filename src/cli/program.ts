@@ -21,6 +21,7 @@ import { auditCommand } from './commands/audit.ts';
 import { gatesCommand } from './commands/gates.ts';
 import { witnessCommand } from './commands/witness.ts';
 import { quotaCommand } from './commands/quota.ts';
+import { computeCommand } from './commands/compute.ts';
 import { statusCommand, stopCommand } from './commands/daemon.ts';
 import { completionCommand, manCommand } from './commands/completion.ts';
 
@@ -97,6 +98,7 @@ ${EXIT_LINE}`,
     gatesCommand(),
     witnessCommand(),
     quotaCommand(),
+    computeCommand(),
     completionCommand(),
     manCommand(),
   ])
