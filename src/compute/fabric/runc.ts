@@ -274,6 +274,7 @@ export class RuncDriver implements ComputeDriver {
     this.watchers.delete(imvu);
     const s = await this.saved(imvu).catch(() => undefined);
     if (s) await removeNetwork(this.tag, s.seq);
+    await this.removeEmptyParents();
   }
 
   async restart(imvu: string): Promise<WorkloadStatus> {
@@ -470,8 +471,14 @@ export class RuncDriver implements ComputeDriver {
     const s = await this.saved(imvu).catch(() => undefined);
     if (s) await removeNetwork(this.tag, s.seq);
     // runc removes the IMVU's own cgroups; the instance's parent goes once it is empty.
+    await this.removeEmptyParents();
+  }
+
+  /** The instance's parent cgroups and runc state directory, once nothing is left in them. */
+  private async removeEmptyParents(): Promise<void> {
     for (const ctrl of ['cpu', 'cpuacct', 'memory', 'pids', 'blkio', 'cpuset', 'devices', 'freezer', 'systemd', 'unified'])
       await rmdir(join(CGROUP_ROOT, ctrl, `nexus-${this.tag}`)).catch(() => undefined);
+    await rmdir(this.runcRoot).catch(() => undefined);
   }
 
   async close(): Promise<void> {
