@@ -8,6 +8,7 @@ import type { XfrOptions } from '../domains/dns-authority/xfr.ts';
 import { DEFAULT_PLAN, PLAN_FIELDS, type PlanLimits } from '../core/policy/commands.ts';
 import { parseCosignerVerifierKey } from '../core/witness/cosignature.ts';
 import { DEFAULTS, IANA_ROOT_HINTS, defaultDnsPort } from './defaults.ts';
+import { rangeCapacity } from '../compute/fabric/addresses.ts';
 
 export { DEFAULTS, IANA_ROOT_HINTS, defaultDnsPort };
 
@@ -34,6 +35,8 @@ export interface NexusConfig {
   meterIntervalMs: number;
   /** How often the projections are scanned and compared with their expected digests (src/core/policy/integrity.ts). */
   integrityIntervalMs: number;
+  /** The private IPv4 range each IMVU's workload /30 is cut from (src/compute/fabric/addresses.ts). */
+  computeRange: string;
   /** Addresses or CIDR prefixes allowed to transfer zones (AXFR/IXFR) without TSIG. Default none. */
   xfrAllow: string[];
   /**
@@ -94,6 +97,7 @@ export interface ConfigOptions {
   dnsPort?: number | string;
   meterIntervalMs?: number | string;
   integrityIntervalMs?: number | string;
+  computeRange?: string;
   /** Addresses or CIDR prefixes (each may also be a comma-separated list). */
   xfrAllow?: string | string[];
   tsigName?: string;
@@ -151,6 +155,14 @@ const Bool = z.preprocess(
   z.boolean({ error: BOOL_MESSAGE }),
 );
 const INTERVAL_MESSAGE = 'must be an integer number of milliseconds, 10-86400000';
+// A range of /30s: any IPv4 prefix of length 8-29 with its host bits zero.
+const ComputeRange = z.string().superRefine((v, ctx) => {
+  try {
+    if (rangeCapacity(v) < 1) ctx.addIssue({ code: 'custom', message: 'must hold at least one /30 beside the first' });
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+});
 const IntervalMs = z.preprocess(
   (v) => (typeof v === 'string' && /^\d{1,9}$/.test(v) ? Number(v) : v),
   z.number({ error: INTERVAL_MESSAGE }).int(INTERVAL_MESSAGE).min(10, INTERVAL_MESSAGE).max(86_400_000, INTERVAL_MESSAGE),
@@ -319,6 +331,7 @@ const FIELDS = {
   dnsPort: Port,
   meterIntervalMs: IntervalMs,
   integrityIntervalMs: IntervalMs,
+  computeRange: ComputeRange,
   xfrAllow: XfrAllow,
   notify: Notify,
   rootHints: RootHints,
@@ -343,6 +356,7 @@ const ENV: Record<Field, string> = {
   dnsPort: 'NEXUS_DNS_PORT',
   meterIntervalMs: 'NEXUS_METER_INTERVAL_MS',
   integrityIntervalMs: 'NEXUS_INTEGRITY_INTERVAL_MS',
+  computeRange: 'NEXUS_COMPUTE_RANGE',
   xfrAllow: 'NEXUS_XFR_ALLOW',
   notify: 'NEXUS_NOTIFY',
   rootHints: 'NEXUS_ROOT_HINTS',
@@ -365,6 +379,7 @@ const FLAG: Record<Field, string> = {
   dnsPort: '--dns-port',
   meterIntervalMs: '--meter-interval',
   integrityIntervalMs: '--integrity-interval',
+  computeRange: '--compute-range',
   xfrAllow: '--xfr-allow',
   notify: '--notify',
   rootHints: '--root-hints',
@@ -390,6 +405,7 @@ export const ConfigFileSchema = z
     dnsPort: Port.optional(),
     meterIntervalMs: IntervalMs.optional(),
     integrityIntervalMs: IntervalMs.optional(),
+    computeRange: ComputeRange.optional(),
     xfrAllow: XfrAllow.optional(),
     tsigName: TsigName.optional(),
     tsigSecretFile: Path.optional(),
@@ -483,6 +499,7 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     dnsPort: pick('dnsPort'),
     meterIntervalMs: pick('meterIntervalMs'),
     integrityIntervalMs: pick('integrityIntervalMs'),
+    computeRange: pick('computeRange'),
     xfrAllow: pick('xfrAllow'),
     tsig: resolveTsig(opts, env, file, fileName, cwd),
     notify: pick('notify'),

@@ -19,6 +19,7 @@ export const DEFAULTS = {
   meterIntervalMs: 60_000,
   /** How often the running daemon compares its projections with what its writes should have made. */
   integrityIntervalMs: 60_000,
+  computeRange: '10.96.0.0/11',
   /** Zone transfers: nobody may transfer, nobody is notified, no TSIG key. */
   xfrAllow: [],
   notify: [],

@@ -2,6 +2,7 @@
 // validate its path and query and describe it in the OpenAPI document. Mutations share one
 // handler that hands the signed command to the chokepoint; reads only query committed state.
 import { z } from 'zod';
+import type { ComputeService } from '../compute/service.ts';
 import type { OpenPlatform } from '../core/platform.ts';
 import { gateStatus } from '../core/policy/gate-status.ts';
 import { decodeEntry } from '../core/ledger/ledger.ts';
@@ -50,6 +51,8 @@ export interface ApiContext {
   witnesses?: CosignatureCollector;
   /** The exit process: archive builds and their status. */
   exits?: ExitService;
+  /** The compute service, when the fabric runs on this host. */
+  compute?: ComputeService;
   /** Version, pid, data directory and listeners, for GET /v1/status (set once the daemon listens). */
   daemon?: DaemonInfo;
   /** Stops and starts an IMVU's workload around a snapshot rollback (the compute driver); none: nothing runs to stop. */
@@ -298,6 +301,32 @@ function verifyRoute(): RouteDef {
     },
   };
 }
+/**
+ * `compute.exec`: the creator's signed request is recorded first (it is privileged); then the
+ * command runs in the workload and its output is answered, never recorded.
+ */
+function execRoute(): RouteDef {
+  const bind = { param: 'id', field: 'imvu' };
+  return {
+    method: 'POST',
+    path: '/v1/imvus/:id/compute/exec',
+    summary: "Run a command in the IMVU's workload (its creator only; the request is recorded, the output is not)",
+    params: Params.imvu,
+    query: AnyQuery,
+    command: 'compute.exec',
+    bind,
+    async handle(ctx, req) {
+      if (!ctx.compute) throw new HttpError(503, 'the compute fabric does not run on this host; nothing was recorded');
+      const first = await submit(ctx, { command: 'compute.exec', bind }, req.params, req.body, req.source);
+      const asked = first.body as Record<string, unknown>;
+      if (asked.allowed !== true) return first;
+      const b = (req.body as { command: { body: { imvu: string; command: string[] } } }).command.body;
+      const out = await ctx.compute.exec(b.imvu, b.command);
+      return { status: 200, body: { ...asked, exec: out } };
+    },
+  };
+}
+
 const identityView = (r: IdentityRow) => ({
   id: r.id,
   name: r.name,
@@ -474,6 +503,11 @@ export const ROUTES: RouteDef[] = [
   mutation('POST', '/v1/identities', 'identity.register', 'Register an identity (creators and members sign for themselves; admins and services are registered by the platform)'),
   mutation('POST', '/v1/imvus', 'imvu.create', 'Create an IMVU in one command: envelope, domain, zone, DKIM, mailboxes, routes'),
   mutation('POST', '/v1/imvus/:id/scale', 'imvu.scale', 'Change the compute envelope', { param: 'id', field: 'imvu' }),
+  mutation('POST', '/v1/imvus/:id/compute/deploy', 'compute.deploy', "Deploy a blueprint as the IMVU's workload (creator or member)", { param: 'id', field: 'imvu' }),
+  mutation('POST', '/v1/imvus/:id/compute/start', 'compute.start', "Start the IMVU's workload (creator or member)", { param: 'id', field: 'imvu' }),
+  mutation('POST', '/v1/imvus/:id/compute/stop', 'compute.stop', "Stop the IMVU's workload (creator or member)", { param: 'id', field: 'imvu' }),
+  mutation('POST', '/v1/imvus/:id/compute/restart', 'compute.restart', "Restart the IMVU's workload (creator or member)", { param: 'id', field: 'imvu' }),
+  execRoute(),
   mutation('POST', '/v1/imvus/:id/suspend', 'imvu.suspend', 'Suspend an IMVU (admin; the creator is notified)', { param: 'id', field: 'imvu' }),
   mutation('POST', '/v1/imvus/:id/resume', 'imvu.resume', 'Resume a suspended IMVU', { param: 'id', field: 'imvu' }),
   mutation('POST', '/v1/imvus/:id/exit', 'imvu.exit', "Exit (the creator's signature alone; suspension cannot block it)", { param: 'id', field: 'imvu' }),
@@ -561,6 +595,17 @@ export const ROUTES: RouteDef[] = [
     const s = await imvuSummary(ctx.platform.store, params.id);
     if (!s) throw new HttpError(404, `unknown IMVU ${params.id}`);
     return { body: s };
+  }),
+  read('/v1/imvus/:id/compute', "The IMVU's workload: its state and address, and the kernel's cgroup limits beside what the ledger's envelope implies", { params: Params.imvu }, async (ctx, { params, scope }) => {
+    await mayReadImvu(ctx, await scope(), params.id);
+    if (!ctx.compute) throw new HttpError(503, 'the compute fabric does not run on this host');
+    const [status, kernel] = await Promise.all([ctx.compute.status(params.id), ctx.compute.kernelView(params.id)]);
+    return { body: { ...status, ...(kernel ? { limits: { ledger: kernel.ledger, kernel: kernel.kernel, differences: kernel.differences } } : {}) } };
+  }),
+  read('/v1/imvus/:id/compute/logs', "The newest output of the IMVU's workload (at most 64 KiB)", { params: Params.imvu, produces: 'text/plain' }, async (ctx, { params, scope }) => {
+    await mayReadImvu(ctx, await scope(), params.id);
+    if (!ctx.compute) throw new HttpError(503, 'the compute fabric does not run on this host');
+    return { body: await ctx.compute.logs(params.id), contentType: 'text/plain; charset=utf-8' };
   }),
   read('/v1/zones/:zone/records', 'A zone: SOA serial and records', { params: Params.zone }, async (ctx, { params, scope }) => {
     await mayReadZone(ctx, await scope(), params.zone);

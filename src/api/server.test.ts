@@ -75,6 +75,8 @@ describe('reads every client needs', () => {
       'GET /v1/imvus/{id}/notifications', 'GET /v1/consents', 'GET /v1/notifications', 'GET /v1/gates', 'GET /v1/ledger/checkpoint',
       'GET /v1/ledger/checkpoints/{size}', 'GET /v1/ledger/entries', 'GET /v1/ledger/proof/inclusion', 'GET /v1/ledger/proof/consistency', 'GET /v1/statements/{imvu}/{period}',
       'GET /tlog/checkpoint', 'GET /tlog/tile/{path}', 'GET /tlog/tile/entries/{path}',
+      'POST /v1/imvus/{id}/compute/deploy', 'POST /v1/imvus/{id}/compute/start', 'POST /v1/imvus/{id}/compute/stop',
+      'POST /v1/imvus/{id}/compute/restart', 'POST /v1/imvus/{id}/compute/exec', 'GET /v1/imvus/{id}/compute', 'GET /v1/imvus/{id}/compute/logs',
     ];
     expect(listed.sort()).toEqual(expected.sort());
 

@@ -28,6 +28,23 @@ import { daemonStatus, type DaemonInfo } from './status.ts';
 import { servedCheckpoint } from './checkpoint.ts';
 import type { DaemonStatus } from './status-view.ts';
 import type { MailQueue, MailOutOptions } from '../mail/queue/index.ts';
+import type { ComputeService } from '../compute/service.ts';
+
+/** Starts the compute service if this host can run it; otherwise says why in one line. */
+async function startCompute(platform: OpenPlatform, opts: ServerOptions['compute'], log: FastifyBaseLogger): Promise<ComputeService | undefined> {
+  if (!opts) return undefined;
+  const { fabricAvailable, RuncDriver } = await import('../compute/fabric/runc.ts');
+  const can = await fabricAvailable();
+  if (!can.ok) {
+    log.warn(`compute fabric off: ${can.why}; everything else runs`);
+    return undefined;
+  }
+  const { ComputeService } = await import('../compute/service.ts');
+  const driver = new RuncDriver({ dataDir: platform.dataDir, ...(opts?.range ? { range: opts.range } : {}), ...(opts?.offeredPorts ? { offeredPorts: opts.offeredPorts } : {}) });
+  const svc = new ComputeService(platform, driver, { log });
+  await svc.start();
+  return svc;
+}
 
 export interface ServerOptions {
   dataDir: string;
@@ -87,6 +104,12 @@ export interface ServerOptions {
    * `authenticate` refuses everyone.
    */
   imap?: false | { host?: string; port?: number; tlsPort?: number; authenticate?: ImapServerOptions['authenticate'] };
+  /**
+   * The compute fabric (src/compute): runs when runc and usable cgroups exist (otherwise one log
+   * line says why, and everything else runs). Off unless given: `serve()` (what `nexus serve`
+   * runs) always gives it, with the configured range; embedding and tests opt in.
+   */
+  compute?: false | { range?: string; offeredPorts?: number[]; meterIntervalMs?: number };
 }
 
 /** Defaults: generous for people and scripts, far below what fills a disk. */
@@ -113,6 +136,8 @@ export interface RunningServer {
   witnesses?: CosignatureCollector;
   /** The outbound mail queue, when it runs: submission hands accepted messages to `enqueue()`. */
   mailQueue?: MailQueue;
+  /** The compute service, when the fabric runs on this host. */
+  compute?: ComputeService;
   /** What GET /v1/status answers a peer on this machine. */
   status(): Promise<DaemonStatus>;
   /** Stops accepting, lets requests in flight finish (their commands commit), then closes the store. Idempotent. */
@@ -283,6 +308,40 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   platform.chokepoint.ledger.onCheckpoint(() => exits.poke());
   exits.start();
+  let compute: ComputeService | undefined;
+  try {
+    compute = await startCompute(platform, opts.compute, app.log);
+  } catch (err) {
+    app.log.error({ err: (err as Error).message }, 'compute fabric did not start; everything else runs');
+  }
+  // The kernel's accounting of each workload, reported by the `compute` service identity (gate 6),
+  // and the stop/start a snapshot rollback needs around the swap of the data volume.
+  let computeMeter: import('../compute/metering/index.ts').ComputeMeter | undefined;
+  let workloads: import('../compute/snapshots/index.ts').WorkloadControl | undefined;
+  if (compute) {
+    const svc = compute;
+    const { CGROUP_ROOT } = await import('../compute/fabric/runc.ts');
+    const { startComputeMeter } = await import('../compute/metering/index.ts');
+    const cgroupPath = svc.driver.cgroupPath?.bind(svc.driver);
+    computeMeter = await startComputeMeter({
+      platform,
+      cgroupPathOf: (imvu) => (cgroupPath ? `${CGROUP_ROOT}/cpuacct${cgroupPath(imvu)}` : undefined),
+      imvus: async () => (await platform.store.all<{ imvu: string }>("SELECT w.imvu AS imvu FROM workloads w JOIN imvus i ON i.id = w.imvu WHERE i.status <> 'exited'")).map((r) => r.imvu),
+      ...(opts.compute && opts.compute.meterIntervalMs !== undefined ? { intervalMs: opts.compute.meterIntervalMs } : {}),
+      onError: (err) => app.log.warn({ err: err.message }, 'compute usage report not recorded'),
+    });
+    const stopped = new Set<string>();
+    workloads = {
+      stop: async (imvu) => {
+        if ((await svc.driver.status(imvu)).state !== 'running') return;
+        stopped.add(imvu);
+        await svc.driver.stop(imvu);
+      },
+      start: async (imvu) => {
+        if (stopped.delete(imvu)) await svc.driver.start(imvu);
+      },
+    };
+  }
   let openapi: unknown;
   const ctx: ApiContext = {
     exits,
@@ -293,6 +352,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ...(dns ? { dns: { address: dns.server.address, port: dns.server.port, xfr: dns.xfr } } : {}),
     ...(opts.challenge ? { challenge: typeof opts.challenge === 'function' ? opts.challenge : challengeResolver(opts.challenge) } : {}),
     ...(witnesses ? { witnesses } : {}),
+    ...(compute ? { compute } : {}),
+    ...(workloads ? { workloads } : {}),
   };
 
   // While closing, answer in-flight requests with `Connection: close` so that keep-alive clients
@@ -446,6 +507,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ...(mail ? { mail } : {}),
     ...(witnesses ? { witnesses } : {}),
     ...(mailQueue ? { mailQueue } : {}),
+    ...(compute ? { compute } : {}),
     closer,
     status: () => daemonStatus(ctx, true),
     close: () =>
@@ -468,6 +530,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
           await summarise();
         } finally {
           await witnesses?.close().catch(() => undefined);
+          await computeMeter?.close().catch(() => undefined);
+          // Workloads keep running: the next start adopts them (runc state).
+          await compute?.close().catch(() => undefined);
           await platform.close();
         }
       })()),
@@ -597,6 +662,7 @@ async function startDaemonServer(
     port: cfg.port,
     logLevel: cfg.logLevel,
     integrityIntervalMs: cfg.integrityIntervalMs,
+    compute: { range: cfg.computeRange, meterIntervalMs: cfg.meterIntervalMs },
     ...(cfg.witnesses.length ? { witnesses: { endpoints: cfg.witnesses.map((w) => ({ ...w })), timeoutMs: cfg.witnessTimeoutMs } } : {}),
     dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, nameservers: cfg.nameservers, ...(xfr ? { xfr } : {}) } : false,
     // Servers learned from referrals are asked on the first hint's port (53 unless a test hierarchy says otherwise).

@@ -22,6 +22,7 @@ import { gatesCommand } from './commands/gates.ts';
 import { witnessCommand } from './commands/witness.ts';
 import { quotaCommand } from './commands/quota.ts';
 import { snapshotCommand } from './commands/snapshot.ts';
+import { computeCommand } from './commands/compute.ts';
 import { statusCommand, stopCommand } from './commands/daemon.ts';
 import { completionCommand, manCommand } from './commands/completion.ts';
 import { exportCommand } from './commands/exit.ts';
@@ -101,6 +102,7 @@ ${EXIT_LINE}`,
     quotaCommand(),
     exportCommand(),
     snapshotCommand(),
+    computeCommand(),
     completionCommand(),
     manCommand(),
   ])

@@ -58,6 +58,12 @@ export const COMMAND_TYPES = [
   'mail.password.set',
   'mail.password.revoke',
   'mail.send',
+  'compute.deploy',
+  'compute.start',
+  'compute.stop',
+  'compute.restart',
+  'compute.exec',
+  'compute.burst',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 

@@ -59,6 +59,7 @@ interface ServeFlags {
   plan?: string;
   nameserver?: string[];
   integrityInterval?: number;
+  computeRange?: string;
   witness?: string[];
   witnessTimeout?: number;
   tlsCert?: string;
@@ -94,6 +95,7 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.plan !== undefined ? { plan: o.plan } : {}),
     ...(o.nameserver !== undefined ? { nameservers: o.nameserver } : {}),
     ...(o.integrityInterval !== undefined ? { integrityIntervalMs: o.integrityInterval } : {}),
+    ...(o.computeRange !== undefined ? { computeRange: o.computeRange } : {}),
     ...(o.witness !== undefined ? { witnesses: o.witness } : {}),
     ...(o.witnessTimeout !== undefined ? { witnessTimeoutMs: o.witnessTimeout } : {}),
     ...(o.tlsCert !== undefined ? { tlsCert: o.tlsCert } : {}),
@@ -142,6 +144,7 @@ function daemonOptions(cmd: Command): Command {
     .option('--xfr-allow <cidr...>', 'addresses or CIDR prefixes that may transfer zones (AXFR/IXFR) without TSIG (env NEXUS_XFR_ALLOW, comma-separated; default none)')
     .option('--tsig-name <name>', 'TSIG key (HMAC-SHA256) name a secondary signs transfers with, from any address (env NEXUS_TSIG_NAME)')
     .option('--tsig-secret-file <path>', 'file holding the base64 TSIG secret, not readable by other users (env NEXUS_TSIG_SECRET_FILE, or the secret itself in NEXUS_TSIG_SECRET)')
+    .option('--compute-range <cidr>', "the private IPv4 range each IMVU's workload gets its own /30 from (env NEXUS_COMPUTE_RANGE; default 10.96.0.0/11)")
     .option('--integrity-interval <ms>', 'how often the projections are compared with what the platform wrote (env NEXUS_INTEGRITY_INTERVAL_MS; default 60000)', int(10, 86_400_000))
     .option('--notify <ip:port...>', 'secondaries to NOTIFY when a zone changes: IP addresses only, port 53 unless given, IPv6 as [addr]:port (env NEXUS_NOTIFY, comma-separated)')
     .option('--root-hints <ip:port...>', 'root servers where domain proofs (the TXT at _nexus-challenge.DOMAIN) start their look-ups (env NEXUS_ROOT_HINTS, comma-separated; default the IANA root servers)')

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { CommandType } from '../types.ts';
 import { CapacityBody, MeterRegisterBody } from '../handshake/metering.ts';
 import { PeriodCloseBody } from '../handshake/close.ts';
+import { computeDeployBody } from '../../compute/blueprint/schema.ts';
 import { DEFAULT_PLAN, DOMAIN_RE, IMVU_NAME_RE, JURISDICTIONS, PLAN_FIELDS, RECORD_TYPES, type PlanLimits } from './vocabulary.ts';
 
 export { DEFAULT_PLAN, DOMAIN_RE, JURISDICTIONS, PLAN_FIELDS, RECORD_TYPES, type PlanLimits };
@@ -379,6 +380,16 @@ export const BODY_SCHEMAS = {
   // The platform found its served state (the projections) different from the ledger, rebuilt it
   // from the ledger, and says so (src/core/policy/integrity.ts). Applying it changes no projection;
   // the IMVUs named get a notification each.
+  // The compute fabric (src/compute): the blueprint's schema lives beside its YAML loader.
+  'compute.deploy': computeDeployBody,
+  'compute.start': z.object({ imvu: imvuId }).strict(),
+  'compute.stop': z.object({ imvu: imvuId }).strict(),
+  'compute.restart': z.object({ imvu: imvuId }).strict(),
+  // Recorded because it is privileged (a shell in the workload); what it printed is not.
+  'compute.exec': z.object({ imvu: imvuId, command: z.array(z.string().min(1).max(4096)).min(1).max(64) }).strict(),
+  // The burst policy's timer (the compute service): raise the CPU quota by the envelope's
+  // multiplier for its minutes, then lower it back.
+  'compute.burst': z.object({ imvu: imvuId, phase: z.enum(['raise', 'lower']), multiplier: z.number().int().min(1).max(16) }).strict(),
   'integrity.alarm': z
     .object({
       trigger: z.enum(['start', 'periodic']),

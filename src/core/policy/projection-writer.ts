@@ -118,6 +118,30 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
       await recordEnvelope(tx, String(b.imvu), index, at);
       return;
     }
+    case 'compute.deploy':
+      // A new blueprint keeps the desired state (a running workload is redeployed and restarted).
+      await tx.run(
+        "INSERT INTO workloads (imvu, blueprint, desired, burst_until, burst_multiplier, entry) VALUES (?, ?, 'stopped', '', 1, ?) ON CONFLICT (imvu) DO UPDATE SET blueprint = excluded.blueprint, entry = excluded.entry",
+        [String(b.imvu), canonicalJson(b.blueprint), index],
+      );
+      return;
+    case 'compute.start':
+    case 'compute.restart':
+      await tx.run("UPDATE workloads SET desired = 'running', entry = ? WHERE imvu = ?", [index, String(b.imvu)]);
+      return;
+    case 'compute.stop':
+      await tx.run("UPDATE workloads SET desired = 'stopped', burst_until = '', burst_multiplier = 1, entry = ? WHERE imvu = ?", [index, String(b.imvu)]);
+      return;
+    case 'compute.exec':
+      return;
+    case 'compute.burst': {
+      const env = await tx.get<{ burst_minutes: number }>('SELECT burst_minutes FROM envelopes WHERE imvu = ?', [String(b.imvu)]);
+      if (!env) throw new Error(`${String(b.imvu)} has no envelope`);
+      if (b.phase === 'raise')
+        await tx.run('UPDATE workloads SET burst_until = ?, burst_multiplier = ?, entry = ? WHERE imvu = ?', [new Date(Date.parse(at) + Number(env.burst_minutes) * 60_000).toISOString(), Number(b.multiplier), index, String(b.imvu)]);
+      else await tx.run("UPDATE workloads SET burst_until = '', burst_multiplier = 1, entry = ? WHERE imvu = ?", [index, String(b.imvu)]);
+      return;
+    }
     case 'imvu.suspend':
       await tx.run("UPDATE imvus SET status = 'suspended' WHERE id = ?", [String(b.imvu)]);
       return;

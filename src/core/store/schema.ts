@@ -65,6 +65,14 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
     key: 'id',
     ddl: `CREATE TABLE IF NOT EXISTS imvus (id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, name TEXT NOT NULL UNIQUE, owner TEXT NOT NULL, jurisdiction TEXT NOT NULL, status TEXT NOT NULL, domain TEXT NOT NULL, stage_domain TEXT NOT NULL, created_at TEXT NOT NULL, entry INTEGER NOT NULL)`,
   },
+  /**
+   * What each IMVU runs (compute.deploy) and whether it should run (compute.start/stop/restart);
+   * burst_until: when the CPU burst raised by the compute service ends ('' when not bursting).
+   */
+  workloads: {
+    key: 'imvu',
+    ddl: `CREATE TABLE IF NOT EXISTS workloads (imvu TEXT PRIMARY KEY, blueprint TEXT NOT NULL, desired TEXT NOT NULL, burst_until TEXT NOT NULL, burst_multiplier INTEGER NOT NULL, entry INTEGER NOT NULL)`,
+  },
   envelopes: {
     key: 'imvu',
     ddl: `CREATE TABLE IF NOT EXISTS envelopes (imvu TEXT PRIMARY KEY, cpu_cores INTEGER NOT NULL, memory_gb INTEGER NOT NULL, storage_gb INTEGER NOT NULL, iops INTEGER NOT NULL, burst_multiplier INTEGER NOT NULL, burst_minutes INTEGER NOT NULL, entry INTEGER NOT NULL)`,

@@ -1,0 +1,489 @@
+// The runc driver: one OCI container per IMVU, made and driven with runc's own commands
+// (create/start/kill/delete/update/state/events). The platform never unshares or writes cgroup
+// files itself; it reads cgroup files only to compare the kernel's limits with the ledger.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, chown, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+import { blueprintSchema } from '../blueprint/schema.ts';
+import type { KernelLimits, OciResources } from '../envelopes/resources.ts';
+import { DEFAULT_COMPUTE_RANGE } from './addresses.ts';
+import type { AdoptReport, ComputeDriver, DeploySpec, ExecResult, WorkloadState, WorkloadStatus } from './driver.ts';
+import { attachNetwork, ensureFilter, listNetwork, removeNetwork } from './network.ts';
+import { DEFAULT_UID_BASE, hostRootId, ociConfig } from './oci-config.ts';
+import { buildRootfs } from './rootfs.ts';
+
+const run = promisify(execFile);
+
+export const CGROUP_ROOT = '/sys/fs/cgroup';
+/** Per IMVU: the log file is rotated past this size; this many rotated files are kept. */
+export const DEFAULT_LOG_CAP = 1024 * 1024;
+export const DEFAULT_LOG_KEEP = 3;
+
+export interface RuncDriverOptions {
+  dataDir: string;
+  /** The compute range the /30s are cut from (`--compute-range`). */
+  range?: string;
+  uidBase?: number;
+  /** Host TCP ports a workload may reach at its host address (e.g. the gateway's). */
+  offeredPorts?: number[];
+  logCapBytes?: number;
+  logKeep?: number;
+  /** How often logs are checked for rotation (ms). */
+  rotateEveryMs?: number;
+  /** Seconds between SIGTERM and SIGKILL on stop. */
+  stopGraceMs?: number;
+}
+
+/** Whether this host can run the fabric: runc on PATH, root, and cgroup v1 controllers (or v2). */
+export async function fabricAvailable(): Promise<{ ok: true } | { ok: false; why: string }> {
+  if (process.getuid?.() !== 0) return { ok: false, why: 'the daemon is not running as root (runc needs it to make namespaces and cgroups)' };
+  try {
+    await run('runc', ['--version'], { timeout: 10_000 });
+  } catch {
+    return { ok: false, why: 'runc is not installed (apt-get install runc)' };
+  }
+  const v1 = ['cpu', 'memory', 'pids', 'blkio'].every((c) => existsSync(join(CGROUP_ROOT, c, 'tasks')));
+  const v2 = existsSync(join(CGROUP_ROOT, 'cgroup.controllers'));
+  if (!v1 && !v2) return { ok: false, why: `no usable cgroups under ${CGROUP_ROOT} (cpu, memory, pids, blkio)` };
+  for (const tool of ['ip', 'iptables']) {
+    try {
+      await run(tool, ['-V'], { timeout: 10_000 }).catch(() => run(tool, ['--version'], { timeout: 10_000 }));
+    } catch {
+      return { ok: false, why: `${tool} is not installed (iproute2, iptables)` };
+    }
+  }
+  return { ok: true };
+}
+
+/** A short tag for one data directory: names of its netns, links, chain and cgroups carry it. */
+export function instanceTag(dataDir: string): string {
+  return createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 4);
+}
+
+interface Saved {
+  imvu: string;
+  seq: number;
+  blueprint: DeploySpec['blueprint'];
+  resources: OciResources;
+}
+
+async function readInt(file: string): Promise<number | undefined> {
+  try {
+    const n = Number((await readFile(file, 'utf8')).trim());
+    return Number.isFinite(n) ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export class RuncDriver implements ComputeDriver {
+  readonly name = 'runc';
+  readonly tag: string;
+  readonly runcRoot: string;
+  private readonly range: string;
+  private readonly uidBase: number;
+  private readonly watchers = new Map<string, ChildProcess>();
+  private readonly oomListeners: ((imvu: string) => void)[] = [];
+  private rotateTimer: NodeJS.Timeout | undefined;
+  private ready: Promise<void> | undefined;
+
+  constructor(private readonly opts: RuncDriverOptions) {
+    this.tag = instanceTag(opts.dataDir);
+    this.runcRoot = `/run/nexus-runc-${this.tag}`;
+    this.range = opts.range ?? DEFAULT_COMPUTE_RANGE;
+    this.uidBase = opts.uidBase ?? DEFAULT_UID_BASE;
+  }
+
+  /** The container id of an IMVU (unique on the host: the tag names the data directory). */
+  containerId(imvu: string): string {
+    return `nexus-${this.tag}-${imvu}`;
+  }
+
+  /** Absolute cgroup path (under each v1 controller). */
+  cgroupPath(imvu: string): string {
+    return `/nexus-${this.tag}/${imvu}`;
+  }
+
+  computeDir(imvu: string): string {
+    return join(this.opts.dataDir, 'imvus', imvu, 'compute');
+  }
+
+  dataPath(imvu: string): string {
+    return join(this.computeDir(imvu), 'data');
+  }
+
+  logPath(imvu: string): string {
+    return join(this.computeDir(imvu), 'logs', 'current.log');
+  }
+
+  private init(): Promise<void> {
+    return (this.ready ??= (async () => {
+      // runc's init runs as the IMVU's mapped root, which must traverse (never list) the
+      // directories down to its bundle: DATA and DATA/imvus become 0711; the files directly in
+      // DATA (the database, the platform's config) lose any group/other bits.
+      const data = this.opts.dataDir;
+      await mkdir(join(data, 'imvus'), { recursive: true, mode: 0o711 });
+      for (const name of await readdir(data)) {
+        const p = join(data, name);
+        const s = await stat(p).catch(() => undefined);
+        if (s?.isFile() && (s.mode & 0o077) !== 0) await chmod(p, s.mode & 0o700);
+      }
+      await chmod(data, 0o711);
+      await chmod(join(data, 'imvus'), 0o711);
+      await mkdir(this.runcRoot, { recursive: true, mode: 0o700 });
+      await ensureFilter(this.tag, this.opts.offeredPorts ?? []);
+      this.rotateTimer = setInterval(() => void this.rotateAll(), this.opts.rotateEveryMs ?? 5000);
+      this.rotateTimer.unref();
+    })());
+  }
+
+  private async runc(args: string[], timeoutMs = 30_000): Promise<string> {
+    const { stdout } = await run('runc', ['--root', this.runcRoot, ...args], { timeout: timeoutMs, maxBuffer: 16 << 20 });
+    return stdout;
+  }
+
+  private async saved(imvu: string): Promise<Saved> {
+    const raw = JSON.parse(await readFile(join(this.computeDir(imvu), 'deploy.json'), 'utf8')) as Saved;
+    return { ...raw, blueprint: blueprintSchema.parse(raw.blueprint) };
+  }
+
+  async deploy(spec: DeploySpec): Promise<void> {
+    await this.init();
+    const dir = this.computeDir(spec.imvu);
+    const root = hostRootId(spec.seq, this.uidBase);
+    await mkdir(join(dir, 'logs'), { recursive: true, mode: 0o700 });
+    await chmod(join(this.opts.dataDir, 'imvus', spec.imvu), 0o711).catch(() => undefined);
+    await chmod(dir, 0o711);
+    await mkdir(join(dir, 'bundle'), { recursive: true, mode: 0o711 });
+    await chmod(join(dir, 'bundle'), 0o711);
+    // The data volume: the IMVU's mapped root owns it, nobody else may even list it.
+    const data = this.dataPath(spec.imvu);
+    await mkdir(data, { recursive: true, mode: 0o700 });
+    await chown(data, root, root);
+    await chmod(data, 0o700);
+    await buildRootfs(join(dir, 'bundle', 'rootfs'), spec.blueprint);
+    const saved: Saved = { imvu: spec.imvu, seq: spec.seq, blueprint: spec.blueprint, resources: spec.resources };
+    await this.writeBundle(saved);
+    await writeFile(join(dir, 'deploy.json.tmp'), JSON.stringify(saved), { mode: 0o600 });
+    await rename(join(dir, 'deploy.json.tmp'), join(dir, 'deploy.json'));
+  }
+
+  private async writeBundle(s: Saved): Promise<void> {
+    const dir = this.computeDir(s.imvu);
+    const config = ociConfig({
+      imvu: s.imvu,
+      seq: s.seq,
+      blueprint: s.blueprint,
+      resources: s.resources,
+      rootfs: join(dir, 'bundle', 'rootfs'),
+      dataDir: this.dataPath(s.imvu),
+      cgroupsPath: this.cgroupPath(s.imvu),
+      uidBase: this.uidBase,
+    });
+    await writeFile(join(dir, 'bundle', 'config.json.tmp'), JSON.stringify(config, null, 1), { mode: 0o644 });
+    await rename(join(dir, 'bundle', 'config.json.tmp'), join(dir, 'bundle', 'config.json'));
+  }
+
+  private async state(imvu: string): Promise<{ status: WorkloadState; pid: number } | undefined> {
+    try {
+      const s = JSON.parse(await this.runc(['state', this.containerId(imvu)])) as { status: WorkloadState; pid: number };
+      return s;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async start(imvu: string): Promise<WorkloadStatus> {
+    await this.init();
+    const s = await this.saved(imvu);
+    const current = await this.state(imvu);
+    if (current?.status === 'running') return this.status(imvu);
+    if (current) await this.runc(['delete', '--force', this.containerId(imvu)]);
+    await this.writeBundle(s);
+    const log = await open(this.logPath(imvu), 'a', 0o600);
+    try {
+      // runc create returns once the container waits for `start`; the workload's stdout and
+      // stderr are the log file (so are runc's own errors, which the failure quotes from it).
+      await new Promise<void>((ok, fail) => {
+        const child = spawn('runc', ['--root', this.runcRoot, 'create', '--bundle', join(this.computeDir(imvu), 'bundle'), this.containerId(imvu)], {
+          stdio: ['ignore', log.fd, log.fd],
+        });
+        child.on('error', fail);
+        child.on('exit', (code) => {
+          if (code === 0) return ok();
+          void this.logs(imvu, 2000).then((tail) => fail(new Error(`runc create ${imvu}: ${tail.trim().split('\n').pop() ?? `exit ${code}`}`)), fail);
+        });
+      });
+    } finally {
+      await log.close();
+    }
+    try {
+      const created = await this.state(imvu);
+      if (!created?.pid) throw new Error(`runc create ${imvu}: no init process`);
+      await attachNetwork(this.tag, s.seq, this.range, created.pid);
+      await this.runc(['start', this.containerId(imvu)]);
+    } catch (err) {
+      await this.runc(['delete', '--force', this.containerId(imvu)]).catch(() => undefined);
+      await removeNetwork(this.tag, s.seq);
+      throw err;
+    }
+    this.watch(imvu);
+    return this.status(imvu);
+  }
+
+  /**
+   * `runc events` for OOM kills: a notice for each one. Its statistics lines every 2 s are
+   * discarded; they make a watcher whose daemon died (kill -9) exit at its next write (EPIPE)
+   * instead of lingering as an orphan.
+   */
+  private watch(imvu: string): void {
+    if (this.watchers.has(imvu)) return;
+    const child = spawn('runc', ['--root', this.runcRoot, 'events', '--interval', '2s', this.containerId(imvu)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    this.watchers.set(imvu, child);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        if ((JSON.parse(line) as { type?: string }).type === 'oom') for (const l of this.oomListeners) l(imvu);
+      } catch {
+        // not an event line
+      }
+    });
+    child.on('exit', () => {
+      if (this.watchers.get(imvu) === child) this.watchers.delete(imvu);
+    });
+  }
+
+  onOom(listener: (imvu: string) => void): void {
+    this.oomListeners.push(listener);
+  }
+
+  async stop(imvu: string): Promise<void> {
+    const id = this.containerId(imvu);
+    const current = await this.state(imvu);
+    if (current?.status === 'running' || current?.status === 'paused') {
+      await this.runc(['kill', id, 'TERM']).catch(() => undefined);
+      const deadline = Date.now() + (this.opts.stopGraceMs ?? 5000);
+      while (Date.now() < deadline && (await this.state(imvu))?.status === 'running') await new Promise((r) => setTimeout(r, 100));
+      if ((await this.state(imvu))?.status === 'running') await this.runc(['kill', '--all', id, 'KILL']).catch(() => undefined);
+    }
+    if (current) await this.runc(['delete', '--force', id]);
+    this.watchers.get(imvu)?.kill();
+    this.watchers.delete(imvu);
+    const s = await this.saved(imvu).catch(() => undefined);
+    if (s) await removeNetwork(this.tag, s.seq);
+    await this.removeEmptyParents();
+  }
+
+  async restart(imvu: string): Promise<WorkloadStatus> {
+    await this.stop(imvu);
+    return this.start(imvu);
+  }
+
+  async status(imvu: string): Promise<WorkloadStatus> {
+    const s = await this.state(imvu);
+    const saved = await this.saved(imvu).catch(() => undefined);
+    if (!saved) return { imvu, state: 'absent' };
+    const { workloadNet } = await import('./addresses.ts');
+    const net = workloadNet(saved.seq, this.range);
+    return { imvu, state: s?.status ?? 'stopped', ...(s?.pid ? { pid: s.pid } : {}), address: net.workloadAddress, hostAddress: net.hostAddress };
+  }
+
+  async logs(imvu: string, maxBytes = 64 * 1024): Promise<string> {
+    const fh = await open(this.logPath(imvu), 'r').catch(() => undefined);
+    if (!fh) return '';
+    try {
+      const { size } = await fh.stat();
+      const len = Math.min(size, maxBytes);
+      const buf = Buffer.alloc(len);
+      await fh.read(buf, 0, len, size - len);
+      return buf.toString('utf8');
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Copy-and-truncate rotation: the container keeps its append-mode descriptor. */
+  async rotate(imvu: string): Promise<void> {
+    const file = this.logPath(imvu);
+    const cap = this.opts.logCapBytes ?? DEFAULT_LOG_CAP;
+    const keep = this.opts.logKeep ?? DEFAULT_LOG_KEEP;
+    const s = await stat(file).catch(() => undefined);
+    if (!s || s.size <= cap) return;
+    for (let i = keep - 1; i >= 1; i--) await rename(`${file}.${i}`, `${file}.${i + 1}`).catch(() => undefined);
+    const fh = await open(file, 'r+');
+    try {
+      const buf = Buffer.alloc(Math.min(s.size, cap));
+      await fh.read(buf, 0, buf.length, s.size - buf.length);
+      await writeFile(`${file}.1`, buf, { mode: 0o600 });
+      await fh.truncate(0);
+    } finally {
+      await fh.close();
+    }
+    await rm(`${file}.${keep + 1}`, { force: true });
+  }
+
+  private async rotateAll(): Promise<void> {
+    for (const imvu of this.watchers.keys()) await this.rotate(imvu).catch(() => undefined);
+  }
+
+  async exec(imvu: string, command: string[], opts: { timeoutMs?: number } = {}): Promise<ExecResult> {
+    return new Promise((ok, fail) => {
+      const child = spawn('runc', ['--root', this.runcRoot, 'exec', this.containerId(imvu), ...command], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      let size = 0;
+      const cap = (arr: Buffer[]) => (d: Buffer) => {
+        if ((size += d.length) <= 4 << 20) arr.push(d);
+      };
+      child.stdout!.on('data', cap(out));
+      child.stderr!.on('data', cap(err));
+      const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+      child.on('error', (e) => {
+        clearTimeout(timer);
+        fail(e);
+      });
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        ok({ code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+      });
+    });
+  }
+
+  async update(imvu: string, r: OciResources): Promise<void> {
+    const s = await this.saved(imvu);
+    const next = { ...s, resources: r };
+    await writeFile(join(this.computeDir(imvu), 'deploy.json.tmp'), JSON.stringify(next), { mode: 0o600 });
+    await rename(join(this.computeDir(imvu), 'deploy.json.tmp'), join(this.computeDir(imvu), 'deploy.json'));
+    await this.writeBundle(next);
+    const st = await this.state(imvu);
+    if (st?.status !== 'running' && st?.status !== 'paused') return;
+    // `runc update` takes the resources as OCI JSON on stdin.
+    await new Promise<void>((ok, fail) => {
+      const child = spawn('runc', ['--root', this.runcRoot, 'update', '--resources', '-', this.containerId(imvu)], { stdio: ['pipe', 'ignore', 'pipe'] });
+      let err = '';
+      child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+      child.on('error', fail);
+      child.on('exit', (code) => (code === 0 ? ok() : fail(new Error(`runc update ${imvu}: ${err.trim() || `exit ${code}`}`))));
+      child.stdin!.end(JSON.stringify(r));
+    });
+  }
+
+  async readKernelLimits(imvu: string): Promise<KernelLimits> {
+    const cg = this.cgroupPath(imvu);
+    const at = (ctrl: string, file: string) => join(CGROUP_ROOT, ctrl, cg, file);
+    const out: KernelLimits = {};
+    const set = (k: keyof KernelLimits, v: number | undefined) => {
+      if (v !== undefined) out[k] = v;
+    };
+    set('cpu_quota_us', await readInt(at('cpu', 'cpu.cfs_quota_us')));
+    set('cpu_period_us', await readInt(at('cpu', 'cpu.cfs_period_us')));
+    set('memory_limit_bytes', await readInt(at('memory', 'memory.limit_in_bytes')));
+    set('memsw_limit_bytes', await readInt(at('memory', 'memory.memsw.limit_in_bytes')));
+    const pids = await readFile(at('pids', 'pids.max'), 'utf8').catch(() => undefined);
+    if (pids !== undefined && pids.trim() !== 'max') set('pids_max', Number(pids.trim()));
+    const s = await this.saved(imvu).catch(() => undefined);
+    const dev = s?.resources.blockIO?.throttleReadIOPSDevice[0];
+    if (dev) {
+      const throttle = async (file: string) => {
+        const text = await readFile(at('blkio', file), 'utf8').catch(() => '');
+        const line = text.split('\n').find((l) => l.startsWith(`${dev.major}:${dev.minor} `));
+        return line ? Number(line.split(' ')[1]) : undefined;
+      };
+      set('read_iops', await throttle('blkio.throttle.read_iops_device'));
+      set('write_iops', await throttle('blkio.throttle.write_iops_device'));
+      set('read_bps', await throttle('blkio.throttle.read_bps_device'));
+      set('write_bps', await throttle('blkio.throttle.write_bps_device'));
+    }
+    return out;
+  }
+
+  /** IMVUs with a deployed bundle in this data directory. */
+  async deployed(): Promise<string[]> {
+    const dir = join(this.opts.dataDir, 'imvus');
+    const names = await readdir(dir).catch(() => [] as string[]);
+    return names.filter((n) => existsSync(join(dir, n, 'compute', 'deploy.json'))).sort();
+  }
+
+  async adopt(shouldRun: (imvu: string) => boolean): Promise<AdoptReport> {
+    await this.init();
+    const report: AdoptReport = { adopted: [], restarted: [], removed: [] };
+    const prefix = `nexus-${this.tag}-`;
+    const listed = JSON.parse((await this.runc(['list', '--format', 'json'])) || 'null') as { id: string; status: string }[] | null;
+    const known = new Set<string>();
+    for (const c of listed ?? []) {
+      if (!c.id.startsWith(prefix)) continue;
+      const imvu = c.id.slice(prefix.length);
+      known.add(imvu);
+      if (c.status === 'running' && shouldRun(imvu)) {
+        this.watch(imvu);
+        report.adopted.push(imvu);
+      } else if (shouldRun(imvu)) {
+        await this.start(imvu);
+        report.restarted.push(imvu);
+      } else {
+        await this.cleanup(imvu);
+        report.removed.push(imvu);
+      }
+    }
+    // Deployed but without a container (the host rebooted, or it died between create and start).
+    for (const imvu of await this.deployed()) {
+      if (known.has(imvu)) continue;
+      if (shouldRun(imvu)) {
+        await this.start(imvu);
+        report.restarted.push(imvu);
+      } else {
+        const s = await this.saved(imvu).catch(() => undefined);
+        if (s) await removeNetwork(this.tag, s.seq);
+      }
+    }
+    // Network namespaces and links no deployed IMVU owns.
+    const seqs = new Set<number>();
+    for (const imvu of await this.deployed()) {
+      const s = await this.saved(imvu).catch(() => undefined);
+      if (s && (await this.state(imvu))) seqs.add(s.seq);
+    }
+    const net = await listNetwork(this.tag);
+    for (const ns of net.netns) {
+      const seq = Number(ns.slice(`nx${this.tag}-`.length));
+      if (!seqs.has(seq)) {
+        await removeNetwork(this.tag, seq);
+        report.removed.push(ns);
+      }
+    }
+    for (const link of net.links) {
+      const seq = Number(link.slice(`nx${this.tag}h`.length));
+      if (!seqs.has(seq)) await removeNetwork(this.tag, seq);
+    }
+    return report;
+  }
+
+  async cleanup(imvu: string): Promise<void> {
+    const id = this.containerId(imvu);
+    if (await this.state(imvu)) {
+      await this.runc(['kill', '--all', id, 'KILL']).catch(() => undefined);
+      await this.runc(['delete', '--force', id]).catch(() => undefined);
+    }
+    this.watchers.get(imvu)?.kill();
+    this.watchers.delete(imvu);
+    const s = await this.saved(imvu).catch(() => undefined);
+    if (s) await removeNetwork(this.tag, s.seq);
+    // runc removes the IMVU's own cgroups; the instance's parent goes once it is empty.
+    await this.removeEmptyParents();
+  }
+
+  /** The instance's parent cgroups and runc state directory, once nothing is left in them. */
+  private async removeEmptyParents(): Promise<void> {
+    for (const ctrl of ['cpu', 'cpuacct', 'memory', 'pids', 'blkio', 'cpuset', 'devices', 'freezer', 'systemd', 'unified'])
+      await rmdir(join(CGROUP_ROOT, ctrl, `nexus-${this.tag}`)).catch(() => undefined);
+    await rmdir(this.runcRoot).catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    if (this.rotateTimer) clearInterval(this.rotateTimer);
+    for (const w of this.watchers.values()) w.kill();
+    this.watchers.clear();
+  }
+}
