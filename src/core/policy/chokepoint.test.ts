@@ -255,7 +255,7 @@ describe('gates 13, 14, 15: exit, routes and quotas belong to the creator', () =
   });
 
   it('an admin changing routes is blocked, logged and notified (gate 14)', async () => {
-    const policy = { public: [{ path: '/*', backend: 'evil' }], private: [], restricted: [] };
+    const policy = { public: [{ path: '/*', backend: 'evil:8080' }], private: [], restricted: [] };
     const r = await p.as(admin, 'route.set', { imvu: 'IMVU-001', policy });
     expect(deniedBy(r)).toEqual([14]);
     expect(await p.store.get('SELECT gate FROM notifications WHERE about = ?', [r.index])).toEqual({ gate: 14 });
