@@ -111,6 +111,7 @@ export class Gateway {
         key: o.meter.key,
         stateFile: join(dir, 'meter-state.json'),
         read: () => this.readCounters(),
+        onError: (e) => o.log?.(`gateway metering: ${e.message}`),
         ...(o.meter.intervalMs ? { intervalMs: o.meter.intervalMs } : {}),
       });
   }
@@ -252,6 +253,11 @@ export class Gateway {
   }
 
   /** Compares served with the ledger; reverts and raises an alarm on a difference. */
+  /** Compares served with the ledger now (the timer does it too); reverts and alarms on a difference. */
+  verify(): Promise<ServedReport> {
+    return this.serialize(() => this.check());
+  }
+
   private async check(): Promise<ServedReport> {
     const table = await loadTable(this.o.platform.store, this.o.range);
     this.table = table;

@@ -117,7 +117,7 @@ export function renderConfig(o: RenderOptions): string {
     '  http-request set-var(txn.why) str(missing-role) if { var(txn.cls) -m str restricted } !{ var(txn.ok1) -m found } !{ var(txn.ok2) -m found } !{ var(txn.ok3) -m found } !{ var(txn.ok4) -m found }',
     '  http-request return status 403 content-type text/plain string "role required\\n" if { var(txn.why) -m str missing-role }',
     // Rate: requests per route per window, then connections per IMVU; 429 with Retry-After.
-    '  http-request track-sc0 var(txn.rk) table st_route',
+    '  http-request track-sc0 var(txn.rid) table st_route',
     '  http-request track-sc1 var(txn.imvu) table st_imvu',
     `  http-request set-var(txn.why) str(rate) if { sc_http_req_rate(0),sub(txn.limit) gt 0 }`,
     `  http-request set-var(txn.why) str(connections) if { sc_conn_cur(1) gt ${o.connLimit} }`,

@@ -50,6 +50,7 @@ export class GatewayMeter {
       key: o.key,
       origin: o.platform.config.origin,
       submit: (s) => o.platform.chokepoint.submit(s),
+      onError: (e) => o.onError?.(e),
       ...(o.intervalMs ? { intervalMs: o.intervalMs } : {}),
     });
     this.state = existsSync(o.stateFile) ? (JSON.parse(readFileSync(o.stateFile, 'utf8')) as State) : { process: '', counters: {} };

@@ -18,7 +18,7 @@ export type RouteClass = (typeof ROUTE_CLASSES)[number];
 
 export const DEFAULT_BACKEND_PORT = 80;
 /** The window of the gateway's request-rate counters; a route's rate_limit is scaled to it. */
-export const RATE_WINDOW_S = 10;
+export const RATE_WINDOW_S = 60;
 /** Requests per window when a route sets no rate_limit (per IMVU route; threat 3.1). */
 export const DEFAULT_RATE_PER_WINDOW = 10_000;
 
