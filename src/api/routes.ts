@@ -1,6 +1,7 @@
 // The route table of the HTTP API (docs/API.md): one entry per route, with the zod schemas that
 // validate its path and query and describe it in the OpenAPI document. Mutations share one
 // handler that hands the signed command to the chokepoint; reads only query committed state.
+import type { Gateway } from '../network/gateway/gateway.ts';
 import { z } from 'zod';
 import type { OpenPlatform } from '../core/platform.ts';
 import { gateStatus } from '../core/policy/gate-status.ts';
@@ -48,6 +49,8 @@ export interface ApiContext {
   witnesses?: CosignatureCollector;
   /** Version, pid, data directory and listeners, for GET /v1/status (set once the daemon listens). */
   daemon?: DaemonInfo;
+  /** The HTTPS gateway, when it runs: tokens, served routes against the ledger. */
+  gateway?: Gateway;
 }
 
 /**

@@ -3,8 +3,8 @@
 // this module without the server.
 
 export interface Listener {
-  /** `api` (HTTP or HTTPS) or `dns`. */
-  service: 'api' | 'dns';
+  /** `api` (HTTP or HTTPS), `dns` or `gateway` (HAProxy's HTTPS). */
+  service: 'api' | 'dns' | 'gateway';
   protocol: 'http' | 'https' | 'udp' | 'tcp';
   address: string;
   port: number;

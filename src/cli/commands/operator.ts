@@ -44,6 +44,11 @@ interface ServeFlags {
   dnsPort?: number;
   /** commander's `--no-dns`: false when given, true otherwise. */
   dns?: boolean;
+  /** commander's `--no-gateway`. */
+  gateway?: boolean;
+  gatewayAddress?: string;
+  gatewayPort?: number;
+  gatewayHttpPort?: number;
   meterInterval?: number;
   xfrAllow?: string[];
   tsigName?: string;
@@ -73,6 +78,10 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.dnsPort !== undefined ? { dnsPort: o.dnsPort } : {}),
     // Only an explicit --no-dns counts: commander defaults the flag to true, which must not beat NEXUS_DNS.
     ...(o.dns === false ? { dns: false } : {}),
+    ...(o.gateway === false ? { gateway: false } : {}),
+    ...(o.gatewayAddress !== undefined ? { gatewayAddress: o.gatewayAddress } : {}),
+    ...(o.gatewayPort !== undefined ? { gatewayPort: o.gatewayPort } : {}),
+    ...(o.gatewayHttpPort !== undefined ? { gatewayHttpPort: o.gatewayHttpPort } : {}),
     ...(o.meterInterval !== undefined ? { meterIntervalMs: o.meterInterval } : {}),
     ...(o.xfrAllow !== undefined ? { xfrAllow: o.xfrAllow } : {}),
     ...(o.tsigName !== undefined ? { tsigName: o.tsigName } : {}),
@@ -121,6 +130,10 @@ function daemonOptions(cmd: Command): Command {
     .option('--dns-address <address>', 'address of the authoritative DNS server, UDP and TCP (env NEXUS_DNS_ADDRESS; default 127.0.0.1)')
     .option('--dns-port <n>', 'DNS port (env NEXUS_DNS_PORT; default 53 as root, otherwise 5353; 0 picks a free port)', port)
     .option('--no-dns', 'do not run the DNS server (env NEXUS_DNS=false)')
+    .option('--gateway-address <address>', 'address of the HTTPS gateway (HAProxy) (env NEXUS_GATEWAY_ADDRESS; default 127.0.0.1)')
+    .option('--gateway-port <n>', 'HTTPS port of the gateway (env NEXUS_GATEWAY_PORT; default 443 as root, otherwise 8443)', port)
+    .option('--gateway-http-port <n>', 'HTTP port of the gateway, redirecting to HTTPS (env NEXUS_GATEWAY_HTTP_PORT; default 80 as root, otherwise 8080)', port)
+    .option('--no-gateway', 'do not run the gateway even when haproxy is installed (env NEXUS_GATEWAY=false)')
     .option('--meter-interval <ms>', 'how often metered usage is reported into the ledger (env NEXUS_METER_INTERVAL_MS; default 60000)', int(10, 86_400_000))
     .option('--xfr-allow <cidr...>', 'addresses or CIDR prefixes that may transfer zones (AXFR/IXFR) without TSIG (env NEXUS_XFR_ALLOW, comma-separated; default none)')
     .option('--tsig-name <name>', 'TSIG key (HMAC-SHA256) name a secondary signs transfers with, from any address (env NEXUS_TSIG_NAME)')
