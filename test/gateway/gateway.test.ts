@@ -136,6 +136,21 @@ describe.skipIf(!haveHaproxy)('gateway on HAProxy', () => {
     expect(curl(B.host, '/limited').code).toBe(200);
   });
 
+  it('refusals reach nexus through HAProxy\'s log stream and are recorded as one entry per interval', async () => {
+    await waitFor(async () => [...gw.refusals.keys()].some((k) => k.includes(' 429 ')) && [...gw.refusals.keys()].some((k) => k.includes(' 403 ')));
+    const index = await gw.summariseRefusals();
+    expect(index).toBeDefined();
+    const row = (await p.store.get<{ data: Buffer }>('SELECT data FROM ledger_entries WHERE idx = ?', [index!]))!;
+    const text = Buffer.from(row.data).toString('utf8');
+    expect(text).toContain('gateway.refusals');
+    // Per IMVU, route and reason: the private route's missing and forged tokens, the restricted
+    // route's missing role, the rate-limited route.
+    for (const part of [`"imvu":"${A.id}"`, '"reason":"no-token"', '"reason":"bad-signature"', '"reason":"wrong-audience"', '"reason":"expired"', '"reason":"missing-role"', '"reason":"rate"'])
+      expect(text).toContain(part);
+    expect(text).not.toContain(B.id);
+    expect(await gw.summariseRefusals()).toBeUndefined();
+  });
+
   it('gate 8: a backend can only be a port of the IMVU\'s own workload (SSRF)', async () => {
     const bAddr = workloadNet(B.seq, RANGE).workloadAddress;
     for (const backend of ['127.0.0.1:8080', `${bAddr}:8080`, 'localhost:4000', `${B.host}:8080`, '[::1]:80', '0.0.0.0:8080', '2130706433:80']) {

@@ -229,6 +229,28 @@ export const BODY_SCHEMAS = {
         .max(300),
     })
     .strict(),
+  // Requests the gateway (HAProxy) refused with 401, 403 or 429, counted per IMVU, route and reason
+  // over one interval from HAProxy's log stream, recorded by the platform as one entry.
+  'gateway.refusals': z
+    .object({
+      from: isoTime,
+      to: isoTime,
+      counts: z
+        .array(
+          z
+            .object({
+              imvu: imvuId,
+              route: z.string().regex(/^IMVU-\d{3,9}\.\d{1,4}$/),
+              status: z.union([z.literal(401), z.literal(403), z.literal(429)]),
+              reason: z.string().regex(/^[a-z-]{1,32}$/),
+              count: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+            })
+            .strict(),
+        )
+        .min(1)
+        .max(1000),
+    })
+    .strict(),
   // Billing (src/core/handshake): which identity meters which metric, what the platform can serve,
   // and the sealed totals of a period that has ended. Platform only (gate 17), checked by gate 6.
   'meter.register': MeterRegisterBody,

@@ -34,6 +34,8 @@ export interface GatewayOptions {
   checkIntervalMs?: number;
   /** How often the ledger is polled for changes (default 500 ms). */
   pollMs?: number;
+  /** How often refusals are summarised into one ledger entry (default 60 s). */
+  refusalIntervalMs?: number;
   /** Concurrent connections per IMVU. */
   connLimit?: number;
   user?: string;
@@ -138,6 +140,7 @@ export class Gateway {
     this.imvuSet = imvuKey(table);
     await this.check();
     this.timers.push(setInterval(() => void this.serialize(() => this.poll()).catch((e: unknown) => this.o.log?.(`gateway sync: ${(e as Error).message}`)), this.o.pollMs ?? 500));
+    this.timers.push(setInterval(() => void this.summariseRefusals().catch((e: unknown) => this.o.log?.(`gateway refusals: ${(e as Error).message}`)), this.o.refusalIntervalMs ?? 60_000));
     this.timers.push(setInterval(() => void this.serialize(() => this.check()).catch((e: unknown) => this.o.log?.(`gateway check: ${(e as Error).message}`)), this.o.checkIntervalMs ?? 30_000));
     for (const t of this.timers) t.unref();
     await this.meter?.start();
@@ -316,11 +319,31 @@ export class Gateway {
     });
   }
 
+  /**
+   * Records the refusals counted since the last call as one `gateway.refusals` entry (none when
+   * there were none). Returns its ledger index.
+   */
+  async summariseRefusals(): Promise<number | undefined> {
+    if (this.refusals.size === 0) return undefined;
+    const from = this.refusalsFrom;
+    const to = new Date().toISOString();
+    const counts = [...this.refusals].slice(0, 1000).map(([k, count]) => {
+      const [imvu, route, status, reason] = k.split(' ');
+      return { imvu: imvu!, route: route!, status: Number(status), reason: reason!, count };
+    });
+    this.refusals.clear();
+    this.refusalsFrom = to;
+    const r = await this.o.platform.chokepoint.submit(this.o.platform.chokepoint.platformCommand('gateway.refusals', { from, to, counts }));
+    return r.index;
+  }
+
+  private refusalsFrom = new Date().toISOString();
+
   private onLog(line: string): void {
-    const m = / gw (IMVU-\d+|-) (\S+) (\d{3}) (\S+)\s*$/.exec(line);
+    const m = / gw (IMVU-\d{3,9}) (IMVU-\d{3,9}\.\d{1,4}) (\d{3}) ([a-z-]{1,32})\s*$/.exec(line);
     if (!m) return;
     const [, imvu, rid, status, why] = m;
-    if (imvu === '-' || !['401', '403', '429'].includes(status!)) return;
+    if (!['401', '403', '429'].includes(status!)) return;
     const key = `${imvu} ${rid} ${status} ${why}`;
     if (this.refusals.size >= 10_000 && !this.refusals.has(key)) return;
     this.refusals.set(key, (this.refusals.get(key) ?? 0) + 1);
@@ -330,6 +353,7 @@ export class Gateway {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     await this.busy.catch(() => undefined);
+    await this.summariseRefusals().catch((e: unknown) => this.o.log?.(`gateway refusals: ${(e as Error).message}`));
     await this.meter?.close().catch((e: unknown) => this.o.log?.(`gateway meter: ${(e as Error).message}`));
     await this.sup.stop();
     this.logSock?.close();
