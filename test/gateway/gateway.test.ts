@@ -1,7 +1,7 @@
 // The gateway end to end: real HAProxy, real TLS, curl and node clients, workloads in their own
 // network namespaces at the IMVUs' /30s, the ledger as the only source of the route table.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { connect } from 'node:tls';
 import { readFileSync } from 'node:fs';
@@ -64,6 +64,7 @@ describe.skipIf(!haveHaproxy)('gateway on HAProxy', () => {
       public: [
         { path: '/*', backend: 'web:8080' },
         { path: '/limited', backend: 'web:8080', rate_limit: '3/min' },
+        { path: '/flood', backend: 'web:8080', rate_limit: '600/min' },
       ],
       private: [{ path: '/internal/*', backend: 'api:8081', require_identity: true }],
       restricted: [{ path: '/admin/*', backend: 'web:8080', require_roles: ['admin'] }],
@@ -191,6 +192,33 @@ describe.skipIf(!haveHaproxy)('gateway on HAProxy', () => {
     expect(curl(B.host, '/api/v1').body).toBe('shopb /api/v1 0\n');
     expect((await gw.readCounters()).process).toBe(pid);
   });
+
+  it('a wrk flood on A leaves B answering every request (figures: bench/RESULTS.md)', async () => {
+    const wrk = (host: string, seconds: number, conns: number, path = '/') =>
+      new Promise<string>((resolve, reject) => {
+        const c = spawn('wrk', ['-t1', `-c${conns}`, `-d${seconds}s`, '--latency', '-H', `Host: ${host}`, `https://127.0.0.1:${port}${path}`]);
+        let out = '';
+        c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        c.on('error', reject);
+        c.on('close', () => resolve(out));
+      });
+    const p99 = (o: string) => /99%\s+(\S+)/.exec(o)?.[1];
+    const reqs = (o: string) => /(\d+) requests in/.exec(o)?.[1];
+    // B allows far more than it will use; A's flooded route allows 600 a minute.
+    const roomy = { public: [{ path: '/*', backend: 'web:8080', rate_limit: '1000000/min' }], private: [], restricted: [] };
+    expect((await p.as(bob, 'route.set', { imvu: B.id, policy: roomy })).allowed).toBe(true);
+    await gw.sync();
+    const baseline = await wrk(B.host, 3, 4);
+    const [flood, during] = await Promise.all([wrk(A.host, 6, 64, '/flood'), new Promise<string>((r) => setTimeout(() => void wrk(B.host, 3, 4).then(r), 1500))]);
+    const refused = (o: string) => /Non-2xx or 3xx responses: (\d+)/.exec(o)?.[1] ?? '0';
+    console.log(`gateway flood: A refused ${refused(flood)} with 429;`);
+    console.log(`gateway flood: B baseline p99 ${p99(baseline)} (${reqs(baseline)} requests in 3 s); A flood ${reqs(flood)} requests in 6 s, p99 ${p99(flood)}; B during the flood p99 ${p99(during)} (${reqs(during)} requests in 3 s)`);
+    for (const o of [baseline, during]) {
+      expect(o).not.toMatch(/Non-2xx/);
+      expect(o).not.toMatch(/Socket errors/);
+      expect(Number(reqs(o))).toBeGreaterThan(0);
+    }
+  }, 60_000);
 
   it('meters the bytes each IMVU received and sent, exactly, and counts none twice across a restart', async () => {
     await gw.meter!.flush();
