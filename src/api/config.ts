@@ -31,6 +31,13 @@ export interface NexusConfig {
   dnsAddress: string;
   /** UDP and TCP; 0 asks the OS for a free port. */
   dnsPort: number;
+  /** Run the HAProxy gateway when haproxy is installed (`--no-gateway` turns it off). */
+  gateway: boolean;
+  gatewayAddress: string;
+  /** HTTPS of the gateway (443 as root, otherwise 8443). */
+  gatewayPort: number;
+  /** Plain HTTP of the gateway, redirecting to HTTPS (80 as root, otherwise 8080). */
+  gatewayHttpPort: number;
   /** How often metered usage (DNS queries per IMVU) is reported into the ledger. */
   meterIntervalMs: number;
   /** How often the projections are scanned and compared with their expected digests (src/core/policy/integrity.ts). */
@@ -95,6 +102,10 @@ export interface ConfigOptions {
   dns?: boolean | string;
   dnsAddress?: string;
   dnsPort?: number | string;
+  gateway?: boolean | string;
+  gatewayAddress?: string;
+  gatewayPort?: number | string;
+  gatewayHttpPort?: number | string;
   meterIntervalMs?: number | string;
   integrityIntervalMs?: number | string;
   computeRange?: string;
@@ -329,6 +340,10 @@ const FIELDS = {
   dns: Bool,
   dnsAddress: Host,
   dnsPort: Port,
+  gateway: Bool,
+  gatewayAddress: Host,
+  gatewayPort: Port,
+  gatewayHttpPort: Port,
   meterIntervalMs: IntervalMs,
   integrityIntervalMs: IntervalMs,
   computeRange: ComputeRange,
@@ -354,6 +369,10 @@ const ENV: Record<Field, string> = {
   dns: 'NEXUS_DNS',
   dnsAddress: 'NEXUS_DNS_ADDRESS',
   dnsPort: 'NEXUS_DNS_PORT',
+  gateway: 'NEXUS_GATEWAY',
+  gatewayAddress: 'NEXUS_GATEWAY_ADDRESS',
+  gatewayPort: 'NEXUS_GATEWAY_PORT',
+  gatewayHttpPort: 'NEXUS_GATEWAY_HTTP_PORT',
   meterIntervalMs: 'NEXUS_METER_INTERVAL_MS',
   integrityIntervalMs: 'NEXUS_INTEGRITY_INTERVAL_MS',
   computeRange: 'NEXUS_COMPUTE_RANGE',
@@ -377,6 +396,10 @@ const FLAG: Record<Field, string> = {
   dns: '--no-dns',
   dnsAddress: '--dns-address',
   dnsPort: '--dns-port',
+  gateway: '--no-gateway',
+  gatewayAddress: '--gateway-address',
+  gatewayPort: '--gateway-port',
+  gatewayHttpPort: '--gateway-http-port',
   meterIntervalMs: '--meter-interval',
   integrityIntervalMs: '--integrity-interval',
   computeRange: '--compute-range',
@@ -403,6 +426,10 @@ export const ConfigFileSchema = z
     dns: z.boolean({ error: BOOL_MESSAGE }).optional(),
     dnsAddress: Host.optional(),
     dnsPort: Port.optional(),
+    gateway: z.boolean({ error: BOOL_MESSAGE }).optional(),
+    gatewayAddress: Host.optional(),
+    gatewayPort: Port.optional(),
+    gatewayHttpPort: Port.optional(),
     meterIntervalMs: IntervalMs.optional(),
     integrityIntervalMs: IntervalMs.optional(),
     computeRange: ComputeRange.optional(),
@@ -485,7 +512,10 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     const e = env[ENV[field]];
     if (given(e)) return check(field, e, ENV[field]);
     if (file[field] !== undefined) return file[field] as z.output<(typeof FIELDS)[F]>;
-    return check(field, field === 'dnsPort' ? defaultDnsPort() : DEFAULTS[field as Exclude<Field, 'dataDir' | 'dnsPort'>], `default ${field}`);
+    const root = process.getuid?.() === 0;
+    const fallback =
+      field === 'dnsPort' ? defaultDnsPort() : field === 'gatewayPort' ? (root ? 443 : 8443) : field === 'gatewayHttpPort' ? (root ? 80 : 8080) : DEFAULTS[field as Exclude<Field, 'dataDir' | 'dnsPort' | 'gatewayPort' | 'gatewayHttpPort'>];
+    return check(field, fallback, `default ${field}`);
   };
 
   const cfg: NexusConfig = {
@@ -497,6 +527,10 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     dns: pick('dns'),
     dnsAddress: pick('dnsAddress'),
     dnsPort: pick('dnsPort'),
+    gateway: pick('gateway'),
+    gatewayAddress: pick('gatewayAddress'),
+    gatewayPort: pick('gatewayPort'),
+    gatewayHttpPort: pick('gatewayHttpPort'),
     meterIntervalMs: pick('meterIntervalMs'),
     integrityIntervalMs: pick('integrityIntervalMs'),
     computeRange: pick('computeRange'),

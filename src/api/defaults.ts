@@ -16,6 +16,9 @@ export const DEFAULTS = {
   suffix: 'world',
   dns: true,
   dnsAddress: '127.0.0.1',
+  /** The HAProxy gateway runs when haproxy is installed; it listens on loopback unless told otherwise. */
+  gateway: true,
+  gatewayAddress: '127.0.0.1',
   meterIntervalMs: 60_000,
   /** How often the running daemon compares its projections with what its writes should have made. */
   integrityIntervalMs: 60_000,

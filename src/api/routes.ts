@@ -1,6 +1,8 @@
 // The route table of the HTTP API (docs/API.md): one entry per route, with the zod schemas that
 // validate its path and query and describe it in the OpenAPI document. Mutations share one
 // handler that hands the signed command to the chokepoint; reads only query committed state.
+import { issueToken, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S } from '../network/gateway/tokens.ts';
+import type { Gateway } from '../network/gateway/gateway.ts';
 import { z } from 'zod';
 import type { ComputeService } from '../compute/service.ts';
 import type { OpenPlatform } from '../core/platform.ts';
@@ -57,6 +59,8 @@ export interface ApiContext {
   daemon?: DaemonInfo;
   /** Stops and starts an IMVU's workload around a snapshot rollback (the compute driver); none: nothing runs to stop. */
   workloads?: WorkloadControl;
+  /** The HTTPS gateway, when it runs: tokens, served routes against the ledger. */
+  gateway?: Gateway;
 }
 
 /**
@@ -652,6 +656,34 @@ export const ROUTES: RouteDef[] = [
   read('/v1/imvus/:id/routes', "An IMVU's traffic policy", { params: Params.imvu }, async (ctx, { params, scope }) => {
     await mayReadImvu(ctx, await scope(), params.id);
     return { body: { imvu: params.id, routes: (await routesOf(ctx.platform.store, params.id)) ?? null } };
+  }),
+  read(
+    '/v1/imvus/:id/token',
+    "A short-lived ES256 token for the gateway's private and restricted routes of the IMVU (its creator and members)",
+    { params: Params.imvu, query: z.object({ ttl: z.string().regex(/^[1-9]\d{0,3}$/, 'ttl must be 1-3600 seconds').optional() }).strict() },
+    async (ctx, { params, query, reader }) => {
+      if (!ctx.gateway) throw new HttpError(503, 'the gateway is not running on this daemon: no tokens are issued');
+      const imvu = await ctx.platform.store.get<{ owner: string; status: string }>('SELECT owner, status FROM imvus WHERE id = ?', [params.id]);
+      if (!imvu) throw new HttpError(404, `no IMVU ${params.id}`);
+      const member = await ctx.platform.store.get('SELECT 1 AS x FROM members WHERE imvu = ? AND identity = ?', [params.id, reader.id]);
+      // Roles: the creator is the IMVU's admin; members are members. Nobody else gets a token.
+      const roles = imvu.owner === reader.id ? ['admin', 'member'] : member ? ['member'] : undefined;
+      if (!roles) throw new HttpError(403, `${reader.name} is neither the creator nor a member of ${params.id}`);
+      const ttl = query.ttl ? Number(query.ttl) : DEFAULT_TOKEN_TTL_S;
+      if (ttl > MAX_TOKEN_TTL_S) throw new HttpError(400, `ttl must be 1-${MAX_TOKEN_TTL_S} seconds`);
+      const now = Date.now();
+      const token = issueToken(ctx.gateway.tokenKey, { imvu: params.id, identity: reader.id, roles, ttlS: ttl, now });
+      return { body: { imvu: params.id, token, roles, expires: new Date(Math.floor(now / 1000) * 1000 + ttl * 1000).toISOString() } };
+    },
+  ),
+  read('/v1/imvus/:id/gateway', 'What the gateway serves for the IMVU against the ledger', { params: Params.imvu }, async (ctx, { params, scope }) => {
+    await mayReadImvu(ctx, await scope(), params.id);
+    if (!ctx.gateway) return { body: { imvu: params.id, gateway: 'off' } };
+    const report = await ctx.gateway.served();
+    const mine = report.differences
+      .map((d) => ({ map: d.map, extra: d.extra.filter((l) => l.includes(params.id)), missing: d.missing.filter((l) => l.includes(params.id)) }))
+      .filter((d) => d.extra.length || d.missing.length);
+    return { body: { imvu: params.id, at: report.at, equal: mine.length === 0, differences: mine, alarms: ctx.gateway.alarms.filter((a) => a.imvus.includes(params.id)) } };
   }),
   read('/v1/imvus/:id/notifications', 'Notifications about an IMVU', { params: Params.imvu }, async (ctx, { params, scope }) => {
     await mayReadImvu(ctx, await scope(), params.id);

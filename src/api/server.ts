@@ -1,5 +1,6 @@
 // The daemon: Fastify over one data directory. startServer() is the programmatic entry point
 // (tests, embedding); serve() is what `nexus serve` runs: config, first-run init, signals.
+import type { Gateway } from '../network/gateway/gateway.ts';
 import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyBaseLogger, type FastifyError } from 'fastify';
 import { initDataDir, isInitialised, openDataDir, type OpenPlatform } from '../core/platform.ts';
@@ -68,6 +69,11 @@ export interface ServerOptions {
    * identity; failed logins and relay attempts join the anonymous-noise summary. Off unless given.
    */
   mail?: false | Omit<MailServiceOptions, 'platform' | 'noise'>;
+  /**
+   * The HTTPS gateway (HAProxy, src/network/gateway): started after the API listens when haproxy is
+   * installed; one log line says why it is off otherwise. Off unless given (`serve()` passes it).
+   */
+  gateway?: false | { address: string; port: number; httpPort: number; meterIntervalMs?: number; haproxyBin?: string };
   /** Submissions admitted per source address and per identity (the platform and services are exempt from the latter). */
   limits?: { perSource?: BucketOptions; perIdentity?: BucketOptions };
   /** How often refused anonymous attempts are summarised into one ledger entry (default 60 s). */
@@ -138,6 +144,8 @@ export interface RunningServer {
   mailQueue?: MailQueue;
   /** The compute service, when the fabric runs on this host. */
   compute?: ComputeService;
+  /** The gateway, when it runs. */
+  gateway?: Gateway;
   /** What GET /v1/status answers a peer on this machine. */
   status(): Promise<DaemonStatus>;
   /** Stops accepting, lets requests in flight finish (their commands commit), then closes the store. Idempotent. */
@@ -496,6 +504,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   };
   const noiseTimer = setInterval(() => void summarise(), opts.noiseIntervalMs ?? LIMIT_DEFAULTS.noiseIntervalMs);
   noiseTimer.unref();
+  let gateway: Gateway | undefined;
+  if (opts.gateway) gateway = await startGateway(platform, opts.gateway, app.log);
+  if (gateway) {
+    listeners.push({ service: 'gateway', protocol: 'https', address: opts.gateway ? opts.gateway.address : host, port: opts.gateway ? opts.gateway.port : 0 });
+    ctx.gateway = gateway;
+  }
   let closing: Promise<void> | undefined;
   return {
     url,
@@ -508,6 +522,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ...(witnesses ? { witnesses } : {}),
     ...(mailQueue ? { mailQueue } : {}),
     ...(compute ? { compute } : {}),
+    ...(gateway ? { gateway } : {}),
     closer,
     status: () => daemonStatus(ctx, true),
     close: () =>
@@ -519,6 +534,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
           // Deliveries under way finish and their state is saved; what is queued waits on disk.
           await mailQueue?.close();
           await imap?.close();
+          // The gateway stops with the daemon; its last byte counts are reported first.
+          await gateway?.stop().catch((err: unknown) => app.log.error({ err }, 'gateway stop failed'));
           // DNS first: its sockets close, then the counts left are flushed into the ledger.
           if (dns) {
             const last = await dns.close();
@@ -644,6 +661,40 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
   return server;
 }
 
+/** Starts the gateway, or says in one line why it is off; never stops the daemon from starting. */
+async function startGateway(platform: OpenPlatform, g: NonNullable<Exclude<ServerOptions['gateway'], false>>, log: FastifyBaseLogger): Promise<Gateway | undefined> {
+  const { Gateway: GatewayClass } = await import('../network/gateway/gateway.ts');
+  const { findHaproxy } = await import('../network/gateway/haproxy.ts');
+  const { gatewayIdentity } = await import('../network/metering/counters.ts');
+  if (!findHaproxy(g.haproxyBin)) {
+    log.warn('gateway off: haproxy is not installed (apt-get install haproxy)');
+    return undefined;
+  }
+  const host = g.address.includes(':') ? `[${g.address}]` : g.address;
+  let gw: Gateway | undefined;
+  try {
+    const id = await gatewayIdentity(platform);
+    // As root, HAProxy binds 443/80 and then runs as nobody.
+    const root = process.getuid?.() === 0;
+    gw = new GatewayClass({
+      platform,
+      httpsBind: `${host}:${g.port}`,
+      httpBind: `${host}:${g.httpPort}`,
+      ...(g.haproxyBin ? { haproxyBin: g.haproxyBin } : {}),
+      ...(root ? { user: 'nobody', group: 'nogroup' } : {}),
+      meter: { key: id.key, ...(g.meterIntervalMs ? { intervalMs: g.meterIntervalMs } : {}) },
+      log: (line) => log.warn(line),
+    });
+    await gw.start();
+    log.info({ https: `${host}:${g.port}`, http: `${host}:${g.httpPort}`, pid: gw.haproxyPid }, 'gateway (haproxy) running');
+    return gw;
+  } catch (err) {
+    await gw?.stop().catch(() => undefined);
+    log.warn(`gateway off: ${(err as Error).message.split('\n')[0]}`);
+    return undefined;
+  }
+}
+
 async function startDaemonServer(
   cfg: NexusConfig,
   terminal: boolean,
@@ -664,6 +715,7 @@ async function startDaemonServer(
     integrityIntervalMs: cfg.integrityIntervalMs,
     compute: { range: cfg.computeRange, meterIntervalMs: cfg.meterIntervalMs },
     ...(cfg.witnesses.length ? { witnesses: { endpoints: cfg.witnesses.map((w) => ({ ...w })), timeoutMs: cfg.witnessTimeoutMs } } : {}),
+    gateway: cfg.gateway ? { address: cfg.gatewayAddress, port: cfg.gatewayPort, httpPort: cfg.gatewayHttpPort, meterIntervalMs: cfg.meterIntervalMs } : false,
     dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, nameservers: cfg.nameservers, ...(xfr ? { xfr } : {}) } : false,
     // Servers learned from referrals are asked on the first hint's port (53 unless a test hierarchy says otherwise).
     challenge: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port },

@@ -3,8 +3,8 @@
 // this module without the server.
 
 export interface Listener {
-  /** `api` (HTTP or HTTPS), `dns`, the mail listeners (`smtp` the MX, `submission` 587, `smtps` 465) or `imap` (STARTTLS or implicit TLS). */
-  service: 'api' | 'dns' | 'smtp' | 'submission' | 'smtps' | 'imap';
+  /** `api` (HTTP or HTTPS), `dns`, the mail listeners (`smtp` the MX, `submission` 587, `smtps` 465), `imap` (STARTTLS or implicit TLS) or `gateway` (HAProxy's HTTPS). */
+  service: 'api' | 'dns' | 'smtp' | 'submission' | 'smtps' | 'imap' | 'gateway';
   protocol: 'http' | 'https' | 'udp' | 'tcp' | 'imap' | 'imaps';
   address: string;
   port: number;

@@ -17,6 +17,7 @@ import { imvuCommand, memberCommand } from './commands/imvu.ts';
 import { dnsCommand } from './commands/dns.ts';
 import { domainCommand } from './commands/domain.ts';
 import { mailCommand, routeCommand, consentCommand } from './commands/services.ts';
+import { tokenCommand } from './commands/token.ts';
 import { auditCommand } from './commands/audit.ts';
 import { gatesCommand } from './commands/gates.ts';
 import { witnessCommand } from './commands/witness.ts';
@@ -95,6 +96,7 @@ ${EXIT_LINE}`,
     domainCommand(),
     mailCommand(),
     routeCommand(),
+    tokenCommand(),
     consentCommand(),
     auditCommand(),
     gatesCommand(),

@@ -37,6 +37,7 @@ export const COMMAND_TYPES = [
   'dnssec.publish',
   'dnssec.resign',
   'noise.summary',
+  'gateway.refusals',
   'meter.register',
   'capacity.publish',
   'period.close',

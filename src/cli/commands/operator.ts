@@ -49,6 +49,11 @@ interface ServeFlags {
   smtpsPort?: number;
   /** commander's `--no-dns`: false when given, true otherwise. */
   dns?: boolean;
+  /** commander's `--no-gateway`. */
+  gateway?: boolean;
+  gatewayAddress?: string;
+  gatewayPort?: number;
+  gatewayHttpPort?: number;
   meterInterval?: number;
   xfrAllow?: string[];
   tsigName?: string;
@@ -85,6 +90,10 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.smtpsPort !== undefined ? { smtpsPort: o.smtpsPort } : {}),
     // Only an explicit --no-dns counts: commander defaults the flag to true, which must not beat NEXUS_DNS.
     ...(o.dns === false ? { dns: false } : {}),
+    ...(o.gateway === false ? { gateway: false } : {}),
+    ...(o.gatewayAddress !== undefined ? { gatewayAddress: o.gatewayAddress } : {}),
+    ...(o.gatewayPort !== undefined ? { gatewayPort: o.gatewayPort } : {}),
+    ...(o.gatewayHttpPort !== undefined ? { gatewayHttpPort: o.gatewayHttpPort } : {}),
     ...(o.meterInterval !== undefined ? { meterIntervalMs: o.meterInterval } : {}),
     ...(o.xfrAllow !== undefined ? { xfrAllow: o.xfrAllow } : {}),
     ...(o.tsigName !== undefined ? { tsigName: o.tsigName } : {}),
@@ -140,6 +149,10 @@ function daemonOptions(cmd: Command): Command {
     .option('--submission-port <n>', 'mail submission with STARTTLS and app passwords, e.g. 587 (env NEXUS_SUBMISSION_PORT; default: none)', port)
     .option('--smtps-port <n>', 'mail submission with implicit TLS, e.g. 465 (env NEXUS_SMTPS_PORT; default: none)', port)
     .option('--imaps-port <n>', 'IMAP port with implicit TLS, e.g. 993, with the --tls-cert certificate (env NEXUS_IMAPS_PORT; default: none)', port)
+    .option('--gateway-address <address>', 'address of the HTTPS gateway (HAProxy) (env NEXUS_GATEWAY_ADDRESS; default 127.0.0.1)')
+    .option('--gateway-port <n>', 'HTTPS port of the gateway (env NEXUS_GATEWAY_PORT; default 443 as root, otherwise 8443)', port)
+    .option('--gateway-http-port <n>', 'HTTP port of the gateway, redirecting to HTTPS (env NEXUS_GATEWAY_HTTP_PORT; default 80 as root, otherwise 8080)', port)
+    .option('--no-gateway', 'do not run the gateway even when haproxy is installed (env NEXUS_GATEWAY=false)')
     .option('--meter-interval <ms>', 'how often metered usage is reported into the ledger (env NEXUS_METER_INTERVAL_MS; default 60000)', int(10, 86_400_000))
     .option('--xfr-allow <cidr...>', 'addresses or CIDR prefixes that may transfer zones (AXFR/IXFR) without TSIG (env NEXUS_XFR_ALLOW, comma-separated; default none)')
     .option('--tsig-name <name>', 'TSIG key (HMAC-SHA256) name a secondary signs transfers with, from any address (env NEXUS_TSIG_NAME)')

@@ -169,17 +169,31 @@ export function routeCommand(): Command {
     .description('set the traffic policy of an IMVU from a file, or from flags (classes not named by a flag are kept)')
     .argument('<imvu>', 'IMVU id', imvuId)
     .option('--file <policy.json>', 'JSON: { public: [...], private: [...], restricted: [...] } (or { routes: {...} })')
+    .option('--policy <routing-policy.yaml>', 'YAML as in the spec: public_routes, private_routes, restricted_routes (path, backend NAME:PORT, rate_limit N/min, require_identity, require_roles, ip_whitelist)')
     .option('--public <path=backend>', 'a public route (repeatable)', collect)
     .option('--private <path=backend>', 'a private route, needs a signed identity (repeatable)', collect)
     .option('--restricted <path=backend>', 'a restricted route, needs a role (repeatable)', collect)
     .option('--roles <roles>', 'roles for the --restricted routes, comma-separated', 'admin')
-    .action(async (id: string, o: { file?: string; public?: string[]; private?: string[]; restricted?: string[]; roles: string }, c: Command) => {
+    .action(async (id: string, o: { file?: string; policy?: string; public?: string[]; private?: string[]; restricted?: string[]; roles: string }, c: Command) => {
       const ctx = Ctx.of(c);
       const flagged = CLASSES.filter((k) => o[k]?.length);
-      if (!o.file && !flagged.length) throw usage('route set needs --file POLICY.json or at least one of --public, --private, --restricted');
-      if (o.file && flagged.length) throw usage('give either --file or route flags, not both');
+      if (!o.file && !o.policy && !flagged.length) throw usage('route set needs --policy routing-policy.yaml, --file POLICY.json or at least one of --public, --private, --restricted');
+      if ([o.file, o.policy, flagged.length ? 'flags' : undefined].filter(Boolean).length > 1) throw usage('give one of --policy, --file or route flags');
       let policy: Policy;
-      if (o.file) {
+      if (o.policy) {
+        let text: string;
+        try {
+          text = readFileSync(o.policy, 'utf8');
+        } catch (err) {
+          throw usage(`cannot read ${o.policy}: ${(err as Error).message.split('\n')[0]}`);
+        }
+        const { policyFromYaml } = await import('../../network/routes/yaml.ts');
+        try {
+          policy = policyFromYaml(text) as unknown as Policy;
+        } catch (err) {
+          throw usage(`${o.policy}: ${(err as Error).message}`);
+        }
+      } else if (o.file) {
         let raw: unknown;
         try {
           raw = JSON.parse(readFileSync(o.file, 'utf8'));

@@ -15,4 +15,7 @@ export const DEFAULT_PRICES = {
   'mail.messages': { amount: '1', per: '1' },
   'mail.storage_gb_months': { amount: '250', per: '1' },
   'network.bandwidth_gb': { amount: '10', per: '1' },
+  // Metered by the gateway from HAProxy's byte counters: ingress free, egress at the GB rate.
+  'network.bytes_in': { amount: '0', per: '1' },
+  'network.bytes_out': { amount: '10', per: '1000000000' },
 } as const;

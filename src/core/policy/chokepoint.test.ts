@@ -255,7 +255,7 @@ describe('gates 13, 14, 15: exit, routes and quotas belong to the creator', () =
   });
 
   it('an admin changing routes is blocked, logged and notified (gate 14)', async () => {
-    const policy = { public: [{ path: '/*', backend: 'evil' }], private: [], restricted: [] };
+    const policy = { public: [{ path: '/*', backend: 'evil:8080' }], private: [], restricted: [] };
     const r = await p.as(admin, 'route.set', { imvu: 'IMVU-001', policy });
     expect(deniedBy(r)).toEqual([14]);
     expect(await p.store.get('SELECT gate FROM notifications WHERE about = ?', [r.index])).toEqual({ gate: 14 });
@@ -313,7 +313,7 @@ describe('gateStatus', () => {
       expect(existsSync(g.file), g.file).toBe(true);
       if (g.status === 'not-yet-enforced') expect(g.reason).toBeTruthy();
     }
-    expect(gates.filter((g) => g.status === 'not-yet-enforced').map((g) => g.number)).toEqual([8, 16]);
+    expect(gates.filter((g) => g.status === 'not-yet-enforced').map((g) => g.number)).toEqual([16]);
   });
 });
 

@@ -108,12 +108,21 @@ const envelopePatch = z
   })
   .strict();
 
+// A route of the routing policy (spec: routing-policy.yaml). Strings are bounded to characters
+// that can sit in an HAProxy map line unquoted; what a backend may name is gate 8's business
+// (src/network/routes/policy.ts), so a refusal there is logged with its reason.
 const route = z
   .object({
-    path: z.string().min(1).max(256).regex(/^\//, 'must start with /'),
-    backend: z.string().min(1).max(128),
+    path: z
+      .string()
+      .min(1)
+      .max(256)
+      .regex(/^\/[A-Za-z0-9._~!$&'()+,;=:@%/-]*\*?$/, 'must start with / and use URL path characters; a trailing * matches any suffix'),
+    backend: z.string().min(1).max(128).regex(/^[A-Za-z0-9._:[\]-]+$/, 'must be name[:port]'),
+    rate_limit: z.string().regex(/^[1-9]\d{0,8}\/(s|min|h)$/, 'must be N/s, N/min or N/h').optional(),
     require_identity: z.boolean().optional(),
-    require_roles: z.array(z.string().min(1).max(32)).max(16).optional(),
+    require_roles: z.array(z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'must be a lower-case role name')).max(16).optional(),
+    ip_whitelist: z.array(z.string().min(2).max(43).regex(/^[0-9a-fA-F:.]+(\/\d{1,3})?$/, 'must be an IP address or prefix')).max(64).optional(),
   })
   .strict();
 
@@ -310,6 +319,28 @@ export const BODY_SCHEMAS = {
         )
         .min(1)
         .max(300),
+    })
+    .strict(),
+  // Requests the gateway (HAProxy) refused with 401, 403 or 429, counted per IMVU, route and reason
+  // over one interval from HAProxy's log stream, recorded by the platform as one entry.
+  'gateway.refusals': z
+    .object({
+      from: isoTime,
+      to: isoTime,
+      counts: z
+        .array(
+          z
+            .object({
+              imvu: imvuId,
+              route: z.string().regex(/^IMVU-\d{3,9}\.\d{1,4}$/),
+              status: z.union([z.literal(401), z.literal(403), z.literal(429)]),
+              reason: z.string().regex(/^[a-z-]{1,32}$/),
+              count: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+            })
+            .strict(),
+        )
+        .min(1)
+        .max(1000),
     })
     .strict(),
   // Billing (src/core/handshake): which identity meters which metric, what the platform can serve,

@@ -427,8 +427,9 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
     case 'period.close':
       await applyBilling(tx, index, command, at);
       return;
-    // A ledger-only fact: the counts of refused anonymous attempts.
+    // Ledger-only facts: the counts of refused anonymous attempts, and of requests the gateway refused.
     case 'noise.summary':
+    case 'gateway.refusals':
       return;
   }
 }

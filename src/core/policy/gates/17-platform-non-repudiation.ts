@@ -17,6 +17,7 @@ const PLATFORM_ONLY: readonly CommandType[] = [
   'capacity.publish',
   'period.close',
   'noise.summary',
+  'gateway.refusals',
   'platform.zone',
   'integrity.alarm',
 ];

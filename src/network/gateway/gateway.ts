@@ -1,0 +1,365 @@
+// The gateway: nexus drives HAProxy (the data plane) from the ledger. It renders the base
+// configuration (one backend per IMVU, pinned to its workload address), keeps hosts, routes and
+// roles in map files changed over the runtime API without reloads, and after every ledger change
+// and on a timer reads the served maps back: a served table that differs from the ledger's (a map
+// edited by hand over the socket) is reverted and raised as an `integrity.alarm` (gate 14).
+// It also meters bytes per IMVU from HAProxy's per-backend counters (gate 6).
+import { createSocket, type Socket } from 'node:dgram';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { KeyObject } from 'node:crypto';
+import type { OpenPlatform } from '../../core/platform.ts';
+import type { SignedCommand } from '../../core/types.ts';
+import { ensureLocalCa, ensureTokenKey, issueLocal, type LocalCa } from './certs.ts';
+import { renderConfig, type HaproxyLayout } from './haproxy-config.ts';
+import { HaproxySupervisor, findHaproxy } from './haproxy.ts';
+import { parseInfo, parseShowMap, parseStat, runtimeCommand } from './runtime.ts';
+import { loadTable, mapText, MAP_NAMES, type GatewayTable, type MapName } from './table.ts';
+import { GatewayMeter } from '../metering/counters.ts';
+
+export interface GatewayOptions {
+  platform: OpenPlatform;
+  /** Directory of the gateway's files (default <dataDir>/gateway). */
+  dir?: string;
+  /** HTTPS listener, address:port (443 as root in production). */
+  httpsBind: string;
+  /** Plain-HTTP listener redirecting to HTTPS (80 in production); none when absent. */
+  httpBind?: string;
+  /** The port clients reach HTTPS on, for redirects (default: the listener's). */
+  httpsPort?: number;
+  /** The compute range the workload addresses are taken from (default 10.96.0.0/11). */
+  range?: string;
+  haproxyBin?: string;
+  /** How often the served table is compared with the ledger (default 30 s). */
+  checkIntervalMs?: number;
+  /** How often the ledger is polled for changes (default 500 ms). */
+  pollMs?: number;
+  /** How often refusals are summarised into one ledger entry (default 60 s). */
+  refusalIntervalMs?: number;
+  /** Concurrent connections per IMVU. */
+  connLimit?: number;
+  user?: string;
+  group?: string;
+  /** Signs and submits metering reports; none: no metering. */
+  meter?: { key: KeyObject; intervalMs?: number };
+  log?: (line: string) => void;
+}
+
+export interface ServedReport {
+  at: string;
+  /** True when every served map equals the ledger's table. */
+  equal: boolean;
+  /** Per map: lines served that the ledger lacks, and lines the ledger has that are not served. */
+  differences: { map: MapName; extra: string[]; missing: string[] }[];
+}
+
+export interface GatewayAlarm {
+  index: number;
+  imvus: string[];
+  detail: string;
+}
+
+export class Gateway {
+  readonly layout: HaproxyLayout;
+  readonly tokenKey: KeyObject;
+  readonly tokenPublicPem: string;
+  private readonly ca: LocalCa;
+  private readonly sup: HaproxySupervisor;
+  private table: GatewayTable | undefined;
+  private imvuSet = '';
+  private seenSize = -1;
+  private timers: NodeJS.Timeout[] = [];
+  private busy: Promise<unknown> = Promise.resolve();
+  private logSock: Socket | undefined;
+  readonly alarms: GatewayAlarm[] = [];
+  lastServed: ServedReport | undefined;
+  readonly meter: GatewayMeter | undefined;
+  /** Refusals seen in HAProxy's log: `imvu route status reason` -> count, since the last drain. */
+  readonly refusals = new Map<string, number>();
+  logPort = 0;
+
+  constructor(private readonly o: GatewayOptions) {
+    const dir = o.dir ?? join(o.platform.dataDir, 'gateway');
+    mkdirSync(join(dir, 'maps'), { recursive: true, mode: 0o700 });
+    mkdirSync(join(dir, 'certs'), { recursive: true, mode: 0o700 });
+    const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, join(dir, 'maps', `${m}.map`)])) as HaproxyLayout['maps'];
+    const token = ensureTokenKey(join(dir, 'keys'));
+    this.tokenKey = token.key;
+    this.tokenPublicPem = token.publicPem;
+    this.layout = {
+      dir,
+      adminSocket: join(dir, 'admin.sock'),
+      masterSocket: join(dir, 'master.sock'),
+      logSocket: '',
+      crtList: join(dir, 'crt-list'),
+      jwtKey: token.publicPem,
+      maps,
+    };
+    this.ca = ensureLocalCa(join(dir, 'ca'));
+    const bin = findHaproxy(o.haproxyBin);
+    if (!bin) throw new Error('haproxy is not installed');
+    this.sup = new HaproxySupervisor({
+      bin,
+      config: join(dir, 'haproxy.cfg'),
+      masterSocket: this.layout.masterSocket,
+      adminSocket: this.layout.adminSocket,
+      log: (l) => o.log?.(l),
+      // A restarted HAProxy reads the files, which are the ledger's: check anyway.
+      onRestart: () => void this.serialize(() => this.check()),
+    });
+    if (o.meter)
+      this.meter = new GatewayMeter({
+        platform: o.platform,
+        key: o.meter.key,
+        stateFile: join(dir, 'meter-state.json'),
+        read: () => this.readCounters(),
+        onError: (e) => o.log?.(`gateway metering: ${e.message}`),
+        ...(o.meter.intervalMs ? { intervalMs: o.meter.intervalMs } : {}),
+      });
+  }
+
+  get caCert(): string {
+    return this.ca.cert;
+  }
+
+  get haproxyPid(): number | undefined {
+    return this.sup.pid;
+  }
+
+  get restarts(): number {
+    return this.sup.restarts;
+  }
+
+  async start(): Promise<void> {
+    await this.listenLog();
+    const table = await loadTable(this.o.platform.store, this.o.range);
+    this.seenSize = this.o.platform.chokepoint.ledger.size;
+    this.writeFiles(table);
+    await this.sup.start();
+    this.table = table;
+    this.imvuSet = imvuKey(table);
+    await this.check();
+    this.timers.push(setInterval(() => void this.serialize(() => this.poll()).catch((e: unknown) => this.o.log?.(`gateway sync: ${(e as Error).message}`)), this.o.pollMs ?? 500));
+    this.timers.push(setInterval(() => void this.summariseRefusals().catch((e: unknown) => this.o.log?.(`gateway refusals: ${(e as Error).message}`)), this.o.refusalIntervalMs ?? 60_000));
+    this.timers.push(setInterval(() => void this.serialize(() => this.check()).catch((e: unknown) => this.o.log?.(`gateway check: ${(e as Error).message}`)), this.o.checkIntervalMs ?? 30_000));
+    for (const t of this.timers) t.unref();
+    await this.meter?.start();
+  }
+
+  /** One operation on HAProxy at a time. */
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.busy.then(fn, fn);
+    this.busy = run.catch(() => undefined);
+    return run;
+  }
+
+  private async poll(): Promise<void> {
+    const size = this.o.platform.chokepoint.ledger.size;
+    if (size === this.seenSize) return;
+    this.seenSize = size;
+    await this.apply();
+  }
+
+  /** Brings HAProxy to the ledger's table now (the daemon calls it after a change; tests too). */
+  sync(): Promise<ServedReport> {
+    return this.serialize(async () => {
+      this.seenSize = this.o.platform.chokepoint.ledger.size;
+      await this.apply();
+      return this.check();
+    });
+  }
+
+  private async apply(): Promise<void> {
+    const table = await loadTable(this.o.platform.store, this.o.range);
+    this.writeFiles(table);
+    if (imvuKey(table) !== this.imvuSet) {
+      // New or gone IMVUs change the backends and certificates: the one case that reloads.
+      await this.meter?.sample();
+      await this.sup.reload();
+      this.imvuSet = imvuKey(table);
+    } else await this.pushMaps(table);
+    this.table = table;
+  }
+
+  private writeFiles(table: GatewayTable): void {
+    const L = this.layout;
+    const atomic = (file: string, text: string) => {
+      writeFileSync(`${file}.tmp`, text, { mode: 0o600 });
+      renameSync(`${file}.tmp`, file);
+    };
+    for (const m of MAP_NAMES) atomic(L.maps[m], mapText(table.maps[m]));
+    const certs = [join(L.dir, 'certs', 'default.pem')];
+    if (!existsSync(certs[0]!)) issueLocal(this.ca, ['gateway.invalid'], certs[0]!);
+    for (const i of table.imvus) {
+      const file = join(L.dir, 'certs', `${i.id}.pem`);
+      const names = join(L.dir, 'certs', `${i.id}.names`);
+      const want = i.hosts.join(' ');
+      if (!existsSync(file) || !existsSync(names) || readFileSync(names, 'utf8') !== want) {
+        issueLocal(this.ca, i.hosts, file);
+        writeFileSync(names, want);
+      }
+      certs.push(file);
+    }
+    atomic(L.crtList, certs.map((c) => `${c}\n`).join(''));
+    const httpsPort = this.o.httpsPort ?? Number(this.o.httpsBind.split(':').pop());
+    atomic(
+      join(L.dir, 'haproxy.cfg'),
+      renderConfig({
+        layout: { ...L, logSocket: `127.0.0.1:${this.logPort}` },
+        httpsBind: this.o.httpsBind,
+        ...(this.o.httpBind ? { httpBind: this.o.httpBind } : {}),
+        httpsPort,
+        imvus: table.imvus,
+        connLimit: this.o.connLimit ?? 10_000,
+        ...(this.o.user ? { user: this.o.user } : {}),
+        ...(this.o.group ? { group: this.o.group } : {}),
+      }),
+    );
+  }
+
+  /** Replaces each map's served contents atomically (prepare, add, commit: no half-applied table). */
+  private async pushMaps(table: GatewayTable): Promise<void> {
+    for (const m of MAP_NAMES) {
+      const file = this.layout.maps[m];
+      const prep = await this.cmd(`prepare map ${file}`);
+      const ver = /New version created: (\d+)/.exec(prep)?.[1];
+      if (!ver) throw new Error(`haproxy prepare map ${m}: ${prep.trim()}`);
+      const lines = table.maps[m];
+      for (let i = 0; i < lines.length; i += 500) {
+        const payload = lines.slice(i, i + 500).map(([k, v]) => `${k} ${v}`).join('\n');
+        const r = await this.cmd(`add map @${ver} ${file}`, payload);
+        if (r.trim()) throw new Error(`haproxy add map ${m}: ${r.trim()}`);
+      }
+      const c = await this.cmd(`commit map @${ver} ${file}`);
+      if (c.trim()) throw new Error(`haproxy commit map ${m}: ${c.trim()}`);
+    }
+  }
+
+  private cmd(command: string, payload?: string): Promise<string> {
+    return runtimeCommand(this.layout.adminSocket, command, payload === undefined ? {} : { payload });
+  }
+
+  /** The served maps against the ledger's table (read back over the runtime API). */
+  async served(): Promise<ServedReport> {
+    const table = this.table ?? (await loadTable(this.o.platform.store, this.o.range));
+    const differences: ServedReport['differences'] = [];
+    for (const m of MAP_NAMES) {
+      const served = parseShowMap(await this.cmd(`show map ${this.layout.maps[m]}`)).map(([k, v]) => `${k} ${v}`);
+      const want = table.maps[m].map(([k, v]) => `${k} ${v}`);
+      // Order matters for prefix maps (first match wins), so compare sequences, then report sets.
+      if (served.join('\n') === want.join('\n')) continue;
+      const s = new Set(served);
+      const w = new Set(want);
+      differences.push({ map: m, extra: served.filter((l) => !w.has(l)), missing: want.filter((l) => !s.has(l)) });
+    }
+    return { at: new Date().toISOString(), equal: differences.length === 0, differences };
+  }
+
+  /** Compares served with the ledger; reverts and raises an alarm on a difference. */
+  /** Compares served with the ledger now (the timer does it too); reverts and alarms on a difference. */
+  verify(): Promise<ServedReport> {
+    return this.serialize(() => this.check());
+  }
+
+  private async check(): Promise<ServedReport> {
+    const table = await loadTable(this.o.platform.store, this.o.range);
+    this.table = table;
+    const report = await this.served();
+    this.lastServed = report;
+    if (report.equal) return report;
+    await this.pushMaps(table);
+    const after = await this.served();
+    this.lastServed = after;
+    const imvus = new Set<string>();
+    for (const d of report.differences)
+      for (const l of [...d.extra, ...d.missing]) {
+        const id = /^(IMVU-\d+)/.exec(l)?.[1] ?? /\s(IMVU-\d+)$/.exec(l)?.[1];
+        if (id) imvus.add(id);
+      }
+    const detail = `the gateway served a route table that differed from the ledger (${report.differences
+      .map((d) => `${d.map}: ${d.extra.length} served not in ledger, ${d.missing.length} in ledger not served`)
+      .join('; ')}); reverted to the ledger's table${after.equal ? '' : ' (still differs: see the gateway log)'}`.slice(0, 1000);
+    const body = {
+      trigger: 'periodic',
+      detectedAt: report.at,
+      ledgerSize: this.o.platform.chokepoint.ledger.size,
+      tables: ['routes'],
+      imvus: [...imvus].sort().slice(0, 1000),
+      detail,
+    };
+    const receipt = await this.o.platform.chokepoint.submit(this.o.platform.chokepoint.platformCommand('integrity.alarm', body) as SignedCommand);
+    this.alarms.push({ index: receipt.index, imvus: body.imvus, detail });
+    this.o.log?.(`integrity alarm (entry ${receipt.index}): ${detail}`);
+    return report;
+  }
+
+  /** Per-IMVU backend counters from `show stat`, with the HAProxy process they belong to. */
+  async readCounters(): Promise<{ process: string; counters: Map<string, { bytesIn: bigint; bytesOut: bigint; requests: bigint }> }> {
+    const info = parseInfo(await this.cmd('show info'));
+    const rows = parseStat(await this.cmd('show stat'));
+    const counters = new Map<string, { bytesIn: bigint; bytesOut: bigint; requests: bigint }>();
+    for (const r of rows) {
+      if (r.svname !== 'BACKEND' || !r.pxname?.startsWith('be_')) continue;
+      counters.set(r.pxname.slice(3), { bytesIn: BigInt(r.bin || '0'), bytesOut: BigInt(r.bout || '0'), requests: BigInt(r.req_tot || '0') });
+    }
+    // A worker is one counting epoch: its pid and start time (a reload or restart starts from zero).
+    return { process: `${info.Pid}@${info.Start_time_sec ?? Math.round(Date.now() / 1000 - Number(info.Uptime_sec ?? 0))}`, counters };
+  }
+
+  private listenLog(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const s = createSocket('udp4');
+      this.logSock = s;
+      s.on('error', reject);
+      s.on('message', (msg) => this.onLog(msg.toString('utf8', 0, Math.min(msg.length, 4096))));
+      s.bind(0, '127.0.0.1', () => {
+        this.logPort = s.address().port;
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Records the refusals counted since the last call as one `gateway.refusals` entry (none when
+   * there were none). Returns its ledger index.
+   */
+  async summariseRefusals(): Promise<number | undefined> {
+    if (this.refusals.size === 0) return undefined;
+    const from = this.refusalsFrom;
+    const to = new Date().toISOString();
+    const counts = [...this.refusals].slice(0, 1000).map(([k, count]) => {
+      const [imvu, route, status, reason] = k.split(' ');
+      return { imvu: imvu!, route: route!, status: Number(status), reason: reason!, count };
+    });
+    this.refusals.clear();
+    this.refusalsFrom = to;
+    const r = await this.o.platform.chokepoint.submit(this.o.platform.chokepoint.platformCommand('gateway.refusals', { from, to, counts }));
+    return r.index;
+  }
+
+  private refusalsFrom = new Date().toISOString();
+
+  private onLog(line: string): void {
+    const m = / gw (IMVU-\d{3,9}) (IMVU-\d{3,9}\.\d{1,4}) (\d{3}) ([a-z-]{1,32})\s*$/.exec(line);
+    if (!m) return;
+    const [, imvu, rid, status, why] = m;
+    if (!['401', '403', '429'].includes(status!)) return;
+    const key = `${imvu} ${rid} ${status} ${why}`;
+    if (this.refusals.size >= 10_000 && !this.refusals.has(key)) return;
+    this.refusals.set(key, (this.refusals.get(key) ?? 0) + 1);
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    await this.busy.catch(() => undefined);
+    await this.summariseRefusals().catch((e: unknown) => this.o.log?.(`gateway refusals: ${(e as Error).message}`));
+    await this.meter?.close().catch((e: unknown) => this.o.log?.(`gateway meter: ${(e as Error).message}`));
+    await this.sup.stop();
+    this.logSock?.close();
+  }
+}
+
+function imvuKey(t: GatewayTable): string {
+  return t.imvus.map((i) => `${i.id}@${i.address}=${i.hosts.join(',')}`).join(';');
+}

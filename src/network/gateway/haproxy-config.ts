@@ -1,0 +1,137 @@
+// The base HAProxy configuration nexus renders. Everything that changes with the ledger (hosts,
+// routes, roles) lives in map files driven over the runtime API; the configuration only changes
+// when the set of IMVUs does (one backend each, pinned to its own workload address).
+import type { TableImvu } from './table.ts';
+import { RATE_WINDOW_S } from '../routes/policy.ts';
+
+export interface HaproxyLayout {
+  /** Directory of the gateway's files (maps, certificates, sockets). */
+  dir: string;
+  adminSocket: string;
+  masterSocket: string;
+  logSocket: string;
+  crtList: string;
+  jwtKey: string;
+  maps: Record<'hosts' | 'exact' | 'prefix' | 'roles', string>;
+}
+
+export interface RenderOptions {
+  layout: HaproxyLayout;
+  /** Address and port of the HTTPS listener. */
+  httpsBind: string;
+  /** Address and port of the plain-HTTP listener (redirects to HTTPS, except ACME challenges). */
+  httpBind?: string;
+  /** Public HTTPS port used in redirects (443 unless the listener is elsewhere). */
+  httpsPort: number;
+  imvus: TableImvu[];
+  /** Where ACME HTTP-01 challenges are answered (the daemon), host:port. */
+  acmeBackend?: string;
+  /** Concurrent connections per IMVU (threat 3.1). */
+  connLimit: number;
+  /** Drop privileges to this user/group after binding (root only). */
+  user?: string;
+  group?: string;
+}
+
+const q = (s: string) => `"${s.replace(/["\\]/g, '\\$&')}"`;
+
+export function renderConfig(o: RenderOptions): string {
+  const L = o.layout;
+  const lines: string[] = [
+    '# Rendered by nexus: changes are overwritten. Routes, hosts and roles are in the map files.',
+    'global',
+    `  stats socket ${L.adminSocket} mode 600 level admin expose-fd listeners`,
+    `  log ${L.logSocket} len 4096 format rfc5424 local0 info`,
+    '  tune.ssl.default-dh-param 2048',
+    '  ssl-default-bind-options ssl-min-ver TLSv1.2',
+    ...(o.user ? [`  user ${o.user}`] : []),
+    ...(o.group ? [`  group ${o.group}`] : []),
+    '',
+    'defaults',
+    '  mode http',
+    '  log global',
+    '  option dontlognull',
+    '  timeout connect 5s',
+    '  timeout client 30s',
+    '  timeout server 60s',
+    // Slowloris: a request's headers must arrive within this, however slowly they trickle.
+    '  timeout http-request 10s',
+    '  timeout http-keep-alive 10s',
+    '  timeout client-fin 5s',
+    '',
+    // Counters per route (request rate) and per IMVU (concurrent connections); threat 3.1.
+    'backend st_route',
+    `  stick-table type string len 320 size 200k expire 60s store http_req_rate(${RATE_WINDOW_S}s)`,
+    'backend st_imvu',
+    '  stick-table type string len 16 size 100k expire 60s store conn_cur',
+    '',
+  ];
+  if (o.httpBind) {
+    lines.push(
+      'frontend http',
+      `  bind ${o.httpBind}`,
+      `  http-request redirect location https://%[req.hdr(host),field(1,:),lower]${o.httpsPort === 443 ? '' : `:${o.httpsPort}`}%[capture.req.uri] code 301 unless { path_beg /.well-known/acme-challenge/ }`,
+      o.acmeBackend ? '  use_backend acme' : '  http-request return status 404',
+      '',
+    );
+    if (o.acmeBackend) lines.push('backend acme', `  server daemon ${o.acmeBackend}`, '');
+  }
+  const M = L.maps;
+  lines.push(
+    'frontend https',
+    `  bind ${o.httpsBind} ssl crt-list ${L.crtList} alpn h2,http/1.1`,
+    '  log-format "gw %[var(txn.imvu)] %[var(txn.rid)] %ST %[var(txn.why)]"',
+    '  http-request set-var(txn.host) req.hdr(host),field(1,:),lower',
+    `  http-request set-var(txn.imvu) var(txn.host),map_str(${M.hosts})`,
+    '  http-request return status 421 content-type text/plain string "unknown host\\n" unless { var(txn.imvu) -m found }',
+    '  http-request set-var(txn.path) path',
+    '  http-request set-var(txn.rk) var(txn.imvu),concat(,txn.path)',
+    `  http-request set-var(txn.route) var(txn.rk),map_str(${M.exact})`,
+    `  http-request set-var(txn.route) var(txn.rk),map_beg(${M.prefix}) unless { var(txn.route) -m found }`,
+    '  http-request return status 404 content-type text/plain string "no route\\n" unless { var(txn.route) -m found }',
+    '  http-request set-var(txn.cls) var(txn.route),field(1,|)',
+    '  http-request set-var(txn.port) var(txn.route),field(2,|),add(0)',
+    '  http-request set-var(txn.limit) var(txn.route),field(3,|),add(0)',
+    '  http-request set-var(txn.rnum) var(txn.route),field(4,|)',
+    '  http-request set-var(txn.rid) var(txn.imvu),concat(.,txn.rnum)',
+    // Private and restricted routes: an ES256 token of the platform's gateway key, for this IMVU, unexpired.
+    '  acl gated var(txn.cls) -m str private restricted',
+    '  http-request set-var(txn.jwt) http_auth_bearer if gated',
+    `  http-request set-var(txn.jok) var(txn.jwt),jwt_verify(ES256,${L.jwtKey}) if gated { var(txn.jwt) -m found }`,
+    '  http-request set-var(txn.aud) var(txn.jwt),jwt_payload_query(\'$.aud\'),strcmp(txn.imvu) if gated { var(txn.jok) -m int 1 }',
+    '  http-request set-var(txn.exp) var(txn.jwt),jwt_payload_query(\'$.exp\',int) if gated { var(txn.jok) -m int 1 }',
+    '  http-request set-var(txn.now) date if gated',
+    '  http-request set-var(txn.why) str(no-token) if gated !{ var(txn.jwt) -m found }',
+    '  http-request set-var(txn.why) str(bad-signature) if gated { var(txn.jwt) -m found } !{ var(txn.jok) -m int 1 }',
+    '  http-request set-var(txn.why) str(wrong-audience) if gated !{ var(txn.why) -m found } !{ var(txn.aud) -m int 0 }',
+    '  http-request set-var(txn.why) str(expired) if gated !{ var(txn.why) -m found } { var(txn.exp),sub(txn.now) le 0 }',
+    '  http-request return status 401 hdr WWW-Authenticate "Bearer" content-type text/plain string "token required\\n" if gated { var(txn.why) -m found }',
+  );
+  // Restricted: one of the token's roles (space-separated claim, first four) is listed on the route.
+  lines.push('  http-request set-var(txn.roles) var(txn.jwt),jwt_payload_query(\'$.roles\') if { var(txn.cls) -m str restricted }');
+  lines.push(
+    ...[1, 2, 3, 4].flatMap((i) => [
+      `  http-request set-var(txn.role${i}) var(txn.roles),word(${i},' ') if { var(txn.cls) -m str restricted }`,
+      `  http-request set-var(txn.ok${i}) var(txn.rid),concat(:,txn.role${i}),map_str(${M.roles}) if { var(txn.role${i}) -m found }`,
+    ]),
+    '  http-request set-var(txn.why) str(missing-role) if { var(txn.cls) -m str restricted } !{ var(txn.ok1) -m found } !{ var(txn.ok2) -m found } !{ var(txn.ok3) -m found } !{ var(txn.ok4) -m found }',
+    '  http-request return status 403 content-type text/plain string "role required\\n" if { var(txn.why) -m str missing-role }',
+    // Rate: requests per route per window, then connections per IMVU; 429 with Retry-After.
+    '  http-request track-sc0 var(txn.rid) table st_route',
+    '  http-request track-sc1 var(txn.imvu) table st_imvu',
+    `  http-request set-var(txn.why) str(rate) if { sc_http_req_rate(0),sub(txn.limit) gt 0 }`,
+    `  http-request set-var(txn.why) str(connections) if { sc_conn_cur(1) gt ${o.connLimit} }`,
+    `  http-request return status 429 hdr Retry-After ${RATE_WINDOW_S} content-type text/plain string "too many requests\\n" if { var(txn.why) -m str rate connections }`,
+    '  http-request set-dst-port var(txn.port)',
+    '  use_backend be_%[var(txn.imvu)]',
+    '',
+  );
+  for (const i of o.imvus) {
+    // The server address is the IMVU's own workload, fixed here: no map edit can move its traffic
+    // to another address; the port comes from its route.
+    lines.push(`backend be_${i.id}`, `  server w ${i.address}`, '');
+  }
+  return lines.join('\n') + '\n';
+}
+
+export { q as quoteHaproxy };

@@ -1,0 +1,74 @@
+// The route table the gateway must serve, derived from the ledger's projections alone (imvus,
+// domains, routes): which Host belongs to which IMVU, and which path of an IMVU goes to which
+// port of its workload with which class and rate. Rendered as HAProxy map files and compared,
+// entry by entry, with what HAProxy reports it serves (src/network/gateway/gateway.ts).
+import type { SqlReader } from '../../core/store/store.ts';
+import { workloadNet, seqOfAddress } from '../../compute/fabric/addresses.ts';
+import { ROUTE_CLASSES, parseBackend, ratePerWindow, type Policy } from '../routes/policy.ts';
+
+export interface TableImvu {
+  id: string;
+  seq: number;
+  /** The workload address every route of this IMVU goes to (its /30's .2). */
+  address: string;
+  /** Names the IMVU answers for (primary, stage and verified custom domains), lower case. */
+  hosts: string[];
+  /** Ed25519 identity ids of its creator and members: whose tokens it accepts. */
+}
+
+export interface GatewayTable {
+  imvus: TableImvu[];
+  /** Map files: name -> ordered [key, value] lines. */
+  maps: Record<MapName, [string, string][]>;
+}
+
+export const MAP_NAMES = ['hosts', 'exact', 'prefix', 'roles'] as const;
+export type MapName = (typeof MAP_NAMES)[number];
+
+/** Route map value: class|port|requests per window|route number. */
+export function routeValue(cls: string, port: number, limit: number, n: number): string {
+  return `${cls}|${port}|${limit}|${n}`;
+}
+
+/**
+ * The table for every active IMVU. Throws if an address it derives is not that IMVU's own
+ * workload address: rendering re-checks what gate 8 checked, so a projection edited behind the
+ * chokepoint still cannot point a route elsewhere.
+ */
+export async function loadTable(db: SqlReader, range?: string): Promise<GatewayTable> {
+  const rows = await db.all<{ id: string; seq: number; stage_domain: string; policy: string | null }>(
+    "SELECT i.id, i.seq, i.stage_domain, r.policy FROM imvus i LEFT JOIN routes r ON r.imvu = i.id WHERE i.status = 'active' ORDER BY i.seq",
+  );
+  const domains = await db.all<{ name: string; imvu: string }>('SELECT name, imvu FROM domains ORDER BY name');
+  const imvus: TableImvu[] = [];
+  const maps: GatewayTable['maps'] = { hosts: [], exact: [], prefix: [], roles: [] };
+  const prefix: [string, string][] = [];
+  for (const row of rows) {
+    const address = workloadNet(row.seq, range).workloadAddress;
+    if (seqOfAddress(address, range) !== row.seq) throw new Error(`${row.id}: workload address ${address} is not its own`);
+    const hosts = [...new Set([...domains.filter((d) => d.imvu === row.id).map((d) => d.name), row.stage_domain].map((h) => h.toLowerCase()))].sort();
+    imvus.push({ id: row.id, seq: row.seq, address, hosts });
+    for (const h of hosts) maps.hosts.push([h, row.id]);
+    const policy = row.policy ? (JSON.parse(row.policy) as Policy) : { public: [], private: [], restricted: [] };
+    let n = 0;
+    for (const cls of ROUTE_CLASSES) {
+      for (const r of policy[cls] ?? []) {
+        n++;
+        const b = parseBackend(r.backend);
+        // A backend gate 8 would refuse is never served (a row written behind the chokepoint).
+        if ('error' in b) continue;
+        const value = routeValue(cls, b.port, ratePerWindow(r.rate_limit), n);
+        if (r.path.endsWith('*')) prefix.push([`${row.id}${r.path.slice(0, -1)}`, value]);
+        else maps.exact.push([`${row.id}${r.path}`, value]);
+        for (const role of r.require_roles ?? []) maps.roles.push([`${row.id}.${n}:${role}`, '1']);
+      }
+    }
+  }
+  // HAProxy's prefix maps answer with the first line that matches: longest prefix first.
+  maps.prefix = prefix.sort((a, b) => b[0].length - a[0].length || (a[0] < b[0] ? -1 : 1));
+  return { imvus, maps };
+}
+
+export function mapText(lines: [string, string][]): string {
+  return lines.map(([k, v]) => `${k} ${v}\n`).join('');
+}

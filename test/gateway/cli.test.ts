@@ -1,0 +1,88 @@
+// The gateway from the built CLI: an in-process daemon running HAProxy, `nexus route set --policy`
+// with the spec's YAML, `nexus token issue` signed with the identity's key, and the token used
+// through HAProxy by curl against a workload in its own network namespace.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { initDataDir, isInitialised } from '../../src/core/platform.ts';
+import { startServer, type RunningServer } from '../../src/api/server.ts';
+import { run, tempDir } from '../cli/harness.ts';
+import { startWorkload, type Workload } from './workloads.ts';
+
+const haveHaproxy = spawnSync('haproxy', ['-v']).status === 0 && process.getuid?.() === 0;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+describe.skipIf(!haveHaproxy)('gateway from the CLI', () => {
+  let dir: string;
+  let server: RunningServer;
+  let env: Record<string, string>;
+  let port: number;
+  let workload: Workload | undefined;
+  const nexus = (...args: string[]) => run(args, env);
+
+  beforeAll(async () => {
+    dir = tempDir('gateway-cli');
+    const data = join(dir, 'data');
+    if (!isInitialised(data)) await (await initDataDir(data)).close();
+    port = await freePort();
+    server = await startServer({ dataDir: data, host: '127.0.0.1', port: 0, logger: false, gateway: { address: '127.0.0.1', port, httpPort: await freePort() } });
+    expect(server.gateway).toBeDefined();
+    env = { NEXUS_HOME: join(dir, 'home'), NEXUS_URL: server.url };
+    for (const args of [
+      ['identity', 'create', 'alice', '--role', 'creator'],
+      ['identity', 'create', 'mallory', '--role', 'creator'],
+      ['imvu', 'create', '--name', 'Gallery', '--owner', 'alice', '--jurisdiction', 'US-CCPA', '--as', 'alice'],
+    ]) {
+      const r = await nexus(...args);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+    }
+    // The daemon's gateway uses the default compute range; the workload sits at IMVU-001's /30.
+    workload = await startWorkload('c', 1, '10.96.0.0/11', 'gallery', [3000, 3001]);
+  }, 60_000);
+
+  afterAll(async () => {
+    workload?.stop();
+    await server?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('route set --policy YAML, token issue, and the token opens the private route through HAProxy', async () => {
+    const file = join(dir, 'routing-policy.yaml');
+    writeFileSync(file, 'public_routes:\n  - path: "/*"\n    backend: "web:3000"\n    rate_limit: 1000/min\nprivate_routes:\n  - path: "/internal/*"\n    backend: "api:3001"\n    require_identity: true\n');
+    const set = await nexus('route', 'set', 'IMVU-001', '--policy', file, '--as', 'alice');
+    expect(set.code, set.stderr).toBe(0);
+    await server.gateway!.sync();
+    const host = 'imvu001.world';
+    const curl = (path: string, extra: string[] = []) =>
+      execFileSync('curl', ['-s', '--max-time', '10', '--cacert', server.gateway!.caCert, '--resolve', `${host}:${port}:127.0.0.1`, '-w', ' %{http_code}', ...extra, `https://${host}:${port}${path}`], { encoding: 'utf8' });
+    expect(curl('/')).toBe('gallery / 0\n 200');
+    expect(curl('/internal/x')).toMatch(/ 401$/);
+    const tok = await nexus('token', 'issue', '--imvu', 'IMVU-001', '--ttl', '120', '--as', 'alice', '--json');
+    expect(tok.code, tok.stderr).toBe(0);
+    const { token, roles } = JSON.parse(tok.stdout) as { token: string; roles: string[] };
+    expect(roles).toContain('admin');
+    expect(curl('/internal/x', ['-H', `Authorization: Bearer ${token}`])).toBe('gallery /internal/x 0\n 200');
+    // A stranger gets no token for alice's IMVU.
+    const denied = await nexus('token', 'issue', '--imvu', 'IMVU-001', '--as', 'mallory');
+    expect(denied.code).not.toBe(0);
+    expect(denied.stderr).toMatch(/neither the creator nor a member/);
+  }, 60_000);
+
+  it('a policy whose backend is an address is refused by the CLI before signing', async () => {
+    const file = join(dir, 'evil.yaml');
+    writeFileSync(file, 'public_routes:\n  - path: "/*"\n    backend: "127.0.0.1:7600"\n');
+    const r = await nexus('route', 'set', 'IMVU-001', '--policy', file, '--as', 'alice');
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/is an address/);
+  });
+});
