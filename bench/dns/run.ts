@@ -184,6 +184,8 @@ interface Serving {
 async function nexusServe(): Promise<Serving> {
   const ours: DnsServer = await startDnsServer({ store: p.store, rrl: false, dnssec: signer, workers: WORKERS > 1 ? { count: WORKERS, dataDir: p.dataDir } : undefined });
   await waitUdp(ours.port, zones[0]!);
+  // Every zone compiled and its key read in every process, as the peers have loaded theirs.
+  await ours.warmed;
   return {
     port: ours.port,
     pid: process.pid,
@@ -332,7 +334,7 @@ for (const w of WORKLOADS)
     }
 const version = (bin: string, args: string[]) => {
   try {
-    return execFileSync(bin, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0]!.trim();
+    return execFileSync('sh', ['-c', `${bin} ${args.join(' ')} 2>&1`], { encoding: 'utf8' }).split('\n')[0]!.trim();
   } catch (e) {
     return String((e as { stderr?: string }).stderr ?? '').split('\n')[0]!.trim();
   }

@@ -83,6 +83,7 @@ async function start(): Promise<void> {
   });
   setInterval(report, REPORT_MS).unref();
   send({ t: 'ready' });
+  void server.warmed.then(() => send({ t: 'warmed' }));
 }
 
 process.on('message', (m: { t: string; cfg?: WorkerConfig }, handle?: unknown) => {

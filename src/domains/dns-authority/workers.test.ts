@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import dgram from 'node:dgram';
 import { provisioner } from '../../imvu/provision.ts';
 import { onlineSigner } from '../dnssec/online.ts';
 import { verifyRRset } from '../dnssec/sign.ts';
@@ -72,4 +73,41 @@ describe('DNS workers', () => {
     const answers = await Promise.all(Array.from({ length: 200 }, () => ask(server.port, query(`fresh.${Z}`, 'A'))));
     for (const a of answers) expect(decode(a).answers!.map((x) => (x as { data: unknown }).data)).toEqual(['192.0.2.99']);
   });
+
+  it('during a random-name flood from one source, rate-limited in every process before signing, another source is answered', async () => {
+    const RATE = 50;
+    const limited = await startDnsServer({
+      store: f.p.store,
+      rrl: { responsesPerSecond: RATE, slip: 0, prefixV4: 32 },
+      dnssec: onlineSigner(f.p.store, f.p.dataDir),
+      workers: { count: 1, dataDir: f.p.dataDir },
+    });
+    const flood = dgram.createSocket('udp4');
+    try {
+      await new Promise<void>((r) => flood.bind(0, '127.0.0.1', () => r()));
+      let floodAnswers = 0;
+      flood.on('message', () => floodAnswers++);
+      const t0 = Date.now();
+      const others: Promise<Buffer>[] = [];
+      for (let b = 0; b < 20; b++) {
+        for (let j = 0; j < 100; j++) flood.send(query(`f${b}-${j}.${Z}`, 'A', { edns: 1232, do: true }), limited.port, '127.0.0.1');
+        // The other source asks while the flood goes on.
+        if (b % 2 === 0) others.push(udpExchange(limited.port, query(`o${b}.${Z}`, 'A', { edns: 1232, do: true }), 5000, '127.0.0.2').then((r) => r ?? Promise.reject(new Error('no answer'))));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      for (const r of await Promise.all(others)) {
+        const d = decode(r);
+        expect(d).toMatchObject({ rcode: 'NOERROR', flag_tc: false });
+        expect(d.authorities!.map((a) => a.type)).toEqual(['SOA', 'RRSIG', 'NSEC', 'RRSIG']);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      // Each process allows a burst of RATE and RATE a second for that source, not 2,000.
+      const seconds = (Date.now() - t0) / 1000;
+      expect(floodAnswers).toBeLessThanOrEqual(2 * Math.ceil(RATE * (1 + seconds)));
+      await eventually(async () => expect(limited.stats().rrlDropped).toBeGreaterThan(1000), 5000);
+    } finally {
+      flood.close();
+      await limited.close();
+    }
+  }, 60_000);
 });

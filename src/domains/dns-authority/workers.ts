@@ -40,6 +40,7 @@ export interface WorkerConfig {
 /** Messages from a worker to the primary. */
 export type WorkerMessage =
   | { t: 'ready' }
+  | { t: 'warmed' }
   | { t: 'meter'; counts: [zone: string, imvu: string, n: number][] }
   | { t: 'stats'; stats: WorkerStats }
   | { t: 'error'; message: string };
@@ -51,6 +52,8 @@ export const REPORT_MS = 250;
 
 export interface WorkerSet {
   readonly processes: ChildProcess[];
+  /** Every worker has compiled its zones and read their keys. */
+  readonly warmed: Promise<void>;
   /** The latest statistics of every worker, summed. */
   stats(): Partial<WorkerStats>;
   close(): Promise<void>;
@@ -81,9 +84,14 @@ export async function startWorkers(
   const latest = new Map<ChildProcess, WorkerStats>();
   let closing = false;
   const starting: Promise<void>[] = [];
+  const warming: Promise<void>[] = [];
   for (let i = 0; i < count; i++) {
     const child = fork(path, [], { execArgv, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     processes.push(child);
+    warming.push(new Promise<void>((resolve) => {
+      child.on('message', (m: WorkerMessage) => m.t === 'warmed' && resolve());
+      child.once('exit', () => resolve());
+    }));
     starting.push(
       new Promise<void>((resolve, reject) => {
         const early = (code: number | null) => reject(new Error(`DNS worker exited before it was ready (code ${code})`));
@@ -108,6 +116,7 @@ export async function startWorkers(
   }
   const set: WorkerSet = {
     processes,
+    warmed: Promise.all(warming).then(() => undefined),
     stats() {
       const sum: Record<string, number> = {};
       for (const st of latest.values()) for (const [k, v] of Object.entries(st)) sum[k] = (sum[k] ?? 0) + v;
