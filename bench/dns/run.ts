@@ -1,21 +1,35 @@
-// dnsperf against our authoritative server and against NSD serving the same zones, in one run:
-// signed zones queried with the DO bit, then unsigned zones without it (BENCH_DNSSEC=1 or 0 for
-// one of the two only); our server with and without its response cache. About 90 s by default.
-// Not a test: `npx tsx bench/dns/run.ts` (needs the Debian packages dnsperf and nsd).
-// Writes its section of bench/RESULTS.md.
+// dnsperf against our authoritative server, NSD serving the pre-signed export of the same zones,
+// and Knot signing the same zones online (mod-onlinesign, ECDSA P-256 as ours), in one run:
+// 1,000 signed zones, every query with the DO bit, four workloads over UDP and TCP, each at
+// saturation (queries/s) and at a fixed offered load (p50 and p99 latency).
+//   npx tsx bench/dns/run.ts          (needs the Debian packages dnsperf, nsd and knot)
+// Writes its section of bench/RESULTS.md. Environment: BENCH_ZONES (1000), BENCH_SECONDS (5, per
+// saturation run), BENCH_LATENCY_QPS (5000), BENCH_WORKERS (2: our workers, NSD's server-count,
+// Knot's UDP and TCP workers), BENCH_DATA (a data directory kept between runs; made on first use),
+// BENCH_SERVERS (nexus,nsd,knot), BENCH_WORKLOADS, BENCH_TRANSPORTS.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
-import { tmpdir, cpus } from 'node:os';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync, existsSync, readdirSync } from 'node:fs';
+import { tmpdir, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { createSocket } from 'node:dgram';
-import { testPlatform } from '../../src/core/testing.ts';
-import { startDnsServer } from '../../src/domains/dns-authority/index.ts';
+import { randomBytes } from 'node:crypto';
+import { startDnsServer, type DnsServer } from '../../src/domains/dns-authority/index.ts';
 import { exportZone } from '../../src/domains/zonefile/export.ts';
 import { onlineSigner } from '../../src/domains/dnssec/online.ts';
-import { provisioner } from '../../src/imvu/provision.ts';
+import { HOT_ZONES, prepare } from './setup.ts';
 
-const ZONES = Number(process.env.BENCH_ZONES ?? 20);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const ZONES = Number(process.env.BENCH_ZONES ?? 1000);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const LATENCY_QPS = Number(process.env.BENCH_LATENCY_QPS ?? 5000);
+const LATENCY_SECONDS = 3;
+const WORKERS = Number(process.env.BENCH_WORKERS ?? 2);
+const list = (v: string | undefined, all: string[]) => (v ? v.split(',').filter((x) => all.includes(x)) : all);
+const SERVERS = list(process.env.BENCH_SERVERS, ['nexus', 'nsd', 'knot']) as Server[];
+const WORKLOADS = list(process.env.BENCH_WORKLOADS, ['hot', 'mix', 'random', 'case']) as Workload[];
+const TRANSPORTS = list(process.env.BENCH_TRANSPORTS, ['udp', 'tcp']) as Transport[];
+type Server = 'nexus' | 'nsd' | 'knot';
+type Workload = 'hot' | 'mix' | 'random' | 'case';
+type Transport = 'udp' | 'tcp';
 
 function have(bin: string): boolean {
   try {
@@ -36,11 +50,14 @@ async function freePort(): Promise<number> {
 
 interface PerfResult {
   qps: number;
-  avgMs: number;
   p50Ms: number | null;
   p99Ms: number | null;
+  /** Answered at the fixed load (a server that falls behind shows here). */
+  fixedQps: number;
   lost: number;
   sent: number;
+  rssMiB: number;
+  load: string;
 }
 
 function run(bin: string, args: string[]): Promise<string> {
@@ -55,77 +72,154 @@ function run(bin: string, args: string[]): Promise<string> {
   });
 }
 
-const LATENCY_QPS = Number(process.env.BENCH_LATENCY_QPS ?? 5000);
+/** Resident memory of a process and its descendants (NSD forks its servers), MiB. */
+function rssTree(pid: number): number {
+  const children = new Map<number, number[]>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(d)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  let kib = 0;
+  const visit = (p: number) => {
+    try {
+      kib += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      // gone meanwhile
+    }
+    for (const c of children.get(p) ?? []) visit(c);
+  };
+  visit(pid);
+  return kib / 1024;
+}
 
-async function dnsperf(port: number, queries: string, signed: boolean): Promise<PerfResult> {
-  const base = ['-s', '127.0.0.1', '-p', String(port), '-d', queries, '-T', '1', ...(signed ? ['-D'] : [])];
-  // Throughput: as fast as the server answers.
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
+
+async function dnsperf(port: number, queries: string, transport: Transport, pid: number): Promise<PerfResult> {
+  const base = ['-s', '127.0.0.1', '-p', String(port), '-d', queries, '-T', '1', '-D', '-m', transport];
+  const loadBefore = load();
+  // Saturation: as fast as the server answers, 8 clients (TCP: 8 connections), 256 outstanding.
   const out = await run('dnsperf', [...base, '-l', String(SECONDS), '-c', '8', '-q', '256']);
-  const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
-  // Latency percentiles at a fixed, moderate rate; -v prints each response with its latency.
-  const verbose = await run('dnsperf', [...base, '-l', '3', '-c', '4', '-q', '64', '-Q', String(LATENCY_QPS), '-v']);
+  const num = (re: RegExp, text = out) => Number(re.exec(text)?.[1] ?? NaN);
+  const rssMiB = rssTree(pid);
+  // Latency at a fixed offered load; -v prints each response with its latency.
+  const verbose = await run('dnsperf', [...base, '-l', String(LATENCY_SECONDS), '-c', '4', '-q', '256', '-Q', String(LATENCY_QPS), '-v']);
   const lat: number[] = [];
   for (const m of verbose.matchAll(/^> \S+ .* ([0-9]+\.[0-9]+)$/gm)) lat.push(Number(m[1]));
   lat.sort((a, b) => a - b);
   const quantile = (q: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(q * lat.length))]! * 1000 : null);
   return {
     qps: num(/Queries per second:\s+([0-9.]+)/),
-    avgMs: num(/Average Latency \(s\):\s+([0-9.]+)/) * 1000,
     p50Ms: quantile(0.5),
     p99Ms: quantile(0.99),
+    fixedQps: num(/Queries per second:\s+([0-9.]+)/, verbose),
     lost: num(/Queries lost:\s+(\d+)/),
     sent: num(/Queries sent:\s+(\d+)/),
+    rssMiB,
+    load: `${loadBefore} / ${load()}`,
   };
 }
 
 async function waitUdp(port: number, name: string): Promise<void> {
   const dnsPacket = (await import('dns-packet')).default;
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 600; i++) {
     const ok = await new Promise<boolean>((resolve) => {
       const s = createSocket('udp4');
       const t = setTimeout(() => (s.close(), resolve(false)), 100);
-      s.on('message', () => (clearTimeout(t), s.close(), resolve(true)));
+      s.on('message', (m) => (clearTimeout(t), s.close(), resolve((dnsPacket.decode(m) as { rcode?: string }).rcode === 'NOERROR')));
       s.send(dnsPacket.encode({ type: 'query', id: 1, questions: [{ type: 'SOA', name }] }), port, '127.0.0.1');
     });
     if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`nothing answers on 127.0.0.1:${port}`);
-}
-
-// Zones get their DNSSEC keys as in the daemon (the provisioning follow-ups of imvu.create).
-const p = await testPlatform({ provision: provisioner });
-const signer = onlineSigner(p.store, p.dataDir);
-const creator = await p.register('bench', 'creator');
-const zones: string[] = [];
-for (let i = 0; i < ZONES; i++) {
-  await p.as(creator, 'imvu.create', { name: `Bench${i}`, owner: creator.id, jurisdiction: 'US-CCPA' });
-  const zone = `imvu${String(i + 1).padStart(3, '0')}.world`;
-  zones.push(zone);
-  for (const [name, type, value] of [
-    ['www', 'A', '192.0.2.10'],
-    ['www', 'AAAA', '2001:db8::10'],
-    ['shop', 'CNAME', `www.${zone}.`],
-    ['_sip._tcp', 'SRV', `10 60 5060 www.${zone}.`],
-  ] as const)
-    await p.as(creator, 'dns.record.add', { zone, name, type, value });
+  throw new Error(`nothing answers for ${name} on 127.0.0.1:${port}`);
 }
 
 const work = mkdtempSync(join(tmpdir(), 'nexus-dnsbench-'));
-const queries = join(work, 'queries.txt');
-const lines: string[] = [];
-for (const z of zones) lines.push(`www.${z} A`, `www.${z} AAAA`, `${z} MX`, `${z} TXT`, `shop.${z} A`, `_sip._tcp.${z} SRV`, `nope.${z} A`, `www.${z} TXT`);
-writeFileSync(queries, lines.join('\n') + '\n');
+const dataDir = process.env.BENCH_DATA ?? join(work, 'data');
+mkdirSync(dataDir, { recursive: true });
+const { platform: p, zones } = await prepare(dataDir, ZONES);
+const signer = onlineSigner(p.store, p.dataDir);
 
-type Mode = 'signed' | 'unsigned';
-const MODES: Mode[] = process.env.BENCH_DNSSEC === '0' ? ['unsigned'] : process.env.BENCH_DNSSEC === '1' ? ['signed'] : ['signed', 'unsigned'];
-/** Rows per mode: our server with its response cache, without it (every answer computed: random names, 0x20 case), and NSD. */
-type Row = 'nexus' | 'nexus-nocache' | 'nsd';
-const results: Record<Mode, Partial<Record<Row, PerfResult | string>>> = { signed: {}, unsigned: {} };
-const cacheStats: Partial<Record<Mode, string>> = {};
+// Workloads. Questions that exist: per zone www A/AAAA, apex MX/TXT, a CNAME, an SRV, and a NODATA
+// (www TXT). Files are long enough that no name repeats within a saturation run of the fastest peer.
+const LINES = Number(process.env.BENCH_LINES ?? 400_000);
+const hotQuestions = (z: string) => [`www.${z} A`, `www.${z} AAAA`, `${z} MX`, `${z} TXT`, `shop.${z} A`, `_sip._tcp.${z} SRV`, `nope.${z} A`, `www.${z} TXT`];
+// What imvu.create puts in every zone, and a NODATA.
+const existing = (z: string) => [`${z} A`, `${z} MX`, `${z} TXT`, `${z} NS`, `mail.${z} A`, `_dmarc.${z} TXT`, `nexus1._domainkey.${z} TXT`, `mail.${z} AAAA`];
+const allExisting = zones.flatMap(existing);
+const pick = <T>(a: readonly T[]) => a[Math.floor(Math.random() * a.length)]!;
+const randomName = () => `${randomBytes(6).toString('hex')}.${pick(zones)} ${Math.random() < 0.5 ? 'A' : 'AAAA'}`;
+const randomCase = (line: string) => {
+  const [name, type] = line.split(' ');
+  return `${[...name!].map((c) => (Math.random() < 0.5 ? c.toUpperCase() : c)).join('')} ${type}`;
+};
+const files: Record<Workload, { path: string; what: string }> = {
+  hot: { path: join(work, 'hot.txt'), what: "today's hot set: 160 questions (8 per zone of the first 20) asked over and over" },
+  mix: { path: join(work, 'mix.txt'), what: `realistic mix: half existing questions drawn from all ${allExisting.length.toLocaleString('en-US')} (8 per zone: apex A, MX, TXT, NS, mail A, _dmarc TXT, DKIM TXT, a NODATA), half nonexistent names, each asked once` },
+  random: { path: join(work, 'random.txt'), what: 'random nonexistent names (a random label under a random zone), each asked once' },
+  case: { path: join(work, 'case.txt'), what: 'existing questions with each letter’s case randomised (0x20), drawn from all zones' },
+};
+writeFileSync(files.hot.path, zones.slice(0, HOT_ZONES).flatMap(hotQuestions).join('\n') + '\n');
+const gen = (f: () => string) => Array.from({ length: LINES }, f).join('\n') + '\n';
+writeFileSync(files.mix.path, gen(() => (Math.random() < 0.5 ? pick(allExisting) : randomName())));
+writeFileSync(files.random.path, gen(randomName));
+writeFileSync(files.case.path, gen(() => randomCase(pick(allExisting))));
 
-async function nsdServe(mode: Mode): Promise<{ port: number; child: ChildProcess }> {
-  const dir = join(work, mode);
-  mkdirSync(dir);
+interface Serving {
+  port: number;
+  pid: number;
+  stop(): Promise<void>;
+  note?: () => string;
+}
+
+async function nexusServe(): Promise<Serving> {
+  const ours: DnsServer = await startDnsServer({ store: p.store, rrl: false, dnssec: signer, workers: WORKERS > 1 ? { count: WORKERS, dataDir: p.dataDir } : undefined });
+  await waitUdp(ours.port, zones[0]!);
+  // Every zone compiled and its key read in every process, as the peers have loaded theirs.
+  await ours.warmed;
+  return {
+    port: ours.port,
+    pid: process.pid,
+    stop: () => ours.close(),
+    note: () => {
+      const st = ours.stats();
+      return `response cache ${st.cacheHits.toLocaleString('en-US')} hits / ${st.cacheMisses.toLocaleString('en-US')} misses, ${st.cacheEntries} entries (primary process)`;
+    },
+  };
+}
+
+async function child(bin: string, args: string[], port: number, dir: string): Promise<Serving> {
+  const proc: ChildProcess = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const err: Buffer[] = [];
+  proc.stderr!.on('data', (d: Buffer) => err.length < 100 && err.push(d));
+  try {
+    await waitUdp(port, zones[zones.length - 1]!);
+  } catch (e) {
+    proc.kill('SIGTERM');
+    throw new Error(`${bin}: ${(e as Error).message}\n${Buffer.concat(err).toString()}\n${readdirSync(dir).join(' ')}`);
+  }
+  return {
+    port,
+    pid: proc.pid!,
+    stop: async () => {
+      proc.kill('SIGTERM');
+      if (proc.exitCode === null) await new Promise((r) => proc.once('close', r));
+    },
+  };
+}
+
+async function nsdServe(): Promise<Serving> {
+  const dir = join(work, 'nsd');
+  mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const conf = [
     'server:',
@@ -138,7 +232,7 @@ async function nsdServe(mode: Mode): Promise<{ port: number; child: ChildProcess
     `  zonelistfile: "${dir}/zone.list"`,
     '  database: ""',
     `  logfile: "${dir}/nsd.log"`,
-    '  server-count: 1',
+    `  server-count: ${WORKERS}`,
     // NSD rate-limits responses by default; ours runs with RRL off here too.
     '  rrl-ratelimit: 0',
     '  rrl-whitelist-ratelimit: 0',
@@ -146,86 +240,128 @@ async function nsdServe(mode: Mode): Promise<{ port: number; child: ChildProcess
     '  control-enable: no',
   ];
   for (const z of zones) {
-    writeFileSync(join(dir, `${z}.zone`), await exportZone(p.store, z, mode === 'signed' ? { dnssec: signer.keys } : {}));
+    if (!existsSync(join(dir, `${z}.zone`))) writeFileSync(join(dir, `${z}.zone`), await exportZone(p.store, z, { dnssec: signer.keys }));
     conf.push('zone:', `  name: ${z}`, `  zonefile: "${z}.zone"`);
   }
   writeFileSync(join(dir, 'nsd.conf'), conf.join('\n') + '\n');
-  const child = spawn('nsd', ['-d', '-c', join(dir, 'nsd.conf')], { stdio: 'ignore' });
-  return { port, child };
+  return child('nsd', ['-d', '-c', join(dir, 'nsd.conf')], port, dir);
 }
 
-let nsd: ChildProcess | undefined;
+async function knotServe(): Promise<Serving> {
+  const dir = join(work, 'knot');
+  mkdirSync(join(dir, 'zones'), { recursive: true });
+  const port = await freePort();
+  const conf = [
+    'server:',
+    `  rundir: "${dir}"`,
+    `  listen: 127.0.0.1@${port}`,
+    `  udp-workers: ${WORKERS}`,
+    `  tcp-workers: ${WORKERS}`,
+    '  background-workers: 1',
+    'log:',
+    '  - target: stderr',
+    '    any: warning',
+    'database:',
+    `  storage: "${dir}"`,
+    'policy:',
+    // The same algorithm as ours (13, ECDSA P-256), one combined signing key.
+    '  - id: ecdsa',
+    '    algorithm: ecdsap256sha256',
+    '    single-type-signing: on',
+    'mod-onlinesign:',
+    '  - id: sign',
+    '    policy: ecdsa',
+    'template:',
+    '  - id: default',
+    `    storage: "${join(dir, 'zones')}"`,
+    '    file: "%s.zone"',
+    '    module: mod-onlinesign/sign',
+    '    zonefile-sync: -1',
+    '    journal-content: none',
+    'zone:',
+  ];
+  for (const z of zones) {
+    const f = join(dir, 'zones', `${z}.zone`);
+    if (!existsSync(f)) writeFileSync(f, await exportZone(p.store, z));
+    conf.push(`  - domain: ${z}`);
+  }
+  writeFileSync(join(dir, 'knot.conf'), conf.join('\n') + '\n');
+  return child('knotd', ['-c', join(dir, 'knot.conf')], port, dir);
+}
+
+const serve: Record<Server, () => Promise<Serving>> = { nexus: nexusServe, nsd: nsdServe, knot: knotServe };
+const results: Partial<Record<Server, Partial<Record<`${Workload}/${Transport}`, PerfResult | string>>>> = {};
+const notes: string[] = [];
+const started = new Date();
 try {
-  for (const mode of MODES) {
-    const signed = mode === 'signed';
-    for (const cache of [true, false]) {
-      const ours = await startDnsServer({ store: p.store, rrl: false, ...(signed ? { dnssec: signer } : {}), ...(cache ? {} : { responseCache: false }) });
-      try {
-        await waitUdp(ours.port, zones[0]!);
-        const r = await dnsperf(ours.port, queries, signed);
-        results[mode][cache ? 'nexus' : 'nexus-nocache'] = r;
-        console.log(mode, cache ? 'nexus' : 'nexus (no response cache)', r);
-        if (cache) {
-          const st = ours.stats();
-          cacheStats[mode] = `${((st.cacheHits / Math.max(1, st.cacheHits + st.cacheMisses)) * 100).toFixed(2)}% of ${(st.cacheHits + st.cacheMisses).toLocaleString('en-US')} lookups hit, ${st.cacheEntries} entries`;
-        }
-      } finally {
-        await ours.close();
-      }
+  for (const server of SERVERS) {
+    results[server] = {};
+    if ((server === 'nsd' && !have('nsd')) || (server === 'knot' && !have('knotd'))) {
+      notes.push(`${server}: not installed`);
+      continue;
     }
-    if (have('nsd')) {
-      const served = await nsdServe(mode);
-      nsd = served.child;
-      await waitUdp(served.port, zones[0]!);
-      results[mode].nsd = await dnsperf(served.port, queries, signed);
-      console.log(mode, 'nsd', results[mode].nsd);
-      nsd.kill('SIGTERM');
-      await new Promise((r) => nsd!.once('close', r));
-      nsd = undefined;
-    } else results[mode].nsd = 'nsd not installed';
+    const s = await serve[server]();
+    try {
+      for (const w of WORKLOADS)
+        for (const t of TRANSPORTS) {
+          const r = await dnsperf(s.port, files[w].path, t, s.pid);
+          results[server][`${w}/${t}`] = r;
+          console.log(server, w, t, JSON.stringify(r));
+        }
+      if (s.note) notes.push(`${server}: ${s.note()}`);
+    } finally {
+      await s.stop();
+    }
   }
 } finally {
-  nsd?.kill('SIGTERM');
-  await p.cleanup();
+  await p.close();
   rmSync(work, { recursive: true, force: true });
 }
 
-const fmt = (r: PerfResult | string | undefined) =>
-  typeof r === 'object'
-    ? `${Math.round(r.qps).toLocaleString('en-US')} | ${r.avgMs.toFixed(3)} | ${r.p50Ms?.toFixed(3) ?? 'n/a'} | ${r.p99Ms?.toFixed(3) ?? 'n/a'} | ${r.lost}/${r.sent}`
-    : `${r ?? 'n/a'} | | | |`;
+const n = (x: number) => Math.round(x).toLocaleString('en-US');
+const ms = (x: number | null) => (x === null ? 'n/a' : x.toFixed(3));
 const ratio = (a: PerfResult | string | undefined, b: PerfResult | string | undefined) =>
-  typeof a === 'object' && typeof b === 'object' ? ((a.qps / b.qps) * 100).toFixed(0) + '%' : 'n/a';
-const label: Record<Mode, string> = { signed: 'signed zones, DO bit set (signed answers)', unsigned: 'unsigned zones, no DO bit' };
-const rows = MODES.flatMap((m) => [
-  `| ${label[m]} | nexus (one Node process) | ${fmt(results[m].nexus)} |`,
-  `| ${label[m]} | nexus, response cache off | ${fmt(results[m]['nexus-nocache'])} |`,
-  `| ${label[m]} | NSD | ${fmt(results[m].nsd)} |`,
-]);
-const summary = MODES.map(
-  (m) =>
-    `- ${label[m]}: nexus reaches ${ratio(results[m].nexus, results[m].nsd)} of NSD's rate (${ratio(results[m]['nexus-nocache'], results[m].nsd)} with the response cache off); response cache: ${cacheStats[m] ?? 'n/a'}.`,
-);
-const nsdVersion = have('nsd') ? (execFileSync('nsd', ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0] ?? '') : '';
-const section = `## dns (bench/dns, ${new Date().toISOString().slice(0, 10)})
+  typeof a === 'object' && typeof b === 'object' ? `${(a.qps / b.qps).toFixed(2)}x` : 'n/a';
+const rows: string[] = [];
+for (const w of WORKLOADS)
+  for (const t of TRANSPORTS)
+    for (const server of SERVERS) {
+      const r = results[server]?.[`${w}/${t}`];
+      const ours = results.nexus?.[`${w}/${t}`];
+      if (typeof r !== 'object') continue;
+      const vs = server === 'nexus' ? `${ratio(ours, results.nsd?.[`${w}/${t}`])} / ${ratio(ours, results.knot?.[`${w}/${t}`])}` : '';
+      rows.push(`| ${w} | ${t} | ${server} | ${n(r.qps)} | ${vs} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${n(r.fixedQps)} | ${r.lost}/${r.sent} | ${r.rssMiB.toFixed(0)} | ${r.load} |`);
+    }
+const version = (bin: string, args: string[]) => {
+  try {
+    return execFileSync('sh', ['-c', `${bin} ${args.join(' ')} 2>&1`], { encoding: 'utf8' }).split('\n')[0]!.trim();
+  } catch (e) {
+    return String((e as { stderr?: string }).stderr ?? '').split('\n')[0]!.trim();
+  }
+};
+const section = `## dns (bench/dns, ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC)
 
-dnsperf (1 thread, 8 clients, 256 outstanding, ${SECONDS} s) against each server on 127.0.0.1, one after the other in the same run, ${ZONES} zones,
-a mix of A, AAAA, MX, TXT, CNAME, SRV, NODATA and NXDOMAIN queries (${lines.length} distinct questions, repeated). ${cpus().length} cores shared by dnsperf and the server;
-Node ${process.version}; ${nsdVersion.trim() || 'NSD'} with server-count 1. Signed: our server signs online (ECDSA P-256, compact denial), NSD serves our signed export.
-"Response cache off" is the same server with \`responseCache: false\`: every answer decoded, looked up, signed from the signature cache and encoded, as for
-names asked once (random subdomains) or case-randomised (0x20) questions.
+${ZONES.toLocaleString('en-US')} signed zones; every query with the DO bit (signed answers). dnsperf 2.10 (1 thread, 8 clients, 256 outstanding, ${SECONDS} s at
+saturation; ${LATENCY_SECONDS} s at a fixed ${n(LATENCY_QPS)} queries/s for p50/p99) against each server on 127.0.0.1, one after the other in the same run.
+${cpus().length} cores shared by dnsperf and the server, so a server's saturation rate is what dnsperf leaves it; each server has ${WORKERS} workers
+(ours: processes sharing the sockets; NSD: server-count; Knot: udp-workers and tcp-workers). RRL off everywhere.
+NSD serves our pre-signed export; Knot signs our unsigned export online (mod-onlinesign, its own ECDSA P-256 key, compact denial like ours).
+Node ${process.version}; ${version('nsd', ['-v'])}; ${version('knotd', ['-V'])}. Load: the 1, 5 and 15-minute load averages before / after each saturation run
+(the machine is shared: other work ran during this one, so the figures are under load).
 
-| zones / queries | server | queries/s | avg latency ms (at full rate) | p50 ms | p99 ms (at ${LATENCY_QPS.toLocaleString('en-US')} qps) | lost/sent |
-| --- | --- | --- | --- | --- | --- | --- |
+Workloads:
+${WORKLOADS.map((w) => `- ${w}: ${files[w].what}`).join('\n')}
+
+| workload | transport | server | queries/s (saturation) | nexus vs NSD / Knot | p50 ms | p99 ms (at ${n(LATENCY_QPS)} q/s) | answered q/s at ${n(LATENCY_QPS)} | lost/sent (saturation) | RSS MiB | load |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ${rows.join('\n')}
 
-${summary.join('\n')}
-
-Target: 40,000 queries/s for a signed zone (CoreDNS publishes 33,669 qps on 2 vCPUs).
+${notes.map((x) => `- ${x}`).join('\n')}
 `;
 const file = join(import.meta.dirname, '..', 'RESULTS.md');
 let text = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmark results\n\n';
-const re = /## dns \(bench\/dns[\s\S]*?(?=\n## |$)/;
-text = re.test(text) ? text.replace(re, section) : text.trimEnd() + '\n\n' + section;
-writeFileSync(file, text);
+if (process.env.BENCH_WRITE !== '0') {
+  text = text.trimEnd() + '\n\n' + section;
+  writeFileSync(file, text);
+}
 console.log(section);

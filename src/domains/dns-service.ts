@@ -113,16 +113,18 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
       // Every zone is signed online with its key from the data directory (DO-bit queries only).
       dnssec: onlineSigner(platform.store, platform.dataDir),
       ...opts.server,
+      // Worker processes sign with the same keys, read from the data directory.
+      ...(opts.server?.workers ? { workers: { dataDir: platform.dataDir, ...opts.server.workers } } : {}),
       ...(xfr ? { xfr } : {}),
       store: platform.store,
       address,
       port,
       ...(opts.onError ? { onError: opts.onError } : {}),
-      onQuery: (_zone, imvu) => {
+      onQuery: (_zone, imvu, n = 1) => {
         // The platform's own zone is billed to nobody.
         if (imvu === PLATFORM_ZONE_IMVU) return;
-        if (sink.meter) sink.meter.count(imvu, DNS_QUERIES);
-        else early.set(imvu, (early.get(imvu) ?? 0) + 1);
+        if (sink.meter) sink.meter.count(imvu, DNS_QUERIES, n);
+        else early.set(imvu, (early.get(imvu) ?? 0) + n);
       },
     });
   } catch (err) {

@@ -84,7 +84,7 @@ interface Frame {
 function encode(frame: Frame, rcode: number, sections: Pick<Packet, 'answers' | 'authorities' | 'additionals'> = {}, extra = 0): Buffer {
   const additionals = [...(sections.additionals ?? [])];
   if (frame.opt) additionals.push({ ...frame.opt, extendedRcode: rcode >> 4 });
-  return dnsPacket.encode({
+  return compressOwners(dnsPacket.encode({
     type: 'response',
     id: frame.id,
     flags: frame.flags | extra | (rcode & 0xf),
@@ -92,7 +92,56 @@ function encode(frame: Frame, rcode: number, sections: Pick<Packet, 'answers' | 
     answers: sections.answers ?? [],
     authorities: sections.authorities ?? [],
     additionals,
-  });
+  }));
+}
+
+const POINTER_TO_QUESTION = Buffer.from([0xc0, 12]);
+
+const lowerByte = (c: number) => (c >= 0x41 && c <= 0x5a ? c | 0x20 : c);
+
+/** Whether the name at `pos` is the question's name (`q`, lower case), ASCII case aside. */
+function sameName(b: Buffer, pos: number, q: Uint8Array): boolean {
+  if (b.length < pos + q.length) return false;
+  for (let j = 0; j < q.length; j++) if (lowerByte(b[pos + j]!) !== q[j]) return false;
+  return true;
+}
+
+/**
+ * The message with every RR owner that is the question's name (ASCII case aside, as DNS compares
+ * names) replaced by a pointer to the question (RFC 1035 4.1.4; dns-packet does not compress).
+ * Besides the bytes saved, the question is then the one place the query's spelling (its case)
+ * appears, and the rest of the response depends on the name only: the response cache answers
+ * every spelling of a name from one entry by copying the asker's question in. Names inside RDATA
+ * are never touched (RRSIG and NSEC must not be compressed, RFC 4034 6.2).
+ */
+export function compressOwners(b: Buffer): Buffer {
+  if (b.length < 17 || b.readUInt16BE(4) !== 1) return b;
+  let i = 12;
+  while (i < b.length && b[i]! !== 0) i += b[i]! + 1;
+  const qEnd = i + 1;
+  // The root (one byte) gains nothing from a 2-byte pointer.
+  if (qEnd - 12 <= 2 || qEnd + 4 > b.length) return b;
+  const qname = Uint8Array.from(b.subarray(12, qEnd), lowerByte);
+  const rrs = b.readUInt16BE(6) + b.readUInt16BE(8) + b.readUInt16BE(10);
+  const parts: Buffer[] = [];
+  let from = 0;
+  let pos = qEnd + 4;
+  for (let k = 0; k < rrs && pos < b.length; k++) {
+    if (sameName(b, pos, qname)) {
+      parts.push(b.subarray(from, pos), POINTER_TO_QUESTION);
+      pos += qname.length;
+      from = pos;
+    } else {
+      // Our encoder writes whole names: labels up to the root (a pointer ends one too).
+      while (pos < b.length && b[pos]! !== 0 && b[pos]! < 0xc0) pos += b[pos]! + 1;
+      pos += pos < b.length && b[pos]! >= 0xc0 ? 2 : 1;
+    }
+    if (pos + 10 > b.length) return b;
+    pos += 10 + b.readUInt16BE(pos + 8);
+  }
+  if (parts.length === 0) return b;
+  parts.push(b.subarray(from));
+  return Buffer.concat(parts);
 }
 
 /** Re-encoding the decoded question gives back the bytes received: the name and class survived. */

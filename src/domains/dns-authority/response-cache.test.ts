@@ -24,8 +24,9 @@ describe('cacheKey: only plain queries are cached', () => {
     expect(cacheKey(a, 'udp')).toBeDefined();
     expect(cacheKey(a, 'udp')).toBe(cacheKey(b, 'udp'));
     expect(cacheKey(a, 'tcp')).not.toBe(cacheKey(a, 'udp'));
+    // The name's case aside: every spelling shares one entry (the asker's is copied into the answer).
+    expect(cacheKey(query(`WwW.${Z.toUpperCase()}`, 'A', { id: 3, edns: 1232, do: true }), 'udp')).toBe(cacheKey(a, 'udp'));
     const variants = [
-      query(`WWW.${Z}`, 'A', { id: 1, edns: 1232, do: true }),
       query(`www.${Z}`, 'A', { id: 1, edns: 1232 }),
       query(`www.${Z}`, 'A', { id: 1, edns: 700, do: true }),
       query(`www.${Z}`, 'A', { id: 1 }),
@@ -70,11 +71,14 @@ describe('cacheKey: only plain queries are cached', () => {
 
 describe('ResponseCache (fake zone view and clock)', () => {
   const fakeView = () => ({ generation: 0, serials: new Map([['a.test', 1]]), serialOf(n: string) { return this.serials.get(n); } });
+  // A response of `bytes` bytes whose question (as every cached answer's) is the query's.
   const handled = (bytes: number, serial = 1): Handled => {
+    const q = query('a.test', 'A', { id: 0 });
     const response = Buffer.alloc(bytes, 0xaa);
-    return { response, rcode: 0, zone: { name: 'a.test', imvu: 'IMVU-001', serial }, truncated: () => Buffer.from([0, 0, 0x83, 0]) };
+    q.copy(response);
+    return { response, rcode: 0, zone: { name: 'a.test', imvu: 'IMVU-001', serial }, truncated: () => Buffer.from(q) };
   };
-  const msg = (id: number) => Buffer.from([id >> 8, id & 0xff]);
+  const msg = (id: number) => query('a.test', 'A', { id });
 
   it('patches the ID into a copy, in the answer and in the RRL slip', () => {
     const view = fakeView();

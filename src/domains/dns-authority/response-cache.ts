@@ -11,8 +11,10 @@ import type { ZoneView } from './zone-view.ts';
 // responder's answer is a function of exactly those bytes, the transport (UDP size limit or
 // TCP), the zone's contents (its serial) and the set of hosted zones (which one encloses the
 // name): two queries equal in those get the same bytes back but for the ID, which is patched into
-// a copy. The question's case is echoed because it is part of the key (a client randomising case,
-// as 0x20 does, misses and is answered as before). Keying on the bytes rather than on a parse
+// a copy. The question's name is keyed in lower case (ASCII letters only, as DNS compares names):
+// the responder writes the query's spelling only in the question (owner names equal to it are
+// pointers to it, responder.ts `compressOwners`), so a hit copies the asker's question in and
+// every spelling of a name (0x20 case randomisation) shares one entry. Keying on the bytes rather than on a parse
 // means nothing that changes the answer can be left out of the key; the price is that queries
 // differing in what the responder ignores (an EDNS option) are cached apart.
 //
@@ -118,7 +120,17 @@ export function cacheable(msg: Buffer, transport: Transport, cookies = true): Ca
   if (qtype === QTYPE_AXFR || qtype === QTYPE_IXFR) return undefined;
   i += 4;
   const t = transport === 'tcp' ? 't' : 'u';
-  if (arcount === 0) return i === len ? { key: t + '-' + msg.toString('latin1', 2) } : undefined;
+  // Header and question, the name in lower case (label lengths are below 64: never letters).
+  const qEnd = i - 4;
+  let head = msg.toString('latin1', 2, i);
+  for (let j = 13; j < qEnd; j++)
+    if (msg[j]! >= 0x41 && msg[j]! <= 0x5a) {
+      const name = Buffer.from(msg.subarray(12, qEnd));
+      for (let k = 0; k < name.length; k++) if (name[k]! >= 0x41 && name[k]! <= 0x5a) name[k]! |= 0x20;
+      head = msg.toString('latin1', 2, 12) + name.toString('latin1') + msg.toString('latin1', qEnd, i);
+      break;
+    }
+  if (arcount === 0) return i === len ? { key: t + '-' + head } : undefined;
   // One OPT owned by the root, ending the message, its options whole.
   if (i + 11 > len || msg[i] !== 0 || ((msg[i + 1]! << 8) | msg[i + 2]!) !== TYPE_OPT) return undefined;
   const rdata = i + 11;
@@ -138,7 +150,7 @@ export function cacheable(msg: Buffer, transport: Transport, cookies = true): Ca
     }
     j += 4 + olen;
   }
-  const head = msg.toString('latin1', 2, i + 9);
+  head += msg.toString('latin1', i, i + 9);
   if (!cookie) return { key: t + '-' + head + msg.toString('latin1', rdata) };
   const rest = msg.toString('latin1', rdata, cookieAt) + msg.toString('latin1', cookieAt + 4 + cookie.length);
   return { key: t + 'c' + head + rest, cookie };
@@ -149,20 +161,30 @@ export function cacheKey(msg: Buffer, transport: Transport, cookies = true): str
   return cacheable(msg, transport, cookies)?.key;
 }
 
-function withId(b: Buffer, id: number): Buffer {
-  const out = Buffer.allocUnsafe(b.length);
-  b.copy(out);
-  out[0] = id >>> 8;
-  out[1] = id & 0xff;
+/** Where the question's name ends in a query `cacheable` accepted (plain labels). */
+function questionEnd(msg: Buffer): number {
+  let i = 12;
+  while (msg[i]! !== 0) i += msg[i]! + 1;
+  return i + 1;
+}
+
+/** The asker's ID and question name (its spelling) patched into `out`, a copy of an entry. */
+function patch(out: Buffer, msg: Buffer): Buffer {
+  out[0] = msg[0]!;
+  out[1] = msg[1]!;
+  msg.copy(out, 12, 12, questionEnd(msg));
   return out;
 }
 
-/** `b` with the COOKIE option `data` added and the ID patched: one copy. */
-function withIdAndCookie(b: Buffer, id: number, data: Buffer): Buffer {
-  const out = appendCookie(b, data);
-  out[0] = id >>> 8;
-  out[1] = id & 0xff;
-  return out;
+function withId(b: Buffer, msg: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(b.length);
+  b.copy(out);
+  return patch(out, msg);
+}
+
+/** `b` with the COOKIE option `data` added, the ID and question patched: one copy. */
+function withIdAndCookie(b: Buffer, msg: Buffer, data: Buffer): Buffer {
+  return patch(appendCookie(b, data), msg);
 }
 
 export class ResponseCache {
@@ -206,22 +228,21 @@ export class ResponseCache {
     }
     this.counts.hits++;
     e.hot = true;
-    const id = (msg[0]! << 8) | msg[1]!;
     const empty = (): Buffer => {
       if (typeof e.truncated === 'function') e.truncated = e.truncated();
       return e.truncated!;
     };
     if (c) {
       const h: Handled = {
-        response: withIdAndCookie(e.response, id, c.reply),
+        response: withIdAndCookie(e.response, msg, c.reply),
         rcode: e.rcode,
         zone: e.zone,
-        truncated: () => withIdAndCookie(empty(), id, c.reply),
+        truncated: () => withIdAndCookie(empty(), msg, c.reply),
       };
-      if (!c.valid) h.badCookie = () => withIdAndCookie(badCookieForm(empty()), id, c.reply);
+      if (!c.valid) h.badCookie = () => withIdAndCookie(badCookieForm(empty()), msg, c.reply);
       return h;
     }
-    return { response: withId(e.response, id), rcode: e.rcode, zone: e.zone, truncated: () => withId(empty(), id) };
+    return { response: withId(e.response, msg), rcode: e.rcode, zone: e.zone, truncated: () => withId(empty(), msg) };
   }
 
   /**
@@ -237,6 +258,8 @@ export class ResponseCache {
     // Nothing the rate limiter held back (its slip is not the answer), nothing outside a hosted zone.
     if (h.rrl === 'drop' || h.rrl === 'slip') return;
     if (!plain || !z || z.serial === undefined || plain.response.length > this.maxResponseBytes) return;
+    // A hit patches the asker's question in: the answer must carry it (it does, for a hosted zone).
+    if (plain.response.length < 17 || plain.response.readUInt16BE(4) !== 1) return;
     // Answered from the zone set and serial the index holds now, or not at all.
     if (generation !== this.view.generation || this.view.serialOf(z.name) !== z.serial) return;
     const old = this.map.get(key);

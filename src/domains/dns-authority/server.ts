@@ -11,6 +11,8 @@ import { checkXfrOptions, XfrService, type XfrHandled, type XfrOptions } from '.
 import { Notifier } from './notify.ts';
 import { bindUdpAndTcp as bindBoth } from '../listen.ts';
 import { tsigKey } from './tsig.ts';
+import { randomBytes } from 'node:crypto';
+import { startWorkers, type WorkerSet } from './workers.ts';
 
 // The authoritative server's sockets: UDP and TCP on one port. TCP carries 2-byte length-prefixed
 // messages (RFC 1035 4.2.2, RFC 7766), several per connection, answered in order, with a
@@ -25,8 +27,8 @@ export interface DnsServerOptions {
   address?: string;
   /** 0 (the default) picks a free port, the same for UDP and TCP. */
   port?: number;
-  /** Called once per response sent for a hosted zone (answers, NXDOMAIN/NODATA, referrals). */
-  onQuery?: (zone: string, imvu: string) => void;
+  /** Called per response sent for a hosted zone (answers, NXDOMAIN/NODATA, referrals); `n` > 1 for a worker's batch. */
+  onQuery?: (zone: string, imvu: string, n?: number) => void;
   /** Response rate limiting per source prefix; on by default (RRL_DEFAULTS), `false` turns it off. */
   rrl?: RrlOptions | false;
   tcp?: {
@@ -58,6 +60,14 @@ export interface DnsServerOptions {
   /** Encoded answers reused for identical queries (response-cache.ts); on by default, `false` turns it off. */
   responseCache?: ResponseCacheOptions | false;
   onError?: (err: unknown) => void;
+  /**
+   * Worker processes answering on the same sockets besides this one (workers.ts): `count` more
+   * processes, each with its own zone view over the database opened read-only; `dataDir` holds
+   * the DNSSEC keys when `dnssec` is set. Needs a SQLite store in a file. Default: none.
+   */
+  workers?: { count: number; dataDir?: string };
+  /** Sockets bound already (a worker's, handed over by the primary) instead of binding `port`. */
+  sockets?: { udp: dgram.Socket; tcp?: net.Server };
 }
 
 export interface DnsServerStats {
@@ -88,6 +98,10 @@ export interface DnsServer {
   readonly notifier?: Notifier;
   /** The server cookie keeper, unless cookies are off. */
   readonly cookies?: ServerCookies;
+  /** The worker processes, when `workers` was given. */
+  readonly workers?: WorkerSet;
+  /** Resolves once every zone hosted at the start is compiled and its key read (in every process). */
+  readonly warmed: Promise<void>;
   stats(): DnsServerStats & { rrlBuckets: number; openConnections: number; cacheHits: number; cacheMisses: number; cacheEntries: number };
   close(): Promise<void>;
 }
@@ -122,8 +136,26 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
         onError,
       })
     : undefined;
-  const cookies = opts.cookies === false ? undefined : new ServerCookies(opts.cookies);
+  // Workers share the secret: a server cookie made by one process is valid at every other.
+  const cookieOpts = opts.cookies === false ? undefined : opts.workers ? { ...opts.cookies, secret: opts.cookies?.secret ?? randomBytes(16) } : opts.cookies;
+  const cookies = opts.cookies === false ? undefined : new ServerCookies(cookieOpts);
   const view = await ZoneView.open(opts.store, { refreshMs: opts.refreshMs, onError, onSerialChange: notifier && ((z) => notifier.notify(z.name, z.serial)) });
+  let closingNow = false;
+  // Every zone compiled and its key read now, in the background, rather than by the first query
+  // for it: 1,000 zones cost a cold start of seconds, paid once here, not in the answers' latency.
+  const warmed = (async () => {
+    for (const name of view.zoneNames()) {
+      if (closingNow) return;
+      const info = view.enclosing(name);
+      try {
+        const z = info && (await view.zone(info));
+        if (z && opts.dnssec) await opts.dnssec.keys.forZone(z.name, z.serial);
+      } catch {
+        // the query for it will answer SERVFAIL, as without warming
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+  })();
   const answer = (msg: Buffer, t: Transport, ctx?: AnswerContext) => handleMessage(view, msg, t, { dnssec: opts.dnssec, cookies, ...ctx });
   const xfr = opts.xfr ? new XfrService(view, opts.store, opts.xfr, { answer, keys: opts.dnssec?.keys, materialise: opts.dnssec && ((z, k) => opts.dnssec!.materialise(z, k)) }) : undefined;
   const respond = (msg: Buffer, t: Transport, ctx: AnswerContext): Promise<XfrHandled> => (xfr ? xfr.handle(msg, t, ctx.peer ?? '', ctx) : answer(msg, t, ctx));
@@ -182,12 +214,52 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
 
   let bound;
   try {
-    bound = await bindBoth(address, opts.port ?? 0);
+    // A worker without the TCP listener (the primary keeps it) gets one that never listens.
+    bound = opts.sockets ? { udp: opts.sockets.udp, tcp: opts.sockets.tcp ?? net.createServer(), port: opts.sockets.udp.address().port } : await bindBoth(address, opts.port ?? 0);
   } catch (err) {
     view.close();
     throw err;
   }
   const { udp, tcp, port } = bound;
+  let workers: WorkerSet | undefined;
+  if (opts.workers && opts.workers.count > 0 && !opts.sockets) {
+    const dbPath = (opts.store as { path?: string }).path;
+    if (opts.store.kind !== 'sqlite' || !dbPath || dbPath === ':memory:') throw new Error('DNS workers need the SQLite store in a file');
+    if (opts.dnssec && !opts.workers.dataDir) throw new Error('DNS workers sign online with the keys of workers.dataDir');
+    try {
+      workers = await startWorkers(
+        opts.workers.count,
+        {
+          dbPath,
+          dataDir: opts.dnssec ? opts.workers.dataDir : undefined,
+          address,
+          rrl: opts.rrl,
+          tcp: opts.tcp,
+          cookies: cookieOpts?.secret ? { secret: cookieOpts.secret, ...(cookieOpts.previous ? { previous: cookieOpts.previous } : {}) } : false,
+          refreshMs: opts.refreshMs,
+          maxUdpInFlight: opts.maxUdpInFlight,
+          responseCache: opts.responseCache === false ? false : opts.responseCache && { maxEntries: opts.responseCache.maxEntries, maxBytes: opts.responseCache.maxBytes, maxAgeMs: opts.responseCache.maxAgeMs, maxResponseBytes: opts.responseCache.maxResponseBytes },
+          tcp_shared: !opts.xfr,
+        },
+        { udp, tcp },
+        {
+          onQuery: (zone, imvu, n) => {
+            try {
+              opts.onQuery?.(zone, imvu, n);
+            } catch (err) {
+              fail(err);
+            }
+          },
+          onError: fail,
+        },
+      );
+    } catch (err) {
+      view.close();
+      udp.close();
+      tcp.close();
+      throw err;
+    }
+  }
   try {
     udp.setRecvBufferSize(4 * 1024 * 1024);
   } catch {
@@ -434,12 +506,19 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     xfr,
     notifier,
     cookies,
+    workers,
+    warmed: Promise.all([warmed, workers?.warmed]).then(() => undefined),
     stats: () => {
       const c = cache?.stats();
-      return { ...s, rrlBuckets: limiter?.size ?? 0, openConnections: conns.size, cacheHits: c?.hits ?? 0, cacheMisses: c?.misses ?? 0, cacheEntries: c?.entries ?? 0 };
+      const mine: Record<string, number> = { ...s, rrlBuckets: limiter?.size ?? 0, openConnections: conns.size, cacheHits: c?.hits ?? 0, cacheMisses: c?.misses ?? 0, cacheEntries: c?.entries ?? 0 };
+      // Every process's counts: the workers' as they last reported them (a few times a second).
+      for (const [k, v] of Object.entries(workers?.stats() ?? {})) mine[k] = (mine[k] ?? 0) + v;
+      return mine as unknown as ReturnType<DnsServer['stats']>;
     },
     close() {
+      closingNow = true;
       closing ??= (async () => {
+        await workers?.close();
         view.close();
         await notifier?.close();
         for (const c of conns) c.sock.destroy();
