@@ -87,7 +87,11 @@ export class KeyPool {
   private filling = false;
   private closed = false;
 
-  constructor(private readonly target = 32) {}
+  /** `parallel`: keys generated at once while filling (one leaves the other cores to serving). */
+  constructor(
+    private readonly target = 32,
+    private readonly parallel = 1,
+  ) {}
 
   /** The keys for one `imvu.create`: from the pool if it has some, else made now (outside any transaction). */
   async take(): Promise<PreparedKeys> {
@@ -102,7 +106,10 @@ export class KeyPool {
     this.filling = true;
     void (async () => {
       try {
-        while (!this.closed && this.ready.length < this.target) this.ready.push(await makeKeys());
+        while (!this.closed && this.ready.length < this.target) {
+          const n = Math.min(this.parallel, this.target - this.ready.length);
+          this.ready.push(...(await Promise.all(Array.from({ length: n }, makeKeys))));
+        }
       } catch {
         // generation failing is retried at the next take(); take() makes its own meanwhile
       } finally {
