@@ -216,6 +216,7 @@ CREATE INDEX IF NOT EXISTS members_identity ON members (identity);
 CREATE INDEX IF NOT EXISTS domains_imvu ON domains (imvu, entry);
 CREATE INDEX IF NOT EXISTS zones_imvu ON zones (imvu);
 CREATE INDEX IF NOT EXISTS zones_entry ON zones (entry);
+CREATE INDEX IF NOT EXISTS dnssec_keys_entry ON dnssec_keys (entry);
 CREATE INDEX IF NOT EXISTS mailboxes_imvu ON mailboxes (imvu, address);
 CREATE INDEX IF NOT EXISTS domain_claims_imvu ON domain_claims (imvu, expires_at);
 CREATE INDEX IF NOT EXISTS domain_claims_expiry ON domain_claims (expires_at);
