@@ -174,6 +174,9 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
   return { ...base, spent, imvu, decision: { allowed: results.every((r) => r.status !== 'deny'), gates: results } };
 }
 
+/** Longest run of command processing inside one batch before the event loop gets a turn. */
+const YIELD_AFTER_MS = 4;
+
 /** Reason prefix of a command the gates allowed but the state could not take (recorded as denied). */
 export const NOT_APPLIED = 'could not be applied: ';
 
@@ -455,7 +458,15 @@ export class Chokepoint {
       try {
         const { result: receipts, checkpoint } = await this.ledger.batchWithCheckpoint(async (log, tx) => {
           const out: (Receipt | NotRecorded | undefined)[] = [];
+          let slice = performance.now();
           for (const p of batch) {
+            // A large batch (a meter's flush, a burst of clients) must not hold the event loop for
+            // its whole length: DNS answers and reads run between slices. The transaction stays
+            // open; the store runs one write transaction at a time, and readers see only commits.
+            if (performance.now() - slice > YIELD_AFTER_MS) {
+              await new Promise((r) => setImmediate(r));
+              slice = performance.now();
+            }
             if (!p.prepare) {
               out.push(await this.process(tx, log, p.input));
               continue;
