@@ -128,8 +128,9 @@ export function isLoopback(address: string | undefined): boolean {
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const perIdentity = new TokenBuckets(opts.limits?.perIdentity ?? LIMIT_DEFAULTS.perIdentity);
   const perSource = new TokenBuckets(opts.limits?.perSource ?? LIMIT_DEFAULTS.perSource);
-  // imvu.create keys come from a pool filled in the background, never from inside the write transaction.
-  const keyPool = new KeyPool();
+  // imvu.create keys come from a pool refilled in the background after each creation (not at start:
+  // a daemon that creates nothing spends nothing), never from inside the write transaction.
+  const keyPool = new KeyPool(4);
   const opened: OpenPlatform = await openDataDir(opts.dataDir, {
     provision: provisioner(opts.dataDir),
     prepare: keyPreparer(keyPool),
@@ -320,7 +321,6 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await platform.close();
     throw err;
   }
-  keyPool.refill();
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : (opts.port ?? DEFAULTS.port);
   const host = opts.host ?? DEFAULTS.host;
