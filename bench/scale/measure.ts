@@ -1,7 +1,7 @@
 // Measures a data directory built by bench/scale/build.ts (bench/scale/README.md):
 //   npx tsx bench/scale/measure.ts --data DIR [--appends N]
 // Works on a copy (DIR.measure) so the built directory stays as it was. Prints one JSON object.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { loadavg } from 'node:os';
@@ -85,16 +85,11 @@ async function daemonStart(): Promise<number> {
 /** `nexus audit verify --data` under /usr/bin/time -v: wall seconds and peak RSS. */
 function verifyData(): { seconds: number; maxRssMb: number; ok: boolean } {
   const t = performance.now();
-  let out = '';
-  let ok = true;
-  try {
-    out = execFileSync('/usr/bin/time', ['-v', process.execPath, NEXUS, 'audit', 'verify', '--data', dir, '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28 });
-  } catch (e) {
-    ok = false;
-    out = String((e as { stderr?: string }).stderr ?? '');
-  }
+  // /usr/bin/time writes its report to stderr, after the verifier's own output.
+  const r = spawnSync('/usr/bin/time', ['-v', process.execPath, NEXUS, 'audit', 'verify', '--data', dir, '--json'], { encoding: 'utf8', maxBuffer: 1 << 28 });
+  const ok = r.status === 0;
+  const out = r.stderr ?? '';
   const seconds = (performance.now() - t) / 1000;
-  // /usr/bin/time writes to stderr; execFileSync returns stdout only when it succeeds, so run the parse on both.
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(out);
   return { seconds: Math.round(seconds * 10) / 10, maxRssMb: rss ? Math.round(Number(rss[1]) / 1024) : -1, ok };
 }
