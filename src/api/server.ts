@@ -6,7 +6,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError } from 'fastify';
 import { initDataDir, isInitialised, openDataDir, type OpenPlatform } from '../core/platform.ts';
 import { lockDataDir } from '../core/daemon-lock.ts';
 import type { Store } from '../core/store/index.ts';
-import { provisioner } from '../imvu/provision.ts';
+import { KeyPool, keyPreparer, provisioner } from '../imvu/provision.ts';
 import { ConfigError, DEFAULTS, exposureWarning, resolveConfig, xfrOptions, type ConfigOptions, type NexusConfig } from './config.ts';
 import { formatStatus } from './status-view.ts';
 import { createMetrics } from './metrics.ts';
@@ -188,11 +188,22 @@ export function isLoopback(address: string | undefined): boolean {
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const perIdentity = new TokenBuckets(opts.limits?.perIdentity ?? LIMIT_DEFAULTS.perIdentity);
   const perSource = new TokenBuckets(opts.limits?.perSource ?? LIMIT_DEFAULTS.perSource);
-  const platform: OpenPlatform = await openDataDir(opts.dataDir, {
+  // imvu.create keys come from a pool refilled in the background after each creation (not at start:
+  // a daemon that creates nothing spends nothing), never from inside the write transaction.
+  const keyPool = new KeyPool(4);
+  const opened: OpenPlatform = await openDataDir(opts.dataDir, {
     provision: provisioner(opts.dataDir),
+    prepare: keyPreparer(keyPool),
     parallelVerify: true,
     admit: (actor) => (actor.role === 'platform' || actor.role === 'service' ? undefined : perIdentity.take(actor.id)),
   });
+  const platform: OpenPlatform = {
+    ...opened,
+    async close() {
+      keyPool.close();
+      await opened.close();
+    },
+  };
   const noise = new NoiseCounter();
   const app = Fastify({
     logger: opts.logger === false ? false : { level: opts.logLevel ?? 'info', ...(opts.logStream ? { stream: opts.logStream } : {}) },

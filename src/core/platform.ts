@@ -91,8 +91,8 @@ async function openWithKey(dataDir: string, platformKey: KeyObject, config: Plat
   const store = openStore(dataDir);
   const provision = opts.provision;
   // The creators' notifications of an integrity alarm come with it, like any other follow-up.
-  const withNotices: NonNullable<ChokepointOptions['provision']> = async (command, index, db) => [
-    ...(provision ? await provision(command, index, db) : []),
+  const withNotices: NonNullable<ChokepointOptions['provision']> = async (command, index, db, prepared) => [
+    ...(provision ? await provision(command, index, db, prepared) : []),
     ...(await integrityNotices(command, index, db)),
   ];
   let chokepoint: Chokepoint | undefined;

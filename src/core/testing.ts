@@ -32,11 +32,17 @@ export interface TestPlatform extends OpenPlatform {
  * signed by `as` then carry that clock's time too.
  */
 export async function testPlatform(
-  opts: { provision?: (dataDir: string) => NonNullable<ChokepointOptions['provision']>; clock?: () => Date; plan?: PlatformInit['plan'] } = {},
+  opts: {
+    provision?: (dataDir: string) => NonNullable<ChokepointOptions['provision']>;
+    prepare?: ChokepointOptions['prepare'];
+    clock?: () => Date;
+    plan?: PlatformInit['plan'];
+  } = {},
 ): Promise<TestPlatform> {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-test-'));
   const p = await initDataDir(dir, opts.plan ? { plan: opts.plan } : {}, {
     ...(opts.provision ? { provision: opts.provision(dir) } : {}),
+    ...(opts.prepare ? { prepare: opts.prepare } : {}),
     ...(opts.clock ? { clock: opts.clock } : {}),
   });
   // Commands are signed at the platform's clock, so they fall inside gate 1's window around it.

@@ -21,6 +21,8 @@ import type { Receipt } from '../core/policy/chokepoint.ts';
 import type { SignedCommand } from '../core/types.ts';
 
 export const DEFAULT_METER_INTERVAL_MS = 60_000;
+/** Reports signed and submitted together in one flush slice. */
+const FLUSH_SLICE = 32;
 
 export interface UsageMeterOptions {
   /** Service name written into every report (`dns`). */
@@ -228,8 +230,19 @@ export class UsageMeter {
     }
 
     const result: FlushResult = { reported: [], denied: [], failed: [] };
+    // In slices, each signed and committed before the next is signed: a flush of thousands of
+    // reports never holds the event loop (and the DNS answers on it) for more than one slice.
+    const all = [...groups.values()];
+    for (let i = 0; i < all.length; i += FLUSH_SLICE) {
+      if (i > 0) await new Promise((r) => setImmediate(r));
+      await this.submitSlice(all.slice(i, i + FLUSH_SLICE), result);
+    }
+    return result;
+  }
+
+  private async submitSlice(slice: UsageReport[], result: FlushResult): Promise<void> {
     await Promise.all(
-      [...groups.values()].map(async (r) => {
+      slice.map(async (r) => {
         let receipt: Receipt;
         try {
           receipt = await this.opts.submit(signCommand(this.opts.key, 'usage.report', reportBody(this.service, r), { origin: this.opts.origin }));
@@ -253,7 +266,6 @@ export class UsageMeter {
         }
       }),
     );
-    return result;
   }
 
   private report(err: Error, r: UsageReport): void {

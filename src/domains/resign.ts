@@ -17,6 +17,8 @@ import { PeriodicTask } from '../core/periodic.ts';
 
 export const DEFAULT_RESIGN_CHECK_MS = 60 * 60 * 1000;
 export const DEFAULT_RESIGN_AFTER_MS = 7 * 24 * 60 * 60 * 1000;
+/** Entries read, or zones listed, between two turns of the event loop. */
+const SLICE = 256;
 
 export interface ResignOptions {
   store: Store;
@@ -65,18 +67,17 @@ export class ResignScheduler extends PeriodicTask<string> {
     const cutoff = now - this.afterMs;
     const size = await store.ledgerSize();
     this.next ??= await this.firstAtOrAfter(cutoff, size);
-    while (this.next < size) {
-      const to = Math.min(size, this.next + 1000);
+    // In slices with a turn of the event loop between them: the first pass after a start reads a
+    // week of entries, which must not stall the DNS answers served on the same thread.
+    while (this.next < size && !this.stopped) {
+      const to = Math.min(size, this.next + SLICE);
       for (const blob of await store.readEntries(this.next, to)) await this.note(decodeEntry(blob));
       this.next = to;
+      await new Promise((r) => setImmediate(r));
     }
     this.stats.checks++;
-    // Signed zones of IMVUs that have not exited, and the platform's own (its key row has no IMVU).
-    const signed = await store.all<{ name: string }>(
-      "SELECT DISTINCT z.name AS name FROM zones z JOIN dnssec_keys k ON k.zone = z.name JOIN imvus i ON i.id = z.imvu WHERE i.status <> 'exited' UNION SELECT zone AS name FROM dnssec_keys WHERE imvu = '' ORDER BY name",
-    );
     const done: string[] = [];
-    for (const { name } of signed) {
+    for await (const name of this.signedZones()) {
       if (this.stopped) break;
       if ((this.moved.get(name) ?? -Infinity) > cutoff) continue;
       try {
@@ -92,6 +93,25 @@ export class ResignScheduler extends PeriodicTask<string> {
       }
     }
     return done;
+  }
+
+  /**
+   * Signed zones of IMVUs that have not exited, and the platform's own (its key row has no IMVU),
+   * in name order, a page at a time (one query over every zone would stall the event loop).
+   */
+  private async *signedZones(): AsyncGenerator<string> {
+    const { store } = this.opts;
+    let after = '';
+    for (;;) {
+      const page = await store.all<{ name: string }>(
+        "SELECT DISTINCT k.zone AS name FROM dnssec_keys k LEFT JOIN zones z ON z.name = k.zone LEFT JOIN imvus i ON i.id = z.imvu WHERE k.zone > ? AND (k.imvu = '' OR (i.id IS NOT NULL AND i.status <> 'exited')) ORDER BY k.zone LIMIT ?",
+        [after, SLICE],
+      );
+      for (const { name } of page) yield name;
+      if (page.length < SLICE) return;
+      after = page[page.length - 1]!.name;
+      await new Promise((r) => setImmediate(r));
+    }
   }
 
   /** The first index whose entry was appended at or after `t` (entries are appended in clock order). */

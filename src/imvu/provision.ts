@@ -62,9 +62,85 @@ export async function generateDkimKey(): Promise<{ privateKey: KeyObject; public
   return { privateKey, publicKeyDer: publicKey.export({ type: 'spki', format: 'der' }) };
 }
 
+type ZoneKey = Awaited<ReturnType<typeof generateZoneKey>>;
+type DkimKey = Awaited<ReturnType<typeof generateDkimKey>>;
+
+/** The keys of one `imvu.create`, made before its write transaction (ChokepointOptions.prepare). */
+export interface PreparedKeys {
+  dkim: DkimKey;
+  zone: ZoneKey;
+}
+
+function isPreparedKeys(x: unknown): x is PreparedKeys {
+  return typeof x === 'object' && x !== null && 'dkim' in x && 'zone' in x;
+}
+
+/**
+ * Keys made ahead of need, so that an `imvu.create` does not wait for RSA key generation (tens of
+ * milliseconds of CPU) and nothing waits for it inside the write transaction. Each key is handed
+ * out once, to one command, and held only in memory: a key lost with the process was never used.
+ * The pool refills one key at a time on the thread pool, so a burst of creations drains it and
+ * the steady rate is that of generation.
+ */
+export class KeyPool {
+  private readonly ready: PreparedKeys[] = [];
+  private filling = false;
+  private closed = false;
+
+  /** `parallel`: keys generated at once while filling (one leaves the other cores to serving). */
+  constructor(
+    private readonly target = 32,
+    private readonly parallel = 1,
+  ) {}
+
+  /** The keys for one `imvu.create`: from the pool if it has some, else made now (outside any transaction). */
+  async take(): Promise<PreparedKeys> {
+    const keys = this.ready.shift() ?? (await makeKeys());
+    this.refill();
+    return keys;
+  }
+
+  /** Starts filling in the background (a daemon calls this at start). */
+  refill(): void {
+    if (this.filling || this.closed || this.ready.length >= this.target) return;
+    this.filling = true;
+    void (async () => {
+      try {
+        while (!this.closed && this.ready.length < this.target) {
+          const n = Math.min(this.parallel, this.target - this.ready.length);
+          this.ready.push(...(await Promise.all(Array.from({ length: n }, makeKeys))));
+        }
+      } catch {
+        // generation failing is retried at the next take(); take() makes its own meanwhile
+      } finally {
+        this.filling = false;
+      }
+    })();
+  }
+
+  get size(): number {
+    return this.ready.length;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.ready.length = 0;
+  }
+}
+
+async function makeKeys(): Promise<PreparedKeys> {
+  const [dkim, zone] = await Promise.all([generateDkimKey(), generateZoneKey()]);
+  return { dkim, zone };
+}
+
+/** The chokepoint `prepare` hook: the keys of an `imvu.create`, made before its transaction. */
+export function keyPreparer(pool: KeyPool): NonNullable<ChokepointOptions['prepare']> {
+  return (command: Command) => (command.type === 'imvu.create' ? pool.take() : undefined);
+}
+
 /** Generates a zone's DNSSEC key (a combined signing key), writes the private half durably, and returns its `dnssec.publish`. */
-export async function provisionDnssecKey(dataDir: string, imvu: string, zone: string): Promise<FollowUp> {
-  const { publicKey, pem } = await generateZoneKey();
+export async function provisionDnssecKey(dataDir: string, imvu: string, zone: string, made?: ZoneKey): Promise<FollowUp> {
+  const { publicKey, pem } = made ?? (await generateZoneKey());
   writeSecretFile(dnssecKeyPath(dataDir, zone), pem);
   return { type: 'dnssec.publish', body: { imvu, zone, algorithm: ALGORITHM_ECDSAP256SHA256, flags: CSK_FLAGS, publicKey: publicKey.toString('base64') } };
 }
@@ -92,7 +168,7 @@ async function rolloverNotice(command: Command, index: number, db: SqlReader): P
 
 /** The chokepoint `provision` hook for a data directory. */
 export function provisioner(dataDir: string): NonNullable<ChokepointOptions['provision']> {
-  return async (command: Command, index: number, db: SqlReader): Promise<FollowUp[]> => {
+  return async (command: Command, index: number, db: SqlReader, prepared?: unknown): Promise<FollowUp[]> => {
     if (command.type === 'dnssec.publish') return rolloverNotice(command, index, db);
     // A claimed domain gets its zone, and so its key, only once its claimant has proved control.
     if (command.type === 'domain.verified') {
@@ -103,11 +179,13 @@ export function provisioner(dataDir: string): NonNullable<ChokepointOptions['pro
     if (command.type !== 'imvu.create') return [];
     const row = await db.get<{ id: string; domain: string }>('SELECT id, domain FROM imvus WHERE entry = ?', [index]);
     if (!row) throw new Error(`imvu.create entry ${index} was allowed but created no IMVU`);
-    const { privateKey, publicKeyDer } = await generateDkimKey();
+    // Keys made before the transaction for this very command (keyPreparer), else made here.
+    const keys = isPreparedKeys(prepared) ? prepared : undefined;
+    const { privateKey, publicKeyDer } = keys?.dkim ?? (await generateDkimKey());
     writeSecretFile(dkimKeyPath(dataDir, row.id), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
     return [
       { type: 'dkim.publish', body: { imvu: row.id, selector: DKIM_SELECTOR, publicKey: publicKeyDer.toString('base64') } },
-      await provisionDnssecKey(dataDir, row.id, row.domain),
+      await provisionDnssecKey(dataDir, row.id, row.domain, keys?.zone),
     ];
   };
 }

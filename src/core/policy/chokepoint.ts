@@ -177,6 +177,9 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
   return { ...base, spent, imvu, decision: { allowed: results.every((r) => r.status !== 'deny'), gates: results } };
 }
 
+/** Longest run of command processing inside one batch before the event loop gets a turn. */
+const YIELD_AFTER_MS = 4;
+
 /** Reason prefix of a command the gates allowed but the state could not take (recorded as denied). */
 export const NOT_APPLIED = 'could not be applied: ';
 
@@ -312,7 +315,13 @@ export interface ChokepointOptions {
   /** Per-identity admission for live submissions (see DecideOptions.admit). */
   admit?: DecideOptions['admit'];
   /** Platform-originated commands to append after an allowed one (e.g. DKIM keys for a new IMVU). */
-  provision?: (command: Command, index: number, db: SqlReader) => Promise<FollowUp[]>;
+  provision?: (command: Command, index: number, db: SqlReader, prepared?: unknown) => Promise<FollowUp[]>;
+  /**
+   * Work for `provision` done before the batch's write transaction (key generation for
+   * `imvu.create`): called once per submitted command, its result is handed to `provision` for
+   * that command only (never to another), and dropped if the command is refused. Undefined: none.
+   */
+  prepare?: (command: Command) => Promise<unknown> | undefined;
 }
 
 interface Pending {
@@ -341,6 +350,8 @@ export class Chokepoint {
   private flushing = false;
   private readonly pool: VerifyPool | undefined;
   private readonly verdicts = new WeakMap<object, { key: string; ok: boolean }>();
+  /** What `opts.prepare` made for a submitted input, keyed by that very object. */
+  private readonly prepared = new WeakMap<object, unknown>();
   private readonly knownKeys = new Map<string, string>();
   readonly platformId: string;
 
@@ -383,7 +394,8 @@ export class Chokepoint {
   submit(raw: unknown): Promise<Receipt> {
     // Rejects with NotRecorded for an attempt that is not authenticated (nothing is appended).
     const input = plainCopy(raw);
-    const ready = this.pool ? this.preverify(input) : Promise.resolve();
+    const verified = this.pool ? this.preverify(input) : Promise.resolve();
+    const ready = this.opts.prepare ? Promise.all([verified, this.prepareFor(input)]).then(() => undefined) : verified;
     return new Promise<Receipt>((resolve, reject) => {
       this.pending.push({ input, ready, resolve: (r) => resolve(r!), reject });
       if (!this.flushing) {
@@ -406,6 +418,18 @@ export class Chokepoint {
         setImmediate(() => void this.flush());
       }
     });
+  }
+
+  /** Runs `opts.prepare` outside any transaction; a failure leaves `provision` to do the work itself. */
+  private async prepareFor(input: unknown): Promise<void> {
+    try {
+      const cmd = (input as SignedCommand | undefined)?.command;
+      if (!cmd || typeof cmd.type !== 'string' || typeof cmd.body !== 'object' || !cmd.body) return;
+      const made = this.opts.prepare?.(cmd);
+      if (made) this.prepared.set(input as object, await made);
+    } catch {
+      // provision() makes what is missing inside the transaction
+    }
   }
 
   /** Checks the signature on a worker thread; decide() uses the verdict only if it ends up using the same key. */
@@ -437,7 +461,15 @@ export class Chokepoint {
       try {
         const { result: receipts, checkpoint } = await this.ledger.batchWithCheckpoint(async (log, tx) => {
           const out: (Receipt | NotRecorded | undefined)[] = [];
+          let slice = performance.now();
           for (const p of batch) {
+            // A large batch (a meter's flush, a burst of clients) must not hold the event loop for
+            // its whole length: DNS answers and reads run between slices. The transaction stays
+            // open; the store runs one write transaction at a time, and readers see only commits.
+            if (performance.now() - slice > YIELD_AFTER_MS) {
+              await new Promise((r) => setImmediate(r));
+              slice = performance.now();
+            }
             if (!p.prepare) {
               out.push(await this.process(tx, log, p.input));
               continue;
@@ -483,9 +515,12 @@ export class Chokepoint {
     // stand or fall together; the entry itself is appended first, so follow-ups come after it.
     const followUps: Receipt[] = [];
     const mark = log.mark();
+    // Taken, not read: what was prepared for this input serves its first processing only.
+    const prepared = typeof input === 'object' && input ? this.prepared.get(input) : undefined;
+    if (prepared !== undefined) this.prepared.delete(input as object);
     const final = await applyIsolated(tx, verdict, index, at, async () => {
       await log.append(encodeEntry({ v: 1, index, at, command: input as SignedCommand, decision: verdict.decision }));
-      for (const f of await this.followUps(tx, verdict, index, at)) followUps.push(await this.platformFollowUp(tx, log, f));
+      for (const f of await this.followUps(tx, verdict, index, at, prepared)) followUps.push(await this.platformFollowUp(tx, log, f));
     });
     if (final !== verdict || !verdict.decision.allowed) {
       log.reset(mark);
@@ -512,10 +547,10 @@ export class Chokepoint {
    * but the creator, at most one notice per source identity per interval (the gate checks that
    * rule against the `notifications` projection, so a replay reaches the same decisions).
    */
-  private async followUps(tx: WriteTx, v: Verdict, index: number, at: string): Promise<FollowUp[]> {
+  private async followUps(tx: WriteTx, v: Verdict, index: number, at: string, prepared?: unknown): Promise<FollowUp[]> {
     const cmd = v.command;
     if (!cmd) return [];
-    const provisioned = v.decision.allowed && this.opts.provision ? await this.opts.provision(cmd, index, tx) : [];
+    const provisioned = v.decision.allowed && this.opts.provision ? await this.opts.provision(cmd, index, tx, prepared) : [];
     if (cmd.type === 'notify.creator') return provisioned;
     const imvu = v.imvu ?? (typeof cmd.body.zone === 'string' ? await zoneImvu(tx, cmd.body.zone) : undefined);
     if (!imvu) return provisioned;

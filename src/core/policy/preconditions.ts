@@ -82,7 +82,8 @@ export async function preconditions(ctx: GateContext): Promise<string | undefine
       if (!held && !claimed) return `${domain} is not a domain of ${ctx.imvu!.id}`;
       if (held?.kind === 'primary') return undefined; // never released: gate 3 says why
       // Releasing a domain must not strand mail: its mailboxes go first, each by its own command.
-      const box = await ctx.db.get<{ address: string }>("SELECT address FROM mailboxes WHERE address LIKE ? ESCAPE '\\' LIMIT 1", ['%@' + domain.replace(/[\\%_]/g, (c) => '\\' + c)]);
+      // Only this IMVU can have mailboxes at a domain it holds (mailbox.add), so its own are searched.
+      const box = await ctx.db.get<{ address: string }>("SELECT address FROM mailboxes WHERE imvu = ? AND address LIKE ? ESCAPE '\\' LIMIT 1", [ctx.imvu!.id, '%@' + domain.replace(/[\\%_]/g, (c) => '\\' + c)]);
       if (box) return `${domain} still has mailboxes (such as ${box.address}); remove them first (nexus mail mailbox rm)`;
       return undefined;
     }

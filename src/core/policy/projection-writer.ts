@@ -42,6 +42,13 @@ async function addRecord(tx: WriteTx, index: number, n: number, zone: string, na
  * The names every IMVU zone's NS RRset holds: the platform zone's name servers (`platform.zone`),
  * or `ns1.<suffix>` until the platform has declared them.
  */
+/** A domain and its proper ancestors (domain_ancestors: gate 3's lookup of the domains inside a name). */
+async function addDomain(tx: WriteTx, name: string, imvu: string, kind: string, index: number): Promise<void> {
+  await tx.run('INSERT INTO domains (name, imvu, kind, entry) VALUES (?, ?, ?, ?)', [name, imvu, kind, index]);
+  const labels = name.split('.');
+  for (let i = 1; i < labels.length; i++) await tx.run('INSERT INTO domain_ancestors (ancestor, name, entry) VALUES (?, ?, ?)', [labels.slice(i).join('.'), name, index]);
+}
+
 async function nameServerNames(tx: WriteTx, platform: PlatformRow): Promise<string[]> {
   const rows = await tx.all<{ name: string }>('SELECT DISTINCT name FROM nameservers ORDER BY name');
   return rows.length ? rows.map((r) => r.name) : [`ns1.${platform.suffix}`];
@@ -100,7 +107,7 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
         [id, env.cpu_cores, env.memory_gb, env.storage_gb, env.iops, env.burst_multiplier, env.burst_minutes, index],
       );
       await recordEnvelope(tx, id, index, at);
-      await tx.run('INSERT INTO domains (name, imvu, kind, entry) VALUES (?, ?, ?, ?)', [primary, id, 'primary', index]);
+      await addDomain(tx, primary, id, 'primary', index);
       await tx.run('INSERT INTO zones (name, imvu, serial, entry) VALUES (?, ?, ?, ?)', [primary, id, 1, index]);
       let n = 0;
       for (const ns of await nameServerNames(tx, platform)) await addRecord(tx, index, n++, primary, primary, 'NS', `${ns}.`);
@@ -194,7 +201,7 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
     }
     case 'domain.verified': {
       const name = String(b.domain);
-      await tx.run('INSERT INTO domains (name, imvu, kind, entry) VALUES (?, ?, ?, ?)', [name, String(b.imvu), 'custom', index]);
+      await addDomain(tx, name, String(b.imvu), 'custom', index);
       // The first serial is this entry's index: larger than any serial an earlier, released zone of
       // the same name reached (each entry moves a serial by one at most), so secondaries follow.
       await tx.run('INSERT INTO zones (name, imvu, serial, entry) VALUES (?, ?, ?, ?)', [name, String(b.imvu), index, index]);
@@ -211,6 +218,7 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
         await tx.run('DELETE FROM dnssec_keys WHERE zone = ?', [name]);
         await tx.run('DELETE FROM zones WHERE name = ?', [name]);
         await tx.run('DELETE FROM domains WHERE name = ? AND imvu = ?', [name, imvu]);
+        await tx.run('DELETE FROM domain_ancestors WHERE name = ?', [name]);
       }
       return;
     }

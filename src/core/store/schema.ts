@@ -85,6 +85,14 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
     key: 'name',
     ddl: `CREATE TABLE IF NOT EXISTS domains (name TEXT PRIMARY KEY, imvu TEXT NOT NULL, kind TEXT NOT NULL, entry INTEGER NOT NULL)`,
   },
+  /**
+   * Every proper ancestor of every domain in `domains` (`b.example.com` and `example.com` for
+   * `a.b.example.com`): gate 3 finds a domain inside a name by one indexed lookup, not by a scan.
+   */
+  domain_ancestors: {
+    key: 'ancestor, name',
+    ddl: `CREATE TABLE IF NOT EXISTS domain_ancestors (ancestor TEXT NOT NULL, name TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (ancestor, name))`,
+  },
   zones: {
     key: 'name',
     ddl: `CREATE TABLE IF NOT EXISTS zones (name TEXT PRIMARY KEY, imvu TEXT NOT NULL, serial INTEGER NOT NULL, entry INTEGER NOT NULL)`,
@@ -229,4 +237,16 @@ CREATE INDEX IF NOT EXISTS notifications_source ON notifications (imvu, source);
 CREATE INDEX IF NOT EXISTS nonces_entry ON nonces (actor, entry);
 CREATE INDEX IF NOT EXISTS identities_key ON identities (public_key);
 CREATE INDEX IF NOT EXISTS retired_keys_identity ON retired_keys (identity, entry);
+CREATE INDEX IF NOT EXISTS imvus_lower_name ON imvus (lower(name));
+CREATE INDEX IF NOT EXISTS imvus_entry ON imvus (entry);
+CREATE INDEX IF NOT EXISTS imvus_owner ON imvus (owner, status);
+CREATE INDEX IF NOT EXISTS members_identity ON members (identity);
+CREATE INDEX IF NOT EXISTS domains_imvu ON domains (imvu, entry);
+CREATE INDEX IF NOT EXISTS zones_imvu ON zones (imvu);
+CREATE INDEX IF NOT EXISTS zones_entry ON zones (entry);
+CREATE INDEX IF NOT EXISTS dnssec_keys_entry ON dnssec_keys (entry);
+CREATE INDEX IF NOT EXISTS mailboxes_imvu ON mailboxes (imvu, address);
+CREATE INDEX IF NOT EXISTS domain_claims_imvu ON domain_claims (imvu, expires_at);
+CREATE INDEX IF NOT EXISTS domain_claims_expiry ON domain_claims (expires_at);
+CREATE INDEX IF NOT EXISTS records_zone_type ON records (zone, type, name);
 `;

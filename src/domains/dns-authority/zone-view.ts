@@ -1,4 +1,5 @@
 import type { Store } from '../../core/store/index.ts';
+import { decodeEntry } from '../../core/ledger/ledger.ts';
 import { lowerAscii } from '../records/rdata.ts';
 import { synthesiseSoa } from '../records/soa.ts';
 import { PLATFORM_ZONE_IMVU, platformZoneSerial, readZoneRows } from '../registry/zone.ts';
@@ -8,9 +9,12 @@ import { Zone } from './zone.ts';
 // and, per zone, a compiled in-memory copy keyed by its serial. Every change that affects a zone's
 // answers passes the chokepoint, which bumps `zones.serial` in the same transaction; so a compiled
 // zone is current exactly while its serial is. The index is refreshed by polling: a cheap
-// `ledgerSize()` every `refreshMs` (default 200 ms), and the zone list (name, imvu, serial) only
-// when the ledger has grown, plus a full re-read every `resyncMs` whatever happens. A zone whose
-// serial moved is recompiled on its next query. Reads only: it never writes a projection.
+// `ledgerSize()` every `refreshMs` (default 200 ms); when the ledger has grown, the entries
+// appended since the last look say which zones may have changed (those they name, and those of
+// the IMVUs they name), and only those rows are read again, so a refresh costs the changes, not
+// the number of zones. An entry the view cannot place, or a large gap, makes it re-read the
+// whole list, as it does every `resyncMs` whatever happens. A zone whose serial moved is
+// recompiled on its next query. Reads only: it never writes a projection.
 // The platform's own zone (the suffix, src/domains/registry) is one more entry, with imvu '' and a
 // serial derived from the projections, once the platform has declared it.
 
@@ -35,8 +39,28 @@ export interface ZoneViewOptions {
   onSerialChange?: (zone: ZoneInfo, previous: number) => void;
 }
 
+/** Allowed commands that name no zone and no IMVU and change no zone. */
+const ZONE_NEUTRAL: ReadonlySet<string> = new Set([
+  'identity.register', 'identity.rotate', 'identity.revoke', 'pricebook.publish', 'noise.summary', 'meter.register',
+  'capacity.publish', 'plan.publish', 'quota.approve', 'period.close',
+]);
+/** Allowed commands that name an IMVU but never change its zones nor whether they are served. */
+const IMVU_ZONE_NEUTRAL: ReadonlySet<string> = new Set([
+  'consent.record', 'usage.report', 'revenue.record', 'notify.creator', 'imvu.scale', 'route.set', 'member.add', 'mailbox.add', 'mailbox.remove', 'domain.claim', 'domain.verify',
+]);
+/** More new entries than this since the last look: the whole zone list is read again instead. */
+const MAX_DELTA_ENTRIES = 20_000;
+
+/** What the entries since the last look may have changed: zones by name and by IMVU; undefined: anything. */
+interface Touched {
+  zones: Set<string>;
+  imvus: Set<string>;
+}
+
 export class ZoneView {
   private entries = new Map<string, Entry>();
+  /** The names in `entries` per IMVU (for the zones of an IMVU an entry names). */
+  private byImvu = new Map<string, Set<string>>();
   private suffix = '';
   private seenLedgerSize = -1;
   private lastSync = 0;
@@ -44,7 +68,7 @@ export class ZoneView {
   private inFlight: Promise<void> | undefined;
   private closed = false;
   /** Counters for tests and metrics. */
-  readonly stats = { refreshes: 0, loads: 0, errors: 0 };
+  readonly stats = { refreshes: 0, loads: 0, errors: 0, partial: 0 };
   /**
    * Moves whenever the set of hosted zones changes (a zone appears, goes, changes IMVU, or the
    * platform suffix changes): what `enclosing()` answers may then differ for any name. Serial
@@ -131,6 +155,10 @@ export class ZoneView {
     const size = await this.store.ledgerSize();
     const now = Date.now();
     if (!force && size === this.seenLedgerSize && now - this.lastSync < this.opts.resyncMs) return;
+    if (!force && this.seenLedgerSize >= 0 && size > this.seenLedgerSize && size - this.seenLedgerSize <= MAX_DELTA_ENTRIES && now - this.lastSync < this.opts.resyncMs) {
+      const touched = await this.touchedSince(this.seenLedgerSize, size);
+      if (touched) return this.syncPart(touched, size);
+    }
     const platform = await this.store.get<{ suffix: string }>('SELECT suffix FROM platform LIMIT 1');
     // An exited IMVU's zones are no longer served (queries for them are REFUSED, like any name not hosted here).
     let rows = await this.store.all<{ name: string; imvu: string; serial: number }>(
@@ -164,9 +192,121 @@ export class ZoneView {
     if (reshaped || next.size !== this.entries.size) this.generation++;
     this.suffix = suffix;
     this.entries = next;
+    this.byImvu = new Map();
+    for (const e of next.values()) this.indexImvu(e);
     this.seenLedgerSize = size;
     this.lastSync = now;
     this.stats.refreshes++;
+    for (const [info, previous] of changed) {
+      try {
+        this.opts.onSerialChange?.(info, previous);
+      } catch (err) {
+        this.opts.onError?.(err);
+      }
+    }
+  }
+
+  private indexImvu(e: Entry): void {
+    let names = this.byImvu.get(e.imvu);
+    if (!names) this.byImvu.set(e.imvu, (names = new Set()));
+    names.add(e.name);
+  }
+
+  private unindexImvu(e: Entry): void {
+    const names = this.byImvu.get(e.imvu);
+    names?.delete(e.name);
+    if (names?.size === 0) this.byImvu.delete(e.imvu);
+  }
+
+  /** The zones and IMVUs that entries [from, to) may have changed; undefined if one of them could change anything. */
+  private async touchedSince(from: number, to: number): Promise<Touched | undefined> {
+    const touched: Touched = { zones: new Set(), imvus: new Set() };
+    for (let at = from; at < to; at += 1000) {
+      for (const data of await this.store.readEntries(at, Math.min(to, at + 1000))) {
+        const e = decodeEntry(data);
+        if (!e.decision?.allowed) continue; // a refusal changes nothing
+        const cmd = e.command?.command;
+        if (!cmd) return undefined;
+        const b = (cmd.body ?? {}) as Record<string, unknown>;
+        if (ZONE_NEUTRAL.has(cmd.type)) continue;
+        if (typeof b.imvu === 'string' && IMVU_ZONE_NEUTRAL.has(cmd.type)) continue;
+        let placed = false;
+        for (const k of ['zone', 'domain'] as const)
+          if (typeof b[k] === 'string') {
+            touched.zones.add(lowerAscii(b[k]));
+            placed = true;
+          }
+        if (typeof b.imvu === 'string') {
+          touched.imvus.add(b.imvu);
+          placed = true;
+        }
+        // imvu.create names its owner, not its IMVU: the new IMVU's zone is the one made at this entry.
+        if (cmd.type === 'imvu.create') {
+          for (const z of await this.store.all<{ name: string }>('SELECT name FROM zones WHERE entry = ?', [e.index])) touched.zones.add(lowerAscii(z.name));
+          placed = true;
+        }
+        if (!placed) return undefined;
+      }
+    }
+    return touched;
+  }
+
+  /** Re-reads only the zones `touched` names (and the platform's own zone, whose serial follows them). */
+  private async syncPart(touched: Touched, size: number): Promise<void> {
+    type Row = { name: string; imvu: string; serial: number; status: string };
+    const rows: Row[] = [];
+    const zones = [...touched.zones];
+    const imvus = [...touched.imvus];
+    for (let i = 0; i < zones.length; i += 500) {
+      const part = zones.slice(i, i + 500);
+      rows.push(...(await this.store.all<Row>(`SELECT z.name AS name, z.imvu AS imvu, z.serial AS serial, i.status AS status FROM zones z JOIN imvus i ON i.id = z.imvu WHERE z.name IN (${part.map(() => '?').join(',')})`, part)));
+    }
+    for (let i = 0; i < imvus.length; i += 500) {
+      const part = imvus.slice(i, i + 500);
+      rows.push(...(await this.store.all<Row>(`SELECT z.name AS name, z.imvu AS imvu, z.serial AS serial, i.status AS status FROM zones z JOIN imvus i ON i.id = z.imvu WHERE z.imvu IN (${part.map(() => '?').join(',')})`, part)));
+    }
+    // Every name the view held for what was touched, to see which are gone.
+    const before = new Set<string>(zones);
+    for (const id of imvus) for (const n of this.byImvu.get(id) ?? []) before.add(n);
+    const suffix = this.suffix;
+    const platformSerial = await platformZoneSerial(this.store, suffix);
+    const found = new Map<string, { imvu: string; serial: number }>();
+    for (const r of rows) if (r.status !== 'exited' && lowerAscii(r.name) !== suffix) found.set(lowerAscii(r.name), { imvu: r.imvu, serial: Number(r.serial) });
+    if (platformSerial !== undefined) {
+      found.set(suffix, { imvu: PLATFORM_ZONE_IMVU, serial: platformSerial });
+      before.add(suffix);
+    }
+    const changed: [ZoneInfo, number][] = [];
+    let reshaped = false;
+    for (const name of before) {
+      const e = this.entries.get(name);
+      if (e && !found.has(name)) {
+        this.entries.delete(name);
+        this.unindexImvu(e);
+        reshaped = true;
+      }
+    }
+    for (const [name, r] of found) {
+      const e = this.entries.get(name);
+      if (e && e.imvu === r.imvu) {
+        if (e.serial !== r.serial) {
+          const previous = e.serial;
+          e.serial = r.serial;
+          if (e.compiled && e.compiled.serial !== r.serial) e.compiled = undefined;
+          changed.push([e, previous]);
+        }
+        continue;
+      }
+      if (e) this.unindexImvu(e);
+      const fresh: Entry = { name, imvu: r.imvu, serial: r.serial };
+      this.entries.set(name, fresh);
+      this.indexImvu(fresh);
+      reshaped = true;
+    }
+    if (reshaped) this.generation++;
+    this.seenLedgerSize = size;
+    this.stats.refreshes++;
+    this.stats.partial++;
     for (const [info, previous] of changed) {
       try {
         this.opts.onSerialChange?.(info, previous);

@@ -12,9 +12,10 @@ async function claimConflict(ctx: GateContext, name: string): Promise<string | u
     const row = await ctx.db.get<{ imvu: string }>('SELECT imvu FROM domains WHERE name = ?', [parent]);
     if (row) return `domain ${name} lies inside ${parent}, which belongs to ${row.imvu}`;
   }
-  const child = await ctx.db.get<{ name: string; imvu: string }>("SELECT name, imvu FROM domains WHERE name LIKE ? ESCAPE '\\' LIMIT 1", [
-    '%.' + name.replace(/[\\%_]/g, (c) => '\\' + c),
-  ]);
+  const child = await ctx.db.get<{ name: string; imvu: string }>(
+    'SELECT d.name AS name, d.imvu AS imvu FROM domain_ancestors a JOIN domains d ON d.name = a.name WHERE a.ancestor = ? ORDER BY d.name LIMIT 1',
+    [name],
+  );
   if (child) return `domain ${name} contains ${child.name}, which belongs to ${child.imvu}`;
   return undefined;
 }

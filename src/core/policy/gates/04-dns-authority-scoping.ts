@@ -57,8 +57,12 @@ export const gate: Gate = {
     const labels = name.slice(0, name.length - zone.length).replace(/\.$/, '').split('.').filter(Boolean);
     if (labels.some((l) => !LABEL.test(l))) return deny(4, `${name} is not a valid DNS name`);
     // No record may shadow a name another IMVU owns, nor sit below a delegation of this zone.
-    const rows = await ctx.db.all<{ name: string; imvu: string }>('SELECT name, imvu FROM domains WHERE imvu <> ?', [z.imvu]);
-    for (const d of rows) if (isWithin(name, d.name)) return deny(4, `${name} belongs to ${d.imvu} (${d.name})`);
+    // The domains `name` lies within are `name` and its ancestors: one indexed lookup each.
+    const all = name.split('.');
+    for (let i = 0; i < all.length; i++) {
+      const d = await ctx.db.get<{ name: string; imvu: string }>('SELECT name, imvu FROM domains WHERE name = ? AND imvu <> ?', [all.slice(i).join('.'), z.imvu]);
+      if (d) return deny(4, `${name} belongs to ${d.imvu} (${d.name})`);
+    }
     const cuts = await ctx.db.all<{ name: string }>("SELECT DISTINCT name FROM records WHERE zone = ? AND type = 'NS' AND name <> ?", [zone, zone]);
     for (const c of cuts) {
       if (name === c.name || !isWithin(name, c.name)) continue;

@@ -1,0 +1,150 @@
+// Measures a data directory built by bench/scale/build.ts (bench/scale/README.md):
+//   npx tsx bench/scale/measure.ts --data DIR [--appends N]
+// Works on a copy (DIR.measure) so the built directory stays as it was. Prints one JSON object.
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { openDataDir } from '../../src/core/platform.ts';
+import { openStore } from '../../src/core/store/index.ts';
+import { decodeEntry } from '../../src/core/ledger/ledger.ts';
+import { statementFromTotals } from '../../src/core/handshake/totals.ts';
+import { imvuSummary } from '../../src/imvu/summary.ts';
+import { loadPrivateKey } from '../../src/core/identity/keys.ts';
+import { signCommand } from '../../src/core/identity/envelope.ts';
+import { serviceKeyPath } from '../../src/core/service-identity.ts';
+
+function arg(name: string, dflt?: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  const v = i >= 0 ? process.argv[i + 1] : dflt;
+  if (v === undefined) throw new Error(`--${name} is required`);
+  return v;
+}
+
+const source = arg('data');
+const APPENDS = Number(arg('appends', '3000'));
+const dir = `${source}.measure`;
+const NEXUS = join(import.meta.dirname, '../../bin/nexus.js');
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+async function time<T>(runs: number, fn: () => Promise<T>): Promise<number> {
+  const ms: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    await fn();
+    ms.push(performance.now() - t);
+  }
+  return Math.round(median(ms) * 100) / 100;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+/** `nexus serve` on the copy, from spawn to the first 200 from /health (DNS on a free port). */
+async function daemonStart(): Promise<number> {
+  const port = await freePort();
+  const dns = await freePort();
+  const t = performance.now();
+  const child = spawn(process.execPath, [NEXUS, 'serve', '--data', dir, '--port', String(port), '--host', '127.0.0.1', '--dns-address', '127.0.0.1', '--dns-port', String(dns)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  try {
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`nexus serve exited ${child.exitCode}: ${err.slice(0, 500)}`);
+      try {
+        const r = await fetch(`http://127.0.0.1:${port}/health`);
+        if (r.ok) return Math.round(performance.now() - t);
+      } catch {
+        // not listening yet
+      }
+      await new Promise((r) => setTimeout(r, 20));
+      if (performance.now() - t > 600_000) throw new Error('no /health within 10 minutes');
+    }
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }
+}
+
+/** `nexus audit verify --data` under /usr/bin/time -v: wall seconds and peak RSS. */
+function verifyData(): { seconds: number; maxRssMb: number; ok: boolean } {
+  const t = performance.now();
+  // /usr/bin/time writes its report to stderr, after the verifier's own output.
+  const r = spawnSync('/usr/bin/time', ['-v', process.execPath, NEXUS, 'audit', 'verify', '--data', dir, '--json'], { encoding: 'utf8', maxBuffer: 1 << 28 });
+  const ok = r.status === 0;
+  const out = r.stderr ?? '';
+  const seconds = (performance.now() - t) / 1000;
+  const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(out);
+  return { seconds: Math.round(seconds * 10) / 10, maxRssMb: rss ? Math.round(Number(rss[1]) / 1024) : -1, ok };
+}
+
+async function main(): Promise<void> {
+  rmSync(dir, { recursive: true, force: true });
+  cpSync(source, dir, { recursive: true });
+  const built = existsSync(join(source, 'bench-build.json')) ? (JSON.parse(readFileSync(join(source, 'bench-build.json'), 'utf8')) as Record<string, unknown>) : {};
+  const out: Record<string, unknown> = { dataDir: source, entries: built.entries, imvus: built.imvus, buildPerSecond: built.perSecond, loadBefore: loadavg() };
+
+  out.startMs = [await daemonStart(), await daemonStart()];
+
+  // Reads, server-side (the functions the routes call, on the store), median of 20.
+  const store = openStore(dir);
+  const imvus = (await store.all<{ id: string }>('SELECT id FROM imvus ORDER BY seq')).map((r) => r.id);
+  const one = imvus[Math.floor(imvus.length / 2)]!;
+  const period = new Date().toISOString().slice(0, 7);
+  out.statementMs = await time(20, () => statementFromTotals(store, one, period));
+  out.imvuSummaryMs = await time(20, () => imvuSummary(store, one));
+  // One IMVU's newest page (20 entries about it), as `audit log --imvu` pages back through the log.
+  const size = await store.ledgerSize();
+  out.imvuLogPageMs = await time(3, async () => {
+    let found = 0;
+    for (let to = size; to > 0 && found < 20; to -= 1000) {
+      for (const data of (await store.readEntries(Math.max(0, to - 1000), to)).reverse()) {
+        const b = decodeEntry(data).command?.command?.body as Record<string, unknown> | undefined;
+        if (b?.imvu === one && ++found >= 20) break;
+      }
+    }
+  });
+  await store.close();
+
+  const v = verifyData();
+  out.verify = { ...v, entriesPerSecond: Math.round(size / v.seconds) };
+
+  // Append rate: revenue records from the registered revenue source, 512 in flight.
+  const p = await openDataDir(dir, { parallelVerify: true });
+  const key = loadPrivateKey(serviceKeyPath(dir, 'payments'));
+  const t = performance.now();
+  let done = 0;
+  while (done < APPENDS) {
+    const n = Math.min(512, APPENDS - done);
+    await Promise.all(
+      Array.from({ length: n }, (_, i) => p.chokepoint.submit(signCommand(key, 'revenue.record', { imvu: imvus[(done + i) % imvus.length]!, amount: '100', currency: 'USD' }, { origin: p.config.origin }))),
+    );
+    done += n;
+  }
+  out.appendPerSecond = Math.round(APPENDS / ((performance.now() - t) / 1000));
+  await p.close();
+  out.loadAfter = loadavg();
+  rmSync(dir, { recursive: true, force: true });
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});
