@@ -48,7 +48,7 @@ const DNS_DEFAULTS = {
 
 describe('resolveConfig', () => {
   it('defaults: ./.nexus under the working directory, 127.0.0.1:7600, info, world; DNS on 127.0.0.1 (53 as root, else 5353)', () => {
-    expect(resolveConfig({ env: {}, cwd: dir })).toEqual({ dataDir: join(dir, '.nexus'), host: '127.0.0.1', port: 7600, logLevel: 'info', suffix: 'world', ...DNS_DEFAULTS });
+    expect(resolveConfig({ env: {}, cwd: dir })).toEqual({ computeRange: '10.96.0.0/11', dataDir: join(dir, '.nexus'), host: '127.0.0.1', port: 7600, logLevel: 'info', suffix: 'world', ...DNS_DEFAULTS });
   });
 
   it('DNS and metering settings: flags, environment and config file keys', () => {
@@ -88,7 +88,7 @@ describe('resolveConfig', () => {
     writeFileSync(file, JSON.stringify({ dataDir: 'from-file', host: '0.0.0.0', port: 9000, logLevel: 'warn', suffix: 'file.example' }));
     const fromFile = resolveConfig({ env: { NEXUS_CONFIG: file }, cwd: '/elsewhere' });
     // A relative dataDir in a config file is relative to that file.
-    expect(fromFile).toEqual({ dataDir: join(dir, 'from-file'), host: '0.0.0.0', port: 9000, logLevel: 'warn', suffix: 'file.example', ...DNS_DEFAULTS, configFile: file });
+    expect(fromFile).toEqual({ computeRange: '10.96.0.0/11', dataDir: join(dir, 'from-file'), host: '0.0.0.0', port: 9000, logLevel: 'warn', suffix: 'file.example', ...DNS_DEFAULTS, configFile: file });
     const env = { NEXUS_CONFIG: file, NEXUS_PORT: '7700', NEXUS_LOG_LEVEL: 'debug', NEXUS_DATA: 'env-data' };
     expect(resolveConfig({ env, cwd: dir })).toMatchObject({ dataDir: join(dir, 'env-data'), host: '0.0.0.0', port: 7700, logLevel: 'debug', suffix: 'file.example' });
     expect(resolveConfig({ env, cwd: dir, port: 0, dataDir: '/abs/data', suffix: 'Flag.World' })).toMatchObject({ dataDir: '/abs/data', port: 0, logLevel: 'debug', suffix: 'flag.world' });

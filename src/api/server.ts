@@ -318,8 +318,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   platform.integrity.start(opts.integrityIntervalMs ?? DEFAULTS.integrityIntervalMs, (err) => app.log.error({ err }, 'integrity check failed'));
   // Exits: archives built in the background, then the exit's clock (src/imvu/exit/service.ts).
   const { ExitService } = await import('../imvu/exit/service.ts');
+  const { mailPart, computePart } = await import('../imvu/exit/parts.ts');
   const exits = new ExitService({
     platform,
+    // Mailboxes are read from the Maildirs on disk; the data volume is exported whether or not the fabric runs.
+    parts: { mail: mailPart(platform), compute: computePart(platform) },
     checkpointNote: async (size) => (await servedCheckpoint({ platform, ...(witnesses ? { witnesses } : {}) }, size))?.note,
     ...(opts.exit?.confirmDays !== undefined ? { confirmDays: opts.exit.confirmDays } : {}),
     ...(opts.exit?.clockIntervalMs !== undefined ? { clockIntervalMs: opts.exit.clockIntervalMs } : {}),

@@ -61,7 +61,7 @@ export class ComputeService {
   async start(): Promise<void> {
     this.identity = await ensureServiceIdentity(this.platform, 'compute');
     const rows = await this.rows();
-    const want = new Set(rows.filter((r) => r.desired === 'running' && r.status === 'active').map((r) => r.imvu));
+    const want = new Set(rows.filter((r) => r.desired === 'running' && (r.status === 'active' || r.status === 'exiting')).map((r) => r.imvu));
     const report = await this.driver.adopt((imvu) => want.has(imvu));
     this.opts.log?.info(report, 'compute: workloads adopted after start');
     this.driver.onOom((imvu) => void this.oom(imvu));
@@ -107,7 +107,8 @@ export class ComputeService {
 
   async reconcile(): Promise<void> {
     for (const r of await this.rows()) {
-      const run = r.desired === 'running' && r.status === 'active';
+      // An exiting IMVU runs on as before (threat 4.3); a suspended or exited one does not.
+      const run = r.desired === 'running' && (r.status === 'active' || r.status === 'exiting');
       const resources = this.resourcesOf(r);
       const res = JSON.stringify(resources);
       const was = this.applied.get(r.imvu);

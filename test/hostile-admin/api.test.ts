@@ -130,7 +130,8 @@ describe('scenario 2.5: exit sabotage', () => {
     const exit = await api.as(alice, 'POST', `/v1/imvus/${id}/exit`, 'imvu.exit', { imvu: id });
     expect(exit.status, exit.text).toBe(200);
     expect((exit.body.gates as { gate: number; reason?: string }[]).find((g) => g.gate === 13)?.reason).toMatch(/status was suspended/);
-    expect((await api.get(`/v1/imvus/${id}`)).body.status).toBe('exited');
+    // Exiting: still served, and nobody but the creator can touch it until the exit ends.
+    expect((await api.get(`/v1/imvus/${id}`)).body.status).toBe('exiting');
     // The whole story is in the IMVU's part of the ledger, in order.
     const types = (await imvuEntries(api, id)).map((e) => `${e.command.command.type}:${e.decision.allowed ? 'allowed' : 'denied'}`);
     // Every platform act about the IMVU (its keys) and every refused attempt by someone else is notified to the creator.

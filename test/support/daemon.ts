@@ -29,12 +29,11 @@ export interface SpawnOptions {
 export function spawnDaemon(dataDir: string, args: string[] = [], opts: SpawnOptions = {}): Promise<DaemonProcess> {
   const timeoutMs = opts.timeoutMs ?? 20_000;
   const entry = opts.via === 'cli' ? ['bin/nexus.js', 'start'] : ['dist/api/daemon.js'];
-  // No gateway unless a test asks for one: HAProxy on 443/80 as root is one per host, not one per test daemon.
-  const gateway = args.some((a) => a.startsWith('--gateway')) ? [] : ['--no-gateway'];
-  const child = spawn(process.execPath, [...entry, '--data', dataDir, '--port', '0', '--dns-port', '0', '--log-level', 'info', ...gateway, ...args], {
+  const child = spawn(process.execPath, [...entry, '--data', dataDir, '--port', '0', '--dns-port', '0', '--log-level', 'info', ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, NEXUS_CONFIG: '', ...opts.env },
+    // No gateway unless a test asks for one: HAProxy on 443/80 as root is one per host, not one per test daemon.
+    env: { ...process.env, NEXUS_CONFIG: '', NEXUS_GATEWAY: 'false', ...opts.env },
   });
   const output: string[] = [];
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));

@@ -50,7 +50,7 @@ describe('an exited IMVU', () => {
     await p.as(alice, 'imvu.create', { name: 'Gallery', owner: alice.id, jurisdiction: 'US-CCPA' });
     expect(deniedBy(await p.as(ops, 'imvu.resume', { imvu: 'IMVU-001' }))).toEqual([15]); // active: nothing to resume
     expect((await p.as(ops, 'imvu.suspend', { imvu: 'IMVU-001', reason: 'abuse report' })).allowed).toBe(true);
-    expect(await p.store.get("SELECT COUNT(*) AS n FROM records WHERE zone = 'imvu001.world'")).toEqual({ n: 7 });
+    expect(await p.store.get("SELECT COUNT(*) AS n FROM records WHERE zone = 'imvu001.world'")).toEqual({ n: 10 });
     expect((await p.exitNow(alice, 'IMVU-001')).allowed).toBe(true);
     expect(deniedBy(await p.as(ops, 'imvu.resume', { imvu: 'IMVU-001' }))).toEqual([0, 15]);
     expect(await p.store.get("SELECT status FROM imvus WHERE id = 'IMVU-001'")).toEqual({ status: 'exited' });

@@ -202,7 +202,10 @@ describe('zonemdDigest: properties', () => {
         const base = zonemdDigest('zone.test', 7, rrs).toString('hex');
         const k = 1 + (i % Math.max(1, rrs.length - 1));
         const key = (r: ZoneRR) => `${r.name.toLowerCase()} ${r.type} ${JSON.stringify(r.data)}`;
-        if (rrs.length > 1) {
+        // A record generated twice is one RR (RFC 8976 digests the zone's RRs, duplicates collapse):
+        // removing or re-timing one copy of it need not change the digest.
+        const duplicated = rrs.length > 1 && rrs.some((r, j) => j !== k && key(r) === key(rrs[k]!));
+        if (rrs.length > 1 && !duplicated) {
           const target = rrs[k]!;
           expect(zonemdDigest('zone.test', 7, rrs.filter((_, j) => j !== k)).toString('hex')).not.toBe(base);
           expect(zonemdDigest('zone.test', 7, rrs.map((r, j) => (j === k ? { ...r, ttl: (r.ttl! + 1) % 86401 } : r))).toString('hex')).not.toBe(base);

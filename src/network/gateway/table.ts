@@ -37,7 +37,7 @@ export function routeValue(cls: string, port: number, limit: number, n: number):
  */
 export async function loadTable(db: SqlReader, range?: string): Promise<GatewayTable> {
   const rows = await db.all<{ id: string; seq: number; stage_domain: string; policy: string | null }>(
-    "SELECT i.id, i.seq, i.stage_domain, r.policy FROM imvus i LEFT JOIN routes r ON r.imvu = i.id WHERE i.status = 'active' ORDER BY i.seq",
+    "SELECT i.id, i.seq, i.stage_domain, r.policy FROM imvus i LEFT JOIN routes r ON r.imvu = i.id WHERE i.status IN ('active', 'exiting') ORDER BY i.seq",
   );
   const domains = await db.all<{ name: string; imvu: string }>('SELECT name, imvu FROM domains ORDER BY name');
   const imvus: TableImvu[] = [];
