@@ -192,12 +192,23 @@ async function ledgerPart(
   return { status: 'complete', detail: `${events.length} entries proved against tree size ${treeSize}, ${statements.length} monthly statement(s)` };
 }
 
-async function networkPart(p: OpenPlatform, root: string, imvu: ExitImvu): Promise<PartResult> {
+async function networkPart(p: OpenPlatform, root: string, imvu: ExitImvu, secrets: Record<string, string>): Promise<PartResult> {
   const row = await p.store.get<{ policy: string }>('SELECT policy FROM routes WHERE imvu = ?', [imvu.id]);
   const policy = row ? (JSON.parse(row.policy) as Record<string, unknown>) : { public: [], private: [], restricted: [] };
   const doc = { public_routes: policy.public ?? [], private_routes: policy.private ?? [], restricted_routes: policy.restricted ?? [] };
   write(join(root, 'network'), 'routing-policy.yaml', `# ${imvu.id} routing policy, as recorded in the ledger\n${yamlStringify(doc)}`);
-  return { status: 'complete', detail: 'routing policy (certificate chains: no gateway certificates are issued on this platform)' };
+  // The gateway's certificate for the IMVU's names and the chain to the platform CA that issued it
+  // (DATA/gateway, src/network/gateway/certs.ts): the certificate here, its key in secrets.age.
+  const certFile = join(p.dataDir, 'gateway', 'certs', `${imvu.id}.pem`);
+  const caFile = join(p.dataDir, 'gateway', 'ca', 'ca.pem');
+  if (!existsSync(certFile)) return { status: 'complete', detail: 'routing policy (no gateway certificate was issued for this IMVU)' };
+  const pem = readFileSync(certFile, 'utf8');
+  const certs = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g) ?? [];
+  const key = pem.match(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----\n?/)?.[0];
+  const chain = certs.join('') + (existsSync(caFile) ? readFileSync(caFile, 'utf8') : '');
+  write(join(root, 'network'), 'certificates/chain.pem', chain);
+  if (key) secrets['network/certificate.key'] = key;
+  return { status: 'complete', detail: `routing policy, the gateway certificate and its chain (${certs.length + (existsSync(caFile) ? 1 : 0)} certificate(s))` };
 }
 
 /** The DKIM key and the mail DNS policies; the mailboxes come from the mail system's builder. */
@@ -278,7 +289,7 @@ export async function buildExitArchive(opts: ExportOptions, imvuId: string): Pro
   done('mail', mail ? await mail(join(root, 'mail'), imvu, progress('mail')) : { status: 'missing', detail: 'no mail store runs on this platform: mailboxes are not exported (DKIM key and policies are)' });
   const compute = opts.parts?.compute;
   done('compute', compute ? await compute(join(root, 'compute'), imvu, progress('compute')) : { status: 'missing', detail: 'no compute fabric runs on this platform: there is no workload or data volume to export' });
-  done('network', await networkPart(p, root, imvu));
+  done('network', await networkPart(p, root, imvu, secrets));
   done('ledger', await ledgerPart(p, root, imvu, treeSize, note, progress('ledger')));
   const ownerKey = await p.store.get<{ public_key: string }>('SELECT public_key FROM identities WHERE id = ?', [imvu.owner]);
   const recipients = opts.recipients?.length ? opts.recipients : ownerKey ? [sshPublicKey(Buffer.from(ownerKey.public_key, 'base64'))] : [];
