@@ -9,7 +9,7 @@ import { mxResolver } from './mx.ts';
 import { MailQueue, type QueueEvent, type RetryPolicy } from './queue.ts';
 
 export { MailQueue, type EnqueueInput, type QueueCounters, type QueueEvent, type RetryPolicy } from './queue.ts';
-export { maildirDeliverer, maildirWrite, PermanentFailure, type DeliverLocal } from './local.ts';
+export { maildirDeliverer, PermanentFailure, type DeliverLocal } from './local.ts';
 export { mxResolver, type MxLookup } from './mx.ts';
 
 export interface MailOutOptions {

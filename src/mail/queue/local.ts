@@ -1,14 +1,8 @@
 // Local delivery for hosted domains: no network hop, straight into the recipient's Maildir under
 // its own IMVU's directory (src/mail/maildir/paths.ts). The Maildir write is the standard one
-// (tmp/, fsync, link into new/, fsync of new/) so a message is never seen half written; a
-// dedicated Maildir writer can replace `maildirWrite` without touching the queue.
-import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
-import { hostname } from 'node:os';
-import { join } from 'node:path';
+// (tmp/, fsync, rename into new/, fsync of new/) so a message is never seen half written.
 import type { SqlReader } from '../../core/store/index.ts';
-import { fsyncDir } from '../../core/durable.ts';
-import { mailboxRoot } from '../maildir/paths.ts';
+import { deliverToMailbox } from '../maildir/deliver.ts';
 
 /** A delivery the remote side would refuse for good (no such mailbox): the queue sends a DSN. */
 export class PermanentFailure extends Error {
@@ -22,24 +16,6 @@ export class PermanentFailure extends Error {
 
 /** Delivers `raw` to a hosted address; throws PermanentFailure for good, anything else to retry. */
 export type DeliverLocal = (address: string, raw: Buffer) => Promise<void>;
-
-/** Writes a message into a Maildir++ root's new/, durably; returns the file name. */
-export function maildirWrite(root: string, raw: Buffer): string {
-  for (const d of ['tmp', 'new', 'cur']) mkdirSync(join(root, d), { recursive: true, mode: 0o700 });
-  const name = `${Date.now()}.${process.pid}_${randomBytes(6).toString('hex')}.${hostname().replace(/[/:]/g, '_')}`;
-  const tmp = join(root, 'tmp', name);
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    let off = 0;
-    while (off < raw.length) off += writeSync(fd, raw, off, raw.length - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, join(root, 'new', name));
-  fsyncDir(join(root, 'new'));
-  return name;
-}
 
 /** Whether a domain is served here (an IMVU's primary domain or a zone it holds), and by which IMVU. */
 export async function hostedDomain(db: SqlReader, domain: string): Promise<string | undefined> {
@@ -56,6 +32,7 @@ export function maildirDeliverer(dataDir: string, db: SqlReader): DeliverLocal {
     const a = address.toLowerCase();
     const row = await db.get<{ imvu: string }>('SELECT imvu FROM mailboxes WHERE address = ?', [a]);
     if (!row) throw new PermanentFailure(`550 5.1.1 <${a}>: no such mailbox here`, '5.1.1');
-    maildirWrite(mailboxRoot(dataDir, row.imvu, a), raw);
+    // The one Maildir writer (tmp/, fsync, new/, fsync; no symlink followed below the IMVU's directory).
+    await deliverToMailbox(db, dataDir, a, raw);
   };
 }
