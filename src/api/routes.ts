@@ -51,6 +51,8 @@ export interface ApiContext {
   dns?: { address: string; port: number; xfr: XfrSummary };
   /** The witnesses' cosignatures of the checkpoints, when witnesses are configured. */
   witnesses?: CosignatureCollector;
+  /** Whether the MX runs in this daemon (mail to hosted mailboxes is accepted). */
+  mailServing?: boolean;
   /** The exit process: archive builds and their status. */
   exits?: ExitService;
   /** The compute service, when the fabric runs on this host. */
@@ -341,11 +343,11 @@ const identityView = (r: IdentityRow) => ({
 
 /**
  * What this daemon serves right now, per system an IMVU is provisioned with: true only when a server
- * for it runs in this process. DNS runs when it was started; there is no mail server, compute
- * fabric or HTTP gateway yet, so those are recorded in the ledger and not served.
+ * for it runs in this process (the DNS server, the MX, the compute fabric, the HTTP gateway); what
+ * is not served is only recorded in the ledger.
  */
 function serving(ctx: ApiContext): { dns: boolean; mail: boolean; compute: boolean; routes: boolean } {
-  return { dns: !!ctx.dns, mail: false, compute: false, routes: false };
+  return { dns: !!ctx.dns, mail: !!ctx.mailServing, compute: !!ctx.compute, routes: !!ctx.gateway };
 }
 
 async function ledgerSize(ctx: ApiContext): Promise<number> {

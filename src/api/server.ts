@@ -376,6 +376,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ...(witnesses ? { witnesses } : {}),
     ...(compute ? { compute } : {}),
     ...(workloads ? { workloads } : {}),
+    ...(mail?.mx ? { mailServing: true } : {}),
   };
 
   // While closing, answer in-flight requests with `Connection: close` so that keep-alive clients

@@ -76,9 +76,9 @@ describe('nexus CLI (subprocess against a real daemon)', () => {
     // compute fabric or gateway exists yet: what is recorded but not served says so (GET /health).
     expect(r.stdout).toContain('⏳ Domain: imvu001.world (recorded in the ledger; not served: this daemon runs no DNS server)');
     expect(r.stdout).toContain('⏳ Stage domain: stage.imvu001.world (recorded');
-    expect(r.stdout).toMatch(/⏳ Mail: .*creator@imvu001\.world.*\(recorded in the ledger; not served: this daemon runs no mail server yet\)/);
-    expect(r.stdout).toMatch(/⏳ Compute: 2 cores, 4 GB RAM.*not served: this daemon runs no compute fabric yet/);
-    expect(r.stdout).toMatch(/⏳ Network routes: public .*, private .*, restricted .*not served: this daemon runs no HTTP gateway yet/);
+    expect(r.stdout).toMatch(/⏳ Mail: .*creator@imvu001\.world.*\(recorded in the ledger; not served: this daemon runs no mail server\)/);
+    expect(r.stdout).toMatch(/⏳ Compute: 2 cores, 4 GB RAM.*not served: this daemon runs no compute fabric/);
+    expect(r.stdout).toMatch(/⏳ Network routes: public .*, private .*, restricted .*not served: this daemon runs no HTTP gateway/);
     expect(r.stdout).toMatch(/⏳ DNS records: zone imvu001\.world \(serial \d+\): SOA, NS, .*not served/);
     expect(r.stdout).toMatch(/✅ Recorded as ledger entry \d+, signed by creator-8891; inclusion in the platform's signed checkpoint \(tree size \d+\) verified/);
   });

@@ -157,7 +157,7 @@ describe('honest output', () => {
     const r = ok(await nexus('imvu', 'create', '--name', 'Honest', '--owner', 'alice', '--jurisdiction', 'EU-GDPR'));
     expect(r.stdout).toMatch(/^✅ DNS records: zone/m);
     expect(r.stdout).toMatch(/^✅ Domain: /m);
-    expect(r.stdout).toMatch(/^⏳ Mail: .*not served: this daemon runs no mail server yet\)$/m);
+    expect(r.stdout).toMatch(/^⏳ Mail: .*not served: this daemon runs no mail server\)$/m);
     expect(r.stdout).toMatch(/^⏳ Compute: .*not served/m);
     expect(r.stdout).toMatch(/^⏳ Network routes: .*not served/m);
   });

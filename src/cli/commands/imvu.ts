@@ -115,7 +115,7 @@ export async function serving(ctx: Ctx): Promise<Serving> {
 export function markServed(line: string, served: Serving): string {
   const system = systemOf(line);
   if (!system || served[system]) return `✅ ${line}`;
-  return `⏳ ${line} (recorded in the ledger; not served: ${system === 'dns' ? 'this daemon runs no DNS server' : `this daemon runs no ${system === 'routes' ? 'HTTP gateway' : system === 'mail' ? 'mail server' : 'compute fabric'} yet`})`;
+  return `⏳ ${line} (recorded in the ledger; not served: ${system === 'dns' ? 'this daemon runs no DNS server' : `this daemon runs no ${system === 'routes' ? 'HTTP gateway' : system === 'mail' ? 'mail server' : 'compute fabric'}`})`;
 }
 
 /** The summary in the spirit of the lifecycle spec's example. */
