@@ -76,7 +76,10 @@ const lower = (s: string) => s.replace(/[A-Z]+/g, (c) => c.toLowerCase());
 /** The RDATA as dns-packet encodes it (no length prefix). */
 export function rdataWire(type: string, data: unknown): Buffer {
   // An RR owned by the root: 1 byte of name, then type, class, TTL, RDLENGTH (10 bytes), then RDATA.
-  const rr = rrCodec.encode({ name: '.', type, class: 'IN', ttl: 0, data } as Answer);
+  // dns-packet's TXT encoder replaces the strings of the array it is given by Buffers: encode a
+  // copy, so that digesting or signing a record never changes the caller's record.
+  const own = Array.isArray(data) ? [...(data as unknown[])] : data;
+  const rr = rrCodec.encode({ name: '.', type, class: 'IN', ttl: 0, data: own } as Answer);
   return rr.subarray(11);
 }
 

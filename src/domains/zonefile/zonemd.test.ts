@@ -220,6 +220,15 @@ describe('zonemdDigest: properties', () => {
     );
   });
 
+  it('leaves the records it digests as they were (TXT strings stay strings)', () => {
+    const txt = rr('zone.test', 'TXT', 60, ['', 'abc']);
+    zonemdDigest('zone.test', 7, [SOA, txt]);
+    expect(txt.data).toEqual(['', 'abc']);
+    // A TXT RR that equals one already in the zone (another TTL) is the same RR: no change.
+    const base = zonemdDigest('zone.test', 7, [SOA, txt]).toString('hex');
+    expect(zonemdDigest('zone.test', 7, [SOA, txt, rr('zone.test', 'TXT', 61, ['', 'abc'])]).toString('hex')).toBe(base);
+  });
+
   it('leaves out the apex ZONEMD and the RRSIG over it, nothing else', () => {
     const base = zonemdDigest('example', 2018031900, A1);
     const without = A1.filter((r) => r.type !== ZONEMD);
