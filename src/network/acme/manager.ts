@@ -83,32 +83,31 @@ export class AcmeManager {
   /** Brings every IMVU's certificate up to date, one order at a time; concurrent calls coalesce. */
   ensure(imvus: TableImvu[]): Promise<void> {
     this.pending = imvus;
-    this.running ??= (async () => {
-      try {
-        while (this.pending) {
-          const list = this.pending;
-          this.pending = undefined;
-          for (const i of list) {
-            const f = this.failures.get(i.id);
-            if (f && Date.now() < f.next) continue;
-            const why = await this.due(i).catch((e: unknown) => `unreadable: ${(e as Error).message}`);
-            if (!why) continue;
-            try {
-              await this.issue(i, why);
-              this.failures.delete(i.id);
-            } catch (e) {
-              const n = (f?.n ?? 0) + 1;
-              const wait = Math.min(60_000 * 2 ** (n - 1), 6 * 3_600_000);
-              this.failures.set(i.id, { n, next: Date.now() + wait, why: (e as Error).message });
-              this.o.log?.(`acme: ${i.id}: order failed (${(e as Error).message.split('\n')[0]}); next attempt in ${Math.round(wait / 1000)} s`);
-            }
-          }
-        }
-      } finally {
-        this.running = undefined;
-      }
-    })();
+    // Cleared in a later microtask, so a run that finishes at once cannot leave itself behind.
+    this.running ??= this.drain().finally(() => (this.running = undefined));
     return this.running;
+  }
+
+  private async drain(): Promise<void> {
+    while (this.pending) {
+      const list = this.pending;
+      this.pending = undefined;
+      for (const i of list) {
+        const f = this.failures.get(i.id);
+        if (f && Date.now() < f.next) continue;
+        const why = await this.due(i).catch((e: unknown) => `unreadable: ${(e as Error).message}`);
+        if (!why) continue;
+        try {
+          await this.issue(i, why);
+          this.failures.delete(i.id);
+        } catch (e) {
+          const n = (f?.n ?? 0) + 1;
+          const wait = Math.min(60_000 * 2 ** (n - 1), 6 * 3_600_000);
+          this.failures.set(i.id, { n, next: Date.now() + wait, why: (e as Error).message });
+          this.o.log?.(`acme: ${i.id}: order failed (${(e as Error).message.split('\n')[0]}); next attempt in ${Math.round(wait / 1000)} s`);
+        }
+      }
+    }
   }
 
   /** The last failure per IMVU, for status. */
