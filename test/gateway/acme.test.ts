@@ -13,6 +13,7 @@ import { testPlatform, type TestPlatform, type Actor } from '../../src/core/test
 import { decodeEntry } from '../../src/core/ledger/ledger.ts';
 import { startDnsServer, type DnsServer } from '../../src/domains/dns-authority/server.ts';
 import { Gateway } from '../../src/network/gateway/gateway.ts';
+import { buildExitArchive } from '../../src/imvu/exit/build.ts';
 import { startWorkload, type Workload } from './workloads.ts';
 import { freePort, havePebble, startPebble, type Pebble } from './pebble.ts';
 
@@ -146,6 +147,12 @@ describe.skipIf(!haveHaproxy || !havePebble)('gateway certificates by ACME (Pebb
     for (const e of [published.index, removed.index, issued[0]!.index])
       expect(await p.store.get('SELECT recipient, gate FROM notifications WHERE about = ?', [e])).toEqual({ recipient: alice.id, gate: 17 });
   });
+
+  it('the exit archive carries the ACME certificate with the CA\'s chain, not the local CA', async () => {
+    const built = await buildExitArchive({ platform: p, checkpointNote: async () => undefined }, A.id);
+    // Leaf and Pebble's intermediate: the local CA did not issue it, so it closes no chain here.
+    expect(built.parts.network.detail).toBe('routing policy, the gateway certificate and its chain (2 certificate(s))');
+  }, 60_000);
 
   it('refuses a challenge for a name that is not the IMVU\'s, and a certificate naming one', async () => {
     const foreign = await p.chokepoint.submit(
