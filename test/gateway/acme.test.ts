@@ -14,6 +14,7 @@ import { decodeEntry } from '../../src/core/ledger/ledger.ts';
 import { startDnsServer, type DnsServer } from '../../src/domains/dns-authority/server.ts';
 import { Gateway } from '../../src/network/gateway/gateway.ts';
 import { buildExitArchive } from '../../src/imvu/exit/build.ts';
+import { verifyStore } from '../../src/core/policy/verify.ts';
 import { startWorkload, type Workload } from './workloads.ts';
 import { freePort, havePebble, startPebble, type Pebble } from './pebble.ts';
 
@@ -146,6 +147,10 @@ describe.skipIf(!haveHaproxy || !havePebble)('gateway certificates by ACME (Pebb
     expect(await p.store.all("SELECT name FROM records WHERE name LIKE '\\_acme-challenge.%' ESCAPE '\\'")).toEqual([]);
     for (const e of [published.index, removed.index, issued[0]!.index])
       expect(await p.store.get('SELECT recipient, gate FROM notifications WHERE about = ?', [e])).toEqual({ recipient: alice.id, gate: 17 });
+    // Replaying the whole ledger through the same gates reaches the same decisions and projections.
+    const report = await verifyStore(p.store);
+    expect(report.problems).toEqual([]);
+    expect(report.ok).toBe(true);
   });
 
   it('the exit archive carries the ACME certificate with the CA\'s chain, not the local CA', async () => {
