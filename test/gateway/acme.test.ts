@@ -28,6 +28,7 @@ let pebble: Pebble;
 let gw: Gateway;
 let alice: Actor;
 let A: { id: string; seq: number; host: string; stage: string };
+let B: { id: string; host: string };
 let port: number;
 let httpPort: number;
 let rootFile: string;
@@ -81,6 +82,11 @@ describe.skipIf(!haveHaproxy || !havePebble)('gateway certificates by ACME (Pebb
     const row = (await p.store.get<{ id: string; seq: number; domain: string; stage_domain: string }>('SELECT id, seq, domain, stage_domain FROM imvus WHERE entry = ?', [r.index]))!;
     A = { id: row.id, seq: row.seq, host: row.domain, stage: row.stage_domain };
     expect((await p.as(alice, 'route.set', { imvu: A.id, policy: { public: [{ path: '/*', backend: 'web:8080' }], private: [], restricted: [] } })).allowed).toBe(true);
+    // A second IMVU, of another creator: its own certificate, by SNI.
+    const bob = await p.register('bob', 'creator');
+    const rb = await p.as(bob, 'imvu.create', { name: 'othershop', owner: bob.id, jurisdiction: 'US-CCPA' });
+    const rowB = (await p.store.get<{ id: string; domain: string }>('SELECT id, domain FROM imvus WHERE entry = ?', [rb.index]))!;
+    B = { id: rowB.id, host: rowB.domain };
     dns = await startDnsServer({ store: p.store, address: '127.0.0.1', port: 0, refreshMs: 100 });
     pebble = await startPebble(dns.port);
     rootFile = join(p.dataDir, 'pebble-root.pem');
@@ -98,7 +104,7 @@ describe.skipIf(!haveHaproxy || !havePebble)('gateway certificates by ACME (Pebb
       log: (l) => console.log(l),
     });
     await gw.start();
-    await waitFor(async () => (await ledgerCert()) !== undefined && gw.acme!.issued >= 1, 90_000, 'the first ACME certificate');
+    await waitFor(async () => (await ledgerCert()) !== undefined && gw.acme!.issued >= 2, 120_000, 'the first ACME certificates');
   }, 150_000);
 
   afterAll(async () => {
@@ -120,6 +126,13 @@ describe.skipIf(!haveHaproxy || !havePebble)('gateway certificates by ACME (Pebb
     expect(s.cert.subjectaltname).toContain(`DNS:${A.stage}`);
     // The stage name is on the same certificate, served by SNI too.
     expect((await served(A.stage)).cert.serialNumber).toBe(s.cert.serialNumber);
+    // Another IMVU gets its own certificate, with its names only.
+    const b = await served(B.host);
+    expect(b.authorized).toBe(true);
+    expect(b.cert.serialNumber).not.toBe(s.cert.serialNumber);
+    expect(b.cert.subjectaltname).toContain(`DNS:${B.host}`);
+    expect(b.cert.subjectaltname).not.toContain(A.host);
+    expect(s.cert.subjectaltname).not.toContain(B.host);
     // curl trusts Pebble's root and nothing else here: the local CA's certificate would fail.
     const c = curl(A.host, '/hello', ['--http1.1']);
     expect([c.code, c.version, c.body]).toEqual([200, '1.1', 'acmeshop /hello 0\n']);
@@ -134,9 +147,9 @@ describe.skipIf(!haveHaproxy || !havePebble)('gateway certificates by ACME (Pebb
     expect(row.sha256).toBe(s.cert.fingerprint256.replace(/:/g, '').toLowerCase());
     expect(row.names).toBe([A.host, A.stage].sort().join(' '));
     expect(Date.parse(row.not_after)).toBe(Date.parse(s.cert.valid_to));
-    const issued = await entriesOf('certificate.issued');
+    const issued = (await entriesOf('certificate.issued')).filter((e) => e.body.imvu === A.id);
     expect(issued.at(-1)!.body.serial).toBe(row.serial);
-    const challenges = await entriesOf('acme.challenge');
+    const challenges = (await entriesOf('acme.challenge')).filter((e) => e.body.imvu === A.id);
     const published = challenges.find((c) => c.body.action === 'publish' && c.allowed)!;
     const removed = challenges.find((c) => c.body.action === 'remove' && c.allowed && c.index > published.index)!;
     expect(removed).toBeDefined();
