@@ -43,7 +43,7 @@ const DNS_DEFAULTS = {
   witnesses: [],
   witnessTimeoutMs: 10_000,
   // Plain HTTP on loopback; readable logs on a terminal.
-  tls: null, insecureHttp: false, logFormat: 'auto',
+  tls: null, acme: null, insecureHttp: false, logFormat: 'auto',
 };
 
 describe('resolveConfig', () => {

@@ -84,6 +84,12 @@ export interface NexusConfig {
    * serves plain HTTP (refused on a non-loopback address unless `insecureHttp`).
    */
   tls: { certFile: string; keyFile: string; cert: string; key: string } | null;
+  /**
+   * Certificates of the gateway from this ACME CA (RFC 8555; DNS-01 answered by our own DNS): the
+   * directory URL, an extra CA (PEM) trusted for its HTTPS (a private CA such as Pebble's), and how
+   * many days before expiry a certificate is renewed. null: the platform's local CA issues them.
+   */
+  acme: { directory: string; caCertFile?: string; caCert?: string; renewBeforeDays: number } | null;
   /** Allows plain HTTP on an address other hosts can reach (with a warning). */
   insecureHttp: boolean;
   /** `auto`: readable lines when stdout is a terminal, JSON lines otherwise. */
@@ -131,6 +137,12 @@ export interface ConfigOptions {
   /** PEM private key file for HTTPS, not readable by other users; needs `tlsCert`. */
   tlsKey?: string;
   insecureHttp?: boolean | string;
+  /** The ACME directory URL (https). */
+  acmeDirectory?: string;
+  /** A PEM CA certificate file trusted for the ACME directory's HTTPS. */
+  acmeCaCert?: string;
+  /** Days before expiry a certificate is renewed (1-365, default 30). */
+  acmeRenewDays?: number | string;
   logFormat?: string;
   /** A JSON config file to read instead of `<dataDir>/nexus.json`. */
   config?: string;
@@ -329,6 +341,23 @@ const TsigName = z
   .refine((s) => s.length > 0 && s.length <= 253 && s.split('.').every((l) => /^[a-z0-9_-]{1,63}$/.test(l)), TSIG_NAME_MESSAGE);
 const Path = z.string({ error: 'must be a file path' }).min(1, 'must not be empty');
 
+const AcmeDirectory = z
+  .string({ error: 'must be an https URL' })
+  .max(2048)
+  .refine((s) => {
+    try {
+      const u = new URL(s);
+      return u.protocol === 'https:' && !u.username && !u.password;
+    } catch {
+      return false;
+    }
+  }, 'must be an https URL such as https://acme-v02.api.letsencrypt.org/directory');
+const RENEW_MESSAGE = 'must be a whole number of days, 1-365';
+const RenewDays = z.preprocess(
+  (v) => (typeof v === 'string' && /^\d{1,3}$/.test(v) ? Number(v) : v),
+  z.number({ error: RENEW_MESSAGE }).int(RENEW_MESSAGE).min(1, RENEW_MESSAGE).max(365, RENEW_MESSAGE),
+);
+
 const LogFormat = z.enum(LOG_FORMATS, { error: `must be one of ${LOG_FORMATS.join(', ')}` });
 
 const FIELDS = {
@@ -446,6 +475,9 @@ export const ConfigFileSchema = z
     tlsCert: Path.optional(),
     tlsKey: Path.optional(),
     insecureHttp: z.boolean({ error: BOOL_MESSAGE }).optional(),
+    acmeDirectory: AcmeDirectory.optional(),
+    acmeCaCert: Path.optional(),
+    acmeRenewDays: RenewDays.optional(),
     logFormat: LogFormat.optional(),
   })
   .strict();
@@ -544,6 +576,7 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     witnesses: pick('witnesses'),
     witnessTimeoutMs: pick('witnessTimeoutMs'),
     tls: resolveTls(opts, env, file, fileName, cwd),
+    acme: resolveAcme(opts, env, file, fileName, cwd),
     insecureHttp: pick('insecureHttp'),
     logFormat: pick('logFormat'),
     ...(fileName ? { configFile: fileName } : {}),
@@ -601,6 +634,42 @@ function resolveTls(
   const keyText = readPem(key.path, key.source, 'TLS key', true);
   if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(keyText)) throw new ConfigError(`invalid TLS key ${key.path} (${key.source}): no PEM PRIVATE KEY block`);
   return { certFile: cert.path, keyFile: key.path, cert: certText, key: keyText };
+}
+
+/** The ACME CA: a directory URL (flag, environment or config file), its extra trusted CA and renewal window. */
+function resolveAcme(
+  opts: ConfigOptions,
+  env: Record<string, string | undefined>,
+  file: z.output<typeof ConfigFileSchema>,
+  fileName: string | undefined,
+  cwd: string,
+): NexusConfig['acme'] {
+  const given = (v: string | undefined): v is string => v !== undefined && v !== '';
+  const parse = <T>(schema: z.ZodType<T>, v: unknown, source: string): T => {
+    const r = schema.safeParse(v);
+    if (!r.success) throw new ConfigError(`invalid ${source} ${JSON.stringify(v)}: ${r.error.issues[0]?.message ?? 'invalid value'}`);
+    return r.data;
+  };
+  let directory: string | undefined;
+  if (opts.acmeDirectory !== undefined) directory = parse(AcmeDirectory, opts.acmeDirectory, '--acme-directory');
+  else if (given(env.NEXUS_ACME_DIRECTORY)) directory = parse(AcmeDirectory, env.NEXUS_ACME_DIRECTORY, 'NEXUS_ACME_DIRECTORY');
+  else directory = file.acmeDirectory;
+  let ca: { path: string; source: string } | undefined;
+  if (opts.acmeCaCert !== undefined) ca = { path: resolve(cwd, opts.acmeCaCert), source: '--acme-ca-cert' };
+  else if (given(env.NEXUS_ACME_CA_CERT)) ca = { path: resolve(cwd, env.NEXUS_ACME_CA_CERT), source: 'NEXUS_ACME_CA_CERT' };
+  else if (file.acmeCaCert !== undefined) ca = { path: resolve(dirname(fileName!), file.acmeCaCert), source: `acmeCaCert in ${fileName}` };
+  let days = 30;
+  if (opts.acmeRenewDays !== undefined) days = parse(RenewDays, opts.acmeRenewDays, '--acme-renew-days');
+  else if (given(env.NEXUS_ACME_RENEW_DAYS)) days = parse(RenewDays, env.NEXUS_ACME_RENEW_DAYS, 'NEXUS_ACME_RENEW_DAYS');
+  else if (file.acmeRenewDays !== undefined) days = file.acmeRenewDays;
+  if (!directory) {
+    if (ca) throw new ConfigError(`an ACME CA certificate is given (${ca.source}) but no ACME directory: set --acme-directory, NEXUS_ACME_DIRECTORY or acmeDirectory`);
+    return null;
+  }
+  if (!ca) return { directory, renewBeforeDays: days };
+  const caCert = readPem(ca.path, ca.source, 'ACME CA certificate', false);
+  if (!/-----BEGIN CERTIFICATE-----/.test(caCert)) throw new ConfigError(`invalid ACME CA certificate ${ca.path} (${ca.source}): no PEM CERTIFICATE block`);
+  return { directory, caCertFile: ca.path, caCert, renewBeforeDays: days };
 }
 
 /** Reads a PEM file (at most 1 MiB); a private key that every user may read is refused. */

@@ -1,6 +1,7 @@
 // The daemon: Fastify over one data directory. startServer() is the programmatic entry point
 // (tests, embedding); serve() is what `nexus serve` runs: config, first-run init, signals.
 import type { Gateway } from '../network/gateway/gateway.ts';
+import type { AcmeSettings } from '../network/acme/manager.ts';
 import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyBaseLogger, type FastifyError } from 'fastify';
 import { initDataDir, isInitialised, openDataDir, type OpenPlatform } from '../core/platform.ts';
@@ -73,7 +74,7 @@ export interface ServerOptions {
    * The HTTPS gateway (HAProxy, src/network/gateway): started after the API listens when haproxy is
    * installed; one log line says why it is off otherwise. Off unless given (`serve()` passes it).
    */
-  gateway?: false | { address: string; port: number; httpPort: number; meterIntervalMs?: number; haproxyBin?: string };
+  gateway?: false | { address: string; port: number; httpPort: number; meterIntervalMs?: number; haproxyBin?: string; acme?: AcmeSettings };
   /** Submissions admitted per source address and per identity (the platform and services are exempt from the latter). */
   limits?: { perSource?: BucketOptions; perIdentity?: BucketOptions };
   /** How often refused anonymous attempts are summarised into one ledger entry (default 60 s). */
@@ -520,7 +521,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const noiseTimer = setInterval(() => void summarise(), opts.noiseIntervalMs ?? LIMIT_DEFAULTS.noiseIntervalMs);
   noiseTimer.unref();
   let gateway: Gateway | undefined;
-  if (opts.gateway) gateway = await startGateway(platform, opts.gateway, app.log);
+  if (opts.gateway) gateway = await startGateway(platform, opts.gateway, app.log, dns ? { address: dns.server.address, port: dns.server.port } : undefined);
   if (gateway) {
     listeners.push({ service: 'gateway', protocol: 'https', address: opts.gateway ? opts.gateway.address : host, port: opts.gateway ? opts.gateway.port : 0 });
     ctx.gateway = gateway;
@@ -677,7 +678,12 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
 }
 
 /** Starts the gateway, or says in one line why it is off; never stops the daemon from starting. */
-async function startGateway(platform: OpenPlatform, g: NonNullable<Exclude<ServerOptions['gateway'], false>>, log: FastifyBaseLogger): Promise<Gateway | undefined> {
+async function startGateway(
+  platform: OpenPlatform,
+  g: NonNullable<Exclude<ServerOptions['gateway'], false>>,
+  log: FastifyBaseLogger,
+  dns: { address: string; port: number } | undefined,
+): Promise<Gateway | undefined> {
   const { Gateway: GatewayClass } = await import('../network/gateway/gateway.ts');
   const { findHaproxy } = await import('../network/gateway/haproxy.ts');
   const { gatewayIdentity } = await import('../network/metering/counters.ts');
@@ -697,11 +703,13 @@ async function startGateway(platform: OpenPlatform, g: NonNullable<Exclude<Serve
       httpBind: `${host}:${g.httpPort}`,
       ...(g.haproxyBin ? { haproxyBin: g.haproxyBin } : {}),
       ...(root ? { user: 'nobody', group: 'nogroup' } : {}),
+      // DNS-01 challenges are answered by this daemon's DNS server: wait until it serves them.
+      ...(g.acme ? { acme: { ...g.acme, ...(dns && !g.acme.dns ? { dns: { address: dns.address === '0.0.0.0' ? '127.0.0.1' : dns.address === '::' ? '::1' : dns.address, port: dns.port } } : {}) } } : {}),
       meter: { key: id.key, ...(g.meterIntervalMs ? { intervalMs: g.meterIntervalMs } : {}) },
       log: (line) => log.warn(line),
     });
     await gw.start();
-    log.info({ https: `${host}:${g.port}`, http: `${host}:${g.httpPort}`, pid: gw.haproxyPid }, 'gateway (haproxy) running');
+    log.info({ https: `${host}:${g.port}`, http: `${host}:${g.httpPort}`, pid: gw.haproxyPid, certificates: g.acme ? g.acme.directory : 'local CA' }, 'gateway (haproxy) running');
     return gw;
   } catch (err) {
     await gw?.stop().catch(() => undefined);
@@ -730,7 +738,17 @@ async function startDaemonServer(
     integrityIntervalMs: cfg.integrityIntervalMs,
     compute: { range: cfg.computeRange, meterIntervalMs: cfg.meterIntervalMs },
     ...(cfg.witnesses.length ? { witnesses: { endpoints: cfg.witnesses.map((w) => ({ ...w })), timeoutMs: cfg.witnessTimeoutMs } } : {}),
-    gateway: cfg.gateway ? { address: cfg.gatewayAddress, port: cfg.gatewayPort, httpPort: cfg.gatewayHttpPort, meterIntervalMs: cfg.meterIntervalMs } : false,
+    gateway: cfg.gateway
+      ? {
+          address: cfg.gatewayAddress,
+          port: cfg.gatewayPort,
+          httpPort: cfg.gatewayHttpPort,
+          meterIntervalMs: cfg.meterIntervalMs,
+          ...(cfg.acme
+            ? { acme: { directory: cfg.acme.directory, ...(cfg.acme.caCert ? { caCert: cfg.acme.caCert } : {}), renewBeforeMs: cfg.acme.renewBeforeDays * 86_400_000 } }
+            : {}),
+        }
+      : false,
     dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, nameservers: cfg.nameservers, ...(xfr ? { xfr } : {}) } : false,
     // Servers learned from referrals are asked on the first hint's port (53 unless a test hierarchy says otherwise).
     challenge: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port },

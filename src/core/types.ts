@@ -65,6 +65,8 @@ export const COMMAND_TYPES = [
   'compute.restart',
   'compute.exec',
   'compute.burst',
+  'acme.challenge',
+  'certificate.issued',
 ] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 

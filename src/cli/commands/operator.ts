@@ -70,6 +70,9 @@ interface ServeFlags {
   tlsCert?: string;
   tlsKey?: string;
   insecureHttp?: boolean;
+  acmeDirectory?: string;
+  acmeCaCert?: string;
+  acmeRenewDays?: number;
   logFormat?: string;
 }
 
@@ -110,6 +113,9 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.tlsCert !== undefined ? { tlsCert: o.tlsCert } : {}),
     ...(o.tlsKey !== undefined ? { tlsKey: o.tlsKey } : {}),
     ...(o.insecureHttp ? { insecureHttp: true } : {}),
+    ...(o.acmeDirectory !== undefined ? { acmeDirectory: o.acmeDirectory } : {}),
+    ...(o.acmeCaCert !== undefined ? { acmeCaCert: o.acmeCaCert } : {}),
+    ...(o.acmeRenewDays !== undefined ? { acmeRenewDays: o.acmeRenewDays } : {}),
     ...(o.logFormat !== undefined ? { logFormat: o.logFormat } : {}),
   };
   const { resolveConfig } = await import('../../api/config.ts');
@@ -152,6 +158,9 @@ function daemonOptions(cmd: Command): Command {
     .option('--gateway-address <address>', 'address of the HTTPS gateway (HAProxy) (env NEXUS_GATEWAY_ADDRESS; default 127.0.0.1)')
     .option('--gateway-port <n>', 'HTTPS port of the gateway (env NEXUS_GATEWAY_PORT; default 443 as root, otherwise 8443)', port)
     .option('--gateway-http-port <n>', 'HTTP port of the gateway, redirecting to HTTPS (env NEXUS_GATEWAY_HTTP_PORT; default 80 as root, otherwise 8080)', port)
+    .option('--acme-directory <url>', "certificates of the gateway from this ACME CA (RFC 8555), DNS-01 answered by nexus's own DNS (env NEXUS_ACME_DIRECTORY; config file `acmeDirectory`; default: the platform's local CA)")
+    .option('--acme-ca-cert <file>', 'a PEM CA certificate trusted for the ACME directory\'s HTTPS, e.g. a test CA such as Pebble\'s (env NEXUS_ACME_CA_CERT; config file `acmeCaCert`)')
+    .option('--acme-renew-days <n>', 'renew a certificate this many days before it expires (env NEXUS_ACME_RENEW_DAYS; default 30)', int(1, 365))
     .option('--no-gateway', 'do not run the gateway even when haproxy is installed (env NEXUS_GATEWAY=false)')
     .option('--meter-interval <ms>', 'how often metered usage is reported into the ledger (env NEXUS_METER_INTERVAL_MS; default 60000)', int(10, 86_400_000))
     .option('--xfr-allow <cidr...>', 'addresses or CIDR prefixes that may transfer zones (AXFR/IXFR) without TSIG (env NEXUS_XFR_ALLOW, comma-separated; default none)')

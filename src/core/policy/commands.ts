@@ -421,6 +421,47 @@ export const BODY_SCHEMAS = {
   // The burst policy's timer (the compute service): raise the CPU quota by the envelope's
   // multiplier for its minutes, then lower it back.
   'compute.burst': z.object({ imvu: imvuId, phase: z.enum(['raise', 'lower']), multiplier: z.number().int().min(1).max(16) }).strict(),
+  // The gateway's ACME orders (src/network/acme, RFC 8555 DNS-01): the challenge TXT at
+  // `_acme-challenge.<name>` of one of the IMVU's own names, published in its zone while the order
+  // is in progress and removed after (platform only, gate 17; in the IMVU's own zone, gate 4).
+  'acme.challenge': z
+    .object({
+      imvu: imvuId,
+      action: z.enum(['publish', 'remove']),
+      records: z
+        .array(
+          z
+            .object({
+              zone: domain,
+              name: z.string().max(253).regex(/^_acme-challenge\.[a-z0-9.-]+$/, 'must be _acme-challenge.<one of the IMVU\'s names>'),
+              // base64url(SHA-256(key authorization)), RFC 8555 8.4.
+              value: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be an RFC 8555 DNS-01 digest (43 base64url characters)'),
+            })
+            .strict(),
+        )
+        .min(1)
+        .max(100),
+    })
+    .strict(),
+  // A certificate the gateway serves for an IMVU's names (issued by the ACME CA): what a creator
+  // compares the served certificate with. Platform only (gate 17), names the IMVU's own.
+  'certificate.issued': z
+    .object({
+      imvu: imvuId,
+      names: z
+        .array(domain)
+        .min(1)
+        .max(100)
+        .refine((a) => a.every((x, i) => i === 0 || a[i - 1]! < x), 'must be sorted, without duplicates'),
+      serial: z.string().regex(/^[0-9a-f]{1,64}$/, 'must be the serial number in lower-case hex'),
+      sha256: sha256Hex,
+      notBefore: isoTime,
+      notAfter: isoTime,
+      issuer: z.string().min(1).max(512),
+      directory: z.string().url().max(2048),
+    })
+    .strict()
+    .refine((b) => Date.parse(b.notAfter) > Date.parse(b.notBefore), 'notAfter must be after notBefore'),
   'integrity.alarm': z
     .object({
       trigger: z.enum(['start', 'periodic']),

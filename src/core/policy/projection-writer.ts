@@ -26,6 +26,9 @@ async function bumpSerial(tx: WriteTx, zone: string): Promise<void> {
   await tx.run('UPDATE zones SET serial = serial + 1 WHERE name = ?', [zone]);
 }
 
+/** TTL of a DNS-01 challenge record: short, so a resolver never keeps one past its order. */
+const ACME_CHALLENGE_TTL = 60;
+
 async function addRecord(tx: WriteTx, index: number, n: number, zone: string, name: string, type: string, value: string, ttl = DEFAULT_TTL) {
   await tx.run('INSERT INTO records (id, zone, name, type, value, ttl, entry) VALUES (?, ?, ?, ?, ?, ?, ?)', [
     `${index}.${n}`,
@@ -422,6 +425,34 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
     }
     case 'snapshot.rollback':
       await tx.run('INSERT INTO snapshot_rollbacks (entry, imvu, digest, at) VALUES (?, ?, ?, ?)', [index, String(b.imvu), String(b.digest), at]);
+      return;
+    case 'acme.challenge': {
+      // TXT records of the platform's certificate orders, served like any record of the zone
+      // (signed, in ZONEMD and transfers) while the order is in progress.
+      const zones = new Set<string>();
+      let n = 0;
+      for (const r of b.records as { zone: string; name: string; value: string }[]) {
+        await tx.run("DELETE FROM records WHERE zone = ? AND name = ? AND type = 'TXT' AND value = ?", [r.zone, r.name, r.value]);
+        if (b.action === 'publish') await addRecord(tx, index, n++, r.zone, r.name, 'TXT', r.value, ACME_CHALLENGE_TTL);
+        zones.add(r.zone);
+      }
+      for (const z of zones) await bumpSerial(tx, z);
+      return;
+    }
+    case 'certificate.issued':
+      await tx.run('DELETE FROM certificates WHERE imvu = ?', [String(b.imvu)]);
+      await tx.run('INSERT INTO certificates (imvu, names, serial, sha256, not_before, not_after, issuer, directory, at, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)', [
+        String(b.imvu),
+        (b.names as string[]).join(' '),
+        String(b.serial),
+        String(b.sha256),
+        String(b.notBefore),
+        String(b.notAfter),
+        String(b.issuer),
+        String(b.directory),
+        at,
+        index,
+      ]);
       return;
     // A proof request changes nothing: the platform's `domain.verified` answers it.
     case 'domain.verify':

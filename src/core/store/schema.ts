@@ -128,6 +128,11 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
     key: 'imvu',
     ddl: `CREATE TABLE IF NOT EXISTS exits (imvu TEXT PRIMARY KEY, started_at TEXT NOT NULL, ready_at TEXT, archive_sha256 TEXT, archive_size INTEGER, manifest_sha256 TEXT, tree_size INTEGER, ready_entry INTEGER, exited_at TEXT, how TEXT, exited_entry INTEGER, released_at TEXT, deleted_at TEXT, entry INTEGER NOT NULL)`,
   },
+  /** The certificate the gateway serves for each IMVU (certificate.issued, by ACME): names space-separated, serial hex, SHA-256 of the DER. */
+  certificates: {
+    key: 'imvu',
+    ddl: `CREATE TABLE IF NOT EXISTS certificates (imvu TEXT PRIMARY KEY, names TEXT NOT NULL, serial TEXT NOT NULL, sha256 TEXT NOT NULL, not_before TEXT NOT NULL, not_after TEXT NOT NULL, issuer TEXT NOT NULL, directory TEXT NOT NULL, at TEXT NOT NULL, entry INTEGER NOT NULL)`,
+  },
   /** DKIM keys per IMVU and selector; `state`: active (signs), published (rotation standby), retired (still published). `since`: when it entered that state. */
   dkim_keys: {
     key: 'imvu, selector',

@@ -4,7 +4,7 @@
 // fsync of the directory): a kill -9 mid-export leaves no archive that verifies, and a restart
 // builds it again from the start. A part whose system is not running here is listed as missing,
 // with why, never faked.
-import { createHash, createPrivateKey, type KeyObject } from 'node:crypto';
+import { X509Certificate, createHash, createPrivateKey, type KeyObject } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { closeSync, existsSync, readFileSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -197,18 +197,21 @@ async function networkPart(p: OpenPlatform, root: string, imvu: ExitImvu, secret
   const policy = row ? (JSON.parse(row.policy) as Record<string, unknown>) : { public: [], private: [], restricted: [] };
   const doc = { public_routes: policy.public ?? [], private_routes: policy.private ?? [], restricted_routes: policy.restricted ?? [] };
   write(join(root, 'network'), 'routing-policy.yaml', `# ${imvu.id} routing policy, as recorded in the ledger\n${yamlStringify(doc)}`);
-  // The gateway's certificate for the IMVU's names and the chain to the platform CA that issued it
-  // (DATA/gateway, src/network/gateway/certs.ts): the certificate here, its key in secrets.age.
+  // The gateway's certificate for the IMVU's names and its chain: to the platform CA that issued it
+  // (DATA/gateway, src/network/gateway/certs.ts), or the ACME CA's chain (src/network/acme): the certificate here, its key in secrets.age.
   const certFile = join(p.dataDir, 'gateway', 'certs', `${imvu.id}.pem`);
   const caFile = join(p.dataDir, 'gateway', 'ca', 'ca.pem');
   if (!existsSync(certFile)) return { status: 'complete', detail: 'routing policy (no gateway certificate was issued for this IMVU)' };
   const pem = readFileSync(certFile, 'utf8');
   const certs = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g) ?? [];
   const key = pem.match(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----\n?/)?.[0];
-  const chain = certs.join('') + (existsSync(caFile) ? readFileSync(caFile, 'utf8') : '');
+  // The platform CA closes the chain only when it issued the leaf (an ACME certificate's file holds its own chain).
+  const ca = existsSync(caFile) ? readFileSync(caFile, 'utf8') : undefined;
+  const local = ca !== undefined && certs[0] !== undefined && new X509Certificate(certs[0]).checkIssued(new X509Certificate(ca));
+  const chain = certs.join('') + (local ? ca : '');
   write(join(root, 'network'), 'certificates/chain.pem', chain);
   if (key) secrets['network/certificate.key'] = key;
-  return { status: 'complete', detail: `routing policy, the gateway certificate and its chain (${certs.length + (existsSync(caFile) ? 1 : 0)} certificate(s))` };
+  return { status: 'complete', detail: `routing policy, the gateway certificate and its chain (${certs.length + (local ? 1 : 0)} certificate(s))` };
 }
 
 /** The DKIM key and the mail DNS policies; the mailboxes come from the mail system's builder. */

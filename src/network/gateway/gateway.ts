@@ -16,6 +16,7 @@ import { HaproxySupervisor, findHaproxy } from './haproxy.ts';
 import { parseInfo, parseShowMap, parseStat, runtimeCommand } from './runtime.ts';
 import { loadTable, mapText, MAP_NAMES, type GatewayTable, type MapName } from './table.ts';
 import { GatewayMeter } from '../metering/counters.ts';
+import { AcmeManager, ledgerCertificate, type AcmeSettings } from '../acme/manager.ts';
 
 export interface GatewayOptions {
   platform: OpenPlatform;
@@ -40,6 +41,11 @@ export interface GatewayOptions {
   connLimit?: number;
   user?: string;
   group?: string;
+  /**
+   * Certificates from this ACME CA (DNS-01 through our DNS, src/network/acme); none: the platform's
+   * local CA issues them (everything works offline).
+   */
+  acme?: AcmeSettings;
   /** Signs and submits metering reports; none: no metering. */
   meter?: { key: KeyObject; intervalMs?: number };
   log?: (line: string) => void;
@@ -74,6 +80,8 @@ export class Gateway {
   readonly alarms: GatewayAlarm[] = [];
   lastServed: ServedReport | undefined;
   readonly meter: GatewayMeter | undefined;
+  /** The ACME certificates, when an ACME directory is configured. */
+  readonly acme: AcmeManager | undefined;
   /** Refusals seen in HAProxy's log: `imvu route status reason` -> count, since the last drain. */
   readonly refusals = new Map<string, number>();
   logPort = 0;
@@ -107,6 +115,15 @@ export class Gateway {
       // A restarted HAProxy reads the files, which are the ledger's: check anyway.
       onRestart: () => void this.serialize(() => this.check()),
     });
+    if (o.acme)
+      this.acme = new AcmeManager({
+        ...o.acme,
+        platform: o.platform,
+        accountKeyFile: join(dir, 'keys', 'acme-account.key'),
+        certFile: (imvu) => this.certFile(imvu),
+        install: (imvu, pem) => this.serialize(() => this.installCert(imvu, pem)),
+        ...(o.log ? { log: o.log } : {}),
+      });
     if (o.meter)
       this.meter = new GatewayMeter({
         platform: o.platform,
@@ -142,8 +159,47 @@ export class Gateway {
     this.timers.push(setInterval(() => void this.serialize(() => this.poll()).catch((e: unknown) => this.o.log?.(`gateway sync: ${(e as Error).message}`)), this.o.pollMs ?? 500));
     this.timers.push(setInterval(() => void this.summariseRefusals().catch((e: unknown) => this.o.log?.(`gateway refusals: ${(e as Error).message}`)), this.o.refusalIntervalMs ?? 60_000));
     this.timers.push(setInterval(() => void this.serialize(() => this.check()).catch((e: unknown) => this.o.log?.(`gateway check: ${(e as Error).message}`)), this.o.checkIntervalMs ?? 30_000));
+    if (this.acme) this.timers.push(setInterval(() => this.renewCertificates(), this.o.acme?.checkIntervalMs ?? 3_600_000));
     for (const t of this.timers) t.unref();
     await this.meter?.start();
+    this.renewCertificates();
+  }
+
+  /** Orders and renews ACME certificates in the background (the timer, start, and every change of the table). */
+  renewCertificates(): Promise<void> {
+    if (!this.acme || !this.table) return Promise.resolve();
+    return this.acme.ensure(this.table.imvus).catch((e: unknown) => this.o.log?.(`acme: ${(e as Error).message}`));
+  }
+
+  certFile(imvu: string): string {
+    return join(this.layout.dir, 'certs', `${imvu}.pem`);
+  }
+
+  /**
+   * Writes an IMVU's certificate (chain and key, one PEM) and hands it to the running HAProxy over
+   * the runtime API (`set ssl cert` + `commit ssl cert`): served from the next handshake, no reload.
+   */
+  private async installCert(imvu: string, pem: string): Promise<void> {
+    const file = this.certFile(imvu);
+    writeFileSync(`${file}.tmp`, pem, { mode: 0o600 });
+    renameSync(`${file}.tmp`, file);
+    const set = await this.cmd(`set ssl cert ${file}`, pem);
+    // Not loaded yet (an IMVU newer than the running configuration): the next reload reads the file.
+    if (/unknown|not found|does not exist/i.test(set) && !/Transaction/i.test(set)) return;
+    if (!/Transaction (created|updated)/i.test(set)) throw new Error(`haproxy set ssl cert: ${set.trim()}`);
+    const commit = await this.cmd(`commit ssl cert ${file}`);
+    if (!/Success/i.test(commit)) throw new Error(`haproxy commit ssl cert: ${commit.trim()}`);
+  }
+
+  /** Per IMVU: the serial HAProxy serves (read back over the runtime API) and the ledger's ACME certificate. */
+  async servedCertificates(): Promise<{ imvu: string; served: string | undefined; ledger: string | undefined }[]> {
+    const out: { imvu: string; served: string | undefined; ledger: string | undefined }[] = [];
+    for (const i of this.table?.imvus ?? []) {
+      const text = await this.cmd(`show ssl cert ${this.certFile(i.id)}`);
+      const served = /^Serial: ([0-9A-Fa-f]+)/m.exec(text)?.[1]?.toLowerCase().replace(/^0+(?=.)/, '');
+      out.push({ imvu: i.id, served, ledger: (await ledgerCertificate(this.o.platform, i.id))?.serial });
+    }
+    return out;
   }
 
   /** One operation on HAProxy at a time. */
@@ -177,6 +233,9 @@ export class Gateway {
       await this.meter?.sample();
       await this.sup.reload();
       this.imvuSet = imvuKey(table);
+      this.table = table;
+      // New names (an IMVU, a verified domain) need a certificate from the CA: ordered in the background.
+      void this.renewCertificates();
     } else await this.pushMaps(table);
     this.table = table;
   }

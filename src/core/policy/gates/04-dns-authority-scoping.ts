@@ -1,6 +1,7 @@
 import type { GateResult } from '../../types.ts';
 import { deny, pass, isMember, type Gate, type GateContext } from '../gate.ts';
 import { absoluteName, isWithin } from '../naming.ts';
+import { imvuNames } from './platform-powers.ts';
 
 const LABEL = /^(\*|_?[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?|[a-z0-9])$/;
 
@@ -26,14 +27,37 @@ async function platformZone(ctx: GateContext): Promise<GateResult> {
   return pass(4, `the platform's own zone ${zone}`);
 }
 
+/**
+ * The platform's DNS-01 challenge (platform only, gate 17): each record at `_acme-challenge.<name>`
+ * for a name of this IMVU, in the IMVU's own zone that encloses it most closely, never below a
+ * delegation in that zone. So the platform can answer a certificate order for an IMVU's names and
+ * nothing else, and every record it served is in the ledger.
+ */
+async function acmeChallenge(ctx: GateContext): Promise<GateResult> {
+  const imvu = String(ctx.body.imvu);
+  const names = await imvuNames(ctx, imvu);
+  const zones = (await ctx.db.all<{ name: string }>('SELECT name FROM zones WHERE imvu = ?', [imvu])).map((z) => z.name);
+  for (const r of ctx.body.records as { zone: string; name: string }[]) {
+    const host = r.name.slice('_acme-challenge.'.length);
+    if (!names.has(host)) return deny(4, `${host} is not a name of ${imvu}`);
+    const closest = zones.filter((z) => isWithin(host, z)).sort((a, b) => b.length - a.length)[0];
+    if (closest !== r.zone) return deny(4, `${r.name} lies in ${closest ?? 'no zone'} of ${imvu}, not in ${r.zone}`);
+    const cuts = await ctx.db.all<{ name: string }>("SELECT DISTINCT name FROM records WHERE zone = ? AND type = 'NS' AND name <> ?", [r.zone, r.zone]);
+    const cut = cuts.find((c) => isWithin(r.name, c.name));
+    if (cut) return deny(4, `${r.name} lies below the delegation ${cut.name}`);
+  }
+  return pass(4, `DNS-01 challenge for ${(ctx.body.records as { name: string }[]).length} name(s) of ${imvu} in its own zone`);
+}
+
 export const gate: Gate = {
   number: 4,
   name: 'DNS Authority Scoping',
   enforcedIn: 'src/core/policy/gates/04-dns-authority-scoping.ts (zone owner or members, names inside the zone)',
-  guards: ['dns.record.add', 'dns.record.remove', 'dnssec.publish', 'dnssec.resign', 'platform.zone'],
+  guards: ['dns.record.add', 'dns.record.remove', 'dnssec.publish', 'dnssec.resign', 'platform.zone', 'acme.challenge'],
   status: 'enforced',
   async check(ctx) {
     if (ctx.command.type === 'platform.zone') return platformZone(ctx);
+    if (ctx.command.type === 'acme.challenge') return acmeChallenge(ctx);
     const zone = String(ctx.body.zone);
     const z = await ctx.db.get<{ imvu: string }>('SELECT imvu FROM zones WHERE name = ?', [zone]);
     if (!z) {

@@ -6,7 +6,8 @@ import { imvuTouched } from './platform-powers.ts';
 // Exit needs the creator's signature and nothing else: no status (suspended included) and no
 // other party's approval can stand in its way. While an IMVU is exiting, nobody but its creator
 // and members may change it (threat 2.5, 4.3: no retaliation, no sabotage), except what keeps it
-// running as before: its meters, notices, re-signing of its unchanged zones, and the exit's own
+// running as before: its meters, notices, re-signing of its unchanged zones, the renewal of its
+// certificates (ACME challenge and issuance), and the exit's own
 // steps. Those steps are timed by entry times, so the platform can neither end an exit before the
 // creator could fetch the archive nor delete the data before the retention.
 
@@ -24,7 +25,7 @@ export interface ExitRow {
 const DAY_MS = 86_400_000;
 const EXIT_STEPS = new Set(['imvu.exit', 'imvu.exit.ready', 'imvu.exit.confirm', 'imvu.exit.expire', 'imvu.purge']);
 /** What others may still sign about an exiting IMVU: nothing that changes what it is served or pays. */
-const DURING_EXIT = new Set(['notify.creator', 'usage.report', 'revenue.record', 'dnssec.resign', 'domain.verified', 'imvu.exit.ready', 'imvu.exit.expire']);
+const DURING_EXIT = new Set(['notify.creator', 'usage.report', 'revenue.record', 'dnssec.resign', 'domain.verified', 'imvu.exit.ready', 'imvu.exit.expire', 'acme.challenge', 'certificate.issued']);
 
 const days = (from: string, to: string) => (Date.parse(to) - Date.parse(from)) / DAY_MS;
 

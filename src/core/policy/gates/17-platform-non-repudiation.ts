@@ -20,6 +20,8 @@ const PLATFORM_ONLY: readonly CommandType[] = [
   'gateway.refusals',
   'platform.zone',
   'integrity.alarm',
+  'acme.challenge',
+  'certificate.issued',
 ];
 
 // Every entry is signed by the platform key (the chokepoint does it); commands only the

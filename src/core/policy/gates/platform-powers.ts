@@ -34,6 +34,8 @@ export const PLATFORM_POWERS: Readonly<Partial<Record<CommandType, string>>> = {
   'imvu.exit.ready': "record the finished exit archive of an exiting IMVU (its digest, for the creator's confirmation)",
   'imvu.exit.expire': 'end an exit the creator has not confirmed, a week after its archive was ready (gate 13 times it)',
   'imvu.purge': 'release an exited IMVU after the 30-day grace, delete its data after the 90-day retention (gate 13 times both)',
+  'acme.challenge': "publish (then remove) the DNS-01 challenge TXT at _acme-challenge.<name> for a certificate the gateway orders for the IMVU's own names (gate 4 checks the zone and the names)",
+  'certificate.issued': "record the certificate the gateway serves for the IMVU's own names (serial, SHA-256 fingerprint, validity, issuer)",
   'domain.verified': "record the proof of control of a domain the IMVU claimed: the challenge TXT found, checked against the claim's token by gate 3",
 };
 
@@ -78,9 +80,22 @@ export async function checkPlatformPower(ctx: GateContext): Promise<GateResult |
     case 'dnssec.activate':
     case 'dnssec.remove':
       return dnssecStep(ctx, imvu.id);
+    case 'certificate.issued': {
+      const names = await imvuNames(ctx, imvu.id);
+      const foreign = (b.names as string[]).find((n) => !names.has(n));
+      if (foreign) return deny(17, `${foreign} is not a name of ${imvu.id}: a certificate it serves names only its own`);
+      return pass(17, `certificate ${String(b.serial)} for ${(b.names as string[]).join(', ')}`);
+    }
     default:
       return pass(17, `${type}: ${PLATFORM_POWERS[type]}`);
   }
+}
+
+/** The names an IMVU answers for over HTTPS: its domains (primary and verified custom) and its stage name. */
+export async function imvuNames(ctx: GateContext, imvu: string): Promise<Set<string>> {
+  const rows = await ctx.db.all<{ name: string }>('SELECT name FROM domains WHERE imvu = ?', [imvu]);
+  const stage = await ctx.db.get<{ stage_domain: string }>('SELECT stage_domain FROM imvus WHERE id = ?', [imvu]);
+  return new Set([...rows.map((r) => r.name), ...(stage ? [stage.stage_domain] : [])]);
 }
 
 async function dkimStep(ctx: GateContext, imvu: string): Promise<GateResult> {
