@@ -35,6 +35,8 @@ export interface RefusalEvent {
   mailbox: string;
   reason: string;
   remote: string;
+  /** A LIST / LSUB pattern (not a mailbox name) reached outside the account. */
+  pattern?: boolean;
 }
 
 export interface ImapServerOptions {
@@ -47,8 +49,10 @@ export interface ImapServerOptions {
   tls?: SecureContextOptions;
   authenticate: (user: string, pass: string) => Promise<ImapAccount | null>;
   onRefusal?: (e: RefusalEvent) => void;
+  /** A LOGIN / AUTHENTICATE refused (anonymous: nobody is logged in), with the peer's address. */
+  onLoginFailure?: (remoteAddress: string) => void;
   /** The IMVU's storage quota in bytes (QUOTA); null when there is none. */
-  quotaBytes?: (imvu: string) => bigint | null;
+  quotaBytes?: (imvu: string) => bigint | null | Promise<bigint | null>;
   /** Allow LOGIN / AUTHENTICATE without TLS (tests on loopback). Default false. */
   plaintextAuth?: boolean;
   limits?: Partial<FramerLimits>;
@@ -479,7 +483,7 @@ class Session {
           this.mailbox(cmd, arg);
           this.write(`* QUOTAROOT ${quote(arg)} ""\r\n`);
         } else if (arg !== '') throw new No('NONEXISTENT', 'no such quota root');
-        const limit = this.opts.quotaBytes?.(this.account!.imvu) ?? null;
+        const limit = (await this.opts.quotaBytes?.(this.account!.imvu)) ?? null;
         if (limit !== null) {
           const used = sampleMailStorage(this.opts.dataDir, this.account!.imvu);
           this.write(`* QUOTA "" (STORAGE ${(used + 1023n) / 1024n} ${limit / 1024n})\r\n`);
@@ -566,6 +570,7 @@ class Session {
   private async login(tag: string, user: string, pass: string): Promise<void> {
     const acct = await this.opts.authenticate(user, pass).catch(() => null);
     if (!acct) {
+      this.opts.onLoginFailure?.(this.sock.remoteAddress ?? '');
       // A little delay slows guessing without holding anything.
       await new Promise((r) => setTimeout(r, 200));
       throw new No('AUTHENTICATIONFAILED', 'invalid credentials');
@@ -745,7 +750,7 @@ class Session {
     }
     r.end();
     if (/[/\\]|\.\./.test(ref + pat) || /^[~.]/.test(ref + pat)) {
-      this.opts.onRefusal?.({ imvu: this.account!.imvu, address: this.account!.address, command: cmd, mailbox: (ref + pat).slice(0, 300), reason: 'pattern outside this account', remote: this.remote });
+      this.opts.onRefusal?.({ imvu: this.account!.imvu, address: this.account!.address, command: cmd, mailbox: (ref + pat).slice(0, 300), reason: 'pattern outside this account', remote: this.remote, pattern: true });
       throw new No('NOPERM', 'pattern outside this account');
     }
     if (pat === '' && cmd === 'LIST') {
@@ -819,7 +824,7 @@ class Session {
     const content = r.string();
     r.end();
     if (!mailboxExists(mb)) throw new No('TRYCREATE', 'no such mailbox');
-    this.checkQuota(content.length);
+    await this.checkQuota(content.length);
     const folder = openFolder(mb.dir);
     try {
       const m = await folder.add(toCrlf(content), flags.filter((f) => f !== '\\Recent'), date);
@@ -830,8 +835,8 @@ class Session {
     }
   }
 
-  private checkQuota(adding: number): void {
-    const limit = this.opts.quotaBytes?.(this.account!.imvu) ?? null;
+  private async checkQuota(adding: number): Promise<void> {
+    const limit = (await this.opts.quotaBytes?.(this.account!.imvu)) ?? null;
     if (limit === null) return;
     if (sampleMailStorage(this.opts.dataDir, this.account!.imvu) + BigInt(adding) > limit) throw new No('OVERQUOTA', 'storage quota exceeded');
   }
@@ -1077,7 +1082,7 @@ class Session {
     if (cmd === 'MOVE' && sel.readOnly) throw new No('READ-ONLY', 'mailbox is read-only');
     const uids = this.resolveSet(set, uid);
     const msgs = uids.map((u) => sel.folder.get(u)).filter((m): m is Message => !!m);
-    this.checkQuota(cmd === 'COPY' ? msgs.reduce((n, m) => n + m.size, 0) : 0);
+    await this.checkQuota(cmd === 'COPY' ? msgs.reduce((n, m) => n + m.size, 0) : 0);
     const dest = openFolder(mb.dir);
     const src: number[] = [];
     const dst: number[] = [];
