@@ -3,16 +3,18 @@
 // the account are refused and the refusals reach the ledger, where the creator reads them with
 // `nexus audit log --imvu` (and another creator does not).
 import { spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initDataDir } from '../../src/core/platform.ts';
 import { startServer, type RunningServer } from '../../src/api/server.ts';
 import { BIN, ROOT, run, tempDir } from '../cli/harness.ts';
+import { mailboxRoot } from '../../src/mail/maildir/paths.ts';
 import { Raw } from './raw.ts';
 
 let dir: string;
+let data: string;
 let server: RunningServer;
 let env: Record<string, string>;
 let address: string;
@@ -35,7 +37,7 @@ function nexusIn(input: string, ...args: string[]): Promise<{ code: number; stdo
 
 beforeAll(async () => {
   dir = tempDir('imap-daemon');
-  const data = join(dir, 'data');
+  data = join(dir, 'data');
   await (await initDataDir(data)).close();
   server = await startServer({ dataDir: data, host: '127.0.0.1', port: 0, logger: false, imap: { port: 0, tlsPort: 0, refusalIntervalMs: 3_600_000 } });
   env = { NEXUS_HOME: join(dir, 'home'), NEXUS_URL: server.url };
@@ -100,5 +102,40 @@ describe('nexus serve with IMAP', () => {
     const bob = await nexus('audit', 'log', '--as', 'bob', '--json');
     expect(bob.code, bob.stderr).toBe(0);
     expect(bob.stdout).not.toContain('name-outside-account');
+  });
+
+  it('keeps UIDVALIDITY, UIDs and flags across a restart of the daemon', async () => {
+    const open = () =>
+      new ImapFlow({ host: '127.0.0.1', port: port('imaps'), secure: true, tls: { rejectUnauthorized: false }, auth: { user: address, pass: PASSWORD }, logger: false } as ConstructorParameters<typeof ImapFlow>[0]);
+    const c = open();
+    await c.connect();
+    for (let i = 0; i < 5; i++) await c.append('INBOX', `Subject: kept ${i}\r\n\r\nbody ${i}\r\n`, i % 2 ? ['\\Seen'] : []);
+    let box = await c.mailboxOpen('INBOX');
+    // Expunge one in the middle, so the UIDs are not simply 1..n.
+    await c.messageDelete('2', { uid: true });
+    await c.messageFlagsAdd('5', ['\\Flagged', '$Keep'], { uid: true });
+    const before = { uidValidity: box.uidValidity, uidNext: box.uidNext, msgs: [] as string[] };
+    for await (const m of c.fetch('1:*', { uid: true, flags: true })) before.msgs.push(`${m.uid} ${[...m.flags!].sort().join(' ')}`);
+    await c.logout();
+    expect(before.msgs).toHaveLength(4);
+
+    await server.close();
+    // While it is down, another Maildir tool marks UID 1 answered (in the file name) of the first message: the new daemon reads the disk.
+    const cur = join(mailboxRoot(data, 'IMVU-001', address), 'cur');
+    const first = readdirSync(cur).find((f) => readFileSync(join(cur, f), 'latin1').includes('Subject: kept 0'))!;
+    renameSync(join(cur, first), join(cur, first.replace(/:2,([A-Z]*)$/, (_m, f: string) => `:2,${[...f, 'R'].sort().join('')}`)));
+    server = await startServer({ dataDir: data, host: '127.0.0.1', port: 0, logger: false, imap: { port: 0, tlsPort: 0, refusalIntervalMs: 3_600_000 } });
+
+    const d = open();
+    await d.connect();
+    box = await d.mailboxOpen('INBOX');
+    expect(box.uidValidity).toBe(before.uidValidity);
+    const after: string[] = [];
+    for await (const m of d.fetch('1:*', { uid: true, flags: true })) after.push(`${m.uid} ${[...m.flags!].sort().join(' ')}`);
+    const expected = before.msgs.map((l, i) => (i === 0 ? `${l.split(' ')[0]} ${[...l.split(' ').slice(1), '\\Answered'].filter(Boolean).sort().join(' ')}` : l));
+    expect(after).toEqual(expected);
+    const app = await d.append('INBOX', 'Subject: after restart\r\n\r\nx\r\n');
+    expect(app && app.uid).toBe(Number(before.uidNext));
+    await d.logout();
   });
 });
