@@ -29,6 +29,7 @@ let imap: ImapService;
 let dns: Awaited<ReturnType<typeof startFixtureDns>>;
 let clock = Date.now();
 let fakeClock = false;
+const noise: string[] = [];
 
 beforeAll(async () => {
   dns = await startFixtureDns([{ name: 'sender.test', type: 'TXT', data: 'v=spf1 ip4:127.0.0.1 -all' }]);
@@ -53,6 +54,7 @@ beforeAll(async () => {
     // IDLE must hear of new mail from the file system's events: the fallback poll is out of the way.
     server: { idlePollMs: 600_000 },
     now: () => (fakeClock ? clock : Date.now()),
+    noise: { add: (source, reason) => noise.push(`${source} ${reason}`) },
   });
 }, 60_000);
 
@@ -103,6 +105,8 @@ describe('IMAP service', () => {
     expect(await raw.cmd('l', `LOGIN info@${domA} "${PASSWORD}"`)).toMatch(/l NO \[PRIVACYREQUIRED\]/);
     raw.close();
     await expect(client({ secure: true, pass: 'wrong' }).connect()).rejects.toThrow();
+    // A failed login is anonymous: counted per source prefix for the noise summary, not recorded alone.
+    expect(noise).toContain('127.0.0.0/24 imap-login-failed');
   });
 
   it('shows an IDLE client a message the MX delivered, from the file system event', async () => {
@@ -118,7 +122,7 @@ describe('IMAP service', () => {
     await tx.sendMail({ envelope: { from: 'news@sender.test', to: [`info@${domA}`] }, raw: `From: news@sender.test\r\nTo: info@${domA}\r\nSubject: live\r\n\r\nhello\r\n` });
     // The poll is 10 minutes away: only the watch on new/ can have told the session.
     expect(await exists).toBe(before + 1);
-    console.log(`IDLE saw the SMTP delivery ${Math.round(performance.now() - t0)} ms after DATA began`);
+    console.log(`IDLE saw the SMTP delivery ${Math.round(performance.now() - t0)} ms after the SMTP client started (connect, STARTTLS, SPF, DATA, fsync)`);
     await c.noop();
     await idle.catch(() => undefined);
     const m = await c.fetchOne('*', { envelope: true });
