@@ -2,7 +2,7 @@
 // and app password; imapflow logs in with that password over STARTTLS and over IMAPS; names outside
 // the account are refused and the refusals reach the ledger, where the creator reads them with
 // `nexus audit log --imvu` (and another creator does not).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
@@ -137,5 +137,21 @@ describe('nexus serve with IMAP', () => {
     const app = await d.append('INBOX', 'Subject: after restart\r\n\r\nx\r\n');
     expect(app && app.uid).toBe(Number(before.uidNext));
     await d.logout();
+  });
+
+  it('exports a mailbox with nexus mail export that Python\'s mailbox.mbox reads back, flags included', async () => {
+    const c = new ImapFlow({ host: '127.0.0.1', port: port('imaps'), secure: true, tls: { rejectUnauthorized: false }, auth: { user: address, pass: PASSWORD }, logger: false } as ConstructorParameters<typeof ImapFlow>[0]);
+    await c.connect();
+    await c.mailboxOpen('INBOX');
+    const want: string[] = [];
+    for await (const m of c.fetch('1:*', { envelope: true, flags: true })) want.push(`${m.envelope!.subject} ${m.flags!.has('\\Seen') ? 'R' : ''}`);
+    await c.logout();
+    const out = join(dir, 'inbox.mbox');
+    const r = await nexus('mail', 'export', 'IMVU-001', '--mailbox', 'INBOX', '--data', data, '--out', out);
+    expect(r.code, r.stderr).toBe(0);
+    const py = 'import mailbox,sys\nfor m in mailbox.mbox(sys.argv[1]): print(m["Subject"], "R" if "R" in m.get_flags() else "")';
+    const got = execFileSync('python3', ['-c', py, out], { encoding: 'utf8' }).trimEnd().split('\n');
+    expect(got.map((l) => l.trimEnd()).sort()).toEqual(want.map((l) => l.trimEnd()).sort());
+    expect(want.length).toBeGreaterThanOrEqual(5);
   });
 });
