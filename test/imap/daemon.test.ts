@@ -65,7 +65,7 @@ function port(protocol: 'imap' | 'imaps'): number {
   return (protocol === 'imap' ? server.imap!.server.port : server.imap!.server.tlsPort)!;
 }
 
-describe('nexus serve with IMAP', () => {
+describe('nexus serve with IMAP', { timeout: 120_000 }, () => {
   it('lists both IMAP listeners and logs in with the app password the creator set, over STARTTLS and IMAPS', async () => {
     const st = await server.status();
     expect(st.listeners.filter((l) => l.service === 'imap').map((l) => l.protocol).sort()).toEqual(['imap', 'imaps']);

@@ -36,7 +36,7 @@ async function stillServes(): Promise<void> {
   c.close();
 }
 
-describe('IMAP hostile input', () => {
+describe('IMAP hostile input', { timeout: 60_000 }, () => {
   it('answers malformed commands with BAD and carries on', async () => {
     const c = await login();
     for (const bad of ['', 'a', 'a FETCH', 'a SELECT', 'a FETCH 1:* (BODY[', 'a SELECT "unterminated', 'a STORE 1 +FLAGS (\\Bogus)',

@@ -24,7 +24,7 @@ afterAll(async () => {
   rmSync(certDir, { recursive: true, force: true });
 });
 
-describe('imaplib', () => {
+describe('imaplib', { timeout: 90_000 }, () => {
   it('runs the command list and a desktop client first sync', async () => {
     const script = join(import.meta.dirname, 'imaplib_session.py');
     const { stdout } = await promisify(execFile)('python3', [script, String(t.server.port), A.user, A.pass], { timeout: 60_000 })

@@ -89,7 +89,7 @@ async function entries(type: string): Promise<{ index: number; actor: string; bo
   return out;
 }
 
-describe('IMAP service', () => {
+describe('IMAP service', { timeout: 120_000 }, () => {
   it('logs in with the app password over STARTTLS and over implicit TLS, and never in the clear', async () => {
     const s = client();
     await s.connect();
