@@ -25,7 +25,8 @@ import { challengeResolver, type ChallengeLookup, type ChallengeResolverOptions 
 import { ensurePlatformZone } from '../domains/registry/declare.ts';
 import { CosignatureCollector, type WitnessEndpoint } from '../core/witness/collector.ts';
 import type { Listener } from './status-view.ts';
-import type { ImapServer, ImapServerOptions } from '../mail/imap/server.ts';
+import type { ImapServerOptions } from '../mail/imap/server.ts';
+import type { ImapService } from '../mail/imap/service.ts';
 import { daemonStatus, type DaemonInfo } from './status.ts';
 import { servedCheckpoint } from './checkpoint.ts';
 import type { DaemonStatus } from './status-view.ts';
@@ -106,11 +107,23 @@ export interface ServerOptions {
    */
   mailOut?: false | MailOutOptions;
   /**
-   * IMAP over the IMVUs' Maildirs (src/mail/imap): `port` with STARTTLS, `tlsPort` implicit TLS
-   * (with the API's certificate). Off unless given. Until app passwords are wired in, the default
-   * `authenticate` refuses everyone.
+   * IMAP over the IMVUs' Maildirs (src/mail/imap/service.ts): `port` with STARTTLS, `tlsPort`
+   * implicit TLS (the API's certificate, else the mail one), logged in with the app passwords;
+   * refusals (`mail.refusals`) and storage (`mail.storage_mb_hours`) recorded by the `mail` service.
+   * Off unless given.
    */
-  imap?: false | { host?: string; port?: number; tlsPort?: number; authenticate?: ImapServerOptions['authenticate'] };
+  imap?:
+    | false
+    | {
+        host?: string;
+        port?: number;
+        tlsPort?: number;
+        authenticate?: ImapServerOptions['authenticate'];
+        plaintextAuth?: boolean;
+        refusalIntervalMs?: number;
+        sampleMs?: number;
+        meterIntervalMs?: number;
+      };
   /**
    * The compute fabric (src/compute): runs when runc and usable cgroups exist (otherwise one log
    * line says why, and everything else runs). Off unless given: `serve()` (what `nexus serve`
@@ -143,6 +156,8 @@ export interface RunningServer {
   witnesses?: CosignatureCollector;
   /** The outbound mail queue, when it runs: submission hands accepted messages to `enqueue()`. */
   mailQueue?: MailQueue;
+  /** IMAP (src/mail/imap/service.ts), when started. */
+  imap?: ImapService;
   /** The compute service, when the fabric runs on this host. */
   compute?: ComputeService;
   /** The gateway, when it runs. */
@@ -470,30 +485,25 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   if (mail)
     for (const [service, l] of [['smtp', mail.mx], ['submission', mail.submission], ['smtps', mail.smtps]] as const)
       if (l) listeners.push({ service, protocol: 'tcp', address: l.address, port: l.port });
-  let imap: ImapServer | null = null;
+  let imap: ImapService | null = null;
   if (opts.imap) {
-    const { startImapServer } = await import('../mail/imap/server.ts');
+    const { startImapService } = await import('../mail/imap/service.ts');
     const imapHost = opts.imap.host ?? host;
     try {
-      imap = await startImapServer({
-        dataDir: opts.dataDir,
+      imap = await startImapService({
+        platform,
         host: imapHost,
-        ...(opts.imap.port !== undefined ? { port: opts.imap.port } : {}),
-        ...(opts.imap.tlsPort !== undefined && opts.tls ? { tlsPort: opts.imap.tlsPort } : {}),
-        ...(opts.tls ? { tls: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
-        // The same app passwords as SMTP submission (scrypt hashes recorded by mail.password.set).
-        authenticate:
-          opts.imap.authenticate ??
-          (async (user, pass) => {
-            const { verifyAppPassword } = await import('../mail/auth/app-password.ts');
-            const login = await verifyAppPassword(platform.store, user.toLowerCase(), pass);
-            return login ? { imvu: login.imvu, address: login.address } : null;
-          }),
-        // Logged with the account, and counted per source into the next noise summary (a ledger entry per interval).
-        onRefusal: (e) => {
-          app.log.warn({ refusal: e }, 'IMAP mailbox name outside the account refused');
-          noise.add(sourcePrefix(e.remote), 'imap-outside-account');
-        },
+        port: opts.imap.port ?? null,
+        tlsPort: opts.imap.tlsPort ?? null,
+        ...(opts.tls ? { tls: { cert: opts.tls.cert, key: opts.tls.key } } : opts.mail && opts.mail.tls ? { tls: opts.mail.tls } : {}),
+        ...(opts.mail ? { hostname: opts.mail.hostname } : {}),
+        ...(opts.imap.authenticate ? { authenticate: opts.imap.authenticate } : {}),
+        ...(opts.imap.plaintextAuth ? { plaintextAuth: true } : {}),
+        ...(opts.imap.refusalIntervalMs !== undefined ? { refusalIntervalMs: opts.imap.refusalIntervalMs } : {}),
+        ...(opts.imap.sampleMs !== undefined ? { sampleMs: opts.imap.sampleMs } : {}),
+        ...(opts.imap.meterIntervalMs !== undefined ? { meterIntervalMs: opts.imap.meterIntervalMs } : {}),
+        noise,
+        log: (msg, fields) => app.log.warn(fields ?? {}, msg),
       });
     } catch (err) {
       await app.close().catch(() => undefined);
@@ -503,8 +513,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       await platform.close();
       throw err;
     }
-    if (imap.port !== null) listeners.push({ service: 'imap', protocol: 'imap', address: imapHost, port: imap.port });
-    if (imap.tlsPort !== null) listeners.push({ service: 'imap', protocol: 'imaps', address: imapHost, port: imap.tlsPort });
+    if (imap.server.port !== null) listeners.push({ service: 'imap', protocol: 'imap', address: imapHost, port: imap.server.port });
+    if (imap.server.tlsPort !== null) listeners.push({ service: 'imap', protocol: 'imaps', address: imapHost, port: imap.server.tlsPort });
   }
   ctx.daemon = { version: VERSION, pid: process.pid, dataDir: opts.dataDir, startedAt: new Date().toISOString(), listeners, tls: !!opts.tls } satisfies DaemonInfo;
   // At most one entry per interval for all the anonymous noise, whatever its volume.
@@ -537,6 +547,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ...(mail ? { mail } : {}),
     ...(witnesses ? { witnesses } : {}),
     ...(mailQueue ? { mailQueue } : {}),
+    ...(imap ? { imap } : {}),
     ...(compute ? { compute } : {}),
     ...(gateway ? { gateway } : {}),
     closer,
@@ -754,7 +765,7 @@ async function startDaemonServer(
     challenge: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port },
     // MX look-ups from the same root hints; remote MTAs on the relay port (25 unless a test says otherwise).
     mailOut: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port, relayPort: cfg.mailRelayPort, hostname: `mail.${cfg.suffix}` },
-    ...(imap ? { imap } : {}),
+    ...(imap ? { imap: { ...imap, meterIntervalMs: cfg.meterIntervalMs } } : {}),
     // The MX and submission (inbound SPF/DKIM/DMARC looked up from the same root hints).
     ...(smtp
       ? {

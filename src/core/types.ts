@@ -38,6 +38,7 @@ export const COMMAND_TYPES = [
   'dnssec.resign',
   'noise.summary',
   'gateway.refusals',
+  'mail.refusals',
   'meter.register',
   'capacity.publish',
   'period.close',

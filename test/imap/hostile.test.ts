@@ -19,6 +19,8 @@ beforeAll(async () => {
     body = `Content-Type: multipart/mixed; boundary="b${i}"\r\n\r\n--b${i}\r\n${body}\r\n--b${i}--\r\n`;
   }
   deliver(t.rootA, `From: deep@example.org\r\nSubject: deep\r\n${body}`);
+  // Message 3: 1 MiB, for a client that asks for it again and again and never reads.
+  deliver(t.rootA, `From: big@example.org\r\nSubject: big\r\n\r\n${('y'.repeat(1022) + '\r\n').repeat(1024)}`);
 });
 afterAll(() => t.close());
 
@@ -34,7 +36,7 @@ async function stillServes(): Promise<void> {
   c.close();
 }
 
-describe('IMAP hostile input', () => {
+describe('IMAP hostile input', { timeout: 60_000 }, () => {
   it('answers malformed commands with BAD and carries on', async () => {
     const c = await login();
     for (const bad of ['', 'a', 'a FETCH', 'a SELECT', 'a FETCH 1:* (BODY[', 'a SELECT "unterminated', 'a STORE 1 +FLAGS (\\Bogus)',
@@ -103,5 +105,58 @@ describe('IMAP hostile input', () => {
     expect(depth).toBeLessThan(100);
     c.close();
     await stillServes();
+  });
+
+  it('drops a synchronising literal that never arrives whole, and serves others meanwhile', async () => {
+    const c = await login();
+    c.write('a APPEND INBOX {500}\r\n');
+    expect(await c.until((s) => s.includes('+ '))).toContain('+ ');
+    c.write('only part of it');
+    await stillServes();
+    await c.until(() => c.closed, 8000);
+    expect(c.closed).toBe(true);
+    expect(c.take()).toContain('BYE');
+  });
+
+  it('closes a command whose LITERAL+ literals add up past the per-command bound, each literal within its own', async () => {
+    const c = await login();
+    // 300 literals of 4,000 bytes: each under maxLiteral (4,096), 1.2 MB together (the bound is 1 MiB).
+    let cmd = 'a SEARCH';
+    for (let i = 0; i < 300; i++) cmd += ` TEXT {4000+}\r\n${'z'.repeat(4000)}`;
+    c.write(cmd + '\r\n');
+    const out = await c.until(() => c.closed, 10_000);
+    expect(c.closed).toBe(true);
+    expect(out).toMatch(/a BAD \[TOOBIG\] command too large/);
+    await stillServes();
+  });
+
+  it('keeps memory bounded when a client asks for 400 MiB and never reads, and serves others meanwhile', async () => {
+    const c = await login();
+    await c.cmd('s', 'SELECT INBOX');
+    c.sock.pause();
+    const before = process.memoryUsage().rss;
+    let batch = '';
+    for (let i = 0; i < 400; i++) batch += `f${i} FETCH 3 (BODY.PEEK[])\r\n`;
+    c.write(batch);
+    let peak = before;
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      peak = Math.max(peak, process.memoryUsage().rss);
+    }
+    await stillServes();
+    peak = Math.max(peak, process.memoryUsage().rss);
+    // Unbounded, the server would hold 400 MiB of responses; it holds what the socket can take.
+    expect(peak - before).toBeLessThan(100 * 1024 * 1024);
+    c.close();
+  });
+
+  it('logs out a client that IDLEs past the autologout timer', async () => {
+    const c = await login();
+    await c.cmd('s', 'SELECT INBOX');
+    c.write('i IDLE\r\n');
+    expect(await c.until((s) => s.includes('+ '))).toContain('+ ');
+    await c.until(() => c.closed, 10_000);
+    expect(c.closed).toBe(true);
+    expect(c.take()).toMatch(/BYE autologout/);
   });
 });

@@ -32,7 +32,7 @@ function client(): ImapFlow {
   } as ConstructorParameters<typeof ImapFlow>[0]);
 }
 
-describe('imapflow', () => {
+describe('imapflow', { timeout: 60_000 }, () => {
   it('logs in, lists with special-use, reads status, namespace and quota', async () => {
     const c = client();
     await c.connect();

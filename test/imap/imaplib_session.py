@@ -60,6 +60,11 @@ ok(m.expunge(), 'EXPUNGE')
 assert int(ok(m.select('Trash'), 'SELECT Trash')[0]) == 1
 fl = ok(m.fetch('1', '(FLAGS)'), 'FETCH')[0].decode()
 assert '\\Seen' in fl, fl
+# MOVE by sequence number (UID MOVE was above), with its COPYUID.
+typ, data = m._simple_command('MOVE', '1', 'Archive')
+assert typ == 'OK', (typ, data)
+assert int(ok(m.select('Archive'), 'SELECT Archive')[0]) == 1
+assert int(ok(m.select('Trash'), 'SELECT Trash')[0]) == 0
 
 # The rest of the command list.
 ok(m.create('Py'), 'CREATE')

@@ -31,7 +31,7 @@ function treeHash(dir: string): string {
   return h.digest('hex');
 }
 
-describe('IMAP isolation between IMVUs (gate 16)', () => {
+describe('IMAP isolation between IMVUs (gate 16)', { timeout: 60_000 }, () => {
   it('refuses every mailbox-taking command on names that reach B', async () => {
     // Let B's own session create its index first, so B's tree is what it will stay.
     const b = await Raw.open(t.server.port!);

@@ -1,5 +1,6 @@
 // A bare socket that speaks IMAP line by line: for the attacks no real client would send.
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 
 export class Raw {
   private buf = '';
@@ -19,9 +20,10 @@ export class Raw {
     sock.on('error', end);
   }
 
-  static async open(port: number): Promise<Raw> {
-    const sock = connect(port, '127.0.0.1');
-    await new Promise<void>((r, j) => sock.once('connect', () => r()).once('error', j));
+  /** `tls`: implicit TLS (IMAPS), any certificate. */
+  static async open(port: number, tls = false): Promise<Raw> {
+    const sock = tls ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false }) : connect(port, '127.0.0.1');
+    await new Promise<void>((r, j) => sock.once(tls ? 'secureConnect' : 'connect', () => r()).once('error', j));
     const raw = new Raw(sock);
     await raw.until((s) => s.includes('\r\n'));
     raw.take();

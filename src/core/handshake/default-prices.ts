@@ -14,6 +14,8 @@ export const DEFAULT_PRICES = {
   'dns.queries': { amount: '10', per: '1000' },
   'mail.messages': { amount: '1', per: '1' },
   'mail.storage_gb_months': { amount: '250', per: '1' },
+  // The same rate in the unit the IMAP service samples: a GB-month of 30 days is 1,024 x 720 MB-hours.
+  'mail.storage_mb_hours': { amount: '250', per: '737280' },
   'network.bandwidth_gb': { amount: '10', per: '1' },
   // Metered by the gateway from HAProxy's byte counters: ingress free, egress at the GB rate.
   'network.bytes_in': { amount: '0', per: '1' },

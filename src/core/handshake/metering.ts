@@ -17,6 +17,7 @@ export type BoundKind =
   | 'io_bytes'
   | 'io_operations'
   | 'storage_gb_months'
+  | 'storage_mb_hours'
   | 'dns_queries'
   | 'link_bytes'
   | 'link_gb'
@@ -36,6 +37,9 @@ export const METRIC_BOUNDS: Readonly<Record<string, BoundKind>> = {
   'compute.memory_mb_hours': 'memory_mb_hours',
   'compute.io_bytes': 'io_bytes',
   'mail.storage_gb_months': 'storage_gb_months',
+  // Mail storage as the IMAP service samples it (src/mail/imap/service.ts): a unit fine enough that a
+  // one-minute interval of a small mailbox is a whole number.
+  'mail.storage_mb_hours': 'storage_mb_hours',
   'dns.queries': 'dns_queries',
   'network.bytes_in': 'link_bytes',
   'network.bytes_out': 'link_bytes',
@@ -127,6 +131,8 @@ export function physicalLimit(kind: BoundKind, ms: number, envelope: readonly En
       return over((p) => p.iops) / SECOND;
     case 'storage_gb_months':
       return over((p) => p.storage_gb) / BigInt(periodMs);
+    case 'storage_mb_hours':
+      return over((p) => p.storage_gb * 1024) / HOUR;
     case 'dns_queries':
       return (BigInt(capacity.dns_queries_per_second) * t) / SECOND;
     case 'link_bytes':
@@ -147,6 +153,7 @@ export function needsEnvelope(kind: BoundKind): boolean {
     kind === 'memory_mb_hours' ||
     kind === 'io_operations' ||
     kind === 'io_bytes' ||
-    kind === 'storage_gb_months'
+    kind === 'storage_gb_months' ||
+    kind === 'storage_mb_hours'
   );
 }

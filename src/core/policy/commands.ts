@@ -258,6 +258,29 @@ export const BODY_SCHEMAS = {
       from: z.array(z.string().max(320)).max(16),
     })
     .strict(),
+  // What the IMAP server refused a logged-in account of this IMVU over one interval (mailbox names
+  // outside its own tree, gate 16 for mail), counted per address, command and reason and recorded
+  // by the `mail` service: one entry per IMVU and interval, which its creator reads in the log.
+  'mail.refusals': z
+    .object({
+      imvu: imvuId,
+      from: isoTime,
+      to: isoTime,
+      counts: z
+        .array(
+          z
+            .object({
+              address: mailboxAddress,
+              command: z.string().regex(/^[A-Z]{2,16}$/),
+              reason: z.string().regex(/^[a-z-]{1,32}$/),
+              count: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+            })
+            .strict(),
+        )
+        .min(1)
+        .max(300),
+    })
+    .strict(),
   'route.set': z.object({ imvu: imvuId, policy: TrafficPolicy }).strict(),
   'consent.record': z
     .object({ imvu: imvuId, subject: identityId, purpose: z.string().min(1).max(200), granted: z.boolean() })

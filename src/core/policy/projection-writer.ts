@@ -255,6 +255,7 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
       await tx.run('DELETE FROM mail_passwords WHERE address = ? AND imvu = ?', [String(b.address), String(b.imvu)]);
       return;
     case 'mail.send':
+    case 'mail.refusals':
       // Recorded for what gate 5 says about it; it changes no state.
       return;
     case 'route.set':

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Framer, Reader } from './parser.ts';
 
-const LIMITS = { maxLine: 1024, maxLiteral: 512, maxAppendLiteral: 4096, maxLiterals: 10 };
+const LIMITS = { maxLine: 1024, maxLiteral: 512, maxAppendLiteral: 4096, maxLiterals: 10, maxCommand: 8192 };
 
 function frame(chunks: Buffer[]): { commands: string[]; continues: number; errors: string[] } {
   const f = new Framer(LIMITS);
@@ -70,5 +70,22 @@ describe('IMAP framer', () => {
     }));
     expect(() => new Reader(Buffer.from('"abc')).string()).toThrow(/unterminated/);
     expect(() => new Reader(Buffer.from('{5}\r\nab')).string()).toThrow(/short literal/);
+  });
+
+  it('bounds a whole command: its lines and literals together, and one message per APPEND', () => {
+    // Nine literals of 500 bytes: each within maxLiteral and within maxLiterals, 4,500 bytes in all.
+    const many = Buffer.concat([Buffer.from('a SEARCH'), ...Array.from({ length: 9 }, () => Buffer.from(` TEXT {500+}\r\n${'x'.repeat(500)}`)), Buffer.from('\r\n')]);
+    expect(frame([many]).commands).toHaveLength(1);
+    const f = new Framer({ ...LIMITS, maxCommand: 2048 });
+    f.push(many);
+    const ev = f.next();
+    expect(ev && ev.kind === 'error' && ev.fatal && ev.text).toMatch(/command too large/);
+    // An APPEND's message literal is bounded by maxAppendLiteral, not by maxCommand; a second one is refused.
+    const g = new Framer({ ...LIMITS, maxCommand: 2048 });
+    g.push(Buffer.from(`a APPEND INBOX {3000+}\r\n${'m'.repeat(3000)}\r\n`));
+    expect(g.next()?.kind).toBe('command');
+    g.push(Buffer.from(`b APPEND INBOX {3000+}\r\n${'m'.repeat(3000)} {3000}\r\n`));
+    const two = g.next();
+    expect(two && two.kind === 'error' && two.text).toBe('one message per APPEND');
   });
 });

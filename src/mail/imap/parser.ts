@@ -12,6 +12,8 @@ export interface FramerLimits {
   maxAppendLiteral: number;
   /** Most literals in one command. */
   maxLiterals: number;
+  /** Most bytes in one command, lines and literals together (APPEND: besides its message literal). */
+  maxCommand: number;
 }
 
 export const DEFAULT_FRAMER_LIMITS: FramerLimits = {
@@ -19,6 +21,7 @@ export const DEFAULT_FRAMER_LIMITS: FramerLimits = {
   maxLiteral: 64 * 1024,
   maxAppendLiteral: 50 * 1024 * 1024,
   maxLiterals: 1000,
+  maxCommand: 1024 * 1024,
 };
 
 export type FrameEvent =
@@ -37,6 +40,8 @@ export class Framer {
   private lineStart = 0;
   private literalLeft = 0;
   private literals = 0;
+  /** Size of the APPEND message literal in the command being read (0: none yet). */
+  private messageBytes = 0;
   /** True when the current command has started arriving (for the command deadline). */
   started = false;
 
@@ -54,6 +59,12 @@ export class Framer {
 
   /** The next event, or null when more bytes are needed. */
   next(): FrameEvent | null {
+    if (this.literalLeft > 0 && this.chunks.length) {
+      // A large literal arrives in many chunks: join them once it is whole, not at every chunk.
+      let have = this.buf.length - this.lineStart;
+      for (const c of this.chunks) have += c.length;
+      if (have < this.literalLeft) return null;
+    }
     if (this.chunks.length) {
       this.buf = this.buf.length ? Buffer.concat([this.buf, ...this.chunks]) : Buffer.concat(this.chunks);
       this.chunks = [];
@@ -82,11 +93,21 @@ export class Framer {
         const head = this.buf.toString('latin1', 0, Math.min(this.buf.length, 64));
         const isAppend = /^\S+ (UID )?APPEND /i.test(head);
         const max = isAppend ? this.limits.maxAppendLiteral : this.limits.maxLiteral;
-        if (n > max || ++this.literals > this.limits.maxLiterals) {
+        // One literal of an APPEND may be a message (up to maxAppendLiteral); everything else in the
+        // command, lines and literals (this.buf starts at the command), stays within maxCommand.
+        const message = isAppend && n > this.limits.maxLiteral;
+        const total = lf + 1 - this.messageBytes + (message ? 0 : n);
+        let why: string | null = null;
+        if (n > max) why = `literal too large (max ${max})`;
+        else if (message && this.messageBytes > 0) why = 'one message per APPEND';
+        else if (++this.literals > this.limits.maxLiterals) why = 'too many literals';
+        else if (total > this.limits.maxCommand) why = `command too large (max ${this.limits.maxCommand} bytes)`;
+        if (why) {
           // A synchronising literal was never sent: drop the command. A non-synchronising one is on
           // its way and cannot be told apart from commands: close.
-          return this.fail(n > max ? `literal too large (max ${max})` : 'too many literals', nonSync, true, lf + 1);
+          return this.fail(why, nonSync, true, lf + 1);
         }
+        if (message) this.messageBytes = n;
         this.lineStart = lf + 1;
         this.literalLeft = n;
         if (!nonSync) return { kind: 'continue' };
@@ -96,12 +117,14 @@ export class Framer {
       this.buf = this.buf.subarray(lf + 1);
       this.lineStart = 0;
       this.literals = 0;
+      this.messageBytes = 0;
       this.started = this.buf.length > 0;
       return { kind: 'command', buf: cmd };
     }
   }
 
   private fail(text: string, fatal: boolean, tooBig = false, dropTo?: number): FrameEvent {
+    this.messageBytes = 0;
     const tag = /^([^\s(){%*"\\\]]{1,64}) /.exec(this.buf.toString('latin1', 0, Math.min(this.buf.length, 80)))?.[1] ?? null;
     if (fatal) {
       this.buf = Buffer.alloc(0);

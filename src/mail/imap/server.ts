@@ -9,7 +9,7 @@
 // one runs, so a pipelined flood waits in the kernel, not in our memory.
 import { createServer, type Server, type Socket } from 'node:net';
 import { createSecureContext, TLSSocket, createServer as createTlsServer, type SecureContext, type SecureContextOptions } from 'node:tls';
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { mailboxRoot } from '../maildir/paths.ts';
 import { closeFolder, ensureMaildir, folderStatus, forgetFolder, openFolder, toCrlf, type Folder, type Message } from '../maildir/store.ts';
@@ -35,6 +35,8 @@ export interface RefusalEvent {
   mailbox: string;
   reason: string;
   remote: string;
+  /** A LIST / LSUB pattern (not a mailbox name) reached outside the account. */
+  pattern?: boolean;
 }
 
 export interface ImapServerOptions {
@@ -47,8 +49,10 @@ export interface ImapServerOptions {
   tls?: SecureContextOptions;
   authenticate: (user: string, pass: string) => Promise<ImapAccount | null>;
   onRefusal?: (e: RefusalEvent) => void;
+  /** A LOGIN / AUTHENTICATE refused (anonymous: nobody is logged in), with the peer's address. */
+  onLoginFailure?: (remoteAddress: string) => void;
   /** The IMVU's storage quota in bytes (QUOTA); null when there is none. */
-  quotaBytes?: (imvu: string) => bigint | null;
+  quotaBytes?: (imvu: string) => bigint | null | Promise<bigint | null>;
   /** Allow LOGIN / AUTHENTICATE without TLS (tests on loopback). Default false. */
   plaintextAuth?: boolean;
   limits?: Partial<FramerLimits>;
@@ -223,18 +227,37 @@ class Session {
 
   /** Write response chunks (literals as {n}CRLF bytes), waiting for the socket to drain. */
   private async send(chunks: Chunk[]): Promise<void> {
-    const parts: Buffer[] = [];
+    this.queue(chunks);
+    await this.flushOut();
+  }
+
+  /** Responses waiting to go out in one write (FETCH of many messages: one write per ~64 KiB, not per message). */
+  private out: Buffer[] = [];
+  private outLen = 0;
+
+  private queue(chunks: Chunk[]): void {
     let text = '';
     for (const c of chunks) {
       if (typeof c === 'string') text += c;
       else {
         text += `{${c.literal.length}}\r\n`;
-        parts.push(Buffer.from(text, 'latin1'), c.literal);
+        this.out.push(Buffer.from(text, 'latin1'), c.literal);
+        this.outLen += text.length + c.literal.length;
         text = '';
       }
     }
-    if (text) parts.push(Buffer.from(text, 'latin1'));
-    const ok = this.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+    if (text) {
+      this.out.push(Buffer.from(text, 'latin1'));
+      this.outLen += text.length;
+    }
+  }
+
+  private async flushOut(): Promise<void> {
+    if (this.out.length === 0) return;
+    const buf = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out, this.outLen);
+    this.out = [];
+    this.outLen = 0;
+    const ok = this.write(buf);
     if (!ok && !this.closed) await new Promise<void>((r) => {
       const done = (): void => {
         this.sock.off('drain', done);
@@ -479,7 +502,7 @@ class Session {
           this.mailbox(cmd, arg);
           this.write(`* QUOTAROOT ${quote(arg)} ""\r\n`);
         } else if (arg !== '') throw new No('NONEXISTENT', 'no such quota root');
-        const limit = this.opts.quotaBytes?.(this.account!.imvu) ?? null;
+        const limit = (await this.opts.quotaBytes?.(this.account!.imvu)) ?? null;
         if (limit !== null) {
           const used = sampleMailStorage(this.opts.dataDir, this.account!.imvu);
           this.write(`* QUOTA "" (STORAGE ${(used + 1023n) / 1024n} ${limit / 1024n})\r\n`);
@@ -566,6 +589,7 @@ class Session {
   private async login(tag: string, user: string, pass: string): Promise<void> {
     const acct = await this.opts.authenticate(user, pass).catch(() => null);
     if (!acct) {
+      this.opts.onLoginFailure?.(this.sock.remoteAddress ?? '');
       // A little delay slows guessing without holding anything.
       await new Promise((r) => setTimeout(r, 200));
       throw new No('AUTHENTICATIONFAILED', 'invalid credentials');
@@ -745,7 +769,7 @@ class Session {
     }
     r.end();
     if (/[/\\]|\.\./.test(ref + pat) || /^[~.]/.test(ref + pat)) {
-      this.opts.onRefusal?.({ imvu: this.account!.imvu, address: this.account!.address, command: cmd, mailbox: (ref + pat).slice(0, 300), reason: 'pattern outside this account', remote: this.remote });
+      this.opts.onRefusal?.({ imvu: this.account!.imvu, address: this.account!.address, command: cmd, mailbox: (ref + pat).slice(0, 300), reason: 'pattern outside this account', remote: this.remote, pattern: true });
       throw new No('NOPERM', 'pattern outside this account');
     }
     if (pat === '' && cmd === 'LIST') {
@@ -819,7 +843,7 @@ class Session {
     const content = r.string();
     r.end();
     if (!mailboxExists(mb)) throw new No('TRYCREATE', 'no such mailbox');
-    this.checkQuota(content.length);
+    await this.checkQuota(content.length);
     const folder = openFolder(mb.dir);
     try {
       const m = await folder.add(toCrlf(content), flags.filter((f) => f !== '\\Recent'), date);
@@ -830,8 +854,8 @@ class Session {
     }
   }
 
-  private checkQuota(adding: number): void {
-    const limit = this.opts.quotaBytes?.(this.account!.imvu) ?? null;
+  private async checkQuota(adding: number): Promise<void> {
+    const limit = (await this.opts.quotaBytes?.(this.account!.imvu)) ?? null;
     if (limit === null) return;
     if (sampleMailStorage(this.opts.dataDir, this.account!.imvu) + BigInt(adding) > limit) throw new No('OVERQUOTA', 'storage quota exceeded');
   }
@@ -871,6 +895,44 @@ class Session {
       return toCrlf(readFileSync(this.sel!.folder.path(m)));
     } catch {
       return null;
+    }
+  }
+
+  /** The header block only (through the blank line), for fetches that need nothing else; else the whole message. */
+  private readHead(m: Message): Buffer | null {
+    let fd: number;
+    try {
+      fd = openSync(this.sel!.folder.path(m), 'r');
+    } catch {
+      return null;
+    }
+    try {
+      const chunks: Buffer[] = [];
+      let len = 0;
+      for (;;) {
+        const chunk = Buffer.allocUnsafe(len === 0 ? 8192 : 65536);
+        const n = readSync(fd, chunk, 0, chunk.length, len);
+        if (n === 0) break;
+        chunks.push(chunk.subarray(0, n));
+        len += n;
+        const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, len);
+        // Searched from a little before the new bytes, so a blank line split across reads is found.
+        const from = Math.max(0, len - n - 3);
+        const lf = all.indexOf('\n\n', from);
+        const crlf = all.indexOf('\n\r\n', from);
+        // A message that starts with its blank line has an empty header.
+        const start = all[0] === 10 ? 1 : all[0] === 13 && all[1] === 10 ? 2 : -1;
+        const end = start !== -1 ? start : lf === -1 ? (crlf === -1 ? -1 : crlf + 3) : crlf === -1 || lf < crlf ? lf + 2 : crlf + 3;
+        if (end !== -1) return toCrlf(all.subarray(0, end));
+        if (len > 1 << 20) return this.read(m);
+        chunks.length = 0;
+        chunks.push(all);
+      }
+      return toCrlf(chunks.length ? chunks[0]! : Buffer.alloc(0));
+    } catch {
+      return null;
+    } finally {
+      closeSync(fd);
     }
   }
 
@@ -976,13 +1038,19 @@ class Session {
     const seqOf = new Map<number, number>();
     sel.uids.forEach((u, i) => seqOf.set(u, i + 1));
     const needContent = atts.some((a) => a.a !== 'FLAGS' && a.a !== 'UID' && a.a !== 'MODSEQ' && a.a !== 'INTERNALDATE' && a.a !== 'RFC822.SIZE');
+    // Headers alone (a client's header sync): read up to the blank line, not the whole file.
+    const headOnly = atts.every(
+      (a) =>
+        a.a === 'FLAGS' || a.a === 'UID' || a.a === 'MODSEQ' || a.a === 'INTERNALDATE' || a.a === 'RFC822.SIZE' || a.a === 'ENVELOPE' || a.a === 'RFC822.HEADER' ||
+        (a.a === 'SECTION' && a.section.path.length === 0 && a.section.spec.startsWith('HEADER')),
+    );
     for (const u of uids) {
       const m = sel.folder.get(u);
       if (!m) continue;
       if (changedSince !== null && m.modseq <= changedSince) continue;
       let buf: Buffer | null = null;
       if (needContent) {
-        buf = this.read(m);
+        buf = headOnly ? this.readHead(m) : this.read(m);
         if (!buf) continue;
       }
       let tree: Part | null = null;
@@ -1016,8 +1084,10 @@ class Session {
         }
       }
       sel.reported.set(m.uid, m.modseq);
-      await this.send([`* ${seqOf.get(u)} FETCH (`, ...items, ')\r\n']);
+      this.queue([`* ${seqOf.get(u)} FETCH (`, ...items, ')\r\n']);
+      if (this.outLen >= 65536) await this.flushOut();
     }
+    await this.flushOut();
     await this.sync(false);
     this.ok(tag, 'FETCH completed');
   }
@@ -1077,7 +1147,7 @@ class Session {
     if (cmd === 'MOVE' && sel.readOnly) throw new No('READ-ONLY', 'mailbox is read-only');
     const uids = this.resolveSet(set, uid);
     const msgs = uids.map((u) => sel.folder.get(u)).filter((m): m is Message => !!m);
-    this.checkQuota(cmd === 'COPY' ? msgs.reduce((n, m) => n + m.size, 0) : 0);
+    await this.checkQuota(cmd === 'COPY' ? msgs.reduce((n, m) => n + m.size, 0) : 0);
     const dest = openFolder(mb.dir);
     const src: number[] = [];
     const dst: number[] = [];

@@ -27,7 +27,7 @@ export const gate: Gate = {
   number: 5,
   name: 'Mail Attribution',
   enforcedIn: 'src/mail/smtp/submission.ts (AUTH with an app password bound to an identity; envelope sender and From must be mailboxes of its IMVU) and this gate (mail.send, the refused attempts)',
-  guards: ['mailbox.add', 'mailbox.remove', 'mail.password.set', 'mail.password.revoke', 'mail.send'],
+  guards: ['mailbox.add', 'mailbox.remove', 'mail.password.set', 'mail.password.revoke', 'mail.send', 'mail.refusals'],
   status: 'enforced',
   async check(ctx): Promise<GateResult> {
     const b = ctx.body;
@@ -39,6 +39,10 @@ export const gate: Gate = {
         const problem = await attributionProblem(ctx, imvu, String(b.identity), String(b.login), senders);
         return problem ? deny(5, problem) : pass(5, `${String(b.login)} sends as a mailbox of ${imvu}`);
       }
+      case 'mail.refusals':
+        // The IMAP server's count of what it refused this IMVU's logins: only the mail service says so.
+        if (ctx.actor?.role !== 'service' || ctx.actor.name !== MAIL_SERVICE) return deny(5, `mail.refusals is recorded by the ${MAIL_SERVICE} service only`);
+        return pass(5, `refusals of ${imvu}'s logins counted by the ${MAIL_SERVICE} service`);
       case 'mail.password.set':
         return pass(5, `${String(b.address)} logs in as ${ctx.actor?.name ?? ctx.command.actor} of ${imvu}`);
       default:
