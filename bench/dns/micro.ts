@@ -4,6 +4,7 @@
 // process (and per second of wall time). Much less sensitive to a loaded
 // machine than dnsperf (no scheduling between two processes, no kernel path).
 //   npx tsx bench/dns/micro.ts DATA_DIR [seconds per workload]          (data: bench/dns/prepare.ts)
+//   BENCH_QUICK=0 takes dns-packet's decoder and encoder for every query (the path before the quick one).
 //   BENCH_PROFILE=DIR npx tsx bench/dns/micro.ts DATA_DIR 5 random,case   (a CPU profile of each
 //   workload's timed loop only, DIR/<workload>.cpuprofile; bench/dns/hot.ts lists its hot functions)
 // Queries carry EDNS0 with the DO bit, as dnsperf -D sends them.
@@ -18,6 +19,7 @@ import { DB_FILE } from '../../src/core/store/index.ts';
 import { readOnlyStore } from '../../src/domains/dns-authority/read-only-store.ts';
 import { ZoneView } from '../../src/domains/dns-authority/zone-view.ts';
 import { udpAnswerer } from '../../src/domains/dns-authority/server.ts';
+import { handleMessage } from '../../src/domains/dns-authority/responder.ts';
 import { onlineSigner } from '../../src/domains/dnssec/online.ts';
 import { ResponseRateLimiter } from '../../src/domains/dns-authority/rrl.ts';
 import { ResponseCache } from '../../src/domains/dns-authority/response-cache.ts';
@@ -59,7 +61,9 @@ const workloads: Record<string, () => [string, string]> = {
 };
 
 // As the server runs it: the response cache, and a rate limiter (that never limits) asked per answer.
-const answer = udpAnswerer({ view, dnssec: signer, cache: new ResponseCache(view), limiter: new ResponseRateLimiter({ responsesPerSecond: 1e9, slip: 0 }) });
+// BENCH_QUICK=0: every query through dns-packet's decoder and encoder, as before the quick path.
+const quick = process.env.BENCH_QUICK !== '0';
+const answer = udpAnswerer({ view, respond: (msg, t, ctx) => handleMessage(view, msg, t, { dnssec: signer, quick, ...ctx }), cache: new ResponseCache(view), limiter: new ResponseRateLimiter({ responsesPerSecond: 1e9, slip: 0 }) });
 const results: Record<string, number> = {};
 for (const [w, gen] of Object.entries(workloads)) {
   if (only && !only.includes(w)) continue;

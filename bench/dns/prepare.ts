@@ -1,4 +1,4 @@
-// Makes (or completes) the benchmark's data directory alone, for run.ts, micro.ts and profile.ts:
+// Makes (or completes) the benchmark's data directory alone, for run.ts, micro.ts and serve.ts:
 //   npx tsx bench/dns/prepare.ts DATA_DIR [zones]
 import { prepare } from './setup.ts';
 
