@@ -111,6 +111,22 @@ describe('the quick path answers as the general path does', () => {
       }
   });
 
+  it('a flood of names asked once does not push the signatures of existing names out of the signer', async () => {
+    const small = onlineSigner(f.p.store, f.p.dataDir, { cacheSize: 100, denialCacheSize: 50 });
+    const ask = (name: string, type: string) => handleMessage(view, query(name, type, { edns: 1232, do: true }), 'udp', { dnssec: small });
+    for (const [n, t] of [[`www.${Z}`, 'A'], [`www.${Z}`, 'AAAA'], [Z, 'MX'], [`_sip._tcp.${Z}`, 'SRV']] as const) await ask(n, t);
+    // The SOA's signature, which every denial carries, made once.
+    await ask(`first.${Z}`, 'A');
+    const before = small.stats.signatures;
+    for (let i = 0; i < 500; i++) await ask(`flood${i}.${Z}`, 'A');
+    // One signature per flooded name, and the cache holds the 50 latest only.
+    expect(small.stats.signatures).toBe(before + 500);
+    expect(small.cachedSignatures).toBeLessThanOrEqual(150);
+    const after = small.stats.signatures;
+    for (const [n, t] of [[`www.${Z}`, 'A'], [`www.${Z}`, 'AAAA'], [Z, 'MX'], [`_sip._tcp.${Z}`, 'SRV']] as const) await ask(n, t);
+    expect(small.stats.signatures).toBe(after);
+  });
+
   it('a denial signed on the quick path is the compact denial of RFC 9824 and its signatures verify', async () => {
     const zone = (await view.zone(view.enclosing(Z)!))!;
     const key = (await signer.keys.forZone(Z, zone.serial))!;

@@ -34,6 +34,9 @@ import { ZONEMD } from '../zonefile/zonemd.ts';
 // serial, key, owner, type) so a hot name is signed once, not per query; a cached signature is
 // made anew after a day (six days of validity always remain), and the cache is bounded (oldest
 // entries are dropped first), so random names cost one ECDSA signature each and no memory growth.
+// The signatures over nonexistent names' NSEC made on the responder's quick path (`denial`) are
+// kept in a cache of their own (10,000), so a random-subdomain flood does not push the signatures
+// of existing names out.
 
 /** TTL of the DNSKEY RRset: the rollover waits of gate 17 are this long (one constant for both). */
 export const DNSKEY_TTL = DNSKEY_TTL_S;
@@ -55,6 +58,8 @@ export interface OnlineSignerOptions {
   materialisedZones?: number;
   /** Signatures kept at most. Default 50,000 (a few MB). */
   cacheSize?: number;
+  /** Signatures over nonexistent names' NSEC (`denial`) kept at most, apart from the others. Default 10,000. */
+  denialCacheSize?: number;
   /** Seconds an inception lies in the past. Default 3600. */
   inceptionOffset?: number;
   /** Seconds a signature is valid from now. Default 7 days. */
@@ -107,6 +112,9 @@ export class OnlineSigner {
   private readonly lifetime: number;
   private readonly refresh: number;
   private readonly now: () => number;
+  /** Signatures over the NSEC of names that do not exist, made by `denial` (random-name floods land here). */
+  private readonly denials = new Map<string, Cached>();
+  private readonly denialCacheSize: number;
   /** Per zone: its SOA and the SOA's RRSIG on the wire, for denials (`denial`); bounded like `materialised`. */
   private readonly soaBlocks = new Map<string, { sig: RrsigData; soa: unknown; ttl: number; bytes: Buffer }>();
   private readonly materialised = new Map<string, { made: number; zone: SignedZone; zonemd: Answer[] }>();
@@ -120,6 +128,7 @@ export class OnlineSigner {
     opts: OnlineSignerOptions = {},
   ) {
     this.cacheSize = opts.cacheSize ?? 50_000;
+    this.denialCacheSize = opts.denialCacheSize ?? 10_000;
     this.inceptionOffset = opts.inceptionOffset ?? 3600;
     this.lifetime = opts.lifetime ?? 7 * DAY;
     this.refresh = Math.min(opts.refresh ?? DAY, this.lifetime / 2);
@@ -270,8 +279,9 @@ export class OnlineSigner {
   private nsecSignature(zone: Zone, key: SigningKey, name: string, owner: Buffer, ttl: number, rdata: Buffer): RrsigData {
     const cacheKey = `${zone.name}\t${zone.serial}\t${key.keyTag}\t${name}\tNSEC`;
     const now = Math.floor(this.now() / 1000);
-    const hit = this.cache.get(cacheKey);
-    if (hit && now - hit.made < this.refresh && now >= hit.made) {
+    const fresh = (c: Cached | undefined) => c && now - c.made < this.refresh && now >= c.made;
+    const hit = this.cache.get(cacheKey) ?? this.denials.get(cacheKey);
+    if (hit && fresh(hit)) {
       this.stats.cacheHits++;
       return hit.sig;
     }
@@ -298,9 +308,11 @@ export class OnlineSigner {
     rdata.copy(data, at + 10);
     const sig: RrsigData = { ...fields, signature: signBytes(key, data) };
     this.stats.signatures++;
-    this.cache.delete(cacheKey);
-    if (this.cache.size >= this.cacheSize) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(cacheKey, { sig, made: now });
+    // Kept apart from the other signatures: a flood of names asked once churns this cache only,
+    // not the signatures of the names that exist.
+    this.denials.delete(cacheKey);
+    if (this.denials.size >= this.denialCacheSize) this.denials.delete(this.denials.keys().next().value!);
+    this.denials.set(cacheKey, { sig, made: now });
     return sig;
   }
 
@@ -406,7 +418,7 @@ export class OnlineSigner {
   }
 
   get cachedSignatures(): number {
-    return this.cache.size;
+    return this.cache.size + this.denials.size;
   }
 }
 
