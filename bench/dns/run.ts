@@ -4,7 +4,7 @@
 // saturation (queries/s) and at a fixed offered load (p50 and p99 latency).
 //   npx tsx bench/dns/run.ts          (needs the Debian packages dnsperf, nsd and knot)
 // Writes its section of bench/RESULTS.md. Environment: BENCH_ZONES (1000), BENCH_SECONDS (5, per
-// saturation run), BENCH_LATENCY_QPS (5000), BENCH_WORKERS (2: our workers, NSD's server-count,
+// saturation run), BENCH_LATENCY_QPS (5000), BENCH_WORKERS (2: our processes, NSD's server-count,
 // Knot's UDP and TCP workers), BENCH_DATA (a data directory kept between runs; made on first use),
 // BENCH_SERVERS (nexus,nsd,knot), BENCH_WORKLOADS, BENCH_TRANSPORTS.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
@@ -13,7 +13,6 @@ import { tmpdir, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
-import { startDnsServer, type DnsServer } from '../../src/domains/dns-authority/index.ts';
 import { exportZone } from '../../src/domains/zonefile/export.ts';
 import { onlineSigner } from '../../src/domains/dnssec/online.ts';
 import { HOT_ZONES, prepare } from './setup.ts';
@@ -22,6 +21,7 @@ const ZONES = Number(process.env.BENCH_ZONES ?? 1000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const LATENCY_QPS = Number(process.env.BENCH_LATENCY_QPS ?? 5000);
 const LATENCY_SECONDS = 3;
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP ?? 3);
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 2);
 const list = (v: string | undefined, all: string[]) => (v ? v.split(',').filter((x) => all.includes(x)) : all);
 const SERVERS = list(process.env.BENCH_SERVERS, ['nexus', 'nsd', 'knot']) as Server[];
@@ -52,6 +52,8 @@ interface PerfResult {
   qps: number;
   p50Ms: number | null;
   p99Ms: number | null;
+  /** Answers per CPU-second of the server's processes during the saturation run: what a core gives it, whatever share the shared machine left it. */
+  perCpu: number;
   /** Answered at the fixed load (a server that falls behind shows here). */
   fixedQps: number;
   lost: number;
@@ -60,16 +62,61 @@ interface PerfResult {
   load: string;
 }
 
+/** dnsperf's pids while it runs: not the server's CPU when the server is this process. */
+const running = new Set<number>();
+
 function run(bin: string, args: string[]): Promise<string> {
   // Asynchronous: our server answers from this same process, so the event loop must stay free.
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    if (child.pid) running.add(child.pid);
+    child.on('exit', () => child.pid && running.delete(child.pid));
     const out: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => out.push(d));
     child.on('error', reject);
     child.on('close', () => resolve(Buffer.concat(out).toString('utf8')));
   });
+}
+
+/** The pids of a process and its descendants (NSD forks its servers, ours may have workers). */
+function tree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(d)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: number[] = [];
+  const visit = (p: number) => {
+    out.push(p);
+    for (const c of children.get(p) ?? []) visit(c);
+  };
+  visit(pid);
+  return out;
+}
+
+/** CPU time (user + system, every thread) of a process and its descendants, seconds; dnsperf is not among them. */
+const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+function cpuTree(pid: number, skip: Set<number>): number {
+  let ticks = 0;
+  for (const p of tree(pid)) {
+    if (skip.has(p)) continue;
+    try {
+      const f = readFileSync(`/proc/${p}/stat`, 'utf8').slice(0, 4096);
+      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      // Fields 14 and 15 (utime, stime), counted from the state (field 3) at index 0.
+      ticks += Number(rest[11]) + Number(rest[12]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks / TICKS;
 }
 
 /** Resident memory of a process and its descendants (NSD forks its servers), MiB. */
@@ -105,9 +152,16 @@ const load = () =>
 
 async function dnsperf(port: number, queries: string, transport: Transport, pid: number): Promise<PerfResult> {
   const base = ['-s', '127.0.0.1', '-p', String(port), '-d', queries, '-T', '1', '-D', '-m', transport];
+  // Warm-up, not measured: every server has met the workload's names once (our caches fill, a
+  // first signature per RRset is made), as a server that has been running a while has.
+  await run('dnsperf', [...base, '-l', String(WARMUP_SECONDS), '-c', '8', '-q', '256']);
   const loadBefore = load();
   // Saturation: as fast as the server answers, 8 clients (TCP: 8 connections), 256 outstanding.
-  const out = await run('dnsperf', [...base, '-l', String(SECONDS), '-c', '8', '-q', '256']);
+  const cpu0 = cpuTree(pid, running);
+  const pending = run('dnsperf', [...base, '-l', String(SECONDS), '-c', '8', '-q', '256']);
+  // dnsperf is our child too when the server is this process: its CPU is left out (its pid is known now).
+  const out = await pending;
+  const cpu = cpuTree(pid, running) - cpu0;
   const num = (re: RegExp, text = out) => Number(re.exec(text)?.[1] ?? NaN);
   const rssMiB = rssTree(pid);
   // Latency at a fixed offered load; -v prints each response with its latency.
@@ -118,6 +172,7 @@ async function dnsperf(port: number, queries: string, transport: Transport, pid:
   const quantile = (q: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(q * lat.length))]! * 1000 : null);
   return {
     qps: num(/Queries per second:\s+([0-9.]+)/),
+    perCpu: num(/Queries completed:\s+(\d+)/) / cpu,
     p50Ms: quantile(0.5),
     p99Ms: quantile(0.99),
     fixedQps: num(/Queries per second:\s+([0-9.]+)/, verbose),
@@ -182,18 +237,39 @@ interface Serving {
 }
 
 async function nexusServe(): Promise<Serving> {
-  const ours: DnsServer = await startDnsServer({ store: p.store, rrl: false, dnssec: signer, workers: WORKERS > 1 ? { count: WORKERS, dataDir: p.dataDir } : undefined });
-  await waitUdp(ours.port, zones[0]!);
-  // Every zone compiled and its key read in every process, as the peers have loaded theirs.
-  await ours.warmed;
+  // Its own process (bench/dns/serve.ts), as NSD and Knot run: its CPU time and memory are its own.
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'serve.ts'), p.dataDir, '0', String(WORKERS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  let buf = '';
+  const ready = new Promise<{ port: number }>((resolve, reject) => {
+    proc.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString('utf8');
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        lines.push(line);
+        if (line.startsWith('{"port"')) resolve(JSON.parse(line) as { port: number });
+      }
+    });
+    proc.once('exit', (code) => reject(new Error(`bench/dns/serve.ts exited (code ${code})`)));
+  });
+  const { port } = await ready;
+  await waitUdp(port, zones[0]!);
+  let stats: Record<string, number> | undefined;
   return {
-    port: ours.port,
-    pid: process.pid,
-    stop: () => ours.close(),
-    note: () => {
-      const st = ours.stats();
-      return `response cache ${st.cacheHits.toLocaleString('en-US')} hits / ${st.cacheMisses.toLocaleString('en-US')} misses, ${st.cacheEntries} entries (primary process)`;
+    port,
+    pid: proc.pid!,
+    stop: async () => {
+      proc.kill('SIGTERM');
+      if (proc.exitCode === null) await new Promise((r) => proc.once('close', r));
+      const last = lines.find((l) => l.startsWith('{"stats"'));
+      if (last) stats = (JSON.parse(last) as { stats: Record<string, number> }).stats;
     },
+    note: () =>
+      stats
+        ? `response cache ${stats.cacheHits!.toLocaleString('en-US')} hits / ${stats.cacheMisses!.toLocaleString('en-US')} misses, ${stats.cacheEntries} entries at the end (every process)`
+        : 'no statistics',
   };
 }
 
@@ -308,10 +384,10 @@ try {
           results[server][`${w}/${t}`] = r;
           console.log(server, w, t, JSON.stringify(r));
         }
-      if (s.note) notes.push(`${server}: ${s.note()}`);
     } finally {
       await s.stop();
     }
+    if (s.note) notes.push(`${server}: ${s.note()}`);
   }
 } finally {
   await p.close();
@@ -320,8 +396,8 @@ try {
 
 const n = (x: number) => Math.round(x).toLocaleString('en-US');
 const ms = (x: number | null) => (x === null ? 'n/a' : x.toFixed(3));
-const ratio = (a: PerfResult | string | undefined, b: PerfResult | string | undefined) =>
-  typeof a === 'object' && typeof b === 'object' ? `${(a.qps / b.qps).toFixed(2)}x` : 'n/a';
+const ratio = (a: PerfResult | string | undefined, b: PerfResult | string | undefined, f: (r: PerfResult) => number = (r) => r.qps) =>
+  typeof a === 'object' && typeof b === 'object' ? `${(f(a) / f(b)).toFixed(2)}x` : 'n/a';
 const rows: string[] = [];
 for (const w of WORKLOADS)
   for (const t of TRANSPORTS)
@@ -329,8 +405,8 @@ for (const w of WORKLOADS)
       const r = results[server]?.[`${w}/${t}`];
       const ours = results.nexus?.[`${w}/${t}`];
       if (typeof r !== 'object') continue;
-      const vs = server === 'nexus' ? `${ratio(ours, results.nsd?.[`${w}/${t}`])} / ${ratio(ours, results.knot?.[`${w}/${t}`])}` : '';
-      rows.push(`| ${w} | ${t} | ${server} | ${n(r.qps)} | ${vs} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${n(r.fixedQps)} | ${r.lost}/${r.sent} | ${r.rssMiB.toFixed(0)} | ${r.load} |`);
+      const vs = (f?: (r: PerfResult) => number) => (server === 'nexus' ? `${ratio(ours, results.nsd?.[`${w}/${t}`], f)} / ${ratio(ours, results.knot?.[`${w}/${t}`], f)}` : '');
+      rows.push(`| ${w} | ${t} | ${server} | ${n(r.qps)} | ${vs()} | ${n(r.perCpu)} | ${vs((x) => x.perCpu)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${n(r.fixedQps)} | ${r.lost}/${r.sent} | ${r.rssMiB.toFixed(0)} | ${r.load} |`);
     }
 const version = (bin: string, args: string[]) => {
   try {
@@ -342,9 +418,9 @@ const version = (bin: string, args: string[]) => {
 const section = `## dns (bench/dns, ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC)
 
 ${ZONES.toLocaleString('en-US')} signed zones; every query with the DO bit (signed answers). dnsperf 2.10 (1 thread, 8 clients, 256 outstanding, ${SECONDS} s at
-saturation; ${LATENCY_SECONDS} s at a fixed ${n(LATENCY_QPS)} queries/s for p50/p99) against each server on 127.0.0.1, one after the other in the same run.
+saturation after ${WARMUP_SECONDS} s of warm-up; ${LATENCY_SECONDS} s at a fixed ${n(LATENCY_QPS)} queries/s for p50/p99) against each server on 127.0.0.1, one after the other in the same run.
 ${cpus().length} cores shared by dnsperf and the server, so a server's saturation rate is what dnsperf leaves it; each server has ${WORKERS} workers
-(ours: processes sharing the sockets; NSD: server-count; Knot: udp-workers and tcp-workers). RRL off everywhere.
+(ours: processes sharing the sockets, bench/dns/serve.ts; NSD: server-count; Knot: udp-workers and tcp-workers). RRL off everywhere.
 NSD serves our pre-signed export; Knot signs our unsigned export online (mod-onlinesign, its own ECDSA P-256 key, compact denial like ours).
 Node ${process.version}; ${version('nsd', ['-v'])}; ${version('knotd', ['-V'])}. Load: the 1, 5 and 15-minute load averages before / after each saturation run
 (the machine is shared: other work ran during this one, so the figures are under load).
@@ -352,8 +428,8 @@ Node ${process.version}; ${version('nsd', ['-v'])}; ${version('knotd', ['-V'])}.
 Workloads:
 ${WORKLOADS.map((w) => `- ${w}: ${files[w].what}`).join('\n')}
 
-| workload | transport | server | queries/s (saturation) | nexus vs NSD / Knot | p50 ms | p99 ms (at ${n(LATENCY_QPS)} q/s) | answered q/s at ${n(LATENCY_QPS)} | lost/sent (saturation) | RSS MiB | load |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| workload | transport | server | queries/s (saturation) | nexus vs NSD / Knot | answers per CPU-second | nexus vs NSD / Knot per CPU | p50 ms | p99 ms (at ${n(LATENCY_QPS)} q/s) | answered q/s at ${n(LATENCY_QPS)} | lost/sent (saturation) | RSS MiB | load |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ${rows.join('\n')}
 
 ${notes.map((x) => `- ${x}`).join('\n')}

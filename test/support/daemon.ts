@@ -27,7 +27,7 @@ export interface SpawnOptions {
 }
 
 export function spawnDaemon(dataDir: string, args: string[] = [], opts: SpawnOptions = {}): Promise<DaemonProcess> {
-  const timeoutMs = opts.timeoutMs ?? 20_000;
+  const timeoutMs = opts.timeoutMs ?? 60_000;
   const entry = opts.via === 'cli' ? ['bin/nexus.js', 'start'] : ['dist/api/daemon.js'];
   const child = spawn(process.execPath, [...entry, '--data', dataDir, '--port', '0', '--dns-port', '0', '--log-level', 'info', ...args], {
     cwd: ROOT,

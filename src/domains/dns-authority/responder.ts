@@ -69,6 +69,8 @@ export interface ResponderOptions extends AnswerContext {
   dnssec?: OnlineSigner;
   /** DNS cookies; without it a COOKIE option is ignored, as any unknown option. */
   cookies?: ServerCookies;
+  /** false: every query through dns-packet's decoder and encoder (tests compare the two paths). Default true. */
+  quick?: boolean;
 }
 
 /** The header and question of a response, before its sections are filled. */
@@ -154,6 +156,108 @@ function faithful(q: Question, msg: Buffer): boolean {
   }
 }
 
+/** Query types the quick reader names itself (as dns-packet names them); any other goes to dns-packet's decoder. */
+const QUICK_TYPES: ReadonlyMap<number, string> = new Map([
+  [1, 'A'], [2, 'NS'], [5, 'CNAME'], [6, 'SOA'], [12, 'PTR'], [15, 'MX'], [16, 'TXT'], [28, 'AAAA'], [33, 'SRV'],
+  [43, 'DS'], [46, 'RRSIG'], [47, 'NSEC'], [48, 'DNSKEY'], [255, 'ANY'], [257, 'CAA'],
+]);
+const TYPE_OPT = 41;
+
+/** A plain query as the quick reader found it: the question, the OPT record, and where the question ends. */
+interface QuickQuery {
+  q: Question;
+  opt?: OptAnswer;
+  /** Offset just past the question (name, type, class): the bytes 12..end are echoed as received. */
+  end: number;
+}
+
+/**
+ * The common query read without dns-packet (its decoder and the re-encoding that checks a name
+ * survived it cost more than the rest of a denial): header counts 1/0/0/0-1, a question of plain
+ * labels of printable ASCII without dots (what dns-packet decodes and re-encodes to the same
+ * bytes), class IN, a type in QUICK_TYPES, and at most an OPT record owned by the root, of
+ * version 0, ending the message with whole options. Anything else is undefined: dns-packet's
+ * decoder and the checks after it decide, as before.
+ */
+function quickQuery(msg: Buffer): QuickQuery | undefined {
+  const len = msg.length;
+  if (len < 17 || msg[4] !== 0 || msg[5] !== 1 || msg[6] !== 0 || msg[7] !== 0 || msg[8] !== 0 || msg[9] !== 0 || msg[10] !== 0 || msg[11]! > 1) return undefined;
+  let i = 12;
+  let name = '';
+  for (;;) {
+    const l = msg[i]!;
+    if (l === 0) break;
+    if (l > 63 || i + 1 + l >= len || i + l - 12 > 253) return undefined;
+    for (let j = i + 1; j <= i + l; j++) {
+      const c = msg[j]!;
+      if (c < 0x21 || c > 0x7e || c === 0x2e) return undefined;
+    }
+    name += (name ? '.' : '') + msg.toString('latin1', i + 1, i + 1 + l);
+    i += l + 1;
+  }
+  i++;
+  if (i + 4 > len) return undefined;
+  const type = QUICK_TYPES.get((msg[i]! << 8) | msg[i + 1]!);
+  if (!type || msg[i + 2] !== 0 || msg[i + 3] !== 1) return undefined;
+  const end = i + 4;
+  const q: Question = { name: name || '.', type: type as Question['type'], class: 'IN' };
+  if (msg[11] === 0) return end === len ? { q, end } : undefined;
+  // The OPT record: root owner, type 41, then UDP size, extended rcode, version, flags, RDLENGTH.
+  const o = end;
+  if (o + 11 > len || msg[o] !== 0 || ((msg[o + 1]! << 8) | msg[o + 2]!) !== TYPE_OPT || msg[o + 6] !== 0) return undefined;
+  const rdata = o + 11;
+  if (rdata + ((msg[o + 9]! << 8) | msg[o + 10]!) !== len) return undefined;
+  const options: { code: number; data: Buffer }[] = [];
+  for (let j = rdata; j < len; ) {
+    if (j + 4 > len) return undefined;
+    const olen = (msg[j + 2]! << 8) | msg[j + 3]!;
+    if (j + 4 + olen > len) return undefined;
+    options.push({ code: (msg[j]! << 8) | msg[j + 1]!, data: msg.subarray(j + 4, j + 4 + olen) });
+    j += 4 + olen;
+  }
+  const flags = (msg[o + 7]! << 8) | msg[o + 8]!;
+  const opt = {
+    name: '.',
+    type: 'OPT',
+    udpPayloadSize: (msg[o + 3]! << 8) | msg[o + 4]!,
+    extendedRcode: msg[o + 5]!,
+    ednsVersion: 0,
+    flags,
+    flag_do: (flags & DO) !== 0,
+    options,
+  } as unknown as OptAnswer;
+  return { q, opt, end };
+}
+
+/**
+ * A NOERROR response with AA set and only an authority section (`count` RRs, on the wire), the
+ * question copied from the query's bytes (12..`qEnd`, as received: the owner pointers of the
+ * authority records point at it) and the OPT record our responses carry: what `encode` gives
+ * for the same sections, without dns-packet.
+ */
+function denialMessage(msg: Buffer, qEnd: number, frame: Frame, authority: Buffer, count: number): Buffer {
+  const opt = frame.opt ? 11 : 0;
+  const out = Buffer.allocUnsafe(qEnd + authority.length + opt);
+  out.writeUInt16BE(frame.id, 0);
+  out.writeUInt16BE(QR | frame.flags | AA | RCODE.NOERROR, 2);
+  out.writeUInt16BE(1, 4);
+  out.writeUInt16BE(0, 6);
+  out.writeUInt16BE(count, 8);
+  out.writeUInt16BE(opt ? 1 : 0, 10);
+  msg.copy(out, 12, 12, qEnd);
+  let at = qEnd + authority.copy(out, qEnd);
+  if (frame.opt) {
+    // Root owner, type OPT, our UDP size, extended rcode 0, version 0, the DO bit echoed, no options.
+    out[at] = 0;
+    out.writeUInt16BE(41, at + 1);
+    out.writeUInt16BE(frame.opt.udpPayloadSize, at + 3);
+    out.writeUInt32BE(frame.opt.flags ?? 0, at + 5);
+    out.writeUInt16BE(0, at + 9);
+    at += 11;
+  }
+  return out;
+}
+
 /** Fits the answer within `limit` bytes: optional additional data goes first, then TC (RFC 2181 9). */
 function fit(frame: Frame, rcode: number, set: AnswerSet, limit: number): Buffer {
   const sections = { answers: set.answers, authorities: set.authorities, additionals: set.additionals };
@@ -225,18 +329,27 @@ export async function handleMessage(view: ZoneView, msg: Buffer, transport: Tran
   const shaped = counts[0] === 1 && counts[1] === 0 && counts[2] === 0 && counts[3]! <= MAX_ADDITIONAL;
   if (!shaped) return reply(bare, opcode === 0 ? RCODE.FORMERR : RCODE.NOTIMP, opts);
 
-  let query: DecodedPacket;
-  try {
-    query = dnsPacket.decode(msg);
-    if (dnsPacket.decode.bytes !== msg.length) throw new Error('trailing bytes after the message');
-  } catch {
-    return reply(bare, opcode === 0 ? RCODE.FORMERR : RCODE.NOTIMP, opts);
+  const quick = opcode === 0 && opts.quick !== false ? quickQuery(msg) : undefined;
+  let q: Question;
+  let echo: Question[];
+  let opts0: OptAnswer[];
+  if (quick) {
+    q = quick.q;
+    echo = [q];
+    opts0 = quick.opt ? [quick.opt] : [];
+  } else {
+    let query: DecodedPacket;
+    try {
+      query = dnsPacket.decode(msg);
+      if (dnsPacket.decode.bytes !== msg.length) throw new Error('trailing bytes after the message');
+    } catch {
+      return reply(bare, opcode === 0 ? RCODE.FORMERR : RCODE.NOTIMP, opts);
+    }
+    q = query.questions![0]!;
+    echo = faithful(q, msg) ? [q] : [];
+    // EDNS0 (RFC 6891): at most one OPT, owned by the root.
+    opts0 = (query.additionals ?? []).filter((a): a is OptAnswer => a.type === 'OPT');
   }
-  const q = query.questions![0]!;
-  const echo = faithful(q, msg) ? [q] : [];
-
-  // EDNS0 (RFC 6891): at most one OPT, owned by the root.
-  const opts0 = (query.additionals ?? []).filter((a): a is OptAnswer => a.type === 'OPT');
   if (opts0.length > 1 || (opts0[0] && opts0[0].name !== '.')) return reply({ ...bare, questions: echo }, RCODE.FORMERR, opts);
   const clientOpt = opts0[0];
   const frame: Frame = {
@@ -310,6 +423,30 @@ export async function handleMessage(view: ZoneView, msg: Buffer, transport: Tran
     }
     return limited(frame, verdict, encode(frame, rcode, {}, (found.aa ? AA : 0) | TC));
   }
+  const room = transport === 'tcp' ? 65535 : clientOpt ? Math.min(MAX_UDP_PAYLOAD, Math.max(CLASSIC_UDP_PAYLOAD, clientOpt.udpPayloadSize)) : CLASSIC_UDP_PAYLOAD;
+  // The COOKIE option is added after fitting: its room is kept free.
+  const limit = room - (frame.cookie ? COOKIE_REPLY_BYTES : 0);
+  // A signed denial of a name that does not exist (random-subdomain floods): written on the wire
+  // directly from the question's bytes and the signer's encoded records (`denial`), no dns-packet.
+  if (quick && dnssec && dnssecOk && found.rcode === RCODE.NXDOMAIN && found.aa && found.answers.length === 0 && !found.referral && found.authorities.length === 1) {
+    let denial;
+    try {
+      const d = dnssec.denial(zone, name, found.authorities[0]!);
+      denial = d instanceof Promise ? await d : d;
+    } catch {
+      return reply(frame, RCODE.SERVFAIL, opts, verdict);
+    }
+    if (denial) {
+      const out = denialMessage(msg, quick.end, frame, denial.authority, denial.count);
+      if (out.length <= limit) {
+        return finish(frame, out, () => encode(frame, RCODE.NOERROR, {}, AA | TC), {
+          rcode: RCODE.NOERROR,
+          zone: { name: zone.name, imvu: zone.imvu, serial: zone.serial },
+          rrl: verdict,
+        });
+      }
+    }
+  }
   let set = found;
   // DNSSEC (src/domains/dnssec/online.ts): signatures and denial proofs when the query set DO.
   if (dnssec) {
@@ -320,9 +457,6 @@ export async function handleMessage(view: ZoneView, msg: Buffer, transport: Tran
       return reply(frame, RCODE.SERVFAIL, opts, verdict);
     }
   }
-  const room = transport === 'tcp' ? 65535 : clientOpt ? Math.min(MAX_UDP_PAYLOAD, Math.max(CLASSIC_UDP_PAYLOAD, clientOpt.udpPayloadSize)) : CLASSIC_UDP_PAYLOAD;
-  // The COOKIE option is added after fitting: its room is kept free.
-  const limit = room - (frame.cookie ? COOKIE_REPLY_BYTES : 0);
   const final = set;
   return finish(frame, fit(frame, final.rcode, final, limit), () => encode(frame, final.rcode, {}, (final.aa ? AA : 0) | TC), {
     rcode: final.rcode,

@@ -122,6 +122,99 @@ function frame(msg: Buffer): Buffer {
   return out;
 }
 
+/** What the UDP path needs from the server (`udpAnswerer`). */
+export interface UdpAnswererOptions {
+  view: ZoneView;
+  /** The responder (or the transfer service in front of it); default: `handleMessage` with `dnssec` and `cookies`. */
+  respond?: (msg: Buffer, t: Transport, ctx: AnswerContext) => Promise<XfrHandled>;
+  dnssec?: OnlineSigner;
+  cookies?: ServerCookies;
+  cache?: ResponseCache;
+  limiter?: ResponseRateLimiter;
+  /** Cache misses in progress at most (beyond: dropped). Default 4096. */
+  maxInFlight?: number;
+  stats?: Pick<DnsServerStats, 'rrlDropped' | 'rrlSlipped' | 'ignored' | 'responses' | 'busyDropped'>;
+  meter?: (h: Handled) => void;
+  onError?: (err: unknown) => void;
+}
+
+/**
+ * One UDP datagram's handling, sockets aside (the server's, and bench/dns/micro.ts's): the
+ * response cache, else the responder (which asks the rate limiter before signing), then the rate
+ * limiter for a cached answer, the send and metering. Returns a promise only while a cache miss
+ * is in progress.
+ */
+export function udpAnswerer(o: UdpAnswererOptions): (msg: Buffer, peer: string, send: (out: Buffer) => void) => Promise<void> | undefined {
+  const { view, cache, cookies, limiter } = o;
+  const respond = o.respond ?? ((msg: Buffer, t: Transport, ctx: AnswerContext) => handleMessage(view, msg, t, { dnssec: o.dnssec, cookies, ...ctx }));
+  const maxInFlight = o.maxInFlight ?? 4096;
+  const s = o.stats ?? { rrlDropped: 0, rrlSlipped: 0, ignored: 0, responses: 0, busyDropped: 0 };
+  const meter = o.meter ?? (() => undefined);
+  const fail = o.onError ?? (() => undefined);
+  let inFlight = 0;
+  /**
+   * Rate limiting, the send and metering of one UDP answer, from the cache or the responder. The
+   * responder has asked the limiter already (before signing) when `h.rrl` is set; otherwise (a
+   * cache hit, a transfer's answer) it is asked here, unless `exempt` (a valid server cookie).
+   */
+  const sendUdp = (h: Handled, peer: string, send: (out: Buffer) => void, exempt = false) => {
+    if (h.rrl === 'drop') {
+      s.rrlDropped++;
+      return;
+    }
+    if (!h.response) {
+      s.ignored++;
+      return;
+    }
+    let out = h.response;
+    let verdict: Admission | undefined = h.rrl;
+    if (verdict === undefined) {
+      verdict = exempt ? 'exempt' : (limiter?.check(peer) ?? 'send');
+      const slip = h.badCookie ?? h.truncated;
+      if (verdict === 'drop' || (verdict === 'slip' && !slip)) {
+        s.rrlDropped++;
+        return;
+      }
+      if (verdict === 'slip') out = slip!();
+    }
+    if (verdict === 'slip') s.rrlSlipped++;
+    s.responses++;
+    send(out);
+    if (verdict !== 'slip') meter(h);
+  };
+  return (msg, peer, send) => {
+    // A cache hit is answered now, without a promise, even when too many misses are in progress:
+    // a flood of names asked once does not shut out the names asked often.
+    const c = cache && cacheable(msg, 'udp', !!cookies);
+    if (c) {
+      let check: CookieCheck | undefined;
+      // The cookie is checked (one SipHash) only when there is an entry to answer from.
+      const hit = cache!.get(c.key, msg, () => {
+        const r = c.cookie && cookies?.check(c.cookie, peer);
+        check = r === 'malformed' ? undefined : r;
+        return check;
+      });
+      if (hit) {
+        sendUdp(hit, peer, send, !!check?.valid);
+        return undefined;
+      }
+    }
+    if (inFlight >= maxInFlight) {
+      s.busyDropped++;
+      return undefined;
+    }
+    inFlight++;
+    const generation = view.generation;
+    return respond(msg, 'udp', { peer, admit: limiter && (() => limiter.check(peer)) })
+      .then((h) => {
+        if (c) cache!.set(c.key, h, generation);
+        sendUdp(h, peer, send);
+      })
+      .catch(fail)
+      .finally(() => inFlight--);
+  };
+}
+
 export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer> {
   const address = opts.address ?? '127.0.0.1';
   const onError = opts.onError ?? (() => undefined);
@@ -267,40 +360,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
   }
 
   // UDP
-  let udpInFlight = 0;
-  const sent = (err: Error | null) => {
-    if (err) s.errors++;
-  };
-  /**
-   * Rate limiting, the send and metering of one UDP answer, from the cache or the responder. The
-   * responder has asked the limiter already (before signing) when `h.rrl` is set; otherwise (a
-   * cache hit, a transfer's answer) it is asked here, unless `exempt` (a valid server cookie).
-   */
-  const sendUdp = (h: Handled, rinfo: dgram.RemoteInfo, exempt = false) => {
-    if (h.rrl === 'drop') {
-      s.rrlDropped++;
-      return;
-    }
-    if (!h.response) {
-      s.ignored++;
-      return;
-    }
-    let out = h.response;
-    let verdict: Admission | undefined = h.rrl;
-    if (verdict === undefined) {
-      verdict = exempt ? 'exempt' : (limiter?.check(rinfo.address) ?? 'send');
-      const slip = h.badCookie ?? h.truncated;
-      if (verdict === 'drop' || (verdict === 'slip' && !slip)) {
-        s.rrlDropped++;
-        return;
-      }
-      if (verdict === 'slip') out = slip!();
-    }
-    if (verdict === 'slip') s.rrlSlipped++;
-    s.responses++;
-    udp.send(out, rinfo.port, rinfo.address, sent);
-    if (verdict !== 'slip') meter(h);
-  };
+  const onDatagram = udpAnswerer({ view, respond, cache, cookies, limiter, maxInFlight: maxUdpInFlight, stats: s, meter, onError: fail });
   udp.on('error', fail);
   udp.on('message', (msg, rinfo) => {
     s.udpQueries++;
@@ -309,29 +369,10 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
       s.ignored++;
       return;
     }
-    // A cache hit is answered now, without a promise, even when too many misses are in progress:
-    // a flood of names asked once does not shut out the names asked often.
-    const c = cache && cacheable(msg, 'udp', !!cookies);
-    if (c) {
-      const found = fromCache(c, msg, rinfo.address);
-      if (found) {
-        sendUdp(found.hit, rinfo, found.exempt);
-        return;
-      }
-    }
-    if (udpInFlight >= maxUdpInFlight) {
-      s.busyDropped++;
-      return;
-    }
-    udpInFlight++;
-    const generation = view.generation;
-    respond(msg, 'udp', { peer: rinfo.address, admit: limiter && (() => limiter.check(rinfo.address)) })
-      .then((h) => {
-        if (c) cache!.set(c.key, h, generation);
-        sendUdp(h, rinfo);
-      })
-      .catch(fail)
-      .finally(() => udpInFlight--);
+    // No callback: Node then sends at once (uv_udp_try_send) with no request object and no call
+    // back into JavaScript, which cost as much as a signature per answer; a send that fails later
+    // is the socket's 'error' event (counted by `fail`).
+    void onDatagram(msg, rinfo.address, (out) => udp.send(out, rinfo.port, rinfo.address));
   });
 
   // TCP. A connection costs a slot, so a client that holds one without asking anything loses it:

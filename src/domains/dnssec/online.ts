@@ -4,8 +4,8 @@ import type { AnswerSet, Zone } from '../dns-authority/zone.ts';
 import { negativeTtl, SOA_TTL } from '../records/soa.ts';
 import { DNSKEY_TTL_S } from '../../core/policy/gates/platform-powers.ts';
 import { DnssecKeyring, type SigningKey, type ZoneKey, type ZoneKeys } from './keys.ts';
-import { signRRset, validityAround } from './sign.ts';
-import { nameWire, NXNAME, typeName } from './wire.ts';
+import { rrsigPrefix, signBytes, signRRset, validityAround } from './sign.ts';
+import { labelCount, nameWire, NXNAME, rdataWire, rrWire, typeName } from './wire.ts';
 import { signZone, type SignedZone } from './signed-zone.ts';
 import { ZONEMD } from '../zonefile/zonemd.ts';
 
@@ -34,6 +34,9 @@ import { ZONEMD } from '../zonefile/zonemd.ts';
 // serial, key, owner, type) so a hot name is signed once, not per query; a cached signature is
 // made anew after a day (six days of validity always remain), and the cache is bounded (oldest
 // entries are dropped first), so random names cost one ECDSA signature each and no memory growth.
+// The signatures over nonexistent names' NSEC made on the responder's quick path (`denial`) are
+// kept in a cache of their own (10,000), so a random-subdomain flood does not push the signatures
+// of existing names out.
 
 /** TTL of the DNSKEY RRset: the rollover waits of gate 17 are this long (one constant for both). */
 export const DNSKEY_TTL = DNSKEY_TTL_S;
@@ -55,6 +58,8 @@ export interface OnlineSignerOptions {
   materialisedZones?: number;
   /** Signatures kept at most. Default 50,000 (a few MB). */
   cacheSize?: number;
+  /** Signatures over nonexistent names' NSEC (`denial`) kept at most, apart from the others. Default 10,000. */
+  denialCacheSize?: number;
   /** Seconds an inception lies in the past. Default 3600. */
   inceptionOffset?: number;
   /** Seconds a signature is valid from now. Default 7 days. */
@@ -91,6 +96,12 @@ interface RR {
 const rr = (name: string, type: string, ttl: number, data: unknown): Answer => ({ name, type, class: 'IN', ttl, data }) as Answer;
 const fieldsOf = (a: Answer): RR => a as unknown as RR;
 
+/** The type bitmap of a nonexistent name's NSEC (RRSIG, NSEC, NXNAME), as the general path encodes it. */
+const NXNAME_BITMAP = rdataWire('NSEC', { nextDomain: '.', rrtypes: ['RRSIG', 'NSEC', typeName(NXNAME)] }).subarray(1);
+const TYPE_NSEC = 47;
+/** An NSEC or RRSIG owned by the question's name: a pointer to it (the question starts at offset 12). */
+const OWNER_IS_QUESTION = Buffer.from([0xc0, 12]);
+
 const lower = (s: string) => s.replace(/[A-Z]+/g, (c) => c.toLowerCase());
 const bare = (s: string) => (s.endsWith('.') ? s.slice(0, -1) : s);
 
@@ -101,6 +112,11 @@ export class OnlineSigner {
   private readonly lifetime: number;
   private readonly refresh: number;
   private readonly now: () => number;
+  /** Signatures over the NSEC of names that do not exist, made by `denial` (random-name floods land here). */
+  private readonly denials = new Map<string, Cached>();
+  private readonly denialCacheSize: number;
+  /** Per zone: its SOA and the SOA's RRSIG on the wire, for denials (`denial`); bounded like `materialised`. */
+  private readonly soaBlocks = new Map<string, { sig: RrsigData; soa: unknown; ttl: number; bytes: Buffer }>();
   private readonly materialised = new Map<string, { made: number; zone: SignedZone; zonemd: Answer[] }>();
   private readonly materialiseMs: number;
   private readonly materialisedZones: number;
@@ -112,6 +128,7 @@ export class OnlineSigner {
     opts: OnlineSignerOptions = {},
   ) {
     this.cacheSize = opts.cacheSize ?? 50_000;
+    this.denialCacheSize = opts.denialCacheSize ?? 10_000;
     this.inceptionOffset = opts.inceptionOffset ?? 3600;
     this.lifetime = opts.lifetime ?? 7 * DAY;
     this.refresh = Math.min(opts.refresh ?? DAY, this.lifetime / 2);
@@ -195,6 +212,108 @@ export class OnlineSigner {
     out.authorities = [soaAnswer, this.rrsigFor(zone, key, soa.name, 'SOA', soa.ttl, SOA_TTL, [soa.data])];
     if (nsec) out.authorities.push(rr(denied, 'NSEC', nsec.ttl, nsec.data), this.rrsigFor(zone, key, denied, 'NSEC', nsec.ttl, nsec.ttl, [nsec.data]));
     return out;
+  }
+
+  /**
+   * The authority section of the compact denial for a name that does not exist (`name` lower
+   * case, in `zone`, whose lookup found nothing: NXDOMAIN), already on the wire: the SOA and its
+   * RRSIG (kept encoded per zone, serial and signature), then the NSEC owned by the question's
+   * name (a pointer to offset 12) and its RRSIG, the same records `secure` gives and the
+   * responder would encode with dns-packet, without building them as objects: random names (the
+   * common flood) cost one signature and a few copies. The NSEC's signature is cached as
+   * `secure`'s are (a repeated name is signed once). Undefined when the zone is unsigned, the
+   * name exists, or has no successor (255 octets): the general path answers then.
+   */
+  denial(zone: Zone, name: string, soa: Answer): { authority: Buffer; count: number } | undefined | Promise<{ authority: Buffer; count: number } | undefined> {
+    const key = this.keys.forZone(zone.name, zone.serial);
+    if (key instanceof Promise) return key.then((k) => (k ? this.denialWith(zone, k, name, soa) : undefined));
+    return key ? this.denialWith(zone, key, name, soa) : undefined;
+  }
+
+  private denialWith(zone: Zone, key: ZoneKey, name: string, soaAnswer: Answer): { authority: Buffer; count: number } | undefined {
+    if (zone.typesAt(name) !== undefined) return undefined;
+    let owner: Buffer;
+    try {
+      owner = nameWire(name);
+    } catch {
+      return undefined;
+    }
+    if (owner.length + 2 > 255) return undefined;
+    // The SOA and its RRSIG: one encoding per zone while the signature is the cached one.
+    const soa = fieldsOf(soaAnswer);
+    const soaSig = this.rrsigFor(zone, key, soa.name, 'SOA', soa.ttl, SOA_TTL, [soa.data]);
+    const sigData = fieldsOf(soaSig).data as RrsigData;
+    let block = this.soaBlocks.get(zone.name);
+    if (!block || block.sig !== sigData || block.soa !== soa.data || block.ttl !== soa.ttl) {
+      block = { sig: sigData, soa: soa.data, ttl: soa.ttl, bytes: Buffer.concat([rrWire(soaAnswer), rrWire(soaSig)]) };
+      this.soaBlocks.delete(zone.name);
+      if (this.soaBlocks.size >= this.materialisedZones) this.soaBlocks.delete(this.soaBlocks.keys().next().value!);
+      this.soaBlocks.set(zone.name, block);
+    }
+    const ttl = negativeTtl();
+    // NSEC RDATA: next name `\000.<name>`, then the bitmap (RRSIG, NSEC, NXNAME).
+    const rdata = Buffer.allocUnsafe(2 + owner.length + NXNAME_BITMAP.length);
+    rdata[0] = 1;
+    rdata[1] = 0;
+    owner.copy(rdata, 2);
+    NXNAME_BITMAP.copy(rdata, 2 + owner.length);
+    const sig = this.nsecSignature(zone, key, name, owner, ttl, rdata);
+    const sigRdata = Buffer.concat([rrsigPrefix(sig), sig.signature]);
+    const out = Buffer.allocUnsafe(block.bytes.length + 2 * 12 + rdata.length + sigRdata.length);
+    let at = block.bytes.copy(out, 0);
+    const rr = (type: number, data: Buffer) => {
+      at += OWNER_IS_QUESTION.copy(out, at);
+      out.writeUInt16BE(type, at);
+      out.writeUInt16BE(1, at + 2);
+      out.writeUInt32BE(ttl, at + 4);
+      out.writeUInt16BE(data.length, at + 8);
+      at += 10;
+      at += data.copy(out, at);
+    };
+    rr(TYPE_NSEC, rdata);
+    rr(46, sigRdata);
+    return { authority: out, count: 4 };
+  }
+
+  /** The RRSIG over a nonexistent name's NSEC: from the signature cache (shared with `secure`), else signed from the wire bytes. */
+  private nsecSignature(zone: Zone, key: SigningKey, name: string, owner: Buffer, ttl: number, rdata: Buffer): RrsigData {
+    const cacheKey = `${zone.name}\t${zone.serial}\t${key.keyTag}\t${name}\tNSEC`;
+    const now = Math.floor(this.now() / 1000);
+    const fresh = (c: Cached | undefined) => c && now - c.made < this.refresh && now >= c.made;
+    const hit = this.cache.get(cacheKey) ?? this.denials.get(cacheKey);
+    if (hit && fresh(hit)) {
+      this.stats.cacheHits++;
+      return hit.sig;
+    }
+    const validity = validityAround(now * 1000, this.inceptionOffset, this.lifetime);
+    const fields = {
+      typeCovered: 'NSEC',
+      algorithm: key.algorithm,
+      labels: labelCount(name),
+      originalTTL: ttl >>> 0,
+      expiration: validity.expiration >>> 0,
+      inception: validity.inception >>> 0,
+      keyTag: key.keyTag,
+      signersName: key.zone,
+    };
+    // RFC 4034 3.1.8.1: the RRSIG RDATA without its signature, then the RR in canonical form.
+    const prefix = rrsigPrefix(fields);
+    const data = Buffer.allocUnsafe(prefix.length + owner.length + 10 + rdata.length);
+    let at = prefix.copy(data, 0);
+    at += owner.copy(data, at);
+    data.writeUInt16BE(TYPE_NSEC, at);
+    data.writeUInt16BE(1, at + 2);
+    data.writeUInt32BE(ttl >>> 0, at + 4);
+    data.writeUInt16BE(rdata.length, at + 8);
+    rdata.copy(data, at + 10);
+    const sig: RrsigData = { ...fields, signature: signBytes(key, data) };
+    this.stats.signatures++;
+    // Kept apart from the other signatures: a flood of names asked once churns this cache only,
+    // not the signatures of the names that exist.
+    this.denials.delete(cacheKey);
+    if (this.denials.size >= this.denialCacheSize) this.denials.delete(this.denials.keys().next().value!);
+    this.denials.set(cacheKey, { sig, made: now });
+    return sig;
   }
 
   /** A referral: the child's NS and glue stay unsigned; the DS (or the NSEC proving there is none) is signed (RFC 4035 3.1.4). */
@@ -299,7 +418,7 @@ export class OnlineSigner {
   }
 
   get cachedSignatures(): number {
-    return this.cache.size;
+    return this.cache.size + this.denials.size;
   }
 }
 

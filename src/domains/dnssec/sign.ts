@@ -55,8 +55,12 @@ export function signRRset(key: Pick<ZoneKey, 'zone' | 'algorithm' | 'keyTag' | '
     keyTag: key.keyTag,
     signersName: key.zone,
   };
-  const signature = sign('sha256', signedData(fields, owner, data), { key: key.privateKey, dsaEncoding: 'ieee-p1363' });
-  return { ...fields, signature };
+  return { ...fields, signature: signBytes(key, signedData(fields, owner, data)) };
+}
+
+/** The signature field over the signed data (RFC 6605 4: r || s for ECDSA P-256 with SHA-256). */
+export function signBytes(key: Pick<ZoneKey, 'privateKey'>, data: Buffer): Buffer {
+  return sign('sha256', data, { key: key.privateKey, dsaEncoding: 'ieee-p1363' });
 }
 
 /** Checks an RRSIG over an RRset with a DNSKEY public key field (for tests and self-checks). */

@@ -73,6 +73,11 @@ const rrCodec = (dnsPacket as unknown as { answer: AnswerCodec }).answer;
 
 const lower = (s: string) => s.replace(/[A-Z]+/g, (c) => c.toLowerCase());
 
+/** One whole RR as dns-packet encodes it (owner uncompressed). */
+export function rrWire(a: Answer): Buffer {
+  return rrCodec.encode(a);
+}
+
 /** The RDATA as dns-packet encodes it (no length prefix). */
 export function rdataWire(type: string, data: unknown): Buffer {
   // An RR owned by the root: 1 byte of name, then type, class, TTL, RDLENGTH (10 bytes), then RDATA.

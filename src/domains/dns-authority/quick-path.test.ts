@@ -1,0 +1,158 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import dnsPacket from 'dns-packet';
+import type { Answer, NsecData, RrsigData } from 'dns-packet';
+import { provisioner } from '../../imvu/provision.ts';
+import { onlineSigner, type OnlineSigner } from '../dnssec/online.ts';
+import { verifyRRset } from '../dnssec/sign.ts';
+import { ServerCookies } from './cookie.ts';
+import { handleMessage, type Transport } from './responder.ts';
+import { decode, dnsFixture, query, queryCode, type DnsFixture } from './testing.ts';
+import { ZoneView } from './zone-view.ts';
+
+// The responder's quick path (a plain query read without dns-packet, a signed denial of a name
+// that does not exist written on the wire from the signer's encoded records) gives the bytes the
+// general path (dns-packet's decoder and encoder, `secure`) gives for the same query, for every
+// shape of query; and a denial signed on the quick path verifies.
+
+const Z = 'imvu001.world';
+
+describe('the quick path answers as the general path does', () => {
+  let f: DnsFixture;
+  let view: ZoneView;
+  let signer: OnlineSigner;
+  const cookies = new ServerCookies({ secret: Buffer.alloc(16, 3), now: () => 1_700_000_000_000 });
+
+  beforeAll(async () => {
+    f = await dnsFixture({ provision: provisioner });
+    view = await ZoneView.open(f.p.store, { refreshMs: 100 });
+    signer = onlineSigner(f.p.store, f.p.dataDir);
+  });
+  afterAll(async () => {
+    view?.close();
+    await f?.p.cleanup();
+  });
+
+  const names = [
+    `nothing.${Z}`, `NoThInG.${Z.toUpperCase()}`, `a.b.c.deep.${Z}`, `x.ent.wild.${Z}`, `x.host.wild.${Z}`, `x.www.${Z}`, `_x._tcp.${Z}`,
+    `www.${Z}`, `WWW.${Z}`, Z, `ent.wild.${Z}`, `x.wild.${Z}`, `dangling.${Z}`, `x.sub.${Z}`, `sub.${Z}`, `alias.${Z}`,
+    `nothing.imvu002.world`, 'example.org', 'world', `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(50)}.${Z}`,
+    `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(46)}.${Z}`, `a*b.${Z}`, `*.${Z}`, `-.${Z}`,
+  ];
+  const types = ['A', 'AAAA', 'TXT', 'MX', 'ANY', 'DS', 'NSEC', 'RRSIG', 'DNSKEY', 'SOA', 'NS', 'CAA', 'SRV', 'PTR'];
+  const shapes: [string, (name: string, type: string) => Buffer][] = [
+    ['DO, 1232', (n, t) => query(n, t, { id: 11, edns: 1232, do: true })],
+    ['DO, 4096', (n, t) => query(n, t, { id: 12, edns: 4096, do: true })],
+    ['DO, 512, no RD', (n, t) => query(n, t, { id: 13, edns: 512, do: true, rd: false })],
+    ['EDNS without DO', (n, t) => query(n, t, { id: 14, edns: 1232 })],
+    ['no EDNS', (n, t) => query(n, t, { id: 15 })],
+    ['DO with a client cookie', (n, t) => query(n, t, { id: 16, edns: 1232, do: true, cookie: Buffer.alloc(8, 9) })],
+  ];
+
+  async function both(msg: Buffer, t: Transport): Promise<[Buffer | undefined, Buffer | undefined]> {
+    // The general path first: the quick one then finds the same signatures in the signer's cache.
+    const general = await handleMessage(view, msg, t, { dnssec: signer, cookies, peer: '192.0.2.1', quick: false });
+    const quick = await handleMessage(view, msg, t, { dnssec: signer, cookies, peer: '192.0.2.1' });
+    return [general.response, quick.response];
+  }
+
+  it('byte for byte, over every name, type, EDNS shape and transport', async () => {
+    let compared = 0;
+    for (const name of names)
+      for (const type of types)
+        for (const [what, make] of shapes)
+          for (const t of ['udp', 'tcp'] as const) {
+            const [general, quick] = await both(make(name, type), t);
+            expect(quick?.toString('hex'), `${name} ${type} ${what} ${t}`).toBe(general?.toString('hex'));
+            compared++;
+          }
+    expect(compared).toBe(names.length * types.length * shapes.length * 2);
+  }, 120_000);
+
+  it('byte for byte for odd queries: unknown types, NXNAME, other classes, versions, opcodes, options, trailing bytes', async () => {
+    const odd: Buffer[] = [
+      queryCode(`nothing.${Z}`, 128, { edns: 1232, do: true }),
+      queryCode(`nothing.${Z}`, 65, { edns: 1232, do: true }),
+      queryCode(`nothing.${Z}`, 253),
+      query(`nothing.${Z}`, 'AXFR'),
+    ];
+    const chaos = query(`nothing.${Z}`, 'A', { edns: 1232, do: true });
+    chaos.writeUInt16BE(3, chaos.length - 11 - 2);
+    odd.push(chaos);
+    const v1 = query(`nothing.${Z}`, 'A', { edns: 1232, do: true });
+    v1[v1.length - 5] = 1;
+    odd.push(v1);
+    const notify = query(`nothing.${Z}`, 'SOA');
+    notify[2]! |= 4 << 3;
+    odd.push(notify, Buffer.concat([query(`nothing.${Z}`, 'A'), Buffer.from([0])]), query(`nothing.${Z}`, 'A').subarray(0, 20));
+    const dotted = query(`ab.${Z}`, 'A', { edns: 1232, do: true });
+    dotted[13] = 0x2e;
+    const space = query(`ab.${Z}`, 'A', { edns: 1232, do: true });
+    space[13] = 0x20;
+    const high = query(`ab.${Z}`, 'A', { edns: 1232, do: true });
+    high[13] = 0xe9;
+    odd.push(dotted, space, high);
+    // Two cookies, a malformed one, an unknown option beside a cookie.
+    const opt = (options: { code: number; data: Buffer }[]) =>
+      dnsPacket.encode({
+        type: 'query',
+        id: 5,
+        questions: [{ name: `nothing.${Z}`, type: 'A' }],
+        additionals: [{ name: '.', type: 'OPT', udpPayloadSize: 1232, flags: dnsPacket.DNSSEC_OK, options } as unknown as Answer],
+      });
+    odd.push(
+      opt([{ code: 10, data: Buffer.alloc(8, 1) }, { code: 10, data: Buffer.alloc(8, 2) }]),
+      opt([{ code: 10, data: Buffer.alloc(5, 1) }]),
+      opt([{ code: 65001, data: Buffer.from('x') }, { code: 10, data: Buffer.alloc(8, 1) }]),
+    );
+    for (const msg of odd)
+      for (const t of ['udp', 'tcp'] as const) {
+        const [general, quick] = await both(msg, t);
+        expect(quick?.toString('hex'), msg.toString('hex')).toBe(general?.toString('hex'));
+      }
+  });
+
+  it('a flood of names asked once does not push the signatures of existing names out of the signer', async () => {
+    const small = onlineSigner(f.p.store, f.p.dataDir, { cacheSize: 100, denialCacheSize: 50 });
+    const ask = (name: string, type: string) => handleMessage(view, query(name, type, { edns: 1232, do: true }), 'udp', { dnssec: small });
+    for (const [n, t] of [[`www.${Z}`, 'A'], [`www.${Z}`, 'AAAA'], [Z, 'MX'], [`_sip._tcp.${Z}`, 'SRV']] as const) await ask(n, t);
+    // The SOA's signature, which every denial carries, made once.
+    await ask(`first.${Z}`, 'A');
+    const before = small.stats.signatures;
+    for (let i = 0; i < 500; i++) await ask(`flood${i}.${Z}`, 'A');
+    // One signature per flooded name, and the cache holds the 50 latest only.
+    expect(small.stats.signatures).toBe(before + 500);
+    expect(small.cachedSignatures).toBeLessThanOrEqual(150);
+    const after = small.stats.signatures;
+    for (const [n, t] of [[`www.${Z}`, 'A'], [`www.${Z}`, 'AAAA'], [Z, 'MX'], [`_sip._tcp.${Z}`, 'SRV']] as const) await ask(n, t);
+    expect(small.stats.signatures).toBe(after);
+  });
+
+  it('a denial signed on the quick path is the compact denial of RFC 9824 and its signatures verify', async () => {
+    const zone = (await view.zone(view.enclosing(Z)!))!;
+    const key = (await signer.keys.forZone(Z, zone.serial))!;
+    for (let i = 0; i < 20; i++) {
+      const owner = `Fresh${i}-${Date.now()}.${Z}`;
+      const before = signer.stats.signatures;
+      const h = await handleMessage(view, query(owner, 'AAAA', { edns: 1232, do: true }), 'udp', { dnssec: signer });
+      expect(signer.stats.signatures).toBe(before + 1);
+      const r = decode(h.response!);
+      expect(r.rcode).toBe('NOERROR');
+      expect(r.flags! & dnsPacket.AUTHORITATIVE_ANSWER).toBeTruthy();
+      expect(r.answers).toEqual([]);
+      const auth = r.authorities as unknown as { name: string; type: string; ttl: number; data: unknown }[];
+      expect(auth.map((a) => a.type)).toEqual(['SOA', 'RRSIG', 'NSEC', 'RRSIG']);
+      expect(auth[2]!.name).toBe(owner);
+      const nsec = auth[2]!.data as NsecData;
+      expect(nsec.nextDomain).toBe(`\u0000.${owner.toLowerCase()}`);
+      expect(nsec.rrtypes).toEqual(['RRSIG', 'NSEC', 'UNKNOWN_128']);
+      const sig = auth[3]!.data as RrsigData;
+      expect(sig.typeCovered).toBe('NSEC');
+      expect(sig.labels).toBe(3);
+      expect(verifyRRset(key.publicKey, sig, owner.toLowerCase(), [nsec])).toBe(true);
+      expect(verifyRRset(key.publicKey, auth[1]!.data as RrsigData, Z, [auth[0]!.data])).toBe(true);
+      // The same name again: the cached signature, no new one.
+      await handleMessage(view, query(owner.toUpperCase(), 'A', { edns: 1232, do: true }), 'udp', { dnssec: signer });
+      expect(signer.stats.signatures).toBe(before + 1);
+    }
+  });
+});
