@@ -104,6 +104,8 @@ export interface ServerOptions {
    * unless given (`serve()` passes the configured root hints and relay port).
    */
   mailOut?: false | MailOutOptions;
+  /** How often the timed steps of DKIM rotations are taken when due (src/mail/signing/rotate.ts). Default 5 min. */
+  dkimRotationCheckMs?: number;
   /**
    * IMAP over the IMVUs' Maildirs (src/mail/imap): `port` with STARTTLS, `tlsPort` implicit TLS
    * (with the API's certificate). Off unless given. Until app passwords are wired in, the default
@@ -297,6 +299,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       throw err;
     }
   }
+  // DKIM rotations a creator asked for (`dkim.rotate`) advance on their own: the new selector signs
+  // a record TTL after it was published, the old one goes after its retention (gate 17 times both).
+  const dkimRotations = (await import('../mail/signing/rotate.ts')).startDkimScheduler(platform, {
+    ...(opts.dkimRotationCheckMs !== undefined ? { intervalMs: opts.dkimRotationCheckMs } : {}),
+    onStep: (step) => app.log.info({ step }, 'DKIM rotation step'),
+    onError: (err) => app.log.warn({ err }, 'DKIM rotation step failed'),
+  });
   // Ended periods are sealed by the platform itself, at start and then every minute.
   const closer = new PeriodCloser({
     store: platform.store,
@@ -452,6 +461,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await app.close().catch(() => undefined);
     await closer.close();
     await exits.close();
+    await dkimRotations.close();
     await mailQueue?.close();
     await dns?.close().catch(() => undefined);
     await mail?.close().catch(() => undefined);
@@ -546,6 +556,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         try {
           await closer.close();
           await exits.close();
+          await dkimRotations.close();
           // Deliveries under way finish and their state is saved; what is queued waits on disk.
           await mailQueue?.close();
           await imap?.close();
