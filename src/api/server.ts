@@ -277,7 +277,17 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     registerDnsMetrics(metrics.registry, dns);
   }
   // Loaded only when mail runs (the CLI keeps heavy imports lazy).
-  const mailQueue = opts.mailOut ? (await import('../mail/queue/index.ts')).startMailOut(platform, opts.mailOut) : undefined;
+  // Mail the queue stores locally is mail in for the receiving IMVU, counted by the mail service's meter.
+  const countIn: { meter?: MailService['meter'] } = {};
+  const mailQueue = opts.mailOut
+    ? (await import('../mail/queue/index.ts')).startMailOut(platform, {
+        onLocalDelivered: (imvu, bytes) => {
+          countIn.meter?.count(imvu, 'mail.messages', 1);
+          countIn.meter?.count(imvu, 'mail.bytes_in', bytes);
+        },
+        ...opts.mailOut,
+      })
+    : undefined;
   let mail: MailService | undefined;
   if (opts.mail) {
     try {
@@ -292,6 +302,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
           }
         : undefined;
       mail = await startMailService({ ...opts.mail, platform, noise, ...(enqueue ? { enqueue } : {}), onError: (err) => app.log.warn({ err }, 'mail error') });
+      countIn.meter = mail.meter;
     } catch (err) {
       await dns?.close().catch(() => undefined);
       await app.close().catch(() => undefined);
