@@ -291,7 +291,7 @@ export async function startMx(o: MxOptions): Promise<SmtpListener> {
             const dmarc = auth.dmarc as false | { status?: { result?: string }; policy?: string; domain?: string };
             if (dmarc && dmarc.status?.result === 'fail' && dmarc.policy === 'reject')
               throw smtpError(550, `5.7.1 rejected by the DMARC policy of ${dmarc.domain ?? 'the sender domain'} (p=reject)`);
-            const prefix = Buffer.from(`Return-Path: <${mailFrom}>\r\n${auth.headers as string}`, 'utf8');
+            const prefix = Buffer.from(`Return-Path: <${mailFrom}>\r\n${received(session, o.hostname)}${auth.headers as string}`, 'utf8');
             const rcpts = [...new Set(session.envelope.rcptTo.map((r) => r.address.toLowerCase()))];
             for (const rcpt of rcpts) {
               const { imvu } = await deliverToMailbox(o.store, o.dataDir, rcpt, fileThen(prefix, file));
@@ -309,6 +309,18 @@ export async function startMx(o: MxOptions): Promise<SmtpListener> {
     },
   });
   return listen(server, o, rt);
+}
+
+/**
+ * The trace field every receiving SMTP server adds (RFC 5321 4.4): who connected, from where, and
+ * how (RFC 3848: ESMTPS when the session was upgraded to TLS, with the protocol and cipher).
+ */
+export function received(session: SMTPServerSession, hostname: string, now = new Date()): string {
+  const clean = (v: string) => v.replace(/[^\x21-\x7e]/g, '').replace(/[()\\]/g, '').slice(0, 255);
+  const ip = session.remoteAddress.replace(/^::ffff:/, '');
+  const tls = session.secure && session.tlsOptions ? ` (using ${clean(session.tlsOptions.version ?? 'TLS')} with cipher ${clean(session.tlsOptions.name)})` : '';
+  const date = now.toUTCString().replace('GMT', '+0000');
+  return `Received: from ${clean(session.hostNameAppearsAs || 'unknown')} ([${ip}])\r\n\tby ${hostname} with ${clean(session.transmissionType || 'ESMTP')}${tls}\r\n\tid ${clean(session.id)}; ${date}\r\n`;
 }
 
 /** Unfolds the header block and returns the values of the headers named `name` (lower case). */
