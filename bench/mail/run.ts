@@ -66,7 +66,7 @@ function countFiles(dir: string): number {
 
 async function startOurs(): Promise<{ port: number; dataDir: string; stop(): Promise<void> }> {
   const args = [...(process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', 'bench/mail/profiles'] : []), '--import', 'tsx', join(import.meta.dirname, 'mx-server.ts')];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '4' } });
   const line = await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout! }).once('line', resolve);
     child.once('exit', (c) => reject(new Error(`mx-server exited ${c}`)));

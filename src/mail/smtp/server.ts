@@ -310,7 +310,8 @@ export async function startMx(o: MxOptions): Promise<SmtpListener> {
             }
             return `2.0.0 delivered to ${rcpts.length} mailbox${rcpts.length === 1 ? '' : 'es'}`;
           } finally {
-            await fs.rm(file, { force: true });
+            // unlink, not rm: one call, no directory walk (a missing file is fine).
+            await fs.unlink(file).catch(() => undefined);
           }
         })(),
         cb,
@@ -460,7 +461,8 @@ export async function startSubmission(o: SubmissionOptions): Promise<SmtpListene
             o.count?.(login.imvu, M.bytesOut, guard.bytes * rcptTo.length);
             return '2.0.0 queued';
           } finally {
-            await fs.rm(file, { force: true });
+            // unlink, not rm: one call, no directory walk (a missing file is fine).
+            await fs.unlink(file).catch(() => undefined);
           }
         })(),
         cb,
