@@ -106,6 +106,8 @@ export interface ServerOptions {
    * unless given (`serve()` passes the configured root hints and relay port).
    */
   mailOut?: false | MailOutOptions;
+  /** How often the timed steps of DKIM rotations are taken when due (src/mail/signing/rotate.ts). Default 5 min. */
+  dkimRotationCheckMs?: number;
   /**
    * IMAP over the IMVUs' Maildirs (src/mail/imap/service.ts): `port` with STARTTLS, `tlsPort`
    * implicit TLS (the API's certificate, else the mail one), logged in with the app passwords;
@@ -291,7 +293,17 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     registerDnsMetrics(metrics.registry, dns);
   }
   // Loaded only when mail runs (the CLI keeps heavy imports lazy).
-  const mailQueue = opts.mailOut ? (await import('../mail/queue/index.ts')).startMailOut(platform, opts.mailOut) : undefined;
+  // Mail the queue stores locally is mail in for the receiving IMVU, counted by the mail service's meter.
+  const countIn: { meter?: MailService['meter'] } = {};
+  const mailQueue = opts.mailOut
+    ? (await import('../mail/queue/index.ts')).startMailOut(platform, {
+        onLocalDelivered: (imvu, bytes) => {
+          countIn.meter?.count(imvu, 'mail.messages', 1);
+          countIn.meter?.count(imvu, 'mail.bytes_in', bytes);
+        },
+        ...opts.mailOut,
+      })
+    : undefined;
   let mail: MailService | undefined;
   if (opts.mail) {
     try {
@@ -306,6 +318,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
           }
         : undefined;
       mail = await startMailService({ ...opts.mail, platform, noise, ...(enqueue ? { enqueue } : {}), onError: (err) => app.log.warn({ err }, 'mail error') });
+      countIn.meter = mail.meter;
     } catch (err) {
       await dns?.close().catch(() => undefined);
       await app.close().catch(() => undefined);
@@ -313,6 +326,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       throw err;
     }
   }
+  // DKIM rotations a creator asked for (`dkim.rotate`) advance on their own: the new selector signs
+  // a record TTL after it was published, the old one goes after its retention (gate 17 times both).
+  const dkimRotations = (await import('../mail/signing/rotate.ts')).startDkimScheduler(platform, {
+    ...(opts.dkimRotationCheckMs !== undefined ? { intervalMs: opts.dkimRotationCheckMs } : {}),
+    onStep: (step) => app.log.info({ step }, 'DKIM rotation step'),
+    onError: (err) => app.log.warn({ err }, 'DKIM rotation step failed'),
+  });
   // Ended periods are sealed by the platform itself, at start and then every minute.
   const closer = new PeriodCloser({
     store: platform.store,
@@ -468,6 +488,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await app.close().catch(() => undefined);
     await closer.close();
     await exits.close();
+    await dkimRotations.close();
     await mailQueue?.close();
     await dns?.close().catch(() => undefined);
     await mail?.close().catch(() => undefined);
@@ -558,6 +579,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         try {
           await closer.close();
           await exits.close();
+          await dkimRotations.close();
           // Deliveries under way finish and their state is saved; what is queued waits on disk.
           await mailQueue?.close();
           await imap?.close();

@@ -59,6 +59,7 @@ export const COMMAND_TYPES = [
   'snapshot.rollback',
   'mail.password.set',
   'mail.password.revoke',
+  'dkim.rotate',
   'mail.send',
   'compute.deploy',
   'compute.start',

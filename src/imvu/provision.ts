@@ -31,6 +31,13 @@ export function dkimKeyPath(dataDir: string, imvu: string): string {
   return join(dataDir, DKIM_KEY_DIR, `${imvu}.pem`);
 }
 
+/** Where a DKIM selector's private key lives: nexus1 at `dkimKeyPath`, a rotated selector beside it. */
+export function dkimSelectorKeyPath(dataDir: string, imvu: string, selector: string): string {
+  if (!/^nexus[1-9]\d{0,8}$/.test(selector)) throw new Error(`not a DKIM selector: ${selector}`);
+  const first = dkimKeyPath(dataDir, imvu);
+  return selector === DKIM_SELECTOR ? first : join(dirname(first), `${imvu}.${selector}.pem`);
+}
+
 /**
  * Writes `pem` to `path` with mode 0600 from the first byte, durably: temp file, fsync, rename,
  * fsync of the directory. Leaves no temp file behind on failure.
@@ -135,7 +142,26 @@ async function makeKeys(): Promise<PreparedKeys> {
 
 /** The chokepoint `prepare` hook: the keys of an `imvu.create`, made before its transaction. */
 export function keyPreparer(pool: KeyPool): NonNullable<ChokepointOptions['prepare']> {
-  return (command: Command) => (command.type === 'imvu.create' ? pool.take() : undefined);
+  return (command: Command) => (command.type === 'imvu.create' ? pool.take() : command.type === 'dkim.rotate' ? generateDkimKey() : undefined);
+}
+
+function isDkimKey(x: unknown): x is DkimKey {
+  return typeof x === 'object' && x !== null && 'privateKey' in x && 'publicKeyDer' in x;
+}
+
+/**
+ * A requested DKIM rotation's first step (`dkim.rotate`, by the creator or a member): the next
+ * selector's private half written durably, its public half published by the platform beside the
+ * active key (gate 17 checks the sequence; the chokepoint notifies the creator). The later steps
+ * are timed: src/mail/signing/rotate.ts.
+ */
+async function rotationStart(dataDir: string, imvu: string, db: SqlReader, prepared?: unknown): Promise<FollowUp[]> {
+  const active = await db.get<{ selector: string }>("SELECT selector FROM dkim_keys WHERE imvu = ? AND state = 'active'", [imvu]);
+  if (!active) throw new Error(`dkim.rotate of ${imvu} was allowed but it has no active DKIM key`);
+  const selector = `nexus${Number(active.selector.replace(/^nexus/, '')) + 1}`;
+  const { privateKey, publicKeyDer } = isDkimKey(prepared) ? prepared : await generateDkimKey();
+  writeSecretFile(dkimSelectorKeyPath(dataDir, imvu, selector), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+  return [{ type: 'dkim.publish', body: { imvu, selector, publicKey: publicKeyDer.toString('base64') } }];
 }
 
 /** Generates a zone's DNSSEC key (a combined signing key), writes the private half durably, and returns its `dnssec.publish`. */
@@ -170,6 +196,7 @@ async function rolloverNotice(command: Command, index: number, db: SqlReader): P
 export function provisioner(dataDir: string): NonNullable<ChokepointOptions['provision']> {
   return async (command: Command, index: number, db: SqlReader, prepared?: unknown): Promise<FollowUp[]> => {
     if (command.type === 'dnssec.publish') return rolloverNotice(command, index, db);
+    if (command.type === 'dkim.rotate') return rotationStart(dataDir, String(command.body.imvu), db, prepared);
     // A claimed domain gets its zone, and so its key, only once its claimant has proved control.
     if (command.type === 'domain.verified') {
       const zone = await db.get<{ name: string; imvu: string }>('SELECT name, imvu FROM zones WHERE entry = ?', [index]);

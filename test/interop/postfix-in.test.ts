@@ -6,12 +6,14 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { mailFixture, type MailFixture } from '../mail/harness.ts';
+import { dkimKeyPair, opendkimAvailable, startOpendkim, type Opendkim } from '../support/opendkim.ts';
 
 // A private Postfix instance (Debian package postfix; its own config dir and queue under a temp
-// dir, loopback only) as the outside world: it accepts a message and relays it into our MX.
+// dir, loopback only) as the outside world: it accepts a message, signs it with OpenDKIM (its
+// milter, d=good.test) and relays it into our MX, which judges SPF, DKIM and DMARC with mailauth.
 const run = promisify(execFile);
 const postfixUid = spawnSync('id', ['-u', 'postfix'], { encoding: 'utf8' });
-const usable = spawnSync('postfix', ['-c', '/etc/postfix', 'check']).status !== null && postfixUid.status === 0 && userInfo().uid === 0;
+const usable = spawnSync('postfix', ['-c', '/etc/postfix', 'check']).status !== null && postfixUid.status === 0 && userInfo().uid === 0 && opendkimAvailable();
 if (!usable) console.warn('postfix-in interop: needs root and the postfix package; skipping');
 
 async function freePort(): Promise<number> {
@@ -49,10 +51,15 @@ describe.skipIf(!usable)('Postfix delivering into our MX', () => {
   let f: MailFixture;
   let dir: string;
   let inPort: number;
+  let opendkim: Opendkim;
+  let keyDir: string;
   const postfix = (cmd: string) => run('script', ['-qc', `postfix -c ${dir} ${cmd}`, '/dev/null']);
 
   beforeAll(async () => {
-    f = await mailFixture();
+    keyDir = mkdtempSync(join(tmpdir(), 'postfix-in-key-'));
+    const key = dkimKeyPair(keyDir);
+    f = await mailFixture([{ name: 'pf._domainkey.good.test', type: 'TXT', data: key.txt }]);
+    opendkim = await startOpendkim({ mode: 's', authservId: 'postfix.good.test', sign: { domain: 'good.test', selector: 'pf', keyFile: key.keyFile } });
     dir = mkdtempSync(join(tmpdir(), 'postfix-in-'));
     chmodSync(dir, 0o755);
     mkdirSync(join(dir, 'queue'));
@@ -76,6 +83,8 @@ describe.skipIf(!usable)('Postfix delivering into our MX', () => {
         'smtp_tls_security_level = encrypt',
         'smtp_tls_loglevel = 1',
         'smtpd_relay_restrictions = permit_mynetworks, reject',
+        `smtpd_milters = ${opendkim.milter}`,
+        'milter_default_action = tempfail',
         `maillog_file_prefixes = ${tmpdir()}`,
         `maillog_file = ${dir}/maillog`,
         '',
@@ -87,11 +96,13 @@ describe.skipIf(!usable)('Postfix delivering into our MX', () => {
 
   afterAll(async () => {
     if (dir) await postfix('stop').catch(() => undefined);
+    await opendkim?.stop();
     await f?.close();
+    if (keyDir) rmSync(keyDir, { recursive: true, force: true });
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('relays over STARTTLS (required) into a hosted Maildir with SPF pass; a relay attempt bounces in Postfix', async () => {
+  it('relays over STARTTLS (required) into a hosted Maildir, signed by OpenDKIM: SPF, DKIM and DMARC pass at our MX; a relay attempt bounces in Postfix', async () => {
     const to = `admin@${f.aliceDomain}`;
     // Into Postfix on its own port, with a client nobody here wrote (Python's smtplib).
     const send = (rcpt: string, subject: string) =>
@@ -108,7 +119,12 @@ s.quit()`, String(inPort), rcpt, subject]);
       got = f.inbox(to).find((m) => m.includes('Subject: through-postfix'));
     }
     expect(got).toBeDefined();
-    expect(got).toMatch(/Authentication-Results: mx\.test;[\s\S]*spf=pass/);
+    const ar = /Authentication-Results: mx\.test;[^]*?\r\n(?![ \t])/.exec(got!)![0].replace(/\r\n[ \t]+/g, ' ');
+    expect(ar).toMatch(/spf=pass[^;]*smtp\.mailfrom=news@good\.test/);
+    expect(ar).toMatch(/dkim=pass header\.i=@good\.test header\.s=pf /);
+    expect(ar).toMatch(/dmarc=pass[^;]*header\.from=good\.test/);
+    // OpenDKIM's signature, not ours.
+    expect(got).toMatch(/DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/relaxed; d=good\.test;\s*s=pf;/);
     expect(got).toMatch(/Received: from .*\r?\n?.*by postfix\.good\.test \(Postfix\)/);
     // Postfix logged our refusal of the relay attempt (5.7.1) for the other message.
     let log = '';

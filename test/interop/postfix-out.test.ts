@@ -9,32 +9,38 @@ import { MailQueue } from '../../src/mail/queue/queue.ts';
 import { dkimSigner } from '../../src/mail/signing/dkim.ts';
 import { NEXUS, startHierarchy, type Hierarchy } from '../support/dns-hierarchy.ts';
 import { postfixAvailable, startPostfix, type Postfix } from '../support/postfix.ts';
+import { opendkimAvailable, startOpendkim, type Opendkim } from '../support/opendkim.ts';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 
 // Our outbound queue against a stock Postfix (the Debian package) on loopback as the outside
 // world: the recipient domain's MX comes from a loopback DNS hierarchy through the project's own
 // resolver, the message goes over STARTTLS (Postfix's Received header says so), and python3-dkim
-// verifies the delivered copy with its key look-ups sent to our authoritative server. Between two
-// IMVUs of one nexus the message is delivered locally, signed all the same.
-// Not here yet: two nexus instances (the receiving side needs the MX), SPF checked by Postfix.
+// verifies the delivered copy with its key look-ups sent to our authoritative server. Postfix itself
+// checks DKIM with OpenDKIM as its milter (its DNS through libunbound, stub zones pointed at our
+// server), and the copy it stored is judged for SPF, DKIM and DMARC by authheaders and pyspf
+// (test/support/authcheck.py), none of them ours. Between two IMVUs of one nexus the message is
+// delivered locally, signed all the same. Two nexus instances: test/interop/two-nexus.test.ts.
 
 const VERIFY = join(import.meta.dirname, '..', 'support', 'dkimverify-dig.py');
-const run = postfixAvailable() ? describe : describe.skip;
+const AUTHCHECK = join(import.meta.dirname, '..', 'support', 'authcheck.py');
+const run = postfixAvailable() && opendkimAvailable() ? describe : describe.skip;
 
 let p: TestPlatform;
 let alice: Actor;
 let h: Hierarchy;
 let postfix: Postfix;
 let queue: MailQueue;
+let opendkim: Opendkim;
 
 beforeAll(async () => {
-  if (!postfixAvailable()) return;
+  if (!postfixAvailable() || !opendkimAvailable()) return;
   p = await testPlatform({ provision: provisioner });
   alice = await p.register('alice', 'creator');
   for (const name of ['Gallery', 'Shop']) expect((await p.as(alice, 'imvu.create', { name, owner: alice.id, jurisdiction: 'US-CCPA' })).allowed).toBe(true);
   h = await startHierarchy(p.store);
   h.tldRecords.test.push({ name: 'outside.test', type: 'MX', data: { preference: 10, exchange: 'mx.outside.test' } }, { name: 'mx.outside.test', type: 'A', data: '127.0.0.1' });
-  postfix = await startPostfix({ domains: ['outside.test'] });
+  opendkim = await startOpendkim({ mode: 'v', authservId: 'mx.outside.test', stubZones: [{ name: 'imvu001.world', address: NEXUS, port: h.port }] });
+  postfix = await startPostfix({ domains: ['outside.test'], milters: [opendkim.milter] });
   queue = new MailQueue({
     dataDir: p.dataDir,
     db: p.store,
@@ -48,9 +54,22 @@ beforeAll(async () => {
 afterAll(async () => {
   await queue?.close();
   await postfix?.stop();
+  await opendkim?.stop();
   await h?.close();
   await p?.cleanup();
 });
+
+function authcheck(message: Buffer, port: number, ip: string, mailFrom: string, helo: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = spawn('/usr/bin/python3', [AUTHCHECK, NEXUS, String(port), ip, mailFrom, helo], { timeout: 60_000 });
+    let out = '';
+    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    c.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    c.on('error', reject);
+    c.on('close', () => resolve(out));
+    c.stdin.end(message);
+  });
+}
 
 function dkimverify(message: Buffer, port: number): Promise<{ ok: boolean; out: string }> {
   return new Promise((resolve, reject) => {
@@ -90,6 +109,19 @@ run('outbound mail to Postfix', () => {
     const r = await dkimverify(got, h.port);
     expect(r.out).toContain('signature ok');
     expect(r.ok).toBe(true);
+    // Postfix's own check, by its OpenDKIM milter, in the header it added.
+    expect(text.replace(/\r?\n[ \t]+/g, ' ')).toMatch(/Authentication-Results: mx\.outside\.test; dkim=pass [^\n]*header\.d=imvu001\.world/);
+    // SPF (the queue connected from 127.0.0.1, named in `v=spf1 mx -all` through the MX's A), DKIM and DMARC (p=reject, aligned).
+    const verdict = await authcheck(got, h.port, '127.0.0.1', 'creator@imvu001.world', 'mail.imvu001.world');
+    expect(verdict).toMatch(/spf=pass[^;]*smtp\.mailfrom=imvu001\.world/);
+    expect(verdict).toMatch(/dkim=pass[^;]*header\.d=imvu001\.world/);
+    expect(verdict).toMatch(/dmarc=pass[^;]*header\.from=imvu001\.world/);
+    // The same checker fails a copy whose body was changed in transit (it can fail).
+    const tampered = Buffer.from(text.replace('Hello Postfix.', 'Hello Mallory.'), 'latin1');
+    const bad = await authcheck(tampered, h.port, '127.0.0.1', 'creator@imvu001.world', 'mail.imvu001.world');
+    expect(bad).toMatch(/dkim=fail/);
+    // And SPF fails from an address the zone does not name.
+    expect(await authcheck(got, h.port, '192.0.2.7', 'creator@imvu001.world', 'mail.imvu001.world')).toMatch(/spf=fail/);
   });
 
   it('a recipient Postfix refuses comes back as a DSN in the sender mailbox', async () => {

@@ -244,7 +244,10 @@ print(' '.join(map(str, codes)))`;
     await expect(submission(`admin@${aliceDomain}`, 'whatever').sendMail({ from: `admin@${aliceDomain}`, to: `admin@${aliceDomain}`, text: 'x' })).rejects.toThrow(/454|535/);
   }, 120_000);
 
-  it('meters messages and bytes per IMVU for the mail service', () => {
-    expect(mail.meter.stats().pendingUnits).toBeGreaterThan(0n);
+  it('meters messages and bytes per IMVU for the mail service (exact counts in the ledger: test/mail/metering.test.ts)', () => {
+    const s = mail.meter.stats();
+    // Counted, and either still pending or already reported (never denied).
+    expect(s.pendingUnits > 0n || s.reported > 0).toBe(true);
+    expect(s.denied).toBe(0);
   });
 });

@@ -39,7 +39,7 @@ function uidOf(name: string): number {
   return Number(execFileSync('id', ['-u', name]).toString().trim());
 }
 
-export async function startPostfix(opts: { domains: string[]; hostname?: string }): Promise<Postfix> {
+export async function startPostfix(opts: { domains: string[]; hostname?: string; milters?: string[] }): Promise<Postfix> {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-postfix-'));
   chmodSync(dir, 0o755);
   const conf = join(dir, 'conf');
@@ -95,6 +95,8 @@ export async function startPostfix(opts: { domains: string[]; hostname?: string 
     // Nothing leaves this instance.
     'default_transport = error:outbound mail disabled in tests',
     'relay_transport = error:outbound mail disabled in tests',
+    // Milters (OpenDKIM): a milter that does not answer fails the message, it never passes unchecked.
+    ...(opts.milters?.length ? [`smtpd_milters = ${opts.milters.join(', ')}`, 'milter_default_action = tempfail'] : []),
     '',
   ].join('\n');
   writeFileSync(join(conf, 'main.cf'), main);

@@ -87,6 +87,27 @@ export function mailCommand(): Command {
       const s = await ctx.submit('POST', '/v1/commands', 'mail.password.set', { imvu: id, address: addr, hash }, signer);
       ctx.print({ imvu: id, address: addr, index: s.receipt.index }, () => [`✅ App password of ${addr} set (only its scrypt hash is recorded)`, `✅ ${receiptLine(s)}`]);
     });
+  const dkim = mail.command('dkim').description("the IMVU's DKIM signing key");
+  dkim
+    .command('rotate')
+    .description(
+      'start a DKIM key rotation (by the IMVU creator or a member): the platform publishes a new selector beside the active one at once, ' +
+        'signs with it once its record TTL has passed (1 h), and removes the old selector 7 days after that; both stay published during the overlap, ' +
+        'each step is a platform entry the gates time and a notice to the creator',
+    )
+    .argument('<imvu>', 'IMVU id', imvuId)
+    .addHelpText('after', '\nExamples:\n  nexus mail dkim rotate IMVU-001\n  nexus mail dkim rotate IMVU-001 --as member1')
+    .action(async (id: string, _o: unknown, c: Command) => {
+      const ctx = Ctx.of(c);
+      const signer = await ctx.signerLazy(async () => (await fetchImvu(ctx, id)).owner.id, 'mail dkim rotate');
+      const s = await ctx.submit('POST', '/v1/commands', 'dkim.rotate', { imvu: id }, signer);
+      const published = s.receipt.followUps?.find((f) => f.allowed);
+      ctx.print({ imvu: id, index: s.receipt.index, ...(published ? { published: published.index } : {}) }, () => [
+        `✅ DKIM rotation of ${id} started: the next selector is published beside the active one${published ? ` (entry ${published.index})` : ''}`,
+        '   it signs from one hour later; the old selector stays published 7 days after that, then is removed',
+        `✅ ${receiptLine(s)}`,
+      ]);
+    });
   addMailExportCommand(mail);
   return mail;
 }

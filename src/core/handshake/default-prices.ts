@@ -13,6 +13,10 @@ export const DEFAULT_PRICES = {
   'compute.io_bytes': { amount: '1', per: '10000000000' },
   'dns.queries': { amount: '10', per: '1000' },
   'mail.messages': { amount: '1', per: '1' },
+  // The mail service's bytes in and out (src/mail/smtp/service.ts): recorded and bounded by the
+  // link's capacity, priced through the messages (as the specification's example month is).
+  'mail.bytes_in': { amount: '0', per: '1' },
+  'mail.bytes_out': { amount: '0', per: '1' },
   'mail.storage_gb_months': { amount: '250', per: '1' },
   // The same rate in the unit the IMAP service samples: a GB-month of 30 days is 1,024 x 720 MB-hours.
   'mail.storage_mb_hours': { amount: '250', per: '737280' },

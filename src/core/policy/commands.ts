@@ -247,6 +247,9 @@ export const BODY_SCHEMAS = {
   // the password itself never reaches the ledger. Cost bounds are checked in preconditions.ts.
   'mail.password.set': z.object({ imvu: imvuId, address: mailboxAddress, hash: z.string().regex(APP_PASSWORD_HASH, 'must be scrypt$N$r$p$salt$key (base64url)') }).strict(),
   'mail.password.revoke': z.object({ imvu: imvuId, address: mailboxAddress }).strict(),
+  // A request for a new DKIM key (`nexus mail dkim rotate`): the platform publishes the next
+  // selector beside the active one (a follow-up) and its scheduler takes the timed steps after.
+  'dkim.rotate': z.object({ imvu: imvuId }).strict(),
   // A submission the mail service refused (gate 5): who logged in, as which identity, and the
   // senders they tried; recorded by the `mail` service on the user's behalf.
   'mail.send': z

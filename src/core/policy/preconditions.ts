@@ -116,6 +116,12 @@ export async function preconditions(ctx: GateContext): Promise<string | undefine
         return `no mailbox ${String(b.address)} in ${ctx.imvu!.id}`;
       return undefined;
     }
+    case 'dkim.rotate': {
+      const keys = await ctx.db.all<{ selector: string; state: string }>('SELECT selector, state FROM dkim_keys WHERE imvu = ? ORDER BY entry', [ctx.imvu!.id]);
+      if (!keys.some((k) => k.state === 'active')) return `${ctx.imvu!.id} has no active DKIM key to rotate`;
+      if (keys.length > 1) return `a DKIM rotation of ${ctx.imvu!.id} is under way (${keys.map((k) => `${k.selector} ${k.state}`).join(', ')}); the next one starts when it is done`;
+      return undefined;
+    }
     case 'mail.password.revoke':
       if (!(await ctx.db.get('SELECT 1 AS x FROM mail_passwords WHERE address = ? AND imvu = ?', [String(b.address), ctx.imvu!.id])))
         return `no app password for ${String(b.address)} in ${ctx.imvu!.id}`;

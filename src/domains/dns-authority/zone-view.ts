@@ -46,7 +46,7 @@ const ZONE_NEUTRAL: ReadonlySet<string> = new Set([
 ]);
 /** Allowed commands that name an IMVU but never change its zones nor whether they are served. */
 const IMVU_ZONE_NEUTRAL: ReadonlySet<string> = new Set([
-  'consent.record', 'usage.report', 'revenue.record', 'notify.creator', 'imvu.scale', 'route.set', 'member.add', 'mailbox.add', 'mailbox.remove', 'domain.claim', 'domain.verify',
+  'consent.record', 'usage.report', 'revenue.record', 'notify.creator', 'imvu.scale', 'route.set', 'member.add', 'mailbox.add', 'mailbox.remove', 'domain.claim', 'domain.verify', 'dkim.rotate',
   'mail.refusals',
 ]);
 /** More new entries than this since the last look: the whole zone list is read again instead. */

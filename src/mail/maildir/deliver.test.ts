@@ -3,7 +3,9 @@ import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, sy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { deliverToMaildir, ensureMaildir, uniqueName } from './deliver.ts';
+import { renameSync } from 'node:fs';
+import type { SqlReader } from '../../core/store/index.ts';
+import { deliverToMailbox, deliverToMaildir, ensureMaildir, uniqueName } from './deliver.ts';
 import { imvuDir, mailboxRoot } from './paths.ts';
 
 const dirs: string[] = [];
@@ -53,6 +55,32 @@ describe('deliverToMaildir', () => {
     symlinkSync(victim, own);
     await expect(deliverToMaildir(own, Buffer.from('x'), { base: imvuDir(data, 'IMVU-003') })).rejects.toThrow(/symlink/);
     expect(readdirSync(join(victim, 'new'))).toEqual([]);
+  });
+
+  it('a symlink planted after the first delivery (the fast path) is still refused', async () => {
+    const data = temp();
+    const store = { get: async () => ({ imvu: 'IMVU-001' }) } as unknown as SqlReader;
+    const victim = mailboxRoot(data, 'IMVU-002', 'ceo@b.world');
+    mkdirSync(victim, { recursive: true });
+    await ensureMaildir(victim);
+    const first = await deliverToMailbox(store, data, 'ceo@a.world', Buffer.from('one'));
+    expect(first.imvu).toBe('IMVU-001');
+    const own = mailboxRoot(data, 'IMVU-001', 'ceo@a.world');
+    // new/ swapped for a symlink into the other IMVU's Maildir, then the whole mail/ directory.
+    renameSync(join(own, 'new'), join(own, 'new.old'));
+    symlinkSync(join(victim, 'new'), join(own, 'new'));
+    await expect(deliverToMailbox(store, data, 'ceo@a.world', Buffer.from('two'))).rejects.toThrow(/symlink/);
+    rmSync(join(own, 'new'));
+    renameSync(join(own, 'new.old'), join(own, 'new'));
+    expect((await deliverToMailbox(store, data, 'ceo@a.world', Buffer.from('three'))).path).toContain(join(own, 'new'));
+    const mail = join(imvuDir(data, 'IMVU-001'), 'mail');
+    renameSync(mail, `${mail}.old`);
+    symlinkSync(join(imvuDir(data, 'IMVU-002'), 'mail'), mail);
+    mkdirSync(mailboxRoot(data, 'IMVU-002', 'ceo@a.world'), { recursive: true });
+    await ensureMaildir(mailboxRoot(data, 'IMVU-002', 'ceo@a.world'));
+    await expect(deliverToMailbox(store, data, 'ceo@a.world', Buffer.from('four'))).rejects.toThrow(/symlink/);
+    expect(readdirSync(join(victim, 'new'))).toEqual([]);
+    expect(readdirSync(join(mailboxRoot(data, 'IMVU-002', 'ceo@a.world'), 'new'))).toEqual([]);
   });
 
   it('names are unique and hold no / or :', () => {

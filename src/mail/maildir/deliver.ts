@@ -67,8 +67,8 @@ async function fsyncDir(dir: string): Promise<void> {
  * the path in new/ once the file and new/ are on disk. A stream is copied chunk by chunk; an error
  * from it (a size limit, a dropped client) removes the partial file and rejects.
  */
-export async function deliverToMaildir(root: string, raw: Buffer | Readable, opts: { base?: string } = {}): Promise<string> {
-  await ensureMaildir(root, opts.base);
+export async function deliverToMaildir(root: string, raw: Buffer | Readable, opts: { base?: string; checked?: boolean } = {}): Promise<string> {
+  if (!opts.checked) await ensureMaildir(root, opts.base);
   const name = uniqueName();
   const tmp = join(root, 'tmp', name);
   // O_EXCL: a name collision (or a file planted at it) fails instead of being followed or overwritten.
@@ -105,8 +105,28 @@ export async function mailboxOf(store: SqlReader, address: string): Promise<{ ad
 export async function deliverToMailbox(store: SqlReader, dataDir: string, address: string, raw: Buffer | Readable): Promise<{ imvu: string; path: string }> {
   const box = await mailboxOf(store, address);
   if (!box) throw new MaildirError(`${address} is not a hosted mailbox`);
-  await realDir(join(dataDir, 'imvus'));
-  await realDir(imvuDir(dataDir, box.imvu));
-  const path = await deliverToMaildir(mailboxRoot(dataDir, box.imvu, box.address), raw, { base: imvuDir(dataDir, box.imvu) });
+  const root = mailboxRoot(dataDir, box.imvu, box.address);
+  const checked = await intact(dataDir, root);
+  if (!checked) {
+    await realDir(join(dataDir, 'imvus'));
+    await realDir(imvuDir(dataDir, box.imvu));
+  }
+  const path = await deliverToMaildir(root, raw, { base: imvuDir(dataDir, box.imvu), checked });
   return { imvu: box.imvu, path };
+}
+
+/**
+ * The common case in three parallel look-ups instead of a dozen sequential ones: the Maildir's tmp/
+ * and new/ exist and resolve to exactly where they should under the data directory, so no
+ * component on the way is a symlink. Anything else (missing, or resolving elsewhere) goes the slow
+ * way, which creates what is missing and refuses a symlink by name.
+ */
+async function intact(dataDir: string, root: string): Promise<boolean> {
+  try {
+    const [d, t, n] = await Promise.all([fs.realpath(dataDir), fs.realpath(join(root, 'tmp')), fs.realpath(join(root, 'new'))]);
+    const rel = relative(dataDir, root);
+    return t === join(d, rel, 'tmp') && n === join(d, rel, 'new');
+  } catch {
+    return false;
+  }
 }

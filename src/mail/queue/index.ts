@@ -4,7 +4,7 @@
 import type { OpenPlatform } from '../../core/platform.ts';
 import type { RootHint } from '../../domains/resolvers/index.ts';
 import { dkimSigner } from '../signing/dkim.ts';
-import type { DeliverLocal } from './local.ts';
+import { maildirDeliverer, type DeliverLocal } from './local.ts';
 import { mxResolver } from './mx.ts';
 import { MailQueue, type QueueEvent, type RetryPolicy } from './queue.ts';
 
@@ -23,6 +23,8 @@ export interface MailOutOptions {
   /** Local delivery (default: straight into the mailbox's Maildir). */
   deliverLocal?: DeliverLocal;
   retry?: Partial<RetryPolicy>;
+  /** Each copy delivered locally, by the receiving IMVU (metering: mail in); with the default local delivery only. */
+  onLocalDelivered?: (imvu: string, bytes: number) => void;
   /** Every delivered recipient's message (metering: messages and bytes out per IMVU). */
   onDelivered?: (imvu: string, bytes: number, local: boolean) => void;
   onEvent?: (e: QueueEvent) => void;
@@ -40,7 +42,7 @@ export function startMailOut(platform: Pick<OpenPlatform, 'dataDir' | 'store'>, 
       heloName: opts.hostname,
     },
     hostname: opts.hostname,
-    ...(opts.deliverLocal ? { deliverLocal: opts.deliverLocal } : {}),
+    deliverLocal: opts.deliverLocal ?? maildirDeliverer(platform.dataDir, platform.store, opts.onLocalDelivered),
     ...(opts.retry ? { retry: opts.retry } : {}),
     ...(opts.onDelivered ? { onDelivered: opts.onDelivered } : {}),
     ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),

@@ -26,13 +26,17 @@ export async function hostedDomain(db: SqlReader, domain: string): Promise<strin
   return zone && zone.imvu !== '' ? zone.imvu : undefined;
 }
 
-/** The default local delivery: the `mailboxes` projection says which IMVU holds an address. */
-export function maildirDeliverer(dataDir: string, db: SqlReader): DeliverLocal {
+/**
+ * The default local delivery: the `mailboxes` projection says which IMVU holds an address.
+ * `onDelivered(imvu, bytes)`: each stored copy, for the receiving IMVU's meter (mail in).
+ */
+export function maildirDeliverer(dataDir: string, db: SqlReader, onDelivered?: (imvu: string, bytes: number) => void): DeliverLocal {
   return async (address, raw) => {
     const a = address.toLowerCase();
     const row = await db.get<{ imvu: string }>('SELECT imvu FROM mailboxes WHERE address = ?', [a]);
     if (!row) throw new PermanentFailure(`550 5.1.1 <${a}>: no such mailbox here`, '5.1.1');
     // The one Maildir writer (tmp/, fsync, new/, fsync; no symlink followed below the IMVU's directory).
-    await deliverToMailbox(db, dataDir, a, raw);
+    const { imvu } = await deliverToMailbox(db, dataDir, a, raw);
+    onDelivered?.(imvu, raw.length);
   };
 }

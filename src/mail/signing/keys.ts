@@ -1,19 +1,12 @@
 // Where each DKIM selector's private key lives: nexus1 (provisioned at creation) at
 // keys/dkim/<IMVU>.pem as src/imvu/provision.ts writes it, a rotated selector beside it at
 // keys/dkim/<IMVU>.<selector>.pem. The public halves are in the `dkim_keys` projection.
-import { dirname, join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import type { SqlReader } from '../../core/store/index.ts';
-import { DKIM_SELECTOR, dkimKeyPath } from '../../imvu/provision.ts';
+import { dkimSelectorKeyPath } from '../../imvu/provision.ts';
 
-const SELECTOR = /^nexus[1-9]\d{0,8}$/;
-
-export function selectorKeyPath(dataDir: string, imvu: string, selector: string): string {
-  if (!SELECTOR.test(selector)) throw new Error(`not a DKIM selector: ${selector}`);
-  const first = dkimKeyPath(dataDir, imvu);
-  return selector === DKIM_SELECTOR ? first : join(dirname(first), `${imvu}.${selector}.pem`);
-}
+export const selectorKeyPath = dkimSelectorKeyPath;
 
 export interface SigningKey {
   imvu: string;

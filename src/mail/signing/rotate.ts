@@ -54,3 +54,52 @@ export async function dkimRotateStep(platform: Pick<OpenPlatform, 'dataDir' | 's
   writeSecretFile(selectorKeyPath(platform.dataDir, imvu, selector), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
   return { step: 'published', selector, receipt: await submit('dkim.publish', { selector, publicKey: publicKeyDer.toString('base64') }) };
 }
+
+/**
+ * The scheduler's pass: for every IMVU with a rotation under way (a published standby or a
+ * retired selector), the step that is due at `now`, if any. A rotation is started only by
+ * `dkim.rotate` (`nexus mail dkim rotate`), never here. Returns what it did.
+ */
+export async function advanceDkimRotations(platform: Pick<OpenPlatform, 'dataDir' | 'store' | 'chokepoint'>, now = new Date()): Promise<RotationStep[]> {
+  const rows = await platform.store.all<{ imvu: string }>("SELECT DISTINCT imvu FROM dkim_keys WHERE state IN ('published', 'retired') ORDER BY imvu");
+  const out: RotationStep[] = [];
+  for (const { imvu } of rows) {
+    const step = await dkimRotateStep(platform, imvu, now);
+    if (step.step !== 'waiting') out.push(step);
+  }
+  return out;
+}
+
+export interface DkimScheduler {
+  /** One pass now (what the timer does); resolves with what it did. */
+  tick(): Promise<RotationStep[]>;
+  close(): Promise<void>;
+}
+
+/** Advances DKIM rotations every `intervalMs` (default 5 min; a step is due an hour or a week after the previous one). */
+export function startDkimScheduler(
+  platform: Pick<OpenPlatform, 'dataDir' | 'store' | 'chokepoint'>,
+  opts: { intervalMs?: number; now?: () => Date; onStep?: (s: RotationStep) => void; onError?: (err: unknown) => void } = {},
+): DkimScheduler {
+  let running: Promise<RotationStep[]> | undefined;
+  const tick = () =>
+    (running ??= advanceDkimRotations(platform, opts.now?.() ?? new Date())
+      .then((steps) => {
+        for (const s of steps) opts.onStep?.(s);
+        return steps;
+      })
+      .catch((err: unknown) => {
+        opts.onError?.(err);
+        return [];
+      })
+      .finally(() => (running = undefined)));
+  const timer = setInterval(() => void tick(), opts.intervalMs ?? 300_000);
+  timer.unref();
+  return {
+    tick,
+    async close() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

@@ -26,6 +26,9 @@ import { verifyAppPassword, type MailLogin } from '../auth/app-password.ts';
 import { MessageGuard } from './guard.ts';
 import { AUTH_LIMIT_DEFAULTS, FailureLimiter, sourcePrefix, type FailureLimitOptions } from './limits.ts';
 import type { MailResolver } from './dns.ts';
+import { DEFAULT_GREETING_DELAY_MS, installGreetingDelay } from './greeting.ts';
+
+installGreetingDelay();
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024;
 
@@ -64,12 +67,17 @@ export interface SmtpCommonOptions {
   idleTimeoutMs?: number;
   /** Whole session, however active (default 10 min): a trickle cannot extend it. */
   sessionTimeoutMs?: number;
+  /** Wait before the 220 greeting; a client talking earlier is refused (default 10 ms; smtp-server's own: 100). */
+  greetingDelayMs?: number;
   /** Connections at once (default 500) and per source address (default 20). */
   maxClients?: number;
   maxPerSource?: number;
   /** Counts usage per IMVU (metrics mail.messages, mail.bytes_in, mail.bytes_out). */
   count?: (imvu: string, metric: string, n: number) => void;
-  /** Anonymous refusals (failed AUTH, relay attempts), summarised into the ledger by the daemon. */
+  /**
+   * Anonymous refusals (failed AUTH, relay attempts), summarised into the ledger by the daemon
+   * (`noise.summary`: source up to 64 characters, reason in a-z and '-').
+   */
   noise?: { add(source: string, reason: string): void };
   onError?: (err: unknown) => void;
 }
@@ -132,6 +140,8 @@ function baseOptions(o: SmtpCommonOptions, rt: Runtime): SMTPServerOptions {
     hideENHANCEDSTATUSCODES: true,
     disableReverseLookup: true,
     logger: false,
+    // Read by greeting.ts.
+    ...({ greetingDelayMs: o.greetingDelayMs ?? DEFAULT_GREETING_DELAY_MS } as object),
     onConnect(session, cb) {
       const ip = session.remoteAddress;
       const n = (rt.perSource.get(ip) ?? 0) + 1;
@@ -263,7 +273,7 @@ export async function startMx(o: MxOptions): Promise<SmtpListener> {
         async (imvu) => {
           if (imvu) return cb();
           if (rcpt.includes('@') && (await hostedDomain(o.store, rcpt))) return cb(smtpError(550, `5.1.1 <${rcpt}>: no such mailbox here`));
-          o.noise?.add(sourcePrefix(session.remoteAddress), 'smtp relay refused');
+          o.noise?.add(sourcePrefix(session.remoteAddress), 'smtp-relay-refused');
           cb(smtpError(550, `5.7.1 <${rcpt}>: relay access denied: this server accepts mail only for its hosted mailboxes`));
         },
         (err: unknown) => {
@@ -291,7 +301,7 @@ export async function startMx(o: MxOptions): Promise<SmtpListener> {
             const dmarc = auth.dmarc as false | { status?: { result?: string }; policy?: string; domain?: string };
             if (dmarc && dmarc.status?.result === 'fail' && dmarc.policy === 'reject')
               throw smtpError(550, `5.7.1 rejected by the DMARC policy of ${dmarc.domain ?? 'the sender domain'} (p=reject)`);
-            const prefix = Buffer.from(`Return-Path: <${mailFrom}>\r\n${auth.headers as string}`, 'utf8');
+            const prefix = Buffer.from(`Return-Path: <${mailFrom}>\r\n${received(session, o.hostname)}${auth.headers as string}`, 'utf8');
             const rcpts = [...new Set(session.envelope.rcptTo.map((r) => r.address.toLowerCase()))];
             for (const rcpt of rcpts) {
               const { imvu } = await deliverToMailbox(o.store, o.dataDir, rcpt, fileThen(prefix, file));
@@ -300,7 +310,8 @@ export async function startMx(o: MxOptions): Promise<SmtpListener> {
             }
             return `2.0.0 delivered to ${rcpts.length} mailbox${rcpts.length === 1 ? '' : 'es'}`;
           } finally {
-            await fs.rm(file, { force: true });
+            // unlink, not rm: one call, no directory walk (a missing file is fine).
+            await fs.unlink(file).catch(() => undefined);
           }
         })(),
         cb,
@@ -309,6 +320,18 @@ export async function startMx(o: MxOptions): Promise<SmtpListener> {
     },
   });
   return listen(server, o, rt);
+}
+
+/**
+ * The trace field every receiving SMTP server adds (RFC 5321 4.4): who connected, from where, and
+ * how (RFC 3848: ESMTPS when the session was upgraded to TLS, with the protocol and cipher).
+ */
+export function received(session: SMTPServerSession, hostname: string, now = new Date()): string {
+  const clean = (v: string) => v.replace(/[^\x21-\x7e]/g, '').replace(/[()\\]/g, '').slice(0, 255);
+  const ip = session.remoteAddress.replace(/^::ffff:/, '');
+  const tls = session.secure && session.tlsOptions ? ` (using ${clean(session.tlsOptions.version ?? 'TLS')} with cipher ${clean(session.tlsOptions.name)})` : '';
+  const date = now.toUTCString().replace('GMT', '+0000');
+  return `Received: from ${clean(session.hostNameAppearsAs || 'unknown')} ([${ip}])\r\n\tby ${hostname} with ${clean(session.transmissionType || 'ESMTP')}${tls}\r\n\tid ${clean(session.id)}; ${date}\r\n`;
 }
 
 /** Unfolds the header block and returns the values of the headers named `name` (lower case). */
@@ -359,7 +382,7 @@ export async function startSubmission(o: SubmissionOptions): Promise<SmtpListene
       } catch (err) {
         o.onError?.(err);
       }
-    } else o.noise?.add(login.address, 'smtp submission refused (gate 5), not recorded one by one');
+    } else o.noise?.add(login.imvu, 'smtp-send-refused');
     return smtpError(550, `5.7.1 ${why}`);
   };
   const server = new SMTPServer({
@@ -373,7 +396,7 @@ export async function startSubmission(o: SubmissionOptions): Promise<SmtpListene
       const account = String(auth.username ?? '').toLowerCase().slice(0, 320);
       if (!session.secure) return cb(smtpError(538, '5.7.11 encryption required: use STARTTLS first'));
       if (bySource.blocked(source) || byAccount.blocked(account)) {
-        o.noise?.add(source, 'smtp auth rate-limited');
+        o.noise?.add(source, 'smtp-auth-rate-limited');
         return cb(smtpError(454, '4.7.0 too many failed logins; try again later'));
       }
       verifyAppPassword(o.store, account, String(auth.password ?? '')).then(
@@ -381,7 +404,7 @@ export async function startSubmission(o: SubmissionOptions): Promise<SmtpListene
           if (login) return cb(null, { user: login });
           bySource.fail(source);
           byAccount.fail(account);
-          o.noise?.add(source, 'smtp auth failed');
+          o.noise?.add(source, 'smtp-auth-failed');
           cb(smtpError(535, '5.7.8 authentication failed'));
         },
         (err: unknown) => {
@@ -438,7 +461,8 @@ export async function startSubmission(o: SubmissionOptions): Promise<SmtpListene
             o.count?.(login.imvu, M.bytesOut, guard.bytes * rcptTo.length);
             return '2.0.0 queued';
           } finally {
-            await fs.rm(file, { force: true });
+            // unlink, not rm: one call, no directory walk (a missing file is fine).
+            await fs.unlink(file).catch(() => undefined);
           }
         })(),
         cb,

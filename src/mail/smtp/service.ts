@@ -8,7 +8,7 @@ import type { OpenPlatform } from '../../core/platform.ts';
 import { signCommand } from '../../core/identity/envelope.ts';
 import { ensureMeter, ensureServiceIdentity, type ServiceIdentity } from '../../core/service-identity.ts';
 import { UsageMeter, type FlushResult } from '../../domains/metering.ts';
-import { startMx, startSubmission, type Enqueue, type SmtpListener } from './server.ts';
+import { startMx, startSubmission, type Enqueue, type SmtpListener, type SubmissionOptions } from './server.ts';
 import { mailResolver, type MailResolverOptions } from './dns.ts';
 import { ensureMailTls } from './tls.ts';
 
@@ -30,6 +30,8 @@ export interface MailServiceOptions {
   maxRecipients?: number;
   sessionTimeoutMs?: number;
   meterIntervalMs?: number;
+  /** AUTH failures allowed per source prefix and per account (default: limits.ts). */
+  authLimits?: SubmissionOptions['authLimits'];
   noise?: { add(source: string, reason: string): void };
   onError?: (err: unknown) => void;
 }
@@ -77,7 +79,7 @@ export async function startMailService(o: MailServiceOptions): Promise<MailServi
   const svc: Partial<MailService> = {};
   try {
     if (o.smtpPort !== null) started.push((svc.mx = await startMx({ ...common, port: o.smtpPort, resolver: mailResolver(o.resolver) })));
-    const sub = { ...common, refuse, ...(o.enqueue ? { enqueue: o.enqueue } : {}) };
+    const sub = { ...common, refuse, ...(o.enqueue ? { enqueue: o.enqueue } : {}), ...(o.authLimits ? { authLimits: o.authLimits } : {}) };
     if (o.submissionPort !== null) started.push((svc.submission = await startSubmission({ ...sub, port: o.submissionPort, implicitTls: false })));
     if (o.smtpsPort !== null) started.push((svc.smtps = await startSubmission({ ...sub, port: o.smtpsPort, implicitTls: true })));
   } catch (err) {

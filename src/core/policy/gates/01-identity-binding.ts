@@ -67,6 +67,11 @@ export const gate: Gate = {
       if (!isOwner(ctx) && !(ctx.actor && (await isMember(ctx, ctx.imvu.id, ctx.actor.id))))
         return deny(1, `only the creator or a member of ${ctx.imvu.id} may ${type === 'mailbox.add' ? 'add mailboxes' : 'set or revoke app passwords'}; signed by ${who}`);
     }
+    if (type === 'dkim.rotate') {
+      if (!ctx.imvu) return deny(1, `unknown IMVU ${String(ctx.body.imvu)}`);
+      if (!isOwner(ctx) && !(ctx.actor && (await isMember(ctx, ctx.imvu.id, ctx.actor.id))))
+        return deny(1, `only the creator or a member of ${ctx.imvu.id} may ask for a new DKIM key; signed by ${who}`);
+    }
     return pass(1, `signed by ${who}`);
   },
 };
