@@ -73,7 +73,7 @@ export interface ServerOptions {
    * The HTTPS gateway (HAProxy, src/network/gateway): started after the API listens when haproxy is
    * installed; one log line says why it is off otherwise. Off unless given (`serve()` passes it).
    */
-  gateway?: false | { address: string; port: number; httpPort: number; meterIntervalMs?: number; haproxyBin?: string };
+  gateway?: false | { address: string; port: number; httpPort: number; meterIntervalMs?: number; haproxyBin?: string; range?: string; region?: string };
   /** Submissions admitted per source address and per identity (the platform and services are exempt from the latter). */
   limits?: { perSource?: BucketOptions; perIdentity?: BucketOptions };
   /** How often refused anonymous attempts are summarised into one ledger entry (default 60 s). */
@@ -696,6 +696,8 @@ async function startGateway(platform: OpenPlatform, g: NonNullable<Exclude<Serve
       httpsBind: `${host}:${g.port}`,
       httpBind: `${host}:${g.httpPort}`,
       ...(g.haproxyBin ? { haproxyBin: g.haproxyBin } : {}),
+      ...(g.range ? { range: g.range } : {}),
+      ...(g.region ? { region: g.region } : {}),
       ...(root ? { user: 'nobody', group: 'nogroup' } : {}),
       meter: { key: id.key, ...(g.meterIntervalMs ? { intervalMs: g.meterIntervalMs } : {}) },
       log: (line) => log.warn(line),
@@ -730,7 +732,7 @@ async function startDaemonServer(
     integrityIntervalMs: cfg.integrityIntervalMs,
     compute: { range: cfg.computeRange, meterIntervalMs: cfg.meterIntervalMs },
     ...(cfg.witnesses.length ? { witnesses: { endpoints: cfg.witnesses.map((w) => ({ ...w })), timeoutMs: cfg.witnessTimeoutMs } } : {}),
-    gateway: cfg.gateway ? { address: cfg.gatewayAddress, port: cfg.gatewayPort, httpPort: cfg.gatewayHttpPort, meterIntervalMs: cfg.meterIntervalMs } : false,
+    gateway: cfg.gateway ? { address: cfg.gatewayAddress, port: cfg.gatewayPort, httpPort: cfg.gatewayHttpPort, meterIntervalMs: cfg.meterIntervalMs, range: cfg.computeRange, ...(cfg.gatewayRegion ? { region: cfg.gatewayRegion } : {}) } : false,
     dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, nameservers: cfg.nameservers, ...(xfr ? { xfr } : {}) } : false,
     // Servers learned from referrals are asked on the first hint's port (53 unless a test hierarchy says otherwise).
     challenge: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port },

@@ -54,6 +54,7 @@ interface ServeFlags {
   gatewayAddress?: string;
   gatewayPort?: number;
   gatewayHttpPort?: number;
+  region?: string;
   meterInterval?: number;
   xfrAllow?: string[];
   tsigName?: string;
@@ -94,6 +95,7 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.gatewayAddress !== undefined ? { gatewayAddress: o.gatewayAddress } : {}),
     ...(o.gatewayPort !== undefined ? { gatewayPort: o.gatewayPort } : {}),
     ...(o.gatewayHttpPort !== undefined ? { gatewayHttpPort: o.gatewayHttpPort } : {}),
+    ...(o.region !== undefined ? { gatewayRegion: o.region } : {}),
     ...(o.meterInterval !== undefined ? { meterIntervalMs: o.meterInterval } : {}),
     ...(o.xfrAllow !== undefined ? { xfrAllow: o.xfrAllow } : {}),
     ...(o.tsigName !== undefined ? { tsigName: o.tsigName } : {}),
@@ -152,6 +154,7 @@ function daemonOptions(cmd: Command): Command {
     .option('--gateway-address <address>', 'address of the HTTPS gateway (HAProxy) (env NEXUS_GATEWAY_ADDRESS; default 127.0.0.1)')
     .option('--gateway-port <n>', 'HTTPS port of the gateway (env NEXUS_GATEWAY_PORT; default 443 as root, otherwise 8443)', port)
     .option('--gateway-http-port <n>', 'HTTP port of the gateway, redirecting to HTTPS (env NEXUS_GATEWAY_HTTP_PORT; default 80 as root, otherwise 8080)', port)
+    .option('--region <region>', "this gateway node's region, e.g. eu-west: private and restricted routes of IMVUs whose jurisdiction keeps data elsewhere (EU-GDPR: eu; UK-GDPR: uk, eu; CH-FADP: ch, eu) are refused here with 451 (env NEXUS_GATEWAY_REGION; default none, which serves them nowhere)")
     .option('--no-gateway', 'do not run the gateway even when haproxy is installed (env NEXUS_GATEWAY=false)')
     .option('--meter-interval <ms>', 'how often metered usage is reported into the ledger (env NEXUS_METER_INTERVAL_MS; default 60000)', int(10, 86_400_000))
     .option('--xfr-allow <cidr...>', 'addresses or CIDR prefixes that may transfer zones (AXFR/IXFR) without TSIG (env NEXUS_XFR_ALLOW, comma-separated; default none)')

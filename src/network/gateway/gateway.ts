@@ -16,6 +16,7 @@ import { HaproxySupervisor, findHaproxy } from './haproxy.ts';
 import { parseInfo, parseShowMap, parseStat, runtimeCommand } from './runtime.ts';
 import { loadTable, mapText, MAP_NAMES, type GatewayTable, type MapName } from './table.ts';
 import { GatewayMeter } from '../metering/counters.ts';
+import { checkRegion } from './geo.ts';
 
 export interface GatewayOptions {
   platform: OpenPlatform;
@@ -36,8 +37,11 @@ export interface GatewayOptions {
   pollMs?: number;
   /** How often refusals are summarised into one ledger entry (default 60 s). */
   refusalIntervalMs?: number;
-  /** Concurrent connections per IMVU. */
-  connLimit?: number;
+  /**
+   * This gateway node's region (`nexus serve --region`), e.g. eu-west: private and restricted
+   * routes of IMVUs whose jurisdiction keeps data in other areas are refused here (geo.ts).
+   */
+  region?: string;
   user?: string;
   group?: string;
   /** Signs and submits metering reports; none: no metering. */
@@ -79,6 +83,7 @@ export class Gateway {
   logPort = 0;
 
   constructor(private readonly o: GatewayOptions) {
+    if (o.region !== undefined) checkRegion(o.region);
     const dir = o.dir ?? join(o.platform.dataDir, 'gateway');
     mkdirSync(join(dir, 'maps'), { recursive: true, mode: 0o700 });
     mkdirSync(join(dir, 'certs'), { recursive: true, mode: 0o700 });
@@ -132,7 +137,7 @@ export class Gateway {
 
   async start(): Promise<void> {
     await this.listenLog();
-    const table = await loadTable(this.o.platform.store, this.o.range);
+    const table = await loadTable(this.o.platform.store, this.o.range, this.o.region);
     this.seenSize = this.o.platform.chokepoint.ledger.size;
     this.writeFiles(table);
     await this.sup.start();
@@ -170,7 +175,7 @@ export class Gateway {
   }
 
   private async apply(): Promise<void> {
-    const table = await loadTable(this.o.platform.store, this.o.range);
+    const table = await loadTable(this.o.platform.store, this.o.range, this.o.region);
     this.writeFiles(table);
     if (imvuKey(table) !== this.imvuSet) {
       // New or gone IMVUs change the backends and certificates: the one case that reloads.
@@ -210,7 +215,7 @@ export class Gateway {
         ...(this.o.httpBind ? { httpBind: this.o.httpBind } : {}),
         httpsPort,
         imvus: table.imvus,
-        connLimit: this.o.connLimit ?? 10_000,
+        ...(this.o.region ? { region: this.o.region } : {}),
         ...(this.o.user ? { user: this.o.user } : {}),
         ...(this.o.group ? { group: this.o.group } : {}),
       }),
@@ -241,7 +246,7 @@ export class Gateway {
 
   /** The served maps against the ledger's table (read back over the runtime API). */
   async served(): Promise<ServedReport> {
-    const table = this.table ?? (await loadTable(this.o.platform.store, this.o.range));
+    const table = this.table ?? (await loadTable(this.o.platform.store, this.o.range, this.o.region));
     const differences: ServedReport['differences'] = [];
     for (const m of MAP_NAMES) {
       const served = parseShowMap(await this.cmd(`show map ${this.layout.maps[m]}`)).map(([k, v]) => `${k} ${v}`);
@@ -262,7 +267,7 @@ export class Gateway {
   }
 
   private async check(): Promise<ServedReport> {
-    const table = await loadTable(this.o.platform.store, this.o.range);
+    const table = await loadTable(this.o.platform.store, this.o.range, this.o.region);
     this.table = table;
     const report = await this.served();
     this.lastServed = report;
@@ -273,7 +278,7 @@ export class Gateway {
     const imvus = new Set<string>();
     for (const d of report.differences)
       for (const l of [...d.extra, ...d.missing]) {
-        const id = /^(IMVU-\d+)/.exec(l)?.[1] ?? /\s(IMVU-\d+)$/.exec(l)?.[1];
+        const id = /(IMVU-\d+)/.exec(l)?.[1];
         if (id) imvus.add(id);
       }
     const detail = `the gateway served a route table that differed from the ledger (${report.differences
@@ -343,7 +348,7 @@ export class Gateway {
     const m = / gw (IMVU-\d{3,9}) (IMVU-\d{3,9}\.\d{1,4}) (\d{3}) ([a-z-]{1,32})\s*$/.exec(line);
     if (!m) return;
     const [, imvu, rid, status, why] = m;
-    if (!['401', '403', '429'].includes(status!)) return;
+    if (!['401', '403', '429', '451'].includes(status!)) return;
     const key = `${imvu} ${rid} ${status} ${why}`;
     if (this.refusals.size >= 10_000 && !this.refusals.has(key)) return;
     this.refusals.set(key, (this.refusals.get(key) ?? 0) + 1);
