@@ -55,7 +55,12 @@ export function imvuValue(serve: boolean, jurisdiction: string, areas: readonly 
  * workload address: rendering re-checks what gate 8 checked, so a projection edited behind the
  * chokepoint still cannot point a route elsewhere.
  */
-export async function loadTable(db: SqlReader, range?: string, region?: string): Promise<GatewayTable> {
+export interface ImvuLimits {
+  requestsPerCoreS: number;
+  connectionsPerCore: number;
+}
+
+export async function loadTable(db: SqlReader, range?: string, region?: string, limits: ImvuLimits = { requestsPerCoreS: IMVU_REQUESTS_PER_CORE_S, connectionsPerCore: IMVU_CONNECTIONS_PER_CORE }): Promise<GatewayTable> {
   const rows = await db.all<{ id: string; seq: number; stage_domain: string; jurisdiction: string; cpu_cores: number | null; policy: string | null }>(
     "SELECT i.id, i.seq, i.stage_domain, i.jurisdiction, e.cpu_cores, r.policy FROM imvus i LEFT JOIN routes r ON r.imvu = i.id LEFT JOIN envelopes e ON e.imvu = i.id WHERE i.status IN ('active', 'exiting') ORDER BY i.seq",
   );
@@ -71,7 +76,7 @@ export async function loadTable(db: SqlReader, range?: string, region?: string):
     for (const h of hosts) maps.hosts.push([h, row.id]);
     const cores = Math.max(1, row.cpu_cores ?? DEFAULT_ENVELOPE.cpu_cores);
     const geo = regionPermits(row.jurisdiction, region);
-    maps.imvus.push([row.id, imvuValue(geo.ok, row.jurisdiction, geo.areas, cores * IMVU_REQUESTS_PER_CORE_S * RATE_WINDOW_S, cores * IMVU_CONNECTIONS_PER_CORE)]);
+    maps.imvus.push([row.id, imvuValue(geo.ok, row.jurisdiction, geo.areas, cores * limits.requestsPerCoreS * RATE_WINDOW_S, cores * limits.connectionsPerCore)]);
     const policy = row.policy ? (JSON.parse(row.policy) as Policy) : { public: [], private: [], restricted: [] };
     let n = 0;
     for (const cls of ROUTE_CLASSES) {
