@@ -84,6 +84,9 @@ export function renderConfig(o: RenderOptions): string {
     'frontend https',
     `  bind ${o.httpsBind} ssl crt-list ${L.crtList} alpn h2,http/1.1`,
     '  log-format "gw %[var(txn.imvu)] %[var(txn.rid)] %ST %[var(txn.why)]"',
+    // A Host that is not a host name (and port) is refused before any lookup: a NUL would end
+    // the map key early (imvu001.world\0.evil found as imvu001.world).
+    '  http-request deny deny_status 400 unless { req.hdr(host) -m reg -i ^[a-z0-9.-]{1,253}(:[0-9]{1,5})?$ }',
     '  http-request set-var(txn.host) req.hdr(host),field(1,:),lower',
     `  http-request set-var(txn.imvu) var(txn.host),map_str(${M.hosts})`,
     '  http-request return status 421 content-type text/plain string "unknown host\\n" unless { var(txn.imvu) -m found }',
