@@ -63,7 +63,7 @@ function wrk(url: string, host: string, headers: string[]): Figure {
   const out = run('wrk', ['-t2', `-c${CONNS}`, `-d${SECONDS}s`, '--latency', '-H', `Host: ${host}`, ...headers.flatMap((h) => ['-H', h]), url]);
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1];
   const sock = /Socket errors: (.*)/.exec(out)?.[1];
-  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0), p99: /99%\s+(\S+)/.exec(out)?.[1] ?? '?', errors: [non2xx ? `${non2xx} non-2xx` : '', sock ?? ''].filter(Boolean).join('; ') || 'none' };
+  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0), p99: /Latency Distribution[\s\S]*?99%\s+(\S+)/.exec(out)?.[1] ?? '?', errors: [non2xx ? `${non2xx} non-2xx` : '', sock ?? ''].filter(Boolean).join('; ') || 'none' };
 }
 
 function h2load(url: string, host: string, headers: string[], dir: string, name: string): Figure {

@@ -65,6 +65,9 @@ export function renderConfig(o: RenderOptions): string {
     // Counters per route (request rate) and per IMVU (concurrent connections); threat 3.1.
     'backend st_route',
     `  stick-table type string len 320 size 200k expire 60s store http_req_rate(${RATE_WINDOW_S}s)`,
+    // Route tokens whose signature HAProxy verified (see the private-route rules).
+    'backend st_jwt',
+    '  stick-table type string len 1024 size 100k expire 60s',
     'backend st_imvu',
     `  stick-table type string len 16 size 100k expire 60s store conn_cur,http_req_rate(${RATE_WINDOW_S}s)`,
     '',
@@ -104,7 +107,14 @@ export function renderConfig(o: RenderOptions): string {
     '  acl gated var(txn.cls) -m str private restricted',
     ...policyRules(o),
     '  http-request set-var(txn.jwt) http_auth_bearer if gated',
-    `  http-request set-var(txn.jok) var(txn.jwt),jwt_verify(ES256,${L.jwtKey}) if gated { var(txn.jwt) -m found }`,
+    // A token whose signature was verified in the last minute is in st_jwt (keyed by the whole
+    // token, so only the identical string hits): the ES256 verification is the costly step. Its
+    // audience and expiry are still checked on every request. Only tokens of JWT characters and
+    // shorter than the table's key are cached (a longer key would be cut, a NUL end it).
+    '  acl jwtcache var(txn.jwt) -m reg ^[A-Za-z0-9_.-]{1,1000}$',
+    '  http-request set-var(txn.jok) int(1) if gated jwtcache { var(txn.jwt),in_table(st_jwt) }',
+    `  http-request set-var(txn.jok) var(txn.jwt),jwt_verify(ES256,${L.jwtKey}) if gated { var(txn.jwt) -m found } !{ var(txn.jok) -m found }`,
+    '  http-request track-sc2 var(txn.jwt) table st_jwt if gated jwtcache { var(txn.jok) -m int 1 }',
     '  http-request set-var(txn.aud) var(txn.jwt),jwt_payload_query(\'$.aud\'),strcmp(txn.imvu) if gated { var(txn.jok) -m int 1 }',
     '  http-request set-var(txn.exp) var(txn.jwt),jwt_payload_query(\'$.exp\',int) if gated { var(txn.jok) -m int 1 }',
     '  http-request set-var(txn.now) date if gated',
