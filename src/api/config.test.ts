@@ -28,7 +28,7 @@ const oneLineError = (fn: () => unknown, re: RegExp) => {
 const DNS_DEFAULTS = {
   dns: true, dnsAddress: '127.0.0.1', dnsPort: process.getuid?.() === 0 ? 53 : 5353, meterIntervalMs: 60_000, integrityIntervalMs: 60_000,
   // The gateway: on when haproxy is installed, loopback, 443/80 as root.
-  gateway: true, gatewayAddress: '127.0.0.1', gatewayPort: process.getuid?.() === 0 ? 443 : 8443, gatewayHttpPort: process.getuid?.() === 0 ? 80 : 8080,
+  gateway: true, gatewayAddress: '127.0.0.1', gatewayPort: process.getuid?.() === 0 ? 443 : 8443, gatewayHttpPort: process.getuid?.() === 0 ? 80 : 8080, gatewayRegion: '',
   // Zone transfers: nobody may transfer, nobody is notified.
   xfrAllow: [], tsig: null, notify: [],
   // Domain proofs start from the IANA root servers.

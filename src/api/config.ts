@@ -38,6 +38,8 @@ export interface NexusConfig {
   gatewayPort: number;
   /** Plain HTTP of the gateway, redirecting to HTTPS (80 as root, otherwise 8080). */
   gatewayHttpPort: number;
+  /** This gateway node's region (geo routing, src/network/gateway/geo.ts); '' when not set. */
+  gatewayRegion: string;
   /** How often metered usage (DNS queries per IMVU) is reported into the ledger. */
   meterIntervalMs: number;
   /** How often the projections are scanned and compared with their expected digests (src/core/policy/integrity.ts). */
@@ -112,6 +114,7 @@ export interface ConfigOptions {
   gatewayAddress?: string;
   gatewayPort?: number | string;
   gatewayHttpPort?: number | string;
+  gatewayRegion?: string;
   meterIntervalMs?: number | string;
   integrityIntervalMs?: number | string;
   computeRange?: string;
@@ -179,6 +182,7 @@ const Bool = z.preprocess(
 );
 const INTERVAL_MESSAGE = 'must be an integer number of milliseconds, 10-86400000';
 // A range of /30s: any IPv4 prefix of length 8-29 with its host bits zero.
+const GatewayRegion = z.string().regex(/^$|^[a-z]{2}(-[a-z0-9]{1,16}){0,3}$/, 'must be a two-letter area and optional labels, e.g. eu-west or us-east-1');
 const ComputeRange = z.string().superRefine((v, ctx) => {
   try {
     if (rangeCapacity(v) < 1) ctx.addIssue({ code: 'custom', message: 'must hold at least one /30 beside the first' });
@@ -373,6 +377,7 @@ const FIELDS = {
   gatewayAddress: Host,
   gatewayPort: Port,
   gatewayHttpPort: Port,
+  gatewayRegion: GatewayRegion,
   meterIntervalMs: IntervalMs,
   integrityIntervalMs: IntervalMs,
   computeRange: ComputeRange,
@@ -402,6 +407,7 @@ const ENV: Record<Field, string> = {
   gatewayAddress: 'NEXUS_GATEWAY_ADDRESS',
   gatewayPort: 'NEXUS_GATEWAY_PORT',
   gatewayHttpPort: 'NEXUS_GATEWAY_HTTP_PORT',
+  gatewayRegion: 'NEXUS_GATEWAY_REGION',
   meterIntervalMs: 'NEXUS_METER_INTERVAL_MS',
   integrityIntervalMs: 'NEXUS_INTEGRITY_INTERVAL_MS',
   computeRange: 'NEXUS_COMPUTE_RANGE',
@@ -429,6 +435,7 @@ const FLAG: Record<Field, string> = {
   gatewayAddress: '--gateway-address',
   gatewayPort: '--gateway-port',
   gatewayHttpPort: '--gateway-http-port',
+  gatewayRegion: '--region',
   meterIntervalMs: '--meter-interval',
   integrityIntervalMs: '--integrity-interval',
   computeRange: '--compute-range',
@@ -459,6 +466,7 @@ export const ConfigFileSchema = z
     gatewayAddress: Host.optional(),
     gatewayPort: Port.optional(),
     gatewayHttpPort: Port.optional(),
+    gatewayRegion: GatewayRegion.optional(),
     meterIntervalMs: IntervalMs.optional(),
     integrityIntervalMs: IntervalMs.optional(),
     computeRange: ComputeRange.optional(),
@@ -563,6 +571,7 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     gatewayAddress: pick('gatewayAddress'),
     gatewayPort: pick('gatewayPort'),
     gatewayHttpPort: pick('gatewayHttpPort'),
+    gatewayRegion: pick('gatewayRegion'),
     meterIntervalMs: pick('meterIntervalMs'),
     integrityIntervalMs: pick('integrityIntervalMs'),
     computeRange: pick('computeRange'),

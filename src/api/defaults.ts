@@ -19,6 +19,8 @@ export const DEFAULTS = {
   /** The HAProxy gateway runs when haproxy is installed; it listens on loopback unless told otherwise. */
   gateway: true,
   gatewayAddress: '127.0.0.1',
+  /** No region: the gateway serves no private or restricted route of an IMVU with a residency rule. */
+  gatewayRegion: '',
   meterIntervalMs: 60_000,
   /** How often the running daemon compares its projections with what its writes should have made. */
   integrityIntervalMs: 60_000,

@@ -75,7 +75,7 @@ export interface ServerOptions {
    * The HTTPS gateway (HAProxy, src/network/gateway): started after the API listens when haproxy is
    * installed; one log line says why it is off otherwise. Off unless given (`serve()` passes it).
    */
-  gateway?: false | { address: string; port: number; httpPort: number; meterIntervalMs?: number; haproxyBin?: string; acme?: AcmeSettings };
+  gateway?: false | { address: string; port: number; httpPort: number; meterIntervalMs?: number; haproxyBin?: string; range?: string; region?: string; acme?: AcmeSettings };
   /** Submissions admitted per source address and per identity (the platform and services are exempt from the latter). */
   limits?: { perSource?: BucketOptions; perIdentity?: BucketOptions };
   /** How often refused anonymous attempts are summarised into one ledger entry (default 60 s). */
@@ -735,6 +735,8 @@ async function startGateway(
       httpsBind: `${host}:${g.port}`,
       httpBind: `${host}:${g.httpPort}`,
       ...(g.haproxyBin ? { haproxyBin: g.haproxyBin } : {}),
+      ...(g.range ? { range: g.range } : {}),
+      ...(g.region ? { region: g.region } : {}),
       ...(root ? { user: 'nobody', group: 'nogroup' } : {}),
       // DNS-01 challenges are answered by this daemon's DNS server: wait until it serves them.
       ...(g.acme ? { acme: { ...g.acme, ...(dns && !g.acme.dns ? { dns: { address: dns.address === '0.0.0.0' ? '127.0.0.1' : dns.address === '::' ? '::1' : dns.address, port: dns.port } } : {}) } } : {}),
@@ -777,6 +779,8 @@ async function startDaemonServer(
           port: cfg.gatewayPort,
           httpPort: cfg.gatewayHttpPort,
           meterIntervalMs: cfg.meterIntervalMs,
+          range: cfg.computeRange,
+          ...(cfg.gatewayRegion ? { region: cfg.gatewayRegion } : {}),
           ...(cfg.acme
             ? { acme: { directory: cfg.acme.directory, ...(cfg.acme.caCert ? { caCert: cfg.acme.caCert } : {}), renewBeforeMs: cfg.acme.renewBeforeDays * 86_400_000 } }
             : {}),

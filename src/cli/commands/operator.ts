@@ -54,6 +54,7 @@ interface ServeFlags {
   gatewayAddress?: string;
   gatewayPort?: number;
   gatewayHttpPort?: number;
+  region?: string;
   meterInterval?: number;
   xfrAllow?: string[];
   tsigName?: string;
@@ -97,6 +98,7 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.gatewayAddress !== undefined ? { gatewayAddress: o.gatewayAddress } : {}),
     ...(o.gatewayPort !== undefined ? { gatewayPort: o.gatewayPort } : {}),
     ...(o.gatewayHttpPort !== undefined ? { gatewayHttpPort: o.gatewayHttpPort } : {}),
+    ...(o.region !== undefined ? { gatewayRegion: o.region } : {}),
     ...(o.meterInterval !== undefined ? { meterIntervalMs: o.meterInterval } : {}),
     ...(o.xfrAllow !== undefined ? { xfrAllow: o.xfrAllow } : {}),
     ...(o.tsigName !== undefined ? { tsigName: o.tsigName } : {}),
@@ -161,6 +163,7 @@ function daemonOptions(cmd: Command): Command {
     .option('--acme-directory <url>', "certificates of the gateway from this ACME CA (RFC 8555), DNS-01 answered by nexus's own DNS (env NEXUS_ACME_DIRECTORY; config file `acmeDirectory`; default: the platform's local CA)")
     .option('--acme-ca-cert <file>', 'a PEM CA certificate trusted for the ACME directory\'s HTTPS, e.g. a test CA such as Pebble\'s (env NEXUS_ACME_CA_CERT; config file `acmeCaCert`)')
     .option('--acme-renew-days <n>', 'renew a certificate this many days before it expires (env NEXUS_ACME_RENEW_DAYS; default 30)', int(1, 365))
+    .option('--region <region>', "this gateway node's region, e.g. eu-west: private and restricted routes of IMVUs whose jurisdiction keeps data elsewhere (EU-GDPR: eu; UK-GDPR: uk, eu; CH-FADP: ch, eu) are refused here with 451 (env NEXUS_GATEWAY_REGION; default none, which serves them nowhere)")
     .option('--no-gateway', 'do not run the gateway even when haproxy is installed (env NEXUS_GATEWAY=false)')
     .option('--meter-interval <ms>', 'how often metered usage is reported into the ledger (env NEXUS_METER_INTERVAL_MS; default 60000)', int(10, 86_400_000))
     .option('--xfr-allow <cidr...>', 'addresses or CIDR prefixes that may transfer zones (AXFR/IXFR) without TSIG (env NEXUS_XFR_ALLOW, comma-separated; default none)')

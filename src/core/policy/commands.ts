@@ -359,7 +359,7 @@ export const BODY_SCHEMAS = {
             .object({
               imvu: imvuId,
               route: z.string().regex(/^IMVU-\d{3,9}\.\d{1,4}$/),
-              status: z.union([z.literal(401), z.literal(403), z.literal(429)]),
+              status: z.union([z.literal(401), z.literal(403), z.literal(429), z.literal(451)]),
               reason: z.string().regex(/^[a-z-]{1,32}$/),
               count: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
             })

@@ -14,9 +14,10 @@ import { ensureLocalCa, ensureTokenKey, issueLocal, type LocalCa } from './certs
 import { renderConfig, type HaproxyLayout } from './haproxy-config.ts';
 import { HaproxySupervisor, findHaproxy } from './haproxy.ts';
 import { parseInfo, parseShowMap, parseStat, runtimeCommand } from './runtime.ts';
-import { loadTable, mapText, MAP_NAMES, type GatewayTable, type MapName } from './table.ts';
+import { loadTable, mapText, MAP_NAMES, type GatewayTable, type ImvuLimits, type MapName } from './table.ts';
 import { GatewayMeter } from '../metering/counters.ts';
 import { AcmeManager, ledgerCertificate, type AcmeSettings } from '../acme/manager.ts';
+import { checkRegion } from './geo.ts';
 
 export interface GatewayOptions {
   platform: OpenPlatform;
@@ -37,8 +38,13 @@ export interface GatewayOptions {
   pollMs?: number;
   /** How often refusals are summarised into one ledger entry (default 60 s). */
   refusalIntervalMs?: number;
-  /** Concurrent connections per IMVU. */
-  connLimit?: number;
+  /**
+   * This gateway node's region (`nexus serve --region`), e.g. eu-west: private and restricted
+   * routes of IMVUs whose jurisdiction keeps data in other areas are refused here (geo.ts).
+   */
+  region?: string;
+  /** Per-IMVU limits per envelope CPU core (default table.ts: IMVU_REQUESTS_PER_CORE_S, IMVU_CONNECTIONS_PER_CORE). */
+  imvuLimits?: ImvuLimits;
   user?: string;
   group?: string;
   /**
@@ -84,9 +90,13 @@ export class Gateway {
   readonly acme: AcmeManager | undefined;
   /** Refusals seen in HAProxy's log: `imvu route status reason` -> count, since the last drain. */
   readonly refusals = new Map<string, number>();
+  /** Refusals counted from the log, and those recorded in the ledger (equal once all are summarised). */
+  refusalsSeen = 0;
+  refusalsRecorded = 0;
   logPort = 0;
 
   constructor(private readonly o: GatewayOptions) {
+    if (o.region !== undefined) checkRegion(o.region);
     const dir = o.dir ?? join(o.platform.dataDir, 'gateway');
     mkdirSync(join(dir, 'maps'), { recursive: true, mode: 0o700 });
     mkdirSync(join(dir, 'certs'), { recursive: true, mode: 0o700 });
@@ -149,7 +159,7 @@ export class Gateway {
 
   async start(): Promise<void> {
     await this.listenLog();
-    const table = await loadTable(this.o.platform.store, this.o.range);
+    const table = await loadTable(this.o.platform.store, this.o.range, this.o.region, this.o.imvuLimits);
     this.seenSize = this.o.platform.chokepoint.ledger.size;
     this.writeFiles(table);
     await this.sup.start();
@@ -226,7 +236,15 @@ export class Gateway {
   }
 
   private async apply(): Promise<void> {
-    const table = await loadTable(this.o.platform.store, this.o.range);
+    const table = await loadTable(this.o.platform.store, this.o.range, this.o.region, this.o.imvuLimits);
+    // A ledger entry that changes nothing served (most do not) pushes nothing: a hand edit of a
+    // map is then found by the check and alarmed, not silently overwritten.
+    if (this.table && tableKey(table) === tableKey(this.table)) return;
+    // The table changes: what was served until now must still be the ledger's old table.
+    if (this.table) {
+      const before = await this.served();
+      if (!before.equal) await this.alarm(before, 'replaced by the ledger\'s new table');
+    }
     this.writeFiles(table);
     if (imvuKey(table) !== this.imvuSet) {
       // New or gone IMVUs change the backends and certificates: the one case that reloads.
@@ -269,7 +287,7 @@ export class Gateway {
         ...(this.o.httpBind ? { httpBind: this.o.httpBind } : {}),
         httpsPort,
         imvus: table.imvus,
-        connLimit: this.o.connLimit ?? 10_000,
+        ...(this.o.region ? { region: this.o.region } : {}),
         ...(this.o.user ? { user: this.o.user } : {}),
         ...(this.o.group ? { group: this.o.group } : {}),
       }),
@@ -300,7 +318,7 @@ export class Gateway {
 
   /** The served maps against the ledger's table (read back over the runtime API). */
   async served(): Promise<ServedReport> {
-    const table = this.table ?? (await loadTable(this.o.platform.store, this.o.range));
+    const table = this.table ?? (await loadTable(this.o.platform.store, this.o.range, this.o.region, this.o.imvuLimits));
     const differences: ServedReport['differences'] = [];
     for (const m of MAP_NAMES) {
       const served = parseShowMap(await this.cmd(`show map ${this.layout.maps[m]}`)).map(([k, v]) => `${k} ${v}`);
@@ -314,30 +332,38 @@ export class Gateway {
     return { at: new Date().toISOString(), equal: differences.length === 0, differences };
   }
 
-  /** Compares served with the ledger; reverts and raises an alarm on a difference. */
   /** Compares served with the ledger now (the timer does it too); reverts and alarms on a difference. */
   verify(): Promise<ServedReport> {
     return this.serialize(() => this.check());
   }
 
   private async check(): Promise<ServedReport> {
-    const table = await loadTable(this.o.platform.store, this.o.range);
-    this.table = table;
+    // First the ledger's current table (nothing happens when it has not changed), so that a route
+    // change not yet applied is not taken for a difference.
+    this.seenSize = this.o.platform.chokepoint.ledger.size;
+    await this.apply();
+    const table = this.table!;
     const report = await this.served();
     this.lastServed = report;
     if (report.equal) return report;
     await this.pushMaps(table);
     const after = await this.served();
     this.lastServed = after;
+    await this.alarm(report, `reverted to the ledger's table${after.equal ? '' : ' (still differs: see the gateway log)'}`);
+    return report;
+  }
+
+  /** An `integrity.alarm` for a served table that differed from the ledger's, notified to the creators. */
+  private async alarm(report: ServedReport, outcome: string): Promise<void> {
     const imvus = new Set<string>();
     for (const d of report.differences)
       for (const l of [...d.extra, ...d.missing]) {
-        const id = /^(IMVU-\d+)/.exec(l)?.[1] ?? /\s(IMVU-\d+)$/.exec(l)?.[1];
+        const id = /(IMVU-\d+)/.exec(l)?.[1];
         if (id) imvus.add(id);
       }
     const detail = `the gateway served a route table that differed from the ledger (${report.differences
       .map((d) => `${d.map}: ${d.extra.length} served not in ledger, ${d.missing.length} in ledger not served`)
-      .join('; ')}); reverted to the ledger's table${after.equal ? '' : ' (still differs: see the gateway log)'}`.slice(0, 1000);
+      .join('; ')}); ${outcome}`.slice(0, 1000);
     const body = {
       trigger: 'periodic',
       detectedAt: report.at,
@@ -349,7 +375,6 @@ export class Gateway {
     const receipt = await this.o.platform.chokepoint.submit(this.o.platform.chokepoint.platformCommand('integrity.alarm', body) as SignedCommand);
     this.alarms.push({ index: receipt.index, imvus: body.imvus, detail });
     this.o.log?.(`integrity alarm (entry ${receipt.index}): ${detail}`);
-    return report;
   }
 
   /** Per-IMVU backend counters from `show stat`, with the HAProxy process they belong to. */
@@ -386,14 +411,23 @@ export class Gateway {
     if (this.refusals.size === 0) return undefined;
     const from = this.refusalsFrom;
     const to = new Date().toISOString();
-    const counts = [...this.refusals].slice(0, 1000).map(([k, count]) => {
+    // At most 1000 keys per entry (the command's bound); the rest wait for the next interval.
+    const taken = [...this.refusals].slice(0, 1000);
+    for (const [k] of taken) this.refusals.delete(k);
+    const counts = taken.map(([k, count]) => {
       const [imvu, route, status, reason] = k.split(' ');
       return { imvu: imvu!, route: route!, status: Number(status), reason: reason!, count };
     });
-    this.refusals.clear();
     this.refusalsFrom = to;
-    const r = await this.o.platform.chokepoint.submit(this.o.platform.chokepoint.platformCommand('gateway.refusals', { from, to, counts }));
-    return r.index;
+    try {
+      const r = await this.o.platform.chokepoint.submit(this.o.platform.chokepoint.platformCommand('gateway.refusals', { from, to, counts }));
+      this.refusalsRecorded += counts.reduce((a, c) => a + c.count, 0);
+      return r.index;
+    } catch (e) {
+      // Not recorded: counted again with the next interval's.
+      for (const [k, n] of taken) this.refusals.set(k, (this.refusals.get(k) ?? 0) + n);
+      throw e;
+    }
   }
 
   private refusalsFrom = new Date().toISOString();
@@ -402,10 +436,11 @@ export class Gateway {
     const m = / gw (IMVU-\d{3,9}) (IMVU-\d{3,9}\.\d{1,4}) (\d{3}) ([a-z-]{1,32})\s*$/.exec(line);
     if (!m) return;
     const [, imvu, rid, status, why] = m;
-    if (!['401', '403', '429'].includes(status!)) return;
+    if (!['401', '403', '429', '451'].includes(status!)) return;
     const key = `${imvu} ${rid} ${status} ${why}`;
     if (this.refusals.size >= 10_000 && !this.refusals.has(key)) return;
     this.refusals.set(key, (this.refusals.get(key) ?? 0) + 1);
+    this.refusalsSeen++;
   }
 
   async stop(): Promise<void> {
@@ -417,6 +452,10 @@ export class Gateway {
     await this.sup.stop();
     this.logSock?.close();
   }
+}
+
+function tableKey(t: GatewayTable): string {
+  return `${imvuKey(t)}\n${JSON.stringify(t.maps)}`;
 }
 
 function imvuKey(t: GatewayTable): string {

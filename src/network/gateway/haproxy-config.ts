@@ -1,7 +1,7 @@
 // The base HAProxy configuration nexus renders. Everything that changes with the ledger (hosts,
 // routes, roles) lives in map files driven over the runtime API; the configuration only changes
 // when the set of IMVUs does (one backend each, pinned to its own workload address).
-import type { TableImvu } from './table.ts';
+import type { MapName, TableImvu } from './table.ts';
 import { RATE_WINDOW_S } from '../routes/policy.ts';
 
 export interface HaproxyLayout {
@@ -12,7 +12,7 @@ export interface HaproxyLayout {
   logSocket: string;
   crtList: string;
   jwtKey: string;
-  maps: Record<'hosts' | 'exact' | 'prefix' | 'roles', string>;
+  maps: Record<MapName, string>;
 }
 
 export interface RenderOptions {
@@ -26,8 +26,8 @@ export interface RenderOptions {
   imvus: TableImvu[];
   /** Where ACME HTTP-01 challenges are answered (the daemon), host:port. */
   acmeBackend?: string;
-  /** Concurrent connections per IMVU (threat 3.1). */
-  connLimit: number;
+  /** This gateway's region (geo routing); undefined: not set. */
+  region?: string;
   /** Drop privileges to this user/group after binding (root only). */
   user?: string;
   group?: string;
@@ -44,6 +44,7 @@ export function renderConfig(o: RenderOptions): string {
     `  log ${L.logSocket} len 4096 format rfc5424 local0 info`,
     '  tune.ssl.default-dh-param 2048',
     '  ssl-default-bind-options ssl-min-ver TLSv1.2',
+    ...HOSTILE_TUNING,
     ...(o.user ? [`  user ${o.user}`] : []),
     ...(o.group ? [`  group ${o.group}`] : []),
     '',
@@ -58,12 +59,17 @@ export function renderConfig(o: RenderOptions): string {
     '  timeout http-request 10s',
     '  timeout http-keep-alive 10s',
     '  timeout client-fin 5s',
+    // A client refused for its rate waits this long for its 429: a flood slows itself down.
+    '  timeout tarpit 1s',
     '',
     // Counters per route (request rate) and per IMVU (concurrent connections); threat 3.1.
     'backend st_route',
     `  stick-table type string len 320 size 200k expire 60s store http_req_rate(${RATE_WINDOW_S}s)`,
+    // Route tokens whose signature HAProxy verified (see the private-route rules).
+    'backend st_jwt',
+    '  stick-table type string len 1024 size 100k expire 60s',
     'backend st_imvu',
-    '  stick-table type string len 16 size 100k expire 60s store conn_cur',
+    `  stick-table type string len 16 size 100k expire 60s store conn_cur,http_req_rate(${RATE_WINDOW_S}s)`,
     '',
   ];
   if (o.httpBind) {
@@ -81,6 +87,9 @@ export function renderConfig(o: RenderOptions): string {
     'frontend https',
     `  bind ${o.httpsBind} ssl crt-list ${L.crtList} alpn h2,http/1.1`,
     '  log-format "gw %[var(txn.imvu)] %[var(txn.rid)] %ST %[var(txn.why)]"',
+    // A Host that is not a host name (and port) is refused before any lookup: a NUL would end
+    // the map key early (imvu001.world\0.evil found as imvu001.world).
+    '  http-request deny deny_status 400 unless { req.hdr(host) -m reg -i ^[a-z0-9.-]{1,253}(:[0-9]{1,5})?$ }',
     '  http-request set-var(txn.host) req.hdr(host),field(1,:),lower',
     `  http-request set-var(txn.imvu) var(txn.host),map_str(${M.hosts})`,
     '  http-request return status 421 content-type text/plain string "unknown host\\n" unless { var(txn.imvu) -m found }',
@@ -96,8 +105,16 @@ export function renderConfig(o: RenderOptions): string {
     '  http-request set-var(txn.rid) var(txn.imvu),concat(.,txn.rnum)',
     // Private and restricted routes: an ES256 token of the platform's gateway key, for this IMVU, unexpired.
     '  acl gated var(txn.cls) -m str private restricted',
+    ...policyRules(o),
     '  http-request set-var(txn.jwt) http_auth_bearer if gated',
-    `  http-request set-var(txn.jok) var(txn.jwt),jwt_verify(ES256,${L.jwtKey}) if gated { var(txn.jwt) -m found }`,
+    // A token whose signature was verified in the last minute is in st_jwt (keyed by the whole
+    // token, so only the identical string hits): the ES256 verification is the costly step. Its
+    // audience and expiry are still checked on every request. Only tokens of JWT characters and
+    // shorter than the table's key are cached (a longer key would be cut, a NUL end it).
+    '  acl jwtcache var(txn.jwt) -m reg ^[A-Za-z0-9_.-]{1,1000}$',
+    '  http-request set-var(txn.jok) int(1) if gated jwtcache { var(txn.jwt),in_table(st_jwt) }',
+    `  http-request set-var(txn.jok) var(txn.jwt),jwt_verify(ES256,${L.jwtKey}) if gated { var(txn.jwt) -m found } !{ var(txn.jok) -m found }`,
+    '  http-request track-sc2 var(txn.jwt) table st_jwt if gated jwtcache { var(txn.jok) -m int 1 }',
     '  http-request set-var(txn.aud) var(txn.jwt),jwt_payload_query(\'$.aud\'),strcmp(txn.imvu) if gated { var(txn.jok) -m int 1 }',
     '  http-request set-var(txn.exp) var(txn.jwt),jwt_payload_query(\'$.exp\',int) if gated { var(txn.jok) -m int 1 }',
     '  http-request set-var(txn.now) date if gated',
@@ -116,12 +133,7 @@ export function renderConfig(o: RenderOptions): string {
     ]),
     '  http-request set-var(txn.why) str(missing-role) if { var(txn.cls) -m str restricted } !{ var(txn.ok1) -m found } !{ var(txn.ok2) -m found } !{ var(txn.ok3) -m found } !{ var(txn.ok4) -m found }',
     '  http-request return status 403 content-type text/plain string "role required\\n" if { var(txn.why) -m str missing-role }',
-    // Rate: requests per route per window, then connections per IMVU; 429 with Retry-After.
-    '  http-request track-sc0 var(txn.rid) table st_route',
-    '  http-request track-sc1 var(txn.imvu) table st_imvu',
-    `  http-request set-var(txn.why) str(rate) if { sc_http_req_rate(0),sub(txn.limit) gt 0 }`,
-    `  http-request set-var(txn.why) str(connections) if { sc_conn_cur(1) gt ${o.connLimit} }`,
-    `  http-request return status 429 hdr Retry-After ${RATE_WINDOW_S} content-type text/plain string "too many requests\\n" if { var(txn.why) -m str rate connections }`,
+    ...rateRules(),
     '  http-request set-dst-port var(txn.port)',
     '  use_backend be_%[var(txn.imvu)]',
     '',
@@ -132,6 +144,57 @@ export function renderConfig(o: RenderOptions): string {
     lines.push(`backend be_${i.id}`, `  server w ${i.address}`, '');
   }
   return lines.join('\n') + '\n';
+}
+
+// ---- Policy routing, allow-lists, rates and hostile-traffic bounds (the edge of the gateway) ----
+
+/** Global tuning against hostile clients (HTTP/2 stream floods; see test/gateway/hostile.test.ts). */
+const HOSTILE_TUNING = [
+  // At most this many concurrent streams per HTTP/2 connection; more are refused.
+  '  tune.h2.max-concurrent-streams 100',
+];
+
+/**
+ * Geo routing, then the route's IP allow-list. Geo: a private or restricted route of an IMVU whose
+ * jurisdiction keeps its data in certain areas is refused with 451 by a gateway elsewhere (the
+ * `imvus` map's first field, computed from this gateway's region). Allow-list: the client address
+ * masked to every prefix length, `network/len@route`, looked up in the `allow` map (HAProxy cannot
+ * hold per-route address lists in a runtime map any other way); none found: 403.
+ */
+function policyRules(o: RenderOptions): string[] {
+  const M = o.layout.maps;
+  const v4 = Array.from({ length: 33 }, (_, l) => `  http-request set-var(txn.wok) src,ipmask(${l}),concat(/${l}@,txn.rid,),map_str(${M.allow}) if listed is_v4 !{ var(txn.wok) -m found }`);
+  const v6 = Array.from({ length: 129 }, (_, l) => `  http-request set-var(txn.wok) src,ipmask(32,${l}),concat(/${l}@,txn.rid,),map_str(${M.allow}) if listed !is_v4 !{ var(txn.wok) -m found }`);
+  return [
+    `  http-request set-var(txn.imv) var(txn.imvu),map_str(${M.imvus})`,
+    '  http-request set-var(txn.why) str(region) if gated !{ var(txn.imv),field(1,|) -m str 1 }',
+    `  http-request return status 451 content-type text/plain lf-string "%[var(txn.imvu)] is under %[var(txn.imv),field(2,|)]: its private and restricted routes are served only by gateways in the %[var(txn.imv),field(3,|)] area(s); this gateway is in region ${o.region ?? '(none set)'}\\n" if { var(txn.why) -m str region }`,
+    '  acl listed var(txn.route),field(5,|) -m str 1',
+    '  acl is_v4 src -m ip 0.0.0.0/0',
+    ...v4,
+    ...v6,
+    '  http-request set-var(txn.why) str(ip-not-allowed) if listed !{ var(txn.wok) -m found }',
+    '  http-request return status 403 content-type text/plain string "address not allowed\\n" if { var(txn.why) -m str ip-not-allowed }',
+  ];
+}
+
+/**
+ * Rates (threat 3.1): requests per route per window (the route's rate_limit), requests per IMVU
+ * per window and its concurrent connections (both from its envelope, the `imvus` map). Refused
+ * with 429 and Retry-After, after the tarpit delay.
+ */
+function rateRules(): string[] {
+  return [
+    '  http-request track-sc0 var(txn.rid) table st_route',
+    '  http-request track-sc1 var(txn.imvu) table st_imvu',
+    '  http-request set-var(txn.ireq) var(txn.imv),field(4,|),add(0)',
+    '  http-request set-var(txn.icon) var(txn.imv),field(5,|),add(0)',
+    '  http-request set-var(txn.why) str(rate) if { sc_http_req_rate(0),sub(txn.limit) gt 0 }',
+    '  http-request set-var(txn.why) str(imvu-rate) if !{ var(txn.why) -m found } { sc_http_req_rate(1),sub(txn.ireq) gt 0 }',
+    '  http-request set-var(txn.why) str(connections) if !{ var(txn.why) -m found } { sc_conn_cur(1),sub(txn.icon) gt 0 }',
+    `  http-request tarpit deny_status 429 content-type text/plain string "too many requests\\n" hdr Retry-After ${RATE_WINDOW_S} if { var(txn.why) -m str rate imvu-rate }`,
+    '  http-request tarpit deny_status 429 content-type text/plain string "too many connections\\n" hdr Retry-After 1 if { var(txn.why) -m str connections }',
+  ];
 }
 
 export { q as quoteHaproxy };

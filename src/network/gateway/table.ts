@@ -4,7 +4,18 @@
 // entry by entry, with what HAProxy reports it serves (src/network/gateway/gateway.ts).
 import type { SqlReader } from '../../core/store/store.ts';
 import { workloadNet, seqOfAddress } from '../../compute/fabric/addresses.ts';
-import { ROUTE_CLASSES, parseBackend, ratePerWindow, type Policy } from '../routes/policy.ts';
+import { ROUTE_CLASSES, RATE_WINDOW_S, parseBackend, ratePerWindow, type Policy } from '../routes/policy.ts';
+import { canonicalPrefix } from '../routes/allow.ts';
+import { regionPermits } from './geo.ts';
+import { DEFAULT_ENVELOPE } from '../../core/policy/commands.ts';
+
+/**
+ * Per-IMVU traffic limits follow its envelope (threat 3.1): requests per second and concurrent
+ * connections per CPU core, so an IMVU that pays for more compute may take more traffic and one
+ * flooding IMVU is refused long before it starves the others.
+ */
+export const IMVU_REQUESTS_PER_CORE_S = 500;
+export const IMVU_CONNECTIONS_PER_CORE = 128;
 
 export interface TableImvu {
   id: string;
@@ -13,7 +24,7 @@ export interface TableImvu {
   address: string;
   /** Names the IMVU answers for (primary, stage and verified custom domains), lower case. */
   hosts: string[];
-  /** Ed25519 identity ids of its creator and members: whose tokens it accepts. */
+  jurisdiction: string;
 }
 
 export interface GatewayTable {
@@ -22,12 +33,21 @@ export interface GatewayTable {
   maps: Record<MapName, [string, string][]>;
 }
 
-export const MAP_NAMES = ['hosts', 'exact', 'prefix', 'roles'] as const;
+export const MAP_NAMES = ['hosts', 'exact', 'prefix', 'roles', 'imvus', 'allow'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
-/** Route map value: class|port|requests per window|route number. */
-export function routeValue(cls: string, port: number, limit: number, n: number): string {
-  return `${cls}|${port}|${limit}|${n}`;
+/** Route map value: class|port|requests per window|route number|1 when it has an allow-list. */
+export function routeValue(cls: string, port: number, limit: number, n: number, allowList = false): string {
+  return `${cls}|${port}|${limit}|${n}|${allowList ? 1 : 0}`;
+}
+
+/**
+ * IMVU map value: serve|jurisdiction|areas|requests per window|connections. `serve` is 1 when this
+ * gateway's region may serve the IMVU's private and restricted routes; `areas` are the ones that
+ * may (`*`: any).
+ */
+export function imvuValue(serve: boolean, jurisdiction: string, areas: readonly string[], requests: number, connections: number): string {
+  return `${serve ? 1 : 0}|${jurisdiction}|${areas.length ? areas.join(',') : '*'}|${requests}|${connections}`;
 }
 
 /**
@@ -35,20 +55,28 @@ export function routeValue(cls: string, port: number, limit: number, n: number):
  * workload address: rendering re-checks what gate 8 checked, so a projection edited behind the
  * chokepoint still cannot point a route elsewhere.
  */
-export async function loadTable(db: SqlReader, range?: string): Promise<GatewayTable> {
-  const rows = await db.all<{ id: string; seq: number; stage_domain: string; policy: string | null }>(
-    "SELECT i.id, i.seq, i.stage_domain, r.policy FROM imvus i LEFT JOIN routes r ON r.imvu = i.id WHERE i.status IN ('active', 'exiting') ORDER BY i.seq",
+export interface ImvuLimits {
+  requestsPerCoreS: number;
+  connectionsPerCore: number;
+}
+
+export async function loadTable(db: SqlReader, range?: string, region?: string, limits: ImvuLimits = { requestsPerCoreS: IMVU_REQUESTS_PER_CORE_S, connectionsPerCore: IMVU_CONNECTIONS_PER_CORE }): Promise<GatewayTable> {
+  const rows = await db.all<{ id: string; seq: number; stage_domain: string; jurisdiction: string; cpu_cores: number | null; policy: string | null }>(
+    "SELECT i.id, i.seq, i.stage_domain, i.jurisdiction, e.cpu_cores, r.policy FROM imvus i LEFT JOIN routes r ON r.imvu = i.id LEFT JOIN envelopes e ON e.imvu = i.id WHERE i.status IN ('active', 'exiting') ORDER BY i.seq",
   );
   const domains = await db.all<{ name: string; imvu: string }>('SELECT name, imvu FROM domains ORDER BY name');
   const imvus: TableImvu[] = [];
-  const maps: GatewayTable['maps'] = { hosts: [], exact: [], prefix: [], roles: [] };
+  const maps: GatewayTable['maps'] = { hosts: [], exact: [], prefix: [], roles: [], imvus: [], allow: [] };
   const prefix: [string, string][] = [];
   for (const row of rows) {
     const address = workloadNet(row.seq, range).workloadAddress;
     if (seqOfAddress(address, range) !== row.seq) throw new Error(`${row.id}: workload address ${address} is not its own`);
     const hosts = [...new Set([...domains.filter((d) => d.imvu === row.id).map((d) => d.name), row.stage_domain].map((h) => h.toLowerCase()))].sort();
-    imvus.push({ id: row.id, seq: row.seq, address, hosts });
+    imvus.push({ id: row.id, seq: row.seq, address, hosts, jurisdiction: row.jurisdiction });
     for (const h of hosts) maps.hosts.push([h, row.id]);
+    const cores = Math.max(1, row.cpu_cores ?? DEFAULT_ENVELOPE.cpu_cores);
+    const geo = regionPermits(row.jurisdiction, region);
+    maps.imvus.push([row.id, imvuValue(geo.ok, row.jurisdiction, geo.areas, cores * limits.requestsPerCoreS * RATE_WINDOW_S, cores * limits.connectionsPerCore)]);
     const policy = row.policy ? (JSON.parse(row.policy) as Policy) : { public: [], private: [], restricted: [] };
     let n = 0;
     for (const cls of ROUTE_CLASSES) {
@@ -57,7 +85,10 @@ export async function loadTable(db: SqlReader, range?: string): Promise<GatewayT
         const b = parseBackend(r.backend);
         // A backend gate 8 would refuse is never served (a row written behind the chokepoint).
         if ('error' in b) continue;
-        const value = routeValue(cls, b.port, ratePerWindow(r.rate_limit), n);
+        const allow = [...new Set((r.ip_whitelist ?? []).map(canonicalPrefix))];
+        // An entry gate 8 would refuse admits nobody (never everybody).
+        const value = routeValue(cls, b.port, ratePerWindow(r.rate_limit), n, allow.length > 0);
+        for (const a of allow) if (a) maps.allow.push([`${a}@${row.id}.${n}`, '1']);
         if (r.path.endsWith('*')) prefix.push([`${row.id}${r.path.slice(0, -1)}`, value]);
         else maps.exact.push([`${row.id}${r.path}`, value]);
         for (const role of r.require_roles ?? []) maps.roles.push([`${row.id}.${n}:${role}`, '1']);
@@ -65,6 +96,7 @@ export async function loadTable(db: SqlReader, range?: string): Promise<GatewayT
     }
   }
   // HAProxy's prefix maps answer with the first line that matches: longest prefix first.
+  maps.allow.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   maps.prefix = prefix.sort((a, b) => b[0].length - a[0].length || (a[0] < b[0] ? -1 : 1));
   return { imvus, maps };
 }

@@ -3,7 +3,9 @@
 // from zero with every worker (a reload or a restart), so the last counters seen are persisted
 // with the worker they came from (pid and start time): a new worker's counters are all new, the
 // same worker's count only their growth. Nothing is counted twice across a daemon or HAProxy
-// restart; what a dying worker served after the last sample is lost (sampled before each reload).
+// restart, and what was sampled is reported even if HAProxy dies before the report; what a killed
+// worker served after the last sample is lost with it (samples every few seconds, and before
+// each reload, keep that small).
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
 import type { OpenPlatform } from '../../core/platform.ts';
@@ -34,6 +36,8 @@ export class GatewayMeter {
   readonly usage: UsageMeter;
   private state: State;
   private timer: NodeJS.Timeout | undefined;
+  private sampler: NodeJS.Timeout | undefined;
+  private chain: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly o: {
@@ -42,6 +46,8 @@ export class GatewayMeter {
       stateFile: string;
       read: () => Promise<Counters>;
       intervalMs?: number;
+      /** How often the counters are sampled between reports (default 5 s). */
+      sampleMs?: number;
       onError?: (e: Error) => void;
     },
   ) {
@@ -60,10 +66,18 @@ export class GatewayMeter {
     await this.sample();
     this.timer = setInterval(() => void this.flush().catch((e: unknown) => this.o.onError?.(e as Error)), this.o.intervalMs ?? 60_000);
     this.timer.unref();
+    this.sampler = setInterval(() => void this.sample().catch((e: unknown) => this.o.onError?.(e as Error)), this.o.sampleMs ?? 5000);
+    this.sampler.unref();
   }
 
-  /** Reads the counters and counts their growth since the last sample. */
-  async sample(): Promise<void> {
+  /** Reads the counters and counts their growth since the last sample (one sample at a time). */
+  sample(): Promise<void> {
+    const run = this.chain.then(() => this.sampleNow());
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async sampleNow(): Promise<void> {
     const now = await this.o.read();
     const same = now.process === this.state.process;
     const next: State = { process: now.process, counters: {} };
@@ -91,6 +105,7 @@ export class GatewayMeter {
 
   async close(): Promise<FlushResult | undefined> {
     clearInterval(this.timer);
+    clearInterval(this.sampler);
     return this.flush().catch((e: unknown) => {
       this.o.onError?.(e as Error);
       return undefined;

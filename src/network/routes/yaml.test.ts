@@ -80,3 +80,16 @@ describe('backends and rates', () => {
     expect(() => ratePerWindow('5/day')).toThrow();
   });
 });
+
+describe('allow-list entries as HAProxy prints masked addresses', () => {
+  it('IPv4 and IPv6 prefixes become their network, in inet_ntop form; junk is refused', async () => {
+    const { canonicalPrefix } = await import('./allow.ts');
+    expect(canonicalPrefix('127.0.0.2')).toBe('127.0.0.2/32');
+    expect(canonicalPrefix('10.1.2.3/8')).toBe('10.0.0.0/8');
+    expect(canonicalPrefix('2001:0db8:0:0:1:0:0:1/128')).toBe('2001:db8::1:0:0:1/128');
+    expect(canonicalPrefix('2001:db8::1/32')).toBe('2001:db8::/32');
+    expect(canonicalPrefix('::ffff:1.2.3.4')).toBe('::ffff:1.2.3.4/128');
+    expect(canonicalPrefix('1::/0')).toBe('::/0');
+    for (const bad of ['300.1.1.1', '1.2.3.4/33', '1:2:3:4:5:6:7:8:9', '::1/129', 'a.b.c.d', '1.2.3.4/x']) expect(canonicalPrefix(bad), bad).toBeUndefined();
+  });
+});
