@@ -51,6 +51,11 @@ afterEach(async () => {
 
 async function asRoot(): Promise<Database.Database> {
   await p.close();
+  return rootDb();
+}
+
+/** The database as root opens it, the append-only triggers dropped (a verifier's open puts them back). */
+function rootDb(): Database.Database {
   const db = new Database(join(p.dataDir, 'nexus.db'));
   for (const t of ['ledger_entries', 'ledger_nodes', 'ledger_checkpoints', 'projection_digests'])
     db.exec(`DROP TRIGGER IF EXISTS ${t}_no_update; DROP TRIGGER IF EXISTS ${t}_no_delete;`);
@@ -131,7 +136,7 @@ describe('incremental and full verification agree on every tamper case', () => {
     db.prepare('DELETE FROM ledger_entries WHERE idx = ?').run(at + 1);
     db.close();
     expect((await bothRefuse()).problems.map((x) => x.kind)).toContain('missing-entry');
-    const db2 = new Database(join(p.dataDir, 'nexus.db'));
+    const db2 = rootDb();
     db2.prepare('DELETE FROM ledger_entries WHERE idx = ?').run(at - 2);
     db2.close();
     const r = await bothRefuse();
