@@ -62,6 +62,8 @@ async function daemonStart(): Promise<number> {
   const t = performance.now();
   const child = spawn(process.execPath, [NEXUS, 'serve', '--data', dir, '--port', String(port), '--host', '127.0.0.1', '--dns-address', '127.0.0.1', '--dns-port', String(dns)], {
     stdio: ['ignore', 'ignore', 'pipe'],
+    // No gateway: HAProxy on 443/80 is one per host, not one per measured daemon.
+    env: { ...process.env, NEXUS_GATEWAY: 'false' },
   });
   let err = '';
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
