@@ -24,6 +24,7 @@ import type { XfrSummary } from '../domains/dns-service.ts';
 import type { Metrics } from './metrics.ts';
 import { commandType, outcome, receiptProof, receiptView } from './receipts.ts';
 import { NotRecorded } from '../core/policy/chokepoint.ts';
+import { entriesAbout, readEntriesAt } from '../core/policy/imvu-index.ts';
 import { sourcePrefix, type NoiseCounter } from './limits.ts';
 import { MAX_ENTRIES_PER_CALL, MAX_PAGE_BYTES, Params, Queries } from './schemas.ts';
 import { ReadScope, type WithheldEntry } from './read-access.ts';
@@ -378,22 +379,6 @@ async function mayReadZone(ctx: ApiContext, scope: ReadScope, zone: string): Pro
 
 /** What a withheld entry costs in a page (its JSON form is about this long). */
 const WITHHELD_BYTES = 120;
-
-/** Ledger indices that concern an IMVU: commands naming it or one of its zones, its creation, and later declarations of the platform's zone. */
-async function imvuEntryFilter(ctx: ApiContext, imvu: string): Promise<(e: LedgerEntry) => boolean> {
-  const db = ctx.platform.store;
-  const created = await db.get<{ entry: number }>('SELECT entry FROM imvus WHERE id = ?', [imvu]);
-  const zones = new Set((await db.all<{ name: string }>('SELECT name FROM zones WHERE imvu = ?', [imvu])).map((z) => z.name));
-  return (e) => {
-    const command = (e.command as { command?: { type?: unknown; body?: Record<string, unknown> } } | undefined)?.command;
-    const body = command?.body;
-    if (e.index === created?.entry) return true;
-    // The platform's zone declared after the IMVU exists: new name servers rewrite its zone's NS RRset.
-    if (created && e.index > created.entry && command?.type === 'platform.zone') return true;
-    if (!isObject(body)) return false;
-    return body.imvu === imvu || (typeof body.zone === 'string' && zones.has(body.zone.toLowerCase()));
-  };
-}
 
 /** Snapshots are taken and rolled back by the IMVU's creator or a member only (gate 12); an admin does not read them either. */
 async function snapshotReader(ctx: ApiContext, reader: Reader, imvu: string): Promise<void> {
@@ -761,29 +746,62 @@ export const ROUTES: RouteDef[] = [
       const s = await scope();
       if (query.imvu && !s.canReadImvu(query.imvu)) throw new HttpError(403, `${s.reader.name} is neither the creator nor a member of ${query.imvu} (or it does not exist)`);
       const size = await ledgerSize(ctx);
+      const item = (data: Buffer): { item: LedgerEntry | WithheldEntry; cost: number } => {
+        const e = decodeEntry(data);
+        const it: LedgerEntry | WithheldEntry = s.sees(e) ? e : { index: e.index, leafHash: leafHash(data).toString('hex'), withheld: true };
+        return { item: it, cost: 'withheld' in it ? WITHHELD_BYTES : data.length + 1 };
+      };
+      if (query.imvu) {
+        // Through the per-IMVU index: what this costs follows the IMVU's history, not the log's.
+        await mustExist(ctx, query.imvu);
+        const lo = Math.min(query.from ?? 0, size);
+        const hi = Math.max(lo, Math.min(query.to ?? size, size));
+        const db = ctx.platform.store;
+        if (query.newest !== undefined) {
+          // The newest `newest` entries about the IMVU below `to`, oldest first; `from` is where they start
+          // (the lower bound asked for when there are no more, so a client knows it reached the end).
+          const idx = await entriesAbout(db, query.imvu, lo, hi, query.newest, 'newest');
+          const out: (LedgerEntry | WithheldEntry)[] = [];
+          let bytes = 0;
+          for (const { data } of (await readEntriesAt(db, idx)).reverse()) {
+            const { item: it, cost } = item(data);
+            if (out.length && bytes + cost > MAX_PAGE_BYTES) break;
+            bytes += cost;
+            out.push(it);
+          }
+          const full = out.length < idx.length || idx.length === query.newest;
+          const from = full && out.length ? out[out.length - 1]!.index : lo;
+          return { body: { entries: out.reverse(), size, from, to: hi, ...(hi < size ? { next: hi } : {}) } };
+        }
+        const idx = await entriesAbout(db, query.imvu, lo, hi, MAX_ENTRIES_PER_CALL, 'oldest');
+        const entries: (LedgerEntry | WithheldEntry)[] = [];
+        let bytes = 0;
+        let to = idx.length === MAX_ENTRIES_PER_CALL ? idx[idx.length - 1]! + 1 : hi;
+        for (const { idx: i, data } of await readEntriesAt(db, idx)) {
+          const { item: it, cost } = item(data);
+          if (entries.length && bytes + cost > MAX_PAGE_BYTES) {
+            to = i;
+            break;
+          }
+          bytes += cost;
+          entries.push(it);
+        }
+        return { body: { entries, size, from: lo, to, ...(to < size ? { next: to } : {}) } };
+      }
       const from = Math.min(query.from ?? 0, size);
       let to = Math.min(query.to ?? size, size, from + MAX_ENTRIES_PER_CALL);
       const raw = await ctx.platform.store.readEntries(from, to);
-      let about: ((e: LedgerEntry) => boolean) | undefined;
-      if (query.imvu) {
-        await mustExist(ctx, query.imvu);
-        about = await imvuEntryFilter(ctx, query.imvu);
-      }
       const entries: (LedgerEntry | WithheldEntry)[] = [];
       let bytes = 0;
       for (let i = 0; i < raw.length; i++) {
-        const data = raw[i]!;
-        const e = decodeEntry(data);
-        if (about && !about(e)) continue;
-        const item: LedgerEntry | WithheldEntry = s.sees(e) ? e : { index: e.index, leafHash: leafHash(data).toString('hex'), withheld: true };
-        const cost = 'withheld' in item ? WITHHELD_BYTES : data.length + 1;
+        const { item: it, cost } = item(raw[i]!);
         // The page ends before the entry that would take it past the budget (never before the first).
         if (entries.length && bytes + cost > MAX_PAGE_BYTES) {
           to = from + i;
           break;
         }
         bytes += cost;
-        entries.push(item);
+        entries.push(it);
       }
       return { body: { entries, size, from, to, ...(to < size ? { next: to } : {}) } };
     },

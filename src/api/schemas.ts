@@ -37,6 +37,7 @@ export const Queries = {
       from: count('from').optional(),
       to: count('to').optional(),
       imvu: ImvuId.optional(),
+      newest: z.coerce.number().int().min(1).max(1000).optional(),
     })
     .strict(),
   inclusion: z.object({ index: count('index'), size: count('size').optional() }).strict(),

@@ -63,7 +63,7 @@ beforeAll(async () => {
   // bob, a stranger, tries alice's zone: denied, recorded, and alice is notified (a follow-up).
   const denied = await nexus('dns', 'record', 'add', 'imvu001.world', 'evil', 'A', '192.0.2.66', '--as', 'bob');
   expect(denied.code, denied.stderr).toBe(1);
-});
+}, 180_000);
 
 afterAll(async () => {
   await server?.close();

@@ -157,19 +157,21 @@ async function fetchWindow(ctx: Ctx, o: LogOptions): Promise<Window> {
     const { entries } = await fetchRange(ctx, bottom, top + 1, undefined);
     return { entries: entries.reverse(), size, top, bottom, olderNone: bottom === 0 };
   }
-  // About one IMVU: walk back in chunks until `limit` entries are found or the log's start.
+  // About one IMVU: the daemon answers the newest entries about it from its per-IMVU index (one
+  // request unless a page's byte budget cuts it short), so this costs the IMVU's history, not the log's.
   const found: Served[] = [];
   let hi = top + 1;
   while (hi > 0 && found.length < o.limit) {
-    const lo = Math.max(0, hi - 1000);
-    const { entries } = await fetchRange(ctx, lo, hi, o.imvu);
-    found.unshift(...entries);
-    hi = lo;
+    const res = await ctx.get<Page & { from?: number }>('/v1/ledger/entries', { to: hi, imvu: o.imvu, newest: o.limit - found.length });
+    const got = (res.entries ?? []).filter((e) => e && typeof e.index === 'number' && e.index < hi).sort((a, b) => a.index - b.index);
+    found.unshift(...got);
+    const from = typeof res.from === 'number' && res.from < hi ? res.from : 0;
+    if (!got.length && from > 0) break;
+    hi = from;
   }
   const shown = found.slice(-o.limit).reverse();
   const oldest = shown.at(-1)?.index ?? 0;
-  // Entries found below the oldest shown were fetched but are past the limit; none found below and
-  // the walk reached index 0: there are no older ones.
+  // The walk reached index 0 with no more than `limit` found: there are no older ones.
   const olderNone = hi === 0 && found.length <= o.limit;
   return { entries: shown, size, top, bottom: shown.length ? oldest : hi, olderNone };
 }

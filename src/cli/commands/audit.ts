@@ -262,13 +262,13 @@ function savedCheckpointFor(ctx: Ctx, dataDir: string, explicit: string | undefi
   }
 }
 
-async function verifyOffline(ctx: Ctx, dataDir: string, checkpointFile: string | undefined): Promise<void> {
+async function verifyOffline(ctx: Ctx, dataDir: string, checkpointFile: string | undefined, snapshots: { fromSnapshot?: string; saveSnapshot?: string } = {}): Promise<void> {
   const { verifyDataDir } = await import('../../core/policy/verify.ts');
   if (!existsSync(dataDir)) throw notFound(`no such data directory: ${dataDir}`);
   const saved = savedCheckpointFor(ctx, dataDir, checkpointFile);
   let report;
   try {
-    report = await verifyDataDir(dataDir, saved.note ? { savedCheckpoint: saved.note } : {});
+    report = await verifyDataDir(dataDir, { ...(saved.note ? { savedCheckpoint: saved.note } : {}), ...snapshots });
   } catch (err) {
     throw verificationFailed(`cannot verify ${dataDir}: ${(err as Error).message}`);
   }
@@ -282,7 +282,10 @@ async function verifyOffline(ctx: Ctx, dataDir: string, checkpointFile: string |
             ? `✅ The checkpoint file outside the database (tree size ${report.checkpointFile}) is signed by the platform key and matches the log`
             : `- No checkpoint file in ${dataDir} (a copy without it, or a data directory from before it)`,
           ...(saved.from ? [`✅ Extends your saved checkpoint (${saved.from})`] : []),
-          `✅ Replayed through the 17 gates: every recorded decision holds, and the projections and their recorded digests match the replay`,
+          report.fromSnapshot !== null
+            ? `✅ Replayed entries ${report.fromSnapshot} to ${report.size - 1} through the 17 gates from your snapshot of tree size ${report.fromSnapshot} (the ${report.fromSnapshot} entries before it were hashed: they are the ones it was verified against): every recorded decision holds, and the projections and their recorded digests match the replay`
+            : `✅ Replayed through the 17 gates: every recorded decision holds, and the projections and their recorded digests match the replay`,
+          ...(report.snapshotSaved ? [`✅ Snapshot of the verified state (tree size ${report.size}) written to ${report.snapshotSaved}: --from-snapshot ${report.snapshotSaved} replays only what comes after it`] : []),
         ]
       : [`✗ ${dataDir}: ${report.problems.length} problem${report.problems.length > 1 ? 's' : ''}`, ...report.problems.map((p) => `  ✗ ${p.message}`)],
   );
@@ -345,9 +348,16 @@ export function auditCommand(): Command {
     .option('--data <dir>', 'verify this data directory (or a copy) offline instead of asking the daemon')
     .option('--checkpoint <file>', 'offline: a saved checkpoint the log must extend (default: yours for that platform)')
     .option('--sample <n>', 'online: how many entries to check inclusion proofs for', int(1, 1000), 8)
-    .action(async (o: { data?: string; checkpoint?: string; sample: number }, c: Command) => {
+    .option('--save-snapshot <dir>', 'offline: if the log verifies, keep a snapshot of the verified state in this directory (replaced)')
+    .option('--from-snapshot <dir>', 'offline: replay only the entries after a snapshot written by --save-snapshot (the entries before it are hashed, not replayed: they must be those it was verified against)')
+    .action(async (o: { data?: string; checkpoint?: string; sample: number; saveSnapshot?: string; fromSnapshot?: string }, c: Command) => {
       const ctx = Ctx.of(c);
-      if (o.data !== undefined) return verifyOffline(ctx, resolve(dataDirOf(o.data)), o.checkpoint);
+      if ((o.saveSnapshot !== undefined || o.fromSnapshot !== undefined) && o.data === undefined) throw usage('--save-snapshot and --from-snapshot go with --data');
+      if (o.data !== undefined)
+        return verifyOffline(ctx, resolve(dataDirOf(o.data)), o.checkpoint, {
+          ...(o.fromSnapshot !== undefined ? { fromSnapshot: resolve(o.fromSnapshot) } : {}),
+          ...(o.saveSnapshot !== undefined ? { saveSnapshot: resolve(o.saveSnapshot) } : {}),
+        });
       return verifyOnline(ctx, o);
     });
 

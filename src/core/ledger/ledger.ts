@@ -59,6 +59,11 @@ export class Frontier {
     return this.size_;
   }
 
+  /** The roots of the complete subtrees, largest first (what a verifier's snapshot keeps of the tree). */
+  edge(): { level: number; hash: Buffer }[] {
+    return this.stack.map((n) => ({ level: n.level, hash: Buffer.from(n.hash) }));
+  }
+
   clone(): Frontier {
     return new Frontier(this.size_, [...this.stack]);
   }

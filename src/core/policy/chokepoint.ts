@@ -16,6 +16,7 @@ import { GATES } from './gates/index.ts';
 import { REFUSAL_NOTICE_INTERVAL_MS } from './gates/platform-powers.ts';
 import { preconditions } from './preconditions.ts';
 import { applyCommand } from './projection-writer.ts';
+import { indexEntry, zoneOwnerBefore } from './imvu-index.ts';
 
 /** Commands older or newer than this, relative to the platform clock at append time, are refused. */
 export const DEFAULT_WINDOW_MS = 5 * 60 * 1000;
@@ -215,6 +216,13 @@ async function applyIsolated(tx: WriteTx, v: Verdict, index: number, at: string,
  * unapplied, as it was: the platform refused it (a refusal of service is visible, never hidden).
  */
 export async function replayEntry(tx: WriteTx, entry: LedgerEntry, opts: DecideOptions = {}): Promise<Decision> {
+  const ownerBefore = await zoneOwnerBefore(tx, entry);
+  const decision = await replayDecision(tx, entry, opts);
+  await indexEntry(tx, entry, ownerBefore);
+  return decision;
+}
+
+async function replayDecision(tx: WriteTx, entry: LedgerEntry, opts: DecideOptions): Promise<Decision> {
   if (entry.elided) return replayElided(tx, entry);
   const v = await decide(tx, entry.command, entry.index, entry.at, opts);
   await spendNonce(tx, v, entry.index);
@@ -518,14 +526,20 @@ export class Chokepoint {
     // Taken, not read: what was prepared for this input serves its first processing only.
     const prepared = typeof input === 'object' && input ? this.prepared.get(input) : undefined;
     if (prepared !== undefined) this.prepared.delete(input as object);
+    // The per-IMVU index row goes in with the entry, as it is recorded (replayEntry does the same).
+    const ownerBefore = await zoneOwnerBefore(tx, { command: input as SignedCommand });
     const final = await applyIsolated(tx, verdict, index, at, async () => {
-      await log.append(encodeEntry({ v: 1, index, at, command: input as SignedCommand, decision: verdict.decision }));
+      const entry: LedgerEntry = { v: 1, index, at, command: input as SignedCommand, decision: verdict.decision };
+      await log.append(encodeEntry(entry));
+      await indexEntry(tx, entry, ownerBefore);
       for (const f of await this.followUps(tx, verdict, index, at, prepared)) followUps.push(await this.platformFollowUp(tx, log, f));
     });
     if (final !== verdict || !verdict.decision.allowed) {
       log.reset(mark);
       followUps.length = 0;
-      await log.append(encodeEntry(elideEntry({ v: 1, index, at, command: input as SignedCommand, decision: final.decision })));
+      const entry = elideEntry({ v: 1, index, at, command: input as SignedCommand, decision: final.decision });
+      await log.append(encodeEntry(entry));
+      await indexEntry(tx, entry, entry.elided ? undefined : ownerBefore);
       for (const f of await this.followUps(tx, final, index, at)) followUps.push(await this.platformFollowUp(tx, log, f));
     }
     // A rotated key: the cached key of the pre-verification is no longer the identity's.

@@ -227,6 +227,11 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
     key: 'actor, nonce',
     ddl: `CREATE TABLE IF NOT EXISTS nonces (actor TEXT NOT NULL, nonce TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (actor, nonce))`,
   },
+  /** Which entries are about which IMVU (src/core/policy/imvu-index.ts): a creator's view reads its own history through the key. */
+  imvu_entries: {
+    key: 'imvu, entry',
+    ddl: `CREATE TABLE IF NOT EXISTS imvu_entries (imvu TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (imvu, entry))`,
+  },
 };
 
 export const PROJECTION_INDEXES = `

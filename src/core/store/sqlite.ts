@@ -65,11 +65,19 @@ export class SqliteStore implements Store {
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
 
-  constructor(readonly path: string) {
+  /**
+   * `scratch`: a throwaway database (a verifier's replay): no fsync, a bounded page cache, so that
+   * a replay of a long log lives on disk rather than in memory.
+   */
+  constructor(
+    readonly path: string,
+    opts: { scratch?: boolean } = {},
+  ) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.writer = new Database(path);
     this.writer.pragma('journal_mode = WAL');
-    this.writer.pragma('synchronous = FULL');
+    this.writer.pragma(opts.scratch ? 'synchronous = OFF' : 'synchronous = FULL');
+    if (opts.scratch) this.writer.pragma('cache_size = -32768');
     this.writer.pragma('busy_timeout = 5000');
     ensureSchema(this.writer);
     captureProjectionChanges(this.writer);
