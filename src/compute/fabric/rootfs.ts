@@ -37,7 +37,9 @@ async function ociRootfs(dir: string, layout: string, tag: string): Promise<void
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
-  await mkdir(join(dir, 'data'), { recursive: true, mode: 0o755 });
+  // The mount points runc needs: the container's root (the IMVU's mapped uid) cannot make them in
+  // a rootfs the host's root owns.
+  for (const d of ['data', 'proc', 'dev', 'sys', 'tmp']) await mkdir(join(dir, d), { recursive: true, mode: 0o755 });
 }
 
 /**
