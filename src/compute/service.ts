@@ -72,7 +72,7 @@ export class ComputeService {
   private burstTimer: NodeJS.Timeout | undefined;
   private readonly lowerTimers = new Map<string, NodeJS.Timeout>();
   private readonly throttled = new Map<string, { periods: number; throttled: number }>();
-  private readonly health = new Map<string, HealthView & { due: number }>();
+  private readonly health = new Map<string, HealthView & { due: number; exitsSeen?: number }>();
   private verifyTimer: NodeJS.Timeout | undefined;
   private healthTimer: NodeJS.Timeout | undefined;
   private healthBusy = false;
@@ -304,12 +304,16 @@ export class ComputeService {
         if (Date.now() < h.due) continue;
         const st = await this.driver.status(r.imvu);
         if (st.state !== 'running') {
+          // Seen twice in a row (a `runc state` that fails once under load is not an exit).
+          h.exitsSeen = (h.exitsSeen ?? 0) + 1;
+          if (h.exitsSeen < 2) continue;
           h.state = 'failing';
           h.lastError = `the workload is ${st.state}`;
           h.due = Date.now() + (bp.health?.interval_ms ?? 10_000);
-          if (bp.restart !== 'never') await this.restartByPolicy(r, h, `it exited (${st.state})`);
+          if (bp.restart !== 'never') await this.restartByPolicy(r, h, `it exited (${st.state})`, true);
           continue;
         }
+        h.exitsSeen = 0;
         if (!bp.health || bp.port === undefined || !st.address) continue;
         const interval = bp.health.interval_ms ?? 10_000;
         h.due = Date.now() + interval;
@@ -335,15 +339,22 @@ export class ComputeService {
     }
   }
 
-  private async restartByPolicy(r: Row, h: HealthView, why: string): Promise<void> {
+  private async restartByPolicy(r: Row, h: HealthView & { exitsSeen?: number }, why: string, exited = false): Promise<void> {
+    let restarted = false;
     await this.serial(async () => {
+      // Decided again once nothing else drives the fabric: the ledger may have changed, and a
+      // workload seen stopped while a reconcile (re)started it is not an exit.
       const row = (await this.rows()).find((x) => x.imvu === r.imvu);
-      if (!row || row.desired !== 'running' || row.blueprint !== r.blueprint) return;
+      if (!row || row.desired !== 'running' || row.blueprint !== r.blueprint || row.w_entry !== r.w_entry) return;
+      if (exited && (await this.driver.status(r.imvu)).state === 'running') return;
       await this.driver.restart(r.imvu);
+      restarted = true;
       h.restarts++;
       h.failures = 0;
+      h.exitsSeen = 0;
       h.state = 'unknown';
     });
+    if (!restarted) return;
     const p = this.platform;
     await p.chokepoint
       .submit(p.chokepoint.platformCommand('notify.creator', { imvu: r.imvu, recipient: r.owner, about: r.w_entry, gate: 7, message: `the workload of ${r.imvu} was restarted by its restart policy: ${why}`.slice(0, 1000) }))
