@@ -1,8 +1,8 @@
 // bench/compute: for 1, 10 and 50 IMVUs, the time from a signed `compute.start` to the workload's
 // health check passing (HTTP GET from the host to its address, through the ledger, the compute
 // service, runc and the veth), and the memory each container costs; beside `runc create` + `runc
-// start` of the same bundle by hand (same config.json, new id and cgroup, no veth: its health is
-// probed from inside with `runc exec ... wget`), in the same run. Not a test; writes its section
+// start` of the same bundle by hand (same config.json, new id and cgroup, no veth: it counts as
+// up once its namespace's /proc/PID/net/tcp shows port 8080 listening), in the same run. Not a test; writes its section
 // of bench/RESULTS.md. Needs root, runc, cgroup v1, busybox-static. Run:
 //   npx tsx bench/compute/run.ts            (BENCH_COMPUTE_SIZES=1,10 narrows it)
 import { execFile } from 'node:child_process';
@@ -154,8 +154,10 @@ async function byHand(n: number): Promise<Row> {
     while (done.size < n && Date.now() < deadline) {
       for (const id of ids) {
         if (done.has(id)) continue;
-        const ok = await run('runc', ['--root', root, 'exec', id, 'wget', '-q', '-O', '/dev/null', 'http://127.0.0.1:8080/healthz'], { timeout: 30_000 }).then(() => true, () => false);
-        if (ok) done.set(id, performance.now() - t0);
+        // Listening on 8080 in its own network namespace (no veth to probe it over): the init's /proc/PID/net/tcp.
+        const state = await run('runc', ['--root', root, 'state', id], { timeout: 30_000 }).then((r) => JSON.parse(r.stdout) as { pid: number }, () => undefined);
+        const tcp = state ? await readFile(`/proc/${state.pid}/net/tcp`, 'utf8').catch(() => '') : '';
+        if (/^\s*\d+: [0-9A-F]{8}:1F90 [0-9A-F]{8}:0000 0A /m.test(tcp)) done.set(id, performance.now() - t0);
       }
       await sleep(50);
     }
@@ -167,7 +169,7 @@ async function byHand(n: number): Promise<Row> {
     return { n, mode: 'runc create+start by hand', p50: pct(times, 0.5), max: Math.max(...times), all: Math.max(...times), cgroupMem: cg / n, hostMem: 0, load };
   } finally {
     for (const id of ids) await run('runc', ['--root', root, 'delete', '--force', id]).catch(() => undefined);
-    await run('rmdir', ...[[`${root}`]]).catch(() => undefined);
+    await run('rmdir', [root]).catch(() => undefined);
     for (const ctrl of ['cpu', 'cpuacct', 'memory', 'pids', 'blkio', 'cpuset', 'devices', 'freezer', 'systemd']) if (existsSync(`${CGROUP_ROOT}/${ctrl}/nexus-bench-${driver.tag}`)) await run('rmdir', [`${CGROUP_ROOT}/${ctrl}/nexus-bench-${driver.tag}`]).catch(() => undefined);
     for (const id of await driver.deployed()) await driver.cleanup(id).catch(() => undefined);
     await driver.close();
@@ -194,7 +196,8 @@ const section = [
   '`runc events` watcher the driver keeps per workload (nothing else stays: runc exits after start).',
   '"nexus" = N signed `compute.start` through the chokepoint, then the compute service (runc create, netns',
   'attach, veth /30 + iptables, runc start), probed over the veth from the host; "by hand" = `runc create` +',
-  '`runc start` of the same config.json (new id and cgroup, no veth), probed with `runc exec ... wget` inside.',
+  '`runc start` of the same config.json one after the other (new id and cgroup, no veth), up once port 8080',
+  'listens in its network namespace (/proc/PID/net/tcp; there is no veth to send a request over).',
   `Machine: ${(await run('nproc')).stdout.trim()} cores, shared with other engineers' test runs (load average 1/5/15 min at the start of each row).`,
   '',
   '| IMVUs | how | health passing, p50 | last one healthy | cgroup memory / container | host-side / container | load avg |',

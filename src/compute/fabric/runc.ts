@@ -165,7 +165,7 @@ export class RuncDriver implements ComputeDriver {
     await mkdir(data, { recursive: true, mode: 0o700 });
     await chown(data, root, root);
     await chmod(data, 0o700);
-    await buildRootfs(join(dir, 'bundle', 'rootfs'), spec.blueprint);
+    await buildRootfs(join(dir, 'bundle', 'rootfs'), spec.blueprint, { dataDir: this.opts.dataDir, ownDir: join(this.opts.dataDir, 'imvus', spec.imvu) });
     const saved: Saved = { imvu: spec.imvu, seq: spec.seq, blueprint: spec.blueprint, resources: spec.resources };
     await this.writeBundle(saved);
     await writeFile(join(dir, 'deploy.json.tmp'), JSON.stringify(saved), { mode: 0o600 });
