@@ -5,7 +5,7 @@
 // up once its namespace's /proc/PID/net/tcp shows port 8080 listening), in the same run. Not a test; writes its section
 // of bench/RESULTS.md. Needs root, runc, cgroup v1, busybox-static. Run:
 //   npx tsx bench/compute/run.ts            (BENCH_COMPUTE_SIZES=1,10 narrows it)
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -147,7 +147,12 @@ async function byHand(n: number): Promise<Row> {
     const t0 = performance.now();
     const done = new Map<string, number>();
     for (let i = 0; i < n; i++) {
-      await run('runc', ['--root', root, 'create', '--bundle', bundles[i]!, ids[i]!], { timeout: 120_000 });
+      // The container inherits runc create's stdio: /dev/null, so nothing here waits on its pipes.
+      await new Promise<void>((ok, fail) => {
+        const c = spawn('runc', ['--root', root, 'create', '--bundle', bundles[i]!, ids[i]!], { stdio: 'ignore' });
+        c.on('error', fail);
+        c.on('exit', (code) => (code === 0 ? ok() : fail(new Error(`runc create exit ${code}`))));
+      });
       await run('runc', ['--root', root, 'start', ids[i]!], { timeout: 120_000 });
     }
     const deadline = Date.now() + 20 * 60_000;
@@ -156,8 +161,8 @@ async function byHand(n: number): Promise<Row> {
         if (done.has(id)) continue;
         // Listening on 8080 in its own network namespace (no veth to probe it over): the init's /proc/PID/net/tcp.
         const state = await run('runc', ['--root', root, 'state', id], { timeout: 30_000 }).then((r) => JSON.parse(r.stdout) as { pid: number }, () => undefined);
-        const tcp = state ? await readFile(`/proc/${state.pid}/net/tcp`, 'utf8').catch(() => '') : '';
-        if (/^\s*\d+: [0-9A-F]{8}:1F90 [0-9A-F]{8}:0000 0A /m.test(tcp)) done.set(id, performance.now() - t0);
+        const tcp = state ? (await Promise.all(['tcp', 'tcp6'].map((f) => readFile(`/proc/${state.pid}/net/${f}`, 'utf8').catch(() => '')))).join('\n') : '';
+        if (/^\s*\d+: [0-9A-F]+:1F90 [0-9A-F]+:0000 0A /m.test(tcp)) done.set(id, performance.now() - t0);
       }
       await sleep(50);
     }
