@@ -27,8 +27,8 @@ describe('compute service', () => {
     requireRunc();
     p = await testPlatform();
     driver = new RuncDriver({ dataDir: p.dataDir, range: `10.${100 + randomInt(28)}.${randomInt(256)}.0/24`, uidBase: 1_000_000 + randomInt(20_000) * 65_536, stopGraceMs: 1000 });
-    // Bursts end after 4 s here (the envelope says 5 minutes); kernel values are read back every 2 s.
-    svc = new ComputeService(p, driver, { burstCheckMs: 0, burstMs: 4000, verifyEveryMs: 2000, healthTickMs: 300 });
+    // Bursts end after 20 s here (the envelope says 5 minutes); kernel values are read back every 2 s.
+    svc = new ComputeService(p, driver, { burstCheckMs: 0, burstMs: 20_000, verifyEveryMs: 2000, healthTickMs: 300 });
     await svc.start();
     alice = await p.register('alice', 'creator');
     bob = await p.register('bob', 'member');
@@ -82,16 +82,18 @@ describe('compute service', () => {
     const at = (await entries()).find((e) => e.index === raised!.index)!.at;
     expect(Date.parse(row!.burst_until) - Date.parse(at)).toBe(5 * 60_000);
     // The timer lowers it: a signed compute.burst lower by the compute service, then runc update.
-    const deadline = Date.now() + 60_000;
+    const deadline = Date.now() + 120_000;
     while (Date.now() < deadline && kernelQuota() !== 200_000) await sleep(200);
     expect(kernelQuota()).toBe(200_000);
     const lowered = (await entries()).find((e) => e.index > raised!.index && e.command.command.type === 'compute.burst' && e.command.command.body.phase === 'lower');
     expect(lowered?.decision.allowed).toBe(true);
     expect(lowered?.command.command.actor).toBe((await entries()).find((e) => e.index === raised!.index)!.command.command.actor);
-    expect(Date.parse(lowered!.at) - Date.parse(at)).toBeGreaterThanOrEqual(4000);
+    expect(Date.parse(lowered!.at) - Date.parse(at)).toBeGreaterThanOrEqual(20_000);
     expect((await p.store.get<{ burst_until: string }>('SELECT burst_until FROM workloads WHERE imvu = ?', ['IMVU-001']))!.burst_until).toBe('');
+    // The periodic read-back never mistook a ledger change still being applied for a kernel out of step.
+    expect((await entries()).filter((e) => e.command.command.type === 'integrity.alarm')).toEqual([]);
     expect((await svc.kernelView('IMVU-001'))!.differences).toEqual([]);
-  }, 90_000);
+  }, 180_000);
 
   it('a kernel limit changed behind the platform: the periodic read-back raises an integrity alarm and applies the ledger again', async () => {
     const quotaFile = `${CGROUP_ROOT}/cpu${driver.cgroupPath('IMVU-001')}/cpu.cfs_quota_us`;
@@ -140,7 +142,7 @@ describe('compute service', () => {
     expect((await p.as(alice, 'compute.start', { imvu: 'IMVU-003' })).allowed).toBe(true);
     await svc.schedule();
     const waitFor = async (what: string, ok: (s: Awaited<ReturnType<typeof svc.status>>) => boolean) => {
-      const deadline = Date.now() + 60_000;
+      const deadline = Date.now() + 120_000;
       let s = await svc.status('IMVU-003');
       while (Date.now() < deadline && !ok(s)) {
         await sleep(200);
@@ -158,7 +160,7 @@ describe('compute service', () => {
     expect(readFileSync(`${driver.dataPath('IMVU-003')}/starts`, 'utf8').trim().split('\n').length).toBeGreaterThanOrEqual(2);
     const notice = (await entries()).find((e) => e.command.command.type === 'notify.creator' && e.command.command.body.imvu === 'IMVU-003');
     expect(String(notice?.command.command.body.message)).toMatch(/health check failed 2 times in a row \(HTTP 404/);
-  }, 120_000);
+  }, 300_000);
 
   it('restart policy: a workload that exits is started again (always) or left stopped (never)', async () => {
     expect((await p.as(alice, 'imvu.create', { name: 'Batch', owner: alice.id, jurisdiction: 'US-CCPA', envelope: { cpu_cores: 1, memory_gb: 1 } })).allowed).toBe(true);
@@ -167,14 +169,13 @@ describe('compute service', () => {
     expect((await p.as(alice, 'compute.deploy', { imvu: 'IMVU-004', blueprint: batch('always') })).allowed).toBe(true);
     expect((await p.as(alice, 'compute.start', { imvu: 'IMVU-004' })).allowed).toBe(true);
     await svc.schedule();
-    let deadline = Date.now() + 60_000;
-    while (Date.now() < deadline && (await svc.status('IMVU-004')).health?.restarts === undefined) await sleep(200);
-    while (Date.now() < deadline && ((await svc.status('IMVU-004')).health?.restarts ?? 0) < 2) await sleep(200);
-    expect((await svc.status('IMVU-004')).health?.restarts).toBeGreaterThanOrEqual(2);
-    expect(runs()).toBeGreaterThanOrEqual(3);
+    let deadline = Date.now() + 120_000;
+    while (Date.now() < deadline && ((await svc.status('IMVU-004')).health?.restarts ?? 0) < 1) await sleep(200);
+    expect((await svc.status('IMVU-004')).health?.restarts).toBeGreaterThanOrEqual(1);
+    expect(runs()).toBeGreaterThanOrEqual(2);
     expect((await p.as(alice, 'compute.deploy', { imvu: 'IMVU-004', blueprint: batch('never') })).allowed).toBe(true);
     await svc.schedule();
-    deadline = Date.now() + 60_000;
+    deadline = Date.now() + 120_000;
     while (Date.now() < deadline && (await svc.status('IMVU-004')).state === 'running') await sleep(200);
     const n = runs();
     await sleep(3000);
@@ -182,7 +183,7 @@ describe('compute service', () => {
     expect(runs()).toBe(n);
     expect((await p.as(alice, 'compute.stop', { imvu: 'IMVU-004' })).allowed).toBe(true);
     await svc.schedule();
-  }, 120_000);
+  }, 300_000);
 
   it('stop stops it; audit verify replays every compute entry through the same gates', async () => {
     expect((await p.as(alice, 'compute.stop', { imvu: 'IMVU-001' })).allowed).toBe(true);

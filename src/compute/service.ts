@@ -174,11 +174,11 @@ export class ComputeService {
       if (run && now.state !== 'running') await this.driver.start(r.imvu);
       else if (run && was && was.entry !== r.w_entry && (await this.entryType(r.w_entry)) === 'compute.restart') await this.driver.restart(r.imvu);
       else if (!run && now.state !== 'stopped' && now.state !== 'absent') await this.driver.stop(r.imvu);
-      if (run && was?.resources !== res) {
-        await this.driver.update(r.imvu, resources);
-        await this.verifyKernel(r.imvu);
-      } else if (!run) await this.driver.update(r.imvu, resources);
+      const changed = was?.resources !== res;
+      if (run && changed) await this.driver.update(r.imvu, resources);
+      else if (!run) await this.driver.update(r.imvu, resources);
       this.applied.set(r.imvu, { blueprint: r.blueprint, running: run, resources: res, entry: r.w_entry });
+      if (run && changed) await this.verifyKernel(r.imvu);
       if (r.burst_until !== '') this.scheduleLower(r.imvu, r.burst_until, await this.entryTime(r.w_entry));
     }
   }
@@ -200,6 +200,9 @@ export class ComputeService {
   async verifyKernel(imvu: string): Promise<KernelView | undefined> {
     const view = await this.kernelView(imvu);
     if (!view || view.differences.length === 0 || (await this.driver.status(imvu)).state !== 'running') return view;
+    // A ledger change not applied yet (its reconcile is queued) is not a kernel out of step.
+    const r0 = (await this.rows()).find((x) => x.imvu === imvu);
+    if (!r0 || this.applied.get(imvu)?.resources !== JSON.stringify(this.resourcesOf(r0))) return view;
     const detail = `the kernel's cgroup limits of ${imvu} differ from its envelope in the ledger: ${view.differences.map((d) => `${d.field} kernel ${d.kernel ?? 'absent'} ledger ${d.ledger ?? 'absent'}`).join(', ')}`;
     const p = this.platform;
     await p.chokepoint.submit(

@@ -93,8 +93,10 @@ describe('runc driver', () => {
   }, 90_000);
 
   it('runs an image from an OCI image layout, made here with umoci from busybox-static and copied by skopeo', async () => {
-    const layout = join(f.dataDir, 'images', 'layout');
-    const built = join(f.dataDir, 'images', 'bundle');
+    // In the IMVU's own directory (an image anywhere else in the data directory is refused, gate 16).
+    const images = join(f.dataDir, 'imvus', 'IMVU-003', 'images');
+    const layout = join(images, 'layout');
+    const built = join(images, 'bundle');
     const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: 'pipe', timeout: 120_000 });
     sh('umoci', ['init', '--layout', layout]);
     sh('umoci', ['new', '--image', `${layout}:base`]);
@@ -106,7 +108,7 @@ describe('runc driver', () => {
     writeFileSync(join(built, 'rootfs', 'etc-release'), 'made-by-umoci\n');
     sh('umoci', ['repack', '--image', `${layout}:web`, built]);
     // skopeo copies it into a second layout: what a creator brings from any registry tool.
-    const copied = join(f.dataDir, 'images', 'copied');
+    const copied = join(images, 'copied');
     sh('skopeo', ['copy', `oci:${layout}:web`, `oci:${copied}:v1`]);
     const dev = deviceOf(statSync(f.dataDir).dev);
     await f.driver.deploy({
