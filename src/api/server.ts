@@ -44,7 +44,7 @@ async function startCompute(platform: OpenPlatform, opts: ServerOptions['compute
   }
   const { ComputeService } = await import('../compute/service.ts');
   const driver = new RuncDriver({ dataDir: platform.dataDir, ...(opts?.range ? { range: opts.range } : {}), ...(opts?.offeredPorts ? { offeredPorts: opts.offeredPorts } : {}) });
-  const svc = new ComputeService(platform, driver, { log });
+  const svc = new ComputeService(platform, driver, { ...opts.service, log });
   await svc.start();
   return svc;
 }
@@ -131,7 +131,7 @@ export interface ServerOptions {
    * line says why, and everything else runs). Off unless given: `serve()` (what `nexus serve`
    * runs) always gives it, with the configured range; embedding and tests opt in.
    */
-  compute?: false | { range?: string; offeredPorts?: number[]; meterIntervalMs?: number };
+  compute?: false | { range?: string; offeredPorts?: number[]; meterIntervalMs?: number; service?: Omit<import('../compute/service.ts').ComputeServiceOptions, 'log'> };
 }
 
 /** Defaults: generous for people and scripts, far below what fills a disk. */

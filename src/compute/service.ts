@@ -27,6 +27,18 @@ interface Row extends Envelope {
   [k: string]: string | number;
 }
 
+/** What the service saw of a workload's health check and its restart policy. */
+export interface HealthView {
+  /** `passing` after a successful check; `failing` after `retries` failures in a row; `unknown` before the first result. */
+  state: 'unknown' | 'passing' | 'failing';
+  /** Failures in a row. */
+  failures: number;
+  lastCheck?: string;
+  lastError?: string;
+  /** Restarts the service made by the blueprint's policy (failed health check or exited workload). */
+  restarts: number;
+}
+
 export interface KernelView {
   imvu: string;
   /** What the ledger's envelope (and burst) implies, as cgroup values. */
@@ -38,6 +50,16 @@ export interface KernelView {
 export interface ComputeServiceOptions {
   /** How often CPU throttling is sampled for the burst policy (ms); 0: never burst by itself. */
   burstCheckMs?: number;
+  /**
+   * How long a burst lasts before the timer lowers it (ms). Default: the envelope's burst_minutes,
+   * the `burst_until` the ledger records. A shorter value ends bursts earlier (gate 7 lets the
+   * service lower a burst at any time; lowering never gives more than the envelope).
+   */
+  burstMs?: number;
+  /** How often every running workload's kernel limits are read back against the ledger (ms); 0: only after changes. */
+  verifyEveryMs?: number;
+  /** How often the health checks and the restart policy are looked at (ms); 0: never. */
+  healthTickMs?: number;
   log?: { info(o: object, m: string): void; error(o: object, m: string): void };
 }
 
@@ -49,7 +71,11 @@ export class ComputeService {
   private offCheckpoint: (() => void) | undefined;
   private burstTimer: NodeJS.Timeout | undefined;
   private readonly lowerTimers = new Map<string, NodeJS.Timeout>();
-  private readonly throttled = new Map<string, number>();
+  private readonly throttled = new Map<string, { periods: number; throttled: number }>();
+  private readonly health = new Map<string, HealthView & { due: number; exitsSeen?: number }>();
+  private verifyTimer: NodeJS.Timeout | undefined;
+  private healthTimer: NodeJS.Timeout | undefined;
+  private healthBusy = false;
   private closed = false;
 
   constructor(
@@ -72,6 +98,25 @@ export class ComputeService {
       this.burstTimer = setInterval(() => void this.checkBursts(), every);
       this.burstTimer.unref();
     }
+    const verifyEvery = this.opts.verifyEveryMs ?? 60_000;
+    if (verifyEvery > 0) {
+      this.verifyTimer = setInterval(() => void this.serial(() => this.verifyAll().then(() => undefined)), verifyEvery);
+      this.verifyTimer.unref();
+    }
+    const healthEvery = this.opts.healthTickMs ?? 1000;
+    if (healthEvery > 0) {
+      this.healthTimer = setInterval(() => void this.checkHealth(), healthEvery);
+      this.healthTimer.unref();
+    }
+  }
+
+  /** Runs `fn` after the reconciles in flight, and before the next (one thing at a time on the fabric). */
+  private serial(fn: () => Promise<void>): Promise<void> {
+    this.running = this.running.then(async () => {
+      if (this.closed) return;
+      await fn().catch((err: unknown) => this.opts.log?.error({ err: String(err) }, 'compute: task failed'));
+    });
+    return this.running;
   }
 
   /** Reconciles after the commits in flight; resolves when the fabric matches the ledger. */
@@ -105,6 +150,12 @@ export class ComputeService {
     return raw ? decodeEntry(raw).command?.command?.type : undefined;
   }
 
+  /** When an entry was recorded (ms since the epoch). */
+  private async entryTime(index: number): Promise<number> {
+    const [raw] = await this.platform.store.readEntries(index, index + 1);
+    return raw ? Date.parse(decodeEntry(raw).at) : Date.now();
+  }
+
   async reconcile(): Promise<void> {
     for (const r of await this.rows()) {
       // An exiting IMVU runs on as before (threat 4.3); a suspended or exited one does not.
@@ -123,12 +174,12 @@ export class ComputeService {
       if (run && now.state !== 'running') await this.driver.start(r.imvu);
       else if (run && was && was.entry !== r.w_entry && (await this.entryType(r.w_entry)) === 'compute.restart') await this.driver.restart(r.imvu);
       else if (!run && now.state !== 'stopped' && now.state !== 'absent') await this.driver.stop(r.imvu);
-      if (run && was?.resources !== res) {
-        await this.driver.update(r.imvu, resources);
-        await this.verifyKernel(r.imvu);
-      } else if (!run) await this.driver.update(r.imvu, resources);
+      const changed = was?.resources !== res;
+      if (run && changed) await this.driver.update(r.imvu, resources);
+      else if (!run) await this.driver.update(r.imvu, resources);
       this.applied.set(r.imvu, { blueprint: r.blueprint, running: run, resources: res, entry: r.w_entry });
-      if (r.burst_until !== '') this.scheduleLower(r.imvu, r.burst_until);
+      if (run && changed) await this.verifyKernel(r.imvu);
+      if (r.burst_until !== '') this.scheduleLower(r.imvu, r.burst_until, await this.entryTime(r.w_entry));
     }
   }
 
@@ -141,23 +192,32 @@ export class ComputeService {
     return { imvu, ledger, kernel, differences: compareLimits(ledger, kernel) };
   }
 
-  /** Reads the kernel's values back; a difference with the ledger is recorded as an integrity alarm. */
+  /**
+   * Reads the kernel's values back; a difference with the ledger is recorded as an integrity alarm
+   * and the ledger's values are applied again (`runc update`). Answers what was found, before the
+   * re-application.
+   */
   async verifyKernel(imvu: string): Promise<KernelView | undefined> {
     const view = await this.kernelView(imvu);
     if (!view || view.differences.length === 0 || (await this.driver.status(imvu)).state !== 'running') return view;
+    // A ledger change not applied yet (its reconcile is queued) is not a kernel out of step.
+    const r0 = (await this.rows()).find((x) => x.imvu === imvu);
+    if (!r0 || this.applied.get(imvu)?.resources !== JSON.stringify(this.resourcesOf(r0))) return view;
     const detail = `the kernel's cgroup limits of ${imvu} differ from its envelope in the ledger: ${view.differences.map((d) => `${d.field} kernel ${d.kernel ?? 'absent'} ledger ${d.ledger ?? 'absent'}`).join(', ')}`;
     const p = this.platform;
     await p.chokepoint.submit(
       p.chokepoint.platformCommand('integrity.alarm', { trigger: 'periodic', detectedAt: new Date().toISOString(), ledgerSize: p.chokepoint.ledger.size, tables: ['envelopes'], imvus: [imvu], detail: detail.slice(0, 1000) }),
     );
     this.opts.log?.error({ imvu, differences: view.differences }, 'integrity alarm: kernel limits differ from the ledger');
+    const r = (await this.rows()).find((x) => x.imvu === imvu);
+    if (r) await this.driver.update(imvu, this.resourcesOf(r));
     return view;
   }
 
-  /** Re-applies the ledger's limits to every running workload and checks them (after an alarm, or periodically). */
+  /** Checks every running workload's kernel limits against the ledger (the periodic timer; after an alarm). */
   async verifyAll(): Promise<KernelView[]> {
     const out: KernelView[] = [];
-    for (const r of await this.rows()) if (r.desired === 'running') {
+    for (const r of await this.rows()) if (r.desired === 'running' && !this.closed) {
       const v = await this.verifyKernel(r.imvu);
       if (v) out.push(v);
     }
@@ -187,32 +247,135 @@ export class ComputeService {
     return receipt;
   }
 
-  private scheduleLower(imvu: string, until: string): void {
+  private scheduleLower(imvu: string, until: string, raisedAt: number): void {
     if (this.lowerTimers.has(imvu)) return;
+    const due = this.opts.burstMs !== undefined ? Math.min(Date.parse(until), raisedAt + this.opts.burstMs) : Date.parse(until);
     const t = setTimeout(() => {
       this.lowerTimers.delete(imvu);
       void this.sign('compute.burst', { imvu, phase: 'lower', multiplier: 1 }).then(() => this.schedule(), (err: unknown) => this.opts.log?.error({ err: String(err), imvu }, 'compute: burst not lowered'));
-    }, Math.max(0, Date.parse(until) - Date.now()));
+    }, Math.max(0, due - Date.now()));
     t.unref();
     this.lowerTimers.set(imvu, t);
   }
 
-  /** The burst policy's trigger: a running workload throttled in most of the last interval's periods. */
-  private async checkBursts(): Promise<void> {
-    if (!this.driver.cgroupPath) return;
+  /**
+   * The burst policy's trigger: a running workload throttled in more than half of the CFS periods
+   * in which it ran since the last look (cpu.stat nr_periods, nr_throttled).
+   */
+  async checkBursts(): Promise<void> {
+    if (!this.driver.cgroupPath || this.closed) return;
+    const { readFile } = await import('node:fs/promises');
     for (const r of await this.rows()) {
-      if (r.desired !== 'running' || r.burst_until !== '' || r.status !== 'active') continue;
-      const stat = await import('node:fs/promises').then((fs) => fs.readFile(`${CGROUP_ROOT}/cpu${this.driver.cgroupPath!(r.imvu)}/cpu.stat`, 'utf8')).catch(() => '');
-      const throttled = Number(/nr_throttled (\d+)/.exec(stat)?.[1] ?? 0);
+      if (r.desired !== 'running' || r.burst_until !== '' || r.status !== 'active') {
+        this.throttled.delete(r.imvu);
+        continue;
+      }
+      const stat = await readFile(`${CGROUP_ROOT}/cpu${this.driver.cgroupPath(r.imvu)}/cpu.stat`, 'utf8').catch(() => '');
+      const now = { periods: Number(/nr_periods (\d+)/.exec(stat)?.[1] ?? 0), throttled: Number(/nr_throttled (\d+)/.exec(stat)?.[1] ?? 0) };
       const before = this.throttled.get(r.imvu);
-      this.throttled.set(r.imvu, throttled);
-      const periods = (this.opts.burstCheckMs ?? 10_000) / 100;
-      if (before !== undefined && throttled - before > periods / 2) await this.burst(r.imvu).catch(() => undefined);
+      this.throttled.set(r.imvu, now);
+      if (!before || now.periods < before.periods) continue;
+      const periods = now.periods - before.periods;
+      if (periods >= 5 && (now.throttled - before.throttled) * 2 > periods) {
+        this.throttled.delete(r.imvu);
+        await this.burst(r.imvu).catch(() => undefined);
+      }
     }
   }
 
-  status(imvu: string): Promise<WorkloadStatus> {
-    return this.driver.status(imvu);
+  /**
+   * The blueprint's health check (TCP connect, or HTTP GET answering 2xx) for each running
+   * workload, every `interval_ms`; after `retries` failures in a row, or when the workload
+   * exited by itself, the restart policy (`always`, the default, or `never`) is applied, and the
+   * creator is told.
+   */
+  async checkHealth(): Promise<void> {
+    if (this.healthBusy || this.closed) return;
+    this.healthBusy = true;
+    try {
+      for (const r of await this.rows()) {
+        if (this.closed) return;
+        const run = r.desired === 'running' && (r.status === 'active' || r.status === 'exiting');
+        const applied = this.applied.get(r.imvu);
+        if (!run || !applied?.running) {
+          this.health.delete(r.imvu);
+          continue;
+        }
+        const bp = blueprintSchema.parse(JSON.parse(r.blueprint));
+        const h = this.health.get(r.imvu) ?? { state: 'unknown' as const, failures: 0, restarts: 0, due: 0 };
+        this.health.set(r.imvu, h);
+        if (Date.now() < h.due) continue;
+        const st = await this.driver.status(r.imvu);
+        if (st.state !== 'running') {
+          // Seen twice in a row (a `runc state` that fails once under load is not an exit).
+          h.exitsSeen = (h.exitsSeen ?? 0) + 1;
+          if (h.exitsSeen < 2) continue;
+          h.state = 'failing';
+          h.lastError = `the workload is ${st.state}`;
+          h.due = Date.now() + (bp.health?.interval_ms ?? 10_000);
+          if (bp.restart !== 'never') await this.restartByPolicy(r, h, `it exited (${st.state})`, true);
+          continue;
+        }
+        h.exitsSeen = 0;
+        if (!bp.health || bp.port === undefined || !st.address) continue;
+        const interval = bp.health.interval_ms ?? 10_000;
+        h.due = Date.now() + interval;
+        h.lastCheck = new Date().toISOString();
+        const error = await probe(st.address, bp.port, bp.health.http_path, bp.health.timeout_ms ?? 2000);
+        if (error === undefined) {
+          h.state = 'passing';
+          h.failures = 0;
+          delete h.lastError;
+          continue;
+        }
+        h.failures++;
+        h.lastError = error;
+        if (h.failures >= (bp.health.retries ?? 3)) {
+          h.state = 'failing';
+          if (bp.restart !== 'never') await this.restartByPolicy(r, h, `its health check failed ${h.failures} times in a row (${error})`);
+        }
+      }
+    } catch (err) {
+      this.opts.log?.error({ err: String(err) }, 'compute: health check failed to run');
+    } finally {
+      this.healthBusy = false;
+    }
+  }
+
+  private async restartByPolicy(r: Row, h: HealthView & { exitsSeen?: number }, why: string, exited = false): Promise<void> {
+    let restarted = false;
+    await this.serial(async () => {
+      // Decided again once nothing else drives the fabric: the ledger may have changed, and a
+      // workload seen stopped while a reconcile (re)started it is not an exit.
+      const row = (await this.rows()).find((x) => x.imvu === r.imvu);
+      if (!row || row.desired !== 'running' || row.blueprint !== r.blueprint || row.w_entry !== r.w_entry) return;
+      if (exited && (await this.driver.status(r.imvu)).state === 'running') return;
+      await this.driver.restart(r.imvu);
+      restarted = true;
+      h.restarts++;
+      h.failures = 0;
+      h.exitsSeen = 0;
+      h.state = 'unknown';
+    });
+    if (!restarted) return;
+    const p = this.platform;
+    await p.chokepoint
+      .submit(p.chokepoint.platformCommand('notify.creator', { imvu: r.imvu, recipient: r.owner, about: r.w_entry, gate: 7, message: `the workload of ${r.imvu} was restarted by its restart policy: ${why}`.slice(0, 1000) }))
+      .catch((err: unknown) => this.opts.log?.error({ err: String(err), imvu: r.imvu }, 'compute: restart notice not recorded'));
+  }
+
+  /** The health of a workload as last checked (undefined when it has no check or does not run). */
+  healthOf(imvu: string): HealthView | undefined {
+    const h = this.health.get(imvu);
+    if (!h) return undefined;
+    const { due: _due, ...view } = h;
+    return { ...view };
+  }
+
+  async status(imvu: string): Promise<WorkloadStatus & { health?: HealthView }> {
+    const st = await this.driver.status(imvu);
+    const health = this.healthOf(imvu);
+    return health ? { ...st, health } : st;
   }
 
   logs(imvu: string, maxBytes?: number): Promise<string> {
@@ -227,8 +390,34 @@ export class ComputeService {
     this.closed = true;
     this.offCheckpoint?.();
     if (this.burstTimer) clearInterval(this.burstTimer);
+    if (this.verifyTimer) clearInterval(this.verifyTimer);
+    if (this.healthTimer) clearInterval(this.healthTimer);
     for (const t of this.lowerTimers.values()) clearTimeout(t);
     await this.running;
     await this.driver.close();
   }
+}
+
+/** One health probe: undefined when it passes, else why not. */
+async function probe(host: string, port: number, path: string | undefined, timeoutMs: number): Promise<string | undefined> {
+  if (path === undefined) {
+    const { connect } = await import('node:net');
+    return new Promise((ok) => {
+      const sock = connect({ host, port });
+      const t = setTimeout(() => (sock.destroy(), ok(`no TCP connection to ${host}:${port} within ${timeoutMs} ms`)), timeoutMs);
+      sock.once('connect', () => (clearTimeout(t), sock.destroy(), ok(undefined)));
+      sock.once('error', (e) => (clearTimeout(t), ok(`TCP ${host}:${port}: ${e.message}`)));
+    });
+  }
+  const { request } = await import('node:http');
+  return new Promise((ok) => {
+    const req = request({ host, port, path, method: 'GET', timeout: timeoutMs, headers: { 'user-agent': 'nexus-health' } }, (res) => {
+      res.resume();
+      const code = res.statusCode ?? 0;
+      ok(code >= 200 && code < 300 ? undefined : `HTTP ${code} for ${path}`);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', (e) => ok(`HTTP ${host}:${port}${path}: ${e.message}`));
+    req.end();
+  });
 }

@@ -5,6 +5,8 @@
 // gate 0 is listed and explained.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { RunningServer } from '../../src/api/server.ts';
 import { buildProgram, leafCommands } from '../../src/cli/program.ts';
@@ -93,8 +95,27 @@ describe('--json failures', () => {
   });
 
   it('a failure after output prints one object: the error, and what the command found (a list in details, an object beside)', async () => {
-    const r = await nexus('gates', '--strict', '--json');
-    expect(r.code).toBe(EXIT.verification);
+    // Every gate is enforced now, so a daemon that reports one as not yet enforced makes --strict fail after its output.
+    const real = (await fetch(`${server.url}/v1/gates`).then((x) => x.json())) as { gates?: { number: number; status: string }[] } | { number: number; status: string }[];
+    const list = Array.isArray(real) ? real : real.gates!;
+    const pending = list.map((g) => (g.number === 16 ? { ...g, status: 'not-yet-enforced', reason: 'test' } : g));
+    // A proxy to the real daemon that changes only /v1/gates.
+    const fake = createServer((req, res) => {
+      if (req.url === '/v1/gates') {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify(Array.isArray(real) ? pending : { ...real, gates: pending }));
+        return;
+      }
+      void fetch(`${server.url}${req.url}`, { headers: Object.fromEntries(Object.entries(req.headers).filter(([k, v]) => typeof v === 'string' && !['host', 'connection'].includes(k)) as [string, string][]) }).then(async (up) => {
+        res.statusCode = up.status;
+        res.setHeader('content-type', up.headers.get('content-type') ?? 'application/json');
+        res.end(Buffer.from(await up.arrayBuffer()));
+      });
+    });
+    await new Promise<void>((ok) => fake.listen(0, '127.0.0.1', ok));
+    const r = await run(['gates', '--strict', '--json'], { ...env, NEXUS_URL: `http://127.0.0.1:${(fake.address() as AddressInfo).port}` }).finally(() => fake.close());
+    expect(r.code, r.stdout + r.stderr).toBe(EXIT.verification);
+    expect((await nexus('gates', '--strict', '--json')).code).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines).toHaveLength(1);
     const o = JSON.parse(lines[0]!) as { code: number; error: string; details: { number: number }[] };

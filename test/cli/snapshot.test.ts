@@ -1,5 +1,5 @@
 // `nexus snapshot` as a user runs it: the built CLI in a subprocess against a real daemon on
-// 127.0.0.1; the data volume changed on disk, rolled back, the archive checked by skopeo.
+// 127.0.0.1; the data volume changed on disk, rolled back, the archive checked by skopeo and umoci.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -62,5 +62,11 @@ describe('nexus snapshot (subprocess against a real daemon)', () => {
     expect(exp.code, exp.stderr).toBe(0);
     const info = JSON.parse(execFileSync('skopeo', ['inspect', `oci-archive:${archive}`], { encoding: 'utf8' })) as { Digest: string };
     expect(info.Digest).toBe(digest);
+    // umoci unpacks it (an OCI layout once skopeo copies the archive into one) into the rolled-back tree.
+    const layout = join(home, 'layout');
+    execFileSync('skopeo', ['copy', `oci-archive:${archive}`, `oci:${layout}:snap`], { stdio: 'pipe' });
+    const bundle = join(home, 'bundle');
+    execFileSync('umoci', ['unpack', ...(process.getuid?.() === 0 ? [] : ['--rootless']), '--image', `${layout}:snap`, bundle], { stdio: 'pipe' });
+    expect(readFileSync(join(bundle, 'rootfs', 'db', 'rows'), 'utf8')).toBe('one\ntwo\n');
   }, 180_000);
 });

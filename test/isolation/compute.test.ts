@@ -1,12 +1,17 @@
-import { statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { rmSync, statSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deviceOf, envelopeResources } from '../../src/compute/envelopes/resources.ts';
 import { startServer, type RunningServer } from '../../src/api/server.ts';
 import { initDataDir } from '../../src/core/platform.ts';
 import { requireRunc, scratchFabric, type Fabric } from '../compute/fabric-helpers.ts';
+import { deniedBy, testPlatform } from '../../src/core/testing.ts';
 
-// Gates 2 and 16, threat 1.2: what IMVU A's workload can see and reach, tried from inside A.
+// Gates 2 and 16, threat 1.2: what IMVU A's workload can see and reach, tried from inside A, and
+// that A cannot take B's files as its image.
 const env = { cpu_cores: 1, memory_gb: 1, storage_gb: 1, iops: 100, burst_multiplier: 2, burst_minutes: 5 };
 const OFFERED = 18_000 + Math.floor(Math.random() * 2000);
 
@@ -90,6 +95,42 @@ describe('isolation between IMVUs and from the host', () => {
     const r = await inA(`ls ${daemon!.dataDir} 2>&1; ls ${f.dataDir} 2>&1; find / -name '*.db' -o -name '*.sqlite*' 2>/dev/null | head`);
     expect(r.stdout).not.toMatch(/\.db|sqlite|ledger/);
   }, 30_000);
+
+  it("A cannot take B's files as its image: refused by name at the chokepoint (gate 16) and by real path in the fabric", async () => {
+    const dev = deviceOf(statSync(f.dataDir).dev);
+    // An OCI layout in B's directory (where B's snapshots live), and a symlink to it from outside.
+    const inB = join(f.dataDir, 'imvus', 'IMVU-002', 'images');
+    execFileSync('umoci', ['init', '--layout', inB]);
+    execFileSync('umoci', ['new', '--image', `${inB}:t`]);
+    const link = join(f.dataDir, '..', `nexus-link-${randomUUID()}`);
+    symlinkSync(inB, link);
+    try {
+      for (const image of [`oci:${inB}:t`, `oci:${link}:t`])
+        await expect(f.driver.deploy({ imvu: 'IMVU-001', seq: 1, blueprint: { image, command: ['sh'] }, resources: envelopeResources(env, dev) })).rejects.toThrow(/outside this IMVU's own/);
+      // A's rootfs is untouched: it still serves its page.
+      expect(await fetch(`http://${a.address}:8080/`).then((r) => r.text())).toBe('IMVU-001\n');
+      // The same kind of layout in an IMVU's own directory is its to use.
+      const own = join(f.dataDir, 'imvus', 'IMVU-003', 'images');
+      execFileSync('umoci', ['init', '--layout', own]);
+      execFileSync('umoci', ['new', '--image', `${own}:t`]);
+      await f.driver.deploy({ imvu: 'IMVU-003', seq: 3, blueprint: { image: `oci:${own}:t`, command: ['sh'] }, resources: envelopeResources(env, dev) });
+    } finally {
+      rmSync(link, { force: true });
+    }
+    // At the chokepoint: the path names another IMVU's directory.
+    const p = await testPlatform();
+    try {
+      const alice = await p.register('alice', 'creator');
+      for (const name of ['One', 'Two']) expect((await p.as(alice, 'imvu.create', { name, owner: alice.id, jurisdiction: 'US-CCPA' })).allowed).toBe(true);
+      const deploy = (image: string) => p.as(alice, 'compute.deploy', { imvu: 'IMVU-001', blueprint: { image, command: ['sh'] } });
+      expect(deniedBy(await deploy(`oci:${p.dataDir}/imvus/IMVU-002/snapshots:t`))).toEqual([16]);
+      expect(deniedBy(await deploy('oci:/srv/x/imvus/IMVU-002:t'))).toEqual([16]);
+      expect((await deploy(`oci:${p.dataDir}/imvus/IMVU-001/images:t`)).allowed).toBe(true);
+      expect((await deploy('oci:/srv/images/web:v1')).allowed).toBe(true);
+    } finally {
+      await p.cleanup();
+    }
+  }, 120_000);
 
   it("A cannot reach the host's loopback services or other host ports, except those offered", async () => {
     expect(await connects('127.0.0.1', portOf(servers[0]!))).toBe(false);

@@ -1,28 +1,20 @@
 // `nexus compute`: an IMVU's workload. Mutations are signed commands (creator or member; exec the
 // creator alone, recorded); status and logs are signed reads. Heavy modules load inside actions.
-import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import type { Json } from '../../core/types.ts';
 import { imvuId } from '../args.ts';
 import { Ctx, receiptLine } from '../context.ts';
 import { usage } from '../errors.ts';
 
-const MAX_BLUEPRINT_BYTES = 2 * 1024 * 1024;
-
 async function readBlueprint(file: string): Promise<{ [k: string]: Json }> {
-  const text = readFileSync(file, 'utf8');
-  if (text.length > MAX_BLUEPRINT_BYTES) throw usage(`${file} is larger than ${MAX_BLUEPRINT_BYTES} bytes`);
-  let raw: unknown;
+  // YAML (JSON is YAML too), size-capped, aliases capped, checked by the same schema the chokepoint uses.
+  const { loadBlueprintFile, BlueprintError } = await import('../../compute/blueprint/loader.ts');
   try {
-    raw = JSON.parse(text);
-  } catch {
-    throw usage(`${file}: not a JSON blueprint`);
+    return (await loadBlueprintFile(file)).blueprint as unknown as { [k: string]: Json };
+  } catch (err) {
+    if (err instanceof BlueprintError) throw usage(err.message);
+    throw usage(`${file}: ${(err as Error).message}`);
   }
-  const { blueprintSchema } = await import('../../compute/blueprint/schema.ts');
-  const { formatZodError } = await import('../../core/policy/commands.ts');
-  const parsed = blueprintSchema.safeParse(raw);
-  if (!parsed.success) throw usage(`${file}: ${formatZodError(parsed.error)}`);
-  return raw as { [k: string]: Json };
 }
 
 export function computeCommand(): Command {
@@ -30,8 +22,22 @@ export function computeCommand(): Command {
   cmd
     .command('deploy <imvu>')
     .description('deploy a blueprint (image or files, command, env, port, health) as the IMVU workload')
-    .requiredOption('--blueprint <file>', 'the blueprint file (JSON; the schema is src/compute/blueprint/schema.ts)')
-    .addHelpText('after', '\nExample:\n  nexus compute deploy IMVU-001 --blueprint web.json')
+    .requiredOption('--blueprint <file>', 'the blueprint file (YAML or JSON; the schema is src/compute/blueprint/schema.ts)')
+    .addHelpText(
+      'after',
+      `
+Example:
+  nexus compute deploy IMVU-001 --blueprint web.yaml
+
+web.yaml:
+  image: busybox                 # or oci:/path/to/layout:tag (unpacked by umoci)
+  files:
+    - { path: /www/index.html, content: "hello\\n" }
+  command: [httpd, -f, -p, "8080", -h, /www]
+  port: 8080
+  health: { http_path: /index.html, interval_ms: 5000, retries: 3 }
+  restart: always                # or never`,
+    )
     .action(async (imvu: string, o: { blueprint: string }, c: Command) => {
       const ctx = Ctx.of(c);
       const id = imvuId(imvu);
@@ -57,9 +63,16 @@ export function computeCommand(): Command {
     .action(async (imvu: string, _o: unknown, c: Command) => {
       const ctx = Ctx.of(c);
       const id = imvuId(imvu);
-      const s = await ctx.get<{ state: string; address?: string; limits?: { differences: { field: string; ledger?: number; kernel?: number }[] } }>(`/v1/imvus/${id}/compute`);
+      const s = await ctx.get<{
+        state: string;
+        address?: string;
+        health?: { state: string; failures: number; restarts: number; lastCheck?: string; lastError?: string };
+        limits?: { differences: { field: string; ledger?: number; kernel?: number }[] };
+      }>(`/v1/imvus/${id}/compute`);
+      const h = s.health;
       ctx.print(s as unknown as Json, () => [
         `${id}: ${s.state}${s.address ? ` at ${s.address}` : ''}`,
+        ...(h ? [`health: ${h.state}${h.failures ? `, ${h.failures} failure${h.failures > 1 ? 's' : ''} in a row` : ''}${h.lastError ? ` (${h.lastError})` : ''}; restarted ${h.restarts} time${h.restarts === 1 ? '' : 's'} by its restart policy${h.lastCheck ? `; last check ${h.lastCheck}` : ''}`] : []),
         s.limits && s.limits.differences.length === 0 ? 'kernel limits match the ledger' : `kernel limits differ from the ledger: ${JSON.stringify(s.limits?.differences ?? [])}`,
       ]);
     });

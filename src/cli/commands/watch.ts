@@ -11,8 +11,11 @@
 //      answers). A difference is an alarm: printed RRset by RRset, kept as evidence under
 //      NEXUS_HOME/evidence/, exit code 4.
 // Which entries were already shown is kept in NEXUS_HOME/watch/<platform id>.json (the first
-// round shows the IMVUs' whole history). Zones only for now: routes and compute envelopes join
-// when the gateway and the compute system serve them.
+// round shows the IMVUs' whole history).
+//   4. when the daemon runs the compute fabric: each IMVU's workload, the kernel's cgroup limits
+//      (GET /v1/imvus/:id/compute) against what the envelope in the verified entries implies
+//      (src/compute/watch.ts); a difference is an alarm like a zone's. Routes join when the
+//      gateway serves them.
 import { Command } from 'commander';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -22,6 +25,7 @@ import type { LedgerEntry } from '../../core/types.ts';
 // The projection code, the store and the DNS client load only when a watch runs (the CLI starts light).
 import type { Difference, ZoneCheck } from '../../domains/watch/compare.ts';
 import type { ExpectedState } from '../../domains/watch/expected.ts';
+import type { ComputeReading } from '../../compute/watch.ts';
 import { imvuId, int } from '../args.ts';
 import { Ctx } from '../context.ts';
 import { CliError, EXIT, verificationFailed } from '../errors.ts';
@@ -180,7 +184,7 @@ class Watcher {
   private async compare(expected: ExpectedState, checkpoint: SeenCheckpoint, platformId: string): Promise<Difference[]> {
     const ctx = this.ctx;
     const differences: Difference[] = expected.problems.map((p) => ({ zone: '', owner: '', type: 'ledger', where: 'replay', expected: [], served: [], problem: p }));
-    const health = await ctx.client.get<{ dns?: { address: string; port: number } | null }>('/health');
+    const health = await ctx.client.get<{ dns?: { address: string; port: number } | null; serving?: { compute?: boolean } }>('/health');
     const checks: ZoneCheck[] = [];
     if (!health.dns) {
       this.out({ kind: 'dns', served: false }, () => ['- The daemon runs no DNS server (/health): no zone to compare']);
@@ -203,6 +207,7 @@ class Watcher {
         dns.close();
       }
     }
+    await this.compareCompute(expected, health.serving?.compute === true, differences);
     if (!differences.length) return differences;
     for (const d of differences)
       this.out({ kind: 'difference', ...d }, () => [
@@ -222,6 +227,39 @@ class Watcher {
     ]);
     return differences;
   }
+  /**
+   * Each selected IMVU's workload: the kernel's cgroup limits (read by the daemon) against what the
+   * envelope in the verified entries implies. A difference is an alarm like a zone's.
+   */
+  private async compareCompute(expected: ExpectedState, served: boolean, differences: Difference[]): Promise<void> {
+    if (!served) {
+      this.out({ kind: 'compute', served: false }, () => ['- The daemon runs no compute fabric (/health): no workload limits to compare']);
+      return;
+    }
+    const { checkCompute } = await import('../../compute/watch.ts');
+    for (const imvu of expected.imvus) {
+      if (imvu.status === 'exited' || !imvu.envelope) continue;
+      let reading: ComputeReading;
+      try {
+        reading = await this.ctx.get<ComputeReading>(`/v1/imvus/${imvu.id}/compute`);
+      } catch (err) {
+        this.out({ kind: 'compute', imvu: imvu.id, error: (err as Error).message }, () => [`- Workload of ${imvu.id}: the daemon did not report its kernel limits: ${(err as Error).message}`]);
+        continue;
+      }
+      const fields = checkCompute(imvu.envelope, (imvu.burst ?? 1) > 1, reading);
+      const bad = fields.filter((f) => !f.ok);
+      this.out({ kind: 'compute', imvu: imvu.id, state: reading.state, fields, ok: bad.length === 0 }, () =>
+        fields.length === 0
+          ? [`- Workload of ${imvu.id}: ${reading.state}, no cgroup to compare`]
+          : [
+              `${bad.length ? '✗' : '✅'} Workload of ${imvu.id} (${reading.state}${reading.address ? ` at ${reading.address}` : ''}): its kernel cgroup limits ${bad.length ? `differ from the ledger's envelope in ${bad.length} field${bad.length > 1 ? 's' : ''}` : "equal the ledger's envelope"}`,
+              ...fields.map((f) => `    ${f.ok ? ' ' : '✗'} ${f.field.padEnd(18)} kernel ${String(f.kernel ?? 'absent').padStart(12)}   ledger ${String(f.ledger ?? 'absent').padStart(12)}`),
+            ],
+      );
+      for (const f of bad)
+        differences.push({ zone: imvu.id, owner: f.field, type: 'compute', where: 'cgroup', expected: [String(f.ledger ?? 'absent')], served: [String(f.kernel ?? 'absent')], problem: `the kernel holds ${f.kernel ?? 'no value'}, the envelope in the ledger implies ${f.ledger ?? 'none'}` });
+    }
+  }
 }
 
 /** Zone name -> IMVU, for every zone the selected IMVUs have had according to the entries. */
@@ -237,7 +275,7 @@ function zoneOwners(entries: readonly LedgerEntry[], selected: ReadonlySet<strin
 
 export function watchCommand(): Command {
   return new Command('watch')
-    .description("monitor: follow the log from your saved checkpoint, print every new entry about your IMVUs (refused attempts included), and check that the DNS server serves each IMVU zone exactly as the ledger says (zones only for now: routes and compute envelopes join when they are served)")
+    .description("monitor: follow the log from your saved checkpoint, print every new entry about your IMVUs (refused attempts included), and check that the DNS server serves each IMVU zone exactly as the ledger says, and that the kernel holds each workload to the envelope the ledger says (routes join when they are served)")
     .option('--imvu <id>', 'only this IMVU (default: every IMVU you created or are a member of)', imvuId)
     .option('--once', 'one round, then exit: 0 when everything is consistent, 4 on an alarm')
     .option('--interval <seconds>', 'seconds between rounds without --once', int(1, 86_400), 60)
@@ -250,7 +288,9 @@ the ledger and compared with what the daemon's DNS server (its address in /healt
 transfer when the server allows you one, otherwise by DNSSEC-signed answers validated with the keys
 the ledger published. Any difference is an alarm: printed RRset by RRset, evidence written to
 NEXUS_HOME/evidence/, exit code 4. Entries already shown are remembered in NEXUS_HOME/watch/.
-Zones only for now: routes and compute envelopes join when the gateway and compute systems serve them.`,
+When the daemon runs the compute fabric, each workload's cgroup limits as the kernel holds them are
+printed beside those the IMVU's envelope in the entries implies (x its burst while one lasts); a
+difference is an alarm too. Routes join when the gateway serves them.`,
     )
     .action(async (o: WatchOptions, c: Command) => {
       const ctx = Ctx.of(c);

@@ -1,8 +1,8 @@
 // Root filesystems: the platform's base image from the host's busybox-static (nothing is
 // downloaded), or an OCI image layout unpacked by umoci; then the blueprint's files on top.
 import { execFile } from 'node:child_process';
-import { chmod, copyFile, mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { chmod, copyFile, mkdir, mkdtemp, realpath, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { promisify } from 'node:util';
 import type { Blueprint } from '../blueprint/schema.ts';
 
@@ -37,7 +37,27 @@ async function ociRootfs(dir: string, layout: string, tag: string): Promise<void
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
-  await mkdir(join(dir, 'data'), { recursive: true, mode: 0o755 });
+  // The mount points runc needs: the container's root (the IMVU's mapped uid) cannot make them in
+  // a rootfs the host's root owns.
+  for (const d of ['data', 'proc', 'dev', 'sys', 'tmp']) await mkdir(join(dir, d), { recursive: true, mode: 0o755 });
+}
+
+/** Where an image may not come from: the platform's data directory, except the IMVU's own directory (gate 16). */
+export interface ImageConfinement {
+  dataDir: string;
+  ownDir: string;
+}
+
+const real = (p: string) => realpath(p).catch(() => resolve(p));
+const inside = (dir: string, p: string) => {
+  const r = relative(dir, p);
+  return r === '' || (!r.startsWith('..') && !r.startsWith(sep) && r !== '..');
+};
+
+/** Refuses an image layout whose real path (symlinks followed) lies in the data directory outside the IMVU's own. */
+export async function checkImagePath(layout: string, c: ImageConfinement): Promise<void> {
+  const [path, data, own] = await Promise.all([real(layout), real(c.dataDir), real(c.ownDir)]);
+  if (inside(data, path) && !inside(own, path)) throw new Error(`image ${layout}: inside the platform's data directory but outside this IMVU's own (another IMVU's files are never an image)`);
 }
 
 /**
@@ -45,7 +65,7 @@ async function ociRootfs(dir: string, layout: string, tag: string): Promise<void
  * host's root, so the workload (a different uid) can read and run them but never change them;
  * the rootfs is mounted read-only anyway.
  */
-export async function buildRootfs(dir: string, blueprint: Blueprint): Promise<void> {
+export async function buildRootfs(dir: string, blueprint: Blueprint, confine?: ImageConfinement): Promise<void> {
   const next = `${dir}.new`;
   await rm(next, { recursive: true, force: true });
   const image = blueprint.image;
@@ -53,6 +73,7 @@ export async function buildRootfs(dir: string, blueprint: Blueprint): Promise<vo
   else {
     const m = /^oci:(.+):([^:]+)$/.exec(image);
     if (!m) throw new Error(`image ${image}: not an OCI layout reference`);
+    if (confine) await checkImagePath(m[1]!, confine);
     await ociRootfs(next, m[1]!, m[2]!);
   }
   for (const f of blueprint.files ?? []) {

@@ -165,7 +165,7 @@ export class RuncDriver implements ComputeDriver {
     await mkdir(data, { recursive: true, mode: 0o700 });
     await chown(data, root, root);
     await chmod(data, 0o700);
-    await buildRootfs(join(dir, 'bundle', 'rootfs'), spec.blueprint);
+    await buildRootfs(join(dir, 'bundle', 'rootfs'), spec.blueprint, { dataDir: this.opts.dataDir, ownDir: join(this.opts.dataDir, 'imvus', spec.imvu) });
     const saved: Saved = { imvu: spec.imvu, seq: spec.seq, blueprint: spec.blueprint, resources: spec.resources };
     await this.writeBundle(saved);
     await writeFile(join(dir, 'deploy.json.tmp'), JSON.stringify(saved), { mode: 0o600 });
@@ -291,22 +291,35 @@ export class RuncDriver implements ComputeDriver {
     return { imvu, state: s?.status ?? 'stopped', ...(s?.pid ? { pid: s.pid } : {}), address: net.workloadAddress, hostAddress: net.hostAddress };
   }
 
+  /** The newest `maxBytes` of output: the end of the current log, preceded by the newest rotated one's when it is short. */
   async logs(imvu: string, maxBytes = 64 * 1024): Promise<string> {
-    const fh = await open(this.logPath(imvu), 'r').catch(() => undefined);
-    if (!fh) return '';
-    try {
-      const { size } = await fh.stat();
-      const len = Math.min(size, maxBytes);
-      const buf = Buffer.alloc(len);
-      await fh.read(buf, 0, len, size - len);
-      return buf.toString('utf8');
-    } finally {
-      await fh.close();
-    }
+    const tail = async (file: string, max: number): Promise<Buffer> => {
+      const fh = await open(file, 'r').catch(() => undefined);
+      if (!fh) return Buffer.alloc(0);
+      try {
+        const { size } = await fh.stat();
+        const buf = Buffer.alloc(Math.min(size, max));
+        const { bytesRead } = await fh.read(buf, 0, buf.length, size - buf.length);
+        return buf.subarray(0, bytesRead);
+      } finally {
+        await fh.close();
+      }
+    };
+    const current = await tail(this.logPath(imvu), maxBytes);
+    const older = current.length < maxBytes ? await tail(`${this.logPath(imvu)}.1`, maxBytes - current.length) : Buffer.alloc(0);
+    return Buffer.concat([older, current]).toString('utf8');
   }
 
-  /** Copy-and-truncate rotation: the container keeps its append-mode descriptor. */
-  async rotate(imvu: string): Promise<void> {
+  private rotations: Promise<void> = Promise.resolve();
+
+  /** Copy-and-truncate rotation: the container keeps its append-mode descriptor. One at a time. */
+  rotate(imvu: string): Promise<void> {
+    const next = this.rotations.then(() => this.rotateNow(imvu));
+    this.rotations = next.catch(() => undefined);
+    return next;
+  }
+
+  private async rotateNow(imvu: string): Promise<void> {
     const file = this.logPath(imvu);
     const cap = this.opts.logCapBytes ?? DEFAULT_LOG_CAP;
     const keep = this.opts.logKeep ?? DEFAULT_LOG_KEEP;
@@ -316,8 +329,8 @@ export class RuncDriver implements ComputeDriver {
     const fh = await open(file, 'r+');
     try {
       const buf = Buffer.alloc(Math.min(s.size, cap));
-      await fh.read(buf, 0, buf.length, s.size - buf.length);
-      await writeFile(`${file}.1`, buf, { mode: 0o600 });
+      const { bytesRead } = await fh.read(buf, 0, buf.length, s.size - buf.length);
+      await writeFile(`${file}.1`, buf.subarray(0, bytesRead), { mode: 0o600 });
       await fh.truncate(0);
     } finally {
       await fh.close();
@@ -326,7 +339,7 @@ export class RuncDriver implements ComputeDriver {
   }
 
   private async rotateAll(): Promise<void> {
-    for (const imvu of this.watchers.keys()) await this.rotate(imvu).catch(() => undefined);
+    for (const imvu of [...this.watchers.keys()]) await this.rotate(imvu).catch(() => undefined);
   }
 
   async exec(imvu: string, command: string[], opts: { timeoutMs?: number } = {}): Promise<ExecResult> {

@@ -132,7 +132,7 @@ describe('IMVU creation', () => {
     expect(types).toEqual(expect.arrayContaining(['NS', 'A', 'MX', 'TXT']));
     expect((await p.store.all('SELECT address FROM mailboxes ORDER BY address')).map((m) => m.address)).toEqual(['admin@imvu001.world', 'creator@imvu001.world']);
     const gates = r.gates.map((g) => `${g.gate}:${g.status}`);
-    expect(gates).toEqual(['1:pass', '2:pass', '3:pass', '7:pass', '9:pass', '11:pass', '15:pass', '16:not-enforced', '17:pass']);
+    expect(gates).toEqual(['1:pass', '2:pass', '3:pass', '7:pass', '9:pass', '11:pass', '15:pass', '16:pass', '17:pass']);
   });
 
   it('denies an unknown jurisdiction (gate 9), a taken name, and creating for someone else', async () => {
@@ -313,7 +313,7 @@ describe('gateStatus', () => {
       expect(existsSync(g.file), g.file).toBe(true);
       if (g.status === 'not-yet-enforced') expect(g.reason).toBeTruthy();
     }
-    expect(gates.filter((g) => g.status === 'not-yet-enforced').map((g) => g.number)).toEqual([16]);
+    expect(gates.filter((g) => g.status === 'not-yet-enforced').map((g) => g.number)).toEqual([]);
   });
 });
 

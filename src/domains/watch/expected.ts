@@ -48,6 +48,9 @@ export interface ExpectedImvu {
   status: string;
   /** Ledger index of its creation. */
   entry: number;
+  /** Its envelope as the entries leave it, and whether its workload is bursting (compute.burst raise not yet lowered). */
+  envelope?: { cpu_cores: number; memory_gb: number; storage_gb: number; iops: number; burst_multiplier: number; burst_minutes: number };
+  burst?: number;
 }
 
 export interface ExpectedState {
@@ -133,7 +136,13 @@ export async function expectedZones(entries: readonly LedgerEntry[], select: Exp
           `SELECT id, owner, status, entry FROM imvus WHERE owner IN (${marks}) UNION SELECT i.id, i.owner, i.status, i.entry FROM imvus i JOIN members m ON m.imvu = i.id WHERE m.identity IN (${marks}) ORDER BY id`,
           [...people, ...people],
         );
-    const imvus = rows.map((r) => ({ id: r.id, owner: r.owner, status: r.status, entry: Number(r.entry) }));
+    const imvus: ExpectedImvu[] = rows.map((r) => ({ id: r.id, owner: r.owner, status: r.status, entry: Number(r.entry) }));
+    for (const imvu of imvus) {
+      const env = await store.get<NonNullable<ExpectedImvu['envelope']>>('SELECT cpu_cores, memory_gb, storage_gb, iops, burst_multiplier, burst_minutes FROM envelopes WHERE imvu = ?', [imvu.id]);
+      if (env) imvu.envelope = { cpu_cores: Number(env.cpu_cores), memory_gb: Number(env.memory_gb), storage_gb: Number(env.storage_gb), iops: Number(env.iops), burst_multiplier: Number(env.burst_multiplier), burst_minutes: Number(env.burst_minutes) };
+      const w = await store.get<{ burst_until: string; burst_multiplier: number }>('SELECT burst_until, burst_multiplier FROM workloads WHERE imvu = ?', [imvu.id]);
+      if (w) imvu.burst = w.burst_until !== '' ? Number(w.burst_multiplier) : 1;
+    }
     const zones: ExpectedZone[] = [];
     for (const imvu of imvus) {
       if (imvu.status === 'exited') continue;
