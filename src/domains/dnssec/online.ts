@@ -4,8 +4,8 @@ import type { AnswerSet, Zone } from '../dns-authority/zone.ts';
 import { negativeTtl, SOA_TTL } from '../records/soa.ts';
 import { DNSKEY_TTL_S } from '../../core/policy/gates/platform-powers.ts';
 import { DnssecKeyring, type SigningKey, type ZoneKey, type ZoneKeys } from './keys.ts';
-import { rrsigPrefix, signBytes, signRRset, validityAround } from './sign.ts';
-import { labelCount, nameWire, NXNAME, rdataWire, rrWire, typeName } from './wire.ts';
+import { rrsigFields, rrsigPrefix, signBytes, signRRset, validityAround } from './sign.ts';
+import { nameWire, NXNAME, rdataWire, rrWire, typeName } from './wire.ts';
 import { signZone, type SignedZone } from './signed-zone.ts';
 import { ZONEMD } from '../zonefile/zonemd.ts';
 
@@ -286,16 +286,7 @@ export class OnlineSigner {
       return hit.sig;
     }
     const validity = validityAround(now * 1000, this.inceptionOffset, this.lifetime);
-    const fields = {
-      typeCovered: 'NSEC',
-      algorithm: key.algorithm,
-      labels: labelCount(name),
-      originalTTL: ttl >>> 0,
-      expiration: validity.expiration >>> 0,
-      inception: validity.inception >>> 0,
-      keyTag: key.keyTag,
-      signersName: key.zone,
-    };
+    const fields = rrsigFields(key, name, 'NSEC', ttl, validity);
     // RFC 4034 3.1.8.1: the RRSIG RDATA without its signature, then the RR in canonical form.
     const prefix = rrsigPrefix(fields);
     const data = Buffer.allocUnsafe(prefix.length + owner.length + 10 + rdata.length);

@@ -14,7 +14,7 @@ export interface Validity {
   expiration: number;
 }
 
-type RrsigFields = Omit<RrsigData, 'signature'>;
+export type RrsigFields = Omit<RrsigData, 'signature'>;
 
 /** RRSIG RDATA without the signature: the first part of the signed data. */
 export function rrsigPrefix(f: RrsigFields): Buffer {
@@ -43,9 +43,9 @@ export function signedData(f: RrsigFields, owner: string, data: readonly unknown
   return Buffer.concat([rrsigPrefix(f), canonicalRRset(signedOwner(owner, f.labels), f.typeCovered, f.originalTTL, data)]);
 }
 
-/** Signs one RRset (`owner` absolute, without trailing dot; `ttl` is its original TTL). */
-export function signRRset(key: Pick<ZoneKey, 'zone' | 'algorithm' | 'keyTag' | 'privateKey'>, owner: string, type: string, ttl: number, data: readonly unknown[], validity: Validity): RrsigData {
-  const fields: RrsigFields = {
+/** The RRSIG fields before the signature, for an RRset of `owner` (absolute) and `type` signed by `key`. */
+export function rrsigFields(key: Pick<ZoneKey, 'zone' | 'algorithm' | 'keyTag'>, owner: string, type: string, ttl: number, validity: Validity): RrsigFields {
+  return {
     typeCovered: type,
     algorithm: key.algorithm,
     labels: labelCount(owner),
@@ -55,6 +55,11 @@ export function signRRset(key: Pick<ZoneKey, 'zone' | 'algorithm' | 'keyTag' | '
     keyTag: key.keyTag,
     signersName: key.zone,
   };
+}
+
+/** Signs one RRset (`owner` absolute, without trailing dot; `ttl` is its original TTL). */
+export function signRRset(key: Pick<ZoneKey, 'zone' | 'algorithm' | 'keyTag' | 'privateKey'>, owner: string, type: string, ttl: number, data: readonly unknown[], validity: Validity): RrsigData {
+  const fields = rrsigFields(key, owner, type, ttl, validity);
   return { ...fields, signature: signBytes(key, signedData(fields, owner, data)) };
 }
 
