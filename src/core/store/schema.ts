@@ -128,6 +128,16 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
     key: 'imvu',
     ddl: `CREATE TABLE IF NOT EXISTS exits (imvu TEXT PRIMARY KEY, started_at TEXT NOT NULL, ready_at TEXT, archive_sha256 TEXT, archive_size INTEGER, manifest_sha256 TEXT, tree_size INTEGER, ready_entry INTEGER, exited_at TEXT, how TEXT, exited_entry INTEGER, released_at TEXT, deleted_at TEXT, entry INTEGER NOT NULL)`,
   },
+  /** Platforms whose domain transfer codes this platform takes (platform.peer). */
+  peers: {
+    key: 'origin, public_key',
+    ddl: `CREATE TABLE IF NOT EXISTS peers (origin TEXT NOT NULL, public_key TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (origin, public_key))`,
+  },
+  /** An IMVU re-imported from another platform's exit archive (imvu.import): the signed reference to that platform's log. */
+  imports: {
+    key: 'imvu',
+    ddl: `CREATE TABLE IF NOT EXISTS imports (imvu TEXT PRIMARY KEY, origin TEXT NOT NULL, platform_key TEXT NOT NULL, tree_size INTEGER NOT NULL, root_hash TEXT NOT NULL, archive_sha256 TEXT NOT NULL, manifest_sha256 TEXT NOT NULL, entry INTEGER NOT NULL)`,
+  },
   /** DKIM keys per IMVU and selector; `state`: active (signs), published (rotation standby), retired (still published). `since`: when it entered that state. */
   dkim_keys: {
     key: 'imvu, selector',

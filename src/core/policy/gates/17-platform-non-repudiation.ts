@@ -20,6 +20,7 @@ const PLATFORM_ONLY: readonly CommandType[] = [
   'gateway.refusals',
   'platform.zone',
   'integrity.alarm',
+  'platform.peer',
 ];
 
 // Every entry is signed by the platform key (the chokepoint does it); commands only the
