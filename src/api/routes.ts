@@ -471,6 +471,14 @@ function importRoutes(): RouteDef[] {
         return { ...reply, body: { ...(reply.body as object), restored: { ...mail, volume: volume ?? null } } };
       },
     },
+    read('/v1/imvus/:id/import', "An imported IMVU's reference to the platform it came from, and the served state its archive held (creator or member)", { params: Params.imvu }, async (ctx, { params, reader }) => {
+      await snapshotReader(ctx, reader, params.id);
+      const row = await ctx.platform.store.get<{ archive_sha256: string }>('SELECT * FROM imports WHERE imvu = ?', [params.id]);
+      if (!row) throw new HttpError(404, `${params.id} was not imported from another platform`);
+      const s = await service();
+      const staged = s.stagedArchive(ctx.platform.dataDir, row.archive_sha256);
+      return { body: { imvu: params.id, import: row, plan: staged ? s.restorePlan(staged) : null } };
+    }),
   ];
 }
 

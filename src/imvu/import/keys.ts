@@ -1,5 +1,5 @@
 // The private keys of a re-imported IMVU, installed from its verified exit archive (staged by the
-// daemon under DATA/imports/<archive sha256>/<IMVU>/): the DNSSEC keys in BIND's private key
+// daemon under DATA/imports/<archive sha256>/verified/<IMVU>/): the DNSSEC keys in BIND's private key
 // format, so the zone keeps signing with the keys whose DS the parent holds, and the DKIM key, so
 // mail keeps verifying under the published selector. Run by the chokepoint's provision hook inside
 // the import's write transaction: a key missing or not matching the public key the entry records
@@ -39,7 +39,7 @@ export interface ImportedKeys {
 
 /** Writes the DNSSEC keys of `zone` (and, for the IMVU's primary zone, its DKIM key) from the staged archive. */
 export function installImportedKeys(dataDir: string, k: ImportedKeys, withDkim: boolean): void {
-  const root = join(stagingDir(dataDir, k.archive), k.imvu);
+  const root = join(stagingDir(dataDir, k.archive), 'verified', k.imvu);
   if (!existsSync(root)) throw new Error(`the verified archive ${k.archive} is not staged here`);
   for (const key of k.zone.dnssec) {
     const pub = Buffer.from(key.publicKey, 'base64');

@@ -145,9 +145,9 @@ export function* mboxMessages(text: string): Generator<Buffer> {
   const lines = text.split('\n');
   let cur: string[] | undefined;
   const finish = (msg: string[]) => {
-    // The writer ends every entry with one empty line of its own.
-    const body = msg.join('\n');
-    const quoted = body.endsWith('\n') ? body.slice(0, -1) : body;
+    // The writer ends every entry with one empty line of its own: the line end before the next
+    // "From " line (or the file's last one, popped below) is that line's.
+    const quoted = msg.join('\n');
     const split = quoted.indexOf('\n\n');
     const head = split === -1 ? quoted : quoted.slice(0, split + 1);
     const rest = split === -1 ? '' : quoted.slice(split + 1);
@@ -165,7 +165,7 @@ export function* mboxMessages(text: string): Generator<Buffer> {
   if (cur) {
     // The file's final newline leaves one empty string after the split.
     if (cur.at(-1) === '') cur.pop();
-    yield finish([...cur, '']);
+    yield finish(cur);
   }
 }
 
