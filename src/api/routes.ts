@@ -107,6 +107,8 @@ export interface RouteDef {
   bind?: { param: string; field: string };
   /** Content type of a successful answer (default application/json). */
   produces?: string;
+  /** Content type of a request body that is not a signed command (raw bytes). */
+  consumes?: string;
   /** Reads: who may call it (mutations authenticate by the signed command in their body). */
   access?: Access;
   handle(ctx: ApiContext, req: ReadRequest): Promise<Reply>;
@@ -424,9 +426,10 @@ function importRoutes(): RouteDef[] {
   return [
     {
       method: 'PUT',
-      path: '/v1/imports/:sha256',
+      path: '/v1/imports/:archive',
+      consumes: 'application/octet-stream',
       summary: "Upload another platform's exit archive (application/octet-stream, a request signed by a creator; the path names its SHA-256): verified offline, then kept for `imvu.import`",
-      params: z.object({ sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be the SHA-256 of the archive in lower-case hex') }).strict(),
+      params: z.object({ archive: z.string().regex(/^[0-9a-f]{64}$/, 'must be the SHA-256 of the archive in lower-case hex') }).strict(),
       query: AnyQuery,
       access: 'signed',
       async handle(ctx, req) {
@@ -434,7 +437,7 @@ function importRoutes(): RouteDef[] {
         const body = req.body as { pipe?: unknown } | undefined;
         if (!body || typeof body.pipe !== 'function') throw new HttpError(415, 'send the archive as application/octet-stream');
         const s = await service();
-        const staged = await s.stageArchive(ctx.platform.dataDir, String(req.params.sha256), req.body as import('node:stream').Readable).catch(refused);
+        const staged = await s.stageArchive(ctx.platform.dataDir, String(req.params.archive), req.body as import('node:stream').Readable).catch(refused);
         const m = staged.manifest.manifest;
         return { status: 201, body: { sha256: staged.sha256, size: staged.size, manifest: staged.manifestSha256, imvu: m.imvu, owner: m.owner, origin: m.origin, treeSize: m.treeSize, report: staged.report, plan: s.restorePlan(staged) } };
       },
