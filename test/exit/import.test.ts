@@ -28,6 +28,8 @@ let imapB: ImapServer;
 const envA = () => ({ NEXUS_HOME: home, NEXUS_URL: a.url });
 const envB = () => ({ NEXUS_HOME: home, NEXUS_URL: b.url });
 const ADDRESS = 'creator@imvu001.world';
+const CUSTOM = 'gallery-art.org';
+const tokens: string[] = [];
 
 function ok(r: Run): Run {
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
@@ -88,12 +90,17 @@ beforeAll(async () => {
   dirs.push(dataA, dataB, home, out);
   await (await initDataDir(dataA)).close();
   await (await initDataDir(dataB)).close();
-  a = await startServer({ dataDir: dataA, host: '127.0.0.1', port: 0, logger: false, dns: { port: 0 } });
+  // The first platform finds the TXT proof of the custom domain (its resolver is not under test here).
+  a = await startServer({ dataDir: dataA, host: '127.0.0.1', port: 0, logger: false, dns: { port: 0 }, challenge: async () => ({ rcode: 'NOERROR', txt: tokens }) });
   imapA = await startImapServer({ dataDir: dataA, port: 0, plaintextAuth: true, authenticate: account });
   ok(await run(['identity', 'create', 'alice', '--role', 'creator'], envA()));
   ok(await run(['imvu', 'create', '--name', 'Gallery', '--owner', 'alice', '--jurisdiction', 'EU-GDPR'], envA()));
   ok(await run(['dns', 'record', 'add', 'imvu001.world', 'www', 'A', '10.0.0.7'], envA()));
   ok(await run(['dns', 'record', 'add', 'imvu001.world', 'shop', 'TXT', 'hello "quoted" world'], envA()));
+  const claim = JSON.parse(ok(await run(['--json', 'domain', 'claim', 'IMVU-001', CUSTOM], envA())).stdout) as { challenge: { value: string } };
+  tokens.push(claim.challenge.value);
+  ok(await run(['domain', 'verify', 'IMVU-001', CUSTOM], envA()));
+  ok(await run(['dns', 'record', 'add', CUSTOM, 'www', 'A', '10.0.0.9'], envA()));
   ok(await run(['route', 'set', 'IMVU-001', '--public', '/shop/*=shop-api:8080', '--public', '/*=public-api'], envA()));
   // Mail in two folders with flags, appended over IMAP.
   const c = imap(imapA);
@@ -184,6 +191,36 @@ describe('exit and re-import on a second platform', () => {
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/IMVU-001 exists here|already belongs to IMVU-001/);
   }, 120_000);
+
+  it('moves the custom domain with its transfer code, only from a peer platform: same answers, same DNSSEC key', async () => {
+    const x = join(out, 'codes');
+    mkdirSync(x);
+    execFileSync('tar', ['-xzf', archive, '-C', x, 'IMVU-001/domains/domain-transfer-codes.txt']);
+    const code = readFileSync(join(x, 'IMVU-001/domains/domain-transfer-codes.txt'), 'utf8').split('\n').find((l) => l.startsWith(`${CUSTOM} `))!.split(' ')[1]!;
+    // This platform does not trust the first one yet: refused by gate 3, recorded.
+    const refused = await run(['domain', 'transfer-in', CUSTOM, '--code', code], envB());
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/gate 3: .*not a trusted peer/);
+    // The code of another domain, or an altered one, is refused too.
+    const other = readFileSync(join(x, 'IMVU-001/domains/domain-transfer-codes.txt'), 'utf8').split('\n').find((l) => l.startsWith('imvu001.world '))!.split(' ')[1]!;
+    expect((await run(['domain', 'transfer-in', CUSTOM, '--code', other], envB())).code).toBe(2);
+    // The operator declares the first platform a peer (recorded as platform.peer at start).
+    const platformA = (await (await fetch(`${a.url}/v1/platform`)).json()) as { origin: string; publicKey: string };
+    await b.close();
+    b = await startServer({ dataDir: dataB, host: '127.0.0.1', port: 0, logger: false, dns: { port: 0 }, peers: [{ origin: platformA.origin, publicKey: platformA.publicKey }] });
+    ok(await run(['domain', 'transfer-in', CUSTOM, '--code', code], envB()));
+    const questions: [string, string][] = [[CUSTOM, 'DNSKEY'], [CUSTOM, 'SOA'], [`www.${CUSTOM}`, 'A'], [CUSTOM, 'NS']];
+    const of = async (s: RunningServer) => Object.fromEntries(await Promise.all(questions.map(async ([n, t]) => [`${n} ${t}`, answer(await dig(s, n, t))] as const)));
+    const want = await of(a);
+    expect(want[`${CUSTOM} DNSKEY`]!.records.length).toBe(1);
+    let got: Record<string, { records: string[]; sigs: string[] }> = {};
+    for (let i = 0; i < 40; i++) {
+      got = await of(b);
+      if (JSON.stringify(got) === JSON.stringify(want)) break;
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    expect(got).toEqual(want);
+  }, 180_000);
 
   it('runs through tools/imvu-import.sh', async () => {
     const r = await run([join(ROOT, 'tools', 'imvu-import.sh')], envB(), { cmd: 'bash' });

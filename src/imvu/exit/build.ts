@@ -109,7 +109,15 @@ async function domainsPart(p: OpenPlatform, root: string, imvu: ExitImvu, treeSi
   const ds: string[] = [];
   let keys = 0;
   for (const { name } of zones) {
-    write(dir, `${name}.zone`, await exportZone(p.store, name));
+    let text = await exportZone(p.store, name);
+    // A proven custom zone holds no NS RRset until its creator adds one, and a master file without
+    // one is refused by named-checkzone: the platform's name servers, which answered for it, go in.
+    if (!(await p.store.get("SELECT 1 AS x FROM records WHERE zone = ? AND name = ? AND type = 'NS'", [name, name]))) {
+      const ns = await p.store.all<{ name: string }>('SELECT DISTINCT name FROM nameservers ORDER BY name');
+      const names = ns.length ? ns.map((r) => r.name) : [`ns1.${(await p.store.get<{ suffix: string }>('SELECT suffix FROM platform LIMIT 1'))?.suffix ?? 'world'}`];
+      text += `; the platform's name servers, which served this zone (no NS RRset was recorded for it)\n${names.map((n) => `${name}. 3600 IN NS ${n}.`).join('\n')}\n`;
+    }
+    write(dir, `${name}.zone`, text);
     for (const view of await keyViews(p.store, name)) {
       const base = `K${name}.+013+${String(view.keyTag).padStart(5, '0')}`;
       write(dir, `dnssec/${base}.key`, `; ${view.state} since ${view.since}\n${view.dnskey}\n`);
