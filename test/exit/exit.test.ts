@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { initDataDir } from '../../src/core/platform.ts';
 import { startServer, type RunningServer } from '../../src/api/server.ts';
 import { ROOT, run, tempDir, type Run } from '../cli/harness.ts';
+import { ageDecryptWithPassphrase } from './age-pty.ts';
 
 const execFileAsync = promisify(execFile);
 let server: RunningServer;
@@ -112,6 +113,21 @@ describe('exit', () => {
     const manifest = JSON.parse(readFileSync(join(root, 'MANIFEST.json'), 'utf8')) as { manifest: { parts: Record<string, { status: string }> } };
     expect(Object.keys(manifest.manifest.parts).sort()).toEqual(['compute', 'domains', 'ledger', 'mail', 'network', 'secrets']);
   });
+
+  it('also writes the secrets for a passphrase (--passphrase-file), which age -d opens', async () => {
+    const out2 = join(out, 'pass');
+    mkdirSync(out2);
+    const pf = join(out, 'passphrase.txt');
+    writeFileSync(pf, 'a long exit passphrase\n', { mode: 0o600 });
+    const r = ok(await nexus('imvu', 'exit', 'IMVU-001', '--out', out2, '--passphrase-file', pf));
+    expect(r.stdout).toMatch(/IMVU-001-secrets\.age: the secrets, for your passphrase/);
+    const file = join(out2, 'IMVU-001-secrets.age');
+    expect(readFileSync(file).subarray(0, 32).toString('latin1')).toMatch(/^age-encryption\.org\/v1\n-> scrypt /);
+    const opened = ageDecryptWithPassphrase(file, 'a long exit passphrase');
+    expect(opened.code, opened.out).toBe(0);
+    expect(Object.keys(JSON.parse(opened.plain) as object)).toContain('dkim/private.key');
+    expect(ageDecryptWithPassphrase(file, 'not the passphrase').code).not.toBe(0);
+  }, 120_000);
 
   it("runs through the spec's tools", async () => {
     const tool = (name: string, ...args: string[]) => run([join(ROOT, 'tools', name), ...args], env, { cmd: 'bash' });

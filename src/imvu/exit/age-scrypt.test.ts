@@ -2,41 +2,11 @@
 // the terminal, so it is driven through a pseudo-terminal (python3's pty module).
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encryptWithPassphrase } from './age-scrypt.ts';
-
-const PTY = `
-import os, pty, sys, time
-pw, path, out_file = sys.argv[1], sys.argv[2], sys.argv[3]
-pid, fd = pty.fork()
-if pid == 0:
-    os.execvp('age', ['age', '-d', '-o', out_file, path])
-out = b''
-sent = False
-while True:
-    try:
-        data = os.read(fd, 65536)
-    except OSError:
-        break
-    if not data:
-        break
-    out += data
-    if not sent and b'passphrase' in out.lower():
-        os.write(fd, (pw + '\\n').encode())
-        sent = True
-_, status = os.waitpid(pid, 0)
-sys.stdout.buffer.write(out)
-sys.exit(os.WEXITSTATUS(status))
-`;
-
-function ageDecrypt(file: string, passphrase: string): { code: number | null; out: string; plain: string } {
-  const outFile = `${file}.out`;
-  rmSync(outFile, { force: true });
-  const r = spawnSync('python3', ['-c', PTY, passphrase, file, outFile], { encoding: 'utf8', timeout: 60_000 });
-  return { code: r.status, out: r.stdout, plain: existsSync(outFile) ? readFileSync(outFile, 'utf8') : '' };
-}
+import { ageDecryptWithPassphrase as ageDecrypt } from '../../../test/exit/age-pty.ts';
 
 const hasAge = spawnSync('age', ['--version']).status === 0;
 
