@@ -135,6 +135,10 @@ describe('exit', () => {
     expect(ok(await tool('verify-export.sh', out)).stdout).toMatch(/Export Verification Report for IMVU-001/);
     expect(ok(await tool('verify-exit-capability.sh', archive)).stdout).toMatch(/gate 13 \(Exit Portability\) enforced[\s\S]*Checksum: sha256:/);
     expect((await tool('imvu-exit.sh')).code).toBe(2);
+    const iso = await tool('verify-imvu-isolation.sh');
+    expect(iso.code, iso.stderr).toBe(0);
+    expect(iso.stdout).toMatch(/✅ gate 2 \(IMVU Isolation\) enforced/);
+    expect(iso.stdout).toMatch(/gate 16 \(No Cross-IMVU Leakage\)/);
   }, 60_000);
 
   it('fails offline verification with exit 4 naming the file when any byte is altered, added or removed', async () => {
