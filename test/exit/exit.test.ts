@@ -166,6 +166,30 @@ describe('exit', () => {
     }
   }, 60_000);
 
+  it('threat 2.5: a suspended IMVU still exits, and no admin command stops or changes it while exiting (denied, the creator notified)', async () => {
+    ok(await nexus('identity', 'create', 'ops', '--role', 'admin', '--data', data));
+    ok(await nexus('imvu', 'suspend', 'IMVU-002', '--reason', 'unpaid', '--as', 'ops'));
+    const soaBefore = await dig('imvu002.world', 'SOA');
+    // The creator's signature alone, whatever the status.
+    ok(await nexus('imvu', 'exit', 'IMVU-002', '--as', 'bob'));
+    const attempts: [string, string[]][] = [
+      ['resume', ['imvu', 'resume', 'IMVU-002', '--as', 'ops']],
+      ['scale down', ['imvu', 'scale', 'IMVU-002', '--cpu', '1', '--as', 'ops']],
+      ['DNS change', ['dns', 'record', 'add', 'imvu002.world', 'evil', 'A', '10.6.6.6', '--as', 'ops']],
+      ['purge', ['imvu', 'purge', 'IMVU-002', '--stage', 'release', '--as', 'ops']],
+    ];
+    for (const [what, args] of attempts) {
+      const r = await nexus(...args);
+      expect(r.code, `${what}: ${r.stdout}${r.stderr}`).toBe(1);
+      expect(r.stderr, what).toMatch(what === 'DNS change' ? /gate (4|13)/ : /gate 13/);
+    }
+    const show = ok(await nexus('--json', 'imvu', 'show', 'IMVU-002', '--as', 'bob')).stdout;
+    expect((JSON.parse(show) as { status: string }).status).toBe('exiting');
+    expect(show).toMatch(/BLOCKED by gate 13/);
+    // Its zone is still answered as before the exit.
+    expect(answer(await dig('imvu002.world', 'SOA'))).toBe(answer(soaBefore));
+  }, 120_000);
+
   it('after the creator confirms, the IMVU is no longer served or metered; the other IMVU is unaffected', async () => {
     ok(await nexus('imvu', 'exit-confirm', 'IMVU-001', '--archive', archive));
     // Its zone is no longer served, nor delegated by the platform's zone (no lame delegation):
