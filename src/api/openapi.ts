@@ -32,6 +32,8 @@ const error = (description: string) => ({ description, ...json(ref('Error')) });
 
 function operation(route: RouteDef): JsonSchema {
   const op: JsonSchema = { summary: route.summary, operationId: `${route.method.toLowerCase()}${route.path.replace(/[^A-Za-z0-9]+/g, '_')}`, parameters: parameters(route) };
+  // A route that takes raw bytes (an archive to import) rather than a signed command.
+  if (route.consumes) op.requestBody = { required: true, content: { [route.consumes]: { schema: { type: 'string', format: 'binary' } } } };
   if (route.command) {
     const body = route.command === 'any' ? { oneOf: SUBMITTABLE_TYPES.map(commandRef) } : commandRef(route.command);
     op.requestBody = { required: true, description: `A signed command (at most ${MAX_BODY_BYTES} bytes).`, ...json(body) };

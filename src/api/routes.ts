@@ -32,7 +32,6 @@ import type { Reader } from './read-auth.ts';
 import { HttpError } from './http-error.ts';
 import { bundleReply, checkpointReply, hashTileReply, TLOG_CHECKPOINT_CACHE } from './tlog.ts';
 import type { CosignatureCollector } from '../core/witness/collector.ts';
-import type { ExitService } from '../imvu/exit/service.ts';
 import { cosignedCheckpoint, servedCheckpoint } from './checkpoint.ts';
 import { daemonStatus, type DaemonInfo } from './status.ts';
 import type { WorkloadControl } from '../compute/snapshots/index.ts';
@@ -54,8 +53,6 @@ export interface ApiContext {
   witnesses?: CosignatureCollector;
   /** Whether the MX runs in this daemon (mail to hosted mailboxes is accepted). */
   mailServing?: boolean;
-  /** The exit process: archive builds and their status. */
-  exits?: ExitService;
   /** The compute service, when the fabric runs on this host. */
   compute?: ComputeService;
   /** Version, pid, data directory and listeners, for GET /v1/status (set once the daemon listens). */
@@ -111,6 +108,8 @@ export interface RouteDef {
   bind?: { param: string; field: string };
   /** Content type of a successful answer (default application/json). */
   produces?: string;
+  /** Content type of a request body that is not a signed command (raw bytes). */
+  consumes?: string;
   /** Reads: who may call it (mutations authenticate by the signed command in their body). */
   access?: Access;
   handle(ctx: ApiContext, req: ReadRequest): Promise<Reply>;
@@ -397,6 +396,80 @@ const SnapshotParams = z.object({ id: z.string().regex(/^IMVU-\d{3,9}$/), digest
  * stages the snapshot, records the signed snapshot.rollback, then swaps the volume with the
  * workload stopped.
  */
+/**
+ * A re-import (src/imvu/import/): the creator uploads another platform's exit archive (a signed
+ * PUT of its bytes, named by their SHA-256; verified offline here and kept), then signs
+ * `imvu.import`, which must match it; once recorded, the mail and the data volume are restored.
+ */
+function importRoutes(): RouteDef[] {
+  const service = () => import('../imvu/import/service.ts');
+  const refused = async (err: unknown): Promise<never> => {
+    const { ImportRefused } = await service();
+    if (err instanceof ImportRefused) throw new HttpError(err.status, err.message);
+    throw err;
+  };
+  return [
+    {
+      method: 'PUT',
+      path: '/v1/imports/:archive',
+      consumes: 'application/octet-stream',
+      summary: "Upload another platform's exit archive (application/octet-stream, a request signed by a creator; the path names its SHA-256): verified offline, then kept for `imvu.import`",
+      params: z.object({ archive: z.string().regex(/^[0-9a-f]{64}$/, 'must be the SHA-256 of the archive in lower-case hex') }).strict(),
+      query: AnyQuery,
+      access: 'signed',
+      async handle(ctx, req) {
+        if (req.reader?.role !== 'creator') throw new HttpError(403, `only a creator uploads an archive to import; ${req.reader?.name ?? 'anonymous'} is a ${req.reader?.role ?? 'stranger'}`);
+        const body = req.body as { pipe?: unknown } | undefined;
+        if (!body || typeof body.pipe !== 'function') throw new HttpError(415, 'send the archive as application/octet-stream');
+        const s = await service();
+        const staged = await s.stageArchive(ctx.platform.dataDir, String(req.params.archive), req.body as import('node:stream').Readable).catch(refused);
+        const m = staged.manifest.manifest;
+        return { status: 201, body: { sha256: staged.sha256, size: staged.size, manifest: staged.manifestSha256, imvu: m.imvu, owner: m.owner, origin: m.origin, treeSize: m.treeSize, report: staged.report, plan: s.restorePlan(staged) } };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/imvus/import',
+      summary: "Import an IMVU from an uploaded exit archive (imvu.import, the creator's signature; same id, identity key, zone and DNSSEC keys, mailboxes, routes); the mail and data volume are restored once it is recorded",
+      params: NoParams,
+      query: AnyQuery,
+      command: 'imvu.import',
+      async handle(ctx, req) {
+        const b = (req.body as { command?: { body?: Record<string, unknown> } })?.command?.body;
+        const sha = (b?.source as { archive?: unknown } | undefined)?.archive;
+        const s = await service();
+        const staged = typeof sha === 'string' && /^[0-9a-f]{64}$/.test(sha) ? s.stagedArchive(ctx.platform.dataDir, sha) : undefined;
+        if (typeof sha === 'string' && /^[0-9a-f]{64}$/.test(sha)) {
+          if (!staged) throw new HttpError(409, `no verified archive ${sha} is kept here: upload it first (PUT /v1/imports/${sha}); nothing was recorded`);
+          const bad = s.checkImportAgainst(staged, b!);
+          if (bad) throw new HttpError(409, `${bad}; nothing was recorded`);
+          // Every message is checked before anything is recorded.
+          try {
+            s.readArchiveMail(staged.root);
+          } catch (err) {
+            await refused(err);
+          }
+        }
+        const reply = await submit(ctx, { command: 'imvu.import' }, req.params, req.body, req.source);
+        const r = reply.body as { allowed?: boolean };
+        if (!r.allowed || !staged) return reply;
+        const id = String(b!.id);
+        const mail = await s.restoreMail(ctx.platform, id, staged.root);
+        const volume = await s.restoreVolume(ctx.platform, id, staged.root);
+        return { ...reply, body: { ...(reply.body as object), restored: { ...mail, volume: volume ?? null } } };
+      },
+    },
+    read('/v1/imvus/:id/import', "An imported IMVU's reference to the platform it came from, and the served state its archive held (creator or member)", { params: Params.imvu }, async (ctx, { params, reader }) => {
+      await snapshotReader(ctx, reader, params.id);
+      const row = await ctx.platform.store.get<{ archive_sha256: string }>('SELECT * FROM imports WHERE imvu = ?', [params.id]);
+      if (!row) throw new HttpError(404, `${params.id} was not imported from another platform`);
+      const s = await service();
+      const staged = s.stagedArchive(ctx.platform.dataDir, row.archive_sha256);
+      return { body: { imvu: params.id, import: row, plan: staged ? s.restorePlan(staged) : null } };
+    }),
+  ];
+}
+
 function snapshotRoutes(): RouteDef[] {
   const bind = { param: 'id', field: 'imvu' };
   const snapshots = () => import('../compute/snapshots/index.ts');
@@ -489,6 +562,8 @@ function snapshotRoutes(): RouteDef[] {
 
 export const ROUTES: RouteDef[] = [
   ...snapshotRoutes(),
+  ...importRoutes(),
+  mutation('POST', '/v1/imvus/:id/domains/transfer', 'domain.transfer', "Transfer in a domain the IMVU held on the platform it was imported from, with the code that platform signed at the exit (domain-transfer-codes.txt); its zone and DNSSEC keys come from the archive", { param: 'id', field: 'imvu' }),
   // ---- mutations: a signed command in the body
   mutation('POST', '/v1/commands', 'any', 'Submit any signed command'),
   mutation('POST', '/v1/identities', 'identity.register', 'Register an identity (creators and members sign for themselves; admins and services are registered by the platform)'),

@@ -101,6 +101,11 @@ export interface ServerOptions {
   /** The exit process (src/imvu/exit/service.ts): days before an unconfirmed exit ends, how often its clock is checked. */
   exit?: { confirmDays?: number; clockIntervalMs?: number };
   /**
+   * Platforms whose domain transfer codes this one takes (`nexus domain transfer-in`, gate 3): each
+   * is recorded once as a platform-signed `platform.peer` entry at start.
+   */
+  peers?: { origin: string; publicKey: string }[];
+  /**
    * The outbound mail queue (src/mail/queue): DATA/mail-queue, DKIM-signed at enqueue, delivered
    * locally or to the MX hosts the resolver finds from these root hints, on `relayPort` (25). Off
    * unless given (`serve()` passes the configured root hints and relay port).
@@ -233,6 +238,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   // Commands are JSON; a text/plain body is refused like any other media type.
   app.removeContentTypeParser('text/plain');
+  // Archives to import are streamed to disk, never buffered (PUT /v1/imports/:sha256 bounds the size).
+  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
   // openDataDir has already compared the data directory with its checkpoint file (it throws
   // LostHistoryError, exit code 5, when acknowledged entries are missing) and the projections with
   // the ledger: say what it found before serving anything.
@@ -366,6 +373,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   platform.chokepoint.ledger.onCheckpoint(() => exits.poke());
   exits.start();
+  for (const peer of opts.peers ?? []) {
+    if (await platform.store.get('SELECT 1 AS x FROM peers WHERE origin = ? AND public_key = ?', [peer.origin, peer.publicKey])) continue;
+    const r = await platform.chokepoint.submit(platform.chokepoint.platformCommand('platform.peer', peer));
+    if (!r.allowed) app.log.warn({ peer, gates: r.gates.filter((g) => g.status === 'deny') }, 'peer platform not recorded');
+  }
   let compute: ComputeService | undefined;
   try {
     compute = await startCompute(platform, opts.compute, app.log);
@@ -402,7 +414,6 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }
   let openapi: unknown;
   const ctx: ApiContext = {
-    exits,
     platform,
     metrics,
     noise,

@@ -269,6 +269,42 @@ export class Client {
     return { bytes, headers: res.headers };
   }
 
+  /** PUTs a file's bytes (application/octet-stream), streamed, in a request signed like get(); resolves with the JSON answer. */
+  async upload<T>(path: string, file: string, as: ReadSigner, onBytes?: (sent: number, total: number) => void): Promise<T> {
+    const { createReadStream, statSync } = await import('node:fs');
+    const u = new URL(this.url + path);
+    const request = u.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
+    const ca = await this.trusted();
+    const total = statSync(file).size;
+    const headers = { accept: 'application/json', 'content-type': 'application/octet-stream', 'content-length': String(total), ...signRead(as.key, as.id, 'PUT', this.url + path) };
+    const tlsCa = u.protocol === 'https:' && ca !== undefined ? { ca: [...(await import('node:tls')).rootCertificates, ca] } : {};
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = request(u, { method: 'PUT', agent: false, headers, ...tlsCa }, resolve);
+      // The daemon verifies the whole archive before it answers: no timeout on the answer.
+      req.on('error', (err) => reject(new CliError(`cannot reach the daemon at ${this.url} (${transportReason(err)})`, EXIT.unreachable)));
+      let sent = 0;
+      createReadStream(file)
+        .on('data', (c) => {
+          sent += (c as Buffer).length;
+          onBytes?.(sent, total);
+        })
+        .on('error', (err) => req.destroy(err))
+        .pipe(req);
+    });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of res) {
+      size += (c as Buffer).length;
+      if (size > MAX_RESPONSE_BYTES) throw new CliError(`the answer is larger than ${MAX_RESPONSE_BYTES} bytes`, EXIT.unreachable);
+      chunks.push(c as Buffer);
+    }
+    const text = Buffer.concat(chunks).toString('utf8');
+    const status = res.statusCode ?? 0;
+    const answer: Answer = { ok: status >= 200 && status < 300, status, statusText: res.statusMessage ?? '', text: async () => text };
+    if (!answer.ok) return this.fail(answer, `PUT ${path}`);
+    return (await this.json(answer, `PUT ${path}`)) as T;
+  }
+
   private async json(res: Answer, what: string): Promise<unknown> {
     const text = await res.text();
     try {

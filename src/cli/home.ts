@@ -18,10 +18,11 @@
 //     witnesses.json                  { witnesses: [{ name, vkey, addedAt }], require: K }   the witness policy
 //     evidence/<time>-served-<code>.json  what `nexus audit watch` found served against the ledger
 //     watch/<platform id>.json        the ledger size up to which `nexus audit watch` has shown entries
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { KeyObject } from 'node:crypto';
+import { writeFileAtomic } from '../core/durable.ts';
 import { identityIdFromPublicKey, isIdentityId, loadPrivateKey, publicKeyRaw, savePrivateKey } from '../core/identity/keys.ts';
 import { usage } from './errors.ts';
 import { fsyncDir } from '../core/durable.ts';
@@ -34,21 +35,7 @@ export function defaultHome(env: NodeJS.ProcessEnv = process.env): string {
   return resolve(config, 'nexus');
 }
 
-/** Writes a file atomically and durably (temp file, fsync, rename, fsync of the directory), creating its directory with mode 0700. */
-export function writeFileAtomic(path: string, data: string, mode = 0o600): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data, { mode });
-  chmodSync(tmp, mode);
-  const fd = openSync(tmp, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-  fsyncDir(dirname(path));
-}
+export { writeFileAtomic };
 
 function readJson<T>(path: string, fallback: T): T {
   if (!existsSync(path)) return fallback;

@@ -19,6 +19,7 @@ import { DNSKEY_TTL_S } from '../core/policy/gates/platform-powers.ts';
 import { keyViews } from '../domains/dnssec/ds.ts';
 import { ALGORITHM_ECDSAP256SHA256, CSK_FLAGS, dnssecKeyPath, generateZoneKey } from '../domains/dnssec/keys.ts';
 import { fsyncDir } from '../core/durable.ts';
+import { installImportedKeys, type ImportedKeys } from './import/keys.ts';
 
 export const DKIM_SELECTOR = 'nexus1';
 export const DKIM_KEY_DIR = join('keys', 'dkim');
@@ -202,6 +203,15 @@ export function provisioner(dataDir: string): NonNullable<ChokepointOptions['pro
       const zone = await db.get<{ name: string; imvu: string }>('SELECT name, imvu FROM zones WHERE entry = ?', [index]);
       if (!zone) throw new Error(`domain.verified entry ${index} was allowed but created no zone`);
       return [await provisionDnssecKey(dataDir, zone.imvu, zone.name)];
+    }
+    // A re-import: the keys come from the verified archive, never new (the parent's DS stays valid).
+    if (command.type === 'imvu.import' || command.type === 'domain.transfer') {
+      const b = command.body as unknown as { id?: string; imvu?: string; source?: { archive: string }; zone: ImportedKeys['zone']; dkim?: ImportedKeys['dkim'] };
+      const imvu = String(b.id ?? b.imvu);
+      const archive = b.source?.archive ?? (await db.get<{ archive_sha256: string }>('SELECT archive_sha256 FROM imports WHERE imvu = ?', [imvu]))?.archive_sha256;
+      if (!archive) throw new Error(`${imvu} has no import to take keys from`);
+      installImportedKeys(dataDir, { imvu, archive, zone: b.zone, dkim: b.dkim ?? [] }, command.type === 'imvu.import');
+      return [];
     }
     if (command.type !== 'imvu.create') return [];
     const row = await db.get<{ id: string; domain: string }>('SELECT id, domain FROM imvus WHERE entry = ?', [index]);

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { initDataDir } from '../../src/core/platform.ts';
 import { startServer, type RunningServer } from '../../src/api/server.ts';
 import { ROOT, run, tempDir, type Run } from '../cli/harness.ts';
+import { ageDecryptWithPassphrase } from './age-pty.ts';
 
 const execFileAsync = promisify(execFile);
 let server: RunningServer;
@@ -113,12 +114,31 @@ describe('exit', () => {
     expect(Object.keys(manifest.manifest.parts).sort()).toEqual(['compute', 'domains', 'ledger', 'mail', 'network', 'secrets']);
   });
 
+  it('also writes the secrets for a passphrase (--passphrase-file), which age -d opens', async () => {
+    const out2 = join(out, 'pass');
+    mkdirSync(out2);
+    const pf = join(out, 'passphrase.txt');
+    writeFileSync(pf, 'a long exit passphrase\n', { mode: 0o600 });
+    const r = ok(await nexus('imvu', 'exit', 'IMVU-001', '--out', out2, '--passphrase-file', pf));
+    expect(r.stdout).toMatch(/IMVU-001-secrets\.age: the secrets, for your passphrase/);
+    const file = join(out2, 'IMVU-001-secrets.age');
+    expect(readFileSync(file).subarray(0, 32).toString('latin1')).toMatch(/^age-encryption\.org\/v1\n-> scrypt /);
+    const opened = ageDecryptWithPassphrase(file, 'a long exit passphrase');
+    expect(opened.code, opened.out).toBe(0);
+    expect(Object.keys(JSON.parse(opened.plain) as object)).toContain('dkim/private.key');
+    expect(ageDecryptWithPassphrase(file, 'not the passphrase').code).not.toBe(0);
+  }, 120_000);
+
   it("runs through the spec's tools", async () => {
     const tool = (name: string, ...args: string[]) => run([join(ROOT, 'tools', name), ...args], env, { cmd: 'bash' });
     expect(ok(await tool('imvu-exit-status.sh', '--imvu-id', 'IMVU-001')).stdout).toMatch(/✅ Ledger and statements complete/);
     expect(ok(await tool('verify-export.sh', out)).stdout).toMatch(/Export Verification Report for IMVU-001/);
     expect(ok(await tool('verify-exit-capability.sh', archive)).stdout).toMatch(/gate 13 \(Exit Portability\) enforced[\s\S]*Checksum: sha256:/);
     expect((await tool('imvu-exit.sh')).code).toBe(2);
+    const iso = await tool('verify-imvu-isolation.sh');
+    expect(iso.code, iso.stderr).toBe(0);
+    expect(iso.stdout).toMatch(/✅ gate 2 \(IMVU Isolation\) enforced/);
+    expect(iso.stdout).toMatch(/gate 16 \(No Cross-IMVU Leakage\)/);
   }, 60_000);
 
   it('fails offline verification with exit 4 naming the file when any byte is altered, added or removed', async () => {
@@ -145,6 +165,30 @@ describe('exit', () => {
       expect(r.stderr, what).toMatch(reason);
     }
   }, 60_000);
+
+  it('threat 2.5: a suspended IMVU still exits, and no admin command stops or changes it while exiting (denied, the creator notified)', async () => {
+    ok(await nexus('identity', 'create', 'ops', '--role', 'admin', '--data', data));
+    ok(await nexus('imvu', 'suspend', 'IMVU-002', '--reason', 'unpaid', '--as', 'ops'));
+    const soaBefore = await dig('imvu002.world', 'SOA');
+    // The creator's signature alone, whatever the status.
+    ok(await nexus('imvu', 'exit', 'IMVU-002', '--as', 'bob'));
+    const attempts: [string, string[]][] = [
+      ['resume', ['imvu', 'resume', 'IMVU-002', '--as', 'ops']],
+      ['scale down', ['imvu', 'scale', 'IMVU-002', '--cpu', '1', '--as', 'ops']],
+      ['DNS change', ['dns', 'record', 'add', 'imvu002.world', 'evil', 'A', '10.6.6.6', '--as', 'ops']],
+      ['purge', ['imvu', 'purge', 'IMVU-002', '--stage', 'release', '--as', 'ops']],
+    ];
+    for (const [what, args] of attempts) {
+      const r = await nexus(...args);
+      expect(r.code, `${what}: ${r.stdout}${r.stderr}`).toBe(1);
+      expect(r.stderr, what).toMatch(what === 'DNS change' ? /gate (4|13)/ : /gate 13/);
+    }
+    const show = ok(await nexus('--json', 'imvu', 'show', 'IMVU-002', '--as', 'bob')).stdout;
+    expect((JSON.parse(show) as { status: string }).status).toBe('exiting');
+    expect(show).toMatch(/BLOCKED by gate 13/);
+    // Its zone is still answered as before the exit.
+    expect(answer(await dig('imvu002.world', 'SOA'))).toBe(answer(soaBefore));
+  }, 120_000);
 
   it('after the creator confirms, the IMVU is no longer served or metered; the other IMVU is unaffected', async () => {
     ok(await nexus('imvu', 'exit-confirm', 'IMVU-001', '--archive', archive));

@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { DOMAIN_RE } from '../../core/policy/vocabulary.ts';
 import { imvuId } from '../args.ts';
 import { Ctx, receiptLine } from '../context.ts';
+import { addTransferIn } from './import.ts';
 import { ApiError } from '../client.ts';
 import { CliError, EXIT, notFound, usage } from '../errors.ts';
 import { table } from '../format.ts';
@@ -47,6 +48,8 @@ TXT record the claim answers with at _nexus-challenge.DOMAIN, then \`nexus domai
 then the domain is not served, other IMVUs may claim it too (the first to prove it gets it), and
 the claim lapses after 7 days. Public suffixes (com, co.uk, github.io, ...) cannot be claimed.`,
     );
+
+  addTransferIn(cmd);
 
   cmd
     .command('claim')

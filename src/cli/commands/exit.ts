@@ -65,7 +65,8 @@ export function addExitCommands(imvu: Command): void {
     .option('--out <dir>', 'download the archive into this folder and verify it')
     .option('--recipient <key>', 'who can open secrets/secrets.age: an age (age1...) or SSH public key; repeatable (default: your identity key as ssh-ed25519)', collect)
     .option('--timeout <seconds>', 'how long to wait for the archive', (v) => Number(v), 3600)
-    .action(async (id: string, o: { out?: string; recipient?: string[]; timeout: number }, c: Command) => {
+    .option('--passphrase-file <file>', "with --out: also write the secrets encrypted to this passphrase (age's scrypt recipient) as IMVU-secrets.age beside the archive; needs secrets.age encrypted to your identity key (the default) and age installed")
+    .action(async (id: string, o: { out?: string; recipient?: string[]; timeout: number; passphraseFile?: string }, c: Command) => {
       const ctx = Ctx.of(c);
       const before = await ctx.get<{ owner: { id: string } }>(`/v1/imvus/${id}`);
       const signer = ctx.signer([before.owner.id], `imvu exit ${id}`);
@@ -96,10 +97,12 @@ export function addExitCommands(imvu: Command): void {
       const contact = await ctx.connect();
       const report = await verifyFile(ctx, file, contact.platform.publicKey);
       if (report.sha256 !== v.exit?.archive_sha256) throw verificationFailed(`the archive downloaded (sha256:${report.sha256}) is not the one the ledger records (sha256:${v.exit?.archive_sha256})`);
-      ctx.print({ imvu: id, file, sha256: report.sha256, size: report.size, report: report.lines }, () => [
+      const passphraseCopy = o.passphraseFile ? await secretsToPassphrase(ctx, id, file, o.passphraseFile, signer) : undefined;
+      ctx.print({ imvu: id, file, sha256: report.sha256, size: report.size, report: report.lines, ...(passphraseCopy ? { passphraseSecrets: passphraseCopy } : {}) }, () => [
         ...report.lines,
         '',
         `✅ ${file}`,
+        ...(passphraseCopy ? [`✅ ${passphraseCopy}: the secrets, for your passphrase (age -d ${passphraseCopy})`] : []),
         `when you have kept it safe: nexus imvu exit-confirm ${id} --archive ${file}`,
       ]);
     });
@@ -148,6 +151,46 @@ export function addExitCommands(imvu: Command): void {
       const s = await ctx.submit('POST', `/v1/imvus/${id}/purge`, 'imvu.purge', { imvu: id, stage: o.stage }, ctx.signer([], `imvu purge ${id}`));
       ctx.print({ imvu: id, stage: o.stage, index: s.receipt.index }, () => [`✅ ${id}: ${o.stage} recorded (ledger entry ${s.receipt.index})`]);
     });
+}
+
+/**
+ * The passphrase copy of the secrets: secrets/secrets.age is opened here with the creator's own
+ * identity key (age -d, as an OpenSSH key in a private temp file) and sealed again to the
+ * passphrase with age's scrypt recipient. The daemon never sees the passphrase; the copy sits beside
+ * the signed archive, which stays as the platform signed it.
+ */
+async function secretsToPassphrase(ctx: Ctx, id: string, archive: string, passphraseFile: string, as: LocalIdentity): Promise<string> {
+  const { mkdtempSync, readFileSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { dirname, join } = await import('node:path');
+  const { execFileSync } = await import('node:child_process');
+  let passphrase: string;
+  try {
+    passphrase = readFileSync(passphraseFile, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    throw usage(`cannot read ${passphraseFile}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (!passphrase) throw usage(`${passphraseFile} is empty`);
+  const tmp = mkdtempSync(join(tmpdir(), 'nexus-secrets-'));
+  try {
+    execFileSync('tar', ['-xzf', archive, '-C', tmp, `${id}/secrets/secrets.age`]);
+    const { sshPrivateKey } = await import('../../core/identity/openssh.ts');
+    const key = join(tmp, 'identity');
+    writeFileSync(key, sshPrivateKey(as.key), { mode: 0o600 });
+    let plain: Buffer;
+    try {
+      plain = execFileSync('age', ['-d', '-i', key, join(tmp, id, 'secrets', 'secrets.age')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (err) {
+      throw usage(`cannot open secrets.age with ${as.name}'s key (${String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().split('\n')[0]}): was it encrypted to other recipients?`);
+    }
+    const { encryptWithPassphrase } = await import('../../imvu/exit/age-scrypt.ts');
+    const out = join(dirname(archive), `${id}-secrets.age`);
+    writeFileSync(out, encryptWithPassphrase(plain, passphrase), { mode: 0o600 });
+    void ctx;
+    return out;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 async function waitReady(ctx: Ctx, id: string, timeoutMs: number, as: LocalIdentity): Promise<ExitView> {

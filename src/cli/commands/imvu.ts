@@ -5,6 +5,7 @@ import { gb, imvuId, imvuName, int, jurisdiction, text } from '../args.ts';
 import { JURISDICTIONS } from '../../core/policy/vocabulary.ts';
 import { ApiError, type Receipt } from '../client.ts';
 import { addExitCommands } from './exit.ts';
+import { addImportCommand } from './import.ts';
 import { Ctx, receiptLine } from '../context.ts';
 import { CliError, EXIT, usage } from '../errors.ts';
 import { plural, table } from '../format.ts';
@@ -264,6 +265,7 @@ export function imvuCommand(): Command {
     });
 
   addExitCommands(cmd);
+  addImportCommand(cmd);
 
   return cmd;
 }

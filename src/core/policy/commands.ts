@@ -160,6 +160,28 @@ const snapshotCovers = z
   })
   .strict();
 
+const keyState = z.enum(['active', 'published', 'retired']);
+/** A zone as an exit archive's IMVU.json holds it: records (absolute names), serial, DNSSEC public keys. */
+const importedZone = z
+  .object({
+    name: domain,
+    serial: z.number().int().min(1).max(0xffffffff),
+    records: z
+      .array(
+        z
+          .object({
+            name: z.string().min(1).max(253).refine(lowerCase, canonicalMessage('a record name')).regex(/^[a-z0-9_*-]+(\.[a-z0-9_*-]+)*$/, 'must be an absolute name without a final dot'),
+            type: z.enum(RECORD_TYPES),
+            value: z.string().min(1).max(2048),
+            ttl: z.number().int().min(0).max(604800),
+          })
+          .strict(),
+      )
+      .max(1000),
+    dnssec: z.array(z.object({ algorithm: z.literal(13), flags: z.union([z.literal(257), z.literal(256)]), publicKey: dnssecPublicKey, state: keyState }).strict()).max(4),
+  })
+  .strict();
+
 export const BODY_SCHEMAS = {
   'platform.genesis': z
     .object({
@@ -222,6 +244,42 @@ export const BODY_SCHEMAS = {
   'imvu.exit.confirm': z.object({ imvu: imvuId, archive: sha256Hex }).strict(),
   'imvu.exit.expire': z.object({ imvu: imvuId }).strict(),
   'imvu.purge': z.object({ imvu: imvuId, stage: z.enum(['release', 'delete']) }).strict(),
+  // A re-import (src/imvu/import/): the creator recreates on this platform, under the same id and
+  // identity key, the IMVU that an exit archive of another platform holds. `source` is the signed
+  // reference to the first platform's log: its origin and key, the cosigned checkpoint the archive's
+  // history is proved against, and the archive's and manifest's digests. The served state comes
+  // whole (records of the primary zone with its serial and DNSSEC public keys, DKIM selectors,
+  // mailboxes, routes): replay needs nothing but this entry. `id`, not `imvu`: it does not exist yet.
+  'imvu.import': z
+    .object({
+      id: imvuId,
+      name: z.string().regex(IMVU_NAME_RE, 'must be 1-63 of letters, digits, _ and -, starting with a letter'),
+      owner: identityId,
+      jurisdiction: z.string().min(1).max(32),
+      envelope: envelopePatch.optional(),
+      source: z
+        .object({
+          origin: z.string().min(1).max(255).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces'),
+          platformKey: publicKey,
+          checkpoint: z.string().min(1).max(8192),
+          treeSize: z.number().int().min(1),
+          archive: sha256Hex,
+          manifest: sha256Hex,
+        })
+        .strict(),
+      zone: importedZone,
+      dkim: z.array(z.object({ selector: dkimSelector, publicKey: z.string().min(1).max(1024), state: keyState }).strict()).max(4),
+      mailboxes: z.array(mailboxAddress).max(256),
+      routes: TrafficPolicy,
+    })
+    .strict(),
+  // A domain the IMVU held on the platform it left, moved here with the transfer code that platform
+  // signed at the exit (src/imvu/exit/certificates.ts): the code must be signed by the key of the
+  // IMVU's `imvu.import` source and name this IMVU, its owner and the exit's tree size (gate 3).
+  // A platform whose domain transfer codes this platform takes (domain.transfer): its log origin and
+  // Ed25519 key, as the operator configured them (platform only, gate 17).
+  'platform.peer': z.object({ origin: z.string().min(1).max(255).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces'), publicKey }).strict(),
+  'domain.transfer': z.object({ imvu: imvuId, domain, code: z.string().min(1).max(4096), zone: importedZone }).strict(),
   'member.add': z.object({ imvu: imvuId, identity: identityId }).strict(),
   'domain.claim': z.object({ imvu: imvuId, domain }).strict(),
   'dns.record.add': z

@@ -122,6 +122,53 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
       await tx.run('INSERT INTO routes (imvu, policy, entry) VALUES (?, ?, ?)', [id, JSON.stringify(defaultTrafficPolicy()), index]);
       return;
     }
+    case 'imvu.import': {
+      // The IMVU as it was served on the platform it left: same id, owner, zone (records, serial,
+      // DNSSEC keys), DKIM selectors, mailboxes and routes; no defaults of its own. The private keys
+      // are installed by the provision hook from the verified archive (src/imvu/import/).
+      const id = String(b.id);
+      const zone = b.zone as ImportedZone;
+      const env = { ...DEFAULT_ENVELOPE, ...((b.envelope as Body | undefined) ?? {}) };
+      await tx.run(
+        'INSERT INTO imvus (id, seq, name, owner, jurisdiction, status, domain, stage_domain, created_at, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        [id, Number(id.slice('IMVU-'.length)), String(b.name), String(b.owner), String(b.jurisdiction), 'active', zone.name, `stage.${zone.name}`, at, index],
+      );
+      await tx.run(
+        'INSERT INTO envelopes (imvu, cpu_cores, memory_gb, storage_gb, iops, burst_multiplier, burst_minutes, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        [id, env.cpu_cores, env.memory_gb, env.storage_gb, env.iops, env.burst_multiplier, env.burst_minutes, index],
+      );
+      await recordEnvelope(tx, id, index, at);
+      await addDomain(tx, zone.name, id, 'primary', index);
+      await addImportedZone(tx, index, id, zone, at);
+      for (const k of b.dkim as { selector: string; publicKey: string; state: string }[])
+        await tx.run('INSERT INTO dkim_keys (imvu, selector, public_key, state, since, entry) VALUES (?, ?, ?, ?, ?, ?)', [id, k.selector, k.publicKey, k.state, at, index]);
+      for (const address of b.mailboxes as string[]) await tx.run('INSERT INTO mailboxes (address, imvu, entry) VALUES (?, ?, ?)', [address, id, index]);
+      await tx.run('INSERT INTO routes (imvu, policy, entry) VALUES (?, ?, ?)', [id, JSON.stringify(b.routes), index]);
+      const source = b.source as { origin: string; platformKey: string; treeSize: number; archive: string; manifest: string; checkpoint: string };
+      // The checkpoint's third line: its root hash (gate 13 opened and checked the note).
+      const root = source.checkpoint.split('\n')[2] ?? '';
+      await tx.run('INSERT INTO imports (imvu, origin, platform_key, tree_size, root_hash, archive_sha256, manifest_sha256, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
+        id,
+        source.origin,
+        source.platformKey,
+        source.treeSize,
+        root,
+        source.archive,
+        source.manifest,
+        index,
+      ]);
+      return;
+    }
+    case 'domain.transfer': {
+      const zone = b.zone as ImportedZone;
+      await addDomain(tx, zone.name, String(b.imvu), 'custom', index);
+      await addImportedZone(tx, index, String(b.imvu), zone, at);
+      await tx.run('DELETE FROM domain_claims WHERE name = ?', [zone.name]);
+      return;
+    }
+    case 'platform.peer':
+      await tx.run('INSERT OR REPLACE INTO peers (origin, public_key, entry) VALUES (?, ?, ?)', [String(b.origin), String(b.publicKey), index]);
+      return;
     case 'imvu.scale': {
       for (const f of ENVELOPE_FIELDS)
         if (typeof b[f] === 'number') await tx.run(`UPDATE envelopes SET ${f} = ?, entry = ? WHERE imvu = ?`, [b[f] as number, index, String(b.imvu)]);
@@ -472,6 +519,17 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
     case 'gateway.refusals':
       return;
   }
+}
+
+type ImportedZone = { name: string; serial: number; records: { name: string; type: string; value: string; ttl: number }[]; dnssec: { algorithm: number; flags: number; publicKey: string; state: string }[] };
+
+/** A zone exactly as an exit archive holds it: its serial, records and DNSSEC public keys. */
+async function addImportedZone(tx: WriteTx, index: number, imvu: string, zone: ImportedZone, at: string): Promise<void> {
+  await tx.run('INSERT INTO zones (name, imvu, serial, entry) VALUES (?, ?, ?, ?)', [zone.name, imvu, zone.serial, index]);
+  let n = 0;
+  for (const r of zone.records) await addRecord(tx, index, n++, zone.name, r.name, r.type, r.value, r.ttl);
+  for (const k of zone.dnssec)
+    await tx.run('INSERT INTO dnssec_keys (zone, imvu, algorithm, flags, public_key, state, since, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [zone.name, imvu, k.algorithm, k.flags, k.publicKey, k.state, at, index]);
 }
 
 /** Keeps every envelope an IMVU has had, with the time it took effect (gate 6 bounds usage by them). */

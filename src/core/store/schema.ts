@@ -133,6 +133,16 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
     key: 'imvu',
     ddl: `CREATE TABLE IF NOT EXISTS certificates (imvu TEXT PRIMARY KEY, names TEXT NOT NULL, serial TEXT NOT NULL, sha256 TEXT NOT NULL, not_before TEXT NOT NULL, not_after TEXT NOT NULL, issuer TEXT NOT NULL, directory TEXT NOT NULL, at TEXT NOT NULL, entry INTEGER NOT NULL)`,
   },
+  /** Platforms whose domain transfer codes this platform takes (platform.peer). */
+  peers: {
+    key: 'origin, public_key',
+    ddl: `CREATE TABLE IF NOT EXISTS peers (origin TEXT NOT NULL, public_key TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (origin, public_key))`,
+  },
+  /** An IMVU re-imported from another platform's exit archive (imvu.import): the signed reference to that platform's log. */
+  imports: {
+    key: 'imvu',
+    ddl: `CREATE TABLE IF NOT EXISTS imports (imvu TEXT PRIMARY KEY, origin TEXT NOT NULL, platform_key TEXT NOT NULL, tree_size INTEGER NOT NULL, root_hash TEXT NOT NULL, archive_sha256 TEXT NOT NULL, manifest_sha256 TEXT NOT NULL, entry INTEGER NOT NULL)`,
+  },
   /** DKIM keys per IMVU and selector; `state`: active (signs), published (rotation standby), retired (still published). `since`: when it entered that state. */
   dkim_keys: {
     key: 'imvu, selector',

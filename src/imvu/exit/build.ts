@@ -22,7 +22,7 @@ import { exportZone } from '../../domains/zonefile/export.ts';
 import { keyViews } from '../../domains/dnssec/ds.ts';
 import { readPrivateKey } from '../../domains/dnssec/keys.ts';
 import { dkimKeyPath } from '../provision.ts';
-import { EXIT_FORMAT, MANIFEST_FILE, PART_NAMES, hashFile, signManifest, type Manifest, type PartName, type PartStatus } from './manifest.ts';
+import { EXIT_FORMAT, MANIFEST_FILE, RESTORE_FILE, PART_NAMES, hashFile, signManifest, type Manifest, type PartName, type PartStatus } from './manifest.ts';
 import { statementCsv, statementPdf, statementsOf } from './statements.ts';
 import { transferCode, ownershipCertificate } from './certificates.ts';
 
@@ -109,7 +109,15 @@ async function domainsPart(p: OpenPlatform, root: string, imvu: ExitImvu, treeSi
   const ds: string[] = [];
   let keys = 0;
   for (const { name } of zones) {
-    write(dir, `${name}.zone`, await exportZone(p.store, name));
+    let text = await exportZone(p.store, name);
+    // A proven custom zone holds no NS RRset until its creator adds one, and a master file without
+    // one is refused by named-checkzone: the platform's name servers, which answered for it, go in.
+    if (!(await p.store.get("SELECT 1 AS x FROM records WHERE zone = ? AND name = ? AND type = 'NS'", [name, name]))) {
+      const ns = await p.store.all<{ name: string }>('SELECT DISTINCT name FROM nameservers ORDER BY name');
+      const names = ns.length ? ns.map((r) => r.name) : [`ns1.${(await p.store.get<{ suffix: string }>('SELECT suffix FROM platform LIMIT 1'))?.suffix ?? 'world'}`];
+      text += `; the platform's name servers, which served this zone (no NS RRset was recorded for it)\n${names.map((n) => `${name}. 3600 IN NS ${n}.`).join('\n')}\n`;
+    }
+    write(dir, `${name}.zone`, text);
     for (const view of await keyViews(p.store, name)) {
       const base = `K${name}.+013+${String(view.keyTag).padStart(5, '0')}`;
       write(dir, `dnssec/${base}.key`, `; ${view.state} since ${view.since}\n${view.dnskey}\n`);
@@ -255,6 +263,47 @@ function listFiles(root: string, dir = root): string[] {
   return out.sort();
 }
 
+/**
+ * IMVU.json: the IMVU's served state exactly as the projections hold it (envelope, every zone's
+ * records, serial and DNSSEC public keys, DKIM selectors, mailboxes, routes, workload), so that
+ * `nexus imvu import` on another platform recreates it record for record (src/imvu/import/).
+ */
+async function writeRestorePlan(p: OpenPlatform, root: string, imvu: ExitImvu): Promise<void> {
+  const envelope = await p.store.get<Record<string, number>>('SELECT cpu_cores, memory_gb, storage_gb, iops FROM envelopes WHERE imvu = ?', [imvu.id]);
+  const zones = [];
+  for (const z of await p.store.all<{ name: string; serial: number }>('SELECT name, serial FROM zones WHERE imvu = ? ORDER BY name', [imvu.id])) {
+    const records = await p.store.all<{ name: string; type: string; value: string; ttl: number }>('SELECT name, type, value, ttl FROM records WHERE zone = ? ORDER BY id', [z.name]);
+    const dnssec = await p.store.all<{ flags: number; public_key: string; state: string }>('SELECT flags, public_key, state FROM dnssec_keys WHERE zone = ? ORDER BY entry', [z.name]);
+    const kind = await p.store.get<{ kind: string }>('SELECT kind FROM domains WHERE name = ?', [z.name]);
+    zones.push({
+      name: z.name,
+      kind: kind?.kind ?? 'primary',
+      serial: Number(z.serial),
+      records: records.map((r) => ({ name: r.name, type: r.type, value: r.value, ttl: Number(r.ttl) })),
+      dnssec: dnssec.map((k) => ({ flags: Number(k.flags), publicKey: k.public_key, state: k.state })),
+    });
+  }
+  const dkim = await p.store.all<{ selector: string; public_key: string; state: string }>('SELECT selector, public_key, state FROM dkim_keys WHERE imvu = ? ORDER BY entry', [imvu.id]);
+  const mailboxes = await p.store.all<{ address: string }>('SELECT address FROM mailboxes WHERE imvu = ? ORDER BY address', [imvu.id]);
+  const route = await p.store.get<{ policy: string }>('SELECT policy FROM routes WHERE imvu = ?', [imvu.id]);
+  const workload = await p.store.get<{ blueprint: string; desired: string }>('SELECT blueprint, desired FROM workloads WHERE imvu = ?', [imvu.id]);
+  const plan = {
+    format: 'nexus-imvu/1',
+    id: imvu.id,
+    name: imvu.name,
+    owner: imvu.owner,
+    jurisdiction: imvu.jurisdiction,
+    domain: imvu.domain,
+    envelope: envelope ? { cpu_cores: Number(envelope.cpu_cores), memory_gb: Number(envelope.memory_gb), storage_gb: Number(envelope.storage_gb), iops: Number(envelope.iops) } : null,
+    zones,
+    dkim: dkim.map((k) => ({ selector: k.selector, publicKey: k.public_key, state: k.state })),
+    mailboxes: mailboxes.map((m) => m.address),
+    routes: route ? (JSON.parse(route.policy) as unknown) : null,
+    workload: workload ? { blueprint: JSON.parse(workload.blueprint) as unknown, desired: workload.desired } : null,
+  };
+  write(root, RESTORE_FILE, JSON.stringify(plan, null, 2) + '\n');
+}
+
 export async function readExitImvu(p: OpenPlatform, id: string): Promise<ExitImvu> {
   const row = await p.store.get<ExitImvu & { [k: string]: string | number }>('SELECT id, name, owner, jurisdiction, domain, status, entry FROM imvus WHERE id = ?', [id]);
   if (!row) throw new Error(`unknown IMVU ${id}`);
@@ -286,6 +335,7 @@ export async function buildExitArchive(opts: ExportOptions, imvuId: string): Pro
   };
 
   done('domains', await domainsPart(p, root, imvu, treeSize, secrets));
+  await writeRestorePlan(p, root, imvu);
   const records = await p.store.all<{ name: string; value: string }>("SELECT name, value FROM records WHERE zone IN (SELECT name FROM zones WHERE imvu = ?) AND type = 'TXT' ORDER BY name, value", [imvu.id]);
   mailKeys(p, root, imvu, secrets, records);
   const mail = opts.parts?.mail;

@@ -8,6 +8,8 @@ import { publicKeyFromRaw } from '../../core/identity/keys.ts';
 
 export const MANIFEST_FILE = 'MANIFEST.json';
 export const EXIT_FORMAT = 'nexus-exit/1';
+/** The IMVU's served state, for a re-import (src/imvu/import/). */
+export const RESTORE_FILE = 'IMVU.json';
 
 /** The archive's parts, in the spec's order. */
 export const PART_NAMES = ['domains', 'mail', 'compute', 'network', 'ledger', 'secrets'] as const;

@@ -2,11 +2,13 @@
 // mailbox folder as an mboxrd file (flags in Status/X-Status) with folders.json, and the compute
 // workload's data volume as a plain tar and as an OCI image archive (skopeo, umoci), with its
 // blueprint and an env.example whose secrets are redacted. Secrets go to secrets.age.
+import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify as yamlStringify } from 'yaml';
 import type { OpenPlatform } from '../../core/platform.ts';
 import { mailboxRoot } from '../../mail/maildir/paths.ts';
+import { toCrlf } from '../../mail/maildir/store.ts';
 import type { PartBuilder, PartResult } from './build.ts';
 
 export function mailPart(platform: OpenPlatform): PartBuilder {
@@ -14,7 +16,7 @@ export function mailPart(platform: OpenPlatform): PartBuilder {
     const { listMailboxes, readSubscriptions } = await import('../../mail/imap/mailboxes.ts');
     const { exportMboxToFile, readMaildirFolder } = await import('../../mail/export/mbox.ts');
     const boxes = await platform.store.all<{ address: string }>('SELECT address FROM mailboxes WHERE imvu = ? ORDER BY address', [imvu.id]);
-    const folders: Record<string, { folders: { name: string; file: string; messages: { n: number; flags: string; internalDate: string }[] }[]; subscriptions: string[] }> = {};
+    const folders: Record<string, { folders: { name: string; file: string; messages: { n: number; flags: string; internalDate: string; sha256: string }[] }[]; subscriptions: string[] }> = {};
     let messages = 0;
     mkdirSync(join(dir, 'mailboxes'), { recursive: true, mode: 0o700 });
     for (const [i, { address }] of boxes.entries()) {
@@ -29,7 +31,12 @@ export function mailPart(platform: OpenPlatform): PartBuilder {
         else writeFileSync(join(dir, file), '', { mode: 0o600 });
         const list = existsSync(folderDir) ? readMaildirFolder(folderDir) : [];
         messages += list.length;
-        entry.folders.push({ name, file, messages: list.map((m, n) => ({ n: n + 1, flags: m.info, internalDate: new Date(m.internalDate).toISOString() })) });
+        // sha256: of the message as IMAP serves it (CRLF line ends), so a re-import proves it got each one back byte for byte.
+        entry.folders.push({
+          name,
+          file,
+          messages: list.map((m, n) => ({ n: n + 1, flags: m.info, internalDate: new Date(m.internalDate).toISOString(), sha256: createHash('sha256').update(toCrlf(m.content)).digest('hex') })),
+        });
       }
       folders[address] = entry;
       progress((i + 1) / Math.max(1, boxes.length));

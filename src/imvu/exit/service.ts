@@ -6,7 +6,7 @@
 // Progress is kept in DATA/exports/<IMVU>/status.json for `nexus imvu exit-status`.
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../cli/home.ts';
+import { writeFileAtomic } from '../../core/durable.ts';
 import type { OpenPlatform } from '../../core/platform.ts';
 import { EXIT_CONFIRM_DAYS, EXIT_GRACE_DAYS, EXIT_RETENTION_DAYS } from '../../core/policy/vocabulary.ts';
 import { imvuDir } from '../../mail/maildir/paths.ts';

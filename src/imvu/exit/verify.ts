@@ -201,10 +201,14 @@ export async function verifyExitDir(root: string, archive: { sha256: string; siz
   return { imvu: m.imvu, lines: [`Export Verification Report for ${m.imvu}`, '='.repeat(`Export Verification Report for ${m.imvu}`.length), ...lines], sha256: archive.sha256, size: archive.size, manifest: signed };
 }
 
-/** Verifies an archive file (.tar.gz): extracts regular files only into a temp folder, then checks it. */
-export async function verifyExitArchive(file: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
+/**
+ * Verifies an archive file (.tar.gz): extracts regular files only into a temp folder, then checks
+ * it. With `keepIn` (an empty folder), the extraction stays there once verified (a re-import reads it).
+ */
+export async function verifyExitArchive(file: string, opts: VerifyOptions & { keepIn?: string } = {}): Promise<VerifyReport & { root: string }> {
   const archive = await hashFile(file);
-  const tmp = mkdtempSync(join(tmpdir(), 'nexus-export-'));
+  const tmp = opts.keepIn ?? mkdtempSync(join(tmpdir(), 'nexus-export-'));
+  let ok = false;
   try {
     let bad: string | undefined;
     await tarExtract({
@@ -222,8 +226,10 @@ export async function verifyExitArchive(file: string, opts: VerifyOptions = {}):
     if (bad) throw new ArchiveInvalid(file, bad);
     const tops = readdirSync(tmp);
     if (tops.length !== 1) throw new ArchiveInvalid(file, `holds ${tops.length} top-level folders, not one`);
-    return await verifyExitDir(join(tmp, tops[0]!), archive, opts);
+    const report = await verifyExitDir(join(tmp, tops[0]!), archive, opts);
+    ok = true;
+    return { ...report, root: join(tmp, tops[0]!) };
   } finally {
-    rmSync(tmp, { recursive: true, force: true });
+    if (!ok || !opts.keepIn) rmSync(tmp, { recursive: true, force: true });
   }
 }

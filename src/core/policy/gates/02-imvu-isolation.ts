@@ -8,11 +8,11 @@ export const gate: Gate = {
   number: 2,
   name: 'IMVU Isolation (Compute/Network)',
   enforcedIn: 'src/compute/fabric (namespaces, per-IMVU uid range, veth /30 and packet filter per IMVU) + gates/02-imvu-isolation.ts (who drives an IMVU\'s workload)',
-  guards: ['imvu.create', 'imvu.scale', 'compute.deploy', 'compute.start', 'compute.stop', 'compute.restart', 'compute.exec'],
+  guards: ['imvu.create', 'imvu.import', 'imvu.scale', 'compute.deploy', 'compute.start', 'compute.stop', 'compute.restart', 'compute.exec'],
   status: 'enforced',
   async check(ctx) {
     const type = ctx.command.type;
-    if (type === 'imvu.create' || type === 'imvu.scale') return pass(2, 'the workload runs in namespaces and a uid range of its own (src/compute/fabric)');
+    if (type === 'imvu.create' || type === 'imvu.import' || type === 'imvu.scale') return pass(2, 'the workload runs in namespaces and a uid range of its own (src/compute/fabric)');
     if (!ctx.imvu || !ctx.actor) return deny(2, `unknown IMVU ${String(ctx.body.imvu)}`);
     const who = `${ctx.actor.name} (${ctx.actor.role})`;
     if (type === 'compute.exec') {

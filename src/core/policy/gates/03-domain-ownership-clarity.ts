@@ -1,5 +1,6 @@
 import { deny, pass, isOwner, isMember, type Gate, type GateContext } from '../gate.ts';
 import { challengeName, challengeToken, imvuDomainsFor, MAX_PENDING_CLAIMS, publicSuffixRefusal, registryRefusal } from '../naming.ts';
+import { checkTransfer } from './import.ts';
 
 async function claimConflict(ctx: GateContext, name: string): Promise<string | undefined> {
   const exact = await ctx.db.get<{ imvu: string }>('SELECT imvu FROM domains WHERE name = ?', [name]);
@@ -38,7 +39,7 @@ export const gate: Gate = {
   number: 3,
   name: 'Domain Ownership Clarity',
   enforcedIn: 'src/core/policy/gates/03-domain-ownership-clarity.ts (domain registry: one IMVU per domain, registry names reserved, control proved by DNS)',
-  guards: ['imvu.create', 'domain.claim', 'domain.verify', 'domain.verified', 'domain.release'],
+  guards: ['imvu.create', 'domain.claim', 'domain.verify', 'domain.verified', 'domain.release', 'domain.transfer', 'imvu.import'],
   status: 'enforced',
   async check(ctx) {
     if (!ctx.platform) return deny(3, 'the platform has no genesis entry');
@@ -47,8 +48,17 @@ export const gate: Gate = {
       const conflict = await claimConflict(ctx, primary);
       return conflict ? deny(3, conflict) : pass(3, `${primary} is free and will belong to the new IMVU only`);
     }
+    if (ctx.command.type === 'imvu.import') {
+      const zone = String((ctx.body.zone as { name?: unknown }).name);
+      const conflict = await claimConflict(ctx, zone);
+      return conflict ? deny(3, conflict) : pass(3, `${zone} is free and will belong to the imported IMVU only`);
+    }
     const name = String(ctx.body.domain);
     if (!ctx.imvu) return deny(3, `unknown IMVU ${String(ctx.body.imvu)}`);
+    if (ctx.command.type === 'domain.transfer') {
+      const refused = unclaimable(ctx, name) ?? (await claimConflict(ctx, name));
+      return refused ? deny(3, refused) : checkTransfer(ctx);
+    }
     const type = ctx.command.type;
 
     if (type === 'domain.verified') {

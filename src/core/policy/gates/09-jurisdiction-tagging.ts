@@ -5,7 +5,7 @@ export const gate: Gate = {
   number: 9,
   name: 'Jurisdiction Tagging',
   enforcedIn: 'src/core/policy/gates/09-jurisdiction-tagging.ts (IMVU registry jurisdiction field)',
-  guards: ['imvu.create'],
+  guards: ['imvu.create', 'imvu.import'],
   status: 'enforced',
   async check(ctx) {
     const j = String(ctx.body.jurisdiction);

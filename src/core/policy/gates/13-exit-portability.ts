@@ -2,6 +2,7 @@ import type { GateResult } from '../../types.ts';
 import { deny, isMember, isOwner, pass, type Gate, type GateContext } from '../gate.ts';
 import { EXIT_CONFIRM_DAYS, EXIT_GRACE_DAYS, EXIT_RETENTION_DAYS } from '../vocabulary.ts';
 import { imvuTouched } from './platform-powers.ts';
+import { checkImport } from './import.ts';
 
 // Exit needs the creator's signature and nothing else: no status (suspended included) and no
 // other party's approval can stand in its way. While an IMVU is exiting, nobody but its creator
@@ -34,6 +35,7 @@ async function exitRow(ctx: GateContext, imvu: string): Promise<ExitRow | undefi
 }
 
 async function step(ctx: GateContext): Promise<GateResult> {
+  if (ctx.command.type === 'imvu.import') return checkImport(ctx);
   const imvu = ctx.imvu;
   if (!imvu) return deny(13, `unknown IMVU ${String(ctx.body.imvu)}`);
   const role = ctx.actor?.role;
@@ -91,7 +93,7 @@ export const gate: Gate = {
   name: 'Exit Portability',
   enforcedIn:
     'src/core/policy/gates/13-exit-portability.ts (creator signature only; status never blocks; an exiting IMVU is frozen against others; archive, confirmation and purge timed by the ledger) and src/imvu/exit/ (the archive)',
-  guards: [...EXIT_STEPS] as Gate['guards'],
+  guards: [...EXIT_STEPS, 'imvu.import'] as Gate['guards'],
   status: 'enforced',
   check: step,
   beyond: duringExit,

@@ -47,11 +47,11 @@ export const gate: Gate = {
   name: 'No Silent Throttling',
   enforcedIn:
     'src/core/policy/gates/15-no-silent-throttling.ts (envelope decreases need the creator, denial notifies the creator; envelopes and IMVUs per creator above the published plan need a quota.approve)',
-  guards: ['imvu.create', 'imvu.scale', 'imvu.suspend', 'imvu.resume', 'quota.approve'],
+  guards: ['imvu.create', 'imvu.import', 'imvu.scale', 'imvu.suspend', 'imvu.resume', 'quota.approve'],
   status: 'enforced',
   async check(ctx) {
     const role = ctx.actor?.role;
-    if (ctx.command.type === 'imvu.create') return createWithinPlan(ctx);
+    if (ctx.command.type === 'imvu.create' || ctx.command.type === 'imvu.import') return createWithinPlan(ctx);
     if (ctx.command.type === 'quota.approve') {
       if (role !== 'admin' && role !== 'platform') return deny(15, `only an admin or the platform approves quotas above the plan, not a ${role ?? 'stranger'}`);
       const subject = typeof ctx.body.imvu === 'string' ? ctx.body.imvu : String(ctx.body.creator);

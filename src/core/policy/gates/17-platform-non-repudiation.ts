@@ -22,6 +22,7 @@ const PLATFORM_ONLY: readonly CommandType[] = [
   'integrity.alarm',
   'acme.challenge',
   'certificate.issued',
+  'platform.peer',
 ];
 
 // Every entry is signed by the platform key (the chokepoint does it); commands only the

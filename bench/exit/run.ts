@@ -1,0 +1,62 @@
+// bench/exit: exports an IMVU holding a 1 GiB data volume and 10,000 messages through a real daemon
+// and the built CLI (start, build, download, offline verification), then `nexus export verify`
+// alone, and compares with `tar | sha256sum` of the same data in the same run. Not a test.
+//   npx tsx bench/exit/run.ts [--gib 1] [--messages 10000]
+import { exec, execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { initDataDir } from '../../src/core/platform.ts';
+import { startServer } from '../../src/api/server.ts';
+import { dataVolume } from '../../src/compute/snapshots/index.ts';
+import { mailboxRoot } from '../../src/mail/maildir/paths.ts';
+import { closeFolder, ensureMaildir, openFolder } from '../../src/mail/maildir/store.ts';
+
+const arg = (name: string, dflt: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const GIB = arg('gib', 1);
+const MESSAGES = arg('messages', 10_000);
+const root = mkdtempSync(join(tmpdir(), 'bench-exit-'));
+const data = join(root, 'data');
+const home = join(root, 'home');
+const out = join(root, 'out');
+mkdirSync(data);
+await (await initDataDir(data)).close();
+const server = await startServer({ dataDir: data, host: '127.0.0.1', port: 0, logger: false });
+const env = { ...process.env, NEXUS_HOME: home, NEXUS_URL: server.url };
+// Asynchronously: the daemon answers from this very process.
+const nexus = async (...args: string[]) => (await promisify(execFile)('node', ['bin/nexus.js', ...args], { env, encoding: 'utf8', maxBuffer: 64 << 20 })).stdout;
+const time = async (f: () => unknown | Promise<unknown>) => {
+  const t = process.hrtime.bigint();
+  await f();
+  return Number(process.hrtime.bigint() - t) / 1e9;
+};
+try {
+  await nexus('identity', 'create', 'alice', '--role', 'creator');
+  await nexus('imvu', 'create', '--name', 'Bench', '--owner', 'alice', '--jurisdiction', 'EU-GDPR');
+  // 1 GiB in 16 MiB files of random bytes (incompressible: the worst case for gzip).
+  const vol = dataVolume(data, 'IMVU-001');
+  mkdirSync(vol, { recursive: true });
+  const block = randomBytes(16 * 1024 * 1024);
+  for (let i = 0; i < GIB * 64; i++) writeFileSync(join(vol, `file-${i}.bin`), block.map((b, j) => (j === 0 ? i & 255 : b)));
+  const box = mailboxRoot(data, 'IMVU-001', 'creator@imvu001.world');
+  ensureMaildir(box);
+  const folder = openFolder(box);
+  for (let i = 0; i < MESSAGES; i++)
+    await folder.add(Buffer.from(`From: s${i}@example.org\r\nTo: creator@imvu001.world\r\nSubject: message ${i}\r\n\r\n${'body line\r\n'.repeat(20)}`), i % 3 ? ['\\Seen'] : []);
+  closeFolder(folder);
+  const load0 = loadavg().map((x) => x.toFixed(1)).join(' ');
+  const exit = await time(() => nexus('imvu', 'exit', 'IMVU-001', '--out', out, '--timeout', '3600'));
+  const verify = await time(() => nexus('export', 'verify', join(out, 'IMVU-001-exit.tar.gz')));
+  const tarSha = await time(() => promisify(exec)(`tar -cf - -C ${JSON.stringify(join(data, 'imvus', 'IMVU-001'))} . | sha256sum`));
+  const size = Number(execFileSync('stat', ['-c', '%s', join(out, 'IMVU-001-exit.tar.gz')], { encoding: 'utf8' }));
+  const load1 = loadavg().map((x) => x.toFixed(1)).join(' ');
+  console.log(JSON.stringify({ gib: GIB, messages: MESSAGES, exitSeconds: exit.toFixed(1), verifySeconds: verify.toFixed(1), tarSha256Seconds: tarSha.toFixed(1), ratio: (exit / tarSha).toFixed(2), archiveBytes: size, loadBefore: load0, loadAfter: load1 }, null, 2));
+} finally {
+  await server.close();
+  rmSync(root, { recursive: true, force: true });
+}

@@ -1,0 +1,132 @@
+// Re-import, from the creator's side: `nexus imvu import FILE` verifies another platform's exit
+// archive offline, uploads it (a request signed by the creator), signs `imvu.import` (the same
+// IMVU id, the same identity key, the zone with its serial and DNSSEC keys, DKIM selectors,
+// mailboxes, routes, and the signed reference to the first platform's log), then redeploys the
+// workload; `nexus domain transfer-in DOMAIN --code CODE` moves a domain the IMVU held there.
+import { Command } from 'commander';
+import { Ctx } from '../context.ts';
+import { notFound, usage, verificationFailed } from '../errors.ts';
+import type { Json } from '../../core/types.ts';
+import type { Receipt } from '../client.ts';
+
+interface ImportedZone {
+  name: string;
+  kind: string;
+  serial: number;
+  records: { name: string; type: string; value: string; ttl: number }[];
+  dnssec: { flags: number; publicKey: string; state: string }[];
+}
+
+interface RestorePlan {
+  id: string;
+  name: string;
+  owner: string;
+  jurisdiction: string;
+  envelope: Record<string, number> | null;
+  zones: ImportedZone[];
+  dkim: { selector: string; publicKey: string; state: string }[];
+  mailboxes: string[];
+  routes: unknown;
+  workload: { blueprint: Json; desired: string } | null;
+}
+
+const zoneBody = (z: ImportedZone) => ({ name: z.name, serial: z.serial, records: z.records, dnssec: z.dnssec.map((k) => ({ algorithm: 13, ...k })) });
+
+export function addImportCommand(imvu: Command): void {
+  imvu
+    .command('import')
+    .description("import an IMVU from another platform's exit archive: verified offline first, then recreated here under the same id and your same identity key (zone and DNSSEC keys, mailboxes, routes, workload), its history attached as a signed reference to the first platform's log")
+    .argument('<file>', 'the exit archive (.tar.gz)')
+    .option('--platform-key <base64>', "the first platform's Ed25519 public key to require (default: the one in the archive)")
+    .option('--no-start', 'deploy the workload but do not start it')
+    .action(async (file: string, o: { platformKey?: string; start: boolean }, c: Command) => {
+      const ctx = Ctx.of(c);
+      const { existsSync, mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+      const { tmpdir } = await import('node:os');
+      const { join } = await import('node:path');
+      if (!existsSync(file)) throw notFound(`${file}: no such file`);
+      const { verifyExitArchive, ArchiveInvalid } = await import('../../imvu/exit/verify.ts');
+      const { createHash } = await import('node:crypto');
+      const tmp = mkdtempSync(join(tmpdir(), 'nexus-import-'));
+      let plan: RestorePlan;
+      let note: string;
+      let manifestSha256: string;
+      let report;
+      try {
+        try {
+          report = await verifyExitArchive(file, { keepIn: tmp, ...(o.platformKey ? { platformKey: o.platformKey } : {}) });
+        } catch (err) {
+          if (err instanceof ArchiveInvalid) throw verificationFailed(`the archive does not verify, nothing was imported: ${err.message}`);
+          throw err;
+        }
+        const planFile = join(report.root, 'IMVU.json');
+        if (!existsSync(planFile)) throw verificationFailed('the archive has no IMVU.json (an archive of an older format cannot be re-imported)');
+        plan = JSON.parse(readFileSync(planFile, 'utf8')) as RestorePlan;
+        note = readFileSync(join(report.root, 'ledger', 'checkpoint.note'), 'utf8');
+        manifestSha256 = createHash('sha256').update(readFileSync(join(report.root, 'MANIFEST.json'))).digest('hex');
+      } finally {
+        rmSync(tmp, { recursive: true, force: true });
+      }
+      const m = report.manifest.manifest;
+      if (!ctx.home.localName(m.owner)) throw usage(`the archive's IMVU belongs to ${m.owner}; import its key here first (nexus identity import NAME --key FILE) and register it with this daemon`);
+      const signer = ctx.signer([m.owner], `imvu import ${m.imvu}`);
+      if (!ctx.json) process.stderr.write(`✅ ${file} verifies offline (${m.imvu} from ${m.origin}, tree size ${m.treeSize}); uploading\n`);
+      const tty = process.stderr.isTTY && !ctx.json;
+      await ctx.client.upload(`/v1/imports/${report.sha256}`, file, signer, (sent, total) => {
+        if (tty) process.stderr.write(`\ruploading ${Math.floor((sent / total) * 100)}%`);
+      });
+      if (tty) process.stderr.write('\n');
+      const primary = plan.zones.find((z) => z.kind === 'primary');
+      if (!primary) throw verificationFailed(`IMVU.json names no primary zone for ${m.imvu}`);
+      const body: Record<string, Json> = {
+        id: m.imvu,
+        name: plan.name,
+        owner: m.owner,
+        jurisdiction: plan.jurisdiction,
+        ...(plan.envelope ? { envelope: plan.envelope } : {}),
+        source: { origin: m.origin, platformKey: m.platformKey, checkpoint: note, treeSize: m.treeSize, archive: report.sha256, manifest: manifestSha256 },
+        zone: zoneBody(primary) as unknown as Json,
+        dkim: plan.dkim,
+        mailboxes: plan.mailboxes.filter((a) => a.endsWith(`@${primary.name}`)),
+        routes: (plan.routes ?? { public: [], private: [], restricted: [] }) as Json,
+      };
+      const s = await ctx.submit<Receipt & { restored?: { mailboxes: number; messages: number; volume: { entries: number; bytes: number } | null } }>('POST', '/v1/imvus/import', 'imvu.import', body, signer);
+      const lines = [`✅ ${m.imvu} imported (ledger entry ${s.receipt.index}), its history attached: ${m.origin} at tree size ${m.treeSize}`];
+      const r = s.receipt.restored;
+      if (r) lines.push(`✅ mail: ${r.mailboxes} mailbox(es), ${r.messages} message(s) restored`, r.volume ? `✅ data volume: ${r.volume.entries} entries, ${r.volume.bytes} bytes` : '   no data volume in the archive');
+      if (plan.workload) {
+        await ctx.submit('POST', `/v1/imvus/${m.imvu}/compute/deploy`, 'compute.deploy', { imvu: m.imvu, blueprint: plan.workload.blueprint }, signer);
+        if (plan.workload.desired === 'running' && o.start) await ctx.submit('POST', `/v1/imvus/${m.imvu}/compute/start`, 'compute.start', { imvu: m.imvu }, signer);
+        lines.push(`✅ workload deployed${plan.workload.desired === 'running' && o.start ? ' and started' : ''}`);
+      }
+      for (const z of plan.zones.filter((x) => x.kind !== 'primary')) lines.push(`   ${z.name}: nexus domain transfer-in ${z.name} --code CODE (from domains/domain-transfer-codes.txt)`);
+      const custom = plan.mailboxes.filter((a) => !a.endsWith(`@${primary.name}`));
+      if (custom.length) lines.push(`   mailboxes at transferred domains: add them after the transfer (${custom.join(', ')})`);
+      ctx.print({ imvu: m.imvu, index: s.receipt.index, source: { origin: m.origin, treeSize: m.treeSize, archive: report.sha256 }, restored: r ?? null }, () => lines);
+    });
+}
+
+export function addTransferIn(domain: Command): void {
+  domain
+    .command('transfer-in')
+    .description("move a domain an imported IMVU held on the platform it left, with the transfer code that platform signed at the exit (domains/domain-transfer-codes.txt); the zone and its DNSSEC keys come from the imported archive")
+    .argument('<domain>', 'the domain')
+    .requiredOption('--code <code>', 'the transfer code')
+    .action(async (name: string, o: { code: string }, c: Command) => {
+      const ctx = Ctx.of(c);
+      const { openTransferCode } = await import('../../imvu/exit/certificates.ts');
+      let claim;
+      try {
+        claim = openTransferCode(o.code.trim());
+      } catch (err) {
+        throw usage((err as Error).message);
+      }
+      if (claim.domain !== name) throw usage(`the code is for ${claim.domain}, not ${name}`);
+      const signer = ctx.signer([claim.owner], `domain transfer-in ${name}`);
+      const view = await ctx.get<{ plan: RestorePlan | null }>(`/v1/imvus/${claim.imvu}/import`, {}, { as: signer });
+      const zone = view.plan?.zones.find((z) => z.name === name);
+      if (!zone) throw notFound(`the archive ${claim.imvu} was imported from holds no zone ${name}`);
+      const s = await ctx.submit('POST', `/v1/imvus/${claim.imvu}/domains/transfer`, 'domain.transfer', { imvu: claim.imvu, domain: name, code: o.code.trim(), zone: zoneBody(zone) as unknown as Json }, signer);
+      ctx.print({ imvu: claim.imvu, domain: name, index: s.receipt.index }, () => [`✅ ${name} transferred to ${claim.imvu} from ${claim.origin} (ledger entry ${s.receipt.index}); it is served with the keys whose DS the parent holds`]);
+    });
+}
