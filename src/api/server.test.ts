@@ -92,7 +92,7 @@ describe('reads every client needs', () => {
     for (const [path, ops] of Object.entries(r.body.paths))
       for (const [method, op] of Object.entries(ops)) if (method !== 'get') expect(op.requestBody, `${method} ${path}`).toBeDefined();
     const entries = r.body.paths['/v1/ledger/entries']!.get!.parameters as { name: string; in: string }[];
-    expect(entries.map((p) => `${p.in}:${p.name}`)).toEqual(['query:from', 'query:to', 'query:imvu']);
+    expect(entries.map((p) => `${p.in}:${p.name}`)).toEqual(['query:from', 'query:to', 'query:imvu', 'query:newest']);
     const tile = r.body.paths['/tlog/tile/{path}']!.get!.parameters as { name: string; in: string }[];
     expect(tile.map((p) => `${p.in}:${p.name}`)).toEqual(['path:path']);
   });
