@@ -6,8 +6,8 @@ export default defineConfig({
     // Builds dist/ when a source is newer than it: the CLI subprocess tests run the built CLI.
     globalSetup: ['test/support/build.ts'],
     // Daemons the suites start as processes run no HAProxy gateway (one per host on 443/80 as
-    // root); the gateway suites start theirs with explicit ports.
-    env: { NEXUS_GATEWAY: 'false' },
+    // root), nor mail on 25/587/465/143/993 as root; the gateway and mail suites give explicit ports.
+    env: { NEXUS_GATEWAY: 'false', NEXUS_MAIL: 'false' },
     testTimeout: 30_000,
     hookTimeout: 30_000,
   },

@@ -628,7 +628,18 @@ export interface ServeOptions extends ConfigOptions {
   smtpPort?: number;
   submissionPort?: number;
   smtpsPort?: number;
+  /** false (`--no-mail`, env NEXUS_MAIL=false): no mail listeners on the default ports of root. */
+  mail?: boolean;
 }
+
+/** The well-known mail ports a daemon run as root serves when none is given. */
+export const ROOT_MAIL_PORTS = { smtp: 25, submission: 587, smtps: 465, imap: 143, imaps: 993 } as const;
+
+function rootMailDefaults(opts: ServeOptions, env: NodeJS.ProcessEnv, root: boolean): boolean {
+  return root && opts.mail !== false && env.NEXUS_MAIL !== 'false';
+}
+
+const isRoot = (): boolean => process.getuid?.() === 0;
 
 function portOf(v: number | string | undefined, name: string): number | undefined {
   if (v === undefined || v === '') return undefined;
@@ -637,21 +648,27 @@ function portOf(v: number | string | undefined, name: string): number | undefine
   return n;
 }
 
-/** The SMTP ports of `serve()`: flags, else the environment; none means no MX and no submission. */
-export function smtpPorts(opts: ServeOptions, env: NodeJS.ProcessEnv = process.env): { smtpPort: number | null; submissionPort: number | null; smtpsPort: number | null } | null {
+/**
+ * The SMTP ports of `serve()`: flags, else the environment; with none given, root serves the MX on
+ * 25 and submission on 587 and 465 (unless `--no-mail`), anyone else no MX and no submission.
+ */
+export function smtpPorts(opts: ServeOptions, env: NodeJS.ProcessEnv = process.env, root = isRoot()): { smtpPort: number | null; submissionPort: number | null; smtpsPort: number | null } | null {
   const smtpPort = portOf(opts.smtpPort ?? env.NEXUS_SMTP_PORT, 'NEXUS_SMTP_PORT') ?? null;
   const submissionPort = portOf(opts.submissionPort ?? env.NEXUS_SUBMISSION_PORT, 'NEXUS_SUBMISSION_PORT') ?? null;
   const smtpsPort = portOf(opts.smtpsPort ?? env.NEXUS_SMTPS_PORT, 'NEXUS_SMTPS_PORT') ?? null;
-  if (smtpPort === null && submissionPort === null && smtpsPort === null) return null;
+  if (smtpPort === null && submissionPort === null && smtpsPort === null) {
+    if (!rootMailDefaults(opts, env, root)) return null;
+    return { smtpPort: ROOT_MAIL_PORTS.smtp, submissionPort: ROOT_MAIL_PORTS.submission, smtpsPort: ROOT_MAIL_PORTS.smtps };
+  }
   return { smtpPort, submissionPort, smtpsPort };
 }
 
-/** The IMAP ports of `serve()`: flags, else the environment; none means no IMAP. */
-export function imapPorts(opts: ServeOptions, env: NodeJS.ProcessEnv = process.env): { port?: number; tlsPort?: number } | null {
+/** The IMAP ports of `serve()`: flags, else the environment; with none given, root serves 143 and 993 (unless `--no-mail`), anyone else no IMAP. */
+export function imapPorts(opts: ServeOptions, env: NodeJS.ProcessEnv = process.env, root = isRoot()): { port?: number; tlsPort?: number } | null {
   const parse = portOf;
   const port = parse(opts.imapPort ?? env.NEXUS_IMAP_PORT, 'NEXUS_IMAP_PORT');
   const tlsPort = parse(opts.imapsPort ?? env.NEXUS_IMAPS_PORT, 'NEXUS_IMAPS_PORT');
-  if (port === undefined && tlsPort === undefined) return null;
+  if (port === undefined && tlsPort === undefined) return rootMailDefaults(opts, env, root) ? { port: ROOT_MAIL_PORTS.imap, tlsPort: ROOT_MAIL_PORTS.imaps } : null;
   return { ...(port !== undefined ? { port } : {}), ...(tlsPort !== undefined ? { tlsPort } : {}) };
 }
 

@@ -33,7 +33,7 @@ export function spawnDaemon(dataDir: string, args: string[] = [], opts: SpawnOpt
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     // No gateway unless a test asks for one: HAProxy on 443/80 as root is one per host, not one per test daemon.
-    env: { ...process.env, NEXUS_CONFIG: '', NEXUS_GATEWAY: 'false', ...opts.env },
+    env: { ...process.env, NEXUS_CONFIG: '', NEXUS_GATEWAY: 'false', NEXUS_MAIL: 'false', ...opts.env },
   });
   const output: string[] = [];
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));

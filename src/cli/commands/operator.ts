@@ -51,6 +51,8 @@ interface ServeFlags {
   dns?: boolean;
   /** commander's `--no-gateway`. */
   gateway?: boolean;
+  /** commander's `--no-mail`. */
+  mail?: boolean;
   gatewayAddress?: string;
   gatewayPort?: number;
   gatewayHttpPort?: number;
@@ -95,6 +97,7 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     // Only an explicit --no-dns counts: commander defaults the flag to true, which must not beat NEXUS_DNS.
     ...(o.dns === false ? { dns: false } : {}),
     ...(o.gateway === false ? { gateway: false } : {}),
+    ...(o.mail === false ? { mail: false } : {}),
     ...(o.gatewayAddress !== undefined ? { gatewayAddress: o.gatewayAddress } : {}),
     ...(o.gatewayPort !== undefined ? { gatewayPort: o.gatewayPort } : {}),
     ...(o.gatewayHttpPort !== undefined ? { gatewayHttpPort: o.gatewayHttpPort } : {}),
@@ -152,11 +155,11 @@ function daemonOptions(cmd: Command): Command {
     .option('--dns-address <address>', 'address of the authoritative DNS server, UDP and TCP (env NEXUS_DNS_ADDRESS; default 127.0.0.1)')
     .option('--dns-port <n>', 'DNS port (env NEXUS_DNS_PORT; default 53 as root, otherwise 5353; 0 picks a free port)', port)
     .option('--no-dns', 'do not run the DNS server (env NEXUS_DNS=false)')
-    .option('--imap-port <n>', 'IMAP port with STARTTLS, e.g. 143; logins are the app passwords (nexus mail password), only after STARTTLS (env NEXUS_IMAP_PORT; default: no IMAP; 0 picks a free port)', port)
-    .option('--smtp-port <n>', 'the MX: inbound mail for hosted mailboxes, e.g. 25 (env NEXUS_SMTP_PORT; default: no SMTP; 0 picks a free port)', port)
-    .option('--submission-port <n>', 'mail submission with STARTTLS and app passwords, e.g. 587 (env NEXUS_SUBMISSION_PORT; default: none)', port)
-    .option('--smtps-port <n>', 'mail submission with implicit TLS, e.g. 465 (env NEXUS_SMTPS_PORT; default: none)', port)
-    .option('--imaps-port <n>', 'IMAP port with implicit TLS, e.g. 993, with the --tls-cert certificate, else the mail one generated under DATA/keys/tls (env NEXUS_IMAPS_PORT; default: none)', port)
+    .option('--imap-port <n>', 'IMAP port with STARTTLS, e.g. 143; logins are the app passwords (nexus mail password), only after STARTTLS (env NEXUS_IMAP_PORT; default 143 as root, otherwise no IMAP; 0 picks a free port)', port)
+    .option('--smtp-port <n>', 'the MX: inbound mail for hosted mailboxes, (env NEXUS_SMTP_PORT; default 25 as root, otherwise no SMTP; 0 picks a free port)', port)
+    .option('--submission-port <n>', 'mail submission with STARTTLS and app passwords, (env NEXUS_SUBMISSION_PORT; default 587 as root, otherwise none)', port)
+    .option('--smtps-port <n>', 'mail submission with implicit TLS, (env NEXUS_SMTPS_PORT; default 465 as root, otherwise none)', port)
+    .option('--imaps-port <n>', 'IMAP port with implicit TLS, with the --tls-cert certificate, else the mail one generated under DATA/keys/tls (env NEXUS_IMAPS_PORT; default 993 as root, otherwise none)', port)
     .option('--gateway-address <address>', 'address of the HTTPS gateway (HAProxy) (env NEXUS_GATEWAY_ADDRESS; default 127.0.0.1)')
     .option('--gateway-port <n>', 'HTTPS port of the gateway (env NEXUS_GATEWAY_PORT; default 443 as root, otherwise 8443)', port)
     .option('--gateway-http-port <n>', 'HTTP port of the gateway, redirecting to HTTPS (env NEXUS_GATEWAY_HTTP_PORT; default 80 as root, otherwise 8080)', port)
@@ -164,6 +167,7 @@ function daemonOptions(cmd: Command): Command {
     .option('--acme-ca-cert <file>', 'a PEM CA certificate trusted for the ACME directory\'s HTTPS, e.g. a test CA such as Pebble\'s (env NEXUS_ACME_CA_CERT; config file `acmeCaCert`)')
     .option('--acme-renew-days <n>', 'renew a certificate this many days before it expires (env NEXUS_ACME_RENEW_DAYS; default 30)', int(1, 365))
     .option('--region <region>', "this gateway node's region, e.g. eu-west: private and restricted routes of IMVUs whose jurisdiction keeps data elsewhere (EU-GDPR: eu; UK-GDPR: uk, eu; CH-FADP: ch, eu) are refused here with 451 (env NEXUS_GATEWAY_REGION; default none, which serves them nowhere)")
+    .option('--no-mail', 'as root, do not serve SMTP and IMAP on their well-known ports (25, 587, 465, 143, 993) when none is given (env NEXUS_MAIL=false)')
     .option('--no-gateway', 'do not run the gateway even when haproxy is installed (env NEXUS_GATEWAY=false)')
     .option('--meter-interval <ms>', 'how often metered usage is reported into the ledger (env NEXUS_METER_INTERVAL_MS; default 60000)', int(10, 86_400_000))
     .option('--xfr-allow <cidr...>', 'addresses or CIDR prefixes that may transfer zones (AXFR/IXFR) without TSIG (env NEXUS_XFR_ALLOW, comma-separated; default none)')
