@@ -87,7 +87,8 @@ describe('outbound queue', () => {
     const events: string[] = [];
     const { sink, queue } = await setup({ rcpt: () => (refuse-- > 0 ? '451 4.7.1 try later' : undefined) }, { onEvent: (e) => events.push(e.event) });
     await queue.enqueue({ imvu: 'IMVU-001', identity: alice.id, mailFrom: SENDER, rcptTo: [OUTSIDE], raw: message('retry') });
-    await until(() => sink.messages.length === 1);
+    // The remote holds the message before our side has read its 250 and recorded the delivery.
+    await until(() => sink.messages.length === 1 && events.includes('delivered'));
     expect(events.filter((e) => e === 'deferred')).toHaveLength(2);
     expect(events.at(-1)).toBe('delivered');
     await queue.idle();
@@ -130,7 +131,9 @@ describe('outbound queue', () => {
     const before = inbox(SENDER).length;
     const { sink, queue } = await setup();
     await queue.enqueue({ imvu: 'IMVU-001', identity: alice.id, mailFrom: SENDER, rcptTo: ['admin@imvu002.world', 'ghost@imvu002.world'], raw: message('local', 'admin@imvu002.world') });
-    await until(() => queue.size === 0);
+    // The bounce is written after the message leaves the queue: wait for both.
+    await until(() => queue.size === 0 && inbox(SENDER).length > before);
+    await queue.idle();
     expect(inbox('admin@imvu002.world', 'IMVU-002').some((m) => m.includes('Subject: local'))).toBe(true);
     expect(sink.messages).toHaveLength(0);
     const dsn = inbox(SENDER).slice(before);
