@@ -7,7 +7,6 @@
 // write, checks the stored copy against the sender's DNS server too.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,22 +19,12 @@ import type { CommandType, Json } from '../../src/core/types.ts';
 import { hashAppPassword } from '../../src/mail/auth/app-password.ts';
 import { mailboxRoot } from '../../src/mail/maildir/paths.ts';
 import { soa, startFixedZoneServer, type FixedZoneServer } from '../support/fixed-zone-server.ts';
+import { freePort } from '../support/postfix.ts';
 
 const VERIFY = join(import.meta.dirname, '..', 'support', 'dkimverify-dig.py');
 const ROOT = '127.0.54.3';
 const DNS = { alpha: '127.0.54.1', beta: '127.0.54.2' } as const;
 type Side = keyof typeof DNS;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Nexus {
   side: Side;

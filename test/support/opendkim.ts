@@ -4,9 +4,10 @@
 // (nothing here may use port 53). Foreground process of this test; stop() ends it.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './postfix.ts';
 
 export interface Opendkim {
   port: number;
@@ -18,17 +19,6 @@ export interface Opendkim {
 
 export function opendkimAvailable(): boolean {
   return existsSync('/usr/sbin/opendkim');
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** An RSA-2048 key for `s` mode and its DKIM TXT value (`v=DKIM1; k=rsa; p=...`). */
