@@ -18,6 +18,8 @@
 //     witnesses.json                  { witnesses: [{ name, vkey, addedAt }], require: K }   the witness policy
 //     evidence/<time>-served-<code>.json  what `nexus audit watch` found served against the ledger
 //     watch/<platform id>.json        the ledger size up to which `nexus audit watch` has shown entries
+//     verified/<platform id>.json     the tree's right edge at the size `nexus audit verify` last checked, for
+//                                     a reader without the whole log to check only what is new next time
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -44,6 +46,31 @@ function readJson<T>(path: string, fallback: T): T {
   } catch (err) {
     throw usage(`${path} is not valid JSON (${(err as Error).message}); fix or remove it`);
   }
+}
+
+/**
+ * What a reader keeps of a log it verified: the roots of the complete subtrees at `size` (largest
+ * first, hex), the root they hash to, and whether that check replayed the whole log through the gates.
+ */
+export interface VerifiedEdge {
+  size: number;
+  root: string;
+  edge: { level: number; hash: string }[];
+  replayed: boolean;
+}
+
+function parseVerifiedEdge(raw: unknown): VerifiedEdge | undefined {
+  if (!raw || typeof raw !== 'object') return undefined;
+  const v = raw as Partial<VerifiedEdge>;
+  const hex = (h: unknown): h is string => typeof h === 'string' && /^[0-9a-f]{64}$/.test(h);
+  if (!Number.isSafeInteger(v.size) || (v.size as number) < 0 || !hex(v.root) || typeof v.replayed !== 'boolean' || !Array.isArray(v.edge)) return undefined;
+  if (!v.edge.every((n) => n && Number.isSafeInteger(n.level) && n.level >= 0 && n.level < 64 && hex(n.hash))) return undefined;
+  // The levels are the binary digits of the size, largest first: anything else is not an edge.
+  const levels = v.edge.map((n) => n.level);
+  const expected: number[] = [];
+  for (let level = 52; level >= 0; level--) if (Math.floor((v.size as number) / 2 ** level) % 2 === 1) expected.push(level);
+  if (levels.join() !== expected.join()) return undefined;
+  return { size: v.size as number, root: v.root, edge: v.edge.map((n) => ({ level: n.level, hash: n.hash })), replayed: v.replayed };
 }
 
 export interface PinnedPlatform {
@@ -267,6 +294,24 @@ export class Home {
 
   saveCheckpoint(platformId: string, note: string): void {
     writeFileAtomic(this.checkpointPath(platformId), note, 0o600);
+  }
+
+  // --- the tree edge `audit verify` last checked ----------------------------------------
+
+  verifiedEdgePath(platformId: string): string {
+    if (!isIdentityId(platformId)) throw new Error(`not a platform id: ${platformId}`);
+    return this.path('verified', `${platformId}.json`);
+  }
+
+  /** The edge saved by the last verify, or undefined (none, or one that does not hash to its own root: then start over). */
+  verifiedEdge(platformId: string): VerifiedEdge | undefined {
+    const raw = readJson<unknown>(this.verifiedEdgePath(platformId), undefined);
+    return parseVerifiedEdge(raw);
+  }
+
+  saveVerifiedEdge(platformId: string, edge: VerifiedEdge): void {
+    mkdirSync(this.path('verified'), { recursive: true, mode: 0o700 });
+    writeFileAtomic(this.verifiedEdgePath(platformId), JSON.stringify(edge) + '\n', 0o600);
   }
 
   // --- witness policy ---------------------------------------------------------------------

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { identityIdFromPublicKey, loadPrivateKey, publicKeyRaw } from '../../core/identity/keys.ts';
 import { canonicalBytes, canonicalJson } from '../../core/ledger/canonical.ts';
 import { MemoryTree, leafHash } from '../../core/ledger/merkle.ts';
+import { Frontier } from '../../core/ledger/ledger.ts';
 import { PLATFORM_KEY_FILE } from '../../core/platform-files.ts';
 import { formatMinor, split } from '../../core/handshake/split.ts';
 import type { StatementJson } from '../../core/handshake/statement.ts';
@@ -14,7 +15,7 @@ import { CliError, EXIT, notFound, usage, verificationFailed } from '../errors.t
 import { table } from '../format.ts';
 import { acknowledge, openAlarms, type Alarm, type SeenCheckpoint } from '../witness.ts';
 import { parseCosignerVerifierKey } from '../../core/witness/cosignature.ts';
-import { NAME_RE, type WitnessPolicy } from '../home.ts';
+import { NAME_RE, type VerifiedEdge, type WitnessPolicy } from '../home.ts';
 import { checkReceipts, keptReceipts, receiptCosignatures, receiptFailure, upgradeReceipts, type ReceiptCheck, type ReceiptCosignatures, type ReceiptUpgrade } from '../receipts.ts';
 import { dataDirOf } from './operator.ts';
 import { watchCommand } from './watch.ts';
@@ -49,33 +50,54 @@ export async function fetchVerifiedLog(ctx: Ctx, cp: SeenCheckpoint, prior?: Ver
   const leaves: Buffer[] = prior ? [...prior.leaves] : [];
   const tree = new MemoryTree();
   for (const leaf of leaves) tree.appendLeafHash(leaf);
-  const as = await ctx.reader();
   let withheld = prior?.withheld ?? 0;
-  while (leaves.length < cp.size) {
-    const from = leaves.length;
-    const res = await ctx.get<{ entries?: Served[] }>('/v1/ledger/entries', { from, to: Math.min(from + PAGE, cp.size) }, as ? { as } : {});
-    const page = (res.entries ?? []).filter((e) => e && typeof e.index === 'number' && e.index >= from && e.index < cp.size).sort((a, b) => a.index - b.index);
-    if (!page.length) throw verificationFailed(`the daemon returned no ledger entries from index ${from}, but its signed checkpoint covers ${cp.size}`);
-    for (const e of page) {
-      if (e.index !== leaves.length) throw verificationFailed(`ledger entry ${leaves.length} is missing (the daemon skipped to ${e.index})`);
-      let leaf: Buffer;
-      if ('withheld' in e && e.withheld === true) {
-        if (typeof e.leafHash !== 'string' || !/^[0-9a-f]{64}$/.test(e.leafHash)) throw verificationFailed(`withheld ledger entry ${e.index} has no valid leaf hash`);
-        leaf = Buffer.from(e.leafHash, 'hex');
-        withheld++;
-      } else {
-        const entry = e as LedgerEntry;
-        leaf = leafHash(canonicalBytes(entry));
-        entries.push(entry);
-      }
-      leaves.push(leaf);
-      tree.appendLeafHash(leaf);
-    }
-  }
+  await fetchLeaves(ctx, leaves.length, cp.size, (leaf, entry) => {
+    if (entry) entries.push(entry);
+    else withheld++;
+    leaves.push(leaf);
+    tree.appendLeafHash(leaf);
+  });
   const root = tree.size ? tree.root() : undefined;
   if (root && !root.equals(cp.rootHash))
     throw verificationFailed(`the Merkle root recomputed from the ${cp.size} entries the daemon serves is not the root of its signed checkpoint: the entries were changed`);
   return { entries, tree, leaves, withheld };
+}
+
+/**
+ * Fetches entries [from, to) page by page as the signed reader, in index order, and hands each
+ * one's leaf hash to `visit` (computed here from the bytes of an entry the reader sees; as served
+ * for a withheld one, which comes without its entry).
+ */
+async function fetchLeaves(ctx: Ctx, from: number, to: number, visit: (leaf: Buffer, entry?: LedgerEntry) => void): Promise<void> {
+  const as = await ctx.reader();
+  let next = from;
+  while (next < to) {
+    const res = await ctx.get<{ entries?: Served[] }>('/v1/ledger/entries', { from: next, to: Math.min(next + PAGE, to) }, as ? { as } : {});
+    const page = (res.entries ?? []).filter((e) => e && typeof e.index === 'number' && e.index >= next && e.index < to).sort((a, b) => a.index - b.index);
+    if (!page.length) throw verificationFailed(`the daemon returned no ledger entries from index ${next}, but its signed checkpoint covers ${to}`);
+    for (const e of page) {
+      if (e.index !== next) throw verificationFailed(`ledger entry ${next} is missing (the daemon skipped to ${e.index})`);
+      if ('withheld' in e && e.withheld === true) {
+        if (typeof e.leafHash !== 'string' || !/^[0-9a-f]{64}$/.test(e.leafHash)) throw verificationFailed(`withheld ledger entry ${e.index} has no valid leaf hash`);
+        visit(Buffer.from(e.leafHash, 'hex'));
+      } else {
+        const entry = e as LedgerEntry;
+        visit(leafHash(canonicalBytes(entry)), entry);
+      }
+      next++;
+    }
+  }
+}
+
+/** The right edge of the tree over `leaves`, as a reader keeps it between two verifications. */
+function edgeOf(leaves: Buffer[], replayed: boolean): VerifiedEdge {
+  const f = new Frontier(0, []);
+  for (const leaf of leaves) f.appendLeafHash(leaf);
+  return edgeRecord(f, replayed);
+}
+
+function edgeRecord(f: Frontier, replayed: boolean): VerifiedEdge {
+  return { size: f.size, root: f.root().toString('hex'), edge: f.edge().map((n) => ({ level: n.level, hash: n.hash.toString('hex') })), replayed };
 }
 
 function sampleIndices(size: number, n: number): number[] {
@@ -159,7 +181,7 @@ function upgradeLines(upgrades: ReceiptUpgrade[]): string[] {
   return lines;
 }
 
-async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
+async function verifyOnline(ctx: Ctx, o: { sample: number; full?: boolean }): Promise<void> {
   const failWithAlarms = async (alarms: Alarm[]) => {
     const { checks, skipped } = await receiptsDuringAlarm(ctx);
     const bad = checks.filter((c) => !c.ok);
@@ -184,8 +206,80 @@ async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
     throw err;
   }
   const { platform, checkpoint: cp, previousSize } = contact;
-  const { entries, tree, leaves, withheld } = await fetchVerifiedLog(ctx, cp);
-  const sample = sampleIndices(cp.size, o.sample);
+  const savedEdge = o.full ? undefined : continuableEdge(ctx, platform.id, cp);
+  const tree = savedEdge ? await verifyTail(ctx, cp, savedEdge, o.sample) : await verifyWhole(ctx, cp, o.sample);
+  const violation = tree.problems[0]?.message;
+  // Receipts whose checkpoint the witnesses have cosigned since are upgraded first (one request per
+  // checkpoint size, only for receipts not yet cosigned as the policy asks).
+  const upgrades = await upgradeReceipts(ctx.client, ctx.home, platform.id, ctx.home.witnessPolicy());
+  // Every receipt kept here must still be in the log: checked even when nothing else is wrong,
+  // because a rewrite consistent with itself passes everything above when no checkpoint was saved.
+  const receipts = await checkReceipts(ctx.client, ctx.home, platform.id, cp);
+  const badReceipts = receipts.filter((c) => !c.ok);
+  const reader = await ctx.reader();
+  const ok = !violation && !badReceipts.length;
+  if (ok) ctx.home.saveVerifiedEdge(platform.id, tree.edge);
+  const report = {
+    ok,
+    mode: 'online',
+    url: ctx.url,
+    platform: platform.id,
+    origin: platform.origin,
+    size: cp.size,
+    root: cp.size ? cp.rootHash.toString('hex') : null,
+    consistentWithSaved: previousSize,
+    incrementalFrom: savedEdge ? savedEdge.size : null,
+    inclusionSampled: tree.sample,
+    reader: reader ? { name: reader.name, id: reader.id } : null,
+    readable: tree.readable,
+    withheld: tree.withheld,
+    replayed: tree.edge.replayed,
+    problems: tree.problems,
+    receipts,
+    upgraded: upgrades.filter((u) => u.added > 0),
+  };
+  const notReplayed = (withheld: number) =>
+    `- Replay through the 17 gates not done: it needs the whole log, and ${withheld} entries concern IMVUs that are not yours (an admin's \`nexus audit verify\`, or \`nexus audit verify --data\` on a copy of the data directory, replays everything)`;
+  const fetched = cp.size - (savedEdge?.size ?? 0);
+  ctx.print(report, () => [
+    `✅ Checkpoint: tree size ${cp.size}, signed by ${platform.origin} with the platform key pinned for ${ctx.url} (${platform.id})`,
+    previousSize === null
+      ? `✅ First contact: this checkpoint is now your saved checkpoint (${ctx.home.checkpointPath(platform.id)})`
+      : previousSize === cp.size
+        ? `✅ Identical to your saved checkpoint of tree size ${previousSize}`
+        : `✅ Consistent with your saved checkpoint of tree size ${previousSize}: the log only grew`,
+    savedEdge
+      ? `✅ Only what is new: ${fetched} entries after the tree size ${savedEdge.size} you verified before (${tree.readable} readable, ${tree.withheld} withheld as leaf hashes): the Merkle root recomputed here from your saved tree edge (${ctx.home.verifiedEdgePath(platform.id)}) and their bytes equals the root the platform signed (\`--full\` fetches the whole log again)`
+      : tree.withheld
+        ? `✅ ${cp.size} entries fetched (${tree.readable} readable by ${reader?.name ?? 'you'}, ${tree.withheld} withheld as leaf hashes): the Merkle root recomputed here from their bytes equals the root the platform signed`
+        : `✅ ${cp.size} entries fetched: the Merkle root recomputed here from their bytes equals the root the platform signed`,
+    tree.sample.length ? `✅ Inclusion proofs verified for ${tree.sample.length} sampled entries (${tree.sample.join(', ')})` : '- No new entry to check an inclusion proof for',
+    violation
+      ? `✗ Replay through the gates: ${violation}`
+      : savedEdge
+        ? '- Replay through the 17 gates not done: only what is new since your last verification was fetched, and a replay needs the whole log (`--full` fetches it; an admin\'s `nexus audit verify` or `nexus audit verify --data` replays everything)'
+        : !tree.edge.replayed
+          ? notReplayed(tree.withheld)
+        : `✅ Replayed ${cp.size} entries through the 17 gates: every recorded decision holds, entry times never go back, sealed statements match`,
+    ...upgradeLines(upgrades),
+    ...receiptLines(receipts),
+  ]);
+  if (violation) throw verificationFailed(violation);
+  if (badReceipts[0]) throw verificationFailed(`${receiptFailure(badReceipts[0])}${badReceipts.length > 1 ? ` (and ${badReceipts.length - 1} more receipts)` : ''}`);
+}
+
+interface TreeCheck {
+  edge: VerifiedEdge;
+  readable: number;
+  withheld: number;
+  sample: number[];
+  problems: { kind: string; message: string }[];
+}
+
+/** The whole log: every entry fetched, the root recomputed, sampled proofs, and the replay when nothing is withheld. */
+async function verifyWhole(ctx: Ctx, cp: SeenCheckpoint, sampleSize: number): Promise<TreeCheck> {
+  const { entries, leaves, withheld } = await fetchVerifiedLog(ctx, cp);
+  const sample = sampleIndices(cp.size, sampleSize);
   for (const i of sample) await ctx.witness.checkLeafInclusion(i, leaves[i]!, cp);
   // Replay every entry through the same gates, as the offline verifier does (entry times never go
   // back, and every sealed period's statements follow from the entries). The gates decide from the
@@ -197,54 +291,50 @@ async function verifyOnline(ctx: Ctx, o: { sample: number }): Promise<void> {
     const { replayEntries } = await import('../../core/policy/verify.ts');
     problems = await replayEntries(entries);
   }
-  const violation = problems[0]?.message;
-  // Receipts whose checkpoint the witnesses have cosigned since are upgraded first (one request per
-  // checkpoint size, only for receipts not yet cosigned as the policy asks).
-  const upgrades = await upgradeReceipts(ctx.client, ctx.home, platform.id, ctx.home.witnessPolicy());
-  // Every receipt kept here must still be in the log: checked even when nothing else is wrong,
-  // because a rewrite consistent with itself passes everything above when no checkpoint was saved.
-  const receipts = await checkReceipts(ctx.client, ctx.home, platform.id, cp);
-  const badReceipts = receipts.filter((c) => !c.ok);
-  const reader = await ctx.reader();
-  const report = {
-    ok: !violation && !badReceipts.length,
-    mode: 'online',
-    url: ctx.url,
-    platform: platform.id,
-    origin: platform.origin,
-    size: cp.size,
-    root: tree.size ? tree.root().toString('hex') : null,
-    consistentWithSaved: previousSize,
-    inclusionSampled: sample,
-    reader: reader ? { name: reader.name, id: reader.id } : null,
-    readable: entries.length,
-    withheld,
-    replayed: !withheld,
-    problems,
-    receipts,
-    upgraded: upgrades.filter((u) => u.added > 0),
-  };
-  ctx.print(report, () => [
-    `✅ Checkpoint: tree size ${cp.size}, signed by ${platform.origin} with the platform key pinned for ${ctx.url} (${platform.id})`,
-    previousSize === null
-      ? `✅ First contact: this checkpoint is now your saved checkpoint (${ctx.home.checkpointPath(platform.id)})`
-      : previousSize === cp.size
-        ? `✅ Identical to your saved checkpoint of tree size ${previousSize}`
-        : `✅ Consistent with your saved checkpoint of tree size ${previousSize}: the log only grew`,
-    withheld
-      ? `✅ ${cp.size} entries fetched (${entries.length} readable by ${reader?.name ?? 'you'}, ${withheld} withheld as leaf hashes): the Merkle root recomputed here from their bytes equals the root the platform signed`
-      : `✅ ${cp.size} entries fetched: the Merkle root recomputed here from their bytes equals the root the platform signed`,
-    `✅ Inclusion proofs verified for ${sample.length} sampled entries (${sample.join(', ')})`,
-    violation
-      ? `✗ Replay through the gates: ${violation}`
-      : withheld
-        ? `- Replay through the 17 gates not done: it needs the whole log, and ${withheld} entries concern IMVUs that are not yours (an admin's \`nexus audit verify\`, or \`nexus audit verify --data\` on a copy of the data directory, replays everything)`
-        : `✅ Replayed ${cp.size} entries through the 17 gates: every recorded decision holds, entry times never go back, sealed statements match`,
-    ...upgradeLines(upgrades),
-    ...receiptLines(receipts),
-  ]);
-  if (violation) throw verificationFailed(violation);
-  if (badReceipts[0]) throw verificationFailed(`${receiptFailure(badReceipts[0])}${badReceipts.length > 1 ? ` (and ${badReceipts.length - 1} more receipts)` : ''}`);
+  return { edge: edgeOf(leaves, !withheld), readable: entries.length, withheld, sample, problems };
+}
+
+/**
+ * A reader who cannot replay (entries are withheld from it) and verified the tree before keeps its
+ * right edge: only the entries after it are fetched, and the root recomputed from the edge and
+ * their leaves must be the signed one. That is as strong as fetching everything again: every
+ * earlier leaf is bound by the edge this reader computed itself.
+ */
+async function verifyTail(ctx: Ctx, cp: SeenCheckpoint, saved: VerifiedEdge, sampleSize: number): Promise<TreeCheck> {
+  const f = frontierOf(saved);
+  const leaves: Buffer[] = [];
+  let readable = 0;
+  let withheld = 0;
+  await fetchLeaves(ctx, saved.size, cp.size, (leaf, entry) => {
+    f.appendLeafHash(leaf);
+    leaves.push(leaf);
+    if (entry) readable++;
+    else withheld++;
+  });
+  if (cp.size && !f.root().equals(cp.rootHash))
+    throw verificationFailed(
+      `the Merkle root recomputed from the tree you verified at size ${saved.size} and the ${cp.size - saved.size} entries the daemon serves since is not the root of its signed checkpoint: the entries were changed`,
+    );
+  const sample = sampleIndices(leaves.length, sampleSize).map((i) => saved.size + i);
+  for (const i of sample) await ctx.witness.checkLeafInclusion(i, leaves[i - saved.size]!, cp);
+  return { edge: edgeRecord(f, false), readable, withheld, sample, problems: [] };
+}
+
+function frontierOf(e: VerifiedEdge): Frontier {
+  return new Frontier(
+    e.size,
+    e.edge.map((n) => ({ level: n.level, hash: Buffer.from(n.hash, 'hex') })),
+  );
+}
+
+/** The saved edge, if this reader may continue from it: one that never replayed, intact, not beyond the checkpoint. */
+function continuableEdge(ctx: Ctx, platformId: string, cp: SeenCheckpoint): VerifiedEdge | undefined {
+  const e = ctx.home.verifiedEdge(platformId);
+  if (!e || e.replayed) return undefined;
+  // A file that does not hash to its own root is not what this CLI wrote: start over from entry 0.
+  if (frontierOf(e).root().toString('hex') !== e.root) return undefined;
+  if (e.size > cp.size) throw verificationFailed(`the platform's signed checkpoint covers ${cp.size} entries, fewer than the ${e.size} you verified before`);
+  return e;
 }
 
 function savedCheckpointFor(ctx: Ctx, dataDir: string, explicit: string | undefined): { note?: string; from?: string } {
@@ -344,13 +434,14 @@ export function auditCommand(): Command {
 
   audit
     .command('verify')
-    .description('verify the log: offline with --data (replay everything), or online against the daemon (checkpoint, tree, proofs, replay, and every kept receipt still in the log, upgraded with the witness cosignatures its checkpoint gained)')
+    .description('verify the log: offline with --data (replay everything), or online against the daemon (checkpoint, tree, proofs, replay, and every kept receipt still in the log, upgraded with the witness cosignatures its checkpoint gained); a reader from whom entries are withheld checks only the entries since its last verification, from the tree edge it kept')
     .option('--data <dir>', 'verify this data directory (or a copy) offline instead of asking the daemon')
     .option('--checkpoint <file>', 'offline: a saved checkpoint the log must extend (default: yours for that platform)')
     .option('--sample <n>', 'online: how many entries to check inclusion proofs for', int(1, 1000), 8)
+    .option('--full', 'online: fetch and check the whole log even when only the entries since your last verification are needed')
     .option('--save-snapshot <dir>', 'offline: if the log verifies, keep a snapshot of the verified state in this directory (replaced)')
     .option('--from-snapshot <dir>', 'offline: replay only the entries after a snapshot written by --save-snapshot (the entries before it are hashed, not replayed: they must be those it was verified against)')
-    .action(async (o: { data?: string; checkpoint?: string; sample: number; saveSnapshot?: string; fromSnapshot?: string }, c: Command) => {
+    .action(async (o: { data?: string; checkpoint?: string; sample: number; full?: boolean; saveSnapshot?: string; fromSnapshot?: string }, c: Command) => {
       const ctx = Ctx.of(c);
       if ((o.saveSnapshot !== undefined || o.fromSnapshot !== undefined) && o.data === undefined) throw usage('--save-snapshot and --from-snapshot go with --data');
       if (o.data !== undefined)

@@ -27,6 +27,28 @@ describe('Frontier', () => {
       { numRuns: 60 },
     );
   });
+
+  it('continues from a saved edge: edge at m, then leaf hashes m..n, gives the root of the whole tree of n', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 200 }), fc.integer({ min: 0, max: 200 }), (m, k) => {
+        const t = new MemoryTree();
+        const head = new Frontier(0, []);
+        for (let i = 0; i < m; i++) {
+          head.append(Buffer.from(`entry ${i}`));
+          t.append(Buffer.from(`entry ${i}`));
+        }
+        // What a reader keeps between two verifications: the edge alone, rebuilt from its hashes.
+        const resumed = new Frontier(head.size, head.edge());
+        for (let i = m; i < m + k; i++) {
+          resumed.appendLeafHash(leafHash(Buffer.from(`entry ${i}`)));
+          t.append(Buffer.from(`entry ${i}`));
+        }
+        expect(resumed.size).toBe(m + k);
+        expect(resumed.root().equals(t.root())).toBe(true);
+      }),
+      { numRuns: 60 },
+    );
+  });
 });
 
 describe('Ledger over the store', () => {

@@ -70,8 +70,13 @@ export class Frontier {
 
   /** Adds a leaf and returns every node it completes, for the store. */
   append(data: Uint8Array): StoredNode[] {
+    return this.appendLeafHash(leafHash(data));
+  }
+
+  /** Adds a leaf given its leaf hash (a reader who was given only the hash of a withheld entry). */
+  appendLeafHash(leaf: Buffer): StoredNode[] {
     const index = this.size_;
-    let hash = leafHash(data);
+    let hash = leaf;
     let level = 0;
     const nodes: StoredNode[] = [{ level: 0, index, hash }];
     while (this.stack.length > 0 && this.stack[this.stack.length - 1]!.level === level) {
