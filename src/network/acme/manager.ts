@@ -11,6 +11,9 @@ import { isWithin } from '../../core/policy/naming.ts';
 import type { TableImvu } from '../gateway/table.ts';
 import { AcmeOrderer, certificateFacts, type ChallengeRecord, type Issued } from './order.ts';
 
+/** The `directory` of a `certificate.issued` entry whose certificate the platform's local CA issued. */
+export const LOCAL_CA_DIRECTORY = 'urn:nexus:local-ca';
+
 export const DEFAULT_RENEW_BEFORE_MS = 30 * 86_400_000;
 
 export interface AcmeSettings {
@@ -45,13 +48,15 @@ export interface CertificateRow {
   not_before: string;
   not_after: string;
   issuer: string;
+  /** The ACME directory, or LOCAL_CA_DIRECTORY for the platform's own CA. */
+  directory: string;
   entry: number;
   [k: string]: string | number;
 }
 
 /** The ledger's certificate of an IMVU (the `certificates` projection). */
 export async function ledgerCertificate(platform: OpenPlatform, imvu: string): Promise<CertificateRow | undefined> {
-  return platform.store.get<CertificateRow>('SELECT imvu, names, serial, sha256, not_before, not_after, issuer, entry FROM certificates WHERE imvu = ?', [imvu]);
+  return platform.store.get<CertificateRow>('SELECT imvu, names, serial, sha256, not_before, not_after, issuer, directory, entry FROM certificates WHERE imvu = ?', [imvu]);
 }
 
 export class AcmeManager {
@@ -72,6 +77,8 @@ export class AcmeManager {
   async due(i: TableImvu, now = Date.now()): Promise<string | undefined> {
     const row = await ledgerCertificate(this.o.platform, i.id);
     if (!row) return 'no certificate from the ACME CA yet';
+    // The local CA's certificate (recorded too) only stands in until the ACME CA's is served.
+    if (row.directory !== this.o.directory) return `its certificate is from ${row.issuer}, not the ACME CA`;
     if (row.names !== i.hosts.join(' ')) return `its names changed (${row.names} -> ${i.hosts.join(' ')})`;
     if (Date.parse(row.not_after) - now <= this.renewBeforeMs) return `it expires at ${row.not_after}`;
     // The file HAProxy loads must be the certificate the ledger holds.
