@@ -3,13 +3,15 @@
 // (`certificate.issued`) before they are served, and installed in HAProxy over the runtime API
 // without a reload. The DNS-01 challenge is answered by our own authoritative DNS: the platform
 // publishes `_acme-challenge.<name>` TXT in the IMVU's zone through the chokepoint
-// (`acme.challenge`, notified to the creator) and removes it once the CA has validated.
+// (`acme.challenge`, notified to the creator) and removes it once the CA has validated. With
+// `challenge: 'http-01'` the gateway's plain-HTTP listener answers the token instead (HAProxy's
+// `acme` map, haproxy-config.ts), for names whose A records point at this gateway.
 import { Resolver } from 'node:dns/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import type { OpenPlatform } from '../../core/platform.ts';
 import { isWithin } from '../../core/policy/naming.ts';
 import type { TableImvu } from '../gateway/table.ts';
-import { AcmeOrderer, certificateFacts, type ChallengeRecord, type Issued } from './order.ts';
+import { AcmeOrderer, certificateFacts, type ChallengeHooks, type ChallengeRecord, type ChallengeType, type HttpChallenge, type Issued } from './order.ts';
 
 /** The `directory` of a `certificate.issued` entry whose certificate the platform's local CA issued. */
 export const LOCAL_CA_DIRECTORY = 'urn:nexus:local-ca';
@@ -28,6 +30,11 @@ export interface AcmeSettings {
   checkIntervalMs?: number;
   /** Our authoritative DNS server: a challenge is handed to the CA only once it answers it there. */
   dns?: { address: string; port: number };
+  /**
+   * How the CA validates (default dns-01, through our DNS). http-01: the gateway's plain-HTTP
+   * listener (port 80) answers the token itself; the names must point at this gateway.
+   */
+  challenge?: ChallengeType;
 }
 
 export interface AcmeManagerOptions extends AcmeSettings {
@@ -37,6 +44,8 @@ export interface AcmeManagerOptions extends AcmeSettings {
   certFile(imvu: string): string;
   /** Writes the certificate and key (one PEM) to that file and hands it to HAProxy. */
   install(imvu: string, pem: string): Promise<void>;
+  /** Where HTTP-01 tokens are answered (the gateway's `acme` map), for `challenge: 'http-01'`. */
+  http?: ChallengeHooks<HttpChallenge>;
   log?: (line: string) => void;
 }
 
@@ -138,11 +147,16 @@ export class AcmeManager {
       const r = await platform.chokepoint.submit(platform.chokepoint.platformCommand('acme.challenge', body));
       if (!r.allowed) throw new Error(`acme.challenge ${action} denied: ${r.gates.filter((g) => g.status === 'deny').map((g) => `gate ${g.gate}: ${g.reason}`).join('; ')}`);
     };
-    const issued = await this.orderer.order(i.hosts, {
-      publish: (records) => submit('publish', records),
-      remove: (records) => submit('remove', records),
-      served: (records) => this.served(records),
-    });
+    const issued = await this.orderer.order(
+      i.hosts,
+      {
+        publish: (records) => submit('publish', records),
+        remove: (records) => submit('remove', records),
+        served: (records) => this.served(records),
+        ...(this.o.http ? { http: this.o.http } : {}),
+      },
+      this.o.challenge ?? 'dns-01',
+    );
     const body = {
       imvu: i.id,
       names: issued.names,

@@ -17,7 +17,7 @@ import { parseInfo, parseShowMap, parseStat, runtimeCommand } from './runtime.ts
 import { loadTable, mapText, MAP_NAMES, type GatewayTable, type ImvuLimits, type MapName } from './table.ts';
 import { GatewayMeter } from '../metering/counters.ts';
 import { AcmeManager, LOCAL_CA_DIRECTORY, ledgerCertificate, type AcmeSettings } from '../acme/manager.ts';
-import { certificateFacts } from '../acme/order.ts';
+import { certificateFacts, type HttpChallenge } from '../acme/order.ts';
 import { checkRegion } from './geo.ts';
 
 export interface GatewayOptions {
@@ -142,6 +142,7 @@ export class Gateway {
       crtList: join(dir, 'crt-list'),
       jwtKey: token.publicPem,
       maps,
+      acmeMap: join(dir, 'maps', 'acme-http01.map'),
     };
     this.ca = ensureLocalCa(join(dir, 'ca'));
     const bin = findHaproxy(o.haproxyBin);
@@ -162,6 +163,11 @@ export class Gateway {
         accountKeyFile: join(dir, 'keys', 'acme-account.key'),
         certFile: (imvu) => this.certFile(imvu),
         install: (imvu, pem) => this.serialize(() => this.installCert(imvu, pem)),
+        http: {
+          publish: (c) => this.serialize(() => this.acmeTokensSet(c, true)),
+          remove: (c) => this.serialize(() => this.acmeTokensSet(c, false)),
+          served: (c) => this.acmeTokensServed(c),
+        },
         ...(o.log ? { log: o.log } : {}),
       });
     if (o.meter)
@@ -311,6 +317,45 @@ export class Gateway {
     return report;
   }
 
+  /**
+   * HTTP-01 challenges: adds or removes tokens in the `acme` map that the plain-HTTP frontend
+   * answers from (haproxy-config.ts), over the runtime API and in the map file too (a reload or a
+   * restarted HAProxy during the order still answers them).
+   */
+  private async acmeTokensSet(challenges: HttpChallenge[], add: boolean): Promise<void> {
+    for (const c of challenges) {
+      // Both are base64url (RFC 8555 8.1, 8.3), the thumbprint after a dot: nothing a map line could be confused by.
+      if (!/^[A-Za-z0-9_-]{1,128}$/.test(c.token) || !/^[A-Za-z0-9_-]{1,128}\.[A-Za-z0-9_-]{1,128}$/.test(c.keyAuthorization)) throw new Error(`not an ACME HTTP-01 token: ${c.token.slice(0, 40)}`);
+      if (add) this.acmeTokens.set(c.token, c.keyAuthorization);
+      else this.acmeTokens.delete(c.token);
+    }
+    this.writeAcmeMap();
+    for (const c of challenges) {
+      const r = await this.cmd(add ? `set map ${this.layout.acmeMap} ${c.token} ${c.keyAuthorization}` : `del map ${this.layout.acmeMap} ${c.token}`);
+      // `set map` on a key not there yet adds nothing: add it.
+      if (add && /not found/i.test(r)) {
+        const a = await this.cmd(`add map ${this.layout.acmeMap} ${c.token} ${c.keyAuthorization}`);
+        if (a.trim()) throw new Error(`haproxy add map acme: ${a.trim()}`);
+      } else if (r.trim() && !(!add && /not found/i.test(r))) throw new Error(`haproxy ${add ? 'set' : 'del'} map acme: ${r.trim()}`);
+    }
+    this.o.log?.(`acme: http-01 ${add ? 'answering' : 'no longer answering'} ${challenges.map((c) => `${c.host} (token ${c.token.slice(0, 8)}...)`).join(', ')}`);
+  }
+
+  /** Until HAProxy holds every token (read back over the runtime API). */
+  private async acmeTokensServed(challenges: HttpChallenge[]): Promise<void> {
+    const served = new Map(parseShowMap(await this.cmd(`show map ${this.layout.acmeMap}`)));
+    for (const c of challenges) if (served.get(c.token) !== c.keyAuthorization) throw new Error(`haproxy does not answer the http-01 token of ${c.host}`);
+  }
+
+  private writeAcmeMap(): void {
+    const file = this.layout.acmeMap;
+    writeFileSync(`${file}.tmp`, [...this.acmeTokens].map(([k, v]) => `${k} ${v}\n`).join(''), { mode: 0o600 });
+    renameSync(`${file}.tmp`, file);
+  }
+
+  /** HTTP-01 tokens being answered: token -> key authorization. */
+  private readonly acmeTokens = new Map<string, string>();
+
   /** One operation on HAProxy at a time. */
   private serialize<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.busy.then(fn, fn);
@@ -365,6 +410,7 @@ export class Gateway {
       renameSync(`${file}.tmp`, file);
     };
     for (const m of MAP_NAMES) atomic(L.maps[m], mapText(table.maps[m]));
+    this.writeAcmeMap();
     const certs = [join(L.dir, 'certs', 'default.pem')];
     if (!existsSync(certs[0]!)) issueLocal(this.ca, ['gateway.invalid'], certs[0]!);
     for (const i of table.imvus) {
