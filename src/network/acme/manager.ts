@@ -68,12 +68,47 @@ export async function ledgerCertificate(platform: OpenPlatform, imvu: string): P
   return platform.store.get<CertificateRow>('SELECT imvu, names, serial, sha256, not_before, not_after, issuer, directory, entry FROM certificates WHERE imvu = ?', [imvu]);
 }
 
+/**
+ * Removes the DNS-01 challenge records that no order in progress published: a daemon killed
+ * mid-order leaves its `acme.challenge` publish without the remove. Through the chokepoint, as the
+ * platform (one `acme.challenge` remove per IMVU, notified to its creator like the publish was).
+ * `live` holds `name value` of the records of orders in progress in this process. Returns how many
+ * records were removed.
+ */
+export async function removeStaleChallenges(platform: OpenPlatform, live: Set<string> = new Set(), log?: (line: string) => void): Promise<number> {
+  const rows = await platform.store.all<{ zone: string; name: string; value: string; imvu: string }>(
+    "SELECT r.zone, r.name, r.value, z.imvu FROM records r JOIN zones z ON z.name = r.zone WHERE r.type = 'TXT' AND r.name LIKE '\\_acme-challenge.%' ESCAPE '\\' ORDER BY z.imvu, r.name",
+  );
+  const byImvu = new Map<string, { zone: string; name: string; value: string }[]>();
+  for (const r of rows) {
+    if (live.has(`${r.name} ${r.value}`)) continue;
+    const list = byImvu.get(r.imvu) ?? [];
+    list.push({ zone: r.zone, name: r.name, value: r.value });
+    byImvu.set(r.imvu, list);
+  }
+  let removed = 0;
+  for (const [imvu, records] of byImvu)
+    for (let i = 0; i < records.length; i += 100) {
+      const chunk = records.slice(i, i + 100);
+      const r = await platform.chokepoint.submit(platform.chokepoint.platformCommand('acme.challenge', { imvu, action: 'remove', records: chunk }));
+      if (!r.allowed) {
+        log?.(`acme: stale challenge records of ${imvu} not removed: ${r.gates.filter((g) => g.status === 'deny').map((g) => `gate ${g.gate}: ${g.reason}`).join('; ')}`);
+        continue;
+      }
+      removed += chunk.length;
+      log?.(`acme: ${imvu}: removed ${chunk.length} challenge record(s) left by an order that did not finish (${chunk.map((c) => c.name).join(', ')}; entry ${r.index})`);
+    }
+  return removed;
+}
+
 export class AcmeManager {
   renewBeforeMs: number;
   private readonly orderer: AcmeOrderer;
   private readonly failures = new Map<string, { n: number; next: number; why: string }>();
   private running: Promise<void> | undefined;
   private pending: TableImvu[] | undefined;
+  /** `name value` of the challenge records of the orders in progress (removeStaleChallenges keeps them). */
+  readonly live = new Set<string>();
   /** Orders completed (issued and installed), for status and tests. */
   issued = 0;
 
@@ -143,6 +178,7 @@ export class AcmeManager {
       return z;
     };
     const submit = async (action: 'publish' | 'remove', records: ChallengeRecord[]) => {
+      for (const r of records) this.live[action === 'publish' ? 'add' : 'delete'](`${r.name} ${r.value}`);
       const body = { imvu: i.id, action, records: records.map((r) => ({ zone: zoneOf(r), name: r.name, value: r.value })) };
       const r = await platform.chokepoint.submit(platform.chokepoint.platformCommand('acme.challenge', body));
       if (!r.allowed) throw new Error(`acme.challenge ${action} denied: ${r.gates.filter((g) => g.status === 'deny').map((g) => `gate ${g.gate}: ${g.reason}`).join('; ')}`);

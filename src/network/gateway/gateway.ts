@@ -16,7 +16,7 @@ import { HaproxySupervisor, findHaproxy } from './haproxy.ts';
 import { parseInfo, parseShowMap, parseStat, runtimeCommand } from './runtime.ts';
 import { loadTable, mapText, MAP_NAMES, type GatewayTable, type ImvuLimits, type MapName } from './table.ts';
 import { GatewayMeter } from '../metering/counters.ts';
-import { AcmeManager, LOCAL_CA_DIRECTORY, ledgerCertificate, type AcmeSettings } from '../acme/manager.ts';
+import { AcmeManager, LOCAL_CA_DIRECTORY, ledgerCertificate, removeStaleChallenges, type AcmeSettings } from '../acme/manager.ts';
 import { certificateFacts, type HttpChallenge } from '../acme/order.ts';
 import { checkRegion } from './geo.ts';
 
@@ -209,6 +209,9 @@ export class Gateway {
     if (this.acme) this.timers.push(setInterval(() => this.renewCertificates(), this.o.acme?.checkIntervalMs ?? 3_600_000));
     for (const t of this.timers) t.unref();
     await this.meter?.start();
+    // A daemon killed mid-order left its DNS-01 records in the zone: no order of this process
+    // published them, so they are removed before any new order starts (with or without a CA now).
+    await removeStaleChallenges(this.o.platform, this.acme?.live, this.o.log).catch((e: unknown) => this.o.log?.(`acme: stale challenges: ${(e as Error).message}`));
     this.renewCertificates();
   }
 
