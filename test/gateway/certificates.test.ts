@@ -61,7 +61,7 @@ describe.skipIf(!haveHaproxy)('gateway certificates against the ledger (local CA
       expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
     }
     await server.gateway!.sync();
-  }, 90_000);
+  }, 240_000);
 
   afterAll(async () => {
     await server?.close();
