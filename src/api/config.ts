@@ -91,7 +91,7 @@ export interface NexusConfig {
    * directory URL, an extra CA (PEM) trusted for its HTTPS (a private CA such as Pebble's), and how
    * many days before expiry a certificate is renewed. null: the platform's local CA issues them.
    */
-  acme: { directory: string; caCertFile?: string; caCert?: string; renewBeforeDays: number } | null;
+  acme: { directory: string; caCertFile?: string; caCert?: string; renewBeforeDays: number; challenge: 'dns-01' | 'http-01' } | null;
   /** Allows plain HTTP on an address other hosts can reach (with a warning). */
   insecureHttp: boolean;
   /** `auto`: readable lines when stdout is a terminal, JSON lines otherwise. */
@@ -146,6 +146,8 @@ export interface ConfigOptions {
   acmeCaCert?: string;
   /** Days before expiry a certificate is renewed (1-365, default 30). */
   acmeRenewDays?: number | string;
+  /** How the ACME CA validates: dns-01 (our DNS, default) or http-01 (the gateway's port 80). */
+  acmeChallenge?: string;
   logFormat?: string;
   /** A JSON config file to read instead of `<dataDir>/nexus.json`. */
   config?: string;
@@ -356,6 +358,7 @@ const AcmeDirectory = z
       return false;
     }
   }, 'must be an https URL such as https://acme-v02.api.letsencrypt.org/directory');
+const AcmeChallenge = z.enum(['dns-01', 'http-01'], { error: 'must be dns-01 or http-01' });
 const RENEW_MESSAGE = 'must be a whole number of days, 1-365';
 const RenewDays = z.preprocess(
   (v) => (typeof v === 'string' && /^\d{1,3}$/.test(v) ? Number(v) : v),
@@ -486,6 +489,7 @@ export const ConfigFileSchema = z
     acmeDirectory: AcmeDirectory.optional(),
     acmeCaCert: Path.optional(),
     acmeRenewDays: RenewDays.optional(),
+    acmeChallenge: AcmeChallenge.optional(),
     logFormat: LogFormat.optional(),
   })
   .strict();
@@ -671,14 +675,19 @@ function resolveAcme(
   if (opts.acmeRenewDays !== undefined) days = parse(RenewDays, opts.acmeRenewDays, '--acme-renew-days');
   else if (given(env.NEXUS_ACME_RENEW_DAYS)) days = parse(RenewDays, env.NEXUS_ACME_RENEW_DAYS, 'NEXUS_ACME_RENEW_DAYS');
   else if (file.acmeRenewDays !== undefined) days = file.acmeRenewDays;
+  let challenge: 'dns-01' | 'http-01' | undefined;
+  if (opts.acmeChallenge !== undefined) challenge = parse(AcmeChallenge, opts.acmeChallenge, '--acme-challenge');
+  else if (given(env.NEXUS_ACME_CHALLENGE)) challenge = parse(AcmeChallenge, env.NEXUS_ACME_CHALLENGE, 'NEXUS_ACME_CHALLENGE');
+  else challenge = file.acmeChallenge;
   if (!directory) {
     if (ca) throw new ConfigError(`an ACME CA certificate is given (${ca.source}) but no ACME directory: set --acme-directory, NEXUS_ACME_DIRECTORY or acmeDirectory`);
+    if (challenge) throw new ConfigError('an ACME challenge type is given but no ACME directory: set --acme-directory, NEXUS_ACME_DIRECTORY or acmeDirectory');
     return null;
   }
-  if (!ca) return { directory, renewBeforeDays: days };
+  if (!ca) return { directory, renewBeforeDays: days, challenge: challenge ?? 'dns-01' };
   const caCert = readPem(ca.path, ca.source, 'ACME CA certificate', false);
   if (!/-----BEGIN CERTIFICATE-----/.test(caCert)) throw new ConfigError(`invalid ACME CA certificate ${ca.path} (${ca.source}): no PEM CERTIFICATE block`);
-  return { directory, caCertFile: ca.path, caCert, renewBeforeDays: days };
+  return { directory, caCertFile: ca.path, caCert, renewBeforeDays: days, challenge: challenge ?? 'dns-01' };
 }
 
 /** Reads a PEM file (at most 1 MiB); a private key that every user may read is refused. */

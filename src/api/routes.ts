@@ -745,7 +745,9 @@ export const ROUTES: RouteDef[] = [
     const mine = report.differences
       .map((d) => ({ map: d.map, extra: d.extra.filter((l) => l.includes(params.id)), missing: d.missing.filter((l) => l.includes(params.id)) }))
       .filter((d) => d.extra.length || d.missing.length);
-    return { body: { imvu: params.id, at: report.at, equal: mine.length === 0, differences: mine, alarms: ctx.gateway.alarms.filter((a) => a.imvus.includes(params.id)) } };
+    // The certificate HAProxy serves for the IMVU's names (read back over its runtime API) next to the ledger's.
+    const certificate = (await ctx.gateway.servedCertificates()).find((c) => c.imvu === params.id) ?? null;
+    return { body: { imvu: params.id, at: report.at, equal: mine.length === 0, differences: mine, certificate, alarms: ctx.gateway.alarms.filter((a) => a.imvus.includes(params.id)) } };
   }),
   read('/v1/imvus/:id/notifications', 'Notifications about an IMVU', { params: Params.imvu }, async (ctx, { params, scope }) => {
     await mayReadImvu(ctx, await scope(), params.id);

@@ -810,7 +810,7 @@ async function startDaemonServer(
           range: cfg.computeRange,
           ...(cfg.gatewayRegion ? { region: cfg.gatewayRegion } : {}),
           ...(cfg.acme
-            ? { acme: { directory: cfg.acme.directory, ...(cfg.acme.caCert ? { caCert: cfg.acme.caCert } : {}), renewBeforeMs: cfg.acme.renewBeforeDays * 86_400_000 } }
+            ? { acme: { directory: cfg.acme.directory, ...(cfg.acme.caCert ? { caCert: cfg.acme.caCert } : {}), renewBeforeMs: cfg.acme.renewBeforeDays * 86_400_000, challenge: cfg.acme.challenge } }
             : {}),
         }
       : false,

@@ -25,12 +25,24 @@ describe('ACME configuration', () => {
   });
 
   it('from the environment and from the config file', () => {
-    expect(resolveConfig({ ...base, env: { NEXUS_ACME_DIRECTORY: 'https://acme.example/dir', NEXUS_ACME_RENEW_DAYS: '20' } }).acme).toEqual({ directory: 'https://acme.example/dir', renewBeforeDays: 20 });
+    expect(resolveConfig({ ...base, env: { NEXUS_ACME_DIRECTORY: 'https://acme.example/dir', NEXUS_ACME_RENEW_DAYS: '20' } }).acme).toEqual({ directory: 'https://acme.example/dir', renewBeforeDays: 20, challenge: 'dns-01' });
     const file = join(dir, 'nexus.json');
     writeFileSync(file, JSON.stringify({ acmeDirectory: 'https://file.example/dir', acmeCaCert: 'ca.pem' }));
     expect(resolveConfig({ ...base, config: file }).acme).toMatchObject({ directory: 'https://file.example/dir', caCertFile: ca, renewBeforeDays: 30 });
     // The flag wins over the environment.
     expect(resolveConfig({ ...base, acmeDirectory: 'https://flag.example/dir', env: { NEXUS_ACME_DIRECTORY: 'https://env.example/dir' } }).acme!.directory).toBe('https://flag.example/dir');
+  });
+
+  it('takes the challenge type: dns-01 by default, http-01 by flag, environment or config file', () => {
+    const dirOnly = { ...base, acmeDirectory: 'https://a.example/dir' };
+    expect(resolveConfig(dirOnly).acme!.challenge).toBe('dns-01');
+    expect(resolveConfig({ ...dirOnly, acmeChallenge: 'http-01' }).acme!.challenge).toBe('http-01');
+    expect(resolveConfig({ ...dirOnly, env: { NEXUS_ACME_CHALLENGE: 'http-01' } }).acme!.challenge).toBe('http-01');
+    const file = join(dir, 'challenge.json');
+    writeFileSync(file, JSON.stringify({ acmeDirectory: 'https://file.example/dir', acmeChallenge: 'http-01' }));
+    expect(resolveConfig({ ...base, config: file }).acme!.challenge).toBe('http-01');
+    expect(() => resolveConfig({ ...dirOnly, acmeChallenge: 'tls-alpn-01' })).toThrow(/--acme-challenge .*dns-01 or http-01/);
+    expect(() => resolveConfig({ ...base, acmeChallenge: 'http-01' })).toThrow(/no ACME directory/);
   });
 
   it('refuses what it cannot use, in one line', () => {

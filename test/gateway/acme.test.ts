@@ -147,7 +147,8 @@ describe.skipIf(!haveHaproxy || !havePebble)('gateway certificates by ACME (Pebb
     expect(row.sha256).toBe(s.cert.fingerprint256.replace(/:/g, '').toLowerCase());
     expect(row.names).toBe([A.host, A.stage].sort().join(' '));
     expect(Date.parse(row.not_after)).toBe(Date.parse(s.cert.valid_to));
-    const issued = (await entriesOf('certificate.issued')).filter((e) => e.body.imvu === A.id);
+    // The local CA's stand-in (recorded too, served until the ACME CA's) is not the ACME issuance.
+    const issued = (await entriesOf('certificate.issued')).filter((e) => e.body.imvu === A.id && e.body.directory === pebble.directory);
     expect(issued.at(-1)!.body.serial).toBe(row.serial);
     const challenges = (await entriesOf('acme.challenge')).filter((e) => e.body.imvu === A.id);
     const published = challenges.find((c) => c.body.action === 'publish' && c.allowed)!;
@@ -228,7 +229,8 @@ describe.skipIf(!haveHaproxy || !havePebble)('gateway certificates by ACME (Pebb
     expect(s.cert.fingerprint256.replace(/:/g, '').toLowerCase()).toBe(after.sha256);
     expect((await gw.readCounters()).process).toBe(worker);
     expect(curl(A.host, '/renewed').body).toBe('acmeshop /renewed 0\n');
-    expect((await gw.servedCertificates()).find((c) => c.imvu === A.id)).toEqual({ imvu: A.id, served: after.serial, ledger: after.serial });
+    const c = (await gw.servedCertificates()).find((x) => x.imvu === A.id)!;
+    expect([c.served?.serial, c.ledger?.serial, c.ledger?.sha256, c.equal]).toEqual([after.serial, after.serial, after.sha256, true]);
   }, 150_000);
 
   it('HAProxy killed with -9 comes back by itself with the ledger\'s routes and certificates', async () => {
@@ -247,6 +249,6 @@ describe.skipIf(!haveHaproxy || !havePebble)('gateway certificates by ACME (Pebb
     expect(curl(A.host, '/back').body).toBe('acmeshop /back 0\n');
     expect((await served(A.host)).cert.fingerprint256.replace(/:/g, '').toLowerCase()).toBe(row.sha256);
     expect((await gw.verify()).equal).toBe(true);
-    expect((await gw.servedCertificates()).find((c) => c.imvu === A.id)!.served).toBe(row.serial);
+    expect((await gw.servedCertificates()).find((c) => c.imvu === A.id)!.served?.serial).toBe(row.serial);
   }, 90_000);
 });

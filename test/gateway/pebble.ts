@@ -17,7 +17,18 @@ export interface Pebble {
   root(): Promise<string>;
   /** Pebble's intermediate, the issuer of the certificates it signs, PEM. */
   intermediate(): Promise<string>;
+  /** The pebble process (tests pause it with SIGSTOP to hold an order mid-way). */
+  pid: number;
   stop(): void;
+}
+
+export interface PebbleOptions {
+  /** The port Pebble's VA fetches HTTP-01 challenges from (the gateway's plain-HTTP listener); default a free one nobody listens on. */
+  httpPort?: number;
+  /** Extra environment (e.g. PEBBLE_VA_SLEEPTIME instead of the default no-sleep). */
+  env?: Record<string, string>;
+  /** Let the VA sleep before validating, as Pebble does by default (default false: PEBBLE_VA_NOSLEEP). */
+  sleep?: boolean;
 }
 
 export async function freePort(): Promise<number> {
@@ -38,7 +49,7 @@ export const havePebble = (() => {
   }
 })();
 
-export async function startPebble(dnsPort: number): Promise<Pebble> {
+export async function startPebble(dnsPort: number, opts: PebbleOptions = {}): Promise<Pebble> {
   const dir = mkdtempSync(join(tmpdir(), 'pebble-'));
   const ossl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=pebble listener test CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
@@ -55,7 +66,7 @@ export async function startPebble(dnsPort: number): Promise<Pebble> {
         managementListenAddress: `127.0.0.1:${mgmt}`,
         certificate: join(dir, 'cert.pem'),
         privateKey: join(dir, 'key.pem'),
-        httpPort: await freePort(),
+        httpPort: opts.httpPort ?? (await freePort()),
         tlsPort: await freePort(),
         ocspResponderURL: '',
         externalAccountBindingRequired: false,
@@ -64,7 +75,7 @@ export async function startPebble(dnsPort: number): Promise<Pebble> {
   );
   const child: ChildProcess = spawn('pebble', ['-config', join(dir, 'config.json'), '-dnsserver', `127.0.0.1:${dnsPort}`], {
     cwd: dir,
-    env: { ...process.env, PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0' },
+    env: { ...process.env, ...(opts.sleep ? {} : { PEBBLE_VA_NOSLEEP: '1' }), PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -95,9 +106,11 @@ export async function startPebble(dnsPort: number): Promise<Pebble> {
   return {
     directory: `https://127.0.0.1:${port}/dir`,
     tlsCaFile: join(dir, 'ca.pem'),
+    pid: child.pid!,
     root: () => get('/roots/0'),
     intermediate: () => get('/intermediates/0'),
     stop() {
+      child.kill('SIGCONT');
       child.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
     },

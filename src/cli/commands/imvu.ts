@@ -214,6 +214,16 @@ export function imvuCommand(): Command {
       ]);
     });
 
+  cmd
+    .command('gateway')
+    .description("what the gateway serves for an IMVU against the ledger: its route table and the certificate HAProxy serves (read back over its runtime API) next to the ledger's certificate.issued")
+    .argument('<imvu>', 'IMVU id such as IMVU-001', imvuId)
+    .action(async (id: string, _o: unknown, c: Command) => {
+      const ctx = Ctx.of(c);
+      const g = await ctx.get<GatewayView>(`/v1/imvus/${encodeURIComponent(id)}/gateway`);
+      ctx.print(g, () => gatewayLines(g));
+    });
+
   envelopeFlags(
     cmd
       .command('scale')
@@ -290,4 +300,28 @@ export function memberCommand(): Command {
       ctx.print({ imvu: id, member, index: s.receipt.index }, () => [`✅ ${who} (${member}) is a member of ${id}`, `✅ ${receiptLine(s)}`]);
     });
   return cmd;
+}
+
+interface GatewayView {
+  imvu: string;
+  gateway?: 'off';
+  equal?: boolean;
+  differences?: { map: string; extra: string[]; missing: string[] }[];
+  certificate?: {
+    names: string[];
+    served?: { serial: string; sha1: string; notAfter: string; issuer: string };
+    ledger?: { serial: string; sha256: string; notAfter: string; issuer: string; directory: string; entry: number };
+    equal: boolean;
+  } | null;
+}
+
+function gatewayLines(g: GatewayView): string[] {
+  if (g.gateway === 'off') return [`${g.imvu}: this daemon runs no HTTP gateway`];
+  const out = [g.equal ? `✅ Routes of ${g.imvu}: served as the ledger says` : `❌ Routes of ${g.imvu}: served differently from the ledger (${(g.differences ?? []).map((d) => d.map).join(', ')})`];
+  const c = g.certificate;
+  if (!c) return [...out, 'Certificate: none served'];
+  out.push(`${c.equal ? '✅' : '❌'} Certificate for ${c.names.join(', ')}: ${c.equal ? 'served as the ledger recorded it' : 'the served certificate is not the ledger\'s'}`);
+  out.push(`  served (HAProxy): ${c.served ? `serial ${c.served.serial}, SHA-1 ${c.served.sha1}, until ${c.served.notAfter}, issuer ${c.served.issuer}` : '(none)'}`);
+  out.push(`  ledger:           ${c.ledger ? `serial ${c.ledger.serial}, SHA-256 ${c.ledger.sha256}, until ${c.ledger.notAfter}, issuer ${c.ledger.issuer} (${c.ledger.directory}, entry ${c.ledger.entry})` : '(none recorded)'}`);
+  return out;
 }

@@ -76,6 +76,7 @@ interface ServeFlags {
   acmeDirectory?: string;
   acmeCaCert?: string;
   acmeRenewDays?: number;
+  acmeChallenge?: string;
   logFormat?: string;
 }
 
@@ -121,6 +122,7 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.acmeDirectory !== undefined ? { acmeDirectory: o.acmeDirectory } : {}),
     ...(o.acmeCaCert !== undefined ? { acmeCaCert: o.acmeCaCert } : {}),
     ...(o.acmeRenewDays !== undefined ? { acmeRenewDays: o.acmeRenewDays } : {}),
+    ...(o.acmeChallenge !== undefined ? { acmeChallenge: o.acmeChallenge } : {}),
     ...(o.logFormat !== undefined ? { logFormat: o.logFormat } : {}),
   };
   const { resolveConfig } = await import('../../api/config.ts');
@@ -165,6 +167,7 @@ function daemonOptions(cmd: Command): Command {
     .option('--gateway-http-port <n>', 'HTTP port of the gateway, redirecting to HTTPS (env NEXUS_GATEWAY_HTTP_PORT; default 80 as root, otherwise 8080)', port)
     .option('--acme-directory <url>', "certificates of the gateway from this ACME CA (RFC 8555), DNS-01 answered by nexus's own DNS (env NEXUS_ACME_DIRECTORY; config file `acmeDirectory`; default: the platform's local CA)")
     .option('--acme-ca-cert <file>', 'a PEM CA certificate trusted for the ACME directory\'s HTTPS, e.g. a test CA such as Pebble\'s (env NEXUS_ACME_CA_CERT; config file `acmeCaCert`)')
+    .option('--acme-challenge <type>', 'how the ACME CA validates: dns-01 (answered by nexus\'s own DNS) or http-01 (answered by the gateway\'s plain-HTTP listener, port 80; the names must point at it) (env NEXUS_ACME_CHALLENGE; config file `acmeChallenge`; default dns-01)')
     .option('--acme-renew-days <n>', 'renew a certificate this many days before it expires (env NEXUS_ACME_RENEW_DAYS; default 30)', int(1, 365))
     .option('--region <region>', "this gateway node's region, e.g. eu-west: private and restricted routes of IMVUs whose jurisdiction keeps data elsewhere (EU-GDPR: eu; UK-GDPR: uk, eu; CH-FADP: ch, eu) are refused here with 451 (env NEXUS_GATEWAY_REGION; default none, which serves them nowhere)")
     .option('--no-mail', 'as root, do not serve SMTP and IMAP on their well-known ports (25, 587, 465, 143, 993) when none is given (env NEXUS_MAIL=false)')

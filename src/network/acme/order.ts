@@ -18,6 +18,22 @@ export interface ChallengeRecord {
   value: string;
 }
 
+/** An HTTP-01 challenge (RFC 8555 8.3): `http://<host>/.well-known/acme-challenge/<token>` answers the key authorization. */
+export interface HttpChallenge {
+  host: string;
+  token: string;
+  keyAuthorization: string;
+}
+
+export type ChallengeType = 'dns-01' | 'http-01';
+
+/** The hooks of one kind of challenge: make the answers available, wait until they are served, take them away. */
+export interface ChallengeHooks<T> {
+  publish(r: T[]): Promise<void>;
+  remove(r: T[]): Promise<void>;
+  served(r: T[]): Promise<void>;
+}
+
 export interface Issued {
   /** Leaf then chain, PEM. */
   chain: string;
@@ -98,33 +114,36 @@ export class AcmeOrderer {
   }
 
   /**
-   * Orders a certificate for `names` (the first is the subject). The DNS-01 records of every
-   * pending authorisation are published in one call, then removed in one call, whatever happens.
+   * Orders a certificate for `names` (the first is the subject). The challenges of every pending
+   * authorisation (DNS-01 records, or HTTP-01 tokens with `http`) are published in one call, then
+   * removed in one call, whatever happens.
    */
-  async order(
-    names: string[],
-    hooks: { publish(r: ChallengeRecord[]): Promise<void>; remove(r: ChallengeRecord[]): Promise<void>; served(r: ChallengeRecord[]): Promise<void> },
-  ): Promise<Issued> {
+  async order(names: string[], hooks: ChallengeHooks<ChallengeRecord> & { http?: ChallengeHooks<HttpChallenge> }, type: ChallengeType = 'dns-01'): Promise<Issued> {
     const client = await this.account();
     const order = await client.createOrder({ identifiers: names.map((value) => ({ type: 'dns', value })) });
     const authzs = await client.getAuthorizations(order);
-    const pending: { challenge: acme.Authorization['challenges'][number]; record: ChallengeRecord }[] = [];
+    const pending: { challenge: acme.Authorization['challenges'][number]; answer: string; host: string }[] = [];
     for (const a of authzs) {
       if (a.status === 'valid') continue;
-      const challenge = a.challenges.find((c) => c.type === 'dns-01');
-      if (!challenge) throw new Error(`the ACME CA offers no dns-01 challenge for ${a.identifier.value}`);
-      pending.push({ challenge, record: { name: `_acme-challenge.${a.identifier.value}`, value: await client.getChallengeKeyAuthorization(challenge) } });
+      const challenge = a.challenges.find((c) => c.type === type);
+      if (!challenge) throw new Error(`the ACME CA offers no ${type} challenge for ${a.identifier.value}`);
+      pending.push({ challenge, host: a.identifier.value, answer: await client.getChallengeKeyAuthorization(challenge) });
     }
-    const records = pending.map((p) => p.record);
-    if (records.length) {
-      await hooks.publish(records);
-      try {
-        await hooks.served(records);
-        for (const p of pending) await client.completeChallenge(p.challenge);
-        for (const p of pending) await client.waitForValidStatus(p.challenge);
-      } finally {
-        await hooks.remove(records);
-      }
+    if (pending.length) {
+      const run = async <T>(h: ChallengeHooks<T>, items: T[]) => {
+        await h.publish(items);
+        try {
+          await h.served(items);
+          for (const p of pending) await client.completeChallenge(p.challenge);
+          for (const p of pending) await client.waitForValidStatus(p.challenge);
+        } finally {
+          await h.remove(items);
+        }
+      };
+      if (type === 'http-01') {
+        if (!hooks.http) throw new Error('http-01 challenges need a place to answer them (the gateway\'s plain-HTTP listener)');
+        await run(hooks.http, pending.map((p) => ({ host: p.host, token: (p.challenge as { token: string }).token, keyAuthorization: p.answer })));
+      } else await run(hooks, pending.map((p) => ({ name: `_acme-challenge.${p.host}`, value: p.answer })));
     }
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
     const key = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();

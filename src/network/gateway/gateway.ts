@@ -7,7 +7,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { KeyObject } from 'node:crypto';
+import { X509Certificate, type KeyObject } from 'node:crypto';
 import type { OpenPlatform } from '../../core/platform.ts';
 import type { SignedCommand } from '../../core/types.ts';
 import { ensureLocalCa, ensureTokenKey, issueLocal, type LocalCa } from './certs.ts';
@@ -16,7 +16,8 @@ import { HaproxySupervisor, findHaproxy } from './haproxy.ts';
 import { parseInfo, parseShowMap, parseStat, runtimeCommand } from './runtime.ts';
 import { loadTable, mapText, MAP_NAMES, type GatewayTable, type ImvuLimits, type MapName } from './table.ts';
 import { GatewayMeter } from '../metering/counters.ts';
-import { AcmeManager, ledgerCertificate, type AcmeSettings } from '../acme/manager.ts';
+import { AcmeManager, LOCAL_CA_DIRECTORY, ledgerCertificate, removeStaleChallenges, type AcmeSettings } from '../acme/manager.ts';
+import { certificateFacts, type HttpChallenge } from '../acme/order.ts';
 import { checkRegion } from './geo.ts';
 
 export interface GatewayOptions {
@@ -65,6 +66,34 @@ export interface ServedReport {
   differences: { map: MapName; extra: string[]; missing: string[] }[];
 }
 
+/** One IMVU's certificate: as HAProxy serves it and as the ledger recorded it. */
+export interface ServedCertificate {
+  imvu: string;
+  names: string[];
+  served: { serial: string; sha1: string; notAfter: string; issuer: string } | undefined;
+  ledger: { serial: string; sha256: string; notAfter: string; issuer: string; directory: string; entry: number } | undefined;
+  /** The certificate file HAProxy loads holds the ledger's certificate. */
+  fileIsLedger: boolean;
+  /** HAProxy serves the ledger's certificate. */
+  equal: boolean;
+}
+
+/** `show ssl cert FILE` (HAProxy 2.6): serial (lower-case hex, no leading zeros), SHA-1, notAfter (ISO), issuer. */
+export function parseShowSslCert(text: string): ServedCertificate['served'] {
+  const field = (name: string) => new RegExp(`^${name}: (.*)$`, 'm').exec(text)?.[1]?.trim();
+  const serial = field('Serial');
+  const sha1 = field('SHA1 FingerPrint');
+  const notAfter = field('notAfter');
+  if (!serial || !sha1 || !notAfter) return undefined;
+  const at = new Date(notAfter);
+  return {
+    serial: serial.toLowerCase().replace(/^0+(?=.)/, ''),
+    sha1: sha1.toLowerCase(),
+    notAfter: Number.isNaN(at.getTime()) ? notAfter : at.toISOString(),
+    issuer: field('Issuer') ?? '',
+  };
+}
+
 export interface GatewayAlarm {
   index: number;
   imvus: string[];
@@ -85,6 +114,7 @@ export class Gateway {
   private logSock: Socket | undefined;
   readonly alarms: GatewayAlarm[] = [];
   lastServed: ServedReport | undefined;
+  lastCertificates: ServedCertificate[] | undefined;
   readonly meter: GatewayMeter | undefined;
   /** The ACME certificates, when an ACME directory is configured. */
   readonly acme: AcmeManager | undefined;
@@ -112,6 +142,7 @@ export class Gateway {
       crtList: join(dir, 'crt-list'),
       jwtKey: token.publicPem,
       maps,
+      acmeMap: join(dir, 'maps', 'acme-http01.map'),
     };
     this.ca = ensureLocalCa(join(dir, 'ca'));
     const bin = findHaproxy(o.haproxyBin);
@@ -132,6 +163,11 @@ export class Gateway {
         accountKeyFile: join(dir, 'keys', 'acme-account.key'),
         certFile: (imvu) => this.certFile(imvu),
         install: (imvu, pem) => this.serialize(() => this.installCert(imvu, pem)),
+        http: {
+          publish: (c) => this.serialize(() => this.acmeTokensSet(c, true)),
+          remove: (c) => this.serialize(() => this.acmeTokensSet(c, false)),
+          served: (c) => this.acmeTokensServed(c),
+        },
         ...(o.log ? { log: o.log } : {}),
       });
     if (o.meter)
@@ -162,6 +198,7 @@ export class Gateway {
     const table = await loadTable(this.o.platform.store, this.o.range, this.o.region, this.o.imvuLimits);
     this.seenSize = this.o.platform.chokepoint.ledger.size;
     this.writeFiles(table);
+    await this.recordLocalCertificates(table);
     await this.sup.start();
     this.table = table;
     this.imvuSet = imvuKey(table);
@@ -172,6 +209,9 @@ export class Gateway {
     if (this.acme) this.timers.push(setInterval(() => this.renewCertificates(), this.o.acme?.checkIntervalMs ?? 3_600_000));
     for (const t of this.timers) t.unref();
     await this.meter?.start();
+    // A daemon killed mid-order left its DNS-01 records in the zone: no order of this process
+    // published them, so they are removed before any new order starts (with or without a CA now).
+    await removeStaleChallenges(this.o.platform, this.acme?.live, this.o.log).catch((e: unknown) => this.o.log?.(`acme: stale challenges: ${(e as Error).message}`));
     this.renewCertificates();
   }
 
@@ -193,6 +233,8 @@ export class Gateway {
     const file = this.certFile(imvu);
     writeFileSync(`${file}.tmp`, pem, { mode: 0o600 });
     renameSync(`${file}.tmp`, file);
+    // A transaction left open on this file (by hand over the socket) would otherwise be committed with ours.
+    await this.cmd(`abort ssl cert ${file}`);
     const set = await this.cmd(`set ssl cert ${file}`, pem);
     // Not loaded yet (an IMVU newer than the running configuration): the next reload reads the file.
     if (/unknown|not found|does not exist/i.test(set) && !/Transaction/i.test(set)) return;
@@ -201,16 +243,121 @@ export class Gateway {
     if (!/Success/i.test(commit)) throw new Error(`haproxy commit ssl cert: ${commit.trim()}`);
   }
 
-  /** Per IMVU: the serial HAProxy serves (read back over the runtime API) and the ledger's ACME certificate. */
-  async servedCertificates(): Promise<{ imvu: string; served: string | undefined; ledger: string | undefined }[]> {
-    const out: { imvu: string; served: string | undefined; ledger: string | undefined }[] = [];
+  /**
+   * Records in the ledger (`certificate.issued`, as the platform) each certificate of the local CA
+   * that an IMVU's file holds and the ledger does not: issued just now by writeFiles (new IMVU, new
+   * names), or before such issuances were recorded. Called before HAProxy loads the files, so a
+   * certificate is in the ledger before it is served, whichever CA issued it.
+   */
+  private async recordLocalCertificates(table: GatewayTable): Promise<void> {
+    const { platform } = this.o;
+    const ca = new X509Certificate(readFileSync(this.ca.cert));
+    for (const i of table.imvus) {
+      const file = this.certFile(i.id);
+      if (!existsSync(file)) continue;
+      const pem = readFileSync(file, 'utf8');
+      const leaf = new X509Certificate(pem);
+      if (!leaf.checkIssued(ca)) continue;
+      const facts = certificateFacts(pem);
+      const row = await ledgerCertificate(platform, i.id);
+      if (row?.sha256 === facts.sha256) continue;
+      const body = { imvu: i.id, names: facts.names, serial: facts.serial, sha256: facts.sha256, notBefore: facts.notBefore, notAfter: facts.notAfter, issuer: facts.issuer, directory: LOCAL_CA_DIRECTORY };
+      const r = await platform.chokepoint.submit(platform.chokepoint.platformCommand('certificate.issued', body));
+      if (r.allowed) this.o.log?.(`gateway: ${i.id}: local CA certificate ${facts.serial} until ${facts.notAfter} recorded (entry ${r.index})`);
+      else this.o.log?.(`gateway: ${i.id}: certificate.issued for the local CA certificate denied: ${r.gates.filter((g) => g.status === 'deny').map((g) => `gate ${g.gate}: ${g.reason}`).join('; ')}`);
+    }
+  }
+
+  /**
+   * Per IMVU: the certificate HAProxy serves, read back over the runtime API (`show ssl cert`:
+   * serial, SHA-1 fingerprint, notAfter), next to the ledger's `certificate.issued`. HAProxy 2.6
+   * shows no SHA-256, so the served SHA-1 is compared with the SHA-1 of the certificate file whose
+   * SHA-256 is the ledger's: `equal` only when serial, notAfter and fingerprint all agree.
+   */
+  async servedCertificates(): Promise<ServedCertificate[]> {
+    const out: ServedCertificate[] = [];
     for (const i of this.table?.imvus ?? []) {
-      const text = await this.cmd(`show ssl cert ${this.certFile(i.id)}`);
-      const served = /^Serial: ([0-9A-Fa-f]+)/m.exec(text)?.[1]?.toLowerCase().replace(/^0+(?=.)/, '');
-      out.push({ imvu: i.id, served, ledger: (await ledgerCertificate(this.o.platform, i.id))?.serial });
+      const file = this.certFile(i.id);
+      const served = parseShowSslCert(await this.cmd(`show ssl cert ${file}`));
+      const row = await ledgerCertificate(this.o.platform, i.id);
+      const onDisk = existsSync(file) ? new X509Certificate(readFileSync(file, 'utf8')) : undefined;
+      const diskSha256 = onDisk?.fingerprint256.replace(/:/g, '').toLowerCase();
+      const diskSha1 = onDisk?.fingerprint.replace(/:/g, '').toLowerCase();
+      const fileIsLedger = row !== undefined && diskSha256 === row.sha256;
+      const equal =
+        served !== undefined && row !== undefined && fileIsLedger && served.serial === row.serial && served.sha1 === diskSha1 && Date.parse(served.notAfter) === Date.parse(row.not_after);
+      out.push({
+        imvu: i.id,
+        names: i.hosts,
+        served,
+        ledger: row ? { serial: row.serial, sha256: row.sha256, notAfter: row.not_after, issuer: row.issuer, directory: row.directory, entry: row.entry } : undefined,
+        fileIsLedger,
+        equal,
+      });
     }
     return out;
   }
+
+  /**
+   * The served certificates against the ledger (with the route table, after every change and on
+   * the timer): one replaced by hand over the runtime API is put back from the ledger's file and
+   * raised as an integrity alarm. A file that is not the ledger's certificate (an ACME order
+   * between its record and its install) is the ACME manager's to fix, not reverted here.
+   */
+  private async checkCertificates(): Promise<ServedCertificate[]> {
+    const report = await this.servedCertificates();
+    this.lastCertificates = report;
+    const wrong = report.filter((c) => !c.equal && c.fileIsLedger && c.ledger);
+    if (!wrong.length) return report;
+    for (const c of wrong) await this.installCert(c.imvu, readFileSync(this.certFile(c.imvu), 'utf8'));
+    const after = await this.servedCertificates();
+    this.lastCertificates = after;
+    const still = wrong.filter((c) => !after.find((a) => a.imvu === c.imvu)?.equal).map((c) => c.imvu);
+    const detail = `the gateway served certificate(s) that differ from the ledger's: ${wrong
+      .map((c) => `${c.imvu} served serial ${c.served?.serial ?? '(none)'} until ${c.served?.notAfter ?? '?'}, ledger serial ${c.ledger!.serial} (entry ${c.ledger!.entry})`)
+      .join('; ')}; reverted to the ledger's certificate${still.length ? ` (still differs for ${still.join(', ')})` : ''}`.slice(0, 1000);
+    await this.submitAlarm(new Date().toISOString(), ['certificates'], wrong.map((c) => c.imvu), detail);
+    return report;
+  }
+
+  /**
+   * HTTP-01 challenges: adds or removes tokens in the `acme` map that the plain-HTTP frontend
+   * answers from (haproxy-config.ts), over the runtime API and in the map file too (a reload or a
+   * restarted HAProxy during the order still answers them).
+   */
+  private async acmeTokensSet(challenges: HttpChallenge[], add: boolean): Promise<void> {
+    for (const c of challenges) {
+      // Both are base64url (RFC 8555 8.1, 8.3), the thumbprint after a dot: nothing a map line could be confused by.
+      if (!/^[A-Za-z0-9_-]{1,128}$/.test(c.token) || !/^[A-Za-z0-9_-]{1,128}\.[A-Za-z0-9_-]{1,128}$/.test(c.keyAuthorization)) throw new Error(`not an ACME HTTP-01 token: ${c.token.slice(0, 40)}`);
+      if (add) this.acmeTokens.set(c.token, c.keyAuthorization);
+      else this.acmeTokens.delete(c.token);
+    }
+    this.writeAcmeMap();
+    for (const c of challenges) {
+      const r = await this.cmd(add ? `set map ${this.layout.acmeMap} ${c.token} ${c.keyAuthorization}` : `del map ${this.layout.acmeMap} ${c.token}`);
+      // `set map` on a key not there yet adds nothing: add it.
+      if (add && /not found/i.test(r)) {
+        const a = await this.cmd(`add map ${this.layout.acmeMap} ${c.token} ${c.keyAuthorization}`);
+        if (a.trim()) throw new Error(`haproxy add map acme: ${a.trim()}`);
+      } else if (r.trim() && !(!add && /not found/i.test(r))) throw new Error(`haproxy ${add ? 'set' : 'del'} map acme: ${r.trim()}`);
+    }
+    this.o.log?.(`acme: http-01 ${add ? 'answering' : 'no longer answering'} ${challenges.map((c) => `${c.host} (token ${c.token.slice(0, 8)}...)`).join(', ')}`);
+  }
+
+  /** Until HAProxy holds every token (read back over the runtime API). */
+  private async acmeTokensServed(challenges: HttpChallenge[]): Promise<void> {
+    const served = new Map(parseShowMap(await this.cmd(`show map ${this.layout.acmeMap}`)));
+    for (const c of challenges) if (served.get(c.token) !== c.keyAuthorization) throw new Error(`haproxy does not answer the http-01 token of ${c.host}`);
+  }
+
+  private writeAcmeMap(): void {
+    const file = this.layout.acmeMap;
+    writeFileSync(`${file}.tmp`, [...this.acmeTokens].map(([k, v]) => `${k} ${v}\n`).join(''), { mode: 0o600 });
+    renameSync(`${file}.tmp`, file);
+  }
+
+  /** HTTP-01 tokens being answered: token -> key authorization. */
+  private readonly acmeTokens = new Map<string, string>();
 
   /** One operation on HAProxy at a time. */
   private serialize<T>(fn: () => Promise<T>): Promise<T> {
@@ -249,6 +396,7 @@ export class Gateway {
     if (imvuKey(table) !== this.imvuSet) {
       // New or gone IMVUs change the backends and certificates: the one case that reloads.
       await this.meter?.sample();
+      await this.recordLocalCertificates(table);
       await this.sup.reload();
       this.imvuSet = imvuKey(table);
       this.table = table;
@@ -265,6 +413,7 @@ export class Gateway {
       renameSync(`${file}.tmp`, file);
     };
     for (const m of MAP_NAMES) atomic(L.maps[m], mapText(table.maps[m]));
+    this.writeAcmeMap();
     const certs = [join(L.dir, 'certs', 'default.pem')];
     if (!existsSync(certs[0]!)) issueLocal(this.ca, ['gateway.invalid'], certs[0]!);
     for (const i of table.imvus) {
@@ -343,6 +492,7 @@ export class Gateway {
     this.seenSize = this.o.platform.chokepoint.ledger.size;
     await this.apply();
     const table = this.table!;
+    await this.checkCertificates();
     const report = await this.served();
     this.lastServed = report;
     if (report.equal) return report;
@@ -364,12 +514,16 @@ export class Gateway {
     const detail = `the gateway served a route table that differed from the ledger (${report.differences
       .map((d) => `${d.map}: ${d.extra.length} served not in ledger, ${d.missing.length} in ledger not served`)
       .join('; ')}); ${outcome}`.slice(0, 1000);
+    await this.submitAlarm(report.at, ['routes'], [...imvus], detail);
+  }
+
+  private async submitAlarm(detectedAt: string, tables: string[], imvus: string[], detail: string): Promise<void> {
     const body = {
       trigger: 'periodic',
-      detectedAt: report.at,
+      detectedAt,
       ledgerSize: this.o.platform.chokepoint.ledger.size,
-      tables: ['routes'],
-      imvus: [...imvus].sort().slice(0, 1000),
+      tables,
+      imvus: [...new Set(imvus)].sort().slice(0, 1000),
       detail,
     };
     const receipt = await this.o.platform.chokepoint.submit(this.o.platform.chokepoint.platformCommand('integrity.alarm', body) as SignedCommand);

@@ -13,6 +13,8 @@ export interface HaproxyLayout {
   crtList: string;
   jwtKey: string;
   maps: Record<MapName, string>;
+  /** ACME HTTP-01 challenges: token -> key authorization (see acmeHttpRules). */
+  acmeMap: string;
 }
 
 export interface RenderOptions {
@@ -24,8 +26,6 @@ export interface RenderOptions {
   /** Public HTTPS port used in redirects (443 unless the listener is elsewhere). */
   httpsPort: number;
   imvus: TableImvu[];
-  /** Where ACME HTTP-01 challenges are answered (the daemon), host:port. */
-  acmeBackend?: string;
   /** This gateway's region (geo routing); undefined: not set. */
   region?: string;
   /** Drop privileges to this user/group after binding (root only). */
@@ -76,11 +76,10 @@ export function renderConfig(o: RenderOptions): string {
     lines.push(
       'frontend http',
       `  bind ${o.httpBind}`,
-      `  http-request redirect location https://%[req.hdr(host),field(1,:),lower]${o.httpsPort === 443 ? '' : `:${o.httpsPort}`}%[capture.req.uri] code 301 unless { path_beg /.well-known/acme-challenge/ }`,
-      o.acmeBackend ? '  use_backend acme' : '  http-request return status 404',
+      ...acmeHttpRules(L),
+      `  http-request redirect location https://%[req.hdr(host),field(1,:),lower]${o.httpsPort === 443 ? '' : `:${o.httpsPort}`}%[capture.req.uri] code 301`,
       '',
     );
-    if (o.acmeBackend) lines.push('backend acme', `  server daemon ${o.acmeBackend}`, '');
   }
   const M = L.maps;
   lines.push(
@@ -144,6 +143,24 @@ export function renderConfig(o: RenderOptions): string {
     lines.push(`backend be_${i.id}`, `  server w ${i.address}`, '');
   }
   return lines.join('\n') + '\n';
+}
+
+// ---- ACME HTTP-01 on the plain-HTTP frontend ----
+
+/**
+ * `/.well-known/acme-challenge/<token>` is answered by HAProxy itself from the `acme` map (token ->
+ * key authorization, filled over the runtime API while an order is in progress, RFC 8555 8.3):
+ * never redirected and never forwarded to a workload or the daemon. A token that is not in the map,
+ * or a path under the prefix that is not one token, is 404; every other path redirects to HTTPS.
+ */
+function acmeHttpRules(L: HaproxyLayout): string[] {
+  return [
+    '  acl acme_path path_beg /.well-known/acme-challenge/',
+    // A token is base64url (RFC 8555 8.3); `[.]` because the configuration parser eats backslashes.
+    `  http-request set-var(txn.acme) path,field(4,/),map_str(${L.acmeMap}) if acme_path { path -m reg ^/[.]well-known/acme-challenge/[A-Za-z0-9_-]{1,128}$ }`,
+    '  http-request return status 200 content-type text/plain lf-string "%[var(txn.acme)]" if { var(txn.acme) -m found }',
+    '  http-request return status 404 content-type text/plain string "no such challenge\\n" if acme_path',
+  ];
 }
 
 // ---- Policy routing, allow-lists, rates and hostile-traffic bounds (the edge of the gateway) ----
