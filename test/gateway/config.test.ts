@@ -1,0 +1,57 @@
+// The rendered HAProxy configuration: which per-request rules a listener gets. An IPv4 listener
+// never sees an IPv6 client, so the allow-list's IPv6 rules (one per prefix length, each tested on
+// every request) are only rendered for listeners that can.
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { acceptsIpv6, renderConfig, type HaproxyLayout } from '../../src/network/gateway/haproxy-config.ts';
+import { MAP_NAMES, type MapName } from '../../src/network/gateway/table.ts';
+
+const layout: HaproxyLayout = {
+  dir: '/gw',
+  adminSocket: '/gw/admin.sock',
+  masterSocket: '/gw/master.sock',
+  logSocket: '127.0.0.1:5140',
+  crtList: '/gw/crt-list',
+  jwtKey: '/gw/keys/jwt.pem',
+  maps: Object.fromEntries(MAP_NAMES.map((m) => [m, `/gw/maps/${m}.map`])) as Record<MapName, string>,
+};
+const render = (httpsBind: string) => renderConfig({ layout, httpsBind, httpsPort: 443, imvus: [{ id: 'IMVU-001', seq: 1, address: '10.200.0.2', hosts: ['a.world'], jurisdiction: 'US-CCPA' }] });
+const allowRules = (cfg: string) => cfg.split('\n').filter((l) => l.includes(`map_str(${layout.maps.allow})`));
+
+describe('rendered configuration', () => {
+  it('an IPv4 listener gets the 33 IPv4 allow-list rules and none of the IPv6 ones', () => {
+    const rules = allowRules(render('127.0.0.1:8443'));
+    expect(rules.length).toBe(33);
+    expect(rules.every((l) => l.includes(' is_v4 '))).toBe(true);
+    expect(allowRules(render('0.0.0.0:443')).length).toBe(33);
+  });
+
+  it('a listener that may see IPv6 clients keeps the 129 IPv6 rules as well', () => {
+    for (const bind of ['[::]:443', '[::1]:8443', '[2001:db8::1]:443', 'localhost:443', ':::443', 'gw.example:443']) {
+      const rules = allowRules(render(bind));
+      expect(rules.length, bind).toBe(33 + 129);
+      expect(rules.filter((l) => l.includes('!is_v4')).length, bind).toBe(129);
+    }
+  });
+
+  it('acceptsIpv6: false exactly for an IPv4 literal and port', () => {
+    const octet = fc.integer({ min: 0, max: 255 });
+    const port = fc.integer({ min: 1, max: 65535 });
+    fc.assert(fc.property(fc.tuple(octet, octet, octet, octet), port, (o, p) => !acceptsIpv6(`${o.join('.')}:${p}`)));
+    fc.assert(fc.property(fc.ipV6(), port, (a, p) => acceptsIpv6(`[${a}]:${p}`)));
+    fc.assert(
+      fc.property(fc.domain(), port, (d, p) => {
+        fc.pre(!/^[\d.]+$/.test(d));
+        return acceptsIpv6(`${d}:${p}`);
+      }),
+    );
+  });
+
+  it('served requests are silenced in the log; refusals are answered before that rule', () => {
+    const cfg = render('127.0.0.1:8443');
+    expect(cfg).toContain('http-response set-log-level silent if { status lt 500 }');
+    // The JWT payload is decoded once per request.
+    expect(cfg.match(/ub64dec/g)?.length).toBe(1);
+    expect(cfg).not.toMatch(/jwt_payload_query/);
+  });
+});
