@@ -3,8 +3,13 @@
 // every request) are only rendered for listeners that can.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { acceptsIpv6, renderConfig, type HaproxyLayout } from '../../src/network/gateway/haproxy-config.ts';
 import { MAP_NAMES, type MapName } from '../../src/network/gateway/table.ts';
+import { haveHaproxy } from './harness.ts';
 
 const layout: HaproxyLayout = {
   dir: '/gw',
@@ -53,5 +58,32 @@ describe('rendered configuration', () => {
     // The JWT payload is decoded once per request.
     expect(cfg.match(/ub64dec/g)?.length).toBe(1);
     expect(cfg).not.toMatch(/jwt_payload_query/);
+  });
+});
+
+describe.skipIf(!haveHaproxy)('rendered configuration, checked by HAProxy', () => {
+  it('both forms (an IPv4 listener, an IPv6 one with its 129 extra rules) are valid HAProxy 2.6 configurations', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nexus-gwcfg-'));
+    try {
+      const key = join(dir, 'key.pem');
+      const cert = join(dir, 'cert.pem');
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=a.world', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+      const pem = join(dir, 'a.pem');
+      execFileSync('sh', ['-c', `cat "${cert}" "${key}" > "${pem}"`]);
+      const jwtKey = join(dir, 'jwt.pub');
+      execFileSync('openssl', ['ec', '-in', key, '-pubout', '-out', jwtKey], { stdio: 'ignore' });
+      writeFileSync(join(dir, 'crt-list'), `${pem}\n`);
+      const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, join(dir, `${m}.map`)])) as Record<MapName, string>;
+      for (const f of Object.values(maps)) writeFileSync(f, '');
+      const L: HaproxyLayout = { dir, adminSocket: join(dir, 'admin.sock'), masterSocket: join(dir, 'master.sock'), logSocket: '127.0.0.1:5140', crtList: join(dir, 'crt-list'), jwtKey, maps };
+      for (const bind of ['127.0.0.1:8443', '[::1]:8443']) {
+        const cfg = join(dir, 'haproxy.cfg');
+        writeFileSync(cfg, renderConfig({ layout: L, httpsBind: bind, httpsPort: 443, imvus: [{ id: 'IMVU-001', seq: 1, address: '10.200.0.2', hosts: ['a.world'], jurisdiction: 'US-CCPA' }] }));
+        const r = spawnSync('haproxy', ['-c', '-f', cfg], { encoding: 'utf8' });
+        expect(r.status, `${bind}: ${r.stdout}${r.stderr}`).toBe(0);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
