@@ -6,7 +6,7 @@
 // Prints a Markdown section for bench/RESULTS.md. Needs root (network namespaces), haproxy, nginx,
 // wrk and h2load (Debian: haproxy nginx wrk nghttp2-client).
 //
-//   npx tsx bench/gateway/run.ts            BENCH_SECONDS=10 BENCH_CONNECTIONS=32
+//   npx tsx bench/gateway/run.ts            BENCH_SECONDS=8 BENCH_ROUNDS=5 BENCH_CONNECTIONS=32
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -16,10 +16,10 @@ import { workloadNet } from '../../src/compute/fabric/addresses.ts';
 import { Gateway } from '../../src/network/gateway/gateway.ts';
 import { issueToken } from '../../src/network/gateway/tokens.ts';
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONNS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 /** Rounds over all targets, interleaved (a slow spell of the shared machine hits each); medians reported. */
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const RANGE = '10.207.0.0/24';
 const GW_PORT = 18443;
 const NGINX_PORT = 18444;
@@ -140,6 +140,8 @@ async function main(): Promise<void> {
   if (!curlVia(GW_PORT, '/priv/x', ['-H', auth]).startsWith('hello')) throw new Error('gateway private route does not answer');
   if (curlVia(GW_PORT, '/priv/x', ['-o', '/dev/null', '-w', '%{http_code}']) !== '401') throw new Error('gateway private route answers without a token');
 
+  // Same CPU budget for both: HAProxy's threads (its default, one per CPU) against nginx's workers.
+  const nbthread = /Nbthread: (\d+)/.exec(execFileSync('socat', ['-', `UNIX-CONNECT:${gw.layout.adminSocket}`], { input: 'show info\n', encoding: 'utf8' }))?.[1] ?? '?';
   const load0 = loadavg();
   const targets = [
     { name: 'nginx (plain proxy)', port: NGINX_PORT, path: '/pub/x', headers: [] as string[] },
@@ -165,7 +167,7 @@ async function main(): Promise<void> {
   const lines = [
     `## Gateway (bench/gateway, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC)`,
     '',
-    `HAProxy ${run('haproxy', ['-v']).split(' ')[2]} driven by nexus vs nginx ${/nginx\/(\S+)/.exec(spawnSync('nginx', ['-v'], { encoding: 'utf8' }).stderr)?.[1] ?? '?'} on the same upstream (nginx returning a short body in the IMVU's network namespace) and the same certificate and TLS settings; loopback, ${ROUNDS} interleaved rounds of ${SECONDS} s per target and protocol (the median round shown), wrk ${CONNS} connections 2 threads, h2load ${Math.max(1, CONNS / 4)} connections x 16 streams. Load average ${load0.map((l) => l.toFixed(1)).join(' ')} before, ${load1.map((l) => l.toFixed(1)).join(' ')} after, on the shared 2-core machine: the ratios matter more than the absolute figures. The gateway's per-IMVU limits were raised for the run (the bench measures the proxy, not the limiter).`,
+    `HAProxy ${run('haproxy', ['-v']).split(' ')[2]} driven by nexus vs nginx ${/nginx\/(\S+)/.exec(spawnSync('nginx', ['-v'], { encoding: 'utf8' }).stderr)?.[1] ?? '?'} on the same upstream (nginx returning a short body in the IMVU's network namespace) and the same certificate and TLS settings; HAProxy ${nbthread} threads, nginx 2 worker processes; loopback, ${ROUNDS} interleaved rounds of ${SECONDS} s per target and protocol (the median round shown), wrk ${CONNS} connections 2 threads, h2load ${Math.max(1, CONNS / 4)} connections x 16 streams. Load average ${load0.map((l) => l.toFixed(1)).join(' ')} before, ${load1.map((l) => l.toFixed(1)).join(' ')} after, on the shared 2-core machine: the ratios matter more than the absolute figures. The gateway's per-IMVU limits were raised for the run (the bench measures the proxy, not the limiter).`,
     '',
     '| target | HTTP/1.1 req/s | p99 | x nginx | HTTP/2 req/s | p99 | x nginx | errors |',
     '| --- | --- | --- | --- | --- | --- | --- | --- |',

@@ -152,6 +152,40 @@ describe.skipIf(!haveHaproxy)('gateway on HAProxy', () => {
     expect(await gw.summariseRefusals()).toBeUndefined();
   });
 
+  it('only refusals and errors reach the log stream: requests the workload served are not logged', async () => {
+    // B gets a route to a port nothing listens on: HAProxy's own 503 is an error, logged.
+    const policy = { public: [{ path: '/*', backend: 'web:8080' }, { path: '/down/*', backend: 'web:8099' }], private: [], restricted: [] };
+    expect((await p.as(bob, 'route.set', { imvu: B.id, policy })).allowed).toBe(true);
+    await gw.sync();
+    const lines0 = gw.logLines;
+    const refusals0 = gw.refusalsSeen;
+    for (let i = 0; i < 20; i++) expect(curl(i % 2 ? A.host : B.host, `/served/${i}`, i % 4 < 2 ? ['--http1.1'] : ['--http2']).code).toBe(200);
+    expect(curl(A.host, '/internal/x').code).toBe(401);
+    expect(curl(B.host, '/down/x').code).toBe(503);
+    // Sent after the 20 served requests: once both have arrived, so would have any line before them.
+    await waitFor(async () => gw.refusalsSeen > refusals0 && gw.logLines - lines0 >= 2);
+    expect(gw.logLines - lines0).toBe(2);
+  });
+
+  it('a verified token remembered by HAProxy is still checked for audience and expiry on every request', async () => {
+    const forB = issueToken(gw.tokenKey, { imvu: B.id, identity: bob.id, roles: [] });
+    // Its signature is good: the first request puts it in the table, the second finds it there.
+    for (let i = 0; i < 2; i++) expect(curl(A.host, '/internal/x', ['-H', `Authorization: Bearer ${forB}`]).code).toBe(401);
+    const table = execFileSync('socat', ['-', `UNIX-CONNECT:${gw.layout.adminSocket}`], { input: 'show table st_jwt\n', encoding: 'utf8' });
+    expect(table).toContain(`key=${forB} `);
+    // A token for A, good for 5 s: served while valid, refused once expired though still remembered.
+    const short = issueToken(gw.tokenKey, { imvu: A.id, identity: alice.id, roles: [], ttlS: 5 });
+    expect(curl(A.host, '/internal/x', ['-H', `Authorization: Bearer ${short}`]).code).toBe(200);
+    expect(curl(A.host, '/internal/x', ['-H', `Authorization: Bearer ${short}`]).code).toBe(200);
+    await waitFor(async () => curl(A.host, '/internal/x', ['-H', `Authorization: Bearer ${short}`]).code === 401);
+    expect(execFileSync('socat', ['-', `UNIX-CONNECT:${gw.layout.adminSocket}`], { input: 'show table st_jwt\n', encoding: 'utf8' })).toContain(`key=${short} `);
+    // Another payload under a remembered token's signature is a different key: verified, refused.
+    const [h, , sig] = short.split('.');
+    const claims = { aud: A.id, sub: alice.id, roles: 'admin', iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 600 };
+    const spliced = `${h}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${sig}`;
+    expect(curl(A.host, '/internal/x', ['-H', `Authorization: Bearer ${spliced}`]).code).toBe(401);
+  });
+
   it('gate 8: a backend can only be a port of the IMVU\'s own workload (SSRF)', async () => {
     const bAddr = workloadNet(B.seq, RANGE).workloadAddress;
     for (const backend of ['127.0.0.1:8080', `${bAddr}:8080`, 'localhost:4000', `${B.host}:8080`, '[::1]:80', '0.0.0.0:8080', '2130706433:80']) {

@@ -123,6 +123,8 @@ export class Gateway {
   /** Refusals counted from the log, and those recorded in the ledger (equal once all are summarised). */
   refusalsSeen = 0;
   refusalsRecorded = 0;
+  /** Every line HAProxy sent to the log stream (refusals and errors only: served requests are not logged). */
+  logLines = 0;
   logPort = 0;
 
   constructor(private readonly o: GatewayOptions) {
@@ -587,6 +589,7 @@ export class Gateway {
   private refusalsFrom = new Date().toISOString();
 
   private onLog(line: string): void {
+    this.logLines++;
     const m = / gw (IMVU-\d{3,9}) (IMVU-\d{3,9}\.\d{1,4}) (\d{3}) ([a-z-]{1,32})\s*$/.exec(line);
     if (!m) return;
     const [, imvu, rid, status, why] = m;

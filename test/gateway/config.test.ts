@@ -1,0 +1,92 @@
+// The rendered HAProxy configuration: which per-request rules a listener gets. An IPv4 listener
+// never sees an IPv6 client, so the allow-list's IPv6 rules (one per prefix length, each tested on
+// every request) are only rendered for listeners that can.
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { acceptsIpv6, renderConfig, type HaproxyLayout } from '../../src/network/gateway/haproxy-config.ts';
+import { MAP_NAMES, type MapName } from '../../src/network/gateway/table.ts';
+import { haveHaproxy } from './harness.ts';
+
+const layout: HaproxyLayout = {
+  dir: '/gw',
+  adminSocket: '/gw/admin.sock',
+  masterSocket: '/gw/master.sock',
+  logSocket: '127.0.0.1:5140',
+  crtList: '/gw/crt-list',
+  jwtKey: '/gw/keys/jwt.pem',
+  maps: Object.fromEntries(MAP_NAMES.map((m) => [m, `/gw/maps/${m}.map`])) as Record<MapName, string>,
+  acmeMap: '/gw/maps/acme-http01.map',
+};
+const render = (httpsBind: string) => renderConfig({ layout, httpsBind, httpsPort: 443, imvus: [{ id: 'IMVU-001', seq: 1, address: '10.200.0.2', hosts: ['a.world'], jurisdiction: 'US-CCPA' }] });
+const allowRules = (cfg: string) => cfg.split('\n').filter((l) => l.includes(`map_str(${layout.maps.allow})`));
+
+describe('rendered configuration', () => {
+  it('an IPv4 listener gets the 33 IPv4 allow-list rules and none of the IPv6 ones', () => {
+    const rules = allowRules(render('127.0.0.1:8443'));
+    expect(rules.length).toBe(33);
+    expect(rules.every((l) => l.includes(' is_v4 '))).toBe(true);
+    expect(allowRules(render('0.0.0.0:443')).length).toBe(33);
+  });
+
+  it('a listener that may see IPv6 clients keeps the 129 IPv6 rules as well', () => {
+    for (const bind of ['[::]:443', '[::1]:8443', '[2001:db8::1]:443', 'localhost:443', ':::443', 'gw.example:443']) {
+      const rules = allowRules(render(bind));
+      expect(rules.length, bind).toBe(33 + 129);
+      expect(rules.filter((l) => l.includes('!is_v4')).length, bind).toBe(129);
+    }
+  });
+
+  it('acceptsIpv6: false exactly for an IPv4 literal and port', () => {
+    const octet = fc.integer({ min: 0, max: 255 });
+    const port = fc.integer({ min: 1, max: 65535 });
+    fc.assert(fc.property(fc.tuple(octet, octet, octet, octet), port, (o, p) => !acceptsIpv6(`${o.join('.')}:${p}`)));
+    fc.assert(fc.property(fc.ipV6(), port, (a, p) => acceptsIpv6(`[${a}]:${p}`)));
+    fc.assert(
+      fc.property(fc.domain(), port, (d, p) => {
+        fc.pre(!/^[\d.]+$/.test(d));
+        return acceptsIpv6(`${d}:${p}`);
+      }),
+    );
+  });
+
+  it('served requests are silenced in the log; refusals are answered before that rule', () => {
+    const cfg = render('127.0.0.1:8443');
+    expect(cfg).toContain('http-response set-log-level silent if { status lt 500 }');
+    // The JWT payload is decoded once per request.
+    expect(cfg.match(/ub64dec/g)?.length).toBe(1);
+    expect(cfg).not.toMatch(/jwt_payload_query/);
+  });
+});
+
+describe.skipIf(!haveHaproxy)('rendered configuration, checked by HAProxy', () => {
+  it('both forms (an IPv4 listener, an IPv6 one with its 129 extra rules) are valid HAProxy 2.6 configurations', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nexus-gwcfg-'));
+    try {
+      const key = join(dir, 'key.pem');
+      const cert = join(dir, 'cert.pem');
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=a.world', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+      const pem = join(dir, 'a.pem');
+      execFileSync('sh', ['-c', `cat "${cert}" "${key}" > "${pem}"`]);
+      const jwtKey = join(dir, 'jwt.pub');
+      execFileSync('openssl', ['ec', '-in', key, '-pubout', '-out', jwtKey], { stdio: 'ignore' });
+      writeFileSync(join(dir, 'crt-list'), `${pem}\n`);
+      const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, join(dir, `${m}.map`)])) as Record<MapName, string>;
+      for (const f of Object.values(maps)) writeFileSync(f, '');
+      const acmeMap = join(dir, 'acme-http01.map');
+      writeFileSync(acmeMap, '');
+      const L: HaproxyLayout = { dir, adminSocket: join(dir, 'admin.sock'), masterSocket: join(dir, 'master.sock'), logSocket: '127.0.0.1:5140', crtList: join(dir, 'crt-list'), jwtKey, maps, acmeMap };
+      for (const bind of ['127.0.0.1:8443', '[::1]:8443']) {
+        const cfg = join(dir, 'haproxy.cfg');
+        writeFileSync(cfg, renderConfig({ layout: L, httpsBind: bind, httpsPort: 443, imvus: [{ id: 'IMVU-001', seq: 1, address: '10.200.0.2', hosts: ['a.world'], jurisdiction: 'US-CCPA' }] }));
+        const r = spawnSync('haproxy', ['-c', '-f', cfg], { encoding: 'utf8' });
+        expect(r.status, `${bind}: ${r.stdout}${r.stderr}`).toBe(0);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
