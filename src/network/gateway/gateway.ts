@@ -11,7 +11,7 @@ import type { KeyObject } from 'node:crypto';
 import type { OpenPlatform } from '../../core/platform.ts';
 import type { SignedCommand } from '../../core/types.ts';
 import { ensureLocalCa, ensureTokenKey, issueLocal, type LocalCa } from './certs.ts';
-import { renderConfig, type HaproxyLayout } from './haproxy-config.ts';
+import { renderConfig, type HaproxyLayout, type SourceLimit } from './haproxy-config.ts';
 import { HaproxySupervisor, findHaproxy } from './haproxy.ts';
 import { parseInfo, parseShowMap, parseStat, runtimeCommand } from './runtime.ts';
 import { loadTable, mapText, MAP_NAMES, type GatewayTable, type ImvuLimits, type MapName } from './table.ts';
@@ -45,6 +45,8 @@ export interface GatewayOptions {
   region?: string;
   /** Per-IMVU limits per envelope CPU core (default table.ts: IMVU_REQUESTS_PER_CORE_S, IMVU_CONNECTIONS_PER_CORE). */
   imvuLimits?: ImvuLimits;
+  /** Requests one client address may start per window (default haproxy-config.ts SOURCE_LIMIT). */
+  sourceLimit?: SourceLimit;
   user?: string;
   group?: string;
   /**
@@ -288,6 +290,7 @@ export class Gateway {
         httpsPort,
         imvus: table.imvus,
         ...(this.o.region ? { region: this.o.region } : {}),
+        ...(this.o.sourceLimit ? { sourceLimit: this.o.sourceLimit } : {}),
         ...(this.o.user ? { user: this.o.user } : {}),
         ...(this.o.group ? { group: this.o.group } : {}),
       }),
