@@ -116,7 +116,7 @@ async function main(): Promise<void> {
   await until(() => run('curl', ['-s', `http://${net.workloadAddress}:8080/`]).startsWith('hello'), 'the upstream');
 
   // The gateway: limits raised so that the bench measures the proxy, not the limiter.
-  const gw = new Gateway({ platform: p, httpsBind: `127.0.0.1:${GW_PORT}`, range: RANGE, checkIntervalMs: 3_600_000, imvuLimits: { requestsPerCoreS: 1_000_000, connectionsPerCore: 100_000 } });
+  const gw = new Gateway({ platform: p, httpsBind: `127.0.0.1:${GW_PORT}`, range: RANGE, checkIntervalMs: 3_600_000, imvuLimits: { requestsPerCoreS: 1_000_000, connectionsPerCore: 100_000 }, sourceLimit: { requests: 1_000_000_000, windowS: 10 } });
   await gw.start();
   cleanups.unshift(() => void gw.stop());
   const pem = join(gw.layout.dir, 'certs', `${imvu.id}.pem`);

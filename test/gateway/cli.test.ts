@@ -78,6 +78,31 @@ describe.skipIf(!haveHaproxy)('gateway from the CLI', () => {
     expect(denied.stderr).toMatch(/neither the creator nor a member/);
   }, 60_000);
 
+  it("the gateway's refusals of an IMVU are in its creator's `nexus audit log --imvu`, and only there", async () => {
+    const gw = server.gateway!;
+    const host = 'imvu001.world';
+    // Three requests without a token on the private route: 401 no-token, counted from HAProxy's log.
+    const seen = gw.refusalsSeen;
+    for (let i = 0; i < 3; i++) execFileSync('curl', ['-s', '-o', '/dev/null', '--max-time', '10', '--cacert', gw.caCert, '--resolve', `${host}:${port}:127.0.0.1`, `https://${host}:${port}/internal/refused`]);
+    const { waitFor } = await import('./harness.ts');
+    await waitFor(() => gw.refusalsSeen >= seen + 3, 30_000, 'the refusals in the log stream');
+    const indexes = await gw.summariseRefusals();
+    expect(indexes.length).toBe(1);
+    const log = await nexus('audit', 'log', '--imvu', 'IMVU-001', '--as', 'alice', '--json');
+    expect(log.code, log.stderr).toBe(0);
+    const out = JSON.parse(log.stdout) as { summary: { index: number; type: string; imvu: string | null }[]; entries: { index: number; command?: { command: { body: { imvu: string; counts: { route: string; status: number; reason: string; count: number }[] } } } }[] };
+    const s = out.summary.find((x) => x.index === indexes[0]);
+    expect(s, JSON.stringify(out.summary.slice(0, 5))).toMatchObject({ type: 'gateway.refusals', imvu: 'IMVU-001' });
+    const e = out.entries.find((x) => x.index === indexes[0])!;
+    expect(e.command!.command.body.counts).toContainEqual(expect.objectContaining({ status: 401, reason: 'no-token' }));
+    // The readable listing names it too.
+    const text = await nexus('audit', 'log', '--imvu', 'IMVU-001', '--as', 'alice');
+    expect(text.stdout).toMatch(new RegExp(`${indexes[0]}\\s.*gateway\\.refusals.*IMVU-001`));
+    // Another creator does not read alice's IMVU's history.
+    const other = await nexus('audit', 'log', '--imvu', 'IMVU-001', '--as', 'mallory', '--json');
+    expect(other.code).not.toBe(0);
+  }, 60_000);
+
   it('a policy whose backend is an address is refused by the CLI before signing', async () => {
     const file = join(dir, 'evil.yaml');
     writeFileSync(file, 'public_routes:\n  - path: "/*"\n    backend: "127.0.0.1:7600"\n');

@@ -111,8 +111,7 @@ describe.skipIf(!haveHaproxy)('two gateway nodes in different regions', () => {
     const us = node('us-east').gw;
     // Three refused on the US node (the log lines arrive over UDP, a moment after the answers).
     await waitFor(() => us.refusalsSeen >= 3, 30_000, 'the log lines of the 451s');
-    const index = await us.summariseRefusals();
-    expect(index).toBeDefined();
+    expect((await us.summariseRefusals()).length).toBeGreaterThan(0);
     const counts = await refusalCounts(p);
     expect(counts).toContainEqual({ imvu: E.id, route: `${E.id}.2`, status: 451, reason: 'region', count: 2 });
     expect(counts).toContainEqual({ imvu: E.id, route: `${E.id}.3`, status: 451, reason: 'region', count: 1 });

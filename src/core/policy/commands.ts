@@ -405,10 +405,12 @@ export const BODY_SCHEMAS = {
         .max(300),
     })
     .strict(),
-  // Requests the gateway (HAProxy) refused with 401, 403 or 429, counted per IMVU, route and reason
-  // over one interval from HAProxy's log stream, recorded by the platform as one entry.
+  // Requests the gateway (HAProxy) refused with 401, 403, 429 or 451, counted per route and reason
+  // over one interval from HAProxy's log stream, recorded by the platform as one entry per IMVU:
+  // `imvu` indexes it under that IMVU (its creator's view) and every count is of that IMVU's routes.
   'gateway.refusals': z
     .object({
+      imvu: imvuId,
       from: isoTime,
       to: isoTime,
       counts: z
@@ -426,7 +428,8 @@ export const BODY_SCHEMAS = {
         .min(1)
         .max(1000),
     })
-    .strict(),
+    .strict()
+    .refine((b) => b.counts.every((c) => c.imvu === b.imvu && c.route.startsWith(`${b.imvu}.`)), { message: "every count is of the entry's own IMVU and its routes" }),
   // Billing (src/core/handshake): which identity meters which metric, what the platform can serve,
   // and the sealed totals of a period that has ended. Platform only (gate 17), checked by gate 6.
   'meter.register': MeterRegisterBody,

@@ -11,7 +11,7 @@ import { X509Certificate, type KeyObject } from 'node:crypto';
 import type { OpenPlatform } from '../../core/platform.ts';
 import type { SignedCommand } from '../../core/types.ts';
 import { ensureLocalCa, ensureTokenKey, issueLocal, type LocalCa } from './certs.ts';
-import { renderConfig, type HaproxyLayout } from './haproxy-config.ts';
+import { renderConfig, type HaproxyLayout, type SourceLimit } from './haproxy-config.ts';
 import { HaproxySupervisor, findHaproxy } from './haproxy.ts';
 import { parseInfo, parseShowMap, parseStat, runtimeCommand } from './runtime.ts';
 import { loadTable, mapText, MAP_NAMES, type GatewayTable, type ImvuLimits, type MapName } from './table.ts';
@@ -46,6 +46,8 @@ export interface GatewayOptions {
   region?: string;
   /** Per-IMVU limits per envelope CPU core (default table.ts: IMVU_REQUESTS_PER_CORE_S, IMVU_CONNECTIONS_PER_CORE). */
   imvuLimits?: ImvuLimits;
+  /** Requests one client address may start per window (default haproxy-config.ts SOURCE_LIMIT). */
+  sourceLimit?: SourceLimit;
   user?: string;
   group?: string;
   /**
@@ -439,6 +441,7 @@ export class Gateway {
         httpsPort,
         imvus: table.imvus,
         ...(this.o.region ? { region: this.o.region } : {}),
+        ...(this.o.sourceLimit ? { sourceLimit: this.o.sourceLimit } : {}),
         ...(this.o.user ? { user: this.o.user } : {}),
         ...(this.o.group ? { group: this.o.group } : {}),
       }),
@@ -560,30 +563,43 @@ export class Gateway {
   }
 
   /**
-   * Records the refusals counted since the last call as one `gateway.refusals` entry (none when
-   * there were none). Returns its ledger index.
+   * Records the refusals counted since the last call, one `gateway.refusals` entry per IMVU (its
+   * body's `imvu` puts it in that IMVU's index, so its creator reads it in `nexus audit log --imvu`,
+   * and only its own counts). Returns the entries' ledger indexes (none when nothing was refused).
    */
-  async summariseRefusals(): Promise<number | undefined> {
-    if (this.refusals.size === 0) return undefined;
+  async summariseRefusals(): Promise<number[]> {
+    if (this.refusals.size === 0) return [];
     const from = this.refusalsFrom;
     const to = new Date().toISOString();
     // At most 1000 keys per entry (the command's bound); the rest wait for the next interval.
-    const taken = [...this.refusals].slice(0, 1000);
-    for (const [k] of taken) this.refusals.delete(k);
-    const counts = taken.map(([k, count]) => {
-      const [imvu, route, status, reason] = k.split(' ');
-      return { imvu: imvu!, route: route!, status: Number(status), reason: reason!, count };
-    });
-    this.refusalsFrom = to;
-    try {
-      const r = await this.o.platform.chokepoint.submit(this.o.platform.chokepoint.platformCommand('gateway.refusals', { from, to, counts }));
-      this.refusalsRecorded += counts.reduce((a, c) => a + c.count, 0);
-      return r.index;
-    } catch (e) {
-      // Not recorded: counted again with the next interval's.
-      for (const [k, n] of taken) this.refusals.set(k, (this.refusals.get(k) ?? 0) + n);
-      throw e;
+    const byImvu = new Map<string, [string, number][]>();
+    for (const [k, n] of this.refusals) {
+      const imvu = k.split(' ')[0]!;
+      const list = byImvu.get(imvu) ?? [];
+      if (list.length < 1000) list.push([k, n]);
+      byImvu.set(imvu, list);
     }
+    this.refusalsFrom = to;
+    const indexes: number[] = [];
+    let failed: unknown;
+    for (const [imvu, taken] of byImvu) {
+      for (const [k] of taken) this.refusals.delete(k);
+      const counts = taken.map(([k, count]) => {
+        const [, route, status, reason] = k.split(' ');
+        return { imvu, route: route!, status: Number(status), reason: reason!, count };
+      });
+      try {
+        const r = await this.o.platform.chokepoint.submit(this.o.platform.chokepoint.platformCommand('gateway.refusals', { imvu, from, to, counts }));
+        this.refusalsRecorded += counts.reduce((a, c) => a + c.count, 0);
+        indexes.push(r.index);
+      } catch (e) {
+        // Not recorded: counted again with the next interval's.
+        for (const [k, n] of taken) this.refusals.set(k, (this.refusals.get(k) ?? 0) + n);
+        failed = e;
+      }
+    }
+    if (failed) throw failed;
+    return indexes;
   }
 
   private refusalsFrom = new Date().toISOString();

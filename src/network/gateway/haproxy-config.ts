@@ -28,6 +28,8 @@ export interface RenderOptions {
   imvus: TableImvu[];
   /** This gateway's region (geo routing); undefined: not set. */
   region?: string;
+  /** Requests one client address may start per window, over every host (default SOURCE_LIMIT). */
+  sourceLimit?: SourceLimit;
   /** Drop privileges to this user/group after binding (root only). */
   user?: string;
   group?: string;
@@ -70,12 +72,14 @@ export function renderConfig(o: RenderOptions): string {
     '  stick-table type string len 1024 size 100k expire 60s',
     'backend st_imvu',
     `  stick-table type string len 16 size 100k expire 60s store conn_cur,http_req_rate(${RATE_WINDOW_S}s)`,
+    ...sourceTable(o.sourceLimit ?? SOURCE_LIMIT),
     '',
   ];
   if (o.httpBind) {
     lines.push(
       'frontend http',
       `  bind ${o.httpBind}`,
+      ...SMUGGLING_RULES,
       ...acmeHttpRules(L),
       `  http-request redirect location https://%[req.hdr(host),field(1,:),lower]${o.httpsPort === 443 ? '' : `:${o.httpsPort}`}%[capture.req.uri] code 301`,
       '',
@@ -86,6 +90,8 @@ export function renderConfig(o: RenderOptions): string {
     'frontend https',
     `  bind ${o.httpsBind} ssl crt-list ${L.crtList} alpn h2,http/1.1`,
     '  log-format "gw %[var(txn.imvu)] %[var(txn.rid)] %ST %[var(txn.why)]"',
+    ...SMUGGLING_RULES,
+    ...sourceRules(o.sourceLimit ?? SOURCE_LIMIT),
     // A Host that is not a host name (and port) is refused before any lookup: a NUL would end
     // the map key early (imvu001.world\0.evil found as imvu001.world).
     '  http-request deny deny_status 400 unless { req.hdr(host) -m reg -i ^[a-z0-9.-]{1,253}(:[0-9]{1,5})?$ }',
@@ -247,6 +253,62 @@ function rateRules(): string[] {
     '  http-request set-var(txn.why) str(connections) if !{ var(txn.why) -m found } { sc_conn_cur(1),sub(txn.icon) gt 0 }',
     `  http-request tarpit deny_status 429 content-type text/plain string "too many requests\\n" hdr Retry-After ${RATE_WINDOW_S} if { var(txn.why) -m str rate imvu-rate }`,
     '  http-request tarpit deny_status 429 content-type text/plain string "too many connections\\n" hdr Retry-After 1 if { var(txn.why) -m str connections }',
+  ];
+}
+
+// ---- Request smuggling and per-client request rates (hostile traffic, issue 13 item 8) ----
+
+/**
+ * Framing that front and back ends could read differently, refused with 400 (HAProxy's `deny`
+ * closes the connection, so no byte after the head is read as a next request). HAProxy 2.6's own
+ * HTTP/1 parser already refuses conflicting or malformed Content-Length, a Transfer-Encoding
+ * where chunked is not last or is applied twice (400, or 422 when another coding precedes it),
+ * empty values, bare CR/VT in values and a space before the colon. What it lets through and these
+ * rules refuse: a Transfer-Encoding that is not exactly `chunked` (`Chunked`, `identity, chunked`
+ * split over two headers...), more than one Transfer-Encoding header, Transfer-Encoding on an
+ * HTTP/1.0 request (RFC 9112 6.1: framing is then untrustworthy), and header names outside
+ * [A-Za-z0-9-] (`Transfer_Encoding` is Transfer-Encoding to a server or CGI layer that folds `_`).
+ * What no rule can refuse: Content-Length together with Transfer-Encoding. The parser drops the
+ * Content-Length before any rule runs (no fetch sees it), forwards the chunked request alone and
+ * closes the connection after the response: neutralised, not refused (docs/gateway.md).
+ */
+const SMUGGLING_RULES = [
+  '  acl te_sent req.fhdr(transfer-encoding) -m found',
+  '  http-request deny deny_status 400 if te_sent !{ req.fhdr(transfer-encoding) -m str chunked }',
+  '  http-request deny deny_status 400 if te_sent { req.fhdr_cnt(transfer-encoding) gt 1 }',
+  '  http-request deny deny_status 400 if te_sent !{ req.ver 1.1 }',
+  '  http-request deny deny_status 400 if { req.hdr_names(:) -m reg [^A-Za-z0-9:-] }',
+];
+
+export interface SourceLimit {
+  /** Requests one client address may start per window (every host and route together). */
+  requests: number;
+  windowS: number;
+}
+
+/**
+ * Default per-client bound: 1,000 requests per 10 s from one address (100/s sustained). It caps
+ * what one client can make the workloads receive whatever the protocol does with the streams it
+ * opens: an HTTP/2 rapid reset (CVE-2023-44487: HEADERS then RST_STREAM, in a loop) starts a
+ * request per stream, and HAProxy 2.6 (no `tune.h2.fe.max-total-streams`, no glitch counters)
+ * forwards those it started before the reset arrives.
+ */
+export const SOURCE_LIMIT: SourceLimit = { requests: 1000, windowS: 10 };
+
+function sourceTable(l: SourceLimit): string[] {
+  return ['backend st_src', `  stick-table type ipv6 size 200k expire ${Math.max(60, 2 * l.windowS)}s store gpc0,gpc0_rate(${l.windowS}s)`];
+}
+
+/**
+ * Every request counts against its client address before anything else is looked at (refused
+ * ones too: a client spending its budget on bad requests spends it). `src_inc_gpc0` counts
+ * without a tracking slot: HAProxy 2.6 has three (sc0..sc2) and the route, IMVU and token cache
+ * use them. Over the limit: 429 with Retry-After, nothing forwarded.
+ */
+function sourceRules(l: SourceLimit): string[] {
+  return [
+    '  http-request set-var(txn.srcn) src_inc_gpc0(st_src)',
+    `  http-request deny deny_status 429 content-type text/plain string "too many requests from this address\\n" hdr Retry-After ${l.windowS} if { src_gpc0_rate(st_src) gt ${l.requests} }`,
   ];
 }
 
