@@ -126,6 +126,9 @@ export async function ensureVolume(paths: VolumePaths, bytes: number, owner: num
     }
   }
   if (!usage) {
+    // Data written under the mount point while nothing was mounted there (an IMVU imported before
+    // its first deploy) would be hidden by the mount: it moves into the volume like a legacy one.
+    if (existsSync(paths.data) && !existsSync(paths.legacy)) await rename(paths.data, paths.legacy);
     const loops = await loopsOf(paths.image);
     if (loops.length === 0) await shrinkOffline(paths.image, bytes);
     // A loop device already on the image (a container still holds it) is the same filesystem:
