@@ -178,6 +178,40 @@ function mutation(method: RouteDef['method'], path: string, command: CommandType
   };
 }
 
+/**
+ * A command that asks the fabric to run something (`compute.start`, `compute.restart`): refused
+ * (503, nothing recorded) by a daemon without the fabric, rather than recorded and never run.
+ * Deploy and stop are still recorded: they change nothing that would have to run here.
+ */
+function needsFabric(route: RouteDef): RouteDef {
+  return {
+    ...route,
+    async handle(ctx, req) {
+      if (!ctx.compute) throw new HttpError(503, 'the compute fabric does not run on this host (see the daemon\'s "compute fabric off" line); nothing was recorded');
+      return route.handle(ctx, req);
+    },
+  };
+}
+
+/**
+ * `imvu.scale` with a storage_gb below what the IMVU's data volume already holds: refused (409,
+ * nothing recorded), since the kernel could not apply it (a filesystem does not shrink below its
+ * data); the fabric refuses it too if it arrives another way.
+ */
+function storageChecked(route: RouteDef): RouteDef {
+  return {
+    ...route,
+    async handle(ctx, req) {
+      const body = isObject(req.body) && isObject(req.body.command) && isObject(req.body.command.body) ? req.body.command.body : undefined;
+      if (ctx.compute && body && typeof body.imvu === 'string' && typeof body.storage_gb === 'number') {
+        const why = await ctx.compute.storageRefusal(body.imvu, body.storage_gb);
+        if (why) throw new HttpError(409, `${why}; nothing was recorded`);
+      }
+      return route.handle(ctx, req);
+    },
+  };
+}
+
 /** A peer on this machine (127.0.0.0/8 or ::1, also IPv4-mapped). */
 const isLoopbackPeer = (a: string) => a.replace(/^::ffff:/, '').startsWith('127.') || a === '::1';
 
@@ -568,11 +602,11 @@ export const ROUTES: RouteDef[] = [
   mutation('POST', '/v1/commands', 'any', 'Submit any signed command'),
   mutation('POST', '/v1/identities', 'identity.register', 'Register an identity (creators and members sign for themselves; admins and services are registered by the platform)'),
   mutation('POST', '/v1/imvus', 'imvu.create', 'Create an IMVU in one command: envelope, domain, zone, DKIM, mailboxes, routes'),
-  mutation('POST', '/v1/imvus/:id/scale', 'imvu.scale', 'Change the compute envelope', { param: 'id', field: 'imvu' }),
+  storageChecked(mutation('POST', '/v1/imvus/:id/scale', 'imvu.scale', 'Change the compute envelope', { param: 'id', field: 'imvu' })),
   mutation('POST', '/v1/imvus/:id/compute/deploy', 'compute.deploy', "Deploy a blueprint as the IMVU's workload (creator or member)", { param: 'id', field: 'imvu' }),
-  mutation('POST', '/v1/imvus/:id/compute/start', 'compute.start', "Start the IMVU's workload (creator or member)", { param: 'id', field: 'imvu' }),
+  needsFabric(mutation('POST', '/v1/imvus/:id/compute/start', 'compute.start', "Start the IMVU's workload (creator or member)", { param: 'id', field: 'imvu' })),
   mutation('POST', '/v1/imvus/:id/compute/stop', 'compute.stop', "Stop the IMVU's workload (creator or member)", { param: 'id', field: 'imvu' }),
-  mutation('POST', '/v1/imvus/:id/compute/restart', 'compute.restart', "Restart the IMVU's workload (creator or member)", { param: 'id', field: 'imvu' }),
+  needsFabric(mutation('POST', '/v1/imvus/:id/compute/restart', 'compute.restart', "Restart the IMVU's workload (creator or member)", { param: 'id', field: 'imvu' })),
   execRoute(),
   mutation('POST', '/v1/imvus/:id/suspend', 'imvu.suspend', 'Suspend an IMVU (admin; the creator is notified)', { param: 'id', field: 'imvu' }),
   mutation('POST', '/v1/imvus/:id/resume', 'imvu.resume', 'Resume a suspended IMVU', { param: 'id', field: 'imvu' }),

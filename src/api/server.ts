@@ -43,7 +43,12 @@ async function startCompute(platform: OpenPlatform, opts: ServerOptions['compute
     return undefined;
   }
   const { ComputeService } = await import('../compute/service.ts');
-  const driver = new RuncDriver({ dataDir: platform.dataDir, ...(opts?.range ? { range: opts.range } : {}), ...(opts?.offeredPorts ? { offeredPorts: opts.offeredPorts } : {}) });
+  const driver = new RuncDriver({
+    dataDir: platform.dataDir,
+    ...(opts?.range ? { range: opts.range } : {}),
+    ...(opts?.offeredPorts ? { offeredPorts: opts.offeredPorts } : {}),
+    ...(opts?.storageUnitBytes ? { storageUnitBytes: opts.storageUnitBytes } : {}),
+  });
   const svc = new ComputeService(platform, driver, { ...opts.service, log });
   await svc.start();
   return svc;
@@ -136,7 +141,7 @@ export interface ServerOptions {
    * line says why, and everything else runs). Off unless given: `serve()` (what `nexus serve`
    * runs) always gives it, with the configured range; embedding and tests opt in.
    */
-  compute?: false | { range?: string; offeredPorts?: number[]; meterIntervalMs?: number; service?: Omit<import('../compute/service.ts').ComputeServiceOptions, 'log'> };
+  compute?: false | { range?: string; offeredPorts?: number[]; meterIntervalMs?: number; /** Bytes per storage_gb (tests: 1 MiB). */ storageUnitBytes?: number; service?: Omit<import('../compute/service.ts').ComputeServiceOptions, 'log'> };
 }
 
 /** Defaults: generous for people and scripts, far below what fills a disk. */

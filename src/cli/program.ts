@@ -175,7 +175,8 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     await program.parseAsync(argv);
     // With --json a command's result is held until it has succeeded: a failure prints only the error object.
     for (const out of takeJsonOutput()) process.stdout.write(jsonText(out));
-    return EXIT.ok;
+    // A command that answers another program's status (`compute exec`: the workload command's) set it.
+    return Number(process.exitCode ?? 0) || EXIT.ok;
   } catch (err) {
     const f = exitCodeOf(err);
     if (f.message) process.stderr.write(`nexus: ${oneLine(f.message)}\n`);

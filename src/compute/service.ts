@@ -14,6 +14,9 @@ import { compareLimits, deviceOf, envelopeResources, expectedKernelValues, type 
 import type { ComputeDriver, ExecResult, WorkloadStatus } from './fabric/driver.ts';
 import { CGROUP_ROOT } from './fabric/runc.ts';
 
+/** Why a stopped workload is not restarted (the end of `health.lastError`). */
+const NEVER = '; its restart policy is never, so it stays stopped';
+
 interface Row extends Envelope {
   imvu: string;
   seq: number;
@@ -65,7 +68,7 @@ export interface ComputeServiceOptions {
 
 export class ComputeService {
   private identity: ServiceIdentity | undefined;
-  private readonly applied = new Map<string, { blueprint: string; running: boolean; resources: string; entry: number }>();
+  private readonly applied = new Map<string, { blueprint: string; running: boolean; resources: string; entry: number; storage: number }>();
   private running: Promise<void> = Promise.resolve();
   private dirty = false;
   private offCheckpoint: (() => void) | undefined;
@@ -77,10 +80,19 @@ export class ComputeService {
   private healthTimer: NodeJS.Timeout | undefined;
   private healthBusy = false;
   private closed = false;
+  /** Found stopped at start with `restart: never`: reconcile leaves them so until the ledger says otherwise. */
+  private readonly keptStopped = new Set<string>();
 
   constructor(
     readonly platform: OpenPlatform,
-    readonly driver: ComputeDriver & { dataPath(imvu: string): string; cgroupPath?(imvu: string): string },
+    readonly driver: ComputeDriver & {
+    dataPath(imvu: string): string;
+    cgroupPath?(imvu: string): string;
+    /** The data volume's own filesystem: resized to storage_gb (src/compute/fabric/volume.ts). */
+    setStorage?(imvu: string, storageGb: number): Promise<unknown>;
+    volumeUsage?(imvu: string): Promise<{ sizeBytes: number; usedBytes: number } | undefined>;
+    readonly storageUnitBytes?: number;
+  },
     private readonly opts: ComputeServiceOptions = {},
   ) {}
 
@@ -88,8 +100,15 @@ export class ComputeService {
     this.identity = await ensureServiceIdentity(this.platform, 'compute');
     const rows = await this.rows();
     const want = new Set(rows.filter((r) => r.desired === 'running' && (r.status === 'active' || r.status === 'exiting')).map((r) => r.imvu));
-    const report = await this.driver.adopt((imvu) => want.has(imvu));
+    // The blueprint's restart policy decides whether a workload that exited while the daemon was
+    // down starts again (`always`, the default) or stays stopped (`never`).
+    const never = new Set(rows.filter((r) => blueprintSchema.safeParse(JSON.parse(r.blueprint)).data?.restart === 'never').map((r) => r.imvu));
+    const report = await this.driver.adopt((imvu) => want.has(imvu), (imvu) => !never.has(imvu));
     this.opts.log?.info(report, 'compute: workloads adopted after start');
+    for (const imvu of report.kept ?? []) {
+      this.keptStopped.add(imvu);
+      this.health.set(imvu, { state: 'failing', failures: 0, restarts: 0, due: 0, lastCheck: new Date().toISOString(), lastError: `it exited while the daemon was down${NEVER}` });
+    }
     this.driver.onOom((imvu) => void this.oom(imvu));
     this.offCheckpoint = this.platform.chokepoint.ledger.onCheckpoint(() => this.schedule());
     await this.reconcile();
@@ -163,22 +182,30 @@ export class ComputeService {
       const resources = this.resourcesOf(r);
       const res = JSON.stringify(resources);
       const was = this.applied.get(r.imvu);
-      if (was && was.blueprint === r.blueprint && was.running === run && was.resources === res && was.entry === r.w_entry) continue;
+      if (was && was.blueprint === r.blueprint && was.running === run && was.resources === res && was.entry === r.w_entry && was.storage === r.storage_gb) continue;
       const blueprint: Blueprint = blueprintSchema.parse(JSON.parse(r.blueprint));
       const st = await this.driver.status(r.imvu);
       if (!was || was.blueprint !== r.blueprint || st.state === 'absent') {
         if (st.state === 'running') await this.driver.stop(r.imvu);
-        await this.driver.deploy({ imvu: r.imvu, seq: r.seq, blueprint, resources });
+        await this.driver.deploy({ imvu: r.imvu, seq: r.seq, blueprint, resources, ...(this.driver.setStorage ? { storageGb: r.storage_gb } : {}) });
+      } else if (was.storage !== r.storage_gb && this.driver.setStorage) {
+        // Grown live; a decrease below what the volume holds is refused (the volume keeps its size).
+        await this.driver
+          .setStorage(r.imvu, r.storage_gb)
+          .then((how) => this.opts.log?.info({ imvu: r.imvu, storage_gb: r.storage_gb, how }, 'compute: data volume resized'))
+          .catch((err: unknown) => this.opts.log?.error({ imvu: r.imvu, err: String(err) }, 'compute: storage not resized'));
       }
       const now = await this.driver.status(r.imvu);
-      if (run && now.state !== 'running') await this.driver.start(r.imvu);
+      // Left stopped by its restart policy at start; a new entry (compute.start, ...) starts it.
+      const kept = !was && this.keptStopped.delete(r.imvu);
+      if (run && now.state !== 'running' && !kept) await this.driver.start(r.imvu);
       else if (run && was && was.entry !== r.w_entry && (await this.entryType(r.w_entry)) === 'compute.restart') await this.driver.restart(r.imvu);
       else if (!run && now.state !== 'stopped' && now.state !== 'absent') await this.driver.stop(r.imvu);
       const changed = was?.resources !== res;
       if (run && changed) await this.driver.update(r.imvu, resources);
       else if (!run) await this.driver.update(r.imvu, resources);
-      this.applied.set(r.imvu, { blueprint: r.blueprint, running: run, resources: res, entry: r.w_entry });
-      if (run && changed) await this.verifyKernel(r.imvu);
+      this.applied.set(r.imvu, { blueprint: r.blueprint, running: run, resources: res, entry: r.w_entry, storage: r.storage_gb });
+      if (run && (changed || was?.storage !== r.storage_gb)) await this.verifyKernel(r.imvu);
       if (r.burst_until !== '') this.scheduleLower(r.imvu, r.burst_until, await this.entryTime(r.w_entry));
     }
   }
@@ -189,6 +216,11 @@ export class ComputeService {
     if (!r) return undefined;
     const ledger = expectedKernelValues(this.resourcesOf(r));
     const kernel = await this.driver.readKernelLimits(imvu);
+    // The data volume's filesystem against storage_gb (a decrease waits for the workload to stop:
+    // ext4 does not shrink while mounted; verifyKernel does not alarm on that).
+    if (this.driver.storageUnitBytes && kernel.storage_bytes !== undefined) {
+      ledger.storage_bytes = r.storage_gb * this.driver.storageUnitBytes;
+    }
     return { imvu, ledger, kernel, differences: compareLimits(ledger, kernel) };
   }
 
@@ -199,7 +231,9 @@ export class ComputeService {
    */
   async verifyKernel(imvu: string): Promise<KernelView | undefined> {
     const view = await this.kernelView(imvu);
-    if (!view || view.differences.length === 0 || (await this.driver.status(imvu)).state !== 'running') return view;
+    // A filesystem bigger than storage_gb on a running workload is a decrease waiting for it to stop.
+    const alarming = view?.differences.filter((d) => !(d.field === 'storage_bytes' && (d.kernel ?? 0) > (d.ledger ?? 0))) ?? [];
+    if (!view || alarming.length === 0 || (await this.driver.status(imvu)).state !== 'running') return view;
     // A ledger change not applied yet (its reconcile is queued) is not a kernel out of step.
     const r0 = (await this.rows()).find((x) => x.imvu === imvu);
     if (!r0 || this.applied.get(imvu)?.resources !== JSON.stringify(this.resourcesOf(r0))) return view;
@@ -211,6 +245,7 @@ export class ComputeService {
     this.opts.log?.error({ imvu, differences: view.differences }, 'integrity alarm: kernel limits differ from the ledger');
     const r = (await this.rows()).find((x) => x.imvu === imvu);
     if (r) await this.driver.update(imvu, this.resourcesOf(r));
+    if (r && view.differences.some((d) => d.field === 'storage_bytes')) await this.driver.setStorage?.(imvu, r.storage_gb);
     return view;
   }
 
@@ -311,7 +346,7 @@ export class ComputeService {
           h.exitsSeen = (h.exitsSeen ?? 0) + 1;
           if (h.exitsSeen < 2) continue;
           h.state = 'failing';
-          h.lastError = `the workload is ${st.state}`;
+          h.lastError = bp.restart !== 'never' ? `the workload is ${st.state}` : h.lastError?.endsWith(NEVER) ? h.lastError : `the workload is ${st.state}${NEVER}`;
           h.due = Date.now() + (bp.health?.interval_ms ?? 10_000);
           if (bp.restart !== 'never') await this.restartByPolicy(r, h, `it exited (${st.state})`, true);
           continue;
@@ -376,6 +411,14 @@ export class ComputeService {
     const st = await this.driver.status(imvu);
     const health = this.healthOf(imvu);
     return health ? { ...st, health } : st;
+  }
+
+  /** Why `storageGb` cannot be applied to the IMVU's data volume (below what it holds), or undefined. */
+  async storageRefusal(imvu: string, storageGb: number): Promise<string | undefined> {
+    const unit = this.driver.storageUnitBytes;
+    const u = unit ? await this.driver.volumeUsage?.(imvu).catch(() => undefined) : undefined;
+    if (!u || !unit || storageGb * unit >= u.usedBytes) return undefined;
+    return `storage_gb ${storageGb} (${storageGb * unit} bytes) is below the ${u.usedBytes} bytes used on the data volume of ${imvu}`;
   }
 
   logs(imvu: string, maxBytes?: number): Promise<string> {

@@ -104,4 +104,49 @@ describe('nexus compute and audit watch (subprocesses against a real daemon with
     const stopped = await nexus('compute', 'stop', imvu, '--as', 'alice');
     expect(stopped.code, stopped.stderr).toBe(0);
   }, 240_000);
+
+  it('nexus compute exec: a signed command through the chokepoint, output and exit code returned; another creator refused', async () => {
+    expect((await nexus('identity', 'create', 'erin', '--role', 'creator')).code).toBe(0);
+    const created = await nexus('imvu', 'create', '--name', 'shell', '--owner', 'erin', '--jurisdiction', 'EU-GDPR', '--cpu', '1', '--memory', '1', '--as', 'erin');
+    expect(created.code, created.stderr).toBe(0);
+    const imvu = /IMVU-\d{3,}/.exec(created.stdout)![0];
+    const blueprint = join(home, 'sleep.yaml');
+    writeFileSync(blueprint, 'image: busybox\ncommand: [sleep, "100000"]\n');
+    expect((await nexus('compute', 'deploy', imvu, '--blueprint', blueprint, '--as', 'erin')).code).toBe(0);
+    expect((await nexus('compute', 'start', imvu, '--as', 'erin')).code).toBe(0);
+    let status = '';
+    for (let i = 0; i < 120 && !/: running at /.test(status); i++) {
+      status = (await nexus('compute', 'status', imvu, '--as', 'erin')).stdout;
+      if (!/: running at /.test(status)) await sleep(500);
+    }
+    expect(status).toMatch(/: running at /);
+
+    const ledger = server.compute!.platform.chokepoint.ledger;
+    const before = ledger.size;
+    const ran = await nexus('compute', 'exec', imvu, '--as', 'erin', '--', 'sh', '-c', 'echo "out of $NEXUS_IMVU"; echo "to stderr" >&2; exit 3');
+    expect(ran.stdout).toBe(`out of ${imvu}\n`);
+    expect(ran.stderr).toContain('to stderr');
+    expect(ran.code).toBe(3);
+    const ok = await nexus('compute', 'exec', imvu, '--as', 'erin', '--', 'ls', '/data');
+    expect(ok.code, ok.stderr).toBe(0);
+    // Each request is a signed entry in the ledger, by erin (the output is not recorded; the
+    // service's own entries, usage reports, may come in between).
+    const entries = await server.compute!.platform.store.readEntries(before, ledger.size);
+    const { decodeEntry } = await import('../../src/core/ledger/ledger.ts');
+    const execs = entries.map((e) => decodeEntry(e)).filter((e) => e.command.command.type === 'compute.exec');
+    expect(execs.map((e) => e.command.command.body)).toEqual([
+      { imvu, command: ['sh', '-c', 'echo "out of $NEXUS_IMVU"; echo "to stderr" >&2; exit 3'] },
+      { imvu, command: ['ls', '/data'] },
+    ]);
+    expect(execs.every((e) => e.decision.allowed)).toBe(true);
+    expect(JSON.stringify(execs)).not.toContain('out of IMVU');
+
+    // Not the creator: refused by gate 2, nothing run.
+    expect((await nexus('identity', 'create', 'mallory', '--role', 'creator')).code).toBe(0);
+    const refused = await nexus('compute', 'exec', imvu, '--as', 'mallory', '--', 'sh', '-c', 'echo should not run');
+    expect(refused.code).not.toBe(0);
+    expect(refused.stdout).not.toContain('should not run');
+    expect(refused.stderr).toMatch(/gate 2|denied/i);
+    expect((await nexus('compute', 'stop', imvu, '--as', 'erin')).code).toBe(0);
+  }, 240_000);
 });

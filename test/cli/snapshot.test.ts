@@ -32,7 +32,7 @@ describe('nexus snapshot (subprocess against a real daemon)', () => {
     const created = await nexus('imvu', 'create', '--name', 'shop', '--owner', 'alice', '--jurisdiction', 'EU-GDPR', '--as', 'alice');
     expect(created.code, created.stderr).toBe(0);
     const imvu = /IMVU-\d{3,}/.exec(created.stdout)![0];
-    const volume = join(data, 'imvus', imvu, 'compute', 'data');
+    const volume = join(data, 'imvus', imvu, 'compute', 'volume', 'data');
     mkdirSync(join(volume, 'db'), { recursive: true });
     writeFileSync(join(volume, 'db', 'rows'), 'one\ntwo\n');
 

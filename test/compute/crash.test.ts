@@ -28,11 +28,13 @@ function leftovers() {
   const links = execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).split('\n').map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1] ?? '').filter((n) => n.startsWith(`nx${tag}`)).sort();
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(`nx${tag}-`) || l.includes(dataDir)).length;
   const processes = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(`nexus-${tag}-`)).length;
-  return { containers, cgroups, links, mounts, processes };
+  // The data volumes' loop devices (their images live under the data directory).
+  const loops = execFileSync('losetup', ['-l', '-n', '-O', 'NAME,BACK-FILE'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(dataDir)).sort();
+  return { containers, cgroups, links, mounts, processes, loops };
 }
 
-async function daemon(): Promise<{ kill(): void; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'crash-daemon.ts'), dataDir, range], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function daemon(dir = dataDir, net = range): Promise<{ kill(): void; url: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'crash-daemon.ts'), dir, net], { stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise<string>((ok, fail) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
@@ -78,6 +80,8 @@ describe('crash safety of the compute fabric', () => {
       running = leftovers();
     }
     expect(running.containers).toEqual([`nexus-${tag}-IMVU-001`, `nexus-${tag}-IMVU-002`]);
+    // Each workload's data volume: one loop device, mounted once.
+    expect(running.loops).toHaveLength(2);
     await new Promise((r) => setTimeout(r, 3000));
     running = leftovers();
     first.kill();
@@ -99,6 +103,87 @@ describe('crash safety of the compute fabric', () => {
     await server.close();
     server = undefined;
     const end = leftovers();
-    expect({ ...end, cgroups: end.cgroups }).toEqual({ ...before, containers: [], cgroups: [], links: [], processes: 0 });
+    expect({ ...end, cgroups: end.cgroups }).toEqual({ ...before, containers: [], cgroups: [], links: [], processes: 0, loops: [] });
+  }, 240_000);
+});
+
+describe('the restart policy at a restart after kill -9', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nexus-crash-policy-'));
+  const net = `10.${100 + randomInt(28)}.${randomInt(256)}.0/24`;
+  const dirTag = instanceTag(dir);
+  let server: RunningServer | undefined;
+  afterAll(async () => {
+    await server?.close().catch(() => undefined);
+    for (const imvu of ['IMVU-001', 'IMVU-002']) {
+      try {
+        execFileSync('runc', ['--root', `/run/nexus-runc-${dirTag}`, 'delete', '--force', `nexus-${dirTag}-${imvu}`], { stdio: 'ignore' });
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+    await removeFilter(dirTag).catch(() => undefined);
+  }, 60_000);
+
+  it('a workload that died while the daemon was down restarts with restart: always and stays stopped with restart: never', async () => {
+    requireRunc();
+    const p = await initDataDir(dir, {});
+    const { privateKey } = generateKeyPair();
+    const raw = publicKeyRaw(privateKey);
+    const alice = { id: identityIdFromPublicKey(raw), key: privateKey };
+    const as = (type: Parameters<typeof signCommand>[1], body: Parameters<typeof signCommand>[2]) => signCommand(alice.key, type, body, { origin: p.config.origin });
+    expect((await p.chokepoint.submit(as('identity.register', { name: 'alice', role: 'creator', publicKey: raw.toString('base64') }))).allowed).toBe(true);
+    for (const name of ['Never', 'Always']) expect((await p.chokepoint.submit(as('imvu.create', { name, owner: alice.id, jurisdiction: 'US-CCPA', envelope: { cpu_cores: 1, memory_gb: 1 } }))).allowed).toBe(true);
+    await p.close();
+
+    const first = await daemon(dir, net);
+    const post = async (cmd: unknown) => (await fetch(`${first.url}/v1/commands`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(cmd) })).json() as Promise<{ allowed: boolean }>;
+    const policy = { 'IMVU-001': 'never', 'IMVU-002': 'always' } as const;
+    for (const [imvu, restart] of Object.entries(policy)) {
+      expect((await post(as('compute.deploy', { imvu, blueprint: { image: 'busybox', command: ['sleep', '100000'], restart } }))).allowed).toBe(true);
+      expect((await post(as('compute.start', { imvu }))).allowed).toBe(true);
+    }
+    const runc = (...args: string[]) => execFileSync('runc', ['--root', `/run/nexus-runc-${dirTag}`, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const stateOf = (imvu: string) => {
+      try {
+        return (JSON.parse(runc('state', `nexus-${dirTag}-${imvu}`)) as { status: string }).status;
+      } catch {
+        return 'absent';
+      }
+    };
+    for (let i = 0; i < 300 && Object.keys(policy).some((imvu) => stateOf(imvu) !== 'running'); i++) await new Promise((r) => setTimeout(r, 200));
+    for (const imvu of Object.keys(policy)) expect(stateOf(imvu)).toBe('running');
+    first.kill();
+
+    // Both workloads die while no daemon runs.
+    for (const imvu of Object.keys(policy)) runc('kill', '--all', `nexus-${dirTag}-${imvu}`, 'KILL');
+    for (let i = 0; i < 300 && Object.keys(policy).some((imvu) => stateOf(imvu) !== 'stopped'); i++) await new Promise((r) => setTimeout(r, 200));
+    for (const imvu of Object.keys(policy)) expect(stateOf(imvu)).toBe('stopped');
+
+    server = await startServer({ dataDir: dir, host: '127.0.0.1', port: 0, logger: false, integrityIntervalMs: 0, compute: { range: net, service: { healthTickMs: 200 } } });
+    const compute = server.compute!;
+    expect((await compute.status('IMVU-002')).state).toBe('running');
+    const never = await compute.status('IMVU-001');
+    expect(never.state).toBe('stopped');
+    expect(never.health?.state).toBe('failing');
+    expect(never.health?.lastError).toMatch(/exited while the daemon was down; its restart policy is never, so it stays stopped/);
+    // The health checks that follow leave it stopped too, and say why.
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 300));
+      await compute.checkHealth();
+    }
+    const later = await compute.status('IMVU-001');
+    expect(later.state).toBe('stopped');
+    expect(later.health?.lastError).toMatch(/its restart policy is never, so it stays stopped/);
+    expect(later.health?.restarts).toBe(0);
+
+    // A signed compute.start runs it again.
+    expect((await compute.platform.chokepoint.submit(as('compute.start', { imvu: 'IMVU-001' }))).allowed).toBe(true);
+    await compute.schedule();
+    expect((await compute.status('IMVU-001')).state).toBe('running');
+    for (const imvu of Object.keys(policy)) expect((await compute.platform.chokepoint.submit(as('compute.stop', { imvu }))).allowed).toBe(true);
+    await compute.schedule();
+    await server.close();
+    server = undefined;
   }, 240_000);
 });

@@ -87,7 +87,7 @@ web.yaml:
   cmd
     .command('exec <imvu> <command...>')
     .description('run a command in the workload (the creator only; the request is recorded, the output is not)')
-    .addHelpText('after', '\nExample:\n  nexus compute exec IMVU-001 -- ls -la /data')
+    .addHelpText('after', "\nThe command's stdout and stderr are written as they came; the exit code is the command's (at most 125).\n\nExample:\n  nexus compute exec IMVU-001 -- ls -la /data")
     .action(async (imvu: string, command: string[], _o: unknown, c: Command) => {
       const ctx = Ctx.of(c);
       const id = imvuId(imvu);

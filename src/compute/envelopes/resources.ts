@@ -113,6 +113,8 @@ export interface KernelLimits {
   write_iops?: number;
   read_bps?: number;
   write_bps?: number;
+  /** The data volume's filesystem size (ext4 block count x block size), against storage_gb. */
+  storage_bytes?: number;
 }
 
 /** Fields where the kernel differs from what the ledger's envelope implies: empty when they agree. */

@@ -10,6 +10,8 @@ export interface DeploySpec {
   seq: number;
   blueprint: Blueprint;
   resources: OciResources;
+  /** The envelope's storage_gb: the data volume's own filesystem is this large (kernel-enforced). */
+  storageGb?: number;
 }
 
 export type WorkloadState = 'absent' | 'created' | 'running' | 'paused' | 'stopped';
@@ -35,6 +37,8 @@ export interface AdoptReport {
   adopted: string[];
   restarted: string[];
   removed: string[];
+  /** Found stopped (it exited while the daemon was down) and left so: its restart policy is `never`. */
+  kept: string[];
 }
 
 export interface ComputeDriver {
@@ -52,8 +56,12 @@ export interface ComputeDriver {
   update(imvu: string, resources: OciResources): Promise<void>;
   /** The limits the kernel holds now for the IMVU's cgroups. */
   readKernelLimits(imvu: string): Promise<KernelLimits>;
-  /** At start: adopts running workloads, restarts those `shouldRun` says should run, removes the rest's leftovers. */
-  adopt(shouldRun: (imvu: string) => boolean): Promise<AdoptReport>;
+  /**
+   * At start: adopts running workloads, restarts those `shouldRun` says should run, removes the
+   * rest's leftovers. A workload that should run but exited while the daemon was down is started
+   * again only if `mayRestart` (its restart policy) allows it; otherwise it is left stopped.
+   */
+  adopt(shouldRun: (imvu: string) => boolean, mayRestart?: (imvu: string) => boolean): Promise<AdoptReport>;
   /** Removes the workload and everything the driver made for it (container, cgroup, network), keeping its data. */
   cleanup(imvu: string): Promise<void>;
   /** Called with the IMVU whose workload the kernel OOM-killed. */

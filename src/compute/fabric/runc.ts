@@ -15,8 +15,12 @@ import type { AdoptReport, ComputeDriver, DeploySpec, ExecResult, WorkloadState,
 import { attachNetwork, ensureFilter, listNetwork, removeNetwork } from './network.ts';
 import { DEFAULT_UID_BASE, hostRootId, ociConfig } from './oci-config.ts';
 import { buildRootfs } from './rootfs.ts';
+import { ensureVolume, GiB, OnlineResizeRefused, unmountVolume, volumePaths, volumeUsage, type VolumeUsage } from './volume.ts';
 
 const run = promisify(execFile);
+
+/** The runc binary: `NEXUS_RUNC` names another one (or a missing one, to run without the fabric). */
+export const RUNC = process.env.NEXUS_RUNC || 'runc';
 
 export const CGROUP_ROOT = '/sys/fs/cgroup';
 /** Per IMVU: the log file is rotated past this size; this many rotated files are kept. */
@@ -36,15 +40,17 @@ export interface RuncDriverOptions {
   rotateEveryMs?: number;
   /** Seconds between SIGTERM and SIGKILL on stop. */
   stopGraceMs?: number;
+  /** Bytes per envelope storage_gb (default 1 GiB; tests use 1 MiB to fill a volume quickly). */
+  storageUnitBytes?: number;
 }
 
 /** Whether this host can run the fabric: runc on PATH, root, and cgroup v1 controllers (or v2). */
 export async function fabricAvailable(): Promise<{ ok: true } | { ok: false; why: string }> {
   if (process.getuid?.() !== 0) return { ok: false, why: 'the daemon is not running as root (runc needs it to make namespaces and cgroups)' };
   try {
-    await run('runc', ['--version'], { timeout: 10_000 });
+    await run(RUNC, ['--version'], { timeout: 10_000 });
   } catch {
-    return { ok: false, why: 'runc is not installed (apt-get install runc)' };
+    return { ok: false, why: process.env.NEXUS_RUNC ? `runc does not run from ${RUNC} (NEXUS_RUNC)` : 'runc is not installed (apt-get install runc)' };
   }
   const v1 = ['cpu', 'memory', 'pids', 'blkio'].every((c) => existsSync(join(CGROUP_ROOT, c, 'tasks')));
   const v2 = existsSync(join(CGROUP_ROOT, 'cgroup.controllers'));
@@ -69,6 +75,8 @@ interface Saved {
   seq: number;
   blueprint: DeploySpec['blueprint'];
   resources: OciResources;
+  /** The envelope's storage_gb: the size of the data volume's own filesystem (absent: a plain directory). */
+  storageGb?: number;
 }
 
 async function readInt(file: string): Promise<number | undefined> {
@@ -112,8 +120,70 @@ export class RuncDriver implements ComputeDriver {
     return join(this.opts.dataDir, 'imvus', imvu, 'compute');
   }
 
+  /** The workload's /data: inside the volume's own filesystem (src/compute/fabric/volume.ts). */
   dataPath(imvu: string): string {
-    return join(this.computeDir(imvu), 'data');
+    return volumePaths(this.computeDir(imvu)).data;
+  }
+
+  get storageUnitBytes(): number {
+    return this.opts.storageUnitBytes ?? GiB;
+  }
+
+  /**
+   * Mounts (or reuses) the IMVU's volume at its size; `offline` (the workload does not run) lets a
+   * decrease be applied. Without a storage size (an older bundle): a plain directory, as before.
+   */
+  private async volume(s: Saved, offline: boolean): Promise<VolumeUsage | undefined> {
+    const root = hostRootId(s.seq, this.uidBase);
+    const paths = volumePaths(this.computeDir(s.imvu));
+    if (s.storageGb === undefined) {
+      await mkdir(paths.data, { recursive: true, mode: 0o700 });
+      await chown(paths.data, root, root);
+      await chmod(paths.data, 0o700);
+      return undefined;
+    }
+    return ensureVolume(paths, s.storageGb * this.storageUnitBytes, root, { offline });
+  }
+
+  /** The IO throttle goes on the device that holds /data: the volume's loop device once mounted. */
+  private async onVolumeDevice(imvu: string, r: OciResources): Promise<OciResources> {
+    const u = await volumeUsage(volumePaths(this.computeDir(imvu))).catch(() => undefined);
+    if (!u || !r.blockIO) return r;
+    const dev = (l: { rate: number }[]) => l.map((x) => ({ major: u.device.major, minor: u.device.minor, rate: x.rate }));
+    const b = r.blockIO;
+    return { ...r, blockIO: { throttleReadIOPSDevice: dev(b.throttleReadIOPSDevice), throttleWriteIOPSDevice: dev(b.throttleWriteIOPSDevice), throttleReadBpsDevice: dev(b.throttleReadBpsDevice), throttleWriteBpsDevice: dev(b.throttleWriteBpsDevice) } };
+  }
+
+  /**
+   * A new storage size: grown live (or, where the kernel refuses to grow a mounted filesystem,
+   * by restarting the workload around an unmounted resize: answers 'restarted'); a decrease below
+   * what is used refused (VolumeSizeError); a decrease otherwise applied now when the workload does
+   * not run, else at its next start.
+   */
+  async setStorage(imvu: string, storageGb: number): Promise<'applied' | 'restarted'> {
+    const s = await this.saved(imvu);
+    const running = (await this.state(imvu))?.status === 'running';
+    const next = { ...s, storageGb };
+    const save = async () => {
+      await writeFile(join(this.computeDir(imvu), 'deploy.json.tmp'), JSON.stringify(next), { mode: 0o600 });
+      await rename(join(this.computeDir(imvu), 'deploy.json.tmp'), join(this.computeDir(imvu), 'deploy.json'));
+    };
+    try {
+      await this.volume(next, !running);
+    } catch (err) {
+      if (!(err instanceof OnlineResizeRefused) || !running) throw err;
+      await save();
+      await this.stop(imvu);
+      await this.start(imvu);
+      return 'restarted';
+    }
+    await save();
+    return 'applied';
+  }
+
+  /** The data volume's filesystem size and use (undefined when not mounted). */
+  volumeUsage(imvu: string): Promise<VolumeUsage | undefined> {
+    return volumeUsage(volumePaths(this.computeDir(imvu)));
   }
 
   logPath(imvu: string): string {
@@ -142,7 +212,7 @@ export class RuncDriver implements ComputeDriver {
   }
 
   private async runc(args: string[], timeoutMs = 30_000): Promise<string> {
-    const { stdout } = await run('runc', ['--root', this.runcRoot, ...args], { timeout: timeoutMs, maxBuffer: 16 << 20 });
+    const { stdout } = await run(RUNC, ['--root', this.runcRoot, ...args], { timeout: timeoutMs, maxBuffer: 16 << 20 });
     return stdout;
   }
 
@@ -154,19 +224,17 @@ export class RuncDriver implements ComputeDriver {
   async deploy(spec: DeploySpec): Promise<void> {
     await this.init();
     const dir = this.computeDir(spec.imvu);
-    const root = hostRootId(spec.seq, this.uidBase);
     await mkdir(join(dir, 'logs'), { recursive: true, mode: 0o700 });
     await chmod(join(this.opts.dataDir, 'imvus', spec.imvu), 0o711).catch(() => undefined);
     await chmod(dir, 0o711);
     await mkdir(join(dir, 'bundle'), { recursive: true, mode: 0o711 });
     await chmod(join(dir, 'bundle'), 0o711);
-    // The data volume: the IMVU's mapped root owns it, nobody else may even list it.
-    const data = this.dataPath(spec.imvu);
-    await mkdir(data, { recursive: true, mode: 0o700 });
-    await chown(data, root, root);
-    await chmod(data, 0o700);
+    const saved: Saved = { imvu: spec.imvu, seq: spec.seq, blueprint: spec.blueprint, resources: spec.resources, ...(spec.storageGb !== undefined ? { storageGb: spec.storageGb } : {}) };
+    // The data volume: the IMVU's mapped root owns it, nobody else may even list it. Mounted from
+    // deploy to cleanup (snapshots and rollbacks of a stopped workload work on it too).
+    const running = (await this.state(spec.imvu))?.status === 'running';
+    await this.volume(saved, !running);
     await buildRootfs(join(dir, 'bundle', 'rootfs'), spec.blueprint, { dataDir: this.opts.dataDir, ownDir: join(this.opts.dataDir, 'imvus', spec.imvu) });
-    const saved: Saved = { imvu: spec.imvu, seq: spec.seq, blueprint: spec.blueprint, resources: spec.resources };
     await this.writeBundle(saved);
     await writeFile(join(dir, 'deploy.json.tmp'), JSON.stringify(saved), { mode: 0o600 });
     await rename(join(dir, 'deploy.json.tmp'), join(dir, 'deploy.json'));
@@ -178,7 +246,7 @@ export class RuncDriver implements ComputeDriver {
       imvu: s.imvu,
       seq: s.seq,
       blueprint: s.blueprint,
-      resources: s.resources,
+      resources: await this.onVolumeDevice(s.imvu, s.resources),
       rootfs: join(dir, 'bundle', 'rootfs'),
       dataDir: this.dataPath(s.imvu),
       cgroupsPath: this.cgroupPath(s.imvu),
@@ -203,13 +271,15 @@ export class RuncDriver implements ComputeDriver {
     const current = await this.state(imvu);
     if (current?.status === 'running') return this.status(imvu);
     if (current) await this.runc(['delete', '--force', this.containerId(imvu)]);
+    // Mounted before runc create (a decrease waiting for the workload to stop is applied now).
+    await this.volume(s, true);
     await this.writeBundle(s);
     const log = await open(this.logPath(imvu), 'a', 0o600);
     try {
       // runc create returns once the container waits for `start`; the workload's stdout and
       // stderr are the log file (so are runc's own errors, which the failure quotes from it).
       await new Promise<void>((ok, fail) => {
-        const child = spawn('runc', ['--root', this.runcRoot, 'create', '--bundle', join(this.computeDir(imvu), 'bundle'), this.containerId(imvu)], {
+        const child = spawn(RUNC, ['--root', this.runcRoot, 'create', '--bundle', join(this.computeDir(imvu), 'bundle'), this.containerId(imvu)], {
           stdio: ['ignore', log.fd, log.fd],
         });
         child.on('error', fail);
@@ -242,7 +312,7 @@ export class RuncDriver implements ComputeDriver {
    */
   private watch(imvu: string): void {
     if (this.watchers.has(imvu)) return;
-    const child = spawn('runc', ['--root', this.runcRoot, 'events', '--interval', '2s', this.containerId(imvu)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn(RUNC, ['--root', this.runcRoot, 'events', '--interval', '2s', this.containerId(imvu)], { stdio: ['ignore', 'pipe', 'ignore'] });
     this.watchers.set(imvu, child);
     createInterface({ input: child.stdout! }).on('line', (line) => {
       try {
@@ -344,7 +414,7 @@ export class RuncDriver implements ComputeDriver {
 
   async exec(imvu: string, command: string[], opts: { timeoutMs?: number } = {}): Promise<ExecResult> {
     return new Promise((ok, fail) => {
-      const child = spawn('runc', ['--root', this.runcRoot, 'exec', this.containerId(imvu), ...command], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(RUNC, ['--root', this.runcRoot, 'exec', this.containerId(imvu), ...command], { stdio: ['ignore', 'pipe', 'pipe'] });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       let size = 0;
@@ -375,12 +445,12 @@ export class RuncDriver implements ComputeDriver {
     if (st?.status !== 'running' && st?.status !== 'paused') return;
     // `runc update` takes the resources as OCI JSON on stdin.
     await new Promise<void>((ok, fail) => {
-      const child = spawn('runc', ['--root', this.runcRoot, 'update', '--resources', '-', this.containerId(imvu)], { stdio: ['pipe', 'ignore', 'pipe'] });
+      const child = spawn(RUNC, ['--root', this.runcRoot, 'update', '--resources', '-', this.containerId(imvu)], { stdio: ['pipe', 'ignore', 'pipe'] });
       let err = '';
       child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
       child.on('error', fail);
       child.on('exit', (code) => (code === 0 ? ok() : fail(new Error(`runc update ${imvu}: ${err.trim() || `exit ${code}`}`))));
-      child.stdin!.end(JSON.stringify(r));
+      void this.onVolumeDevice(imvu, r).then((on) => child.stdin!.end(JSON.stringify(on)), fail);
     });
   }
 
@@ -398,7 +468,7 @@ export class RuncDriver implements ComputeDriver {
     const pids = await readFile(at('pids', 'pids.max'), 'utf8').catch(() => undefined);
     if (pids !== undefined && pids.trim() !== 'max') set('pids_max', Number(pids.trim()));
     const s = await this.saved(imvu).catch(() => undefined);
-    const dev = s?.resources.blockIO?.throttleReadIOPSDevice[0];
+    const dev = s ? (await this.onVolumeDevice(imvu, s.resources)).blockIO?.throttleReadIOPSDevice[0] : undefined;
     if (dev) {
       const throttle = async (file: string) => {
         const text = await readFile(at('blkio', file), 'utf8').catch(() => '');
@@ -410,6 +480,7 @@ export class RuncDriver implements ComputeDriver {
       set('read_bps', await throttle('blkio.throttle.read_bps_device'));
       set('write_bps', await throttle('blkio.throttle.write_bps_device'));
     }
+    if (s?.storageGb !== undefined) set('storage_bytes', (await this.volumeUsage(imvu).catch(() => undefined))?.sizeBytes);
     return out;
   }
 
@@ -420,9 +491,9 @@ export class RuncDriver implements ComputeDriver {
     return names.filter((n) => existsSync(join(dir, n, 'compute', 'deploy.json'))).sort();
   }
 
-  async adopt(shouldRun: (imvu: string) => boolean): Promise<AdoptReport> {
+  async adopt(shouldRun: (imvu: string) => boolean, mayRestart: (imvu: string) => boolean = () => true): Promise<AdoptReport> {
     await this.init();
-    const report: AdoptReport = { adopted: [], restarted: [], removed: [] };
+    const report: AdoptReport = { adopted: [], restarted: [], removed: [], kept: [] };
     const prefix = `nexus-${this.tag}-`;
     const listed = JSON.parse((await this.runc(['list', '--format', 'json'])) || 'null') as { id: string; status: string }[] | null;
     const known = new Set<string>();
@@ -433,6 +504,9 @@ export class RuncDriver implements ComputeDriver {
       if (c.status === 'running' && shouldRun(imvu)) {
         this.watch(imvu);
         report.adopted.push(imvu);
+      } else if (shouldRun(imvu) && c.status === 'stopped' && !mayRestart(imvu)) {
+        // It exited while the daemon was down and its policy says never: stopped it stays.
+        report.kept.push(imvu);
       } else if (shouldRun(imvu)) {
         await this.start(imvu);
         report.restarted.push(imvu);
@@ -483,6 +557,7 @@ export class RuncDriver implements ComputeDriver {
     this.watchers.delete(imvu);
     const s = await this.saved(imvu).catch(() => undefined);
     if (s) await removeNetwork(this.tag, s.seq);
+    await unmountVolume(volumePaths(this.computeDir(imvu)));
     // runc removes the IMVU's own cgroups; the instance's parent goes once it is empty.
     await this.removeEmptyParents();
   }
@@ -498,5 +573,11 @@ export class RuncDriver implements ComputeDriver {
     if (this.rotateTimer) clearInterval(this.rotateTimer);
     for (const w of this.watchers.values()) w.kill();
     this.watchers.clear();
+    // Volumes of workloads that do not run are unmounted; a running one stays (its container
+    // uses it, and the next start adopts it mounted).
+    for (const imvu of await this.deployed()) {
+      const st = await this.state(imvu);
+      if (st?.status !== 'running' && st?.status !== 'paused' && st?.status !== 'created') await unmountVolume(volumePaths(this.computeDir(imvu))).catch(() => undefined);
+    }
   }
 }

@@ -22,9 +22,13 @@ export function snapshotLayout(dataDir: string, imvu: string): string {
   return join(imvuDir(dataDir, imvu), 'snapshots');
 }
 
-/** DATA/imvus/<IMVU>/compute/data: the workload's writable data volume. */
+/**
+ * DATA/imvus/<IMVU>/compute/volume/data: the workload's writable data volume, inside the volume's
+ * own filesystem mounted at compute/volume (src/compute/fabric/volume.ts), so a rollback stages
+ * and swaps beside it on the same filesystem.
+ */
 export function dataVolume(dataDir: string, imvu: string): string {
-  return join(imvuDir(dataDir, imvu), 'compute', 'data');
+  return join(imvuDir(dataDir, imvu), 'compute', 'volume', 'data');
 }
 
 /** What stops and starts an IMVU's workload around a rollback (the compute driver). */
