@@ -5,7 +5,7 @@ import type { AcmeSettings } from '../network/acme/manager.ts';
 import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyBaseLogger, type FastifyError } from 'fastify';
 import { initDataDir, isInitialised, openDataDir, type OpenPlatform } from '../core/platform.ts';
-import { lockDataDir } from '../core/daemon-lock.ts';
+import { lockDataDir, type DataDirLock } from '../core/daemon-lock.ts';
 import type { Store } from '../core/store/index.ts';
 import { KeyPool, keyPreparer, provisioner } from '../imvu/provision.ts';
 import { ConfigError, DEFAULTS, exposureWarning, resolveConfig, xfrOptions, type ConfigOptions, type NexusConfig } from './config.ts';
@@ -32,6 +32,7 @@ import { servedCheckpoint } from './checkpoint.ts';
 import type { DaemonStatus } from './status-view.ts';
 import type { MailQueue, MailOutOptions } from '../mail/queue/index.ts';
 import type { ComputeService } from '../compute/service.ts';
+import { EarlyListener } from './early.ts';
 
 /** Starts the compute service if this host can run it; otherwise says why in one line. */
 async function startCompute(platform: OpenPlatform, opts: ServerOptions['compute'], log: FastifyBaseLogger): Promise<ComputeService | undefined> {
@@ -103,6 +104,12 @@ export interface ServerOptions {
    * newest); their cosignatures are kept under DATA/cosignatures and served with the checkpoint.
    */
   witnesses?: { endpoints: WitnessEndpoint[]; timeoutMs?: number; minIntervalMs?: number; backoffMs?: number };
+  /**
+   * The API's socket, already bound (src/api/early.ts): `serve()` binds it before the data
+   * directory is opened, so that /health says "verifying" while the start-up check runs; the
+   * requests that arrive meanwhile wait and are handed to the API once it is done.
+   */
+  early?: EarlyListener;
   /** The exit process (src/imvu/exit/service.ts): days before an unconfirmed exit ends, how often its clock is checked. */
   exit?: { confirmDays?: number; clockIntervalMs?: number };
   /**
@@ -235,7 +242,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const noise = new NoiseCounter();
   const app = Fastify({
     logger: opts.logger === false ? false : { level: opts.logLevel ?? 'info', ...(opts.logStream ? { stream: opts.logStream } : {}) },
-    ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
+    ...(opts.early ? { serverFactory: (handler: Parameters<EarlyListener['adopt']>[0]) => opts.early!.adopt(handler) } : opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
     bodyLimit: MAX_BODY_BYTES,
     // Reject __proto__ / constructor.prototype keys in JSON bodies instead of parsing them.
     onProtoPoisoning: 'error',
@@ -499,7 +506,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }
 
   try {
-    await app.listen({ host: opts.host ?? DEFAULTS.host, port: opts.port ?? DEFAULTS.port });
+    // A socket bound early only starts handing requests to the API now, once everything it
+    // serves from has been checked (openDataDir) and started.
+    if (opts.early) await app.ready();
+    else await app.listen({ host: opts.host ?? DEFAULTS.host, port: opts.port ?? DEFAULTS.port });
   } catch (err) {
     await app.close().catch(() => undefined);
     await closer.close();
@@ -573,6 +583,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     listeners.push({ service: 'gateway', protocol: 'https', address: opts.gateway ? opts.gateway.address : host, port: opts.gateway ? opts.gateway.port : 0 });
     ctx.gateway = gateway;
   }
+  // Everything is started: the requests that waited on an early-bound socket are answered now.
+  opts.early?.open();
   let closing: Promise<void> | undefined;
   return {
     url,
@@ -608,6 +620,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
           }
           if (mail) await mail.close();
           await app.close();
+          // Fastify closes a socket it did not bind only if it listened on it.
+          if (opts.early) {
+            opts.early.closeIdle();
+            await opts.early.close();
+          }
           clearInterval(noiseTimer);
           await summarise();
         } finally {
@@ -635,6 +652,11 @@ export interface ServeOptions extends ConfigOptions {
   smtpsPort?: number;
   /** false (`--no-mail`, env NEXUS_MAIL=false): no mail listeners on the default ports of root. */
   mail?: boolean;
+  /**
+   * The data directory's lock and the API's socket, taken by `nexus serve` before it loads this
+   * module (loading the whole daemon takes seconds on a busy machine): /health answers from then on.
+   */
+  prebound?: { lock: DataDirLock; early: EarlyListener };
 }
 
 /** The well-known mail ports a daemon run as root serves when none is given. */
@@ -687,18 +709,28 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
   if (!isInitialised(cfg.dataDir) && opts.init === false) throw new Error(`${cfg.dataDir} is not a nexus data directory (run \`nexus init --data ${cfg.dataDir}\`)`);
   // One daemon per data directory, first-run initialisation included; released by close() or by
   // the kernel when the process dies.
-  const lock = lockDataDir(cfg.dataDir);
+  const lock = opts.prebound?.lock ?? lockDataDir(cfg.dataDir);
   // On a terminal: readable log lines and a banner; otherwise JSON lines (journald, files, pipes).
   const terminal = cfg.logFormat === 'pretty' || (cfg.logFormat === 'auto' && process.stdout.isTTY === true);
   let server: RunningServer;
   let initialised = false;
+  // The API's socket first: /health says "verifying" while the data directory is checked, however
+  // long that takes (src/api/early.ts).
+  let early: EarlyListener;
+  try {
+    early = opts.prebound?.early ?? (await EarlyListener.listen({ host: cfg.host, port: cfg.port, ...(cfg.tls ? { tls: { cert: cfg.tls.cert, key: cfg.tls.key } } : {}) }));
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
   try {
     if (!isInitialised(cfg.dataDir)) {
       await (await initDataDir(cfg.dataDir, { suffix: cfg.suffix, plan: cfg.plan })).close();
       initialised = true;
     }
-    server = await startDaemonServer(cfg, terminal, imapPorts(opts), smtpPorts(opts));
+    server = await startDaemonServer(cfg, terminal, imapPorts(opts), smtpPorts(opts), early);
   } catch (err) {
+    await early.fail((err as Error).message?.split('\n')[0] ?? String(err)).catch(() => undefined);
     lock.release();
     throw err;
   }
@@ -791,6 +823,7 @@ async function startDaemonServer(
   terminal: boolean,
   imap: { port?: number; tlsPort?: number } | null,
   smtp: { smtpPort: number | null; submissionPort: number | null; smtpsPort: number | null } | null,
+  early: EarlyListener,
 ): Promise<RunningServer> {
   // Zone transfers only when configured (an allow-list, a TSIG key or secondaries to notify).
   const xfr = xfrOptions(cfg);
@@ -798,6 +831,7 @@ async function startDaemonServer(
   const logStream = terminal ? (await import('pino-pretty')).default({ sync: true, colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' }) : undefined;
   return startServer({
     dataDir: cfg.dataDir,
+    early,
     ...(logStream ? { logStream } : {}),
     ...(cfg.tls ? { tls: { cert: cfg.tls.cert, key: cfg.tls.key } } : {}),
     host: cfg.host,

@@ -87,8 +87,10 @@ export async function initDataDir(dataDir: string, cfg: PlatformInit = {}, opts:
  * LostHistoryError if acknowledged entries are missing, and rebuilds projections that differ from
  * the ledger (recording an integrity alarm) before anything is served.
  */
-async function openWithKey(dataDir: string, platformKey: KeyObject, config: PlatformConfig, opts: Partial<ChokepointOptions> = {}): Promise<OpenPlatform> {
-  const store = openStore(dataDir);
+async function openWithKey(dataDir: string, platformKey: KeyObject, config: PlatformConfig, opts: OpenOptions = {}): Promise<OpenPlatform> {
+  const { bulk, ...chokepointOpts } = opts;
+  opts = chokepointOpts;
+  const store = openStore(dataDir, bulk ? { bulk } : {});
   const provision = opts.provision;
   // The creators' notifications of an integrity alarm come with it, like any other follow-up.
   const withNotices: NonNullable<ChokepointOptions['provision']> = async (command, index, db, prepared) => [
@@ -122,7 +124,13 @@ async function openWithKey(dataDir: string, platformKey: KeyObject, config: Plat
   };
 }
 
-export async function openDataDir(dataDir: string, opts: Partial<ChokepointOptions> = {}): Promise<OpenPlatform> {
+/**
+ * `bulk`: commits are not fsynced one by one, the store is synced once when closed: a bulk load
+ * (bench/scale/build.ts --fast) that answers no one. Never for a daemon that acknowledges commands.
+ */
+export type OpenOptions = Partial<ChokepointOptions> & { bulk?: boolean };
+
+export async function openDataDir(dataDir: string, opts: OpenOptions = {}): Promise<OpenPlatform> {
   if (!isInitialised(dataDir)) throw new Error(`${dataDir} is not a nexus data directory (run \`nexus init --data ${dataDir}\`)`);
   const config = JSON.parse(readFileSync(join(dataDir, PLATFORM_CONFIG_FILE), 'utf8')) as PlatformConfig;
   const key = loadPrivateKey(join(dataDir, PLATFORM_KEY_FILE));

@@ -7,6 +7,7 @@ import type { PlanLimits } from '../../core/policy/vocabulary.ts';
 import { int, port } from '../args.ts';
 import { Ctx } from '../context.ts';
 import { CliError, EXIT, usage } from '../errors.ts';
+import type { ServeOptions } from '../../api/server.ts';
 
 /** The data directory: --data, NEXUS_DATA, or ./.nexus (as the daemon resolves it). */
 export function dataDirOf(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
@@ -125,13 +126,28 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.acmeChallenge !== undefined ? { acmeChallenge: o.acmeChallenge } : {}),
     ...(o.logFormat !== undefined ? { logFormat: o.logFormat } : {}),
   };
-  const { resolveConfig } = await import('../../api/config.ts');
+  const { resolveConfig, exposureWarning } = await import('../../api/config.ts');
   const cfg = resolveConfig(opts);
   if (!initialiseIfNeeded && !isInitialised(cfg.dataDir))
     throw usage(`${cfg.dataDir} is not a nexus data directory; run \`nexus init --data ${cfg.dataDir}\` first, or \`nexus start\``);
-  const { serve } = await import('../../api/server.ts');
   try {
-    await serve({ ...opts, init: initialiseIfNeeded });
+    // The lock and the API's socket before the daemon's modules load (seconds on a busy machine):
+    // from here on /health says the daemon is starting (src/api/early.ts). Not for a refused
+    // exposure (serve() says why) nor a first start (initialisation is quick).
+    let prebound: ServeOptions['prebound'];
+    if (isInitialised(cfg.dataDir) && !(exposureWarning(cfg) && !cfg.insecureHttp)) {
+      const { lockDataDir } = await import('../../core/daemon-lock.ts');
+      const { EarlyListener } = await import('../../api/early.ts');
+      const lock = lockDataDir(cfg.dataDir);
+      try {
+        prebound = { lock, early: await EarlyListener.listen({ host: cfg.host, port: cfg.port, ...(cfg.tls ? { tls: { cert: cfg.tls.cert, key: cfg.tls.key } } : {}) }) };
+      } catch (err) {
+        lock.release();
+        throw err;
+      }
+    }
+    const { serve } = await import('../../api/server.ts');
+    await serve({ ...opts, init: initialiseIfNeeded, ...(prebound ? { prebound } : {}) });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     // The DNS sockets: the message already names the address, the port and what to do.

@@ -316,6 +316,11 @@ export interface ChokepointOptions {
   platformKey: KeyObject;
   origin: string;
   clock?: () => Date;
+  /**
+   * Nonces of the platform's own commands (default: 16 random bytes). Only a reproducible build
+   * (bench/scale's comparison of its two paths) sets it, together with `clock`.
+   */
+  nonce?: () => string;
   windowMs?: number;
   maxBatch?: number;
   /** Verify signatures on worker threads ahead of the commit loop (the daemon turns this on). */
@@ -386,7 +391,7 @@ export class Chokepoint {
 
   /** Signs a command as the platform (for genesis, notifications, provisioning). */
   platformCommand(type: CommandType, body: { [k: string]: Json }): SignedCommand {
-    return signCommand(this.opts.platformKey, type, body, { origin: this.opts.origin, ts: this.now() });
+    return signCommand(this.opts.platformKey, type, body, { origin: this.opts.origin, ts: this.now(), ...(this.opts.nonce ? { nonce: this.opts.nonce() } : {}) });
   }
 
   /** The platform clock, never earlier than the last entry's time: entry times only move forward. */
