@@ -165,17 +165,25 @@ export class ComputeService {
       const was = this.applied.get(r.imvu);
       if (was && was.blueprint === r.blueprint && was.running === run && was.resources === res && was.entry === r.w_entry) continue;
       const blueprint: Blueprint = blueprintSchema.parse(JSON.parse(r.blueprint));
+      const changed = was?.resources !== res;
+      // Each driver call below may spawn runc or ip: the state is asked once, and again only
+      // after a (re)deploy changed it; a workload started here already has these resources in
+      // its bundle, so it needs no `runc update` after (the read-back below still checks).
       const st = await this.driver.status(r.imvu);
-      if (!was || was.blueprint !== r.blueprint || st.state === 'absent') {
+      const deploy = !was || was.blueprint !== r.blueprint || st.state === 'absent';
+      if (deploy) {
         if (st.state === 'running') await this.driver.stop(r.imvu);
         await this.driver.deploy({ imvu: r.imvu, seq: r.seq, blueprint, resources });
       }
-      const now = await this.driver.status(r.imvu);
-      if (run && now.state !== 'running') await this.driver.start(r.imvu);
-      else if (run && was && was.entry !== r.w_entry && (await this.entryType(r.w_entry)) === 'compute.restart') await this.driver.restart(r.imvu);
+      const now = deploy ? await this.driver.status(r.imvu) : st;
+      let started = false;
+      if (run && now.state !== 'running') {
+        if (changed && !deploy) await this.driver.update(r.imvu, resources);
+        await this.driver.start(r.imvu);
+        started = true;
+      } else if (run && was && was.entry !== r.w_entry && (await this.entryType(r.w_entry)) === 'compute.restart') await this.driver.restart(r.imvu);
       else if (!run && now.state !== 'stopped' && now.state !== 'absent') await this.driver.stop(r.imvu);
-      const changed = was?.resources !== res;
-      if (run && changed) await this.driver.update(r.imvu, resources);
+      if (run && changed && !started) await this.driver.update(r.imvu, resources);
       else if (!run) await this.driver.update(r.imvu, resources);
       this.applied.set(r.imvu, { blueprint: r.blueprint, running: run, resources: res, entry: r.w_entry });
       if (run && changed) await this.verifyKernel(r.imvu);
