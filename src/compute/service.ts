@@ -184,25 +184,36 @@ export class ComputeService {
       const was = this.applied.get(r.imvu);
       if (was && was.blueprint === r.blueprint && was.running === run && was.resources === res && was.entry === r.w_entry && was.storage === r.storage_gb) continue;
       const blueprint: Blueprint = blueprintSchema.parse(JSON.parse(r.blueprint));
+      const changed = was?.resources !== res;
+      // Each driver call below may spawn runc or ip: the state is asked once, and again only
+      // after a (re)deploy changed it; a workload started here already has these resources in
+      // its bundle, so it needs no `runc update` after (the read-back below still checks).
       const st = await this.driver.status(r.imvu);
-      if (!was || was.blueprint !== r.blueprint || st.state === 'absent') {
+      // First look since this daemon started: a workload adopted running from the blueprint the
+      // ledger holds is kept as it is (its limits are applied live below), not redeployed.
+      const adoptedAsIs = !was && st.state === 'running' && JSON.stringify(await this.driver.deployedBlueprint?.(r.imvu)) === JSON.stringify(blueprint);
+      const deploy = (!was && !adoptedAsIs) || (was !== undefined && was.blueprint !== r.blueprint) || st.state === 'absent';
+      if (deploy) {
         if (st.state === 'running') await this.driver.stop(r.imvu);
         await this.driver.deploy({ imvu: r.imvu, seq: r.seq, blueprint, resources, ...(this.driver.setStorage ? { storageGb: r.storage_gb } : {}) });
-      } else if (was.storage !== r.storage_gb && this.driver.setStorage) {
+      } else if (was !== undefined && was.storage !== r.storage_gb && this.driver.setStorage) {
         // Grown live; a decrease below what the volume holds is refused (the volume keeps its size).
         await this.driver
           .setStorage(r.imvu, r.storage_gb)
           .then((how) => this.opts.log?.info({ imvu: r.imvu, storage_gb: r.storage_gb, how }, 'compute: data volume resized'))
           .catch((err: unknown) => this.opts.log?.error({ imvu: r.imvu, err: String(err) }, 'compute: storage not resized'));
       }
-      const now = await this.driver.status(r.imvu);
+      const now = deploy ? await this.driver.status(r.imvu) : st;
       // Left stopped by its restart policy at start; a new entry (compute.start, ...) starts it.
       const kept = !was && this.keptStopped.delete(r.imvu);
-      if (run && now.state !== 'running' && !kept) await this.driver.start(r.imvu);
-      else if (run && was && was.entry !== r.w_entry && (await this.entryType(r.w_entry)) === 'compute.restart') await this.driver.restart(r.imvu);
+      let started = false;
+      if (run && now.state !== 'running' && !kept) {
+        if (changed && !deploy) await this.driver.update(r.imvu, resources);
+        await this.driver.start(r.imvu);
+        started = true;
+      } else if (run && was && was.entry !== r.w_entry && (await this.entryType(r.w_entry)) === 'compute.restart') await this.driver.restart(r.imvu);
       else if (!run && now.state !== 'stopped' && now.state !== 'absent') await this.driver.stop(r.imvu);
-      const changed = was?.resources !== res;
-      if (run && changed) await this.driver.update(r.imvu, resources);
+      if (run && changed && !started) await this.driver.update(r.imvu, resources);
       else if (!run) await this.driver.update(r.imvu, resources);
       this.applied.set(r.imvu, { blueprint: r.blueprint, running: run, resources: res, entry: r.w_entry, storage: r.storage_gb });
       if (run && (changed || was?.storage !== r.storage_gb)) await this.verifyKernel(r.imvu);

@@ -62,6 +62,11 @@ export interface ComputeDriver {
    * again only if `mayRestart` (its restart policy) allows it; otherwise it is left stopped.
    */
   adopt(shouldRun: (imvu: string) => boolean, mayRestart?: (imvu: string) => boolean): Promise<AdoptReport>;
+  /**
+   * The blueprint the IMVU's bundle was last written from (undefined: none). A daemon that starts
+   * again compares it with the ledger's to keep an adopted workload running rather than redeploy it.
+   */
+  deployedBlueprint?(imvu: string): Promise<DeploySpec['blueprint'] | undefined>;
   /** Removes the workload and everything the driver made for it (container, cgroup, network), keeping its data. */
   cleanup(imvu: string): Promise<void>;
   /** Called with the IMVU whose workload the kernel OOM-killed. */

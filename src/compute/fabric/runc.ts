@@ -1,23 +1,22 @@
 // The runc driver: one OCI container per IMVU, made and driven with runc's own commands
-// (create/start/kill/delete/update/state/events). The platform never unshares or writes cgroup
-// files itself; it reads cgroup files only to compare the kernel's limits with the ledger.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+// (create/start/kill/delete/update/state/list). The platform never unshares or writes cgroup
+// files itself; it reads cgroup files only to compare the kernel's limits with the ledger and to
+// see OOM kills (the memory cgroup's oom_kill counter).
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { promisify } from 'node:util';
 import { blueprintSchema } from '../blueprint/schema.ts';
 import type { KernelLimits, OciResources } from '../envelopes/resources.ts';
 import { DEFAULT_COMPUTE_RANGE } from './addresses.ts';
 import type { AdoptReport, ComputeDriver, DeploySpec, ExecResult, WorkloadState, WorkloadStatus } from './driver.ts';
+import { runTool, spawnTool } from './commands.ts';
 import { attachNetwork, ensureFilter, listNetwork, removeNetwork } from './network.ts';
 import { DEFAULT_UID_BASE, hostRootId, ociConfig } from './oci-config.ts';
 import { buildRootfs } from './rootfs.ts';
 import { ensureVolume, GiB, OnlineResizeRefused, unmountVolume, volumePaths, volumeUsage, type VolumeUsage } from './volume.ts';
 
-const run = promisify(execFile);
+const run = (tool: string, args: string[], opts: { timeout?: number } = {}) => runTool(tool, args, opts);
 
 /** The runc binary: `NEXUS_RUNC` names another one (or a missing one, to run without the fabric). */
 export const RUNC = process.env.NEXUS_RUNC || 'runc';
@@ -42,6 +41,8 @@ export interface RuncDriverOptions {
   stopGraceMs?: number;
   /** Bytes per envelope storage_gb (default 1 GiB; tests use 1 MiB to fill a volume quickly). */
   storageUnitBytes?: number;
+  /** How often the running workloads' OOM kill counters are read (ms). */
+  oomPollMs?: number;
 }
 
 /** Whether this host can run the fabric: runc on PATH, root, and cgroup v1 controllers (or v2). */
@@ -79,6 +80,17 @@ interface Saved {
   storageGb?: number;
 }
 
+/**
+ * A process's state letter and start time (clock ticks since boot) from /proc/PID/stat, or
+ * undefined when it is gone. The start time tells a reused pid from the process it was.
+ */
+async function procStat(pid: number): Promise<{ state: string; start: string } | undefined> {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (!text) return undefined;
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return f[0] && f[19] ? { state: f[0], start: f[19] } : undefined;
+}
+
 async function readInt(file: string): Promise<number | undefined> {
   try {
     const n = Number((await readFile(file, 'utf8')).trim());
@@ -94,9 +106,18 @@ export class RuncDriver implements ComputeDriver {
   readonly runcRoot: string;
   private readonly range: string;
   private readonly uidBase: number;
-  private readonly watchers = new Map<string, ChildProcess>();
+  /** Running workloads watched for OOM kills: the oom_kill count last seen. */
+  private readonly watched = new Map<string, number>();
   private readonly oomListeners: ((imvu: string) => void)[] = [];
   private rotateTimer: NodeJS.Timeout | undefined;
+  private oomTimer: NodeJS.Timeout | undefined;
+  private oomBusy = false;
+  /**
+   * The init process of each workload seen running, with its start time: while that process
+   * lives (and is not a zombie), the workload is running, and `runc state` (a process spawned
+   * for each health tick of each workload) is not asked. runc's own state is asked once it is gone.
+   */
+  private readonly inits = new Map<string, { pid: number; start: string }>();
   private ready: Promise<void> | undefined;
 
   constructor(private readonly opts: RuncDriverOptions) {
@@ -208,17 +229,23 @@ export class RuncDriver implements ComputeDriver {
       await ensureFilter(this.tag, this.opts.offeredPorts ?? []);
       this.rotateTimer = setInterval(() => void this.rotateAll(), this.opts.rotateEveryMs ?? 5000);
       this.rotateTimer.unref();
+      this.oomTimer = setInterval(() => void this.pollOom(), this.opts.oomPollMs ?? 1000);
+      this.oomTimer.unref();
     })());
   }
 
   private async runc(args: string[], timeoutMs = 30_000): Promise<string> {
-    const { stdout } = await run(RUNC, ['--root', this.runcRoot, ...args], { timeout: timeoutMs, maxBuffer: 16 << 20 });
+    const { stdout } = await runTool(RUNC, ['--root', this.runcRoot, ...args], { timeout: timeoutMs, maxBuffer: 16 << 20 });
     return stdout;
   }
 
   private async saved(imvu: string): Promise<Saved> {
     const raw = JSON.parse(await readFile(join(this.computeDir(imvu), 'deploy.json'), 'utf8')) as Saved;
     return { ...raw, blueprint: blueprintSchema.parse(raw.blueprint) };
+  }
+
+  async deployedBlueprint(imvu: string): Promise<DeploySpec['blueprint'] | undefined> {
+    return (await this.saved(imvu).catch(() => undefined))?.blueprint;
   }
 
   async deploy(spec: DeploySpec): Promise<void> {
@@ -257,12 +284,24 @@ export class RuncDriver implements ComputeDriver {
   }
 
   private async state(imvu: string): Promise<{ status: WorkloadState; pid: number } | undefined> {
+    const known = this.inits.get(imvu);
+    if (known) {
+      const now = await procStat(known.pid);
+      if (now && now.start === known.start && now.state !== 'Z' && now.state !== 'X') return { status: 'running', pid: known.pid };
+      this.inits.delete(imvu);
+    }
     try {
       const s = JSON.parse(await this.runc(['state', this.containerId(imvu)])) as { status: WorkloadState; pid: number };
+      if (s.status === 'running') await this.remember(imvu, s.pid);
       return s;
     } catch {
       return undefined;
     }
+  }
+
+  private async remember(imvu: string, pid: number): Promise<void> {
+    const st = pid > 0 ? await procStat(pid) : undefined;
+    if (st) this.inits.set(imvu, { pid, start: st.start });
   }
 
   async start(imvu: string): Promise<WorkloadStatus> {
@@ -275,11 +314,14 @@ export class RuncDriver implements ComputeDriver {
     await this.volume(s, true);
     await this.writeBundle(s);
     const log = await open(this.logPath(imvu), 'a', 0o600);
+    const pidFile = join(this.computeDir(imvu), 'init.pid');
+    await rm(pidFile, { force: true });
     try {
       // runc create returns once the container waits for `start`; the workload's stdout and
       // stderr are the log file (so are runc's own errors, which the failure quotes from it).
+      // --pid-file names the init process without a `runc state` afterwards.
       await new Promise<void>((ok, fail) => {
-        const child = spawn(RUNC, ['--root', this.runcRoot, 'create', '--bundle', join(this.computeDir(imvu), 'bundle'), this.containerId(imvu)], {
+        const child = spawnTool(RUNC, ['--root', this.runcRoot, 'create', '--pid-file', pidFile, '--bundle', join(this.computeDir(imvu), 'bundle'), this.containerId(imvu)], {
           stdio: ['ignore', log.fd, log.fd],
         });
         child.on('error', fail);
@@ -291,39 +333,71 @@ export class RuncDriver implements ComputeDriver {
     } finally {
       await log.close();
     }
+    let pid: number;
+    let net: Awaited<ReturnType<typeof attachNetwork>>;
     try {
-      const created = await this.state(imvu);
-      if (!created?.pid) throw new Error(`runc create ${imvu}: no init process`);
-      await attachNetwork(this.tag, s.seq, this.range, created.pid);
+      pid = Number((await readFile(pidFile, 'utf8')).trim());
+      if (!Number.isInteger(pid) || pid <= 0) throw new Error(`runc create ${imvu}: no init process`);
+      net = await attachNetwork(this.tag, s.seq, this.range, pid);
+      // Counted from here: the workload's first instruction runs after `runc start`.
+      this.watched.set(imvu, await this.oomKills(imvu));
       await this.runc(['start', this.containerId(imvu)]);
+      await this.remember(imvu, pid);
     } catch (err) {
+      this.watched.delete(imvu);
       await this.runc(['delete', '--force', this.containerId(imvu)]).catch(() => undefined);
       await removeNetwork(this.tag, s.seq);
       throw err;
     }
-    this.watch(imvu);
-    return this.status(imvu);
+    return { imvu, state: 'running', pid, address: net.workloadAddress, hostAddress: net.hostAddress };
   }
 
   /**
-   * `runc events` for OOM kills: a notice for each one. Its statistics lines every 2 s are
-   * discarded; they make a watcher whose daemon died (kill -9) exit at its next write (EPIPE)
-   * instead of lingering as an orphan.
+   * OOM kills the kernel made in the IMVU's memory cgroup so far: cgroup v1
+   * `memory.oom_control` (oom_kill, Linux 4.13+), or v2 `memory.events`. 0 when there is none.
    */
-  private watch(imvu: string): void {
-    if (this.watchers.has(imvu)) return;
-    const child = spawn(RUNC, ['--root', this.runcRoot, 'events', '--interval', '2s', this.containerId(imvu)], { stdio: ['ignore', 'pipe', 'ignore'] });
-    this.watchers.set(imvu, child);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        if ((JSON.parse(line) as { type?: string }).type === 'oom') for (const l of this.oomListeners) l(imvu);
-      } catch {
-        // not an event line
-      }
-    });
-    child.on('exit', () => {
-      if (this.watchers.get(imvu) === child) this.watchers.delete(imvu);
-    });
+  private async oomKills(imvu: string): Promise<number> {
+    const cg = this.cgroupPath(imvu);
+    for (const file of [join(CGROUP_ROOT, 'memory', cg, 'memory.oom_control'), join(CGROUP_ROOT, cg, 'memory.events')]) {
+      const text = await readFile(file, 'utf8').catch(() => undefined);
+      if (text !== undefined) return Number(/^oom_kill (\d+)$/m.exec(text)?.[1] ?? 0);
+    }
+    return 0;
+  }
+
+  /**
+   * Watches a running workload for OOM kills. One timer reads every watched workload's counter
+   * (no process per container: a `runc events` per workload cost 10-15 MiB each); a kill found
+   * is one notice, however many the counter grew by since the last look.
+   */
+  private async watch(imvu: string): Promise<void> {
+    if (!this.watched.has(imvu)) this.watched.set(imvu, await this.oomKills(imvu));
+  }
+
+  /** Compares one workload's counter with the last look; tells the listeners about a new kill. */
+  private async checkOom(imvu: string): Promise<void> {
+    const before = this.watched.get(imvu);
+    if (before === undefined) return;
+    const now = await this.oomKills(imvu);
+    if (!this.watched.has(imvu)) return;
+    this.watched.set(imvu, now);
+    if (now > before) for (const l of this.oomListeners) l(imvu);
+  }
+
+  private async pollOom(): Promise<void> {
+    if (this.oomBusy) return;
+    this.oomBusy = true;
+    try {
+      for (const imvu of [...this.watched.keys()]) await this.checkOom(imvu);
+    } finally {
+      this.oomBusy = false;
+    }
+  }
+
+  /** Last look at the counter before the cgroup goes away with the container, then no more. */
+  private async unwatch(imvu: string): Promise<void> {
+    await this.checkOom(imvu);
+    this.watched.delete(imvu);
   }
 
   onOom(listener: (imvu: string) => void): void {
@@ -339,9 +413,9 @@ export class RuncDriver implements ComputeDriver {
       while (Date.now() < deadline && (await this.state(imvu))?.status === 'running') await new Promise((r) => setTimeout(r, 100));
       if ((await this.state(imvu))?.status === 'running') await this.runc(['kill', '--all', id, 'KILL']).catch(() => undefined);
     }
+    await this.unwatch(imvu);
+    this.inits.delete(imvu);
     if (current) await this.runc(['delete', '--force', id]);
-    this.watchers.get(imvu)?.kill();
-    this.watchers.delete(imvu);
     const s = await this.saved(imvu).catch(() => undefined);
     if (s) await removeNetwork(this.tag, s.seq);
     await this.removeEmptyParents();
@@ -409,12 +483,12 @@ export class RuncDriver implements ComputeDriver {
   }
 
   private async rotateAll(): Promise<void> {
-    for (const imvu of [...this.watchers.keys()]) await this.rotate(imvu).catch(() => undefined);
+    for (const imvu of [...this.watched.keys()]) await this.rotate(imvu).catch(() => undefined);
   }
 
   async exec(imvu: string, command: string[], opts: { timeoutMs?: number } = {}): Promise<ExecResult> {
     return new Promise((ok, fail) => {
-      const child = spawn(RUNC, ['--root', this.runcRoot, 'exec', this.containerId(imvu), ...command], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawnTool(RUNC, ['--root', this.runcRoot, 'exec', this.containerId(imvu), ...command], { stdio: ['ignore', 'pipe', 'pipe'] });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       let size = 0;
@@ -445,7 +519,7 @@ export class RuncDriver implements ComputeDriver {
     if (st?.status !== 'running' && st?.status !== 'paused') return;
     // `runc update` takes the resources as OCI JSON on stdin.
     await new Promise<void>((ok, fail) => {
-      const child = spawn(RUNC, ['--root', this.runcRoot, 'update', '--resources', '-', this.containerId(imvu)], { stdio: ['pipe', 'ignore', 'pipe'] });
+      const child = spawnTool(RUNC, ['--root', this.runcRoot, 'update', '--resources', '-', this.containerId(imvu)], { stdio: ['pipe', 'ignore', 'pipe'] });
       let err = '';
       child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
       child.on('error', fail);
@@ -502,7 +576,7 @@ export class RuncDriver implements ComputeDriver {
       const imvu = c.id.slice(prefix.length);
       known.add(imvu);
       if (c.status === 'running' && shouldRun(imvu)) {
-        this.watch(imvu);
+        await this.watch(imvu);
         report.adopted.push(imvu);
       } else if (shouldRun(imvu) && c.status === 'stopped' && !mayRestart(imvu)) {
         // It exited while the daemon was down and its policy says never: stopped it stays.
@@ -549,12 +623,12 @@ export class RuncDriver implements ComputeDriver {
 
   async cleanup(imvu: string): Promise<void> {
     const id = this.containerId(imvu);
+    await this.unwatch(imvu);
     if (await this.state(imvu)) {
       await this.runc(['kill', '--all', id, 'KILL']).catch(() => undefined);
       await this.runc(['delete', '--force', id]).catch(() => undefined);
     }
-    this.watchers.get(imvu)?.kill();
-    this.watchers.delete(imvu);
+    this.inits.delete(imvu);
     const s = await this.saved(imvu).catch(() => undefined);
     if (s) await removeNetwork(this.tag, s.seq);
     await unmountVolume(volumePaths(this.computeDir(imvu)));
@@ -571,8 +645,9 @@ export class RuncDriver implements ComputeDriver {
 
   async close(): Promise<void> {
     if (this.rotateTimer) clearInterval(this.rotateTimer);
-    for (const w of this.watchers.values()) w.kill();
-    this.watchers.clear();
+    if (this.oomTimer) clearInterval(this.oomTimer);
+    this.watched.clear();
+    this.inits.clear();
     // Volumes of workloads that do not run are unmounted; a running one stays (its container
     // uses it, and the next start adopts it mounted).
     for (const imvu of await this.deployed()) {
