@@ -250,7 +250,8 @@ describe.skipIf(!haveHaproxy)('hostile traffic against the gateway', () => {
     // attack lasted, on a slow machine).
     const bound = SOURCE_LIMIT.requests * (1 + Math.floor(attackS / SOURCE_LIMIT.windowS));
     expect(reached).toBeLessThanOrEqual(bound);
-    expect(Number(forwarded)).toBeLessThanOrEqual(bound);
+    // (A's backend also served the one request A's other client made meanwhile.)
+    expect(Number(forwarded)).toBeLessThanOrEqual(bound + 1);
     expect([b.stdout, a.stdout]).toEqual(['200', '200']);
     // The data plane survives it: the same HAProxy, never restarted, answering everyone; the
     // attacker's address is refused for the rest of its window.
