@@ -7,7 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { dataVolume } from '../../src/compute/snapshots/index.ts';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { initDataDir } from '../../src/core/platform.ts';
@@ -37,7 +39,7 @@ function ok(r: Run): Run {
 }
 
 const dig = async (server: RunningServer, name: string, type: string) =>
-  (await execFileAsync('dig', ['@127.0.0.1', '-p', String(server.dns!.server.port), '+time=3', '+tries=3', '+norec', '+dnssec', '+nocmd', '+nostats', '+noquestion', name, type], { encoding: 'utf8' })).stdout;
+  (await execFileAsync('dig', ['@127.0.0.1', '-p', String(server.dns!.server.port), '+time=10', '+tries=3', '+norec', '+dnssec', '+nocmd', '+nostats', '+noquestion', name, type], { encoding: 'utf8' })).stdout;
 /** The answer section without the RRSIGs' validity times and signature bytes (ECDSA signs afresh each time). */
 function answer(text: string): { records: string[]; sigs: string[] } {
   const lines = text.split('\n').filter((l) => l && !l.startsWith(';'));
@@ -49,6 +51,22 @@ function answer(text: string): { records: string[]; sigs: string[] } {
     return [f[0], f[i + 1], f[i + 2], f[i + 3], f[i + 4], f[i + 7], f[i + 8]].join(' ');
   });
   return { records: records.sort(), sigs: sigs.sort() };
+}
+
+/** A folder's tree: path → type, permission bits, and the SHA-256 of the content or the link target. */
+function tree(dir: string, rel = ''): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of readdirSync(join(dir, rel)).sort()) {
+    const path = rel ? `${rel}/${name}` : name;
+    const st = lstatSync(join(dir, path));
+    const mode = (st.mode & 0o7777).toString(8);
+    if (st.isDirectory()) {
+      out[path] = `dir ${mode}`;
+      Object.assign(out, tree(dir, path));
+    } else if (st.isSymbolicLink()) out[path] = `link -> ${readlinkSync(join(dir, path))}`;
+    else out[path] = `file ${mode} ${st.size} ${createHash('sha256').update(readFileSync(join(dir, path))).digest('hex')}`;
+  }
+  return out;
 }
 
 function imap(server: ImapServer): ImapFlow {
@@ -102,6 +120,14 @@ beforeAll(async () => {
   ok(await run(['domain', 'verify', 'IMVU-001', CUSTOM], envA()));
   ok(await run(['dns', 'record', 'add', CUSTOM, 'www', 'A', '10.0.0.9'], envA()));
   ok(await run(['route', 'set', 'IMVU-001', '--public', '/shop/*=shop-api:8080', '--public', '/*=public-api'], envA()));
+  // A data volume with nested folders, modes, an empty file, a symlink and incompressible bytes.
+  const vol = dataVolume(dataA, 'IMVU-001');
+  mkdirSync(join(vol, 'site', 'img'), { recursive: true });
+  writeFileSync(join(vol, 'site', 'index.html'), '<h1>gallery</h1>\n');
+  writeFileSync(join(vol, 'site', 'img', 'noise.bin'), randomBytes(3 * 1024 * 1024 + 17));
+  writeFileSync(join(vol, 'empty'), '');
+  writeFileSync(join(vol, 'run.sh'), '#!/bin/sh\necho hi\n', { mode: 0o750 });
+  symlinkSync('site/index.html', join(vol, 'index'));
   // Mail in two folders with flags, appended over IMAP.
   const c = imap(imapA);
   await c.connect();
@@ -166,6 +192,8 @@ describe('exit and re-import on a second platform', () => {
     expect(after).toEqual(before.dns);
     // Mail over IMAP: the same folders, flags, dates and bytes.
     expect(await mailState(imapB)).toEqual(before.mail);
+    // The data volume, byte for byte: every entry's type, mode, size, content and link target.
+    expect(tree(dataVolume(dataB, 'IMVU-001'))).toEqual(tree(dataVolume(dataA, 'IMVU-001')));
     // Routes and envelope.
     const show = JSON.parse(ok(await run(['--json', 'imvu', 'show', 'IMVU-001'], envB())).stdout) as { routes: unknown; envelope: unknown; owner: { id: string } };
     expect(show.routes).toEqual(before.routes);

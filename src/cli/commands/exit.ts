@@ -199,12 +199,10 @@ async function waitReady(ctx: Ctx, id: string, timeoutMs: number, as: LocalIdent
   let lastLine = '';
   for (;;) {
     const v = await ctx.get<ExitView>(`/v1/imvus/${id}/exit`, {}, { as });
-    if (v.exit?.archive_sha256) {
-      if (tty) process.stderr.write('\n');
-      return v;
-    }
+    const ready = !!v.exit?.archive_sha256;
     const parts = Object.values(v.build?.parts ?? {});
-    const done = parts.length ? parts.reduce((s, p) => s + Math.min(1, p.fraction), 0) / parts.length : 0;
+    // Ready: the bar (or the last line) says 100%, also when the archive was built before we looked.
+    const done = ready ? 1 : parts.length ? parts.reduce((s, p) => s + Math.min(1, p.fraction), 0) / parts.length : 0;
     const line = `building ${id}'s archive: ${Math.floor(done * 100)}%`;
     if (tty) {
       const width = 30;
@@ -212,6 +210,10 @@ async function waitReady(ctx: Ctx, id: string, timeoutMs: number, as: LocalIdent
       process.stderr.write(`\r[${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${Math.floor(done * 100)}%`);
     } else if (line !== lastLine && !ctx.json) process.stderr.write(`${line}\n`);
     lastLine = line;
+    if (ready) {
+      if (tty) process.stderr.write('\n');
+      return v;
+    }
     if (Date.now() > until) throw usage(`the archive of ${id} was not ready within the timeout; the daemon keeps building it (nexus imvu exit-status ${id})`);
     await new Promise((r) => setTimeout(r, 500));
   }

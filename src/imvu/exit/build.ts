@@ -1,16 +1,16 @@
 // Builds an IMVU's exit archive (docs/exit.md): one directory per part in the spec's layout, every
 // file in its field's standard format, MANIFEST.json signed by the platform key, the whole written
-// as one .tar.gz that appears under its final name only when complete (temp file, fsync, rename,
+// as one .tar.gz (pack.ts: one pass, each file hashed as it goes in, stored uncompressed when it
+// does not compress) that appears under its final name only when complete (temp file, fsync, rename,
 // fsync of the directory): a kill -9 mid-export leaves no archive that verifies, and a restart
 // builds it again from the start. A part whose system is not running here is listed as missing,
 // with why, never faked.
 import { X509Certificate, createHash, createPrivateKey, type KeyObject } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { closeSync, existsSync, readFileSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify as yamlStringify } from 'yaml';
-import { create as tarCreate } from 'tar';
 import { decodeEntry } from '../../core/ledger/ledger.ts';
 import { canonicalJson } from '../../core/ledger/canonical.ts';
 import { fsyncDir } from '../../core/durable.ts';
@@ -22,7 +22,8 @@ import { exportZone } from '../../domains/zonefile/export.ts';
 import { keyViews } from '../../domains/dnssec/ds.ts';
 import { readPrivateKey } from '../../domains/dnssec/keys.ts';
 import { dkimKeyPath } from '../provision.ts';
-import { EXIT_FORMAT, MANIFEST_FILE, RESTORE_FILE, PART_NAMES, hashFile, signManifest, type Manifest, type PartName, type PartStatus } from './manifest.ts';
+import { EXIT_FORMAT, MANIFEST_FILE, RESTORE_FILE, PART_NAMES, signManifest, type Manifest, type ManifestFile, type PartName, type PartStatus } from './manifest.ts';
+import { packArchive } from './pack.ts';
 import { statementCsv, statementPdf, statementsOf } from './statements.ts';
 import { transferCode, ownershipCertificate } from './certificates.ts';
 
@@ -41,6 +42,8 @@ export interface ExitImvu {
 /** What another system adds to the archive: files under `dir` (its part's folder) and secrets for secrets.age. */
 export interface PartResult extends PartStatus {
   secrets?: Record<string, string>;
+  /** Digests of files the part took while writing them (paths under its folder): not read again. */
+  digests?: Record<string, { sha256: string; size: number }>;
 }
 export type PartBuilder = (dir: string, imvu: ExitImvu, progress: (fraction: number) => void) => Promise<PartResult>;
 
@@ -328,9 +331,11 @@ export async function buildExitArchive(opts: ExportOptions, imvuId: string): Pro
   const note = (await opts.checkpointNote(treeSize)) ?? latest.note;
   const secrets: Record<string, string> = {};
   const parts = {} as Record<PartName, PartStatus>;
+  const known = new Map<string, { sha256: string; size: number }>();
   const done = (name: PartName, r: PartResult) => {
     parts[name] = { status: r.status, detail: r.detail };
     Object.assign(secrets, r.secrets ?? {});
+    for (const [rel, d] of Object.entries(r.digests ?? {})) known.set(`${name}/${rel}`, d);
     progress(name)(1);
   };
 
@@ -348,37 +353,34 @@ export async function buildExitArchive(opts: ExportOptions, imvuId: string): Pro
   const recipients = opts.recipients?.length ? opts.recipients : ownerKey ? [sshPublicKey(Buffer.from(ownerKey.public_key, 'base64'))] : [];
   done('secrets', await encryptSecrets(root, secrets, recipients));
 
-  const files = [];
-  for (const rel of listFiles(root)) files.push({ path: rel, ...(await hashFile(join(root, rel))) });
-  const manifest: Manifest = {
-    format: EXIT_FORMAT,
-    imvu: imvu.id,
-    owner: imvu.owner,
-    origin: p.config.origin,
-    platformKey: publicKeyRaw(p.platformKey).toString('base64'),
-    treeSize,
-    createdAt: (opts.now?.() ?? new Date()).toISOString(),
-    parts,
-    files,
-  };
   for (const name of PART_NAMES) if (!parts[name]) throw new Error(`part ${name} was not built`);
-  const signed = JSON.stringify(signManifest(manifest, p.platformKey), null, 2) + '\n';
-  write(root, MANIFEST_FILE, signed);
+  const createdAt = (opts.now?.() ?? new Date()).toISOString();
+  let signed = '';
+  const manifestOf = (files: ManifestFile[]): string => {
+    const manifest: Manifest = {
+      format: EXIT_FORMAT,
+      imvu: imvu.id,
+      owner: imvu.owner,
+      origin: p.config.origin,
+      platformKey: publicKeyRaw(p.platformKey).toString('base64'),
+      treeSize,
+      createdAt,
+      parts,
+      files,
+    };
+    signed = JSON.stringify(signManifest(manifest, p.platformKey), null, 2) + '\n';
+    return signed;
+  };
 
+  // One pass: each file read once into the gzip stream, hashed on the way unless its digest was
+  // taken when it was written; MANIFEST.json last; the archive's digest taken as it is written.
   const file = join(out, archiveName(imvu.id));
   const partial = `${file}.partial`;
   rmSync(partial, { force: true });
-  await tarCreate({ gzip: true, file: partial, cwd: work, portable: true, noMtime: false }, [imvu.id]);
-  const fd = openSync(partial, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+  const packed = await packArchive(root, imvu.id, listFiles(root), known, MANIFEST_FILE, manifestOf, partial, (d, t) => progress('archive')(t ? d / t : 1));
   renameSync(partial, file);
   fsyncDir(out);
   rmSync(work, { recursive: true, force: true });
   progress('archive')(1);
-  const { sha256, size } = await hashFile(file);
-  return { file, sha256, size, manifestSha256: createHash('sha256').update(signed).digest('hex'), treeSize, parts };
+  return { file, sha256: packed.sha256, size: packed.size, manifestSha256: createHash('sha256').update(signed).digest('hex'), treeSize, parts };
 }

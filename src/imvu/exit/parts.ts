@@ -1,10 +1,12 @@
 // The parts of an exit archive that other systems own, in their fields' standard formats: every
 // mailbox folder as an mboxrd file (flags in Status/X-Status) with folders.json, and the compute
-// workload's data volume as a plain tar and as an OCI image archive (skopeo, umoci), with its
-// blueprint and an env.example whose secrets are redacted. Secrets go to secrets.age.
+// workload as an OCI image archive (skopeo, umoci: its root filesystem, blueprint and envelope),
+// its data volume once as a plain tar, its blueprint and an env.example whose secrets are redacted. Secrets go to secrets.age.
 import { createHash } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Transform } from 'node:stream';
 import { stringify as yamlStringify } from 'yaml';
 import type { OpenPlatform } from '../../core/platform.ts';
 import { mailboxRoot } from '../../mail/maildir/paths.ts';
@@ -55,7 +57,7 @@ export function mailPart(platform: OpenPlatform): PartBuilder {
 export function computePart(platform: OpenPlatform): PartBuilder {
   return async (dir, imvu, progress): Promise<PartResult> => {
     const row = await platform.store.get<{ blueprint: string }>('SELECT blueprint FROM workloads WHERE imvu = ?', [imvu.id]);
-    const { dataVolume, takeSnapshot, exportSnapshot, snapshotLayout } = await import('../../compute/snapshots/index.ts');
+    const { dataVolume } = await import('../../compute/snapshots/index.ts');
     const { packTree } = await import('../../compute/snapshots/tree.ts');
     const volume = dataVolume(platform.dataDir, imvu.id);
     if (!row && !existsSync(volume)) return { status: 'complete', detail: 'no workload was ever deployed: nothing to export' };
@@ -69,27 +71,67 @@ export function computePart(platform: OpenPlatform): PartBuilder {
       if (blueprint.env && Object.keys(blueprint.env).length) secrets['compute/env.json'] = JSON.stringify(blueprint.env, null, 2) + '\n';
     }
     progress(0.1);
-    // The data volume as the layer tar, and as an OCI image archive of it with the blueprint and
-    // envelope in its config (the same content-addressed form as `nexus snapshot export`).
+    // The data volume as a tar, once, hashed while it is written (the archive trusts that digest
+    // instead of reading 1 GiB again). Read through its path: a loop-mounted volume reads the same.
+    const digests: Record<string, { sha256: string; size: number }> = {};
+    let volumeDetail = 'no data volume';
     if (existsSync(volume)) {
-      // packTree ends the stream (a pipeline into it); the file is whole once it has finished.
+      const h = createHash('sha256');
+      let size = 0;
       const out = createWriteStream(join(dir, 'data-volume.tar'), { mode: 0o600 });
       const done = new Promise<void>((res, rej) => out.on('finish', res).on('error', rej));
-      await packTree(volume, out);
+      const tee = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          h.update(chunk);
+          size += chunk.length;
+          cb(null, chunk);
+        },
+      });
+      tee.pipe(out);
+      const packed = await packTree(volume, tee);
       await done;
+      digests['data-volume.tar'] = { sha256: h.digest('hex'), size };
+      volumeDetail = `data volume (${packed.entries} entries, ${size} bytes as tar)`;
     }
-    progress(0.5);
-    const snap = await takeSnapshot(platform.dataDir, platform.store, imvu.id, row?.blueprint);
-    const archive = createWriteStream(join(dir, 'data-volume.oci.tar'), { mode: 0o600 });
-    const written = new Promise<void>((res, rej) => archive.on('finish', res).on('error', rej));
-    await exportSnapshot(snapshotLayout(platform.dataDir, imvu.id), snap.digest, archive);
-    await written;
+    progress(0.8);
+    // The workload as an OCI image archive: its root filesystem (the image the blueprint names, or
+    // the platform's busybox base, with the blueprint's files) and the blueprint and envelope in
+    // its config. The data volume is not in it: it is data-volume.tar, once.
+    let imageDetail = 'no workload image (no workload was deployed)';
+    if (row) {
+      try {
+        imageDetail = await workloadImage(platform, imvu.id, row.blueprint, join(dir, 'workload.oci.tar'));
+      } catch (err) {
+        imageDetail = `no workload image: it could not be built here (${(err as Error).message.split('\n')[0]})`;
+      }
+    }
     progress(1);
-    const size = existsSync(join(dir, 'data-volume.tar')) ? statSync(join(dir, 'data-volume.tar')).size : 0;
     return {
       status: 'complete',
-      detail: `data volume (${snap.entries} entries, ${size} bytes as tar; OCI image ${snap.digest}), blueprint.yaml, env.example with secrets redacted`,
+      detail: `${volumeDetail}; ${imageDetail}; blueprint.yaml, env.example with secrets redacted`,
       secrets,
+      digests,
     };
   };
+}
+
+/** Builds the workload's root filesystem in a scratch folder and writes it as a one-image OCI archive. */
+async function workloadImage(platform: OpenPlatform, imvu: string, blueprintJson: string, file: string): Promise<string> {
+  const { buildRootfs } = await import('../../compute/fabric/rootfs.ts');
+  const { createSnapshot, exportSnapshot, envelopeOf } = await import('../../compute/snapshots/index.ts');
+  const { imvuDir } = await import('../../mail/maildir/paths.ts');
+  const scratch = mkdtempSync(join(tmpdir(), 'nexus-exit-image-'));
+  try {
+    const rootfs = join(scratch, 'rootfs');
+    await buildRootfs(rootfs, JSON.parse(blueprintJson) as Parameters<typeof buildRootfs>[1], { dataDir: platform.dataDir, ownDir: imvuDir(platform.dataDir, imvu) });
+    const layout = join(scratch, 'layout');
+    const snap = await createSnapshot(layout, { imvu, dataDir: rootfs, blueprint: blueprintJson, envelope: await envelopeOf(platform.store, imvu) });
+    const out = createWriteStream(file, { mode: 0o600 });
+    const written = new Promise<void>((res, rej) => out.on('finish', res).on('error', rej));
+    await exportSnapshot(layout, snap.digest, out, 'workload');
+    await written;
+    return `workload image ${snap.digest} (${snap.entries} entries, tag "workload")`;
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
 }

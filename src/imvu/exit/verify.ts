@@ -5,11 +5,16 @@
 // (the 55/45 split included); every zone and mbox parsed; the domain certificates. The first
 // altered or missing byte names its file.
 import { execFile } from 'node:child_process';
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { extract as tarExtract } from 'tar';
+import { createGunzip } from 'node:zlib';
+import tarStream from 'tar-stream';
+import { badEntryName } from '../../compute/snapshots/tree.ts';
 import { openCheckpoint } from '../../core/ledger/checkpoint.ts';
 import { encodeEntry } from '../../core/ledger/ledger.ts';
 import { leafHash, verifyInclusion } from '../../core/ledger/merkle.ts';
@@ -80,7 +85,7 @@ async function checkZone(path: string, zone: string, file: string): Promise<void
 }
 
 /** Verifies an extracted archive directory (the folder holding MANIFEST.json). */
-export async function verifyExitDir(root: string, archive: { sha256: string; size: number }, opts: VerifyOptions = {}): Promise<VerifyReport> {
+export async function verifyExitDir(root: string, archive: { sha256: string; size: number }, opts: VerifyOptions = {}, digests?: FileDigests): Promise<VerifyReport> {
   const manifestPath = join(root, MANIFEST_FILE);
   if (!existsSync(manifestPath)) throw new ArchiveInvalid(MANIFEST_FILE, 'missing');
   if (lstatSync(manifestPath).size > MAX_MANIFEST_BYTES) throw new ArchiveInvalid(MANIFEST_FILE, 'larger than 64 MiB');
@@ -98,13 +103,18 @@ export async function verifyExitDir(root: string, archive: { sha256: string; siz
 
   // Files: exactly the listed ones, each with its digest.
   const listed = new Map(m.files.map((f) => [f.path, f]));
-  const onDisk = listFiles(root).filter((f) => f !== MANIFEST_FILE);
+  // The digests taken while unpacking, or (a folder already on disk) read here.
+  const onDisk = (digests ? [...digests.keys()].sort() : listFiles(root)).filter((f) => f !== MANIFEST_FILE);
   for (const f of onDisk) if (!listed.has(f)) throw new ArchiveInvalid(f, 'not listed in the manifest');
   for (const f of m.files) {
     const path = join(root, f.path);
-    if (!existsSync(path)) throw new ArchiveInvalid(f.path, 'listed in the manifest but missing');
-    if (!lstatSync(path).isFile()) throw new ArchiveInvalid(f.path, 'not a regular file');
-    const got = await hashFile(path);
+    let got = digests?.get(f.path);
+    if (!digests) {
+      if (!existsSync(path)) throw new ArchiveInvalid(f.path, 'listed in the manifest but missing');
+      if (!lstatSync(path).isFile()) throw new ArchiveInvalid(f.path, 'not a regular file');
+      got = await hashFile(path);
+    }
+    if (!got) throw new ArchiveInvalid(f.path, 'listed in the manifest but missing');
     if (got.size !== f.size || got.sha256 !== f.sha256) throw new ArchiveInvalid(f.path, `SHA-256 ${got.sha256} (${got.size} bytes) differs from the manifest's ${f.sha256} (${f.size} bytes)`);
   }
   const total = m.files.reduce((n, f) => n + f.size, 0);
@@ -201,34 +211,103 @@ export async function verifyExitDir(root: string, archive: { sha256: string; siz
   return { imvu: m.imvu, lines: [`Export Verification Report for ${m.imvu}`, '='.repeat(`Export Verification Report for ${m.imvu}`.length), ...lines], sha256: archive.sha256, size: archive.size, manifest: signed };
 }
 
+/** Each file's SHA-256 and size, as read once while the archive was unpacked. */
+export type FileDigests = Map<string, { sha256: string; size: number }>;
+
+/** Members a verification never reads back (it only checks their digests): not written unless kept. */
+const digestOnly = (rel: string) => rel.startsWith('compute/');
+
 /**
- * Verifies an archive file (.tar.gz): extracts regular files only into a temp folder, then checks
- * it. With `keepIn` (an empty folder), the extraction stays there once verified (a re-import reads it).
+ * Unpacks `file` (.tar.gz) in one pass: the archive's own SHA-256, and each member's, computed
+ * while the bytes go by. Only regular files and folders under one top-level folder, with clean
+ * relative names, each path once; nothing is written through a link (there are none). With
+ * `writeAll` false, the members verification never reads again (the data volume, the workload
+ * image) are hashed but not written to disk.
+ */
+async function unpackHashing(file: string, dest: string, writeAll: boolean): Promise<{ archive: { sha256: string; size: number }; top: string; files: FileDigests }> {
+  const archiveHash = createHash('sha256');
+  let archiveSize = 0;
+  const files: FileDigests = new Map();
+  let top: string | undefined;
+  const extract = tarStream.extract();
+  extract.on('entry', (header, stream, next) => {
+    const fail = (reason: string) => {
+      stream.resume();
+      extract.destroy(new ArchiveInvalid(file, reason));
+    };
+    const bad = badEntryName(header.name);
+    if (bad) return fail(`${header.name.slice(0, 200)}: ${bad}`);
+    const name = header.name.replace(/\/$/, '');
+    const [first, ...rest] = name.split('/');
+    if (top === undefined) top = first;
+    else if (first !== top) return fail(`holds more than one top-level folder (${top}, ${first})`);
+    const rel = rest.join('/');
+    if (header.type === 'directory') {
+      mkdirSync(join(dest, name), { recursive: true, mode: 0o700 });
+      stream.resume();
+      stream.on('end', next);
+      return;
+    }
+    if (header.type !== 'file') return fail(`${name}: a ${String(header.type)} entry (only files and folders belong in an export)`);
+    if (!rel) return fail(`${name}: a file at the top level`);
+    if (files.has(rel)) return fail(`${name}: in the archive twice`);
+    const h = createHash('sha256');
+    let size = 0;
+    const write = writeAll || !digestOnly(rel);
+    let out: ReturnType<typeof createWriteStream> | undefined;
+    if (write) {
+      mkdirSync(dirname(join(dest, name)), { recursive: true, mode: 0o700 });
+      out = createWriteStream(join(dest, name), { flags: 'wx', mode: 0o600 });
+    }
+    stream.on('data', (c) => {
+      h.update(c as Buffer);
+      size += (c as Buffer).length;
+    });
+    const finish = () => {
+      files.set(rel, { sha256: h.digest('hex'), size });
+      next();
+    };
+    if (out) {
+      pipeline(stream, out).then(finish, (err: Error) => extract.destroy(err));
+    } else {
+      stream.on('end', finish);
+      stream.resume();
+    }
+  });
+  try {
+    await pipeline(
+      createReadStream(file, { highWaterMark: 1 << 20 }),
+      new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          archiveHash.update(chunk);
+          archiveSize += chunk.length;
+          cb(null, chunk);
+        },
+      }),
+      createGunzip({ chunkSize: 1 << 20 }),
+      extract,
+    );
+  } catch (err) {
+    if (err instanceof ArchiveInvalid) throw err;
+    throw new ArchiveInvalid(file, `not a readable .tar.gz: ${(err as Error).message}`);
+  }
+  if (top === undefined) throw new ArchiveInvalid(file, 'holds no folder');
+  return { archive: { sha256: archiveHash.digest('hex'), size: archiveSize }, top, files };
+}
+
+/**
+ * Verifies an archive file (.tar.gz) in one read: unpacks it into a temp folder, hashing every
+ * member as it goes, then checks it. With `keepIn` (an empty folder), the whole extraction stays
+ * there once verified (a re-import reads it).
  */
 export async function verifyExitArchive(file: string, opts: VerifyOptions & { keepIn?: string } = {}): Promise<VerifyReport & { root: string }> {
-  const archive = await hashFile(file);
   const tmp = opts.keepIn ?? mkdtempSync(join(tmpdir(), 'nexus-export-'));
   let ok = false;
   try {
-    let bad: string | undefined;
-    await tarExtract({
-      file,
-      cwd: tmp,
-      strict: true,
-      filter: (path, entry) => {
-        const type = 'type' in entry ? entry.type : undefined;
-        if (type !== 'File' && type !== 'Directory') bad ??= `${path}: a ${String(type)} entry (only files and folders belong in an export)`;
-        return type === 'File' || type === 'Directory';
-      },
-    }).catch((err: Error) => {
-      throw new ArchiveInvalid(file, `not a readable .tar.gz: ${err.message}`);
-    });
-    if (bad) throw new ArchiveInvalid(file, bad);
-    const tops = readdirSync(tmp);
-    if (tops.length !== 1) throw new ArchiveInvalid(file, `holds ${tops.length} top-level folders, not one`);
-    const report = await verifyExitDir(join(tmp, tops[0]!), archive, opts);
+    const { archive, top, files } = await unpackHashing(file, tmp, opts.keepIn !== undefined);
+    const report = await verifyExitDir(join(tmp, top), archive, opts, files);
     ok = true;
-    return { ...report, root: join(tmp, tops[0]!) };
+    return { ...report, root: join(tmp, top) };
   } finally {
     if (!ok || !opts.keepIn) rmSync(tmp, { recursive: true, force: true });
   }
