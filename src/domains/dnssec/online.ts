@@ -19,22 +19,34 @@ import { ZONEMD } from '../zonefile/zonemd.ts';
 // what does not exist. Without DO the answer is unchanged, except that a DNSKEY query at the apex
 // is answered (the key is data of the zone).
 //
-// Denial of existence: compact denial, RFC 9824 ("black lies"). A name that does not exist is
+// Denial of existence, two modes (`denial`, per server: `--dnssec-denial`):
+//
+// 'nsec' (default): from the zone's NSEC chain (chain.ts), the very chain zone transfers carry
+// (signed-zone.ts), so answers reveal nothing a secondary does not already serve (RFC 4035
+// 3.1.3): NXDOMAIN keeps its rcode and carries the NSEC covering the name and the NSEC proving no
+// wildcard at its closest encloser; NODATA the name's NSEC (an empty non-terminal: the NSEC
+// covering it); an answer synthesised from a wildcard is signed as the wildcard (RFC 4035 2.2,
+// Labels without the `*`) with the NSEC proving the name itself does not exist; a wildcard NODATA
+// both. Why the default: a denial's signatures are then bounded by the zone's size, not by the
+// names asked: once the chain's NSECs are signed a random-subdomain flood costs no signing at
+// all (the signatures are cached by zone, key, owner and RDATA, not serial, so a new version of a
+// zone re-signs only the NSECs that changed). The price: the zone can be walked, as its AXFR
+// allows anyway to those allowed to transfer it.
+//
+// 'compact': compact denial, RFC 9824 ("black lies"). A name that does not exist is
 // answered NOERROR/NODATA with one NSEC owned by the query name, whose next name is the name's
 // immediate successor (`\000.<qname>`) and whose bitmap holds only RRSIG, NSEC and NXNAME. An
 // existing name without the type (NODATA) gets the same NSEC shape with the types the name has.
-// Why this and not RFC 4470 white lies: one NSEC and one signature per negative answer instead of
-// two or three, the NSEC depends only on the query name (so it is cached like any other RRset),
-// no zone walking is possible, and wildcards need no closest-encloser proof: an answer
-// synthesised from a wildcard is signed as if the name existed (Labels = the query name's), which
-// validators accept as an ordinary positive answer. The price, as RFC 9824 says, is that the
-// NXDOMAIN rcode is not visible to validating resolvers (NXNAME in the bitmap tells those that
-// know it). The EDNS CO flag that would restore the rcode is not implemented.
+// One NSEC and one signature per negative answer, no zone walking, and wildcards need no
+// closest-encloser proof: an answer synthesised from a wildcard is signed as if the name existed
+// (Labels = the query name's). The price: one ECDSA signature per new name (the bound of a
+// random-name flood), and the NXDOMAIN rcode is not visible to validating resolvers (NXNAME in
+// the bitmap tells those that know it; the EDNS CO flag is not implemented).
 //
 // Signatures: inception an hour back (clock skew), expiration a week ahead, cached by (zone,
 // serial, key, owner, type) so a hot name is signed once, not per query; a cached signature is
 // made anew after a day (six days of validity always remain), and the cache is bounded (oldest
-// entries are dropped first), so random names cost one ECDSA signature each and no memory growth.
+// entries are dropped first), so memory does not grow with the names asked.
 // The signatures over nonexistent names' NSEC made on the responder's quick path (`denial`) are
 // kept in a cache of their own (10,000), so a random-subdomain flood does not push the signatures
 // of existing names out.

@@ -13,8 +13,8 @@ import { compareNames, typeCode } from './wire.ts';
 import { HASH_SHA384, SCHEME_SIMPLE, ZONEMD, zonemdAnswer, zonemdDigest } from '../zonefile/zonemd.ts';
 
 // A whole zone signed at once, for zone transfers (AXFR) and the signed master-file export that
-// `dnssec-verify` and `ldns-verify-zone` check. Unlike the online answers (compact denial, one
-// NSEC per negative answer), a transferred zone carries a real NSEC chain (RFC 4034 section 4,
+// `dnssec-verify` and `ldns-verify-zone` check. A transferred zone carries a real NSEC chain (chain.ts,
+// the one online answers prove denials with by default) (RFC 4034 section 4,
 // RFC 4035 2.3): one NSEC per owner name with authoritative data or a delegation, in canonical
 // order, the last pointing back to the apex. Glue and other data below or at a delegation point
 // (except NS and DS) is not authoritative: it is transferred unsigned and left out of the chain.
