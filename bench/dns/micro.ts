@@ -31,7 +31,7 @@ const only = process.argv[4]?.split(',');
 const store = readOnlyStore(join(dir, DB_FILE));
 const zones = (await store.all<{ name: string }>("SELECT name FROM zones WHERE name LIKE 'imvu%' ORDER BY name")).map((r) => r.name);
 const view = await ZoneView.open(store, { refreshMs: 200 });
-const signer = onlineSigner(store, dir);
+const signer = onlineSigner(store, dir, process.env.BENCH_DENIAL === 'compact' ? { denial: 'compact' } : {});
 // Every zone compiled and its key read, as the server's warm-up does.
 for (const name of view.zoneNames()) {
   const z = await view.zone(view.enclosing(name)!);

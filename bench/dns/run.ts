@@ -421,7 +421,8 @@ ${ZONES.toLocaleString('en-US')} signed zones; every query with the DO bit (sign
 saturation after ${WARMUP_SECONDS} s of warm-up; ${LATENCY_SECONDS} s at a fixed ${n(LATENCY_QPS)} queries/s for p50/p99) against each server on 127.0.0.1, one after the other in the same run.
 ${cpus().length} cores shared by dnsperf and the server, so a server's saturation rate is what dnsperf leaves it; each server has ${WORKERS} workers
 (ours: processes sharing the sockets, bench/dns/serve.ts; NSD: server-count; Knot: udp-workers and tcp-workers). RRL off everywhere.
-NSD serves our pre-signed export; Knot signs our unsigned export online (mod-onlinesign, its own ECDSA P-256 key, compact denial like ours).
+NSD serves our pre-signed export; Knot signs our unsigned export online (mod-onlinesign, its own ECDSA P-256 key, compact denial: one signature per new name).
+Ours proves denials ${process.env.BENCH_DENIAL === 'compact' ? 'with compact denial (BENCH_DENIAL=compact)' : "from the zone's NSEC chain (the default; its NSECs signed once each)"}.
 Node ${process.version}; ${version('nsd', ['-v'])}; ${version('knotd', ['-V'])}. Load: the 1, 5 and 15-minute load averages before / after each saturation run
 (the machine is shared: other work ran during this one, so the figures are under load).
 

@@ -19,7 +19,8 @@ const store = readOnlyStore(join(dir, DB_FILE));
 const server = await startDnsServer({
   store,
   rrl: process.env.BENCH_RRL === '1' ? undefined : false,
-  dnssec: onlineSigner(store, dir),
+  // BENCH_DENIAL=compact: compact denial (RFC 9824) instead of the zone's NSEC chain (the default).
+  dnssec: onlineSigner(store, dir, process.env.BENCH_DENIAL === 'compact' ? { denial: 'compact' } : {}),
   port: Number(process.argv[3] ?? 0),
   workers: processes > 1 ? { count: processes - 1, dataDir: dir } : undefined,
 });

@@ -26,7 +26,7 @@ const oneLineError = (fn: () => unknown, re: RegExp) => {
 };
 
 const DNS_DEFAULTS = {
-  dns: true, dnsAddress: '127.0.0.1', dnsPort: process.getuid?.() === 0 ? 53 : 5353, meterIntervalMs: 60_000, integrityIntervalMs: 60_000,
+  dns: true, dnsAddress: '127.0.0.1', dnsPort: process.getuid?.() === 0 ? 53 : 5353, dnssecDenial: 'nsec', meterIntervalMs: 60_000, integrityIntervalMs: 60_000,
   // The gateway: on when haproxy is installed, loopback, 443/80 as root.
   gateway: true, gatewayAddress: '127.0.0.1', gatewayPort: process.getuid?.() === 0 ? 443 : 8443, gatewayHttpPort: process.getuid?.() === 0 ? 80 : 8080, gatewayRegion: '',
   // Zone transfers: nobody may transfer, nobody is notified.
@@ -333,5 +333,17 @@ describe('TLS and exposure settings', () => {
     expect(at('0.0.0.0', { cert: '', key: '' })).toBeUndefined();
     expect(resolveConfig({ env: { NEXUS_INSECURE_HTTP: 'true', NEXUS_LOG_FORMAT: 'pretty' }, cwd: dir })).toMatchObject({ insecureHttp: true, logFormat: 'pretty' });
     oneLineError(() => resolveConfig({ env: { NEXUS_LOG_FORMAT: 'xml' }, cwd: dir }), /^invalid NEXUS_LOG_FORMAT "xml": must be one of auto, json, pretty$/);
+  });
+
+  it('--dnssec-denial / NEXUS_DNSSEC_DENIAL: nsec (default) or compact, anything else refused', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nexus-config-denial-'));
+    try {
+      expect(resolveConfig({ env: {}, cwd: dir }).dnssecDenial).toBe('nsec');
+      expect(resolveConfig({ env: { NEXUS_DNSSEC_DENIAL: 'compact' }, cwd: dir }).dnssecDenial).toBe('compact');
+      expect(resolveConfig({ env: { NEXUS_DNSSEC_DENIAL: 'compact' }, cwd: dir, dnssecDenial: 'nsec' }).dnssecDenial).toBe('nsec');
+      expect(() => resolveConfig({ env: {}, cwd: dir, dnssecDenial: 'nsec3' })).toThrow(/--dnssec-denial.*must be one of nsec, compact/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -16,6 +16,7 @@ export { DEFAULTS, IANA_ROOT_HINTS, defaultDnsPort };
 export const CONFIG_FILE_NAME = 'nexus.json';
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export const DNSSEC_DENIALS = ['nsec', 'compact'] as const;
 
 export interface NexusConfig {
   /** Absolute path of the data directory. */
@@ -31,6 +32,8 @@ export interface NexusConfig {
   dnsAddress: string;
   /** UDP and TCP; 0 asks the OS for a free port. */
   dnsPort: number;
+  /** How signed answers prove a name or type does not exist: `nsec` (the zone's NSEC chain) or `compact` (RFC 9824). */
+  dnssecDenial: (typeof DNSSEC_DENIALS)[number];
   /** Run the HAProxy gateway when haproxy is installed (`--no-gateway` turns it off). */
   gateway: boolean;
   gatewayAddress: string;
@@ -110,6 +113,7 @@ export interface ConfigOptions {
   dns?: boolean | string;
   dnsAddress?: string;
   dnsPort?: number | string;
+  dnssecDenial?: string;
   gateway?: boolean | string;
   gatewayAddress?: string;
   gatewayPort?: number | string;
@@ -366,6 +370,7 @@ const RenewDays = z.preprocess(
 );
 
 const LogFormat = z.enum(LOG_FORMATS, { error: `must be one of ${LOG_FORMATS.join(', ')}` });
+const DnssecDenial = z.enum(DNSSEC_DENIALS, { error: `must be one of ${DNSSEC_DENIALS.join(', ')}` });
 
 const FIELDS = {
   dataDir: DataDir,
@@ -376,6 +381,7 @@ const FIELDS = {
   dns: Bool,
   dnsAddress: Host,
   dnsPort: Port,
+  dnssecDenial: DnssecDenial,
   gateway: Bool,
   gatewayAddress: Host,
   gatewayPort: Port,
@@ -406,6 +412,7 @@ const ENV: Record<Field, string> = {
   dns: 'NEXUS_DNS',
   dnsAddress: 'NEXUS_DNS_ADDRESS',
   dnsPort: 'NEXUS_DNS_PORT',
+  dnssecDenial: 'NEXUS_DNSSEC_DENIAL',
   gateway: 'NEXUS_GATEWAY',
   gatewayAddress: 'NEXUS_GATEWAY_ADDRESS',
   gatewayPort: 'NEXUS_GATEWAY_PORT',
@@ -434,6 +441,7 @@ const FLAG: Record<Field, string> = {
   dns: '--no-dns',
   dnsAddress: '--dns-address',
   dnsPort: '--dns-port',
+  dnssecDenial: '--dnssec-denial',
   gateway: '--no-gateway',
   gatewayAddress: '--gateway-address',
   gatewayPort: '--gateway-port',
@@ -465,6 +473,7 @@ export const ConfigFileSchema = z
     dns: z.boolean({ error: BOOL_MESSAGE }).optional(),
     dnsAddress: Host.optional(),
     dnsPort: Port.optional(),
+    dnssecDenial: DnssecDenial.optional(),
     gateway: z.boolean({ error: BOOL_MESSAGE }).optional(),
     gatewayAddress: Host.optional(),
     gatewayPort: Port.optional(),
@@ -571,6 +580,7 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     dns: pick('dns'),
     dnsAddress: pick('dnsAddress'),
     dnsPort: pick('dnsPort'),
+    dnssecDenial: pick('dnssecDenial'),
     gateway: pick('gateway'),
     gatewayAddress: pick('gatewayAddress'),
     gatewayPort: pick('gatewayPort'),

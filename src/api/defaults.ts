@@ -43,6 +43,8 @@ export const DEFAULTS = {
   insecureHttp: false,
   /** `auto`: readable lines on a terminal, JSON lines otherwise. */
   logFormat: 'auto',
+  /** Signed denials from the zone's NSEC chain (the one zone transfers carry); `compact`: RFC 9824. */
+  dnssecDenial: 'nsec',
 } as const;
 
 /** The authoritative DNS server's default port: 53 when running as root, 5353 otherwise. */

@@ -853,7 +853,9 @@ async function startDaemonServer(
             : {}),
         }
       : false,
-    dns: cfg.dns ? { address: cfg.dnsAddress, port: cfg.dnsPort, meterIntervalMs: cfg.meterIntervalMs, nameservers: cfg.nameservers, ...(xfr ? { xfr } : {}) } : false,
+    dns: cfg.dns
+      ? { address: cfg.dnsAddress, port: cfg.dnsPort, dnssecDenial: cfg.dnssecDenial, meterIntervalMs: cfg.meterIntervalMs, nameservers: cfg.nameservers, ...(xfr ? { xfr } : {}) }
+      : false,
     // Servers learned from referrals are asked on the first hint's port (53 unless a test hierarchy says otherwise).
     challenge: { rootHints: cfg.rootHints.map((h) => ({ name: h.address, ...h })), upstreamPort: cfg.rootHints[0]!.port },
     // MX look-ups from the same root hints; remote MTAs on the relay port (25 unless a test says otherwise).

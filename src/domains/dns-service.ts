@@ -10,7 +10,7 @@ import { startDnsServer, type DnsServer, type DnsServerOptions } from './dns-aut
 import type { XfrOptions } from './dns-authority/xfr.ts';
 import { tsigKey } from './dns-authority/tsig.ts';
 import { UsageMeter, type FlushResult, type UsageReport } from './metering.ts';
-import { onlineSigner } from './dnssec/online.ts';
+import { onlineSigner, type DenialMode } from './dnssec/online.ts';
 import type { Receipt } from '../core/policy/chokepoint.ts';
 import { ResignScheduler } from './resign.ts';
 import { advanceRollovers } from './dnssec/rollover.ts';
@@ -52,6 +52,8 @@ export interface DnsServiceOptions {
    * Unset: transfers are REFUSED and nobody is notified.
    */
   xfr?: XfrOptions;
+  /** How signed answers prove that a name or type does not exist: the zone's NSEC chain (default) or compact denial. */
+  dnssecDenial?: DenialMode;
   /** Anything else the authoritative server takes (rrl, tcp, refreshMs, ...), passed through. */
   server?: Omit<DnsServerOptions, 'store' | 'address' | 'port' | 'onQuery' | 'onError'>;
   onError?: (err: unknown) => void;
@@ -111,7 +113,7 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
   try {
     server = await startDnsServer({
       // Every zone is signed online with its key from the data directory (DO-bit queries only).
-      dnssec: onlineSigner(platform.store, platform.dataDir),
+      dnssec: onlineSigner(platform.store, platform.dataDir, opts.dnssecDenial ? { denial: opts.dnssecDenial } : {}),
       ...opts.server,
       // Worker processes sign with the same keys, read from the data directory.
       ...(opts.server?.workers ? { workers: { dataDir: platform.dataDir, ...opts.server.workers } } : {}),

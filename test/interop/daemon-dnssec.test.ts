@@ -171,7 +171,7 @@ describe('the daemon signs its zones (DNSSEC through `nexus serve`)', () => {
       expect(www).toMatch(/RRSIG\s+A 13 3 \d+ \d{14} \d{14} \d+ imvu001\.world\./);
     }, 30_000);
 
-    it('validates a negative answer (compact denial) too', async () => {
+    it('validates a negative answer (NSEC chain denial) too', async () => {
       const out = await delv(`nothing.${zone}`, 'A');
       expect(out).toContain('; negative response, fully validated');
     }, 30_000);

@@ -32,6 +32,8 @@ const Z = 'imvu001.world';
 describe.skipIf(!hasDelv && !hasVerify && !hasLdns)('DNSSEC validated by delv, dnssec-verify and ldns-verify-zone', () => {
   let f: DnsFixture;
   let srv: DnsServer;
+  /** The same zones with compact denial (RFC 9824), the other `denial` mode. */
+  let compact: DnsServer;
   let dir: string;
   let anchor: string;
   let badAnchor: string;
@@ -40,6 +42,7 @@ describe.skipIf(!hasDelv && !hasVerify && !hasLdns)('DNSSEC validated by delv, d
     // IMVUs created through the chokepoint with the platform's provisioning: DKIM and DNSSEC keys.
     f = await dnsFixture({ provision: provisioner });
     srv = await startDnsServer({ store: f.p.store, rrl: false, dnssec: onlineSigner(f.p.store, f.p.dataDir) });
+    compact = await startDnsServer({ store: f.p.store, rrl: false, dnssec: onlineSigner(f.p.store, f.p.dataDir, { denial: 'compact' }) });
     dir = mkdtempSync(join(tmpdir(), 'nexus-dnssec-'));
     const ds = (await dsView(f.p.store, Z))!;
     anchor = join(dir, 'anchor.conf');
@@ -52,13 +55,14 @@ describe.skipIf(!hasDelv && !hasVerify && !hasLdns)('DNSSEC validated by delv, d
   });
   afterAll(async () => {
     await srv?.close();
+    await compact?.close();
     await f?.p.cleanup();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   /** delv against our server only, with the zone's own trust anchor (no root, no recursion). */
-  const delv = async (name: string, type: string, anchorFile = anchor): Promise<string> => {
-    const args = ['@127.0.0.1', '-p', String(srv.port), '-a', anchorFile, `+root=${Z}`, name, type];
+  const delv = async (name: string, type: string, anchorFile = anchor, server = srv): Promise<string> => {
+    const args = ['@127.0.0.1', '-p', String(server.port), '-a', anchorFile, `+root=${Z}`, name, type];
     const r = await run('delv', args, { timeout: 20_000 }).catch((err: { stdout?: string; stderr?: string }) => ({ stdout: err.stdout ?? '', stderr: err.stderr ?? '' }));
     return r.stdout + r.stderr;
   };
@@ -71,16 +75,36 @@ describe.skipIf(!hasDelv && !hasVerify && !hasLdns)('DNSSEC validated by delv, d
       expect(out).toMatch(/RRSIG\s+A 13 3 3600 \d{14} \d{14} \d+ imvu001\.world\./);
     });
 
-    it('NXDOMAIN (compact denial: NODATA with NSEC RRSIG NSEC NXNAME): negative response, fully validated', async () => {
-      const out = await delv(`nope.${Z}`, 'A');
-      expect(out).toContain('; negative response, fully validated');
-      expect(out).toContain(`NSEC \\000.nope.${Z}. RRSIG NSEC TYPE128`);
+    it('NXDOMAIN (NSEC chain: the NSEC covering the name and the one proving no wildcard): negative response, fully validated', async () => {
+      for (const name of [`nope.${Z}`, `a.b.nope.${Z}`, `zzzz.${Z}`, `x.a.ent.wild.${Z}`]) {
+        const out = await delv(name, 'A');
+        expect(out, name).toContain('; negative response, fully validated');
+        expect(out, name).toContain('NXDOMAIN');
+        expect(out, name).not.toContain('TYPE128');
+        expect(out).toMatch(/ NSEC \S+\. .*RRSIG NSEC/);
+      }
     });
 
-    it('NODATA: negative response, fully validated, the NSEC listing the types the name has', async () => {
+    it('NODATA: negative response, fully validated, the NSEC listing the types the name has; an empty non-terminal and a wildcard without the type too', async () => {
       const out = await delv(`www.${Z}`, 'MX');
       expect(out).toContain('; negative response, fully validated');
-      expect(out).toContain(`NSEC \\000.www.${Z}. A AAAA RRSIG NSEC`);
+      expect(out).toMatch(new RegExp(`; www\\.imvu001\\.world\\. NSEC \\S+ A AAAA RRSIG NSEC`));
+      for (const [name, type] of [[`ent.wild.${Z}`, 'A'], [`any.thing.wild.${Z}`, 'AAAA']] as const)
+        expect(await delv(name, type), `${name} ${type}`).toContain('; negative response, fully validated');
+      // A CNAME synthesised from a wildcard (signed as *.cwild: Labels 3), to a name without the type.
+      const cname = await delv(`x.cwild.${Z}`, 'MX');
+      expect(cname).toContain('; fully validated');
+      expect(cname).toMatch(/RRSIG\s+CNAME 13 3 /);
+    });
+
+    it('compact denial (--dnssec-denial compact): NXDOMAIN as NODATA with NSEC RRSIG NSEC NXNAME, NODATA, fully validated', async () => {
+      const nx = await delv(`nope.${Z}`, 'A', anchor, compact);
+      expect(nx).toContain('; negative response, fully validated');
+      expect(nx).toContain(`NSEC \\000.nope.${Z}. RRSIG NSEC TYPE128`);
+      const nodata = await delv(`www.${Z}`, 'MX', anchor, compact);
+      expect(nodata).toContain('; negative response, fully validated');
+      expect(nodata).toContain(`NSEC \\000.www.${Z}. A AAAA RRSIG NSEC`);
+      expect(await delv(`any.thing.wild.${Z}`, 'A', anchor, compact)).toContain('; fully validated');
     });
 
     it('wildcard, CNAME chain, DNSKEY, and the proof that a delegation is unsigned: fully validated', async () => {
@@ -91,7 +115,9 @@ describe.skipIf(!hasDelv && !hasVerify && !hasLdns)('DNSSEC validated by delv, d
       expect(await delv(Z, 'DNSKEY')).toContain('; fully validated');
       const ds = await delv(`sub.${Z}`, 'DS');
       expect(ds).toContain('; negative response, fully validated');
-      expect(ds).toContain(`NSEC \\000.sub.${Z}. NS RRSIG NSEC`);
+      expect(ds).toMatch(new RegExp(`; sub\\.imvu001\\.world\\. NSEC \\S+ NS RRSIG NSEC`));
+      // The wildcard answer is signed as the wildcard (Labels 3: *.wild.imvu001.world).
+      expect(await delv(`any.thing.wild.${Z}`, 'A')).toMatch(/RRSIG\s+A 13 3 /);
     });
 
     it('a committed change is served signed at once', async () => {

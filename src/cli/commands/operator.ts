@@ -43,6 +43,7 @@ interface ServeFlags {
   logLevel?: string;
   dnsAddress?: string;
   dnsPort?: number;
+  dnssecDenial?: string;
   imapPort?: number;
   imapsPort?: number;
   smtpPort?: number;
@@ -91,6 +92,7 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.logLevel !== undefined ? { logLevel: o.logLevel } : {}),
     ...(o.dnsAddress !== undefined ? { dnsAddress: o.dnsAddress } : {}),
     ...(o.dnsPort !== undefined ? { dnsPort: o.dnsPort } : {}),
+    ...(o.dnssecDenial !== undefined ? { dnssecDenial: o.dnssecDenial } : {}),
     ...(o.imapPort !== undefined ? { imapPort: o.imapPort } : {}),
     ...(o.imapsPort !== undefined ? { imapsPort: o.imapsPort } : {}),
     ...(o.smtpPort !== undefined ? { smtpPort: o.smtpPort } : {}),
@@ -173,6 +175,7 @@ function daemonOptions(cmd: Command): Command {
     .option('--dns-address <address>', 'address of the authoritative DNS server, UDP and TCP (env NEXUS_DNS_ADDRESS; default 127.0.0.1)')
     .option('--dns-port <n>', 'DNS port (env NEXUS_DNS_PORT; default 53 as root, otherwise 5353; 0 picks a free port)', port)
     .option('--no-dns', 'do not run the DNS server (env NEXUS_DNS=false)')
+    .option('--dnssec-denial <mode>', 'how signed answers prove a name or type does not exist: nsec (the zone\'s NSEC chain, as zone transfers carry it) or compact (RFC 9824) (env NEXUS_DNSSEC_DENIAL; default nsec)')
     .option('--imap-port <n>', 'IMAP port with STARTTLS, e.g. 143; logins are the app passwords (nexus mail password), only after STARTTLS (env NEXUS_IMAP_PORT; default 143 as root, otherwise no IMAP; 0 picks a free port)', port)
     .option('--smtp-port <n>', 'the MX: inbound mail for hosted mailboxes, (env NEXUS_SMTP_PORT; default 25 as root, otherwise no SMTP; 0 picks a free port)', port)
     .option('--submission-port <n>', 'mail submission with STARTTLS and app passwords, (env NEXUS_SUBMISSION_PORT; default 587 as root, otherwise none)', port)

@@ -8,6 +8,7 @@ import { ServerCookies } from './cookie.ts';
 import { handleMessage, type Transport } from './responder.ts';
 import { decode, dnsFixture, query, queryCode, type DnsFixture } from './testing.ts';
 import { ZoneView } from './zone-view.ts';
+import { chainOf } from '../dnssec/chain.ts';
 
 // The responder's quick path (a plain query read without dns-packet, a signed denial of a name
 // that does not exist written on the wire from the signer's encoded records) gives the bytes the
@@ -20,12 +21,14 @@ describe('the quick path answers as the general path does', () => {
   let f: DnsFixture;
   let view: ZoneView;
   let signer: OnlineSigner;
+  let compact: OnlineSigner;
   const cookies = new ServerCookies({ secret: Buffer.alloc(16, 3), now: () => 1_700_000_000_000 });
 
   beforeAll(async () => {
     f = await dnsFixture({ provision: provisioner });
     view = await ZoneView.open(f.p.store, { refreshMs: 100 });
     signer = onlineSigner(f.p.store, f.p.dataDir);
+    compact = onlineSigner(f.p.store, f.p.dataDir, { denial: 'compact' });
   });
   afterAll(async () => {
     view?.close();
@@ -48,25 +51,26 @@ describe('the quick path answers as the general path does', () => {
     ['DO with a client cookie', (n, t) => query(n, t, { id: 16, edns: 1232, do: true, cookie: Buffer.alloc(8, 9) })],
   ];
 
-  async function both(msg: Buffer, t: Transport): Promise<[Buffer | undefined, Buffer | undefined]> {
+  async function both(msg: Buffer, t: Transport, s = signer): Promise<[Buffer | undefined, Buffer | undefined]> {
     // The general path first: the quick one then finds the same signatures in the signer's cache.
-    const general = await handleMessage(view, msg, t, { dnssec: signer, cookies, peer: '192.0.2.1', quick: false });
-    const quick = await handleMessage(view, msg, t, { dnssec: signer, cookies, peer: '192.0.2.1' });
+    const general = await handleMessage(view, msg, t, { dnssec: s, cookies, peer: '192.0.2.1', quick: false });
+    const quick = await handleMessage(view, msg, t, { dnssec: s, cookies, peer: '192.0.2.1' });
     return [general.response, quick.response];
   }
 
-  it('byte for byte, over every name, type, EDNS shape and transport', async () => {
+  it.each(['nsec', 'compact'] as const)('byte for byte, over every name, type, EDNS shape and transport (%s denial)', async (mode) => {
+    const s = mode === 'nsec' ? signer : compact;
     let compared = 0;
     for (const name of names)
       for (const type of types)
         for (const [what, make] of shapes)
           for (const t of ['udp', 'tcp'] as const) {
-            const [general, quick] = await both(make(name, type), t);
+            const [general, quick] = await both(make(name, type), t, s);
             expect(quick?.toString('hex'), `${name} ${type} ${what} ${t}`).toBe(general?.toString('hex'));
             compared++;
           }
     expect(compared).toBe(names.length * types.length * shapes.length * 2);
-  }, 120_000);
+  }, 240_000);
 
   it('byte for byte for odd queries: unknown types, NXNAME, other classes, versions, opcodes, options, trailing bytes', async () => {
     const odd: Buffer[] = [
@@ -112,7 +116,7 @@ describe('the quick path answers as the general path does', () => {
   });
 
   it('a flood of names asked once does not push the signatures of existing names out of the signer', async () => {
-    const small = onlineSigner(f.p.store, f.p.dataDir, { cacheSize: 100, denialCacheSize: 50 });
+    const small = onlineSigner(f.p.store, f.p.dataDir, { cacheSize: 100, denialCacheSize: 50, denial: 'compact' });
     const ask = (name: string, type: string) => handleMessage(view, query(name, type, { edns: 1232, do: true }), 'udp', { dnssec: small });
     for (const [n, t] of [[`www.${Z}`, 'A'], [`www.${Z}`, 'AAAA'], [Z, 'MX'], [`_sip._tcp.${Z}`, 'SRV']] as const) await ask(n, t);
     // The SOA's signature, which every denial carries, made once.
@@ -128,6 +132,7 @@ describe('the quick path answers as the general path does', () => {
   });
 
   it('a denial signed on the quick path is the compact denial of RFC 9824 and its signatures verify', async () => {
+    const signer = compact;
     const zone = (await view.zone(view.enclosing(Z)!))!;
     const key = (await signer.keys.forZone(Z, zone.serial))!;
     for (let i = 0; i < 20; i++) {
@@ -155,4 +160,41 @@ describe('the quick path answers as the general path does', () => {
       expect(signer.stats.signatures).toBe(before + 1);
     }
   });
+
+  it('chain denial (the default): a flood of new names costs no signature once the chain is signed, and the answer is NXDOMAIN with the covering and wildcard NSECs', async () => {
+    const zone = (await view.zone(view.enclosing(Z)!))!;
+    const key = (await signer.keys.forZone(Z, zone.serial))!;
+    // A flood of random names: at most one signature per NSEC of the chain (and the SOA's), however many names.
+    const links = chainOf(zone).links.length;
+    const start = signer.stats.signatures;
+    const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789-';
+    for (let i = 0; i < 600; i++) {
+      let label = '';
+      for (let j = 0; j < 1 + (i % 9); j++) label += alphabet[(i * 7 + j * 13 + ((i * j) % 11)) % alphabet.length];
+      await handleMessage(view, query(`${label}x${i}.${Z}`, 'A', { edns: 1232, do: true }), 'udp', { dnssec: signer });
+    }
+    expect(signer.stats.signatures - start).toBeLessThanOrEqual(links + 1);
+    // Names in one gap of the chain: signed once, then none at all.
+    await handleMessage(view, query(`fresh-warm.${Z}`, 'A', { edns: 1232, do: true }), 'udp', { dnssec: signer });
+    const before = signer.stats.signatures;
+    for (let i = 0; i < 200; i++) {
+      const owner = `Fresh${i}-${Date.now()}.${Z}`;
+      const h = await handleMessage(view, query(owner, 'AAAA', { edns: 1232, do: true }), 'udp', { dnssec: signer });
+      const r = decode(h.response!);
+      expect(r.rcode).toBe('NXDOMAIN');
+      expect(r.flags! & dnsPacket.AUTHORITATIVE_ANSWER).toBeTruthy();
+      const auth = r.authorities as unknown as { name: string; type: string; ttl: number; data: unknown }[];
+      expect(auth.slice(0, 2).map((a) => a.type)).toEqual(['SOA', 'RRSIG']);
+      const nsecs = auth.filter((a) => a.type === 'NSEC');
+      expect(nsecs.length).toBeGreaterThanOrEqual(1);
+      for (const n of nsecs) {
+        const sig = auth.find((a) => a.type === 'RRSIG' && a.name === n.name && (a.data as RrsigData).typeCovered === 'NSEC')!.data as RrsigData;
+        expect(verifyRRset(key.publicKey, sig, n.name, [n.data])).toBe(true);
+        // Chain NSECs, never one owned by the asked name.
+        expect(n.name).not.toBe(owner.toLowerCase());
+        expect((n.data as NsecData).rrtypes).not.toContain('UNKNOWN_128');
+      }
+    }
+    expect(signer.stats.signatures).toBe(before);
+  }, 120_000);
 });

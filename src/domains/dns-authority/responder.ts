@@ -235,11 +235,11 @@ function quickQuery(msg: Buffer): QuickQuery | undefined {
  * authority records point at it) and the OPT record our responses carry: what `encode` gives
  * for the same sections, without dns-packet.
  */
-function denialMessage(msg: Buffer, qEnd: number, frame: Frame, authority: Buffer, count: number): Buffer {
+function denialMessage(msg: Buffer, qEnd: number, frame: Frame, authority: Buffer, count: number, rcode: number): Buffer {
   const opt = frame.opt ? 11 : 0;
   const out = Buffer.allocUnsafe(qEnd + authority.length + opt);
   out.writeUInt16BE(frame.id, 0);
-  out.writeUInt16BE(QR | frame.flags | AA | RCODE.NOERROR, 2);
+  out.writeUInt16BE(QR | frame.flags | AA | rcode, 2);
   out.writeUInt16BE(1, 4);
   out.writeUInt16BE(0, 6);
   out.writeUInt16BE(count, 8);
@@ -414,7 +414,7 @@ export async function handleMessage(view: ZoneView, msg: Buffer, transport: Tran
   if (verdict === 'drop' || verdict === 'slip') {
     // The slip carries the rcode the full answer would: compact denial says NOERROR in a signed zone.
     let rcode = found.rcode;
-    if (rcode !== RCODE.NOERROR && dnssec && dnssecOk) {
+    if (rcode !== RCODE.NOERROR && dnssec && dnssecOk && dnssec.denialMode === 'compact') {
       try {
         if (await dnssec.keys.forZone(zone.name, zone.serial)) rcode = RCODE.NOERROR;
       } catch {
@@ -437,10 +437,11 @@ export async function handleMessage(view: ZoneView, msg: Buffer, transport: Tran
       return reply(frame, RCODE.SERVFAIL, opts, verdict);
     }
     if (denial) {
-      const out = denialMessage(msg, quick.end, frame, denial.authority, denial.count);
+      const out = denialMessage(msg, quick.end, frame, denial.authority, denial.count, denial.rcode);
+      const rcode = denial.rcode;
       if (out.length <= limit) {
-        return finish(frame, out, () => encode(frame, RCODE.NOERROR, {}, AA | TC), {
-          rcode: RCODE.NOERROR,
+        return finish(frame, out, () => encode(frame, rcode, {}, AA | TC), {
+          rcode,
           zone: { name: zone.name, imvu: zone.imvu, serial: zone.serial },
           rrl: verdict,
         });

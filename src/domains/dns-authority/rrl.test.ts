@@ -123,7 +123,9 @@ describe('rate limiting before DNSSEC signing', () => {
   const RATE = 20;
   beforeAll(async () => {
     f = await dnsFixture({ provision: provisioner });
-    signer = onlineSigner(f.p.store, f.p.dataDir);
+    // Compact denial: every answer to a new name costs a signature (the chain denial, the default, signs
+    // each NSEC of the zone once whatever the names), so the limiter's place before signing shows here.
+    signer = onlineSigner(f.p.store, f.p.dataDir, { denial: 'compact' });
     // A stopped clock: the bucket never refills, so a source is allowed exactly its burst (RATE
     // answers), however long the flood takes. Sources are told apart per address (/32).
     srv = await startDnsServer({ store: f.p.store, dnssec: signer, cookies: false, rrl: { responsesPerSecond: RATE, slip: 2, prefixV4: 32, now: () => 0 } });

@@ -325,6 +325,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
         {
           dbPath,
           dataDir: opts.dnssec ? opts.workers.dataDir : undefined,
+          ...(opts.dnssec ? { denial: opts.dnssec.denialMode } : {}),
           address,
           rrl: opts.rrl,
           tcp: opts.tcp,

@@ -36,7 +36,7 @@ async function start(): Promise<void> {
     rrl: c.rrl,
     tcp: c.tcp,
     cookies: c.cookies === false ? false : { secret: Buffer.from(c.cookies.secret), ...(c.cookies.previous ? { previous: Buffer.from(c.cookies.previous) } : {}) },
-    ...(c.dataDir ? { dnssec: onlineSigner(store, c.dataDir) } : {}),
+    ...(c.dataDir ? { dnssec: onlineSigner(store, c.dataDir, c.denial ? { denial: c.denial } : {}) } : {}),
     refreshMs: c.refreshMs,
     maxUdpInFlight: c.maxUdpInFlight,
     responseCache: c.responseCache,

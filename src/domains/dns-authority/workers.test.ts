@@ -33,7 +33,8 @@ describe('DNS workers', () => {
     server = await startDnsServer({
       store: f.p.store,
       rrl: false,
-      dnssec: onlineSigner(f.p.store, f.p.dataDir),
+      // Compact denial (one signature per new name, NOERROR): the workers must sign in the primary's mode, not the default.
+      dnssec: onlineSigner(f.p.store, f.p.dataDir, { denial: 'compact' }),
       refreshMs: 100,
       workers: { count: 1, dataDir: f.p.dataDir },
       onQuery: (_zone, imvu, n = 1) => metered.set(imvu, (metered.get(imvu) ?? 0) + n),
@@ -79,7 +80,8 @@ describe('DNS workers', () => {
     const limited = await startDnsServer({
       store: f.p.store,
       rrl: { responsesPerSecond: RATE, slip: 0, prefixV4: 32 },
-      dnssec: onlineSigner(f.p.store, f.p.dataDir),
+      // Compact denial (one signature per new name, NOERROR): the workers must sign in the primary's mode, not the default.
+      dnssec: onlineSigner(f.p.store, f.p.dataDir, { denial: 'compact' }),
       workers: { count: 1, dataDir: f.p.dataDir },
     });
     const flood = dgram.createSocket('udp4');

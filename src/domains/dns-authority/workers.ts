@@ -1,3 +1,4 @@
+import type { DenialMode } from '../dnssec/online.ts';
 import { fork, type ChildProcess } from 'node:child_process';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +27,8 @@ export interface WorkerConfig {
   dbPath: string;
   /** The data directory whose DNSSEC keys sign, when the primary signs online. */
   dataDir?: string;
+  /** How the signer proves denials (the primary's mode). */
+  denial?: DenialMode;
   address: string;
   rrl: RrlOptions | false | undefined;
   tcp: Record<string, number | undefined> | undefined;

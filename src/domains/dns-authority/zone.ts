@@ -270,6 +270,25 @@ export class Zone {
     return node === 'nodata' ? [] : [...node.keys()];
   }
 
+  /** Whether `name` exists: owns data or is an empty non-terminal (a name a wildcard answers for does not). */
+  has(name: string): boolean {
+    return this.exists.has(name);
+  }
+
+  /** The closest encloser of `name` (RFC 4592 3.3.1): `name` itself if it exists, else its longest existing ancestor. */
+  closestEncloser(name: string): string {
+    let n = name;
+    while (n !== this.name && !this.exists.has(n) && isWithin(n, this.name)) n = parent(n);
+    return n;
+  }
+
+  /** The wildcard (`*.<closest encloser>`) whose data answers for `name`, when `name` does not exist and one does. */
+  wildcardOf(name: string): string | undefined {
+    if (this.exists.has(name) || !isWithin(name, this.name)) return undefined;
+    const source = '*.' + this.closestEncloser(name);
+    return this.nodes.has(source) ? source : undefined;
+  }
+
   /** One RRset of the node answering for `name`, as served. */
   rrset(name: string, type: string): { ttl: number; data: readonly unknown[] } | undefined {
     if (!isWithin(name, this.name)) return undefined;

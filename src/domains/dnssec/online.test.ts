@@ -34,7 +34,8 @@ beforeAll(async () => {
 });
 
 function signer(opts: ConstructorParameters<typeof OnlineSigner>[1] = {}) {
-  return new OnlineSigner({ forZone: (zone) => (zone === Z ? key : undefined) }, { now: () => clock, ...opts });
+  // These tests describe compact denial (RFC 9824); chain.test.ts the chain denial.
+  return new OnlineSigner({ forZone: (zone) => (zone === Z ? key : undefined) }, { now: () => clock, denial: 'compact', ...opts });
 }
 
 type RR = { name: string; type: string; ttl: number; data: unknown };

@@ -7,6 +7,7 @@ import { DnssecKeyring, type SigningKey, type ZoneKey, type ZoneKeys } from './k
 import { rrsigFields, rrsigPrefix, signBytes, signRRset, validityAround } from './sign.ts';
 import { nameWire, NXNAME, rdataWire, rrWire, typeName } from './wire.ts';
 import { signZone, type SignedZone } from './signed-zone.ts';
+import { chainOf, type ChainLink } from './chain.ts';
 import { ZONEMD } from '../zonefile/zonemd.ts';
 
 // Online signing: the responder hands every answer for a signed zone that the rate limiter lets
@@ -18,22 +19,34 @@ import { ZONEMD } from '../zonefile/zonemd.ts';
 // what does not exist. Without DO the answer is unchanged, except that a DNSKEY query at the apex
 // is answered (the key is data of the zone).
 //
-// Denial of existence: compact denial, RFC 9824 ("black lies"). A name that does not exist is
+// Denial of existence, two modes (`denial`, per server: `--dnssec-denial`):
+//
+// 'nsec' (default): from the zone's NSEC chain (chain.ts), the very chain zone transfers carry
+// (signed-zone.ts), so answers reveal nothing a secondary does not already serve (RFC 4035
+// 3.1.3): NXDOMAIN keeps its rcode and carries the NSEC covering the name and the NSEC proving no
+// wildcard at its closest encloser; NODATA the name's NSEC (an empty non-terminal: the NSEC
+// covering it); an answer synthesised from a wildcard is signed as the wildcard (RFC 4035 2.2,
+// Labels without the `*`) with the NSEC proving the name itself does not exist; a wildcard NODATA
+// both. Why the default: a denial's signatures are then bounded by the zone's size, not by the
+// names asked: once the chain's NSECs are signed a random-subdomain flood costs no signing at
+// all (the signatures are cached by zone, key, owner and RDATA, not serial, so a new version of a
+// zone re-signs only the NSECs that changed). The price: the zone can be walked, as its AXFR
+// allows anyway to those allowed to transfer it.
+//
+// 'compact': compact denial, RFC 9824 ("black lies"). A name that does not exist is
 // answered NOERROR/NODATA with one NSEC owned by the query name, whose next name is the name's
 // immediate successor (`\000.<qname>`) and whose bitmap holds only RRSIG, NSEC and NXNAME. An
 // existing name without the type (NODATA) gets the same NSEC shape with the types the name has.
-// Why this and not RFC 4470 white lies: one NSEC and one signature per negative answer instead of
-// two or three, the NSEC depends only on the query name (so it is cached like any other RRset),
-// no zone walking is possible, and wildcards need no closest-encloser proof: an answer
-// synthesised from a wildcard is signed as if the name existed (Labels = the query name's), which
-// validators accept as an ordinary positive answer. The price, as RFC 9824 says, is that the
-// NXDOMAIN rcode is not visible to validating resolvers (NXNAME in the bitmap tells those that
-// know it). The EDNS CO flag that would restore the rcode is not implemented.
+// One NSEC and one signature per negative answer, no zone walking, and wildcards need no
+// closest-encloser proof: an answer synthesised from a wildcard is signed as if the name existed
+// (Labels = the query name's). The price: one ECDSA signature per new name (the bound of a
+// random-name flood), and the NXDOMAIN rcode is not visible to validating resolvers (NXNAME in
+// the bitmap tells those that know it; the EDNS CO flag is not implemented).
 //
 // Signatures: inception an hour back (clock skew), expiration a week ahead, cached by (zone,
 // serial, key, owner, type) so a hot name is signed once, not per query; a cached signature is
 // made anew after a day (six days of validity always remain), and the cache is bounded (oldest
-// entries are dropped first), so random names cost one ECDSA signature each and no memory growth.
+// entries are dropped first), so memory does not grow with the names asked.
 // The signatures over nonexistent names' NSEC made on the responder's quick path (`denial`) are
 // kept in a cache of their own (10,000), so a random-subdomain flood does not push the signatures
 // of existing names out.
@@ -68,6 +81,21 @@ export interface OnlineSignerOptions {
   refresh?: number;
   /** Clock (milliseconds), for tests. */
   now?: () => number;
+  /**
+   * How a name or type that does not exist is proved so: 'nsec' (default) with the zone's NSEC
+   * chain, the one zone transfers carry (RFC 4035 3.1.3); 'compact' with compact denial (RFC 9824).
+   */
+  denial?: DenialMode;
+}
+
+export type DenialMode = 'nsec' | 'compact';
+export const DENIAL_MODES: readonly DenialMode[] = ['nsec', 'compact'];
+
+/** What the quick path sends for a name that does not exist: the authority section on the wire, its RR count and the rcode. */
+export interface Denial {
+  authority: Buffer;
+  count: number;
+  rcode: 0 | 3;
 }
 
 export interface SecureQuery {
@@ -120,6 +148,12 @@ export class OnlineSigner {
   private readonly materialised = new Map<string, { made: number; zone: SignedZone; zonemd: Answer[] }>();
   private readonly materialiseMs: number;
   private readonly materialisedZones: number;
+  /**
+   * Signatures over the NSECs of zones' chains (and their RRs on the wire), keyed by zone, key,
+   * owner and RDATA, not by serial: a new version of a zone re-signs only the NSECs that changed.
+   */
+  private readonly chainSigs = new Map<string, Cached & { bytes?: Buffer }>();
+  readonly denialMode: DenialMode;
   /** Counters for tests and metrics. */
   readonly stats = { signatures: 0, cacheHits: 0, materialised: 0 };
 
@@ -135,6 +169,7 @@ export class OnlineSigner {
     this.now = opts.now ?? Date.now;
     this.materialiseMs = opts.materialiseMs ?? 7 * DAY * 1000;
     this.materialisedZones = opts.materialisedZones ?? 1000;
+    this.denialMode = opts.denial ?? 'nsec';
   }
 
   /**
@@ -193,7 +228,8 @@ export class OnlineSigner {
       return { rcode: 0, aa: true, answers, authorities: [], additionals: [], glueRequired: false };
     }
     if (!set.aa) return this.referral(zone, key, set);
-    if ((q.type === 'NSEC' || q.type === 'RRSIG') && zone.typesAt(q.name) !== undefined) return this.meta(zone, key, q);
+    if ((q.type === 'NSEC' || q.type === 'RRSIG') && (this.denialMode === 'nsec' ? chainOf(zone).at(q.name) : zone.typesAt(q.name)) !== undefined) return this.meta(zone, key, q);
+    if (this.denialMode === 'nsec') return this.applyChain(zone, key, q, set);
 
     // A CNAME into a delegated child: the CNAME signed, the child's NS and glue as in a referral.
     if (set.referral) return { ...this.referral(zone, key, set), answers: this.signSection(zone, key, set.answers) };
@@ -215,6 +251,97 @@ export class OnlineSigner {
   }
 
   /**
+   * `apply` with denials from the zone's NSEC chain (RFC 4035 3.1.3): a name's NSEC for NODATA;
+   * for NXDOMAIN the NSEC covering the name and the one proving there is no wildcard at its
+   * closest encloser; for an answer synthesised from a wildcard the RRSIG of the wildcard (its
+   * Labels field tells the validator, RFC 4035 5.3.4) and the NSEC proving the name itself does
+   * not exist; for a NODATA from a wildcard, both.
+   */
+  private applyChain(zone: Zone, key: ZoneKey, q: SecureQuery, set: AnswerSet): AnswerSet {
+    const chain = chainOf(zone);
+    const proofs: ChainLink[] = [];
+    const prove = (link: ChainLink) => {
+      if (!proofs.includes(link)) proofs.push(link);
+    };
+    // A name with no data of its own, answered from a wildcard: no closer match exists.
+    const expanded = (name: string) => {
+      if (zone.wildcardOf(name)) prove(chain.covering(name));
+    };
+    const answers = this.signSection(zone, key, set.answers, expanded);
+    if (set.referral) return { ...this.referral(zone, key, set), answers: [...answers, ...this.proofRRs(zone, key, proofs)] };
+    const out: AnswerSet = { ...set, answers, authorities: [], additionals: this.signSection(zone, key, set.additionals) };
+    const soaAnswer = set.authorities.find((a) => a.type === 'SOA');
+    if (!soaAnswer) {
+      out.authorities = [...this.signSection(zone, key, set.authorities), ...this.proofRRs(zone, key, proofs)];
+      return out;
+    }
+    const soa = fieldsOf(soaAnswer);
+    const lastCname = [...set.answers].reverse().find((a) => a.type === 'CNAME');
+    const denied = lastCname ? lower(bare(String(fieldsOf(lastCname).data))) : q.name;
+    if (zone.has(denied)) {
+      // NODATA at a name of the zone: its own NSEC; an empty non-terminal has none, the NSEC
+      // covering it (whose next name lies below it) proves it owns nothing.
+      prove(chain.covering(denied));
+    } else {
+      // The name does not exist (NXDOMAIN), or a wildcard answers for it without the type: the
+      // NSEC covering the name, and the wildcard's own NSEC (NODATA) or the one covering it.
+      prove(chain.covering(denied));
+      prove(chain.covering(`*.${zone.closestEncloser(denied)}`));
+    }
+    out.authorities = [soaAnswer, this.rrsigFor(zone, key, soa.name, 'SOA', soa.ttl, SOA_TTL, [soa.data]), ...this.proofRRs(zone, key, proofs)];
+    return out;
+  }
+
+  /** NSECs of the chain, each followed by its RRSIG. */
+  private proofRRs(zone: Zone, key: ZoneKey, links: readonly ChainLink[]): Answer[] {
+    const out: Answer[] = [];
+    const ttl = negativeTtl();
+    for (const link of links) out.push(rr(link.name, 'NSEC', ttl, link.data), rr(link.name, 'RRSIG', ttl, this.chainSignature(zone, key, link).sig));
+    return out;
+  }
+
+  /** The signature over one NSEC of the chain, from the cache while the NSEC (owner and RDATA) and the key are the same. */
+  private chainSignature(zone: Zone, key: SigningKey, link: ChainLink): Cached & { bytes?: Buffer } {
+    const cacheKey = `${zone.name}\t${key.keyTag}\t${link.name}\t${link.rdata.toString('latin1')}`;
+    const now = Math.floor(this.now() / 1000);
+    const hit = this.chainSigs.get(cacheKey);
+    if (hit && now - hit.made < this.refresh && now >= hit.made) {
+      this.stats.cacheHits++;
+      return hit;
+    }
+    const ttl = negativeTtl();
+    const sig = signRRset(key, link.name, 'NSEC', ttl, [link.data], validityAround(now * 1000, this.inceptionOffset, this.lifetime));
+    this.stats.signatures++;
+    const entry = { sig, made: now };
+    this.chainSigs.delete(cacheKey);
+    if (this.chainSigs.size >= this.cacheSize) this.chainSigs.delete(this.chainSigs.keys().next().value!);
+    this.chainSigs.set(cacheKey, entry);
+    return entry;
+  }
+
+  /** The NSEC of a chain link and its RRSIG on the wire (owner uncompressed), kept with the cached signature. */
+  private chainBytes(zone: Zone, key: SigningKey, link: ChainLink): Buffer {
+    const entry = this.chainSignature(zone, key, link);
+    if (entry.bytes) return entry.bytes;
+    const ttl = negativeTtl();
+    const sigRdata = Buffer.concat([rrsigPrefix(entry.sig), entry.sig.signature]);
+    const out = Buffer.allocUnsafe(2 * (link.wire.length + 10) + link.rdata.length + sigRdata.length);
+    let at = 0;
+    const put = (type: number, data: Buffer) => {
+      at += link.wire.copy(out, at);
+      out.writeUInt16BE(type, at);
+      out.writeUInt16BE(1, at + 2);
+      out.writeUInt32BE(ttl, at + 4);
+      out.writeUInt16BE(data.length, at + 8);
+      at += 10;
+      at += data.copy(out, at);
+    };
+    put(TYPE_NSEC, link.rdata);
+    put(46, sigRdata);
+    return (entry.bytes = out);
+  }
+
+  /**
    * The authority section of the compact denial for a name that does not exist (`name` lower
    * case, in `zone`, whose lookup found nothing: NXDOMAIN), already on the wire: the SOA and its
    * RRSIG (kept encoded per zone, serial and signature), then the NSEC owned by the question's
@@ -224,13 +351,13 @@ export class OnlineSigner {
    * `secure`'s are (a repeated name is signed once). Undefined when the zone is unsigned, the
    * name exists, or has no successor (255 octets): the general path answers then.
    */
-  denial(zone: Zone, name: string, soa: Answer): { authority: Buffer; count: number } | undefined | Promise<{ authority: Buffer; count: number } | undefined> {
+  denial(zone: Zone, name: string, soa: Answer): Denial | undefined | Promise<Denial | undefined> {
     const key = this.keys.forZone(zone.name, zone.serial);
     if (key instanceof Promise) return key.then((k) => (k ? this.denialWith(zone, k, name, soa) : undefined));
     return key ? this.denialWith(zone, key, name, soa) : undefined;
   }
 
-  private denialWith(zone: Zone, key: ZoneKey, name: string, soaAnswer: Answer): { authority: Buffer; count: number } | undefined {
+  private denialWith(zone: Zone, key: ZoneKey, name: string, soaAnswer: Answer): Denial | undefined {
     if (zone.typesAt(name) !== undefined) return undefined;
     let owner: Buffer;
     try {
@@ -238,18 +365,20 @@ export class OnlineSigner {
     } catch {
       return undefined;
     }
-    if (owner.length + 2 > 255) return undefined;
-    // The SOA and its RRSIG: one encoding per zone while the signature is the cached one.
-    const soa = fieldsOf(soaAnswer);
-    const soaSig = this.rrsigFor(zone, key, soa.name, 'SOA', soa.ttl, SOA_TTL, [soa.data]);
-    const sigData = fieldsOf(soaSig).data as RrsigData;
-    let block = this.soaBlocks.get(zone.name);
-    if (!block || block.sig !== sigData || block.soa !== soa.data || block.ttl !== soa.ttl) {
-      block = { sig: sigData, soa: soa.data, ttl: soa.ttl, bytes: Buffer.concat([rrWire(soaAnswer), rrWire(soaSig)]) };
-      this.soaBlocks.delete(zone.name);
-      if (this.soaBlocks.size >= this.materialisedZones) this.soaBlocks.delete(this.soaBlocks.keys().next().value!);
-      this.soaBlocks.set(zone.name, block);
+    if (this.denialMode === 'nsec') {
+      // The NSEC covering the name, then the one proving no wildcard at its closest encloser,
+      // each with its RRSIG, as encoded once per chain NSEC and signature: no signing, no
+      // encoding per query once the chain's NSECs are signed.
+      const chain = chainOf(zone);
+      const cover = chain.covering(name);
+      const wild = chain.covering(`*.${zone.closestEncloser(name)}`);
+      const block = this.soaBlock(zone, key, soaAnswer);
+      const parts = [block, this.chainBytes(zone, key, cover)];
+      if (wild !== cover) parts.push(this.chainBytes(zone, key, wild));
+      return { authority: Buffer.concat(parts), count: wild !== cover ? 6 : 4, rcode: 3 };
     }
+    if (owner.length + 2 > 255) return undefined;
+    const block = this.soaBlock(zone, key, soaAnswer);
     const ttl = negativeTtl();
     // NSEC RDATA: next name `\000.<name>`, then the bitmap (RRSIG, NSEC, NXNAME).
     const rdata = Buffer.allocUnsafe(2 + owner.length + NXNAME_BITMAP.length);
@@ -259,8 +388,8 @@ export class OnlineSigner {
     NXNAME_BITMAP.copy(rdata, 2 + owner.length);
     const sig = this.nsecSignature(zone, key, name, owner, ttl, rdata);
     const sigRdata = Buffer.concat([rrsigPrefix(sig), sig.signature]);
-    const out = Buffer.allocUnsafe(block.bytes.length + 2 * 12 + rdata.length + sigRdata.length);
-    let at = block.bytes.copy(out, 0);
+    const out = Buffer.allocUnsafe(block.length + 2 * 12 + rdata.length + sigRdata.length);
+    let at = block.copy(out, 0);
     const rr = (type: number, data: Buffer) => {
       at += OWNER_IS_QUESTION.copy(out, at);
       out.writeUInt16BE(type, at);
@@ -272,7 +401,22 @@ export class OnlineSigner {
     };
     rr(TYPE_NSEC, rdata);
     rr(46, sigRdata);
-    return { authority: out, count: 4 };
+    return { authority: out, count: 4, rcode: 0 };
+  }
+
+  /** The SOA and its RRSIG on the wire: one encoding per zone while the signature is the cached one. */
+  private soaBlock(zone: Zone, key: ZoneKey, soaAnswer: Answer): Buffer {
+    const soa = fieldsOf(soaAnswer);
+    const soaSig = this.rrsigFor(zone, key, soa.name, 'SOA', soa.ttl, SOA_TTL, [soa.data]);
+    const sigData = fieldsOf(soaSig).data as RrsigData;
+    let block = this.soaBlocks.get(zone.name);
+    if (!block || block.sig !== sigData || block.soa !== soa.data || block.ttl !== soa.ttl) {
+      block = { sig: sigData, soa: soa.data, ttl: soa.ttl, bytes: Buffer.concat([rrWire(soaAnswer), rrWire(soaSig)]) };
+      this.soaBlocks.delete(zone.name);
+      if (this.soaBlocks.size >= this.materialisedZones) this.soaBlocks.delete(this.soaBlocks.keys().next().value!);
+      this.soaBlocks.set(zone.name, block);
+    }
+    return block.bytes;
   }
 
   /** The RRSIG over a nonexistent name's NSEC: from the signature cache (shared with `secure`), else signed from the wire bytes. */
@@ -318,8 +462,7 @@ export class OnlineSigner {
       for (const d of ds.data) authorities.push(rr(ns.name, 'DS', ds.ttl, d));
       authorities.push(this.rrsigFor(zone, key, ns.name, 'DS', ds.ttl, ds.ttl, ds.data));
     } else {
-      const nsec = this.nsecFor(zone, cut);
-      if (nsec) authorities.push(rr(ns.name, 'NSEC', nsec.ttl, nsec.data), this.rrsigFor(zone, key, ns.name, 'NSEC', nsec.ttl, nsec.ttl, [nsec.data]));
+      authorities.push(...this.nsecRRs(zone, key, ns.name, cut));
     }
     return { ...set, authorities };
   }
@@ -330,11 +473,11 @@ export class OnlineSigner {
     const answers: Answer[] = [];
     if (!nsec) return { rcode: 0, aa: true, answers, authorities: [], additionals: [], glueRequired: false };
     if (q.type === 'NSEC') {
-      answers.push(rr(q.echo, 'NSEC', nsec.ttl, nsec.data), this.rrsigFor(zone, key, q.echo, 'NSEC', nsec.ttl, nsec.ttl, [nsec.data]));
+      answers.push(...this.nsecRRs(zone, key, q.echo, q.name));
     } else {
       for (const type of nsec.data.rrtypes) {
         if (type === 'RRSIG') continue;
-        if (type === 'NSEC') answers.push(this.rrsigFor(zone, key, q.echo, 'NSEC', nsec.ttl, nsec.ttl, [nsec.data]));
+        if (type === 'NSEC') answers.push(this.nsecRRs(zone, key, q.echo, q.name)[1]!);
         else if (type === 'DNSKEY') answers.push(...this.dnskeySignatures(zone, key, q.echo));
         else if (type === ZONEMD && q.name === zone.name)
           answers.push(...this.materialised_(zone, key).zonemd.filter((a) => fieldsOf(a).type === 'RRSIG').map((a) => ({ ...a, name: q.echo }) as Answer));
@@ -347,6 +490,18 @@ export class OnlineSigner {
     return { rcode: 0, aa: true, answers, authorities: [], additionals: [], glueRequired: false };
   }
 
+  /** The NSEC of `name` (lower case) and its RRSIG, owned by `owner` (as spelled); none if it has none. */
+  private nsecRRs(zone: Zone, key: ZoneKey, owner: string, name: string): Answer[] {
+    if (this.denialMode === 'nsec') {
+      const link = chainOf(zone).at(name);
+      if (!link) return [];
+      const ttl = negativeTtl();
+      return [rr(owner, 'NSEC', ttl, link.data), rr(owner, 'RRSIG', ttl, this.chainSignature(zone, key, link).sig)];
+    }
+    const nsec = this.nsecFor(zone, name);
+    return nsec ? [rr(owner, 'NSEC', nsec.ttl, nsec.data), this.rrsigFor(zone, key, owner, 'NSEC', nsec.ttl, nsec.ttl, [nsec.data])] : [];
+  }
+
   /**
    * The compact-denial NSEC owned by `name`: next name `\000.<name>`, bitmap the types the name
    * has (at a delegation point only NS and DS; DNSKEY at the apex) plus RRSIG and NSEC, or for a
@@ -354,6 +509,10 @@ export class OnlineSigner {
    * successor one label longer (255 octets).
    */
   private nsecFor(zone: Zone, name: string): { ttl: number; data: NsecData } | undefined {
+    if (this.denialMode === 'nsec') {
+      const link = chainOf(zone).at(name);
+      return link && { ttl: negativeTtl(), data: link.data };
+    }
     if (nameWire(name).length + 2 > 255) return undefined;
     const types = zone.typesAt(name);
     let rrtypes: string[];
@@ -366,8 +525,13 @@ export class OnlineSigner {
     return { ttl: negativeTtl(), data: { nextDomain: `\u0000.${name}`, rrtypes } };
   }
 
-  /** The RRs of a section with an RRSIG after each RRset (RRsets are contiguous in our answers). */
-  private signSection(zone: Zone, key: ZoneKey, rrs: Answer[]): Answer[] {
+  /**
+   * The RRs of a section with an RRSIG after each RRset (RRsets are contiguous in our answers).
+   * With `expanded` (chain denial): an RRset a wildcard answers for is signed as the wildcard's
+   * (RFC 4035 2.2, Labels without the `*`), and `expanded` is told its owner (the proof that no
+   * closer name exists goes with it). Without it (compact denial), as if the name existed.
+   */
+  private signSection(zone: Zone, key: ZoneKey, rrs: Answer[], expanded?: (name: string) => void): Answer[] {
     if (rrs.length === 0) return rrs;
     const groups = new Map<string, Answer[]>();
     for (const a of rrs) {
@@ -379,7 +543,10 @@ export class OnlineSigner {
     const out: Answer[] = [];
     for (const g of groups.values()) {
       const first = fieldsOf(g[0]!);
-      out.push(...g, this.rrsigFor(zone, key, first.name, first.type, first.ttl, first.type === 'SOA' ? SOA_TTL : first.ttl, g.map((a) => fieldsOf(a).data)));
+      const name = lower(bare(first.name));
+      const wildcard = expanded && zone.wildcardOf(name);
+      if (wildcard) expanded(name);
+      out.push(...g, this.rrsigFor(zone, key, first.name, first.type, first.ttl, first.type === 'SOA' ? SOA_TTL : first.ttl, g.map((a) => fieldsOf(a).data), wildcard || undefined));
     }
     return out;
   }
@@ -389,9 +556,12 @@ export class OnlineSigner {
     return key.keySigners.map((k) => this.rrsigFor(zone, k, owner, 'DNSKEY', DNSKEY_TTL, DNSKEY_TTL, key.dnskeys));
   }
 
-  /** An RRSIG RR for an RRset (`ttl` as served, `originalTtl` as signed), from the cache when it can be. */
-  private rrsigFor(zone: Zone, key: SigningKey, owner: string, type: string, ttl: number, originalTtl: number, data: readonly unknown[]): Answer {
-    const name = lower(bare(owner));
+  /**
+   * An RRSIG RR for an RRset (`ttl` as served, `originalTtl` as signed), from the cache when it
+   * can be. `signedAs`: the wildcard the RRset was synthesised from, whose name is signed.
+   */
+  private rrsigFor(zone: Zone, key: SigningKey, owner: string, type: string, ttl: number, originalTtl: number, data: readonly unknown[], signedAs?: string): Answer {
+    const name = signedAs ?? lower(bare(owner));
     const cacheKey = `${zone.name}\t${zone.serial}\t${key.keyTag}\t${name}\t${type}`;
     const now = Math.floor(this.now() / 1000);
     let hit = this.cache.get(cacheKey);

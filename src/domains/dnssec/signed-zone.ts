@@ -1,9 +1,10 @@
-import type { Answer, NsecData } from 'dns-packet';
+import type { Answer } from 'dns-packet';
 import type { SqlReader } from '../../core/store/index.ts';
 import { Zone } from '../dns-authority/zone.ts';
 import { lowerAscii } from '../records/rdata.ts';
-import { negativeTtl, SOA_TTL, synthesiseSoa } from '../records/soa.ts';
+import { SOA_TTL, synthesiseSoa } from '../records/soa.ts';
 import { readZoneRows } from '../registry/zone.ts';
+import { NsecChain } from './chain.ts';
 import type { ZoneKey, ZoneKeys } from './keys.ts';
 import { DNSKEY_TTL } from './online.ts';
 import { rrText } from './presentation.ts';
@@ -12,8 +13,8 @@ import { compareNames, typeCode } from './wire.ts';
 import { HASH_SHA384, SCHEME_SIMPLE, ZONEMD, zonemdAnswer, zonemdDigest } from '../zonefile/zonemd.ts';
 
 // A whole zone signed at once, for zone transfers (AXFR) and the signed master-file export that
-// `dnssec-verify` and `ldns-verify-zone` check. Unlike the online answers (compact denial, one
-// NSEC per negative answer), a transferred zone carries a real NSEC chain (RFC 4034 section 4,
+// `dnssec-verify` and `ldns-verify-zone` check. A transferred zone carries a real NSEC chain (chain.ts,
+// the one online answers prove denials with by default) (RFC 4034 section 4,
 // RFC 4035 2.3): one NSEC per owner name with authoritative data or a delegation, in canonical
 // order, the last pointing back to the apex. Glue and other data below or at a delegation point
 // (except NS and DS) is not authoritative: it is transferred unsigned and left out of the chain.
@@ -72,16 +73,12 @@ export function signZone(z: Zone, key: ZoneKey | undefined, opts: SignedZoneOpti
   const validity = validityAround(opts.now ?? Date.now(), opts.inceptionOffset ?? 3600, opts.lifetime ?? 21 * 86_400);
   const owners = [...z.owners()].sort((a, b) => compareNames(a[0], b[0]));
   // Owners in the NSEC chain: the apex, names with authoritative data, delegation points.
-  const chain = owners.filter(([name]) => {
-    const cut = z.delegationOf(name);
-    return !cut || cut === name;
-  });
+  const chain = key ? new NsecChain(z) : undefined;
   const records: Answer[] = [];
   let soa: Answer | undefined;
   const sign = (owner: string, type: string, ttl: number, data: readonly unknown[]) => {
     if (key) records.push(rr(owner, 'RRSIG', ttl, signRRset(key, owner, type, ttl, data, validity)));
   };
-  let next = 1;
   // Where the apex ZONEMD goes: it is computed last, over everything else (RFC 8976 3).
   let zonemdAt = -1;
   for (const [name, sets] of owners) {
@@ -107,13 +104,10 @@ export function signZone(z: Zone, key: ZoneKey | undefined, opts: SignedZoneOpti
       if (!at) for (const d of set.data) records.push(rr(name, type, set.ttl, d));
       if (authoritative || (delegation && type === 'DS')) sign(name, type, type === 'SOA' ? SOA_TTL : set.ttl, set.data);
     }
-    if (key && (authoritative || delegation)) {
-      const inChain = delegation ? types.filter((t) => t === 'NS' || t === 'DS') : types;
-      const nextName = chain[next % chain.length]![0];
-      next++;
-      const data: NsecData = { nextDomain: nextName, rrtypes: [...inChain, 'RRSIG', 'NSEC'] };
-      records.push(rr(name, 'NSEC', negativeTtl(), data));
-      sign(name, 'NSEC', negativeTtl(), [data]);
+    const link = chain?.at(name);
+    if (link) {
+      records.push(rr(name, 'NSEC', chain!.ttl, link.data));
+      sign(name, 'NSEC', chain!.ttl, [link.data]);
     }
   }
   if (!soa) throw new Error(`zone ${z.name} has no SOA`);

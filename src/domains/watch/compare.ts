@@ -6,11 +6,13 @@
 // - Otherwise queries, with DO=1, over TCP: every expected RRset is asked for and the answer
 //   compared, section by section, with what the server's own answer code (`Zone.lookup`) gives for
 //   the expected zone; answers must carry an RRSIG that validates with a key the ledger published.
-//   The server denies existence compactly (RFC 9824: no NSEC chain to walk), so names are
-//   checked one by one: at every expected name and every name the ledger ever mentioned in the
-//   zone, a query for a type nobody stores (HINFO) gets an NSEC whose type bitmap must list
-//   exactly the types the ledger gives that name (NXNAME where the name must not exist). A record
-//   added at a name nobody ever mentioned is found only by AXFR.
+//   Names are checked one by one: at every expected name and every name the ledger ever
+//   mentioned in the zone, a query for a type nobody stores (HINFO) gets a denial whose NSEC
+//   must show exactly the types the ledger gives that name: the name's own NSEC (NXNAME in a
+//   compact denial, RFC 9824, where the name must not exist), or, from a server that denies with
+//   the zone's NSEC chain (the default), NXDOMAIN with an NSEC covering the name, the NSEC
+//   covering an empty non-terminal (next name below it), or a wildcard's NSEC (`deniedTypes`).
+//   A record added at a name nobody ever mentioned is found only by AXFR.
 //
 // ZONEMD (RFC 8976) is compared like any other RRset. In a transfer, the apex ZONEMD must be the
 // digest of exactly what was transferred (verifyZonemd), carry the SOA serial the ledger gives, and,
@@ -25,7 +27,7 @@ import { DNSKEY_TTL } from '../dnssec/online.ts';
 import { dnskeyRdata, keyTag } from '../dnssec/keytag.ts';
 import { rdataText } from '../dnssec/presentation.ts';
 import { verifyRRset } from '../dnssec/sign.ts';
-import { canonicalRdata } from '../dnssec/wire.ts';
+import { canonicalRdata, compareNames } from '../dnssec/wire.ts';
 import { lowerAscii } from '../records/rdata.ts';
 import { SOA_TTL } from '../records/soa.ts';
 import { HASH_SHA384, SCHEME_SIMPLE, ZONEMD, decodeZonemd, verifyZonemd, zonemdAnswer, zonemdText } from '../zonefile/zonemd.ts';
@@ -239,6 +241,33 @@ function expectedSets(rrs: Answer[]): Sets {
   return group(rrs.map(fromAnswer).filter((r) => !DNSSEC_TYPES.has(r.type)));
 }
 
+/**
+ * The types a denial for `name` says it has: its own NSEC's bitmap (either denial); from a chain
+ * denial, NXNAME for an NXDOMAIN whose NSEC covers the name, none for an empty non-terminal (the
+ * covering NSEC's next name lies below it), a wildcard's bitmap for a name it answers for.
+ */
+function deniedTypes(msg: Message, name: string): string[] {
+  const nsecs = ((msg.authorities ?? []) as Answer[]).map(fromAnswer).filter((r) => r.type === 'NSEC');
+  const bitmap = (r: RR) => [...new Set((r.data as NsecData).rrtypes.filter((t) => t !== 'RRSIG' && t !== 'NSEC').map((t) => (NXNAME_NAMES.has(t) ? 'NXNAME' : t)))].sort();
+  const own = nsecs.find((r) => bare(r.name) === name);
+  if (own) return bitmap(own);
+  if (((msg.answers ?? []) as Answer[]).length) return ['(an answer instead of a denial)'];
+  const covering = nsecs.find((r) => covers(bare(r.name), bare((r.data as NsecData).nextDomain), name));
+  if (!covering) return ['(no NSEC)'];
+  if (msg.rcode === 'NXDOMAIN') return ['NXNAME'];
+  const next = bare((covering.data as NsecData).nextDomain);
+  if (next.endsWith('.' + name)) return [];
+  const wildcard = nsecs.find((r) => bare(r.name).startsWith('*.') && name.endsWith(bare(r.name).slice(1)));
+  return wildcard ? bitmap(wildcard) : ['(no NSEC)'];
+}
+
+/** An NSEC from `owner` to `next` covers `name`: it lies strictly between them in canonical order (the last NSEC wraps round to the apex). */
+function covers(owner: string, next: string, name: string): boolean {
+  const after = compareNames(owner, name) < 0;
+  const before = compareNames(name, next) < 0;
+  return compareNames(owner, next) < 0 ? after && before : after || before;
+}
+
 /** Checks the zone by asking for everything the ledger says it holds, and for the names it must not hold. */
 export async function compareByQueries(z: ExpectedZone, dns: DnsTcpClient): Promise<ZoneCheck> {
   const differences: Difference[] = [];
@@ -320,13 +349,7 @@ export async function compareByQueries(z: ExpectedZone, dns: DnsTcpClient): Prom
       if (z.compiled.delegationOf(name)) continue; // below a cut: the child's business
       const types = z.compiled.typesAt(name);
       const expected = types === undefined ? ['NXNAME'] : [...types, ...(name === z.zone ? ['DNSKEY'] : [])].sort();
-      const msg = await ask(name, PROBE_TYPE);
-      const nsec = ((msg.authorities ?? []) as Answer[]).map(fromAnswer).find((r) => r.type === 'NSEC' && bare(r.name) === name);
-      const served = nsec
-        ? [...new Set((nsec.data as NsecData).rrtypes.filter((t) => t !== 'RRSIG' && t !== 'NSEC').map((t) => (NXNAME_NAMES.has(t) ? 'NXNAME' : t)))].sort()
-        : ((msg.answers ?? []) as Answer[]).length
-          ? ['(an answer instead of a denial)']
-          : ['(no NSEC)'];
+      const served = deniedTypes(await ask(name, PROBE_TYPE), name);
       if (expected.join(' ') !== served.join(' '))
         differences.push({
           zone: z.zone,
