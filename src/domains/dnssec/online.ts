@@ -326,18 +326,7 @@ export class OnlineSigner {
     const ttl = negativeTtl();
     const sigRdata = Buffer.concat([rrsigPrefix(entry.sig), entry.sig.signature]);
     const out = Buffer.allocUnsafe(2 * (link.wire.length + 10) + link.rdata.length + sigRdata.length);
-    let at = 0;
-    const put = (type: number, data: Buffer) => {
-      at += link.wire.copy(out, at);
-      out.writeUInt16BE(type, at);
-      out.writeUInt16BE(1, at + 2);
-      out.writeUInt32BE(ttl, at + 4);
-      out.writeUInt16BE(data.length, at + 8);
-      at += 10;
-      at += data.copy(out, at);
-    };
-    put(TYPE_NSEC, link.rdata);
-    put(46, sigRdata);
+    putRr(out, putRr(out, 0, link.wire, TYPE_NSEC, ttl, link.rdata), link.wire, 46, ttl, sigRdata);
     return (entry.bytes = out);
   }
 
@@ -389,18 +378,7 @@ export class OnlineSigner {
     const sig = this.nsecSignature(zone, key, name, owner, ttl, rdata);
     const sigRdata = Buffer.concat([rrsigPrefix(sig), sig.signature]);
     const out = Buffer.allocUnsafe(block.length + 2 * 12 + rdata.length + sigRdata.length);
-    let at = block.copy(out, 0);
-    const rr = (type: number, data: Buffer) => {
-      at += OWNER_IS_QUESTION.copy(out, at);
-      out.writeUInt16BE(type, at);
-      out.writeUInt16BE(1, at + 2);
-      out.writeUInt32BE(ttl, at + 4);
-      out.writeUInt16BE(data.length, at + 8);
-      at += 10;
-      at += data.copy(out, at);
-    };
-    rr(TYPE_NSEC, rdata);
-    rr(46, sigRdata);
+    putRr(out, putRr(out, block.copy(out, 0), OWNER_IS_QUESTION, TYPE_NSEC, ttl, rdata), OWNER_IS_QUESTION, 46, ttl, sigRdata);
     return { authority: out, count: 4, rcode: 0 };
   }
 
@@ -586,4 +564,15 @@ export class OnlineSigner {
 /** An online signer over a data directory's keys (`<dataDir>/keys/dnssec/`, `dnssec_keys`). */
 export function onlineSigner(db: SqlReader, dataDir: string, opts: OnlineSignerOptions = {}): OnlineSigner {
   return new OnlineSigner(new DnssecKeyring(db, dataDir), opts);
+}
+
+/** Writes one RR of class IN (owner as wire bytes, possibly a compression pointer) at `at`; returns the offset after it. */
+function putRr(out: Buffer, at: number, owner: Buffer, type: number, ttl: number, data: Buffer): number {
+  at += owner.copy(out, at);
+  out.writeUInt16BE(type, at);
+  out.writeUInt16BE(1, at + 2);
+  out.writeUInt32BE(ttl, at + 4);
+  out.writeUInt16BE(data.length, at + 8);
+  at += 10;
+  return at + data.copy(out, at);
 }
