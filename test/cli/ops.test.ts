@@ -252,7 +252,10 @@ describe('TLS and exposure', () => {
     const d = await spawnDaemon(data, ['--host', '0.0.0.0', '--insecure-http'], { via: 'cli' });
     daemons.push(d);
     await waitFor('the warning', async () => d.output.some((l) => l.includes('WARNING: the API would listen on 0.0.0.0')));
-    const warned = d.output.map((l) => (l.startsWith('{') ? jsonOf<Record<string, unknown>>(l) : {})).find((r) => r.level === 40);
+    // The log record of it may follow the plain warning line by a moment (the API binds before the daemon's logger runs).
+    const record = () => d.output.map((l) => (l.startsWith('{') ? jsonOf<Record<string, unknown>>(l) : {})).find((r) => r.level === 40 && String(r.msg).includes('--insecure-http'));
+    await waitFor('the logged warning', async () => record() !== undefined);
+    const warned = record();
     expect(String(warned?.msg)).toMatch(/^--insecure-http: the API would listen on 0\.0\.0\.0/);
     // Reached on loopback only.
     const port = Number(new URL(d.url).port);
