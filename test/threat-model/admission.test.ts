@@ -133,10 +133,11 @@ describe('only authenticated attempts enter the ledger', () => {
     const before = await t.size();
     const junk = JSON.stringify({ command: { v: 1, type: 'imvu.create', actor: 'nx1' + 'a'.repeat(32), body: { pad: 'x'.repeat(60_000) } }, sig: 'AAAA' });
     const statuses: number[] = [];
-    const deadline = Date.now() + 1500;
+    const started = Date.now();
+    const deadline = started + 1500;
     await Promise.all(
       Array.from({ length: 16 }, async () => {
-        while (Date.now() < deadline) statuses.push((await t.request('POST', '/v1/commands', junk)).status);
+        while (Date.now() < deadline || statuses.length <= 32) statuses.push((await t.request('POST', '/v1/commands', junk)).status);
       }),
     );
     expect(statuses.length).toBeGreaterThan(16);
@@ -145,16 +146,23 @@ describe('only authenticated attempts enter the ledger', () => {
     const metrics = (await t.get('/metrics')).text;
     expect(metrics).toMatch(new RegExp(`nexus_unauthenticated_attempts_total\\{prefix="127\\.0\\.0\\.0/24",reason="oversize|malformed"\\} \\d+`));
     // Summarised: what was added is only noise.summary entries, small, with the counts.
-    await new Promise((r) => setTimeout(r, 700));
-    const added = await entries(t, before);
+    // Until every refusal is in a summary (the last interval flushes after the flood ends; a loaded
+    // machine stretches both), then at most one summary per interval the flood and the wait spanned.
+    const countOf = (added: Awaited<ReturnType<typeof entries>>) =>
+      added.flatMap((e) => e.command.command.body.counts as { source: string; reason: string; count: number }[]).reduce((s, c) => s + c.count, 0);
+    let added = await entries(t, before);
+    for (let i = 0; i < 100 && countOf(added) < statuses.length; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      added = await entries(t, before);
+    }
+    const spanned = Date.now() - started;
     expect(added.length).toBeGreaterThan(0);
-    expect(added.length).toBeLessThanOrEqual(Math.ceil(2200 / 300) + 1);
+    expect(added.length).toBeLessThanOrEqual(Math.ceil(spanned / 300) + 1);
     expect(added.every((e) => e.command.command.type === 'noise.summary' && e.command.command.actor === t.platformId)).toBe(true);
-    const counted = added.flatMap((e) => e.command.command.body.counts as { source: string; reason: string; count: number }[]).reduce((s, c) => s + c.count, 0);
-    expect(counted).toBe(statuses.length);
+    expect(countOf(added)).toBe(statuses.length);
     expect(added.every((e) => JSON.stringify(e).length < 2000)).toBe(true);
     expect((await verifyDataDir(t.dir)).problems).toEqual([]);
-  });
+  }, 60_000);
 
   it('per-source and per-identity limits answer 429 with Retry-After and record nothing', async () => {
     const { t, alice, a } = await setUp({ limits: { perIdentity: { rate: 0.5, burst: 3 }, perSource: { rate: 1000, burst: 1000 } } });
@@ -172,7 +180,7 @@ describe('only authenticated attempts enter the ledger', () => {
     const codes: number[] = [];
     for (let i = 0; i < 30; i++) codes.push((await s.t.request('POST', '/v1/commands', { command: {}, sig: '' })).status);
     expect(codes.filter((c) => c === 429).length).toBeGreaterThan(0);
-  });
+  }, 60_000);
 
   it("a refused command's stored body is bounded: a 50 KB denied body is kept as its hash and size, and the log still verifies", async () => {
     const { t, alice, a } = await setUp();
