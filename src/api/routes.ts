@@ -13,7 +13,7 @@ import { verifierKey } from '../core/ledger/checkpoint.ts';
 import { statementToJson } from '../core/handshake/index.ts';
 import { sealedDifference, sealedTotals } from '../core/handshake/close.ts';
 import { sealedStatement, statementFromTotals } from '../core/handshake/totals.ts';
-import type { CommandType, LedgerEntry } from '../core/types.ts';
+import type { CommandType, LedgerEntry, SignedCommand } from '../core/types.ts';
 import { exportZone } from '../domains/zonefile/export.ts';
 import { imvuSummary, listImvus, mailboxesOf, routesOf, zoneView } from '../imvu/summary.ts';
 import { proveDomain, type ChallengeLookup } from '../imvu/domain-proof.ts';
@@ -24,6 +24,8 @@ import type { XfrSummary } from '../domains/dns-service.ts';
 import type { Metrics } from './metrics.ts';
 import { commandType, outcome, receiptProof, receiptView } from './receipts.ts';
 import { NotRecorded } from '../core/policy/chokepoint.ts';
+import { verifyCommandSignature } from '../core/identity/envelope.ts';
+import { cachedPublicKey } from '../core/identity/keys.ts';
 import { entriesAbout, readEntriesAt } from '../core/policy/imvu-index.ts';
 import { sourcePrefix, type NoiseCounter } from './limits.ts';
 import { MAX_ENTRIES_PER_CALL, MAX_PAGE_BYTES, Params, Queries } from './schemas.ts';
@@ -179,37 +181,36 @@ function mutation(method: RouteDef['method'], path: string, command: CommandType
 }
 
 /**
- * A command that asks the fabric to run something (`compute.start`, `compute.restart`): refused
- * (503, nothing recorded) by a daemon without the fabric, rather than recorded and never run.
- * Deploy and stop are still recorded: they change nothing that would have to run here.
+ * Checks made before the chokepoint, by command type, on every route that takes the command
+ * (`POST /v1/commands` included), for commands this host could not carry out:
+ * - `compute.start` and `compute.restart` on a daemon without the fabric: 503, nothing recorded,
+ *   rather than recorded and never run (deploy and stop change nothing that would have to run here);
+ * - `imvu.scale` to a storage_gb below what the IMVU's data volume already holds: 409, nothing
+ *   recorded (a filesystem does not shrink below its data; the fabric refuses it too). Only a
+ *   command signed by a creator or member of that IMVU gets this answer: anyone else must not learn
+ *   how full a volume is, and goes to the gates, which deny it.
  */
-function needsFabric(route: RouteDef): RouteDef {
-  return {
-    ...route,
-    async handle(ctx, req) {
-      if (!ctx.compute) throw new HttpError(503, 'the compute fabric does not run on this host (see the daemon\'s "compute fabric off" line); nothing was recorded');
-      return route.handle(ctx, req);
-    },
-  };
+async function preflight(ctx: ApiContext, signed: Record<string, unknown>): Promise<void> {
+  const command = signed.command;
+  if (!isObject(command)) return;
+  if ((command.type === 'compute.start' || command.type === 'compute.restart') && !ctx.compute)
+    throw new HttpError(503, 'the compute fabric does not run on this host (see the daemon\'s "compute fabric off" line); nothing was recorded');
+  const body = command.body;
+  if (command.type !== 'imvu.scale' || !ctx.compute || !isObject(body) || typeof body.imvu !== 'string' || typeof body.storage_gb !== 'number') return;
+  if (!(await signedByMemberOf(ctx, signed, body.imvu))) return;
+  const why = await ctx.compute.storageRefusal(body.imvu, body.storage_gb);
+  if (why) throw new HttpError(409, `${why}; nothing was recorded`);
 }
 
-/**
- * `imvu.scale` with a storage_gb below what the IMVU's data volume already holds: refused (409,
- * nothing recorded), since the kernel could not apply it (a filesystem does not shrink below its
- * data); the fabric refuses it too if it arrives another way.
- */
-function storageChecked(route: RouteDef): RouteDef {
-  return {
-    ...route,
-    async handle(ctx, req) {
-      const body = isObject(req.body) && isObject(req.body.command) && isObject(req.body.command.body) ? req.body.command.body : undefined;
-      if (ctx.compute && body && typeof body.imvu === 'string' && typeof body.storage_gb === 'number') {
-        const why = await ctx.compute.storageRefusal(body.imvu, body.storage_gb);
-        if (why) throw new HttpError(409, `${why}; nothing was recorded`);
-      }
-      return route.handle(ctx, req);
-    },
-  };
+/** Is this a command whose signature verifies under the registered key of a creator or member of `imvu`? */
+async function signedByMemberOf(ctx: ApiContext, signed: Record<string, unknown>, imvu: string): Promise<boolean> {
+  const command = signed.command as Record<string, unknown>;
+  if (typeof command.actor !== 'string' || typeof signed.sig !== 'string') return false;
+  const { store } = ctx.platform;
+  const who = await store.get<{ public_key: string; name: string; role: Reader['role'] }>('SELECT public_key, name, role FROM identities WHERE id = ?', [command.actor]);
+  if (!who || !verifyCommandSignature(signed as unknown as SignedCommand, cachedPublicKey(who.public_key))) return false;
+  const scope = await ReadScope.of(store, { id: command.actor, name: who.name, role: who.role });
+  return !scope.all && scope.canReadImvu(imvu);
 }
 
 /** A peer on this machine (127.0.0.0/8 or ::1, also IPv4-mapped). */
@@ -235,6 +236,7 @@ async function submit(ctx: ApiContext, route: Pick<RouteDef, 'command' | 'bind'>
       if (!same) throw new HttpError(400, `the path names ${route.bind.field} ${want} but the command's body.${route.bind.field} is ${JSON.stringify(got) ?? 'missing'}`);
     }
   }
+  await preflight(ctx, body);
   const { store, chokepoint } = ctx.platform;
   const receipt = await chokepoint.submit(body).catch((err: unknown) => {
     if (err instanceof NotRecorded) {
@@ -602,11 +604,11 @@ export const ROUTES: RouteDef[] = [
   mutation('POST', '/v1/commands', 'any', 'Submit any signed command'),
   mutation('POST', '/v1/identities', 'identity.register', 'Register an identity (creators and members sign for themselves; admins and services are registered by the platform)'),
   mutation('POST', '/v1/imvus', 'imvu.create', 'Create an IMVU in one command: envelope, domain, zone, DKIM, mailboxes, routes'),
-  storageChecked(mutation('POST', '/v1/imvus/:id/scale', 'imvu.scale', 'Change the compute envelope', { param: 'id', field: 'imvu' })),
+  mutation('POST', '/v1/imvus/:id/scale', 'imvu.scale', 'Change the compute envelope', { param: 'id', field: 'imvu' }),
   mutation('POST', '/v1/imvus/:id/compute/deploy', 'compute.deploy', "Deploy a blueprint as the IMVU's workload (creator or member)", { param: 'id', field: 'imvu' }),
-  needsFabric(mutation('POST', '/v1/imvus/:id/compute/start', 'compute.start', "Start the IMVU's workload (creator or member)", { param: 'id', field: 'imvu' })),
+  mutation('POST', '/v1/imvus/:id/compute/start', 'compute.start', "Start the IMVU's workload (creator or member)", { param: 'id', field: 'imvu' }),
   mutation('POST', '/v1/imvus/:id/compute/stop', 'compute.stop', "Stop the IMVU's workload (creator or member)", { param: 'id', field: 'imvu' }),
-  needsFabric(mutation('POST', '/v1/imvus/:id/compute/restart', 'compute.restart', "Restart the IMVU's workload (creator or member)", { param: 'id', field: 'imvu' })),
+  mutation('POST', '/v1/imvus/:id/compute/restart', 'compute.restart', "Restart the IMVU's workload (creator or member)", { param: 'id', field: 'imvu' }),
   execRoute(),
   mutation('POST', '/v1/imvus/:id/suspend', 'imvu.suspend', 'Suspend an IMVU (admin; the creator is notified)', { param: 'id', field: 'imvu' }),
   mutation('POST', '/v1/imvus/:id/resume', 'imvu.resume', 'Resume a suspended IMVU', { param: 'id', field: 'imvu' }),

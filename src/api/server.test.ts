@@ -182,6 +182,23 @@ describe('bad input gets one clear line, never a crash', () => {
     expect(r.status, r.text).toBe(200);
   });
 
+  it('compute start on a daemon without the fabric: 503 and nothing recorded, through its own route and the generic one', async () => {
+    const off = await startTestApi({ compute: false });
+    try {
+      const carol = await off.register('carol', 'creator');
+      const id = ((await off.createImvu(carol, 'NoFabric')).body.imvu as { id: string }).id;
+      const before = await off.size();
+      for (const type of ['compute.start', 'compute.restart'] as const) {
+        const path = `/v1/imvus/${id}/compute/${type.split('.')[1]}`;
+        expectCleanError(await off.request('POST', path, off.sign(carol, type, { imvu: id })), 503, /compute fabric does not run on this host.*nothing was recorded/);
+        expectCleanError(await off.request('POST', '/v1/commands', off.sign(carol, type, { imvu: id })), 503, /compute fabric does not run on this host.*nothing was recorded/);
+      }
+      expect(await off.size()).toBe(before);
+    } finally {
+      await off.close();
+    }
+  });
+
   it('a command naming an IMVU or zone that does not exist is recorded and answers 404', async () => {
     const r = await api.as(alice, 'POST', '/v1/imvus/IMVU-404/scale', 'imvu.scale', { imvu: 'IMVU-404', cpu_cores: 4 });
     expectCleanError(r, 404, /gate 0: unknown IMVU IMVU-404/);

@@ -102,6 +102,18 @@ describe('storage_gb: a filesystem of its own per IMVU', () => {
     expect(res.status).toBe(409);
     expect(((await res.json()) as { error: string }).error).toMatch(/storage_gb 8 \(8388608 bytes\) is below the \d+ bytes used on the data volume of IMVU-001; nothing was recorded/);
     expect(compute.platform.chokepoint.ledger.size).toBe(size);
+    // The same command through the generic route: the same answer.
+    const generic = await fetch(`${server.url}/v1/commands`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(as('imvu.scale', { imvu: 'IMVU-001', storage_gb: 8 })) });
+    expect(generic.status).toBe(409);
+    expect(compute.platform.chokepoint.ledger.size).toBe(size);
+    // Signed by a creator of no part of IMVU-001: it learns nothing of the volume (no 409); the gates deny it.
+    const bobKey = generateKeyPair().privateKey;
+    const bobRaw = publicKeyRaw(bobKey);
+    const bob = (type: Parameters<typeof signCommand>[1], body: Parameters<typeof signCommand>[2]) => signCommand(bobKey, type, body, { origin });
+    expect((await compute.platform.chokepoint.submit(bob('identity.register', { name: 'bob', role: 'creator', publicKey: bobRaw.toString('base64') }))).allowed).toBe(true);
+    const stranger = await fetch(`${server.url}/v1/imvus/IMVU-001/scale`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(bob('imvu.scale', { imvu: 'IMVU-001', storage_gb: 8 })) });
+    expect(stranger.status).toBe(403);
+    expect(((await stranger.json()) as { error: string }).error).not.toMatch(/bytes used/);
     // The fabric refuses it too (a command that came another way): the volume keeps its size.
     await expect((compute.driver as RuncDriver).setStorage('IMVU-001', 8)).rejects.toThrow(VolumeSizeError);
     expect((await compute.kernelView('IMVU-001'))!.kernel.storage_bytes).toBe(32 * MiB);

@@ -117,7 +117,7 @@ export function newKey(): { key: KeyObject; id: string; publicKey: string } {
  * `dns`: also run the DNS service (e.g. `{ port: 0, meterIntervalMs: 200 }`); off by default.
  * `challenge`: how domain proofs are looked up (root hints of a loopback hierarchy, or a function); off by default.
  */
-export async function startTestApi(opts: Pick<ServerOptions, 'dns' | 'limits' | 'noiseIntervalMs' | 'challenge' | 'mailOut' | 'mail'> = {}): Promise<TestApi> {
+export async function startTestApi(opts: Pick<ServerOptions, 'dns' | 'limits' | 'noiseIntervalMs' | 'challenge' | 'mailOut' | 'mail' | 'compute'> = {}): Promise<TestApi> {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-api-'));
   const init = await initDataDir(dir);
   const platformKey = init.platformKey;
