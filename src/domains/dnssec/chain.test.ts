@@ -259,6 +259,22 @@ describe('online denial from the NSEC chain', () => {
     for (const [q, t] of [[`*.${Z}`, 'A'], [`x-1.*.${Z}`, 'TXT'], [`x-1.*.${Z}`, 'A'], [`c.d.${Z}`, 'TXT'], [`*.*.${Z}`, 'A']] as const) validate(rows, zone, q, t, ask(s, zone, q, t));
   });
 
+  it('warming signs ahead every RRSIG the answers carry: none made when they are asked, and each still validates', () => {
+    const zone = zoneOf(fixed, 7);
+    const s = signer();
+    expect(s.warm(zone)).toBeGreaterThan(chainOf(zone).links.length);
+    const before = s.stats.signatures;
+    const cases: [string, string][] = [
+      [`nope.${Z}`, 'A'], [`a.b.nope.${Z}`, 'AAAA'], [`zzzz.${Z}`, 'A'], [`www.${Z}`, 'A'], [`www.${Z}`, 'TXT'], [`ent.${Z}`, 'A'], [`x.wild.${Z}`, 'A'],
+      [`x.y.wild.${Z}`, 'A'], [`x.wild.${Z}`, 'TXT'], [`wild.${Z}`, 'A'], [`sub.${Z}`, 'DS'], [`x.sub.${Z}`, 'A'], [Z, 'TXT'], [Z, 'NS'], [Z, 'SOA'],
+      [`a.ent.${Z}`, 'TXT'], [`*.wild.${Z}`, 'TXT'], [`zzz.${Z}`, 'TXT'],
+    ];
+    for (const [q, t] of cases) validate(fixed, zone, q, t, ask(s, zone, q, t));
+    expect(s.stats.signatures).toBe(before);
+    // Warming again makes nothing new.
+    expect(s.warm(zone)).toBe(0);
+  });
+
   it('a new version of the zone re-signs only the NSECs that changed', () => {
     const s = signer();
     const v1 = zoneOf(fixed, 1);
