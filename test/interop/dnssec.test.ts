@@ -97,6 +97,23 @@ describe.skipIf(!hasDelv && !hasVerify && !hasLdns)('DNSSEC validated by delv, d
       expect(cname).toMatch(/RRSIG\s+CNAME 13 3 /);
     });
 
+    it('a wildcard that is only an empty non-terminal (a record at x-1.*.entwild): NODATA beside it, NXDOMAIN below it (RFC 4592 2.2.1), fully validated', async () => {
+      await f.add('x-1.*.entwild', 'A', '192.0.2.98');
+      await eventually(async () => {
+        const o = await delv(`x-1.*.entwild.${Z}`, 'A');
+        if (!o.includes('192.0.2.98')) throw new Error(o);
+      }, 5000);
+      // b.entwild: the wildcard *.entwild exists (it has a name below it) and owns nothing.
+      const beside = await delv(`b.entwild.${Z}`, 'A');
+      expect(beside).toContain('; negative response, fully validated');
+      expect(beside).not.toContain('NXDOMAIN');
+      // a.*.entwild: its closest encloser is *.entwild, and there is no *.*.entwild.
+      const below = await delv(`a.*.entwild.${Z}`, 'A');
+      expect(below).toContain('; negative response, fully validated');
+      expect(below).toContain('NXDOMAIN');
+      expect(await delv(`*.entwild.${Z}`, 'A')).toContain('; negative response, fully validated');
+    });
+
     it('compact denial (--dnssec-denial compact): NXDOMAIN as NODATA with NSEC RRSIG NSEC NXNAME, NODATA, fully validated', async () => {
       const nx = await delv(`nope.${Z}`, 'A', anchor, compact);
       expect(nx).toContain('; negative response, fully validated');

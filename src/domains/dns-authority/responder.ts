@@ -51,6 +51,12 @@ export interface Handled {
   rrl?: Admission;
   /** The response and its TC form without the COOKIE option, when the query had one: the response cache keeps these. */
   uncookied?: { response: Buffer; truncated: () => Buffer };
+  /**
+   * The name asked does not exist in the zone (NXDOMAIN; compact denial answers it NOERROR): a
+   * random-subdomain flood's answers, each asked once. The response cache keeps such an answer
+   * only when its question comes a second time.
+   */
+  nxname?: boolean;
 }
 
 /** Per query, from the server. */
@@ -290,7 +296,7 @@ function limited(frame: Frame, verdict: 'drop' | 'slip', empty: Buffer): Handled
 }
 
 /** The Handled of a response to send: with the client's COOKIE option added last, when it sent one. */
-function finish(frame: Frame, plain: Buffer, empty: () => Buffer, rest: Pick<Handled, 'rcode' | 'zone' | 'rrl'>): Handled {
+function finish(frame: Frame, plain: Buffer, empty: () => Buffer, rest: Pick<Handled, 'rcode' | 'zone' | 'rrl' | 'nxname'>): Handled {
   const c = frame.cookie;
   if (!c) return { ...rest, response: plain, truncated: empty };
   const h: Handled = {
@@ -444,6 +450,7 @@ export async function handleMessage(view: ZoneView, msg: Buffer, transport: Tran
           rcode,
           zone: { name: zone.name, imvu: zone.imvu, serial: zone.serial },
           rrl: verdict,
+          nxname: true,
         });
       }
     }
@@ -463,5 +470,6 @@ export async function handleMessage(view: ZoneView, msg: Buffer, transport: Tran
     rcode: final.rcode,
     zone: { name: zone.name, imvu: zone.imvu, serial: zone.serial },
     rrl: verdict,
+    ...(found.rcode === RCODE.NXDOMAIN && found.answers.length === 0 ? { nxname: true } : {}),
   });
 }

@@ -143,6 +143,33 @@ describe('ResponseCache (fake zone view and clock)', () => {
     expect(bytes.stats().bytes).toBeLessThanOrEqual(20_000);
     expect(bytes.stats().entries).toBeGreaterThan(10);
   });
+
+  it('keeps the answer for a name that does not exist only when its question comes again: a flood of names asked once pushes nothing out', () => {
+    const view = fakeView();
+    const cache = new ResponseCache(view as unknown as ZoneView, { maxEntries: 1000 });
+    // Names that exist, asked again and again.
+    for (let i = 0; i < 100; i++) cache.set(`exists-${i}`, handled(40), 0);
+    for (let i = 0; i < 100; i++) cache.get(`exists-${i}`, msg(1));
+    const nx = (): Handled => ({ ...handled(40), rcode: 3, nxname: true });
+    // A flood of names asked once, the names that exist still asked among them.
+    for (let i = 0; i < 10_000; i++) {
+      cache.set(`random-${i}`, nx(), 0);
+      cache.get(`exists-${i % 100}`, msg(1));
+    }
+    // The doorkeeper is a Bloom filter: a few false positives get in.
+    expect(cache.stats().deferred).toBeGreaterThan(9_950);
+    expect(cache.stats().entries).toBeLessThan(150);
+    for (let i = 0; i < 100; i++) expect(cache.get(`exists-${i}`, msg(1)), `exists-${i}`).toBeDefined();
+    // Asked a second time: kept, and answered from the cache the third.
+    cache.set('random-7', nx(), 0);
+    expect(cache.get('random-7', msg(1))).toBeDefined();
+    // Once is once, also after many others (the doorkeeper forgets, it never blocks a repeated name for good).
+    for (let i = 0; i < 300_000; i++) cache.set(`later-${i}`, nx(), 0);
+    cache.set('again', nx(), 0);
+    expect(cache.get('again', msg(1))).toBeUndefined();
+    cache.set('again', nx(), 0);
+    expect(cache.get('again', msg(1))).toBeDefined();
+  });
 });
 
 describe('the server with its response cache, on a signed zone', () => {
@@ -265,6 +292,24 @@ describe('the server with its response cache, on a signed zone', () => {
       expect(t).not.toContain(`gone.${Z} NSEC`);
       first ??= t;
       expect(t).toEqual(first);
+    }
+  });
+
+  it('keeps the answer for a name that does not exist from its second asking on, signed or not', async () => {
+    for (const opts of [{ edns: 1232, do: true }, {}]) {
+      const entries = cached.stats().cacheEntries;
+      for (let i = 0; i < 20; i++) expect(decode(await udp(cached.port, query(`once-${i}.${Z}`, 'A', opts)))).toMatchObject({ rcode: 'NXDOMAIN' });
+      expect(cached.stats().cacheEntries).toBe(entries);
+      const twice = query(`twice.${Z}`, 'A', opts);
+      await udp(cached.port, twice);
+      await udp(cached.port, twice);
+      expect(cached.stats().cacheEntries).toBe(entries + 1);
+      const hits = cached.stats().cacheHits;
+      expect(decode(await udp(cached.port, twice))).toMatchObject({ rcode: 'NXDOMAIN' });
+      expect(cached.stats().cacheHits).toBe(hits + 1);
+      // A name that exists is kept the first time.
+      await udp(cached.port, query(`www.${Z}`, 'AAAA', { ...opts, edns: 1400 }));
+      expect(cached.stats().cacheEntries).toBe(entries + 2);
     }
   });
 

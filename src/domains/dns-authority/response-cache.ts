@@ -34,6 +34,13 @@ import type { ZoneView } from './zone-view.ts';
 // online signer makes a signature anew after a day; a cached answer never carries one older than
 // that plus `maxAgeMs`). Bounded by entries and bytes, oldest dropped first unless hit since.
 //
+// Names that do not exist (`Handled.nxname`) are admitted on their second asking only: a
+// random-subdomain flood asks each name once, and caching those answers cost more than making
+// them (the denial is written from encoded NSEC blocks the signer keeps, online.ts `denial`) while
+// they pushed out the answers that do repeat. A doorkeeper (a Bloom filter of the keys of
+// such answers seen since it was last cleared, fixed size) remembers the first asking; a false
+// positive only admits an answer a little early.
+//
 // What a hit does not skip: RRL (server.ts asks the limiter for a hit; the responder asks it for a
 // miss, before signing) and metering run for every response, cached or not. Nothing the limiter
 // held back on a miss (a drop, a slip) is kept: only answers.
@@ -56,6 +63,8 @@ export interface ResponseCacheStats {
   misses: number;
   /** Entries dropped because their zone changed, the zone set changed or they aged out. */
   stale: number;
+  /** Answers for names that do not exist not kept, their question asked once so far. */
+  deferred: number;
   entries: number;
   bytes: number;
 }
@@ -187,6 +196,39 @@ function withIdAndCookie(b: Buffer, msg: Buffer, data: Buffer): Buffer {
   return patch(appendCookie(b, data), msg);
 }
 
+/** Bits of the doorkeeper (128 KiB) and the keys it takes before it is cleared (false positives under 3.3% at 2 hashes). */
+const DOOR_BITS = 1 << 20;
+const DOOR_KEYS = 100_000;
+
+/** A Bloom filter of strings (two FNV-1a hashes), cleared after DOOR_KEYS additions. */
+class Doorkeeper {
+  private readonly bits = new Uint32Array(DOOR_BITS >>> 5);
+  private added = 0;
+
+  /** Whether `key` was added since the last clearing; adds it. */
+  seen(key: string): boolean {
+    let h1 = 0x811c9dc5;
+    let h2 = 0x01000193;
+    for (let i = 0; i < key.length; i++) {
+      const c = key.charCodeAt(i);
+      h1 = Math.imul(h1 ^ c, 0x01000193);
+      h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+    }
+    h2 ^= h2 >>> 15;
+    const a = (h1 >>> 0) & (DOOR_BITS - 1);
+    const b = (h2 >>> 0) & (DOOR_BITS - 1);
+    const was = (this.bits[a >>> 5]! & (1 << (a & 31))) !== 0 && (this.bits[b >>> 5]! & (1 << (b & 31))) !== 0;
+    if (was) return true;
+    if (++this.added > DOOR_KEYS) {
+      this.bits.fill(0);
+      this.added = 1;
+    }
+    this.bits[a >>> 5]! |= 1 << (a & 31);
+    this.bits[b >>> 5]! |= 1 << (b & 31);
+    return false;
+  }
+}
+
 export class ResponseCache {
   private readonly map = new Map<string, Entry>();
   private readonly maxEntries: number;
@@ -195,7 +237,8 @@ export class ResponseCache {
   private readonly maxResponseBytes: number;
   private readonly now: () => number;
   private bytes = 0;
-  private counts = { hits: 0, misses: 0, stale: 0 };
+  private counts = { hits: 0, misses: 0, stale: 0, deferred: 0 };
+  private readonly door = new Doorkeeper();
 
   constructor(
     private readonly view: ZoneView,
@@ -262,6 +305,11 @@ export class ResponseCache {
     if (plain.response.length < 17 || plain.response.readUInt16BE(4) !== 1) return;
     // Answered from the zone set and serial the index holds now, or not at all.
     if (generation !== this.view.generation || this.view.serialOf(z.name) !== z.serial) return;
+    // A name that does not exist: kept from its second asking on (random names come once).
+    if (h.nxname && !this.door.seen(key)) {
+      this.counts.deferred++;
+      return;
+    }
     const old = this.map.get(key);
     if (old) this.drop(key, old);
     const size = plain.response.length + key.length + ENTRY_OVERHEAD;

@@ -129,6 +129,8 @@ describe('rate limiting before DNSSEC signing', () => {
     // A stopped clock: the bucket never refills, so a source is allowed exactly its burst (RATE
     // answers), however long the flood takes. Sources are told apart per address (/32).
     srv = await startDnsServer({ store: f.p.store, dnssec: signer, cookies: false, rrl: { responsesPerSecond: RATE, slip: 2, prefixV4: 32, now: () => 0 } });
+    // The warm-up signs the zones' RRsets ahead: done before the flood's signatures are counted.
+    await srv.warmed;
   });
   afterAll(async () => {
     await srv?.close();

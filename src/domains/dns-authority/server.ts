@@ -242,7 +242,11 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
       const info = view.enclosing(name);
       try {
         const z = info && (await view.zone(info));
-        if (z && opts.dnssec) await opts.dnssec.keys.forZone(z.name, z.serial);
+        if (z && opts.dnssec) {
+          await opts.dnssec.keys.forZone(z.name, z.serial);
+          // Its RRsets and NSECs signed now, not by the first question for each name.
+          opts.dnssec.warm(z);
+        }
       } catch {
         // the query for it will answer SERVFAIL, as without warming
       }

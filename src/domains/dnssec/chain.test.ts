@@ -118,7 +118,8 @@ function validate(rows: RecordRow[], zone: Zone, qname: string, qtype: string, o
       while (i < la.length && i < lb.length && la[i] === lb[i]) i++;
       return la.slice(0, i).reverse().join('.');
     };
-    const shown = [common(qname, c!.name), common(qname, c!.data.nextDomain)].sort((a, b) => labelCount(b) - labelCount(a))[0];
+    // The longer of the two common ancestors, counted in labels (a leading `*` counts: `*.zone` can be the encloser).
+    const shown = [common(qname, c!.name), common(qname, c!.data.nextDomain)].sort((a, b) => labelsOf(b).length - labelsOf(a).length)[0];
     expect(shown).toBe(ce);
     expect(covering(wildcard), `NSEC covering ${wildcard}`).toBeDefined();
     return;
@@ -220,9 +221,6 @@ describe('online denial from the NSEC chain', () => {
     const owner = fc.array(label, { minLength: 1, maxLength: 3 }).map((l) => [...l, Z].join('.'));
     const row = fc.tuple(owner, fc.constantFrom('A', 'TXT', 'NS', 'DS')).map(([name, type]): RecordRow | undefined => {
       if ((type === 'NS' || type === 'DS') && name.startsWith('*')) return undefined;
-      // A '*' label below the leftmost (x-1.*.zone) makes the wildcard an empty non-terminal: a
-      // known gap of the chain denial (the test below), left out of the property until it is mended.
-      if (name.split('.').slice(1).includes('*')) return undefined;
       const value = type === 'A' ? '192.0.2.1' : type === 'TXT' ? 'x' : type === 'NS' ? 'ns.example.net.' : '12345 13 2 ' + 'ab'.repeat(32);
       return { name, type, value, ttl: 300 };
     });
@@ -242,13 +240,39 @@ describe('online denial from the NSEC chain', () => {
     );
   }, 120_000);
 
-  // Known gap (RFC 4592 2.2.1): a wildcard that exists only as an empty non-terminal (a record at
-  // x-1.*.zone) still matches, so the proof must show the wildcard's NSEC; the chain denial gives
-  // the apex's instead, and a validator rejects it. Fails today; flips when the denial is mended.
-  it.fails('a wildcard that is only an empty non-terminal (a record at x-1.*.zone): NODATA proved by the wildcard', () => {
+  // RFC 4592 2.2.1 and 4.2: a wildcard that exists only as an empty non-terminal (a record at
+  // x-1.*.zone) still matches names at the zone's apex level (b.zone: NODATA, the NSEC covering
+  // the wildcard shows it exists and owns nothing), but not its own subdomains: a.*.zone has
+  // `*.zone` as its closest encloser and no `*.*.zone`, so it is NXDOMAIN, proved by the NSEC
+  // whose next name (x-1.*.zone) shows the encloser and which also covers `*.*.zone`.
+  it('a wildcard that is only an empty non-terminal (a record at x-1.*.zone): NODATA beside it, NXDOMAIN below it', () => {
     const rows: RecordRow[] = [{ name: `x-1.*.${Z}`, type: 'A', value: '192.0.2.1', ttl: 300 }];
     const zone = zoneOf(rows, 1);
-    validate(rows, zone, `a.*.${Z}`, 'A', ask(signer(), zone, `a.*.${Z}`, 'A'));
+    const s = signer();
+    const below = ask(s, zone, `a.*.${Z}`, 'A');
+    expect(below.rcode).toBe(3);
+    validate(rows, zone, `a.*.${Z}`, 'A', below);
+    const beside = ask(s, zone, `b.${Z}`, 'A');
+    expect(beside.rcode).toBe(0);
+    expect(beside.answers).toEqual([]);
+    validate(rows, zone, `b.${Z}`, 'A', beside);
+    for (const [q, t] of [[`*.${Z}`, 'A'], [`x-1.*.${Z}`, 'TXT'], [`x-1.*.${Z}`, 'A'], [`c.d.${Z}`, 'TXT'], [`*.*.${Z}`, 'A']] as const) validate(rows, zone, q, t, ask(s, zone, q, t));
+  });
+
+  it('warming signs ahead every RRSIG the answers carry: none made when they are asked, and each still validates', () => {
+    const zone = zoneOf(fixed, 7);
+    const s = signer();
+    expect(s.warm(zone)).toBeGreaterThan(chainOf(zone).links.length);
+    const before = s.stats.signatures;
+    const cases: [string, string][] = [
+      [`nope.${Z}`, 'A'], [`a.b.nope.${Z}`, 'AAAA'], [`zzzz.${Z}`, 'A'], [`www.${Z}`, 'A'], [`www.${Z}`, 'TXT'], [`ent.${Z}`, 'A'], [`x.wild.${Z}`, 'A'],
+      [`x.y.wild.${Z}`, 'A'], [`x.wild.${Z}`, 'TXT'], [`wild.${Z}`, 'A'], [`sub.${Z}`, 'DS'], [`x.sub.${Z}`, 'A'], [Z, 'TXT'], [Z, 'NS'], [Z, 'SOA'],
+      [`a.ent.${Z}`, 'TXT'], [`*.wild.${Z}`, 'TXT'], [`zzz.${Z}`, 'TXT'],
+    ];
+    for (const [q, t] of cases) validate(fixed, zone, q, t, ask(s, zone, q, t));
+    expect(s.stats.signatures).toBe(before);
+    // Warming again makes nothing new.
+    expect(s.warm(zone)).toBe(0);
   });
 
   it('a new version of the zone re-signs only the NSECs that changed', () => {

@@ -53,6 +53,8 @@ export function canonicalKey(name: string): string {
 export class NsecChain {
   readonly links: readonly ChainLink[];
   private readonly byName = new Map<string, number>();
+  /** `wildcardCover` by encloser: bounded by the zone's names (an encloser exists). */
+  private readonly wildcards = new Map<string, ChainLink>();
 
   /** `dnskey`: the apex holds a DNSKEY RRset (a signed zone). */
   constructor(
@@ -106,6 +108,20 @@ export class NsecChain {
       else hi = mid - 1;
     }
     return this.links[lo]!;
+  }
+
+  /**
+   * The link that proves what the zone holds at the wildcard of `encloser` (a closest encloser:
+   * a name of the zone): `covering('*.' + encloser)`, remembered per encloser, since every random
+   * name under one encloser asks the same.
+   */
+  wildcardCover(encloser: string): ChainLink {
+    let link = this.wildcards.get(encloser);
+    if (!link) {
+      link = this.covering(`*.${encloser}`);
+      if (this.wildcards.size < this.links.length + 64) this.wildcards.set(encloser, link);
+    }
+    return link;
   }
 }
 

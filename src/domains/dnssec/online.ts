@@ -144,7 +144,7 @@ export class OnlineSigner {
   private readonly denials = new Map<string, Cached>();
   private readonly denialCacheSize: number;
   /** Per zone: its SOA and the SOA's RRSIG on the wire, for denials (`denial`); bounded like `materialised`. */
-  private readonly soaBlocks = new Map<string, { sig: RrsigData; soa: unknown; ttl: number; bytes: Buffer }>();
+  private readonly soaBlocks = new Map<string, { sig: RrsigData; soa: unknown; ttl: number; bytes: Buffer; serial: number; tag: number; made: number }>();
   private readonly materialised = new Map<string, { made: number; zone: SignedZone; zonemd: Answer[] }>();
   private readonly materialiseMs: number;
   private readonly materialisedZones: number;
@@ -153,6 +153,12 @@ export class OnlineSigner {
    * owner and RDATA, not by serial: a new version of a zone re-signs only the NSECs that changed.
    */
   private readonly chainSigs = new Map<string, Cached & { bytes?: Buffer }>();
+  /**
+   * The same entries reached from the chain's link object (kept with its compiled zone): a
+   * denial finds its NSECs' signatures without building the string key. Checked for the key tag
+   * and age as the map's entries are.
+   */
+  private readonly linkSigs = new WeakMap<ChainLink, { tag: number; entry: Cached & { bytes?: Buffer } }>();
   readonly denialMode: DenialMode;
   /** Counters for tests and metrics. */
   readonly stats = { signatures: 0, cacheHits: 0, materialised: 0 };
@@ -302,11 +308,17 @@ export class OnlineSigner {
 
   /** The signature over one NSEC of the chain, from the cache while the NSEC (owner and RDATA) and the key are the same. */
   private chainSignature(zone: Zone, key: SigningKey, link: ChainLink): Cached & { bytes?: Buffer } {
-    const cacheKey = `${zone.name}\t${key.keyTag}\t${link.name}\t${link.rdata.toString('latin1')}`;
     const now = Math.floor(this.now() / 1000);
+    const memo = this.linkSigs.get(link);
+    if (memo && memo.tag === key.keyTag && now - memo.entry.made < this.refresh && now >= memo.entry.made) {
+      this.stats.cacheHits++;
+      return memo.entry;
+    }
+    const cacheKey = `${zone.name}\t${key.keyTag}\t${link.name}\t${link.rdata.toString('latin1')}`;
     const hit = this.chainSigs.get(cacheKey);
     if (hit && now - hit.made < this.refresh && now >= hit.made) {
       this.stats.cacheHits++;
+      this.linkSigs.set(link, { tag: key.keyTag, entry: hit });
       return hit;
     }
     const ttl = negativeTtl();
@@ -316,6 +328,7 @@ export class OnlineSigner {
     this.chainSigs.delete(cacheKey);
     if (this.chainSigs.size >= this.cacheSize) this.chainSigs.delete(this.chainSigs.keys().next().value!);
     this.chainSigs.set(cacheKey, entry);
+    this.linkSigs.set(link, { tag: key.keyTag, entry });
     return entry;
   }
 
@@ -348,23 +361,23 @@ export class OnlineSigner {
 
   private denialWith(zone: Zone, key: ZoneKey, name: string, soaAnswer: Answer): Denial | undefined {
     if (zone.typesAt(name) !== undefined) return undefined;
-    let owner: Buffer;
-    try {
-      owner = nameWire(name);
-    } catch {
-      return undefined;
-    }
     if (this.denialMode === 'nsec') {
       // The NSEC covering the name, then the one proving no wildcard at its closest encloser,
       // each with its RRSIG, as encoded once per chain NSEC and signature: no signing, no
       // encoding per query once the chain's NSECs are signed.
       const chain = chainOf(zone);
       const cover = chain.covering(name);
-      const wild = chain.covering(`*.${zone.closestEncloser(name)}`);
+      const wild = chain.wildcardCover(zone.closestEncloser(name));
       const block = this.soaBlock(zone, key, soaAnswer);
       const parts = [block, this.chainBytes(zone, key, cover)];
       if (wild !== cover) parts.push(this.chainBytes(zone, key, wild));
       return { authority: Buffer.concat(parts), count: wild !== cover ? 6 : 4, rcode: 3 };
+    }
+    let owner: Buffer;
+    try {
+      owner = nameWire(name);
+    } catch {
+      return undefined;
     }
     if (owner.length + 2 > 255) return undefined;
     const block = this.soaBlock(zone, key, soaAnswer);
@@ -385,11 +398,17 @@ export class OnlineSigner {
   /** The SOA and its RRSIG on the wire: one encoding per zone while the signature is the cached one. */
   private soaBlock(zone: Zone, key: ZoneKey, soaAnswer: Answer): Buffer {
     const soa = fieldsOf(soaAnswer);
-    const soaSig = this.rrsigFor(zone, key, soa.name, 'SOA', soa.ttl, SOA_TTL, [soa.data]);
-    const sigData = fieldsOf(soaSig).data as RrsigData;
     let block = this.soaBlocks.get(zone.name);
-    if (!block || block.sig !== sigData || block.soa !== soa.data || block.ttl !== soa.ttl) {
-      block = { sig: sigData, soa: soa.data, ttl: soa.ttl, bytes: Buffer.concat([rrWire(soaAnswer), rrWire(soaSig)]) };
+    // The same serial, SOA, key and a signature still young enough: as `rrsigFor` would find it, without its key string.
+    const now = Math.floor(this.now() / 1000);
+    if (block && block.serial === zone.serial && block.tag === key.keyTag && block.soa === soa.data && block.ttl === soa.ttl && now - block.made < this.refresh && now >= block.made) {
+      this.stats.cacheHits++;
+      return block.bytes;
+    }
+    const entry = this.rrsigEntry(zone, key, lower(bare(soa.name)), 'SOA', SOA_TTL, [soa.data]);
+    const soaSig = rr(soa.name, 'RRSIG', soa.ttl, entry.sig);
+    if (!block || block.sig !== entry.sig || block.soa !== soa.data || block.ttl !== soa.ttl || block.serial !== zone.serial || block.tag !== key.keyTag) {
+      block = { sig: entry.sig, soa: soa.data, ttl: soa.ttl, bytes: Buffer.concat([rrWire(soaAnswer), rrWire(soaSig)]), serial: zone.serial, tag: key.keyTag, made: entry.made };
       this.soaBlocks.delete(zone.name);
       if (this.soaBlocks.size >= this.materialisedZones) this.soaBlocks.delete(this.soaBlocks.keys().next().value!);
       this.soaBlocks.set(zone.name, block);
@@ -539,7 +558,11 @@ export class OnlineSigner {
    * can be. `signedAs`: the wildcard the RRset was synthesised from, whose name is signed.
    */
   private rrsigFor(zone: Zone, key: SigningKey, owner: string, type: string, ttl: number, originalTtl: number, data: readonly unknown[], signedAs?: string): Answer {
-    const name = signedAs ?? lower(bare(owner));
+    return rr(owner, 'RRSIG', ttl, this.rrsigEntry(zone, key, signedAs ?? lower(bare(owner)), type, originalTtl, data).sig);
+  }
+
+  /** The cached signature over the RRset of `name` (lower case, as signed) and `type`, made when there is none young enough. */
+  private rrsigEntry(zone: Zone, key: SigningKey, name: string, type: string, originalTtl: number, data: readonly unknown[]): Cached {
     const cacheKey = `${zone.name}\t${zone.serial}\t${key.keyTag}\t${name}\t${type}`;
     const now = Math.floor(this.now() / 1000);
     let hit = this.cache.get(cacheKey);
@@ -553,7 +576,38 @@ export class OnlineSigner {
       if (this.cache.size >= this.cacheSize) this.cache.delete(this.cache.keys().next().value!);
       this.cache.set(cacheKey, hit);
     }
-    return rr(owner, 'RRSIG', ttl, hit.sig);
+    return hit;
+  }
+
+  /**
+   * Signs ahead what answers from `zone` carry: every authoritative RRset (a delegation's DS, not
+   * its NS nor glue) and, with chain denial, every NSEC of the chain, into the caches the answers
+   * read. The server calls it per zone while it warms up, so the first question for each name
+   * costs no signing (a realistic mix asks thousands of names across the zones once each at
+   * first: signing them then was most of the work). Stops at 80% of each cache so that warming
+   * many zones never pushes out what is already there; answers sign the rest as they come. Only
+   * when the zone's key is loaded (the warm-up loads it first). Returns the signatures made.
+   */
+  warm(zone: Zone): number {
+    const key = this.keys.forZone(zone.name, zone.serial);
+    if (!key || key instanceof Promise) return 0;
+    const before = this.stats.signatures;
+    const room = Math.floor(this.cacheSize * 0.8);
+    for (const [name, sets] of zone.owners()) {
+      const cut = zone.delegationOf(name);
+      if (cut && cut !== name) continue;
+      for (const set of sets.values()) {
+        if (this.cache.size >= room) return this.stats.signatures - before;
+        if (set.type === ZONEMD || (cut === name && set.type !== 'DS') || set.data.length === 0) continue;
+        this.rrsigEntry(zone, key, name, set.type, set.type === 'SOA' ? SOA_TTL : set.ttl, set.data);
+      }
+    }
+    if (this.denialMode === 'nsec')
+      for (const link of chainOf(zone).links) {
+        if (this.chainSigs.size >= room) break;
+        this.chainBytes(zone, key, link);
+      }
+    return this.stats.signatures - before;
   }
 
   get cachedSignatures(): number {
