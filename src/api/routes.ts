@@ -3,6 +3,7 @@
 // handler that hands the signed command to the chokepoint; reads only query committed state.
 import { issueToken, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S } from '../network/gateway/tokens.ts';
 import type { Gateway } from '../network/gateway/gateway.ts';
+import { imvuRouteLines } from '../network/gateway/table.ts';
 import { z } from 'zod';
 import type { ComputeService } from '../compute/service.ts';
 import type { OpenPlatform } from '../core/platform.ts';
@@ -783,7 +784,10 @@ export const ROUTES: RouteDef[] = [
       .filter((d) => d.extra.length || d.missing.length);
     // The certificate HAProxy serves for the IMVU's names (read back over its runtime API) next to the ledger's.
     const certificate = (await ctx.gateway.servedCertificates()).find((c) => c.imvu === params.id) ?? null;
-    return { body: { imvu: params.id, at: report.at, equal: mine.length === 0, differences: mine, certificate, alarms: ctx.gateway.alarms.filter((a) => a.imvus.includes(params.id)) } };
+    // The IMVU's route lines as HAProxy serves them: `nexus audit watch` compares them with the table
+    // it derives from the verified entries itself, not with this daemon's own comparison.
+    const routes = imvuRouteLines(await ctx.gateway.servedMaps(), params.id);
+    return { body: { imvu: params.id, at: report.at, equal: mine.length === 0, differences: mine, routes, certificate, alarms: ctx.gateway.alarms.filter((a) => a.imvus.includes(params.id)) } };
   }),
   read('/v1/imvus/:id/notifications', 'Notifications about an IMVU', { params: Params.imvu }, async (ctx, { params, scope }) => {
     await mayReadImvu(ctx, await scope(), params.id);

@@ -81,7 +81,7 @@ export interface ServerOptions {
    * The HTTPS gateway (HAProxy, src/network/gateway): started after the API listens when haproxy is
    * installed; one log line says why it is off otherwise. Off unless given (`serve()` passes it).
    */
-  gateway?: false | { address: string; port: number; httpPort: number; meterIntervalMs?: number; haproxyBin?: string; range?: string; region?: string; acme?: AcmeSettings };
+  gateway?: false | { address: string; port: number; httpPort: number; meterIntervalMs?: number; checkIntervalMs?: number; haproxyBin?: string; range?: string; region?: string; acme?: AcmeSettings };
   /** Submissions admitted per source address and per identity (the platform and services are exempt from the latter). */
   limits?: { perSource?: BucketOptions; perIdentity?: BucketOptions };
   /** How often refused anonymous attempts are summarised into one ledger entry (default 60 s). */
@@ -802,6 +802,7 @@ async function startGateway(
       ...(g.haproxyBin ? { haproxyBin: g.haproxyBin } : {}),
       ...(g.range ? { range: g.range } : {}),
       ...(g.region ? { region: g.region } : {}),
+      ...(g.checkIntervalMs ? { checkIntervalMs: g.checkIntervalMs } : {}),
       ...(root ? { user: 'nobody', group: 'nogroup' } : {}),
       // DNS-01 challenges are answered by this daemon's DNS server: wait until it serves them.
       ...(g.acme ? { acme: { ...g.acme, ...(dns && !g.acme.dns ? { dns: { address: dns.address === '0.0.0.0' ? '127.0.0.1' : dns.address === '::' ? '::1' : dns.address, port: dns.port } } : {}) } } : {}),

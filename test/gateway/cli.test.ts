@@ -35,7 +35,9 @@ describe.skipIf(!haveHaproxy)('gateway from the CLI', () => {
     const data = join(dir, 'data');
     if (!isInitialised(data)) await (await initDataDir(data)).close();
     port = await freePort();
-    server = await startServer({ dataDir: data, host: '127.0.0.1', port: 0, logger: false, gateway: { address: '127.0.0.1', port, httpPort: await freePort() } });
+    server = await startServer({ dataDir: data, host: '127.0.0.1', port: 0, logger: false, gateway: { address: '127.0.0.1', port, httpPort: await freePort(), checkIntervalMs: 3_600_000 } });
+    // (The daemon's own periodic check is pushed out of this file's run: the watch test below edits a
+    // served map by hand and must find it before the daemon reverts it.)
     expect(server.gateway).toBeDefined();
     env = { NEXUS_HOME: join(dir, 'home'), NEXUS_URL: server.url };
     for (const args of [
@@ -77,6 +79,28 @@ describe.skipIf(!haveHaproxy)('gateway from the CLI', () => {
     expect(denied.code).not.toBe(0);
     expect(denied.stderr).toMatch(/neither the creator nor a member/);
   }, 60_000);
+
+  it("`nexus audit watch` compares each IMVU's routes as HAProxy serves them with the ledger; a hand edit is an alarm", async () => {
+    await server.gateway!.sync();
+    const honest = await nexus('audit', 'watch', '--once', '--as', 'alice');
+    expect(honest.code, honest.stdout + honest.stderr).toBe(0);
+    const lines = Number(/✅ Routes of IMVU-001: served as the ledger says \((\d+) map lines/.exec(honest.stdout)?.[1]);
+    // Its host and stage host, and its two routes.
+    expect(lines, honest.stdout).toBeGreaterThanOrEqual(3);
+    // A route the ledger never allowed, added by hand over the runtime socket.
+    const gw = server.gateway!;
+    execFileSync('socat', ['-', `UNIX-CONNECT:${gw.layout.adminSocket}`], { input: `add map ${gw.layout.maps.exact} IMVU-001/backdoor public|3001|1000000|9|0\n` });
+    try {
+      const r = await nexus('audit', 'watch', '--once', '--as', 'alice');
+      expect(r.code, r.stdout + r.stderr).toBe(4);
+      expect(r.stdout).toMatch(/✗ Routes of IMVU-001: the gateway serves its exact map otherwise than the ledger says/);
+      expect(r.stdout).toContain('IMVU-001/backdoor public|3001|1000000|9|0');
+      expect(r.stdout).toMatch(/ALARM/);
+    } finally {
+      await gw.verify();
+    }
+    expect((await gw.served()).equal).toBe(true);
+  }, 120_000);
 
   it("the gateway's refusals of an IMVU are in its creator's `nexus audit log --imvu`, and only there", async () => {
     const gw = server.gateway!;

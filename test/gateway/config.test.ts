@@ -1,6 +1,6 @@
-// The rendered HAProxy configuration: which per-request rules a listener gets. An IPv4 listener
-// never sees an IPv6 client, so the allow-list's IPv6 rules (one per prefix length, each tested on
-// every request) are only rendered for listeners that can.
+// The rendered HAProxy configuration: which per-request rules a listener gets. The allow-list's
+// lookups (one per prefix length) are the terms of one ACL behind a single rule, and the IPv6 ones
+// are only rendered for listeners that can see IPv6 clients.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -22,21 +22,34 @@ const layout: HaproxyLayout = {
   acmeMap: '/gw/maps/acme-http01.map',
 };
 const render = (httpsBind: string) => renderConfig({ layout, httpsBind, httpsPort: 443, imvus: [{ id: 'IMVU-001', seq: 1, address: '10.200.0.2', hosts: ['a.world'], jurisdiction: 'US-CCPA' }] });
-const allowRules = (cfg: string) => cfg.split('\n').filter((l) => l.includes(`map_str(${layout.maps.allow})`));
+const allowLookups = (cfg: string, acl: string) => cfg.split('\n').filter((l) => l.startsWith(`  acl ${acl} `) && l.includes(`map_str(${layout.maps.allow})`));
+const requestRules = (cfg: string) => cfg.split('\n').filter((l) => l.startsWith('  http-request '));
 
 describe('rendered configuration', () => {
-  it('an IPv4 listener gets the 33 IPv4 allow-list rules and none of the IPv6 ones', () => {
-    const rules = allowRules(render('127.0.0.1:8443'));
-    expect(rules.length).toBe(33);
-    expect(rules.every((l) => l.includes(' is_v4 '))).toBe(true);
-    expect(allowRules(render('0.0.0.0:443')).length).toBe(33);
+  it('an IPv4 listener gets the 33 IPv4 allow-list lookups and none of the IPv6 ones', () => {
+    const cfg = render('127.0.0.1:8443');
+    expect(allowLookups(cfg, 'allowed4').length).toBe(33);
+    expect(allowLookups(cfg, 'allowed6').length).toBe(0);
+    expect(allowLookups(render('0.0.0.0:443'), 'allowed4').length).toBe(33);
+    // An IPv6 client (none can reach it) would be refused, not let through.
+    expect(cfg).toContain('http-request set-var(txn.why) str(ip-not-allowed) if listed is_v4 !allowed4 || listed !is_v4\n');
   });
 
-  it('a listener that may see IPv6 clients keeps the 129 IPv6 rules as well', () => {
+  it('a listener that may see IPv6 clients keeps the 129 IPv6 lookups as well', () => {
     for (const bind of ['[::]:443', '[::1]:8443', '[2001:db8::1]:443', 'localhost:443', ':::443', 'gw.example:443']) {
-      const rules = allowRules(render(bind));
-      expect(rules.length, bind).toBe(33 + 129);
-      expect(rules.filter((l) => l.includes('!is_v4')).length, bind).toBe(129);
+      const cfg = render(bind);
+      expect(allowLookups(cfg, 'allowed4').length, bind).toBe(33);
+      expect(allowLookups(cfg, 'allowed6').length, bind).toBe(129);
+      expect(cfg, bind).toContain('http-request set-var(txn.why) str(ip-not-allowed) if listed is_v4 !allowed4 || listed !is_v4 !allowed6\n');
+    }
+  });
+
+  it('the allow-list is one per-request rule, whatever the number of prefix lengths (bench/gateway)', () => {
+    for (const bind of ['127.0.0.1:8443', '[::]:443']) {
+      const rules = requestRules(render(bind));
+      expect(rules.filter((l) => /allowed[46]|map_str\(\/gw\/maps\/allow\.map\)/.test(l)).length, bind).toBe(1);
+      // Every per-request rule, allow-list included: the IPv6 listener has no more than the IPv4 one.
+      expect(rules.length, bind).toBe(requestRules(render('127.0.0.1:8443')).length);
     }
   });
 
@@ -63,7 +76,7 @@ describe('rendered configuration', () => {
 });
 
 describe.skipIf(!haveHaproxy)('rendered configuration, checked by HAProxy', () => {
-  it('both forms (an IPv4 listener, an IPv6 one with its 129 extra rules) are valid HAProxy 2.6 configurations', () => {
+  it('both forms (an IPv4 listener, an IPv6 one with its 129 extra lookups) are valid HAProxy 2.6 configurations', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nexus-gwcfg-'));
     try {
       const key = join(dir, 'key.pem');

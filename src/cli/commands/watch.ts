@@ -14,8 +14,11 @@
 // round shows the IMVUs' whole history).
 //   4. when the daemon runs the compute fabric: each IMVU's workload, the kernel's cgroup limits
 //      (GET /v1/imvus/:id/compute) against what the envelope in the verified entries implies
-//      (src/compute/watch.ts); a difference is an alarm like a zone's. Routes join when the
-//      gateway serves them.
+//      (src/compute/watch.ts); a difference is an alarm like a zone's.
+//   5. when the daemon runs the gateway: each IMVU's hosts, routes, roles and allow-lists as
+//      HAProxy serves them (GET /v1/imvus/:id/gateway, read back over its runtime API) against the
+//      table derived here from the verified entries by the gateway's own table code; a difference
+//      is an alarm like a zone's.
 import { Command } from 'commander';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -208,6 +211,7 @@ class Watcher {
       }
     }
     await this.compareCompute(expected, health.serving?.compute === true, differences);
+    await this.compareRoutes(expected, differences);
     if (!differences.length) return differences;
     for (const d of differences)
       this.out({ kind: 'difference', ...d }, () => [
@@ -227,6 +231,42 @@ class Watcher {
     ]);
     return differences;
   }
+  /**
+   * Each selected IMVU's routes: the lines HAProxy serves for it (read back by the daemon over the
+   * runtime API) against the table derived from the verified entries here, with the gateway's own
+   * table code. A difference (a map edited by hand or a route the ledger never allowed) is an alarm.
+   */
+  private async compareRoutes(expected: ExpectedState, differences: Difference[]): Promise<void> {
+    for (const imvu of expected.imvus) {
+      if (!imvu.routes) continue;
+      let view: { gateway?: string; routes?: Record<string, string[]> };
+      try {
+        view = await this.ctx.get(`/v1/imvus/${imvu.id}/gateway`);
+      } catch (err) {
+        this.out({ kind: 'routes', imvu: imvu.id, error: (err as Error).message }, () => [`- Routes of ${imvu.id}: the daemon did not report what its gateway serves: ${(err as Error).message}`]);
+        continue;
+      }
+      if (view.gateway === 'off' || !view.routes) {
+        this.out({ kind: 'routes', served: false }, () => ['- The daemon runs no gateway: no routes to compare']);
+        return;
+      }
+      const bad: string[] = [];
+      let lines = 0;
+      for (const [map, want] of Object.entries(imvu.routes)) {
+        const served = view.routes[map] ?? [];
+        lines += want.length;
+        if (served.join('\n') === want.join('\n')) continue;
+        bad.push(map);
+        const w = new Set(want);
+        const s = new Set(served);
+        differences.push({ zone: imvu.id, owner: map, type: 'routes', where: 'gateway', expected: want.filter((l) => !s.has(l)), served: served.filter((l) => !w.has(l)), problem: `the gateway's ${map} map serves ${imvu.id} otherwise than the ledger says` });
+      }
+      this.out({ kind: 'routes', imvu: imvu.id, lines, ok: bad.length === 0, differ: bad }, () => [
+        bad.length ? `✗ Routes of ${imvu.id}: the gateway serves its ${bad.join(', ')} map${bad.length > 1 ? 's' : ''} otherwise than the ledger says` : `✅ Routes of ${imvu.id}: served as the ledger says (${lines} map line${lines === 1 ? '' : 's'}: hosts, routes, roles, allow-lists)`,
+      ]);
+    }
+  }
+
   /**
    * Each selected IMVU's workload: the kernel's cgroup limits (read by the daemon) against what the
    * envelope in the verified entries implies. A difference is an alarm like a zone's.
@@ -275,7 +315,7 @@ function zoneOwners(entries: readonly LedgerEntry[], selected: ReadonlySet<strin
 
 export function watchCommand(): Command {
   return new Command('watch')
-    .description("monitor: follow the log from your saved checkpoint, print every new entry about your IMVUs (refused attempts included), and check that the DNS server serves each IMVU zone exactly as the ledger says, and that the kernel holds each workload to the envelope the ledger says (routes join when they are served)")
+    .description("monitor: follow the log from your saved checkpoint, print every new entry about your IMVUs (refused attempts included), and check that the DNS server serves each IMVU zone exactly as the ledger says, and that the kernel holds each workload to the envelope the ledger says, and that the gateway serves each IMVU's routes as the ledger says")
     .option('--imvu <id>', 'only this IMVU (default: every IMVU you created or are a member of)', imvuId)
     .option('--once', 'one round, then exit: 0 when everything is consistent, 4 on an alarm')
     .option('--interval <seconds>', 'seconds between rounds without --once', int(1, 86_400), 60)
@@ -290,7 +330,9 @@ the ledger published. Any difference is an alarm: printed RRset by RRset, eviden
 NEXUS_HOME/evidence/, exit code 4. Entries already shown are remembered in NEXUS_HOME/watch/.
 When the daemon runs the compute fabric, each workload's cgroup limits as the kernel holds them are
 printed beside those the IMVU's envelope in the entries implies (x its burst while one lasts); a
-difference is an alarm too. Routes join when the gateway serves them.`,
+difference is an alarm too. When the daemon runs the gateway, each IMVU's hosts, routes, roles and
+allow-lists as HAProxy serves them are compared with the table the entries imply; a difference is
+an alarm too.`,
     )
     .action(async (o: WatchOptions, c: Command) => {
       const ctx = Ctx.of(c);

@@ -19,6 +19,7 @@ import { Zone } from '../dns-authority/zone.ts';
 import { lowerAscii } from '../records/rdata.ts';
 import { SOA_TTL, synthesiseSoa } from '../records/soa.ts';
 import { readZoneRows } from '../registry/zone.ts';
+import { imvuRouteLines, loadTable } from '../../network/gateway/table.ts';
 
 export interface DnskeyData {
   flags: number;
@@ -51,6 +52,8 @@ export interface ExpectedImvu {
   /** Its envelope as the entries leave it, and whether its workload is bursting (compute.burst raise not yet lowered). */
   envelope?: { cpu_cores: number; memory_gb: number; storage_gb: number; iops: number; burst_multiplier: number; burst_minutes: number };
   burst?: number;
+  /** Its lines of the gateway's maps as the entries imply them (absent once it exited). */
+  routes?: Record<string, string[]>;
 }
 
 export interface ExpectedState {
@@ -142,6 +145,14 @@ export async function expectedZones(entries: readonly LedgerEntry[], select: Exp
       if (env) imvu.envelope = { cpu_cores: Number(env.cpu_cores), memory_gb: Number(env.memory_gb), storage_gb: Number(env.storage_gb), iops: Number(env.iops), burst_multiplier: Number(env.burst_multiplier), burst_minutes: Number(env.burst_minutes) };
       const w = await store.get<{ burst_until: string; burst_multiplier: number }>('SELECT burst_until, burst_multiplier FROM workloads WHERE imvu = ?', [imvu.id]);
       if (w) imvu.burst = w.burst_until !== '' ? Number(w.burst_multiplier) : 1;
+    }
+    // Each IMVU's gateway lines (hosts, routes, roles, allow-lists) by the table code the gateway
+    // itself renders with, from the verified entries only.
+    try {
+      const table = await loadTable(store);
+      for (const imvu of imvus) if (imvu.status !== 'exited') imvu.routes = imvuRouteLines(table.maps, imvu.id);
+    } catch (err) {
+      problems.push(`the gateway's route table could not be derived from the entries: ${(err as Error).message}`);
     }
     const zones: ExpectedZone[] = [];
     for (const imvu of imvus) {

@@ -471,6 +471,13 @@ export class Gateway {
   }
 
   /** The served maps against the ledger's table (read back over the runtime API). */
+  /** Every map as HAProxy serves it now, read back over the runtime API. */
+  async servedMaps(): Promise<Record<MapName, [string, string][]>> {
+    const out = {} as Record<MapName, [string, string][]>;
+    for (const m of MAP_NAMES) out[m] = parseShowMap(await this.cmd(`show map ${this.layout.maps[m]}`));
+    return out;
+  }
+
   async served(): Promise<ServedReport> {
     const table = this.table ?? (await loadTable(this.o.platform.store, this.o.range, this.o.region, this.o.imvuLimits));
     const differences: ServedReport['differences'] = [];

@@ -179,7 +179,7 @@ function acmeHttpRules(L: HaproxyLayout): string[] {
 
 /**
  * The route's class and allow-list flag as booleans, set once per request: the rules after them
- * test these flags (about 170 times per request, mostly the allow-list's per-prefix rules) with a
+ * test these flags (tens of times per request) with a
  * plain integer test instead of re-splitting the route value and matching a string each time.
  */
 const ROUTE_FLAGS = [
@@ -198,7 +198,7 @@ const QUIET_SUCCESS = ['  http-response set-log-level silent if { status lt 500 
 
 /**
  * Whether an HTTPS listener can see IPv6 clients. A listener on an IPv4 address never does, so
- * the allow-list's 129 IPv6 rules (one per prefix length, each tested on every request) are left
+ * the allow-list's 129 IPv6 lookups (one per prefix length) are left
  * out of its configuration; any other bind (an IPv6 address, a host name) keeps them.
  */
 export function acceptsIpv6(bind: string): boolean {
@@ -218,12 +218,16 @@ const HOSTILE_TUNING = [
  * jurisdiction keeps its data in certain areas is refused with 451 by a gateway elsewhere (the
  * `imvus` map's first field, computed from this gateway's region). Allow-list: the client address
  * masked to every prefix length, `network/len@route`, looked up in the `allow` map (HAProxy cannot
- * hold per-route address lists in a runtime map any other way); none found: 403.
+ * hold per-route address lists in a runtime map any other way); none found: 403. The lookups are
+ * the terms of one named ACL (lines of one name are ORed, evaluated in order up to the first
+ * match) behind `listed`: a route without an allow-list pays one rule for it, not one per prefix
+ * length (bench/gateway).
  */
 function policyRules(o: RenderOptions): string[] {
   const M = o.layout.maps;
-  const v4 = Array.from({ length: 33 }, (_, l) => `  http-request set-var(txn.wok) src,ipmask(${l}),concat(/${l}@,txn.rid,),map_str(${M.allow}) if listed is_v4 !{ var(txn.wok) -m found }`);
-  const v6 = Array.from({ length: 129 }, (_, l) => `  http-request set-var(txn.wok) src,ipmask(32,${l}),concat(/${l}@,txn.rid,),map_str(${M.allow}) if listed !is_v4 !{ var(txn.wok) -m found }`);
+  const v4 = Array.from({ length: 33 }, (_, l) => `  acl allowed4 src,ipmask(${l}),concat(/${l}@,txn.rid,),map_str(${M.allow}) -m found`);
+  const v6 = Array.from({ length: 129 }, (_, l) => `  acl allowed6 src,ipmask(32,${l}),concat(/${l}@,txn.rid,),map_str(${M.allow}) -m found`);
+  const ipv6 = acceptsIpv6(o.httpsBind);
   return [
     `  http-request set-var(txn.imv) var(txn.imvu),map_str(${M.imvus})`,
     '  http-request set-var(txn.why) str(region) if gated !{ var(txn.imv),field(1,|) -m str 1 }',
@@ -231,8 +235,9 @@ function policyRules(o: RenderOptions): string[] {
     '  acl listed var(txn.listed) -m bool',
     '  acl is_v4 src -m ip 0.0.0.0/0',
     ...v4,
-    ...(acceptsIpv6(o.httpsBind) ? v6 : []),
-    '  http-request set-var(txn.why) str(ip-not-allowed) if listed !{ var(txn.wok) -m found }',
+    ...(ipv6 ? v6 : []),
+    // An IPv6 client of a listener rendered without the IPv6 lookups is refused: none can match.
+    `  http-request set-var(txn.why) str(ip-not-allowed) if listed is_v4 !allowed4 || listed !is_v4${ipv6 ? ' !allowed6' : ''}`,
     '  http-request return status 403 content-type text/plain string "address not allowed\\n" if { var(txn.why) -m str ip-not-allowed }',
   ];
 }

@@ -104,3 +104,22 @@ export async function loadTable(db: SqlReader, range?: string, region?: string, 
 export function mapText(lines: [string, string][]): string {
   return lines.map(([k, v]) => `${k} ${v}\n`).join('');
 }
+
+/**
+ * The maps that follow from an IMVU's own ledger entries alone: its hosts, routes, roles and
+ * allow-lists. (The `imvus` map also carries the serving node's region and limits.)
+ */
+export const IMVU_ROUTE_MAPS = ['hosts', 'exact', 'prefix', 'roles', 'allow'] as const satisfies readonly MapName[];
+
+/**
+ * One IMVU's lines of those maps, `key value`, in map order: what `nexus audit watch` compares
+ * between the table it derives from the verified entries and the one HAProxy reports it serves.
+ * A host is the IMVU's by its value (a host pointed at another IMVU shows as missing here).
+ */
+export function imvuRouteLines(maps: Partial<Record<MapName, [string, string][]>>, id: string): Record<(typeof IMVU_ROUTE_MAPS)[number], string[]> {
+  const mine = (m: MapName, k: string, v: string): boolean =>
+    m === 'hosts' ? v === id : m === 'allow' ? k.includes(`@${id}.`) : m === 'roles' ? k.startsWith(`${id}.`) : k.startsWith(`${id}/`);
+  const out = {} as Record<(typeof IMVU_ROUTE_MAPS)[number], string[]>;
+  for (const m of IMVU_ROUTE_MAPS) out[m] = (maps[m] ?? []).filter(([k, v]) => mine(m, k, v)).map(([k, v]) => `${k} ${v}`);
+  return out;
+}
