@@ -65,7 +65,7 @@ const zoneBody = (z: ImportedZone) => ({ name: z.name, serial: z.serial, records
 export function addImportCommand(imvu: Command): void {
   imvu
     .command('import')
-    .description("import an IMVU from another platform's exit archive: verified offline first, then recreated here under the same id and your same identity key (zone and DNSSEC keys, mailboxes, routes, workload), its history attached as a signed reference to the first platform's log")
+    .description("import an IMVU from another platform's exit archive: verified offline first, then recreated here under the same id and your same identity key (zone and DNSSEC keys, mailboxes, routes, workload), its history attached as a signed reference to the first platform's log; a zone too large for one ledger entry goes in declared parts (the IMVU is not served until the last), and running the command again after an interruption sends only the parts not recorded yet")
     .argument('<file>', 'the exit archive (.tar.gz)')
     .option('--platform-key <base64>', "the first platform's Ed25519 public key to require (default: the one in the archive)")
     .option('--no-start', 'deploy the workload but do not start it')
