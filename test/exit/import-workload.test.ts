@@ -61,10 +61,14 @@ function viaGateway(server: RunningServer, port: number, path: string): { code: 
   }
 }
 
-/** Polls until the gateway answers `path` with 200 (the workload starts and HAProxy reloads in their own time). */
+/**
+ * Polls until the gateway answers `path` with 200 (the workload starts and HAProxy reloads in their
+ * own time); gives up after two minutes with the last answer, for the assertion to show.
+ */
 async function answered(server: RunningServer, port: number, path: string): Promise<{ code: number; body: string }> {
   let r = { code: 0, body: '' };
-  for (let i = 0; i < 120; i++) {
+  const until = Date.now() + 120_000;
+  while (Date.now() < until) {
     r = viaGateway(server, port, path);
     if (r.code === 200) return r;
     await sleep(500);
