@@ -489,8 +489,32 @@ function importRoutes(): RouteDef[] {
         }
         const reply = await submit(ctx, { command: 'imvu.import' }, req.params, req.body, req.source);
         const r = reply.body as { allowed?: boolean };
-        if (!r.allowed || !staged) return reply;
+        // With declared parts, the mail and volume wait for the last part (the import is not whole before).
+        if (!r.allowed || !staged || b?.parts) return reply;
         const id = String(b!.id);
+        const mail = await s.restoreMail(ctx.platform, id, staged.root);
+        const volume = await s.restoreVolume(ctx.platform, id, staged.root);
+        return { ...reply, body: { ...(reply.body as object), restored: { ...mail, volume: volume ?? null } } };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/imvus/:id/import/parts',
+      summary: "Record one declared part of an import's zone (imvu.import.part, the creator's signature); once the last is recorded the IMVU is served and the mail and data volume are restored",
+      params: Params.imvu,
+      query: AnyQuery,
+      command: 'imvu.import.part',
+      bind: { param: 'id', field: 'imvu' },
+      async handle(ctx, req) {
+        const reply = await submit(ctx, { command: 'imvu.import.part', bind: { param: 'id', field: 'imvu' } }, req.params, req.body, req.source);
+        const r = reply.body as { allowed?: boolean };
+        if (!r.allowed) return reply;
+        const id = String(req.params.id);
+        const row = await ctx.platform.store.get<{ status: string; archive_sha256: string }>('SELECT i.status AS status, m.archive_sha256 AS archive_sha256 FROM imvus i JOIN imports m ON m.imvu = i.id WHERE i.id = ?', [id]);
+        if (row?.status !== 'active') return reply;
+        const s = await service();
+        const staged = s.stagedArchive(ctx.platform.dataDir, row.archive_sha256);
+        if (!staged) return reply;
         const mail = await s.restoreMail(ctx.platform, id, staged.root);
         const volume = await s.restoreVolume(ctx.platform, id, staged.root);
         return { ...reply, body: { ...(reply.body as object), restored: { ...mail, volume: volume ?? null } } };
@@ -502,7 +526,18 @@ function importRoutes(): RouteDef[] {
       if (!row) throw new HttpError(404, `${params.id} was not imported from another platform`);
       const s = await service();
       const staged = s.stagedArchive(ctx.platform.dataDir, row.archive_sha256);
-      return { body: { imvu: params.id, import: row, plan: staged ? s.restorePlan(staged) : null } };
+      const status = await ctx.platform.store.get<{ status: string }>('SELECT status FROM imvus WHERE id = ?', [params.id]);
+      // The declared parts and which are recorded: what a resumed `nexus imvu import` still sends.
+      const parts = await ctx.platform.store.all<{ part: number; header: string; sha256: string; records: number; entry: number }>('SELECT part, header, sha256, records, entry FROM import_parts WHERE imvu = ? ORDER BY part', [params.id]);
+      return {
+        body: {
+          imvu: params.id,
+          status: status?.status ?? null,
+          import: row,
+          parts: parts.map((p) => ({ part: Number(p.part), header: p.header, sha256: p.sha256, records: Number(p.records), entry: Number(p.entry) || null })),
+          plan: staged ? s.restorePlan(staged) : null,
+        },
+      };
     }),
   ];
 }

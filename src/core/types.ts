@@ -22,6 +22,7 @@ export const COMMAND_TYPES = [
   'imvu.exit.expire',
   'imvu.purge',
   'imvu.import',
+  'imvu.import.part',
   'domain.transfer',
   'platform.peer',
   'member.add',

@@ -30,12 +30,42 @@ interface RestorePlan {
   workload: { blueprint: Json; desired: string } | null;
 }
 
+interface ImportView {
+  status: string | null;
+  import: { archive_sha256: string; entry: number };
+  parts: { part: number; header: string; sha256: string; records: number; entry: number | null }[];
+}
+
+/** Most records one imported entry carries (the schema's bound). */
+const MAX_RECORDS_PER_ENTRY = 1000;
+/** Room left in a part's body for its other fields (IMVU id, header digest, part number). */
+const PART_BODY_BUDGET = 40 * 1024;
+
+/** The zone's records in order, cut into parts that each fit one ledger entry. */
+function splitRecords(records: Json[], size: (v: unknown) => Buffer): Json[][] {
+  const parts: Json[][] = [];
+  let cur: Json[] = [];
+  let bytes = 2;
+  for (const r of records) {
+    const n = size(r).length + 1;
+    if (cur.length && (bytes + n > PART_BODY_BUDGET || cur.length >= MAX_RECORDS_PER_ENTRY)) {
+      parts.push(cur);
+      cur = [];
+      bytes = 2;
+    }
+    cur.push(r);
+    bytes += n;
+  }
+  if (cur.length) parts.push(cur);
+  return parts;
+}
+
 const zoneBody = (z: ImportedZone) => ({ name: z.name, serial: z.serial, records: z.records, dnssec: z.dnssec.map((k) => ({ algorithm: 13, ...k })) });
 
 export function addImportCommand(imvu: Command): void {
   imvu
     .command('import')
-    .description("import an IMVU from another platform's exit archive: verified offline first, then recreated here under the same id and your same identity key (zone and DNSSEC keys, mailboxes, routes, workload), its history attached as a signed reference to the first platform's log")
+    .description("import an IMVU from another platform's exit archive: verified offline first, then recreated here under the same id and your same identity key (zone and DNSSEC keys, mailboxes, routes, workload), its history attached as a signed reference to the first platform's log; a zone too large for one ledger entry goes in declared parts (the IMVU is not served until the last), and running the command again after an interruption sends only the parts not recorded yet")
     .argument('<file>', 'the exit archive (.tar.gz)')
     .option('--platform-key <base64>', "the first platform's Ed25519 public key to require (default: the one in the archive)")
     .option('--no-start', 'deploy the workload but do not start it')
@@ -70,12 +100,18 @@ export function addImportCommand(imvu: Command): void {
       const m = report.manifest.manifest;
       if (!ctx.home.localName(m.owner)) throw usage(`the archive's IMVU belongs to ${m.owner}; import its key here first (nexus identity import NAME --key FILE) and register it with this daemon`);
       const signer = ctx.signer([m.owner], `imvu import ${m.imvu}`);
-      if (!ctx.json) process.stderr.write(`✅ ${file} verifies offline (${m.imvu} from ${m.origin}, tree size ${m.treeSize}); uploading\n`);
-      const tty = process.stderr.isTTY && !ctx.json;
-      await ctx.client.upload(`/v1/imports/${report.sha256}`, file, signer, (sent, total) => {
-        if (tty) process.stderr.write(`\ruploading ${Math.floor((sent / total) * 100)}%`);
-      });
-      if (tty) process.stderr.write('\n');
+      // A resumed import: the header is recorded and the IMVU is still importing; only the parts
+      // not recorded yet are sent (the same split, checked against what the header declared).
+      const known = await ctx.get<ImportView>(`/v1/imvus/${m.imvu}/import`, {}, { as: signer }).catch(() => undefined);
+      const resuming = known?.status === 'importing' && known.import.archive_sha256 === report.sha256;
+      if (!resuming) {
+        if (!ctx.json) process.stderr.write(`✅ ${file} verifies offline (${m.imvu} from ${m.origin}, tree size ${m.treeSize}); uploading\n`);
+        const tty = process.stderr.isTTY && !ctx.json;
+        await ctx.client.upload(`/v1/imports/${report.sha256}`, file, signer, (sent, total) => {
+          if (tty) process.stderr.write(`\ruploading ${Math.floor((sent / total) * 100)}%`);
+        });
+        if (tty) process.stderr.write('\n');
+      }
       const primary = plan.zones.find((z) => z.kind === 'primary');
       if (!primary) throw verificationFailed(`IMVU.json names no primary zone for ${m.imvu}`);
       const body: Record<string, Json> = {
@@ -90,9 +126,42 @@ export function addImportCommand(imvu: Command): void {
         mailboxes: plan.mailboxes.filter((a) => a.endsWith(`@${primary.name}`)),
         routes: (plan.routes ?? { public: [], private: [], restricted: [] }) as Json,
       };
-      const s = await ctx.submit<Receipt & { restored?: { mailboxes: number; messages: number; volume: { entries: number; bytes: number } | null } }>('POST', '/v1/imvus/import', 'imvu.import', body, signer);
-      const lines = [`✅ ${m.imvu} imported (ledger entry ${s.receipt.index}), its history attached: ${m.origin} at tree size ${m.treeSize}`];
-      const r = s.receipt.restored;
+      type Restored = { restored?: { mailboxes: number; messages: number; volume: { entries: number; bytes: number } | null } };
+      // A zone too large for one ledger entry goes in declared parts after the header.
+      const { MAX_COMMAND_BODY_BYTES } = await import('../../core/policy/chokepoint.ts');
+      const { importHeaderDigest, importPartDigest } = await import('../../core/policy/commands.ts');
+      const { canonicalBytes } = await import('../../core/ledger/canonical.ts');
+      const records = (body.zone as { records: Json[] }).records;
+      const parts = canonicalBytes(body).length > MAX_COMMAND_BODY_BYTES || records.length > MAX_RECORDS_PER_ENTRY ? splitRecords(records, canonicalBytes) : undefined;
+      if (parts) {
+        body.zone = { ...(body.zone as Record<string, Json>), records: [] };
+        body.parts = parts.map((p) => ({ sha256: importPartDigest(p), records: p.length }));
+      }
+      let index: number;
+      let header: string;
+      let r: Restored['restored'];
+      if (resuming) {
+        const declared = known.parts.map((p) => p.sha256).join();
+        if (!parts || declared !== parts.map((p) => importPartDigest(p)).join()) throw verificationFailed(`${m.imvu}'s recorded import declares other parts than this archive gives; nothing was sent`);
+        index = known.import.entry;
+        header = known.parts[0]!.header;
+        if (!ctx.json) process.stderr.write(`resuming ${m.imvu}'s import: ${known.parts.filter((p) => p.entry === null).length} of ${parts.length} parts still to record\n`);
+      } else {
+        const s = await ctx.submit<Receipt & Restored>('POST', '/v1/imvus/import', 'imvu.import', body, signer);
+        index = s.receipt.index;
+        header = importHeaderDigest(body);
+        r = s.receipt.restored;
+      }
+      if (parts) {
+        const done = new Set(resuming ? known.parts.filter((p) => p.entry !== null).map((p) => p.part) : []);
+        for (const [n, recs] of parts.entries()) {
+          if (done.has(n)) continue;
+          const p = await ctx.submit<Receipt & Restored>('POST', `/v1/imvus/${m.imvu}/import/parts`, 'imvu.import.part', { imvu: m.imvu, import: header, part: n, records: recs }, signer);
+          if (!ctx.json) process.stderr.write(`part ${n + 1} of ${parts.length} recorded (${recs.length} records, ledger entry ${p.receipt.index})\n`);
+          r = p.receipt.restored ?? r;
+        }
+      }
+      const lines = [`✅ ${m.imvu} imported (ledger entry ${index}${parts ? `, its zone in ${parts.length} parts` : ''}), its history attached: ${m.origin} at tree size ${m.treeSize}`];
       if (r) lines.push(`✅ mail: ${r.mailboxes} mailbox(es), ${r.messages} message(s) restored`, r.volume ? `✅ data volume: ${r.volume.entries} entries, ${r.volume.bytes} bytes` : '   no data volume in the archive');
       if (plan.workload) {
         await ctx.submit('POST', `/v1/imvus/${m.imvu}/compute/deploy`, 'compute.deploy', { imvu: m.imvu, blueprint: plan.workload.blueprint }, signer);
@@ -102,7 +171,7 @@ export function addImportCommand(imvu: Command): void {
       for (const z of plan.zones.filter((x) => x.kind !== 'primary')) lines.push(`   ${z.name}: nexus domain transfer-in ${z.name} --code CODE (from domains/domain-transfer-codes.txt)`);
       const custom = plan.mailboxes.filter((a) => !a.endsWith(`@${primary.name}`));
       if (custom.length) lines.push(`   mailboxes at transferred domains: add them after the transfer (${custom.join(', ')})`);
-      ctx.print({ imvu: m.imvu, index: s.receipt.index, source: { origin: m.origin, treeSize: m.treeSize, archive: report.sha256 }, restored: r ?? null }, () => lines);
+      ctx.print({ imvu: m.imvu, index, parts: parts?.length ?? 0, source: { origin: m.origin, treeSize: m.treeSize, archive: report.sha256 }, restored: r ?? null }, () => lines);
     });
 }
 

@@ -1,6 +1,8 @@
+import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import type { CommandType } from '../types.ts';
+import { canonicalJson } from '../ledger/canonical.ts';
 import { CapacityBody, MeterRegisterBody } from '../handshake/metering.ts';
 import { PeriodCloseBody } from '../handshake/close.ts';
 import { computeDeployBody } from '../../compute/blueprint/schema.ts';
@@ -162,22 +164,35 @@ const snapshotCovers = z
 
 const keyState = z.enum(['active', 'published', 'retired']);
 /** A zone as an exit archive's IMVU.json holds it: records (absolute names), serial, DNSSEC public keys. */
+const importedRecords = z
+  .array(
+    z
+      .object({
+        name: z.string().min(1).max(253).refine(lowerCase, canonicalMessage('a record name')).regex(/^[a-z0-9_*-]+(\.[a-z0-9_*-]+)*$/, 'must be an absolute name without a final dot'),
+        type: z.enum(RECORD_TYPES),
+        value: z.string().min(1).max(2048),
+        ttl: z.number().int().min(0).max(604800),
+      })
+      .strict(),
+  )
+  .max(1000);
+/** Most parts one import declares (each at most one ledger entry of records). */
+export const MAX_IMPORT_PARTS = 1024;
+
+/** What an `imvu.import.part` names its header by: the SHA-256 of the `imvu.import` body's canonical JSON. */
+export function importHeaderDigest(body: unknown): string {
+  return createHash('sha256').update(canonicalJson(body)).digest('hex');
+}
+
+/** What an `imvu.import` declares of each part: the SHA-256 of its records' canonical JSON. */
+export function importPartDigest(records: unknown): string {
+  return createHash('sha256').update(canonicalJson(records)).digest('hex');
+}
 const importedZone = z
   .object({
     name: domain,
     serial: z.number().int().min(1).max(0xffffffff),
-    records: z
-      .array(
-        z
-          .object({
-            name: z.string().min(1).max(253).refine(lowerCase, canonicalMessage('a record name')).regex(/^[a-z0-9_*-]+(\.[a-z0-9_*-]+)*$/, 'must be an absolute name without a final dot'),
-            type: z.enum(RECORD_TYPES),
-            value: z.string().min(1).max(2048),
-            ttl: z.number().int().min(0).max(604800),
-          })
-          .strict(),
-      )
-      .max(1000),
+    records: importedRecords,
     dnssec: z.array(z.object({ algorithm: z.literal(13), flags: z.union([z.literal(257), z.literal(256)]), publicKey: dnssecPublicKey, state: keyState }).strict()).max(4),
   })
   .strict();
@@ -271,8 +286,19 @@ export const BODY_SCHEMAS = {
       dkim: z.array(z.object({ selector: dkimSelector, publicKey: z.string().min(1).max(1024), state: keyState }).strict()).max(4),
       mailboxes: z.array(mailboxAddress).max(256),
       routes: TrafficPolicy,
+      // A zone too large for one entry: the records that follow in `imvu.import.part` entries, each
+      // part's SHA-256 (of the canonical JSON of its records) and record count declared here. The
+      // IMVU stays `importing` (not served) until every declared part is recorded.
+      parts: z
+        .array(z.object({ sha256: sha256Hex, records: z.number().int().min(1).max(1000) }).strict())
+        .min(1)
+        .max(MAX_IMPORT_PARTS)
+        .optional(),
     })
     .strict(),
+  // One declared part of an import's zone: bound to its `imvu.import` by that entry's body digest
+  // (SHA-256 of its canonical JSON) and to the declaration by the part's own digest (gate 13).
+  'imvu.import.part': z.object({ imvu: imvuId, import: sha256Hex, part: z.number().int().min(0).max(MAX_IMPORT_PARTS - 1), records: importedRecords.min(1) }).strict(),
   // A domain the IMVU held on the platform it left, moved here with the transfer code that platform
   // signed at the exit (src/imvu/exit/certificates.ts): the code must be signed by the key of the
   // IMVU's `imvu.import` source and name this IMVU, its owner and the exit's tree size (gate 3).

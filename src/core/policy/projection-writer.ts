@@ -3,7 +3,7 @@
 import { identityIdFromPublicKey } from '../identity/keys.ts';
 import type { WriteTx } from '../store/index.ts';
 import type { Command } from '../types.ts';
-import { DEFAULT_ENVELOPE, ENVELOPE_FIELDS } from './commands.ts';
+import { DEFAULT_ENVELOPE, ENVELOPE_FIELDS, importHeaderDigest } from './commands.ts';
 import type { PlatformRow } from './gate.ts';
 import { absoluteName, challengeToken, CLAIM_TTL_MS, imvuDomainsFor, mailRecords } from './naming.ts';
 import { instantMillis, periodOfInstant } from '../handshake/period.ts';
@@ -129,10 +129,17 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
       const id = String(b.id);
       const zone = b.zone as ImportedZone;
       const env = { ...DEFAULT_ENVELOPE, ...((b.envelope as Body | undefined) ?? {}) };
+      // With declared parts, the zone is not whole yet: `importing` (not served) until the last one.
+      const parts = (b.parts as { sha256: string; records: number }[] | undefined) ?? [];
       await tx.run(
         'INSERT INTO imvus (id, seq, name, owner, jurisdiction, status, domain, stage_domain, created_at, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-        [id, Number(id.slice('IMVU-'.length)), String(b.name), String(b.owner), String(b.jurisdiction), 'active', zone.name, `stage.${zone.name}`, at, index],
+        [id, Number(id.slice('IMVU-'.length)), String(b.name), String(b.owner), String(b.jurisdiction), parts.length ? 'importing' : 'active', zone.name, `stage.${zone.name}`, at, index],
       );
+      if (parts.length) {
+        const header = importHeaderDigest(b);
+        for (const [n, p] of parts.entries())
+          await tx.run('INSERT INTO import_parts (imvu, part, header, sha256, records, entry) VALUES (?, ?, ?, ?, ?, 0)', [id, n, header, p.sha256, p.records]);
+      }
       await tx.run(
         'INSERT INTO envelopes (imvu, cpu_cores, memory_gb, storage_gb, iops, burst_multiplier, burst_minutes, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
         [id, env.cpu_cores, env.memory_gb, env.storage_gb, env.iops, env.burst_multiplier, env.burst_minutes, index],
@@ -157,6 +164,18 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
         source.manifest,
         index,
       ]);
+      return;
+    }
+    case 'imvu.import.part': {
+      // Gate 13 checked the part against its declaration; its records join the imported zone.
+      const id = String(b.imvu);
+      const imvu = await tx.get<{ domain: string }>('SELECT domain FROM imvus WHERE id = ?', [id]);
+      if (!imvu) throw new Error(`imvu.import.part of unknown ${id}`);
+      let n = 0;
+      for (const r of b.records as ImportedZone['records']) await addRecord(tx, index, n++, imvu.domain, r.name, r.type, r.value, r.ttl);
+      await tx.run('UPDATE import_parts SET entry = ? WHERE imvu = ? AND part = ?', [index, id, Number(b.part)]);
+      const left = await tx.get<{ n: number }>('SELECT COUNT(*) AS n FROM import_parts WHERE imvu = ? AND entry = 0', [id]);
+      if (Number(left?.n ?? 0) === 0) await tx.run("UPDATE imvus SET status = 'active' WHERE id = ? AND status = 'importing'", [id]);
       return;
     }
     case 'domain.transfer': {

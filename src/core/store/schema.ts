@@ -143,6 +143,14 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
     key: 'imvu',
     ddl: `CREATE TABLE IF NOT EXISTS imports (imvu TEXT PRIMARY KEY, origin TEXT NOT NULL, platform_key TEXT NOT NULL, tree_size INTEGER NOT NULL, root_hash TEXT NOT NULL, archive_sha256 TEXT NOT NULL, manifest_sha256 TEXT NOT NULL, entry INTEGER NOT NULL)`,
   },
+  /**
+   * The parts an import declared (imvu.import `parts`): `header` is the SHA-256 of that entry's
+   * body (canonical JSON) the parts name, `entry` the imvu.import.part that recorded it, 0 while outstanding.
+   */
+  import_parts: {
+    key: 'imvu, part',
+    ddl: `CREATE TABLE IF NOT EXISTS import_parts (imvu TEXT NOT NULL, part INTEGER NOT NULL, header TEXT NOT NULL, sha256 TEXT NOT NULL, records INTEGER NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (imvu, part))`,
+  },
   /** DKIM keys per IMVU and selector; `state`: active (signs), published (rotation standby), retired (still published). `since`: when it entered that state. */
   dkim_keys: {
     key: 'imvu, selector',

@@ -161,9 +161,10 @@ export class ZoneView {
       if (touched) return this.syncPart(touched, size);
     }
     const platform = await this.store.get<{ suffix: string }>('SELECT suffix FROM platform LIMIT 1');
-    // An exited IMVU's zones are no longer served (queries for them are REFUSED, like any name not hosted here).
+    // An exited IMVU's zones are no longer served (queries for them are REFUSED, like any name not
+    // hosted here), nor those of an import whose declared parts are not all recorded yet.
     let rows = await this.store.all<{ name: string; imvu: string; serial: number }>(
-      "SELECT z.name AS name, z.imvu AS imvu, z.serial AS serial FROM zones z JOIN imvus i ON i.id = z.imvu WHERE i.status <> 'exited'",
+      "SELECT z.name AS name, z.imvu AS imvu, z.serial AS serial FROM zones z JOIN imvus i ON i.id = z.imvu WHERE i.status NOT IN ('exited', 'importing')",
     );
     const suffix = platform ? lowerAscii(platform.suffix) : 'invalid';
     const platformSerial = platform ? await platformZoneSerial(this.store, suffix) : undefined;
@@ -272,7 +273,7 @@ export class ZoneView {
     const suffix = this.suffix;
     const platformSerial = await platformZoneSerial(this.store, suffix);
     const found = new Map<string, { imvu: string; serial: number }>();
-    for (const r of rows) if (r.status !== 'exited' && lowerAscii(r.name) !== suffix) found.set(lowerAscii(r.name), { imvu: r.imvu, serial: Number(r.serial) });
+    for (const r of rows) if (r.status !== 'exited' && r.status !== 'importing' && lowerAscii(r.name) !== suffix) found.set(lowerAscii(r.name), { imvu: r.imvu, serial: Number(r.serial) });
     if (platformSerial !== undefined) {
       found.set(suffix, { imvu: PLATFORM_ZONE_IMVU, serial: platformSerial });
       before.add(suffix);

@@ -46,12 +46,13 @@ export async function platformZoneSerial(db: SqlReader, suffix: string): Promise
   const like = below(suffix);
   // The newest first, by the entry indexes: almost every zone is under the suffix, so the first row
   // read is usually the answer (a MAX over a LIKE would read every zone).
-  const row = await db.get<{ zones: number | null; keys: number | null; exits: number | null }>(
-    "SELECT (SELECT entry FROM zones WHERE name LIKE ? ESCAPE '\\' ORDER BY entry DESC LIMIT 1) AS zones, (SELECT entry FROM dnssec_keys WHERE zone LIKE ? ESCAPE '\\' ORDER BY entry DESC LIMIT 1) AS keys, (SELECT MAX(exited_entry) FROM exits) AS exits",
+  const row = await db.get<{ zones: number | null; keys: number | null; exits: number | null; parts: number | null }>(
+    "SELECT (SELECT entry FROM zones WHERE name LIKE ? ESCAPE '\\' ORDER BY entry DESC LIMIT 1) AS zones, (SELECT entry FROM dnssec_keys WHERE zone LIKE ? ESCAPE '\\' ORDER BY entry DESC LIMIT 1) AS keys, (SELECT MAX(exited_entry) FROM exits) AS exits, (SELECT MAX(entry) FROM import_parts) AS parts",
     [like, like],
   );
-  // An IMVU that exits takes its delegation out of the platform's zone: that is a change of the zone too.
-  return Math.max(Number(key.entry), Number(row?.zones ?? 0), Number(row?.keys ?? 0), Number(row?.exits ?? 0)) >>> 0;
+  // An IMVU that exits takes its delegation out of the platform's zone, and one whose import's last
+  // part is recorded puts it in: those are changes of the zone too.
+  return Math.max(Number(key.entry), Number(row?.zones ?? 0), Number(row?.keys ?? 0), Number(row?.exits ?? 0), Number(row?.parts ?? 0)) >>> 0;
 }
 
 /** The DS of a zone's key as the platform's zone stores it: `<tag> <algorithm> 2 <SHA-256 hex>`. */
@@ -79,7 +80,7 @@ export async function platformZoneRecords(db: SqlReader, suffix: string): Promis
   const like = below(suffix);
   // Exited IMVUs' zones are not served, so they are not delegated either (no lame delegation).
   const hosted = new Set(
-    (await db.all<{ name: string }>("SELECT z.name AS name FROM zones z JOIN imvus i ON i.id = z.imvu WHERE z.name LIKE ? ESCAPE '\\' AND i.status <> 'exited'", [like])).map((z) =>
+    (await db.all<{ name: string }>("SELECT z.name AS name FROM zones z JOIN imvus i ON i.id = z.imvu WHERE z.name LIKE ? ESCAPE '\\' AND i.status NOT IN ('exited', 'importing')", [like])).map((z) =>
       lowerAscii(z.name),
     ),
   );

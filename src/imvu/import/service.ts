@@ -59,7 +59,8 @@ export async function stageArchive(dataDir: string, sha256: string, body: Readab
   const dir = stagingDir(dataDir, sha256);
   const known = stagedArchive(dataDir, sha256);
   if (known) {
-    body.resume();
+    // Read the upload to its end before answering: an answer mid-upload aborts the client's request.
+    for await (const chunk of body) void chunk;
     return known;
   }
   mkdirSync(join(dataDir, 'imports'), { recursive: true, mode: 0o700 });

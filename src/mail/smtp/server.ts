@@ -248,12 +248,12 @@ function answer(work: Promise<string>, cb: (err?: Error | null, message?: string
 
 const lower = (a: SMTPServerAddress | false | undefined) => (a ? a.address.toLowerCase() : '');
 
-/** The mailbox's IMVU when it may receive (hosted, IMVU not exited), else undefined. */
+/** The mailbox's IMVU when it may receive (hosted, IMVU neither exited nor still importing), else undefined. */
 async function receiving(store: SqlReader, address: string): Promise<string | undefined> {
   const box = await mailboxOf(store, address);
   if (!box) return undefined;
   const imvu = await store.get<{ status: string }>('SELECT status FROM imvus WHERE id = ?', [box.imvu]);
-  return imvu && imvu.status !== 'exited' ? box.imvu : undefined;
+  return imvu && imvu.status !== 'exited' && imvu.status !== 'importing' ? box.imvu : undefined;
 }
 
 async function hostedDomain(store: SqlReader, address: string): Promise<boolean> {

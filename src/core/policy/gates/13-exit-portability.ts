@@ -2,7 +2,7 @@ import type { GateResult } from '../../types.ts';
 import { deny, isMember, isOwner, pass, type Gate, type GateContext } from '../gate.ts';
 import { EXIT_CONFIRM_DAYS, EXIT_GRACE_DAYS, EXIT_RETENTION_DAYS } from '../vocabulary.ts';
 import { imvuTouched } from './platform-powers.ts';
-import { checkImport } from './import.ts';
+import { checkImport, checkImportPart } from './import.ts';
 
 // Exit needs the creator's signature and nothing else: no status (suspended included) and no
 // other party's approval can stand in its way. While an IMVU is exiting, nobody but its creator
@@ -28,6 +28,9 @@ const EXIT_STEPS = new Set(['imvu.exit', 'imvu.exit.ready', 'imvu.exit.confirm',
 /** What others may still sign about an exiting IMVU: nothing that changes what it is served or pays. */
 const DURING_EXIT = new Set(['notify.creator', 'usage.report', 'revenue.record', 'dnssec.resign', 'domain.verified', 'imvu.exit.ready', 'imvu.exit.expire', 'acme.challenge', 'certificate.issued']);
 
+/** What may touch an IMVU whose import's parts are not all recorded. */
+const DURING_IMPORT = new Set(['imvu.import.part', 'notify.creator']);
+
 const days = (from: string, to: string) => (Date.parse(to) - Date.parse(from)) / DAY_MS;
 
 async function exitRow(ctx: GateContext, imvu: string): Promise<ExitRow | undefined> {
@@ -36,6 +39,7 @@ async function exitRow(ctx: GateContext, imvu: string): Promise<ExitRow | undefi
 
 async function step(ctx: GateContext): Promise<GateResult> {
   if (ctx.command.type === 'imvu.import') return checkImport(ctx);
+  if (ctx.command.type === 'imvu.import.part') return checkImportPart(ctx);
   const imvu = ctx.imvu;
   if (!imvu) return deny(13, `unknown IMVU ${String(ctx.body.imvu)}`);
   const role = ctx.actor?.role;
@@ -79,9 +83,12 @@ async function step(ctx: GateContext): Promise<GateResult> {
   }
 }
 
-/** Any other command that touches an exiting IMVU, signed by someone other than its creator or members. */
+/** Any other command that touches an exiting IMVU, signed by someone other than its creator or members; any at all that touches an importing one. */
 async function duringExit(ctx: GateContext): Promise<GateResult | undefined> {
   const touched = await imvuTouched(ctx);
+  // An import not yet whole takes its own parts and nothing else (it is not served meanwhile).
+  if (touched?.status === 'importing' && !DURING_IMPORT.has(ctx.command.type))
+    return deny(13, `${touched.id} is still importing: its declared parts come first (${ctx.command.type} refused)`);
   if (touched?.status !== 'exiting' || DURING_EXIT.has(ctx.command.type) || !ctx.actor) return undefined;
   if (ctx.actor.id === touched.owner || (await isMember(ctx, touched.id, ctx.actor.id))) return undefined;
   if (ctx.actor.role === 'service') return undefined;
@@ -93,7 +100,7 @@ export const gate: Gate = {
   name: 'Exit Portability',
   enforcedIn:
     'src/core/policy/gates/13-exit-portability.ts (creator signature only; status never blocks; an exiting IMVU is frozen against others; archive, confirmation and purge timed by the ledger) and src/imvu/exit/ (the archive)',
-  guards: [...EXIT_STEPS, 'imvu.import'] as Gate['guards'],
+  guards: [...EXIT_STEPS, 'imvu.import', 'imvu.import.part'] as Gate['guards'],
   status: 'enforced',
   check: step,
   beyond: duringExit,
