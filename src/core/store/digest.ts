@@ -59,12 +59,17 @@ export function rowExpression(table: string, prefix = ''): string {
 const rowPrefix = (table: string) => `${ROW_DOMAIN}${table}\n`;
 
 /**
- * SHA-256(ROW_DOMAIN || table || "\n" || row). One-shot `crypto.hash` over one string: a scan hashes
- * every row of every table, and a Hash object with four updates per row cost a third more CPU
- * (bench/RESULTS.md, scale, "Daemon start (after)").
+ * Adds SHA-256(ROW_DOMAIN || table || "\n" || row) to eight 32-bit lanes (big-endian words). One-shot
+ * `crypto.hash` over one string, its digest as a 'binary' (latin1) string, one char per byte: a scan hashes
+ * every row of every table, and a Hash object with four updates, or a Buffer per digest, cost the
+ * start-up about twice the CPU in hashing and garbage (bench/RESULTS.md, scale, "Daemon start (after)").
  */
-function rowHashBytes(prefix: string, row: string): Buffer {
-  return hash('sha256', prefix + row, 'buffer');
+function addRowHash(lanes: number[], prefix: string, row: string): void {
+  const h = hash('sha256', prefix + row, 'binary');
+  for (let i = 0; i < 8; i++) {
+    const j = 4 * i;
+    lanes[i]! += ((h.charCodeAt(j) << 24) | (h.charCodeAt(j + 1) << 16) | (h.charCodeAt(j + 2) << 8) | h.charCodeAt(j + 3)) >>> 0;
+  }
 }
 
 export function rowHash(table: string, row: string): bigint {
@@ -118,10 +123,7 @@ export async function scanTable(db: SqlReader, table: string): Promise<TableDige
         : await db.all<{ k: string; r: string }>(`${select} WHERE rowid > CAST(? AS INTEGER) ORDER BY rowid LIMIT ?`, [after, SCAN_CHUNK]);
     // Eight 32-bit lanes summed as plain numbers (exact below 2^53), carried into the sum per chunk.
     const lanes = [0, 0, 0, 0, 0, 0, 0, 0];
-    for (const { r } of chunk) {
-      const h = rowHashBytes(prefix, String(r));
-      for (let i = 0; i < 8; i++) lanes[i]! += h.readUInt32BE(i * 4);
-    }
+    for (const { r } of chunk) addRowHash(lanes, prefix, String(r));
     for (let i = 0; i < 8; i++) sum += BigInt(lanes[i]!) << BigInt(32 * (7 - i));
     rows += chunk.length;
     if (chunk.length < SCAN_CHUNK) break;
