@@ -240,6 +240,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     },
   };
   const noise = new NoiseCounter();
+  // Resolved once the API serves (below): background work that guards nothing served (the first
+  // re-sign and period-close passes, the DNS warm-up) waits for it instead of competing with the
+  // start-up for the CPU (docs/ARCHITECTURE.md, "Start-up").
+  let markServing!: () => void;
+  const serving = new Promise<void>((resolve) => (markServing = resolve));
   const app = Fastify({
     logger: opts.logger === false ? false : { level: opts.logLevel ?? 'info', ...(opts.logStream ? { stream: opts.logStream } : {}) },
     ...(opts.early ? { serverFactory: (handler: Parameters<EarlyListener['adopt']>[0]) => opts.early!.adopt(handler) } : opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
@@ -301,6 +306,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       dns = await startDnsService({
         ...opts.dns,
         platform,
+        startAfter: serving,
         onError: (err) => app.log.warn({ err }, 'dns error'),
         onMeterError: (err, r) => app.log.error({ err: err.message, imvu: r.imvu, metrics: Object.fromEntries([...r.metrics].map(([k, v]) => [k, v.toString()])) }, 'usage report not recorded'),
       });
@@ -358,7 +364,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     submit: (body) => platform.chokepoint.submit(platform.chokepoint.platformCommand('period.close', body)),
     ...(opts.closeCheckMs !== undefined ? { checkMs: opts.closeCheckMs } : {}),
     onError: (err) => app.log.error({ err: (err as Error)?.message ?? String(err) }, 'period close failed'),
-  }).start();
+  }).start(serving);
   const reads = new ReadVerifier(async (id) => {
     const row = await platform.store.get<{ name: string; role: string; public_key: string }>('SELECT name, role, public_key FROM identities WHERE id = ?', [id]);
     // The current key signs reads (after a rotation, the new one); a revoked identity reads nothing.
@@ -585,6 +591,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }
   // Everything is started: the requests that waited on an early-bound socket are answered now.
   opts.early?.open();
+  markServing();
   let closing: Promise<void> | undefined;
   return {
     url,

@@ -10,12 +10,21 @@ export abstract class PeriodicTask<T> {
   /** Errors of a pass run by the timer (the caller's onError, and any counting). */
   protected abstract failed(err: unknown): void;
 
-  /** Checks now (soon after start), then every `everyMs`. */
-  protected startEvery(everyMs: number): this {
+  /**
+   * Checks now (soon after start), then every `everyMs`. With `after`: once it resolves (the daemon
+   * passes the moment its API serves: a first pass guards nothing that is served, so it does not
+   * compete with the start-up for the CPU); never if it rejects or the task is closed first.
+   */
+  protected startEvery(everyMs: number, after?: PromiseLike<unknown>): this {
     const tick = () => void this.check().catch((err: unknown) => this.failed(err));
-    this.timer = setInterval(tick, everyMs);
-    this.timer.unref();
-    setImmediate(tick);
+    const begin = () => {
+      if (this.stopped) return;
+      this.timer = setInterval(tick, everyMs);
+      this.timer.unref();
+      setImmediate(tick);
+    };
+    if (after) Promise.resolve(after).then(begin, () => undefined);
+    else begin();
     return this;
   }
 

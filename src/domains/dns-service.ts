@@ -54,6 +54,13 @@ export interface DnsServiceOptions {
   xfr?: XfrOptions;
   /** How signed answers prove that a name or type does not exist: the zone's NSEC chain (default) or compact denial. */
   dnssecDenial?: DenialMode;
+  /**
+   * The daemon's "the API serves" (resolved once start-up is done): the re-sign scheduler's first
+   * pass and the warm-up of every zone and key wait for it, so that they do not compete with the
+   * start-up for the CPU. Neither guards what is served: an unwarmed zone is compiled by its first
+   * query, and re-signing only moves serials. Unset: both start at once.
+   */
+  startAfter?: PromiseLike<unknown>;
   /** Anything else the authoritative server takes (rrl, tcp, refreshMs, ...), passed through. */
   server?: Omit<DnsServerOptions, 'store' | 'address' | 'port' | 'onQuery' | 'onError'>;
   onError?: (err: unknown) => void;
@@ -115,6 +122,7 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
       // Every zone is signed online with its key from the data directory (DO-bit queries only).
       dnssec: onlineSigner(platform.store, platform.dataDir, opts.dnssecDenial ? { denial: opts.dnssecDenial } : {}),
       ...opts.server,
+      ...(opts.startAfter ? { warmAfter: opts.startAfter } : {}),
       // Worker processes sign with the same keys, read from the data directory.
       ...(opts.server?.workers ? { workers: { dataDir: platform.dataDir, ...opts.server.workers } } : {}),
       ...(xfr ? { xfr } : {}),
@@ -165,7 +173,7 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
     ...(opts.resignCheckMs !== undefined ? { checkMs: opts.resignCheckMs } : {}),
     ...(opts.resignAfterMs !== undefined ? { afterMs: opts.resignAfterMs } : {}),
     ...(opts.onError ? { onError: opts.onError } : {}),
-  }).start();
+  }).start(opts.startAfter);
   for (const [imvu, n] of early) meter.count(imvu, DNS_QUERIES, n);
   early.clear();
   // Rollovers advance on the re-signing schedule: a step is due a DNSKEY TTL (an hour) after the

@@ -52,9 +52,13 @@ export class ResignScheduler extends PeriodicTask<string> {
     this.now = opts.now ?? Date.now;
   }
 
-  /** Checks now (soon after start, so a daemon restarted often still re-signs), then every `checkMs`; check() returns the zones a pass re-signed. */
-  start(): this {
-    return this.startEvery(this.checkMs);
+  /**
+   * Checks now (soon after start, so a daemon restarted often still re-signs), then every
+   * `checkMs`; check() returns the zones a pass re-signed. `after`: the first check waits for it
+   * (the daemon: until its API serves; the first pass reads a week of entries).
+   */
+  start(after?: PromiseLike<unknown>): this {
+    return this.startEvery(this.checkMs, after);
   }
 
   protected failed(err: unknown): void {

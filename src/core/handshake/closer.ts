@@ -42,9 +42,9 @@ export class PeriodCloser extends PeriodicTask<string> {
     this.opts.onError?.(err);
   }
 
-  /** Checks now (soon after start) and then every `checkMs`; check() returns the periods a pass closed. */
-  start(): this {
-    return this.startEvery(this.opts.checkMs ?? DEFAULT_CLOSE_CHECK_MS);
+  /** Checks now (soon after start, or once `after` resolves) and then every `checkMs`; check() returns the periods a pass closed. */
+  start(after?: PromiseLike<unknown>): this {
+    return this.startEvery(this.opts.checkMs ?? DEFAULT_CLOSE_CHECK_MS, after);
   }
 
   /** The oldest period not closed yet: one being closed, the one after the last closed, or the platform's first. */

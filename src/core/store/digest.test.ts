@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqliteStore } from './sqlite.ts';
-import { DIGEST_TABLES, DigestTracker, PROJECTION_COLUMNS, applyChange, combinedDigest, differingTables, emptyDigest, rowExpression, scanAll, scanTable } from './digest.ts';
+import { createHash } from 'node:crypto';
+import { DIGEST_TABLES, DigestTracker, PROJECTION_COLUMNS, applyChange, combinedDigest, differingTables, emptyDigest, rowExpression, rowHash, scanAll, scanTable } from './digest.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -136,6 +137,22 @@ describe('projection digests', () => {
     const scanned = await scanTable(store, 'nonces');
     expect(scanned.rows).toBe(2001);
     expect(scanned).toEqual(tracker.current.get('nonces'));
+    await store.close();
+  });
+
+  it('a row hash is SHA-256 over the domain, the table and the row, as data directories recorded it', async () => {
+    // Digests are recorded in every data directory (projection_digests, checkpoint.note): however
+    // the hashing is done, the value must stay this one.
+    const row = "'IMVU-001','{\"public\":[]}',X'00ff',NULL,7,'é'";
+    const expected = BigInt('0x' + createHash('sha256').update('nexus/projection-row\n').update('routes').update('\n').update(row).digest('hex'));
+    expect(rowHash('routes', row)).toBe(expected);
+    expect(rowHash('routes', "'x'").toString(16)).toBe('5ef099738431db89d6319acf8eb2afc481dab65fb1679612633a0a83d4955ba9');
+    const store = new SqliteStore(':memory:');
+    await store.transaction(async (tx) => {
+      await tx.run("INSERT INTO nonces (actor, nonce, entry) VALUES ('a', 'é', 1)");
+    });
+    const [r] = await store.all<{ r: string }>(`SELECT ${rowExpression('nonces')} AS r FROM nonces`);
+    expect((await scanTable(store, 'nonces')).sum).toBe(rowHash('nonces', r!.r));
     await store.close();
   });
 

@@ -4,7 +4,7 @@
 // subtract) instead of rehashing the table at every commit, and a full scan of the table in any
 // order gives the same value. A row is encoded by SQL (`quote()` of each column in schema
 // order), so the change log and a scan encode it byte for byte alike, whatever the value's type.
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { PROJECTION_TABLES } from './schema.ts';
 import type { SqlReader, WriteTx } from './store.ts';
 
@@ -55,12 +55,25 @@ export function rowExpression(table: string, prefix = ''): string {
   return cols.map((c) => `quote(${prefix}${c})`).join(` || ',' || `);
 }
 
-function rowHashBytes(table: string, row: string): Buffer {
-  return createHash('sha256').update(ROW_DOMAIN).update(table).update('\n').update(row).digest();
+/** What every row hash of `table` starts with. */
+const rowPrefix = (table: string) => `${ROW_DOMAIN}${table}\n`;
+
+/**
+ * Adds SHA-256(ROW_DOMAIN || table || "\n" || row) to eight 32-bit lanes (big-endian words). One-shot
+ * `crypto.hash` over one string, its digest as a 'binary' (latin1) string, one char per byte: a scan hashes
+ * every row of every table, and a Hash object with four updates, or a Buffer per digest, cost the
+ * start-up about twice the CPU in hashing and garbage (bench/RESULTS.md, scale, "Daemon start (after)").
+ */
+function addRowHash(lanes: number[], prefix: string, row: string): void {
+  const h = hash('sha256', prefix + row, 'binary');
+  for (let i = 0; i < 8; i++) {
+    const j = 4 * i;
+    lanes[i]! += ((h.charCodeAt(j) << 24) | (h.charCodeAt(j + 1) << 16) | (h.charCodeAt(j + 2) << 8) | h.charCodeAt(j + 3)) >>> 0;
+  }
 }
 
 export function rowHash(table: string, row: string): bigint {
-  return BigInt('0x' + rowHashBytes(table, row).toString('hex'));
+  return BigInt('0x' + hash('sha256', rowPrefix(table) + row, 'hex'));
 }
 
 export function emptyDigest(): TableDigest {
@@ -99,6 +112,7 @@ const SCAN_CHUNK = 2000;
  */
 export async function scanTable(db: SqlReader, table: string): Promise<TableDigest> {
   const select = `SELECT CAST(rowid AS TEXT) AS k, ${rowExpression(table)} AS r FROM ${table}`;
+  const prefix = rowPrefix(table);
   let rows = 0;
   let sum = 0n;
   let after: string | undefined;
@@ -109,10 +123,7 @@ export async function scanTable(db: SqlReader, table: string): Promise<TableDige
         : await db.all<{ k: string; r: string }>(`${select} WHERE rowid > CAST(? AS INTEGER) ORDER BY rowid LIMIT ?`, [after, SCAN_CHUNK]);
     // Eight 32-bit lanes summed as plain numbers (exact below 2^53), carried into the sum per chunk.
     const lanes = [0, 0, 0, 0, 0, 0, 0, 0];
-    for (const { r } of chunk) {
-      const h = rowHashBytes(table, String(r));
-      for (let i = 0; i < 8; i++) lanes[i]! += h.readUInt32BE(i * 4);
-    }
+    for (const { r } of chunk) addRowHash(lanes, prefix, String(r));
     for (let i = 0; i < 8; i++) sum += BigInt(lanes[i]!) << BigInt(32 * (7 - i));
     rows += chunk.length;
     if (chunk.length < SCAN_CHUNK) break;

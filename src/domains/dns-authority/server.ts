@@ -23,6 +23,8 @@ import { startWorkers, type WorkerSet } from './workers.ts';
 
 export interface DnsServerOptions {
   store: Store;
+  /** The warm-up of every zone and key (`warmed`) starts once this resolves; never if it rejects. Unset: at once. */
+  warmAfter?: PromiseLike<unknown>;
   /** Default 127.0.0.1. */
   address?: string;
   /** 0 (the default) picks a free port, the same for UDP and TCP. */
@@ -236,7 +238,9 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
   let closingNow = false;
   // Every zone compiled and its key read now, in the background, rather than by the first query
   // for it: 1,000 zones cost a cold start of seconds, paid once here, not in the answers' latency.
+  // `warmAfter`: not before the daemon's start-up is done (a query meanwhile compiles its zone).
   const warmed = (async () => {
+    if (opts.warmAfter && !(await Promise.resolve(opts.warmAfter).then(() => true, () => false))) return;
     for (const name of view.zoneNames()) {
       if (closingNow) return;
       const info = view.enclosing(name);

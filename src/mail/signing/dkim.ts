@@ -7,7 +7,6 @@
 // retired selector stays published for days (src/core/policy/gates/platform-powers.ts).
 import { randomBytes } from 'node:crypto';
 import type { DKIMSignOptions } from 'mailauth';
-import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import type { SqlReader } from '../../core/store/index.ts';
 import { activeKey, type SigningKey } from './keys.ts';
 
@@ -89,6 +88,13 @@ export function prepare(raw: Buffer, identity: string, imvu: string, domain: str
   return Buffer.from([...added, ...kept].join('\r\n') + '\r\n\r\n' + body, 'latin1');
 }
 
+/**
+ * mailauth's signer, loaded with the first message signed rather than when the daemon starts (the
+ * mail queue is always started; mailauth's modules cost a few hundred ms of the start-up, bench/RESULTS.md,
+ * scale, "Daemon start (after)").
+ */
+let signModule: Promise<typeof import('mailauth/lib/dkim/sign.js')> | undefined;
+
 /** Signs a prepared message with `key`; the DKIM-Signature goes on top. */
 export async function signWith(key: SigningKey, message: Buffer, now = new Date()): Promise<Buffer> {
   const pem = key.pem ?? (key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
@@ -101,6 +107,7 @@ export async function signWith(key: SigningKey, message: Buffer, now = new Date(
     headerList: SIGNED_HEADERS.join(':'),
     signatureData: [{ signingDomain: key.domain, selector: key.selector, privateKey: pem }],
   };
+  const { dkimSign } = await (signModule ??= import('mailauth/lib/dkim/sign.js'));
   const result = await dkimSign(message, options as unknown as DKIMSignOptions);
   if (result.errors.length > 0 || !/^DKIM-Signature:/i.test(result.signatures)) {
     const e = result.errors[0] as { err?: Error } | undefined;
