@@ -487,14 +487,19 @@ function importRoutes(): RouteDef[] {
             await refused(err);
           }
         }
-        const reply = await submit(ctx, { command: 'imvu.import' }, req.params, req.body, req.source);
+        // The restore is owed from the moment the entry may be recorded (a crash right after it is
+        // finished at the next start); a marker this request did not write is not this request's to drop.
+        const id = typeof b?.id === 'string' && /^IMVU-\d+$/.test(b.id) ? b.id : undefined;
+        const marked = staged && id ? s.markRestorePending(ctx.platform.dataDir, staged.sha256, id) : false;
+        const reply = await submit(ctx, { command: 'imvu.import' }, req.params, req.body, req.source).catch((err: unknown) => {
+          if (marked) s.clearRestorePending(ctx.platform.dataDir, staged!.sha256, id!);
+          throw err;
+        });
         const r = reply.body as { allowed?: boolean };
+        if (!r.allowed && marked) s.clearRestorePending(ctx.platform.dataDir, staged!.sha256, id!);
         // With declared parts, the mail and volume wait for the last part (the import is not whole before).
-        if (!r.allowed || !staged || b?.parts) return reply;
-        const id = String(b!.id);
-        const mail = await s.restoreMail(ctx.platform, id, staged.root);
-        const volume = await s.restoreVolume(ctx.platform, id, staged.root);
-        return { ...reply, body: { ...(reply.body as object), restored: { ...mail, volume: volume ?? null } } };
+        if (!r.allowed || !staged || !id || b?.parts) return reply;
+        return { ...reply, body: { ...(reply.body as object), restored: await s.restoreImported(ctx.platform, id, staged) } };
       },
     },
     {
@@ -515,9 +520,7 @@ function importRoutes(): RouteDef[] {
         const s = await service();
         const staged = s.stagedArchive(ctx.platform.dataDir, row.archive_sha256);
         if (!staged) return reply;
-        const mail = await s.restoreMail(ctx.platform, id, staged.root);
-        const volume = await s.restoreVolume(ctx.platform, id, staged.root);
-        return { ...reply, body: { ...(reply.body as object), restored: { ...mail, volume: volume ?? null } } };
+        return { ...reply, body: { ...(reply.body as object), restored: await s.restoreImported(ctx.platform, id, staged) } };
       },
     },
     read('/v1/imvus/:id/import', "An imported IMVU's reference to the platform it came from, and the served state its archive held (creator or member)", { params: Params.imvu }, async (ctx, { params, reader }) => {

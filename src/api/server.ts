@@ -2,7 +2,8 @@
 // (tests, embedding); serve() is what `nexus serve` runs: config, first-run init, signals.
 import type { Gateway } from '../network/gateway/gateway.ts';
 import type { AcmeSettings } from '../network/acme/manager.ts';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import Fastify, { type FastifyBaseLogger, type FastifyError } from 'fastify';
 import { initDataDir, isInitialised, openDataDir, type OpenPlatform } from '../core/platform.ts';
 import { lockDataDir, type DataDirLock } from '../core/daemon-lock.ts';
@@ -316,6 +317,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       throw err;
     }
     registerDnsMetrics(metrics.registry, dns);
+  }
+  // An import made whole whose mail and data volume were not all restored when the daemon stopped
+  // is finished now, before mail is accepted (src/imvu/import/service.ts).
+  if (existsSync(join(platform.dataDir, 'imports'))) {
+    const resumed = await (await import('../imvu/import/service.ts')).resumeRestores(platform);
+    if (resumed.length) app.log.warn({ imvus: resumed }, 'finished the restore of imported IMVUs that a stop had interrupted');
   }
   // Loaded only when mail runs (the CLI keeps heavy imports lazy).
   // Mail the queue stores locally is mail in for the receiving IMVU, counted by the mail service's meter.

@@ -10,6 +10,8 @@ import { promisify } from 'node:util';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { dataVolume } from '../../src/compute/snapshots/index.ts';
+import { markRestorePending } from '../../src/imvu/import/service.ts';
+import { imvuDir } from '../../src/mail/maildir/paths.ts';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { initDataDir } from '../../src/core/platform.ts';
@@ -202,6 +204,28 @@ describe('exit and re-import on a second platform', () => {
     const importView = JSON.parse(ok(await run(['--json', 'audit', 'verify'], envB())).stdout) as unknown;
     expect(importView).toBeTruthy();
   }, 180_000);
+
+  it('a daemon that died after the import was recorded, before its restore was done, finishes the restore at start: nothing missing, nothing twice', async () => {
+    await imapB.close();
+    await b.close();
+    // As the crash leaves it: the restore was owed (its marker written before the entry), one
+    // message and the data volume had not been written yet.
+    const sha = createHash('sha256').update(readFileSync(archive)).digest('hex');
+    expect(markRestorePending(dataB, sha, 'IMVU-001')).toBe(true);
+    const mailDir = join(imvuDir(dataB, 'IMVU-001'), 'mail');
+    const stored = readdirSync(mailDir, { recursive: true, encoding: 'utf8' }).filter((f) => /(^|\/)cur\/[^/]+$/.test(f));
+    expect(stored.length).toBe(4);
+    // A restore writes in the archive's order, so what a crash leaves out is the last written (names sort by time).
+    const last = stored.filter((f) => f.startsWith(stored[0]!.split('/')[0]! + '/cur/')).sort().at(-1)!;
+    rmSync(join(mailDir, last));
+    rmSync(dataVolume(dataB, 'IMVU-001'), { recursive: true, force: true });
+
+    b = await startServer({ dataDir: dataB, host: '127.0.0.1', port: 0, logger: false, dns: { port: 0 } });
+    imapB = await startImapServer({ dataDir: dataB, port: 0, plaintextAuth: true, authenticate: account });
+    expect(await mailState(imapB)).toEqual(before.mail);
+    expect(tree(dataVolume(dataB, 'IMVU-001'))).toEqual(tree(dataVolume(dataA, 'IMVU-001')));
+    expect(readdirSync(join(dataB, 'imports', sha)).filter((f) => f.endsWith('.pending'))).toEqual([]);
+  }, 120_000);
 
   it('refuses an archive that does not verify, and an import that names another archive, recording nothing', async () => {
     const x = join(out, 'x');

@@ -7,11 +7,11 @@
 // their flags and dates, and the data volume is unpacked. Mail is checked message by message
 // against the digests folders.json carries before anything is recorded.
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { fsyncDir } from '../../core/durable.ts';
+import { fsyncDir, writeFileAtomic } from '../../core/durable.ts';
 import type { OpenPlatform } from '../../core/platform.ts';
 import { mailboxRoot } from '../../mail/maildir/paths.ts';
 import { MANIFEST_FILE, RESTORE_FILE, type SignedManifest } from '../exit/manifest.ts';
@@ -213,8 +213,20 @@ export async function restoreMail(p: OpenPlatform, imvu: string, root: string): 
     boxes.add(f.address);
     const folder = openFolder(dir);
     try {
+      // A restore resumed after a crash finds some messages there already (stored byte for byte):
+      // each is added once, however often the restore runs. Counted, since a folder may hold the
+      // same message twice.
+      await folder.scan(false);
+      const there = new Map<string, number>();
+      for (const m of folder.messages) {
+        const h = sha(readFileSync(folder.path(m)));
+        there.set(h, (there.get(h) ?? 0) + 1);
+      }
       for (const m of f.messages) {
-        await folder.add(m.content, m.flags, m.internalDate);
+        const h = sha(m.content);
+        const n = there.get(h) ?? 0;
+        if (n > 0) there.set(h, n - 1);
+        else await folder.add(m.content, m.flags, m.internalDate);
         messages++;
       }
     } finally {
@@ -234,6 +246,71 @@ export async function restoreVolume(p: OpenPlatform, imvu: string, root: string)
   rmSync(dest, { recursive: true, force: true });
   mkdirSync(dest, { recursive: true, mode: 0o700 });
   return unpackTree(createReadStream(tarFile), dest);
+}
+
+// The mail and the data volume are restored after the entry that makes the import whole is
+// recorded, outside its transaction (they are files). A marker written durably before that entry
+// is submitted says a restore is owed; it goes only once the restore is done, so a daemon that dies
+// in between finishes the restore at its next start (`resumeRestores`), before mail is accepted.
+const pendingFile = (dataDir: string, sha256: string, imvu: string) => join(stagingDir(dataDir, sha256), `restore-${imvu}.pending`);
+
+/** Notes, durably, that `imvu`'s restore from `sha256` is owed. False if it was noted already. */
+export function markRestorePending(dataDir: string, sha256: string, imvu: string): boolean {
+  const file = pendingFile(dataDir, sha256, imvu);
+  if (existsSync(file)) return false;
+  writeFileAtomic(file, `${imvu}\n`);
+  fsyncDir(stagingDir(dataDir, sha256));
+  return true;
+}
+
+export function clearRestorePending(dataDir: string, sha256: string, imvu: string): void {
+  rmSync(pendingFile(dataDir, sha256, imvu), { force: true });
+  fsyncDir(stagingDir(dataDir, sha256));
+}
+
+export interface Restored {
+  mailboxes: number;
+  messages: number;
+  volume: { entries: number; bytes: number } | null;
+}
+
+/** Restores an imported IMVU's mail and data volume from its staged archive; then the restore is no longer owed. */
+export async function restoreImported(p: OpenPlatform, imvu: string, staged: StagedArchive): Promise<Restored> {
+  const mail = await restoreMail(p, imvu, staged.root);
+  const volume = await restoreVolume(p, imvu, staged.root);
+  clearRestorePending(p.dataDir, staged.sha256, imvu);
+  return { ...mail, volume: volume ?? null };
+}
+
+/**
+ * At start: finishes every restore owed (an import made whole whose restore did not complete).
+ * A marker whose import was never recorded, or is still waiting for parts, is left or dropped
+ * as the ledger says. Returns the IMVUs restored.
+ */
+export async function resumeRestores(p: OpenPlatform): Promise<string[]> {
+  const base = join(p.dataDir, 'imports');
+  if (!existsSync(base)) return [];
+  const done: string[] = [];
+  for (const sha256 of readdirSync(base)) {
+    if (!/^[0-9a-f]{64}$/.test(sha256)) continue;
+    for (const f of readdirSync(stagingDir(p.dataDir, sha256))) {
+      const imvu = /^restore-(.+)\.pending$/.exec(f)?.[1];
+      if (!imvu) continue;
+      const row = await p.store.get<{ status: string; archive_sha256: string }>(
+        'SELECT i.status AS status, m.archive_sha256 AS archive_sha256 FROM imvus i JOIN imports m ON m.imvu = i.id WHERE i.id = ?',
+        [imvu],
+      );
+      const staged = stagedArchive(p.dataDir, sha256);
+      if (row?.status === 'importing' && row.archive_sha256 === sha256) continue;
+      if (row?.status !== 'active' || row.archive_sha256 !== sha256 || !staged) {
+        clearRestorePending(p.dataDir, sha256, imvu);
+        continue;
+      }
+      await restoreImported(p, imvu, staged);
+      done.push(imvu);
+    }
+  }
+  return done;
 }
 
 /** The IMVU.json of a staged archive. */
