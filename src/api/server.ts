@@ -99,6 +99,8 @@ export interface ServerOptions {
    * a difference is rebuilt from the ledger and recorded as an integrity alarm. Default 60000; 0 turns it off.
    */
   integrityIntervalMs?: number;
+  /** A signed ledger.snapshot after every this many entries (default 100000; 0: never). */
+  snapshotEvery?: number;
   /**
    * Witnesses sent every new checkpoint (coalesced: one request in flight per witness, for the
    * newest); their cosignatures are kept under DATA/cosignatures and served with the checkpoint.
@@ -371,6 +373,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     dns?.server.view.invalidate();
   });
   platform.integrity.start(opts.integrityIntervalMs ?? DEFAULTS.integrityIntervalMs, (err) => app.log.error({ err }, 'integrity check failed'));
+  platform.integrity.snapshotEveryEntries(opts.snapshotEvery ?? DEFAULTS.snapshotEvery, (err) => app.log.error({ err }, 'ledger snapshot failed'));
   // Exits: archives built in the background, then the exit's clock (src/imvu/exit/service.ts).
   const { ExitService } = await import('../imvu/exit/service.ts');
   const { mailPart, computePart } = await import('../imvu/exit/parts.ts');
@@ -838,6 +841,7 @@ async function startDaemonServer(
     port: cfg.port,
     logLevel: cfg.logLevel,
     integrityIntervalMs: cfg.integrityIntervalMs,
+    snapshotEvery: cfg.snapshotEvery,
     compute: { range: cfg.computeRange, meterIntervalMs: cfg.meterIntervalMs },
     ...(cfg.witnesses.length ? { witnesses: { endpoints: cfg.witnesses.map((w) => ({ ...w })), timeoutMs: cfg.witnessTimeoutMs } } : {}),
     gateway: cfg.gateway
