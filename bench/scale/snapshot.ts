@@ -1,5 +1,5 @@
 // Full against incremental verification on a copy of a built data directory (bench/scale/README.md):
-//   npx tsx bench/scale/snapshot.ts --data DIR [--appends N] [--work DIR]
+//   npx tsx bench/scale/snapshot.ts --data DIR [--appends N] [--work DIR] [--profile DIR]
 // On the copy: the platform records a signed ledger.snapshot, N revenue records are appended after
 // it, then one full `audit verify --data --save-snapshot` (which keeps the state at the snapshot
 // entry) and one `--from-snapshot` over the same log (it replays only the N entries after it).
@@ -27,14 +27,16 @@ const work = arg('work', '/tmp/nexus-snapshot-bench');
 const dir = join(work, basename(source));
 const snap = `${dir}.snapshot`;
 const NEXUS = join(import.meta.dirname, '../../bin/nexus.js');
+/** --profile DIR: a V8 CPU profile of the --from-snapshot run, written there. */
+const PROFILE = process.argv.includes('--profile') ? arg('profile') : undefined;
 const say = (k: string, v: unknown) => process.stderr.write(`${new Date().toISOString()} ${k} ${JSON.stringify(v)}\n`);
 const load = () => loadavg().map((x) => Math.round(x * 10) / 10);
 
 /** `nexus audit verify --data` under /usr/bin/time -v: wall seconds, peak RSS and the report. */
-function verifyData(...extra: string[]): Record<string, unknown> {
+function verifyData(profile: string | undefined, ...extra: string[]): Record<string, unknown> {
   const loadBefore = load();
   const t = performance.now();
-  const r = spawnSync('/usr/bin/time', ['-v', process.execPath, NEXUS, 'audit', 'verify', '--data', dir, '--json', ...extra], { encoding: 'utf8', maxBuffer: 1 << 28 });
+  const r = spawnSync('/usr/bin/time', ['-v', process.execPath, ...(profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : []), NEXUS, 'audit', 'verify', '--data', dir, '--json', ...extra], { encoding: 'utf8', maxBuffer: 1 << 28 });
   const seconds = Math.round((performance.now() - t) / 100) / 10;
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr ?? '');
   let report: Record<string, unknown> = {};
@@ -74,9 +76,9 @@ async function main(): Promise<void> {
   await p.close();
   say('appended', { appends: APPENDS, perSecond: out.appendPerSecond });
 
-  out.full = verifyData('--save-snapshot', snap);
+  out.full = verifyData(undefined, '--save-snapshot', snap);
   say('full', out.full);
-  out.fromSnapshot = verifyData('--from-snapshot', snap);
+  out.fromSnapshot = verifyData(PROFILE, '--from-snapshot', snap);
   say('fromSnapshot', out.fromSnapshot);
   out.loadAfter = load();
   rmSync(snap, { recursive: true, force: true });

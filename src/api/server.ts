@@ -185,6 +185,8 @@ export interface RunningServer {
   gateway?: Gateway;
   /** What GET /v1/status answers a peer on this machine. */
   status(): Promise<DaemonStatus>;
+  /** Signs a ledger.snapshot of the state now (as the --snapshot-every timer does). */
+  recordSnapshot(): ReturnType<OpenPlatform['integrity']['recordSnapshot']>;
   /** Stops accepting, lets requests in flight finish (their commands commit), then closes the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -604,6 +606,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ...(gateway ? { gateway } : {}),
     closer,
     status: () => daemonStatus(ctx, true),
+    recordSnapshot: () => platform.integrity.recordSnapshot(),
     close: () =>
       (closing ??= (async () => {
         stopping = true;

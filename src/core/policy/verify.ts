@@ -937,9 +937,9 @@ async function signedSnapshotAt(store: Store, size: number, digest: string): Pro
   return undefined;
 }
 
-/** The index of the newest allowed ledger.snapshot entry, read back from the end of the log. */
-async function newestSnapshotEntry(store: Store): Promise<number | undefined> {
-  let below = Number((await store.get<{ n: number | null }>('SELECT MAX(idx) AS n FROM ledger_entries'))?.n ?? -1) + 1;
+/** The index of the newest allowed ledger.snapshot entry below `size` (default: all), read back from the end of the log. */
+export async function newestSnapshotEntry(store: Store, size?: number): Promise<number | undefined> {
+  let below = size ?? Number((await store.get<{ n: number | null }>('SELECT MAX(idx) AS n FROM ledger_entries'))?.n ?? -1) + 1;
   while (below > 0) {
     const rows = await store.all<{ idx: number; data: Buffer }>('SELECT idx, data FROM ledger_entries WHERE idx < ? ORDER BY idx DESC LIMIT ?', [below, CHUNK]);
     if (!rows.length) return undefined;
