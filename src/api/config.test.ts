@@ -26,7 +26,7 @@ const oneLineError = (fn: () => unknown, re: RegExp) => {
 };
 
 const DNS_DEFAULTS = {
-  dns: true, dnsAddress: '127.0.0.1', dnsPort: process.getuid?.() === 0 ? 53 : 5353, dnssecDenial: 'nsec', meterIntervalMs: 60_000, integrityIntervalMs: 60_000,
+  dns: true, dnsAddress: '127.0.0.1', dnsPort: process.getuid?.() === 0 ? 53 : 5353, dnssecDenial: 'nsec', meterIntervalMs: 60_000, integrityIntervalMs: 60_000, snapshotEvery: 100_000,
   // The gateway: on when haproxy is installed, loopback, 443/80 as root.
   gateway: true, gatewayAddress: '127.0.0.1', gatewayPort: process.getuid?.() === 0 ? 443 : 8443, gatewayHttpPort: process.getuid?.() === 0 ? 80 : 8080, gatewayRegion: '',
   // Zone transfers: nobody may transfer, nobody is notified.
@@ -66,6 +66,9 @@ describe('resolveConfig', () => {
     expect(resolveConfig({ env: { NEXUS_INTEGRITY_INTERVAL_MS: '1500' }, cwd: dir })).toMatchObject({ integrityIntervalMs: 1500 });
     expect(resolveConfig({ env: { NEXUS_INTEGRITY_INTERVAL_MS: '1500' }, cwd: dir, integrityIntervalMs: 250 })).toMatchObject({ integrityIntervalMs: 250 });
     oneLineError(() => resolveConfig({ env: { NEXUS_INTEGRITY_INTERVAL_MS: '1' }, cwd: dir }), /^invalid NEXUS_INTEGRITY_INTERVAL_MS "1": must be an integer number of milliseconds/);
+    expect(resolveConfig({ env: { NEXUS_SNAPSHOT_EVERY: '0' }, cwd: dir })).toMatchObject({ snapshotEvery: 0 });
+    expect(resolveConfig({ env: { NEXUS_SNAPSHOT_EVERY: '0' }, cwd: dir, snapshotEvery: 5000 })).toMatchObject({ snapshotEvery: 5000 });
+    oneLineError(() => resolveConfig({ env: { NEXUS_SNAPSHOT_EVERY: '-3' }, cwd: dir }), /^invalid NEXUS_SNAPSHOT_EVERY "-3": must be a whole number of entries/);
     writeFileSync(file, JSON.stringify({ dns: 'yes' }));
     oneLineError(() => resolveConfig({ env: {}, cwd: dir, config: file }), /^invalid config file .*: dns: must be true or false$/);
   });

@@ -47,6 +47,8 @@ export interface NexusConfig {
   meterIntervalMs: number;
   /** How often the projections are scanned and compared with their expected digests (src/core/policy/integrity.ts). */
   integrityIntervalMs: number;
+  /** A signed ledger.snapshot every this many entries, 0 never (src/core/policy/integrity.ts). */
+  snapshotEvery: number;
   /** The private IPv4 range each IMVU's workload /30 is cut from (src/compute/fabric/addresses.ts). */
   computeRange: string;
   /** Addresses or CIDR prefixes allowed to transfer zones (AXFR/IXFR) without TSIG. Default none. */
@@ -121,6 +123,7 @@ export interface ConfigOptions {
   gatewayRegion?: string;
   meterIntervalMs?: number | string;
   integrityIntervalMs?: number | string;
+  snapshotEvery?: number | string;
   computeRange?: string;
   /** Addresses or CIDR prefixes (each may also be a comma-separated list). */
   xfrAllow?: string | string[];
@@ -196,6 +199,11 @@ const ComputeRange = z.string().superRefine((v, ctx) => {
     ctx.addIssue({ code: 'custom', message: (err as Error).message });
   }
 });
+const SNAPSHOT_EVERY_MESSAGE = 'must be a whole number of entries from 0 (never) to 1000000000';
+const SnapshotEvery = z.preprocess(
+  (v) => (typeof v === 'string' && /^\d{1,10}$/.test(v) ? Number(v) : v),
+  z.number({ error: SNAPSHOT_EVERY_MESSAGE }).int(SNAPSHOT_EVERY_MESSAGE).min(0, SNAPSHOT_EVERY_MESSAGE).max(1_000_000_000, SNAPSHOT_EVERY_MESSAGE),
+);
 const IntervalMs = z.preprocess(
   (v) => (typeof v === 'string' && /^\d{1,9}$/.test(v) ? Number(v) : v),
   z.number({ error: INTERVAL_MESSAGE }).int(INTERVAL_MESSAGE).min(10, INTERVAL_MESSAGE).max(86_400_000, INTERVAL_MESSAGE),
@@ -389,6 +397,7 @@ const FIELDS = {
   gatewayRegion: GatewayRegion,
   meterIntervalMs: IntervalMs,
   integrityIntervalMs: IntervalMs,
+  snapshotEvery: SnapshotEvery,
   computeRange: ComputeRange,
   xfrAllow: XfrAllow,
   notify: Notify,
@@ -420,6 +429,7 @@ const ENV: Record<Field, string> = {
   gatewayRegion: 'NEXUS_GATEWAY_REGION',
   meterIntervalMs: 'NEXUS_METER_INTERVAL_MS',
   integrityIntervalMs: 'NEXUS_INTEGRITY_INTERVAL_MS',
+  snapshotEvery: 'NEXUS_SNAPSHOT_EVERY',
   computeRange: 'NEXUS_COMPUTE_RANGE',
   xfrAllow: 'NEXUS_XFR_ALLOW',
   notify: 'NEXUS_NOTIFY',
@@ -449,6 +459,7 @@ const FLAG: Record<Field, string> = {
   gatewayRegion: '--region',
   meterIntervalMs: '--meter-interval',
   integrityIntervalMs: '--integrity-interval',
+  snapshotEvery: '--snapshot-every',
   computeRange: '--compute-range',
   xfrAllow: '--xfr-allow',
   notify: '--notify',
@@ -481,6 +492,7 @@ export const ConfigFileSchema = z
     gatewayRegion: GatewayRegion.optional(),
     meterIntervalMs: IntervalMs.optional(),
     integrityIntervalMs: IntervalMs.optional(),
+    snapshotEvery: SnapshotEvery.optional(),
     computeRange: ComputeRange.optional(),
     xfrAllow: XfrAllow.optional(),
     tsigName: TsigName.optional(),
@@ -588,6 +600,7 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     gatewayRegion: pick('gatewayRegion'),
     meterIntervalMs: pick('meterIntervalMs'),
     integrityIntervalMs: pick('integrityIntervalMs'),
+    snapshotEvery: pick('snapshotEvery'),
     computeRange: pick('computeRange'),
     xfrAllow: pick('xfrAllow'),
     tsig: resolveTsig(opts, env, file, fileName, cwd),

@@ -1,7 +1,7 @@
 // Stand-alone daemon entry: `node dist/api/daemon.js [--data DIR] [--port N] [--host H]
 // [--log-level L] [--suffix S] [--config FILE] [--dns-address A] [--dns-port N] [--no-dns]
 // [--meter-interval MS] [--xfr-allow CIDR...] [--tsig-name NAME] [--tsig-secret-file PATH]
-// [--notify IP[:PORT]...] [--nameserver NAME=IP...] [--integrity-interval MS] [--witness URL=VKEY...]
+// [--notify IP[:PORT]...] [--nameserver NAME=IP...] [--integrity-interval MS] [--snapshot-every N] [--witness URL=VKEY...]
 // [--witness-timeout MS] [--tls-cert FILE --tls-key FILE] [--insecure-http] [--log-format F]` (the TSIG secret itself only from a file or
 // NEXUS_TSIG_SECRET, never a flag). The CLI's `nexus serve` calls the same serve().
 import { parseArgs } from 'node:util';
@@ -28,6 +28,7 @@ async function main(argv: string[]): Promise<void> {
       notify: { type: 'string', multiple: true },
       nameserver: { type: 'string', multiple: true },
       'integrity-interval': { type: 'string' },
+      'snapshot-every': { type: 'string' },
       witness: { type: 'string', multiple: true },
       'witness-timeout': { type: 'string' },
       'tls-cert': { type: 'string' },
@@ -56,6 +57,7 @@ async function main(argv: string[]): Promise<void> {
     ...(values.notify !== undefined ? { notify: values.notify } : {}),
     ...(values.nameserver !== undefined ? { nameservers: values.nameserver } : {}),
     ...(values['integrity-interval'] !== undefined ? { integrityIntervalMs: values['integrity-interval'] } : {}),
+    ...(values['snapshot-every'] !== undefined ? { snapshotEvery: values['snapshot-every'] } : {}),
     ...(values.witness !== undefined ? { witnesses: values.witness } : {}),
     ...(values['witness-timeout'] !== undefined ? { witnessTimeoutMs: values['witness-timeout'] } : {}),
     ...(values['tls-cert'] !== undefined ? { tlsCert: values['tls-cert'] } : {}),

@@ -24,6 +24,8 @@ export const DEFAULTS = {
   meterIntervalMs: 60_000,
   /** How often the running daemon compares its projections with what its writes should have made. */
   integrityIntervalMs: 60_000,
+  /** A signed ledger.snapshot (the state digest a verifier may start from) after every this many entries; 0: never. */
+  snapshotEvery: 100_000,
   computeRange: '10.96.0.0/11',
   /** Zone transfers: nobody may transfer, nobody is notified, no TSIG key. */
   xfrAllow: [],

@@ -17,9 +17,10 @@ export interface WithheldEntry {
 
 /**
  * Allowed commands everyone may read in full: they define the platform itself and the rules every
- * bill and every zone follows (prices, capacities, meters, plan limits, the suffix zone).
+ * bill and every zone follows (prices, capacities, meters, plan limits, the suffix zone), and the
+ * signed state snapshots (ledger.snapshot) a creator's verify checks against what the API serves.
  */
-const PLATFORM_TYPES = new Set(['platform.genesis', 'pricebook.publish', 'capacity.publish', 'meter.register', 'plan.publish', 'platform.zone']);
+const PLATFORM_TYPES = new Set(['platform.genesis', 'pricebook.publish', 'capacity.publish', 'meter.register', 'plan.publish', 'platform.zone', 'ledger.snapshot']);
 /** Roles whose registrations are public facts: who administers, who meters. */
 const PUBLIC_ROLES = new Set(['admin', 'service']);
 

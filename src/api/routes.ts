@@ -889,6 +889,11 @@ export const ROUTES: RouteDef[] = [
       return { body: served.note, contentType: 'text/plain; charset=utf-8' };
     },
   ),
+  pub('/v1/ledger/snapshot', "The newest signed ledger.snapshot: its index (the tree size whose state it names) and state digest; 404 if the log has none", {}, async (ctx) => {
+    const found = await newestSnapshot(ctx.platform.store);
+    if (!found) throw new HttpError(404, 'the log has no ledger.snapshot entry yet');
+    return { body: found };
+  }),
   pub('/v1/ledger/checkpoints/:size', 'The signed checkpoint the platform saved at exactly this tree size (C2SP signed note) with every witness cosignature the daemon holds for it; 404 if none was saved at that size', { params: Params.size, produces: 'text/plain' }, async (ctx, { params }) =>
     checkpointAt(ctx, params.size),
   ),
@@ -1030,4 +1035,31 @@ async function checkpointAt(ctx: ApiContext, size: number): Promise<Reply> {
 
 async function notifications(ctx: ApiContext, by: 'imvu' | 'recipient', value: string) {
   return ctx.platform.store.all(`SELECT entry, recipient, imvu, about, gate, message, at, source FROM notifications WHERE ${by} = ? ORDER BY entry`, [value]);
+}
+
+/** Per store: the newest allowed ledger.snapshot and the log size it was looked for up to (later requests read only newer entries). */
+const snapshotSeen = new WeakMap<object, { upTo: number; found: { index: number; digest: string } | undefined }>();
+
+async function newestSnapshot(store: import('../core/store/index.ts').Store): Promise<{ index: number; digest: string } | undefined> {
+  const size = await store.ledgerSize();
+  let seen = snapshotSeen.get(store);
+  if (!seen) {
+    const { newestSnapshotEntry } = await import('../core/policy/verify.ts');
+    const index = await newestSnapshotEntry(store, size);
+    seen = { upTo: size, found: undefined };
+    if (index !== undefined) {
+      const [data] = await store.readEntries(index, index + 1);
+      seen.found = { index, digest: String((decodeEntry(data!).command.command.body as { digest?: unknown }).digest) };
+    }
+    snapshotSeen.set(store, seen);
+  }
+  for (let from = seen.upTo; from < size; from += 1000) {
+    const to = Math.min(size, from + 1000);
+    for (const [i, data] of (await store.readEntries(from, to)).entries()) {
+      const e = decodeEntry(data);
+      if (e.command?.command?.type === 'ledger.snapshot' && e.decision?.allowed) seen.found = { index: from + i, digest: String((e.command.command.body as { digest?: unknown }).digest) };
+    }
+  }
+  seen.upTo = Math.max(seen.upTo, size);
+  return seen.found;
 }

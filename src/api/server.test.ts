@@ -73,7 +73,7 @@ describe('reads every client needs', () => {
       'GET /health', 'GET /v1/status', 'GET /metrics', 'GET /openapi.json', 'GET /.well-known/mta-sts.txt', 'GET /v1/platform', 'GET /v1/identities', 'GET /v1/identities/{nameOrId}',
       'GET /v1/imvus', 'GET /v1/imvus/{id}', 'GET /v1/zones/{zone}/records', 'GET /v1/zones/{zone}/export', 'GET /v1/zones/{zone}/ds', 'GET /v1/imvus/{id}/mailboxes', 'GET /v1/imvus/{id}/routes',
       'GET /v1/imvus/{id}/notifications', 'GET /v1/consents', 'GET /v1/notifications', 'GET /v1/gates', 'GET /v1/ledger/checkpoint',
-      'GET /v1/ledger/checkpoints/{size}', 'GET /v1/ledger/entries', 'GET /v1/ledger/proof/inclusion', 'GET /v1/ledger/proof/consistency', 'GET /v1/statements/{imvu}/{period}',
+      'GET /v1/ledger/checkpoints/{size}', 'GET /v1/ledger/snapshot', 'GET /v1/ledger/entries', 'GET /v1/ledger/proof/inclusion', 'GET /v1/ledger/proof/consistency', 'GET /v1/statements/{imvu}/{period}',
       'GET /tlog/checkpoint', 'GET /tlog/tile/{path}', 'GET /tlog/tile/entries/{path}',
       'POST /v1/imvus/{id}/compute/deploy', 'POST /v1/imvus/{id}/compute/start', 'POST /v1/imvus/{id}/compute/stop',
       'POST /v1/imvus/{id}/compute/restart', 'POST /v1/imvus/{id}/compute/exec', 'GET /v1/imvus/{id}/compute', 'GET /v1/imvus/{id}/compute/logs',

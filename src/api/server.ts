@@ -100,6 +100,8 @@ export interface ServerOptions {
    * a difference is rebuilt from the ledger and recorded as an integrity alarm. Default 60000; 0 turns it off.
    */
   integrityIntervalMs?: number;
+  /** A signed ledger.snapshot after every this many entries (default 100000; 0: never). */
+  snapshotEvery?: number;
   /**
    * Witnesses sent every new checkpoint (coalesced: one request in flight per witness, for the
    * newest); their cosignatures are kept under DATA/cosignatures and served with the checkpoint.
@@ -184,6 +186,8 @@ export interface RunningServer {
   gateway?: Gateway;
   /** What GET /v1/status answers a peer on this machine. */
   status(): Promise<DaemonStatus>;
+  /** Signs a ledger.snapshot of the state now (as the --snapshot-every timer does). */
+  recordSnapshot(): ReturnType<OpenPlatform['integrity']['recordSnapshot']>;
   /** Stops accepting, lets requests in flight finish (their commands commit), then closes the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -384,6 +388,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     dns?.server.view.invalidate();
   });
   platform.integrity.start(opts.integrityIntervalMs ?? DEFAULTS.integrityIntervalMs, (err) => app.log.error({ err }, 'integrity check failed'));
+  platform.integrity.snapshotEveryEntries(opts.snapshotEvery ?? DEFAULTS.snapshotEvery, (err) => app.log.error({ err }, 'ledger snapshot failed'));
   // Exits: archives built in the background, then the exit's clock (src/imvu/exit/service.ts).
   const { ExitService } = await import('../imvu/exit/service.ts');
   const { mailPart, computePart } = await import('../imvu/exit/parts.ts');
@@ -615,6 +620,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ...(gateway ? { gateway } : {}),
     closer,
     status: () => daemonStatus(ctx, true),
+    recordSnapshot: () => platform.integrity.recordSnapshot(),
     close: () =>
       (closing ??= (async () => {
         stopping = true;
@@ -853,6 +859,7 @@ async function startDaemonServer(
     port: cfg.port,
     logLevel: cfg.logLevel,
     integrityIntervalMs: cfg.integrityIntervalMs,
+    snapshotEvery: cfg.snapshotEvery,
     compute: { range: cfg.computeRange, meterIntervalMs: cfg.meterIntervalMs },
     ...(cfg.witnesses.length ? { witnesses: { endpoints: cfg.witnesses.map((w) => ({ ...w })), timeoutMs: cfg.witnessTimeoutMs } } : {}),
     gateway: cfg.gateway

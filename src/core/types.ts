@@ -57,6 +57,7 @@ export const COMMAND_TYPES = [
   'quota.approve',
   'platform.zone',
   'integrity.alarm',
+  'ledger.snapshot',
   'identity.rotate',
   'identity.revoke',
   'snapshot.create',

@@ -20,11 +20,14 @@ let bob: (...args: string[]) => ReturnType<typeof run>;
 /** Every `from` asked of /v1/ledger/entries through the proxy, and an optional change to what it serves. */
 const asked: number[] = [];
 let alter: ((entries: { index: number; withheld?: boolean }[]) => void) | undefined;
+/** A change to what GET /v1/ledger/snapshot serves. */
+let alterSnapshot: ((s: { index: number; digest: string }) => void) | undefined;
 
 interface Report {
   ok: boolean;
   size: number;
   incrementalFrom: number | null;
+  snapshot: { index: number; digest: string } | null;
   readable: number;
   withheld: number;
   replayed: boolean;
@@ -43,6 +46,7 @@ beforeAll(async () => {
   proxy = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     const entriesPage = url.pathname === '/v1/ledger/entries';
+    const snapshotPage = url.pathname === '/v1/ledger/snapshot';
     if (entriesPage) asked.push(Number(url.searchParams.get('from')));
     const up = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
       const chunks: Buffer[] = [];
@@ -53,6 +57,11 @@ beforeAll(async () => {
           const page = JSON.parse(out.toString()) as { entries: { index: number; withheld?: boolean }[] };
           alter(page.entries);
           out = Buffer.from(JSON.stringify(page));
+        }
+        if (snapshotPage && alterSnapshot && ur.statusCode === 200) {
+          const served = JSON.parse(out.toString()) as { index: number; digest: string };
+          alterSnapshot(served);
+          out = Buffer.from(JSON.stringify(served));
         }
         const headers = { ...ur.headers, 'content-length': String(out.length) };
         delete headers['transfer-encoding'];
@@ -180,5 +189,34 @@ describe("a creator's online verify checks only what is new", { timeout: 240_000
     expect(r.code, r.stderr).toBe(0);
     expect(r.report.incrementalFrom).toBeNull();
     expect(Math.min(...asked)).toBe(0);
+  });
+
+  it("checks the platform's signed state snapshot against the log it verified: the entry, its index and digest as the API serves them", async () => {
+    const none = await verify();
+    expect(none.code, none.stderr).toBe(0);
+    expect(none.report.snapshot).toBeNull();
+    const signed = await server.recordSnapshot();
+    expect(signed?.allowed).toBe(true);
+    const r = await verify();
+    expect(r.code, r.stderr).toBe(0);
+    const body = (await server.store.get<{ data: Buffer }>('SELECT data FROM ledger_entries WHERE idx = ?', [signed!.index]))!.data.toString();
+    expect(r.report.snapshot).toEqual({ index: signed!.index, digest: (JSON.parse(body) as { command: { command: { body: { digest: string } } } }).command.command.body.digest });
+    const human = await bob('audit', 'verify');
+    expect(human.stdout).toMatch(new RegExp(`✅ The signed state snapshot the platform serves \\(entry ${signed!.index}, `));
+    // A front that serves another digest, or points at another entry: refused (exit 4), the edge not moved.
+    for (const [change, why] of [
+      [(s: { index: number; digest: string }) => (s.digest = '0'.repeat(64)), /does not match the ledger.snapshot at entry \d+/],
+      [(s: { index: number; digest: string }) => (s.index = 1), /is not what the log holds there: entry 1 is/],
+      [(s: { index: number; digest: string }) => (s.index = 1_000_000), /is not in the log: the signed checkpoint covers \d+ entries/],
+    ] as const) {
+      alterSnapshot = change;
+      try {
+        const bad = await bob('audit', 'verify');
+        expect(bad.code, bad.stdout + bad.stderr).toBe(EXIT.verification);
+        expect(bad.stderr).toMatch(why);
+      } finally {
+        alterSnapshot = undefined;
+      }
+    }
   });
 });

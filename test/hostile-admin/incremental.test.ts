@@ -2,9 +2,13 @@
 // from entry 0: every tamper of the hostile-admin suite gets the same verdict from both, whether
 // the tamper is after the snapshot (replayed) or before it (hashed only: the snapshot knows the
 // root of the prefix it was verified against, so a rewritten past is named, never passed).
+// The snapshot is bound to the log by a signed `ledger.snapshot` entry recording its state digest;
+// the incremental path compares only the projection rows its replay touched. One case is found by
+// the full path only, and says so: a stored row the tail did not touch, edited behind the daemon
+// (the signed digest covers the state at the snapshot; the daemon's own scan finds the edit).
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signCommand } from '../../src/core/identity/envelope.ts';
@@ -13,6 +17,7 @@ import { MemoryTree } from '../../src/core/ledger/merkle.ts';
 import { formatCheckpoint, signNote } from '../../src/core/ledger/checkpoint.ts';
 import { verifyDataDir, type VerifyOptions, type VerifyReport } from '../../src/core/policy/verify.ts';
 import { testPlatform, type Actor, type TestPlatform } from '../../src/core/testing.ts';
+import { openDataDir } from '../../src/core/platform.ts';
 import type { LedgerEntry } from '../../src/core/types.ts';
 import { resealAsRoot } from '../support/root.ts';
 
@@ -35,10 +40,17 @@ beforeEach(async () => {
   await p.as(alice, 'imvu.create', { name: 'Gallery', owner: alice.id, jurisdiction: 'EU-GDPR' });
   await p.as(bob, 'imvu.create', { name: 'Shop', owner: bob.id, jurisdiction: 'US-CCPA' });
   await p.as(alice, 'dns.record.add', { zone: 'imvu001.world', name: 'www', type: 'A', value: '192.0.2.10' });
+  // The platform's signed snapshot entry: the state digest at its own index.
+  const signed = await p.integrity.recordSnapshot();
+  expect(signed?.allowed).toBe(true);
+  at = signed!.index;
+  await p.as(alice, 'dns.record.add', { zone: 'imvu001.world', name: 'ftp', type: 'A', value: '192.0.2.11' });
   const first = await verifyDataDir(p.dataDir, { saveSnapshot: snapshot });
   expect(first.problems).toEqual([]);
+  expect(first.snapshotEntries).toBe(1);
   expect(first.snapshotSaved).toBe(snapshot);
-  at = first.size;
+  // Saved at the signed entry, not at the end of the log.
+  expect(first.size).toBe(at + 2);
   // After the snapshot: more entries for the incremental replay to check.
   await p.as(admin, 'imvu.scale', { imvu: 'IMVU-001', cpu_cores: 1 }); // denied, notified
   await p.as(alice, 'dns.record.add', { zone: 'imvu001.world', name: 'api', type: 'A', value: '192.0.2.20' });
@@ -87,7 +99,10 @@ async function both(opts: VerifyOptions = {}): Promise<{ full: VerifyReport; inc
   const full = await verifyDataDir(p.dataDir, opts);
   const incremental = await verifyDataDir(p.dataDir, { ...opts, fromSnapshot: snapshot });
   expect(full.fromSnapshot).toBeNull();
-  expect(incremental.fromSnapshot).toBe(at);
+  expect(full.comparedRows).toBeNull();
+  // Used (and then it compared only touched rows), or refused at once as not bound to the log.
+  if (incremental.fromSnapshot !== null) expect(incremental.fromSnapshot).toBe(at);
+  else expect(incremental.problems).toEqual([expect.objectContaining({ kind: 'snapshot', message: expect.stringMatching(/not bound to the log/) })]);
   return { full, incremental };
 }
 
@@ -108,6 +123,9 @@ describe('incremental and full verification agree on every tamper case', () => {
     expect(incremental.root).toBe(full.root);
     expect(incremental.size).toBe(full.size);
     expect(incremental.size).toBeGreaterThan(at);
+    // O(tail): only the rows the entries after the snapshot touched were compared.
+    expect(incremental.comparedRows).toBeGreaterThan(0);
+    expect(incremental.snapshotEntries).toBe(1);
   });
 
   it('(a) after the snapshot: one entry whose bytes changed', async () => {
@@ -155,19 +173,87 @@ describe('incremental and full verification agree on every tamper case', () => {
     db.prepare('DELETE FROM ledger_entries WHERE idx >= ?').run(at - 1);
     db.close();
     const r = await bothRefuse();
-    expect(r.problems.map((x) => x.message).join('\n')).toMatch(/the snapshot covers \d+ entries but the log has only/);
+    expect(r.problems.map((x) => x.message).join('\n')).toMatch(/not bound to the log: the log has no entry \d+/);
   });
 
-  it("(c) projection rows changed: an envelope's CPU lowered, a domain's owner changed", async () => {
+  it('(c) projection rows the entries after the snapshot touched, changed: a record edited, one deleted', async () => {
+    const db = await asRoot();
+    const rows = db.prepare("SELECT name, value FROM records").all() as { name: string; value: string }[];
+    expect(db.prepare("UPDATE records SET value = '198.51.100.1' WHERE value = '192.0.2.20'").run().changes, JSON.stringify(rows)).toBe(1);
+    db.close();
+    expect((await bothRefuse()).problems.find((x) => x.kind === 'projection')?.message).toMatch(/records, row .*: value is "198.51.100.1" but the ledger gives "192.0.2.20"/);
+    const db2 = new Database(join(p.dataDir, 'nexus.db'));
+    db2.prepare("UPDATE records SET value = '192.0.2.20' WHERE value = '198.51.100.1'").run();
+    expect(db2.prepare("DELETE FROM records WHERE value = '192.0.2.30'").run().changes).toBe(1);
+    db2.close();
+    expect((await bothRefuse()).problems.find((x) => x.kind === 'projection')?.message).toMatch(/records: row .* is missing from the stored state/);
+  });
+
+  it("(c) FULL PATH ONLY: stored rows the tail did not touch, edited behind the daemon (an envelope's CPU, a domain's owner)", async () => {
     const db = await asRoot();
     db.prepare("UPDATE envelopes SET cpu_cores = 1 WHERE imvu = 'IMVU-001'").run();
+    db.prepare("UPDATE domains SET imvu = 'IMVU-002' WHERE name = 'imvu001.world'").run();
     db.close();
-    expect((await bothRefuse()).problems[0]!.message).toMatch(/envelopes, row imvu=IMVU-001: cpu_cores is 1 but the ledger gives 2/);
-    const db2 = new Database(join(p.dataDir, 'nexus.db'));
-    db2.prepare("UPDATE envelopes SET cpu_cores = 2 WHERE imvu = 'IMVU-001'").run();
-    db2.prepare("UPDATE domains SET imvu = 'IMVU-002' WHERE name = 'imvu001.world'").run();
-    db2.close();
-    expect((await bothRefuse()).problems[0]!.message).toMatch(/domains, row name=imvu001.world: imvu is "IMVU-002" but the ledger gives "IMVU-001"/);
+    const { full, incremental } = await both();
+    // The full replay compares every row: it names the edit.
+    expect(full.ok).toBe(false);
+    expect(full.problems[0]!.message).toMatch(/envelopes, row imvu=IMVU-001: cpu_cores is 1 but the ledger gives 2/);
+    // The incremental one compares only the rows its entries touched, and these are not among them:
+    // it accepts the LOG (every entry, decision and signed digest holds), not the served rows of the
+    // state before the snapshot. Those are covered by the signed state digest at the snapshot (checked
+    // by anyone verifying from entry 0) and by the daemon's own scan against the digests it keeps,
+    // which finds and repairs this edit at its next start (or periodic check), with an integrity.alarm:
+    expect(incremental.ok).toBe(true);
+    expect(incremental.comparedRows).toBeGreaterThan(0);
+    const reopened = await openDataDir(p.dataDir);
+    try {
+      expect(reopened.integrity.startup.alarm?.tables).toEqual(expect.arrayContaining(['domains', 'envelopes']));
+    } finally {
+      await reopened.close();
+    }
+    // Repaired: both verify again.
+    const after = await both();
+    expect(after.full.ok).toBe(true);
+    expect(after.incremental.ok).toBe(true);
+  });
+
+  it('a ledger.snapshot the platform signed with a false digest: the full replay names it, the incremental one cannot start from it', async () => {
+    const lie = await p.chokepoint.submit(p.chokepoint.platformCommand('ledger.snapshot', { size: p.chokepoint.ledger.size, digest: 'ab'.repeat(32) }));
+    expect(lie.allowed).toBe(true);
+    await p.close();
+    const r = await bothRefuse();
+    const { full } = await both();
+    expect(full.problems).toEqual([expect.objectContaining({ kind: 'snapshot', index: lie.index, message: expect.stringMatching(/the platform signed a false snapshot/) })]);
+    // The verifier's FILE is bound to the honest entry at `at`; the lie is after it, so the tail's replay names it.
+    expect(r.problems.map((x) => x.message).join('\n')).toMatch(/the platform signed a false snapshot/);
+    // A FILE whose digest is the lie's cannot be used (there the log's entry records another digest).
+    const full2 = await verifyDataDir(p.dataDir, { saveSnapshot: join(work, 'none') });
+    expect(full2.snapshotSaved).toBeNull();
+  });
+
+  it('a snapshot FILE whose digest no signed entry records is refused at once, with a clear reason', async () => {
+    await p.close();
+    const meta = JSON.parse(readFileSync(join(snapshot, 'snapshot.json'), 'utf8')) as { digest: string };
+    meta.digest = 'cd'.repeat(32);
+    writeFileSync(join(snapshot, 'snapshot.json'), JSON.stringify(meta));
+    const r = await verifyDataDir(p.dataDir, { fromSnapshot: snapshot });
+    expect(r.ok).toBe(false);
+    expect(r.fromSnapshot).toBeNull();
+    expect(r.problems).toHaveLength(1);
+    expect(r.problems[0]!.message).toMatch(new RegExp(`not bound to the log: the ledger.snapshot at entry ${at} records another state digest`));
+  });
+
+  it('--save-snapshot without any signed ledger.snapshot entry saves nothing, and says why', async () => {
+    const q = await testPlatform();
+    try {
+      await q.register('carol', 'creator');
+      const r = await verifyDataDir(q.dataDir, { saveSnapshot: join(work, 'unbound') });
+      expect(r.ok).toBe(true);
+      expect(r.snapshotSaved).toBeNull();
+      expect(r.snapshotNotSaved).toMatch(/no allowed ledger.snapshot entry/);
+    } finally {
+      await q.cleanup();
+    }
   });
 
   it('(d) a forged admin entry appended, the tree rebuilt and re-signed: a gate violation for both', async () => {

@@ -11,6 +11,7 @@ import type { StatementJson } from '../../core/handshake/statement.ts';
 import type { LedgerEntry } from '../../core/types.ts';
 import { currency, imvuId, int, minorUnits, month } from '../args.ts';
 import { Ctx } from '../context.ts';
+import { ApiError } from '../client.ts';
 import { CliError, EXIT, notFound, usage, verificationFailed } from '../errors.ts';
 import { table } from '../format.ts';
 import { acknowledge, openAlarms, type Alarm, type SeenCheckpoint } from '../witness.ts';
@@ -208,6 +209,7 @@ async function verifyOnline(ctx: Ctx, o: { sample: number; full?: boolean }): Pr
   const { platform, checkpoint: cp, previousSize } = contact;
   const savedEdge = o.full ? undefined : continuableEdge(ctx, platform.id, cp);
   const tree = savedEdge ? await verifyTail(ctx, cp, savedEdge, o.sample) : await verifyWhole(ctx, cp, o.sample);
+  const snapshot = await checkServedSnapshot(ctx, cp);
   const violation = tree.problems[0]?.message;
   // Receipts whose checkpoint the witnesses have cosigned since are upgraded first (one request per
   // checkpoint size, only for receipts not yet cosigned as the policy asks).
@@ -234,6 +236,7 @@ async function verifyOnline(ctx: Ctx, o: { sample: number; full?: boolean }): Pr
     readable: tree.readable,
     withheld: tree.withheld,
     replayed: tree.edge.replayed,
+    snapshot,
     problems: tree.problems,
     receipts,
     upgraded: upgrades.filter((u) => u.added > 0),
@@ -254,6 +257,9 @@ async function verifyOnline(ctx: Ctx, o: { sample: number; full?: boolean }): Pr
         ? `✅ ${cp.size} entries fetched (${tree.readable} readable by ${reader?.name ?? 'you'}, ${tree.withheld} withheld as leaf hashes): the Merkle root recomputed here from their bytes equals the root the platform signed`
         : `✅ ${cp.size} entries fetched: the Merkle root recomputed here from their bytes equals the root the platform signed`,
     tree.sample.length ? `✅ Inclusion proofs verified for ${tree.sample.length} sampled entries (${tree.sample.join(', ')})` : '- No new entry to check an inclusion proof for',
+    snapshot
+      ? `✅ The signed state snapshot the platform serves (entry ${snapshot.index}, state digest ${snapshot.digest.slice(0, 16)}…) is that ledger.snapshot entry of this log (inclusion proof against the signed checkpoint): \`nexus audit verify --data --from-snapshot\` may start there, and a full verify checks its digest`
+      : '- The platform serves no signed state snapshot (ledger.snapshot) yet',
     violation
       ? `✗ Replay through the gates: ${violation}`
       : savedEdge
@@ -266,6 +272,35 @@ async function verifyOnline(ctx: Ctx, o: { sample: number; full?: boolean }): Pr
   ]);
   if (violation) throw verificationFailed(violation);
   if (badReceipts[0]) throw verificationFailed(`${receiptFailure(badReceipts[0])}${badReceipts.length > 1 ? ` (and ${badReceipts.length - 1} more receipts)` : ''}`);
+}
+
+/**
+ * The newest signed state snapshot the API serves (GET /v1/ledger/snapshot) must be a ledger.snapshot
+ * entry of the log just verified: below the checkpoint's size, included in it (inclusion proof), allowed,
+ * and recording the index and digest served. What the digest is worth is for a full verify to say.
+ */
+async function checkServedSnapshot(ctx: Ctx, cp: SeenCheckpoint): Promise<{ index: number; digest: string } | null> {
+  let served: { index?: unknown; digest?: unknown };
+  try {
+    served = await ctx.get<{ index?: unknown; digest?: unknown }>('/v1/ledger/snapshot');
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return null;
+    throw err;
+  }
+  const index = Number(served.index);
+  const digest = String(served.digest);
+  const bad = (why: string) => verificationFailed(`the signed state snapshot the platform serves (entry ${String(served.index)}, digest ${digest.slice(0, 16)}…) ${why}`);
+  if (!Number.isSafeInteger(index) || index < 1 || !/^[0-9a-f]{64}$/.test(digest)) throw bad('is not an entry index and a SHA-256 digest');
+  if (index >= cp.size) throw bad(`is not in the log: the signed checkpoint covers ${cp.size} entries`);
+  const page = await ctx.get<{ entries?: Served[] }>('/v1/ledger/entries', { from: index, to: index + 1 });
+  const got = (page.entries ?? []).find((x) => x && x.index === index);
+  if (!got || 'withheld' in got) throw bad(`is not what the log holds there: entry ${index} was ${got ? 'withheld from you' : 'not served'}`);
+  const e = got as LedgerEntry;
+  await ctx.witness.checkInclusion(index, canonicalBytes(e), cp);
+  const body = (e.command?.command?.body ?? {}) as { size?: unknown; digest?: unknown };
+  if (e.command?.command?.type !== 'ledger.snapshot' || !e.decision?.allowed) throw bad(`is not what the log holds there: entry ${index} is ${e.command?.command?.type ?? 'no command'}${e.decision?.allowed ? '' : ' (denied)'}`);
+  if (body.size !== index || body.digest !== digest) throw bad(`does not match the ledger.snapshot at entry ${index}, which records tree size ${String(body.size)} and digest ${String(body.digest).slice(0, 16)}…`);
+  return { index, digest };
 }
 
 interface TreeCheck {
@@ -373,9 +408,11 @@ async function verifyOffline(ctx: Ctx, dataDir: string, checkpointFile: string |
             : `- No checkpoint file in ${dataDir} (a copy without it, or a data directory from before it)`,
           ...(saved.from ? [`✅ Extends your saved checkpoint (${saved.from})`] : []),
           report.fromSnapshot !== null
-            ? `✅ Replayed entries ${report.fromSnapshot} to ${report.size - 1} through the 17 gates from your snapshot of tree size ${report.fromSnapshot} (the ${report.fromSnapshot} entries before it were hashed: they are the ones it was verified against): every recorded decision holds, and the projections and their recorded digests match the replay`
+            ? `✅ Replayed entries ${report.fromSnapshot} to ${report.size - 1} through the 17 gates from your snapshot of tree size ${report.fromSnapshot}, whose state digest the platform signed in entry ${report.fromSnapshot} (ledger.snapshot; the ${report.fromSnapshot} entries before it were hashed: they are the ones it was verified against): every recorded decision holds, the ${report.comparedRows ?? 0} projection rows those entries touched and the recorded digests match the replay (rows they did not touch are not compared: a full verify does)`
             : `✅ Replayed through the 17 gates: every recorded decision holds, and the projections and their recorded digests match the replay`,
-          ...(report.snapshotSaved ? [`✅ Snapshot of the verified state (tree size ${report.size}) written to ${report.snapshotSaved}: --from-snapshot ${report.snapshotSaved} replays only what comes after it`] : []),
+          ...(report.snapshotEntries ? [`✅ ${report.snapshotEntries} signed ledger.snapshot entr${report.snapshotEntries > 1 ? 'ies record' : 'y records'} the state digest the replay computes at ${report.snapshotEntries > 1 ? 'their' : 'its'} index`] : []),
+          ...(report.snapshotSaved ? [`✅ Snapshot of the verified state at the newest signed ledger.snapshot written to ${report.snapshotSaved}: --from-snapshot ${report.snapshotSaved} replays only what comes after it`] : []),
+          ...(report.snapshotNotSaved ? [`- No snapshot written: ${report.snapshotNotSaved} (the daemon signs one every --snapshot-every entries)`] : []),
         ]
       : [`✗ ${dataDir}: ${report.problems.length} problem${report.problems.length > 1 ? 's' : ''}`, ...report.problems.map((p) => `  ✗ ${p.message}`)],
   );
@@ -439,8 +476,11 @@ export function auditCommand(): Command {
     .option('--checkpoint <file>', 'offline: a saved checkpoint the log must extend (default: yours for that platform)')
     .option('--sample <n>', 'online: how many entries to check inclusion proofs for', int(1, 1000), 8)
     .option('--full', 'online: fetch and check the whole log even when only the entries since your last verification are needed')
-    .option('--save-snapshot <dir>', 'offline: if the log verifies, keep a snapshot of the verified state in this directory (replaced)')
-    .option('--from-snapshot <dir>', 'offline: replay only the entries after a snapshot written by --save-snapshot (the entries before it are hashed, not replayed: they must be those it was verified against)')
+    .option('--save-snapshot <dir>', "offline: if the log verifies, keep the verified state at the log's newest signed ledger.snapshot entry in this directory (replaced)")
+    .option(
+      '--from-snapshot <dir>',
+      'offline: replay only the entries after a snapshot written by --save-snapshot, refused unless a signed ledger.snapshot entry at its tree size records its state digest (the entries before it are hashed, not replayed; only the projection rows the replayed entries touch are compared)',
+    )
     .action(async (o: { data?: string; checkpoint?: string; sample: number; full?: boolean; saveSnapshot?: string; fromSnapshot?: string }, c: Command) => {
       const ctx = Ctx.of(c);
       if ((o.saveSnapshot !== undefined || o.fromSnapshot !== undefined) && o.data === undefined) throw usage('--save-snapshot and --from-snapshot go with --data');

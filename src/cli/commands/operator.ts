@@ -69,6 +69,7 @@ interface ServeFlags {
   plan?: string;
   nameserver?: string[];
   integrityInterval?: number;
+  snapshotEvery?: number;
   computeRange?: string;
   witness?: string[];
   witnessTimeout?: number;
@@ -116,6 +117,7 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.plan !== undefined ? { plan: o.plan } : {}),
     ...(o.nameserver !== undefined ? { nameservers: o.nameserver } : {}),
     ...(o.integrityInterval !== undefined ? { integrityIntervalMs: o.integrityInterval } : {}),
+    ...(o.snapshotEvery !== undefined ? { snapshotEvery: o.snapshotEvery } : {}),
     ...(o.computeRange !== undefined ? { computeRange: o.computeRange } : {}),
     ...(o.witness !== undefined ? { witnesses: o.witness } : {}),
     ...(o.witnessTimeout !== undefined ? { witnessTimeoutMs: o.witnessTimeout } : {}),
@@ -197,6 +199,7 @@ function daemonOptions(cmd: Command): Command {
     .option('--tsig-secret-file <path>', 'file holding the base64 TSIG secret, not readable by other users (env NEXUS_TSIG_SECRET_FILE, or the secret itself in NEXUS_TSIG_SECRET)')
     .option('--compute-range <cidr>', "the private IPv4 range each IMVU's workload gets its own /30 from (env NEXUS_COMPUTE_RANGE; default 10.96.0.0/11)")
     .option('--integrity-interval <ms>', 'how often the projections are compared with what the platform wrote (env NEXUS_INTEGRITY_INTERVAL_MS; default 60000)', int(10, 86_400_000))
+    .option('--snapshot-every <entries>', 'sign a ledger.snapshot (the state digest `audit verify --from-snapshot` starts from) after every this many entries; 0 never (env NEXUS_SNAPSHOT_EVERY; default 100000)', int(0, 1_000_000_000))
     .option('--notify <ip:port...>', 'secondaries to NOTIFY when a zone changes: IP addresses only, port 53 unless given, IPv6 as [addr]:port (env NEXUS_NOTIFY, comma-separated)')
     .option('--root-hints <ip:port...>', 'root servers where domain proofs (the TXT at _nexus-challenge.DOMAIN) start their look-ups (env NEXUS_ROOT_HINTS, comma-separated; default the IANA root servers)')
     .option('--mail-relay-port <port>', 'port of the remote MTAs outbound mail is delivered to (env NEXUS_MAIL_RELAY_PORT; default 25; tests point it at a free port on loopback)', int(1, 65535))

@@ -575,6 +575,11 @@ export const BODY_SCHEMAS = {
     })
     .strict()
     .refine((b) => Date.parse(b.notAfter) > Date.parse(b.notBefore), 'notAfter must be after notBefore'),
+  // The platform's signed record of the state at tree size `size` (its own index): the digest of
+  // every projection table (store/digest.ts combinedDigest; the gates' state lives in them), as a
+  // verifier's replay computes it. A full verify recomputes it (a lie is caught by anyone who
+  // verifies from entry 0); `audit verify --from-snapshot` starts only from a state it names.
+  'ledger.snapshot': z.object({ size: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER), digest: sha256Hex }).strict(),
   'integrity.alarm': z
     .object({
       trigger: z.enum(['start', 'periodic']),

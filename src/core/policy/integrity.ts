@@ -21,7 +21,7 @@ import { INTEGRITY_TABLES, LEDGER_TABLES } from '../store/schema.ts';
 import { DIGEST_TABLES, DigestTracker, PROJECTION_COLUMNS, combinedDigest, differingTables, digestHex, rowExpression, scanAll, type ProjectionDigests } from '../store/digest.ts';
 import { SqliteStore, type Row, type SqlReader, type Store, type WriteTx } from '../store/index.ts';
 import type { Command, SignedCommand } from '../types.ts';
-import type { Chokepoint, FollowUp } from './chokepoint.ts';
+import type { Chokepoint, FollowUp, Receipt } from './chokepoint.ts';
 import { replayEntry } from './chokepoint.ts';
 
 /** Exit code of `nexus serve` / `nexus start` (and src/api/daemon.ts) when acknowledged history is missing. */
@@ -235,6 +235,11 @@ export class Integrity {
   readonly alarms: IntegrityAlarm[] = [];
   /** The last completed check (the start-up one, then each periodic one): when, and whether it raised an alarm. */
   lastCheck: { at: string; alarm: boolean } | undefined;
+  /** A signed ledger.snapshot every this many entries (0: never), and the tree size the count runs from. */
+  private snapshotEvery = 0;
+  private snapshotFrom = 0;
+  private snapshotting: Promise<unknown> | undefined;
+  private snapshotError: ((err: unknown) => void) | undefined;
 
   private constructor(
     private readonly o: IntegrityOptions,
@@ -284,6 +289,40 @@ export class Integrity {
     return it;
   }
 
+  /**
+   * Appends a signed `ledger.snapshot` naming the state at the current tree size: its digest is the
+   * one the writer keeps up to date at every commit (no scan). Made inside a transaction of its own
+   * (submitPrepared), so no other command comes between the size it names and its own index.
+   */
+  recordSnapshot(): Promise<Receipt | undefined> {
+    const { chokepoint } = this.o;
+    return chokepoint.submitPrepared(async () => {
+      const size = chokepoint.ledger.size;
+      if (size < 1) return undefined;
+      return chokepoint.platformCommand('ledger.snapshot', { size, digest: combinedDigest(this.tracker.current) }) as SignedCommand;
+    });
+  }
+
+  /** Records a ledger.snapshot after every `entries` entries appended from now on (0: never); `onError` hears of one that failed. */
+  snapshotEveryEntries(entries: number, onError?: (err: unknown) => void): void {
+    this.snapshotEvery = Number.isSafeInteger(entries) && entries > 0 ? entries : 0;
+    this.snapshotFrom = this.o.chokepoint.ledger.size;
+    this.snapshotError = onError;
+  }
+
+  private maybeSnapshot(size: number): void {
+    if (!this.snapshotEvery || this.closed || this.snapshotting || size - this.snapshotFrom < this.snapshotEvery) return;
+    this.snapshotFrom = size;
+    // After this commit's hooks, as a submission of its own.
+    this.snapshotting = new Promise((r) => setImmediate(r))
+      .then(() => (this.closed ? undefined : this.recordSnapshot()))
+      .then((r) => {
+        if (r) this.snapshotFrom = r.index + 1;
+      })
+      .catch((err: unknown) => (this.closed ? undefined : this.snapshotError?.(err)))
+      .finally(() => (this.snapshotting = undefined));
+  }
+
   private attach(): void {
     const { chokepoint, origin, platformKey } = this.o;
     chokepoint.ledger.hooks = {
@@ -296,6 +335,7 @@ export class Integrity {
       },
       committed: async (cp) => {
         if (!cp) return;
+        this.maybeSnapshot(cp.size);
         const text = this.pendingFiles.get(cp.size);
         this.pendingFiles.clear();
         if (!text) return;
@@ -411,6 +451,7 @@ export class Integrity {
     this.closed = true;
     this.start(0);
     await this.running?.catch(() => undefined);
+    await this.snapshotting?.catch(() => undefined);
     await this.writer.flush();
   }
 }

@@ -637,5 +637,8 @@ async function applyBilling(tx: WriteTx, index: number, command: Command, at: st
     // A record of a repair, not a change of state: the notifications it causes are entries of their own.
     case 'integrity.alarm':
       return;
+    // A claim about the state, checked by verifiers: the state itself does not change.
+    case 'ledger.snapshot':
+      return;
   }
 }

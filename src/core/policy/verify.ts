@@ -7,7 +7,7 @@ import { canonicalJson } from '../ledger/canonical.ts';
 import { openNote, parseCheckpoint } from '../ledger/checkpoint.ts';
 import { CHECKPOINT_FILE, parseCheckpointFile, readCheckpointFile } from '../ledger/checkpoint-file.ts';
 import { Frontier, decodeEntry, encodeEntry } from '../ledger/ledger.ts';
-import { DIGEST_TABLES, DigestTracker, combinedDigest, digestHex, scanAll } from '../store/digest.ts';
+import { DIGEST_TABLES, DigestTracker, PROJECTION_COLUMNS, combinedDigest, digestHex, scanAll, type ProjectionChange } from '../store/digest.ts';
 import { DB_FILE, PROJECTION_TABLES, SqliteStore, type Row, type SqlValue, type Store, type WriteTx } from '../store/index.ts';
 import type { LedgerEntry } from '../types.ts';
 import { periodOfInstant, statement } from '../handshake/index.ts';
@@ -35,6 +35,15 @@ export interface VerifyReport {
   fromSnapshot: number | null;
   /** Where a snapshot of the verified state was written (--save-snapshot), or null. */
   snapshotSaved: string | null;
+  /** Why --save-snapshot wrote nothing although the log verified (no signed ledger.snapshot entry to save at), or null. */
+  snapshotNotSaved: string | null;
+  /** How many signed `ledger.snapshot` entries the replay checked (their digest against the replayed state at their size). */
+  snapshotEntries: number;
+  /**
+   * From a snapshot: how many projection rows were compared with the stored ones (those the
+   * replayed entries touched); null when every row was compared (a replay from entry 0).
+   */
+  comparedRows: number | null;
   problems: Problem[];
 }
 
@@ -47,13 +56,20 @@ export interface VerifyOptions {
    */
   checkpointFile?: string | null;
   /**
-   * A snapshot directory this verifier wrote earlier (`saveSnapshot`) after a verification that
-   * held: the replay starts from its state instead of entry 0. The entries before it are still
-   * read and hashed (not decoded, not replayed): the log must still have, byte for byte, the
-   * prefix the snapshot was verified against, so a rewritten past does not pass.
+   * A snapshot directory written by `saveSnapshot`: the replay starts from its state instead of
+   * entry 0. It is used only if the log has, at its tree size N, an allowed `ledger.snapshot` entry
+   * (signed by the platform) recording its state digest; otherwise the verification refuses at once.
+   * The entries before N are still read and hashed (not decoded, not replayed): the log must still
+   * have, byte for byte, the prefix the snapshot was verified against. Only the projection rows the
+   * replayed entries touched are compared with the stored ones (rows of the state at N are covered
+   * by the signed digest, which anyone verifying from entry 0 checks, and by the daemon's own check).
    */
   fromSnapshot?: string;
-  /** If the verification holds: write a snapshot of the verified state here (a directory, replaced). */
+  /**
+   * If the verification holds: write a snapshot of the verified state here (a directory, replaced),
+   * taken at the log's newest allowed `ledger.snapshot` entry (the state its digest names), so that
+   * a later --from-snapshot can be bound to the log. Nothing is written if the log has none.
+   */
   saveSnapshot?: string;
 }
 
@@ -69,6 +85,7 @@ interface SnapshotMeta {
   format: typeof SNAPSHOT_FORMAT;
   origin: string;
   publicKey: string;
+  /** The tree size of the state, which is also the index of the signed ledger.snapshot entry naming it. */
   size: number;
   root: string;
   /** combinedDigest of replay.db's projections. */
@@ -195,6 +212,9 @@ export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promi
   let snap: SnapshotMeta | undefined;
   let snapshotSaved: string | null = null;
   const snapshotProblems: Problem[] = [];
+  let snapshotNotSaved: string | null = null;
+  let snapshotEntries = 0;
+  let comparedRows: number | null = null;
   const latest = await store.latestCheckpoint();
   const report = (problems: Problem[]): VerifyReport => ({
     ok: problems.length === 0,
@@ -205,6 +225,9 @@ export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promi
     checkpointFile,
     fromSnapshot: snap?.size ?? null,
     snapshotSaved,
+    snapshotNotSaved,
+    snapshotEntries,
+    comparedRows,
     problems,
   });
 
@@ -360,16 +383,39 @@ export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promi
       if (m.origin !== origin || m.publicKey !== rawKey.toString('base64')) throw new Error('it is a snapshot of another platform\'s log');
       const edge = new Frontier(m.size, m.edge.map((n) => ({ level: n.level, hash: Buffer.from(n.hash, 'hex') })));
       if (edge.root().toString('hex') !== m.root) throw new Error("its tree edge does not give its root");
+      const unbound = await signedSnapshotAt(store, m.size, m.digest);
+      if (unbound)
+        throw new Error(
+          `it is not bound to the log: ${unbound}. A snapshot is used only at a ledger.snapshot entry the platform signed with its state digest (verify from entry 0, with --save-snapshot to keep one)`,
+        );
       for (const f of ['replay.db', 'statements.db']) copyFileSync(join(opts.fromSnapshot, f), join(scratch.dir, f));
       snap = m;
     } catch (err) {
-      snapshotProblems.push({ kind: 'snapshot', message: `the snapshot ${opts.fromSnapshot} cannot be used: ${(err as Error).message}` });
+      // Refused before anything is replayed: the verdict rests on nothing the log does not sign.
+      scratch.remove();
+      snap = undefined;
+      return report([{ kind: 'snapshot', message: `the snapshot ${opts.fromSnapshot} cannot be used: ${(err as Error).message}` }]);
     }
   }
+  // Where --save-snapshot saves: the newest allowed ledger.snapshot entry (read back from the end of the log).
+  const saveAt = opts.saveSnapshot ? await newestSnapshotEntry(store) : undefined;
+  if (opts.saveSnapshot && saveAt === undefined) snapshotNotSaved = 'the log has no allowed ledger.snapshot entry to save the state at';
+  let staged: string | undefined;
+  // From a snapshot: the projection rows the replay touched (by table, by primary key), compared at the end.
+  const touched = new Map<string, Map<string, SqlValue[]>>();
+  const touch = (c: ProjectionChange) => {
+    const keys = KEY_INDEXES[c.table];
+    if (!keys) return;
+    const values = quotedValues(c.row);
+    const key = keys.map((i) => values[i] ?? null);
+    let t = touched.get(c.table);
+    if (!t) touched.set(c.table, (t = new Map()));
+    t.set(key.map((v) => show(v)).join('\u0000'), key);
+  };
   const fresh = new SqliteStore(join(scratch.dir, 'replay.db'), { scratch: true });
   const replay = new StreamingReplay(fresh, new SealedStatements(join(scratch.dir, 'statements.db')), snap?.prevTime ?? undefined);
   try {
-    const tracker = new DigestTracker(await scanAll(fresh));
+    const tracker = new DigestTracker(await scanAll(fresh), snap ? touch : undefined);
     // The snapshot's own consistency: its state is the one whose digest it recorded when it was verified.
     if (snap && combinedDigest(tracker.current) !== snap.digest) {
       snapshotProblems.push({ kind: 'snapshot', message: `the snapshot's state (tree size ${snap.size}) is not the state it was verified with: its projections' digest changed` });
@@ -387,6 +433,27 @@ export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promi
       if (count !== snap.recordedDigests.count || h.digest('hex') !== snap.recordedDigests.sha256)
         snapshotProblems.push({ kind: 'snapshot', message: `the projection digests the platform recorded up to tree size ${snap.size} are not those verified when the snapshot was taken` });
     }
+    /** A copy of the replayed state at tree size `size` beside the target, renamed into place if the whole verification holds. */
+    const stage = async (size: number, digest: string): Promise<string> => {
+      const tmp = `${opts.saveSnapshot!}.tmp-${process.pid}`;
+      rmSync(tmp, { recursive: true, force: true });
+      mkdirSync(tmp, { recursive: true, mode: 0o700 });
+      await fresh.copyTo(join(tmp, 'replay.db'));
+      copyFileSync(join(scratch.dir, 'statements.db'), join(tmp, 'statements.db'));
+      const meta: SnapshotMeta = {
+        format: SNAPSHOT_FORMAT,
+        origin,
+        publicKey: rawKey.toString('base64'),
+        size,
+        root: tree.root().toString('hex'),
+        digest,
+        edge: tree.edge().map((n) => ({ level: n.level, hash: n.hash.toString('hex') })),
+        prevTime: replay.lastTime ?? null,
+        recordedDigests: await recordedDigestsHash(store, size),
+      };
+      writeFileSync(join(tmp, SNAPSHOT_META), JSON.stringify(meta, null, 2) + '\n', { mode: 0o600 });
+      return tmp;
+    };
     const reached = (size: number) => {
       const checks = atSize.get(size);
       if (checks) {
@@ -438,6 +505,22 @@ export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promi
           structural.push({ kind: 'malformed-entry', index: tree.size, message: `entry ${tree.size} is malformed: ${(err as Error).message}` });
           break;
         }
+        if (e.command?.command?.type === 'ledger.snapshot' && e.decision?.allowed) {
+          // The state of the first e.index entries, which the entry's digest names: every entry before it replayed, none after.
+          await flush();
+          if (!replay.halted) {
+            const got = combinedDigest(await fresh.transaction((tx) => tracker.seal(tx)));
+            const claimed = String((e.command.command.body as { digest?: unknown }).digest);
+            snapshotEntries++;
+            if (claimed !== got)
+              snapshotProblems.push({
+                kind: 'snapshot',
+                index: e.index,
+                message: `entry ${e.index} (ledger.snapshot) records the state digest ${claimed.slice(0, 16)}… at tree size ${e.index}, but the replay of the first ${e.index} entries gives ${got.slice(0, 16)}…: the platform signed a false snapshot`,
+              });
+            else if (e.index === saveAt) staged = await stage(e.index, got);
+          }
+        }
         tree.append(row.data);
         reached(tree.size);
         await storedUpTo(false);
@@ -478,39 +561,34 @@ export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promi
       ...replayed,
     ];
     if (badDigests > MAX_LISTED) problems.push({ kind: 'projection', message: `${badDigests - MAX_LISTED} more recorded projection digests do not hold` });
+    // The last changes folded in (and, from a snapshot, their rows marked touched).
+    const endDigests = await fresh.transaction((tx) => tracker.seal(tx));
     if (!problems.some((p) => p.kind === 'gate-violation')) {
-      const diff = await compareProjections(store, fresh);
+      let diff: string | undefined;
+      if (snap) {
+        // O(tail): the rows the replay after the snapshot touched. Rows it did not touch are those
+        // of the state at the snapshot, whose digest the platform signed (checked against the replay
+        // by anyone verifying from entry 0); a stored row edited behind the daemon's back there is
+        // found by a full verify and by the daemon's own scan (src/core/policy/integrity.ts), not here.
+        const r = await compareTouched(store, fresh, touched);
+        comparedRows = r.rows;
+        diff = r.diff;
+      } else diff = await compareProjections(store, fresh);
       if (diff) problems.push({ kind: 'projection', message: diff });
       if (fileDigests) {
-        const now = await scanAll(fresh);
+        const now = snap ? endDigests : await scanAll(fresh);
         const off = DIGEST_TABLES.filter((t) => fileDigests!.get(t)?.rows !== now.get(t)!.rows || fileDigests!.get(t)?.sum !== digestHex(now.get(t)!));
         if (off.length) problems.push({ kind: 'checkpoint-file', message: `${CHECKPOINT_FILE}: the projection digests of ${off.join(', ')} are not those of the replay` });
       }
     }
-    if (!problems.length && opts.saveSnapshot && finalSize > 0) {
-      const meta: SnapshotMeta = {
-        format: SNAPSHOT_FORMAT,
-        origin,
-        publicKey: rawKey.toString('base64'),
-        size: finalSize,
-        root: tree.root().toString('hex'),
-        digest: combinedDigest(await scanAll(fresh)),
-        edge: tree.edge().map((n) => ({ level: n.level, hash: n.hash.toString('hex') })),
-        prevTime: replay.lastTime ?? null,
-        recordedDigests: await recordedDigestsHash(store, finalSize),
-      };
-      await replay.close();
-      await fresh.close();
-      const target = opts.saveSnapshot;
-      const tmp = `${target}.tmp-${process.pid}`;
-      rmSync(tmp, { recursive: true, force: true });
-      mkdirSync(tmp, { recursive: true, mode: 0o700 });
-      for (const f of ['replay.db', 'statements.db']) copyFileSync(join(scratch.dir, f), join(tmp, f));
-      writeFileSync(join(tmp, SNAPSHOT_META), JSON.stringify(meta, null, 2) + '\n', { mode: 0o600 });
-      rmSync(target, { recursive: true, force: true });
-      renameSync(tmp, target);
-      snapshotSaved = target;
-    }
+    if (staged && opts.saveSnapshot) {
+      if (!problems.length) {
+        rmSync(opts.saveSnapshot, { recursive: true, force: true });
+        renameSync(staged, opts.saveSnapshot);
+        snapshotSaved = opts.saveSnapshot;
+      } else rmSync(staged, { recursive: true, force: true });
+    } else if (opts.saveSnapshot && saveAt !== undefined && !problems.length)
+      snapshotNotSaved = `the newest ledger.snapshot entry (${saveAt}) is before the snapshot this run started from`;
     return report(problems);
   } finally {
     await replay.close();
@@ -536,6 +614,11 @@ class StreamingReplay {
     prev?: { ms: number; at: string },
   ) {
     this.prev = prev;
+  }
+
+  /** A recorded decision did not hold: nothing after it was replayed. */
+  get halted(): boolean {
+    return this.stopped;
   }
 
   /** The time of the last entry fed whose time was valid. */
@@ -762,6 +845,113 @@ async function compareProjections(stored: Store, replayed: Store): Promise<strin
           return `projection ${table}, row ${keyOf(y)}: ${col} is ${show(x[col])} but the ledger gives ${show(y[col])} (last set by entry ${String(y.entry ?? '?')})`;
       }
     }
+  }
+  return undefined;
+}
+
+/** Column positions of each projection table's primary key, in its row encoding (store/digest.ts). */
+const KEY_INDEXES: Record<string, number[]> = Object.fromEntries(
+  Object.entries(PROJECTION_TABLES).map(([t, { key }]) => [t, key.split(',').map((k) => PROJECTION_COLUMNS[t]!.indexOf(k.trim()))]),
+);
+
+/** The values of a row encoded by SQLite's quote() joined with ',' (store/digest.ts rowExpression). */
+export function quotedValues(row: string): SqlValue[] {
+  const out: SqlValue[] = [];
+  let i = 0;
+  for (;;) {
+    if (row.startsWith('NULL', i)) {
+      out.push(null);
+      i += 4;
+    } else if (row[i] === "'") {
+      let text = '';
+      let j = i + 1;
+      for (;;) {
+        const k = row.indexOf("'", j);
+        if (k < 0) throw new Error('unterminated text in a row encoding');
+        if (row[k + 1] === "'") {
+          text += row.slice(j, k + 1);
+          j = k + 2;
+        } else {
+          text += row.slice(j, k);
+          i = k + 1;
+          break;
+        }
+      }
+      out.push(text);
+    } else if (row.startsWith("X'", i)) {
+      const k = row.indexOf("'", i + 2);
+      if (k < 0) throw new Error('unterminated blob in a row encoding');
+      out.push(Buffer.from(row.slice(i + 2, k), 'hex'));
+      i = k + 1;
+    } else {
+      const k = row.indexOf(',', i);
+      const t = row.slice(i, k < 0 ? row.length : k);
+      if (!/^-?\d+$/.test(t) && !Number.isFinite(Number(t))) throw new Error(`not a number in a row encoding: ${t.slice(0, 40)}`);
+      out.push(/^-?\d+$/.test(t) && !Number.isSafeInteger(Number(t)) ? BigInt(t) : Number(t));
+      i += t.length;
+    }
+    if (i >= row.length) return out;
+    if (row[i] !== ',') throw new Error('malformed row encoding');
+    i++;
+  }
+}
+
+/** Compares the stored and replayed rows of the keys the replay touched; the first difference, as compareProjections words it. */
+async function compareTouched(stored: Store, replayed: Store, touched: Map<string, Map<string, SqlValue[]>>): Promise<{ rows: number; diff?: string }> {
+  let rows = 0;
+  for (const [table, { key }] of Object.entries(PROJECTION_TABLES)) {
+    const keys = touched.get(table);
+    if (!keys) continue;
+    const keyCols = key.split(',').map((k) => k.trim());
+    const where = keyCols.map((k) => `${k} IS ?`).join(' AND ');
+    const keyOf = (v: SqlValue[]) => keyCols.map((k, i) => `${k}=${String(v[i])}`).join(', ');
+    for (const k of keys.values()) {
+      rows++;
+      const x = await stored.get(`SELECT * FROM ${table} WHERE ${where}`, k);
+      const y = await replayed.get(`SELECT * FROM ${table} WHERE ${where}`, k);
+      if (!x && !y) continue;
+      if (!x) return { rows, diff: `projection ${table}: row ${keyOf(k)} is missing from the stored state` };
+      if (!y) return { rows, diff: `projection ${table}: stored row ${keyOf(k)} does not follow from the ledger` };
+      for (const col of Object.keys(y))
+        if (show(x[col]) !== show(y[col]))
+          return { rows, diff: `projection ${table}, row ${keyOf(k)}: ${col} is ${show(x[col])} but the ledger gives ${show(y[col])} (last set by entry ${String(y.entry ?? '?')})` };
+    }
+  }
+  return { rows };
+}
+
+/** Why the log does not bind a snapshot of tree size `size` and state digest `digest` (undefined: it does). */
+async function signedSnapshotAt(store: Store, size: number, digest: string): Promise<string | undefined> {
+  const row = await store.get<{ data: Buffer }>('SELECT data FROM ledger_entries WHERE idx = ?', [size]);
+  if (!row) return `the log has no entry ${size}`;
+  let e: LedgerEntry;
+  try {
+    e = decodeEntry(row.data);
+  } catch (err) {
+    return `entry ${size} is malformed (${(err as Error).message})`;
+  }
+  const c = e.command?.command;
+  if (e.index !== size || c?.type !== 'ledger.snapshot' || !e.decision?.allowed) return `entry ${size} is not an allowed ledger.snapshot`;
+  const b = c.body as { size?: unknown; digest?: unknown };
+  if (b.size !== size || b.digest !== digest) return `the ledger.snapshot at entry ${size} records another state digest (${String(b.digest).slice(0, 16)}…, the snapshot's is ${digest.slice(0, 16)}…)`;
+  return undefined;
+}
+
+/** The index of the newest allowed ledger.snapshot entry below `size` (default: all), read back from the end of the log. */
+export async function newestSnapshotEntry(store: Store, size?: number): Promise<number | undefined> {
+  let below = size ?? Number((await store.get<{ n: number | null }>('SELECT MAX(idx) AS n FROM ledger_entries'))?.n ?? -1) + 1;
+  while (below > 0) {
+    const rows = await store.all<{ idx: number; data: Buffer }>('SELECT idx, data FROM ledger_entries WHERE idx < ? ORDER BY idx DESC LIMIT ?', [below, CHUNK]);
+    if (!rows.length) return undefined;
+    for (const r of rows) {
+      try {
+        const e = decodeEntry(r.data);
+        if (e.command?.command?.type === 'ledger.snapshot' && e.decision?.allowed && e.index === Number(r.idx)) return e.index;
+      } catch {
+        // a malformed entry is the pass's to report
+      }
+    }
+    below = Number(rows[rows.length - 1]!.idx);
   }
   return undefined;
 }

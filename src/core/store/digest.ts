@@ -6,7 +6,7 @@
 // order), so the change log and a scan encode it byte for byte alike, whatever the value's type.
 import { createHash, hash } from 'node:crypto';
 import { PROJECTION_TABLES } from './schema.ts';
-import type { SqlReader, WriteTx } from './store.ts';
+import type { ProjectionChange, SqlReader, WriteTx } from './store.ts';
 
 export type { ProjectionChange } from './store.ts';
 
@@ -152,7 +152,11 @@ export function differingTables(a: ProjectionDigests, b: ProjectionDigests): str
 export class DigestTracker {
   private rescans = new Set<string>();
 
-  constructor(public current: ProjectionDigests) {}
+  /** `observe`: hears every row change folded in (a verifier tracks the rows its replay touched). */
+  constructor(
+    public current: ProjectionDigests,
+    private readonly observe?: (c: ProjectionChange) => void,
+  ) {}
 
   /** At the start of a write transaction: forget rescans asked for by one that rolled back. */
   begin(): void {
@@ -170,6 +174,7 @@ export class DigestTracker {
     const next: ProjectionDigests = new Map(this.current);
     for (const t of this.rescans) next.set(t, await scanTable(tx, t));
     for (const c of changes) {
+      this.observe?.(c);
       if (this.rescans.has(c.table)) continue;
       next.set(c.table, applyChange(next.get(c.table) ?? emptyDigest(), c.table, c.sign, c.row));
     }

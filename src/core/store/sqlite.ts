@@ -178,6 +178,12 @@ export class SqliteStore implements Store {
     return row?.note;
   }
 
+  /** A consistent copy of the committed database in `file` (SQLite VACUUM INTO), taken between write transactions. */
+  async copyTo(file: string): Promise<void> {
+    await this.queue;
+    this.writer.prepare('VACUUM INTO ?').run(file);
+  }
+
   async close(): Promise<void> {
     await this.queue;
     this.closed = true;

@@ -20,6 +20,7 @@ const PLATFORM_ONLY: readonly CommandType[] = [
   'gateway.refusals',
   'platform.zone',
   'integrity.alarm',
+  'ledger.snapshot',
   'acme.challenge',
   'certificate.issued',
   'platform.peer',
@@ -43,6 +44,10 @@ export const gate: Gate = {
     if (!ctx.platform) return deny(17, 'the ledger has no platform genesis entry');
     if (PLATFORM_ONLY.includes(ctx.command.type) && ctx.actor?.role !== 'platform')
       return deny(17, `${ctx.command.type} is originated by the platform only`);
+    // A signed snapshot names the state the log is in just before it: its own index is its size
+    // (its digest is checked by every verifier's replay, src/core/policy/verify.ts).
+    if (ctx.command.type === 'ledger.snapshot' && Number((ctx.command.body as { size?: unknown }).size) !== ctx.index)
+      return deny(17, `a ledger.snapshot records the state at its own index (${ctx.index}), not at ${String((ctx.command.body as { size?: unknown }).size)}`);
     if (ctx.actor?.role === 'platform') {
       const power = await checkPlatformPower(ctx);
       if (power) return power;
