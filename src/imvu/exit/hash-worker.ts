@@ -2,7 +2,8 @@
 // of SHA-256 over the same gigabytes, the costliest work of an export and of its verification.
 // With this, one of them runs on a second core while the main thread does the other (and the tar,
 // the deflate framing and the file I/O). Bytes are copied once into transferred buffers, at most
-// MAX_PENDING of them in flight: a slow worker slows its feeder, memory stays bounded.
+// MAX_PENDING of them in flight: a slow worker slows its feeder, memory stays bounded. The worker
+// gives each buffer back once hashed, so the same few are reused (no garbage per batch).
 import { Worker } from 'node:worker_threads';
 
 /** Bytes gathered before they are sent (fewer, larger messages). */
@@ -21,16 +22,16 @@ parentPort.on('message', (m) => {
     parentPort.postMessage({ sha256: h.digest('hex'), size });
     return;
   }
-  const b = new Uint8Array(m);
-  h.update(b);
-  size += b.length;
-  parentPort.postMessage(b.length);
+  h.update(new Uint8Array(m));
+  size += m.byteLength;
+  parentPort.postMessage(m, [m]);
 });
 `;
 
 export class ParallelHash {
   private readonly worker = new Worker(SOURCE, { eval: true });
-  private batch = new Uint8Array(new ArrayBuffer(BATCH));
+  private readonly free: ArrayBuffer[] = [];
+  private batch = this.fresh();
   private used = 0;
   private pending = 0;
   private waiting: (() => void) | undefined;
@@ -38,9 +39,10 @@ export class ParallelHash {
   private result: ((r: { sha256: string; size: number }) => void) | undefined;
 
   constructor() {
-    this.worker.on('message', (m: number | { sha256: string; size: number }) => {
-      if (typeof m === 'number') {
-        this.pending -= m;
+    this.worker.on('message', (m: ArrayBuffer | { sha256: string; size: number }) => {
+      if (m instanceof ArrayBuffer) {
+        this.pending -= m.byteLength;
+        if (m.byteLength === BATCH) this.free.push(m);
         if (this.pending <= MAX_PENDING / 2) this.wake();
       } else this.result?.(m);
     });
@@ -48,6 +50,10 @@ export class ParallelHash {
       this.failed = err;
       this.wake();
     });
+  }
+
+  private fresh(): Uint8Array {
+    return new Uint8Array(this.free.pop() ?? new ArrayBuffer(BATCH));
   }
 
   private wake(): void {
@@ -58,11 +64,11 @@ export class ParallelHash {
 
   private send(): void {
     if (!this.used) return;
-    const full = this.batch.buffer;
+    const full = this.batch.buffer as ArrayBuffer;
     const ab = this.used === BATCH ? full : full.slice(0, this.used);
     this.worker.postMessage(ab, [ab]);
     this.pending += this.used;
-    this.batch = new Uint8Array(new ArrayBuffer(BATCH));
+    this.batch = this.fresh();
     this.used = 0;
   }
 
