@@ -251,7 +251,7 @@ export class Client {
     }
     const total = Number(res.headers['content-length']) || undefined;
     let bytes = 0;
-    const out = createWriteStream(partial, { mode: 0o600 });
+    const out = createWriteStream(partial, { mode: 0o600, highWaterMark: 4 << 20 });
     try {
       await new Promise<void>((resolve, reject) => {
         res.on('data', (c: Buffer) => {
