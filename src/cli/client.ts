@@ -222,7 +222,13 @@ export class Client {
    * GET a file (e.g. an exit archive) straight to `file`: written to a temp name, fsynced and renamed,
    * so an interrupted download never leaves a file under the final name. Signed like get().
    */
-  async download(path: string, file: string, as?: ReadSigner, onBytes?: (received: number, total: number | undefined) => void): Promise<{ bytes: number; headers: Record<string, string | string[] | undefined> }> {
+  async download(
+    path: string,
+    file: string,
+    as?: ReadSigner,
+    onBytes?: (received: number, total: number | undefined) => void,
+    tee?: NodeJS.WritableStream,
+  ): Promise<{ bytes: number; headers: Record<string, string | string[] | undefined> }> {
     const { createWriteStream, renameSync, rmSync, openSync, fsyncSync, closeSync } = await import('node:fs');
     const u = new URL(this.url + path);
     const request = u.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
@@ -245,7 +251,7 @@ export class Client {
     }
     const total = Number(res.headers['content-length']) || undefined;
     let bytes = 0;
-    const out = createWriteStream(partial, { mode: 0o600 });
+    const out = createWriteStream(partial, { mode: 0o600, highWaterMark: 4 << 20 });
     try {
       await new Promise<void>((resolve, reject) => {
         res.on('data', (c: Buffer) => {
@@ -256,6 +262,8 @@ export class Client {
         out.on('error', reject);
         out.on('finish', resolve);
         res.pipe(out);
+        // Also to `tee` (a verification reading the bytes as they arrive): the slower of the two sets the pace.
+        if (tee) res.pipe(tee);
       });
       if (total !== undefined && bytes !== total) throw new CliError(`the download of ${path} stopped after ${bytes} of ${total} bytes`, EXIT.unreachable);
       const fd = openSync(partial, 'r');

@@ -177,6 +177,26 @@ describe('exit', () => {
     }
   }, 60_000);
 
+  it('fails the download with exit 4 when the archive it verifies as it arrives was altered, and does not hang', async () => {
+    // The archive the daemon serves, one byte changed in its middle: the verification reading the
+    // download as it arrives fails part way (bad deflate data or a digest) while the download goes on.
+    const served = join(data, 'exports', 'IMVU-001', 'IMVU-001-exit.tar.gz');
+    const bytes = readFileSync(served);
+    const original = Buffer.from(bytes);
+    const mid = bytes.length >> 1;
+    bytes[mid] = bytes[mid]! ^ 0xff;
+    writeFileSync(served, bytes);
+    try {
+      const x = tempDir('exit-out-bad');
+      dirs.push(x);
+      const r = await nexus('imvu', 'exit', 'IMVU-001', '--out', x);
+      expect(r.code, r.stderr).toBe(4);
+      expect(r.stderr).toMatch(/export verification failed|is not the one the ledger records/);
+    } finally {
+      writeFileSync(served, original);
+    }
+  }, 60_000);
+
   it('threat 2.5: a suspended IMVU still exits, and no admin command stops or changes it while exiting (denied, the creator notified)', async () => {
     ok(await nexus('identity', 'create', 'ops', '--role', 'admin', '--data', data));
     ok(await nexus('imvu', 'suspend', 'IMVU-002', '--reason', 'unpaid', '--as', 'ops'));

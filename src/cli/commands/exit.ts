@@ -4,6 +4,7 @@
 // is complete; `exit-status`, `exit-confirm`, `purge`; and `nexus export verify FILE`, which needs
 // no daemon and no network.
 import { Command } from 'commander';
+import type { Readable } from 'node:stream';
 import { Ctx } from '../context.ts';
 import { usage, verificationFailed, notFound } from '../errors.ts';
 import type { LocalIdentity } from '../home.ts';
@@ -46,11 +47,13 @@ export function statusLines(v: ExitView): string[] {
   return lines;
 }
 
-async function verifyFile(ctx: Ctx, file: string, platformKey?: string) {
-  const { verifyExitArchive, ArchiveInvalid } = await import('../../imvu/exit/verify.ts');
+/** Verifies the archive `file`, read from disk or, with `source`, from the bytes as they are downloaded. */
+async function verifyFile(ctx: Ctx, file: string, platformKey?: string, source?: NodeJS.ReadableStream) {
+  const { verifyExitArchive, verifyExitStream, ArchiveInvalid } = await import('../../imvu/exit/verify.ts');
   const policy = ctx.home.witnessPolicy();
+  const opts = { ...(platformKey ? { platformKey } : {}), ...(policy.require > 0 ? { witnesses: policy } : {}) };
   try {
-    return await verifyExitArchive(file, { ...(platformKey ? { platformKey } : {}), ...(policy.require > 0 ? { witnesses: policy } : {}) });
+    return await (source ? verifyExitStream(source as Readable, file, opts) : verifyExitArchive(file, opts));
   } catch (err) {
     if (err instanceof ArchiveInvalid) throw verificationFailed(`export verification failed: ${err.message}`);
     throw err;
@@ -90,12 +93,29 @@ export function addExitCommands(imvu: Command): void {
       mkdirSync(o.out, { recursive: true });
       const file = join(o.out, `${id}-exit.tar.gz`);
       const tty = process.stderr.isTTY && !ctx.json;
-      await ctx.client.download(`/v1/imvus/${id}/exit/archive`, file, signer, (got, total) => {
-        if (tty) process.stderr.write(`\rdownloading ${got}${total ? ` of ${total}` : ''} bytes`);
-      });
-      if (tty) process.stderr.write('\n');
       const contact = await ctx.connect();
-      const report = await verifyFile(ctx, file, contact.platform.publicKey);
+      // Verified while it downloads: one pass over the bytes, the report once both are done.
+      const { PassThrough } = await import('node:stream');
+      const tap = new PassThrough({ highWaterMark: 4 << 20 });
+      const verifying = verifyFile(ctx, file, contact.platform.publicKey, tap);
+      verifying.catch(() => undefined);
+      try {
+        await ctx.client.download(
+          `/v1/imvus/${id}/exit/archive`,
+          file,
+          signer,
+          (got, total) => {
+            if (tty) process.stderr.write(`\rdownloading ${got}${total ? ` of ${total}` : ''} bytes`);
+          },
+          tap,
+        );
+      } catch (err) {
+        tap.destroy();
+        await verifying.catch(() => undefined);
+        throw err;
+      }
+      if (tty) process.stderr.write('\n');
+      const report = await verifying;
       if (report.sha256 !== v.exit?.archive_sha256) throw verificationFailed(`the archive downloaded (sha256:${report.sha256}) is not the one the ledger records (sha256:${v.exit?.archive_sha256})`);
       const passphraseCopy = o.passphraseFile ? await secretsToPassphrase(ctx, id, file, o.passphraseFile, signer) : undefined;
       ctx.print({ imvu: id, file, sha256: report.sha256, size: report.size, report: report.lines, ...(passphraseCopy ? { passphraseSecrets: passphraseCopy } : {}) }, () => [

@@ -14,7 +14,7 @@ import { chown, lchown, lstat, lutimes, mkdir, open, readdir, readlink, symlink,
 import { execFileSync } from 'node:child_process';
 import { join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Readable, Writable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import tar, { type Header } from 'tar-stream';
 
 /** Entries one layer may hold: far above any real data volume's file count, and a bound on work. */
@@ -39,8 +39,37 @@ export interface PackSummary {
 const seconds = (st: Stats) => Math.floor(st.mtimeMs / 1000);
 const byBytes = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
 
-/** Packs `root` into `out` (the tar bytes); throws if a file changes while it is read. */
-export async function packTree(root: string, out: Writable): Promise<PackSummary> {
+/** Bytes read from a file at a time: large reads keep the per-chunk cost of streams low. */
+const READ_CHUNK = 1 << 20;
+const pad512 = (n: number) => Math.ceil(n / 512) * 512;
+
+/**
+ * The exact length of the tar `packTree(root, ...)` writes, without reading any file: the same walk
+ * and the same header encoder with every file's body left out, plus each body padded to 512 bytes.
+ * Lets the tar go into another archive as a member whose size must be known first; if the tree
+ * changes before it is packed, the member's length no longer matches and that archive fails.
+ */
+export async function tarSize(root: string, onFile?: (path: string, size: number) => void): Promise<{ size: number; summary: PackSummary }> {
+  let headers = 0;
+  const count = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      headers += chunk.length;
+      cb();
+    },
+  });
+  let bodies = 0;
+  const summary = await packTree(root, count, (path, size) => {
+    bodies += pad512(size);
+    onFile?.(path, size);
+  });
+  return { size: headers + bodies, summary };
+}
+
+/**
+ * Packs `root` into `out` (the tar bytes); throws if a file changes while it is read. With
+ * `sizeOnly`, file bodies are left out (headers only, each file's size given to it instead): tarSize.
+ */
+export async function packTree(root: string, out: Writable, sizeOnly?: (path: string, size: number) => void): Promise<PackSummary> {
   const rootStat = await lstat(root);
   if (!rootStat.isDirectory()) throw new Error(`${root} is not a directory`);
   const pack = tar.pack();
@@ -74,7 +103,14 @@ export async function packTree(root: string, out: Writable): Promise<PackSummary
       } else if (st.isFile()) {
         summary.bytes += st.size;
         // A file that grows or shrinks while it is read fails the entry (tar-stream checks the size).
-        await entry({ ...base, type: 'file', size: st.size }, st.size === 0 ? Buffer.alloc(0) : createReadStream(abs, { start: 0, end: st.size - 1 }));
+        if (sizeOnly) {
+          sizeOnly(abs, st.size);
+          await entry({ ...base, type: 'file', size: 0 }, Buffer.alloc(0));
+        } else
+          await entry(
+            { ...base, type: 'file', size: st.size },
+            st.size === 0 ? Buffer.alloc(0) : createReadStream(abs, { start: 0, end: st.size - 1, highWaterMark: READ_CHUNK }),
+          );
         const after = await lstat(abs);
         if (after.size !== st.size || after.mtimeMs !== st.mtimeMs) throw new Error(`${path} changed while it was read: stop the workload and try again`);
       } else if (st.isSymbolicLink()) {

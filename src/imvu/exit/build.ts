@@ -1,7 +1,7 @@
 // Builds an IMVU's exit archive (docs/exit.md): one directory per part in the spec's layout, every
 // file in its field's standard format, MANIFEST.json signed by the platform key, the whole written
-// as one .tar.gz (pack.ts: one pass, each file hashed as it goes in, stored uncompressed when it
-// does not compress) that appears under its final name only when complete (temp file, fsync, rename,
+// as one .tar.gz (pack.ts: one pass, each file hashed as it goes in, the data volume's tar made as
+// it goes in, stored uncompressed when it does not compress) that appears under its final name only when complete (temp file, fsync, rename,
 // fsync of the directory): a kill -9 mid-export leaves no archive that verifies, and a restart
 // builds it again from the start. A part whose system is not running here is listed as missing,
 // with why, never faked.
@@ -23,7 +23,7 @@ import { keyViews } from '../../domains/dnssec/ds.ts';
 import { readPrivateKey } from '../../domains/dnssec/keys.ts';
 import { dkimKeyPath } from '../provision.ts';
 import { EXIT_FORMAT, MANIFEST_FILE, RESTORE_FILE, PART_NAMES, signManifest, type Manifest, type ManifestFile, type PartName, type PartStatus } from './manifest.ts';
-import { packArchive } from './pack.ts';
+import { packArchive, type StreamedMember } from './pack.ts';
 import { statementCsv, statementPdf, statementsOf } from './statements.ts';
 import { transferCode, ownershipCertificate } from './certificates.ts';
 
@@ -44,6 +44,8 @@ export interface PartResult extends PartStatus {
   secrets?: Record<string, string>;
   /** Digests of files the part took while writing them (paths under its folder): not read again. */
   digests?: Record<string, { sha256: string; size: number }>;
+  /** Files the part produces while the archive is written (paths under its folder): never on disk here. */
+  streamed?: Record<string, StreamedMember>;
 }
 export type PartBuilder = (dir: string, imvu: ExitImvu, progress: (fraction: number) => void) => Promise<PartResult>;
 
@@ -332,10 +334,12 @@ export async function buildExitArchive(opts: ExportOptions, imvuId: string): Pro
   const secrets: Record<string, string> = {};
   const parts = {} as Record<PartName, PartStatus>;
   const known = new Map<string, { sha256: string; size: number }>();
+  const streamed = new Map<string, StreamedMember>();
   const done = (name: PartName, r: PartResult) => {
     parts[name] = { status: r.status, detail: r.detail };
     Object.assign(secrets, r.secrets ?? {});
     for (const [rel, d] of Object.entries(r.digests ?? {})) known.set(`${name}/${rel}`, d);
+    for (const [rel, m] of Object.entries(r.streamed ?? {})) streamed.set(`${name}/${rel}`, m);
     progress(name)(1);
   };
 
@@ -373,11 +377,13 @@ export async function buildExitArchive(opts: ExportOptions, imvuId: string): Pro
   };
 
   // One pass: each file read once into the gzip stream, hashed on the way unless its digest was
-  // taken when it was written; MANIFEST.json last; the archive's digest taken as it is written.
+  // taken when it was written, the streamed ones (the data volume's tar) made as they go in;
+  // MANIFEST.json last; the archive's digest taken as it is written.
   const file = join(out, archiveName(imvu.id));
   const partial = `${file}.partial`;
   rmSync(partial, { force: true });
-  const packed = await packArchive(root, imvu.id, listFiles(root), known, MANIFEST_FILE, manifestOf, partial, (d, t) => progress('archive')(t ? d / t : 1));
+  const members = [...listFiles(root), ...streamed.keys()].sort();
+  const packed = await packArchive(root, imvu.id, members, known, MANIFEST_FILE, manifestOf, partial, (d, t) => progress('archive')(t ? d / t : 1), streamed);
   renameSync(partial, file);
   fsyncDir(out);
   rmSync(work, { recursive: true, force: true });

@@ -1,17 +1,17 @@
 // The parts of an exit archive that other systems own, in their fields' standard formats: every
 // mailbox folder as an mboxrd file (flags in Status/X-Status) with folders.json, and the compute
 // workload as an OCI image archive (skopeo, umoci: its root filesystem, blueprint and envelope),
-// its data volume once as a plain tar, its blueprint and an env.example whose secrets are redacted. Secrets go to secrets.age.
+// its data volume once as a plain tar (made while the archive is written), its blueprint and an env.example whose secrets are redacted. Secrets go to secrets.age.
 import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
 import { stringify as yamlStringify } from 'yaml';
 import type { OpenPlatform } from '../../core/platform.ts';
 import { mailboxRoot } from '../../mail/maildir/paths.ts';
 import { toCrlf } from '../../mail/maildir/store.ts';
 import type { PartBuilder, PartResult } from './build.ts';
+import { compresses, type StreamedMember } from './pack.ts';
 
 export function mailPart(platform: OpenPlatform): PartBuilder {
   return async (dir, imvu, progress): Promise<PartResult> => {
@@ -58,7 +58,7 @@ export function computePart(platform: OpenPlatform): PartBuilder {
   return async (dir, imvu, progress): Promise<PartResult> => {
     const row = await platform.store.get<{ blueprint: string }>('SELECT blueprint FROM workloads WHERE imvu = ?', [imvu.id]);
     const { dataVolume } = await import('../../compute/snapshots/index.ts');
-    const { packTree } = await import('../../compute/snapshots/tree.ts');
+    const { packTree, tarSize } = await import('../../compute/snapshots/tree.ts');
     const volume = dataVolume(platform.dataDir, imvu.id);
     if (!row && !existsSync(volume)) return { status: 'complete', detail: 'no workload was ever deployed: nothing to export' };
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -71,27 +71,25 @@ export function computePart(platform: OpenPlatform): PartBuilder {
       if (blueprint.env && Object.keys(blueprint.env).length) secrets['compute/env.json'] = JSON.stringify(blueprint.env, null, 2) + '\n';
     }
     progress(0.1);
-    // The data volume as a tar, once, hashed while it is written (the archive trusts that digest
-    // instead of reading 1 GiB again). Read through its path: a loop-mounted volume reads the same.
-    const digests: Record<string, { sha256: string; size: number }> = {};
+    // The data volume as a tar, made while the archive is written (pack.ts): its length is known
+    // beforehand from the tree's headers, its bytes are read once, straight into the archive.
+    // Read through its path: a loop-mounted volume reads the same.
+    const streamed: Record<string, StreamedMember> = {};
     let volumeDetail = 'no data volume';
     if (existsSync(volume)) {
-      const h = createHash('sha256');
-      let size = 0;
-      const out = createWriteStream(join(dir, 'data-volume.tar'), { mode: 0o600 });
-      const done = new Promise<void>((res, rej) => out.on('finish', res).on('error', rej));
-      const tee = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          h.update(chunk);
-          size += chunk.length;
-          cb(null, chunk);
+      const files: { path: string; size: number }[] = [];
+      const { size, summary } = await tarSize(volume, (path, bytes) => files.push({ path, size: bytes }));
+      // Worth compressing if most of the bytes of its largest files compress (a sample of each).
+      const largest = files.sort((x, y) => y.size - x.size).slice(0, 8);
+      const yes = largest.filter((f) => compresses(f.path, f.size)).reduce((n, f) => n + f.size, 0);
+      streamed['data-volume.tar'] = {
+        size,
+        compresses: yes * 2 >= largest.reduce((n, f) => n + f.size, 0),
+        write: async (into) => {
+          await packTree(volume, into);
         },
-      });
-      tee.pipe(out);
-      const packed = await packTree(volume, tee);
-      await done;
-      digests['data-volume.tar'] = { sha256: h.digest('hex'), size };
-      volumeDetail = `data volume (${packed.entries} entries, ${size} bytes as tar)`;
+      };
+      volumeDetail = `data volume (${summary.entries} entries, ${size} bytes as tar)`;
     }
     progress(0.8);
     // The workload as an OCI image archive: its root filesystem (the image the blueprint names, or
@@ -110,7 +108,7 @@ export function computePart(platform: OpenPlatform): PartBuilder {
       status: 'complete',
       detail: `${volumeDetail}; ${imageDetail}; blueprint.yaml, env.example with secrets redacted`,
       secrets,
-      digests,
+      streamed,
     };
   };
 }

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { Transform } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { createGunzip } from 'node:zlib';
@@ -21,6 +21,7 @@ import { leafHash, verifyInclusion } from '../../core/ledger/merkle.ts';
 import type { LedgerEntry } from '../../core/types.ts';
 import { policyQuorum } from '../../cli/witness.ts';
 import type { WitnessPolicy } from '../../cli/home.ts';
+import { ParallelHash } from './hash-worker.ts';
 import { MANIFEST_FILE, EXIT_FORMAT, PART_NAMES, hashFile, manifestSignatureValid, type SignedManifest } from './manifest.ts';
 import { statementCsv, statementPdf, statementsOf } from './statements.ts';
 import { openTransferCode, ownershipCertificateValid, type OwnershipCertificate } from './certificates.ts';
@@ -224,9 +225,9 @@ const digestOnly = (rel: string) => rel.startsWith('compute/');
  * `writeAll` false, the members verification never reads again (the data volume, the workload
  * image) are hashed but not written to disk.
  */
-async function unpackHashing(file: string, dest: string, writeAll: boolean): Promise<{ archive: { sha256: string; size: number }; top: string; files: FileDigests }> {
-  const archiveHash = createHash('sha256');
-  let archiveSize = 0;
+async function unpackHashing(source: Readable, file: string, dest: string, writeAll: boolean): Promise<{ archive: { sha256: string; size: number }; top: string; files: FileDigests }> {
+  // The archive's digest on a worker thread, the members' here: the two passes run side by side.
+  const archiveHash = new ParallelHash();
   const files: FileDigests = new Map();
   let top: string | undefined;
   const extract = tarStream.extract();
@@ -274,25 +275,26 @@ async function unpackHashing(file: string, dest: string, writeAll: boolean): Pro
       stream.resume();
     }
   });
+  let archive: { sha256: string; size: number };
   try {
     await pipeline(
-      createReadStream(file, { highWaterMark: 1 << 20 }),
+      source,
       new Transform({
         transform(chunk: Buffer, _enc, cb) {
-          archiveHash.update(chunk);
-          archiveSize += chunk.length;
-          cb(null, chunk);
+          archiveHash.update(chunk).then(() => cb(null, chunk), cb);
         },
       }),
       createGunzip({ chunkSize: 1 << 20 }),
       extract,
     );
+    archive = await archiveHash.digest();
   } catch (err) {
+    await archiveHash.abort();
     if (err instanceof ArchiveInvalid) throw err;
     throw new ArchiveInvalid(file, `not a readable .tar.gz: ${(err as Error).message}`);
   }
   if (top === undefined) throw new ArchiveInvalid(file, 'holds no folder');
-  return { archive: { sha256: archiveHash.digest('hex'), size: archiveSize }, top, files };
+  return { archive, top, files };
 }
 
 /**
@@ -301,10 +303,18 @@ async function unpackHashing(file: string, dest: string, writeAll: boolean): Pro
  * there once verified (a re-import reads it).
  */
 export async function verifyExitArchive(file: string, opts: VerifyOptions & { keepIn?: string } = {}): Promise<VerifyReport & { root: string }> {
+  return verifyExitStream(createReadStream(file, { highWaterMark: 1 << 20 }), file, opts);
+}
+
+/**
+ * Verifies an archive as its bytes arrive (`source`, e.g. a download, named `file` in errors):
+ * the same checks as verifyExitArchive, without reading it again once it is on disk.
+ */
+export async function verifyExitStream(source: Readable, file: string, opts: VerifyOptions & { keepIn?: string } = {}): Promise<VerifyReport & { root: string }> {
   const tmp = opts.keepIn ?? mkdtempSync(join(tmpdir(), 'nexus-export-'));
   let ok = false;
   try {
-    const { archive, top, files } = await unpackHashing(file, tmp, opts.keepIn !== undefined);
+    const { archive, top, files } = await unpackHashing(source, file, tmp, opts.keepIn !== undefined);
     const report = await verifyExitDir(join(tmp, top), archive, opts, files);
     ok = true;
     return { ...report, root: join(tmp, top) };
