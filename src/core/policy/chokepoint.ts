@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { KeyObject } from 'node:crypto';
 import { cachedPublicKey, identityIdFromPublicKey, publicKeyRaw } from '../identity/keys.ts';
 import { commandSigningBytes, isCanonicalSignature, signCommand, signingBytesOfJson, verifyCommandSignature } from '../identity/envelope.ts';
-import { VerifyPool } from '../identity/verify-pool.ts';
+import { VerifyPool, type VerifyItem } from '../identity/verify-pool.ts';
 import { Ledger, decodeEntry, elideEntry, encodeEntryWith, type Appender, type SavedCheckpoint } from '../ledger/ledger.ts';
 import { canonicalBytes, canonicalJson } from '../ledger/canonical.ts';
 import { parsePriceBook } from '../handshake/index.ts';
@@ -215,6 +215,9 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
   return { ...base, spent, imvu, platform, decision: { allowed: results.every((r) => r.status !== 'deny'), gates: results } };
 }
 
+/** Signatures per message to a verification worker. */
+const VERIFY_CHUNK = 64;
+
 /** Longest run of command processing inside one batch before the event loop gets a turn. */
 const YIELD_AFTER_MS = 4;
 
@@ -363,6 +366,13 @@ export interface ChokepointOptions {
   maxBatch?: number;
   /** Verify signatures on worker threads ahead of the commit loop (the daemon turns this on). */
   parallelVerify?: boolean;
+  /**
+   * With parallelVerify: commit the commands whose signatures are already checked instead of
+   * waiting for every verdict of the batch, so the main thread gates and appends while the
+   * workers check the rest. Batches get smaller and commits more frequent: for a bulk load, whose
+   * commits are not fsynced (bench/scale's fast build), not for the daemon.
+   */
+  pipelineVerify?: boolean;
   /** Per-identity admission for live submissions (see DecideOptions.admit). */
   admit?: DecideOptions['admit'];
   /** Platform-originated commands to append after an allowed one (e.g. DKIM keys for a new IMVU). */
@@ -377,6 +387,8 @@ export interface ChokepointOptions {
 
 interface Pending {
   input: unknown;
+  /** Set once `ready` has resolved. */
+  settled?: boolean;
   /** Set for submitPrepared(): makes the input inside the batch's transaction. */
   prepare?: (tx: WriteTx) => Promise<SignedCommand | undefined>;
   ready: Promise<void>;
@@ -410,6 +422,7 @@ export class Chokepoint {
   /** What `opts.prepare` made for a submitted input, keyed by that very object. */
   private readonly prepared = new WeakMap<object, unknown>();
   private readonly knownKeys = new Map<string, string>();
+  private verifyQueue: { item: VerifyItem; done: (ok: boolean | undefined) => void }[] = [];
   /** canonicalJson() of each copied input, keyed by the copy: serialised once, used for every size, signature and entry. */
   private readonly canonical = new WeakMap<object, string>();
   readonly platformId: string;
@@ -457,7 +470,9 @@ export class Chokepoint {
     const verified = this.pool ? this.preverify(input) : Promise.resolve();
     const ready = this.opts.prepare ? Promise.all([verified, this.prepareFor(input)]).then(() => undefined) : verified;
     return new Promise<Receipt>((resolve, reject) => {
-      this.pending.push({ input, ready, resolve: (r) => resolve(r!), reject });
+      const p: Pending = { input, ready, resolve: (r) => resolve(r!), reject };
+      void ready.then(() => (p.settled = true));
+      this.pending.push(p);
       if (!this.flushing) {
         this.flushing = true;
         setImmediate(() => void this.flush());
@@ -505,10 +520,35 @@ export class Chokepoint {
         if (row) this.knownKeys.set(cmd.actor, row.public_key);
       }
       if (!key) return;
-      const [ok] = await this.pool!.verifyMany([{ message: commandSigningBytes(cmd), publicKey: key, sig: signed.sig }]);
-      this.verdicts.set(signed, { key, ok: ok! });
+      const ok = await this.verifySoon({ message: commandSigningBytes(cmd), publicKey: key, sig: signed.sig });
+      if (ok !== undefined) this.verdicts.set(signed, { key, ok });
     } catch {
       // Anything odd is left to decide(), which verifies on the spot.
+    }
+  }
+
+  /** Asks for one verification; those asked for in the same turn go to the workers together. */
+  private verifySoon(item: VerifyItem): Promise<boolean | undefined> {
+    return new Promise((done) => {
+      if (this.verifyQueue.length === 0) setImmediate(() => this.sendVerifications());
+      this.verifyQueue.push({ item, done });
+    });
+  }
+
+  /**
+   * One message per chunk instead of one per command (a round trip costs about what a
+   * verification does); chunks small enough that the first verdicts are back while the workers
+   * check the rest.
+   */
+  private sendVerifications(): void {
+    const queue = this.verifyQueue;
+    this.verifyQueue = [];
+    for (let i = 0; i < queue.length; i += VERIFY_CHUNK) {
+      const chunk = queue.slice(i, i + VERIFY_CHUNK);
+      this.pool!.verifyMany(chunk.map((c) => c.item)).then(
+        (oks) => chunk.forEach((c, j) => c.done(oks[j])),
+        () => chunk.forEach((c) => c.done(undefined)),
+      );
     }
   }
 
@@ -516,7 +556,15 @@ export class Chokepoint {
     while (this.pending.length > 0) {
       // A prepared submission runs in a batch of its own: if it fails, nothing else fails with it.
       const prepared = this.pending.findIndex((p) => p.prepare);
-      const batch = this.pending.splice(0, prepared === 0 ? 1 : prepared > 0 ? Math.min(prepared, this.opts.maxBatch ?? 1024) : (this.opts.maxBatch ?? 1024));
+      let take = prepared === 0 ? 1 : prepared > 0 ? Math.min(prepared, this.opts.maxBatch ?? 1024) : (this.opts.maxBatch ?? 1024);
+      if (this.opts.pipelineVerify && take > 1) {
+        // The first command's verdict, then every one after it already checked (never fewer than one).
+        await this.pending[0]!.ready;
+        let n = 1;
+        while (n < take && n < this.pending.length && this.pending[n]!.settled) n++;
+        take = n;
+      }
+      const batch = this.pending.splice(0, take);
       await Promise.all(batch.map((p) => p.ready));
       try {
         const { result: receipts, checkpoint } = await this.ledger.batchWithCheckpoint(async (log, tx) => {
