@@ -24,7 +24,25 @@ export async function bookInForce(db: SqlReader, period: string): Promise<{ entr
   assertPeriod(period);
   const row = await db.get<BookRow>('SELECT * FROM price_books WHERE effective_from <= ? ORDER BY effective_from DESC, entry DESC LIMIT 1', [period]);
   if (!row) return undefined;
-  return { entry: row.entry, book: parsePriceBook(JSON.parse(row.body), `price book in ledger entry #${row.entry}`) };
+  return { entry: row.entry, book: parsedBook(row) };
+}
+
+/**
+ * Parsed price books by entry and body: every usage report and revenue record asks for the book in
+ * force, and parsing it (zod, BigInts) cost more than the read. The key is the stored row itself,
+ * so a row that changed is parsed again; a book that does not parse is never kept.
+ */
+const parsedBooks = new Map<string, PriceBook>();
+
+function parsedBook(row: BookRow): PriceBook {
+  const key = `${row.entry}\n${row.body}`;
+  let book = parsedBooks.get(key);
+  if (!book) {
+    book = parsePriceBook(JSON.parse(row.body), `price book in ledger entry #${row.entry}`);
+    if (parsedBooks.size >= 64) parsedBooks.clear();
+    parsedBooks.set(key, book);
+  }
+  return book;
 }
 
 /** The statement of `imvu` for `period`, from the running totals. */

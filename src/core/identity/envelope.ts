@@ -53,11 +53,17 @@ export function signCommand(
   return { command, sig: sign(null, commandSigningBytes(command), privateKey).toString('base64') };
 }
 
-export function verifyCommandSignature(signed: SignedCommand, publicKey: KeyObject): boolean {
+/** commandSigningBytes() of a command whose canonical JSON is already at hand. */
+export function signingBytesOfJson(commandJson: string): Buffer {
+  return Buffer.concat([COMMAND_CONTEXT, Buffer.from(commandJson, 'utf8')]);
+}
+
+/** `message`, when given, must be commandSigningBytes(signed.command) (computed by the caller once). */
+export function verifyCommandSignature(signed: SignedCommand, publicKey: KeyObject, message?: Buffer): boolean {
   try {
     if (!isCanonicalSignature(signed.sig)) return false;
     const sig = Buffer.from(signed.sig, 'base64');
-    return verify(null, commandSigningBytes(signed.command), publicKey, sig);
+    return verify(null, message ?? commandSigningBytes(signed.command), publicKey, sig);
   } catch {
     return false;
   }

@@ -1,5 +1,5 @@
 import { createHash, type KeyObject } from 'node:crypto';
-import { canonicalBytes } from './canonical.ts';
+import { canonicalBytes, canonicalJson } from './canonical.ts';
 import { leafHash, nodeHash, EMPTY_ROOT, inclusionProof, consistencyProof, type StoredNode } from './merkle.ts';
 import { formatCheckpoint, signNote } from './checkpoint.ts';
 import type { LedgerEntry } from '../types.ts';
@@ -8,6 +8,21 @@ import type { Store, WriteTx } from '../store/index.ts';
 /** The bytes that are hashed into the tree and stored: the canonical encoding of the entry. */
 export function encodeEntry(entry: LedgerEntry): Buffer {
   return canonicalBytes(entry);
+}
+
+const ENTRY_KEYS = new Set(['v', 'index', 'at', 'command', 'decision']);
+
+/**
+ * encodeEntry(entry) for an entry whose `command` is known to encode as `commandJson` (the
+ * chokepoint made it when it copied the input): the members are assembled in JCS order (at,
+ * command, decision, index, v) instead of serialising the command a second time. Anything but a
+ * plain entry of those five members is encoded in full.
+ */
+export function encodeEntryWith(entry: LedgerEntry, commandJson: string | undefined): Buffer {
+  const keys = Object.keys(entry);
+  if (commandJson === undefined || keys.length !== ENTRY_KEYS.size || !keys.every((k) => ENTRY_KEYS.has(k))) return encodeEntry(entry);
+  if (entry.v !== 1 || typeof entry.at !== 'string' || !Number.isSafeInteger(entry.index) || typeof entry.decision !== 'object' || entry.decision === null) return encodeEntry(entry);
+  return Buffer.from(`{"at":${canonicalJson(entry.at)},"command":${commandJson},"decision":${canonicalJson(entry.decision)},"index":${entry.index},"v":1}`, 'utf8');
 }
 
 export function decodeEntry(data: Buffer): LedgerEntry {

@@ -3,9 +3,9 @@
 import { z } from 'zod';
 import type { KeyObject } from 'node:crypto';
 import { cachedPublicKey, identityIdFromPublicKey, publicKeyRaw } from '../identity/keys.ts';
-import { commandSigningBytes, isCanonicalSignature, signCommand, verifyCommandSignature } from '../identity/envelope.ts';
-import { VerifyPool } from '../identity/verify-pool.ts';
-import { Ledger, decodeEntry, elideEntry, encodeEntry, type Appender, type SavedCheckpoint } from '../ledger/ledger.ts';
+import { commandSigningBytes, isCanonicalSignature, signCommand, signingBytesOfJson, verifyCommandSignature } from '../identity/envelope.ts';
+import { VerifyPool, type VerifyItem } from '../identity/verify-pool.ts';
+import { Ledger, decodeEntry, elideEntry, encodeEntryWith, type Appender, type SavedCheckpoint } from '../ledger/ledger.ts';
 import { canonicalBytes, canonicalJson } from '../ledger/canonical.ts';
 import { parsePriceBook } from '../handshake/index.ts';
 import type { SqlReader, Store, WriteTx } from '../store/index.ts';
@@ -75,6 +75,8 @@ export interface Verdict {
   spent?: { actor: string; nonce: string };
   imvu?: ImvuRow;
   actor?: IdentityRow;
+  /** The platform row decide() read (applying the command reads the same row, unchanged since). */
+  platform?: PlatformRow;
 }
 
 function denied(gates: GateResult[]): Decision {
@@ -90,6 +92,36 @@ export interface DecideOptions {
    * gate runs: milliseconds to wait, or undefined to go on. Live submissions only, never replay.
    */
   admit?: (actor: IdentityRow) => number | undefined;
+  /**
+   * canonicalJson(input), if the caller has it (the chokepoint serialised every input to copy it):
+   * sizes and the signed bytes are then read off it instead of serialising the command again.
+   */
+  canonical?: (input: unknown) => string | undefined;
+}
+
+/**
+ * The canonical JSON of the command inside `envelope`, the canonical JSON of the signed envelope
+ * `input` (exactly `command` and `sig`, so `{"command":<command>,"sig":<sig>}` in JCS order),
+ * provided the parsed copy `signed` holds the very members of `input`: the schema's copy drops
+ * what it cannot hold as an own member (a body key `__proto__`), and the gates and the signature
+ * check must see the same command as always.
+ */
+function commandJsonOf(envelope: string, input: unknown, signed: SignedCommand): string | undefined {
+  const raw = (input as { command?: Record<string, unknown> }).command;
+  const cmd = signed.command as unknown as Record<string, unknown>;
+  if (!raw || typeof raw !== 'object') return undefined;
+  const keys = Object.keys(raw);
+  if (keys.length !== Object.keys(cmd).length) return undefined;
+  for (const k of keys) if (k !== 'body' && raw[k] !== cmd[k]) return undefined;
+  const rawBody = raw.body as Record<string, unknown>;
+  const body = cmd.body as Record<string, unknown>;
+  const bodyKeys = Object.keys(rawBody);
+  if (bodyKeys.length !== Object.keys(body).length) return undefined;
+  for (const k of bodyKeys) if (!Object.hasOwn(body, k) || body[k] !== rawBody[k]) return undefined;
+  const head = '{"command":';
+  const tail = `,"sig":${JSON.stringify(signed.sig)}}`;
+  if (!envelope.startsWith(head) || !envelope.endsWith(tail)) return undefined;
+  return envelope.slice(head.length, envelope.length - tail.length);
 }
 
 /** Decides a command against the state in `db` as of ledger position `index` and platform time `at`. Pure in (db, input, index, at). */
@@ -97,12 +129,16 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
   const windowMs = opts.windowMs ?? DEFAULT_WINDOW_MS;
   const audit = pass(11, `recorded as ledger entry ${index}`);
   const unauth = (why: Unauthenticated, reason: string, extra: Partial<Verdict> = {}): Verdict => ({ ...extra, unauthenticated: why, decision: denied([deny(1, reason), audit]) });
-  const size = Buffer.byteLength(JSON.stringify(input) ?? '');
+  // The canonical copy has the members and spelling of JSON.stringify(input), in another order.
+  const known = opts.canonical?.(input);
+  const size = Buffer.byteLength(known ?? JSON.stringify(input) ?? '');
   if (size > MAX_COMMAND_BYTES) return unauth('oversize', `command of ${size} bytes exceeds ${MAX_COMMAND_BYTES}`);
   const parsed = Envelope.safeParse(input);
   if (!parsed.success) return unauth('malformed', `not a signed command: ${formatZodError(parsed.error)}`);
   const signed = parsed.data as SignedCommand;
   const cmd = signed.command;
+  const commandJson = known !== undefined ? commandJsonOf(known, input, signed) : undefined;
+  const message = commandJson !== undefined ? signingBytesOfJson(commandJson) : undefined;
   const platform = await db.get<PlatformRow>('SELECT * FROM platform LIMIT 1');
 
   // Gate 1, first half: who signed, and is it fresh.
@@ -122,7 +158,7 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
   } catch (err) {
     return unauth('bad-key', `bad public key: ${(err as Error).message}`);
   }
-  const signatureOk = opts.preverified?.(input, keyB64) ?? verifyCommandSignature(signed, key);
+  const signatureOk = opts.preverified?.(input, keyB64) ?? verifyCommandSignature(signed, key, message);
   if (!signatureOk) return unauth('bad-signature', `signature does not verify for ${actor?.name ?? cmd.actor}${actor ? await retiredSigner(db, actor, signed) : ''}`);
   // A revoked identity signs nothing more: its key may be in anyone's hands, so what it signs is
   // refused like a forgery (not recorded, counted as noise).
@@ -150,7 +186,8 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
   const body = schema.safeParse(cmd.body);
   if (!body.success) return { ...base, spent, decision: denied([deny(0, `invalid ${cmd.type}: ${formatZodError(body.error)}`), audit]) };
   // Every entry must fit a C2SP entry bundle (a uint16 length); the decision and envelope add a few KiB.
-  const bodyBytes = canonicalBytes(cmd.body).length;
+  // The body is part of the command: a command that fits fits its body.
+  const bodyBytes = commandJson !== undefined && Buffer.byteLength(commandJson) <= MAX_COMMAND_BODY_BYTES ? 0 : canonicalBytes(cmd.body).length;
   if (bodyBytes > MAX_COMMAND_BODY_BYTES)
     return { ...base, spent, decision: denied([deny(0, `the ${cmd.type} body is ${bodyBytes} bytes; at most ${MAX_COMMAND_BODY_BYTES} fit one ledger entry`), audit]) };
   if (cmd.type === 'pricebook.publish') {
@@ -175,8 +212,11 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
       if (r) results.push(r);
     }
   }
-  return { ...base, spent, imvu, decision: { allowed: results.every((r) => r.status !== 'deny'), gates: results } };
+  return { ...base, spent, imvu, platform, decision: { allowed: results.every((r) => r.status !== 'deny'), gates: results } };
 }
+
+/** Signatures per message to a verification worker. */
+const VERIFY_CHUNK = 64;
 
 /** Longest run of command processing inside one batch before the event loop gets a turn. */
 const YIELD_AFTER_MS = 4;
@@ -197,7 +237,8 @@ async function applyIsolated(tx: WriteTx, v: Verdict, index: number, at: string,
   if (!v.decision.allowed || !v.command) return v;
   await tx.run('SAVEPOINT apply');
   try {
-    const platform = await tx.get<PlatformRow>('SELECT * FROM platform LIMIT 1');
+    // decide() read it in this transaction and nothing since (the nonce) writes the platform row.
+    const platform = v.platform ?? (await tx.get<PlatformRow>('SELECT * FROM platform LIMIT 1'));
     await applyCommand(tx, index, v.command, at, platform);
     await more?.();
     await tx.run('RELEASE apply');
@@ -325,6 +366,13 @@ export interface ChokepointOptions {
   maxBatch?: number;
   /** Verify signatures on worker threads ahead of the commit loop (the daemon turns this on). */
   parallelVerify?: boolean;
+  /**
+   * With parallelVerify: commit the commands whose signatures are already checked instead of
+   * waiting for every verdict of the batch, so the main thread gates and appends while the
+   * workers check the rest. Batches get smaller and commits more frequent: for a bulk load, whose
+   * commits are not fsynced (bench/scale's fast build), not for the daemon.
+   */
+  pipelineVerify?: boolean;
   /** Per-identity admission for live submissions (see DecideOptions.admit). */
   admit?: DecideOptions['admit'];
   /** Platform-originated commands to append after an allowed one (e.g. DKIM keys for a new IMVU). */
@@ -339,6 +387,8 @@ export interface ChokepointOptions {
 
 interface Pending {
   input: unknown;
+  /** Set once `ready` has resolved. */
+  settled?: boolean;
   /** Set for submitPrepared(): makes the input inside the batch's transaction. */
   prepare?: (tx: WriteTx) => Promise<SignedCommand | undefined>;
   ready: Promise<void>;
@@ -350,9 +400,15 @@ interface Pending {
  * A canonical (JCS) copy: the object decided on and applied has exactly the bytes and key order
  * that are recorded, so a replay from the recorded bytes writes identical projections.
  */
-function plainCopy(input: unknown): unknown {
+function plainCopy(input: unknown, canonical?: WeakMap<object, string>): unknown {
   try {
-    return input === undefined ? null : (JSON.parse(canonicalJson(input)) as unknown);
+    if (input === undefined) return null;
+    const json = canonicalJson(input);
+    const copy = JSON.parse(json) as unknown;
+    // Kept for decide() and the entry's encoding; nothing writes to the copy (the gates see the
+    // schema's copy, and what is recorded must be what was signed).
+    if (canonical && typeof copy === 'object' && copy !== null) canonical.set(copy, json);
+    return copy;
   } catch {
     return { unserialisable: true };
   }
@@ -366,6 +422,9 @@ export class Chokepoint {
   /** What `opts.prepare` made for a submitted input, keyed by that very object. */
   private readonly prepared = new WeakMap<object, unknown>();
   private readonly knownKeys = new Map<string, string>();
+  private verifyQueue: { item: VerifyItem; done: (ok: boolean | undefined) => void }[] = [];
+  /** canonicalJson() of each copied input, keyed by the copy: serialised once, used for every size, signature and entry. */
+  private readonly canonical = new WeakMap<object, string>();
   readonly platformId: string;
 
   private constructor(
@@ -391,7 +450,8 @@ export class Chokepoint {
 
   /** Signs a command as the platform (for genesis, notifications, provisioning). */
   platformCommand(type: CommandType, body: { [k: string]: Json }): SignedCommand {
-    return signCommand(this.opts.platformKey, type, body, { origin: this.opts.origin, ts: this.now(), ...(this.opts.nonce ? { nonce: this.opts.nonce() } : {}) });
+    // The actor is the key's id, computed once (deriving it per command costs a key export).
+    return signCommand(this.opts.platformKey, type, body, { origin: this.opts.origin, actor: this.platformId, ts: this.now(), ...(this.opts.nonce ? { nonce: this.opts.nonce() } : {}) });
   }
 
   /** The platform clock, never earlier than the last entry's time: entry times only move forward. */
@@ -406,11 +466,13 @@ export class Chokepoint {
    */
   submit(raw: unknown): Promise<Receipt> {
     // Rejects with NotRecorded for an attempt that is not authenticated (nothing is appended).
-    const input = plainCopy(raw);
+    const input = plainCopy(raw, this.canonical);
     const verified = this.pool ? this.preverify(input) : Promise.resolve();
     const ready = this.opts.prepare ? Promise.all([verified, this.prepareFor(input)]).then(() => undefined) : verified;
     return new Promise<Receipt>((resolve, reject) => {
-      this.pending.push({ input, ready, resolve: (r) => resolve(r!), reject });
+      const p: Pending = { input, ready, resolve: (r) => resolve(r!), reject };
+      void ready.then(() => (p.settled = true));
+      this.pending.push(p);
       if (!this.flushing) {
         this.flushing = true;
         setImmediate(() => void this.flush());
@@ -458,10 +520,35 @@ export class Chokepoint {
         if (row) this.knownKeys.set(cmd.actor, row.public_key);
       }
       if (!key) return;
-      const [ok] = await this.pool!.verifyMany([{ message: commandSigningBytes(cmd), publicKey: key, sig: signed.sig }]);
-      this.verdicts.set(signed, { key, ok: ok! });
+      const ok = await this.verifySoon({ message: commandSigningBytes(cmd), publicKey: key, sig: signed.sig });
+      if (ok !== undefined) this.verdicts.set(signed, { key, ok });
     } catch {
       // Anything odd is left to decide(), which verifies on the spot.
+    }
+  }
+
+  /** Asks for one verification; those asked for in the same turn go to the workers together. */
+  private verifySoon(item: VerifyItem): Promise<boolean | undefined> {
+    return new Promise((done) => {
+      if (this.verifyQueue.length === 0) setImmediate(() => this.sendVerifications());
+      this.verifyQueue.push({ item, done });
+    });
+  }
+
+  /**
+   * One message per chunk instead of one per command (a round trip costs about what a
+   * verification does); chunks small enough that the first verdicts are back while the workers
+   * check the rest.
+   */
+  private sendVerifications(): void {
+    const queue = this.verifyQueue;
+    this.verifyQueue = [];
+    for (let i = 0; i < queue.length; i += VERIFY_CHUNK) {
+      const chunk = queue.slice(i, i + VERIFY_CHUNK);
+      this.pool!.verifyMany(chunk.map((c) => c.item)).then(
+        (oks) => chunk.forEach((c, j) => c.done(oks[j])),
+        () => chunk.forEach((c) => c.done(undefined)),
+      );
     }
   }
 
@@ -469,7 +556,15 @@ export class Chokepoint {
     while (this.pending.length > 0) {
       // A prepared submission runs in a batch of its own: if it fails, nothing else fails with it.
       const prepared = this.pending.findIndex((p) => p.prepare);
-      const batch = this.pending.splice(0, prepared === 0 ? 1 : prepared > 0 ? Math.min(prepared, this.opts.maxBatch ?? 1024) : (this.opts.maxBatch ?? 1024));
+      let take = prepared === 0 ? 1 : prepared > 0 ? Math.min(prepared, this.opts.maxBatch ?? 1024) : (this.opts.maxBatch ?? 1024);
+      if (this.opts.pipelineVerify && take > 1) {
+        // The first command's verdict, then every one after it already checked (never fewer than one).
+        await this.pending[0]!.ready;
+        let n = 1;
+        while (n < take && n < this.pending.length && this.pending[n]!.settled) n++;
+        take = n;
+      }
+      const batch = this.pending.splice(0, take);
       await Promise.all(batch.map((p) => p.ready));
       try {
         const { result: receipts, checkpoint } = await this.ledger.batchWithCheckpoint(async (log, tx) => {
@@ -488,7 +583,7 @@ export class Chokepoint {
               continue;
             }
             const made = await p.prepare(tx);
-            out.push(made === undefined ? undefined : await this.process(tx, log, plainCopy(made)));
+            out.push(made === undefined ? undefined : await this.process(tx, log, plainCopy(made, this.canonical)));
           }
           return out;
         });
@@ -517,7 +612,9 @@ export class Chokepoint {
         return v && v.key === key ? v.ok : undefined;
       },
       ...(this.opts.admit ? { admit: this.opts.admit } : {}),
+      canonical: (i) => (typeof i === 'object' && i !== null ? this.canonical.get(i) : undefined),
     });
+    const inputJson = typeof input === 'object' && input !== null ? this.canonical.get(input) : undefined;
     if (verdict.unauthenticated) {
       const why = verdict.decision.gates.find((g) => g.status === 'deny')?.reason ?? verdict.unauthenticated;
       return new NotRecorded(verdict.unauthenticated, why, verdict.retryAfterMs);
@@ -535,7 +632,7 @@ export class Chokepoint {
     const ownerBefore = await zoneOwnerBefore(tx, { command: input as SignedCommand });
     const final = await applyIsolated(tx, verdict, index, at, async () => {
       const entry: LedgerEntry = { v: 1, index, at, command: input as SignedCommand, decision: verdict.decision };
-      await log.append(encodeEntry(entry));
+      await log.append(encodeEntryWith(entry, inputJson));
       await indexEntry(tx, entry, ownerBefore);
       for (const f of await this.followUps(tx, verdict, index, at, prepared)) followUps.push(await this.platformFollowUp(tx, log, f));
     });
@@ -543,7 +640,7 @@ export class Chokepoint {
       log.reset(mark);
       followUps.length = 0;
       const entry = elideEntry({ v: 1, index, at, command: input as SignedCommand, decision: final.decision });
-      await log.append(encodeEntry(entry));
+      await log.append(encodeEntryWith(entry, inputJson));
       await indexEntry(tx, entry, entry.elided ? undefined : ownerBefore);
       for (const f of await this.followUps(tx, final, index, at)) followUps.push(await this.platformFollowUp(tx, log, f));
     }
