@@ -78,7 +78,7 @@ describe('reads every client needs', () => {
       'POST /v1/imvus/{id}/compute/deploy', 'POST /v1/imvus/{id}/compute/start', 'POST /v1/imvus/{id}/compute/stop',
       'POST /v1/imvus/{id}/compute/restart', 'POST /v1/imvus/{id}/compute/exec', 'GET /v1/imvus/{id}/compute', 'GET /v1/imvus/{id}/compute/logs',
       'POST /v1/imvus/{id}/exit/confirm', 'POST /v1/imvus/{id}/purge', 'GET /v1/imvus/{id}/exit', 'GET /v1/imvus/{id}/exit/archive',
-      'PUT /v1/imports/{archive}', 'POST /v1/imvus/import', 'GET /v1/imvus/{id}/import', 'POST /v1/imvus/{id}/domains/transfer',
+      'PUT /v1/imports/{archive}', 'POST /v1/imvus/import', 'GET /v1/imvus/{id}/import', 'POST /v1/imvus/{id}/import/parts', 'POST /v1/imvus/{id}/domains/transfer',
       'GET /v1/imvus/{id}/gateway', 'GET /v1/imvus/{id}/token',
     ];
     expect(listed.sort()).toEqual(expected.sort());

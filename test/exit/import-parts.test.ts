@@ -26,6 +26,8 @@ const envA = () => ({ NEXUS_HOME: home, NEXUS_URL: a.url });
 const envB = () => ({ NEXUS_HOME: home, NEXUS_URL: b.url });
 const ZONE = 'imvu001.world';
 const RECORDS = 2400;
+// Thousands of records from one creator in a few minutes: above the default per-identity rate.
+const BULK = { perSource: { rate: 100_000, burst: 100_000 }, perIdentity: { rate: 100_000, burst: 100_000 } };
 
 function ok(r: Run): Run {
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
@@ -70,7 +72,7 @@ beforeAll(async () => {
   dirs.push(dataA, dataB, home, out);
   await (await initDataDir(dataA)).close();
   await (await initDataDir(dataB)).close();
-  a = await startServer({ dataDir: dataA, host: '127.0.0.1', port: 0, logger: false, dns: { port: 0 } });
+  a = await startServer({ dataDir: dataA, host: '127.0.0.1', port: 0, logger: false, dns: { port: 0 }, limits: BULK });
   ok(await run(['identity', 'create', 'alice', '--role', 'creator'], envA()));
   ok(await run(['imvu', 'create', '--name', 'Gallery', '--owner', 'alice', '--jurisdiction', 'EU-GDPR'], envA()));
   // Thousands of records, signed by the creator's key straight to the daemon, a few in flight.

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { Json } from '../../src/core/types.ts';
 import { testPlatform, deniedBy, type TestPlatform, type Actor } from '../../src/core/testing.ts';
 import { Gateway } from '../../src/network/gateway/gateway.ts';
+import { IMVU_CONNECTIONS_PER_CORE } from '../../src/network/gateway/table.ts';
 import { issueToken } from '../../src/network/gateway/tokens.ts';
 import { gatewayIdentity } from '../../src/network/metering/counters.ts';
 import { workloadNet } from '../../src/compute/fabric/addresses.ts';
@@ -78,7 +79,11 @@ describe.skipIf(!haveHaproxy)('gateway on HAProxy', () => {
     const id = await gatewayIdentity(p);
     // Every client here is 127.0.0.1 and wrk floods from it: the per-client bound (hostile.test.ts)
     // is lifted so that what this file measures is the per-IMVU and per-route limits.
-    gw = new Gateway({ platform: p, httpsBind: `127.0.0.1:${port}`, httpBind: `127.0.0.1:${httpPort}`, range: RANGE, checkIntervalMs: 3_600_000, sourceLimit: { requests: 1_000_000_000, windowS: 10 }, log: (l) => console.log(l), meter: { key: id.key, intervalMs: 3_600_000 } });
+    gw = new Gateway({ platform: p, httpsBind: `127.0.0.1:${port}`, httpBind: `127.0.0.1:${httpPort}`, range: RANGE, checkIntervalMs: 3_600_000, sourceLimit: { requests: 1_000_000_000, windowS: 10 },
+      // B's own load here (wrk at full speed, twice in one minute) must not reach its envelope's request budget: the
+      // envelope limits are test/gateway/noisy.test.ts's subject, the neighbour's isolation this file's.
+      imvuLimits: { requestsPerCoreS: 1_000_000, connectionsPerCore: IMVU_CONNECTIONS_PER_CORE },
+      log: (l) => console.log(l), meter: { key: id.key, intervalMs: 3_600_000 } });
     await gw.start();
   }, 60_000);
 
