@@ -7,6 +7,11 @@ import type { KeyObject } from 'node:crypto';
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { signRead } from '../api/read-auth.ts';
 
+/** Bytes of a download handed on at a time (see download()). */
+const DOWNLOAD_PIECE = 1 << 20;
+/** Bytes of a download between two flushes to the disk begun while it goes on (see download()). */
+const FLUSH_EVERY = 64 << 20;
+
 export const DEFAULT_URL = 'http://127.0.0.1:7600';
 
 export interface Receipt {
@@ -229,7 +234,7 @@ export class Client {
     onBytes?: (received: number, total: number | undefined) => void,
     tee?: NodeJS.WritableStream,
   ): Promise<{ bytes: number; headers: Record<string, string | string[] | undefined> }> {
-    const { createWriteStream, renameSync, rmSync, openSync, fsyncSync, closeSync } = await import('node:fs');
+    const { createWriteStream, renameSync, rmSync, openSync, fsyncSync, closeSync, fdatasync } = await import('node:fs');
     const u = new URL(this.url + path);
     const request = u.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
     const ca = await this.trusted();
@@ -253,17 +258,67 @@ export class Client {
     let bytes = 0;
     const out = createWriteStream(partial, { mode: 0o600, highWaterMark: 4 << 20 });
     try {
-      await new Promise<void>((resolve, reject) => {
-        res.on('data', (c: Buffer) => {
-          bytes += c.length;
-          onBytes?.(bytes, total);
+      // The socket gives at most 64 KiB at a time: gathered into 1 MiB pieces before they go to
+      // the file and to `tee` (a verification reading the bytes as they arrive), whose per-piece
+      // costs (a write, a gunzip round trip on the thread pool, a tar parse) then come 16 times
+      // less often. The slower of the two sets the pace.
+      // As with pipe(): an error of `tee` (a verification that gave up) stops only what goes to it,
+      // the file's own error fails the download.
+      let sinks: NodeJS.WritableStream[] = tee ? [out, tee] : [out];
+      let failed: Error | undefined;
+      out.on('error', (err) => (failed ??= err));
+      const drop = () => (sinks = sinks.filter((w) => w !== tee));
+      tee?.on('error', drop);
+      tee?.on('close', drop);
+      const drained = (w: NodeJS.WritableStream) =>
+        new Promise<void>((r) => {
+          const done = () => {
+            w.off('drain', done).off('error', done).off('close', done);
+            r();
+          };
+          w.on('drain', done).on('error', done).on('close', done);
         });
-        res.on('error', reject);
-        out.on('error', reject);
-        out.on('finish', resolve);
-        res.pipe(out);
-        // Also to `tee` (a verification reading the bytes as they arrive): the slower of the two sets the pace.
-        if (tee) res.pipe(tee);
+      // The file flushed to the disk every FLUSH_EVERY bytes while the rest arrives (as the
+      // daemon's build does, src/imvu/exit/pack.ts: the kernel would start only past GiBs of dirty pages): the fsync before the rename then has little left.
+      let unflushed = 0;
+      let flushing: Promise<void> | undefined;
+      const send = async (piece: Buffer) => {
+        await Promise.all(sinks.filter((w) => !w.write(piece)).map(drained));
+        if (failed) throw failed;
+        unflushed += piece.length;
+        const fd = (out as unknown as { fd: number | null }).fd;
+        if (unflushed >= FLUSH_EVERY && !flushing && typeof fd === 'number') {
+          unflushed = 0;
+          flushing = new Promise<void>((r) =>
+            fdatasync(fd, (err) => {
+              if (err) failed ??= err;
+              flushing = undefined;
+              r();
+            }),
+          );
+        }
+      };
+      let held: Buffer[] = [];
+      let heldBytes = 0;
+      for await (const c of res as AsyncIterable<Buffer>) {
+        bytes += c.length;
+        onBytes?.(bytes, total);
+        held.push(c);
+        heldBytes += c.length;
+        if (heldBytes < DOWNLOAD_PIECE) continue;
+        const piece = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
+        held = [];
+        heldBytes = 0;
+        await send(piece);
+      }
+      if (heldBytes) await send(held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes));
+      tee?.end();
+      await flushing;
+      await new Promise<void>((resolve, reject) => {
+        if (failed) return reject(failed);
+        out.once('error', reject);
+        out.once('finish', resolve);
+        out.end();
       });
       if (total !== undefined && bytes !== total) throw new CliError(`the download of ${path} stopped after ${bytes} of ${total} bytes`, EXIT.unreachable);
       const fd = openSync(partial, 'r');

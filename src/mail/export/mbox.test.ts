@@ -1,12 +1,12 @@
 // Python's mailbox.mbox (a reader nobody here wrote) reads the export back: the same messages, byte
 // for byte once mboxrd's quoting is undone, with the flags in Status / X-Status.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureMaildir } from '../maildir/store.ts';
-import { exportMboxToFile } from './mbox.ts';
+import { exportMboxToFile, readMaildirFolder } from './mbox.ts';
 
 let dir: string;
 const messages = [
@@ -37,6 +37,16 @@ print(json.dumps(out))
 `;
 
 describe('mbox export', () => {
+  it('writes the same bytes from messages already read as from the folder (the exit archive reads each once)', () => {
+    const list = readMaildirFolder(dir);
+    expect(list.map((m) => m.info)).toEqual(infos);
+    expect(exportMboxToFile(list, join(dir, 'from-list.mbox'))).toBe(3);
+    exportMboxToFile(dir, join(dir, 'from-dir.mbox'));
+    expect(readFileSync(join(dir, 'from-list.mbox')).equals(readFileSync(join(dir, 'from-dir.mbox')))).toBe(true);
+    expect(exportMboxToFile([], join(dir, 'empty.mbox'))).toBe(0);
+    expect(readFileSync(join(dir, 'empty.mbox')).length).toBe(0);
+  });
+
   it('is read back by Python\'s mailbox.mbox with the same messages and flags', () => {
     const file = join(dir, 'out.mbox');
     expect(exportMboxToFile(dir, file)).toBe(3);

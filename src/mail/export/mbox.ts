@@ -91,7 +91,11 @@ export function mboxEntry(m: MboxMessage): Buffer {
 
 /** Write a Maildir folder as mboxrd to a file descriptor; returns the number of messages. */
 export function exportMbox(folderDir: string, fd: number): number {
-  const msgs = readMaildirFolder(folderDir);
+  return writeMbox(readMaildirFolder(folderDir), fd);
+}
+
+/** Write messages already read (readMaildirFolder) as mboxrd to a file descriptor; returns their number. */
+export function writeMbox(msgs: readonly MboxMessage[], fd: number): number {
   for (const m of msgs) {
     const buf = mboxEntry(m);
     let off = 0;
@@ -100,11 +104,11 @@ export function exportMbox(folderDir: string, fd: number): number {
   return msgs.length;
 }
 
-/** Export to a file path (created 0600, fsynced). */
-export function exportMboxToFile(folderDir: string, path: string): number {
+/** Export a folder, or its messages already read, to a file path (created 0600, fsynced). */
+export function exportMboxToFile(folderDir: string | readonly MboxMessage[], path: string): number {
   const fd = openSync(path, 'w', 0o600);
   try {
-    const n = exportMbox(folderDir, fd);
+    const n = typeof folderDir === 'string' ? exportMbox(folderDir, fd) : writeMbox(folderDir, fd);
     fsyncSync(fd);
     return n;
   } finally {
