@@ -112,6 +112,15 @@ describe('the platform refuses to start on a database that lost acknowledged ent
     expect((await refusal(copy)).message).toMatch(/has gaps: \d+ entries stored for tree size \d+/);
   });
 
+  it('an entry deleted from the middle with the counting index dropped too: still refused', async () => {
+    const copy = copyDataDir(true);
+    const db = openAsRoot(copy);
+    db.prepare('DROP INDEX ledger_entries_count').run();
+    db.prepare('DELETE FROM ledger_entries WHERE idx = 5').run();
+    db.close();
+    expect((await refusal(copy)).message).toMatch(/has gaps: \d+ entries stored for tree size \d+/);
+  });
+
   it('the checkpoint file removed from a database that was written with it: refused', async () => {
     const copy = copyDataDir(true);
     unlinkSync(join(copy, CHECKPOINT_FILE));

@@ -6,7 +6,7 @@
 // order), so the change log and a scan encode it byte for byte alike, whatever the value's type.
 import { createHash, hash } from 'node:crypto';
 import { PROJECTION_TABLES } from './schema.ts';
-import type { ProjectionChange, SqlReader, WriteTx } from './store.ts';
+import type { ProjectionChange, SqlReader, SqlValue, WriteTx } from './store.ts';
 
 export type { ProjectionChange } from './store.ts';
 
@@ -112,6 +112,10 @@ const SCAN_CHUNK = 2000;
  */
 export async function scanTable(db: SqlReader, table: string): Promise<TableDigest> {
   const select = `SELECT CAST(rowid AS TEXT) AS k, ${rowExpression(table)} AS r FROM ${table}`;
+  // Rows as [k, r] arrays where the reader can: no object per row (about a tenth of the scan's CPU).
+  const read = db.values
+    ? (sql: string, params: SqlValue[]) => db.values!(sql, params)
+    : async (sql: string, params: SqlValue[]) => (await db.all<{ k: string; r: string }>(sql, params)).map((x) => [x.k, x.r]);
   const prefix = rowPrefix(table);
   let rows = 0;
   let sum = 0n;
@@ -119,15 +123,15 @@ export async function scanTable(db: SqlReader, table: string): Promise<TableDige
   for (;;) {
     const chunk =
       after === undefined
-        ? await db.all<{ k: string; r: string }>(`${select} ORDER BY rowid LIMIT ?`, [SCAN_CHUNK])
-        : await db.all<{ k: string; r: string }>(`${select} WHERE rowid > CAST(? AS INTEGER) ORDER BY rowid LIMIT ?`, [after, SCAN_CHUNK]);
+        ? await read(`${select} ORDER BY rowid LIMIT ?`, [SCAN_CHUNK])
+        : await read(`${select} WHERE rowid > CAST(? AS INTEGER) ORDER BY rowid LIMIT ?`, [after, SCAN_CHUNK]);
     // Eight 32-bit lanes summed as plain numbers (exact below 2^53), carried into the sum per chunk.
     const lanes = [0, 0, 0, 0, 0, 0, 0, 0];
-    for (const { r } of chunk) addRowHash(lanes, prefix, String(r));
+    for (const row of chunk) addRowHash(lanes, prefix, String(row[1]));
     for (let i = 0; i < 8; i++) sum += BigInt(lanes[i]!) << BigInt(32 * (7 - i));
     rows += chunk.length;
     if (chunk.length < SCAN_CHUNK) break;
-    after = String(chunk[chunk.length - 1]!.k);
+    after = String(chunk[chunk.length - 1]![0]);
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
   return { rows, sum: sum % MOD };

@@ -15,6 +15,10 @@ CREATE TABLE IF NOT EXISTS ledger_checkpoints (
   size INTEGER PRIMARY KEY,
   note TEXT NOT NULL
 );
+-- Only for the start's gap check (COUNT(*) of the entries, src/core/policy/integrity.ts): SQLite
+-- counts through the smallest b-tree, and the table's own holds every entry's bytes (1.5 s of the
+-- start at 1,000,000 entries); this one holds two integers a row (10 ms).
+CREATE INDEX IF NOT EXISTS ledger_entries_count ON ledger_entries (idx);
 `;
 
 export const LEDGER_TABLES = ['ledger_entries', 'ledger_nodes', 'ledger_checkpoints'] as const;

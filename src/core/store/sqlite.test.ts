@@ -47,6 +47,14 @@ describe('SqliteStore', () => {
     expect(await store.get('SELECT COUNT(*) AS n FROM mailboxes')).toEqual({ n: 2 });
   });
 
+  it('counts the ledger (the start gap check) through the small index, not the entries themselves', async () => {
+    open();
+    await store.transaction(async (tx) => tx.appendEntry(0, Buffer.alloc(4000, 1), [{ level: 0, index: 0, hash: Buffer.alloc(32) }]));
+    const plan = await store.all<{ detail: string }>('EXPLAIN QUERY PLAN SELECT COUNT(*) AS n FROM ledger_entries');
+    expect(plan.map((p) => p.detail).join('\n')).toContain('COVERING INDEX ledger_entries_count');
+    expect(await store.get('SELECT COUNT(*) AS n FROM ledger_entries')).toEqual({ n: 1 });
+  });
+
   it('keeps committed data across reopen', async () => {
     open();
     await store.transaction(async (tx) => tx.saveCheckpoint(1, 'note'));

@@ -49,6 +49,15 @@ class StatementCache {
     }
     return st;
   }
+  /** The same statement in raw mode (rows as arrays), cached apart: raw mode is a statement's state. */
+  raw(sql: string): Statement {
+    let st = this.cache.get(`raw\n${sql}`);
+    if (!st) {
+      st = this.db.prepare(sql).raw(true);
+      this.cache.set(`raw\n${sql}`, st);
+    }
+    return st;
+  }
 }
 
 /**
@@ -99,6 +108,10 @@ export class SqliteStore implements Store {
     return this.r.get(sql).all(...params) as T[];
   }
 
+  async values(sql: string, params: SqlValue[] = []): Promise<SqlValue[][]> {
+    return this.r.raw(sql).all(...params) as SqlValue[][];
+  }
+
   transaction<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
     const run = async (): Promise<T> => {
       if (this.closed) throw new Error('store is closed');
@@ -106,6 +119,7 @@ export class SqliteStore implements Store {
       const tx: WriteTx = {
         get: async <R extends Row>(sql: string, params: SqlValue[] = []) => w.get(sql).get(...params) as R | undefined,
         all: async <R extends Row>(sql: string, params: SqlValue[] = []) => w.get(sql).all(...params) as R[],
+        values: async (sql: string, params: SqlValue[] = []) => w.raw(sql).all(...params) as SqlValue[][],
         run: async (sql: string, params: SqlValue[] = []) => ({ changes: w.get(sql).run(...params).changes }),
         appendEntry: async (index: number, data: Buffer, nodes: LedgerNodeRow[]) => {
           w.get('INSERT INTO ledger_entries (idx, data) VALUES (?, ?)').run(index, data);

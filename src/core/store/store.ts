@@ -8,6 +8,11 @@ export type Row = Record<string, SqlValue>;
 export interface SqlReader {
   get<T extends Row = Row>(sql: string, params?: SqlValue[]): Promise<T | undefined>;
   all<T extends Row = Row>(sql: string, params?: SqlValue[]): Promise<T[]>;
+  /**
+   * The rows as arrays of column values, in select order (no object per row): for scans that
+   * read millions of rows (the integrity check's). Optional; without it a scan uses `all`.
+   */
+  values?(sql: string, params?: SqlValue[]): Promise<SqlValue[][]>;
 }
 
 export interface SqlWriter extends SqlReader {
