@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import { mkdtempSync, statSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,24 @@ describe('identities', () => {
     expect(id).toBe(identityIdFromPublicKey(publicKeyRaw(publicKey)));
     expect(isIdentityId(id)).toBe(true);
     expect(identityIdFromPublicKey(publicKeyRaw(generateKeyPair().publicKey))).not.toBe(id);
+  });
+
+  it('exports a key once for its raw public bytes, and hands out copies of the same bytes', () => {
+    const { privateKey, publicKey } = generateKeyPair();
+    const expected = publicKey.export({ format: 'der', type: 'spki' }).subarray(-32);
+    // export() lives on the public KeyObject class (createPublicKey of a private key is one too).
+    const exportSpy = vi.spyOn(Object.getPrototypeOf(publicKey) as typeof publicKey, 'export');
+    try {
+      const first = publicKeyRaw(privateKey);
+      for (let i = 0; i < 5; i++) expect(publicKeyRaw(privateKey).equals(expected)).toBe(true);
+      // signCommand derives the actor from the key on every command: no export after the first.
+      for (let i = 0; i < 5; i++) signCommand(privateKey, 'identity.register', {}, { origin: 'test.world' });
+      expect(exportSpy).toHaveBeenCalledTimes(1);
+      first.fill(0);
+      expect(publicKeyRaw(privateKey).equals(expected)).toBe(true);
+    } finally {
+      exportSpy.mockRestore();
+    }
   });
 
   it('saves private keys with mode 0600 and loads them back', () => {
