@@ -205,7 +205,7 @@ describe('transfer-in of a custom domain larger than one ledger entry', () => {
   }, 900_000);
 
   it('a domain released before its last part owes nothing more: claimed again it is served, transferred again it is whole', async () => {
-    ok(await run(['domain', 'release', 'IMVU-001', CUSTOM], envB()));
+    ok(await run(['domain', 'release', CUSTOM, '--imvu', 'IMVU-001'], envB()));
     const child = spawn(process.execPath, [BIN, 'domain', 'transfer-in', CUSTOM, '--code', code], { cwd: ROOT, env: { ...process.env, ...envB() }, stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
     await new Promise<void>((res, rej) => {
@@ -218,7 +218,7 @@ describe('transfer-in of a custom domain larger than one ledger entry', () => {
       });
       child.once('exit', (c) => rej(new Error(`the transfer ended (${c}) before its second part: ${err}`)));
     });
-    ok(await run(['domain', 'release', 'IMVU-001', CUSTOM], envB()));
+    ok(await run(['domain', 'release', CUSTOM, '--imvu', 'IMVU-001'], envB()));
     expect(answer(await dig(b, CUSTOM, 'SOA'))).toMatch(/^REFUSED(\n|$)/);
     // Claimed and proved afresh: a new zone of its own, served (nothing of the old transfer is owed).
     const claim = JSON.parse(ok(await run(['--json', 'domain', 'claim', 'IMVU-001', CUSTOM], envB())).stdout) as { challenge: { value: string } };
@@ -231,7 +231,7 @@ describe('transfer-in of a custom domain larger than one ledger entry', () => {
     }
     expect(soa).toMatch(/^NOERROR\n/);
     // Released again and transferred again with the code: whole, as on the first platform.
-    ok(await run(['domain', 'release', 'IMVU-001', CUSTOM], envB()));
+    ok(await run(['domain', 'release', CUSTOM, '--imvu', 'IMVU-001'], envB()));
     ok(await run(['domain', 'transfer-in', CUSTOM, '--code', code], envB()));
     expect(await settled()).toEqual(before);
     expect(await recordsOf(envB())).toEqual(list);
