@@ -505,7 +505,7 @@ function importRoutes(): RouteDef[] {
     {
       method: 'POST',
       path: '/v1/imvus/:id/import/parts',
-      summary: "Record one declared part of an import's zone (imvu.import.part, the creator's signature); once the last is recorded the IMVU is served and the mail and data volume are restored",
+      summary: "Record one declared part of an import's zone or of a transferred domain's (imvu.import.part, the creator's signature); once an import's last is recorded the IMVU is served and the mail and data volume are restored, once a transfer's last is the domain is served",
       params: Params.imvu,
       query: AnyQuery,
       command: 'imvu.import.part',
@@ -517,6 +517,10 @@ function importRoutes(): RouteDef[] {
         const id = String(req.params.id);
         const row = await ctx.platform.store.get<{ status: string; archive_sha256: string }>('SELECT i.status AS status, m.archive_sha256 AS archive_sha256 FROM imvus i JOIN imports m ON m.imvu = i.id WHERE i.id = ?', [id]);
         if (row?.status !== 'active') return reply;
+        // A transferred domain's part restores nothing: only the part that makes the import whole does.
+        const header = (req.body as { import?: unknown } | undefined)?.import;
+        const own = await ctx.platform.store.get('SELECT 1 AS x FROM import_parts p JOIN imvus i ON i.id = p.imvu AND i.domain = p.zone WHERE p.header = ? AND p.imvu = ? LIMIT 1', [String(header), id]);
+        if (!own) return reply;
         const s = await service();
         const staged = s.stagedArchive(ctx.platform.dataDir, row.archive_sha256);
         if (!staged) return reply;
@@ -531,13 +535,17 @@ function importRoutes(): RouteDef[] {
       const staged = s.stagedArchive(ctx.platform.dataDir, row.archive_sha256);
       const status = await ctx.platform.store.get<{ status: string }>('SELECT status FROM imvus WHERE id = ?', [params.id]);
       // The declared parts and which are recorded: what a resumed `nexus imvu import` still sends.
-      const parts = await ctx.platform.store.all<{ part: number; header: string; sha256: string; records: number; entry: number }>('SELECT part, header, sha256, records, entry FROM import_parts WHERE imvu = ? ORDER BY part', [params.id]);
+      // `zone` tells an import's parts (the IMVU's own zone) from a transferred domain's (`nexus domain transfer-in` resumes by them).
+      const parts = await ctx.platform.store.all<{ zone: string; part: number; header: string; sha256: string; records: number; entry: number }>(
+        'SELECT zone, part, header, sha256, records, entry FROM import_parts WHERE imvu = ? ORDER BY zone, header, part',
+        [params.id],
+      );
       return {
         body: {
           imvu: params.id,
           status: status?.status ?? null,
           import: row,
-          parts: parts.map((p) => ({ part: Number(p.part), header: p.header, sha256: p.sha256, records: Number(p.records), entry: Number(p.entry) || null })),
+          parts: parts.map((p) => ({ zone: p.zone, part: Number(p.part), header: p.header, sha256: p.sha256, records: Number(p.records), entry: Number(p.entry) || null })),
           plan: staged ? s.restorePlan(staged) : null,
         },
       };

@@ -108,7 +108,7 @@ export class ResignScheduler extends PeriodicTask<string> {
     let after = '';
     for (;;) {
       const page = await store.all<{ name: string }>(
-        "SELECT DISTINCT k.zone AS name FROM dnssec_keys k LEFT JOIN zones z ON z.name = k.zone LEFT JOIN imvus i ON i.id = z.imvu WHERE k.zone > ? AND (k.imvu = '' OR (i.id IS NOT NULL AND i.status NOT IN ('exited', 'importing'))) ORDER BY k.zone LIMIT ?",
+        "SELECT DISTINCT k.zone AS name FROM dnssec_keys k LEFT JOIN zones z ON z.name = k.zone LEFT JOIN imvus i ON i.id = z.imvu WHERE k.zone > ? AND (k.imvu = '' OR (i.id IS NOT NULL AND i.status NOT IN ('exited', 'importing') AND NOT EXISTS (SELECT 1 FROM import_parts p WHERE p.zone = k.zone AND p.entry = 0))) ORDER BY k.zone LIMIT ?",
         [after, SLICE],
       );
       for (const { name } of page) yield name;

@@ -30,10 +30,21 @@ interface RestorePlan {
   workload: { blueprint: Json; desired: string } | null;
 }
 
+/** A declared part as `GET /v1/imvus/:id/import` lists it: the zone it joins, its header, and its entry once recorded. */
+interface RecordedPart {
+  zone: string;
+  part: number;
+  header: string;
+  sha256: string;
+  records: number;
+  entry: number | null;
+}
+
 interface ImportView {
   status: string | null;
   import: { archive_sha256: string; entry: number };
-  parts: { part: number; header: string; sha256: string; records: number; entry: number | null }[];
+  parts: RecordedPart[];
+  plan: RestorePlan | null;
 }
 
 /** Most records one imported entry carries (the schema's bound). */
@@ -58,6 +69,46 @@ function splitRecords(records: Json[], size: (v: unknown) => Buffer): Json[][] {
   }
   if (cur.length) parts.push(cur);
   return parts;
+}
+
+/**
+ * A header (`imvu.import`, `domain.transfer`) whose zone does not fit one ledger entry (gate 0's body
+ * bound, or more records than one entry carries): its records are cut into parts, and the header
+ * declares them (SHA-256 and count) instead of carrying them. Undefined when the zone fits.
+ */
+async function declareParts(body: Record<string, Json>): Promise<Json[][] | undefined> {
+  const { MAX_COMMAND_BODY_BYTES } = await import('../../core/policy/chokepoint.ts');
+  const { importPartDigest } = await import('../../core/policy/commands.ts');
+  const { canonicalBytes } = await import('../../core/ledger/canonical.ts');
+  const records = (body.zone as { records: Json[] }).records;
+  if (canonicalBytes(body).length <= MAX_COMMAND_BODY_BYTES && records.length <= MAX_RECORDS_PER_ENTRY) return undefined;
+  const parts = splitRecords(records, canonicalBytes);
+  body.zone = { ...(body.zone as Record<string, Json>), records: [] };
+  body.parts = parts.map((p) => ({ sha256: importPartDigest(p), records: p.length }));
+  return parts;
+}
+
+/**
+ * Records, one entry each and in order, the declared parts of the header `header` that are not
+ * recorded yet (`recorded`: what the daemon lists for it), so that running the command again after
+ * an interruption sends only the rest. Returns what the last part's receipt says.
+ */
+async function sendParts<R>(ctx: Ctx, signer: ReturnType<Ctx['signer']>, imvu: string, header: string, parts: Json[][], recorded: RecordedPart[]): Promise<(Receipt & R) | undefined> {
+  const done = new Set(recorded.filter((p) => p.entry !== null).map((p) => p.part));
+  let last: (Receipt & R) | undefined;
+  for (const [n, recs] of parts.entries()) {
+    if (done.has(n)) continue;
+    const p = await ctx.submit<Receipt & R>('POST', `/v1/imvus/${imvu}/import/parts`, 'imvu.import.part', { imvu, import: header, part: n, records: recs }, signer);
+    if (!ctx.json) process.stderr.write(`part ${n + 1} of ${parts.length} recorded (${recs.length} records, ledger entry ${p.receipt.index})\n`);
+    last = p.receipt as Receipt & R;
+  }
+  return last;
+}
+
+/** Whether the parts recorded for a header are the ones this run declares (else nothing is sent). */
+async function sameParts(recorded: RecordedPart[], parts: Json[][] | undefined): Promise<boolean> {
+  const { importPartDigest } = await import('../../core/policy/commands.ts');
+  return !!parts && recorded.map((p) => p.sha256).join() === parts.map((p) => importPartDigest(p)).join();
 }
 
 const zoneBody = (z: ImportedZone) => ({ name: z.name, serial: z.serial, records: z.records, dnssec: z.dnssec.map((k) => ({ algorithm: 13, ...k })) });
@@ -128,24 +179,18 @@ export function addImportCommand(imvu: Command): void {
       };
       type Restored = { restored?: { mailboxes: number; messages: number; volume: { entries: number; bytes: number } | null } };
       // A zone too large for one ledger entry goes in declared parts after the header.
-      const { MAX_COMMAND_BODY_BYTES } = await import('../../core/policy/chokepoint.ts');
-      const { importHeaderDigest, importPartDigest } = await import('../../core/policy/commands.ts');
-      const { canonicalBytes } = await import('../../core/ledger/canonical.ts');
-      const records = (body.zone as { records: Json[] }).records;
-      const parts = canonicalBytes(body).length > MAX_COMMAND_BODY_BYTES || records.length > MAX_RECORDS_PER_ENTRY ? splitRecords(records, canonicalBytes) : undefined;
-      if (parts) {
-        body.zone = { ...(body.zone as Record<string, Json>), records: [] };
-        body.parts = parts.map((p) => ({ sha256: importPartDigest(p), records: p.length }));
-      }
+      const { importHeaderDigest } = await import('../../core/policy/commands.ts');
+      const parts = await declareParts(body);
+      // Only the import's own parts (a transferred domain's are listed too, under its zone).
+      const mine = known?.parts.filter((p) => p.zone === primary.name) ?? [];
       let index: number;
       let header: string;
       let r: Restored['restored'];
       if (resuming) {
-        const declared = known.parts.map((p) => p.sha256).join();
-        if (!parts || declared !== parts.map((p) => importPartDigest(p)).join()) throw verificationFailed(`${m.imvu}'s recorded import declares other parts than this archive gives; nothing was sent`);
+        if (!(await sameParts(mine, parts))) throw verificationFailed(`${m.imvu}'s recorded import declares other parts than this archive gives; nothing was sent`);
         index = known.import.entry;
-        header = known.parts[0]!.header;
-        if (!ctx.json) process.stderr.write(`resuming ${m.imvu}'s import: ${known.parts.filter((p) => p.entry === null).length} of ${parts.length} parts still to record\n`);
+        header = mine[0]!.header;
+        if (!ctx.json) process.stderr.write(`resuming ${m.imvu}'s import: ${mine.filter((p) => p.entry === null).length} of ${parts!.length} parts still to record\n`);
       } else {
         const s = await ctx.submit<Receipt & Restored>('POST', '/v1/imvus/import', 'imvu.import', body, signer);
         index = s.receipt.index;
@@ -153,13 +198,8 @@ export function addImportCommand(imvu: Command): void {
         r = s.receipt.restored;
       }
       if (parts) {
-        const done = new Set(resuming ? known.parts.filter((p) => p.entry !== null).map((p) => p.part) : []);
-        for (const [n, recs] of parts.entries()) {
-          if (done.has(n)) continue;
-          const p = await ctx.submit<Receipt & Restored>('POST', `/v1/imvus/${m.imvu}/import/parts`, 'imvu.import.part', { imvu: m.imvu, import: header, part: n, records: recs }, signer);
-          if (!ctx.json) process.stderr.write(`part ${n + 1} of ${parts.length} recorded (${recs.length} records, ledger entry ${p.receipt.index})\n`);
-          r = p.receipt.restored ?? r;
-        }
+        const last = await sendParts<Restored>(ctx, signer, m.imvu, header, parts, resuming ? mine : []);
+        r = last?.restored ?? r;
       }
       const lines = [`✅ ${m.imvu} imported (ledger entry ${index}${parts ? `, its zone in ${parts.length} parts` : ''}), its history attached: ${m.origin} at tree size ${m.treeSize}`];
       if (r) lines.push(`✅ mail: ${r.mailboxes} mailbox(es), ${r.messages} message(s) restored`, r.volume ? `✅ data volume: ${r.volume.entries} entries, ${r.volume.bytes} bytes` : '   no data volume in the archive');
@@ -178,7 +218,7 @@ export function addImportCommand(imvu: Command): void {
 export function addTransferIn(domain: Command): void {
   domain
     .command('transfer-in')
-    .description("move a domain an imported IMVU held on the platform it left, with the transfer code that platform signed at the exit (domains/domain-transfer-codes.txt); the zone and its DNSSEC keys come from the imported archive")
+    .description("move a domain an imported IMVU held on the platform it left, with the transfer code that platform signed at the exit (domains/domain-transfer-codes.txt); the zone and its DNSSEC keys come from the imported archive; a zone too large for one ledger entry goes in declared parts (the domain is not served until the last), and running the command again after an interruption sends only the parts not recorded yet")
     .argument('<domain>', 'the domain')
     .requiredOption('--code <code>', 'the transfer code')
     .action(async (name: string, o: { code: string }, c: Command) => {
@@ -192,10 +232,25 @@ export function addTransferIn(domain: Command): void {
       }
       if (claim.domain !== name) throw usage(`the code is for ${claim.domain}, not ${name}`);
       const signer = ctx.signer([claim.owner], `domain transfer-in ${name}`);
-      const view = await ctx.get<{ plan: RestorePlan | null }>(`/v1/imvus/${claim.imvu}/import`, {}, { as: signer });
+      const view = await ctx.get<ImportView>(`/v1/imvus/${claim.imvu}/import`, {}, { as: signer });
       const zone = view.plan?.zones.find((z) => z.name === name);
       if (!zone) throw notFound(`the archive ${claim.imvu} was imported from holds no zone ${name}`);
-      const s = await ctx.submit('POST', `/v1/imvus/${claim.imvu}/domains/transfer`, 'domain.transfer', { imvu: claim.imvu, domain: name, code: o.code.trim(), zone: zoneBody(zone) as unknown as Json }, signer);
-      ctx.print({ imvu: claim.imvu, domain: name, index: s.receipt.index }, () => [`✅ ${name} transferred to ${claim.imvu} from ${claim.origin} (ledger entry ${s.receipt.index}); it is served with the keys whose DS the parent holds`]);
+      const body: Record<string, Json> = { imvu: claim.imvu, domain: name, code: o.code.trim(), zone: zoneBody(zone) as unknown as Json };
+      // A zone too large for one ledger entry goes in declared parts after the header, as an import's.
+      const parts = await declareParts(body);
+      const { importHeaderDigest } = await import('../../core/policy/commands.ts');
+      const header = importHeaderDigest(body);
+      // The header recorded already (an interrupted run): only the parts not recorded yet are sent.
+      const recorded = view.parts.filter((p) => p.header === header);
+      let index: number | null = null;
+      if (recorded.length) {
+        if (!(await sameParts(recorded, parts))) throw verificationFailed(`the recorded transfer of ${name} declares other parts than the archive gives; nothing was sent`);
+        if (!ctx.json) process.stderr.write(`resuming the transfer of ${name}: ${recorded.filter((p) => p.entry === null).length} of ${parts!.length} parts still to record\n`);
+      } else index = (await ctx.submit('POST', `/v1/imvus/${claim.imvu}/domains/transfer`, 'domain.transfer', body, signer)).receipt.index;
+      if (parts) await sendParts(ctx, signer, claim.imvu, header, parts, recorded);
+      const at = index === null ? 'its header recorded earlier' : `ledger entry ${index}`;
+      ctx.print({ imvu: claim.imvu, domain: name, index, header, parts: parts?.length ?? 0 }, () => [
+        `✅ ${name} transferred to ${claim.imvu} from ${claim.origin} (${at}${parts ? `, its zone in ${parts.length} parts` : ''}); it is served with the keys whose DS the parent holds`,
+      ]);
     });
 }

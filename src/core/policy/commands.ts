@@ -179,15 +179,20 @@ const importedRecords = z
 /** Most parts one import declares (each at most one ledger entry of records). */
 export const MAX_IMPORT_PARTS = 1024;
 
-/** What an `imvu.import.part` names its header by: the SHA-256 of the `imvu.import` body's canonical JSON. */
+/** What an `imvu.import.part` names its header by: the SHA-256 of the `imvu.import` (or `domain.transfer`) body's canonical JSON. */
 export function importHeaderDigest(body: unknown): string {
   return createHash('sha256').update(canonicalJson(body)).digest('hex');
 }
 
-/** What an `imvu.import` declares of each part: the SHA-256 of its records' canonical JSON. */
+/** What a header declares of each part: the SHA-256 of its records' canonical JSON. */
 export function importPartDigest(records: unknown): string {
   return createHash('sha256').update(canonicalJson(records)).digest('hex');
 }
+/** What a header (`imvu.import`, `domain.transfer`) declares of a zone too large for one entry: each part's SHA-256 and record count. */
+const declaredParts = z
+  .array(z.object({ sha256: sha256Hex, records: z.number().int().min(1).max(1000) }).strict())
+  .min(1)
+  .max(MAX_IMPORT_PARTS);
 const importedZone = z
   .object({
     name: domain,
@@ -289,15 +294,12 @@ export const BODY_SCHEMAS = {
       // A zone too large for one entry: the records that follow in `imvu.import.part` entries, each
       // part's SHA-256 (of the canonical JSON of its records) and record count declared here. The
       // IMVU stays `importing` (not served) until every declared part is recorded.
-      parts: z
-        .array(z.object({ sha256: sha256Hex, records: z.number().int().min(1).max(1000) }).strict())
-        .min(1)
-        .max(MAX_IMPORT_PARTS)
-        .optional(),
+      parts: declaredParts.optional(),
     })
     .strict(),
-  // One declared part of an import's zone: bound to its `imvu.import` by that entry's body digest
-  // (SHA-256 of its canonical JSON) and to the declaration by the part's own digest (gate 13).
+  // One declared part of an imported zone: bound to its header (`imvu.import`, or `domain.transfer`
+  // for a transferred domain) by that entry's body digest (SHA-256 of its canonical JSON) and to
+  // the declaration by the part's own digest (gate 13).
   'imvu.import.part': z.object({ imvu: imvuId, import: sha256Hex, part: z.number().int().min(0).max(MAX_IMPORT_PARTS - 1), records: importedRecords.min(1) }).strict(),
   // A domain the IMVU held on the platform it left, moved here with the transfer code that platform
   // signed at the exit (src/imvu/exit/certificates.ts): the code must be signed by the key of the
@@ -305,7 +307,9 @@ export const BODY_SCHEMAS = {
   // A platform whose domain transfer codes this platform takes (domain.transfer): its log origin and
   // Ed25519 key, as the operator configured them (platform only, gate 17).
   'platform.peer': z.object({ origin: z.string().min(1).max(255).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces'), publicKey }).strict(),
-  'domain.transfer': z.object({ imvu: imvuId, domain, code: z.string().min(1).max(4096), zone: importedZone }).strict(),
+  // With `parts`, as for `imvu.import`: the zone's records follow in `imvu.import.part` entries
+  // naming this entry's body digest, and the domain is not served until the last one is recorded.
+  'domain.transfer': z.object({ imvu: imvuId, domain, code: z.string().min(1).max(4096), zone: importedZone, parts: declaredParts.optional() }).strict(),
   'member.add': z.object({ imvu: imvuId, identity: identityId }).strict(),
   'domain.claim': z.object({ imvu: imvuId, domain }).strict(),
   'dns.record.add': z

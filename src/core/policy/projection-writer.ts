@@ -135,11 +135,7 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
         'INSERT INTO imvus (id, seq, name, owner, jurisdiction, status, domain, stage_domain, created_at, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
         [id, Number(id.slice('IMVU-'.length)), String(b.name), String(b.owner), String(b.jurisdiction), parts.length ? 'importing' : 'active', zone.name, `stage.${zone.name}`, at, index],
       );
-      if (parts.length) {
-        const header = importHeaderDigest(b);
-        for (const [n, p] of parts.entries())
-          await tx.run('INSERT INTO import_parts (imvu, part, header, sha256, records, entry) VALUES (?, ?, ?, ?, ?, 0)', [id, n, header, p.sha256, p.records]);
-      }
+      await declareParts(tx, id, zone.name, b);
       await tx.run(
         'INSERT INTO envelopes (imvu, cpu_cores, memory_gb, storage_gb, iops, burst_multiplier, burst_minutes, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
         [id, env.cpu_cores, env.memory_gb, env.storage_gb, env.iops, env.burst_multiplier, env.burst_minutes, index],
@@ -168,13 +164,15 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
     }
     case 'imvu.import.part': {
       // Gate 13 checked the part against its declaration; its records join the imported zone.
+      // The zone is the header's: the IMVU's own (imvu.import) or a transferred domain (domain.transfer).
       const id = String(b.imvu);
-      const imvu = await tx.get<{ domain: string }>('SELECT domain FROM imvus WHERE id = ?', [id]);
-      if (!imvu) throw new Error(`imvu.import.part of unknown ${id}`);
+      const header = String(b.import);
+      const part = await tx.get<{ zone: string }>('SELECT zone FROM import_parts WHERE header = ? AND part = ? AND imvu = ?', [header, Number(b.part), id]);
+      if (!part) throw new Error(`imvu.import.part of an undeclared part ${String(b.part)} of ${header}`);
       let n = 0;
-      for (const r of b.records as ImportedZone['records']) await addRecord(tx, index, n++, imvu.domain, r.name, r.type, r.value, r.ttl);
-      await tx.run('UPDATE import_parts SET entry = ? WHERE imvu = ? AND part = ?', [index, id, Number(b.part)]);
-      const left = await tx.get<{ n: number }>('SELECT COUNT(*) AS n FROM import_parts WHERE imvu = ? AND entry = 0', [id]);
+      for (const r of b.records as ImportedZone['records']) await addRecord(tx, index, n++, part.zone, r.name, r.type, r.value, r.ttl);
+      await tx.run('UPDATE import_parts SET entry = ? WHERE header = ? AND part = ?', [index, header, Number(b.part)]);
+      const left = await tx.get<{ n: number }>('SELECT COUNT(*) AS n FROM import_parts WHERE header = ? AND entry = 0', [header]);
       if (Number(left?.n ?? 0) === 0) await tx.run("UPDATE imvus SET status = 'active' WHERE id = ? AND status = 'importing'", [id]);
       return;
     }
@@ -182,6 +180,7 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
       const zone = b.zone as ImportedZone;
       await addDomain(tx, zone.name, String(b.imvu), 'custom', index);
       await addImportedZone(tx, index, String(b.imvu), zone, at);
+      await declareParts(tx, String(b.imvu), zone.name, b);
       await tx.run('DELETE FROM domain_claims WHERE name = ?', [zone.name]);
       return;
     }
@@ -288,6 +287,9 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
         await tx.run('DELETE FROM zones WHERE name = ?', [name]);
         await tx.run('DELETE FROM domains WHERE name = ? AND imvu = ?', [name, imvu]);
         await tx.run('DELETE FROM domain_ancestors WHERE name = ?', [name]);
+        // A transferred domain's declared parts go with it: one released before its last part would
+        // otherwise stay unserved whoever holds it next, and a transfer again starts afresh.
+        await tx.run('DELETE FROM import_parts WHERE zone = ? AND imvu = ?', [name, imvu]);
       }
       return;
     }
@@ -543,6 +545,19 @@ export async function applyCommand(tx: WriteTx, index: number, command: Command,
 type ImportedZone = { name: string; serial: number; records: { name: string; type: string; value: string; ttl: number }[]; dnssec: { algorithm: number; flags: number; publicKey: string; state: string }[] };
 
 /** A zone exactly as an exit archive holds it: its serial, records and DNSSEC public keys. */
+/**
+ * The parts a header (`imvu.import`, `domain.transfer`) declares of its zone, outstanding until an
+ * `imvu.import.part` records each; while any is, the zone is not served. A header digest repeats
+ * only for the very same body (a domain released and transferred again): its parts are owed again.
+ */
+async function declareParts(tx: WriteTx, imvu: string, zone: string, b: Body): Promise<void> {
+  const parts = (b.parts as { sha256: string; records: number }[] | undefined) ?? [];
+  if (!parts.length) return;
+  const header = importHeaderDigest(b);
+  for (const [n, p] of parts.entries())
+    await tx.run('INSERT OR REPLACE INTO import_parts (imvu, zone, part, header, sha256, records, entry) VALUES (?, ?, ?, ?, ?, ?, 0)', [imvu, zone, n, header, p.sha256, p.records]);
+}
+
 async function addImportedZone(tx: WriteTx, index: number, imvu: string, zone: ImportedZone, at: string): Promise<void> {
   await tx.run('INSERT INTO zones (name, imvu, serial, entry) VALUES (?, ?, ?, ?)', [zone.name, imvu, zone.serial, index]);
   let n = 0;

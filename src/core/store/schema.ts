@@ -148,12 +148,13 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
     ddl: `CREATE TABLE IF NOT EXISTS imports (imvu TEXT PRIMARY KEY, origin TEXT NOT NULL, platform_key TEXT NOT NULL, tree_size INTEGER NOT NULL, root_hash TEXT NOT NULL, archive_sha256 TEXT NOT NULL, manifest_sha256 TEXT NOT NULL, entry INTEGER NOT NULL)`,
   },
   /**
-   * The parts an import declared (imvu.import `parts`): `header` is the SHA-256 of that entry's
-   * body (canonical JSON) the parts name, `entry` the imvu.import.part that recorded it, 0 while outstanding.
+   * The parts a header declared (`parts` of imvu.import, or of domain.transfer): `header` is the
+   * SHA-256 of that entry's body (canonical JSON) the parts name, `zone` the zone their records
+   * join, `entry` the imvu.import.part that recorded it, 0 while outstanding (the zone is not served).
    */
   import_parts: {
-    key: 'imvu, part',
-    ddl: `CREATE TABLE IF NOT EXISTS import_parts (imvu TEXT NOT NULL, part INTEGER NOT NULL, header TEXT NOT NULL, sha256 TEXT NOT NULL, records INTEGER NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (imvu, part))`,
+    key: 'header, part',
+    ddl: `CREATE TABLE IF NOT EXISTS import_parts (imvu TEXT NOT NULL, zone TEXT NOT NULL, part INTEGER NOT NULL, header TEXT NOT NULL, sha256 TEXT NOT NULL, records INTEGER NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (header, part))`,
   },
   /** DKIM keys per IMVU and selector; `state`: active (signs), published (rotation standby), retired (still published). `since`: when it entered that state. */
   dkim_keys: {
@@ -258,6 +259,7 @@ export const PROJECTION_TABLES: Record<string, { ddl: string; key: string }> = {
 
 export const PROJECTION_INDEXES = `
 CREATE INDEX IF NOT EXISTS records_zone ON records (zone, name);
+CREATE INDEX IF NOT EXISTS import_parts_zone ON import_parts (zone, entry);
 CREATE INDEX IF NOT EXISTS consents_subject ON consents (subject);
 CREATE INDEX IF NOT EXISTS notifications_recipient ON notifications (recipient);
 CREATE INDEX IF NOT EXISTS billing_entries_imvu ON billing_entries (imvu, period);

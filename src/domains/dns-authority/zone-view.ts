@@ -51,6 +51,8 @@ const IMVU_ZONE_NEUTRAL: ReadonlySet<string> = new Set([
 ]);
 /** More new entries than this since the last look: the whole zone list is read again instead. */
 const MAX_DELTA_ENTRIES = 20_000;
+/** SQL: the zone `z` has no declared part outstanding (an import's or a transfer's zone is served whole or not at all). */
+const WHOLE = 'NOT EXISTS (SELECT 1 FROM import_parts p WHERE p.zone = z.name AND p.entry = 0)';
 
 /** What the entries since the last look may have changed: zones by name and by IMVU; undefined: anything. */
 interface Touched {
@@ -162,9 +164,10 @@ export class ZoneView {
     }
     const platform = await this.store.get<{ suffix: string }>('SELECT suffix FROM platform LIMIT 1');
     // An exited IMVU's zones are no longer served (queries for them are REFUSED, like any name not
-    // hosted here), nor those of an import whose declared parts are not all recorded yet.
+    // hosted here), nor those of an import whose declared parts are not all recorded yet, nor a
+    // transferred domain whose declared parts are not.
     let rows = await this.store.all<{ name: string; imvu: string; serial: number }>(
-      "SELECT z.name AS name, z.imvu AS imvu, z.serial AS serial FROM zones z JOIN imvus i ON i.id = z.imvu WHERE i.status NOT IN ('exited', 'importing')",
+      `SELECT z.name AS name, z.imvu AS imvu, z.serial AS serial FROM zones z JOIN imvus i ON i.id = z.imvu WHERE i.status NOT IN ('exited', 'importing') AND ${WHOLE}`,
     );
     const suffix = platform ? lowerAscii(platform.suffix) : 'invalid';
     const platformSerial = platform ? await platformZoneSerial(this.store, suffix) : undefined;
@@ -255,17 +258,17 @@ export class ZoneView {
 
   /** Re-reads only the zones `touched` names (and the platform's own zone, whose serial follows them). */
   private async syncPart(touched: Touched, size: number): Promise<void> {
-    type Row = { name: string; imvu: string; serial: number; status: string };
+    type Row = { name: string; imvu: string; serial: number; status: string; whole: number };
     const rows: Row[] = [];
     const zones = [...touched.zones];
     const imvus = [...touched.imvus];
     for (let i = 0; i < zones.length; i += 500) {
       const part = zones.slice(i, i + 500);
-      rows.push(...(await this.store.all<Row>(`SELECT z.name AS name, z.imvu AS imvu, z.serial AS serial, i.status AS status FROM zones z JOIN imvus i ON i.id = z.imvu WHERE z.name IN (${part.map(() => '?').join(',')})`, part)));
+      rows.push(...(await this.store.all<Row>(`SELECT z.name AS name, z.imvu AS imvu, z.serial AS serial, i.status AS status, ${WHOLE} AS whole FROM zones z JOIN imvus i ON i.id = z.imvu WHERE z.name IN (${part.map(() => '?').join(',')})`, part)));
     }
     for (let i = 0; i < imvus.length; i += 500) {
       const part = imvus.slice(i, i + 500);
-      rows.push(...(await this.store.all<Row>(`SELECT z.name AS name, z.imvu AS imvu, z.serial AS serial, i.status AS status FROM zones z JOIN imvus i ON i.id = z.imvu WHERE z.imvu IN (${part.map(() => '?').join(',')})`, part)));
+      rows.push(...(await this.store.all<Row>(`SELECT z.name AS name, z.imvu AS imvu, z.serial AS serial, i.status AS status, ${WHOLE} AS whole FROM zones z JOIN imvus i ON i.id = z.imvu WHERE z.imvu IN (${part.map(() => '?').join(',')})`, part)));
     }
     // Every name the view held for what was touched, to see which are gone.
     const before = new Set<string>(zones);
@@ -273,7 +276,7 @@ export class ZoneView {
     const suffix = this.suffix;
     const platformSerial = await platformZoneSerial(this.store, suffix);
     const found = new Map<string, { imvu: string; serial: number }>();
-    for (const r of rows) if (r.status !== 'exited' && r.status !== 'importing' && lowerAscii(r.name) !== suffix) found.set(lowerAscii(r.name), { imvu: r.imvu, serial: Number(r.serial) });
+    for (const r of rows) if (r.status !== 'exited' && r.status !== 'importing' && Number(r.whole) === 1 && lowerAscii(r.name) !== suffix) found.set(lowerAscii(r.name), { imvu: r.imvu, serial: Number(r.serial) });
     if (platformSerial !== undefined) {
       found.set(suffix, { imvu: PLATFORM_ZONE_IMVU, serial: platformSerial });
       before.add(suffix);

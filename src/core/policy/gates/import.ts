@@ -91,26 +91,29 @@ export async function checkTransfer(ctx: GateContext): Promise<GateResult> {
 }
 
 /**
- * Gate 13 on `imvu.import.part`: by the owner, for an import still `importing`, naming that import's
- * header digest, a declared part not yet recorded, whose records hash to what the header declared
- * and lie inside the imported zone. Replay decides it from the entries alone.
+ * Gate 13 on `imvu.import.part`: by the owner, naming a header's digest (an `imvu.import` still
+ * `importing`, or a `domain.transfer` of a domain the IMVU still holds), a part it declared and not
+ * yet recorded, whose records hash to the declaration and lie inside that header's zone. Replay
+ * decides it from the entries alone.
  */
 export async function checkImportPart(ctx: GateContext): Promise<GateResult> {
   const b = ctx.body as { imvu: string; import: string; part: number; records: { name: string; type: string }[] };
   const imvu = ctx.imvu;
   if (!imvu) return deny(13, `unknown IMVU ${b.imvu}`);
   if (!isOwner(ctx)) return deny(13, `only ${imvu.id}'s creator records the parts of its import`);
-  const declared = await ctx.db.get<{ header: string; sha256: string; records: number; entry: number }>('SELECT header, sha256, records, entry FROM import_parts WHERE imvu = ? AND part = ?', [imvu.id, b.part]);
-  if (!declared) return deny(13, `${imvu.id}'s import declares no part ${b.part}`);
-  if (declared.header !== b.import) return deny(13, `part ${b.part} names the import ${b.import}, not ${imvu.id}'s (${declared.header})`);
-  if (Number(declared.entry) !== 0) return deny(13, `part ${b.part} of ${imvu.id}'s import was recorded at entry ${declared.entry}: no change`);
-  if (imvu.status !== 'importing') return deny(13, `${imvu.id} is ${imvu.status}, not importing`);
+  const declared = await ctx.db.get<{ imvu: string; zone: string; sha256: string; records: number; entry: number }>('SELECT imvu, zone, sha256, records, entry FROM import_parts WHERE header = ? AND part = ?', [b.import, b.part]);
+  if (!declared || declared.imvu !== imvu.id) return deny(13, `part ${b.part} names the import ${b.import}, which declares no such part of ${imvu.id}`);
+  if (Number(declared.entry) !== 0) return deny(13, `part ${b.part} of ${declared.zone} was recorded at entry ${declared.entry}: no change`);
+  // The IMVU's own zone is an import's; any other, a transferred domain's.
+  const own = declared.zone === imvu.domain;
+  if (own && imvu.status !== 'importing') return deny(13, `${imvu.id} is ${imvu.status}, not importing`);
+  if (!own && !(await ctx.db.get('SELECT 1 AS x FROM zones WHERE name = ? AND imvu = ?', [declared.zone, imvu.id]))) return deny(13, `${declared.zone} is no longer ${imvu.id}'s`);
   const digest = importPartDigest(b.records);
   if (digest !== declared.sha256 || b.records.length !== Number(declared.records))
-    return deny(13, `part ${b.part} (${b.records.length} records, SHA-256 ${digest}) is not the part the import declared (${declared.records} records, ${declared.sha256})`);
-  const zone = await ctx.db.get<{ domain: string }>('SELECT domain FROM imvus WHERE id = ?', [imvu.id]);
-  const outside = b.records.find((r) => !isWithin(r.name, zone!.domain));
-  if (outside) return deny(13, `record ${outside.name} ${outside.type} lies outside the zone ${zone!.domain}`);
-  const left = await ctx.db.get<{ n: number }>('SELECT COUNT(*) AS n FROM import_parts WHERE imvu = ? AND entry = 0', [imvu.id]);
-  return pass(13, `part ${b.part} of ${imvu.id}'s import, as declared${Number(left?.n) === 1 ? ': the last one, the IMVU is served from now on' : ''}`);
+    return deny(13, `part ${b.part} (${b.records.length} records, SHA-256 ${digest}) is not the part the ${own ? 'import' : 'transfer'} declared (${declared.records} records, ${declared.sha256})`);
+  const outside = b.records.find((r) => !isWithin(r.name, declared.zone));
+  if (outside) return deny(13, `record ${outside.name} ${outside.type} lies outside the zone ${declared.zone}`);
+  const left = await ctx.db.get<{ n: number }>('SELECT COUNT(*) AS n FROM import_parts WHERE header = ? AND entry = 0', [b.import]);
+  const whole = own ? `${imvu.id} is served from now on` : `${declared.zone} is served from now on`;
+  return pass(13, `part ${b.part} of ${own ? `${imvu.id}'s import` : `the transfer of ${declared.zone}`}, as declared${Number(left?.n) === 1 ? `: the last one, ${whole}` : ''}`);
 }
