@@ -10,13 +10,7 @@ import { openDataDir } from '../../src/core/platform.ts';
 import { loadPrivateKey } from '../../src/core/identity/keys.ts';
 import { signCommand } from '../../src/core/identity/envelope.ts';
 import { serviceKeyPath } from '../../src/core/service-identity.ts';
-
-function arg(name: string, dflt?: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? process.argv[i + 1] : dflt;
-  if (v === undefined) throw new Error(`--${name} is required`);
-  return v;
-}
+import { arg } from './args.ts';
 
 const dir = arg('data');
 const APPENDS = Number(arg('appends', '3000'));

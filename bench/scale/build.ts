@@ -30,6 +30,7 @@ import { REVENUE_STREAM } from '../../src/core/handshake/metering.ts';
 import { KeyPool, generateDkimKey, keyPreparer, provisioner, type PreparedKeys } from '../../src/imvu/provision.ts';
 import { generateZoneKey } from '../../src/domains/dnssec/keys.ts';
 import type { Command, SignedCommand } from '../../src/core/types.ts';
+import { arg } from './args.ts';
 
 const PER_CREATOR = 10;
 
@@ -275,13 +276,6 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
     pool?.close();
     await p.close();
   }
-}
-
-function arg(name: string, dflt?: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? process.argv[i + 1] : dflt;
-  if (v === undefined) throw new Error(`--${name} is required`);
-  return v;
 }
 
 async function main(): Promise<void> {

@@ -15,13 +15,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
-
-function arg(name: string, dflt?: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? process.argv[i + 1] : dflt;
-  if (v === undefined) throw new Error(`--${name} is required`);
-  return v;
-}
+import { arg } from './args.ts';
 
 const source = arg('data');
 const RUNS = Number(arg('runs', '3'));
