@@ -47,6 +47,17 @@ export interface DaemonStatus {
   }[];
 }
 
+/** What each listener is called in `nexus status`: the service, and the protocol where it has several. */
+const LISTENER_LABEL: Record<Listener['service'], (protocol: string) => string> = {
+  api: (p) => `API ${p}`,
+  dns: (p) => `DNS ${p}`,
+  smtp: () => 'SMTP (MX)',
+  submission: () => 'Submission',
+  smtps: () => 'SMTPS',
+  imap: (p) => p,
+  gateway: (p) => `Gateway ${p}`,
+};
+
 const hostPort = (address: string, port: number) => `${address.includes(':') ? `[${address}]` : address}:${port}`;
 
 /** The status as aligned lines (no trailing newline). */
@@ -56,10 +67,10 @@ export function formatStatus(s: DaemonStatus, url?: string, extra: [string, stri
   if (url) rows.push(['url', url]);
   rows.push(['platform', `${s.platform.id} (log origin ${s.platform.origin}, suffix ${s.platform.suffix})`]);
   for (const l of s.listeners) {
-    const what = l.service === 'api' ? `API ${l.protocol.toUpperCase()}` : l.service === 'imap' ? l.protocol.toUpperCase() : `DNS ${l.protocol.toUpperCase()}`;
-    rows.push(['listens', `${what.padEnd(10)} ${hostPort(l.address, l.port)}`]);
+    const what = LISTENER_LABEL[l.service](l.protocol.toUpperCase());
+    rows.push(['listens', `${what.padEnd(13)} ${hostPort(l.address, l.port)}`]);
   }
-  if (!s.listeners.some((l) => l.service === 'dns')) rows.push(['listens', 'DNS        off']);
+  if (!s.listeners.some((l) => l.service === 'dns')) rows.push(['listens', `${'DNS'.padEnd(13)} off`]);
   rows.push(['data', s.dataDir ?? '(not shown to a remote peer)']);
   const cp = s.ledger.checkpoint;
   rows.push(['ledger', `${s.ledger.size} entries`]);
