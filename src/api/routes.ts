@@ -64,6 +64,8 @@ export interface ApiContext {
   workloads?: WorkloadControl;
   /** The HTTPS gateway, when it runs: tokens, served routes against the ledger. */
   gateway?: Gateway;
+  /** Resolves once the DNS server answers from the ledger up to `size` entries (absent: no DNS server here). */
+  dnsServes?: (size: number) => Promise<void>;
 }
 
 /**
@@ -255,6 +257,9 @@ async function submit(ctx: ApiContext, route: Pick<RouteDef, 'command' | 'bind'>
     throw err;
   });
   ctx.metrics.command(commandType(body), receipt.allowed ? 'allowed' : 'denied');
+  // What the reply says is served must be, by the time it arrives: a zone change (or an IMVU that
+  // stopped being served) is answered by the DNS server before the command is.
+  if (receipt.allowed) await ctx.dnsServes?.(receipt.index + 1);
   const out = await outcome(store, body, receipt);
   const proof = receiptProof(ctx.platform.chokepoint.ledger, receipt);
   const result: Record<string, unknown> = { ...receiptView(receipt), at: receipt.at, ...(proof ? { receipt: proof } : {}) };

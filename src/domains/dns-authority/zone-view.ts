@@ -148,6 +148,15 @@ export class ZoneView {
     return this.inFlight;
   }
 
+  /**
+   * Resolves once the view has read the ledger up to `size` entries, so that a change committed at
+   * an index below it is what the server answers (the API replies to a command only then). A sync
+   * already running may have read the ledger before that change: one more follows it.
+   */
+  async caughtUp(size: number): Promise<void> {
+    for (let i = 0; i < 3 && this.seenLedgerSize < size && !this.closed; i++) await this.refresh();
+  }
+
   close(): void {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
