@@ -5,17 +5,16 @@
 // the IMVU's own zone is; the same command resumes, and then dig answers and the record lists are
 // the same on both platforms, running it once more changes nothing, and the ledger replays.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, execFileSync, spawn } from 'node:child_process';
-import { promisify } from 'node:util';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { initDataDir } from '../../src/core/platform.ts';
 import { startServer, type RunningServer } from '../../src/api/server.ts';
 import { loadPrivateKey } from '../../src/core/identity/keys.ts';
 import { signRead } from '../../src/api/read-auth.ts';
-import { BIN, ROOT, run, submitDirect, tempDir, type Run } from '../cli/harness.ts';
+import { BIN, ROOT, run, submitDirect, tempDir } from '../cli/harness.ts';
+import { answer, dig, dnsOf as dnsOfServer, ok, questionsFor, recordName } from './zone-answers.ts';
 
-const execFileAsync = promisify(execFile);
 const dirs: string[] = [];
 let a: RunningServer;
 let b: RunningServer;
@@ -32,36 +31,9 @@ const RECORDS = 2400;
 const tokens: string[] = [];
 const startB = async () => (b = await startServer({ dataDir: dataB, host: '127.0.0.1', port: 0, logger: false, dns: { port: 0 }, peers, challenge: async () => ({ rcode: 'NOERROR', txt: tokens }) }));
 
-function ok(r: Run): Run {
-  expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-  return r;
-}
-
-const dig = async (server: RunningServer, name: string, type: string) =>
-  (await execFileAsync('dig', ['@127.0.0.1', '-p', String(server.dns!.server.port), '+time=10', '+tries=3', '+norec', '+dnssec', '+nocmd', '+nostats', '+noquestion', name, type], { encoding: 'utf8' })).stdout;
-/** The status and answer section, without the RRSIGs' validity times and signature bytes. */
-function answer(text: string): string {
-  const status = /status: (\w+)/.exec(text)?.[1] ?? '?';
-  const lines = text.split('\n').filter((l) => l && !l.startsWith(';'));
-  const records = lines.map((l) => {
-    const f = l.split(/\s+/);
-    const i = f.indexOf('RRSIG');
-    return i === -1 ? f.join(' ') : [f[0], f[i + 1], f[i + 2], f[i + 3], f[i + 4], f[i + 7], f[i + 8]].join(' ');
-  });
-  return [status, ...records.sort()].join('\n');
-}
-const name = (i: number) => `h${String(i).padStart(5, '0')}`;
-const QUESTIONS: [string, string][] = [
-  [CUSTOM, 'SOA'],
-  [CUSTOM, 'DNSKEY'],
-  [CUSTOM, 'NS'],
-  ...[0, 1, 499, 500, 999, 1000, 1234, 1777, 2000, 2398, 2399].flatMap((i): [string, string][] => [
-    [`${name(i)}.${CUSTOM}`, 'TXT'],
-    [`${name(i)}.${CUSTOM}`, 'A'],
-  ]),
-  [`${name(RECORDS)}.${CUSTOM}`, 'TXT'],
-];
-const dnsOf = async (s: RunningServer) => Object.fromEntries(await Promise.all(QUESTIONS.map(async ([n, t]) => [`${n} ${t}`, answer(await dig(s, n, t))] as const)));
+const name = recordName;
+const QUESTIONS = questionsFor(CUSTOM, RECORDS);
+const dnsOf = (s: RunningServer) => dnsOfServer(s, QUESTIONS);
 /** The answers once the daemon's zone view has caught up with the ledger (or the last ones after 10 s). */
 async function settled(): Promise<Record<string, string>> {
   let after: Record<string, string> = {};
