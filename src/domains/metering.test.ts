@@ -134,29 +134,6 @@ describe('UsageMeter', () => {
     expect(p).toEqual({ start: '2026-11-27T12:00:00.000Z', end: '2026-11-27T12:00:00.001Z' });
   });
 
-  it('a flush right after the first count (a shutdown) waits for the clock to move rather than keep the count back', async () => {
-    // A clock that moves only as real time does: a millisecond after the meter was made.
-    const T0 = Date.UTC(2026, 10, 27, 12, 0, 0);
-    const born = performance.now();
-    const sent: SignedCommand[] = [];
-    const meter = new UsageMeter({
-      service: 'dns',
-      key,
-      origin: 'nexus.test/meter',
-      now: () => T0 + Math.floor(performance.now() - born),
-      intervalMs: 1_000_000,
-      submit: async (signed) => {
-        sent.push(signed);
-        return allowed(sent.length);
-      },
-    });
-    meter.count('IMVU-001', 'dns.queries', 3);
-    const r = await meter.flush();
-    expect(r.reported).toHaveLength(1);
-    expect(meter.stats().pendingUnits).toBe(0n);
-    expect(sent[0]!.command.body.metrics).toEqual({ 'dns.queries': '3' });
-  });
-
   it('reports contiguous intervals: each starts where the previous flush ended, even after a quiet spell', async () => {
     const h = harness();
     h.meter.count('IMVU-001', 'dns.queries');

@@ -201,14 +201,7 @@ export class UsageMeter {
   }
 
   private async flushNow(): Promise<FlushResult> {
-    let now = this.now();
-    // A bucket opened this very millisecond cannot be sealed (start < end); a flush right after
-    // the first count (a shutdown, a sample taken just before) would leave it open and, at a
-    // shutdown, lose it. The clock moves on in a millisecond or two.
-    if ([...this.open.values()].some((b) => b.start >= now)) {
-      await new Promise((r) => setTimeout(r, 2));
-      now = this.now();
-    }
+    const now = this.now();
     const items = this.waiting;
     this.waiting = [];
     const keep = new Map<string, Bucket>();
