@@ -131,8 +131,13 @@ export class UsageMeter {
     this.since = this.now();
   }
 
-  /** Counts `n` units of `metric` for `imvu`. Synchronous and cheap: called per DNS response. */
-  count(imvu: string, metric: string, n = 1): void {
+  /**
+   * Counts `n` units of `metric` for `imvu`. Synchronous and cheap: called per DNS response.
+   * `after`: an instant before which none of these units can have been served and at which the
+   * IMVU already existed (a sampler's previous sample that saw the IMVU). It lets an IMVU's first
+   * interval start there rather than at this count, so a flush in the same millisecond reports it.
+   */
+  count(imvu: string, metric: string, n = 1, after?: number): void {
     const now = this.now();
     let b = this.open.get(imvu);
     if (b && now >= b.boundary) {
@@ -142,7 +147,8 @@ export class UsageMeter {
     }
     if (!b) {
       // An IMVU not seen before starts at its first count (it may not have existed at the last flush).
-      const start = this.seen.has(imvu) ? Math.max(this.since, monthStart(now)) : now;
+      const first = after !== undefined && after <= now ? Math.max(after, this.since) : now;
+      const start = this.seen.has(imvu) ? Math.max(this.since, monthStart(now)) : Math.max(first, monthStart(now));
       this.seen.add(imvu);
       b = { start, boundary: nextMonth(now), metrics: new Map() };
       this.open.set(imvu, b);

@@ -38,6 +38,9 @@ export class GatewayMeter {
   private timer: NodeJS.Timeout | undefined;
   private sampler: NodeJS.Timeout | undefined;
   private chain: Promise<unknown> = Promise.resolve();
+  private readonly now: () => number;
+  /** When this process last read the counters, and the IMVUs it saw then. */
+  private last: { at: number; seen: Set<string> } | undefined;
 
   constructor(
     private readonly o: {
@@ -49,8 +52,11 @@ export class GatewayMeter {
       /** How often the counters are sampled between reports (default 5 s). */
       sampleMs?: number;
       onError?: (e: Error) => void;
+      /** Milliseconds since the epoch (tests). */
+      now?: () => number;
     },
   ) {
+    this.now = o.now ?? Date.now;
     this.usage = new UsageMeter({
       service: GATEWAY_SERVICE,
       key: o.key,
@@ -58,6 +64,7 @@ export class GatewayMeter {
       submit: (s) => o.platform.chokepoint.submit(s),
       onError: (e) => o.onError?.(e),
       ...(o.intervalMs ? { intervalMs: o.intervalMs } : {}),
+      now: this.now,
     });
     this.state = existsSync(o.stateFile) ? (JSON.parse(readFileSync(o.stateFile, 'utf8')) as State) : { process: '', counters: {} };
   }
@@ -79,7 +86,11 @@ export class GatewayMeter {
 
   private async sampleNow(): Promise<void> {
     const now = await this.o.read();
+    const at = this.now();
     const same = now.process === this.state.process;
+    // Growth seen now was served after the previous read, when these IMVUs already had a backend
+    // (and so existed): their first interval can start there, not at this instant.
+    const after = (imvu: string) => (this.last?.seen.has(imvu) ? this.last.at : undefined);
     const next: State = { process: now.process, counters: {} };
     for (const [imvu, c] of now.counters) {
       const last = same ? this.state.counters[imvu] : undefined;
@@ -88,13 +99,14 @@ export class GatewayMeter {
       // Counters only grow within one worker; smaller means a worker we did not see start.
       const dIn = c.bytesIn >= prevIn ? c.bytesIn - prevIn : c.bytesIn;
       const dOut = c.bytesOut >= prevOut ? c.bytesOut - prevOut : c.bytesOut;
-      if (dIn > 0n) this.usage.count(imvu, 'network.bytes_in', Number(dIn));
-      if (dOut > 0n) this.usage.count(imvu, 'network.bytes_out', Number(dOut));
+      if (dIn > 0n) this.usage.count(imvu, 'network.bytes_in', Number(dIn), after(imvu));
+      if (dOut > 0n) this.usage.count(imvu, 'network.bytes_out', Number(dOut), after(imvu));
       next.counters[imvu] = { bytesIn: c.bytesIn.toString(), bytesOut: c.bytesOut.toString() };
     }
     writeFileSync(`${this.o.stateFile}.tmp`, JSON.stringify(next), { mode: 0o600 });
     renameSync(`${this.o.stateFile}.tmp`, this.o.stateFile);
     this.state = next;
+    this.last = { at, seen: new Set(now.counters.keys()) };
   }
 
   /** Samples, then submits one report per IMVU for the interval. */
@@ -103,10 +115,13 @@ export class GatewayMeter {
     return this.usage.flush();
   }
 
+  /** The last sample, then everything counted (the state file has already consumed it: nothing may stay behind). */
   async close(): Promise<FlushResult | undefined> {
     clearInterval(this.timer);
     clearInterval(this.sampler);
-    return this.flush().catch((e: unknown) => {
+    return this.sample()
+      .then(() => this.usage.close())
+      .catch((e: unknown) => {
       this.o.onError?.(e as Error);
       return undefined;
     });
