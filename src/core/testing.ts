@@ -37,6 +37,8 @@ export async function testPlatform(
     prepare?: ChokepointOptions['prepare'];
     clock?: () => Date;
     plan?: PlatformInit['plan'];
+    /** Signatures checked ahead on worker threads, as the daemon does. */
+    parallelVerify?: boolean;
   } = {},
 ): Promise<TestPlatform> {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-test-'));
@@ -44,6 +46,7 @@ export async function testPlatform(
     ...(opts.provision ? { provision: opts.provision(dir) } : {}),
     ...(opts.prepare ? { prepare: opts.prepare } : {}),
     ...(opts.clock ? { clock: opts.clock } : {}),
+    ...(opts.parallelVerify ? { parallelVerify: true } : {}),
   });
   // Commands are signed at the platform's clock, so they fall inside gate 1's window around it.
   const ts = () => (opts.clock ? { ts: opts.clock().toISOString() } : {});

@@ -42,11 +42,16 @@ describe('encodeEntryWith', () => {
   });
 });
 
-describe('the chokepoint reads the signed bytes off its canonical copy', () => {
+// The daemon checks signatures ahead on worker threads (over the raw input); decide() must still
+// judge the bytes the schema reads, so both paths give the same verdicts.
+describe.each([
+  ['inline', false],
+  ['checked ahead on worker threads', true],
+])('the chokepoint reads the signed bytes off its canonical copy (signatures %s)', (_how, parallelVerify) => {
   let p: TestPlatform;
   let member: Actor;
   beforeEach(async () => {
-    p = await testPlatform();
+    p = await testPlatform({ parallelVerify });
     member = await p.register('member1', 'member');
   });
   afterEach(async () => p.cleanup());

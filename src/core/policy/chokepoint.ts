@@ -85,8 +85,12 @@ function denied(gates: GateResult[]): Decision {
 
 export interface DecideOptions {
   windowMs?: number;
-  /** A signature verdict computed ahead of time for this input and key (base64), if any. */
-  preverified?: (input: unknown, publicKey: string) => boolean | undefined;
+  /**
+   * A signature verdict computed ahead of time for this input and key (base64), if any. It counts
+   * only if it was computed over `message`, the bytes this decision verifies (one form: a body the
+   * schema reads differently from the raw input, `__proto__` say, is verified as the schema reads it).
+   */
+  preverified?: (input: unknown, publicKey: string, message: Buffer) => boolean | undefined;
   /**
    * Per-identity admission, asked once the signature, origin and nonce are proved and before any
    * gate runs: milliseconds to wait, or undefined to go on. Live submissions only, never replay.
@@ -158,7 +162,7 @@ export async function decide(db: SqlReader, input: unknown, index: number, at: s
   } catch (err) {
     return unauth('bad-key', `bad public key: ${(err as Error).message}`);
   }
-  const signatureOk = opts.preverified?.(input, keyB64) ?? verifyCommandSignature(signed, key, message);
+  const signatureOk = (message && opts.preverified?.(input, keyB64, message)) ?? verifyCommandSignature(signed, key, message);
   if (!signatureOk) return unauth('bad-signature', `signature does not verify for ${actor?.name ?? cmd.actor}${actor ? await retiredSigner(db, actor, signed) : ''}`);
   // A revoked identity signs nothing more: its key may be in anyone's hands, so what it signs is
   // refused like a forgery (not recorded, counted as noise).
@@ -418,7 +422,7 @@ export class Chokepoint {
   private pending: Pending[] = [];
   private flushing = false;
   private readonly pool: VerifyPool | undefined;
-  private readonly verdicts = new WeakMap<object, { key: string; ok: boolean }>();
+  private readonly verdicts = new WeakMap<object, { key: string; ok: boolean; message: Buffer }>();
   /** What `opts.prepare` made for a submitted input, keyed by that very object. */
   private readonly prepared = new WeakMap<object, unknown>();
   private readonly knownKeys = new Map<string, string>();
@@ -520,8 +524,9 @@ export class Chokepoint {
         if (row) this.knownKeys.set(cmd.actor, row.public_key);
       }
       if (!key) return;
-      const ok = await this.verifySoon({ message: commandSigningBytes(cmd), publicKey: key, sig: signed.sig });
-      if (ok !== undefined) this.verdicts.set(signed, { key, ok });
+      const message = commandSigningBytes(cmd);
+      const ok = await this.verifySoon({ message, publicKey: key, sig: signed.sig });
+      if (ok !== undefined) this.verdicts.set(signed, { key, ok, message });
     } catch {
       // Anything odd is left to decide(), which verifies on the spot.
     }
@@ -607,9 +612,9 @@ export class Chokepoint {
     const index = log.next;
     const verdict = await decide(tx, input, index, at, {
       windowMs: this.opts.windowMs,
-      preverified: (signed, key) => {
+      preverified: (signed, key, message) => {
         const v = typeof signed === 'object' && signed ? this.verdicts.get(signed) : undefined;
-        return v && v.key === key ? v.ok : undefined;
+        return v && v.key === key && v.message.equals(message) ? v.ok : undefined;
       },
       ...(this.opts.admit ? { admit: this.opts.admit } : {}),
       canonical: (i) => (typeof i === 'object' && i !== null ? this.canonical.get(i) : undefined),
