@@ -6,8 +6,9 @@
 // restart, and what was sampled is reported even if HAProxy dies before the report; what a killed
 // worker served after the last sample is lost with it (samples every few seconds, and before
 // each reload, keep that small).
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
+import { writeFileAtomic } from '../../core/durable.ts';
 import type { OpenPlatform } from '../../core/platform.ts';
 import { ensureMeter, ensureServiceIdentity, type ServiceIdentity } from '../../core/service-identity.ts';
 import { UsageMeter, type FlushResult } from '../../domains/metering.ts';
@@ -103,8 +104,7 @@ export class GatewayMeter {
       if (dOut > 0n) this.usage.count(imvu, 'network.bytes_out', Number(dOut), after(imvu));
       next.counters[imvu] = { bytesIn: c.bytesIn.toString(), bytesOut: c.bytesOut.toString() };
     }
-    writeFileSync(`${this.o.stateFile}.tmp`, JSON.stringify(next), { mode: 0o600 });
-    renameSync(`${this.o.stateFile}.tmp`, this.o.stateFile);
+    writeFileAtomic(this.o.stateFile, JSON.stringify(next));
     this.state = next;
     this.last = { at, seen: new Set(now.counters.keys()) };
   }
