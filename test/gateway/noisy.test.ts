@@ -25,12 +25,13 @@ const PROBE = `
 const https = require('node:https');
 const [port, host, ca, ms] = process.argv.slice(1);
 const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+const caPem = require('node:fs').readFileSync(ca);
 const lat = []; const codes = {}; let errors = 0;
 const until = Date.now() + Number(ms);
 function one() {
   if (Date.now() > until) return done();
   const t0 = process.hrtime.bigint();
-  const req = https.request({ host: '127.0.0.1', port: Number(port), servername: host, headers: { host }, ca: require('node:fs').readFileSync(ca), agent, path: '/probe' }, (res) => {
+  const req = https.request({ host: '127.0.0.1', port: Number(port), servername: host, headers: { host }, ca: caPem, agent, path: '/probe' }, (res) => {
     res.resume();
     res.on('end', () => {
       lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
@@ -167,20 +168,24 @@ describe.skipIf(!haveHaproxy)('rate limits and noisy neighbours', () => {
     expect((await tight.readCounters()).process).toBe(pid);
   }, 90_000);
 
-  it("a wrk flood on A leaves B's p99 within 2x of its baseline (medians of three rounds)", async () => {
+  it("a wrk flood on A leaves B's p99 within 2x of its baseline (medians of five rounds)", async () => {
     // Isolation is behavioural: B's latency is measured with and without A's flood, alternating,
-    // in three rounds, and the medians of the rounds' p99s are compared. Medians because the
+    // in five rounds, and the medians of the rounds' p99s are compared. Medians because the
     // machine is shared (load from other work comes and goes within seconds; one round can land
     // in a burst of it either way); alternating so that a slow spell hits both conditions.
+    // wrk runs at the lowest CPU priority: a real flood's client is somewhere else, and here its
+    // own CPU use on the two shared cores would be measured as the gateway's (a p99 of a few ms is
+    // one scheduler time slice).
     const probe = async (ms: number): Promise<Probe> => JSON.parse(await run(process.execPath, ['-e', PROBE, String(port), B.host, gw.caCert, String(ms)])) as Probe;
     const base: Probe[] = [];
     const flood: Probe[] = [];
     const floods: string[] = [];
     const refusedSeen = gw.refusalsSeen;
     const started = Date.now();
-    for (let round = 0; round < 3; round++) {
+    const ROUNDS = 5;
+    for (let round = 0; round < ROUNDS; round++) {
       base.push(await probe(4000));
-      const wrk = run('wrk', ['-t1', '-c64', '-d6s', '--latency', '-H', `Host: ${A.host}`, `https://127.0.0.1:${port}/flood`]);
+      const wrk = run('nice', ['-n', '19', 'wrk', '-t1', '-c64', '-d6s', '--latency', '-H', `Host: ${A.host}`, `https://127.0.0.1:${port}/flood`]);
       await new Promise((r) => setTimeout(r, 1000));
       flood.push(await probe(4000));
       floods.push(await wrk);
@@ -194,7 +199,7 @@ describe.skipIf(!haveHaproxy)('rate limits and noisy neighbours', () => {
     const f = median(flood.map((x) => x.p99));
     console.log(`noisy neighbour: B p99 baseline ${base.map((x) => x.p99.toFixed(1)).join('/')} ms (median ${b.toFixed(1)}), during A's flood ${flood.map((x) => x.p99.toFixed(1)).join('/')} ms (median ${f.toFixed(1)}); B p50 ${median(base.map((x) => x.p50)).toFixed(1)} -> ${median(flood.map((x) => x.p50)).toFixed(1)} ms; A's flood: ${requests.join('/')} requests, ${refused.join('/')} refused 429; load ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     // The flood was real and refused; B answered everything, with enough samples per run.
-    for (let i = 0; i < 3; i++) expect(refused[i]!, floods[i]).toBeGreaterThan(0);
+    for (let i = 0; i < ROUNDS; i++) expect(refused[i]!, floods[i]).toBeGreaterThan(0);
     for (const x of [...base, ...flood]) {
       expect(x.n).toBeGreaterThan(50);
       expect(Object.keys(x.codes)).toEqual(['200']);
