@@ -11,7 +11,7 @@ import type { KernelLimits, OciResources } from '../envelopes/resources.ts';
 import { DEFAULT_COMPUTE_RANGE } from './addresses.ts';
 import type { AdoptReport, ComputeDriver, DeploySpec, ExecResult, WorkloadState, WorkloadStatus } from './driver.ts';
 import { runTool, spawnTool } from './commands.ts';
-import { attachNetwork, ensureFilter, listNetwork, removeNetwork } from './network.ts';
+import { attachNetwork, ensureFilter, listNetwork, removeFilter, removeNetwork } from './network.ts';
 import { DEFAULT_UID_BASE, hostRootId, ociConfig } from './oci-config.ts';
 import { buildRootfs } from './rootfs.ts';
 import { ensureVolume, GiB, OnlineResizeRefused, unmountVolume, volumePaths, volumeUsage, type VolumeUsage } from './volume.ts';
@@ -650,9 +650,18 @@ export class RuncDriver implements ComputeDriver {
     this.inits.clear();
     // Volumes of workloads that do not run are unmounted; a running one stays (its container
     // uses it, and the next start adopts it mounted).
+    let live = false;
     for (const imvu of await this.deployed()) {
       const st = await this.state(imvu);
-      if (st?.status !== 'running' && st?.status !== 'paused' && st?.status !== 'created') await unmountVolume(volumePaths(this.computeDir(imvu))).catch(() => undefined);
+      if (st?.status === 'running' || st?.status === 'paused' || st?.status === 'created') live = true;
+      else await unmountVolume(volumePaths(this.computeDir(imvu))).catch(() => undefined);
+    }
+    // Nothing of this instance runs on: its packet filter (three jumps in the host's INPUT and
+    // FORWARD chains, walked by every packet), its cgroup parents and runc's state directory go
+    // too; the next start makes them again. A live workload keeps them (the filter guards it).
+    if (!live && this.ready) {
+      await removeFilter(this.tag).catch(() => undefined);
+      await this.removeEmptyParents();
     }
   }
 }
