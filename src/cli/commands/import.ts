@@ -24,6 +24,8 @@ interface RestorePlan {
   jurisdiction: string;
   envelope: Record<string, number> | null;
   zones: ImportedZone[];
+  /** Zones the IMVU was still receiving in parts when it exited (src/imvu/exit/incomplete.ts): not in the archive. */
+  incomplete?: { zone: string; parts: number; missing: number[] }[];
   dkim: { selector: string; publicKey: string; state: string }[];
   mailboxes: string[];
   routes: unknown;
@@ -209,6 +211,8 @@ export function addImportCommand(imvu: Command): void {
         lines.push(`✅ workload deployed${plan.workload.desired === 'running' && o.start ? ' and started' : ''}`);
       }
       for (const z of plan.zones.filter((x) => x.kind !== 'primary')) lines.push(`   ${z.name}: nexus domain transfer-in ${z.name} --code CODE (from domains/domain-transfer-codes.txt)`);
+      for (const z of plan.incomplete ?? [])
+        lines.push(`   ${z.zone}: not whole on ${m.origin} when it exited (${z.missing.length} of ${z.parts} parts never recorded): not in the archive; claim it here and prove control (nexus domain claim)`);
       const custom = plan.mailboxes.filter((a) => !a.endsWith(`@${primary.name}`));
       if (custom.length) lines.push(`   mailboxes at transferred domains: add them after the transfer (${custom.join(', ')})`);
       ctx.print({ imvu: m.imvu, index, parts: parts?.length ?? 0, source: { origin: m.origin, treeSize: m.treeSize, archive: report.sha256 }, restored: r ?? null }, () => lines);

@@ -26,6 +26,7 @@ import { EXIT_FORMAT, MANIFEST_FILE, RESTORE_FILE, PART_NAMES, signManifest, typ
 import { packArchive, type StreamedMember } from './pack.ts';
 import { statementCsv, statementPdf, statementsOf } from './statements.ts';
 import { transferCode, ownershipCertificate } from './certificates.ts';
+import { describeIncomplete, incompleteZones, type IncompleteZone } from './incomplete.ts';
 
 const run = promisify(execFile);
 
@@ -107,10 +108,16 @@ function concerns(e: LedgerEntry, imvu: ExitImvu, zones: ReadonlySet<string>, pe
   return false;
 }
 
-async function domainsPart(p: OpenPlatform, root: string, imvu: ExitImvu, treeSize: number, secrets: Record<string, string>): Promise<PartResult> {
+/**
+ * A zone whose declared parts are not all in the exported history (`incomplete`) was never served
+ * here: it is left out (no zone file, DNSSEC key, DS, transfer code, nor a line of the ownership
+ * certificate) and listed as incomplete in MANIFEST.json instead of passing for a whole one.
+ */
+async function domainsPart(p: OpenPlatform, root: string, imvu: ExitImvu, treeSize: number, secrets: Record<string, string>, incomplete: readonly IncompleteZone[]): Promise<PartResult> {
   const dir = join(root, 'domains');
-  const zones = await p.store.all<{ name: string }>('SELECT name FROM zones WHERE imvu = ? ORDER BY name', [imvu.id]);
-  const domains = await p.store.all<{ name: string; kind: string; entry: number }>('SELECT name, kind, entry FROM domains WHERE imvu = ? ORDER BY name', [imvu.id]);
+  const left = new Set(incomplete.map((z) => z.zone));
+  const zones = (await p.store.all<{ name: string }>('SELECT name FROM zones WHERE imvu = ? ORDER BY name', [imvu.id])).filter((z) => !left.has(z.name));
+  const domains = (await p.store.all<{ name: string; kind: string; entry: number }>('SELECT name, kind, entry FROM domains WHERE imvu = ? ORDER BY name', [imvu.id])).filter((d) => !left.has(d.name));
   const ds: string[] = [];
   let keys = 0;
   for (const { name } of zones) {
@@ -140,7 +147,8 @@ async function domainsPart(p: OpenPlatform, root: string, imvu: ExitImvu, treeSi
   write(dir, 'ownership-certificate.json', JSON.stringify(cert, null, 2) + '\n');
   const codes = domains.map((d) => `${d.name} ${transferCode(p, imvu, d.name, treeSize)}`);
   write(dir, 'domain-transfer-codes.txt', `# domain transfer-code (nexus domain transfer-in DOMAIN --code CODE on the receiving platform)\n${codes.join('\n')}\n`);
-  return { status: 'complete', detail: `${zones.length} zone(s), ${domains.length} domain(s), ${keys} DNSSEC private key(s)` };
+  const notes = incomplete.map((z) => `; incomplete, not exported: ${describeIncomplete(z)}`).join('');
+  return { status: 'complete', detail: `${zones.length} zone(s), ${domains.length} domain(s), ${keys} DNSSEC private key(s)${notes}` };
 }
 
 async function ledgerPart(
@@ -150,7 +158,7 @@ async function ledgerPart(
   treeSize: number,
   note: string,
   progress: (f: number) => void,
-): Promise<PartResult> {
+): Promise<PartResult & { entries: LedgerEntry[] }> {
   const dir = join(root, 'ledger');
   const zones = new Set((await p.store.all<{ name: string }>('SELECT name FROM zones WHERE imvu = ?', [imvu.id])).map((z) => z.name));
   const members = await p.store.all<{ identity: string }>('SELECT identity FROM members WHERE imvu = ?', [imvu.id]);
@@ -202,7 +210,7 @@ async function ledgerPart(
     write(dir, `revenue/${s.period}.csv`, statementCsv(s));
     write(dir, `revenue/${s.period}.pdf`, statementPdf(s));
   }
-  return { status: 'complete', detail: `${events.length} entries proved against tree size ${treeSize}, ${statements.length} monthly statement(s)` };
+  return { status: 'complete', detail: `${events.length} entries proved against tree size ${treeSize}, ${statements.length} monthly statement(s)`, entries };
 }
 
 async function networkPart(p: OpenPlatform, root: string, imvu: ExitImvu, secrets: Record<string, string>): Promise<PartResult> {
@@ -273,10 +281,13 @@ function listFiles(root: string, dir = root): string[] {
  * records, serial and DNSSEC public keys, DKIM selectors, mailboxes, routes, workload), so that
  * `nexus imvu import` on another platform recreates it record for record (src/imvu/import/).
  */
-async function writeRestorePlan(p: OpenPlatform, root: string, imvu: ExitImvu): Promise<void> {
+async function writeRestorePlan(p: OpenPlatform, root: string, imvu: ExitImvu, incomplete: readonly IncompleteZone[]): Promise<void> {
   const envelope = await p.store.get<Record<string, number>>('SELECT cpu_cores, memory_gb, storage_gb, iops FROM envelopes WHERE imvu = ?', [imvu.id]);
   const zones = [];
+  const left = new Set(incomplete.map((z) => z.zone));
   for (const z of await p.store.all<{ name: string; serial: number }>('SELECT name, serial FROM zones WHERE imvu = ? ORDER BY name', [imvu.id])) {
+    // Not whole here, so nothing a re-import (or a transfer-in) could restore as a served zone.
+    if (left.has(z.name)) continue;
     const records = await p.store.all<{ name: string; type: string; value: string; ttl: number }>('SELECT name, type, value, ttl FROM records WHERE zone = ? ORDER BY id', [z.name]);
     const dnssec = await p.store.all<{ flags: number; public_key: string; state: string }>('SELECT flags, public_key, state FROM dnssec_keys WHERE zone = ? ORDER BY entry', [z.name]);
     const kind = await p.store.get<{ kind: string }>('SELECT kind FROM domains WHERE name = ?', [z.name]);
@@ -301,6 +312,7 @@ async function writeRestorePlan(p: OpenPlatform, root: string, imvu: ExitImvu): 
     domain: imvu.domain,
     envelope: envelope ? { cpu_cores: Number(envelope.cpu_cores), memory_gb: Number(envelope.memory_gb), storage_gb: Number(envelope.storage_gb), iops: Number(envelope.iops) } : null,
     zones,
+    incomplete,
     dkim: dkim.map((k) => ({ selector: k.selector, publicKey: k.public_key, state: k.state })),
     mailboxes: mailboxes.map((m) => m.address),
     routes: route ? (JSON.parse(route.policy) as unknown) : null,
@@ -343,16 +355,23 @@ export async function buildExitArchive(opts: ExportOptions, imvuId: string): Pro
     progress(name)(1);
   };
 
-  done('domains', await domainsPart(p, root, imvu, treeSize, secrets));
-  await writeRestorePlan(p, root, imvu);
-  const records = await p.store.all<{ name: string; value: string }>("SELECT name, value FROM records WHERE zone IN (SELECT name FROM zones WHERE imvu = ?) AND type = 'TXT' ORDER BY name, value", [imvu.id]);
+  // The history first: which zones are whole is decided from the entries the archive proves, as
+  // the offline verifier decides it.
+  const ledger = await ledgerPart(p, root, imvu, treeSize, note, progress('ledger'));
+  const incomplete = incompleteZones(ledger.entries, imvu.id);
+  done('domains', await domainsPart(p, root, imvu, treeSize, secrets, incomplete));
+  await writeRestorePlan(p, root, imvu, incomplete);
+  const left = new Set(incomplete.map((z) => z.zone));
+  const records = (
+    await p.store.all<{ zone: string; name: string; value: string }>("SELECT zone, name, value FROM records WHERE zone IN (SELECT name FROM zones WHERE imvu = ?) AND type = 'TXT' ORDER BY name, value", [imvu.id])
+  ).filter((r) => !left.has(r.zone));
   mailKeys(p, root, imvu, secrets, records);
   const mail = opts.parts?.mail;
   done('mail', mail ? await mail(join(root, 'mail'), imvu, progress('mail')) : { status: 'missing', detail: 'no mail store runs on this platform: mailboxes are not exported (DKIM key and policies are)' });
   const compute = opts.parts?.compute;
   done('compute', compute ? await compute(join(root, 'compute'), imvu, progress('compute')) : { status: 'missing', detail: 'no compute fabric runs on this platform: there is no workload or data volume to export' });
   done('network', await networkPart(p, root, imvu, secrets));
-  done('ledger', await ledgerPart(p, root, imvu, treeSize, note, progress('ledger')));
+  done('ledger', ledger);
   const ownerKey = await p.store.get<{ public_key: string }>('SELECT public_key FROM identities WHERE id = ?', [imvu.owner]);
   const recipients = opts.recipients?.length ? opts.recipients : ownerKey ? [sshPublicKey(Buffer.from(ownerKey.public_key, 'base64'))] : [];
   done('secrets', await encryptSecrets(root, secrets, recipients));
@@ -370,6 +389,7 @@ export async function buildExitArchive(opts: ExportOptions, imvuId: string): Pro
       treeSize,
       createdAt,
       parts,
+      incomplete,
       files,
     };
     signed = JSON.stringify(signManifest(manifest, p.platformKey), null, 2) + '\n';

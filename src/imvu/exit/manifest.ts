@@ -5,6 +5,7 @@ import { createHash, sign, verify, type KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { canonicalJson } from '../../core/ledger/canonical.ts';
 import { publicKeyFromRaw } from '../../core/identity/keys.ts';
+import type { IncompleteZone } from './incomplete.ts';
 
 export const MANIFEST_FILE = 'MANIFEST.json';
 export const EXIT_FORMAT = 'nexus-exit/1';
@@ -38,6 +39,11 @@ export interface Manifest {
   treeSize: number;
   createdAt: string;
   parts: Record<PartName, PartStatus>;
+  /**
+   * Zones whose declared parts were not all recorded when the history was cut (src/imvu/exit/incomplete.ts):
+   * never served here, so not exported as zones. Absent in archives made before it was listed.
+   */
+  incomplete?: IncompleteZone[];
   files: ManifestFile[];
 }
 

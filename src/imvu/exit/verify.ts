@@ -22,9 +22,10 @@ import type { LedgerEntry } from '../../core/types.ts';
 import { policyQuorum } from '../../cli/witness.ts';
 import type { WitnessPolicy } from '../../cli/home.ts';
 import { ParallelHash } from './hash-worker.ts';
-import { MANIFEST_FILE, EXIT_FORMAT, PART_NAMES, hashFile, manifestSignatureValid, type SignedManifest } from './manifest.ts';
+import { MANIFEST_FILE, EXIT_FORMAT, PART_NAMES, RESTORE_FILE, hashFile, manifestSignatureValid, type SignedManifest } from './manifest.ts';
 import { statementCsv, statementPdf, statementsOf } from './statements.ts';
 import { openTransferCode, ownershipCertificateValid, type OwnershipCertificate } from './certificates.ts';
+import { describeIncomplete, incompleteZones, sameIncomplete } from './incomplete.ts';
 
 const run = promisify(execFile);
 const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
@@ -175,13 +176,44 @@ export async function verifyExitDir(root: string, archive: { sha256: string; siz
   const audit = readFileSync(join(root, 'ledger', 'audit', 'policy-checks.jsonl'), 'utf8').split('\n').filter(Boolean).length;
   lines.push(`✅ Audit logs: ${plural(audit, 'entry', 'entries')}`);
 
-  // Domains.
+  // Domains. A zone whose declared parts are not all in the proved history was never whole on the
+  // platform: nothing may present it as complete, and the manifest must say it is incomplete.
+  const incomplete = incompleteZones(entries, m.imvu);
+  const certificate = readFileSync(join(root, 'domains', 'ownership-certificate.json'), 'utf8');
+  const transferCodes = readFileSync(join(root, 'domains', 'domain-transfer-codes.txt'), 'utf8');
+  const jsonOf = <T>(f: string): T | undefined => {
+    if (!incomplete.length || !existsSync(join(root, f))) return undefined;
+    try {
+      return JSON.parse(readFileSync(join(root, f), 'utf8')) as T;
+    } catch {
+      throw new ArchiveInvalid(f, 'not JSON');
+    }
+  };
+  const dsRecords = incomplete.length && existsSync(join(root, 'domains', 'ds-records.txt')) ? readFileSync(join(root, 'domains', 'ds-records.txt'), 'utf8') : '';
+  const owned = jsonOf<OwnershipCertificate>('domains/ownership-certificate.json')?.statement?.domains ?? [];
+  const restored = jsonOf<{ zones?: { name: string }[] }>(RESTORE_FILE)?.zones ?? [];
+  for (const z of incomplete) {
+    const why = `${describeIncomplete(z)}, yet`;
+    const zoneFile = `domains/${z.zone}.zone`;
+    if (listed.has(zoneFile)) throw new ArchiveInvalid(zoneFile, `${why} the archive holds its zone file as if it were complete`);
+    const key = m.files.find((f) => f.path.startsWith(`domains/dnssec/K${z.zone}.+`));
+    if (key) throw new ArchiveInvalid(key.path, `${why} the archive holds its DNSSEC key as if it were served`);
+    if (dsRecords.split('\n').some((l) => l.toLowerCase().startsWith(`${z.zone}. `))) throw new ArchiveInvalid('domains/ds-records.txt', `${why} it has a DS record`);
+    if (owned.includes(z.zone)) throw new ArchiveInvalid('domains/ownership-certificate.json', `${why} the certificate names it among the IMVU's domains`);
+    if (transferCodes.split('\n').some((l) => l.startsWith(`${z.zone} `))) throw new ArchiveInvalid('domains/domain-transfer-codes.txt', `${why} it has a transfer code`);
+    if (restored.some((r) => r.name === z.zone)) throw new ArchiveInvalid(RESTORE_FILE, `${why} it is among the zones a re-import restores`);
+  }
+  if (!sameIncomplete(m.incomplete ?? [], incomplete)) {
+    const said = (m.incomplete ?? []).map((z) => z.zone).join(', ') || 'none';
+    const found = incomplete.map(describeIncomplete).join('; ') || 'every zone whole';
+    throw new ArchiveInvalid(MANIFEST_FILE, `lists as incomplete ${said}; the exported ledger says ${found}`);
+  }
   const zones = m.files.filter((f) => /^domains\/[^/]+\.zone$/.test(f.path));
   for (const z of zones) await checkZone(join(root, z.path), z.path.slice('domains/'.length, -'.zone'.length), z.path);
-  const cert = JSON.parse(readFileSync(join(root, 'domains', 'ownership-certificate.json'), 'utf8')) as OwnershipCertificate;
+  const cert = JSON.parse(certificate) as OwnershipCertificate;
   if (!ownershipCertificateValid(cert) || cert.platformKey !== m.platformKey || cert.statement.imvu !== m.imvu)
     throw new ArchiveInvalid('domains/ownership-certificate.json', 'not signed by the platform key for this IMVU');
-  const codes = readFileSync(join(root, 'domains', 'domain-transfer-codes.txt'), 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
+  const codes = transferCodes.split('\n').filter((l) => l && !l.startsWith('#'));
   for (const l of codes) {
     const [domain, code] = l.split(' ');
     let claim;
@@ -193,6 +225,7 @@ export async function verifyExitDir(root: string, archive: { sha256: string; siz
     if (claim.domain !== domain || claim.imvu !== m.imvu || claim.key !== m.platformKey) throw new ArchiveInvalid('domains/domain-transfer-codes.txt', `${domain}: the code is for another domain, IMVU or platform`);
   }
   lines.push(`✅ Domains: ${plural(zones.length, 'zone')} exported and parsed, ${plural(codes.length, 'transfer code')}, ownership certificate signed`);
+  for (const z of incomplete) lines.push(`⚠️  Domains: incomplete, not exported as a zone: ${describeIncomplete(z)}`);
 
   // Mail.
   const mboxes = m.files.filter((f) => f.path.startsWith('mail/mailboxes/') && f.path.endsWith('.mbox'));

@@ -1,7 +1,8 @@
 // The two SMTP listeners, on the `smtp-server` package for the protocol:
 //
 // - the MX (port 25): mail for hosted mailboxes only (projection `mailboxes`; 550 5.1.1 for an
-//   unknown mailbox at a hosted domain, 550 5.7.1 for any other domain: never a relay, threat 3.3),
+//   unknown mailbox at a hosted domain or one of an exited IMVU, 450 4.2.1 for a mailbox of an IMVU
+//   still importing (it takes mail once whole), 550 5.7.1 for any other domain: never a relay, threat 3.3),
 //   SPF/DKIM/DMARC/ARC through mailauth over the project's resolver, verdicts prepended as
 //   Authentication-Results, DMARC p=reject failures refused at SMTP time, and 250 only once every
 //   recipient's Maildir copy is fsynced;
@@ -248,13 +249,26 @@ function answer(work: Promise<string>, cb: (err?: Error | null, message?: string
 
 const lower = (a: SMTPServerAddress | false | undefined) => (a ? a.address.toLowerCase() : '');
 
-/** The mailbox's IMVU when it may receive (hosted, IMVU neither exited nor still importing), else undefined. */
-async function receiving(store: SqlReader, address: string): Promise<string | undefined> {
+/** A hosted mailbox's IMVU and that IMVU's status, else undefined. */
+async function hostedBox(store: SqlReader, address: string): Promise<{ imvu: string; status: string } | undefined> {
   const box = await mailboxOf(store, address);
   if (!box) return undefined;
   const imvu = await store.get<{ status: string }>('SELECT status FROM imvus WHERE id = ?', [box.imvu]);
-  return imvu && imvu.status !== 'exited' && imvu.status !== 'importing' ? box.imvu : undefined;
+  return imvu ? { imvu: box.imvu, status: imvu.status } : undefined;
 }
+
+/** The mailbox's IMVU when it may receive (hosted, IMVU neither exited nor still importing), else undefined. */
+async function receiving(store: SqlReader, address: string): Promise<string | undefined> {
+  const box = await hostedBox(store, address);
+  return box && box.status !== 'exited' && box.status !== 'importing' ? box.imvu : undefined;
+}
+
+/**
+ * The refusal for a mailbox of an IMVU whose import is not whole yet: temporary, since the mailbox
+ * exists and takes mail once the last part is recorded (a 5xx would make the sender drop it).
+ */
+const importingRefusal = (rcpt: string, imvu: string) =>
+  smtpError(450, `4.2.1 <${rcpt}>: this mailbox is being imported (${imvu} is not whole yet); try again later`);
 
 async function hostedDomain(store: SqlReader, address: string): Promise<boolean> {
   const domain = address.slice(address.lastIndexOf('@') + 1);
@@ -269,9 +283,10 @@ export async function startMx(o: MxOptions): Promise<SmtpListener> {
     disabledCommands: ['AUTH'],
     onRcptTo(address, session, cb) {
       const rcpt = lower(address);
-      receiving(o.store, rcpt).then(
-        async (imvu) => {
-          if (imvu) return cb();
+      hostedBox(o.store, rcpt).then(
+        async (box) => {
+          if (box && box.status !== 'exited' && box.status !== 'importing') return cb();
+          if (box?.status === 'importing') return cb(importingRefusal(rcpt, box.imvu));
           if (rcpt.includes('@') && (await hostedDomain(o.store, rcpt))) return cb(smtpError(550, `5.1.1 <${rcpt}>: no such mailbox here`));
           o.noise?.add(sourcePrefix(session.remoteAddress), 'smtp-relay-refused');
           cb(smtpError(550, `5.7.1 <${rcpt}>: relay access denied: this server accepts mail only for its hosted mailboxes`));
@@ -430,8 +445,12 @@ export async function startSubmission(o: SubmissionOptions): Promise<SmtpListene
     onRcptTo(address, _session, cb) {
       if (o.enqueue) return cb();
       // Without the outbound queue only hosted mailboxes can be reached.
-      receiving(o.store, lower(address)).then(
-        (imvu) => cb(imvu ? undefined : smtpError(451, `4.4.0 <${lower(address)}>: delivery outside this platform is not available yet`)),
+      hostedBox(o.store, lower(address)).then(
+        (box) => {
+          if (box && box.status !== 'exited' && box.status !== 'importing') return cb();
+          if (box?.status === 'importing') return cb(importingRefusal(lower(address), box.imvu));
+          cb(smtpError(451, `4.4.0 <${lower(address)}>: delivery outside this platform is not available yet`));
+        },
         (err: unknown) => {
           o.onError?.(err);
           cb(smtpError(451, '4.3.0 temporary failure; try again later'));
