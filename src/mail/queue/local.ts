@@ -17,13 +17,16 @@ export class PermanentFailure extends Error {
 /** Delivers `raw` to a hosted address; throws PermanentFailure for good, anything else to retry. */
 export type DeliverLocal = (address: string, raw: Buffer) => Promise<void>;
 
-/** Whether a domain is served here (an IMVU's primary domain or a zone it holds), and by which IMVU. */
+/**
+ * Whether a domain is served here (an IMVU's primary domain or a zone it holds), and by which IMVU.
+ * An exited IMVU's domains left with it: mail for them goes wherever DNS now says, like any other.
+ */
 export async function hostedDomain(db: SqlReader, domain: string): Promise<string | undefined> {
   const d = domain.toLowerCase();
-  const imvu = await db.get<{ id: string }>('SELECT id FROM imvus WHERE domain = ?', [d]);
-  if (imvu) return imvu.id;
-  const zone = await db.get<{ imvu: string }>('SELECT imvu FROM zones WHERE name = ?', [d]);
-  return zone && zone.imvu !== '' ? zone.imvu : undefined;
+  const imvu = await db.get<{ id: string; status: string }>('SELECT id, status FROM imvus WHERE domain = ?', [d]);
+  if (imvu) return imvu.status === 'exited' ? undefined : imvu.id;
+  const zone = await db.get<{ imvu: string }>("SELECT z.imvu AS imvu FROM zones z JOIN imvus i ON i.id = z.imvu WHERE z.name = ? AND i.status <> 'exited'", [d]);
+  return zone?.imvu;
 }
 
 /**
@@ -33,8 +36,10 @@ export async function hostedDomain(db: SqlReader, domain: string): Promise<strin
 export function maildirDeliverer(dataDir: string, db: SqlReader, onDelivered?: (imvu: string, bytes: number) => void): DeliverLocal {
   return async (address, raw) => {
     const a = address.toLowerCase();
-    const row = await db.get<{ imvu: string }>('SELECT imvu FROM mailboxes WHERE address = ?', [a]);
-    if (!row) throw new PermanentFailure(`550 5.1.1 <${a}>: no such mailbox here`, '5.1.1');
+    const row = await db.get<{ imvu: string; status: string }>('SELECT m.imvu AS imvu, i.status AS status FROM mailboxes m JOIN imvus i ON i.id = m.imvu WHERE m.address = ?', [a]);
+    // As the MX answers: an exited IMVU's mailbox is gone; an importing one takes mail once whole.
+    if (!row || row.status === 'exited') throw new PermanentFailure(`550 5.1.1 <${a}>: no such mailbox here`, '5.1.1');
+    if (row.status === 'importing') throw new Error(`450 4.2.1 <${a}>: this mailbox is being imported (${row.imvu} is not whole yet)`);
     // The one Maildir writer (tmp/, fsync, new/, fsync; no symlink followed below the IMVU's directory).
     const { imvu } = await deliverToMailbox(db, dataDir, a, raw);
     onDelivered?.(imvu, raw.length);

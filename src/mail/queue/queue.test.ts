@@ -143,6 +143,23 @@ describe('outbound queue', () => {
     expect(dsn[0]).toContain('Final-Recipient: rfc822; ghost@imvu002.world');
   });
 
+  it("an exited IMVU's domain is no longer hosted here: its mail goes where DNS says, never into the left-behind Maildir", async () => {
+    // A third IMVU of its own, taken through its exit (the archive itself is not this suite's concern).
+    expect((await p.as(alice, 'imvu.create', { name: 'Leaver', owner: alice.id, jurisdiction: 'US-CCPA' })).allowed).toBe(true);
+    const gone = 'admin@imvu003.world';
+    expect((await p.as(alice, 'imvu.exit', { imvu: 'IMVU-003' })).allowed).toBe(true);
+    const digest = '0'.repeat(64);
+    const ready = await p.chokepoint.submit(p.chokepoint.platformCommand('imvu.exit.ready', { imvu: 'IMVU-003', archive: { sha256: digest, size: 1 }, manifest: digest, treeSize: p.chokepoint.ledger.size }));
+    expect(ready.allowed).toBe(true);
+    expect((await p.as(alice, 'imvu.exit.confirm', { imvu: 'IMVU-003', archive: digest })).allowed).toBe(true);
+    const { sink, queue } = await setup();
+    await queue.enqueue({ imvu: 'IMVU-001', identity: alice.id, mailFrom: SENDER, rcptTo: [gone], raw: message('after-exit', gone) });
+    await until(() => sink.messages.length === 1);
+    await queue.idle();
+    expect(sink.messages[0]).toMatchObject({ to: [gone] });
+    expect(inbox(gone, 'IMVU-003')).toEqual([]);
+  });
+
   it('after a crash: in-flight recipients are tried again, a message never accepted is swept', async () => {
     const { QueueStore } = await import('./store.ts');
     const store = new QueueStore(p.dataDir);
