@@ -3,7 +3,7 @@
 import type { Gateway } from '../network/gateway/gateway.ts';
 import type { AcmeSettings } from '../network/acme/manager.ts';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import Fastify, { type FastifyBaseLogger, type FastifyError } from 'fastify';
 import { initDataDir, isInitialised, openDataDir, type OpenPlatform } from '../core/platform.ts';
 import { lockDataDir, type DataDirLock } from '../core/daemon-lock.ts';
@@ -38,10 +38,19 @@ import { EarlyListener } from './early.ts';
 /** Starts the compute service if this host can run it; otherwise says why in one line. */
 async function startCompute(platform: OpenPlatform, opts: ServerOptions['compute'], log: FastifyBaseLogger): Promise<ComputeService | undefined> {
   if (!opts) return undefined;
-  const { fabricAvailable, RuncDriver } = await import('../compute/fabric/runc.ts');
+  const { fabricAvailable, instanceTag, RuncDriver } = await import('../compute/fabric/runc.ts');
   const can = await fabricAvailable();
   if (!can.ok) {
     log.warn(`compute fabric off: ${can.why}; everything else runs`);
+    return undefined;
+  }
+  // Addresses are host-wide, names are not: an overlap with another platform's range would let one
+  // platform's gateway reach the other's workloads (src/compute/fabric/range-claim.ts).
+  const { claimComputeRange } = await import('../compute/fabric/range-claim.ts');
+  const { DEFAULT_COMPUTE_RANGE } = await import('../compute/fabric/addresses.ts');
+  const claim = await claimComputeRange({ tag: instanceTag(platform.dataDir), range: opts.range ?? DEFAULT_COMPUTE_RANGE, dataDir: resolve(platform.dataDir) });
+  if (!claim.ok) {
+    log.warn(`compute fabric off: ${claim.why}; everything else runs`);
     return undefined;
   }
   const { ComputeService } = await import('../compute/service.ts');
@@ -51,8 +60,13 @@ async function startCompute(platform: OpenPlatform, opts: ServerOptions['compute
     ...(opts?.offeredPorts ? { offeredPorts: opts.offeredPorts } : {}),
     ...(opts?.storageUnitBytes ? { storageUnitBytes: opts.storageUnitBytes } : {}),
   });
-  const svc = new ComputeService(platform, driver, { ...opts.service, log });
-  await svc.start();
+  const svc = new ComputeService(platform, driver, { ...opts.service, log, onClose: claim.release });
+  try {
+    await svc.start();
+  } catch (err) {
+    claim.release();
+    throw err;
+  }
   return svc;
 }
 

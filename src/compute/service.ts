@@ -64,6 +64,8 @@ export interface ComputeServiceOptions {
   /** How often the health checks and the restart policy are looked at (ms); 0: never. */
   healthTickMs?: number;
   log?: { info(o: object, m: string): void; error(o: object, m: string): void };
+  /** Called once the service has closed (the daemon lets go of its compute range's claim then). */
+  onClose?: () => void;
 }
 
 export class ComputeService {
@@ -448,7 +450,11 @@ export class ComputeService {
     if (this.healthTimer) clearInterval(this.healthTimer);
     for (const t of this.lowerTimers.values()) clearTimeout(t);
     await this.running;
-    await this.driver.close();
+    try {
+      await this.driver.close();
+    } finally {
+      this.opts.onClose?.();
+    }
   }
 }
 

@@ -4,7 +4,6 @@
 // prints the kernel's cgroup limits beside the envelope the ledger gives, and raises an alarm when
 // a cgroup file is changed behind the daemon's back.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomInt } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer, type RunningServer } from '../../src/api/server.ts';
@@ -13,12 +12,13 @@ import { CGROUP_ROOT, RuncDriver } from '../../src/compute/fabric/runc.ts';
 import { removeFilter } from '../../src/compute/fabric/network.ts';
 import { requireRunc } from '../compute/fabric-helpers.ts';
 import { run, tempDir } from './harness.ts';
+import { testComputeRange } from '../support/compute-range.ts';
 
 let server: RunningServer;
 let data: string;
 let home: string;
 let env: Record<string, string>;
-const range = `10.${100 + randomInt(28)}.${randomInt(256)}.0/24`;
+const range = testComputeRange();
 const nexus = (...args: string[]) => run(args, env);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -7,6 +7,7 @@ import { ComputeService } from '../../src/compute/service.ts';
 import { decodeEntry } from '../../src/core/ledger/ledger.ts';
 import { testPlatform, type Actor, type TestPlatform } from '../../src/core/testing.ts';
 import { requireRunc } from './fabric-helpers.ts';
+import { testComputeRange } from '../support/compute-range.ts';
 
 // The burst policy's trigger, end to end: a workload that wants more CPU than its quota is
 // throttled by the kernel (cpu.stat nr_throttled); the compute service sees it on its sampling
@@ -25,7 +26,7 @@ describe('burst policy trigger', () => {
   beforeAll(async () => {
     requireRunc();
     p = await testPlatform();
-    driver = new RuncDriver({ dataDir: p.dataDir, range: `10.${100 + randomInt(28)}.${randomInt(256)}.0/24`, uidBase: 1_000_000 + randomInt(20_000) * 65_536, stopGraceMs: 1000 });
+    driver = new RuncDriver({ dataDir: p.dataDir, range: testComputeRange(), uidBase: 1_000_000 + randomInt(20_000) * 65_536, stopGraceMs: 1000 });
     svc = new ComputeService(p, driver, { burstCheckMs: 1000, burstMs: 4000, verifyEveryMs: 0, healthTickMs: 0 });
     await svc.start();
     alice = await p.register('alice', 'creator');

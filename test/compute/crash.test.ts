@@ -1,6 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { randomInt } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -11,11 +10,12 @@ import { startServer, type RunningServer } from '../../src/api/server.ts';
 import { instanceTag } from '../../src/compute/fabric/runc.ts';
 import { removeFilter } from '../../src/compute/fabric/network.ts';
 import { requireRunc } from './fabric-helpers.ts';
+import { testComputeRange } from '../support/compute-range.ts';
 
 // Crash safety: kill -9 of the daemon while workloads run; the next start adopts them and leaves
 // no orphan process, cgroup, veth or mount. The four are listed before and after.
 const dataDir = mkdtempSync(join(tmpdir(), 'nexus-crash-'));
-const range = `10.${100 + randomInt(28)}.${randomInt(256)}.0/24`;
+const range = testComputeRange();
 const tag = instanceTag(dataDir);
 
 function leftovers() {
@@ -116,7 +116,7 @@ describe('crash safety of the compute fabric', () => {
 
 describe('the restart policy at a restart after kill -9', () => {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-crash-policy-'));
-  const net = `10.${100 + randomInt(28)}.${randomInt(256)}.0/24`;
+  const net = testComputeRange();
   const dirTag = instanceTag(dir);
   let server: RunningServer | undefined;
   afterAll(async () => {

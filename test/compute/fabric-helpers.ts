@@ -1,5 +1,6 @@
 // Shared by the suites that run real workloads under runc: a driver over a scratch data
-// directory, with a compute range and uid base of its own so concurrent suites never collide.
+// directory, with a compute range (test/support/compute-range.ts) and uid base of its own so
+// concurrent suites never collide.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -7,6 +8,7 @@ import { join } from 'node:path';
 import { randomInt } from 'node:crypto';
 import { RuncDriver, type RuncDriverOptions } from '../../src/compute/fabric/runc.ts';
 import { removeFilter } from '../../src/compute/fabric/network.ts';
+import { testComputeRange } from '../support/compute-range.ts';
 
 /** Fails (never skips) when the host cannot run the fabric: CI runs as root with runc installed. */
 export function requireRunc(): void {
@@ -31,7 +33,7 @@ export interface Fabric {
 
 export function scratchFabric(opts: Partial<RuncDriverOptions> = {}): Fabric {
   const dataDir = mkdtempSync(join(tmpdir(), 'nexus-compute-'));
-  const range = `10.${100 + randomInt(28)}.${randomInt(256)}.0/24`;
+  const range = testComputeRange();
   const uidBase = 1_000_000 + randomInt(20_000) * 65_536;
   const driver = new RuncDriver({ dataDir, range, uidBase, stopGraceMs: 1000, ...opts });
   return {

@@ -9,6 +9,7 @@ import { RuncDriver } from '../../src/compute/fabric/runc.ts';
 import { ComputeService } from '../../src/compute/service.ts';
 import { testPlatform, type TestPlatform } from '../../src/core/testing.ts';
 import { requireRunc, scratchFabric, type Fabric } from './fabric-helpers.ts';
+import { testComputeRange } from '../support/compute-range.ts';
 
 // What starting a workload costs the host: the processes spawned on the start path (each one tens
 // of milliseconds on a busy machine), and what stays behind per container (nothing but the
@@ -87,7 +88,7 @@ describe('the compute service starting a workload', () => {
   beforeAll(async () => {
     requireRunc();
     p = await testPlatform();
-    driver = new RuncDriver({ dataDir: p.dataDir, range: `10.${100 + randomInt(28)}.${randomInt(256)}.0/24`, uidBase: 1_000_000 + randomInt(20_000) * 65_536, stopGraceMs: 1000 });
+    driver = new RuncDriver({ dataDir: p.dataDir, range: testComputeRange(), uidBase: 1_000_000 + randomInt(20_000) * 65_536, stopGraceMs: 1000 });
     svc = new ComputeService(p, driver, { burstCheckMs: 0, verifyEveryMs: 0, healthTickMs: 0 });
     await svc.start();
   }, 60_000);

@@ -5,7 +5,6 @@
 // the daemon down leave no mount and no loop device. A storage unit of 1 MiB (not 1 GiB) keeps the
 // volumes small enough to fill.
 import { execFileSync } from 'node:child_process';
-import { randomInt } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,10 +18,11 @@ import { removeFilter } from '../../src/compute/fabric/network.ts';
 import { VolumeSizeError } from '../../src/compute/fabric/volume.ts';
 import { createBody, rollback, takeSnapshot } from '../../src/compute/snapshots/index.ts';
 import { requireRunc } from './fabric-helpers.ts';
+import { testComputeRange } from '../support/compute-range.ts';
 
 const MiB = 1024 * 1024;
 const dataDir = mkdtempSync(join(tmpdir(), 'nexus-storage-'));
-const range = `10.${100 + randomInt(28)}.${randomInt(256)}.0/24`;
+const range = testComputeRange();
 
 /** Mounts and loop devices that belong to this data directory. */
 function mountsAndLoops() {

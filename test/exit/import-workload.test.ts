@@ -1,13 +1,14 @@
 // The workload's round trip: an IMVU whose busybox httpd serves its data volume through the
 // gateway (real runc, real HAProxy, curl) is exported; the archive's OCI image is checked by skopeo
 // and umoci; a second daemon on the same host imports it, and the workload runs there and answers
-// through that daemon's gateway with the same content. Two daemons on one host would give the same
-// IMVU the same /30 of the default compute range (10.96.0.0/11), so each runs with a range of its
-// own (`compute.range` / `gateway.range` here; NEXUS_COMPUTE_RANGE or --compute-range for `nexus daemon`).
+// through that daemon's gateway with the same content. Two platforms on one host may not share
+// workload addresses (the second would find the first's claim and keep its fabric off), so each
+// runs with a range of its own (`compute.range` / `gateway.range` here; NEXUS_COMPUTE_RANGE or
+// --compute-range for `nexus serve`).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initDataDir } from '../../src/core/platform.ts';
@@ -17,6 +18,7 @@ import { removeFilter } from '../../src/compute/fabric/network.ts';
 import { dataVolume } from '../../src/compute/snapshots/index.ts';
 import { requireRunc } from '../compute/fabric-helpers.ts';
 import { run, tempDir, type Run } from '../cli/harness.ts';
+import { testComputeRange } from '../support/compute-range.ts';
 
 const dirs: string[] = [];
 let a: RunningServer;
@@ -26,9 +28,8 @@ let dataB: string;
 let home: string;
 let out: string;
 // Two /24s that do not overlap: the same IMVU-001 gets a /30 in each.
-const second = randomInt(200);
-const rangeA = `10.${100 + randomInt(28)}.${second}.0/24`;
-const rangeB = `10.${100 + randomInt(28)}.${second + 1}.0/24`;
+const rangeA = testComputeRange();
+const rangeB = testComputeRange();
 const ports = { a: 0, b: 0 };
 const envA = () => ({ NEXUS_HOME: home, NEXUS_URL: a.url });
 const envB = () => ({ NEXUS_HOME: home, NEXUS_URL: b.url });

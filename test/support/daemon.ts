@@ -2,6 +2,7 @@
 // runs it), for crash and shutdown tests and for interop tests against the real thing.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { testComputeRange } from './compute-range.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -33,7 +34,8 @@ export function spawnDaemon(dataDir: string, args: string[] = [], opts: SpawnOpt
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     // No gateway unless a test asks for one: HAProxy on 443/80 as root is one per host, not one per test daemon.
-    env: { ...process.env, NEXUS_CONFIG: '', NEXUS_GATEWAY: 'false', NEXUS_MAIL: 'false', ...opts.env },
+    // A compute range of its own: two platforms on one host may not share one (the later one's fabric stays off).
+    env: { ...process.env, NEXUS_CONFIG: '', NEXUS_GATEWAY: 'false', NEXUS_MAIL: 'false', NEXUS_COMPUTE_RANGE: testComputeRange(), ...opts.env },
   });
   const output: string[] = [];
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));

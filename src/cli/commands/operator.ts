@@ -197,7 +197,7 @@ function daemonOptions(cmd: Command): Command {
     .option('--xfr-allow <cidr...>', 'addresses or CIDR prefixes that may transfer zones (AXFR/IXFR) without TSIG (env NEXUS_XFR_ALLOW, comma-separated; default none)')
     .option('--tsig-name <name>', 'TSIG key (HMAC-SHA256) name a secondary signs transfers with, from any address (env NEXUS_TSIG_NAME)')
     .option('--tsig-secret-file <path>', 'file holding the base64 TSIG secret, not readable by other users (env NEXUS_TSIG_SECRET_FILE, or the secret itself in NEXUS_TSIG_SECRET)')
-    .option('--compute-range <cidr>', "the private IPv4 range each IMVU's workload gets its own /30 from (env NEXUS_COMPUTE_RANGE; default 10.96.0.0/11)")
+    .option('--compute-range <cidr>', "the private IPv4 range each IMVU's workload gets its own /30 from; it must not overlap another platform's on this host, nor addresses or routes of other software, else the compute fabric stays off (env NEXUS_COMPUTE_RANGE; default 10.96.0.0/11)")
     .option('--integrity-interval <ms>', 'how often the projections are compared with what the platform wrote (env NEXUS_INTEGRITY_INTERVAL_MS; default 60000)', int(10, 86_400_000))
     .option('--snapshot-every <entries>', 'sign a ledger.snapshot (the state digest `audit verify --from-snapshot` starts from) after every this many entries; 0 never (env NEXUS_SNAPSHOT_EVERY; default 100000)', int(0, 1_000_000_000))
     .option('--notify <ip:port...>', 'secondaries to NOTIFY when a zone changes: IP addresses only, port 53 unless given, IPv6 as [addr]:port (env NEXUS_NOTIFY, comma-separated)')

@@ -15,16 +15,64 @@ export interface WorkloadNet {
   prefixLength: 30;
 }
 
-function parseRange(range: string): { base: number; size: number } {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(range);
+/** An IPv4 prefix as its first address (a 32-bit unsigned number), its size and its length. */
+export interface Prefix {
+  base: number;
+  size: number;
+  bits: number;
+}
+
+function addressNumber(address: string): number | undefined {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(address);
+  if (!m) return undefined;
+  const o = m.slice(1, 5).map(Number);
+  if (o.some((x) => x > 255)) return undefined;
+  return ((o[0]! << 24) | (o[1]! << 16) | (o[2]! << 8) | o[3]!) >>> 0;
+}
+
+/** A compute range: an IPv4 prefix of length 8 to 30 with its host bits zero. */
+export function parseRange(range: string): Prefix {
+  const m = /^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})\/(\d{1,2})$/.exec(range);
+  const base = m ? addressNumber(m[1]!) : undefined;
   if (!m) throw new Error(`compute range ${range}: must be an IPv4 prefix such as ${DEFAULT_COMPUTE_RANGE}`);
-  const octets = m.slice(1, 5).map(Number);
-  const bits = Number(m[5]);
-  if (octets.some((o) => o > 255) || bits < 8 || bits > 30) throw new Error(`compute range ${range}: octets 0-255, prefix length 8-30`);
-  const base = ((octets[0]! << 24) | (octets[1]! << 16) | (octets[2]! << 8) | octets[3]!) >>> 0;
+  const bits = Number(m[2]);
+  if (base === undefined || bits < 8 || bits > 30) throw new Error(`compute range ${range}: octets 0-255, prefix length 8-30`);
   const size = 2 ** (32 - bits);
   if (base % size !== 0) throw new Error(`compute range ${range}: host bits must be zero`);
-  return { base, size };
+  return { base, size, bits };
+}
+
+/**
+ * Any IPv4 prefix as `ip` prints it (a.b.c.d/n, or a bare address: /32), host bits dropped;
+ * undefined when it is not one.
+ */
+export function parsePrefix(text: string): Prefix | undefined {
+  const [addr, len] = text.split('/');
+  const n = addressNumber(addr ?? '');
+  const bits = len === undefined ? 32 : /^\d{1,2}$/.test(len) ? Number(len) : NaN;
+  if (n === undefined || !(bits >= 0 && bits <= 32)) return undefined;
+  const size = 2 ** (32 - bits);
+  return { base: n - (n % size), size, bits };
+}
+
+/**
+ * Whether two prefixes share an address. Two prefixes are either disjoint or one holds the other,
+ * so it is enough that the shorter one holds the longer one's first address.
+ */
+export function prefixesOverlap(a: Prefix, b: Prefix): boolean {
+  const [wide, narrow] = a.size >= b.size ? [a, b] : [b, a];
+  return narrow.base - (narrow.base % wide.size) === wide.base;
+}
+
+/** Whether two compute ranges share an address (each as a.b.c.d/n). */
+export function rangesOverlap(a: string, b: string): boolean {
+  return prefixesOverlap(parseRange(a), parseRange(b));
+}
+
+/** Whether `address` (a.b.c.d) lies in `prefix`. */
+export function prefixHolds(prefix: Prefix, address: string): boolean {
+  const n = addressNumber(address);
+  return n !== undefined && n >= prefix.base && n < prefix.base + prefix.size;
 }
 
 const dotted = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
@@ -44,11 +92,8 @@ export function workloadNet(seq: number, range = DEFAULT_COMPUTE_RANGE): Workloa
 
 /** The IMVU sequence number whose /30 holds `address`, or undefined when it is outside the range. */
 export function seqOfAddress(address: string, range = DEFAULT_COMPUTE_RANGE): number | undefined {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(address);
-  if (!m) return undefined;
-  const o = m.slice(1, 5).map(Number);
-  if (o.some((x) => x > 255)) return undefined;
-  const n = ((o[0]! << 24) | (o[1]! << 16) | (o[2]! << 8) | o[3]!) >>> 0;
+  const n = addressNumber(address);
+  if (n === undefined) return undefined;
   const { base, size } = parseRange(range);
   if (n < base || n >= base + size) return undefined;
   const seq = Math.floor((n - base) / 4);
