@@ -4,7 +4,7 @@ import dnsPacket from 'dns-packet';
 import type { Answer } from 'dns-packet';
 import { provisioner } from '../../imvu/provision.ts';
 import { onlineSigner, type OnlineSigner } from '../dnssec/online.ts';
-import { cacheKey, ResponseCache } from './response-cache.ts';
+import { cacheKey, MAX_SPARED, ResponseCache } from './response-cache.ts';
 import { startDnsServer, type DnsServer } from './server.ts';
 import { MAX_UDP_PAYLOAD, type Handled } from './responder.ts';
 import { decode, dnsFixture, eventually, framed, query, tcpExchange, udpExchange, type DnsFixture } from './testing.ts';
@@ -142,6 +142,24 @@ describe('ResponseCache (fake zone view and clock)', () => {
     for (let i = 0; i < 1000; i++) bytes.set(`k${i}`, handled(1000), 0);
     expect(bytes.stats().bytes).toBeLessThanOrEqual(20_000);
     expect(bytes.stats().entries).toBeGreaterThan(10);
+  });
+
+  it('makes room in bounded work: a full cache whose every entry was hit passes over at most MAX_SPARED per answer kept', () => {
+    const view = fakeView();
+    const cache = new ResponseCache(view as unknown as ZoneView, { maxEntries: 5000, maxBytes: 100_000_000 });
+    for (let i = 0; i < 5000; i++) cache.set(`k${i}`, handled(40), 0);
+    // A hot set as large as the cache: every entry hit since it was last considered.
+    for (let i = 0; i < 5000; i++) expect(cache.get(`k${i}`, msg(1))).toBeDefined();
+    for (let n = 1; n <= 200; n++) {
+      const before = cache.stats();
+      cache.set(`new-${n}`, handled(40), 0);
+      const after = cache.stats();
+      // One answer kept, one entry dropped, and no more than MAX_SPARED moved to make room.
+      expect(after.entries).toBe(5000);
+      expect(after.evicted - before.evicted).toBe(1);
+      expect(after.spared - before.spared).toBeLessThanOrEqual(MAX_SPARED);
+    }
+    expect(cache.get('new-200', msg(1))).toBeDefined();
   });
 
   it('keeps the answer for a name that does not exist only when its question comes again: a flood of names asked once pushes nothing out', () => {
