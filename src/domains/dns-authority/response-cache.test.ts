@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import dgram from 'node:dgram';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import dnsPacket from 'dns-packet';
 import type { Answer } from 'dns-packet';
 import { provisioner } from '../../imvu/provision.ts';
@@ -160,6 +162,38 @@ describe('ResponseCache (fake zone view and clock)', () => {
       expect(after.spared - before.spared).toBeLessThanOrEqual(MAX_SPARED);
     }
     expect(cache.get('new-200', msg(1))).toBeDefined();
+  });
+
+  it('holds only the bytes it keeps, not the larger buffers the answers were cut from', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const view = fakeView();
+    const cache = new ResponseCache(view as unknown as ZoneView);
+    const q = query('a.test', 'A', { id: 0 });
+    // Answers of 100 bytes, each cut from a block of 8 KiB, as Node's allocation pool gives them
+    // (in a function of its own: an async function's suspended frame would keep the last block).
+    const keep = () => {
+      const blocks: WeakRef<ArrayBuffer>[] = [];
+      for (let i = 0; i < 2000; i++) {
+        const block = new ArrayBuffer(8192);
+        const response = Buffer.from(block, 4096, 100);
+        q.copy(response);
+        cache.set(`k${i}`, { response, rcode: 0, zone: { name: 'a.test', imvu: 'IMVU-001', serial: 1 }, truncated: () => Buffer.from(q) }, 0);
+        blocks.push(new WeakRef(block));
+      }
+      return blocks;
+    };
+    const blocks = keep();
+    expect(cache.stats().entries).toBe(2000);
+    // WeakRef targets are kept to the end of the current job: collect in a later one.
+    await new Promise((r) => setImmediate(r));
+    gc();
+    const held = blocks.filter((w) => w.deref() !== undefined).length;
+    expect(held).toBe(0);
+    // And what it answers is still the answer it was given (the ID patched in).
+    const expected = Buffer.concat([q, Buffer.alloc(100 - q.length)]);
+    expected.writeUInt16BE(9, 0);
+    expect(cache.get('k1999', msg(9))!.response).toEqual(expected);
   });
 
   it('keeps the answer for a name that does not exist only when its question comes again: a flood of names asked once pushes nothing out', () => {
