@@ -1,10 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import dgram from 'node:dgram';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import dnsPacket from 'dns-packet';
 import type { Answer } from 'dns-packet';
 import { provisioner } from '../../imvu/provision.ts';
 import { onlineSigner, type OnlineSigner } from '../dnssec/online.ts';
-import { cacheKey, ResponseCache } from './response-cache.ts';
+import { cacheKey, MAX_SPARED, ResponseCache } from './response-cache.ts';
 import { startDnsServer, type DnsServer } from './server.ts';
 import { MAX_UDP_PAYLOAD, type Handled } from './responder.ts';
 import { decode, dnsFixture, eventually, framed, query, tcpExchange, udpExchange, type DnsFixture } from './testing.ts';
@@ -142,6 +144,56 @@ describe('ResponseCache (fake zone view and clock)', () => {
     for (let i = 0; i < 1000; i++) bytes.set(`k${i}`, handled(1000), 0);
     expect(bytes.stats().bytes).toBeLessThanOrEqual(20_000);
     expect(bytes.stats().entries).toBeGreaterThan(10);
+  });
+
+  it('makes room in bounded work: a full cache whose every entry was hit passes over at most MAX_SPARED per answer kept', () => {
+    const view = fakeView();
+    const cache = new ResponseCache(view as unknown as ZoneView, { maxEntries: 5000, maxBytes: 100_000_000 });
+    for (let i = 0; i < 5000; i++) cache.set(`k${i}`, handled(40), 0);
+    // A hot set as large as the cache: every entry hit since it was last considered.
+    for (let i = 0; i < 5000; i++) expect(cache.get(`k${i}`, msg(1))).toBeDefined();
+    for (let n = 1; n <= 200; n++) {
+      const before = cache.stats();
+      cache.set(`new-${n}`, handled(40), 0);
+      const after = cache.stats();
+      // One answer kept, one entry dropped, and no more than MAX_SPARED moved to make room.
+      expect(after.entries).toBe(5000);
+      expect(after.evicted - before.evicted).toBe(1);
+      expect(after.spared - before.spared).toBeLessThanOrEqual(MAX_SPARED);
+    }
+    expect(cache.get('new-200', msg(1))).toBeDefined();
+  });
+
+  it('holds only the bytes it keeps, not the larger buffers the answers were cut from', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const view = fakeView();
+    const cache = new ResponseCache(view as unknown as ZoneView);
+    const q = query('a.test', 'A', { id: 0 });
+    // Answers of 100 bytes, each cut from a block of 8 KiB, as Node's allocation pool gives them
+    // (in a function of its own: an async function's suspended frame would keep the last block).
+    const keep = () => {
+      const blocks: WeakRef<ArrayBuffer>[] = [];
+      for (let i = 0; i < 2000; i++) {
+        const block = new ArrayBuffer(8192);
+        const response = Buffer.from(block, 4096, 100);
+        q.copy(response);
+        cache.set(`k${i}`, { response, rcode: 0, zone: { name: 'a.test', imvu: 'IMVU-001', serial: 1 }, truncated: () => Buffer.from(q) }, 0);
+        blocks.push(new WeakRef(block));
+      }
+      return blocks;
+    };
+    const blocks = keep();
+    expect(cache.stats().entries).toBe(2000);
+    // WeakRef targets are kept to the end of the current job: collect in a later one.
+    await new Promise((r) => setImmediate(r));
+    gc();
+    const held = blocks.filter((w) => w.deref() !== undefined).length;
+    expect(held).toBe(0);
+    // And what it answers is still the answer it was given (the ID patched in).
+    const expected = Buffer.concat([q, Buffer.alloc(100 - q.length)]);
+    expected.writeUInt16BE(9, 0);
+    expect(cache.get('k1999', msg(9))!.response).toEqual(expected);
   });
 
   it('keeps the answer for a name that does not exist only when its question comes again: a flood of names asked once pushes nothing out', () => {

@@ -32,7 +32,8 @@ import type { ZoneView } from './zone-view.ts';
 // the zone set are those it was answered from (the zone view moves them within `refreshMs` of a
 // commit, so a record change is served exactly as soon as before), and at most `maxAgeMs` (the
 // online signer makes a signature anew after a day; a cached answer never carries one older than
-// that plus `maxAgeMs`). Bounded by entries and bytes, oldest dropped first unless hit since.
+// that plus `maxAgeMs`). Bounded by entries and bytes, oldest dropped first unless hit since
+// (second chance, at most `MAX_SPARED` entries per answer kept: making room never stalls).
 //
 // Names that do not exist (`Handled.nxname`) are admitted on their second asking only: a
 // random-subdomain flood asks each name once, and caching those answers cost more than making
@@ -65,6 +66,10 @@ export interface ResponseCacheStats {
   stale: number;
   /** Answers for names that do not exist not kept, their question asked once so far. */
   deferred: number;
+  /** Entries dropped to make room. */
+  evicted: number;
+  /** Entries passed over by the eviction because they were hit since (moved behind the newest). */
+  spared: number;
   entries: number;
   bytes: number;
 }
@@ -91,6 +96,13 @@ const TYPE_OPT = 41;
 const MAX_QUERY = 512;
 /** Map entry, strings and object overhead, roughly. */
 const ENTRY_OVERHEAD = 160;
+/**
+ * Entries hit since they were last considered that one insertion passes over at most; the next
+ * one is dropped, hit or not. Unbounded, a full cache whose every entry had been hit (a hot set
+ * as large as the cache) moved all of them in one insertion: 20,000 entries, 55 to 870 ms of a
+ * stalled event loop (bench/RESULTS.md, "dns: tail latency at 5,000 q/s").
+ */
+export const MAX_SPARED = 64;
 
 /** A query the cache can answer: its key, and its COOKIE option's data when it has one (and cookies are on). */
 export interface Cacheable {
@@ -229,6 +241,18 @@ class Doorkeeper {
   }
 }
 
+/**
+ * A copy of `b` in memory of its own. The responder's answers are cut from Node's shared 8 KiB
+ * allocation pool: kept as they are, each cached answer of a few hundred bytes held its whole
+ * block, so 20,000 entries held up to 160 MiB (the `maxBytes` counted a tenth of it), and the
+ * old generation that V8 must mark grew with it.
+ */
+function owned(b: Buffer): Buffer {
+  const out = Buffer.allocUnsafeSlow(b.length);
+  b.copy(out);
+  return out;
+}
+
 export class ResponseCache {
   private readonly map = new Map<string, Entry>();
   private readonly maxEntries: number;
@@ -237,7 +261,14 @@ export class ResponseCache {
   private readonly maxResponseBytes: number;
   private readonly now: () => number;
   private bytes = 0;
-  private counts = { hits: 0, misses: 0, stale: 0, deferred: 0 };
+  private counts = { hits: 0, misses: 0, stale: 0, deferred: 0, evicted: 0, spared: 0 };
+  /**
+   * The oldest entry's place: one iterator kept across insertions. A Map iterator skips deleted
+   * entries and sees appended ones; a fresh one per step (`entries().next()`) walks again over
+   * every entry deleted at the front since the table was last compacted, which made each
+   * eviction cost the evictions before it.
+   */
+  private oldest: IterableIterator<[string, Entry]> | undefined;
   private readonly door = new Doorkeeper();
 
   constructor(
@@ -272,7 +303,7 @@ export class ResponseCache {
     this.counts.hits++;
     e.hot = true;
     const empty = (): Buffer => {
-      if (typeof e.truncated === 'function') e.truncated = e.truncated();
+      if (typeof e.truncated === 'function') e.truncated = owned(e.truncated());
       return e.truncated!;
     };
     if (c) {
@@ -314,7 +345,7 @@ export class ResponseCache {
     if (old) this.drop(key, old);
     const size = plain.response.length + key.length + ENTRY_OVERHEAD;
     const e: Entry = {
-      response: plain.response,
+      response: owned(plain.response),
       cookie,
       truncated: plain.truncated,
       rcode: h.rcode,
@@ -330,8 +361,11 @@ export class ResponseCache {
     // of names asked once (random subdomains, 0x20-randomised case) does not push out hot answers.
     let spared = 0;
     while (this.map.size > this.maxEntries || this.bytes > this.maxBytes) {
-      const [k, oldest] = this.map.entries().next().value!;
-      if (oldest.hot && spared < this.map.size) {
+      let next = this.oldest?.next();
+      if (!next || next.done) next = (this.oldest = this.map.entries()).next();
+      if (next.done) break;
+      const [k, oldest] = next.value;
+      if (oldest.hot && spared < MAX_SPARED) {
         oldest.hot = false;
         this.map.delete(k);
         this.map.set(k, oldest);
@@ -339,11 +373,14 @@ export class ResponseCache {
         continue;
       }
       this.drop(k, oldest);
+      this.counts.evicted++;
     }
+    this.counts.spared += spared;
   }
 
   clear(): void {
     this.map.clear();
+    this.oldest = undefined;
     this.bytes = 0;
   }
 

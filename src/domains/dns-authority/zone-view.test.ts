@@ -66,3 +66,45 @@ describe('zone view refresh', () => {
     await sameAsFull();
   });
 });
+
+describe('zone view full re-read', () => {
+  it('reads the zone list in pages, letting other work run between them, and ends with every zone', async () => {
+    // Every read the view makes, with the turn of the event loop it was made in.
+    let turn = 0;
+    let spinning = true;
+    const spin = () => {
+      turn++;
+      if (spinning) setImmediate(spin);
+    };
+    setImmediate(spin);
+    const reads: { turn: number; rows: number }[] = [];
+    const store = new Proxy(f.p.store, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (prop !== 'all' || typeof v !== 'function') return typeof v === 'function' ? v.bind(target) : v;
+        return async (...args: unknown[]) => {
+          const at = turn;
+          const rows = (await (v as (...a: unknown[]) => Promise<unknown[]>).apply(target, args));
+          reads.push({ turn: at, rows: rows.length });
+          return rows;
+        };
+      },
+    });
+    const paged = await ZoneView.open(store, { refreshMs: 3_600_000, resyncMs: 3_600_000, pageSize: 1 });
+    try {
+      reads.length = 0;
+      await paged.refresh(true);
+      spinning = false;
+      const perTurn = new Map<number, number>();
+      for (const r of reads) perTurn.set(r.turn, (perTurn.get(r.turn) ?? 0) + r.rows);
+      const zones = paged.zoneNames().filter((n) => n.startsWith('imvu')).length;
+      expect(zones).toBeGreaterThanOrEqual(2);
+      // No turn of the event loop read more than one page of zones.
+      expect(Math.max(...perTurn.values())).toBeLessThanOrEqual(1);
+      expect(paged.zoneNames().sort()).toEqual(view.zoneNames().sort());
+    } finally {
+      spinning = false;
+      paged.close();
+    }
+  });
+});

@@ -13,8 +13,10 @@ import { Zone } from './zone.ts';
 // appended since the last look say which zones may have changed (those they name, and those of
 // the IMVUs they name), and only those rows are read again, so a refresh costs the changes, not
 // the number of zones. An entry the view cannot place, or a large gap, makes it re-read the
-// whole list, as it does every `resyncMs` whatever happens. A zone whose serial moved is
-// recompiled on its next query. Reads only: it never writes a projection.
+// whole list, as it does every `resyncMs` whatever happens, `pageSize` zones per turn of the event
+// loop (a single read of 1,000 zones held every query up for 1 to 3 ms every 5 s, growing with the
+// zones). A zone whose serial moved is recompiled on its next query. Reads only: it never writes a
+// projection.
 // The platform's own zone (the suffix, src/domains/registry) is one more entry, with imvu '' and a
 // serial derived from the projections, once the platform has declared it.
 
@@ -34,6 +36,8 @@ export interface ZoneViewOptions {
   refreshMs?: number;
   /** Re-read the zone list at least this often even if the ledger did not grow. */
   resyncMs?: number;
+  /** Zones a full re-read takes per read, letting queries through between reads. Default 500. */
+  pageSize?: number;
   onError?: (err: unknown) => void;
   /** Called when a zone's serial moved (not for zones that appear): NOTIFY hooks in here. */
   onSerialChange?: (zone: ZoneInfo, previous: number) => void;
@@ -85,7 +89,7 @@ export class ZoneView {
   ) {}
 
   static async open(store: Store, opts: ZoneViewOptions = {}): Promise<ZoneView> {
-    const view = new ZoneView(store, { refreshMs: opts.refreshMs ?? 200, resyncMs: opts.resyncMs ?? 5000, onError: opts.onError, onSerialChange: opts.onSerialChange });
+    const view = new ZoneView(store, { refreshMs: opts.refreshMs ?? 200, resyncMs: opts.resyncMs ?? 5000, pageSize: Math.max(1, opts.pageSize ?? 500), onError: opts.onError, onSerialChange: opts.onSerialChange });
     await view.refresh(true);
     view.timer = setInterval(() => void view.refresh().catch(() => undefined), view.opts.refreshMs);
     view.timer.unref();
@@ -175,9 +179,20 @@ export class ZoneView {
     // An exited IMVU's zones are no longer served (queries for them are REFUSED, like any name not
     // hosted here), nor those of an import whose declared parts are not all recorded yet, nor a
     // transferred domain whose declared parts are not.
-    let rows = await this.store.all<{ name: string; imvu: string; serial: number }>(
-      `SELECT z.name AS name, z.imvu AS imvu, z.serial AS serial FROM zones z JOIN imvus i ON i.id = z.imvu WHERE i.status NOT IN ('exited', 'importing') AND ${WHOLE}`,
-    );
+    // In pages by name, other work let through between them. A change committed meanwhile is at
+    // an index >= `size`: the next look re-reads what it touched, whichever page saw it.
+    let rows: { name: string; imvu: string; serial: number }[] = [];
+    for (let after: string | undefined; ; ) {
+      const page = await this.store.all<{ name: string; imvu: string; serial: number }>(
+        `SELECT z.name AS name, z.imvu AS imvu, z.serial AS serial FROM zones z JOIN imvus i ON i.id = z.imvu WHERE i.status NOT IN ('exited', 'importing') AND ${WHOLE}${after === undefined ? '' : ' AND z.name > ?'} ORDER BY z.name LIMIT ?`,
+        after === undefined ? [this.opts.pageSize] : [after, this.opts.pageSize],
+      );
+      rows.push(...page);
+      if (page.length < this.opts.pageSize) break;
+      after = page[page.length - 1]!.name;
+      await new Promise((r) => setImmediate(r));
+      if (this.closed) return;
+    }
     const suffix = platform ? lowerAscii(platform.suffix) : 'invalid';
     const platformSerial = platform ? await platformZoneSerial(this.store, suffix) : undefined;
     if (platformSerial !== undefined)
