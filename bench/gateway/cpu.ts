@@ -132,11 +132,15 @@ async function main(): Promise<void> {
     writeFileSync(cfg, mod.renderConfig(opts));
     const child = start('haproxy', ['-db', '-f', cfg]);
     await until(() => s.curlVia(p, '/pub/x').startsWith('hello'), `${label}'s HAProxy`);
-    checkGateway(s.curlVia, p, auth, label);
-    targets.push(
-      { name: `${label}, public route`, port: p, path: '/pub/x', headers: [], pids: () => [child.pid!] },
-      { name: `${label}, private route (JWT)`, port: p, path: '/priv/x', headers: [auth], pids: () => [child.pid!] },
-    );
+    targets.push({ name: `${label}, public route`, port: p, path: '/pub/x', headers: [], pids: () => [child.pid!] });
+    // A configuration cut down to see what a group of rules costs may not check tokens: its
+    // private route is then not measured (a route that answers without a token is not the private one).
+    try {
+      checkGateway(s.curlVia, p, auth, label);
+      targets.push({ name: `${label}, private route (JWT)`, port: p, path: '/priv/x', headers: [auth], pids: () => [child.pid!] });
+    } catch (e) {
+      console.error(`${(e as Error).message}: measured on its public route only`);
+    }
   }
   if (WITH_NGINX) {
     const master = Number(readFileSync(join(dataDir, 'nginx-front', 'nginx.pid'), 'utf8').trim());
