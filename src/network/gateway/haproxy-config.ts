@@ -284,14 +284,13 @@ function rateRules(): string[] {
 
 /**
  * The end of one class's rules, for the requests `cond` selects (every request left, when empty):
- * its rates, the route's port, and `allow`, which ends the frontend's rules for that request.
+ * its rates, the route's port, and `allow`, which ends the frontend's rules for that request. Only
+ * the tracking and the `allow` need the condition: for a request of a later class nothing is
+ * tracked yet (its sc_* fetches yield nothing, so no rate rule fires), nor any reason set, and the
+ * bounds and port it is given are set again by its own class's rules.
  */
 function forwardRules(cond: string): string[] {
-  const only = (rule: string) => {
-    if (!cond) return rule;
-    const at = rule.indexOf(' if ');
-    return at < 0 ? `${rule} if ${cond}` : `${rule.slice(0, at)} if ${cond}${rule.slice(at + 3)}`;
-  };
+  const only = (rule: string) => (cond && /track-sc|http-request allow/.test(rule) ? `${rule} if ${cond}` : rule);
   return [...rateRules(), '  http-request set-dst-port var(txn.route),field(2,|),add(0)', ...(cond ? ['  http-request allow'] : [])].map(only);
 }
 
