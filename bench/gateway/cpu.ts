@@ -167,13 +167,18 @@ async function main(): Promise<void> {
     '',
     `HAProxy ${run('haproxy', ['-v']).split(' ')[2]}, ${nbthread} threads; wrk HTTP/1.1 -t2 -c${CONNS}, ${ROUNDS} interleaved rounds of ${SECONDS} s per target (medians; range over the rounds); CPU = utime + stime of the proxy's processes over the requests wrk completed. Load average ${load0.map(f1).join(' ')} before, ${load1.map(f1).join(' ')} after.`,
     '',
-    '| target | CPU us/request | of it user | rounds (us) | over the floor | req/s |',
-    '| --- | --- | --- | --- | --- | --- |',
+    '| target | CPU us/request | of it user | rounds (us) | over the floor | vs the gateway, same round (us, user) | req/s |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
     ...targets.map((t) => {
       const xs = samples.get(t.name)!;
       const us = xs.map((x) => x.us);
       const m = median(us);
-      return `| ${t.name} | ${f1(m)} | ${f1(median(xs.map((x) => x.userUs)))} | ${f1(Math.min(...us))}-${f1(Math.max(...us))} | ${t === targets[0] ? '-' : `+${f1(m - floor)}`} | ${median(xs.map((x) => x.rps)).toFixed(0)} |`;
+      // A compared configuration against the gateway on the same route, round by round (both
+      // measured minutes apart at most): the median of the differences, steadier than the medians'.
+      const same = targets.find((g) => g.pids !== t.pids && g.port === GW_PORT && g.path === t.path && g.headers.length === t.headers.length);
+      const paired = t.port > PLAIN_PORT && t.port !== NGINX_PORT && same ? samples.get(same.name)! : undefined;
+      const diff = paired ? (k: 'us' | 'userUs') => f1(median(xs.map((x, i) => x[k] - paired[i]![k]))) : undefined;
+      return `| ${t.name} | ${f1(m)} | ${f1(median(xs.map((x) => x.userUs)))} | ${f1(Math.min(...us))}-${f1(Math.max(...us))} | ${t === targets[0] ? '-' : `+${f1(m - floor)}`} | ${diff ? `${diff('us')}, ${diff('userUs')}` : '-'} | ${median(xs.map((x) => x.rps)).toFixed(0)} |`;
     }),
   ];
   console.log(lines.join('\n'));
