@@ -7,14 +7,11 @@
 // wrk and h2load (Debian: haproxy nginx wrk nghttp2-client).
 //
 //   npx tsx bench/gateway/run.ts            BENCH_SECONDS=8 BENCH_ROUNDS=5 BENCH_CONNECTIONS=32
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { testPlatform } from '../../src/core/testing.ts';
-import { workloadNet } from '../../src/compute/fabric/addresses.ts';
-import { Gateway } from '../../src/network/gateway/gateway.ts';
-import { issueToken } from '../../src/network/gateway/tokens.ts';
+import { run, runBench, setUp } from './setup.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONNS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -23,37 +20,6 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const RANGE = '10.207.0.0/24';
 const GW_PORT = 18443;
 const NGINX_PORT = 18444;
-
-const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-const children: ChildProcess[] = [];
-const cleanups: (() => void)[] = [];
-
-function nginxConf(dir: string, body: string): string {
-  mkdirSync(join(dir, 'logs'), { recursive: true });
-  return `worker_processes 2;\npid ${dir}/nginx.pid;\nerror_log ${dir}/error.log warn;\nevents { worker_connections 4096; }\nhttp {\n  access_log off;\n  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;\n${body}\n}\n`;
-}
-
-function start(cmd: string, args: string[]): ChildProcess {
-  const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
-  children.push(c);
-  return c;
-}
-
-async function until(fn: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    try {
-      if (fn()) return;
-    } catch {
-      /* not yet */
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what} did not come up`);
-}
-
-function run(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, stdio: ['ignore', 'pipe', 'pipe'] });
-}
 
 interface Figure {
   rps: number;
@@ -85,60 +51,7 @@ function h2load(url: string, host: string, headers: string[], dir: string, name:
 }
 
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('bench/gateway needs root (network namespaces)');
-  const p = await testPlatform();
-  cleanups.push(() => void p.cleanup());
-  const alice = await p.register('alice', 'creator');
-  const created = await p.as(alice, 'imvu.create', { name: 'bench', owner: alice.id, jurisdiction: 'US-CCPA', envelope: { cpu_cores: 8 } });
-  if (!created.allowed) throw new Error('imvu.create denied');
-  const imvu = (await p.store.get<{ id: string; seq: number; domain: string }>('SELECT id, seq, domain FROM imvus WHERE entry = ?', [created.index]))!;
-  const roomy = '999999999/min';
-  const policy = { public: [{ path: '/pub/*', backend: 'web:8080', rate_limit: roomy }], private: [{ path: '/priv/*', backend: 'web:8080', require_identity: true, rate_limit: roomy }], restricted: [] };
-  if (!(await p.as(alice, 'route.set', { imvu: imvu.id, policy })).allowed) throw new Error('route.set denied');
-
-  // The upstream: nginx in the IMVU's namespace at its workload address.
-  const net = workloadNet(imvu.seq, RANGE);
-  const ns = `nxbench-${process.pid}`;
-  const veth = `nxb${process.pid % 100000}h`;
-  ip('netns', 'add', ns);
-  cleanups.push(() => ip('netns', 'del', ns));
-  ip('link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
-  cleanups.push(() => ip('link', 'del', veth));
-  ip('addr', 'add', `${net.hostAddress}/30`, 'dev', veth);
-  ip('link', 'set', veth, 'up');
-  ip('-n', ns, 'addr', 'add', `${net.workloadAddress}/30`, 'dev', 'eth0');
-  ip('-n', ns, 'link', 'set', 'eth0', 'up');
-  ip('-n', ns, 'link', 'set', 'lo', 'up');
-  const up = join(p.dataDir, 'upstream');
-  mkdirSync(up, { recursive: true });
-  writeFileSync(join(up, 'nginx.conf'), nginxConf(up, `  server { listen ${net.workloadAddress}:8080 reuseport; keepalive_requests 1000000; location / { return 200 "hello from the upstream\\n"; } }`));
-  start('ip', ['netns', 'exec', ns, 'nginx', '-p', up, '-c', join(up, 'nginx.conf'), '-g', 'daemon off;']);
-  await until(() => run('curl', ['-s', `http://${net.workloadAddress}:8080/`]).startsWith('hello'), 'the upstream');
-
-  // The gateway: limits raised so that the bench measures the proxy, not the limiter.
-  const gw = new Gateway({ platform: p, httpsBind: `127.0.0.1:${GW_PORT}`, range: RANGE, checkIntervalMs: 3_600_000, imvuLimits: { requestsPerCoreS: 1_000_000, connectionsPerCore: 100_000 }, sourceLimit: { requests: 1_000_000_000, windowS: 10 } });
-  await gw.start();
-  cleanups.unshift(() => void gw.stop());
-  const pem = join(gw.layout.dir, 'certs', `${imvu.id}.pem`);
-
-  // nginx in front, same certificate and TLS settings, proxying to the same upstream with keep-alive.
-  const front = join(p.dataDir, 'nginx-front');
-  mkdirSync(front, { recursive: true });
-  writeFileSync(
-    join(front, 'nginx.conf'),
-    nginxConf(
-      front,
-      `  upstream u { server ${net.workloadAddress}:8080; keepalive 64; }\n  server {\n    listen 127.0.0.1:${NGINX_PORT} ssl http2;\n    server_name ${imvu.domain};\n    ssl_certificate ${pem}; ssl_certificate_key ${pem};\n    ssl_protocols TLSv1.2 TLSv1.3;\n    keepalive_requests 1000000;\n    location / { proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; }\n  }`,
-    ),
-  );
-  start('nginx', ['-p', front, '-c', join(front, 'nginx.conf'), '-g', 'daemon off;']);
-  const curlVia = (port: number, path: string, extra: string[] = []) => run('curl', ['-s', '--cacert', gw.caCert, '--resolve', `${imvu.domain}:${port}:127.0.0.1`, ...extra, `https://${imvu.domain}:${port}${path}`]);
-  await until(() => curlVia(NGINX_PORT, '/pub/x').startsWith('hello'), 'nginx');
-  const token = issueToken(gw.tokenKey, { imvu: imvu.id, identity: alice.id, roles: [], ttlS: 3600 });
-  const auth = `Authorization: Bearer ${token}`;
-  if (!curlVia(GW_PORT, '/pub/x').startsWith('hello')) throw new Error('gateway public route does not answer');
-  if (!curlVia(GW_PORT, '/priv/x', ['-H', auth]).startsWith('hello')) throw new Error('gateway private route does not answer');
-  if (curlVia(GW_PORT, '/priv/x', ['-o', '/dev/null', '-w', '%{http_code}']) !== '401') throw new Error('gateway private route answers without a token');
+  const { gw, domain, auth, dataDir } = await setUp({ range: RANGE, gwPort: GW_PORT, nginxPort: NGINX_PORT });
 
   // Same CPU budget for both: HAProxy's threads (its default, one per CPU) against nginx's workers.
   const nbthread = /Nbthread: (\d+)/.exec(execFileSync('socat', ['-', `UNIX-CONNECT:${gw.layout.adminSocket}`], { input: 'show info\n', encoding: 'utf8' }))?.[1] ?? '?';
@@ -152,8 +65,8 @@ async function main(): Promise<void> {
   for (let round = 0; round < ROUNDS; round++)
     for (const t of targets) {
       const url = `https://127.0.0.1:${t.port}${t.path}`;
-      const h1 = wrk(url, imvu.domain, t.headers);
-      const h2 = h2load(url, imvu.domain, t.headers.map((h) => h.replace(/^Authorization: /, 'authorization: ')), p.dataDir, t.name.replace(/\W+/g, '-'));
+      const h1 = wrk(url, domain, t.headers);
+      const h2 = h2load(url, domain, t.headers.map((h) => h.replace(/^Authorization: /, 'authorization: ')), dataDir, t.name.replace(/\W+/g, '-'));
       runs.get(t.name)!.h1.push(h1);
       runs.get(t.name)!.h2.push(h2);
       console.error(`round ${round + 1} ${t.name}: HTTP/1.1 ${h1.rps.toFixed(0)} req/s p99 ${h1.p99}; HTTP/2 ${h2.rps.toFixed(0)} req/s p99 ${h2.p99}`);
@@ -178,19 +91,4 @@ async function main(): Promise<void> {
   console.log(lines.join('\n'));
 }
 
-main()
-  .catch((e: unknown) => {
-    console.error(e);
-    process.exitCode = 1;
-  })
-  .finally(() => {
-    for (const c of children) c.kill('SIGTERM');
-    for (const f of cleanups) {
-      try {
-        f();
-      } catch {
-        /* best effort */
-      }
-    }
-    setTimeout(() => process.exit(), 3000).unref();
-  });
+runBench(main);

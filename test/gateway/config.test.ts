@@ -66,6 +66,25 @@ describe('rendered configuration', () => {
     );
   });
 
+  it('each route class ends its rules with its rates and an allow: a public request evaluates no token rule, a private one no role rule', () => {
+    const rules = requestRules(render('127.0.0.1:8443'));
+    const publicEnd = rules.indexOf('  http-request allow if !gated');
+    const privateEnd = rules.indexOf('  http-request allow if !restricted');
+    expect(publicEnd).toBeGreaterThan(0);
+    expect(privateEnd).toBeGreaterThan(publicEnd);
+    const token = (l: string) => /txn\.(jwt|jok|jp|exp)\b|str\((no-token|bad-signature|wrong-audience|expired)\)/.test(l);
+    const role = (l: string) => /txn\.(roles|role\d|ok\d)\b|missing-role/.test(l);
+    expect(rules.slice(0, publicEnd).filter((l) => token(l) || role(l))).toEqual([]);
+    expect(rules.slice(publicEnd, privateEnd).filter(token).length).toBeGreaterThan(5);
+    expect(rules.slice(0, privateEnd).filter(role)).toEqual([]);
+    // Every class is rate-limited and forwarded to its route's port; a gated one after its token check.
+    const tracks = rules.flatMap((l, i) => (l.includes('track-sc0 var(txn.rid) table st_route') ? [i] : []));
+    expect(tracks.length).toBe(3);
+    expect(tracks[0]).toBeLessThan(publicEnd);
+    expect(tracks[1]).toBeGreaterThan(rules.findIndex((l) => l.includes('status 401')));
+    expect(rules.filter((l) => l.includes('set-dst-port')).length).toBe(3);
+  });
+
   it('served requests are silenced in the log; refusals are answered before that rule', () => {
     const cfg = render('127.0.0.1:8443');
     expect(cfg).toContain('http-response set-log-level silent if { status lt 500 }');

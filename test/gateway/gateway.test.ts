@@ -5,6 +5,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { connect } from 'node:tls';
 import { readFileSync } from 'node:fs';
+import { sign } from 'node:crypto';
 import type { Json } from '../../src/core/types.ts';
 import { testPlatform, deniedBy, type TestPlatform, type Actor } from '../../src/core/testing.ts';
 import { Gateway } from '../../src/network/gateway/gateway.ts';
@@ -125,6 +126,13 @@ describe.skipIf(!haveHaproxy)('gateway on HAProxy', () => {
     expect(curl(A.host, '/internal/x', ['-H', `Authorization: Bearer ${expired}`]).code).toBe(401);
     const forged = good.slice(0, -4) + (good.endsWith('AAAA') ? 'BBBB' : 'AAAA');
     expect(curl(A.host, '/internal/x', ['-H', `Authorization: Bearer ${forged}`]).code).toBe(401);
+    // Signed by the gateway key, for A, but with no numeric expiry: refused, never valid forever.
+    const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    for (const exp of [undefined, 'never']) {
+      const input = `${b64({ alg: 'ES256', typ: 'JWT' })}.${b64({ aud: A.id, sub: alice.id, roles: '', iat: Math.floor(Date.now() / 1000), ...(exp === undefined ? {} : { exp }) })}`;
+      const unbounded = `${input}.${sign('sha256', Buffer.from(input), { key: gw.tokenKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
+      expect(curl(A.host, '/internal/x', ['-H', `Authorization: Bearer ${unbounded}`]).code, `exp ${exp}`).toBe(401);
+    }
   });
 
   it('restricted routes need a role listed on the route', () => {

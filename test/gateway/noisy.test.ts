@@ -11,6 +11,7 @@ import { testPlatform, type TestPlatform, type Actor } from '../../src/core/test
 import type { Json } from '../../src/core/types.ts';
 import { Gateway } from '../../src/network/gateway/gateway.ts';
 import { runtimeCommand } from '../../src/network/gateway/runtime.ts';
+import { issueToken } from '../../src/network/gateway/tokens.ts';
 import { startWorkload, type Workload } from './workloads.ts';
 import { createImvu, curl, freePort, haveHaproxy, waitFor } from './harness.ts';
 
@@ -91,7 +92,7 @@ describe.skipIf(!haveHaproxy)('rate limits and noisy neighbours', () => {
     bob = await p.register('bob', 'creator');
     A = await createImvu(p, alice, 'noisy', 'US-CCPA', { cpu_cores: 1 });
     B = await createImvu(p, bob, 'quiet', 'US-CCPA', { cpu_cores: 2 });
-    const policyA: { [k: string]: Json } = { public: [{ path: '/*', backend: 'web:8080' }, { path: '/flood', backend: 'web:8080', rate_limit: '600/min' }, { path: '/few', backend: 'web:8080', rate_limit: '2/min' }], private: [], restricted: [] };
+    const policyA: { [k: string]: Json } = { public: [{ path: '/*', backend: 'web:8080' }, { path: '/flood', backend: 'web:8080', rate_limit: '600/min' }, { path: '/few', backend: 'web:8080', rate_limit: '2/min' }], private: [{ path: '/team/*', backend: 'web:8080', require_identity: true, rate_limit: '2/min' }], restricted: [] };
     expect((await p.as(alice, 'route.set', { imvu: A.id, policy: policyA })).allowed).toBe(true);
     expect((await p.as(bob, 'route.set', { imvu: B.id, policy: { public: [{ path: '/*', backend: 'web:8080' }], private: [], restricted: [] } })).allowed).toBe(true);
     workloads.push(await startWorkload('na', A.seq, RANGE, 'noisy', [8080]));
@@ -120,6 +121,16 @@ describe.skipIf(!haveHaproxy)('rate limits and noisy neighbours', () => {
     expect(r.headers.toLowerCase()).toContain('retry-after: 60');
     expect(curl(gw, port, A.host, '/other').code).toBe(200);
     expect(curl(gw, port, B.host, '/few').code).toBe(200);
+  });
+
+  it("requests refused for their token do not spend a private route's rate_limit: its token holders are still served", () => {
+    // Anonymous requests past the route's 2/min are still answered 401, not 429, and count nothing.
+    for (let i = 0; i < 5; i++) expect(curl(gw, port, A.host, '/team/x').code, `anonymous request ${i + 1}`).toBe(401);
+    const bearer = ['-H', `Authorization: Bearer ${issueToken(gw.tokenKey, { imvu: A.id, identity: alice.id, roles: [] })}`];
+    expect([curl(gw, port, A.host, '/team/x', bearer).code, curl(gw, port, A.host, '/team/x', bearer).code]).toEqual([200, 200]);
+    const r = curl(gw, port, A.host, '/team/x', bearer);
+    expect(r.code).toBe(429);
+    expect(r.headers.toLowerCase()).toContain('retry-after: 60');
   });
 
   it("the IMVU's limits follow its envelope: requests per window and concurrent requests per CPU core", async () => {

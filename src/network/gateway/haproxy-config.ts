@@ -95,56 +95,26 @@ export function renderConfig(o: RenderOptions): string {
     // A Host that is not a host name (and port) is refused before any lookup: a NUL would end
     // the map key early (imvu001.world\0.evil found as imvu001.world).
     '  http-request deny deny_status 400 unless { req.hdr(host) -m reg -i ^[a-z0-9.-]{1,253}(:[0-9]{1,5})?$ }',
-    '  http-request set-var(txn.host) req.hdr(host),field(1,:),lower',
-    `  http-request set-var(txn.imvu) var(txn.host),map_str(${M.hosts})`,
+    `  http-request set-var(txn.imvu) req.hdr(host),field(1,:),lower,map_str(${M.hosts})`,
     '  http-request return status 421 content-type text/plain string "unknown host\\n" unless { var(txn.imvu) -m found }',
-    '  http-request set-var(txn.path) path',
-    '  http-request set-var(txn.rk) var(txn.imvu),concat(,txn.path)',
+    // The route key, IMVU then path, in one variable (concat appends only a variable's contents).
+    '  http-request set-var(txn.rk) path',
+    '  http-request set-var(txn.rk) var(txn.imvu),concat(,txn.rk)',
     `  http-request set-var(txn.route) var(txn.rk),map_str(${M.exact})`,
     `  http-request set-var(txn.route) var(txn.rk),map_beg(${M.prefix}) unless { var(txn.route) -m found }`,
     '  http-request return status 404 content-type text/plain string "no route\\n" unless { var(txn.route) -m found }',
-    '  http-request set-var(txn.cls) var(txn.route),field(1,|)',
-    '  http-request set-var(txn.port) var(txn.route),field(2,|),add(0)',
-    '  http-request set-var(txn.limit) var(txn.route),field(3,|),add(0)',
-    '  http-request set-var(txn.rnum) var(txn.route),field(4,|)',
-    '  http-request set-var(txn.rid) var(txn.imvu),concat(.,txn.rnum)',
+    // The route's id, `IMVU.n`: both parts are the ledger's (an IMVU id, a route number).
+    '  http-request set-var-fmt(txn.rid) "%[var(txn.imvu)].%[var(txn.route),field(4,|)]"',
     ...ROUTE_FLAGS,
-    // Private and restricted routes: an ES256 token of the platform's gateway key, for this IMVU, unexpired.
-    '  acl gated var(txn.gated) -m bool',
     ...policyRules(o),
-    '  http-request set-var(txn.jwt) http_auth_bearer if gated',
-    // A token whose signature was verified in the last minute is in st_jwt (keyed by the whole
-    // token, so only the identical string hits): the ES256 verification is the costly step. Its
-    // audience and expiry are still checked on every request. Only tokens of JWT characters and
-    // shorter than the table's key are cached (a longer key would be cut, a NUL end it).
-    '  acl jwtcache var(txn.jwt) -m reg ^[A-Za-z0-9_.-]{1,1000}$',
-    '  http-request set-var(txn.jok) int(1) if gated jwtcache { var(txn.jwt),in_table(st_jwt) }',
-    `  http-request set-var(txn.jok) var(txn.jwt),jwt_verify(ES256,${L.jwtKey}) if gated { var(txn.jwt) -m found } !{ var(txn.jok) -m found }`,
-    '  http-request track-sc2 var(txn.jwt) table st_jwt if gated jwtcache { var(txn.jok) -m int 1 }',
-    // The payload is decoded once (a verified token: its second part), then audience, expiry and
-    // roles are read from that JSON. (HAProxy 2.6's jwt_payload_query without a path yields nothing.)
-    "  http-request set-var(txn.jp) var(txn.jwt),word(2,.),ub64dec if gated { var(txn.jok) -m int 1 }",
-    '  http-request set-var(txn.aud) var(txn.jp),json_query(\'$.aud\'),strcmp(txn.imvu) if gated { var(txn.jok) -m int 1 }',
-    '  http-request set-var(txn.exp) var(txn.jp),json_query(\'$.exp\',int) if gated { var(txn.jok) -m int 1 }',
-    '  http-request set-var(txn.now) date if gated',
-    '  http-request set-var(txn.why) str(no-token) if gated !{ var(txn.jwt) -m found }',
-    '  http-request set-var(txn.why) str(bad-signature) if gated { var(txn.jwt) -m found } !{ var(txn.jok) -m int 1 }',
-    '  http-request set-var(txn.why) str(wrong-audience) if gated !{ var(txn.why) -m found } !{ var(txn.aud) -m int 0 }',
-    '  http-request set-var(txn.why) str(expired) if gated !{ var(txn.why) -m found } { var(txn.exp),sub(txn.now) le 0 }',
-    '  http-request return status 401 hdr WWW-Authenticate "Bearer" content-type text/plain string "token required\\n" if gated { var(txn.why) -m found }',
-  );
-  // Restricted: one of the token's roles (space-separated claim, first four) is listed on the route.
-  lines.push('  acl restricted var(txn.restricted) -m bool');
-  lines.push('  http-request set-var(txn.roles) var(txn.jp),json_query(\'$.roles\') if restricted');
-  lines.push(
-    ...[1, 2, 3, 4].flatMap((i) => [
-      `  http-request set-var(txn.role${i}) var(txn.roles),word(${i},' ') if restricted`,
-      `  http-request set-var(txn.ok${i}) var(txn.rid),concat(:,txn.role${i}),map_str(${M.roles}) if { var(txn.role${i}) -m found }`,
-    ]),
-    '  http-request set-var(txn.why) str(missing-role) if restricted !{ var(txn.ok1) -m found } !{ var(txn.ok2) -m found } !{ var(txn.ok3) -m found } !{ var(txn.ok4) -m found }',
-    '  http-request return status 403 content-type text/plain string "role required\\n" if { var(txn.why) -m str missing-role }',
-    ...rateRules(),
-    '  http-request set-dst-port var(txn.port)',
+    // Each class ends with its rates and forwarding, then `allow` ends the rules for it: a public
+    // request never evaluates the token rules, a private one never the role rules (bench/gateway).
+    // A gated route's rates come after its token check: requests refused 401 do not spend them.
+    ...forwardRules('!gated'),
+    ...tokenRules(L),
+    ...forwardRules('!restricted'),
+    ...roleRules(M.roles),
+    ...forwardRules(''),
     ...QUIET_SUCCESS,
     '  use_backend be_%[var(txn.imvu)]',
     '',
@@ -178,15 +148,63 @@ function acmeHttpRules(L: HaproxyLayout): string[] {
 // ---- Tuning (bench/gateway): per-request work the data plane does not need to repeat ----
 
 /**
- * The route's class and allow-list flag as booleans, set once per request: the rules after them
- * test these flags (tens of times per request) with a
- * plain integer test instead of re-splitting the route value and matching a string each time.
+ * The route's class as booleans, set once per request (`restricted` by the token rules, which only
+ * gated requests reach): the rules that end a class (forwardRules) test them with a plain variable
+ * test instead of re-splitting the route value and matching a string each time.
  */
 const ROUTE_FLAGS = [
-  "  http-request set-var(txn.gated) bool(1) if { var(txn.cls) -m str private restricted }",
-  "  http-request set-var(txn.restricted) bool(1) if { var(txn.cls) -m str restricted }",
-  '  http-request set-var(txn.listed) bool(1) if { var(txn.route),field(5,|) -m str 1 }',
+  '  http-request set-var(txn.gated) bool(1) if { var(txn.route) -m beg private| restricted| }',
+  '  acl gated var(txn.gated) -m bool',
+  '  acl restricted var(txn.restricted) -m bool',
 ];
+
+/**
+ * Private and restricted routes (only their requests get here: a public one was allowed before
+ * these rules): an ES256 token of the platform's gateway key, for this IMVU, unexpired. The payload is decoded once (a verified token: its second part), then audience and
+ * expiry are read from that JSON (HAProxy 2.6's jwt_payload_query without a path yields nothing).
+ * Each refusal reason is set only when no earlier one was, so the first failed check is logged.
+ */
+function tokenRules(L: HaproxyLayout): string[] {
+  return [
+    '  http-request set-var(txn.restricted) bool(1) if { var(txn.route) -m beg restricted| }',
+    '  http-request set-var(txn.jwt) http_auth_bearer',
+    // A token whose signature was verified in the last minute is in st_jwt (keyed by the whole
+    // token, so only the identical string hits): the ES256 verification is the costly step. Its
+    // audience and expiry are still checked on every request. Only tokens of JWT characters and
+    // shorter than the table's key are cached (a longer key would be cut, a NUL end it). jok: 2
+    // found in the cache, 1 verified now (then cached), 0 or less refused. A cached token is not
+    // tracked again: it is verified again once a minute, and each hit costs one lookup, not two.
+    '  acl jwtcache var(txn.jwt) -m reg ^[A-Za-z0-9_.-]{1,1000}$',
+    '  http-request set-var(txn.jok) int(2) if jwtcache { var(txn.jwt),in_table(st_jwt) }',
+    `  http-request set-var(txn.jok) var(txn.jwt),jwt_verify(ES256,${L.jwtKey}) if { var(txn.jwt) -m found } !{ var(txn.jok) -m found }`,
+    '  http-request track-sc2 var(txn.jwt) table st_jwt if { var(txn.jok) -m int 1 } jwtcache',
+    "  http-request set-var(txn.jp) var(txn.jwt),word(2,.),ub64dec if { var(txn.jok) -m int 1 2 }",
+    '  http-request set-var(txn.why) str(no-token) if !{ var(txn.jwt) -m found }',
+    '  http-request set-var(txn.why) str(bad-signature) if !{ var(txn.why) -m found } !{ var(txn.jok) -m int 1 2 }',
+    "  http-request set-var(txn.why) str(wrong-audience) if !{ var(txn.why) -m found } !{ var(txn.jp),json_query('$.aud'),strcmp(txn.imvu) eq 0 }",
+    "  http-request set-var(txn.exp) var(txn.jp),json_query('$.exp',int) if !{ var(txn.why) -m found }",
+    // exp - now > 0, or expired: a token without a numeric expiry is refused too.
+    '  http-request set-var(txn.why) str(expired) if !{ var(txn.why) -m found } !{ date,neg,add(txn.exp) gt 0 }',
+    '  http-request return status 401 hdr WWW-Authenticate "Bearer" content-type text/plain string "token required\\n" if { var(txn.why) -m found }',
+  ];
+}
+
+/**
+ * Restricted routes (only their requests get here): one of the token's roles (space-separated
+ * claim, first four) is listed on the route.
+ */
+function roleRules(roles: string): string[] {
+  return [
+    "  http-request set-var(txn.roles) var(txn.jp),json_query('$.roles')",
+    ...[1, 2, 3, 4].flatMap((i) => [
+      `  http-request set-var(txn.role${i}) var(txn.roles),word(${i},' ')`,
+      `  http-request set-var(txn.ok${i}) var(txn.rid),concat(:,txn.role${i}),map_str(${roles}) if { var(txn.role${i}) -m found }`,
+    ]),
+    '  http-request set-var(txn.why) str(missing-role) if !{ var(txn.ok1) -m found } !{ var(txn.ok2) -m found } !{ var(txn.ok3) -m found } !{ var(txn.ok4) -m found }',
+    // No other reason can be set here: every earlier one was answered.
+    '  http-request return status 403 content-type text/plain string "role required\\n" if { var(txn.why) -m found }',
+  ];
+}
 
 /**
  * nexus reads only refusals (401, 403, 429, 451, answered by HAProxy itself) and errors from the
@@ -231,14 +249,15 @@ function policyRules(o: RenderOptions): string[] {
   return [
     `  http-request set-var(txn.imv) var(txn.imvu),map_str(${M.imvus})`,
     '  http-request set-var(txn.why) str(region) if gated !{ var(txn.imv),field(1,|) -m str 1 }',
-    `  http-request return status 451 content-type text/plain lf-string "%[var(txn.imvu)] is under %[var(txn.imv),field(2,|)]: its private and restricted routes are served only by gateways in the %[var(txn.imv),field(3,|)] area(s); this gateway is in region ${o.region ?? '(none set)'}\\n" if { var(txn.why) -m str region }`,
-    '  acl listed var(txn.listed) -m bool',
+    `  http-request return status 451 content-type text/plain lf-string "%[var(txn.imvu)] is under %[var(txn.imv),field(2,|)]: its private and restricted routes are served only by gateways in the %[var(txn.imv),field(3,|)] area(s); this gateway is in region ${o.region ?? '(none set)'}\\n" if gated { var(txn.why) -m found }`,
+    '  acl listed var(txn.route),field(5,|) -m str 1',
     '  acl is_v4 src -m ip 0.0.0.0/0',
     ...v4,
     ...(ipv6 ? v6 : []),
     // An IPv6 client of a listener rendered without the IPv6 lookups is refused: none can match.
     `  http-request set-var(txn.why) str(ip-not-allowed) if listed is_v4 !allowed4 || listed !is_v4${ipv6 ? ' !allowed6' : ''}`,
-    '  http-request return status 403 content-type text/plain string "address not allowed\\n" if { var(txn.why) -m str ip-not-allowed }',
+    // No other reason can be set here: a refused region was answered.
+    '  http-request return status 403 content-type text/plain string "address not allowed\\n" if { var(txn.why) -m found }',
   ];
 }
 
@@ -251,14 +270,28 @@ function rateRules(): string[] {
   return [
     '  http-request track-sc0 var(txn.rid) table st_route',
     '  http-request track-sc1 var(txn.imvu) table st_imvu',
-    '  http-request set-var(txn.ireq) var(txn.imv),field(4,|),add(0)',
-    '  http-request set-var(txn.icon) var(txn.imv),field(5,|),add(0)',
-    '  http-request set-var(txn.why) str(rate) if { sc_http_req_rate(0),sub(txn.limit) gt 0 }',
-    '  http-request set-var(txn.why) str(imvu-rate) if !{ var(txn.why) -m found } { sc_http_req_rate(1),sub(txn.ireq) gt 0 }',
-    '  http-request set-var(txn.why) str(connections) if !{ var(txn.why) -m found } { sc_conn_cur(1),sub(txn.icon) gt 0 }',
-    `  http-request tarpit deny_status 429 content-type text/plain string "too many requests\\n" hdr Retry-After ${RATE_WINDOW_S} if { var(txn.why) -m str rate imvu-rate }`,
-    '  http-request tarpit deny_status 429 content-type text/plain string "too many connections\\n" hdr Retry-After 1 if { var(txn.why) -m str connections }',
+    // One variable holds each bound in turn (the arithmetic converters compare with a variable).
+    '  http-request set-var(txn.lim) var(txn.route),field(3,|),add(0)',
+    '  http-request set-var(txn.why) str(rate) if { sc_http_req_rate(0),sub(txn.lim) gt 0 }',
+    '  http-request set-var(txn.lim) var(txn.imv),field(4,|),add(0)',
+    '  http-request set-var(txn.why) str(imvu-rate) if !{ var(txn.why) -m found } { sc_http_req_rate(1),sub(txn.lim) gt 0 }',
+    `  http-request tarpit deny_status 429 content-type text/plain string "too many requests\\n" hdr Retry-After ${RATE_WINDOW_S} if { var(txn.why) -m found }`,
+    '  http-request set-var(txn.lim) var(txn.imv),field(5,|),add(0)',
+    '  http-request set-var(txn.why) str(connections) if { sc_conn_cur(1),sub(txn.lim) gt 0 }',
+    '  http-request tarpit deny_status 429 content-type text/plain string "too many connections\\n" hdr Retry-After 1 if { var(txn.why) -m found }',
   ];
+}
+
+/**
+ * The end of one class's rules, for the requests `cond` selects (every request left, when empty):
+ * its rates, the route's port, and `allow`, which ends the frontend's rules for that request. Only
+ * the tracking and the `allow` need the condition: for a request of a later class nothing is
+ * tracked yet (its sc_* fetches yield nothing, so no rate rule fires), nor any reason set, and the
+ * bounds and port it is given are set again by its own class's rules.
+ */
+function forwardRules(cond: string): string[] {
+  const only = (rule: string) => (cond && /track-sc|http-request allow/.test(rule) ? `${rule} if ${cond}` : rule);
+  return [...rateRules(), '  http-request set-dst-port var(txn.route),field(2,|),add(0)', ...(cond ? ['  http-request allow'] : [])].map(only);
 }
 
 // ---- Request smuggling and per-client request rates (hostile traffic, issue 13 item 8) ----
@@ -279,9 +312,7 @@ function rateRules(): string[] {
  */
 const SMUGGLING_RULES = [
   '  acl te_sent req.fhdr(transfer-encoding) -m found',
-  '  http-request deny deny_status 400 if te_sent !{ req.fhdr(transfer-encoding) -m str chunked }',
-  '  http-request deny deny_status 400 if te_sent { req.fhdr_cnt(transfer-encoding) gt 1 }',
-  '  http-request deny deny_status 400 if te_sent !{ req.ver 1.1 }',
+  '  http-request deny deny_status 400 if te_sent !{ req.fhdr(transfer-encoding) -m str chunked } || te_sent { req.fhdr_cnt(transfer-encoding) gt 1 } || te_sent !{ req.ver 1.1 }',
   '  http-request deny deny_status 400 if { req.hdr_names(:) -m reg [^A-Za-z0-9:-] }',
 ];
 
@@ -312,8 +343,8 @@ function sourceTable(l: SourceLimit): string[] {
  */
 function sourceRules(l: SourceLimit): string[] {
   return [
-    '  http-request set-var(txn.srcn) src_inc_gpc0(st_src)',
-    `  http-request deny deny_status 429 content-type text/plain string "too many requests from this address\\n" hdr Retry-After ${l.windowS} if { src_gpc0_rate(st_src) gt ${l.requests} }`,
+    // The first term counts (always true: the new count is at least 1), the second tests the rate.
+    `  http-request deny deny_status 429 content-type text/plain string "too many requests from this address\\n" hdr Retry-After ${l.windowS} if { src_inc_gpc0(st_src) gt 0 } { src_gpc0_rate(st_src) gt ${l.requests} }`,
   ];
 }
 
