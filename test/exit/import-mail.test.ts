@@ -5,14 +5,15 @@
 // once the same command has recorded the last part, the same message is accepted and delivered.
 // The first platform, where the IMVU has exited, still refuses for good (550).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, spawn, spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { initDataDir } from '../../src/core/platform.ts';
 import { startServer, type RunningServer } from '../../src/api/server.ts';
 import { loadPrivateKey } from '../../src/core/identity/keys.ts';
 import { mailboxRoot } from '../../src/mail/maildir/paths.ts';
-import { BIN, ROOT, run, submitDirect, tempDir } from '../cli/harness.ts';
+import { run, submitDirect, tempDir } from '../cli/harness.ts';
+import { killedAfterPart } from './killed-cli.ts';
 import { startFixtureDns } from '../mail/fixture-dns.ts';
 import { ok, recordName } from './zone-answers.ts';
 
@@ -90,19 +91,7 @@ afterAll(async () => {
 
 describe.skipIf(!hasSwaks)('mail to an IMVU still importing', () => {
   it('is refused for now (450 4.2.1) while parts are missing, not as an unknown mailbox', async () => {
-    const child = spawn(process.execPath, [BIN, 'imvu', 'import', archive], { cwd: ROOT, env: { ...process.env, ...envB() }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let err = '';
-    await new Promise<void>((res, rej) => {
-      child.stderr.on('data', (d: Buffer) => {
-        err += d.toString();
-        if (/part 1 of \d+ recorded/.test(err)) {
-          child.kill('SIGKILL');
-          res();
-        }
-      });
-      child.once('exit', (code) => rej(new Error(`the import ended (${code}) before its first part: ${err}`)));
-    });
-    expect(Number(/part \d+ of (\d+) recorded/.exec(err)![1])).toBeGreaterThan(1);
+    expect(await killedAfterPart(['imvu', 'import', archive], envB(), 1)).toBeGreaterThan(1);
     const show = JSON.parse(ok(await run(['--json', 'imvu', 'show', 'IMVU-001'], envB())).stdout) as { status: string };
     expect(show.status).toBe('importing');
     const r = await swaks(b.mail!.mx!.port, '--to', RCPT, '--header', 'Subject: while importing');

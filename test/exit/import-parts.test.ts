@@ -4,14 +4,15 @@
 // its zone is not served at all (REFUSED), across a daemon restart; the same command resumes, and
 // then dig answers and the record lists are the same on both platforms, and the ledger replays.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { initDataDir } from '../../src/core/platform.ts';
 import { startServer, type RunningServer } from '../../src/api/server.ts';
 import { loadPrivateKey } from '../../src/core/identity/keys.ts';
 import { signRead } from '../../src/api/read-auth.ts';
-import { BIN, ROOT, run, submitDirect, tempDir } from '../cli/harness.ts';
+import { run, submitDirect, tempDir } from '../cli/harness.ts';
+import { killedAfterPart } from './killed-cli.ts';
 import { answer, dig, dnsOf as dnsOfServer, ok, questionsFor, recordName } from './zone-answers.ts';
 
 const dirs: string[] = [];
@@ -91,19 +92,7 @@ describe('re-import of a zone larger than one ledger entry', () => {
     b = await startServer({ dataDir: dataB, host: '127.0.0.1', port: 0, logger: false, dns: { port: 0 } });
     ok(await run(['identity', 'import', 'alice'], envB()));
     // The CLI, killed once it has recorded its second part.
-    const child = spawn(process.execPath, [BIN, 'imvu', 'import', archive], { cwd: ROOT, env: { ...process.env, ...envB() }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let err = '';
-    await new Promise<void>((res, rej) => {
-      child.stderr.on('data', (d: Buffer) => {
-        err += d.toString();
-        if (/part 2 of \d+ recorded/.test(err)) {
-          child.kill('SIGKILL');
-          res();
-        }
-      });
-      child.once('exit', (code) => rej(new Error(`the import ended (${code}) before its second part: ${err}`)));
-    });
-    const total = Number(/part \d+ of (\d+) recorded/.exec(err)![1]);
+    const total = await killedAfterPart(['imvu', 'import', archive], envB(), 2);
     expect(total).toBeGreaterThan(4);
     await b.close();
     b = await startServer({ dataDir: dataB, host: '127.0.0.1', port: 0, logger: false, dns: { port: 0 } });

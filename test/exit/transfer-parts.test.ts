@@ -8,7 +8,7 @@
 // the offline verifier refuses an archive that presents it as whole, and a re-import on a third
 // platform does not serve it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initDataDir } from '../../src/core/platform.ts';
@@ -16,7 +16,8 @@ import { startServer, type RunningServer } from '../../src/api/server.ts';
 import { loadPrivateKey } from '../../src/core/identity/keys.ts';
 import { signRead } from '../../src/api/read-auth.ts';
 import { hashFile, signManifest, type SignedManifest } from '../../src/imvu/exit/manifest.ts';
-import { BIN, ROOT, run, submitDirect, tempDir } from '../cli/harness.ts';
+import { run, submitDirect, tempDir } from '../cli/harness.ts';
+import { killedAfterPart } from './killed-cli.ts';
 import { answer, dig, dnsOf as dnsOfServer, ok, questionsFor, recordName } from './zone-answers.ts';
 
 const dirs: string[] = [];
@@ -51,21 +52,7 @@ async function settled(): Promise<Record<string, string>> {
 }
 let before: Record<string, string>;
 /** `nexus domain transfer-in` on the second platform, killed once it has recorded its second part; the number of parts it declared. */
-async function transferKilledAfterPart2(code: string): Promise<number> {
-  const child = spawn(process.execPath, [BIN, 'domain', 'transfer-in', CUSTOM, '--code', code], { cwd: ROOT, env: { ...process.env, ...envB() }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  await new Promise<void>((res, rej) => {
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (/part 2 of \d+ recorded/.test(err)) {
-        child.kill('SIGKILL');
-        res();
-      }
-    });
-    child.once('exit', (c) => rej(new Error(`the transfer ended (${c}) before its second part: ${err}`)));
-  });
-  return Number(/part \d+ of (\d+) recorded/.exec(err)![1]);
-}
+const transferKilledAfterPart2 = (code: string) => killedAfterPart(['domain', 'transfer-in', CUSTOM, '--code', code], envB(), 2);
 const recordsOf = async (env: Record<string, string>) =>
   (JSON.parse(ok(await run(['--json', 'dns', 'record', 'list', CUSTOM], env)).stdout) as { records: { name: string; type: string; value: string; ttl: number }[] }).records
     .map((r) => `${r.name} ${r.ttl} ${r.type} ${r.value}`)
