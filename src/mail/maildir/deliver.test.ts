@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { renameSync } from 'node:fs';
 import type { SqlReader } from '../../core/store/index.ts';
-import { deliverToMailbox, deliverToMaildir, ensureMaildir, uniqueName } from './deliver.ts';
+import Database from 'better-sqlite3';
+import { deliverToMailbox, deliverToMaildir, ensureMaildir, mailboxState, uniqueName } from './deliver.ts';
 import { imvuDir, mailboxRoot } from './paths.ts';
 
 const dirs: string[] = [];
@@ -87,5 +88,22 @@ describe('deliverToMaildir', () => {
     const names = new Set(Array.from({ length: 1000 }, () => uniqueName()));
     expect(names.size).toBe(1000);
     for (const n of names) expect(n).not.toMatch(/[/:]/);
+  });
+});
+
+describe('mailboxState', () => {
+  // The real query on a real SQLite: the MX, submission and the queue all ask this one function.
+  const db = new Database(':memory:');
+  db.exec("CREATE TABLE imvus (id TEXT PRIMARY KEY, status TEXT); CREATE TABLE mailboxes (address TEXT PRIMARY KEY, imvu TEXT);");
+  db.exec("INSERT INTO imvus VALUES ('IMVU-001','active'),('IMVU-002','importing'),('IMVU-003','exited')");
+  db.exec("INSERT INTO mailboxes VALUES ('ceo@a.world','IMVU-001'),('ceo@b.world','IMVU-002'),('ceo@c.world','IMVU-003'),('ceo@d.world','IMVU-404')");
+  const store = { get: async (sql: string, p: unknown[] = []) => db.prepare(sql).get(...p), all: async () => [] } as unknown as SqlReader;
+
+  it('receives for a live IMVU, defers an importing one, and treats an exited or unknown IMVU as gone', async () => {
+    expect(await mailboxState(store, 'CEO@A.world')).toEqual({ state: 'receiving', imvu: 'IMVU-001' });
+    expect(await mailboxState(store, 'ceo@b.world')).toEqual({ state: 'importing', imvu: 'IMVU-002' });
+    expect(await mailboxState(store, 'ceo@c.world')).toEqual({ state: 'gone' });
+    expect(await mailboxState(store, 'ceo@d.world')).toEqual({ state: 'gone' });
+    expect(await mailboxState(store, 'nobody@a.world')).toEqual({ state: 'gone' });
   });
 });

@@ -99,6 +99,23 @@ export async function mailboxOf(store: SqlReader, address: string): Promise<{ ad
 }
 
 /**
+ * Whether mail for `address` can be taken now, the one rule the MX, submission and the queue's
+ * local delivery share: `receiving` (hosted, its IMVU neither exited nor importing); `importing`
+ * (the mailbox exists and takes mail once its IMVU's import is whole: a temporary refusal);
+ * `gone` (not hosted here, or its IMVU exited: its mailboxes left with it).
+ */
+export type MailboxState = { state: 'receiving'; imvu: string } | { state: 'importing'; imvu: string } | { state: 'gone' };
+
+export async function mailboxState(store: SqlReader, address: string): Promise<MailboxState> {
+  const row = await store.get<{ imvu: string; status: string }>(
+    'SELECT m.imvu AS imvu, i.status AS status FROM mailboxes m JOIN imvus i ON i.id = m.imvu WHERE m.address = ?',
+    [address.toLowerCase()],
+  );
+  if (!row || row.status === 'exited') return { state: 'gone' };
+  return { state: row.status === 'importing' ? 'importing' : 'receiving', imvu: row.imvu };
+}
+
+/**
  * Delivers into the hosted mailbox `address`: its IMVU comes from the projection, its Maildir is
  * DATA/imvus/<IMVU>/mail/<address>, created with no symlink on the way. Throws if not hosted.
  */

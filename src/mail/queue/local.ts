@@ -2,7 +2,7 @@
 // its own IMVU's directory (src/mail/maildir/paths.ts). The Maildir write is the standard one
 // (tmp/, fsync, rename into new/, fsync of new/) so a message is never seen half written.
 import type { SqlReader } from '../../core/store/index.ts';
-import { deliverToMailbox } from '../maildir/deliver.ts';
+import { deliverToMailbox, mailboxState } from '../maildir/deliver.ts';
 
 /** A delivery the remote side would refuse for good (no such mailbox): the queue sends a DSN. */
 export class PermanentFailure extends Error {
@@ -36,10 +36,9 @@ export async function hostedDomain(db: SqlReader, domain: string): Promise<strin
 export function maildirDeliverer(dataDir: string, db: SqlReader, onDelivered?: (imvu: string, bytes: number) => void): DeliverLocal {
   return async (address, raw) => {
     const a = address.toLowerCase();
-    const row = await db.get<{ imvu: string; status: string }>('SELECT m.imvu AS imvu, i.status AS status FROM mailboxes m JOIN imvus i ON i.id = m.imvu WHERE m.address = ?', [a]);
-    // As the MX answers: an exited IMVU's mailbox is gone; an importing one takes mail once whole.
-    if (!row || row.status === 'exited') throw new PermanentFailure(`550 5.1.1 <${a}>: no such mailbox here`, '5.1.1');
-    if (row.status === 'importing') throw new Error(`450 4.2.1 <${a}>: this mailbox is being imported (${row.imvu} is not whole yet)`);
+    const box = await mailboxState(db, a);
+    if (box.state === 'gone') throw new PermanentFailure(`550 5.1.1 <${a}>: no such mailbox here`, '5.1.1');
+    if (box.state === 'importing') throw new Error(`450 4.2.1 <${a}>: this mailbox is being imported (${box.imvu} is not whole yet)`);
     // The one Maildir writer (tmp/, fsync, new/, fsync; no symlink followed below the IMVU's directory).
     const { imvu } = await deliverToMailbox(db, dataDir, a, raw);
     onDelivered?.(imvu, raw.length);

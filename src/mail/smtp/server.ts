@@ -22,7 +22,7 @@ import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMT
 import addressparser from 'nodemailer/lib/addressparser';
 import { authenticate } from 'mailauth';
 import type { SqlReader } from '../../core/store/index.ts';
-import { deliverToMailbox, mailboxOf, uniqueName } from '../maildir/deliver.ts';
+import { deliverToMailbox, mailboxState, uniqueName } from '../maildir/deliver.ts';
 import { verifyAppPassword, type MailLogin } from '../auth/app-password.ts';
 import { MessageGuard } from './guard.ts';
 import { AUTH_LIMIT_DEFAULTS, FailureLimiter, sourcePrefix, type FailureLimitOptions } from './limits.ts';
@@ -249,18 +249,10 @@ function answer(work: Promise<string>, cb: (err?: Error | null, message?: string
 
 const lower = (a: SMTPServerAddress | false | undefined) => (a ? a.address.toLowerCase() : '');
 
-/** A hosted mailbox's IMVU and that IMVU's status, else undefined. */
-async function hostedBox(store: SqlReader, address: string): Promise<{ imvu: string; status: string } | undefined> {
-  const box = await mailboxOf(store, address);
-  if (!box) return undefined;
-  const imvu = await store.get<{ status: string }>('SELECT status FROM imvus WHERE id = ?', [box.imvu]);
-  return imvu ? { imvu: box.imvu, status: imvu.status } : undefined;
-}
-
-/** The mailbox's IMVU when it may receive (hosted, IMVU neither exited nor still importing), else undefined. */
+/** The mailbox's IMVU when it may receive now (mailboxState), else undefined. */
 async function receiving(store: SqlReader, address: string): Promise<string | undefined> {
-  const box = await hostedBox(store, address);
-  return box && box.status !== 'exited' && box.status !== 'importing' ? box.imvu : undefined;
+  const box = await mailboxState(store, address);
+  return box.state === 'receiving' ? box.imvu : undefined;
 }
 
 /**
@@ -283,10 +275,10 @@ export async function startMx(o: MxOptions): Promise<SmtpListener> {
     disabledCommands: ['AUTH'],
     onRcptTo(address, session, cb) {
       const rcpt = lower(address);
-      hostedBox(o.store, rcpt).then(
+      mailboxState(o.store, rcpt).then(
         async (box) => {
-          if (box && box.status !== 'exited' && box.status !== 'importing') return cb();
-          if (box?.status === 'importing') return cb(importingRefusal(rcpt, box.imvu));
+          if (box.state === 'receiving') return cb();
+          if (box.state === 'importing') return cb(importingRefusal(rcpt, box.imvu));
           if (rcpt.includes('@') && (await hostedDomain(o.store, rcpt))) return cb(smtpError(550, `5.1.1 <${rcpt}>: no such mailbox here`));
           o.noise?.add(sourcePrefix(session.remoteAddress), 'smtp-relay-refused');
           cb(smtpError(550, `5.7.1 <${rcpt}>: relay access denied: this server accepts mail only for its hosted mailboxes`));
@@ -445,10 +437,10 @@ export async function startSubmission(o: SubmissionOptions): Promise<SmtpListene
     onRcptTo(address, _session, cb) {
       if (o.enqueue) return cb();
       // Without the outbound queue only hosted mailboxes can be reached.
-      hostedBox(o.store, lower(address)).then(
+      mailboxState(o.store, lower(address)).then(
         (box) => {
-          if (box && box.status !== 'exited' && box.status !== 'importing') return cb();
-          if (box?.status === 'importing') return cb(importingRefusal(lower(address), box.imvu));
+          if (box.state === 'receiving') return cb();
+          if (box.state === 'importing') return cb(importingRefusal(lower(address), box.imvu));
           cb(smtpError(451, `4.4.0 <${lower(address)}>: delivery outside this platform is not available yet`));
         },
         (err: unknown) => {
