@@ -523,7 +523,7 @@ function importRoutes(): RouteDef[] {
         const row = await ctx.platform.store.get<{ status: string; archive_sha256: string }>('SELECT i.status AS status, m.archive_sha256 AS archive_sha256 FROM imvus i JOIN imports m ON m.imvu = i.id WHERE i.id = ?', [id]);
         if (row?.status !== 'active') return reply;
         // A transferred domain's part restores nothing: only the part that makes the import whole does.
-        const header = (req.body as { import?: unknown } | undefined)?.import;
+        const header = (req.body as { command?: { body?: { import?: unknown } } } | undefined)?.command?.body?.import;
         const own = await ctx.platform.store.get('SELECT 1 AS x FROM import_parts p JOIN imvus i ON i.id = p.imvu AND i.domain = p.zone WHERE p.header = ? AND p.imvu = ? LIMIT 1', [String(header), id]);
         if (!own) return reply;
         const s = await service();

@@ -49,10 +49,11 @@ const mail = () => ({
   smtpsPort: null,
   resolver: { rootHints: [{ name: 'root.', address: '127.0.0.1', port: dns.port }], upstreamPort: dns.port, limits: { timeoutMs: 500, requestTimeoutMs: 1500 } },
 });
-const inbox = () => {
-  const dir = join(mailboxRoot(dataB, 'IMVU-001', RCPT), 'new');
-  return existsSync(dir) ? readdirSync(dir).map((f) => readFileSync(join(dir, f), 'utf8')) : [];
-};
+const inbox = () =>
+  ['new', 'cur'].flatMap((sub) => {
+    const dir = join(mailboxRoot(dataB, 'IMVU-001', RCPT), sub);
+    return existsSync(dir) ? readdirSync(dir).map((f) => readFileSync(join(dir, f), 'utf8')) : [];
+  });
 
 beforeAll(async () => {
   if (!hasSwaks) return;
@@ -75,6 +76,9 @@ beforeAll(async () => {
         expect(res.status, JSON.stringify(res.body)).toBe(201);
       }),
     );
+  // One message held before the exit: the import must restore it once its last part is recorded.
+  const held = await swaks(a.mail!.mx!.port, '--to', RCPT, '--header', 'Subject: held before the exit');
+  expect(held.status, held.out).toBe(0);
   ok(await run(['imvu', 'exit', 'IMVU-001', '--out', out, '--timeout', '300'], envA()));
   archive = join(out, 'IMVU-001-exit.tar.gz');
   ok(await run(['imvu', 'exit-confirm', 'IMVU-001', '--archive', archive], envA()));
@@ -108,6 +112,11 @@ describe.skipIf(!hasSwaks)('mail to an IMVU still importing', () => {
     ok(await run(['imvu', 'import', archive], envB()));
     const show = JSON.parse(ok(await run(['--json', 'imvu', 'show', 'IMVU-001'], envB())).stdout) as { status: string };
     expect(show.status).toBe('active');
+    // The restore ran with the last part (not at some later start): the held message is back and
+    // nothing is owed, so the MX takes mail again.
+    expect(inbox().filter((m) => m.includes('Subject: held before the exit'))).toHaveLength(1);
+    const imports = join(dataB, 'imports');
+    expect(readdirSync(imports).flatMap((d) => readdirSync(join(imports, d))).filter((f) => f.endsWith('.pending'))).toEqual([]);
     const r = await swaks(b.mail!.mx!.port, '--to', RCPT, '--header', 'Subject: while importing');
     expect(r.status, r.out).toBe(0);
     expect(r.out).toMatch(/<- {2}250 2\.0\.0 delivered/);

@@ -10,12 +10,9 @@ import { join } from 'node:path';
 import { dnssecKeyPath, rawPublicKey } from '../../domains/dnssec/keys.ts';
 import { dnskeyRdata, keyTag } from '../../domains/dnssec/keytag.ts';
 import { dkimKeyPath, writeSecretFile } from '../provision.ts';
+import { stagingDir } from './paths.ts';
 
-/** DATA/imports/<sha256>: where an uploaded archive and its verified extraction are kept. */
-export function stagingDir(dataDir: string, sha256: string): string {
-  if (!/^[0-9a-f]{64}$/.test(sha256)) throw new Error(`not a SHA-256 digest: ${sha256}`);
-  return join(dataDir, 'imports', sha256);
-}
+export { stagingDir } from './paths.ts';
 
 /** An ECDSA P-256 private key from BIND's private key file and the DNSKEY public key field it must match. */
 export function bindPrivateKeyToKeyObject(text: string, publicKey: Buffer): KeyObject {

@@ -16,7 +16,7 @@ import type { OpenPlatform } from '../../core/platform.ts';
 import { mailboxRoot } from '../../mail/maildir/paths.ts';
 import { MANIFEST_FILE, RESTORE_FILE, type SignedManifest } from '../exit/manifest.ts';
 import { ArchiveInvalid, verifyExitArchive } from '../exit/verify.ts';
-import { stagingDir } from './keys.ts';
+import { restorePendingFile, stagingDir } from './paths.ts';
 
 export { stagingDir };
 
@@ -252,7 +252,7 @@ export async function restoreVolume(p: OpenPlatform, imvu: string, root: string)
 // recorded, outside its transaction (they are files). A marker written durably before that entry
 // is submitted says a restore is owed; it goes only once the restore is done, so a daemon that dies
 // in between finishes the restore at its next start (`resumeRestores`), before mail is accepted.
-const pendingFile = (dataDir: string, sha256: string, imvu: string) => join(stagingDir(dataDir, sha256), `restore-${imvu}.pending`);
+const pendingFile = restorePendingFile;
 
 /** Notes, durably, that `imvu`'s restore from `sha256` is owed. False if it was noted already. */
 export function markRestorePending(dataDir: string, sha256: string, imvu: string): boolean {

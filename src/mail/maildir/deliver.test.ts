@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -8,6 +8,7 @@ import type { SqlReader } from '../../core/store/index.ts';
 import Database from 'better-sqlite3';
 import { deliverToMailbox, deliverToMaildir, ensureMaildir, mailboxState, uniqueName } from './deliver.ts';
 import { imvuDir, mailboxRoot } from './paths.ts';
+import { restorePendingFile } from '../../imvu/import/paths.ts';
 
 const dirs: string[] = [];
 const temp = () => {
@@ -94,16 +95,30 @@ describe('deliverToMaildir', () => {
 describe('mailboxState', () => {
   // The real query on a real SQLite: the MX, submission and the queue all ask this one function.
   const db = new Database(':memory:');
-  db.exec("CREATE TABLE imvus (id TEXT PRIMARY KEY, status TEXT); CREATE TABLE mailboxes (address TEXT PRIMARY KEY, imvu TEXT);");
-  db.exec("INSERT INTO imvus VALUES ('IMVU-001','active'),('IMVU-002','importing'),('IMVU-003','exited')");
-  db.exec("INSERT INTO mailboxes VALUES ('ceo@a.world','IMVU-001'),('ceo@b.world','IMVU-002'),('ceo@c.world','IMVU-003'),('ceo@d.world','IMVU-404')");
+  db.exec('CREATE TABLE imvus (id TEXT PRIMARY KEY, status TEXT); CREATE TABLE mailboxes (address TEXT PRIMARY KEY, imvu TEXT); CREATE TABLE imports (imvu TEXT PRIMARY KEY, archive_sha256 TEXT);');
+  db.exec("INSERT INTO imvus VALUES ('IMVU-001','active'),('IMVU-002','importing'),('IMVU-003','exited'),('IMVU-005','active')");
+  db.exec("INSERT INTO mailboxes VALUES ('ceo@a.world','IMVU-001'),('ceo@b.world','IMVU-002'),('ceo@c.world','IMVU-003'),('ceo@d.world','IMVU-404'),('ceo@e.world','IMVU-005')");
+  const archive = 'ab'.repeat(32);
+  db.exec(`INSERT INTO imports VALUES ('IMVU-005','${archive}')`);
   const store = { get: async (sql: string, p: unknown[] = []) => db.prepare(sql).get(...p), all: async () => [] } as unknown as SqlReader;
 
   it('receives for a live IMVU, defers an importing one, and treats an exited or unknown IMVU as gone', async () => {
-    expect(await mailboxState(store, 'CEO@A.world')).toEqual({ state: 'receiving', imvu: 'IMVU-001' });
-    expect(await mailboxState(store, 'ceo@b.world')).toEqual({ state: 'importing', imvu: 'IMVU-002' });
-    expect(await mailboxState(store, 'ceo@c.world')).toEqual({ state: 'gone' });
-    expect(await mailboxState(store, 'ceo@d.world')).toEqual({ state: 'gone' });
-    expect(await mailboxState(store, 'nobody@a.world')).toEqual({ state: 'gone' });
+    const data = temp();
+    expect(await mailboxState(store, data, 'CEO@A.world')).toEqual({ state: 'receiving', imvu: 'IMVU-001' });
+    expect(await mailboxState(store, data, 'ceo@b.world')).toEqual({ state: 'importing', imvu: 'IMVU-002' });
+    expect(await mailboxState(store, data, 'ceo@c.world')).toEqual({ state: 'gone' });
+    expect(await mailboxState(store, data, 'ceo@d.world')).toEqual({ state: 'gone' });
+    expect(await mailboxState(store, data, 'nobody@a.world')).toEqual({ state: 'gone' });
+  });
+
+  it('defers an imported IMVU while its mail restore is owed, so nothing lands before the restored messages', async () => {
+    const data = temp();
+    expect(await mailboxState(store, data, 'ceo@e.world')).toEqual({ state: 'receiving', imvu: 'IMVU-005' });
+    const marker = restorePendingFile(data, archive, 'IMVU-005');
+    mkdirSync(join(marker, '..'), { recursive: true });
+    writeFileSync(marker, 'IMVU-005\n');
+    expect(await mailboxState(store, data, 'ceo@e.world')).toEqual({ state: 'importing', imvu: 'IMVU-005' });
+    rmSync(marker);
+    expect(await mailboxState(store, data, 'ceo@e.world')).toEqual({ state: 'receiving', imvu: 'IMVU-005' });
   });
 });

@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { SqlReader } from '../../core/store/index.ts';
+import { restorePendingFile } from '../../imvu/import/paths.ts';
 import { imvuDir, mailboxRoot } from './paths.ts';
 
 const DIR_MODE = 0o700;
@@ -101,18 +102,21 @@ export async function mailboxOf(store: SqlReader, address: string): Promise<{ ad
 /**
  * Whether mail for `address` can be taken now, the one rule the MX, submission and the queue's
  * local delivery share: `receiving` (hosted, its IMVU neither exited nor importing); `importing`
- * (the mailbox exists and takes mail once its IMVU's import is whole: a temporary refusal);
- * `gone` (not hosted here, or its IMVU exited: its mailboxes left with it).
+ * (the mailbox exists and takes mail once its IMVU's import is whole and its mail restored: a
+ * temporary refusal, so that nothing delivered meanwhile gets a lower UID than the restored
+ * messages); `gone` (not hosted here, or its IMVU exited: its mailboxes left with it).
  */
 export type MailboxState = { state: 'receiving'; imvu: string } | { state: 'importing'; imvu: string } | { state: 'gone' };
 
-export async function mailboxState(store: SqlReader, address: string): Promise<MailboxState> {
-  const row = await store.get<{ imvu: string; status: string }>(
-    'SELECT m.imvu AS imvu, i.status AS status FROM mailboxes m JOIN imvus i ON i.id = m.imvu WHERE m.address = ?',
+export async function mailboxState(store: SqlReader, dataDir: string, address: string): Promise<MailboxState> {
+  const row = await store.get<{ imvu: string; status: string; archive: string | null }>(
+    'SELECT m.imvu AS imvu, i.status AS status, x.archive_sha256 AS archive FROM mailboxes m JOIN imvus i ON i.id = m.imvu LEFT JOIN imports x ON x.imvu = m.imvu WHERE m.address = ?',
     [address.toLowerCase()],
   );
   if (!row || row.status === 'exited') return { state: 'gone' };
-  return { state: row.status === 'importing' ? 'importing' : 'receiving', imvu: row.imvu };
+  // Made whole, but its archive's mail is still being written (resumed at start after a crash).
+  const restoring = row.archive !== null && (await fs.access(restorePendingFile(dataDir, row.archive, row.imvu)).then(() => true, () => false));
+  return { state: row.status === 'importing' || restoring ? 'importing' : 'receiving', imvu: row.imvu };
 }
 
 /**

@@ -36,7 +36,7 @@ export async function hostedDomain(db: SqlReader, domain: string): Promise<strin
 export function maildirDeliverer(dataDir: string, db: SqlReader, onDelivered?: (imvu: string, bytes: number) => void): DeliverLocal {
   return async (address, raw) => {
     const a = address.toLowerCase();
-    const box = await mailboxState(db, a);
+    const box = await mailboxState(db, dataDir, a);
     if (box.state === 'gone') throw new PermanentFailure(`550 5.1.1 <${a}>: no such mailbox here`, '5.1.1');
     if (box.state === 'importing') throw new Error(`450 4.2.1 <${a}>: this mailbox is being imported (${box.imvu} is not whole yet)`);
     // The one Maildir writer (tmp/, fsync, new/, fsync; no symlink followed below the IMVU's directory).

@@ -250,8 +250,8 @@ function answer(work: Promise<string>, cb: (err?: Error | null, message?: string
 const lower = (a: SMTPServerAddress | false | undefined) => (a ? a.address.toLowerCase() : '');
 
 /** The mailbox's IMVU when it may receive now (mailboxState), else undefined. */
-async function receiving(store: SqlReader, address: string): Promise<string | undefined> {
-  const box = await mailboxState(store, address);
+async function receiving(store: SqlReader, dataDir: string, address: string): Promise<string | undefined> {
+  const box = await mailboxState(store, dataDir, address);
   return box.state === 'receiving' ? box.imvu : undefined;
 }
 
@@ -275,7 +275,7 @@ export async function startMx(o: MxOptions): Promise<SmtpListener> {
     disabledCommands: ['AUTH'],
     onRcptTo(address, session, cb) {
       const rcpt = lower(address);
-      mailboxState(o.store, rcpt).then(
+      mailboxState(o.store, o.dataDir, rcpt).then(
         async (box) => {
           if (box.state === 'receiving') return cb();
           if (box.state === 'importing') return cb(importingRefusal(rcpt, box.imvu));
@@ -423,7 +423,7 @@ export async function startSubmission(o: SubmissionOptions): Promise<SmtpListene
     onMailFrom(address, session, cb) {
       const login = loginOf(session);
       const from = lower(address);
-      receiving(o.store, from).then(
+      receiving(o.store, o.dataDir, from).then(
         async (imvu) => {
           if (imvu === login.imvu) return cb();
           cb(await refuse(login, from, [], `<${from}> is not a mailbox of ${login.imvu}: you may send only as your own IMVU's mailboxes`));
@@ -437,7 +437,7 @@ export async function startSubmission(o: SubmissionOptions): Promise<SmtpListene
     onRcptTo(address, _session, cb) {
       if (o.enqueue) return cb();
       // Without the outbound queue only hosted mailboxes can be reached.
-      mailboxState(o.store, lower(address)).then(
+      mailboxState(o.store, o.dataDir, lower(address)).then(
         (box) => {
           if (box.state === 'receiving') return cb();
           if (box.state === 'importing') return cb(importingRefusal(lower(address), box.imvu));
@@ -461,7 +461,7 @@ export async function startSubmission(o: SubmissionOptions): Promise<SmtpListene
             const senders = claimedSenders(guard.headerBlock());
             if (typeof senders === 'string') throw smtpError(550, `5.6.0 ${senders}`);
             for (const s of senders) {
-              if ((await receiving(o.store, s)) !== login.imvu)
+              if ((await receiving(o.store, o.dataDir, s)) !== login.imvu)
                 throw await refuse(login, mailFrom, senders, `From/Sender <${s}> is not a mailbox of ${login.imvu}: you may send only as your own IMVU's mailboxes`);
             }
             const rcptTo = session.envelope.rcptTo.map((r) => r.address.toLowerCase());
