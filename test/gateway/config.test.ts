@@ -78,11 +78,22 @@ describe('rendered configuration', () => {
     expect(rules.slice(publicEnd, privateEnd).filter(token).length).toBeGreaterThan(5);
     expect(rules.slice(0, privateEnd).filter(role)).toEqual([]);
     // Every class is rate-limited and forwarded to its route's port; a gated one after its token check.
-    const tracks = rules.flatMap((l, i) => (l.includes('track-sc0 var(txn.rid) table st_route') ? [i] : []));
+    const tracks = rules.flatMap((l, i) => (l.includes('track-sc0 var(txn.route),field(4,|) table st_route') ? [i] : []));
     expect(tracks.length).toBe(3);
     expect(tracks[0]).toBeLessThan(publicEnd);
     expect(tracks[1]).toBeGreaterThan(rules.findIndex((l) => l.includes('status 401')));
     expect(rules.filter((l) => l.includes('set-dst-port')).length).toBe(3);
+  });
+
+  it('a public request makes one map lookup for its route and none of the IMVU, and builds no route id', () => {
+    const cfg = render('127.0.0.1:8443');
+    const rules = requestRules(cfg);
+    const publicRules = rules.slice(0, rules.indexOf('  http-request allow if !gated'));
+    // Every lookup of the imvus map and every route id built is for gated or listed routes only.
+    expect(publicRules.filter((l) => l.includes(`map_str(${layout.maps.imvus})`) && !/ if gated$/.test(l))).toEqual([]);
+    expect(publicRules.filter((l) => /set-var(-fmt)?\(txn\.rid\)/.test(l) && !/ if listed$/.test(l))).toEqual([]);
+    // The IMVU's bounds are the route value's sixth and seventh fields.
+    expect(publicRules.filter((l) => /var\(txn\.route\),field\([67],\|\)/.test(l)).length).toBe(2);
   });
 
   it('served requests are silenced in the log; refusals are answered before that rule', () => {

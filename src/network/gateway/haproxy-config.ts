@@ -89,7 +89,7 @@ export function renderConfig(o: RenderOptions): string {
   lines.push(
     'frontend https',
     `  bind ${o.httpsBind} ssl crt-list ${L.crtList} alpn h2,http/1.1`,
-    '  log-format "gw %[var(txn.imvu)] %[var(txn.rid)] %ST %[var(txn.why)]"',
+    '  log-format "gw %[var(txn.imvu)] %[var(txn.route),field(4,|)] %ST %[var(txn.why)]"',
     ...SMUGGLING_RULES,
     ...sourceRules(o.sourceLimit ?? SOURCE_LIMIT),
     // A Host that is not a host name (and port) is refused before any lookup: a NUL would end
@@ -97,14 +97,11 @@ export function renderConfig(o: RenderOptions): string {
     '  http-request deny deny_status 400 unless { req.hdr(host) -m reg -i ^[a-z0-9.-]{1,253}(:[0-9]{1,5})?$ }',
     `  http-request set-var(txn.imvu) req.hdr(host),field(1,:),lower,map_str(${M.hosts})`,
     '  http-request return status 421 content-type text/plain string "unknown host\\n" unless { var(txn.imvu) -m found }',
-    // The route key, IMVU then path, in one variable (concat appends only a variable's contents).
-    '  http-request set-var(txn.rk) path',
-    '  http-request set-var(txn.rk) var(txn.imvu),concat(,txn.rk)',
+    // The route key, IMVU then path (an empty path gives `IMVU-`, which no route key is).
+    '  http-request set-var-fmt(txn.rk) "%[var(txn.imvu)]%[path]"',
     `  http-request set-var(txn.route) var(txn.rk),map_str(${M.exact})`,
     `  http-request set-var(txn.route) var(txn.rk),map_beg(${M.prefix}) unless { var(txn.route) -m found }`,
     '  http-request return status 404 content-type text/plain string "no route\\n" unless { var(txn.route) -m found }',
-    // The route's id, `IMVU.n`: both parts are the ledger's (an IMVU id, a route number).
-    '  http-request set-var-fmt(txn.rid) "%[var(txn.imvu)].%[var(txn.route),field(4,|)]"',
     ...ROUTE_FLAGS,
     ...policyRules(o),
     // Each class ends with its rates and forwarding, then `allow` ends the rules for it: a public
@@ -196,6 +193,7 @@ function tokenRules(L: HaproxyLayout): string[] {
 function roleRules(roles: string): string[] {
   return [
     "  http-request set-var(txn.roles) var(txn.jp),json_query('$.roles')",
+    '  http-request set-var(txn.rid) var(txn.route),field(4,|)',
     ...[1, 2, 3, 4].flatMap((i) => [
       `  http-request set-var(txn.role${i}) var(txn.roles),word(${i},' ')`,
       `  http-request set-var(txn.ok${i}) var(txn.rid),concat(:,txn.role${i}),map_str(${roles}) if { var(txn.role${i}) -m found }`,
@@ -247,10 +245,13 @@ function policyRules(o: RenderOptions): string[] {
   const v6 = Array.from({ length: 129 }, (_, l) => `  acl allowed6 src,ipmask(32,${l}),concat(/${l}@,txn.rid,),map_str(${M.allow}) -m found`);
   const ipv6 = acceptsIpv6(o.httpsBind);
   return [
-    `  http-request set-var(txn.imv) var(txn.imvu),map_str(${M.imvus})`,
+    // Only a gated route needs the region: a public request makes no lookup in the imvus map.
+    `  http-request set-var(txn.imv) var(txn.imvu),map_str(${M.imvus}) if gated`,
     '  http-request set-var(txn.why) str(region) if gated !{ var(txn.imv),field(1,|) -m str 1 }',
     `  http-request return status 451 content-type text/plain lf-string "%[var(txn.imvu)] is under %[var(txn.imv),field(2,|)]: its private and restricted routes are served only by gateways in the %[var(txn.imv),field(3,|)] area(s); this gateway is in region ${o.region ?? '(none set)'}\\n" if gated { var(txn.why) -m found }`,
     '  acl listed var(txn.route),field(5,|) -m str 1',
+    // The allow map's keys end with the route id; concat appends only a variable's contents.
+    '  http-request set-var(txn.rid) var(txn.route),field(4,|) if listed',
     '  acl is_v4 src -m ip 0.0.0.0/0',
     ...v4,
     ...(ipv6 ? v6 : []),
@@ -263,20 +264,21 @@ function policyRules(o: RenderOptions): string[] {
 
 /**
  * Rates (threat 3.1): requests per route per window (the route's rate_limit), requests per IMVU
- * per window and its concurrent connections (both from its envelope, the `imvus` map). Refused
- * with 429 and Retry-After, after the tarpit delay.
+ * per window and its concurrent connections (both from its envelope, copied into each of its
+ * route values so that one lookup gives every bound). Refused with 429 and Retry-After, after the
+ * tarpit delay.
  */
 function rateRules(): string[] {
   return [
-    '  http-request track-sc0 var(txn.rid) table st_route',
+    '  http-request track-sc0 var(txn.route),field(4,|) table st_route',
     '  http-request track-sc1 var(txn.imvu) table st_imvu',
     // One variable holds each bound in turn (the arithmetic converters compare with a variable).
     '  http-request set-var(txn.lim) var(txn.route),field(3,|),add(0)',
     '  http-request set-var(txn.why) str(rate) if { sc_http_req_rate(0),sub(txn.lim) gt 0 }',
-    '  http-request set-var(txn.lim) var(txn.imv),field(4,|),add(0)',
+    '  http-request set-var(txn.lim) var(txn.route),field(6,|),add(0)',
     '  http-request set-var(txn.why) str(imvu-rate) if !{ var(txn.why) -m found } { sc_http_req_rate(1),sub(txn.lim) gt 0 }',
     `  http-request tarpit deny_status 429 content-type text/plain string "too many requests\\n" hdr Retry-After ${RATE_WINDOW_S} if { var(txn.why) -m found }`,
-    '  http-request set-var(txn.lim) var(txn.imv),field(5,|),add(0)',
+    '  http-request set-var(txn.lim) var(txn.route),field(7,|),add(0)',
     '  http-request set-var(txn.why) str(connections) if { sc_conn_cur(1),sub(txn.lim) gt 0 }',
     '  http-request tarpit deny_status 429 content-type text/plain string "too many connections\\n" hdr Retry-After 1 if { var(txn.why) -m found }',
   ];
