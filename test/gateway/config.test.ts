@@ -96,6 +96,17 @@ describe('rendered configuration', () => {
     expect(publicRules.filter((l) => /var\(txn\.route\),field\([67],\|\)/.test(l)).length).toBe(2);
   });
 
+  it("the client's entry in st_src is looked up once per connection; the token cache is filled without a tracking slot", () => {
+    const cfg = render('127.0.0.1:8443');
+    expect(cfg).toContain('  tcp-request connection track-sc2 src table st_src\n');
+    // No per-request lookup of the client's entry, and no stream tracking of sc2 (a stream starts
+    // with its session's slots: it would find sc2 taken).
+    expect(cfg).not.toMatch(/src_(inc_)?gpc0|track-sc2 var/);
+    expect(requestRules(cfg).filter((l) => /\{ sc2_inc_gpc0 gt 0 \} \{ sc2_gpc0_rate gt \d+ \}$/.test(l)).length).toBe(1);
+    // Every IMVU's backend stores a token verified by the request it serves.
+    expect(cfg).toContain('backend be_IMVU-001\n  stick store-request var(txn.jwt) table st_jwt if { var(txn.jstore) -m bool }\n');
+  });
+
   it('served requests are silenced in the log; refusals are answered before that rule', () => {
     const cfg = render('127.0.0.1:8443');
     expect(cfg).toContain('http-response set-log-level silent if { status lt 500 }');
