@@ -12,6 +12,7 @@
 // renders for the same gateway (same maps, certificates, token key), each in its own HAProxy:
 // an A/B of configurations in the same rounds, e.g. another revision's renderer with
 //   git show REV:src/network/gateway/haproxy-config.ts > src/network/gateway/haproxy-config.rev.ts
+// BENCH_COMPARE_PUBLIC=1 measures those on the public route only (shorter rounds for ablations).
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -26,6 +27,7 @@ const CONNS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 5));
 const WITH_NGINX = process.env.BENCH_NGINX !== '0';
 const COMPARE = (process.env.BENCH_COMPARE ?? '').split(',').filter(Boolean);
+const COMPARE_PUBLIC = process.env.BENCH_COMPARE_PUBLIC === '1';
 const RANGE = '10.207.1.0/24';
 const GW_PORT = 18453;
 const NGINX_PORT = 18454;
@@ -135,6 +137,7 @@ async function main(): Promise<void> {
     targets.push({ name: `${label}, public route`, port: p, path: '/pub/x', headers: [], pids: () => [child.pid!] });
     // A configuration cut down to see what a group of rules costs may not check tokens: its
     // private route is then not measured (a route that answers without a token is not the private one).
+    if (COMPARE_PUBLIC) continue;
     try {
       checkGateway(s.curlVia, p, auth, label);
       targets.push({ name: `${label}, private route (JWT)`, port: p, path: '/priv/x', headers: [auth], pids: () => [child.pid!] });

@@ -78,11 +78,33 @@ describe('rendered configuration', () => {
     expect(rules.slice(publicEnd, privateEnd).filter(token).length).toBeGreaterThan(5);
     expect(rules.slice(0, privateEnd).filter(role)).toEqual([]);
     // Every class is rate-limited and forwarded to its route's port; a gated one after its token check.
-    const tracks = rules.flatMap((l, i) => (l.includes('track-sc0 var(txn.rid) table st_route') ? [i] : []));
+    const tracks = rules.flatMap((l, i) => (l.includes('track-sc0 var(txn.route),field(4,|) table st_route') ? [i] : []));
     expect(tracks.length).toBe(3);
     expect(tracks[0]).toBeLessThan(publicEnd);
     expect(tracks[1]).toBeGreaterThan(rules.findIndex((l) => l.includes('status 401')));
     expect(rules.filter((l) => l.includes('set-dst-port')).length).toBe(3);
+  });
+
+  it('a public request makes one map lookup for its route and none of the IMVU, and builds no route id', () => {
+    const cfg = render('127.0.0.1:8443');
+    const rules = requestRules(cfg);
+    const publicRules = rules.slice(0, rules.indexOf('  http-request allow if !gated'));
+    // Every lookup of the imvus map and every route id built is for gated or listed routes only.
+    expect(publicRules.filter((l) => l.includes(`map_str(${layout.maps.imvus})`) && !/ if gated$/.test(l))).toEqual([]);
+    expect(publicRules.filter((l) => /set-var(-fmt)?\(txn\.rid\)/.test(l) && !/ if listed$/.test(l))).toEqual([]);
+    // The IMVU's bounds are the route value's sixth and seventh fields.
+    expect(publicRules.filter((l) => /var\(txn\.route\),field\([67],\|\)/.test(l)).length).toBe(2);
+  });
+
+  it("the client's entry in st_src is looked up once per connection; the token cache is filled without a tracking slot", () => {
+    const cfg = render('127.0.0.1:8443');
+    expect(cfg).toContain('  tcp-request connection track-sc2 src table st_src\n');
+    // No per-request lookup of the client's entry, and no stream tracking of sc2 (a stream starts
+    // with its session's slots: it would find sc2 taken).
+    expect(cfg).not.toMatch(/src_(inc_)?gpc0|track-sc2 var/);
+    expect(requestRules(cfg).filter((l) => /\{ sc2_inc_gpc0 gt 0 \} \{ sc2_gpc0_rate gt \d+ \}$/.test(l)).length).toBe(1);
+    // Every IMVU's backend stores a token verified by the request it serves.
+    expect(cfg).toContain('backend be_IMVU-001\n  stick store-request var(txn.jwt) table st_jwt if { var(txn.jstore) -m bool }\n');
   });
 
   it('served requests are silenced in the log; refusals are answered before that rule', () => {

@@ -185,11 +185,26 @@ describe.skipIf(!haveHaproxy)('gateway on HAProxy', () => {
   });
 
   it('a verified token remembered by HAProxy is still checked for audience and expiry on every request', async () => {
+    const jwtTable = () => execFileSync('socat', ['-', `UNIX-CONNECT:${gw.layout.adminSocket}`], { input: 'show table st_jwt\n', encoding: 'utf8' });
+    // A token for B, good on B's private route: the request it opens puts it in the table.
+    const policyB = { public: [{ path: '/*', backend: 'web:8080' }], private: [{ path: '/internal/*', backend: 'web:8080', require_identity: true }], restricted: [] };
+    expect((await p.as(bob, 'route.set', { imvu: B.id, policy: policyB })).allowed).toBe(true);
+    await gw.sync();
     const forB = issueToken(gw.tokenKey, { imvu: B.id, identity: bob.id, roles: [] });
-    // Its signature is good: the first request puts it in the table, the second finds it there.
-    for (let i = 0; i < 2; i++) expect(curl(A.host, '/internal/x', ['-H', `Authorization: Bearer ${forB}`]).code).toBe(401);
-    const table = execFileSync('socat', ['-', `UNIX-CONNECT:${gw.layout.adminSocket}`], { input: 'show table st_jwt\n', encoding: 'utf8' });
-    expect(table).toContain(`key=${forB} `);
+    try {
+      expect(jwtTable()).not.toContain(`key=${forB} `);
+      expect(curl(B.host, '/internal/x', ['-H', `Authorization: Bearer ${forB}`]).code).toBe(200);
+      expect(jwtTable()).toContain(`key=${forB} `);
+      // Remembered, and still refused on A's route: the audience is checked on every request.
+      for (let i = 0; i < 2; i++) expect(curl(A.host, '/internal/x', ['-H', `Authorization: Bearer ${forB}`]).code).toBe(401);
+    } finally {
+      expect((await p.as(bob, 'route.set', { imvu: B.id, policy: { public: [{ path: '/*', backend: 'web:8080' }], private: [], restricted: [] } })).allowed).toBe(true);
+      await gw.sync();
+    }
+    // A token with a good signature that a request was refused with is not remembered.
+    const forBOnly = issueToken(gw.tokenKey, { imvu: B.id, identity: bob.id, roles: [], ttlS: 120 });
+    expect(curl(A.host, '/internal/x', ['-H', `Authorization: Bearer ${forBOnly}`]).code).toBe(401);
+    expect(jwtTable()).not.toContain(`key=${forBOnly} `);
     // A token for A, good for 5 s: served while valid, refused once expired though still remembered.
     const short = issueToken(gw.tokenKey, { imvu: A.id, identity: alice.id, roles: [], ttlS: 5 });
     expect(curl(A.host, '/internal/x', ['-H', `Authorization: Bearer ${short}`]).code).toBe(200);

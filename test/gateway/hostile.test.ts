@@ -264,6 +264,29 @@ describe.skipIf(!haveHaproxy)('hostile traffic against the gateway', () => {
     expect(self.headers.toLowerCase()).toContain(`retry-after: ${SOURCE_LIMIT.windowS}`);
   }, 180_000);
 
+  it(`HTTP/1.1 keep-alive: every request on a connection counts against its address, and its other connections share the budget (${SOURCE_LIMIT.requests} per ${SOURCE_LIMIT.windowS} s)`, async () => {
+    // Its own address (127.0.0.6), two connections one after the other, each many requests.
+    const codes = async (first: number, n: number) => {
+      const r = await promisify(execFile)('curl', ['-s', '--interface', '127.0.0.6', '--cacert', gw().caCert, '--resolve', `${A.host}:${port}:127.0.0.1`, '-o', '/dev/null', '-w', '%{http_code} %{num_connects}\\n', `https://${A.host}:${port}/ka[${first}-${first + n - 1}]`], { maxBuffer: 1 << 20 });
+      const lines = r.stdout.trim().split('\n').map((l) => l.split(' ').map(Number) as [number, number]);
+      // One connection for the whole run: only the first request connects.
+      expect(lines.slice(1).every(([, c]) => c === 0)).toBe(true);
+      return lines.map(([code]) => code);
+    };
+    const started = Date.now();
+    const one = await codes(1, 700);
+    const two = await codes(701, 400);
+    const tookS = (Date.now() - started) / 1000;
+    const served = [...one, ...two].filter((c) => c === 200).length;
+    console.log(`hostile keep-alive: ${one.filter((c) => c === 200).length} + ${two.filter((c) => c === 200).length} served of 1100, ${[...one, ...two].filter((c) => c === 429).length} refused 429`);
+    expect(one.every((c) => c === 200)).toBe(true);
+    // The budget per window, and one more window's worth per window the run lasted (a slow machine).
+    expect(served).toBeLessThanOrEqual(SOURCE_LIMIT.requests * (1 + Math.floor(tookS / SOURCE_LIMIT.windowS)));
+    // The second connection ran into the budget the first spent.
+    if (tookS < SOURCE_LIMIT.windowS) expect(two.filter((c) => c === 429).length).toBeGreaterThan(0);
+    await othersFine();
+  }, 120_000);
+
   it('HTTP/2 stream flood above max-concurrent-streams: the excess is refused', async () => {
     const sock = tlsConnect({ host: '127.0.0.1', port, servername: A.host, ca: readFileSync(gw().caCert), ALPNProtocols: ['h2'] });
     sock.on('error', () => undefined);

@@ -89,7 +89,8 @@ export function renderConfig(o: RenderOptions): string {
   lines.push(
     'frontend https',
     `  bind ${o.httpsBind} ssl crt-list ${L.crtList} alpn h2,http/1.1`,
-    '  log-format "gw %[var(txn.imvu)] %[var(txn.rid)] %ST %[var(txn.why)]"',
+    ...SOURCE_TRACKING,
+    '  log-format "gw %[var(txn.imvu)] %[var(txn.route),field(4,|)] %ST %[var(txn.why)]"',
     ...SMUGGLING_RULES,
     ...sourceRules(o.sourceLimit ?? SOURCE_LIMIT),
     // A Host that is not a host name (and port) is refused before any lookup: a NUL would end
@@ -97,14 +98,11 @@ export function renderConfig(o: RenderOptions): string {
     '  http-request deny deny_status 400 unless { req.hdr(host) -m reg -i ^[a-z0-9.-]{1,253}(:[0-9]{1,5})?$ }',
     `  http-request set-var(txn.imvu) req.hdr(host),field(1,:),lower,map_str(${M.hosts})`,
     '  http-request return status 421 content-type text/plain string "unknown host\\n" unless { var(txn.imvu) -m found }',
-    // The route key, IMVU then path, in one variable (concat appends only a variable's contents).
-    '  http-request set-var(txn.rk) path',
-    '  http-request set-var(txn.rk) var(txn.imvu),concat(,txn.rk)',
+    // The route key, IMVU then path (an empty path gives `IMVU-`, which no route key is).
+    '  http-request set-var-fmt(txn.rk) "%[var(txn.imvu)]%[path]"',
     `  http-request set-var(txn.route) var(txn.rk),map_str(${M.exact})`,
     `  http-request set-var(txn.route) var(txn.rk),map_beg(${M.prefix}) unless { var(txn.route) -m found }`,
     '  http-request return status 404 content-type text/plain string "no route\\n" unless { var(txn.route) -m found }',
-    // The route's id, `IMVU.n`: both parts are the ledger's (an IMVU id, a route number).
-    '  http-request set-var-fmt(txn.rid) "%[var(txn.imvu)].%[var(txn.route),field(4,|)]"',
     ...ROUTE_FLAGS,
     ...policyRules(o),
     // Each class ends with its rates and forwarding, then `allow` ends the rules for it: a public
@@ -122,7 +120,7 @@ export function renderConfig(o: RenderOptions): string {
   for (const i of o.imvus) {
     // The server address is the IMVU's own workload, fixed here: no map edit can move its traffic
     // to another address; the port comes from its route.
-    lines.push(`backend be_${i.id}`, `  server w ${i.address}`, '');
+    lines.push(`backend be_${i.id}`, JWT_STORE, `  server w ${i.address}`, '');
   }
   return lines.join('\n') + '\n';
 }
@@ -172,12 +170,13 @@ function tokenRules(L: HaproxyLayout): string[] {
     // token, so only the identical string hits): the ES256 verification is the costly step. Its
     // audience and expiry are still checked on every request. Only tokens of JWT characters and
     // shorter than the table's key are cached (a longer key would be cut, a NUL end it). jok: 2
-    // found in the cache, 1 verified now (then cached), 0 or less refused. A cached token is not
-    // tracked again: it is verified again once a minute, and each hit costs one lookup, not two.
+    // found in the cache, 1 verified now (then cached), 0 or less refused. A token verified now is
+    // stored by its IMVU's backend (JWT_STORE) once the request passed every check: a remembered
+    // token is verified again a minute after it was stored, and each hit costs one lookup.
     '  acl jwtcache var(txn.jwt) -m reg ^[A-Za-z0-9_.-]{1,1000}$',
     '  http-request set-var(txn.jok) int(2) if jwtcache { var(txn.jwt),in_table(st_jwt) }',
     `  http-request set-var(txn.jok) var(txn.jwt),jwt_verify(ES256,${L.jwtKey}) if { var(txn.jwt) -m found } !{ var(txn.jok) -m found }`,
-    '  http-request track-sc2 var(txn.jwt) table st_jwt if { var(txn.jok) -m int 1 } jwtcache',
+    '  http-request set-var(txn.jstore) bool(1) if { var(txn.jok) -m int 1 } jwtcache',
     "  http-request set-var(txn.jp) var(txn.jwt),word(2,.),ub64dec if { var(txn.jok) -m int 1 2 }",
     '  http-request set-var(txn.why) str(no-token) if !{ var(txn.jwt) -m found }',
     '  http-request set-var(txn.why) str(bad-signature) if !{ var(txn.why) -m found } !{ var(txn.jok) -m int 1 2 }',
@@ -196,6 +195,7 @@ function tokenRules(L: HaproxyLayout): string[] {
 function roleRules(roles: string): string[] {
   return [
     "  http-request set-var(txn.roles) var(txn.jp),json_query('$.roles')",
+    '  http-request set-var(txn.rid) var(txn.route),field(4,|)',
     ...[1, 2, 3, 4].flatMap((i) => [
       `  http-request set-var(txn.role${i}) var(txn.roles),word(${i},' ')`,
       `  http-request set-var(txn.ok${i}) var(txn.rid),concat(:,txn.role${i}),map_str(${roles}) if { var(txn.role${i}) -m found }`,
@@ -247,10 +247,13 @@ function policyRules(o: RenderOptions): string[] {
   const v6 = Array.from({ length: 129 }, (_, l) => `  acl allowed6 src,ipmask(32,${l}),concat(/${l}@,txn.rid,),map_str(${M.allow}) -m found`);
   const ipv6 = acceptsIpv6(o.httpsBind);
   return [
-    `  http-request set-var(txn.imv) var(txn.imvu),map_str(${M.imvus})`,
+    // Only a gated route needs the region: a public request makes no lookup in the imvus map.
+    `  http-request set-var(txn.imv) var(txn.imvu),map_str(${M.imvus}) if gated`,
     '  http-request set-var(txn.why) str(region) if gated !{ var(txn.imv),field(1,|) -m str 1 }',
     `  http-request return status 451 content-type text/plain lf-string "%[var(txn.imvu)] is under %[var(txn.imv),field(2,|)]: its private and restricted routes are served only by gateways in the %[var(txn.imv),field(3,|)] area(s); this gateway is in region ${o.region ?? '(none set)'}\\n" if gated { var(txn.why) -m found }`,
     '  acl listed var(txn.route),field(5,|) -m str 1',
+    // The allow map's keys end with the route id; concat appends only a variable's contents.
+    '  http-request set-var(txn.rid) var(txn.route),field(4,|) if listed',
     '  acl is_v4 src -m ip 0.0.0.0/0',
     ...v4,
     ...(ipv6 ? v6 : []),
@@ -263,20 +266,21 @@ function policyRules(o: RenderOptions): string[] {
 
 /**
  * Rates (threat 3.1): requests per route per window (the route's rate_limit), requests per IMVU
- * per window and its concurrent connections (both from its envelope, the `imvus` map). Refused
- * with 429 and Retry-After, after the tarpit delay.
+ * per window and its concurrent connections (both from its envelope, copied into each of its
+ * route values so that one lookup gives every bound). Refused with 429 and Retry-After, after the
+ * tarpit delay.
  */
 function rateRules(): string[] {
   return [
-    '  http-request track-sc0 var(txn.rid) table st_route',
+    '  http-request track-sc0 var(txn.route),field(4,|) table st_route',
     '  http-request track-sc1 var(txn.imvu) table st_imvu',
     // One variable holds each bound in turn (the arithmetic converters compare with a variable).
     '  http-request set-var(txn.lim) var(txn.route),field(3,|),add(0)',
     '  http-request set-var(txn.why) str(rate) if { sc_http_req_rate(0),sub(txn.lim) gt 0 }',
-    '  http-request set-var(txn.lim) var(txn.imv),field(4,|),add(0)',
+    '  http-request set-var(txn.lim) var(txn.route),field(6,|),add(0)',
     '  http-request set-var(txn.why) str(imvu-rate) if !{ var(txn.why) -m found } { sc_http_req_rate(1),sub(txn.lim) gt 0 }',
     `  http-request tarpit deny_status 429 content-type text/plain string "too many requests\\n" hdr Retry-After ${RATE_WINDOW_S} if { var(txn.why) -m found }`,
-    '  http-request set-var(txn.lim) var(txn.imv),field(5,|),add(0)',
+    '  http-request set-var(txn.lim) var(txn.route),field(7,|),add(0)',
     '  http-request set-var(txn.why) str(connections) if { sc_conn_cur(1),sub(txn.lim) gt 0 }',
     '  http-request tarpit deny_status 429 content-type text/plain string "too many connections\\n" hdr Retry-After 1 if { var(txn.why) -m found }',
   ];
@@ -336,15 +340,30 @@ function sourceTable(l: SourceLimit): string[] {
 }
 
 /**
+ * The client address's entry is looked up once per connection and held by the session in its
+ * sc2: each request, and each HTTP/2 stream, counts on it without a table lookup, where
+ * `src_inc_gpc0` + `src_gpc0_rate` made two per request (bench/gateway/cpu.ts). A stream starts
+ * with a copy of its session's tracked slots, so no `http-request track-sc2` may follow: the
+ * token cache is filled by a stick rule instead (JWT_STORE), which takes no slot.
+ */
+const SOURCE_TRACKING = ['  tcp-request connection track-sc2 src table st_src'];
+
+/**
+ * A token verified by this request (not found in st_jwt) is stored there by the backend, when
+ * the request has passed every check and goes to the IMVU's workload. Stick rules store without a
+ * tracking slot (HAProxy 2.6 has three: the route, the IMVU and the client address use them).
+ */
+const JWT_STORE = '  stick store-request var(txn.jwt) table st_jwt if { var(txn.jstore) -m bool }';
+
+/**
  * Every request counts against its client address before anything else is looked at (refused
- * ones too: a client spending its budget on bad requests spends it). `src_inc_gpc0` counts
- * without a tracking slot: HAProxy 2.6 has three (sc0..sc2) and the route, IMVU and token cache
- * use them. Over the limit: 429 with Retry-After, nothing forwarded.
+ * ones too: a client spending its budget on bad requests spends it). Over the limit: 429 with
+ * Retry-After, nothing forwarded.
  */
 function sourceRules(l: SourceLimit): string[] {
   return [
     // The first term counts (always true: the new count is at least 1), the second tests the rate.
-    `  http-request deny deny_status 429 content-type text/plain string "too many requests from this address\\n" hdr Retry-After ${l.windowS} if { src_inc_gpc0(st_src) gt 0 } { src_gpc0_rate(st_src) gt ${l.requests} }`,
+    `  http-request deny deny_status 429 content-type text/plain string "too many requests from this address\\n" hdr Retry-After ${l.windowS} if { sc2_inc_gpc0 gt 0 } { sc2_gpc0_rate gt ${l.requests} }`,
   ];
 }
 

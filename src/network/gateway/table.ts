@@ -36,9 +36,28 @@ export interface GatewayTable {
 export const MAP_NAMES = ['hosts', 'exact', 'prefix', 'roles', 'imvus', 'allow'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
-/** Route map value: class|port|requests per window|route number|1 when it has an allow-list. */
-export function routeValue(cls: string, port: number, limit: number, n: number, allowList = false): string {
-  return `${cls}|${port}|${limit}|${n}|${allowList ? 1 : 0}`;
+/** The IMVU's own bounds, also in its `imvus` line: requests per window, concurrent connections. */
+export interface ImvuBounds {
+  requests: number;
+  connections: number;
+}
+
+/**
+ * Route map value: class|port|requests per window|route id (`IMVU.n`)|1 when it has an allow-list
+ * |the IMVU's requests per window|the IMVU's connections. The route id and the IMVU's bounds are
+ * in the value so that a public request reads everything from the one lookup of its route instead
+ * of building the id and looking the IMVU up (bench/gateway/cpu.ts).
+ */
+export function routeValue(cls: string, port: number, limit: number, rid: string, allowList: boolean, imvu: ImvuBounds): string {
+  return `${cls}|${port}|${limit}|${rid}|${allowList ? 1 : 0}|${imvu.requests}|${imvu.connections}`;
+}
+
+/**
+ * The part of a route value that follows from the IMVU's ledger entries alone: the IMVU's bounds
+ * (fields 6 and 7) also depend on the serving node's per-core limits, like its `imvus` line.
+ */
+export function routeValueOfLedger(value: string): string {
+  return value.split('|').slice(0, 5).join('|');
 }
 
 /**
@@ -76,7 +95,8 @@ export async function loadTable(db: SqlReader, range?: string, region?: string, 
     for (const h of hosts) maps.hosts.push([h, row.id]);
     const cores = Math.max(1, row.cpu_cores ?? DEFAULT_ENVELOPE.cpu_cores);
     const geo = regionPermits(row.jurisdiction, region);
-    maps.imvus.push([row.id, imvuValue(geo.ok, row.jurisdiction, geo.areas, cores * limits.requestsPerCoreS * RATE_WINDOW_S, cores * limits.connectionsPerCore)]);
+    const bounds: ImvuBounds = { requests: cores * limits.requestsPerCoreS * RATE_WINDOW_S, connections: cores * limits.connectionsPerCore };
+    maps.imvus.push([row.id, imvuValue(geo.ok, row.jurisdiction, geo.areas, bounds.requests, bounds.connections)]);
     const policy = row.policy ? (JSON.parse(row.policy) as Policy) : { public: [], private: [], restricted: [] };
     let n = 0;
     for (const cls of ROUTE_CLASSES) {
@@ -87,7 +107,7 @@ export async function loadTable(db: SqlReader, range?: string, region?: string, 
         if ('error' in b) continue;
         const allow = [...new Set((r.ip_whitelist ?? []).map(canonicalPrefix))];
         // An entry gate 8 would refuse admits nobody (never everybody).
-        const value = routeValue(cls, b.port, ratePerWindow(r.rate_limit), n, allow.length > 0);
+        const value = routeValue(cls, b.port, ratePerWindow(r.rate_limit), `${row.id}.${n}`, allow.length > 0, bounds);
         for (const a of allow) if (a) maps.allow.push([`${a}@${row.id}.${n}`, '1']);
         if (r.path.endsWith('*')) prefix.push([`${row.id}${r.path.slice(0, -1)}`, value]);
         else maps.exact.push([`${row.id}${r.path}`, value]);
@@ -106,8 +126,9 @@ export function mapText(lines: [string, string][]): string {
 }
 
 /**
- * The maps that follow from an IMVU's own ledger entries alone: its hosts, routes, roles and
- * allow-lists. (The `imvus` map also carries the serving node's region and limits.)
+ * The maps that follow from an IMVU's own ledger entries alone: its hosts, routes (without the
+ * node-dependent bounds, routeValueOfLedger), roles and allow-lists. (The `imvus` map also carries
+ * the serving node's region and limits.)
  */
 export const IMVU_ROUTE_MAPS = ['hosts', 'exact', 'prefix', 'roles', 'allow'] as const satisfies readonly MapName[];
 
@@ -120,6 +141,7 @@ export function imvuRouteLines(maps: Partial<Record<MapName, [string, string][]>
   const mine = (m: MapName, k: string, v: string): boolean =>
     m === 'hosts' ? v === id : m === 'allow' ? k.includes(`@${id}.`) : m === 'roles' ? k.startsWith(`${id}.`) : k.startsWith(`${id}/`);
   const out = {} as Record<(typeof IMVU_ROUTE_MAPS)[number], string[]>;
-  for (const m of IMVU_ROUTE_MAPS) out[m] = (maps[m] ?? []).filter(([k, v]) => mine(m, k, v)).map(([k, v]) => `${k} ${v}`);
+  const value = (m: MapName, v: string) => (m === 'exact' || m === 'prefix' ? routeValueOfLedger(v) : v);
+  for (const m of IMVU_ROUTE_MAPS) out[m] = (maps[m] ?? []).filter(([k, v]) => mine(m, k, v)).map(([k, v]) => `${k} ${value(m, v)}`);
   return out;
 }
