@@ -7,6 +7,9 @@
 //   BENCH_QUICK=0 takes dns-packet's decoder and encoder for every query (the path before the quick one).
 //   BENCH_PROFILE=DIR npx tsx bench/dns/micro.ts DATA_DIR 5 random,case   (a CPU profile of each
 //   workload's timed loop only, DIR/<workload>.cpuprofile; bench/dns/hot.ts lists its hot functions)
+//   BENCH_ALLOC=1: bytes allocated per query instead of speed (V8's sampling heap profiler over the
+//   timed loop, every 256 bytes, objects a GC collected included), and the functions that allocate
+//   most (self); the figures include this loop's own (the batch array, a closure and a promise per query).
 // Queries carry EDNS0 with the DO bit, as dnsperf -D sends them.
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -73,11 +76,17 @@ for (const [w, gen] of Object.entries(workloads)) {
   const qs = Array.from({ length: N }, (_, i) => query(gen(), i & 0xffff));
   let n = 0;
   let bytes = 0;
-  const session = process.env.BENCH_PROFILE ? new Session() : undefined;
+  const alloc = process.env.BENCH_ALLOC === '1';
+  const session = process.env.BENCH_PROFILE || alloc ? new Session() : undefined;
   if (session) {
     session.connect();
-    await session.post('Profiler.enable');
-    await session.post('Profiler.start');
+    if (alloc) {
+      await session.post('HeapProfiler.enable');
+      await session.post('HeapProfiler.startSampling', { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    } else {
+      await session.post('Profiler.enable');
+      await session.post('Profiler.start');
+    }
   }
   const t0 = performance.now();
   const c0 = process.cpuUsage();
@@ -93,6 +102,23 @@ for (const [w, gen] of Object.entries(workloads)) {
   }
   const s = (performance.now() - t0) / 1000;
   const c = process.cpuUsage(c0);
+  if (session && alloc) {
+    const { profile } = await session.post('HeapProfiler.stopSampling');
+    session.disconnect();
+    const self = new Map<string, number>();
+    let total = 0;
+    const walk = (node: typeof profile.head) => {
+      const f = node.callFrame;
+      const k = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(node_modules|src|bench)\//, '$1/')}:${f.lineNumber + 1}`;
+      self.set(k, (self.get(k) ?? 0) + node.selfSize);
+      total += node.selfSize;
+      for (const c of node.children) walk(c);
+    };
+    walk(profile.head);
+    console.log(`${w}: ${(total / n).toFixed(0)} bytes allocated per query (${n} queries), load ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+    for (const [k, b] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 15)) console.log(`  ${(b / n).toFixed(0).padStart(6)} B  ${k}`);
+    continue;
+  }
   if (session) {
     const { profile } = await session.post('Profiler.stop');
     writeFileSync(join(process.env.BENCH_PROFILE!, `${w}.cpuprofile`), JSON.stringify(profile));

@@ -169,6 +169,9 @@ const QUICK_TYPES: ReadonlyMap<number, string> = new Map([
 ]);
 const TYPE_OPT = 41;
 
+/** Where `quickQuery` writes a question's name (at most 255 bytes). */
+const nameScratch = Buffer.allocUnsafeSlow(256);
+
 /** A plain query as the quick reader found it: the question, the OPT record, and where the question ends. */
 interface QuickQuery {
   q: Question;
@@ -189,7 +192,6 @@ function quickQuery(msg: Buffer): QuickQuery | undefined {
   const len = msg.length;
   if (len < 17 || msg[4] !== 0 || msg[5] !== 1 || msg[6] !== 0 || msg[7] !== 0 || msg[8] !== 0 || msg[9] !== 0 || msg[10] !== 0 || msg[11]! > 1) return undefined;
   let i = 12;
-  let name = '';
   for (;;) {
     const l = msg[i]!;
     if (l === 0) break;
@@ -198,15 +200,27 @@ function quickQuery(msg: Buffer): QuickQuery | undefined {
       const c = msg[j]!;
       if (c < 0x21 || c > 0x7e || c === 0x2e) return undefined;
     }
-    name += (name ? '.' : '') + msg.toString('latin1', i + 1, i + 1 + l);
     i += l + 1;
+  }
+  // The name made one string: its bytes after the first length, every later length a dot (a
+  // string per label, joined, was garbage per query).
+  let name = '.';
+  if (i > 12) {
+    const n = i - 13;
+    msg.copy(nameScratch, 0, 13, i);
+    for (let j = msg[12]!; j < n; ) {
+      const l = nameScratch[j]!;
+      nameScratch[j] = 0x2e;
+      j += l + 1;
+    }
+    name = nameScratch.toString('latin1', 0, n);
   }
   i++;
   if (i + 4 > len) return undefined;
   const type = QUICK_TYPES.get((msg[i]! << 8) | msg[i + 1]!);
   if (!type || msg[i + 2] !== 0 || msg[i + 3] !== 1) return undefined;
   const end = i + 4;
-  const q: Question = { name: name || '.', type: type as Question['type'], class: 'IN' };
+  const q: Question = { name, type: type as Question['type'], class: 'IN' };
   if (msg[11] === 0) return end === len ? { q, end } : undefined;
   // The OPT record: root owner, type 41, then UDP size, extended rcode, version, flags, RDLENGTH.
   const o = end;
