@@ -202,7 +202,8 @@ function questionEnd(msg: Buffer): number {
 function patch(out: Buffer, msg: Buffer): Buffer {
   out[0] = msg[0]!;
   out[1] = msg[1]!;
-  msg.copy(out, 12, 12, questionEnd(msg));
+  // Byte by byte: Buffer#copy of a range makes a view object per call.
+  for (let j = 12, end = questionEnd(msg); j < end; j++) out[j] = msg[j]!;
   return out;
 }
 
@@ -262,6 +263,47 @@ function owned(b: Buffer): Buffer {
   return out;
 }
 
+/** An entry's empty TC form (RRL slips), made on first use. */
+function emptyOf(e: Entry): Buffer {
+  if (typeof e.truncated === 'function') e.truncated = owned(e.truncated());
+  return e.truncated!;
+}
+
+/**
+ * A hit without a cookie: the entry's answer with the asker's ID and question, and its TC form
+ * made only if a slip asks for it (a method: no closures, nor their context, per hit).
+ */
+class Hit implements Handled {
+  readonly response: Buffer;
+  readonly rcode: number | undefined;
+  readonly zone: Entry['zone'];
+
+  constructor(
+    private readonly e: Entry,
+    private readonly msg: Buffer,
+  ) {
+    this.response = withId(e.response, msg);
+    this.rcode = e.rcode;
+    this.zone = e.zone;
+  }
+
+  truncated(): Buffer {
+    return withId(emptyOf(this.e), this.msg);
+  }
+}
+
+/** A hit with a cookie: the entry's answer with the asker's ID, question and COOKIE option (closures of their own: a function apart from `get`, whose calls then make no context). */
+function cookieHit(e: Entry, msg: Buffer, c: CookieCheck): Handled {
+  const h: Handled = {
+    response: withIdAndCookie(e.response, msg, c.reply),
+    rcode: e.rcode,
+    zone: e.zone,
+    truncated: () => withIdAndCookie(emptyOf(e), msg, c.reply),
+  };
+  if (!c.valid) h.badCookie = () => withIdAndCookie(badCookieForm(emptyOf(e)), msg, c.reply);
+  return h;
+}
+
 export class ResponseCache {
   private readonly map = new Map<string, Entry>();
   private readonly maxEntries: number;
@@ -311,21 +353,7 @@ export class ResponseCache {
     }
     this.counts.hits++;
     e.hot = true;
-    const empty = (): Buffer => {
-      if (typeof e.truncated === 'function') e.truncated = owned(e.truncated());
-      return e.truncated!;
-    };
-    if (c) {
-      const h: Handled = {
-        response: withIdAndCookie(e.response, msg, c.reply),
-        rcode: e.rcode,
-        zone: e.zone,
-        truncated: () => withIdAndCookie(empty(), msg, c.reply),
-      };
-      if (!c.valid) h.badCookie = () => withIdAndCookie(badCookieForm(empty()), msg, c.reply);
-      return h;
-    }
-    return { response: withId(e.response, msg), rcode: e.rcode, zone: e.zone, truncated: () => withId(empty(), msg) };
+    return c ? cookieHit(e, msg, c) : new Hit(e, msg);
   }
 
   /**
@@ -338,8 +366,9 @@ export class ResponseCache {
     // A query with a cookie is kept without it (`uncookied`); a key says which it was.
     const cookie = key.charCodeAt(1) === 0x63; /* 'c' */
     const plain = cookie ? h.uncookied : h.uncookied ? undefined : h.response && { response: h.response, truncated: h.truncated };
-    // Nothing the rate limiter held back (its slip is not the answer), nothing outside a hosted zone.
-    if (h.rrl === 'drop' || h.rrl === 'slip') return;
+    // Nothing the rate limiter held back (its slip is not the answer), nothing outside a hosted
+    // zone, nor an answer from this cache (its `truncated` is a method of its own).
+    if (h.rrl === 'drop' || h.rrl === 'slip' || h instanceof Hit) return;
     if (!plain || !z || z.serial === undefined || plain.response.length > this.maxResponseBytes) return;
     // A hit patches the asker's question in: the answer must carry it (it does, for a hosted zone).
     if (plain.response.length < 17 || plain.response.readUInt16BE(4) !== 1) return;
