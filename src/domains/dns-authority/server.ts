@@ -492,11 +492,38 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     const pump = async () => {
       if (pumping) return;
       pumping = true;
+      // Answers written while no query waits on the responder go out together (the socket corked:
+      // one writev for a run of cached answers instead of a write each); uncorked before any wait.
+      let corked = false;
+      const flush = () => {
+        if (!corked) return;
+        corked = false;
+        sock.uncork();
+      };
+      const drained = () => {
+        flush();
+        // The peer does not read: wait for it (the idle timeout ends a peer that never does).
+        return new Promise<void>((resolve) => {
+          const done = () => {
+            sock.off('drain', done);
+            sock.off('close', done);
+            resolve();
+          };
+          sock.on('drain', done);
+          sock.on('close', done);
+        });
+      };
       try {
         while (queue.length > 0 && !sock.destroyed) {
           const msg = queue.shift()!;
           s.tcpQueries++;
-          const h = await cachedOrRespond(msg, 'tcp', remote);
+          // A cache hit is answered without a turn through a promise.
+          const r = cachedOrRespond(msg, 'tcp', remote);
+          let h: XfrHandled;
+          if (r instanceof Promise) {
+            flush();
+            h = await r;
+          } else h = r;
           if (sock.destroyed) break;
           if (!h.response) {
             s.ignored++;
@@ -504,22 +531,21 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
           }
           s.responses++;
           meter(h);
-          // A zone transfer is several messages: the rest follow the first, in order.
-          for (const out of messages(h.response, h.stream)) {
-            if (sock.destroyed) break;
-            if (!sock.write(frame(out))) {
-              // The peer does not read: wait for it (the idle timeout ends a peer that never does).
-              await new Promise<void>((resolve) => {
-                const done = () => {
-                  sock.off('drain', done);
-                  sock.off('close', done);
-                  resolve();
-                };
-                sock.on('drain', done);
-                sock.on('close', done);
-              });
+          if (!h.stream) {
+            if (!corked) {
+              sock.cork();
+              corked = true;
             }
+            if (!sock.write(frame(h.response))) await drained();
             progressed();
+          } else {
+            flush();
+            // A zone transfer is several messages: the rest follow the first, in order.
+            for (const out of messages(h.response, h.stream)) {
+              if (sock.destroyed) break;
+              if (!sock.write(frame(out))) await drained();
+              progressed();
+            }
           }
           if (!ending && sock.isPaused() && queue.length < maxPending) resume();
         }
@@ -527,6 +553,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
         fail(err);
         sock.destroy();
       } finally {
+        flush();
         pumping = false;
       }
       if (ending) {
