@@ -7,6 +7,9 @@
 //   BENCH_QUICK=0 takes dns-packet's decoder and encoder for every query (the path before the quick one).
 //   BENCH_PROFILE=DIR npx tsx bench/dns/micro.ts DATA_DIR 5 random,case   (a CPU profile of each
 //   workload's timed loop only, DIR/<workload>.cpuprofile; bench/dns/hot.ts lists its hot functions)
+//   BENCH_ALLOC=1: bytes allocated per query instead of speed (V8's sampling heap profiler over the
+//   timed loop, every 256 bytes, objects a GC collected included), and the functions that allocate
+//   most (self); the figures include this loop's own (the batch array, a closure and a promise per query).
 // Queries carry EDNS0 with the DO bit, as dnsperf -D sends them.
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -63,7 +66,7 @@ const workloads: Record<string, () => [string, string]> = {
 // As the server runs it: the response cache, and a rate limiter (that never limits) asked per answer.
 // BENCH_QUICK=0: every query through dns-packet's decoder and encoder, as before the quick path.
 const quick = process.env.BENCH_QUICK !== '0';
-const answer = udpAnswerer({ view, respond: (msg, t, ctx) => handleMessage(view, msg, t, { dnssec: signer, quick, ...ctx }), cache: new ResponseCache(view), limiter: new ResponseRateLimiter({ responsesPerSecond: 1e9, slip: 0 }) });
+const answer = udpAnswerer({ view, respond: (msg, t, ctx) => handleMessage(view, msg, t, { dnssec: signer, quick, peer: ctx.peer, admit: ctx.admit }), cache: new ResponseCache(view), limiter: new ResponseRateLimiter({ responsesPerSecond: 1e9, slip: 0 }) });
 // Warm, as a server that has run a while is: every existing question answered once (its
 // signatures made, its answer in the response cache), as dnsperf's warm-up does in run.ts.
 for (const [i, q] of [...all, ...hot].entries()) await answer(query(q, i & 0xffff), '192.0.2.1', () => undefined);
@@ -73,11 +76,19 @@ for (const [w, gen] of Object.entries(workloads)) {
   const qs = Array.from({ length: N }, (_, i) => query(gen(), i & 0xffff));
   let n = 0;
   let bytes = 0;
-  const session = process.env.BENCH_PROFILE ? new Session() : undefined;
+  // One function for every answer, as the server's (no closure per query).
+  const count = (out: Buffer) => void (bytes += out.length);
+  const alloc = process.env.BENCH_ALLOC === '1';
+  const session = process.env.BENCH_PROFILE || alloc ? new Session() : undefined;
   if (session) {
     session.connect();
-    await session.post('Profiler.enable');
-    await session.post('Profiler.start');
+    if (alloc) {
+      await session.post('HeapProfiler.enable');
+      await session.post('HeapProfiler.startSampling', { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    } else {
+      await session.post('Profiler.enable');
+      await session.post('Profiler.start');
+    }
   }
   const t0 = performance.now();
   const c0 = process.cpuUsage();
@@ -86,13 +97,30 @@ for (const [w, gen] of Object.entries(workloads)) {
   while (performance.now() < deadline) {
     const batch: Promise<unknown>[] = [];
     for (let k = 0; k < 256; k++) {
-      const r = answer(qs[n++ % N]!, '192.0.2.1', (out) => (bytes += out.length));
+      const r = answer(qs[n++ % N]!, '192.0.2.1', count);
       if (r) batch.push(r);
     }
     await Promise.all(batch);
   }
   const s = (performance.now() - t0) / 1000;
   const c = process.cpuUsage(c0);
+  if (session && alloc) {
+    const { profile } = await session.post('HeapProfiler.stopSampling');
+    session.disconnect();
+    const self = new Map<string, number>();
+    let total = 0;
+    const walk = (node: typeof profile.head) => {
+      const f = node.callFrame;
+      const k = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(node_modules|src|bench)\//, '$1/')}:${f.lineNumber + 1}`;
+      self.set(k, (self.get(k) ?? 0) + node.selfSize);
+      total += node.selfSize;
+      for (const c of node.children) walk(c);
+    };
+    walk(profile.head);
+    console.log(`${w}: ${(total / n).toFixed(0)} bytes allocated per query (${n} queries), load ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+    for (const [k, b] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 15)) console.log(`  ${(b / n).toFixed(0).padStart(6)} B  ${k}`);
+    continue;
+  }
   if (session) {
     const { profile } = await session.post('Profiler.stop');
     writeFileSync(join(process.env.BENCH_PROFILE!, `${w}.cpuprofile`), JSON.stringify(profile));

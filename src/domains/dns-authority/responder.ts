@@ -84,10 +84,17 @@ interface Frame {
   id: number;
   flags: number;
   questions: Question[];
-  opt?: OptAnswer;
+  opt: OptAnswer | undefined;
   /** The client's COOKIE option, checked: added last to every response to it. */
-  cookie?: CookieCheck;
+  cookie: CookieCheck | undefined;
 }
+
+const NO_QUESTIONS: Question[] = [];
+/** The OPT record of our responses (RFC 6891): our UDP size, the DO bit echoed. */
+const ourOpt = (dnssecOk: boolean): OptAnswer =>
+  Object.freeze({ name: '.', type: 'OPT', udpPayloadSize: MAX_UDP_PAYLOAD, extendedRcode: 0, ednsVersion: 0, flags: dnssecOk ? DO : 0, flag_do: dnssecOk, options: Object.freeze([]) }) as unknown as OptAnswer;
+const OUR_OPT = ourOpt(false);
+const OUR_OPT_DO = ourOpt(true);
 
 function encode(frame: Frame, rcode: number, sections: Pick<Packet, 'answers' | 'authorities' | 'additionals'> = {}, extra = 0): Buffer {
   const additionals = [...(sections.additionals ?? [])];
@@ -169,6 +176,9 @@ const QUICK_TYPES: ReadonlyMap<number, string> = new Map([
 ]);
 const TYPE_OPT = 41;
 
+/** Where `quickQuery` writes a question's name (at most 255 bytes). */
+const nameScratch = Buffer.allocUnsafeSlow(256);
+
 /** A plain query as the quick reader found it: the question, the OPT record, and where the question ends. */
 interface QuickQuery {
   q: Question;
@@ -189,7 +199,6 @@ function quickQuery(msg: Buffer): QuickQuery | undefined {
   const len = msg.length;
   if (len < 17 || msg[4] !== 0 || msg[5] !== 1 || msg[6] !== 0 || msg[7] !== 0 || msg[8] !== 0 || msg[9] !== 0 || msg[10] !== 0 || msg[11]! > 1) return undefined;
   let i = 12;
-  let name = '';
   for (;;) {
     const l = msg[i]!;
     if (l === 0) break;
@@ -198,15 +207,27 @@ function quickQuery(msg: Buffer): QuickQuery | undefined {
       const c = msg[j]!;
       if (c < 0x21 || c > 0x7e || c === 0x2e) return undefined;
     }
-    name += (name ? '.' : '') + msg.toString('latin1', i + 1, i + 1 + l);
     i += l + 1;
+  }
+  // The name made one string: its bytes after the first length, every later length a dot (a
+  // string per label, joined, was garbage per query).
+  let name = '.';
+  if (i > 12) {
+    const n = i - 13;
+    msg.copy(nameScratch, 0, 13, i);
+    for (let j = msg[12]!; j < n; ) {
+      const l = nameScratch[j]!;
+      nameScratch[j] = 0x2e;
+      j += l + 1;
+    }
+    name = nameScratch.toString('latin1', 0, n);
   }
   i++;
   if (i + 4 > len) return undefined;
   const type = QUICK_TYPES.get((msg[i]! << 8) | msg[i + 1]!);
   if (!type || msg[i + 2] !== 0 || msg[i + 3] !== 1) return undefined;
   const end = i + 4;
-  const q: Question = { name: name || '.', type: type as Question['type'], class: 'IN' };
+  const q: Question = { name, type: type as Question['type'], class: 'IN' };
   if (msg[11] === 0) return end === len ? { q, end } : undefined;
   // The OPT record: root owner, type 41, then UDP size, extended rcode, version, flags, RDLENGTH.
   const o = end;
@@ -241,17 +262,21 @@ function quickQuery(msg: Buffer): QuickQuery | undefined {
  * authority records point at it) and the OPT record our responses carry: what `encode` gives
  * for the same sections, without dns-packet.
  */
-function denialMessage(msg: Buffer, qEnd: number, frame: Frame, authority: Buffer, count: number, rcode: number): Buffer {
+function denialMessage(msg: Buffer, qEnd: number, frame: Frame, authority: readonly Buffer[], count: number, rcode: number): Buffer {
   const opt = frame.opt ? 11 : 0;
-  const out = Buffer.allocUnsafe(qEnd + authority.length + opt);
+  let size = qEnd + opt;
+  for (const b of authority) size += b.length;
+  const out = Buffer.allocUnsafe(size);
   out.writeUInt16BE(frame.id, 0);
   out.writeUInt16BE(QR | frame.flags | AA | rcode, 2);
   out.writeUInt16BE(1, 4);
   out.writeUInt16BE(0, 6);
   out.writeUInt16BE(count, 8);
   out.writeUInt16BE(opt ? 1 : 0, 10);
-  msg.copy(out, 12, 12, qEnd);
-  let at = qEnd + authority.copy(out, qEnd);
+  // Byte by byte: Buffer#copy of a range makes a view object per call.
+  for (let j = 12; j < qEnd; j++) out[j] = msg[j]!;
+  let at = qEnd;
+  for (const b of authority) at += b.copy(out, at);
   if (frame.opt) {
     // Root owner, type OPT, our UDP size, extended rcode 0, version 0, the DO bit echoed, no options.
     out[at] = 0;
@@ -296,15 +321,15 @@ function limited(frame: Frame, verdict: 'drop' | 'slip', empty: Buffer): Handled
 }
 
 /** The Handled of a response to send: with the client's COOKIE option added last, when it sent one. */
-function finish(frame: Frame, plain: Buffer, empty: () => Buffer, rest: Pick<Handled, 'rcode' | 'zone' | 'rrl' | 'nxname'>): Handled {
+function finish(frame: Frame, plain: Buffer, empty: () => Buffer, rcode: number, zone: Handled['zone'], rrl: Admission | undefined, nxname?: boolean): Handled {
   const c = frame.cookie;
-  if (!c) return { ...rest, response: plain, truncated: empty };
-  const h: Handled = {
-    ...rest,
-    response: appendCookie(plain, c.reply),
-    truncated: () => appendCookie(empty(), c.reply),
-    uncookied: { response: plain, truncated: empty },
-  };
+  // Every field written at once, in one order (no spread of a partial object: a copy per answer).
+  const h: Handled = { response: plain, truncated: empty, rcode, zone, rrl };
+  if (nxname) h.nxname = true;
+  if (!c) return h;
+  h.response = appendCookie(plain, c.reply);
+  h.truncated = () => appendCookie(empty(), c.reply);
+  h.uncookied = { response: plain, truncated: empty };
   if (!c.valid) h.badCookie = () => appendCookie(badCookieForm(empty()), c.reply);
   return h;
 }
@@ -312,7 +337,7 @@ function finish(frame: Frame, plain: Buffer, empty: () => Buffer, rest: Pick<Han
 function reply(frame: Frame, rcode: number, opts?: ResponderOptions, verdict = opts && admission(frame, opts)): Handled {
   const empty = () => encode(frame, rcode, {}, TC);
   if (verdict === 'drop' || verdict === 'slip') return limited(frame, verdict, empty());
-  return finish(frame, encode(frame, rcode), empty, { rcode, rrl: verdict });
+  return finish(frame, encode(frame, rcode), empty, rcode, undefined, verdict);
 }
 
 /**
@@ -327,58 +352,52 @@ export async function handleMessage(view: ZoneView, msg: Buffer, transport: Tran
   // Never answer a response: two servers answering each other's errors would loop forever.
   if (flags & QR) return {};
   const opcode = (flags >> 11) & 0xf;
-  const bare: Frame = { id, flags: (opcode << 11) | (flags & (RD | CD)), questions: [] };
+  // One frame, filled in as the query is read (its fields all present from the start: one shape).
+  const frame: Frame = { id, flags: (opcode << 11) | (flags & (RD | CD)), questions: NO_QUESTIONS, opt: undefined, cookie: undefined };
   // A query has one question, no answer or authority records, and at most a few additional ones
   // (OPT, TSIG). Checking the counts before decoding bounds the work per message: names may chain
   // compression pointers, so decoding thousands of records costs time quadratic in their number.
-  const counts = [msg.readUInt16BE(4), msg.readUInt16BE(6), msg.readUInt16BE(8), msg.readUInt16BE(10)];
-  const shaped = counts[0] === 1 && counts[1] === 0 && counts[2] === 0 && counts[3]! <= MAX_ADDITIONAL;
-  if (!shaped) return reply(bare, opcode === 0 ? RCODE.FORMERR : RCODE.NOTIMP, opts);
+  const shaped = msg.readUInt16BE(4) === 1 && msg.readUInt16BE(6) === 0 && msg.readUInt16BE(8) === 0 && msg.readUInt16BE(10) <= MAX_ADDITIONAL;
+  if (!shaped) return reply(frame, opcode === 0 ? RCODE.FORMERR : RCODE.NOTIMP, opts);
 
   const quick = opcode === 0 && opts.quick !== false ? quickQuery(msg) : undefined;
   let q: Question;
   let echo: Question[];
-  let opts0: OptAnswer[];
+  let clientOpt: OptAnswer | undefined;
   if (quick) {
     q = quick.q;
     echo = [q];
-    opts0 = quick.opt ? [quick.opt] : [];
+    clientOpt = quick.opt;
   } else {
     let query: DecodedPacket;
     try {
       query = dnsPacket.decode(msg);
       if (dnsPacket.decode.bytes !== msg.length) throw new Error('trailing bytes after the message');
     } catch {
-      return reply(bare, opcode === 0 ? RCODE.FORMERR : RCODE.NOTIMP, opts);
+      return reply(frame, opcode === 0 ? RCODE.FORMERR : RCODE.NOTIMP, opts);
     }
     q = query.questions![0]!;
     echo = faithful(q, msg) ? [q] : [];
     // EDNS0 (RFC 6891): at most one OPT, owned by the root.
-    opts0 = (query.additionals ?? []).filter((a): a is OptAnswer => a.type === 'OPT');
+    const opts0 = (query.additionals ?? []).filter((a): a is OptAnswer => a.type === 'OPT');
+    frame.questions = echo;
+    if (opts0.length > 1 || (opts0[0] && opts0[0].name !== '.')) return reply(frame, RCODE.FORMERR, opts);
+    clientOpt = opts0[0];
   }
-  if (opts0.length > 1 || (opts0[0] && opts0[0].name !== '.')) return reply({ ...bare, questions: echo }, RCODE.FORMERR, opts);
-  const clientOpt = opts0[0];
-  const frame: Frame = {
-    ...bare,
-    questions: echo,
-    opt: clientOpt && {
-      name: '.',
-      type: 'OPT',
-      udpPayloadSize: MAX_UDP_PAYLOAD,
-      extendedRcode: 0,
-      ednsVersion: 0,
-      flags: clientOpt.flag_do ? DO : 0,
-      flag_do: clientOpt.flag_do,
-      options: [],
-    },
-  };
+  frame.questions = echo;
+  // Ours, shared (nothing writes to it: `encode` copies it).
+  frame.opt = clientOpt && (clientOpt.flag_do ? OUR_OPT_DO : OUR_OPT);
   // DNS cookies (RFC 7873): one COOKIE option at most, 8 or 16..40 bytes, else FORMERR.
   if (clientOpt && opts.cookies) {
     // dns-packet's option type names only the codes it decodes; every option keeps its bytes in `data`.
-    const found = ((clientOpt.options ?? []) as unknown as { code: number; data?: Buffer }[]).filter((o) => o.code === COOKIE_OPTION);
-    if (found.length > 1) return reply(frame, RCODE.FORMERR, opts);
-    if (found.length === 1) {
-      const data = found[0]!.data ?? Buffer.alloc(0);
+    let found: { code: number; data?: Buffer } | undefined;
+    for (const o of (clientOpt.options ?? []) as unknown as { code: number; data?: Buffer }[]) {
+      if (o.code !== COOKIE_OPTION) continue;
+      if (found) return reply(frame, RCODE.FORMERR, opts);
+      found = o;
+    }
+    if (found) {
+      const data = found.data ?? Buffer.alloc(0);
       const check = opts.cookies.check(data, opts.peer ?? '');
       if (check === 'malformed') return reply(frame, RCODE.FORMERR, opts);
       frame.cookie = check;
@@ -406,7 +425,9 @@ export async function handleMessage(view: ZoneView, msg: Buffer, transport: Tran
   }
   let zone;
   try {
-    zone = await view.zone(info);
+    // Compiled already (the common case): no await, which would cost a promise and a turn per query.
+    const z = view.zone(info);
+    zone = z instanceof Promise ? await z : z;
   } catch {
     return reply(frame, RCODE.SERVFAIL, opts);
   }
@@ -446,12 +467,7 @@ export async function handleMessage(view: ZoneView, msg: Buffer, transport: Tran
       const out = denialMessage(msg, quick.end, frame, denial.authority, denial.count, denial.rcode);
       const rcode = denial.rcode;
       if (out.length <= limit) {
-        return finish(frame, out, () => encode(frame, rcode, {}, AA | TC), {
-          rcode,
-          zone: { name: zone.name, imvu: zone.imvu, serial: zone.serial },
-          rrl: verdict,
-          nxname: true,
-        });
+        return finish(frame, out, () => encode(frame, rcode, {}, AA | TC), rcode, zone, verdict, true);
       }
     }
   }
@@ -466,10 +482,6 @@ export async function handleMessage(view: ZoneView, msg: Buffer, transport: Tran
     }
   }
   const final = set;
-  return finish(frame, fit(frame, final.rcode, final, limit), () => encode(frame, final.rcode, {}, (final.aa ? AA : 0) | TC), {
-    rcode: final.rcode,
-    zone: { name: zone.name, imvu: zone.imvu, serial: zone.serial },
-    rrl: verdict,
-    ...(found.rcode === RCODE.NXDOMAIN && found.answers.length === 0 ? { nxname: true } : {}),
-  });
+  // The compiled zone is the Handled's `zone` (its name, IMVU and serial): the response cache copies what it keeps.
+  return finish(frame, fit(frame, final.rcode, final, limit), () => encode(frame, final.rcode, {}, (final.aa ? AA : 0) | TC), final.rcode, zone, verdict, found.rcode === RCODE.NXDOMAIN && found.answers.length === 0);
 }

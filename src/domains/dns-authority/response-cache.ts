@@ -104,6 +104,9 @@ const ENTRY_OVERHEAD = 160;
  */
 export const MAX_SPARED = 64;
 
+/** Where `cacheable` writes a key: at most the query's bytes. */
+const scratch = Buffer.allocUnsafeSlow(MAX_QUERY);
+
 /** A query the cache can answer: its key, and its COOKIE option's data when it has one (and cookies are on). */
 export interface Cacheable {
   key: string;
@@ -139,42 +142,48 @@ export function cacheable(msg: Buffer, transport: Transport, cookies = true): Ca
   if (i + 4 > len) return undefined;
   const qtype = (msg[i]! << 8) | msg[i + 1]!;
   if (qtype === QTYPE_AXFR || qtype === QTYPE_IXFR) return undefined;
+  const qEnd = i;
   i += 4;
-  const t = transport === 'tcp' ? 't' : 'u';
-  // Header and question, the name in lower case (label lengths are below 64: never letters).
-  const qEnd = i - 4;
-  let head = msg.toString('latin1', 2, i);
-  for (let j = 13; j < qEnd; j++)
-    if (msg[j]! >= 0x41 && msg[j]! <= 0x5a) {
-      const name = Buffer.from(msg.subarray(12, qEnd));
-      for (let k = 0; k < name.length; k++) if (name[k]! >= 0x41 && name[k]! <= 0x5a) name[k]! |= 0x20;
-      head = msg.toString('latin1', 2, 12) + name.toString('latin1') + msg.toString('latin1', qEnd, i);
-      break;
-    }
-  if (arcount === 0) return i === len ? { key: t + '-' + head } : undefined;
-  // One OPT owned by the root, ending the message, its options whole.
-  if (i + 11 > len || msg[i] !== 0 || ((msg[i + 1]! << 8) | msg[i + 2]!) !== TYPE_OPT) return undefined;
-  const rdata = i + 11;
-  if (rdata + ((msg[i + 9]! << 8) | msg[i + 10]!) !== len) return undefined;
-  // The RDLENGTH is left out of the key: the OPT ends the message, so the options' bytes imply it.
+  let rdata = len;
   let cookie: Buffer | undefined;
   let cookieAt = len;
-  for (let j = rdata; j < len; ) {
-    if (j + 4 > len) return undefined;
-    const code = (msg[j]! << 8) | msg[j + 1]!;
-    const olen = (msg[j + 2]! << 8) | msg[j + 3]!;
-    if (j + 4 + olen > len) return undefined;
-    if (code === COOKIE_OPTION && cookies) {
-      if (cookie || (olen !== 8 && (olen < 16 || olen > 40))) return undefined;
-      cookie = msg.subarray(j + 4, j + 4 + olen);
-      cookieAt = j;
+  if (arcount === 0) {
+    if (i !== len) return undefined;
+  } else {
+    // One OPT owned by the root, ending the message, its options whole.
+    if (i + 11 > len || msg[i] !== 0 || ((msg[i + 1]! << 8) | msg[i + 2]!) !== TYPE_OPT) return undefined;
+    rdata = i + 11;
+    if (rdata + ((msg[i + 9]! << 8) | msg[i + 10]!) !== len) return undefined;
+    for (let j = rdata; j < len; ) {
+      if (j + 4 > len) return undefined;
+      const code = (msg[j]! << 8) | msg[j + 1]!;
+      const olen = (msg[j + 2]! << 8) | msg[j + 3]!;
+      if (j + 4 + olen > len) return undefined;
+      if (code === COOKIE_OPTION && cookies) {
+        if (cookie || (olen !== 8 && (olen < 16 || olen > 40))) return undefined;
+        cookie = msg.subarray(j + 4, j + 4 + olen);
+        cookieAt = j;
+      }
+      j += 4 + olen;
     }
-    j += 4 + olen;
   }
-  head += msg.toString('latin1', i, i + 9);
-  if (!cookie) return { key: t + '-' + head + msg.toString('latin1', rdata) };
-  const rest = msg.toString('latin1', rdata, cookieAt) + msg.toString('latin1', cookieAt + 4 + cookie.length);
-  return { key: t + 'c' + head + rest, cookie };
+  // The key, written into `scratch` and made one flat string (a string per piece, joined, cost a
+  // few hundred bytes of garbage per query): the transport, '-' or 'c' (a cookie left out), the
+  // header after the ID and the question with its name in lower case (label lengths are below
+  // 64: never letters), then the OPT record but its RDLENGTH (the OPT ends the message, so the
+  // options' bytes imply it) and the COOKIE option.
+  const k = scratch;
+  k[0] = transport === 'tcp' ? 0x74 : 0x75;
+  k[1] = cookie ? 0x63 : 0x2d;
+  let at = 2 + msg.copy(k, 2, 2, i);
+  for (let j = 13; j < qEnd; j++) if (k[j]! >= 0x41 && k[j]! <= 0x5a) k[j]! |= 0x20;
+  if (arcount !== 0) {
+    at += msg.copy(k, at, i, i + 9);
+    at += msg.copy(k, at, rdata, cookieAt);
+    if (cookie) at += msg.copy(k, at, cookieAt + 4 + cookie.length, len);
+  }
+  const key = k.toString('latin1', 0, at);
+  return cookie ? { key, cookie } : { key };
 }
 
 /** The key alone (see `cacheable`). */
@@ -193,7 +202,8 @@ function questionEnd(msg: Buffer): number {
 function patch(out: Buffer, msg: Buffer): Buffer {
   out[0] = msg[0]!;
   out[1] = msg[1]!;
-  msg.copy(out, 12, 12, questionEnd(msg));
+  // Byte by byte: Buffer#copy of a range makes a view object per call.
+  for (let j = 12, end = questionEnd(msg); j < end; j++) out[j] = msg[j]!;
   return out;
 }
 
@@ -253,6 +263,47 @@ function owned(b: Buffer): Buffer {
   return out;
 }
 
+/** An entry's empty TC form (RRL slips), made on first use. */
+function emptyOf(e: Entry): Buffer {
+  if (typeof e.truncated === 'function') e.truncated = owned(e.truncated());
+  return e.truncated!;
+}
+
+/**
+ * A hit without a cookie: the entry's answer with the asker's ID and question, and its TC form
+ * made only if a slip asks for it (a method: no closures, nor their context, per hit).
+ */
+class Hit implements Handled {
+  readonly response: Buffer;
+  readonly rcode: number | undefined;
+  readonly zone: Entry['zone'];
+
+  constructor(
+    private readonly e: Entry,
+    private readonly msg: Buffer,
+  ) {
+    this.response = withId(e.response, msg);
+    this.rcode = e.rcode;
+    this.zone = e.zone;
+  }
+
+  truncated(): Buffer {
+    return withId(emptyOf(this.e), this.msg);
+  }
+}
+
+/** A hit with a cookie: the entry's answer with the asker's ID, question and COOKIE option (closures of their own: a function apart from `get`, whose calls then make no context). */
+function cookieHit(e: Entry, msg: Buffer, c: CookieCheck): Handled {
+  const h: Handled = {
+    response: withIdAndCookie(e.response, msg, c.reply),
+    rcode: e.rcode,
+    zone: e.zone,
+    truncated: () => withIdAndCookie(emptyOf(e), msg, c.reply),
+  };
+  if (!c.valid) h.badCookie = () => withIdAndCookie(badCookieForm(emptyOf(e)), msg, c.reply);
+  return h;
+}
+
 export class ResponseCache {
   private readonly map = new Map<string, Entry>();
   private readonly maxEntries: number;
@@ -302,21 +353,7 @@ export class ResponseCache {
     }
     this.counts.hits++;
     e.hot = true;
-    const empty = (): Buffer => {
-      if (typeof e.truncated === 'function') e.truncated = owned(e.truncated());
-      return e.truncated!;
-    };
-    if (c) {
-      const h: Handled = {
-        response: withIdAndCookie(e.response, msg, c.reply),
-        rcode: e.rcode,
-        zone: e.zone,
-        truncated: () => withIdAndCookie(empty(), msg, c.reply),
-      };
-      if (!c.valid) h.badCookie = () => withIdAndCookie(badCookieForm(empty()), msg, c.reply);
-      return h;
-    }
-    return { response: withId(e.response, msg), rcode: e.rcode, zone: e.zone, truncated: () => withId(empty(), msg) };
+    return c ? cookieHit(e, msg, c) : new Hit(e, msg);
   }
 
   /**
@@ -329,8 +366,9 @@ export class ResponseCache {
     // A query with a cookie is kept without it (`uncookied`); a key says which it was.
     const cookie = key.charCodeAt(1) === 0x63; /* 'c' */
     const plain = cookie ? h.uncookied : h.uncookied ? undefined : h.response && { response: h.response, truncated: h.truncated };
-    // Nothing the rate limiter held back (its slip is not the answer), nothing outside a hosted zone.
-    if (h.rrl === 'drop' || h.rrl === 'slip') return;
+    // Nothing the rate limiter held back (its slip is not the answer), nothing outside a hosted
+    // zone, nor an answer from this cache (its `truncated` is a method of its own).
+    if (h.rrl === 'drop' || h.rrl === 'slip' || h instanceof Hit) return;
     if (!plain || !z || z.serial === undefined || plain.response.length > this.maxResponseBytes) return;
     // A hit patches the asker's question in: the answer must carry it (it does, for a hosted zone).
     if (plain.response.length < 17 || plain.response.readUInt16BE(4) !== 1) return;

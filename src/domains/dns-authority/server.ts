@@ -146,9 +146,9 @@ export interface UdpAnswererOptions {
  * limiter for a cached answer, the send and metering. Returns a promise only while a cache miss
  * is in progress.
  */
-export function udpAnswerer(o: UdpAnswererOptions): (msg: Buffer, peer: string, send: (out: Buffer) => void) => Promise<void> | undefined {
+export function udpAnswerer(o: UdpAnswererOptions): <T>(msg: Buffer, peer: string, send: (out: Buffer, to: T | undefined) => void, to?: T) => Promise<void> | undefined {
   const { view, cache, cookies, limiter } = o;
-  const respond = o.respond ?? ((msg: Buffer, t: Transport, ctx: AnswerContext) => handleMessage(view, msg, t, { dnssec: o.dnssec, cookies, ...ctx }));
+  const respond = o.respond ?? ((msg: Buffer, t: Transport, ctx: AnswerContext) => handleMessage(view, msg, t, { dnssec: o.dnssec, cookies, peer: ctx.peer, admit: ctx.admit }));
   const maxInFlight = o.maxInFlight ?? 4096;
   const s = o.stats ?? { rrlDropped: 0, rrlSlipped: 0, ignored: 0, responses: 0, busyDropped: 0 };
   const meter = o.meter ?? (() => undefined);
@@ -159,7 +159,7 @@ export function udpAnswerer(o: UdpAnswererOptions): (msg: Buffer, peer: string, 
    * responder has asked the limiter already (before signing) when `h.rrl` is set; otherwise (a
    * cache hit, a transfer's answer) it is asked here, unless `exempt` (a valid server cookie).
    */
-  const sendUdp = (h: Handled, peer: string, send: (out: Buffer) => void, exempt = false) => {
+  const sendUdp = <T>(h: Handled, peer: string, send: (out: Buffer, to: T | undefined) => void, to: T | undefined, exempt = false) => {
     if (h.rrl === 'drop') {
       s.rrlDropped++;
       return;
@@ -177,43 +177,69 @@ export function udpAnswerer(o: UdpAnswererOptions): (msg: Buffer, peer: string, 
         s.rrlDropped++;
         return;
       }
-      if (verdict === 'slip') out = slip!();
+      // Called on `h`: a cache hit's `truncated` is a method.
+      if (verdict === 'slip') out = h.badCookie ? h.badCookie() : h.truncated!();
     }
     if (verdict === 'slip') s.rrlSlipped++;
     s.responses++;
-    send(out);
+    send(out, to);
     if (verdict !== 'slip') meter(h);
   };
-  return (msg, peer, send) => {
+  /** A hit for a query with a COOKIE option: its cookie checked (one SipHash) only when there is an entry to answer from. */
+  const cookieHit = (c: Cacheable, msg: Buffer, peer: string): { hit: Handled; exempt: boolean } | undefined => {
+    let check: CookieCheck | undefined;
+    const hit = cache!.get(c.key, msg, () => {
+      const r = c.cookie && cookies?.check(c.cookie, peer);
+      check = r === 'malformed' ? undefined : r;
+      return check;
+    });
+    return hit && { hit, exempt: !!check?.valid };
+  };
+  /** A cache miss: the responder, then the cache and the send (a function apart, so that a hit makes none of its closures). */
+  const miss = <T>(msg: Buffer, peer: string, send: (out: Buffer, to: T | undefined) => void, to: T | undefined, c: Cacheable | undefined): Promise<void> => {
+    inFlight++;
+    const generation = view.generation;
+    // One promise and two closures per miss (a then/catch/finally chain made three of each).
+    return respond(msg, 'udp', { peer, admit: limiter && (() => limiter.check(peer)) }).then(
+      (h) => {
+        inFlight--;
+        try {
+          if (c) cache!.set(c.key, h, generation);
+          sendUdp(h, peer, send, to);
+        } catch (err) {
+          fail(err);
+        }
+      },
+      (err: unknown) => {
+        inFlight--;
+        fail(err);
+      },
+    );
+  };
+  return (msg, peer, send, to) => {
     // A cache hit is answered now, without a promise, even when too many misses are in progress:
     // a flood of names asked once does not shut out the names asked often.
     const c = cache && cacheable(msg, 'udp', !!cookies);
     if (c) {
-      let check: CookieCheck | undefined;
-      // The cookie is checked (one SipHash) only when there is an entry to answer from.
-      const hit = cache!.get(c.key, msg, () => {
-        const r = c.cookie && cookies?.check(c.cookie, peer);
-        check = r === 'malformed' ? undefined : r;
-        return check;
-      });
-      if (hit) {
-        sendUdp(hit, peer, send, !!check?.valid);
-        return undefined;
+      if (!c.cookie) {
+        const hit = cache!.get(c.key, msg);
+        if (hit) {
+          sendUdp(hit, peer, send, to);
+          return undefined;
+        }
+      } else {
+        const found = cookieHit(c, msg, peer);
+        if (found) {
+          sendUdp(found.hit, peer, send, to, found.exempt);
+          return undefined;
+        }
       }
     }
     if (inFlight >= maxInFlight) {
       s.busyDropped++;
       return undefined;
     }
-    inFlight++;
-    const generation = view.generation;
-    return respond(msg, 'udp', { peer, admit: limiter && (() => limiter.check(peer)) })
-      .then((h) => {
-        if (c) cache!.set(c.key, h, generation);
-        sendUdp(h, peer, send);
-      })
-      .catch(fail)
-      .finally(() => inFlight--);
+    return miss(msg, peer, send, to, c);
   };
 }
 
@@ -257,7 +283,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
       await new Promise((r) => setImmediate(r));
     }
   })();
-  const answer = (msg: Buffer, t: Transport, ctx?: AnswerContext) => handleMessage(view, msg, t, { dnssec: opts.dnssec, cookies, ...ctx });
+  const answer = (msg: Buffer, t: Transport, ctx?: AnswerContext) => handleMessage(view, msg, t, { dnssec: opts.dnssec, cookies, peer: ctx?.peer, admit: ctx?.admit });
   const xfr = opts.xfr ? new XfrService(view, opts.store, opts.xfr, { answer, keys: opts.dnssec?.keys, materialise: opts.dnssec && ((z, k) => opts.dnssec!.materialise(z, k)) }) : undefined;
   const respond = (msg: Buffer, t: Transport, ctx: AnswerContext): Promise<XfrHandled> => (xfr ? xfr.handle(msg, t, ctx.peer ?? '', ctx) : answer(msg, t, ctx));
   const limiter = opts.rrl === false ? undefined : new ResponseRateLimiter(opts.rrl ?? RRL_DEFAULTS);
@@ -277,8 +303,9 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
   const cachedOrRespond = (msg: Buffer, t: Transport, peer: string): XfrHandled | Promise<XfrHandled> => {
     const c = cache && cacheable(msg, t, !!cookies);
     if (!c) return respond(msg, t, { peer });
-    const found = fromCache(c, msg, peer);
-    if (found) return found.hit;
+    // Without a cookie, no closure for its check (`fromCache`).
+    const found = c.cookie ? fromCache(c, msg, peer)?.hit : cache!.get(c.key, msg);
+    if (found) return found;
     // The zone set as the query found it: an answer computed across a change of it is not kept.
     const generation = view.generation;
     return respond(msg, t, { peer }).then((h) => {
@@ -369,6 +396,8 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
   }
 
   // UDP
+  // One function for every answer, the address passed along (a closure per datagram was garbage).
+  const sendTo = (out: Buffer, rinfo: dgram.RemoteInfo | undefined) => udp.send(out, rinfo!.port, rinfo!.address);
   const onDatagram = udpAnswerer({ view, respond, cache, cookies, limiter, maxInFlight: maxUdpInFlight, stats: s, meter, onError: fail });
   udp.on('error', fail);
   udp.on('message', (msg, rinfo) => {
@@ -381,7 +410,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     // No callback: Node then sends at once (uv_udp_try_send) with no request object and no call
     // back into JavaScript, which cost as much as a signature per answer; a send that fails later
     // is the socket's 'error' event (counted by `fail`).
-    void onDatagram(msg, rinfo.address, (out) => udp.send(out, rinfo.port, rinfo.address));
+    void onDatagram(msg, rinfo.address, sendTo, rinfo);
   });
 
   // TCP. A connection costs a slot, so a client that holds one without asking anything loses it:
@@ -463,11 +492,38 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     const pump = async () => {
       if (pumping) return;
       pumping = true;
+      // Answers written while no query waits on the responder go out together (the socket corked:
+      // one writev for a run of cached answers instead of a write each); uncorked before any wait.
+      let corked = false;
+      const flush = () => {
+        if (!corked) return;
+        corked = false;
+        sock.uncork();
+      };
+      const drained = () => {
+        flush();
+        // The peer does not read: wait for it (the idle timeout ends a peer that never does).
+        return new Promise<void>((resolve) => {
+          const done = () => {
+            sock.off('drain', done);
+            sock.off('close', done);
+            resolve();
+          };
+          sock.on('drain', done);
+          sock.on('close', done);
+        });
+      };
       try {
         while (queue.length > 0 && !sock.destroyed) {
           const msg = queue.shift()!;
           s.tcpQueries++;
-          const h = await cachedOrRespond(msg, 'tcp', remote);
+          // A cache hit is answered without a turn through a promise.
+          const r = cachedOrRespond(msg, 'tcp', remote);
+          let h: XfrHandled;
+          if (r instanceof Promise) {
+            flush();
+            h = await r;
+          } else h = r;
           if (sock.destroyed) break;
           if (!h.response) {
             s.ignored++;
@@ -475,22 +531,21 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
           }
           s.responses++;
           meter(h);
-          // A zone transfer is several messages: the rest follow the first, in order.
-          for (const out of messages(h.response, h.stream)) {
-            if (sock.destroyed) break;
-            if (!sock.write(frame(out))) {
-              // The peer does not read: wait for it (the idle timeout ends a peer that never does).
-              await new Promise<void>((resolve) => {
-                const done = () => {
-                  sock.off('drain', done);
-                  sock.off('close', done);
-                  resolve();
-                };
-                sock.on('drain', done);
-                sock.on('close', done);
-              });
+          if (!h.stream) {
+            if (!corked) {
+              sock.cork();
+              corked = true;
             }
+            if (!sock.write(frame(h.response))) await drained();
             progressed();
+          } else {
+            flush();
+            // A zone transfer is several messages: the rest follow the first, in order.
+            for (const out of messages(h.response, h.stream)) {
+              if (sock.destroyed) break;
+              if (!sock.write(frame(out))) await drained();
+              progressed();
+            }
           }
           if (!ending && sock.isPaused() && queue.length < maxPending) resume();
         }
@@ -498,6 +553,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
         fail(err);
         sock.destroy();
       } finally {
+        flush();
         pumping = false;
       }
       if (ending) {

@@ -152,7 +152,8 @@ export class Zone {
     if (cut) return this.referral(cut, res);
     let name = qname;
     let owner = echo;
-    const seen = new Set<string>();
+    // Made at the first CNAME: most lookups follow none.
+    let seen: Set<string> | undefined;
     for (let hop = 0; ; hop++) {
       const node = this.find(name);
       if (node === 'nxdomain') {
@@ -174,7 +175,7 @@ export class Zone {
       const cname = node.get('CNAME');
       if (!cname) return this.negative(res);
       pushSet(res.answers, owner, cname);
-      seen.add(name);
+      (seen ??= new Set()).add(name);
       const target = targetOf(cname.rdata[0]!)!;
       // Follow the chain only inside this zone, not round a loop. A target at or below a delegation
       // in this zone is the child's to answer: the CNAME comes with the child's referral, its NS

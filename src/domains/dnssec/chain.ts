@@ -32,6 +32,37 @@ export interface ChainLink {
  * its descendants).
  */
 export function canonicalKey(name: string): string {
+  const n = name.endsWith('.') ? name.length - 1 : name.length;
+  // ASCII names (every name a query can reach here: the responder's reader takes printable ASCII)
+  // written into `keyScratch` and made one string; a string per character cost most of a random
+  // name's denial in garbage. A label's octets then are its characters, and each key character
+  // (an octet plus one) at most 0x80, one latin1 byte.
+  if (n === 0) return '';
+  if (2 * n + 1 <= keyScratch.length) {
+    let at = 0;
+    let end = n;
+    for (;;) {
+      const dot = end > 0 ? name.lastIndexOf('.', end - 1) : -1;
+      for (let j = dot + 1; j < end; j++) {
+        let c = name.charCodeAt(j);
+        if (c > 0x7f) return canonicalKeyOf(name);
+        if (c >= 0x41 && c <= 0x5a) c |= 0x20;
+        keyScratch[at++] = c + 1;
+      }
+      keyScratch[at++] = 0;
+      if (dot < 0) break;
+      end = dot;
+    }
+    return keyScratch.toString('latin1', 0, at);
+  }
+  return canonicalKeyOf(name);
+}
+
+/** Where `canonicalKey` writes an ASCII name's key: an octet per character plus one per label. */
+const keyScratch = Buffer.allocUnsafeSlow(1024);
+
+/** `canonicalKey` for any name (UTF-8 labels). */
+function canonicalKeyOf(name: string): string {
   const labels = labelsOf(name);
   let key = '';
   for (let i = labels.length - 1; i >= 0; i--) {

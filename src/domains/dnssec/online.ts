@@ -91,9 +91,9 @@ export interface OnlineSignerOptions {
 export type DenialMode = 'nsec' | 'compact';
 export const DENIAL_MODES: readonly DenialMode[] = ['nsec', 'compact'];
 
-/** What the quick path sends for a name that does not exist: the authority section on the wire, its RR count and the rcode. */
+/** What the quick path sends for a name that does not exist: the authority section on the wire (in pieces, to be written one after the other), its RR count and the rcode. */
 export interface Denial {
-  authority: Buffer;
+  authority: readonly Buffer[];
   count: number;
   rcode: 0 | 3;
 }
@@ -368,10 +368,10 @@ export class OnlineSigner {
       const chain = chainOf(zone);
       const cover = chain.covering(name);
       const wild = chain.wildcardCover(zone.closestEncloser(name));
+      // The encoded blocks as kept (the message writes them out): no copy joining them.
       const block = this.soaBlock(zone, key, soaAnswer);
-      const parts = [block, this.chainBytes(zone, key, cover)];
-      if (wild !== cover) parts.push(this.chainBytes(zone, key, wild));
-      return { authority: Buffer.concat(parts), count: wild !== cover ? 6 : 4, rcode: 3 };
+      const authority = wild !== cover ? [block, this.chainBytes(zone, key, cover), this.chainBytes(zone, key, wild)] : [block, this.chainBytes(zone, key, cover)];
+      return { authority, count: wild !== cover ? 6 : 4, rcode: 3 };
     }
     let owner: Buffer;
     try {
@@ -392,7 +392,7 @@ export class OnlineSigner {
     const sigRdata = Buffer.concat([rrsigPrefix(sig), sig.signature]);
     const out = Buffer.allocUnsafe(block.length + 2 * 12 + rdata.length + sigRdata.length);
     putRr(out, putRr(out, block.copy(out, 0), OWNER_IS_QUESTION, TYPE_NSEC, ttl, rdata), OWNER_IS_QUESTION, 46, ttl, sigRdata);
-    return { authority: out, count: 4, rcode: 0 };
+    return { authority: [out], count: 4, rcode: 0 };
   }
 
   /** The SOA and its RRSIG on the wire: one encoding per zone while the signature is the cached one. */
