@@ -141,6 +141,20 @@ export interface UdpAnswererOptions {
 }
 
 /**
+ * The cache's answer to a query with a COOKIE option from `peer`, with the option its cookie calls
+ * for; undefined on a miss. The cookie is checked (one SipHash) only when there is an entry to answer from.
+ */
+function cachedWithCookie(cache: ResponseCache, cookies: ServerCookies | undefined, c: Cacheable, msg: Buffer, peer: string): { hit: Handled; exempt: boolean } | undefined {
+  let check: CookieCheck | undefined;
+  const hit = cache.get(c.key, msg, () => {
+    const r = c.cookie && cookies?.check(c.cookie, peer);
+    check = r === 'malformed' ? undefined : r;
+    return check;
+  });
+  return hit && { hit, exempt: !!check?.valid };
+}
+
+/**
  * One UDP datagram's handling, sockets aside (the server's, and bench/dns/micro.ts's): the
  * response cache, else the responder (which asks the rate limiter before signing), then the rate
  * limiter for a cached answer, the send and metering. Returns a promise only while a cache miss
@@ -185,16 +199,7 @@ export function udpAnswerer(o: UdpAnswererOptions): <T>(msg: Buffer, peer: strin
     send(out, to);
     if (verdict !== 'slip') meter(h);
   };
-  /** A hit for a query with a COOKIE option: its cookie checked (one SipHash) only when there is an entry to answer from. */
-  const cookieHit = (c: Cacheable, msg: Buffer, peer: string): { hit: Handled; exempt: boolean } | undefined => {
-    let check: CookieCheck | undefined;
-    const hit = cache!.get(c.key, msg, () => {
-      const r = c.cookie && cookies?.check(c.cookie, peer);
-      check = r === 'malformed' ? undefined : r;
-      return check;
-    });
-    return hit && { hit, exempt: !!check?.valid };
-  };
+  const cookieHit = (c: Cacheable, msg: Buffer, peer: string) => cachedWithCookie(cache!, cookies, c, msg, peer);
   /** A cache miss: the responder, then the cache and the send (a function apart, so that a hit makes none of its closures). */
   const miss = <T>(msg: Buffer, peer: string, send: (out: Buffer, to: T | undefined) => void, to: T | undefined, c: Cacheable | undefined): Promise<void> => {
     inFlight++;
@@ -288,17 +293,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
   const respond = (msg: Buffer, t: Transport, ctx: AnswerContext): Promise<XfrHandled> => (xfr ? xfr.handle(msg, t, ctx.peer ?? '', ctx) : answer(msg, t, ctx));
   const limiter = opts.rrl === false ? undefined : new ResponseRateLimiter(opts.rrl ?? RRL_DEFAULTS);
   const cache = opts.responseCache === false ? undefined : new ResponseCache(view, opts.responseCache);
-  /** The cache's answer to `msg` from `peer`, with the COOKIE option its cookie calls for; undefined on a miss. */
-  const fromCache = (c: Cacheable, msg: Buffer, peer: string): { hit: Handled; exempt: boolean } | undefined => {
-    let check: CookieCheck | undefined;
-    // The cookie is checked (one SipHash) only when there is an entry to answer from.
-    const hit = cache!.get(c.key, msg, () => {
-      const r = c.cookie && cookies?.check(c.cookie, peer);
-      check = r === 'malformed' ? undefined : r;
-      return check;
-    });
-    return hit && { hit, exempt: !!check?.valid };
-  };
+  const fromCache = (c: Cacheable, msg: Buffer, peer: string) => cachedWithCookie(cache!, cookies, c, msg, peer);
   /** The answer from the cache, or the responder's (then kept in the cache when it may be). TCP's; UDP does the same inline. */
   const cachedOrRespond = (msg: Buffer, t: Transport, peer: string): XfrHandled | Promise<XfrHandled> => {
     const c = cache && cacheable(msg, t, !!cookies);
