@@ -124,8 +124,8 @@ describe.skipIf(!haveHaproxy)('two gateway nodes in different regions', () => {
     const { runtimeCommand } = await import('../../src/network/gateway/runtime.ts');
     for (const n of nodes) {
       const map = await runtimeCommand(n.gw.layout.adminSocket, `show map ${n.gw.layout.maps.imvus}`);
-      expect(map, String(n.region)).toMatch(new RegExp(`${E.id} ${n.region === 'eu-west' ? 1 : 0}\\|EU-GDPR\\|eu\\|`));
-      expect(map).toMatch(new RegExp(`${U.id} 1\\|US-CCPA\\|\\*\\|`));
+      expect(map, String(n.region)).toMatch(new RegExp(`${E.id} ${n.region === 'eu-west' ? 1 : 0}\\|EU-GDPR\\|eu$`, 'm'));
+      expect(map).toMatch(new RegExp(`${U.id} 1\\|US-CCPA\\|\\*$`, 'm'));
       expect((await n.gw.verify()).equal).toBe(true);
     }
   });

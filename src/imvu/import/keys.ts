@@ -12,8 +12,6 @@ import { dnskeyRdata, keyTag } from '../../domains/dnssec/keytag.ts';
 import { dkimKeyPath, writeSecretFile } from '../provision.ts';
 import { stagingDir } from './paths.ts';
 
-export { stagingDir } from './paths.ts';
-
 /** An ECDSA P-256 private key from BIND's private key file and the DNSKEY public key field it must match. */
 export function bindPrivateKeyToKeyObject(text: string, publicKey: Buffer): KeyObject {
   if (!/^Algorithm: 13\b/m.test(text)) throw new Error('not an algorithm 13 (ECDSAP256SHA256) key');

@@ -252,11 +252,9 @@ export async function restoreVolume(p: OpenPlatform, imvu: string, root: string)
 // recorded, outside its transaction (they are files). A marker written durably before that entry
 // is submitted says a restore is owed; it goes only once the restore is done, so a daemon that dies
 // in between finishes the restore at its next start (`resumeRestores`), before mail is accepted.
-const pendingFile = restorePendingFile;
-
 /** Notes, durably, that `imvu`'s restore from `sha256` is owed. False if it was noted already. */
 export function markRestorePending(dataDir: string, sha256: string, imvu: string): boolean {
-  const file = pendingFile(dataDir, sha256, imvu);
+  const file = restorePendingFile(dataDir, sha256, imvu);
   if (existsSync(file)) return false;
   writeFileAtomic(file, `${imvu}\n`);
   fsyncDir(stagingDir(dataDir, sha256));
@@ -264,7 +262,7 @@ export function markRestorePending(dataDir: string, sha256: string, imvu: string
 }
 
 export function clearRestorePending(dataDir: string, sha256: string, imvu: string): void {
-  rmSync(pendingFile(dataDir, sha256, imvu), { force: true });
+  rmSync(restorePendingFile(dataDir, sha256, imvu), { force: true });
   fsyncDir(stagingDir(dataDir, sha256));
 }
 

@@ -38,7 +38,7 @@ export function maildirDeliverer(dataDir: string, db: SqlReader, onDelivered?: (
     const a = address.toLowerCase();
     const box = await mailboxState(db, dataDir, a);
     if (box.state === 'gone') throw new PermanentFailure(`550 5.1.1 <${a}>: no such mailbox here`, '5.1.1');
-    if (box.state === 'importing') throw new Error(`450 4.2.1 <${a}>: this mailbox is being imported (${box.imvu} is not whole yet)`);
+    if (box.state === 'importing') throw new Error(`450 4.2.1 <${a}>: this mailbox is being imported (${box.imvu}'s import is not finished yet)`);
     // The one Maildir writer (tmp/, fsync, new/, fsync; no symlink followed below the IMVU's directory).
     const { imvu } = await deliverToMailbox(db, dataDir, a, raw);
     onDelivered?.(imvu, raw.length);

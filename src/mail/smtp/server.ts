@@ -256,11 +256,11 @@ async function receiving(store: SqlReader, dataDir: string, address: string): Pr
 }
 
 /**
- * The refusal for a mailbox of an IMVU whose import is not whole yet: temporary, since the mailbox
+ * The refusal for a mailbox of an IMVU whose import is not finished (parts missing, or its archive's mail not restored yet): temporary, since the mailbox
  * exists and takes mail once the last part is recorded (a 5xx would make the sender drop it).
  */
 const importingRefusal = (rcpt: string, imvu: string) =>
-  smtpError(450, `4.2.1 <${rcpt}>: this mailbox is being imported (${imvu} is not whole yet); try again later`);
+  smtpError(450, `4.2.1 <${rcpt}>: this mailbox is being imported (${imvu}'s import is not finished yet); try again later`);
 
 async function hostedDomain(store: SqlReader, address: string): Promise<boolean> {
   const domain = address.slice(address.lastIndexOf('@') + 1);

@@ -36,7 +36,7 @@ export interface GatewayTable {
 export const MAP_NAMES = ['hosts', 'exact', 'prefix', 'roles', 'imvus', 'allow'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
-/** The IMVU's own bounds, also in its `imvus` line: requests per window, concurrent connections. */
+/** The IMVU's own bounds, from its envelope and the node's per-core limits: requests per window, concurrent connections. */
 export interface ImvuBounds {
   requests: number;
   connections: number;
@@ -54,19 +54,19 @@ export function routeValue(cls: string, port: number, limit: number, rid: string
 
 /**
  * The part of a route value that follows from the IMVU's ledger entries alone: the IMVU's bounds
- * (fields 6 and 7) also depend on the serving node's per-core limits, like its `imvus` line.
+ * (fields 6 and 7) also depend on the serving node's per-core limits.
  */
 export function routeValueOfLedger(value: string): string {
   return value.split('|').slice(0, 5).join('|');
 }
 
 /**
- * IMVU map value: serve|jurisdiction|areas|requests per window|connections. `serve` is 1 when this
- * gateway's region may serve the IMVU's private and restricted routes; `areas` are the ones that
- * may (`*`: any).
+ * IMVU map value: serve|jurisdiction|areas, for the region check of gated routes. `serve` is 1 when
+ * this gateway's region may serve the IMVU's private and restricted routes; `areas` are the ones
+ * that may (`*`: any). The IMVU's rate and connection bounds are in each of its route values.
  */
-export function imvuValue(serve: boolean, jurisdiction: string, areas: readonly string[], requests: number, connections: number): string {
-  return `${serve ? 1 : 0}|${jurisdiction}|${areas.length ? areas.join(',') : '*'}|${requests}|${connections}`;
+export function imvuValue(serve: boolean, jurisdiction: string, areas: readonly string[]): string {
+  return `${serve ? 1 : 0}|${jurisdiction}|${areas.length ? areas.join(',') : '*'}`;
 }
 
 /**
@@ -96,7 +96,7 @@ export async function loadTable(db: SqlReader, range?: string, region?: string, 
     const cores = Math.max(1, row.cpu_cores ?? DEFAULT_ENVELOPE.cpu_cores);
     const geo = regionPermits(row.jurisdiction, region);
     const bounds: ImvuBounds = { requests: cores * limits.requestsPerCoreS * RATE_WINDOW_S, connections: cores * limits.connectionsPerCore };
-    maps.imvus.push([row.id, imvuValue(geo.ok, row.jurisdiction, geo.areas, bounds.requests, bounds.connections)]);
+    maps.imvus.push([row.id, imvuValue(geo.ok, row.jurisdiction, geo.areas)]);
     const policy = row.policy ? (JSON.parse(row.policy) as Policy) : { public: [], private: [], restricted: [] };
     let n = 0;
     for (const cls of ROUTE_CLASSES) {
