@@ -1,5 +1,5 @@
 import { NotRecorded } from './chokepoint.ts';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import Database from 'better-sqlite3';
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import { openDataDir, type OpenPlatform } from '../platform.ts';
 import { testPlatform, type Actor, type TestPlatform } from '../testing.ts';
 import { combinedDigest, scanAll } from '../store/digest.ts';
 import { verifyDataDir } from './verify.ts';
+import { nextCheckDelay } from './integrity.ts';
 
 let p: TestPlatform;
 let alice: Actor;
@@ -132,6 +133,48 @@ describe('periodic check', () => {
     expect(await p.integrity.check()).toBeUndefined();
     const notes = await p.store.all<{ recipient: string; gate: number }>('SELECT recipient, gate FROM notifications WHERE about = ?', [alarm!.index]);
     expect(notes).toEqual([{ recipient: alice.id, gate: 5 }]);
+  });
+
+  it('a clean check scans a snapshot without the write lock: commits go on, and commits during it are no difference', async () => {
+    const locked = vi.spyOn(p.store, 'transaction');
+    expect(await p.integrity.check()).toBeUndefined();
+    expect(p.integrity.lastCheckPath).toBe('snapshot');
+    expect(locked).not.toHaveBeenCalled();
+    locked.mockRestore();
+    // Commands committed while checks run: each check compares its snapshot with what the writer
+    // sealed at that snapshot's tree size, so none of them sees a difference or falls back.
+    for (let round = 0; round < 5; round++) {
+      const commits = Promise.all(
+        Array.from({ length: 8 }, (_, i) => p.as(alice, 'consent.record', { imvu: 'IMVU-001', subject: `s${round}-${i}`, purpose: 'analytics', granted: true })),
+      );
+      const check = p.integrity.check();
+      await commits;
+      expect(await check).toBeUndefined();
+      expect(p.integrity.lastCheckPath).toBe('snapshot');
+    }
+    expect(p.integrity.alarms).toEqual([]);
+  });
+
+  it('on a timer, checks space themselves out: the interval, or nine times the last check if that is longer', async () => {
+    expect(nextCheckDelay(60_000, 120)).toBe(60_000);
+    expect(nextCheckDelay(60_000, 10_000)).toBe(90_000);
+    const seen = new Set<string>();
+    p.integrity.start(20);
+    for (let i = 0; i < 500 && seen.size < 3; i++) {
+      if (p.integrity.lastCheck) seen.add(p.integrity.lastCheck.at);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    p.integrity.start(0);
+    expect(seen.size).toBeGreaterThanOrEqual(3);
+  });
+
+  it('an edit seen by the snapshot scan is checked again under the lock, repaired and alarmed', async () => {
+    sql((db) => db.prepare("UPDATE routes SET policy = '{}' WHERE imvu = 'IMVU-001'").run());
+    const alarm = await p.integrity.check();
+    expect(p.integrity.lastCheckPath).toBe('locked');
+    expect(alarm).toMatchObject({ trigger: 'periodic', tables: ['routes'], imvus: ['IMVU-001'] });
+    expect(await p.integrity.check()).toBeUndefined();
+    expect(p.integrity.lastCheckPath).toBe('snapshot');
   });
 });
 

@@ -8,10 +8,12 @@
 // - Projections. Each projection table has a digest (src/core/store/digest.ts), kept up to date by
 //   the writer from the rows each transaction changed and recorded with every checkpoint (the
 //   `projection_digests` table, and the checkpoint file). At start the tables are scanned and
-//   compared with those records; while running they are scanned every interval and compared with
-//   what the writer expects. On any difference the ledger is replayed into fresh tables, every
-//   table that differs is rebuilt from the replay, and an `integrity.alarm` entry records it in the
-//   same transaction; each IMVU whose rows differed gets a `notify.creator` entry.
+//   compared with those records; while running they are scanned every interval by a worker thread
+//   inside one read transaction and compared with what the writer sealed at that transaction's
+//   tree size, then, only if that differs, again under the write lock (a commit between the two is
+//   no difference). On any difference the ledger is replayed into fresh tables, every table that
+//   differs is rebuilt from the replay, and an `integrity.alarm` entry records it in the same
+//   transaction; each IMVU whose rows differed gets a `notify.creator` entry.
 import type { KeyObject } from 'node:crypto';
 import { publicKeyRaw } from '../identity/keys.ts';
 import { decodeEntry } from '../ledger/ledger.ts';
@@ -19,6 +21,7 @@ import { rootHash } from '../ledger/merkle.ts';
 import { CHECKPOINT_FILE, CheckpointFileWriter, formatCheckpointFile, parseCheckpointFile, readCheckpointFile, type CheckpointFileContents } from '../ledger/checkpoint-file.ts';
 import { INTEGRITY_TABLES, LEDGER_TABLES } from '../store/schema.ts';
 import { DIGEST_TABLES, DigestTracker, PROJECTION_COLUMNS, combinedDigest, differingTables, digestHex, rowExpression, scanAll, type ProjectionDigests } from '../store/digest.ts';
+import { scanSnapshot } from '../store/scan-worker.ts';
 import { SqliteStore, type Row, type SqlReader, type Store, type WriteTx } from '../store/index.ts';
 import type { Command, SignedCommand } from '../types.ts';
 import type { Chokepoint, FollowUp, Receipt } from './chokepoint.ts';
@@ -58,6 +61,14 @@ export interface IntegrityOptions {
 }
 
 const MAX_ALARM_IMVUS = 1000;
+
+/** A periodic check waits at least this many times its own duration before the next one (a scan is then at most a tenth of a core's time). */
+export const CHECK_DUTY = 9;
+
+/** The wait before the next periodic check: the interval, or CHECK_DUTY times the last check's duration if longer. */
+export function nextCheckDelay(intervalMs: number, lastCheckMs: number): number {
+  return Math.max(intervalMs, Math.ceil(CHECK_DUTY * lastCheckMs));
+}
 const EXPECTED_TRIGGERS = new Set([...LEDGER_TABLES, ...INTEGRITY_TABLES].flatMap((t) => [`${t}_no_update`, `${t}_no_delete`]));
 
 /** Which promise a difference in a table broke, for the creator's notification. */
@@ -227,6 +238,9 @@ export class Integrity {
   private readonly pendingFiles = new Map<number, string>();
   private readonly listeners = new Set<(a: IntegrityAlarm) => void>();
   private timer: NodeJS.Timeout | undefined;
+  private checkEveryMs = 0;
+  /** Bumped by every start(): a check of an earlier schedule does not schedule the next one. */
+  private schedule = 0;
   private running: Promise<unknown> | undefined;
   private closed = false;
   /** What the start-up check did: whether it had to replay, and the alarm it raised. */
@@ -240,6 +254,10 @@ export class Integrity {
   private snapshotFrom = 0;
   private snapshotting: Promise<unknown> | undefined;
   private snapshotError: ((err: unknown) => void) | undefined;
+  /** While a periodic check's snapshot scan runs: the digests the writer sealed at each tree size since it began. */
+  private sealed: Map<number, ProjectionDigests> | undefined;
+  /** How the last periodic check ended: `snapshot` (a worker's unlocked scan matched), `locked` (scanned under the write lock). */
+  lastCheckPath: 'snapshot' | 'locked' | undefined;
 
   private constructor(
     private readonly o: IntegrityOptions,
@@ -330,6 +348,7 @@ export class Integrity {
       seal: async (tx, cp) => {
         const ds = await this.tracker.seal(tx);
         if (!cp) return;
+        this.sealed?.set(cp.size, ds);
         await tx.run('INSERT OR IGNORE INTO projection_digests (size, digest) VALUES (?, ?)', [cp.size, combinedDigest(ds)]);
         this.pendingFiles.set(cp.size, formatCheckpointFile(origin, cp.size, cp.root, ds, platformKey));
       },
@@ -374,24 +393,50 @@ export class Integrity {
     return () => this.listeners.delete(fn);
   }
 
-  /** Checks every `intervalMs` (0: never); `onError` hears of a check that could not run. */
+  /**
+   * Checks every `intervalMs` (0: never), and never sooner after a check than CHECK_DUTY times
+   * the check took: a scan costs the size of the state, so on a large platform the checks space
+   * themselves out rather than keep a core busy. `onError` hears of a check that could not run.
+   */
   start(intervalMs: number, onError?: (err: unknown) => void): void {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    if (!(intervalMs > 0)) return;
-    this.timer = setInterval(() => void this.check().catch((err: unknown) => (this.closed ? undefined : onError?.(err))), intervalMs);
-    this.timer.unref();
+    this.checkEveryMs = intervalMs > 0 ? intervalMs : 0;
+    const schedule = ++this.schedule;
+    if (!this.checkEveryMs) return;
+    const next = (delay: number) => {
+      this.timer = setTimeout(() => {
+        const t0 = performance.now();
+        void this.check()
+          .catch((err: unknown) => (this.closed ? undefined : onError?.(err)))
+          .finally(() => {
+            if (this.closed || schedule !== this.schedule) return;
+            next(nextCheckDelay(this.checkEveryMs, performance.now() - t0));
+          });
+      }, delay);
+      this.timer.unref();
+    };
+    next(this.checkEveryMs);
   }
 
   /**
-   * The periodic check: scans every projection table (in a write transaction, so no commit is
-   * half-seen) and compares it with what the writer expects; repairs and raises an alarm on a
-   * difference. Returns the alarm, if any. One check at a time.
+   * The periodic check. First a worker thread scans every projection table inside one read
+   * transaction (no lock: commits go on) and compares it with what the writer sealed at that
+   * transaction's tree size; equal, and no foreign trigger: done. Otherwise (a difference, or a
+   * size whose seal was not seen) the tables are scanned again in a write transaction, so no commit
+   * is half-seen, and compared with what the writer expects; a difference there is repaired and
+   * raises an alarm. Returns the alarm, if any. One check at a time.
    */
   check(): Promise<IntegrityAlarm | undefined> {
     if (this.running) return this.running.then(() => undefined);
     const run = (async () => {
       if (this.closed) return undefined;
+      if (await this.snapshotMatches()) {
+        this.lastCheck = { at: new Date().toISOString(), alarm: false };
+        this.lastCheckPath = 'snapshot';
+        return undefined;
+      }
+      this.lastCheckPath = 'locked';
       const found = await this.o.store.transaction(async (tx) => ({
         foreign: await foreignTriggers(tx),
         tables: differingTables(await scanAll(tx), this.tracker.current),
@@ -410,6 +455,19 @@ export class Integrity {
     })();
     this.running = run.finally(() => (this.running = undefined));
     return run;
+  }
+
+  /** The unlocked scan of a committed snapshot equals what the writer sealed at its tree size, and no foreign trigger is in the file. */
+  private async snapshotMatches(): Promise<boolean> {
+    const sealed = new Map([[this.o.chokepoint.ledger.size, this.tracker.current]]);
+    this.sealed = sealed;
+    try {
+      const snap = await scanSnapshot(this.o.store);
+      const expected = snap && sealed.get(snap.size);
+      return !!expected && differingTables(snap.digests, expected).length === 0 && (await foreignTriggers(this.o.store)).length === 0;
+    } finally {
+      this.sealed = undefined;
+    }
   }
 
   /** Replays and rebuilds inside one transaction with the alarm entry (when anything was wrong). */

@@ -21,6 +21,9 @@ export type ProjectionDigests = Map<string, TableDigest>;
 const MOD = 1n << 256n;
 const ROW_DOMAIN = 'nexus/projection-row\n';
 
+/** What every row hash of `table` starts with. */
+export const rowPrefix = (table: string): string => `${ROW_DOMAIN}${table}\n`;
+
 /** The projection tables in a fixed order (by name). */
 export const DIGEST_TABLES: readonly string[] = Object.keys(PROJECTION_TABLES).sort();
 
@@ -53,23 +56,6 @@ export function rowExpression(table: string, prefix = ''): string {
   const cols = PROJECTION_COLUMNS[table];
   if (!cols) throw new Error(`${table} is not a projection table`);
   return cols.map((c) => `quote(${prefix}${c})`).join(` || ',' || `);
-}
-
-/** What every row hash of `table` starts with. */
-const rowPrefix = (table: string) => `${ROW_DOMAIN}${table}\n`;
-
-/**
- * Adds SHA-256(ROW_DOMAIN || table || "\n" || row) to eight 32-bit lanes (big-endian words). One-shot
- * `crypto.hash` over one string, its digest as a 'binary' (latin1) string, one char per byte: a scan hashes
- * every row of every table, and a Hash object with four updates, or a Buffer per digest, cost the
- * start-up about twice the CPU in hashing and garbage (bench/RESULTS.md, scale, "Daemon start (after)").
- */
-function addRowHash(lanes: number[], prefix: string, row: string): void {
-  const h = hash('sha256', prefix + row, 'binary');
-  for (let i = 0; i < 8; i++) {
-    const j = 4 * i;
-    lanes[i]! += ((h.charCodeAt(j) << 24) | (h.charCodeAt(j + 1) << 16) | (h.charCodeAt(j + 2) << 8) | h.charCodeAt(j + 3)) >>> 0;
-  }
 }
 
 export function rowHash(table: string, row: string): bigint {
@@ -105,36 +91,68 @@ export function combinedDigest(ds: ProjectionDigests): string {
 
 const SCAN_CHUNK = 2000;
 
+/** The query a scan reads `table` with: [rowid as text, encoded row] (plus the chunk's bounds). */
+export function scanSelect(table: string): string {
+  return `SELECT CAST(rowid AS TEXT) AS k, ${rowExpression(table)} AS r FROM ${table}`;
+}
+
 /**
- * The digest of one table computed from its rows as they are now (a full scan), read in chunks by
- * rowid with the event loop let go in between, so that a large table does not stall the daemon.
- * Rowids travel as text: a row planted with a huge rowid is neither skipped nor read twice.
+ * The digest of the rows of one table, as a generator: it yields each chunk's query
+ * ([sql, params]) and is resumed with that chunk's rows ([k, r] arrays). The daemon runs it with
+ * async reads and lets the event loop go between chunks; a scan worker (scan-worker.ts) runs it
+ * from its source text with synchronous reads, so it refers to nothing outside itself. Rowids
+ * travel as text: a row planted with a huge rowid is neither skipped nor read twice. Each row adds
+ * SHA-256(ROW_DOMAIN || table || "\n" || row), taken by `sha256` as a latin1 string (one char per
+ * byte: no Hash object, no Buffer per row; bench/RESULTS.md, scale, "Daemon start (after)"), to
+ * eight 32-bit lanes summed as plain numbers (exact below 2^53), carried into the sum per chunk.
  */
-export async function scanTable(db: SqlReader, table: string): Promise<TableDigest> {
-  const select = `SELECT CAST(rowid AS TEXT) AS k, ${rowExpression(table)} AS r FROM ${table}`;
-  // Rows as [k, r] arrays where the reader can: no object per row (about a tenth of the scan's CPU).
-  const read = db.values
-    ? (sql: string, params: SqlValue[]) => db.values!(sql, params)
-    : async (sql: string, params: SqlValue[]) => (await db.all<{ k: string; r: string }>(sql, params)).map((x) => [x.k, x.r]);
-  const prefix = rowPrefix(table);
+export function* scanRows(
+  select: string,
+  prefix: string,
+  chunkSize: number,
+  sha256: (s: string) => string,
+): Generator<[string, (string | number)[]], { rows: number; sum: bigint }, unknown[][]> {
   let rows = 0;
   let sum = 0n;
   let after: string | undefined;
   for (;;) {
-    const chunk =
-      after === undefined
-        ? await read(`${select} ORDER BY rowid LIMIT ?`, [SCAN_CHUNK])
-        : await read(`${select} WHERE rowid > CAST(? AS INTEGER) ORDER BY rowid LIMIT ?`, [after, SCAN_CHUNK]);
-    // Eight 32-bit lanes summed as plain numbers (exact below 2^53), carried into the sum per chunk.
+    const chunk = yield after === undefined ? [`${select} ORDER BY rowid LIMIT ?`, [chunkSize]] : [`${select} WHERE rowid > CAST(? AS INTEGER) ORDER BY rowid LIMIT ?`, [after, chunkSize]];
     const lanes = [0, 0, 0, 0, 0, 0, 0, 0];
-    for (const row of chunk) addRowHash(lanes, prefix, String(row[1]));
+    for (const row of chunk) {
+      const h = sha256(prefix + String(row[1]));
+      for (let i = 0; i < 8; i++) {
+        const j = 4 * i;
+        lanes[i]! += ((h.charCodeAt(j) << 24) | (h.charCodeAt(j + 1) << 16) | (h.charCodeAt(j + 2) << 8) | h.charCodeAt(j + 3)) >>> 0;
+      }
+    }
     for (let i = 0; i < 8; i++) sum += BigInt(lanes[i]!) << BigInt(32 * (7 - i));
     rows += chunk.length;
-    if (chunk.length < SCAN_CHUNK) break;
+    if (chunk.length < chunkSize) break;
     after = String(chunk[chunk.length - 1]![0]);
-    await new Promise<void>((resolve) => setImmediate(resolve));
   }
-  return { rows, sum: sum % MOD };
+  return { rows, sum: sum % (1n << 256n) };
+}
+
+/** SHA-256 of a string as a latin1 string (what scanRows adds up). */
+const sha256Latin1 = (s: string): string => hash('sha256', s, 'binary');
+
+/**
+ * The digest of one table computed from its rows as they are now, read in chunks by rowid with the
+ * event loop let go in between, so that a large table does not stall the daemon.
+ */
+export async function scanTable(db: SqlReader, table: string): Promise<TableDigest> {
+  // Rows as [k, r] arrays where the reader can: no object per row (about a tenth of the scan's CPU).
+  const read = db.values
+    ? (sql: string, params: SqlValue[]) => db.values!(sql, params)
+    : async (sql: string, params: SqlValue[]) => (await db.all<{ k: string; r: string }>(sql, params)).map((x) => [x.k, x.r]);
+  const scan = scanRows(scanSelect(table), rowPrefix(table), SCAN_CHUNK, sha256Latin1);
+  let step = scan.next();
+  for (let first = true; !step.done; first = false) {
+    if (!first) await new Promise<void>((resolve) => setImmediate(resolve));
+    const [sql, params] = step.value;
+    step = scan.next(await read(sql, params));
+  }
+  return step.value;
 }
 
 export async function scanAll(db: SqlReader): Promise<ProjectionDigests> {
