@@ -239,6 +239,8 @@ export class Integrity {
   private readonly listeners = new Set<(a: IntegrityAlarm) => void>();
   private timer: NodeJS.Timeout | undefined;
   private checkEveryMs = 0;
+  /** Aborted by close(): ends a snapshot scan in flight. */
+  private readonly stopping = new AbortController();
   /** Bumped by every start(): a check of an earlier schedule does not schedule the next one. */
   private schedule = 0;
   private running: Promise<unknown> | undefined;
@@ -431,7 +433,9 @@ export class Integrity {
     if (this.running) return this.running.then(() => undefined);
     const run = (async () => {
       if (this.closed) return undefined;
-      if (await this.snapshotMatches()) {
+      const matched = await this.snapshotMatches();
+      if (this.closed) return undefined;
+      if (matched) {
         this.lastCheck = { at: new Date().toISOString(), alarm: false };
         this.lastCheckPath = 'snapshot';
         return undefined;
@@ -462,7 +466,7 @@ export class Integrity {
     const sealed = new Map([[this.o.chokepoint.ledger.size, this.tracker.current]]);
     this.sealed = sealed;
     try {
-      const snap = await scanSnapshot(this.o.store);
+      const snap = await scanSnapshot(this.o.store, this.stopping.signal);
       const expected = snap && sealed.get(snap.size);
       return !!expected && differingTables(snap.digests, expected).length === 0 && (await foreignTriggers(this.o.store)).length === 0;
     } finally {
@@ -508,6 +512,7 @@ export class Integrity {
   async close(): Promise<void> {
     this.closed = true;
     this.start(0);
+    this.stopping.abort();
     await this.running?.catch(() => undefined);
     await this.snapshotting?.catch(() => undefined);
     await this.writer.flush();

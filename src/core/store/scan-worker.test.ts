@@ -54,4 +54,16 @@ describe('projection scan on a worker thread', () => {
     await store.close();
   });
 
+
+  it('a scan whose signal is aborted (the daemon stops) ends its worker and gives nothing', async () => {
+    const store = fileStore();
+    await fill(store, 2000);
+    const stop = new AbortController();
+    const scan = scanSnapshot(store, stop.signal);
+    stop.abort();
+    expect(await scan).toBeUndefined();
+    expect(await scanSnapshot(store, stop.signal)).toBeUndefined();
+    expect((await scanSnapshot(store))?.digests.get('nonces')?.rows).toBe(2003);
+    await store.close();
+  });
 });

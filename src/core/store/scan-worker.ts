@@ -59,13 +59,21 @@ parentPort.postMessage({ size, out });
 
 const sqliteModule = (): string => createRequire(import.meta.url).resolve('better-sqlite3');
 
-function runWorker(file: string, tasks: Task[], snapshot: boolean): Promise<WorkerResult> {
+function runWorker(file: string, tasks: Task[], snapshot: boolean, signal?: AbortSignal): Promise<WorkerResult> {
   return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new Error('scan aborted'));
     const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { sqlite: sqliteModule(), file, tasks, snapshot, chunk: CHUNK } });
+    // A daemon that stops does not wait for a scan of its whole state: the worker is ended.
+    const abort = () => void w.terminate();
+    signal?.addEventListener('abort', abort, { once: true });
     let result: WorkerResult | undefined;
     w.once('message', (m: WorkerResult) => (result = m));
     w.once('error', reject);
-    w.once('exit', (code) => (result ? resolve(result) : reject(new Error(`scan worker exited with code ${code} before its result`))));
+    w.once('exit', (code) => {
+      signal?.removeEventListener('abort', abort);
+      if (result) resolve(result);
+      else reject(new Error(signal?.aborted ? 'scan aborted' : `scan worker exited with code ${code} before its result`));
+    });
   });
 }
 
@@ -73,13 +81,13 @@ const task = (table: string): Task => ({ table, select: scanSelect(table), prefi
 
 /**
  * Every projection table's digest as of one committed tree size, read by one worker thread inside
- * one read transaction: commits go on meanwhile. Undefined when the store is not a database file
- * or the worker failed (the caller then scans under its write lock).
+ * one read transaction: commits go on meanwhile. Undefined when the store is not a database file,
+ * the worker failed (the caller then scans under its write lock) or `signal` ended it.
  */
-export async function scanSnapshot(store: SqlReader): Promise<{ size: number; digests: ProjectionDigests } | undefined> {
+export async function scanSnapshot(store: SqlReader, signal?: AbortSignal): Promise<{ size: number; digests: ProjectionDigests } | undefined> {
   if (!(store instanceof SqliteStore) || store.path === ':memory:') return undefined;
   try {
-    const r = await runWorker(store.path, DIGEST_TABLES.map(task), true);
+    const r = await runWorker(store.path, DIGEST_TABLES.map(task), true, signal);
     if (r.size === undefined) return undefined;
     return { size: r.size, digests: new Map(r.out.map((d) => [d.table, { rows: d.rows, sum: BigInt(`0x${d.sum}`) }])) };
   } catch {
