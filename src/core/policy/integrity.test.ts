@@ -168,6 +168,19 @@ describe('periodic check', () => {
     expect(seen.size).toBeGreaterThanOrEqual(3);
   });
 
+  it('an edit made through another connection is checked at the next tick, even when the routine check is not due', async () => {
+    p.integrity.start(20);
+    // As on a large platform whose last check took long: no routine check for a long while.
+    (p.integrity as unknown as { nextCheckAt: number }).nextCheckAt = Infinity;
+    await new Promise((r) => setTimeout(r, 100));
+    const before = p.integrity.lastCheck?.at;
+    sql((db) => db.prepare("UPDATE routes SET policy = '{}' WHERE imvu = 'IMVU-001'").run());
+    for (let i = 0; i < 200 && !p.integrity.alarms.length; i++) await new Promise((r) => setTimeout(r, 10));
+    p.integrity.start(0);
+    expect(p.integrity.lastCheck?.at).not.toBe(before);
+    expect(p.integrity.alarms).toMatchObject([{ trigger: 'periodic', tables: ['routes'] }]);
+  });
+
   it('an edit seen by the snapshot scan is checked again under the lock, repaired and alarmed', async () => {
     sql((db) => db.prepare("UPDATE routes SET policy = '{}' WHERE imvu = 'IMVU-001'").run());
     const alarm = await p.integrity.check();

@@ -238,7 +238,10 @@ export class Integrity {
   private readonly pendingFiles = new Map<number, string>();
   private readonly listeners = new Set<(a: IntegrityAlarm) => void>();
   private timer: NodeJS.Timeout | undefined;
-  private checkEveryMs = 0;
+  /** When the next routine periodic check is due (performance.now()). */
+  private nextCheckAt = Infinity;
+  /** The store's dataVersion when the last check began (or the database was opened). */
+  private checkedDataVersion: number | undefined;
   /** Aborted by close(): ends a snapshot scan in flight. */
   private readonly stopping = new AbortController();
   /** Bumped by every start(): a check of an earlier schedule does not schedule the next one. */
@@ -277,6 +280,8 @@ export class Integrity {
     const { store, chokepoint } = o;
     const size = chokepoint.ledger.size;
     const file = await checkHistory(o.dataDir, store, size, publicKeyRaw(o.platformKey), o.origin);
+    // Read before scanning: a commit by another connection during the scan is looked at by the first periodic check.
+    const dataVersion = store.dataVersion?.();
     const live = await scanAll(store);
     const it = new Integrity(o, live);
     it.attach();
@@ -305,6 +310,7 @@ export class Integrity {
       }
     }
     await it.ensureRecorded();
+    it.checkedDataVersion = dataVersion;
     it.lastCheck = { at: new Date().toISOString(), alarm: it.startup.alarm !== undefined };
     return it;
   }
@@ -396,29 +402,35 @@ export class Integrity {
   }
 
   /**
-   * Checks every `intervalMs` (0: never), and never sooner after a check than CHECK_DUTY times
-   * the check took: a scan costs the size of the state, so on a large platform the checks space
-   * themselves out rather than keep a core busy. `onError` hears of a check that could not run.
+   * Looks every `intervalMs` (0: never) whether a check is due. One is due when another connection
+   * committed to the database since the last check began (`dataVersion`: a tool, another process;
+   * one query, whatever the size of the state), and otherwise once the last check is `intervalMs`
+   * old and at least CHECK_DUTY times as old as it took: a scan costs the size of the state, so on
+   * a large platform the routine checks space themselves out rather than keep a core busy, while
+   * an edit made through SQLite is still looked at within one interval. `onError` hears of a check
+   * that could not run.
    */
   start(intervalMs: number, onError?: (err: unknown) => void): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    this.checkEveryMs = intervalMs > 0 ? intervalMs : 0;
+    const every = intervalMs > 0 ? intervalMs : 0;
     const schedule = ++this.schedule;
-    if (!this.checkEveryMs) return;
-    const next = (delay: number) => {
+    if (!every) return;
+    this.nextCheckAt = performance.now() + every;
+    const tick = () => {
       this.timer = setTimeout(() => {
+        const edited = this.o.store.dataVersion?.() !== this.checkedDataVersion;
         const t0 = performance.now();
-        void this.check()
-          .catch((err: unknown) => (this.closed ? undefined : onError?.(err)))
-          .finally(() => {
-            if (this.closed || schedule !== this.schedule) return;
-            next(nextCheckDelay(this.checkEveryMs, performance.now() - t0));
-          });
-      }, delay);
+        const run = edited || t0 >= this.nextCheckAt ? this.check().catch((err: unknown) => (this.closed ? undefined : onError?.(err))) : undefined;
+        void Promise.resolve(run).finally(() => {
+          if (this.closed || schedule !== this.schedule) return;
+          if (run) this.nextCheckAt = t0 + nextCheckDelay(every, performance.now() - t0);
+          tick();
+        });
+      }, every);
       this.timer.unref();
     };
-    next(this.checkEveryMs);
+    tick();
   }
 
   /**
@@ -433,6 +445,8 @@ export class Integrity {
     if (this.running) return this.running.then(() => undefined);
     const run = (async () => {
       if (this.closed) return undefined;
+      // Read before scanning: a commit by another connection after this is looked at next time.
+      this.checkedDataVersion = this.o.store.dataVersion?.();
       const matched = await this.snapshotMatches();
       if (this.closed) return undefined;
       if (matched) {

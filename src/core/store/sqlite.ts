@@ -192,6 +192,11 @@ export class SqliteStore implements Store {
     return row?.note;
   }
 
+  /** SQLite's `PRAGMA data_version` on the writer's connection: only other connections' commits change it. */
+  dataVersion(): number {
+    return this.writer.pragma('data_version', { simple: true }) as number;
+  }
+
   /** A consistent copy of the committed database in `file` (SQLite VACUUM INTO), taken between write transactions. */
   async copyTo(file: string): Promise<void> {
     await this.queue;

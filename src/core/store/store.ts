@@ -54,5 +54,10 @@ export interface Store extends SqlReader {
   nodeSource(): { node(level: number, index: number): Buffer };
   latestCheckpoint(): Promise<{ size: number; note: string } | undefined>;
   checkpointAt(size: number): Promise<string | undefined>;
+  /**
+   * A number that changes whenever a connection other than this store's writer commits to the
+   * database (another process, a tool, a hand edit); undefined where the store cannot tell.
+   */
+  dataVersion?(): number;
   close(): Promise<void>;
 }
