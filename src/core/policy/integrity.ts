@@ -61,6 +61,8 @@ export interface IntegrityOptions {
 }
 
 const MAX_ALARM_IMVUS = 1000;
+/** Sealed digests kept while one snapshot scan runs (commits during it; about 100 bytes each). */
+const MAX_SEALED = 100_000;
 
 /** A periodic check waits at least this many times its own duration before the next one (a scan is then at most a tenth of a core's time). */
 export const CHECK_DUTY = 9;
@@ -259,8 +261,12 @@ export class Integrity {
   private snapshotFrom = 0;
   private snapshotting: Promise<unknown> | undefined;
   private snapshotError: ((err: unknown) => void) | undefined;
-  /** While a periodic check's snapshot scan runs: the digests the writer sealed at each tree size since it began. */
-  private sealed: Map<number, ProjectionDigests> | undefined;
+  /**
+   * While a periodic check's snapshot scan runs: the combined digest the writer sealed at each tree
+   * size since it began (a 64-character string each, at most MAX_SEALED: a size beyond that is
+   * checked under the lock).
+   */
+  private sealed: Map<number, string> | undefined;
   /** How the last periodic check ended: `snapshot` (a worker's unlocked scan matched), `locked` (scanned under the write lock). */
   lastCheckPath: 'snapshot' | 'locked' | undefined;
 
@@ -356,8 +362,9 @@ export class Integrity {
       seal: async (tx, cp) => {
         const ds = await this.tracker.seal(tx);
         if (!cp) return;
-        this.sealed?.set(cp.size, ds);
-        await tx.run('INSERT OR IGNORE INTO projection_digests (size, digest) VALUES (?, ?)', [cp.size, combinedDigest(ds)]);
+        const combined = combinedDigest(ds);
+        if (this.sealed && this.sealed.size < MAX_SEALED) this.sealed.set(cp.size, combined);
+        await tx.run('INSERT OR IGNORE INTO projection_digests (size, digest) VALUES (?, ?)', [cp.size, combined]);
         this.pendingFiles.set(cp.size, formatCheckpointFile(origin, cp.size, cp.root, ds, platformKey));
       },
       committed: async (cp) => {
@@ -477,12 +484,12 @@ export class Integrity {
 
   /** The unlocked scan of a committed snapshot equals what the writer sealed at its tree size, and no foreign trigger is in the file. */
   private async snapshotMatches(): Promise<boolean> {
-    const sealed = new Map([[this.o.chokepoint.ledger.size, this.tracker.current]]);
+    const sealed = new Map([[this.o.chokepoint.ledger.size, combinedDigest(this.tracker.current)]]);
     this.sealed = sealed;
     try {
       const snap = await scanSnapshot(this.o.store, this.stopping.signal);
       const expected = snap && sealed.get(snap.size);
-      return !!expected && differingTables(snap.digests, expected).length === 0 && (await foreignTriggers(this.o.store)).length === 0;
+      return !!expected && combinedDigest(snap.digests) === expected && (await foreignTriggers(this.o.store)).length === 0;
     } finally {
       this.sealed = undefined;
     }
