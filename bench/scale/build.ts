@@ -65,6 +65,8 @@ export interface BuildOptions {
    */
   repro?: { seed: string; at: string };
   log?: (msg: string) => void;
+  /** Asked between waves: true ends the build there, closed as if it were done (a smaller directory). */
+  stop?: () => boolean;
 }
 
 export interface BuildSummary {
@@ -83,6 +85,8 @@ export interface BuildSummary {
    */
   cpuSeconds: number;
   cpuMsPerEntry: number;
+  /** Ended early by `stop` (SIGINT or SIGTERM): `entries` and `imvus` are what was built. */
+  stopped?: boolean;
   load: number[];
 }
 
@@ -201,9 +205,10 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
     let made = 0;
     const createStart = Date.now();
     const wave = Math.min(concurrency, fast ? 1024 : 64);
-    for (let round = 0; round < PER_CREATOR && made < o.imvus; round++) {
+    const stop = o.stop ?? (() => false);
+    for (let round = 0; round < PER_CREATOR && made < o.imvus && !stop(); round++) {
       const these = creators.slice(0, Math.min(creators.length, o.imvus - made));
-      for (let i = 0; i < these.length; i += wave) {
+      for (let i = 0; i < these.length && !stop(); i += wave) {
         await Promise.all(
           these.slice(i, i + wave).map(async (c, j) => {
             const r = await submit(sign(c, 'imvu.create', { name: `site-${round}-${i + j}`, owner: c.id, jurisdiction: 'US-CCPA' }));
@@ -255,7 +260,7 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
     let size = p.chokepoint.ledger.size;
     let lastLog = Date.now();
     let lastSize = size;
-    while (size < o.entries && imvus.length > 0) {
+    while (size < o.entries && imvus.length > 0 && !stop()) {
       // Each command's follow-ups count too: stop short rather than overshoot by a wave.
       const want = Math.min(concurrency, o.entries - size);
       if (concurrency === 1) await submit(next());
@@ -271,7 +276,7 @@ export async function build(o: BuildOptions): Promise<BuildSummary> {
     const cpu = process.cpuUsage(cpuAtStart);
     const cpuSeconds = (cpu.user + cpu.system) / 1e6;
     const cpuMsPerEntry = Math.round((cpuSeconds * 1e6) / Math.max(1, size - sizeAtStart)) / 1000;
-    return { dataDir: o.dataDir, fast, entries: size, imvus: imvus.length, creators: creators.length, submitted, denied, seconds, perSecond: Math.round(submitted / seconds), cpuSeconds, cpuMsPerEntry, load: loadavg() };
+    return { dataDir: o.dataDir, fast, entries: size, imvus: imvus.length, creators: creators.length, submitted, denied, seconds, perSecond: Math.round(submitted / seconds), cpuSeconds, cpuMsPerEntry, load: loadavg(), ...(stop() ? { stopped: true } : {}) };
   } finally {
     pool?.close();
     await p.close();
@@ -282,7 +287,16 @@ async function main(): Promise<void> {
   const fast = process.argv.includes('--fast');
   const dataDir = arg('data');
   const keySets = fast ? await makeKeySets(Number(arg('key-sets', '32'))) : undefined;
+  // SIGINT/SIGTERM: finish the wave in flight and close the directory properly (a bulk load is
+  // synced only at its close; pausing instead would let the signed commands' timestamps expire).
+  let stopping = false;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const)
+    process.once(sig, () => {
+      stopping = true;
+      defaultLog(`${sig}: stopping after the commands in flight`);
+    });
   const summary = await build({
+    stop: () => stopping,
     dataDir,
     entries: Number(arg('entries')),
     imvus: Number(arg('imvus')),
