@@ -71,6 +71,7 @@ export const CHECK_DUTY = 9;
 export function nextCheckDelay(intervalMs: number, lastCheckMs: number): number {
   return Math.max(intervalMs, Math.ceil(CHECK_DUTY * lastCheckMs));
 }
+
 const EXPECTED_TRIGGERS = new Set([...LEDGER_TABLES, ...INTEGRITY_TABLES].flatMap((t) => [`${t}_no_update`, `${t}_no_delete`]));
 
 /** Which promise a difference in a table broke, for the creator's notification. */

@@ -89,7 +89,8 @@ export function combinedDigest(ds: ProjectionDigests): string {
   return h.digest('hex');
 }
 
-const SCAN_CHUNK = 2000;
+/** Rows a scan reads per query. */
+export const SCAN_CHUNK = 2000;
 
 /** The query a scan reads `table` with: [rowid as text, encoded row] (plus the chunk's bounds). */
 export function scanSelect(table: string): string {

@@ -6,11 +6,9 @@
 // thread at 1,000,000 entries; bench/RESULTS.md, scale.)
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import { DIGEST_TABLES, rowPrefix, scanRows, scanSelect, type ProjectionDigests } from './digest.ts';
+import { DIGEST_TABLES, SCAN_CHUNK, rowPrefix, scanRows, scanSelect, type ProjectionDigests } from './digest.ts';
 import { SqliteStore } from './sqlite.ts';
 import type { SqlReader } from './store.ts';
-
-const CHUNK = 2000;
 
 interface Task {
   table: string;
@@ -19,8 +17,8 @@ interface Task {
 }
 
 interface WorkerResult {
-  /** The tree size the worker's read transaction saw (snapshot mode). */
-  size?: number;
+  /** The tree size the worker's read transaction saw. */
+  size: number;
   out: { table: string; rows: number; sum: string }[];
 }
 
@@ -40,11 +38,8 @@ const rows = (sql, params) => {
   if (!st) statements.set(sql, (st = db.prepare(sql).raw(true)));
   return st.all(...params);
 };
-let size;
-if (workerData.snapshot) {
-  db.exec('BEGIN');
-  size = rows('SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries', [])[0][0];
-}
+db.exec('BEGIN');
+const size = rows('SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries', [])[0][0];
 const out = [];
 for (const t of workerData.tasks) {
   const scan = scanRows(t.select, t.prefix, workerData.chunk, sha256);
@@ -52,17 +47,17 @@ for (const t of workerData.tasks) {
   while (!step.done) step = scan.next(rows(step.value[0], step.value[1]));
   out.push({ table: t.table, rows: step.value.rows, sum: step.value.sum.toString(16) });
 }
-if (workerData.snapshot) db.exec('COMMIT');
+db.exec('COMMIT');
 db.close();
 parentPort.postMessage({ size, out });
 `;
 
 const sqliteModule = (): string => createRequire(import.meta.url).resolve('better-sqlite3');
 
-function runWorker(file: string, tasks: Task[], snapshot: boolean, signal?: AbortSignal): Promise<WorkerResult> {
+function runWorker(file: string, tasks: Task[], signal?: AbortSignal): Promise<WorkerResult> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new Error('scan aborted'));
-    const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { sqlite: sqliteModule(), file, tasks, snapshot, chunk: CHUNK } });
+    const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { sqlite: sqliteModule(), file, tasks, chunk: SCAN_CHUNK } });
     // A daemon that stops does not wait for a scan of its whole state: the worker is ended.
     const abort = () => void w.terminate();
     signal?.addEventListener('abort', abort, { once: true });
@@ -87,8 +82,7 @@ const task = (table: string): Task => ({ table, select: scanSelect(table), prefi
 export async function scanSnapshot(store: SqlReader, signal?: AbortSignal): Promise<{ size: number; digests: ProjectionDigests } | undefined> {
   if (!(store instanceof SqliteStore) || store.path === ':memory:') return undefined;
   try {
-    const r = await runWorker(store.path, DIGEST_TABLES.map(task), true, signal);
-    if (r.size === undefined) return undefined;
+    const r = await runWorker(store.path, DIGEST_TABLES.map(task), signal);
     return { size: r.size, digests: new Map(r.out.map((d) => [d.table, { rows: d.rows, sum: BigInt(`0x${d.sum}`) }])) };
   } catch {
     return undefined;
