@@ -96,14 +96,14 @@ describe('outbound queue', () => {
   });
 
   it('a permanent refusal sends one RFC 3464 DSN to the sender mailbox (local, no network hop)', async () => {
-    const before = inbox(SENDER).length;
+    const earlier = new Set(inbox(SENDER));
     const { sink, queue } = await setup({ rcpt: (a) => (a === 'nobody@outside.test' ? '550 5.1.1 no such user' : undefined) });
     await queue.enqueue({ imvu: 'IMVU-001', identity: alice.id, mailFrom: SENDER, rcptTo: ['nobody@outside.test', OUTSIDE], raw: message('bounce') });
-    await until(() => inbox(SENDER).length === before + 1);
+    await until(() => inbox(SENDER).length === earlier.size + 1);
     await queue.idle();
     expect(sink.messages).toHaveLength(1);
     expect(sink.messages[0]!.to).toEqual([OUTSIDE]);
-    const dsn = inbox(SENDER).find((m) => m.includes('Subject: Undelivered'))!;
+    const dsn = inbox(SENDER).find((m) => !earlier.has(m))!;
     expect(dsn).toMatch(/Content-Type: multipart\/report; report-type=delivery-status/);
     expect(dsn).toContain('Content-Type: message/delivery-status');
     expect(dsn).toContain('Final-Recipient: rfc822; nobody@outside.test');
@@ -115,12 +115,14 @@ describe('outbound queue', () => {
   });
 
   it('gives up after the retry limit with a DSN; a failing DSN (null sender) gets none', async () => {
-    const before = inbox(SENDER).length;
+    // The inbox lists files in directory order, not arrival order: new DSNs are those not there before.
+    const earlier = new Set(inbox(SENDER));
     const { queue } = await setup({ rcpt: () => '451 4.4.5 busy' });
     await queue.enqueue({ imvu: 'IMVU-001', identity: alice.id, mailFrom: SENDER, rcptTo: [OUTSIDE], raw: message('limit') });
     await queue.enqueue({ imvu: 'IMVU-001', identity: alice.id, mailFrom: '', rcptTo: [OUTSIDE], raw: message('null-sender') });
     await until(() => queue.size === 0);
-    const dsns = inbox(SENDER).slice(before);
+    await queue.idle();
+    const dsns = inbox(SENDER).filter((m) => !earlier.has(m));
     expect(dsns).toHaveLength(1);
     expect(dsns[0]).toContain('gave up after 4 attempts');
     expect(dsns[0]).toContain('Subject: limit');
