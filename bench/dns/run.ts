@@ -6,7 +6,8 @@
 // Writes its section of bench/RESULTS.md. Environment: BENCH_ZONES (1000), BENCH_SECONDS (5, per
 // saturation run), BENCH_LATENCY_QPS (5000), BENCH_LATENCY_SECONDS (10), BENCH_WORKERS (2: our processes, NSD's server-count,
 // Knot's UDP and TCP workers), BENCH_DATA (a data directory kept between runs; made on first use),
-// BENCH_SERVERS (nexus,nsd,knot), BENCH_WORKLOADS, BENCH_TRANSPORTS.
+// BENCH_SERVERS (nexus,nexus-dgram,nsd,knot; nexus-dgram is ours reading UDP through Node's dgram,
+// one datagram per system call, as before batched UDP), BENCH_WORKLOADS, BENCH_TRANSPORTS.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir, cpus, loadavg } from 'node:os';
@@ -26,10 +27,10 @@ const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 10);
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP ?? 3);
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 2);
 const list = (v: string | undefined, all: string[]) => (v ? v.split(',').filter((x) => all.includes(x)) : all);
-const SERVERS = list(process.env.BENCH_SERVERS, ['nexus', 'nsd', 'knot']) as Server[];
+const SERVERS = list(process.env.BENCH_SERVERS, ['nexus', 'nexus-dgram', 'nsd', 'knot']) as Server[];
 const WORKLOADS = list(process.env.BENCH_WORKLOADS, ['hot', 'mix', 'random', 'case']) as Workload[];
 const TRANSPORTS = list(process.env.BENCH_TRANSPORTS, ['udp', 'tcp']) as Transport[];
-type Server = 'nexus' | 'nsd' | 'knot';
+type Server = 'nexus' | 'nexus-dgram' | 'nsd' | 'knot';
 type Workload = 'hot' | 'mix' | 'random' | 'case';
 type Transport = 'udp' | 'tcp';
 
@@ -238,12 +239,12 @@ interface Serving {
   note?: () => string;
 }
 
-async function nexusServe(): Promise<Serving> {
+async function nexusServe(udp: 'batched' | 'dgram' = 'batched'): Promise<Serving> {
   // Its own process (bench/dns/serve.ts), as NSD and Knot run: its CPU time and memory are its own.
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'serve.ts'), p.dataDir, '0', String(WORKERS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'serve.ts'), p.dataDir, '0', String(WORKERS)], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, BENCH_UDP: udp } });
   const lines: string[] = [];
   let buf = '';
-  const ready = new Promise<{ port: number }>((resolve, reject) => {
+  const ready = new Promise<{ port: number; udp: { mode: string; reason?: string } }>((resolve, reject) => {
     proc.stdout!.on('data', (d: Buffer) => {
       buf += d.toString('utf8');
       let nl: number;
@@ -251,12 +252,14 @@ async function nexusServe(): Promise<Serving> {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         lines.push(line);
-        if (line.startsWith('{"port"')) resolve(JSON.parse(line) as { port: number });
+        if (line.startsWith('{"port"')) resolve(JSON.parse(line) as { port: number; udp: { mode: string; reason?: string } });
       }
     });
     proc.once('exit', (code) => reject(new Error(`bench/dns/serve.ts exited (code ${code})`)));
   });
-  const { port } = await ready;
+  const { port, udp: mode } = await ready;
+  // A batched run that fell back to dgram would measure the wrong thing under the right name.
+  if (mode.mode !== udp) throw new Error(`our server reads UDP through ${mode.mode}, not ${udp}: ${mode.reason ?? ''}`);
   await waitUdp(port, zones[0]!);
   let stats: Record<string, number> | undefined;
   return {
@@ -270,7 +273,7 @@ async function nexusServe(): Promise<Serving> {
     },
     note: () =>
       stats
-        ? `response cache ${stats.cacheHits!.toLocaleString('en-US')} hits / ${stats.cacheMisses!.toLocaleString('en-US')} misses, ${stats.cacheEntries} entries at the end (every process)`
+        ? `UDP ${udp}; response cache ${stats.cacheHits!.toLocaleString('en-US')} hits / ${stats.cacheMisses!.toLocaleString('en-US')} misses, ${stats.cacheEntries} entries at the end (every process)`
         : 'no statistics',
   };
 }
@@ -367,7 +370,7 @@ async function knotServe(): Promise<Serving> {
   return child('knotd', ['-c', join(dir, 'knot.conf')], port, dir);
 }
 
-const serve: Record<Server, () => Promise<Serving>> = { nexus: nexusServe, nsd: nsdServe, knot: knotServe };
+const serve: Record<Server, () => Promise<Serving>> = { nexus: () => nexusServe(), 'nexus-dgram': () => nexusServe('dgram'), nsd: nsdServe, knot: knotServe };
 const results: Partial<Record<Server, Partial<Record<`${Workload}/${Transport}`, PerfResult | string>>>> = {};
 const notes: string[] = [];
 const started = new Date();
@@ -405,9 +408,9 @@ for (const w of WORKLOADS)
   for (const t of TRANSPORTS)
     for (const server of SERVERS) {
       const r = results[server]?.[`${w}/${t}`];
-      const ours = results.nexus?.[`${w}/${t}`];
+      const ours = results[server]?.[`${w}/${t}`];
       if (typeof r !== 'object') continue;
-      const vs = (f?: (r: PerfResult) => number) => (server === 'nexus' ? `${ratio(ours, results.nsd?.[`${w}/${t}`], f)} / ${ratio(ours, results.knot?.[`${w}/${t}`], f)}` : '');
+      const vs = (f?: (r: PerfResult) => number) => (server.startsWith('nexus') ? `${ratio(ours, results.nsd?.[`${w}/${t}`], f)} / ${ratio(ours, results.knot?.[`${w}/${t}`], f)}` : '');
       rows.push(`| ${w} | ${t} | ${server} | ${n(r.qps)} | ${vs()} | ${n(r.perCpu)} | ${vs((x) => x.perCpu)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${n(r.fixedQps)} | ${r.lost}/${r.sent} | ${r.rssMiB.toFixed(0)} | ${r.load} |`);
     }
 const version = (bin: string, args: string[]) => {

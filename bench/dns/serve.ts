@@ -23,9 +23,11 @@ const server = await startDnsServer({
   dnssec: onlineSigner(store, dir, process.env.BENCH_DENIAL === 'compact' ? { denial: 'compact' } : {}),
   port: Number(process.argv[3] ?? 0),
   workers: processes > 1 ? { count: processes - 1, dataDir: dir } : undefined,
+  // BENCH_UDP=dgram: Node's dgram, one datagram per system call (the path before batched UDP).
+  udpBatch: process.env.BENCH_UDP !== 'dgram',
 });
 await server.warmed;
-console.log(JSON.stringify({ port: server.port, pid: process.pid }));
+console.log(JSON.stringify({ port: server.port, pid: process.pid, udp: server.udp }));
 const stop = () =>
   void server
     .close()

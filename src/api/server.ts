@@ -772,7 +772,7 @@ export async function serve(opts: ServeOptions = {}): Promise<RunningServer> {
   const closeServer = server.close;
   server.close = () => closeServer().finally(() => lock.release());
   // The TSIG key by name only: the secret is never logged.
-  const dns = server.dns ? { address: server.dns.server.address, port: server.dns.server.port, meterIntervalMs: cfg.meterIntervalMs, xfr: server.dns.xfr } : null;
+  const dns = server.dns ? { address: server.dns.server.address, port: server.dns.server.port, udp: server.dns.server.udp, meterIntervalMs: cfg.meterIntervalMs, xfr: server.dns.xfr } : null;
   const witnesses = cfg.witnesses.map((w) => w.url);
   server.log.info({ url: server.url, dns, witnesses, dataDir: cfg.dataDir, initialised, configFile: cfg.configFile ?? null, pid: process.pid, tls: !!cfg.tls }, 'nexus daemon listening');
   if (exposed) {

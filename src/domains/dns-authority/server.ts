@@ -13,6 +13,7 @@ import { bindUdpAndTcp as bindBoth } from '../listen.ts';
 import { tsigKey } from './tsig.ts';
 import { randomBytes } from 'node:crypto';
 import { startWorkers, type WorkerSet } from './workers.ts';
+import { batchedUdp, listenUdp } from './udp-batch.ts';
 
 // The authoritative server's sockets: UDP and TCP on one port. TCP carries 2-byte length-prefixed
 // messages (RFC 1035 4.2.2, RFC 7766), several per connection, answered in order, with a
@@ -70,6 +71,8 @@ export interface DnsServerOptions {
   workers?: { count: number; dataDir?: string };
   /** Sockets bound already (a worker's, handed over by the primary) instead of binding `port`. */
   sockets?: { udp: dgram.Socket; tcp?: net.Server };
+  /** UDP read and answered in batches (recvmmsg/sendmmsg, udp-batch.ts) when the addon is built; `false`: Node's dgram, one datagram at a time. Default true. */
+  udpBatch?: boolean;
 }
 
 export interface DnsServerStats {
@@ -104,7 +107,9 @@ export interface DnsServer {
   readonly workers?: WorkerSet;
   /** Resolves once every zone hosted at the start is compiled and its key read (in every process). */
   readonly warmed: Promise<void>;
-  stats(): DnsServerStats & { rrlBuckets: number; openConnections: number; cacheHits: number; cacheMisses: number; cacheEntries: number };
+  /** How this process reads UDP: batched, or Node's dgram and why (the addon is missing, or `udpBatch: false`). */
+  readonly udp: { mode: 'batched' } | { mode: 'dgram'; reason: string };
+  stats(): DnsServerStats & { rrlBuckets: number; openConnections: number; cacheHits: number; cacheMisses: number; cacheEntries: number; udpBatches: number; udpStale: number; udpSendDropped: number; udpTruncated: number };
   close(): Promise<void>;
 }
 
@@ -362,6 +367,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
           cookies: cookieOpts?.secret ? { secret: cookieOpts.secret, ...(cookieOpts.previous ? { previous: cookieOpts.previous } : {}) } : false,
           refreshMs: opts.refreshMs,
           maxUdpInFlight: opts.maxUdpInFlight,
+          udpBatch: opts.udpBatch,
           responseCache: opts.responseCache === false ? false : opts.responseCache && { maxEntries: opts.responseCache.maxEntries, maxBytes: opts.responseCache.maxBytes, maxAgeMs: opts.responseCache.maxAgeMs, maxResponseBytes: opts.responseCache.maxResponseBytes },
           tcp_shared: !opts.xfr,
         },
@@ -390,23 +396,27 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     // The kernel's limit applies; the default buffer still works.
   }
 
-  // UDP
-  // One function for every answer, the address passed along (a closure per datagram was garbage).
-  const sendTo = (out: Buffer, rinfo: dgram.RemoteInfo | undefined) => udp.send(out, rinfo!.port, rinfo!.address);
+  // UDP: batched (udp-batch.ts) or through Node's dgram. In the dgram mode the answer is sent with
+  // no callback: Node then sends at once (uv_udp_try_send) with no request object and no call back
+  // into JavaScript, which cost as much as a signature per answer; a send that fails later is the
+  // socket's 'error' event (counted by `fail`).
   const onDatagram = udpAnswerer({ view, respond, cache, cookies, limiter, maxInFlight: maxUdpInFlight, stats: s, meter, onError: fail });
   udp.on('error', fail);
-  udp.on('message', (msg, rinfo) => {
-    s.udpQueries++;
-    // Spoofed sources on echo/chargen-style ports would turn an answer into a loop (as BIND does).
-    if (SUSPICIOUS_PORTS.has(rinfo.port)) {
-      s.ignored++;
-      return;
-    }
-    // No callback: Node then sends at once (uv_udp_try_send) with no request object and no call
-    // back into JavaScript, which cost as much as a signature per answer; a send that fails later
-    // is the socket's 'error' event (counted by `fail`).
-    void onDatagram(msg, rinfo.address, sendTo, rinfo);
-  });
+  const udpIn = listenUdp(
+    udp,
+    (msg, address, sourcePort, send, to) => {
+      s.udpQueries++;
+      // Spoofed sources on echo/chargen-style ports would turn an answer into a loop (as BIND does).
+      if (SUSPICIOUS_PORTS.has(sourcePort)) {
+        s.ignored++;
+        return;
+      }
+      void onDatagram(msg, address, send, to);
+    },
+    { batched: opts.udpBatch !== false, onError: fail },
+  );
+  const batched = batchedUdp();
+  const udpMode: DnsServer['udp'] = udpIn.mode === 'batched' ? { mode: 'batched' } : { mode: 'dgram', reason: opts.udpBatch === false ? 'udpBatch is false' : batched.available ? 'the socket has no descriptor to read' : batched.reason };
 
   // TCP. A connection costs a slot, so a client that holds one without asking anything loses it:
   // per source address (IPv6 per prefix) at most `perSource` connections; a message must be
@@ -609,9 +619,11 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     cookies,
     workers,
     warmed: Promise.all([warmed, workers?.warmed]).then(() => undefined),
+    udp: udpMode,
     stats: () => {
       const c = cache?.stats();
-      const mine: Record<string, number> = { ...s, rrlBuckets: limiter?.size ?? 0, openConnections: conns.size, cacheHits: c?.hits ?? 0, cacheMisses: c?.misses ?? 0, cacheEntries: c?.entries ?? 0 };
+      const u = udpIn.stats();
+      const mine: Record<string, number> = { ...s, rrlBuckets: limiter?.size ?? 0, openConnections: conns.size, cacheHits: c?.hits ?? 0, cacheMisses: c?.misses ?? 0, cacheEntries: c?.entries ?? 0, udpBatches: u.batches, udpStale: u.stale, udpSendDropped: u.dropped, udpTruncated: u.truncated };
       // Every process's counts: the workers' as they last reported them (a few times a second).
       for (const [k, v] of Object.entries(workers?.stats() ?? {})) mine[k] = (mine[k] ?? 0) + v;
       return mine as unknown as ReturnType<DnsServer['stats']>;
@@ -620,6 +632,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
       closingNow = true;
       closing ??= (async () => {
         await workers?.close();
+        udpIn.close();
         view.close();
         await notifier?.close();
         for (const c of conns) c.sock.destroy();

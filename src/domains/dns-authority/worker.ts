@@ -39,6 +39,7 @@ async function start(): Promise<void> {
     ...(c.dataDir ? { dnssec: onlineSigner(store, c.dataDir, c.denial ? { denial: c.denial } : {}) } : {}),
     refreshMs: c.refreshMs,
     maxUdpInFlight: c.maxUdpInFlight,
+    udpBatch: c.udpBatch,
     responseCache: c.responseCache,
     onQuery: (zone, imvu) => {
       const k = `${zone}\t${imvu}`;

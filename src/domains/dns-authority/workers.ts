@@ -35,6 +35,7 @@ export interface WorkerConfig {
   cookies: { secret: Buffer; previous?: Buffer } | false;
   refreshMs: number | undefined;
   maxUdpInFlight: number | undefined;
+  udpBatch: boolean | undefined;
   responseCache: Omit<ResponseCacheOptions, 'now'> | false | undefined;
   /** The TCP listener is shared too (not when the primary serves zone transfers). */
   tcp_shared: boolean;
