@@ -241,6 +241,14 @@ describe('flags and sections (raw packets)', () => {
     expect(decoded.map((d) => d.rcode)).toEqual(['NOERROR', 'NXDOMAIN', 'NOERROR']);
   });
 
+  it('answers a long pipelined run in order when misses (started together) and cache hits alternate', async () => {
+    await tcpAsk(srv.port, query(`www.${Z}`, 'A'));
+    const qs = Array.from({ length: 30 }, (_, i) => (i % 2 === 0 ? query(`miss${i}-${Date.now()}.${Z}`, 'A', { id: 100 + i }) : query(`www.${Z}`, 'A', { id: 100 + i })));
+    const replies = (await tcpExchange(srv.port, framed(...qs), qs.length)).map((r) => decode(r));
+    expect(replies.map((d) => d.id)).toEqual(qs.map((_, i) => 100 + i));
+    expect(replies.map((d) => d.rcode)).toEqual(qs.map((_, i) => (i % 2 === 0 ? 'NXDOMAIN' : 'NOERROR')));
+  });
+
   it('meters every answered query once, under the zone and its IMVU, and never a refused one', async () => {
     const before = metered.length;
     for (let i = 0; i < 7; i++) await udpAsk(srv.port, query(`www.${Z}`, 'A'));

@@ -116,6 +116,18 @@ export interface DnsServer {
 /** UDP source ports never answered: 0, echo, daytime, chargen, time, kpasswd. */
 const SUSPICIOUS_PORTS = new Set([0, 7, 13, 19, 37, 464]);
 
+/** A TCP query's answer in progress, and whether it is done (then awaiting it costs no write). */
+class Pending {
+  settled = false;
+  constructor(readonly promise: Promise<XfrHandled>) {
+    // Also marks a rejection as handled: a connection closed before its turn never awaits it.
+    promise.then(
+      () => (this.settled = true),
+      () => (this.settled = true),
+    );
+  }
+}
+
 /** The first message, then the rest of a zone transfer's, produced one at a time as they are written. */
 function* messages(first: Buffer, rest?: Iterable<Buffer>): Generator<Buffer> {
   yield first;
@@ -494,6 +506,11 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     });
     sock.setNoDelay(true);
 
+    const start = (msg: Buffer): XfrHandled | Pending => {
+      s.tcpQueries++;
+      const r = cachedOrRespond(msg, 'tcp', remote);
+      return r instanceof Promise ? new Pending(r) : r;
+    };
     const pump = async () => {
       if (pumping) return;
       pumping = true;
@@ -520,36 +537,40 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
       };
       try {
         while (queue.length > 0 && !sock.destroyed) {
-          const msg = queue.shift()!;
-          s.tcpQueries++;
-          // A cache hit is answered without a turn through a promise.
-          const r = cachedOrRespond(msg, 'tcp', remote);
-          let h: XfrHandled;
-          if (r instanceof Promise) {
-            flush();
-            h = await r;
-          } else h = r;
-          if (sock.destroyed) break;
-          if (!h.response) {
-            s.ignored++;
-            continue;
-          }
-          s.responses++;
-          meter(h);
-          if (!h.stream) {
-            if (!corked) {
-              sock.cork();
-              corked = true;
+          // Every query read so far is started at once (at most maxPending): misses are looked up
+          // and signed side by side, and their answers still go out in order, corked together
+          // when they are ready, instead of one uncork and one write per miss.
+          const started = queue.splice(0, queue.length).map(start);
+          for (const r of started) {
+            // A cache hit is answered without a turn through a promise; a miss not finished yet
+            // sends what is written first.
+            let h: XfrHandled;
+            if (r instanceof Pending) {
+              if (!r.settled) flush();
+              h = await r.promise;
+            } else h = r;
+            if (sock.destroyed) break;
+            if (!h.response) {
+              s.ignored++;
+              continue;
             }
-            if (!sock.write(frame(h.response))) await drained();
-            progressed();
-          } else {
-            flush();
-            // A zone transfer is several messages: the rest follow the first, in order.
-            for (const out of messages(h.response, h.stream)) {
-              if (sock.destroyed) break;
-              if (!sock.write(frame(out))) await drained();
+            s.responses++;
+            meter(h);
+            if (!h.stream) {
+              if (!corked) {
+                sock.cork();
+                corked = true;
+              }
+              if (!sock.write(frame(h.response))) await drained();
               progressed();
+            } else {
+              flush();
+              // A zone transfer is several messages: the rest follow the first, in order.
+              for (const out of messages(h.response, h.stream)) {
+                if (sock.destroyed) break;
+                if (!sock.write(frame(out))) await drained();
+                progressed();
+              }
             }
           }
           if (!ending && sock.isPaused() && queue.length < maxPending) resume();
