@@ -89,6 +89,24 @@ describe.runIf(batchedUdp().available)('batched UDP bounds', () => {
     expect(listener.stats().truncated).toBe(1);
   });
 
+  it('an answer sent after the listener closed goes nowhere and breaks nothing', async () => {
+    let held: (() => void) | undefined;
+    const { port, listener } = await serve(<T,>(msg: Buffer, _a: string, _p: number, send: UdpSend<T>, to: T) => {
+      held = () => send(msg, to);
+    }, true);
+    const c = await bound();
+    const got: Buffer[] = [];
+    c.on('message', (m) => got.push(m));
+    c.send(Buffer.from('hello'), port, '127.0.0.1');
+    await settle(100);
+    listener.close();
+    held!();
+    listener.close();
+    await settle(100);
+    expect(got).toEqual([]);
+    expect(listener.stats()).toMatchObject({ truncated: 0 });
+  });
+
   it('an answer held while more than 65,536 other datagrams arrived is not sent anywhere (its sender has left the ring)', async () => {
     let held: (() => void) | undefined;
     let seen = 0;

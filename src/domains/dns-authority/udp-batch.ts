@@ -116,9 +116,10 @@ export function listenUdp(udp: dgram.Socket, onMessage: UdpHandler, o: { batched
     if (inBatch) {
       if (pending >= FLUSH_EVERY) flush();
     } else if (!scheduled) {
-      // An answer that waited on a lookup or a signature: sent with the others finished in the same turn.
+      // An answer that waited on a lookup or a signature: sent with every other one finished in
+      // this turn of the event loop (a microtask would run before most of them).
       scheduled = true;
-      queueMicrotask(flush);
+      setImmediate(flush);
     }
   };
   const onBatch = (n: number) => {

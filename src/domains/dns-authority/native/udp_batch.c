@@ -46,6 +46,10 @@ typedef struct {
   uv_poll_t poll;
   int fd;
   int closed;
+  // Freed once both are done: libuv has closed the poll handle, and JavaScript holds no reference
+  // (a call after close() still finds the memory and returns at once).
+  int uv_closed;
+  int finalized;
   napi_env env;
   napi_ref cb;
   napi_ref bufs[5];
@@ -90,7 +94,8 @@ static void *bytes_of(napi_env env, napi_value v, size_t need) {
 
 static void on_closed(uv_handle_t *h) {
   ctx *c = h->data;
-  free(c);
+  c->uv_closed = 1;
+  if (c->finalized) free(c);
 }
 
 static void stop(ctx *c) {
@@ -169,7 +174,10 @@ static void on_readable(uv_poll_t *h, int status, int events) {
 static void finalize_ctx(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
-  (void)data;  // freed by close (uv_close's callback); a handle never closed lives with the loop
+  ctx *c = data;
+  c->finalized = 1;
+  // A handle never closed keeps polling (its callback referenced) and lives with the loop.
+  if (c->uv_closed) free(c);
 }
 
 static napi_value js_open(napi_env env, napi_callback_info info) {
