@@ -107,11 +107,13 @@ export interface DnsServer {
   readonly workers?: WorkerSet;
   /** Resolves once every zone hosted at the start is compiled and its key read (in every process). */
   readonly warmed: Promise<void>;
-  /** How this process reads UDP: batched, or Node's dgram and why (the addon is missing, or `udpBatch: false`). */
-  readonly udp: { mode: 'batched' } | { mode: 'dgram'; reason: string };
+  /** How UDP is read: batched in every process, or Node's dgram in at least one and why (the addon is missing, or `udpBatch: false`). */
+  readonly udp: UdpMode;
   stats(): DnsServerStats & { rrlBuckets: number; openConnections: number; cacheHits: number; cacheMisses: number; cacheEntries: number; udpBatches: number; udpStale: number; udpSendDropped: number; udpTruncated: number };
   close(): Promise<void>;
 }
+
+export type UdpMode = { mode: 'batched' } | { mode: 'dgram'; reason: string };
 
 /** UDP source ports never answered: 0, echo, daytime, chargen, time, kpasswd. */
 const SUSPICIOUS_PORTS = new Set([0, 7, 13, 19, 37, 464]);
@@ -428,7 +430,10 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     { batched: opts.udpBatch !== false, onError: fail },
   );
   const batched = batchedUdp();
-  const udpMode: DnsServer['udp'] = udpIn.mode === 'batched' ? { mode: 'batched' } : { mode: 'dgram', reason: opts.udpBatch === false ? 'udpBatch is false' : batched.available ? 'the socket has no descriptor to read' : batched.reason };
+  const mine: UdpMode = udpIn.mode === 'batched' ? { mode: 'batched' } : { mode: 'dgram', reason: opts.udpBatch === false ? 'udpBatch is false' : batched.available ? 'the socket has no descriptor to read' : batched.reason };
+  // One process reading through dgram is enough to say so: it answers its share of the datagrams.
+  const worker = workers?.udp.findIndex((m) => m.mode === 'dgram') ?? -1;
+  const udpMode: UdpMode = mine.mode === 'dgram' || worker < 0 ? mine : { mode: 'dgram', reason: `DNS worker ${worker + 1}: ${(workers!.udp[worker] as { reason: string }).reason}` };
 
   // TCP. A connection costs a slot, so a client that holds one without asking anything loses it:
   // per source address (IPv6 per prefix) at most `perSource` connections; a message must be

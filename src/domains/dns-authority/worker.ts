@@ -50,7 +50,7 @@ async function start(): Promise<void> {
     onError: (err) => send({ t: 'error', message: err instanceof Error ? err.message : String(err) }),
   });
   setInterval(report, REPORT_MS).unref();
-  send({ t: 'ready' });
+  send({ t: 'ready', udp: server.udp });
   void server.warmed.then(() => send({ t: 'warmed' }));
 }
 

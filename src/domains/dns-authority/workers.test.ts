@@ -4,6 +4,7 @@ import { provisioner } from '../../imvu/provision.ts';
 import { onlineSigner } from '../dnssec/online.ts';
 import { verifyRRset } from '../dnssec/sign.ts';
 import { startDnsServer, type DnsServer } from './server.ts';
+import { batchedUdp } from './udp-batch.ts';
 import { decode, dnsFixture, eventually, framed, query, tcpExchange, udpExchange, type DnsFixture } from './testing.ts';
 import type { Answer, RrsigData } from 'dns-packet';
 
@@ -75,6 +76,24 @@ describe('DNS workers', () => {
     const inWorker = server.workers!.stats().udpQueries ?? 0;
     expect(inWorker).toBeGreaterThan(0);
     expect(server.stats().udpQueries).toBeGreaterThan(inWorker);
+    // Each process says how it reads UDP; batched wherever the addon is built, the worker included
+    // (its socket arrived over IPC, and it reads a duplicate of that descriptor).
+    if (batchedUdp().available) {
+      expect(server.workers!.udp).toEqual([{ mode: 'batched' }]);
+      expect(server.udp).toEqual({ mode: 'batched' });
+      expect(server.workers!.stats().udpBatches ?? 0).toBeGreaterThan(0);
+    }
+  });
+
+  it("says so when its processes read UDP through Node's dgram (udpBatch: false)", async () => {
+    const plain = await startDnsServer({ store: f.p.store, rrl: false, workers: { count: 1, dataDir: f.p.dataDir }, udpBatch: false });
+    try {
+      expect(plain.udp).toEqual({ mode: 'dgram', reason: 'udpBatch is false' });
+      expect(plain.workers!.udp).toEqual([{ mode: 'dgram', reason: 'udpBatch is false' }]);
+      expect(decode(await ask(plain.port, query(`www.${Z}`, 'A'))).rcode).toBe('NOERROR');
+    } finally {
+      await plain.close();
+    }
   });
 
   it('serves a committed change from every process within a second', async () => {

@@ -6,7 +6,7 @@ import type dgram from 'node:dgram';
 import type net from 'node:net';
 import type { RrlOptions } from './rrl.ts';
 import type { ResponseCacheOptions } from './response-cache.ts';
-import type { DnsServerStats } from './server.ts';
+import type { DnsServer, UdpMode } from './server.ts';
 
 // More processes answering on the same port: Node's event loop runs on one core, and answering
 // (above all signing) is CPU-bound. The primary binds the sockets and hands their handles to each
@@ -43,19 +43,21 @@ export interface WorkerConfig {
 
 /** Messages from a worker to the primary. */
 export type WorkerMessage =
-  | { t: 'ready' }
+  | { t: 'ready'; udp: UdpMode }
   | { t: 'warmed' }
   | { t: 'meter'; counts: [zone: string, imvu: string, n: number][] }
   | { t: 'stats'; stats: WorkerStats }
   | { t: 'error'; message: string };
 
-export type WorkerStats = DnsServerStats & { rrlBuckets: number; openConnections: number; cacheHits: number; cacheMisses: number; cacheEntries: number };
+export type WorkerStats = ReturnType<DnsServer['stats']>;
 
 /** How often a worker reports counts and statistics. */
 export const REPORT_MS = 250;
 
 export interface WorkerSet {
   readonly processes: ChildProcess[];
+  /** How each worker reads UDP, as it reported when ready. */
+  readonly udp: UdpMode[];
   /** Every worker has compiled its zones and read their keys. */
   readonly warmed: Promise<void>;
   /** The latest statistics of every worker, summed. */
@@ -88,6 +90,7 @@ export async function startWorkers(
 ): Promise<WorkerSet> {
   const { path, execArgv } = entry();
   const processes: ChildProcess[] = [];
+  const udp: UdpMode[] = [];
   const latest = new Map<ChildProcess, WorkerStats>();
   let closing = false;
   const starting: Promise<void>[] = [];
@@ -106,6 +109,7 @@ export async function startWorkers(
         child.on('error', reject);
         child.on('message', (m: WorkerMessage) => {
           if (m.t === 'ready') {
+            udp[i] = m.udp;
             child.off('exit', early);
             resolve();
           } else if (m.t === 'meter') for (const [zone, imvu, n] of m.counts) hooks.onQuery?.(zone, imvu, n);
@@ -123,6 +127,7 @@ export async function startWorkers(
   }
   const set: WorkerSet = {
     processes,
+    udp,
     warmed: Promise.all(warming).then(() => undefined),
     stats() {
       const sum: Record<string, number> = {};
