@@ -226,14 +226,19 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     return NULL;
   }
   c->env = env;
-  CHECK(napi_create_reference(env, argv[1], 1, &c->cb));
-  for (int i = 0; i < 5; i++) CHECK(napi_create_reference(env, argv[2 + i], 1, &c->bufs[i]));
+  // Every step before polling starts can fail; none may leave the duplicate descriptor behind.
+  int refs = 0;
   napi_value name;
-  CHECK(napi_create_string_utf8(env, "nexus.udpBatch", NAPI_AUTO_LENGTH, &name));
-  CHECK(napi_async_init(env, NULL, name, &c->async));
   uv_loop_t *loop;
-  CHECK(napi_get_uv_event_loop(env, &loop));
-  if (uv_poll_init(loop, &c->poll, c->fd) != 0) {
+  napi_status st = napi_create_reference(env, argv[1], 1, &c->cb);
+  for (; st == napi_ok && refs < 5; refs++) st = napi_create_reference(env, argv[2 + refs], 1, &c->bufs[refs]);
+  if (st == napi_ok) st = napi_create_string_utf8(env, "nexus.udpBatch", NAPI_AUTO_LENGTH, &name);
+  if (st == napi_ok) st = napi_async_init(env, NULL, name, &c->async);
+  if (st == napi_ok) st = napi_get_uv_event_loop(env, &loop);
+  if (st != napi_ok || uv_poll_init(loop, &c->poll, c->fd) != 0) {
+    if (c->cb) napi_delete_reference(env, c->cb);
+    for (int i = 0; i < refs && c->bufs[i]; i++) napi_delete_reference(env, c->bufs[i]);
+    if (c->async) napi_async_destroy(env, c->async);
     close(c->fd);
     free(c);
     napi_throw_error(env, NULL, "udp_batch.open: cannot poll the socket");
