@@ -151,6 +151,32 @@ describe('UsageMeter', () => {
     ]);
   });
 
+  it("an IMVU's first interval is not cut short by the interval timer: a count just before a flush waits for the next one", async () => {
+    // Gate 6 denies more messages than the published capacity allows over the interval; a report of
+    // [first count, flush] = 3 ms would be denied and its counts lost.
+    let now = Date.UTC(2026, 10, 27, 12, 0, 0);
+    const sent: SignedCommand[] = [];
+    const meter = new UsageMeter({ service: 'mail', key, origin: 'nexus.test/meter', intervalMs: 40, now: () => now, submit: async (s) => (sent.push(s), allowed(sent.length)) });
+    now += 37;
+    meter.count('IMVU-001', 'mail.messages');
+    now += 3;
+    meter.start();
+    await new Promise((r) => setTimeout(r, 120));
+    expect(sent).toEqual([]);
+    expect(meter.stats().pendingUnits).toBe(1n);
+    now += 40;
+    const deadline = Date.now() + 5000;
+    while (sent.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await meter.close();
+    expect(sent.map((s) => s.command.body.period)).toEqual([{ start: '2026-11-27T12:00:00.037Z', end: '2026-11-27T12:00:00.080Z' }]);
+    // An explicit flush (shutdown, tests) still sends everything it can.
+    const h = harness();
+    h.tick(10);
+    h.meter.count('IMVU-001', 'dns.queries');
+    h.tick(1);
+    expect((await h.meter.flush()).reported.length).toBe(1);
+  });
+
   it('runs on its interval and flushes the rest on close', async () => {
     const sent: SignedCommand[] = [];
     const meter = new UsageMeter({ service: 'dns', key, origin: 'nexus.test/meter', intervalMs: 20, submit: async (s) => (sent.push(s), allowed(sent.length)) }).start();

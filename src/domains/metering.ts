@@ -11,7 +11,8 @@
 //
 // Gate 6 holds every report to time and physics, so the intervals are contiguous: each starts where
 // the meter's previous flush ended (or at the month's start; an IMVU's first, at its first count, as
-// the IMVU may be younger than the last flush), ends at the flush, never overlaps the one before and never ends ahead of the clock. The queries counted are
+// the IMVU may be younger than the last flush), ends at the flush (the timer's flush leaves an interval
+// shorter than half its period open for the next), never overlaps the one before and never ends ahead of the clock. The queries counted are
 // bounded by the published DNS capacity over the whole interval. A report that cannot be recorded
 // within the grace (an hour, src/core/handshake/metering.ts) after its interval ended is denied.
 
@@ -172,18 +173,24 @@ export class UsageMeter {
   private schedule(): void {
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      void this.flush().finally(() => {
+      void this.flush(true).finally(() => {
         if (!this.closed) this.schedule();
       });
     }, this.intervalMs);
     this.timer.unref();
   }
 
-  /** Submits everything counted so far; never runs twice at once. */
-  flush(): Promise<FlushResult> {
+  /**
+   * Submits everything counted so far; never runs twice at once. `young` (the interval timer): an
+   * interval shorter than half the meter's (an IMVU's first, opened at its first count, or one
+   * after an explicit flush) waits for the next flush. Gate 6 bounds counts by the published
+   * capacity over the interval, and a message counted 3 ms before the flush does not fit in 3 ms at
+   * 100 messages per second: the report would be denied and its counts lost.
+   */
+  flush(young = false): Promise<FlushResult> {
     const run = (this.running ?? Promise.resolve()).then(
-      () => this.flushNow(),
-      () => this.flushNow(),
+      () => this.flushNow(young),
+      () => this.flushNow(young),
     );
     this.running = run;
     return run;
@@ -206,7 +213,7 @@ export class UsageMeter {
     return result;
   }
 
-  private async flushNow(): Promise<FlushResult> {
+  private async flushNow(holdYoung: boolean): Promise<FlushResult> {
     const now = this.now();
     const items = this.waiting;
     this.waiting = [];
@@ -215,7 +222,8 @@ export class UsageMeter {
       // start < end always (gate 6), and the end is never ahead of the clock: a bucket opened this
       // very millisecond stays open; one opened in an earlier month ends at that month's end.
       const end = Math.min(b.boundary, now);
-      if (end > b.start) items.push(sealed(imvu, b, end));
+      const young = holdYoung && end < b.boundary && end - b.start < this.intervalMs / 2;
+      if (end > b.start && !young) items.push(sealed(imvu, b, end));
       else keep.set(imvu, b);
     }
     this.open = keep;
