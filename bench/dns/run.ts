@@ -6,7 +6,7 @@
 // Writes its section of bench/RESULTS.md. Environment: BENCH_ZONES (1000), BENCH_SECONDS (5, per
 // saturation run), BENCH_LATENCY_QPS (5000), BENCH_LATENCY_SECONDS (10), BENCH_WORKERS (2: our processes, NSD's server-count,
 // Knot's UDP and TCP workers), BENCH_DATA (a data directory kept between runs; made on first use),
-// BENCH_SERVERS (nexus,nexus-dgram,nsd,knot; nexus-dgram is ours reading UDP through Node's dgram,
+// BENCH_NODE_FLAGS (node options for our server), BENCH_SERVERS (nexus,nexus-dgram,nsd,knot; nexus-dgram is ours reading UDP through Node's dgram,
 // one datagram per system call, as before batched UDP), BENCH_WORKLOADS, BENCH_TRANSPORTS.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync, existsSync, readdirSync } from 'node:fs';
@@ -26,6 +26,8 @@ const LATENCY_QPS = Number(process.env.BENCH_LATENCY_QPS ?? 5000);
 const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 10);
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP ?? 3);
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 2);
+// Extra flags for our server's node processes (its workers inherit them), e.g. V8's GC options.
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 const list = (v: string | undefined, all: string[]) => (v ? v.split(',').filter((x) => all.includes(x)) : all);
 const SERVERS = list(process.env.BENCH_SERVERS, ['nexus', 'nexus-dgram', 'nsd', 'knot']) as Server[];
 const WORKLOADS = list(process.env.BENCH_WORKLOADS, ['hot', 'mix', 'random', 'case']) as Workload[];
@@ -53,8 +55,12 @@ async function freePort(): Promise<number> {
 
 interface PerfResult {
   qps: number;
+  /** The first window at the fixed load, straight after the saturation run. */
   p50Ms: number | null;
   p99Ms: number | null;
+  /** The second window at the fixed load, after the first: the server has run at that load for LATENCY_SECONDS. */
+  p50SteadyMs: number | null;
+  p99SteadyMs: number | null;
   /** Answers per CPU-second of the server's processes during the saturation run: what a core gives it, whatever share the shared machine left it. */
   perCpu: number;
   /** Answered at the fixed load (a server that falls behind shows here). */
@@ -167,17 +173,28 @@ async function dnsperf(port: number, queries: string, transport: Transport, pid:
   const cpu = cpuTree(pid, running) - cpu0;
   const num = (re: RegExp, text = out) => Number(re.exec(text)?.[1] ?? NaN);
   const rssMiB = rssTree(pid);
-  // Latency at a fixed offered load; -v prints each response with its latency.
-  const verbose = await run('dnsperf', [...base, '-l', String(LATENCY_SECONDS), '-c', '4', '-q', '256', '-Q', String(LATENCY_QPS), '-v']);
-  const lat: number[] = [];
-  for (const m of verbose.matchAll(/^> \S+ .* ([0-9]+\.[0-9]+)$/gm)) lat.push(Number(m[1]));
-  lat.sort((a, b) => a - b);
-  const quantile = (q: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(q * lat.length))]! * 1000 : null);
+  // Latency at a fixed offered load; -v prints each response with its latency. Two windows one
+  // after the other: the first begins as the flood ends (a server that collects garbage pays for
+  // the flood's here), the second after LATENCY_SECONDS at the fixed load (the server in steady
+  // state at that load). The table gives both.
+  const window = async () => {
+    const out = await run('dnsperf', [...base, '-l', String(LATENCY_SECONDS), '-c', '4', '-q', '256', '-Q', String(LATENCY_QPS), '-v']);
+    const lat: number[] = [];
+    for (const m of out.matchAll(/^> \S+ .* ([0-9]+\.[0-9]+)$/gm)) lat.push(Number(m[1]));
+    lat.sort((a, b) => a - b);
+    const quantile = (q: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(q * lat.length))]! * 1000 : null);
+    return { out, p50: quantile(0.5), p99: quantile(0.99) };
+  };
+  const first = await window();
+  const steady = await window();
+  const verbose = first.out;
   return {
     qps: num(/Queries per second:\s+([0-9.]+)/),
     perCpu: num(/Queries completed:\s+(\d+)/) / cpu,
-    p50Ms: quantile(0.5),
-    p99Ms: quantile(0.99),
+    p50Ms: first.p50,
+    p99Ms: first.p99,
+    p50SteadyMs: steady.p50,
+    p99SteadyMs: steady.p99,
     fixedQps: num(/Queries per second:\s+([0-9.]+)/, verbose),
     lost: num(/Queries lost:\s+(\d+)/),
     sent: num(/Queries sent:\s+(\d+)/),
@@ -241,7 +258,7 @@ interface Serving {
 
 async function nexusServe(udp: 'batched' | 'dgram' = 'batched'): Promise<Serving> {
   // Its own process (bench/dns/serve.ts), as NSD and Knot run: its CPU time and memory are its own.
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'serve.ts'), p.dataDir, '0', String(WORKERS)], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, BENCH_UDP: udp } });
+  const proc = spawn(process.execPath, [...NODE_FLAGS, '--import', 'tsx', join(import.meta.dirname, 'serve.ts'), p.dataDir, '0', String(WORKERS)], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, BENCH_UDP: udp } });
   const lines: string[] = [];
   let buf = '';
   const ready = new Promise<{ port: number; udp: { mode: string; reason?: string } }>((resolve, reject) => {
@@ -411,7 +428,7 @@ for (const w of WORKLOADS)
       const ours = results[server]?.[`${w}/${t}`];
       if (typeof r !== 'object') continue;
       const vs = (f?: (r: PerfResult) => number) => (server.startsWith('nexus') ? `${ratio(ours, results.nsd?.[`${w}/${t}`], f)} / ${ratio(ours, results.knot?.[`${w}/${t}`], f)}` : '');
-      rows.push(`| ${w} | ${t} | ${server} | ${n(r.qps)} | ${vs()} | ${n(r.perCpu)} | ${vs((x) => x.perCpu)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${n(r.fixedQps)} | ${r.lost}/${r.sent} | ${r.rssMiB.toFixed(0)} | ${r.load} |`);
+      rows.push(`| ${w} | ${t} | ${server} | ${n(r.qps)} | ${vs()} | ${n(r.perCpu)} | ${vs((x) => x.perCpu)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${ms(r.p50SteadyMs)} | ${ms(r.p99SteadyMs)} | ${n(r.fixedQps)} | ${r.lost}/${r.sent} | ${r.rssMiB.toFixed(0)} | ${r.load} |`);
     }
 const version = (bin: string, args: string[]) => {
   try {
@@ -423,19 +440,20 @@ const version = (bin: string, args: string[]) => {
 const section = `## dns (bench/dns, ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC)
 
 ${ZONES.toLocaleString('en-US')} signed zones; every query with the DO bit (signed answers). dnsperf 2.10 (1 thread, 8 clients, 256 outstanding, ${SECONDS} s at
-saturation after ${WARMUP_SECONDS} s of warm-up; ${LATENCY_SECONDS} s at a fixed ${n(LATENCY_QPS)} queries/s for p50/p99) against each server on 127.0.0.1, one after the other in the same run.
+saturation after ${WARMUP_SECONDS} s of warm-up; two windows of ${LATENCY_SECONDS} s at a fixed ${n(LATENCY_QPS)} queries/s for p50/p99: the first
+straight after the flood, the second after it, in steady state) against each server on 127.0.0.1, one after the other in the same run.
 ${cpus().length} cores shared by dnsperf and the server, so a server's saturation rate is what dnsperf leaves it; each server has ${WORKERS} workers
 (ours: processes sharing the sockets, bench/dns/serve.ts; NSD: server-count; Knot: udp-workers and tcp-workers). RRL off everywhere.
 NSD serves our pre-signed export; Knot signs our unsigned export online (mod-onlinesign, its own ECDSA P-256 key, compact denial: one signature per new name).
 Ours proves denials ${process.env.BENCH_DENIAL === 'compact' ? 'with compact denial (BENCH_DENIAL=compact)' : "from the zone's NSEC chain (the default; its NSECs signed once each)"}.
-Node ${process.version}; ${version('nsd', ['-v'])}; ${version('knotd', ['-V'])}. Load: the 1, 5 and 15-minute load averages before / after each saturation run
+Node ${process.version}${NODE_FLAGS.length ? ` (our server with ${NODE_FLAGS.join(' ')})` : ''}; ${version('nsd', ['-v'])}; ${version('knotd', ['-V'])}. Load: the 1, 5 and 15-minute load averages before / after each saturation run
 (the machine is shared: other work ran during this one, so the figures are under load).
 
 Workloads:
 ${WORKLOADS.map((w) => `- ${w}: ${files[w].what}`).join('\n')}
 
-| workload | transport | server | queries/s (saturation) | nexus vs NSD / Knot | answers per CPU-second | nexus vs NSD / Knot per CPU | p50 ms | p99 ms (at ${n(LATENCY_QPS)} q/s) | answered q/s at ${n(LATENCY_QPS)} | lost/sent (saturation) | RSS MiB | load |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| workload | transport | server | queries/s (saturation) | nexus vs NSD / Knot | answers per CPU-second | nexus vs NSD / Knot per CPU | p50 ms | p99 ms (at ${n(LATENCY_QPS)} q/s, right after saturation) | p50 ms steady | p99 ms steady (the next ${LATENCY_SECONDS} s) | answered q/s at ${n(LATENCY_QPS)} | lost/sent (saturation) | RSS MiB | load |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ${rows.join('\n')}
 
 ${notes.map((x) => `- ${x}`).join('\n')}
