@@ -61,6 +61,8 @@ interface PerfResult {
   /** The second window at the fixed load, after the first: the server has run at that load for LATENCY_SECONDS. */
   p50SteadyMs: number | null;
   p99SteadyMs: number | null;
+  /** CPU time the hypervisor took from this VM (/proc/stat steal) during each window: the mean and the worst second, in %. */
+  steal: [string, string];
   /** Answers per CPU-second of the server's processes during the saturation run: what a core gives it, whatever share the shared machine left it. */
   perCpu: number;
   /** Answered at the fixed load (a server that falls behind shows here). */
@@ -159,6 +161,12 @@ const load = () =>
     .map((l) => l.toFixed(1))
     .join(' ');
 
+/** The machine's CPU time in ticks, and the part of it the hypervisor gave to others (steal). */
+function cpuTimes(): { total: number; steal: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  return { total: f.reduce((a, b) => a + b, 0), steal: f[7] ?? 0 };
+}
+
 async function dnsperf(port: number, queries: string, transport: Transport, pid: number): Promise<PerfResult> {
   const base = ['-s', '127.0.0.1', '-p', String(port), '-d', queries, '-T', '1', '-D', '-m', transport];
   // Warm-up, not measured: every server has met the workload's names once (our caches fill, a
@@ -178,12 +186,23 @@ async function dnsperf(port: number, queries: string, transport: Transport, pid:
   // the flood's here), the second after LATENCY_SECONDS at the fixed load (the server in steady
   // state at that load). The table gives both.
   const window = async () => {
+    const seconds: number[] = [];
+    let last = cpuTimes();
+    const tick = setInterval(() => {
+      const now = cpuTimes();
+      seconds.push((100 * (now.steal - last.steal)) / Math.max(1, now.total - last.total));
+      last = now;
+    }, 1000);
+    const start = cpuTimes();
     const out = await run('dnsperf', [...base, '-l', String(LATENCY_SECONDS), '-c', '4', '-q', '256', '-Q', String(LATENCY_QPS), '-v']);
     const lat: number[] = [];
     for (const m of out.matchAll(/^> \S+ .* ([0-9]+\.[0-9]+)$/gm)) lat.push(Number(m[1]));
     lat.sort((a, b) => a - b);
     const quantile = (q: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(q * lat.length))]! * 1000 : null);
-    return { out, p50: quantile(0.5), p99: quantile(0.99) };
+    clearInterval(tick);
+    const end = cpuTimes();
+    const steal = `${((100 * (end.steal - start.steal)) / Math.max(1, end.total - start.total)).toFixed(1)} (${Math.max(0, ...seconds).toFixed(0)})`;
+    return { out, p50: quantile(0.5), p99: quantile(0.99), steal };
   };
   const first = await window();
   const steady = await window();
@@ -195,6 +214,7 @@ async function dnsperf(port: number, queries: string, transport: Transport, pid:
     p99Ms: first.p99,
     p50SteadyMs: steady.p50,
     p99SteadyMs: steady.p99,
+    steal: [first.steal, steady.steal],
     fixedQps: num(/Queries per second:\s+([0-9.]+)/, verbose),
     lost: num(/Queries lost:\s+(\d+)/),
     sent: num(/Queries sent:\s+(\d+)/),
@@ -428,7 +448,7 @@ for (const w of WORKLOADS)
       const ours = results[server]?.[`${w}/${t}`];
       if (typeof r !== 'object') continue;
       const vs = (f?: (r: PerfResult) => number) => (server.startsWith('nexus') ? `${ratio(ours, results.nsd?.[`${w}/${t}`], f)} / ${ratio(ours, results.knot?.[`${w}/${t}`], f)}` : '');
-      rows.push(`| ${w} | ${t} | ${server} | ${n(r.qps)} | ${vs()} | ${n(r.perCpu)} | ${vs((x) => x.perCpu)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${ms(r.p50SteadyMs)} | ${ms(r.p99SteadyMs)} | ${n(r.fixedQps)} | ${r.lost}/${r.sent} | ${r.rssMiB.toFixed(0)} | ${r.load} |`);
+      rows.push(`| ${w} | ${t} | ${server} | ${n(r.qps)} | ${vs()} | ${n(r.perCpu)} | ${vs((x) => x.perCpu)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${ms(r.p50SteadyMs)} | ${ms(r.p99SteadyMs)} | ${r.steal[0]} / ${r.steal[1]} | ${n(r.fixedQps)} | ${r.lost}/${r.sent} | ${r.rssMiB.toFixed(0)} | ${r.load} |`);
     }
 const version = (bin: string, args: string[]) => {
   try {
@@ -452,8 +472,8 @@ Node ${process.version}${NODE_FLAGS.length ? ` (our server with ${NODE_FLAGS.joi
 Workloads:
 ${WORKLOADS.map((w) => `- ${w}: ${files[w].what}`).join('\n')}
 
-| workload | transport | server | queries/s (saturation) | nexus vs NSD / Knot | answers per CPU-second | nexus vs NSD / Knot per CPU | p50 ms | p99 ms (at ${n(LATENCY_QPS)} q/s, right after saturation) | p50 ms steady | p99 ms steady (the next ${LATENCY_SECONDS} s) | answered q/s at ${n(LATENCY_QPS)} | lost/sent (saturation) | RSS MiB | load |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| workload | transport | server | queries/s (saturation) | nexus vs NSD / Knot | answers per CPU-second | nexus vs NSD / Knot per CPU | p50 ms | p99 ms (at ${n(LATENCY_QPS)} q/s, right after saturation) | p50 ms steady | p99 ms steady (the next ${LATENCY_SECONDS} s) | steal % (worst second), first / steady window | answered q/s at ${n(LATENCY_QPS)} | lost/sent (saturation) | RSS MiB | load |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ${rows.join('\n')}
 
 ${notes.map((x) => `- ${x}`).join('\n')}

@@ -26,7 +26,7 @@ const oneLineError = (fn: () => unknown, re: RegExp) => {
 };
 
 const DNS_DEFAULTS = {
-  dns: true, dnsAddress: '127.0.0.1', dnsPort: process.getuid?.() === 0 ? 53 : 5353, dnssecDenial: 'nsec', meterIntervalMs: 60_000, integrityIntervalMs: 60_000, snapshotEvery: 100_000,
+  dns: true, dnsAddress: '127.0.0.1', dnsPort: process.getuid?.() === 0 ? 53 : 5353, dnssecDenial: 'nsec', meterIntervalMs: 60_000, integrityIntervalMs: 60_000, snapshotEvery: 100_000, keyPool: 4,
   // The gateway: on when haproxy is installed, loopback, 443/80 as root.
   gateway: true, gatewayAddress: '127.0.0.1', gatewayPort: process.getuid?.() === 0 ? 443 : 8443, gatewayHttpPort: process.getuid?.() === 0 ? 80 : 8080, gatewayRegion: '',
   // Zone transfers: nobody may transfer, nobody is notified.
@@ -69,6 +69,8 @@ describe('resolveConfig', () => {
     expect(resolveConfig({ env: { NEXUS_SNAPSHOT_EVERY: '0' }, cwd: dir })).toMatchObject({ snapshotEvery: 0 });
     expect(resolveConfig({ env: { NEXUS_SNAPSHOT_EVERY: '0' }, cwd: dir, snapshotEvery: 5000 })).toMatchObject({ snapshotEvery: 5000 });
     oneLineError(() => resolveConfig({ env: { NEXUS_SNAPSHOT_EVERY: '-3' }, cwd: dir }), /^invalid NEXUS_SNAPSHOT_EVERY "-3": must be a whole number of entries/);
+    expect(resolveConfig({ env: { NEXUS_KEY_POOL: '64' }, cwd: dir })).toMatchObject({ keyPool: 64 });
+    oneLineError(() => resolveConfig({ env: { NEXUS_KEY_POOL: '0' }, cwd: dir }), /^invalid NEXUS_KEY_POOL "0": must be a whole number of key sets from 1 to 10000$/);
     writeFileSync(file, JSON.stringify({ dns: 'yes' }));
     oneLineError(() => resolveConfig({ env: {}, cwd: dir, config: file }), /^invalid config file .*: dns: must be true or false$/);
   });

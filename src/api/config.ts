@@ -49,6 +49,8 @@ export interface NexusConfig {
   integrityIntervalMs: number;
   /** A signed ledger.snapshot every this many entries, 0 never (src/core/policy/integrity.ts). */
   snapshotEvery: number;
+  /** Key sets (DKIM RSA-2048 and DNSSEC P-256) kept made for `imvu.create` (src/imvu/provision.ts). */
+  keyPool: number;
   /** The private IPv4 range each IMVU's workload /30 is cut from (src/compute/fabric/addresses.ts). */
   computeRange: string;
   /** Addresses or CIDR prefixes allowed to transfer zones (AXFR/IXFR) without TSIG. Default none. */
@@ -124,6 +126,7 @@ export interface ConfigOptions {
   meterIntervalMs?: number | string;
   integrityIntervalMs?: number | string;
   snapshotEvery?: number | string;
+  keyPool?: number | string;
   computeRange?: string;
   /** Addresses or CIDR prefixes (each may also be a comma-separated list). */
   xfrAllow?: string | string[];
@@ -203,6 +206,11 @@ const SNAPSHOT_EVERY_MESSAGE = 'must be a whole number of entries from 0 (never)
 const SnapshotEvery = z.preprocess(
   (v) => (typeof v === 'string' && /^\d{1,10}$/.test(v) ? Number(v) : v),
   z.number({ error: SNAPSHOT_EVERY_MESSAGE }).int(SNAPSHOT_EVERY_MESSAGE).min(0, SNAPSHOT_EVERY_MESSAGE).max(1_000_000_000, SNAPSHOT_EVERY_MESSAGE),
+);
+const KEY_POOL_MESSAGE = 'must be a whole number of key sets from 1 to 10000';
+const KeyPool = z.preprocess(
+  (v) => (typeof v === 'string' && /^\d{1,5}$/.test(v) ? Number(v) : v),
+  z.number({ error: KEY_POOL_MESSAGE }).int(KEY_POOL_MESSAGE).min(1, KEY_POOL_MESSAGE).max(10_000, KEY_POOL_MESSAGE),
 );
 const IntervalMs = z.preprocess(
   (v) => (typeof v === 'string' && /^\d{1,9}$/.test(v) ? Number(v) : v),
@@ -398,6 +406,7 @@ const FIELDS = {
   meterIntervalMs: IntervalMs,
   integrityIntervalMs: IntervalMs,
   snapshotEvery: SnapshotEvery,
+  keyPool: KeyPool,
   computeRange: ComputeRange,
   xfrAllow: XfrAllow,
   notify: Notify,
@@ -430,6 +439,7 @@ const ENV: Record<Field, string> = {
   meterIntervalMs: 'NEXUS_METER_INTERVAL_MS',
   integrityIntervalMs: 'NEXUS_INTEGRITY_INTERVAL_MS',
   snapshotEvery: 'NEXUS_SNAPSHOT_EVERY',
+  keyPool: 'NEXUS_KEY_POOL',
   computeRange: 'NEXUS_COMPUTE_RANGE',
   xfrAllow: 'NEXUS_XFR_ALLOW',
   notify: 'NEXUS_NOTIFY',
@@ -460,6 +470,7 @@ const FLAG: Record<Field, string> = {
   meterIntervalMs: '--meter-interval',
   integrityIntervalMs: '--integrity-interval',
   snapshotEvery: '--snapshot-every',
+  keyPool: '--key-pool',
   computeRange: '--compute-range',
   xfrAllow: '--xfr-allow',
   notify: '--notify',
@@ -493,6 +504,7 @@ export const ConfigFileSchema = z
     meterIntervalMs: IntervalMs.optional(),
     integrityIntervalMs: IntervalMs.optional(),
     snapshotEvery: SnapshotEvery.optional(),
+    keyPool: KeyPool.optional(),
     computeRange: ComputeRange.optional(),
     xfrAllow: XfrAllow.optional(),
     tsigName: TsigName.optional(),
@@ -601,6 +613,7 @@ export function resolveConfig(opts: ConfigOptions = {}): NexusConfig {
     meterIntervalMs: pick('meterIntervalMs'),
     integrityIntervalMs: pick('integrityIntervalMs'),
     snapshotEvery: pick('snapshotEvery'),
+    keyPool: pick('keyPool'),
     computeRange: pick('computeRange'),
     xfrAllow: pick('xfrAllow'),
     tsig: resolveTsig(opts, env, file, fileName, cwd),

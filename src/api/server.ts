@@ -116,6 +116,8 @@ export interface ServerOptions {
   integrityIntervalMs?: number;
   /** A signed ledger.snapshot after every this many entries (default 100000; 0: never). */
   snapshotEvery?: number;
+  /** Key sets kept made for imvu.create (default 4, filled after the first creation; a larger pool fills at start). */
+  keyPool?: number;
   /**
    * Witnesses sent every new checkpoint (coalesced: one request in flight per witness, for the
    * newest); their cosignatures are kept under DATA/cosignatures and served with the checkpoint.
@@ -244,7 +246,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const perSource = new TokenBuckets(opts.limits?.perSource ?? LIMIT_DEFAULTS.perSource);
   // imvu.create keys come from a pool refilled in the background after each creation (not at start:
   // a daemon that creates nothing spends nothing), never from inside the write transaction.
-  const keyPool = new KeyPool(4);
+  const keyPool = new KeyPool(opts.keyPool ?? DEFAULTS.keyPool);
+  // A pool larger than the default was asked for to absorb a burst: it fills from the start (on the key thread).
+  if ((opts.keyPool ?? DEFAULTS.keyPool) > DEFAULTS.keyPool) keyPool.refill();
   const opened: OpenPlatform = await openDataDir(opts.dataDir, {
     provision: provisioner(opts.dataDir),
     prepare: keyPreparer(keyPool),
@@ -874,6 +878,7 @@ async function startDaemonServer(
     logLevel: cfg.logLevel,
     integrityIntervalMs: cfg.integrityIntervalMs,
     snapshotEvery: cfg.snapshotEvery,
+    keyPool: cfg.keyPool,
     compute: { range: cfg.computeRange, meterIntervalMs: cfg.meterIntervalMs },
     ...(cfg.witnesses.length ? { witnesses: { endpoints: cfg.witnesses.map((w) => ({ ...w })), timeoutMs: cfg.witnessTimeoutMs } } : {}),
     gateway: cfg.gateway

@@ -8,10 +8,9 @@
 // key the same way: private half under `keys/dnssec/<zone>.pem`, public half in a platform-signed
 // `dnssec.publish` follow-up (src/domains/dnssec/keys.ts). A later `dnssec.publish` (a rollover,
 // src/domains/dnssec/rollover.ts) gets a notice to the creator with the new DS.
-import { generateKeyPair as generateKeyPairCb, type KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
 import type { ChokepointOptions, FollowUp } from '../core/policy/chokepoint.ts';
 import type { SqlReader } from '../core/store/index.ts';
 import type { Command } from '../core/types.ts';
@@ -19,12 +18,12 @@ import { DNSKEY_TTL_S } from '../core/policy/gates/platform-powers.ts';
 import { keyViews } from '../domains/dnssec/ds.ts';
 import { ALGORITHM_ECDSAP256SHA256, CSK_FLAGS, dnssecKeyPath, generateZoneKey } from '../domains/dnssec/keys.ts';
 import { fsyncDir } from '../core/durable.ts';
+import { generatePrivateKey } from '../core/keygen.ts';
 import { installImportedKeys, type ImportedKeys } from './import/keys.ts';
 
 export const DKIM_SELECTOR = 'nexus1';
 export const DKIM_KEY_DIR = join('keys', 'dkim');
 
-const generateKeyPair = promisify(generateKeyPairCb);
 
 /** Where the DKIM private key of an IMVU lives in a data directory. */
 export function dkimKeyPath(dataDir: string, imvu: string): string {
@@ -64,10 +63,10 @@ export function writeSecretFile(path: string, pem: string): void {
   fsyncDir(dirname(dir));
 }
 
-/** Generates an RSA-2048 DKIM key pair (off the event loop). */
+/** Generates an RSA-2048 DKIM key pair (on the key thread, src/core/keygen.ts: never on libuv's pool). */
 export async function generateDkimKey(): Promise<{ privateKey: KeyObject; publicKeyDer: Buffer }> {
-  const { privateKey, publicKey } = await generateKeyPair('rsa', { modulusLength: 2048 });
-  return { privateKey, publicKeyDer: publicKey.export({ type: 'spki', format: 'der' }) };
+  const privateKey = await generatePrivateKey('rsa2048');
+  return { privateKey, publicKeyDer: createPublicKey(privateKey).export({ type: 'spki', format: 'der' }) };
 }
 
 type ZoneKey = Awaited<ReturnType<typeof generateZoneKey>>;

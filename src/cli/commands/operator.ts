@@ -70,6 +70,7 @@ interface ServeFlags {
   nameserver?: string[];
   integrityInterval?: number;
   snapshotEvery?: number;
+  keyPool?: number;
   computeRange?: string;
   witness?: string[];
   witnessTimeout?: number;
@@ -118,6 +119,7 @@ async function runDaemon(o: ServeFlags, initialiseIfNeeded: boolean): Promise<vo
     ...(o.nameserver !== undefined ? { nameservers: o.nameserver } : {}),
     ...(o.integrityInterval !== undefined ? { integrityIntervalMs: o.integrityInterval } : {}),
     ...(o.snapshotEvery !== undefined ? { snapshotEvery: o.snapshotEvery } : {}),
+    ...(o.keyPool !== undefined ? { keyPool: o.keyPool } : {}),
     ...(o.computeRange !== undefined ? { computeRange: o.computeRange } : {}),
     ...(o.witness !== undefined ? { witnesses: o.witness } : {}),
     ...(o.witnessTimeout !== undefined ? { witnessTimeoutMs: o.witnessTimeout } : {}),
@@ -199,6 +201,7 @@ function daemonOptions(cmd: Command): Command {
     .option('--tsig-secret-file <path>', 'file holding the base64 TSIG secret, not readable by other users (env NEXUS_TSIG_SECRET_FILE, or the secret itself in NEXUS_TSIG_SECRET)')
     .option('--compute-range <cidr>', "the private IPv4 range each IMVU's workload gets its own /30 from; it must not overlap another platform's on this host, nor addresses or routes of other software, else the compute fabric stays off (env NEXUS_COMPUTE_RANGE; default 10.96.0.0/11)")
     .option('--integrity-interval <ms>', 'how often the daemon compares the projections with what the platform wrote: at the next interval after another connection wrote to the database, otherwise every interval but no sooner than 9 times the last comparison took (env NEXUS_INTEGRITY_INTERVAL_MS; default 60000)', int(10, 86_400_000))
+    .option('--key-pool <n>', 'key sets (DKIM RSA-2048, DNSSEC P-256) kept made for imvu create: a burst of this many creations does not wait for key generation, which makes about 5 sets per second on one core (env NEXUS_KEY_POOL; default 4)', int(1, 10_000))
     .option('--snapshot-every <entries>', 'sign a ledger.snapshot (the state digest `audit verify --from-snapshot` starts from) after every this many entries; 0 never (env NEXUS_SNAPSHOT_EVERY; default 100000)', int(0, 1_000_000_000))
     .option('--notify <ip:port...>', 'secondaries to NOTIFY when a zone changes: IP addresses only, port 53 unless given, IPv6 as [addr]:port (env NEXUS_NOTIFY, comma-separated)')
     .option('--root-hints <ip:port...>', 'root servers where domain proofs (the TXT at _nexus-challenge.DOMAIN) start their look-ups (env NEXUS_ROOT_HINTS, comma-separated; default the IANA root servers)')

@@ -393,11 +393,19 @@ interface Pending {
   input: unknown;
   /** Set once `ready` has resolved. */
   settled?: boolean;
+  /** `ready` waits on work made for it (an `imvu.create`'s keys), not only on its signature check. */
+  slow?: boolean;
   /** Set for submitPrepared(): makes the input inside the batch's transaction. */
   prepare?: (tx: WriteTx) => Promise<SignedCommand | undefined>;
   ready: Promise<void>;
   resolve: (r: Receipt | undefined) => void;
   reject: (e: unknown) => void;
+}
+
+/** The actor a submission names (not yet checked: it only orders the submissions waiting). */
+function actorOf(input: unknown): string | undefined {
+  const actor = (input as { command?: { actor?: unknown } } | null)?.command?.actor;
+  return typeof actor === 'string' ? actor : undefined;
 }
 
 /**
@@ -425,6 +433,8 @@ export class Chokepoint {
   private readonly verdicts = new WeakMap<object, { key: string; ok: boolean; message: Buffer }>();
   /** What `opts.prepare` made for a submitted input, keyed by that very object. */
   private readonly prepared = new WeakMap<object, unknown>();
+  /** Set while every pending submission waits on keys: a new submission wakes the flush once ready. */
+  private wake: (() => void) | undefined;
   private readonly knownKeys = new Map<string, string>();
   private verifyQueue: { item: VerifyItem; done: (ok: boolean | undefined) => void }[] = [];
   /** canonicalJson() of each copied input, keyed by the copy: serialised once, used for every size, signature and entry. */
@@ -472,15 +482,16 @@ export class Chokepoint {
     // Rejects with NotRecorded for an attempt that is not authenticated (nothing is appended).
     const input = plainCopy(raw, this.canonical);
     const verified = this.pool ? this.preverify(input) : Promise.resolve();
-    const ready = this.opts.prepare ? Promise.all([verified, this.prepareFor(input)]).then(() => undefined) : verified;
+    const keys = this.prepareFor(input);
+    const ready = keys ? Promise.all([verified, keys]).then(() => undefined) : verified;
     return new Promise<Receipt>((resolve, reject) => {
-      const p: Pending = { input, ready, resolve: (r) => resolve(r!), reject };
+      const p: Pending = { input, ready, slow: keys !== undefined, resolve: (r) => resolve(r!), reject };
       void ready.then(() => (p.settled = true));
       this.pending.push(p);
       if (!this.flushing) {
         this.flushing = true;
         setImmediate(() => void this.flush());
-      }
+      } else if (this.wake) void ready.then(this.wake);
     });
   }
 
@@ -491,7 +502,7 @@ export class Chokepoint {
    */
   submitPrepared(prepare: (tx: WriteTx) => Promise<SignedCommand | undefined>): Promise<Receipt | undefined> {
     return new Promise<Receipt | undefined>((resolve, reject) => {
-      this.pending.push({ input: undefined, prepare, ready: Promise.resolve(), resolve, reject });
+      this.pending.push({ input: undefined, prepare, ready: Promise.resolve(), settled: true, resolve, reject });
       if (!this.flushing) {
         this.flushing = true;
         setImmediate(() => void this.flush());
@@ -499,16 +510,23 @@ export class Chokepoint {
     });
   }
 
-  /** Runs `opts.prepare` outside any transaction; a failure leaves `provision` to do the work itself. */
-  private async prepareFor(input: unknown): Promise<void> {
+  /**
+   * Runs `opts.prepare` outside any transaction; undefined when it has nothing to make. A failure
+   * leaves `provision` to do the work itself.
+   */
+  private prepareFor(input: unknown): Promise<void> | undefined {
+    let made: Promise<unknown> | undefined;
     try {
       const cmd = (input as SignedCommand | undefined)?.command;
-      if (!cmd || typeof cmd.type !== 'string' || typeof cmd.body !== 'object' || !cmd.body) return;
-      const made = this.opts.prepare?.(cmd);
-      if (made) this.prepared.set(input as object, await made);
+      if (!cmd || typeof cmd.type !== 'string' || typeof cmd.body !== 'object' || !cmd.body) return undefined;
+      made = this.opts.prepare?.(cmd);
     } catch {
-      // provision() makes what is missing inside the transaction
+      return undefined;
     }
+    return made?.then(
+      (v) => void this.prepared.set(input as object, v),
+      () => undefined, // provision() makes what is missing inside the transaction
+    );
   }
 
   /** Checks the signature on a worker thread; decide() uses the verdict only if it ends up using the same key. */
@@ -562,14 +580,16 @@ export class Chokepoint {
       // A prepared submission runs in a batch of its own: if it fails, nothing else fails with it.
       const prepared = this.pending.findIndex((p) => p.prepare);
       let take = prepared === 0 ? 1 : prepared > 0 ? Math.min(prepared, this.opts.maxBatch ?? 1024) : (this.opts.maxBatch ?? 1024);
-      if (this.opts.pipelineVerify && take > 1) {
+      let batch: Pending[];
+      if (!this.opts.pipelineVerify || take === 1) batch = take === 1 ? this.pending.splice(0, 1) : await this.readyBatch(take);
+      else {
         // The first command's verdict, then every one after it already checked (never fewer than one).
         await this.pending[0]!.ready;
         let n = 1;
         while (n < take && n < this.pending.length && this.pending[n]!.settled) n++;
         take = n;
+        batch = this.pending.splice(0, take);
       }
-      const batch = this.pending.splice(0, take);
       await Promise.all(batch.map((p) => p.ready));
       try {
         const { result: receipts, checkpoint } = await this.ledger.batchWithCheckpoint(async (log, tx) => {
@@ -605,6 +625,41 @@ export class Chokepoint {
       }
     }
     this.flushing = false;
+  }
+
+  /**
+   * The next batch, in submission order: the first `max` submissions (none past a prepared one)
+   * but those whose keys are still being made (an `imvu.create` when the pool is empty: hundreds
+   * of ms each) and the later submissions of the same actors, whose order is kept. So a consent
+   * record sent while creations wait for their keys is decided at once, not after them;
+   * submissions of different actors in flight together have no order to keep. Waits while every
+   * one is held.
+   */
+  private async readyBatch(max: number): Promise<Pending[]> {
+    for (;;) {
+      const scan = this.pending.slice(0, max);
+      const held = new Set<string>();
+      const batch: Pending[] = [];
+      for (const p of scan) {
+        const actor = actorOf(p.input);
+        if ((p.slow && !p.settled) || (actor !== undefined && held.has(actor))) {
+          if (actor !== undefined) held.add(actor);
+        } else batch.push(p);
+      }
+      if (batch.length === scan.length) return this.pending.splice(0, scan.length);
+      if (batch.length > 0) {
+        const taken = new Set(batch);
+        this.pending = this.pending.filter((p) => !taken.has(p));
+        return batch;
+      }
+      // Every one waits, on its keys or behind its actor's: until the first keys are ready (`settled`
+      // is set by a reaction queued before this one), or a new submission comes (it may be ready).
+      await new Promise<void>((wake) => {
+        this.wake = wake;
+        void Promise.race(scan.filter((p) => p.slow && !p.settled).map((p) => p.ready)).then(() => wake());
+      });
+      this.wake = undefined;
+    }
   }
 
   private async process(tx: WriteTx, log: Appender, input: unknown): Promise<Receipt | NotRecorded> {

@@ -1,10 +1,10 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPair as generateKeyPairCb, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { SqlReader } from '../../core/store/index.ts';
 import { ALGORITHM_ECDSAP256SHA256, CSK_FLAGS, dnskeyRdata, keyTag } from './keytag.ts';
 import { nameWire } from './wire.ts';
+import { generatePrivateKey } from '../../core/keygen.ts';
 
 // Zone signing keys. ECDSA P-256 keys used as combined signing keys (CSK: flags 257, they sign
 // the DNSKEY RRset and every other RRset): one key means one DS at the parent and one signature
@@ -24,7 +24,6 @@ export const DNSSEC_KEY_DIR = join('keys', 'dnssec');
 /** DS digest type 2: SHA-256 (RFC 4509). */
 export const DIGEST_SHA256 = 2;
 
-const generateKeyPair = promisify(generateKeyPairCb);
 // One label is enough: the platform's own zone may be a top-level suffix such as `world`.
 const ZONE_RE = /^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$/;
 
@@ -57,7 +56,8 @@ export function publicKeyFromRaw(raw: Buffer): KeyObject {
 
 /** Generates a zone's key pair (off the event loop). */
 export async function generateZoneKey(): Promise<{ privateKey: KeyObject; publicKey: Buffer; pem: string }> {
-  const { privateKey } = await generateKeyPair('ec', { namedCurve: 'prime256v1' });
+  // On the key thread (src/core/keygen.ts), as DKIM keys: never on libuv's pool.
+  const privateKey = await generatePrivateKey('p256');
   return { privateKey, publicKey: rawPublicKey(privateKey), pem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
 }
 
