@@ -637,7 +637,10 @@ export class Chokepoint {
    */
   private async readyBatch(max: number): Promise<Pending[]> {
     for (;;) {
-      const scan = this.pending.slice(0, max);
+      // A prepared submission still goes alone, also one that came while this waited.
+      const stop = this.pending.findIndex((p) => p.prepare);
+      if (stop === 0) return this.pending.splice(0, 1);
+      const scan = this.pending.slice(0, stop < 0 ? max : Math.min(stop, max));
       const held = new Set<string>();
       const batch: Pending[] = [];
       for (const p of scan) {
