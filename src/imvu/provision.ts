@@ -94,7 +94,7 @@ export class KeyPool {
   private filling = false;
   private closed = false;
 
-  /** `parallel`: keys generated at once while filling (one leaves the other cores to serving). */
+  /** `parallel`: key sets asked for at once while filling (the key thread, src/core/keygen.ts, makes them one after another). */
   constructor(
     private readonly target = 32,
     private readonly parallel = 1,
