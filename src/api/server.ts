@@ -287,6 +287,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   if (start.alarm)
     app.log.error({ alarm: start.alarm, reasons: start.reasons }, 'integrity alarm at start: projections differed from the ledger and were rebuilt from it');
   else if (start.replayed) app.log.info({ replayMs: start.replayMs, reasons: start.reasons }, 'projections checked against a replay of the ledger');
+  if (!start.scanned) app.log.info('database file unchanged since the daemon closed it (close seal): start-up scan skipped, every row is checked on a worker thread while serving');
+  else if (start.sealRefused) app.log.info({ why: start.sealRefused }, 'every projection row scanned at start');
   const metrics = createMetrics(() => platform.store.ledgerSize());
   let witnesses: CosignatureCollector | undefined;
   if (opts.witnesses && opts.witnesses.endpoints.length > 0) {

@@ -5,6 +5,7 @@ import { generateKeyPair, identityIdFromPublicKey, loadPrivateKey, publicKeyRaw,
 import { signCommand } from './identity/envelope.ts';
 import { Chokepoint, type ChokepointOptions } from './policy/chokepoint.ts';
 import { Integrity, integrityNotices } from './policy/integrity.ts';
+import { takeCloseSeal, writeCloseSeal } from './policy/close-seal.ts';
 import { openStore, type Store } from './store/index.ts';
 import { DEFAULT_PRICES } from './handshake/default-prices.ts';
 import { DEFAULT_CAPACITY } from './handshake/metering.ts';
@@ -90,6 +91,8 @@ export async function initDataDir(dataDir: string, cfg: PlatformInit = {}, opts:
 async function openWithKey(dataDir: string, platformKey: KeyObject, config: PlatformConfig, opts: OpenOptions = {}): Promise<OpenPlatform> {
   const { bulk, ...chokepointOpts } = opts;
   opts = chokepointOpts;
+  // Taken (and removed) before the database is opened: the seal vouches for the file as it was closed.
+  const sealed = takeCloseSeal(dataDir, config.origin, publicKeyRaw(platformKey));
   const store = openStore(dataDir, bulk ? { bulk } : {});
   const provision = opts.provision;
   // The creators' notifications of an integrity alarm come with it, like any other follow-up.
@@ -101,7 +104,7 @@ async function openWithKey(dataDir: string, platformKey: KeyObject, config: Plat
   let integrity: Integrity;
   try {
     chokepoint = await Chokepoint.open(store, { ...opts, provision: withNotices, platformKey, origin: config.origin });
-    integrity = await Integrity.open({ dataDir, store, chokepoint, platformKey, origin: config.origin });
+    integrity = await Integrity.open({ dataDir, store, chokepoint, platformKey, origin: config.origin, sealed });
   } catch (err) {
     await chokepoint?.close();
     await store.close();
@@ -119,7 +122,14 @@ async function openWithKey(dataDir: string, platformKey: KeyObject, config: Plat
     async close() {
       await integrity.close();
       await cp.close();
+      const state = integrity.sealState();
       await store.close();
+      // Nothing commits any more and the WAL is folded into the file: the next start may skip its scan.
+      try {
+        writeCloseSeal(dataDir, config.origin, platformKey, state);
+      } catch {
+        // No seal: the next start scans every row, as after a crash.
+      }
     },
   };
 }

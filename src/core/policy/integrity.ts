@@ -22,6 +22,7 @@ import { CHECKPOINT_FILE, CheckpointFileWriter, formatCheckpointFile, parseCheck
 import { INTEGRITY_TABLES, LEDGER_TABLES } from '../store/schema.ts';
 import { DIGEST_TABLES, DigestTracker, PROJECTION_COLUMNS, combinedDigest, differingTables, digestHex, rowExpression, scanAll, type ProjectionDigests } from '../store/digest.ts';
 import { scanSnapshot } from '../store/scan-worker.ts';
+import type { CloseSeal, TakenSeal } from './close-seal.ts';
 import { SqliteStore, type Row, type SqlReader, type Store, type WriteTx } from '../store/index.ts';
 import type { Command, SignedCommand } from '../types.ts';
 import type { Chokepoint, FollowUp, Receipt } from './chokepoint.ts';
@@ -58,6 +59,8 @@ export interface IntegrityOptions {
   chokepoint: Chokepoint;
   platformKey: KeyObject;
   origin: string;
+  /** The close seal taken before the database was opened (close-seal.ts): may spare the start-up scan. */
+  sealed?: TakenSeal;
 }
 
 const MAX_ALARM_IMVUS = 1000;
@@ -134,6 +137,26 @@ export async function checkHistory(dataDir: string, store: Store, size: number, 
       `the database's ledger (${size} entries) has another root at tree size ${file.size} than the checkpoint in ${where} (${file.size} entries): history was rewritten; refusing to start (run \`nexus audit verify --data ${dataDir}\`)`,
     );
   return file;
+}
+
+/**
+ * The projection digests a close seal vouches for (the checkpoint file's, at the sealed size), or
+ * why the seal does not fit this database: another size or root, or digests other than the ones
+ * recorded at that size.
+ */
+async function sealedDigests(seal: CloseSeal, store: Store, chokepoint: Chokepoint, file: CheckpointFileContents | undefined): Promise<ProjectionDigests | string> {
+  const size = chokepoint.ledger.size;
+  if (seal.size !== size || !seal.root.equals(chokepoint.ledger.root())) return `the close seal is for tree size ${seal.size}, the database holds ${size} entries`;
+  if (!file || file.size !== size) return `${CHECKPOINT_FILE} is not at the sealed size`;
+  const digests: ProjectionDigests = new Map();
+  for (const t of DIGEST_TABLES) {
+    const d = file.digests.get(t);
+    if (!d) return `${CHECKPOINT_FILE} has no digest for ${t}`;
+    digests.set(t, { rows: d.rows, sum: BigInt(`0x${d.sum}`) });
+  }
+  const recorded = await store.get<{ digest: string }>('SELECT digest FROM projection_digests WHERE size = ?', [size]);
+  if (combinedDigest(digests) !== seal.projections || recorded?.digest !== seal.projections) return `the close seal's digest is not the one recorded at tree size ${size}`;
+  return digests;
 }
 
 /** Triggers in the database file that this platform did not create (they could rewrite its writes). */
@@ -251,8 +274,13 @@ export class Integrity {
   private schedule = 0;
   private running: Promise<unknown> | undefined;
   private closed = false;
-  /** What the start-up check did: whether it had to replay, and the alarm it raised. */
-  startup: { replayed: boolean; replayMs?: number; reasons: string[]; alarm?: IntegrityAlarm } = { replayed: false, reasons: [] };
+  /**
+   * What the start-up check did: whether it scanned every row or took the digests from a close
+   * seal (and why not, when a seal was looked for), whether it had to replay, the alarm it raised.
+   */
+  startup: { scanned: boolean; sealRefused?: string; replayed: boolean; replayMs?: number; reasons: string[]; alarm?: IntegrityAlarm } = { scanned: true, replayed: false, reasons: [] };
+  /** Set by a sealed start: the first check runs as soon as the daemon starts its checks, whatever the interval. */
+  private checkFirst = false;
   /** Alarms raised since open (start-up included). */
   readonly alarms: IntegrityAlarm[] = [];
   /** The last completed check (the start-up one, then each periodic one): when, and whether it raised an alarm. */
@@ -289,8 +317,13 @@ export class Integrity {
     const file = await checkHistory(o.dataDir, store, size, publicKeyRaw(o.platformKey), o.origin);
     // Read before scanning: a commit by another connection during the scan is looked at by the first periodic check.
     const dataVersion = store.dataVersion?.();
-    const live = await scanAll(store);
+    const fromSeal = o.sealed?.seal ? await sealedDigests(o.sealed.seal, store, chokepoint, file) : undefined;
+    const live = typeof fromSeal === 'object' ? fromSeal : await scanAll(store);
     const it = new Integrity(o, live);
+    it.startup.scanned = typeof fromSeal !== 'object';
+    const refused = typeof fromSeal === 'string' ? fromSeal : o.sealed && !o.sealed.seal ? o.sealed.reason : undefined;
+    if (refused !== undefined) it.startup.sealRefused = refused;
+    it.checkFirst = !it.startup.scanned;
     it.attach();
     if (size > 0) {
       const reasons: string[] = [];
@@ -318,7 +351,8 @@ export class Integrity {
     }
     await it.ensureRecorded();
     it.checkedDataVersion = dataVersion;
-    it.lastCheck = { at: new Date().toISOString(), alarm: it.startup.alarm !== undefined };
+    // A sealed start compared no row: its check is the one start() runs first.
+    if (it.startup.scanned) it.lastCheck = { at: new Date().toISOString(), alarm: it.startup.alarm !== undefined };
     return it;
   }
 
@@ -423,6 +457,11 @@ export class Integrity {
     this.timer = undefined;
     const every = intervalMs > 0 ? intervalMs : 0;
     const schedule = ++this.schedule;
+    // After a sealed start, the full scan it skipped runs now, on the worker, while the daemon serves.
+    if (this.checkFirst && !this.closed) {
+      this.checkFirst = false;
+      void this.check().catch((err: unknown) => (this.closed ? undefined : onError?.(err)));
+    }
     if (!every) return;
     this.nextCheckAt = performance.now() + every;
     const tick = () => {
@@ -529,6 +568,12 @@ export class Integrity {
       }
     }
     return alarm;
+  }
+
+  /** What a close seal records: the ledger's size and root and the projections' digest now (call once nothing commits any more). */
+  sealState(): { size: number; root: Buffer; projections: string } {
+    const { ledger } = this.o.chokepoint;
+    return { size: ledger.size, root: ledger.root(), projections: combinedDigest(this.tracker.current) };
   }
 
   async close(): Promise<void> {
