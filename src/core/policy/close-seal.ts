@@ -155,7 +155,7 @@ export function takeCloseSeal(dataDir: string, origin: string, platformKeyRaw: U
       closeSync(fd);
     }
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { reason: 'no close seal (the daemon did not close this data directory cleanly)' };
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { reason: 'no close seal (the last stop was not a clean one, or the directory never had a seal)' };
     return { reason: `${CLOSE_SEAL_FILE} cannot be read: ${(err as Error).message}` };
   } finally {
     try {
