@@ -49,6 +49,10 @@ describe('close seal file', () => {
       expect(takeCloseSeal(dir, ORIGIN, raw).reason).toMatch(/cannot be read/);
       writeFileSync(join(dir, CLOSE_SEAL_FILE), 'x'.repeat(5000));
       expect(takeCloseSeal(dir, ORIGIN, raw).reason).toMatch(/larger than 4096 bytes/);
+      // A seal whose database is gone: a reason, not a throw (the open that follows says what is wrong).
+      writeCloseSeal(dir, ORIGIN, key, state);
+      rmSync(join(dir, 'nexus.db'));
+      expect(takeCloseSeal(dir, ORIGIN, raw).reason).toMatch(/nexus\.db cannot be examined/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -171,7 +171,12 @@ export function takeCloseSeal(dataDir: string, origin: string, platformKeyRaw: U
   } catch (err) {
     return { reason: `${CLOSE_SEAL_FILE} does not verify with the platform key: ${(err as Error).message}` };
   }
-  const now = dbFileIdentity(dataDir);
+  let now: FileIdentity | string;
+  try {
+    now = dbFileIdentity(dataDir);
+  } catch (err) {
+    return { reason: `${DB_FILE} cannot be examined: ${(err as Error).message}` };
+  }
   if (typeof now === 'string') return { reason: now };
   const changed = (Object.keys(now) as (keyof FileIdentity)[]).filter((k) => now[k] !== seal.db[k]);
   if (changed.length) return { reason: `${DB_FILE} changed since the daemon closed it (${changed.join(', ')})` };
