@@ -47,4 +47,10 @@ describe('nexus status lines', () => {
   it('says DNS is off when it does not listen', () => {
     expect(formatStatus(status([{ service: 'api', protocol: 'http', address: '127.0.0.1', port: 7600 }])).some((l) => /^listens +DNS +off$/.test(l))).toBe(true);
   });
+
+  it('puts history lost while the daemon ran first on the integrity line', () => {
+    const s = status([]);
+    s.integrity = { ...s.integrity, lastCheck: '2026-12-03T08:00:00.000Z', alarm: true, lostHistory: 'the ledger has gaps: 9 entries stored for tree size 10' };
+    expect(formatStatus(s).find((l) => l.startsWith('integrity'))).toMatch(/^integrity +HISTORY LOST: the ledger has gaps: 9 entries stored for tree size 10; ALARM at the last check/);
+  });
 });

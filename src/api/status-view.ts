@@ -35,6 +35,8 @@ export interface DaemonStatus {
     /** Alarms raised since the daemon started, and the newest one's ledger entry. */
     alarmsSinceStart: number;
     lastAlarm: { index: number; trigger: string } | null;
+    /** Set when a check found entries deleted from the ledger while the daemon ran: the next start refuses. */
+    lostHistory?: string | null;
   };
   witnesses: {
     name: string;
@@ -82,7 +84,7 @@ export function formatStatus(s: DaemonStatus, url?: string, extra: [string, stri
   const i = s.integrity;
   rows.push([
     'integrity',
-    `${i.alarm ? 'ALARM at the last check' : 'ok'} (last check ${i.lastCheck ?? 'not yet'}; ${i.alarmsSinceStart} alarm${i.alarmsSinceStart === 1 ? '' : 's'} since start${i.lastAlarm ? `, newest ledger entry ${i.lastAlarm.index}` : ''})`,
+    `${i.lostHistory ? `HISTORY LOST: ${i.lostHistory}; ` : ''}${i.alarm ? 'ALARM at the last check' : 'ok'} (last check ${i.lastCheck ?? 'not yet'}; ${i.alarmsSinceStart} alarm${i.alarmsSinceStart === 1 ? '' : 's'} since start${i.lastAlarm ? `, newest ledger entry ${i.lastAlarm.index}` : ''})`,
   ]);
   if (!s.witnesses.length) rows.push(['witnesses', 'none configured']);
   for (const w of s.witnesses) {

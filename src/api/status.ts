@@ -47,6 +47,7 @@ export async function daemonStatus(ctx: ApiContext, local: boolean): Promise<Dae
       alarm: integrity.lastCheck?.alarm ?? false,
       alarmsSinceStart: integrity.alarms.length,
       lastAlarm: last ? { index: last.index, trigger: last.trigger } : null,
+      lostHistory: integrity.lostHistory ?? null,
     },
     witnesses: (ctx.witnesses?.status() ?? []).map((w) => ({
       name: w.name,

@@ -122,13 +122,15 @@ async function openWithKey(dataDir: string, platformKey: KeyObject, config: Plat
     async close() {
       await integrity.close();
       await cp.close();
-      const state = integrity.sealState();
+      const state = await integrity.sealState().catch((err: unknown) => `cannot count the stored entries: ${(err as Error).message}`);
       await store.close();
-      // Nothing commits any more and the WAL is folded into the file: the next start may skip its scan.
+      // Nothing commits any more and the WAL is folded into the file: the next start may skip its
+      // scan and its count. No seal: the next start scans every row, as after a crash.
+      if (typeof state === 'string') return;
       try {
         writeCloseSeal(dataDir, config.origin, platformKey, state);
       } catch {
-        // No seal: the next start scans every row, as after a crash.
+        // As above.
       }
     },
   };

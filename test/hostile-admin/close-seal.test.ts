@@ -15,6 +15,7 @@ import { signCommand } from '../../src/core/identity/envelope.ts';
 import { CLOSE_SEAL_FILE, writeCloseSeal } from '../../src/core/policy/close-seal.ts';
 import { startServer } from '../../src/api/server.ts';
 import { eventually } from '../../src/domains/dns-authority/testing.ts';
+import { openAsRoot } from '../support/root.ts';
 
 let dir: string;
 let p: OpenPlatform | undefined;
@@ -28,6 +29,11 @@ async function open(): Promise<OpenPlatform> {
 async function close(): Promise<void> {
   await p?.close();
   p = undefined;
+}
+async function sealState(q: OpenPlatform) {
+  const state = await q.integrity.sealState();
+  if (typeof state === 'string') throw new Error(state);
+  return state;
 }
 const cpu = async (q: OpenPlatform) => (await q.store.get<{ cpu_cores: number }>("SELECT cpu_cores FROM envelopes WHERE imvu = 'IMVU-001'"))?.cpu_cores;
 
@@ -112,7 +118,7 @@ describe('the close seal: a clean restart skips the start-up scan, an edited fil
     // Forged: the same text signed by a key that is not the platform's.
     const forged = generateKeyPair().privateKey;
     const q0 = await open();
-    const state = q0.integrity.sealState();
+    const state = await sealState(q0);
     await close();
     rmSync(seal());
     const config = JSON.parse(readFileSync(join(dir, 'platform.json'), 'utf8')) as { origin: string };
@@ -131,7 +137,7 @@ describe('the close seal: a clean restart skips the start-up scan, an edited fil
 
   it('a seal re-signed by root with the platform key over an edited file: the start trusts it, the first check repairs and alarms', async () => {
     const q0 = await open();
-    const state = q0.integrity.sealState();
+    const state = await sealState(q0);
     const key = q0.platformKey;
     const origin = q0.config.origin;
     await close();
@@ -144,6 +150,41 @@ describe('the close seal: a clean restart skips the start-up scan, an edited fil
     await eventually(async () => expect(q.integrity.alarms).toHaveLength(1), 20_000);
     expect(q.integrity.alarms[0]).toMatchObject({ trigger: 'periodic', imvus: ['IMVU-001'], tables: expect.arrayContaining(['envelopes']) });
     expect(await cpu(q)).toBe(2);
+  });
+
+  it('an entry deleted while the daemon runs: the close counts the entries and leaves no seal, so the next start refuses (a gap)', async () => {
+    const q = await open();
+    const root = openAsRoot(dir);
+    expect(root.prepare('DELETE FROM ledger_entries WHERE idx = 1').run().changes).toBe(1);
+    root.close();
+    expect(await q.integrity.sealState()).toMatch(/entries stored for tree size/);
+    await close();
+    expect(existsSync(seal())).toBe(false);
+    await expect(open()).rejects.toThrow(/has gaps: \d+ entries stored for tree size \d+/);
+  });
+
+  it('a seal re-signed by root over a file with an entry deleted: the start spares the count, the first check finds the gap', async () => {
+    const q0 = await open();
+    const state = await sealState(q0);
+    const key = q0.platformKey;
+    const origin = q0.config.origin;
+    await close();
+    const root = openAsRoot(dir);
+    expect(root.prepare('DELETE FROM ledger_entries WHERE idx = 1').run().changes).toBe(1);
+    root.close();
+    writeCloseSeal(dir, origin, key, state);
+    const q = await open();
+    expect(q.integrity.startup.scanned).toBe(false);
+    expect(q.integrity.lostHistory).toBeUndefined();
+    const errors: unknown[] = [];
+    q.integrity.start(0, (err) => errors.push(err));
+    await eventually(async () => expect(q.integrity.lostHistory).toMatch(/the ledger has gaps: \d+ entries stored for tree size \d+/), 20_000);
+    expect(errors).toEqual([expect.objectContaining({ name: 'LostHistoryError' })]);
+    await eventually(async () => expect(q.integrity.lastCheck?.alarm).toBe(true), 20_000);
+    // Known now: this close seals nothing, and the next start counts and refuses.
+    await close();
+    expect(existsSync(seal())).toBe(false);
+    await expect(open()).rejects.toThrow(/has gaps/);
   });
 
   it('the daemon leaves a seal when it stops (DNS readers closed first) and says so when it starts', async () => {

@@ -94,15 +94,24 @@ const TABLE_GATES: [string, number][] = [
 
 const clip = (s: string, n = 1000) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
 
+/** The number of stored entries, which must be the tree size: fewer means rows were deleted. */
+export async function storedEntries(store: SqlReader): Promise<number> {
+  return (await store.get<{ n: number }>('SELECT COUNT(*) AS n FROM ledger_entries'))?.n ?? 0;
+}
+
+async function checkNoGaps(dataDir: string, store: Store, size: number): Promise<void> {
+  const count = await storedEntries(store);
+  if (count !== size)
+    throw new LostHistoryError(`the ledger in ${dataDir} has gaps: ${count} entries stored for tree size ${size} (entries were deleted); refusing to start (run \`nexus audit verify --data ${dataDir}\`)`);
+}
+
 /**
  * Compares the database with the checkpoint file. Returns the file's contents (undefined when
  * there is none yet) or throws LostHistoryError with one line naming both sizes.
  */
-export async function checkHistory(dataDir: string, store: Store, size: number, platformKeyRaw: Uint8Array, origin: string): Promise<CheckpointFileContents | undefined> {
+export async function checkHistory(dataDir: string, store: Store, size: number, platformKeyRaw: Uint8Array, origin: string, opts: { countVouched?: boolean } = {}): Promise<CheckpointFileContents | undefined> {
   const where = `${dataDir}/${CHECKPOINT_FILE}`;
-  const count = (await store.get<{ n: number }>('SELECT COUNT(*) AS n FROM ledger_entries'))?.n ?? 0;
-  if (count !== size)
-    throw new LostHistoryError(`the ledger in ${dataDir} has gaps: ${count} entries stored for tree size ${size} (entries were deleted); refusing to start (run \`nexus audit verify --data ${dataDir}\`)`);
+  if (!opts.countVouched) await checkNoGaps(dataDir, store, size);
   let text: string | undefined;
   try {
     text = readCheckpointFile(dataDir);
@@ -296,6 +305,13 @@ export class Integrity {
    * checked under the lock).
    */
   private sealed: Map<number, string> | undefined;
+  /**
+   * Set when a periodic check found fewer stored entries than the tree size: acknowledged history
+   * was deleted while the daemon ran (or hidden under a seal re-signed by root). Nothing rebuilds
+   * it; `nexus status` shows it, no close seal is written, and the next start refuses.
+   */
+  lostHistory: string | undefined;
+  private lostHistoryListener: ((err: LostHistoryError) => void) | undefined;
   /** How the last periodic check ended: `snapshot` (a worker's unlocked scan matched), `locked` (scanned under the write lock). */
   lastCheckPath: 'snapshot' | 'locked' | undefined;
 
@@ -314,10 +330,16 @@ export class Integrity {
   static async open(o: IntegrityOptions): Promise<Integrity> {
     const { store, chokepoint } = o;
     const size = chokepoint.ledger.size;
-    const file = await checkHistory(o.dataDir, store, size, publicKeyRaw(o.platformKey), o.origin);
+    // A seal is written only when the entries counted at close were the tree size (platform.ts), and
+    // the file is as sealed: the count (a walk of the whole ledger index) is spared unless the
+    // seal turns out not to fit.
+    const seal = o.sealed?.seal;
+    const countVouched = seal !== undefined && seal.size === size && seal.root.equals(chokepoint.ledger.root());
+    const file = await checkHistory(o.dataDir, store, size, publicKeyRaw(o.platformKey), o.origin, { countVouched });
     // Read before scanning: a commit by another connection during the scan is looked at by the first periodic check.
     const dataVersion = store.dataVersion?.();
-    const fromSeal = o.sealed?.seal ? await sealedDigests(o.sealed.seal, store, chokepoint, file) : undefined;
+    const fromSeal = seal ? await sealedDigests(seal, store, chokepoint, file) : undefined;
+    if (countVouched && typeof fromSeal !== 'object') await checkNoGaps(o.dataDir, store, size);
     const live = typeof fromSeal === 'object' ? fromSeal : await scanAll(store);
     const it = new Integrity(o, live);
     it.startup.scanned = typeof fromSeal !== 'object';
@@ -457,6 +479,7 @@ export class Integrity {
     this.timer = undefined;
     const every = intervalMs > 0 ? intervalMs : 0;
     const schedule = ++this.schedule;
+    this.lostHistoryListener = onError;
     // After a sealed start, the full scan it skipped runs now, on the worker, while the daemon serves.
     if (this.checkFirst && !this.closed) {
       this.checkFirst = false;
@@ -497,7 +520,7 @@ export class Integrity {
       const matched = await this.snapshotMatches();
       if (this.closed) return undefined;
       if (matched) {
-        this.lastCheck = { at: new Date().toISOString(), alarm: false };
+        this.lastCheck = { at: new Date().toISOString(), alarm: this.lostHistory !== undefined };
         this.lastCheckPath = 'snapshot';
         return undefined;
       }
@@ -507,7 +530,7 @@ export class Integrity {
         tables: differingTables(await scanAll(tx), this.tracker.current),
       }));
       if (!found.foreign.length && !found.tables.length) {
-        this.lastCheck = { at: new Date().toISOString(), alarm: false };
+        this.lastCheck = { at: new Date().toISOString(), alarm: this.lostHistory !== undefined };
         return undefined;
       }
       const reasons = [
@@ -528,6 +551,10 @@ export class Integrity {
     this.sealed = sealed;
     try {
       const snap = await scanSnapshot(this.o.store, this.stopping.signal);
+      if (snap && snap.stored !== snap.size && this.lostHistory === undefined) {
+        this.lostHistory = `the ledger has gaps: ${snap.stored} entries stored for tree size ${snap.size} (entries were deleted while the daemon ran); the next start refuses (run \`nexus audit verify --data ${this.o.dataDir}\`)`;
+        this.lostHistoryListener?.(new LostHistoryError(this.lostHistory));
+      }
       const expected = snap && sealed.get(snap.size);
       return !!expected && combinedDigest(snap.digests) === expected && (await foreignTriggers(this.o.store)).length === 0;
     } finally {
@@ -570,9 +597,14 @@ export class Integrity {
     return alarm;
   }
 
-  /** What a close seal records: the ledger's size and root and the projections' digest now (call once nothing commits any more). */
-  sealState(): { size: number; root: Buffer; projections: string } {
+  /**
+   * What a close seal records, or why there is to be none: stored entries other than the tree size
+   * (rows deleted while the daemon ran) must be found by the next start's count, which a seal spares.
+   */
+  async sealState(): Promise<{ size: number; root: Buffer; projections: string } | string> {
     const { ledger } = this.o.chokepoint;
+    const stored = await storedEntries(this.o.store);
+    if (stored !== ledger.size) return `${stored} entries stored for tree size ${ledger.size}`;
     return { size: ledger.size, root: ledger.root(), projections: combinedDigest(this.tracker.current) };
   }
 

@@ -19,6 +19,8 @@ interface Task {
 interface WorkerResult {
   /** The tree size the worker's read transaction saw. */
   size: number;
+  /** Entries stored in that snapshot: fewer than `size` means rows were deleted. */
+  stored: number;
   out: { table: string; rows: number; sum: string }[];
 }
 
@@ -40,6 +42,7 @@ const rows = (sql, params) => {
 };
 db.exec('BEGIN');
 const size = rows('SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries', [])[0][0];
+const stored = rows('SELECT COUNT(*) FROM ledger_entries', [])[0][0];
 const out = [];
 for (const t of workerData.tasks) {
   const scan = scanRows(t.select, t.prefix, workerData.chunk, sha256);
@@ -49,7 +52,7 @@ for (const t of workerData.tasks) {
 }
 db.exec('COMMIT');
 db.close();
-parentPort.postMessage({ size, out });
+parentPort.postMessage({ size, stored, out });
 `;
 
 const sqliteModule = (): string => createRequire(import.meta.url).resolve('better-sqlite3');
@@ -75,15 +78,15 @@ function runWorker(file: string, tasks: Task[], signal?: AbortSignal): Promise<W
 const task = (table: string): Task => ({ table, select: scanSelect(table), prefix: rowPrefix(table) });
 
 /**
- * Every projection table's digest as of one committed tree size, read by one worker thread inside
- * one read transaction: commits go on meanwhile. Undefined when the store is not a database file,
+ * Every projection table's digest as of one committed tree size, and the entries stored then (the
+ * gap count a sealed start leaves to this check), read by one worker thread inside one read transaction: commits go on meanwhile. Undefined when the store is not a database file,
  * the worker failed (the caller then scans under its write lock) or `signal` ended it.
  */
-export async function scanSnapshot(store: SqlReader, signal?: AbortSignal): Promise<{ size: number; digests: ProjectionDigests } | undefined> {
+export async function scanSnapshot(store: SqlReader, signal?: AbortSignal): Promise<{ size: number; stored: number; digests: ProjectionDigests } | undefined> {
   if (!(store instanceof SqliteStore) || store.path === ':memory:') return undefined;
   try {
     const r = await runWorker(store.path, DIGEST_TABLES.map(task), signal);
-    return { size: r.size, digests: new Map(r.out.map((d) => [d.table, { rows: d.rows, sum: BigInt(`0x${d.sum}`) }])) };
+    return { size: r.size, stored: r.stored, digests: new Map(r.out.map((d) => [d.table, { rows: d.rows, sum: BigInt(`0x${d.sum}`) }])) };
   } catch {
     return undefined;
   }
