@@ -25,6 +25,8 @@ const server = await startDnsServer({
   workers: processes > 1 ? { count: processes - 1, dataDir: dir } : undefined,
   // BENCH_UDP=dgram: Node's dgram, one datagram per system call (the path before batched UDP).
   udpBatch: process.env.BENCH_UDP !== 'dgram',
+  // BENCH_CACHE=N: the response cache's entries per process (0: no cache); unset, the default.
+  ...(process.env.BENCH_CACHE !== undefined ? { responseCache: Number(process.env.BENCH_CACHE) > 0 ? { maxEntries: Number(process.env.BENCH_CACHE) } : false } : {}),
 });
 await server.warmed;
 console.log(JSON.stringify({ port: server.port, pid: process.pid, udp: server.udp }));

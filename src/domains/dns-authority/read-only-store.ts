@@ -14,11 +14,18 @@ export function readOnlyStore(path: string): Store {
     if (!s) statements.set(sql, (s = db.prepare(sql)));
     return s;
   };
+  const raws = new Map<string, Database.Statement>();
+  const raw = (sql: string) => {
+    let s = raws.get(sql);
+    if (!s) raws.set(sql, (s = db.prepare(sql).raw(true)));
+    return s;
+  };
   const store = {
     kind: 'sqlite',
     path,
     get: async <T extends Row>(sql: string, params: SqlValue[] = []) => st(sql).get(...params) as T | undefined,
     all: async <T extends Row>(sql: string, params: SqlValue[] = []) => st(sql).all(...params) as T[],
+    values: async (sql: string, params: SqlValue[] = []) => raw(sql).all(...params) as SqlValue[][],
     ledgerSize: async () => (st('SELECT COALESCE(MAX(idx) + 1, 0) AS n FROM ledger_entries').get() as { n: number }).n,
     readEntries: async (from: number, to: number) =>
       (st('SELECT data FROM ledger_entries WHERE idx >= ? AND idx < ? ORDER BY idx').all(from, to) as { data: Buffer }[]).map((r) => r.data),

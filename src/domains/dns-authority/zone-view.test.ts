@@ -81,11 +81,11 @@ describe('zone view full re-read', () => {
     const store = new Proxy(f.p.store, {
       get(target, prop, receiver) {
         const v = Reflect.get(target, prop, receiver) as unknown;
-        if (prop !== 'all' || typeof v !== 'function') return typeof v === 'function' ? v.bind(target) : v;
+        if ((prop !== 'all' && prop !== 'values') || typeof v !== 'function') return typeof v === 'function' ? v.bind(target) : v;
         return async (...args: unknown[]) => {
           const at = turn;
           const rows = (await (v as (...a: unknown[]) => Promise<unknown[]>).apply(target, args));
-          reads.push({ turn: at, rows: rows.length });
+          if (/FROM zones\b/.test(String(args[0]))) reads.push({ turn: at, rows: rows.length });
           return rows;
         };
       },
@@ -105,6 +105,35 @@ describe('zone view full re-read', () => {
     } finally {
       spinning = false;
       paged.close();
+    }
+  });
+
+  it('spaces full re-reads by their own cost (at most a fiftieth of the time), however short resyncMs is', async () => {
+    // Every page of zones takes 20 ms here, as 100,000 zones take hundreds.
+    const store = new Proxy(f.p.store, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof v !== 'function') return v;
+        if (prop !== 'values' && prop !== 'all') return v.bind(target);
+        return async (...args: unknown[]) => {
+          if (/FROM zones\b/.test(String(args[0]))) await new Promise((r) => setTimeout(r, 20));
+          return (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+        };
+      },
+    });
+    const slow = await ZoneView.open(store, { refreshMs: 3_600_000, resyncMs: 1 });
+    try {
+      const full = () => slow.stats.refreshes - slow.stats.partial;
+      const n = full();
+      expect(slow.fullReadMs).toBeGreaterThanOrEqual(19);
+      await new Promise((r) => setTimeout(r, 30));
+      await slow.refresh();
+      expect(full()).toBe(n);
+      await new Promise((r) => setTimeout(r, 50 * slow.fullReadMs + 20));
+      await slow.refresh();
+      expect(full()).toBe(n + 1);
+    } finally {
+      slow.close();
     }
   });
 });
