@@ -67,6 +67,31 @@ describe('zone view refresh', () => {
   });
 });
 
+describe('zone view: an IMVU with several zones', () => {
+  it('follows custom domains proven and released, one IMVU holding three zones, then two', async () => {
+    const prove = async (domain: string) => {
+      expect((await f.p.as(f.alice, 'domain.claim', { imvu: 'IMVU-001', domain })).allowed).toBe(true);
+      const { token } = (await f.p.store.get<{ token: string }>('SELECT token FROM domain_claims WHERE name = ?', [domain]))!;
+      const evidence = { name: `_nexus-challenge.${domain}`, txt: [token] };
+      expect((await f.p.chokepoint.submit(f.p.chokepoint.platformCommand('domain.verified', { imvu: 'IMVU-001', domain, evidence }))).allowed).toBe(true);
+    };
+    await prove('gallery-one.example');
+    await prove('gallery-two.example');
+    await view.refresh();
+    expect(view.enclosing('www.gallery-one.example')?.imvu).toBe('IMVU-001');
+    expect(view.enclosing('gallery-two.example')?.imvu).toBe('IMVU-001');
+    await sameAsFull();
+    // A record change of the IMVU re-reads all three of its zones; a release drops one of them only.
+    expect((await f.p.as(f.alice, 'domain.release', { imvu: 'IMVU-001', domain: 'gallery-one.example' })).allowed).toBe(true);
+    await f.add('after-release', 'A', '192.0.2.7');
+    await view.refresh();
+    expect(view.enclosing('www.gallery-one.example')).toBeUndefined();
+    expect(view.enclosing('gallery-two.example')?.imvu).toBe('IMVU-001');
+    expect(view.serialOf('imvu001.world')).toBeDefined();
+    await sameAsFull();
+  });
+});
+
 describe('zone view full re-read', () => {
   it('reads the zone list in pages, letting other work run between them, and ends with every zone', async () => {
     // Every read the view makes, with the turn of the event loop it was made in.
