@@ -194,29 +194,13 @@ export class ZoneView {
     // 100,000 zones that tripled the read).
     const unserved = new Set((await this.store.all<{ id: string }>(`SELECT id FROM imvus WHERE status IN ${UNSERVED_STATUSES}`)).map((r) => r.id));
     const unfinished = new Set((await this.store.all<{ zone: string }>('SELECT DISTINCT zone FROM import_parts WHERE entry = 0')).map((r) => r.zone));
-    // In pages by rowid, other work let through between them. A change committed meanwhile is at
-    // an index >= `size`: the next look re-reads what it touched, whichever page saw it.
-    let rows: { name: string; imvu: string; serial: number }[] = [];
-    for (let after = 0; ; ) {
-      const page = await this.pageOfZones(after);
-      for (const [, name, imvu, serial] of page) if (!unserved.has(imvu) && !unfinished.has(name)) rows.push({ name, imvu, serial });
-      if (page.length < this.opts.pageSize) break;
-      after = page[page.length - 1]![0];
-      await new Promise((r) => setImmediate(r));
-      if (this.closed) return;
-    }
     const suffix = platform ? lowerAscii(platform.suffix) : 'invalid';
-    const platformSerial = platform ? await platformZoneSerial(this.store, suffix) : undefined;
-    if (platformSerial !== undefined)
-      rows = [...rows.filter((r) => lowerAscii(r.name) !== suffix), { name: suffix, imvu: PLATFORM_ZONE_IMVU, serial: platformSerial }];
     const next = new Map<string, Entry>();
     const changed: [ZoneInfo, number][] = [];
     let reshaped = suffix !== this.suffix;
-    for (const r of rows) {
-      const name = lowerAscii(r.name);
-      const serial = Number(r.serial);
+    const take = (name: string, imvu: string, serial: number) => {
       const e = this.entries.get(name);
-      if (e && e.imvu === r.imvu && suffix === this.suffix) {
+      if (e && e.imvu === imvu && suffix === this.suffix) {
         if (e.serial !== serial) {
           const previous = e.serial;
           e.serial = serial;
@@ -225,10 +209,27 @@ export class ZoneView {
         }
         next.set(name, e);
       } else {
-        next.set(name, { name, imvu: r.imvu, serial });
+        next.set(name, { name, imvu, serial });
         reshaped = true;
       }
+    };
+    // In pages by rowid, other work let through between them. A change committed meanwhile is at
+    // an index >= `size`: the next look re-reads what it touched, whichever page saw it.
+    for (let after = 0; ; ) {
+      const page = await this.pageOfZones(after);
+      for (const [, raw, imvu, serial] of page) {
+        if (unserved.has(imvu) || unfinished.has(raw)) continue;
+        const name = lowerAscii(raw);
+        // The platform's own zone: the one entry below, with its serial.
+        if (name !== suffix) take(name, imvu, serial);
+      }
+      if (page.length < this.opts.pageSize) break;
+      after = page[page.length - 1]![0];
+      await new Promise((r) => setImmediate(r));
+      if (this.closed) return;
     }
+    const platformSerial = platform ? await platformZoneSerial(this.store, suffix) : undefined;
+    if (platformSerial !== undefined) take(suffix, PLATFORM_ZONE_IMVU, platformSerial);
     // Same size and every zone the one held before: the set of names is unchanged.
     if (reshaped || next.size !== this.entries.size) this.generation++;
     this.suffix = suffix;
@@ -248,12 +249,12 @@ export class ZoneView {
     }
   }
 
-  /** Up to pageSize zones after rowid `after`, as [rowid, name, imvu, serial]. */
+  /** Up to pageSize zones after rowid `after`, as [rowid, name, imvu, serial] (the columns' types: integer, text, text, integer). */
   private async pageOfZones(after: number): Promise<[number, string, string, number][]> {
     const sql = 'SELECT rowid, name, imvu, serial FROM zones WHERE rowid > ? ORDER BY rowid LIMIT ?';
     const params = [after, this.opts.pageSize];
-    const raw = this.store.values ? await this.store.values(sql, params) : (await this.store.all<{ rowid: number; name: string; imvu: string; serial: number }>(sql, params)).map((r) => [r.rowid, r.name, r.imvu, r.serial]);
-    return raw.map(([rowid, name, imvu, serial]) => [Number(rowid), String(name), String(imvu), Number(serial)]);
+    if (this.store.values) return (await this.store.values(sql, params)) as [number, string, string, number][];
+    return (await this.store.all<{ rowid: number; name: string; imvu: string; serial: number }>(sql, params)).map((r) => [r.rowid, r.name, r.imvu, r.serial]);
   }
 
   // An IMVU has one zone but for its custom domains: the name alone until a second one comes (a Set

@@ -98,7 +98,8 @@ export class ExitService {
   private async buildDue(): Promise<void> {
     const p = this.opts.platform;
     const due = await p.store.all<{ imvu: string }>(
-      "SELECT e.imvu AS imvu FROM exits e JOIN imvus i ON i.id = e.imvu WHERE i.status = 'exiting' AND e.ready_at IS NULL ORDER BY e.entry",
+      // CROSS JOIN: exits first (SQLite keeps that order), so this costs the exits, not the IMVUs.
+      "SELECT e.imvu AS imvu FROM exits e CROSS JOIN imvus i ON i.id = e.imvu WHERE i.status = 'exiting' AND e.ready_at IS NULL ORDER BY e.entry",
     );
     for (const { imvu } of due) {
       if (this.closed) return;

@@ -135,9 +135,16 @@ export async function startImapService(o: ImapServiceOptions): Promise<ImapServi
   let sampling: Promise<void> = Promise.resolve();
   const sampleStorage = (): Promise<void> =>
     (sampling = sampling.then(async () => {
-      const active = new Set((await db.all<{ id: string }>("SELECT id FROM imvus WHERE status <> 'exited'")).map((r) => r.id));
+      // The IMVUs with a mail folder first, and the status of those only: the cost follows the
+      // IMVUs that hold mail, not every IMVU of the platform.
+      const withMail = imvusWithMail();
+      const active = new Set<string>();
+      for (let i = 0; i < withMail.length; i += 500) {
+        const part = withMail.slice(i, i + 500);
+        for (const r of await db.all<{ id: string }>(`SELECT id FROM imvus WHERE status <> 'exited' AND id IN (${part.map(() => '?').join(',')})`, part)) active.add(r.id);
+      }
       const t = now();
-      for (const imvu of imvusWithMail()) {
+      for (const imvu of withMail) {
         if (!active.has(imvu)) {
           stored.delete(imvu);
           continue;

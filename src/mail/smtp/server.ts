@@ -20,7 +20,8 @@ import { pipeline } from 'node:stream/promises';
 import type { Socket } from 'node:net';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import addressparser from 'nodemailer/lib/addressparser';
-import { authenticate } from 'mailauth';
+// mailauth (and what it requires) took a tenth of the daemon's start: loaded at the first message.
+let mailauth: Promise<typeof import('mailauth')> | undefined;
 import type { SqlReader } from '../../core/store/index.ts';
 import { deliverToMailbox, mailboxState, uniqueName } from '../maildir/deliver.ts';
 import { verifyAppPassword, type MailLogin } from '../auth/app-password.ts';
@@ -297,6 +298,7 @@ export async function startMx(o: MxOptions): Promise<SmtpListener> {
             const refused = guardRefusal(guard, stream, max);
             if (refused) throw refused;
             const mailFrom = lower(session.envelope.mailFrom);
+            const { authenticate } = await (mailauth ??= import('mailauth'));
             const auth = await authenticate(createReadStream(file), {
               ip: session.remoteAddress.replace(/^::ffff:/, ''),
               helo: session.hostNameAppearsAs || session.clientHostname,
