@@ -446,7 +446,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     computeMeter = await startComputeMeter({
       platform,
       cgroupPathOf: (imvu) => (cgroupPath ? `${CGROUP_ROOT}/cpuacct${cgroupPath(imvu)}` : undefined),
-      imvus: async () => (await platform.store.all<{ imvu: string }>("SELECT w.imvu AS imvu FROM workloads w JOIN imvus i ON i.id = w.imvu WHERE i.status <> 'exited'")).map((r) => r.imvu),
+      imvus: async () => (await platform.store.all<{ imvu: string }>("SELECT w.imvu AS imvu FROM workloads w CROSS JOIN imvus i ON i.id = w.imvu WHERE i.status <> 'exited'")).map((r) => r.imvu),
       ...(opts.compute && opts.compute.meterIntervalMs !== undefined ? { intervalMs: opts.compute.meterIntervalMs } : {}),
       onError: (err) => app.log.warn({ err: err.message }, 'compute usage report not recorded'),
     });

@@ -167,7 +167,7 @@ export class ExitService {
     const p = this.opts.platform;
     const confirmDays = Math.max(EXIT_CONFIRM_DAYS, this.opts.confirmDays ?? EXIT_CONFIRM_DAYS);
     const rows = await p.store.all<{ imvu: string; status: string; ready_at: string | null; exited_at: string | null; released_at: string | null; deleted_at: string | null }>(
-      'SELECT e.imvu AS imvu, i.status AS status, e.ready_at AS ready_at, e.exited_at AS exited_at, e.released_at AS released_at, e.deleted_at AS deleted_at FROM exits e JOIN imvus i ON i.id = e.imvu',
+      'SELECT e.imvu AS imvu, i.status AS status, e.ready_at AS ready_at, e.exited_at AS exited_at, e.released_at AS released_at, e.deleted_at AS deleted_at FROM exits e CROSS JOIN imvus i ON i.id = e.imvu',
     );
     const age = (iso: string) => (at.getTime() - Date.parse(iso)) / DAY_MS;
     for (const r of rows) {
