@@ -315,11 +315,15 @@ export class Integrity {
   /** How the last periodic check ended: `snapshot` (a worker's unlocked scan matched), `locked` (scanned under the write lock). */
   lastCheckPath: 'snapshot' | 'locked' | undefined;
 
+  /** The digests as of the last commit (the tracker's advance before COMMIT, adopted after it). */
+  private committedDigests: ProjectionDigests;
+
   private constructor(
     private readonly o: IntegrityOptions,
     live: ProjectionDigests,
   ) {
     this.tracker = new DigestTracker(live);
+    this.committedDigests = live;
     this.writer = new CheckpointFileWriter(o.dataDir);
   }
 
@@ -425,6 +429,7 @@ export class Integrity {
         this.pendingFiles.set(cp.size, formatCheckpointFile(origin, cp.size, cp.root, ds, platformKey));
       },
       committed: async (cp) => {
+        this.committedDigests = this.tracker.current;
         if (!cp) return;
         this.maybeSnapshot(cp.size);
         const text = this.pendingFiles.get(cp.size);
@@ -595,6 +600,19 @@ export class Integrity {
       }
     }
     return alarm;
+  }
+
+  /**
+   * A key of the committed contents of these projection tables (rows and digest of each): it moves
+   * with every commit that changes one of them, so a reader built from them (the gateway's table)
+   * knows without reading them whether it is current. Edits behind the platform's back do not move
+   * it; the periodic check finds those.
+   */
+  tablesKey(tables: readonly string[]): string {
+    return tables.map((t) => {
+      const d = this.committedDigests.get(t);
+      return d ? `${d.rows}:${d.sum.toString(16)}` : '-';
+    }).join(' ');
   }
 
   /**

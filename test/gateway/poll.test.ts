@@ -1,0 +1,64 @@
+// The gateway looks for committed changes every pollMs, and reads the routing table (every active
+// IMVU's row: about a second at 100,000 IMVUs) only when a commit changed a projection the table is
+// made of. Entries that change none (consents, usage reports) cost no read; a route change is
+// still served at the next look, with nobody calling sync().
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testPlatform, type TestPlatform, type Actor } from '../../src/core/testing.ts';
+import type { Store } from '../../src/core/store/index.ts';
+import { Gateway } from '../../src/network/gateway/gateway.ts';
+import { createImvu, freePort, haveHaproxy, waitFor } from './harness.ts';
+
+const RANGE = `10.209.${process.pid % 256}.0/24`;
+
+let p: TestPlatform;
+let gw: Gateway;
+let alice: Actor;
+let A: { id: string; seq: number; host: string };
+/** Reads of the whole table (table.ts loadTable's first query). */
+let tableReads = 0;
+
+describe.skipIf(!haveHaproxy)('the gateway reads its table only when its sources changed', () => {
+  beforeAll(async () => {
+    p = await testPlatform();
+    alice = await p.register('alice', 'creator');
+    A = await createImvu(p, alice, 'pollshop');
+    const policy = { public: [{ path: '/*', backend: 'web:8080' }], private: [], restricted: [] };
+    expect((await p.as(alice, 'route.set', { imvu: A.id, policy })).allowed).toBe(true);
+    const store = new Proxy(p.store, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof v !== 'function') return v;
+        if (prop !== 'all') return v.bind(target);
+        return (sql: string, params?: unknown[]) => {
+          if (/FROM imvus i LEFT JOIN routes/.test(sql)) tableReads++;
+          return (v as Store['all']).call(target, sql, params as never);
+        };
+      },
+    });
+    const platform = new Proxy(p, { get: (t, k, r) => (k === 'store' ? store : Reflect.get(t, k, r)) as unknown });
+    gw = new Gateway({ platform, httpsBind: `127.0.0.1:${await freePort()}`, range: RANGE, checkIntervalMs: 3_600_000, pollMs: 50 });
+    await gw.start();
+  }, 60_000);
+
+  afterAll(async () => {
+    await gw?.stop();
+    await p?.cleanup();
+  });
+
+  it('consents grow the ledger without a read; a route change is served at the next look', async () => {
+    const before = tableReads;
+    const size = p.chokepoint.ledger.size;
+    for (const purpose of ['news', 'offers', 'research'])
+      expect((await p.as(alice, 'consent.record', { imvu: A.id, subject: alice.id, purpose, granted: true })).allowed).toBe(true);
+    expect(p.chokepoint.ledger.size).toBeGreaterThan(size);
+    // Ten looks at least.
+    await new Promise((r) => setTimeout(r, 600));
+    expect(tableReads).toBe(before);
+
+    const policy = { public: [{ path: '/*', backend: 'web:8080' }, { path: '/fresh', backend: 'web:8081' }], private: [], restricted: [] };
+    expect((await p.as(alice, 'route.set', { imvu: A.id, policy })).allowed).toBe(true);
+    await waitFor(async () => (await gw.servedMaps()).exact.some(([k]) => k === `${A.id}/fresh`), 10_000, 'the new route served');
+    expect(tableReads).toBeGreaterThan(before);
+    expect((await gw.served()).equal).toBe(true);
+  }, 60_000);
+});
