@@ -7,6 +7,7 @@ import { testPlatform, type TestPlatform, type Actor } from '../../src/core/test
 import type { Store } from '../../src/core/store/index.ts';
 import { Gateway } from '../../src/network/gateway/gateway.ts';
 import { createImvu, freePort, haveHaproxy, waitFor } from './harness.ts';
+import { openAsRoot } from '../support/root.ts';
 
 const RANGE = `10.209.${process.pid % 256}.0/24`;
 
@@ -60,5 +61,29 @@ describe.skipIf(!haveHaproxy)('the gateway reads its table only when its sources
     await waitFor(async () => (await gw.servedMaps()).exact.some(([k]) => k === `${A.id}/fresh`), 10_000, 'the new route served');
     expect(tableReads).toBeGreaterThan(before);
     expect((await gw.served()).equal).toBe(true);
+  }, 60_000);
+
+  it('a route edited with SQL while it runs is not read by its checks; one read by sync() is replaced once the integrity check repairs it', async () => {
+    const evil = JSON.stringify({ public: [{ path: '/evil', backend: 'web:9999' }], private: [], restricted: [] });
+    const hasEvil = async () => (await gw.servedMaps()).exact.some(([k]) => k === `${A.id}/evil`);
+    const root = openAsRoot(p.dataDir);
+    try {
+      expect(root.prepare('UPDATE routes SET policy = ? WHERE imvu = ?').run(evil, A.id).changes).toBe(1);
+    } finally {
+      root.close();
+    }
+    // The gateway's own check compares what HAProxy serves with the ledger's table; it does not
+    // read the edited row, so it never serves it.
+    expect((await gw.verify()).equal).toBe(true);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await hasEvil()).toBe(false);
+    // sync() reads the projections as they are (edited): served until the repair...
+    await gw.sync();
+    expect(await hasEvil()).toBe(true);
+    const alarm = await p.integrity.check();
+    expect(alarm?.tables).toContain('routes');
+    // ...whose restored digests equal those the gateway last read under: the repair count moves the key.
+    await waitFor(async () => !(await hasEvil()), 10_000, 'the repaired route table served');
+    expect((await gw.servedMaps()).exact.some(([k]) => k === `${A.id}/fresh`)).toBe(true);
   }, 60_000);
 });

@@ -315,6 +315,8 @@ export class Integrity {
   /** How the last periodic check ended: `snapshot` (a worker's unlocked scan matched), `locked` (scanned under the write lock). */
   lastCheckPath: 'snapshot' | 'locked' | undefined;
 
+  /** Repairs committed since open (tablesKey). */
+  private rebuilds = 0;
   /** The digests as of the last commit (the tracker's advance before COMMIT, adopted after it). */
   private committedDigests: ProjectionDigests;
 
@@ -590,6 +592,7 @@ export class Integrity {
       return chokepoint.platformCommand('integrity.alarm', body) as SignedCommand;
     });
     if (!receipt || !box.made) return undefined;
+    this.rebuilds++;
     const alarm: IntegrityAlarm = { index: receipt.index, ...box.made };
     this.alarms.push(alarm);
     for (const fn of this.listeners) {
@@ -609,10 +612,12 @@ export class Integrity {
    * it; the periodic check finds those.
    */
   tablesKey(tables: readonly string[]): string {
-    return tables.map((t) => {
+    // A repair restores the digests they had before the edit: the count of repairs tells a reader
+    // that may have read the edited rows (gateway sync()) to read again.
+    return `${this.rebuilds} ${tables.map((t) => {
       const d = this.committedDigests.get(t);
       return d ? `${d.rows}:${d.sum.toString(16)}` : '-';
-    }).join(' ');
+    }).join(' ')}`;
   }
 
   /**

@@ -113,7 +113,6 @@ export class Gateway {
   private readonly sup: HaproxySupervisor;
   private table: GatewayTable | undefined;
   private imvuSet = '';
-  private seenSize = -1;
   /** sourcesKey() when the table served was read. */
   private appliedKey: string | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -206,7 +205,6 @@ export class Gateway {
     await this.listenLog();
     this.appliedKey = this.sourcesKey();
     const table = await loadTable(this.o.platform.store, this.o.range, this.o.region, this.o.imvuLimits);
-    this.seenSize = this.o.platform.chokepoint.ledger.size;
     this.writeFiles(table);
     await this.recordLocalCertificates(table);
     await this.sup.start();
@@ -377,11 +375,8 @@ export class Gateway {
   }
 
   private async poll(): Promise<void> {
-    const size = this.o.platform.chokepoint.ledger.size;
-    if (size === this.seenSize) return;
-    this.seenSize = size;
     // Most entries (usage reports, consents, DNS records) change none of the projections the table
-    // is made of: then nothing is read (a read is every IMVU's row: about a second at 100,000).
+    // is made of: then nothing is read (a read is every IMVU's row: seconds at 100,000).
     if (this.sourcesKey() === this.appliedKey) return;
     await this.apply();
   }
@@ -394,7 +389,6 @@ export class Gateway {
   /** Brings HAProxy to the ledger's table now (the daemon calls it after a change; tests too). */
   sync(): Promise<ServedReport> {
     return this.serialize(async () => {
-      this.seenSize = this.o.platform.chokepoint.ledger.size;
       await this.apply();
       return this.check();
     });
@@ -522,8 +516,9 @@ export class Gateway {
   private async check(): Promise<ServedReport> {
     // First the ledger's current table (nothing happens when it has not changed), so that a route
     // change not yet applied is not taken for a difference.
-    this.seenSize = this.o.platform.chokepoint.ledger.size;
-    await this.apply();
+    // Nothing to read when no commit changed the table's sources: rows edited behind the platform's
+    // back are then never read into the table (the integrity check repairs them).
+    if (!this.table || this.sourcesKey() !== this.appliedKey) await this.apply();
     const table = this.table!;
     await this.checkCertificates();
     const report = await this.served();
