@@ -79,8 +79,8 @@ const task = (table: string): Task => ({ table, select: scanSelect(table), prefi
 
 /**
  * Every projection table's digest as of one committed tree size, and the entries stored then (the
- * gap count a sealed start leaves to this check), read by one worker thread inside one read transaction: commits go on meanwhile. Undefined when the store is not a database file,
- * the worker failed (the caller then scans under its write lock) or `signal` ended it.
+ * gap count a sealed start leaves to this check), read by one worker thread inside one read
+ * transaction: commits go on meanwhile. Undefined when the store is not a database file, the worker failed (the caller then scans under its write lock) or `signal` ended it.
  */
 export async function scanSnapshot(store: SqlReader, signal?: AbortSignal): Promise<{ size: number; stored: number; digests: ProjectionDigests } | undefined> {
   if (!(store instanceof SqliteStore) || store.path === ':memory:') return undefined;

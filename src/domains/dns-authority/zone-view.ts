@@ -55,7 +55,7 @@ const IMVU_ZONE_NEUTRAL: ReadonlySet<string> = new Set([
   'mail.refusals',
 ]);
 /** IMVU statuses whose zones are not served. */
-const UNSERVED_STATUSES = "('exited', 'importing')";
+const UNSERVED_STATUSES: readonly string[] = ['exited', 'importing'];
 /** A full re-read of the zone list runs at most this fraction of the time (1/RESYNC_DUTY). */
 const RESYNC_DUTY = 50;
 /** More new entries than this since the last look: the whole zone list is read again instead. */
@@ -192,7 +192,7 @@ export class ZoneView {
     // transferred domain whose declared parts are not. Those are few: read as two sets first, so
     // the zone list is one sequential read of its table (no lookup into two others per zone: at
     // 100,000 zones that tripled the read).
-    const unserved = new Set((await this.store.all<{ id: string }>(`SELECT id FROM imvus WHERE status IN ${UNSERVED_STATUSES}`)).map((r) => r.id));
+    const unserved = new Set((await this.store.all<{ id: string }>(`SELECT id FROM imvus WHERE status IN (${UNSERVED_STATUSES.map(() => '?').join(', ')})`, [...UNSERVED_STATUSES])).map((r) => r.id));
     const unfinished = new Set((await this.store.all<{ zone: string }>('SELECT DISTINCT zone FROM import_parts WHERE entry = 0')).map((r) => r.zone));
     const suffix = platform ? lowerAscii(platform.suffix) : 'invalid';
     const next = new Map<string, Entry>();
@@ -334,7 +334,7 @@ export class ZoneView {
     const suffix = this.suffix;
     const platformSerial = await platformZoneSerial(this.store, suffix);
     const found = new Map<string, { imvu: string; serial: number }>();
-    for (const r of rows) if (r.status !== 'exited' && r.status !== 'importing' && Number(r.whole) === 1 && lowerAscii(r.name) !== suffix) found.set(lowerAscii(r.name), { imvu: r.imvu, serial: Number(r.serial) });
+    for (const r of rows) if (!UNSERVED_STATUSES.includes(r.status) && Number(r.whole) === 1 && lowerAscii(r.name) !== suffix) found.set(lowerAscii(r.name), { imvu: r.imvu, serial: Number(r.serial) });
     if (platformSerial !== undefined) {
       found.set(suffix, { imvu: PLATFORM_ZONE_IMVU, serial: platformSerial });
       before.add(suffix);

@@ -20,8 +20,6 @@ import { pipeline } from 'node:stream/promises';
 import type { Socket } from 'node:net';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import addressparser from 'nodemailer/lib/addressparser';
-// mailauth (and what it requires) took a tenth of the daemon's start: loaded at the first message.
-let mailauth: Promise<typeof import('mailauth')> | undefined;
 import type { SqlReader } from '../../core/store/index.ts';
 import { deliverToMailbox, mailboxState, uniqueName } from '../maildir/deliver.ts';
 import { verifyAppPassword, type MailLogin } from '../auth/app-password.ts';
@@ -29,6 +27,9 @@ import { MessageGuard } from './guard.ts';
 import { AUTH_LIMIT_DEFAULTS, FailureLimiter, sourcePrefix, type FailureLimitOptions } from './limits.ts';
 import type { MailResolver } from './dns.ts';
 import { DEFAULT_GREETING_DELAY_MS, installGreetingDelay } from './greeting.ts';
+
+// mailauth (and what it requires) took a tenth of the daemon's start: loaded at the first message.
+let mailauth: Promise<typeof import('mailauth')> | undefined;
 
 installGreetingDelay();
 

@@ -514,10 +514,9 @@ export class Gateway {
   }
 
   private async check(): Promise<ServedReport> {
-    // First the ledger's current table (nothing happens when it has not changed), so that a route
-    // change not yet applied is not taken for a difference.
-    // Nothing to read when no commit changed the table's sources: rows edited behind the platform's
-    // back are then never read into the table (the integrity check repairs them).
+    // First the ledger's current table, so that a route change not yet applied is not taken for a
+    // difference; read only if a commit changed its sources, so rows edited behind the platform's
+    // back are never read into it (the integrity check repairs them).
     if (!this.table || this.sourcesKey() !== this.appliedKey) await this.apply();
     const table = this.table!;
     await this.checkCertificates();
