@@ -283,4 +283,5 @@ CREATE INDEX IF NOT EXISTS mailboxes_imvu ON mailboxes (imvu, address);
 CREATE INDEX IF NOT EXISTS domain_claims_imvu ON domain_claims (imvu, expires_at);
 CREATE INDEX IF NOT EXISTS domain_claims_expiry ON domain_claims (expires_at);
 CREATE INDEX IF NOT EXISTS records_zone_type ON records (zone, type, name);
+CREATE INDEX IF NOT EXISTS dkim_keys_state ON dkim_keys (state, imvu);
 `;

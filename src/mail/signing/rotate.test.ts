@@ -9,7 +9,7 @@ import { startDnsServer, type DnsServer } from '../../domains/dns-authority/serv
 import { provisioner } from '../../imvu/provision.ts';
 import { dkimSigner } from './dkim.ts';
 import { selectorKeyPath } from './keys.ts';
-import { dkimRotateStep } from './rotate.ts';
+import { ROTATIONS_UNDER_WAY, dkimRotateStep } from './rotate.ts';
 
 // A DKIM rotation through the gates, watched with dig against our DNS server and checked with
 // python3-dkim: both selectors published during the overlap, the new one signing only after the
@@ -83,5 +83,11 @@ describe('nexus mail DKIM rotation', () => {
     expect(await txt('nexus2')).toMatch(/v=DKIM1/);
     expect(existsSync(selectorKeyPath(p.dataDir, 'IMVU-001', 'nexus1'))).toBe(false);
     expect(await verify(await sign())).toBe('signature ok');
+  });
+
+  it('finds the rotations under way through the state index, not by reading every IMVU\'s keys', async () => {
+    const plan = (await p.store.all<{ detail: string }>(`EXPLAIN QUERY PLAN ${ROTATIONS_UNDER_WAY}`)).map((r) => r.detail).join('\n');
+    expect(plan).toContain('INDEX dkim_keys_state');
+    expect(plan).not.toMatch(/SCAN dkim_keys\b(?! USING)/);
   });
 });

@@ -55,13 +55,16 @@ export async function dkimRotateStep(platform: Pick<OpenPlatform, 'dataDir' | 's
   return { step: 'published', selector, receipt: await submit('dkim.publish', { selector, publicKey: publicKeyDer.toString('base64') }) };
 }
 
+/** The IMVUs with a rotation under way: through `dkim_keys_state`, so a pass reads those few rows, not every IMVU's keys. */
+export const ROTATIONS_UNDER_WAY = "SELECT DISTINCT imvu FROM dkim_keys WHERE state IN ('published', 'retired') ORDER BY imvu";
+
 /**
  * The scheduler's pass: for every IMVU with a rotation under way (a published standby or a
  * retired selector), the step that is due at `now`, if any. A rotation is started only by
  * `dkim.rotate` (`nexus mail dkim rotate`), never here. Returns what it did.
  */
 export async function advanceDkimRotations(platform: Pick<OpenPlatform, 'dataDir' | 'store' | 'chokepoint'>, now = new Date()): Promise<RotationStep[]> {
-  const rows = await platform.store.all<{ imvu: string }>("SELECT DISTINCT imvu FROM dkim_keys WHERE state IN ('published', 'retired') ORDER BY imvu");
+  const rows = await platform.store.all<{ imvu: string }>(ROTATIONS_UNDER_WAY);
   const out: RotationStep[] = [];
   for (const { imvu } of rows) {
     const step = await dkimRotateStep(platform, imvu, now);
