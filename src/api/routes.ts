@@ -51,7 +51,8 @@ export interface ApiContext {
   /** Looks up domain proofs (TXT at `_nexus-challenge.<domain>`) from the root hints; absent: `domain verify` answers 503. */
   challenge?: ChallengeLookup;
   /** Where the authoritative DNS server listens, when it runs, and who may transfer its zones. */
-  dns?: { address: string; port: number; xfr: XfrSummary };
+  /** `loading`: the DNS server is still reading its zone list (queries wait for it). */
+  dns?: { address: string; port: number; xfr: XfrSummary; loading?: () => boolean };
   /** The witnesses' cosignatures of the checkpoints, when witnesses are configured. */
   witnesses?: CosignatureCollector;
   /** Whether the MX runs in this daemon (mail to hosted mailboxes is accepted). */
@@ -685,7 +686,8 @@ export const ROUTES: RouteDef[] = [
     body: {
       status: 'ok',
       size: await ledgerSize(ctx),
-      dns: ctx.dns ? { address: ctx.dns.address, port: ctx.dns.port, xfr: ctx.dns.xfr } : null,
+      // zones: 'loading' while the DNS server reads its zone list after a start (queries wait for it), then 'ready'.
+      dns: ctx.dns ? { address: ctx.dns.address, port: ctx.dns.port, xfr: ctx.dns.xfr, zones: ctx.dns.loading?.() ? 'loading' : 'ready' } : null,
       serving: serving(ctx),
       witnesses: ctx.witnesses?.status() ?? [],
     },

@@ -468,7 +468,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     metrics,
     noise,
     openapi: () => (openapi ??= openApiDocument(ROUTES, { version: VERSION })),
-    ...(dns ? { dns: { address: dns.server.address, port: dns.server.port, xfr: dns.xfr }, dnsServes: (size: number) => dns.server.view.caughtUp(size) } : {}),
+    ...(dns ? { dns: { address: dns.server.address, port: dns.server.port, xfr: dns.xfr, loading: () => !!dns.server.view.loading }, dnsServes: (size: number) => dns.server.view.caughtUp(size) } : {}),
     ...(opts.challenge ? { challenge: typeof opts.challenge === 'function' ? opts.challenge : challengeResolver(opts.challenge) } : {}),
     ...(witnesses ? { witnesses } : {}),
     ...(compute ? { compute } : {}),

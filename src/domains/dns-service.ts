@@ -123,6 +123,8 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
       dnssec: onlineSigner(platform.store, platform.dataDir, opts.dnssecDenial ? { denial: opts.dnssecDenial } : {}),
       ...opts.server,
       ...(opts.startAfter ? { warmAfter: opts.startAfter } : {}),
+      // The daemon serves its API while the zone list is read; queries meanwhile wait for it.
+      zonesInBackground: true,
       // Worker processes sign with the same keys, read from the data directory.
       ...(opts.server?.workers ? { workers: { dataDir: platform.dataDir, ...opts.server.workers } } : {}),
       ...(xfr ? { xfr } : {}),
@@ -149,8 +151,9 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
     suffix = row.suffix;
     await ensurePlatformZone(platform, opts.nameservers?.length ? opts.nameservers : defaultNameServers(suffix, address, row.edge_address));
     // What that declaration changed, read like any committed change (nothing, on most starts): a
-    // forced re-read of every zone here was a second full read on the start path.
-    await server.view.caughtUp(await platform.store.ledgerSize());
+    // forced re-read of every zone here was a second full read on the start path. While the zone
+    // list is still being read, queries wait for both.
+    await server.view.settle(await platform.store.ledgerSize());
     identity = await ensureServiceIdentity(platform, DNS_SERVICE);
     // The one meter of DNS queries (gate 6): registered once, before its first interval starts.
     await ensureMeter(platform, identity, [DNS_QUERIES]);

@@ -205,7 +205,7 @@ describe('nexus start runs DNS on its flags', () => {
       expect(listening.dns.address).toBe('127.0.0.1');
       expect(listening.dns.port).toBeGreaterThan(0);
       const health = (await (await fetch(`${listening.url}/health`)).json()) as { dns: unknown };
-      expect(health.dns).toEqual({ address: '127.0.0.1', port: listening.dns.port, xfr: { allow: [], tsig: null, notify: [] } });
+      expect(health.dns).toEqual({ address: '127.0.0.1', port: listening.dns.port, xfr: { allow: [], tsig: null, notify: [] }, zones: 'ready' });
       const r = new dns.Resolver({ timeout: 1000, tries: 2 });
       r.setServers([`127.0.0.1:${listening.dns.port}`]);
       await expect(r.resolve4('example.com')).rejects.toMatchObject({ code: 'EREFUSED' });

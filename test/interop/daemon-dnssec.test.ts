@@ -85,7 +85,7 @@ describe('the daemon signs its zones (DNSSEC through `nexus serve`)', () => {
     expect(zone).toBe('imvu001.world');
     expect(ds).toMatchObject({ zone, algorithm: 13 });
     const health = (await api.get<Health>('/health')).body;
-    expect(health.dns).toEqual({ address: '127.0.0.1', port: dnsPort, xfr: { allow: [], tsig: null, notify: [] } });
+    expect(health.dns).toEqual({ address: '127.0.0.1', port: dnsPort, xfr: { allow: [], tsig: null, notify: [] }, zones: 'ready' });
   });
 
   it('a DO query for the apex DNSKEY returns the key the ledger published, signed', async () => {

@@ -82,7 +82,7 @@ describe('`nexus start` with transfers configured, Knot as its secondary', () =>
   it('/health and the start-up log show who may transfer and who is notified, never the secret', async () => {
     const health = await api.get<Health>('/health');
     const xfr = { allow: ['127.0.0.1'], tsig: KEY, notify: [{ address: '127.0.0.1', port: knotPort }] };
-    expect(health.body.dns).toEqual({ address: '127.0.0.1', port: dnsPort, xfr });
+    expect(health.body.dns).toEqual({ address: '127.0.0.1', port: dnsPort, xfr, zones: 'ready' });
     expect((daemon.listening.dns as { xfr: unknown }).xfr).toEqual(xfr);
     expect(health.text).not.toContain(SECRET);
     expect(daemon.output.join('\n')).not.toContain(SECRET);

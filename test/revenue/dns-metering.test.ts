@@ -50,7 +50,7 @@ afterAll(async () => api?.close());
 describe('DNS usage in the ledger', () => {
   it('the DNS service identity: registered by the platform at start, key in keys/services/dns.key (0600)', async () => {
     const health = (await api.get<{ dns: { address: string; port: number } }>('/health')).body;
-    expect(health.dns).toEqual({ address: '127.0.0.1', port: api.server.dns!.server.port, xfr: { allow: [], tsig: null, notify: [] } });
+    expect(health.dns).toEqual({ address: '127.0.0.1', port: api.server.dns!.server.port, xfr: { allow: [], tsig: null, notify: [] }, zones: 'ready' });
     const svc = (await api.get<{ id: string; name: string; role: string }>('/v1/identities/dns')).body;
     expect(svc).toMatchObject({ name: 'dns', role: 'service', id: api.server.dns!.identity.id });
     expect(statSync(serviceKeyPath(api.dir, 'dns')).mode & 0o777).toBe(0o600);

@@ -58,6 +58,12 @@ export interface DnsServerOptions {
   xfr?: XfrOptions;
   /** How often the zone view looks for committed changes. Default 200 ms. */
   refreshMs?: number;
+  /**
+   * Start before the zone list is read (the daemon: at 100,000 zones the read is most of what DNS
+   * adds to a start); queries that arrive meanwhile wait for it (`view.loading`), none is answered
+   * from a partial list. Default false: start once it is read.
+   */
+  zonesInBackground?: boolean;
   /** UDP queries in progress at most (beyond: dropped). Default 4096. */
   maxUdpInFlight?: number;
   /** Encoded answers reused for identical queries (response-cache.ts); on by default, `false` turns it off. */
@@ -284,13 +290,14 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
   // Workers share the secret: a server cookie made by one process is valid at every other.
   const cookieOpts = opts.cookies === false ? undefined : opts.workers ? { ...opts.cookies, secret: opts.cookies?.secret ?? randomBytes(16) } : opts.cookies;
   const cookies = opts.cookies === false ? undefined : new ServerCookies(cookieOpts);
-  const view = await ZoneView.open(opts.store, { refreshMs: opts.refreshMs, onError, onSerialChange: notifier && ((z) => notifier.notify(z.name, z.serial)) });
+  const view = await ZoneView.open(opts.store, { refreshMs: opts.refreshMs, background: opts.zonesInBackground, onError, onSerialChange: notifier && ((z) => notifier.notify(z.name, z.serial)) });
   let closingNow = false;
   // Every zone compiled and its key read now, in the background, rather than by the first query
   // for it: 1,000 zones cost a cold start of seconds, paid once here, not in the answers' latency.
   // `warmAfter`: not before the daemon's start-up is done (a query meanwhile compiles its zone).
   const warmed = (async () => {
     if (opts.warmAfter && !(await Promise.resolve(opts.warmAfter).then(() => true, () => false))) return;
+    if (view.loading) await view.loading;
     for (const name of view.zoneNames()) {
       if (closingNow) return;
       const info = view.enclosing(name);
@@ -309,7 +316,9 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
   })();
   const answer = (msg: Buffer, t: Transport, ctx?: AnswerContext) => handleMessage(view, msg, t, { dnssec: opts.dnssec, cookies, peer: ctx?.peer, admit: ctx?.admit });
   const xfr = opts.xfr ? new XfrService(view, opts.store, opts.xfr, { answer, keys: opts.dnssec?.keys, materialise: opts.dnssec && ((z, k) => opts.dnssec!.materialise(z, k)) }) : undefined;
-  const respond = (msg: Buffer, t: Transport, ctx: AnswerContext): Promise<XfrHandled> => (xfr ? xfr.handle(msg, t, ctx.peer ?? '', ctx) : answer(msg, t, ctx));
+  const respondNow = (msg: Buffer, t: Transport, ctx: AnswerContext): Promise<XfrHandled> => (xfr ? xfr.handle(msg, t, ctx.peer ?? '', ctx) : answer(msg, t, ctx));
+  // Every answer that is not from the cache (empty until the view is loaded) comes through here.
+  const respond = (msg: Buffer, t: Transport, ctx: AnswerContext): Promise<XfrHandled> => (view.loading ? view.loading.then(() => respondNow(msg, t, ctx)) : respondNow(msg, t, ctx));
   const limiter = opts.rrl === false ? undefined : new ResponseRateLimiter(opts.rrl ?? RRL_DEFAULTS);
   const cache = opts.responseCache === false ? undefined : new ResponseCache(view, opts.responseCache);
   const fromCache = (c: Cacheable, msg: Buffer, peer: string) => cachedWithCookie(cache!, cookies, c, msg, peer);

@@ -39,6 +39,12 @@ export interface ZoneViewOptions {
   resyncMs?: number;
   /** Zones a full re-read takes per read, letting queries through between reads. Default 500. */
   pageSize?: number;
+  /**
+   * open() returns before the first read of the zone list is done (it is every zone: about 0.3 s at
+   * 100,000), which then goes on between other work; `loading` is set until it is. What answers
+   * from the view waits on it (server.ts), so nothing is answered from a partial list.
+   */
+  background?: boolean;
   onError?: (err: unknown) => void;
   /** Called when a zone's serial moved (not for zones that appear): NOTIFY hooks in here. */
   onSerialChange?: (zone: ZoneInfo, previous: number) => void;
@@ -89,18 +95,52 @@ export class ZoneView {
    * changes alone do not move it (see `serialOf`). The response cache keys its entries on both.
    */
   generation = 0;
+  /**
+   * Set while the view has not read the zone list once (open with `background`), and until it has
+   * also read the ledger up to the size `settle()` asked for meanwhile: resolves then (or at close).
+   */
+  loading: Promise<void> | undefined;
+  private settleSize = -1;
 
   private constructor(
     private readonly store: Store,
-    private readonly opts: Required<Omit<ZoneViewOptions, 'onError' | 'onSerialChange'>> & Pick<ZoneViewOptions, 'onError' | 'onSerialChange'>,
+    private readonly opts: Required<Omit<ZoneViewOptions, 'onError' | 'onSerialChange' | 'background'>> & Pick<ZoneViewOptions, 'onError' | 'onSerialChange'>,
   ) {}
 
   static async open(store: Store, opts: ZoneViewOptions = {}): Promise<ZoneView> {
     const view = new ZoneView(store, { refreshMs: opts.refreshMs ?? 200, resyncMs: opts.resyncMs ?? 5000, pageSize: Math.max(1, opts.pageSize ?? 500), onError: opts.onError, onSerialChange: opts.onSerialChange });
-    await view.refresh(true);
+    if (opts.background) view.loading = view.loadFirst();
+    else await view.refresh(true);
     view.timer = setInterval(() => void view.refresh().catch(() => undefined), view.opts.refreshMs);
     view.timer.unref();
     return view;
+  }
+
+  /** The first full read, tried again every refreshMs until it succeeds; then what settle() asked for. */
+  private async loadFirst(): Promise<void> {
+    while (!this.closed) {
+      try {
+        await this.refresh(true);
+        break;
+      } catch {
+        // Reported by refresh (onError); the list is read again, queries still wait.
+        await new Promise((r) => setTimeout(r, this.opts.refreshMs));
+      }
+    }
+    // settle() may ask for more while this reads: each pass reads up to the latest size asked.
+    for (let pass = 0; pass < 3 && this.settleSize > this.seenLedgerSize && !this.closed; pass++) await this.readUpTo(this.settleSize);
+    // In the same turn as the last look at settleSize: a settle() after it finds no loading and catches up itself.
+    this.loading = undefined;
+  }
+
+  /**
+   * The view is to answer from the ledger up to `size` entries: while it loads, `loading` also
+   * covers that (and this resolves at once); once loaded, this is caughtUp(size).
+   */
+  settle(size: number): Promise<void> {
+    if (!this.loading) return this.caughtUp(size);
+    this.settleSize = Math.max(this.settleSize, size);
+    return Promise.resolve();
   }
 
   /** The hosted zone enclosing `name` (absolute, lower case, no trailing dot; '' is the root). */
@@ -165,6 +205,11 @@ export class ZoneView {
    * already running may have read the ledger before that change: one more follows it.
    */
   async caughtUp(size: number): Promise<void> {
+    if (this.loading) await this.loading;
+    await this.readUpTo(size);
+  }
+
+  private async readUpTo(size: number): Promise<void> {
     for (let i = 0; i < 3 && this.seenLedgerSize < size && !this.closed; i++) await this.refresh();
   }
 
