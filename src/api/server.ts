@@ -314,6 +314,21 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const latest = await platform.store.latestCheckpoint();
     if (latest) collector.notifyNote(latest.note);
   }
+  // An import made whole whose mail and data volume were not all restored when the daemon stopped
+  // is finished now, before mail is accepted and before the compute fabric may start its workload
+  // (src/imvu/import/service.ts).
+  if (existsSync(join(platform.dataDir, 'imports'))) {
+    const resumed = await (await import('../imvu/import/service.ts')).resumeRestores(platform);
+    if (resumed.length) app.log.warn({ imvus: resumed }, 'finished the restore of imported IMVUs that a stop had interrupted');
+  }
+  // The compute fabric starts beside DNS and mail: its start is a dozen short-lived processes
+  // (runc, ip, iptables) to wait for, time in which the zone list is read.
+  const computeStarting = startCompute(platform, opts.compute, app.log).catch((err: unknown) => {
+    app.log.error({ err: (err as Error).message }, 'compute fabric did not start; everything else runs');
+    return undefined;
+  });
+  // A start that fails before the fabric is taken over below stops it again.
+  const dropCompute = () => computeStarting.then((c) => c?.close()).catch(() => undefined);
   let dns: DnsService | undefined;
   if (!opts.dns) {
     // The platform's own zone and its DNSSEC key exist from the first start (the DNS service
@@ -321,6 +336,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     try {
       await ensurePlatformZone(platform);
     } catch (err) {
+      await dropCompute();
       await app.close().catch(() => undefined);
       await platform.close();
       throw err;
@@ -336,17 +352,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         onMeterError: (err, r) => app.log.error({ err: err.message, imvu: r.imvu, metrics: Object.fromEntries([...r.metrics].map(([k, v]) => [k, v.toString()])) }, 'usage report not recorded'),
       });
     } catch (err) {
+      await dropCompute();
       await app.close().catch(() => undefined);
       await platform.close();
       throw err;
     }
     registerDnsMetrics(metrics.registry, dns);
-  }
-  // An import made whole whose mail and data volume were not all restored when the daemon stopped
-  // is finished now, before mail is accepted (src/imvu/import/service.ts).
-  if (existsSync(join(platform.dataDir, 'imports'))) {
-    const resumed = await (await import('../imvu/import/service.ts')).resumeRestores(platform);
-    if (resumed.length) app.log.warn({ imvus: resumed }, 'finished the restore of imported IMVUs that a stop had interrupted');
   }
   // Loaded only when mail runs (the CLI keeps heavy imports lazy).
   // Mail the queue stores locally is mail in for the receiving IMVU, counted by the mail service's meter.
@@ -376,6 +387,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       mail = await startMailService({ ...opts.mail, platform, noise, ...(enqueue ? { enqueue } : {}), onError: (err) => app.log.warn({ err }, 'mail error') });
       countIn.meter = mail.meter;
     } catch (err) {
+      await dropCompute();
       await dns?.close().catch(() => undefined);
       await app.close().catch(() => undefined);
       await platform.close();
@@ -428,12 +440,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const r = await platform.chokepoint.submit(platform.chokepoint.platformCommand('platform.peer', peer));
     if (!r.allowed) app.log.warn({ peer, gates: r.gates.filter((g) => g.status === 'deny') }, 'peer platform not recorded');
   }
-  let compute: ComputeService | undefined;
-  try {
-    compute = await startCompute(platform, opts.compute, app.log);
-  } catch (err) {
-    app.log.error({ err: (err as Error).message }, 'compute fabric did not start; everything else runs');
-  }
+  const compute: ComputeService | undefined = await computeStarting;
   // The kernel's accounting of each workload, reported by the `compute` service identity (gate 6),
   // and the stop/start a snapshot rollback needs around the swap of the data volume.
   let computeMeter: import('../compute/metering/index.ts').ComputeMeter | undefined;

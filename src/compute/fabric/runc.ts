@@ -48,21 +48,18 @@ export interface RuncDriverOptions {
 /** Whether this host can run the fabric: runc on PATH, root, and cgroup v1 controllers (or v2). */
 export async function fabricAvailable(): Promise<{ ok: true } | { ok: false; why: string }> {
   if (process.getuid?.() !== 0) return { ok: false, why: 'the daemon is not running as root (runc needs it to make namespaces and cgroups)' };
-  try {
-    await run(RUNC, ['--version'], { timeout: 10_000 });
-  } catch {
-    return { ok: false, why: process.env.NEXUS_RUNC ? `runc does not run from ${RUNC} (NEXUS_RUNC)` : 'runc is not installed (apt-get install runc)' };
-  }
+  // The three tools asked at once (a daemon start waits for them).
+  const runs = (cmd: string, args: string[]) => run(cmd, args, { timeout: 10_000 }).then(() => true, () => false);
+  const [runc, ...tools] = await Promise.all([
+    runs(RUNC, ['--version']),
+    ...['ip', 'iptables'].map(async (tool) => (await runs(tool, ['-V'])) || runs(tool, ['--version'])),
+  ]);
+  if (!runc) return { ok: false, why: process.env.NEXUS_RUNC ? `runc does not run from ${RUNC} (NEXUS_RUNC)` : 'runc is not installed (apt-get install runc)' };
   const v1 = ['cpu', 'memory', 'pids', 'blkio'].every((c) => existsSync(join(CGROUP_ROOT, c, 'tasks')));
   const v2 = existsSync(join(CGROUP_ROOT, 'cgroup.controllers'));
   if (!v1 && !v2) return { ok: false, why: `no usable cgroups under ${CGROUP_ROOT} (cpu, memory, pids, blkio)` };
-  for (const tool of ['ip', 'iptables']) {
-    try {
-      await run(tool, ['-V'], { timeout: 10_000 }).catch(() => run(tool, ['--version'], { timeout: 10_000 }));
-    } catch {
-      return { ok: false, why: `${tool} is not installed (iproute2, iptables)` };
-    }
-  }
+  const missing = ['ip', 'iptables'].find((_, i) => !tools[i]);
+  if (missing) return { ok: false, why: `${missing} is not installed (iproute2, iptables)` };
   return { ok: true };
 }
 
