@@ -27,7 +27,9 @@ const range = testComputeRange();
 /** Mounts and loop devices that belong to this data directory. */
 function mountsAndLoops() {
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(dataDir)).map((l) => l.split(' ')[4]!).sort();
-  const loops = execFileSync('losetup', ['-l', '-n', '-O', 'NAME,BACK-FILE'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(dataDir)).sort();
+  // The backing files, one line per loop device: which device number an image gets is the lowest
+  // one free at the time, which other suites running beside this one change.
+  const loops = execFileSync('losetup', ['-l', '-n', '-O', 'BACK-FILE'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(dataDir)).map((l) => l.trim()).sort();
   return { mounts, loops };
 }
 
