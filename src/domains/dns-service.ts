@@ -8,6 +8,7 @@ import type { OpenPlatform } from '../core/platform.ts';
 import { ensureMeter, ensureServiceIdentity, type ServiceIdentity } from '../core/service-identity.ts';
 import { startDnsServer, type DnsServer, type DnsServerOptions } from './dns-authority/server.ts';
 import type { XfrOptions } from './dns-authority/xfr.ts';
+import { ZONE_VIEW_SOURCES } from './dns-authority/zone-view.ts';
 import { tsigKey } from './dns-authority/tsig.ts';
 import { UsageMeter, type FlushResult, type UsageReport } from './metering.ts';
 import { onlineSigner, type DenialMode } from './dnssec/online.ts';
@@ -125,6 +126,8 @@ export async function startDnsService(opts: DnsServiceOptions): Promise<DnsServi
       ...(opts.startAfter ? { warmAfter: opts.startAfter } : {}),
       // The daemon serves its API while the zone list is read; queries meanwhile wait for it.
       zonesInBackground: true,
+      // Its periodic re-read of every zone only after a change the entries did not say (a repair).
+      zonesKey: () => platform.integrity.tablesKey(ZONE_VIEW_SOURCES),
       // Worker processes sign with the same keys, read from the data directory.
       ...(opts.server?.workers ? { workers: { dataDir: platform.dataDir, ...opts.server.workers } } : {}),
       ...(xfr ? { xfr } : {}),

@@ -64,6 +64,8 @@ export interface DnsServerOptions {
    * from a partial list. Default false: start once it is read.
    */
   zonesInBackground?: boolean;
+  /** The zone view's `sourcesKey` (zone-view.ts): the periodic full re-read of the zone list only when it moved. */
+  zonesKey?: () => string;
   /** UDP queries in progress at most (beyond: dropped). Default 4096. */
   maxUdpInFlight?: number;
   /** Encoded answers reused for identical queries (response-cache.ts); on by default, `false` turns it off. */
@@ -290,7 +292,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
   // Workers share the secret: a server cookie made by one process is valid at every other.
   const cookieOpts = opts.cookies === false ? undefined : opts.workers ? { ...opts.cookies, secret: opts.cookies?.secret ?? randomBytes(16) } : opts.cookies;
   const cookies = opts.cookies === false ? undefined : new ServerCookies(cookieOpts);
-  const view = await ZoneView.open(opts.store, { refreshMs: opts.refreshMs, background: opts.zonesInBackground, onError, onSerialChange: notifier && ((z) => notifier.notify(z.name, z.serial)) });
+  const view = await ZoneView.open(opts.store, { refreshMs: opts.refreshMs, background: opts.zonesInBackground, sourcesKey: opts.zonesKey, onError, onSerialChange: notifier && ((z) => notifier.notify(z.name, z.serial)) });
   let closingNow = false;
   // Every zone compiled and its key read now, in the background, rather than by the first query
   // for it: 1,000 zones cost a cold start of seconds, paid once here, not in the answers' latency.

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provisioner } from '../../imvu/provision.ts';
 import { dnsFixture, type DnsFixture } from './testing.ts';
-import { ZoneView } from './zone-view.ts';
+import { ZONE_VIEW_SOURCES, ZoneView } from './zone-view.ts';
 
 // The view re-reads only the zones the new entries may have changed, and ends where a full
 // re-read of the zone list would: same zones, same IMVUs, same serials.
@@ -162,3 +162,38 @@ describe('zone view full re-read', () => {
     }
   });
 });
+
+describe('zone view with a sources key (the daemon)', () => {
+  it('reads the whole list again only after a change its reads did not follow (a repair), not every resyncMs', async () => {
+    const committed = () => f.p.integrity.tablesKey(ZONE_VIEW_SOURCES);
+    // The daemon's key, moved by hand as a repair moves it (the count of repairs is part of it).
+    let repairs = 0;
+    const keyed = await ZoneView.open(f.p.store, { refreshMs: 3_600_000, resyncMs: 1, sourcesKey: () => `${repairs} ${committed()}` });
+    const wait = () => new Promise((r) => setTimeout(r, 50 * keyed.fullReadMs + 20));
+    try {
+      const full = () => keyed.stats.refreshes - keyed.stats.partial;
+      const n = full();
+      await wait();
+      await keyed.refresh();
+      expect(full()).toBe(n);
+      // A change through the chokepoint moves the committed digests (the sources are real tables)
+      // and is read from its entry alone.
+      const before = committed();
+      await f.add('keyed', 'A', '192.0.2.61');
+      expect(committed()).not.toBe(before);
+      await keyed.refresh();
+      await wait();
+      await keyed.refresh();
+      expect(full()).toBe(n);
+      expect(keyed.serialOf('imvu001.world')).toBe((await f.p.store.get<{ serial: number }>('SELECT serial FROM zones WHERE name = ?', ['imvu001.world']))!.serial);
+      // A repair: no entry, the key moves: the next look past the spacing reads everything.
+      repairs++;
+      await wait();
+      await keyed.refresh();
+      expect(full()).toBe(n + 1);
+    } finally {
+      keyed.close();
+    }
+  });
+});
+

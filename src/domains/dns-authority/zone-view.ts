@@ -45,6 +45,14 @@ export interface ZoneViewOptions {
    * from the view waits on it (server.ts), so nothing is answered from a partial list.
    */
   background?: boolean;
+  /**
+   * Moves with every commit that changes a projection the view is made of (ZONE_VIEW_SOURCES) and
+   * with every integrity repair (the daemon: `Integrity.tablesKey`). Given, the periodic full
+   * re-read runs only when it moved since the view's last read: what the entries since then said
+   * was read already, and nothing else can have changed. Without it (the DNS worker processes,
+   * which have no integrity state), the full re-read runs every resyncMs as before.
+   */
+  sourcesKey?: () => string;
   onError?: (err: unknown) => void;
   /** Called when a zone's serial moved (not for zones that appear): NOTIFY hooks in here. */
   onSerialChange?: (zone: ZoneInfo, previous: number) => void;
@@ -60,6 +68,8 @@ const IMVU_ZONE_NEUTRAL: ReadonlySet<string> = new Set([
   'consent.record', 'usage.report', 'revenue.record', 'notify.creator', 'imvu.scale', 'route.set', 'member.add', 'mailbox.add', 'mailbox.remove', 'domain.claim', 'domain.verify', 'dkim.rotate',
   'mail.refusals',
 ]);
+/** The projections the view reads (with `platformZoneSerial`): what `sourcesKey` must follow. */
+export const ZONE_VIEW_SOURCES: readonly string[] = ['zones', 'imvus', 'import_parts', 'platform', 'dnssec_keys', 'exits'];
 /** IMVU statuses whose zones are not served. */
 const UNSERVED_STATUSES: readonly string[] = ['exited', 'importing'];
 /** A full re-read of the zone list runs at most this fraction of the time (1/RESYNC_DUTY). */
@@ -81,6 +91,8 @@ export class ZoneView {
   private byImvu = new Map<string, string | Set<string>>();
   private suffix = '';
   private seenLedgerSize = -1;
+  /** sourcesKey() as it was before the last read (full or partial) began. */
+  private seenKey: string | undefined;
   private lastSync = 0;
   /** How long the last full read of the zone list took (ms). */
   fullReadMs = 0;
@@ -104,11 +116,11 @@ export class ZoneView {
 
   private constructor(
     private readonly store: Store,
-    private readonly opts: Required<Omit<ZoneViewOptions, 'onError' | 'onSerialChange' | 'background'>> & Pick<ZoneViewOptions, 'onError' | 'onSerialChange'>,
+    private readonly opts: Required<Omit<ZoneViewOptions, 'onError' | 'onSerialChange' | 'background' | 'sourcesKey'>> & Pick<ZoneViewOptions, 'onError' | 'onSerialChange' | 'sourcesKey'>,
   ) {}
 
   static async open(store: Store, opts: ZoneViewOptions = {}): Promise<ZoneView> {
-    const view = new ZoneView(store, { refreshMs: opts.refreshMs ?? 200, resyncMs: opts.resyncMs ?? 5000, pageSize: Math.max(1, opts.pageSize ?? 500), onError: opts.onError, onSerialChange: opts.onSerialChange });
+    const view = new ZoneView(store, { refreshMs: opts.refreshMs ?? 200, resyncMs: opts.resyncMs ?? 5000, pageSize: Math.max(1, opts.pageSize ?? 500), onError: opts.onError, onSerialChange: opts.onSerialChange, sourcesKey: opts.sourcesKey });
     if (opts.background) view.loading = view.loadFirst();
     else await view.refresh(true);
     view.timer = setInterval(() => void view.refresh().catch(() => undefined), view.opts.refreshMs);
@@ -220,15 +232,24 @@ export class ZoneView {
 
   private async sync(force: boolean): Promise<void> {
     if (this.closed) return;
+    // The key before the size: a commit between the two is read below and makes the next key differ (one more read, never one less).
+    const key = this.opts.sourcesKey?.();
     const size = await this.store.ledgerSize();
     const now = Date.now();
     // The whole list is read again at most every resyncMs, and at most 1/RESYNC_DUTY of the time:
-    // its cost is the number of zones, not the changes, so a large platform spaces it out.
+    // its cost is the number of zones, not the changes, so a large platform spaces it out; and
+    // with a key, only if the projections changed while the ledger did not grow (new entries say
+    // what they changed; a repair also makes the daemon invalidate the view at once).
     const resync = Math.max(this.opts.resyncMs, RESYNC_DUTY * this.fullReadMs);
-    if (!force && size === this.seenLedgerSize && now - this.lastSync < resync) return;
-    if (!force && this.seenLedgerSize >= 0 && size > this.seenLedgerSize && size - this.seenLedgerSize <= MAX_DELTA_ENTRIES && now - this.lastSync < resync) {
+    const resyncDue = now - this.lastSync >= resync && (key === undefined || (key !== this.seenKey && size === this.seenLedgerSize));
+    if (!force && size === this.seenLedgerSize && !resyncDue) return;
+    if (!force && this.seenLedgerSize >= 0 && size > this.seenLedgerSize && size - this.seenLedgerSize <= MAX_DELTA_ENTRIES && !resyncDue) {
       const touched = await this.touchedSince(this.seenLedgerSize, size);
-      if (touched) return this.syncPart(touched, size);
+      if (touched) {
+        await this.syncPart(touched, size);
+        this.seenKey = key;
+        return;
+      }
     }
     const t0 = performance.now();
     const platform = await this.store.get<{ suffix: string }>('SELECT suffix FROM platform LIMIT 1');
@@ -282,6 +303,7 @@ export class ZoneView {
     this.byImvu = new Map();
     for (const e of next.values()) this.indexImvu(e);
     this.seenLedgerSize = size;
+    this.seenKey = key;
     this.lastSync = now;
     this.fullReadMs = performance.now() - t0;
     this.stats.refreshes++;
