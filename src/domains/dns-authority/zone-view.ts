@@ -48,9 +48,10 @@ export interface ZoneViewOptions {
   /**
    * Moves with every commit that changes a projection the view is made of (ZONE_VIEW_SOURCES) and
    * with every integrity repair (the daemon: `Integrity.tablesKey`). Given, the periodic full
-   * re-read runs only when it moved since the view's last read: what the entries since then said
-   * was read already, and nothing else can have changed. Without it (the DNS worker processes,
-   * which have no integrity state), the full re-read runs every resyncMs as before.
+   * re-read runs only when it moved since the view's last read while the ledger did not grow: new
+   * entries are read for what they name, and the daemon invalidates the view after a repair.
+   * Without it (the DNS worker processes, which have no integrity state), the full re-read runs
+   * every resyncMs as before.
    */
   sourcesKey?: () => string;
   onError?: (err: unknown) => void;
