@@ -1,4 +1,7 @@
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DB_FILE } from '../../core/store/index.ts';
 import { provisioner } from '../../imvu/provision.ts';
 import { dnsFixture, type DnsFixture } from './testing.ts';
 import { ZONE_VIEW_SOURCES, ZoneView } from './zone-view.ts';
@@ -192,6 +195,27 @@ describe('zone view with a sources key (the daemon)', () => {
       await keyed.refresh();
       expect(full()).toBe(n + 1);
     } finally {
+      keyed.close();
+    }
+  });
+
+  it('a zones row edited with SQL behind the platform (root on the file) is not read in by the periodic re-read', async () => {
+    const committed = () => f.p.integrity.tablesKey(ZONE_VIEW_SOURCES);
+    const keyed = await ZoneView.open(f.p.store, { refreshMs: 3_600_000, resyncMs: 1, sourcesKey: committed });
+    const db = new Database(join(f.p.dataDir, DB_FILE));
+    const row = db.prepare('SELECT imvu FROM zones WHERE name = ?').get('imvu003.world') as { imvu: string };
+    try {
+      expect(keyed.enclosing('www.imvu003.world')?.imvu).toBe(row.imvu);
+      // Another connection, as the sqlite3 shell would be: the zone handed to another IMVU.
+      db.prepare('UPDATE zones SET imvu = ? WHERE name = ?').run('IMVU-001', 'imvu003.world');
+      for (let i = 0; i < 3; i++) {
+        await new Promise((r) => setTimeout(r, 50 * keyed.fullReadMs + 20));
+        await keyed.refresh();
+      }
+      expect(keyed.enclosing('www.imvu003.world')?.imvu).toBe(row.imvu);
+    } finally {
+      db.prepare('UPDATE zones SET imvu = ? WHERE name = ?').run(row.imvu, 'imvu003.world');
+      db.close();
       keyed.close();
     }
   });
