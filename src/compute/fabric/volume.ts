@@ -207,6 +207,12 @@ async function moveLegacy(paths: VolumePaths): Promise<void> {
 /** Unmounts the volume (the loop device, set up by mount with autoclear, goes with it). */
 export async function unmountVolume(paths: VolumePaths): Promise<void> {
   for (let i = 0; i < 5 && (await isMounted(paths.mountPoint).catch(() => false)); i++) await run('umount', [paths.mountPoint], { timeout: 60_000 });
-  // A loop device nothing uses any more (autoclear missed: e.g. set up by hand).
-  for (const dev of await loopsOf(paths.image).catch(() => [] as string[])) await run('losetup', ['-d', dev], { timeout: 30_000 }).catch(() => undefined);
+  // The kernel detaches an autoclear loop device after the unmount, asynchronously: wait for it (up
+  // to 1 s), then detach what is left (autoclear missed: e.g. set up by hand), and wait once more.
+  for (let i = 0; i < 20; i++) {
+    const left = await loopsOf(paths.image).catch(() => [] as string[]);
+    if (left.length === 0) return;
+    if (i === 10) for (const dev of left) await run('losetup', ['-d', dev], { timeout: 30_000 }).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
