@@ -3,7 +3,7 @@
 // handler that hands the signed command to the chokepoint; reads only query committed state.
 import { issueToken, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S } from '../network/gateway/tokens.ts';
 import type { Gateway } from '../network/gateway/gateway.ts';
-import { imvuRouteLines } from '../network/gateway/table.ts';
+import { imvuRouteLines, isImvuLine, type MapName } from '../network/gateway/table.ts';
 import { z } from 'zod';
 import type { ComputeService } from '../compute/service.ts';
 import type { OpenPlatform } from '../core/platform.ts';
@@ -831,15 +831,21 @@ export const ROUTES: RouteDef[] = [
   read('/v1/imvus/:id/gateway', 'What the gateway serves for the IMVU against the ledger', { params: Params.imvu }, async (ctx, { params, scope }) => {
     await mayReadImvu(ctx, await scope(), params.id);
     if (!ctx.gateway) return { body: { imvu: params.id, gateway: 'off' } };
-    const report = await ctx.gateway.served();
+    // The maps read once, for the comparison and for the lines shown.
+    const served = await ctx.gateway.servedMaps();
+    const report = await ctx.gateway.served(served);
+    const own = (m: MapName) => (l: string) => {
+      const at = l.indexOf(' ');
+      return isImvuLine(m, params.id, l.slice(0, at), l.slice(at + 1));
+    };
     const mine = report.differences
-      .map((d) => ({ map: d.map, extra: d.extra.filter((l) => l.includes(params.id)), missing: d.missing.filter((l) => l.includes(params.id)) }))
+      .map((d) => ({ map: d.map, extra: d.extra.filter(own(d.map)), missing: d.missing.filter(own(d.map)) }))
       .filter((d) => d.extra.length || d.missing.length);
-    // The certificate HAProxy serves for the IMVU's names (read back over its runtime API) next to the ledger's.
-    const certificate = (await ctx.gateway.servedCertificates()).find((c) => c.imvu === params.id) ?? null;
+    // The certificate HAProxy serves for the IMVU's names (read back over its runtime API) next to the ledger's: this IMVU's only.
+    const certificate = (await ctx.gateway.servedCertificates([params.id]))[0] ?? null;
     // The IMVU's route lines as HAProxy serves them: `nexus audit watch` compares them with the table
     // it derives from the verified entries itself, not with this daemon's own comparison.
-    const routes = imvuRouteLines(await ctx.gateway.servedMaps(), params.id);
+    const routes = imvuRouteLines(served, params.id);
     return { body: { imvu: params.id, at: report.at, equal: mine.length === 0, differences: mine, routes, certificate, alarms: ctx.gateway.alarms.filter((a) => a.imvus.includes(params.id)) } };
   }),
   read('/v1/imvus/:id/notifications', 'Notifications about an IMVU', { params: Params.imvu }, async (ctx, { params, scope }) => {

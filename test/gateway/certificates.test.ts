@@ -4,7 +4,7 @@
 // `nexus imvu gateway` show the certificate HAProxy serves (read back over its runtime API) next to
 // the ledger's; a certificate replaced by hand over the runtime API is found by the comparison,
 // put back and raised as an integrity alarm.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -95,6 +95,31 @@ describe.skipIf(!haveHaproxy)('gateway certificates against the ledger (local CA
     expect(view.certificate.ledger.directory).toBe('urn:nexus:local-ca');
     const human = await nexus('imvu', 'gateway', 'IMVU-001');
     expect(human.stdout).toMatch(/✅ Certificate for imvu001\.world, stage\.imvu001\.world: served as the ledger recorded it/);
+  }, 60_000);
+
+  it("a creator's view of its IMVU reads back that IMVU's certificate only (one command, not one per IMVU of the platform)", async () => {
+    const r = await nexus('imvu', 'create', '--name', 'Other', '--owner', 'alice', '--jurisdiction', 'US-CCPA', '--as', 'alice');
+    expect(r.code, r.stderr).toBe(0);
+    const gw = server.gateway!;
+    await gw.sync();
+    expect((await gw.servedCertificates()).length).toBe(2);
+    const g = gw as unknown as { cmd: (command: string, payload?: string) => Promise<string> };
+    const cmd = g.cmd.bind(gw);
+    const sent: string[] = [];
+    const spy = vi.spyOn(g, 'cmd').mockImplementation((command: string, payload?: string) => {
+      sent.push(command);
+      return cmd(command, payload);
+    });
+    try {
+      const view = await nexus('imvu', 'gateway', 'IMVU-001', '--json');
+      expect(view.code, view.stderr).toBe(0);
+      expect((JSON.parse(view.stdout) as { certificate: { imvu: string; equal: boolean } }).certificate).toMatchObject({ imvu: 'IMVU-001', equal: true });
+    } finally {
+      spy.mockRestore();
+    }
+    expect(sent.filter((c) => c.startsWith('show ssl cert '))).toEqual([`show ssl cert ${gw.certFile('IMVU-001')}`]);
+    // The maps are read once for the comparison and the lines shown.
+    expect(sent.filter((c) => c.startsWith('show map ')).length).toBe(6);
   }, 60_000);
 
   it('a certificate replaced by hand over the runtime API is detected, reverted to the ledger\'s and alarmed', async () => {

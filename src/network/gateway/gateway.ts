@@ -5,7 +5,7 @@
 // edited by hand over the socket) is reverted and raised as an `integrity.alarm` (gate 14).
 // It also meters bytes per IMVU from HAProxy's per-backend counters (gate 6).
 import { createSocket, type Socket } from 'node:dgram';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import type { OpenPlatform } from '../../core/platform.ts';
@@ -14,7 +14,7 @@ import { ensureLocalCa, ensureTokenKey, issueLocal, type LocalCa } from './certs
 import { renderConfig, type HaproxyLayout, type SourceLimit } from './haproxy-config.ts';
 import { HaproxySupervisor, findHaproxy } from './haproxy.ts';
 import { parseInfo, parseShowMap, parseStat, runtimeCommand } from './runtime.ts';
-import { loadTable, mapText, MAP_NAMES, type GatewayTable, type ImvuLimits, type MapName } from './table.ts';
+import { loadTable, mapText, MAP_NAMES, type GatewayTable, type ImvuLimits, type MapName, type TableImvu } from './table.ts';
 import { GatewayMeter } from '../metering/counters.ts';
 import { AcmeManager, LOCAL_CA_DIRECTORY, ledgerCertificate, removeStaleChallenges, type AcmeSettings } from '../acme/manager.ts';
 import { certificateFacts, type HttpChallenge } from '../acme/order.ts';
@@ -38,6 +38,11 @@ export interface GatewayOptions {
   haproxyBin?: string;
   /** How often the served table is compared with the ledger (default 30 s). */
   checkIntervalMs?: number;
+  /**
+   * Served certificates one check reads back at most (default CERTIFICATE_CHECK_BATCH): past that
+   * many IMVUs, each check takes the next ones in turn, so a whole round takes several checks.
+   */
+  certificateCheckBatch?: number;
   /** How often the ledger is polled for changes (default 500 ms). */
   pollMs?: number;
   /** How often refusals are summarised into one ledger entry (default 60 s). */
@@ -99,6 +104,20 @@ export function parseShowSslCert(text: string): ServedCertificate['served'] {
   };
 }
 
+/**
+ * Served certificates one periodic check reads back (one runtime API command each): every one on a
+ * platform up to this size, in turn beyond it (a round of 100,000 IMVUs is 100 checks, 50 minutes
+ * at the default interval) instead of 100,000 commands every 30 s.
+ */
+export const CERTIFICATE_CHECK_BATCH = 1000;
+
+/** A certificate file's fingerprints, kept while the file is unchanged (its inode, size and mtime). */
+interface FileFacts {
+  stamp: string;
+  sha256: string;
+  sha1: string;
+}
+
 export interface GatewayAlarm {
   index: number;
   imvus: string[];
@@ -116,10 +135,14 @@ export class Gateway {
   /** sourcesKey() when the table served was read. */
   private appliedKey: string | undefined;
   private timers: NodeJS.Timeout[] = [];
+  /** Where the next periodic check's certificates start in the table's IMVUs. */
+  private certCursor = 0;
+  private readonly fileFacts = new Map<string, FileFacts>();
   private busy: Promise<unknown> = Promise.resolve();
   private logSock: Socket | undefined;
   readonly alarms: GatewayAlarm[] = [];
   lastServed: ServedReport | undefined;
+  /** The certificates the last check read back (every IMVU's, or its turn's beyond `certificateCheckBatch`). */
   lastCertificates: ServedCertificate[] | undefined;
   readonly meter: GatewayMeter | undefined;
   /** The ACME certificates, when an ACME directory is configured. */
@@ -277,23 +300,29 @@ export class Gateway {
   }
 
   /**
-   * Per IMVU: the certificate HAProxy serves, read back over the runtime API (`show ssl cert`:
-   * serial, SHA-1 fingerprint, notAfter), next to the ledger's `certificate.issued`. HAProxy 2.6
-   * shows no SHA-256, so the served SHA-1 is compared with the SHA-1 of the certificate file whose
-   * SHA-256 is the ledger's: `equal` only when serial, notAfter and fingerprint all agree.
+   * Per IMVU (those of `only`, or every one): the certificate HAProxy serves, read back over the
+   * runtime API (`show ssl cert`: serial, SHA-1 fingerprint, notAfter), next to the ledger's
+   * `certificate.issued`. HAProxy 2.6 shows no SHA-256, so the served SHA-1 is compared with the
+   * SHA-1 of the certificate file whose SHA-256 is the ledger's: `equal` only when serial, notAfter
+   * and fingerprint all agree. One command and one ledger row per IMVU asked about: a creator's
+   * view asks about its own IMVU only.
    */
-  async servedCertificates(): Promise<ServedCertificate[]> {
+  async servedCertificates(only?: readonly string[]): Promise<ServedCertificate[]> {
+    const all = this.table?.imvus ?? [];
+    const wanted = only && new Set(only);
+    return this.certificatesOf(wanted ? all.filter((i) => wanted.has(i.id)) : all);
+  }
+
+  private async certificatesOf(imvus: readonly TableImvu[]): Promise<ServedCertificate[]> {
     const out: ServedCertificate[] = [];
-    for (const i of this.table?.imvus ?? []) {
+    for (const i of imvus) {
       const file = this.certFile(i.id);
       const served = parseShowSslCert(await this.cmd(`show ssl cert ${file}`));
       const row = await ledgerCertificate(this.o.platform, i.id);
-      const onDisk = existsSync(file) ? new X509Certificate(readFileSync(file, 'utf8')) : undefined;
-      const diskSha256 = onDisk?.fingerprint256.replace(/:/g, '').toLowerCase();
-      const diskSha1 = onDisk?.fingerprint.replace(/:/g, '').toLowerCase();
-      const fileIsLedger = row !== undefined && diskSha256 === row.sha256;
+      const onDisk = this.factsOf(file);
+      const fileIsLedger = row !== undefined && onDisk?.sha256 === row.sha256;
       const equal =
-        served !== undefined && row !== undefined && fileIsLedger && served.serial === row.serial && served.sha1 === diskSha1 && Date.parse(served.notAfter) === Date.parse(row.not_after);
+        served !== undefined && row !== undefined && fileIsLedger && served.serial === row.serial && served.sha1 === onDisk?.sha1 && Date.parse(served.notAfter) === Date.parse(row.not_after);
       out.push({
         imvu: i.id,
         names: i.hosts,
@@ -306,20 +335,51 @@ export class Gateway {
     return out;
   }
 
+  /** The fingerprints of a certificate file, parsed again only when the file changed. */
+  private factsOf(file: string): FileFacts | undefined {
+    let st;
+    try {
+      st = statSync(file);
+    } catch {
+      this.fileFacts.delete(file);
+      return undefined;
+    }
+    const stamp = `${st.ino}:${st.size}:${st.mtimeMs}`;
+    const known = this.fileFacts.get(file);
+    if (known?.stamp === stamp) return known;
+    const cert = new X509Certificate(readFileSync(file, 'utf8'));
+    const facts = { stamp, sha256: cert.fingerprint256.replace(/:/g, '').toLowerCase(), sha1: cert.fingerprint.replace(/:/g, '').toLowerCase() };
+    this.fileFacts.set(file, facts);
+    return facts;
+  }
+
   /**
    * The served certificates against the ledger (with the route table, after every change and on
    * the timer): one replaced by hand over the runtime API is put back from the ledger's file and
    * raised as an integrity alarm. A file that is not the ledger's certificate (an ACME order
-   * between its record and its install) is the ACME manager's to fix, not reverted here.
+   * between its record and its install) is the ACME manager's to fix, not reverted here. Each check
+   * reads back at most `certificateCheckBatch` certificates, the next ones in turn (a round of every
+   * IMVU takes N / batch checks), so a check costs the same at 100,000 IMVUs as at 1,000.
    */
   private async checkCertificates(): Promise<ServedCertificate[]> {
-    const report = await this.servedCertificates();
+    const all = this.table?.imvus ?? [];
+    const batch = Math.max(1, this.o.certificateCheckBatch ?? CERTIFICATE_CHECK_BATCH);
+    let turn: TableImvu[];
+    if (all.length <= batch) turn = [...all];
+    else {
+      if (this.certCursor >= all.length) this.certCursor = 0;
+      turn = all.slice(this.certCursor, this.certCursor + batch);
+      if (turn.length < batch) turn.push(...all.slice(0, batch - turn.length));
+      this.certCursor = (this.certCursor + batch) % all.length;
+    }
+    const report = await this.certificatesOf(turn);
     this.lastCertificates = report;
     const wrong = report.filter((c) => !c.equal && c.fileIsLedger && c.ledger);
     if (!wrong.length) return report;
     for (const c of wrong) await this.installCert(c.imvu, readFileSync(this.certFile(c.imvu), 'utf8'));
-    const after = await this.servedCertificates();
-    this.lastCertificates = after;
+    const wrongIds = new Set(wrong.map((c) => c.imvu));
+    const after = await this.certificatesOf(turn.filter((i) => wrongIds.has(i.id)));
+    this.lastCertificates = report.map((c) => after.find((a) => a.imvu === c.imvu) ?? c);
     const still = wrong.filter((c) => !after.find((a) => a.imvu === c.imvu)?.equal).map((c) => c.imvu);
     const detail = `the gateway served certificate(s) that differ from the ledger's: ${wrong
       .map((c) => `${c.imvu} served serial ${c.served?.serial ?? '(none)'} until ${c.served?.notAfter ?? '?'}, ledger serial ${c.ledger!.serial} (entry ${c.ledger!.entry})`)
@@ -493,11 +553,12 @@ export class Gateway {
     return out;
   }
 
-  async served(): Promise<ServedReport> {
+  /** The served maps (read now, or as `servedMaps()` just read them) against the ledger's table. */
+  async served(maps?: Record<MapName, [string, string][]>): Promise<ServedReport> {
     const table = this.table ?? (await loadTable(this.o.platform.store, this.o.range, this.o.region, this.o.imvuLimits));
     const differences: ServedReport['differences'] = [];
     for (const m of MAP_NAMES) {
-      const served = parseShowMap(await this.cmd(`show map ${this.layout.maps[m]}`)).map(([k, v]) => `${k} ${v}`);
+      const served = (maps?.[m] ?? parseShowMap(await this.cmd(`show map ${this.layout.maps[m]}`))).map(([k, v]) => `${k} ${v}`);
       const want = table.maps[m].map(([k, v]) => `${k} ${v}`);
       // Order matters for prefix maps (first match wins), so compare sequences, then report sets.
       if (served.join('\n') === want.join('\n')) continue;

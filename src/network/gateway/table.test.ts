@@ -1,6 +1,6 @@
 // The route lines `nexus audit watch` compares: what follows from an IMVU's ledger entries alone.
 import { describe, expect, it } from 'vitest';
-import { imvuRouteLines, routeValue, type MapName } from './table.ts';
+import { imvuRouteLines, isImvuLine, routeValue, type MapName } from './table.ts';
 
 const maps = (requestsPerWindow: number, connections: number, port = 8080): Partial<Record<MapName, [string, string][]>> => ({
   hosts: [['a.world', 'IMVU-001']],
@@ -24,5 +24,26 @@ describe('imvuRouteLines', () => {
 
   it('a route value carries the route id and the IMVU bounds after the five ledger fields', () => {
     expect(routeValue('private', 3001, 120, 'IMVU-007.3', true, { requests: 30_000, connections: 128 })).toBe('private|3001|120|IMVU-007.3|1|30000|128');
+  });
+});
+
+describe('isImvuLine', () => {
+  // IMVU-100 is a prefix of IMVU-1000 as text: a creator of IMVU-100 must not be shown IMVU-1000's lines.
+  const lines: [MapName, string, string][] = [
+    ['hosts', 'shop1000.world', 'IMVU-1000'],
+    ['imvus', 'IMVU-1000', '1|US-CCPA|*'],
+    ['exact', 'IMVU-1000/health', 'public|8080|600|IMVU-1000.1|0'],
+    ['prefix', 'IMVU-1000/', 'public|8080|600|IMVU-1000.2|0'],
+    ['roles', 'IMVU-1000.1:admin', '1'],
+    ['allow', '10.0.0.0/8@IMVU-1000.1', '1'],
+  ];
+  it("takes each map's line by the id in its place, not by text the id is a prefix of", () => {
+    for (const [m, k, v] of lines) {
+      expect(isImvuLine(m, 'IMVU-1000', k, v), `${m} ${k}`).toBe(true);
+      expect(isImvuLine(m, 'IMVU-100', k, v), `${m} ${k}`).toBe(false);
+    }
+    // A host pointed at another IMVU is that IMVU's line, whatever the name says.
+    expect(isImvuLine('hosts', 'IMVU-001', 'imvu001.world', 'IMVU-002')).toBe(false);
+    expect(isImvuLine('hosts', 'IMVU-002', 'imvu001.world', 'IMVU-002')).toBe(true);
   });
 });

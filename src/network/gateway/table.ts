@@ -140,13 +140,31 @@ export function mapText(lines: [string, string][]): string {
 export const IMVU_ROUTE_MAPS = ['hosts', 'exact', 'prefix', 'roles', 'allow'] as const satisfies readonly MapName[];
 
 /**
+ * Whether a map line (key, value) is the IMVU's, by the id in its place followed by its separator
+ * (a line of IMVU-1000 is not IMVU-100's).
+ */
+export function isImvuLine(m: MapName, id: string, k: string, v: string): boolean {
+  switch (m) {
+    case 'hosts':
+      return v === id;
+    case 'imvus':
+      return k === id;
+    case 'allow':
+      return k.includes(`@${id}.`);
+    case 'roles':
+      return k.startsWith(`${id}.`);
+    default:
+      return k.startsWith(`${id}/`);
+  }
+}
+
+/**
  * One IMVU's lines of those maps, `key value`, in map order: what `nexus audit watch` compares
  * between the table it derives from the verified entries and the one HAProxy reports it serves.
  * A host is the IMVU's by its value (a host pointed at another IMVU shows as missing here).
  */
 export function imvuRouteLines(maps: Partial<Record<MapName, [string, string][]>>, id: string): Record<(typeof IMVU_ROUTE_MAPS)[number], string[]> {
-  const mine = (m: MapName, k: string, v: string): boolean =>
-    m === 'hosts' ? v === id : m === 'allow' ? k.includes(`@${id}.`) : m === 'roles' ? k.startsWith(`${id}.`) : k.startsWith(`${id}/`);
+  const mine = (m: MapName, k: string, v: string) => isImvuLine(m, id, k, v);
   const out = {} as Record<(typeof IMVU_ROUTE_MAPS)[number], string[]>;
   const value = (m: MapName, v: string) => (m === 'exact' || m === 'prefix' ? routeValueOfLedger(v) : v);
   for (const m of IMVU_ROUTE_MAPS) out[m] = (maps[m] ?? []).filter(([k, v]) => mine(m, k, v)).map(([k, v]) => `${k} ${value(m, v)}`);
