@@ -734,8 +734,12 @@ export const ROUTES: RouteDef[] = [
   }),
   read('/v1/identities', 'Identities: all for an admin; otherwise the platform, admins, services, and the creators and members of your IMVUs', {}, async (ctx, { scope }) => {
     const s = await scope();
-    const rows = await ctx.platform.store.all<IdentityRow>(`${IDENTITY_SELECT} ORDER BY i.entry`);
-    return { body: { identities: rows.filter((r) => s.all || s.people.has(r.id) || r.role === 'platform' || r.role === 'admin' || r.role === 'service').map(identityView) } };
+    // Anyone else: the roles everyone may see and the people of the reader's IMVUs, looked up by
+    // role and by id (the platform's other identities are not read).
+    const rows = s.all
+      ? await ctx.platform.store.all<IdentityRow>(`${IDENTITY_SELECT} ORDER BY i.entry`)
+      : await ctx.platform.store.all<IdentityRow>(`${IDENTITY_SELECT} WHERE i.role IN ('platform', 'admin', 'service') OR i.id IN (SELECT value FROM json_each(?)) ORDER BY i.entry`, [JSON.stringify([...s.people])]);
+    return { body: { identities: rows.map(identityView) } };
   }),
   pub('/v1/identities/:nameOrId', 'One identity, by name or id (a key directory: public)', { params: Params.identity }, async (ctx, { params }) => {
     const row = await ctx.platform.store.get<IdentityRow>(`${IDENTITY_SELECT} WHERE i.id = ? OR i.name = ?`, [params.nameOrId, params.nameOrId]);
@@ -744,7 +748,7 @@ export const ROUTES: RouteDef[] = [
   }),
   read('/v1/imvus', 'IMVUs (brief): all for an admin, otherwise those you created or are a member of', {}, async (ctx, { scope }) => {
     const s = await scope();
-    return { body: { imvus: (await listImvus(ctx.platform.store)).filter((i) => s.canReadImvu(i.id)) } };
+    return { body: { imvus: await listImvus(ctx.platform.store, s.all ? undefined : s.imvus) } };
   }),
   read('/v1/imvus/:id', 'One IMVU: envelope, domains, zone, mailboxes, routes, DKIM', { params: Params.imvu }, async (ctx, { params, scope }) => {
     await mayReadImvu(ctx, await scope(), params.id);

@@ -60,8 +60,14 @@ export interface ImvuListItem {
   entry: number;
 }
 
-export async function listImvus(db: SqlReader): Promise<ImvuListItem[]> {
-  const rows = await db.all<Omit<ImvuListItem, 'entry'> & { entry: number | bigint } & Record<string, string | number | bigint>>('SELECT id, name, owner, jurisdiction, status, domain, entry FROM imvus ORDER BY seq');
+/**
+ * Every IMVU, or only those of `ids` (a creator's or member's own: looked up by id, so the list
+ * costs that reader's IMVUs, not the platform's).
+ */
+export async function listImvus(db: SqlReader, ids?: Iterable<string>): Promise<ImvuListItem[]> {
+  const cols = 'SELECT id, name, owner, jurisdiction, status, domain, entry FROM imvus';
+  type Row = Omit<ImvuListItem, 'entry'> & { entry: number | bigint } & Record<string, string | number | bigint>;
+  const rows = ids === undefined ? await db.all<Row>(`${cols} ORDER BY seq`) : await db.all<Row>(`${cols} WHERE id IN (SELECT value FROM json_each(?)) ORDER BY seq`, [JSON.stringify([...ids])]);
   return rows.map((r) => ({ ...r, entry: Number(r.entry) }));
 }
 

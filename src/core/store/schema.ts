@@ -270,6 +270,7 @@ CREATE INDEX IF NOT EXISTS capacities_at ON capacities (at_ms, entry);
 CREATE INDEX IF NOT EXISTS notifications_source ON notifications (imvu, source);
 CREATE INDEX IF NOT EXISTS nonces_entry ON nonces (actor, entry);
 CREATE INDEX IF NOT EXISTS identities_key ON identities (public_key);
+CREATE INDEX IF NOT EXISTS identities_role ON identities (role);
 CREATE INDEX IF NOT EXISTS retired_keys_identity ON retired_keys (identity, entry);
 CREATE INDEX IF NOT EXISTS imvus_lower_name ON imvus (lower(name));
 CREATE INDEX IF NOT EXISTS imvus_entry ON imvus (entry);
