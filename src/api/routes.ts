@@ -893,9 +893,11 @@ export const ROUTES: RouteDef[] = [
       throw new HttpError(403, query.imvu !== undefined
         ? `${reader.name} may read the consents of ${query.imvu} only as its creator, a member or an admin, or its own consents as their subject`
         : `${reader.name} may read only its own consent history (as subject ${reader.id})`);
+    // Only the conditions given, so that SQLite looks them up by index (`? IS NULL OR` read every consent).
+    const where = [...(query.subject !== undefined ? ['subject = ?'] : []), ...(query.imvu !== undefined ? ['imvu = ?'] : [])];
     const rows = await ctx.platform.store.all<{ entry: number; subject: string; imvu: string; purpose: string; granted: number; at: string }>(
-      'SELECT entry, subject, imvu, purpose, granted, at FROM consents WHERE (? IS NULL OR subject = ?) AND (? IS NULL OR imvu = ?) ORDER BY entry',
-      [query.subject ?? null, query.subject ?? null, query.imvu ?? null, query.imvu ?? null],
+      `SELECT entry, subject, imvu, purpose, granted, at FROM consents WHERE ${where.join(' AND ')} ORDER BY entry`,
+      [...(query.subject !== undefined ? [query.subject] : []), ...(query.imvu !== undefined ? [query.imvu] : [])],
     );
     return { body: { consents: rows.map((r) => ({ ...r, granted: r.granted === 1 })) } };
   }),

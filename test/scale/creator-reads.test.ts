@@ -85,4 +85,19 @@ describe("a creator's lists read the creator's rows only", () => {
     const all = (await api.get<{ identities: { id: string }[] }>('/v1/identities')).body.identities;
     expect(all.some((i) => i.id === bob.id)).toBe(true);
   });
+
+  it("GET /v1/consents of its IMVU, or of a subject: that IMVU's or subject's rows, found by index", async () => {
+    const imvu = ((await api.getAs<{ imvus: { id: string }[] }>(alice, '/v1/imvus')).body.imvus)[0]!.id;
+    for (const purpose of ['newsletter', 'analytics'])
+      expect((await api.as(alice, 'POST', '/v1/consents', 'consent.record', { imvu, subject: alice.id, purpose, granted: true })).status).toBeLessThan(300);
+    for (const path of [`/v1/consents?imvu=${imvu}`, `/v1/consents?subject=${alice.id}`, `/v1/consents?imvu=${imvu}&subject=${alice.id}`]) {
+      let res!: Awaited<ReturnType<TestApi['getAs']>>;
+      const ran = await statements(async () => (res = await api.getAs(alice, path)));
+      expect(res.status, path).toBe(200);
+      expect((res.body as unknown as { consents: { purpose: string }[] }).consents.map((c) => c.purpose), path).toEqual(['newsletter', 'analytics']);
+      const reads = ran.filter((s) => /FROM consents/.test(s.sql));
+      expect(reads.length, path).toBe(1);
+      for (const s of reads) expect(fullScans(s.sql, s.params, ['consents']), s.sql).toEqual([]);
+    }
+  });
 });

@@ -261,6 +261,7 @@ export const PROJECTION_INDEXES = `
 CREATE INDEX IF NOT EXISTS records_zone ON records (zone, name);
 CREATE INDEX IF NOT EXISTS import_parts_zone ON import_parts (zone, entry);
 CREATE INDEX IF NOT EXISTS consents_subject ON consents (subject);
+CREATE INDEX IF NOT EXISTS consents_imvu ON consents (imvu, entry);
 CREATE INDEX IF NOT EXISTS notifications_recipient ON notifications (recipient);
 CREATE INDEX IF NOT EXISTS billing_entries_imvu ON billing_entries (imvu, period);
 CREATE INDEX IF NOT EXISTS billing_entries_period ON billing_entries (period, imvu);
