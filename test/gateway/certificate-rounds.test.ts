@@ -4,7 +4,8 @@
 // check is not 100,000 commands every 30 s, and a certificate replaced by hand is still found
 // within one round (IMVUs / batch checks), reverted and alarmed.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testPlatform, type TestPlatform } from '../../src/core/testing.ts';
@@ -83,4 +84,35 @@ describe.skipIf(!haveHaproxy)('served certificates: read back per IMVU asked abo
     for (let check = 0; check < ids.length; check++) await gw.verify();
     expect(gw.alarms.length).toBe(alarmsBefore + 1);
   }, 60_000);
+
+  it("a certificate file rewritten in place, its size and mtime kept, is not taken for the ledger's (the fingerprints are read again)", async () => {
+    const id = ids[0]!;
+    const file = gw.certFile(id);
+    expect((await gw.servedCertificates([id]))[0]).toMatchObject({ fileIsLedger: true, equal: true });
+    const original = readFileSync(file, 'utf8');
+    const before = statSync(file, { bigint: true });
+    const other = mkdtempSync(join(tmpdir(), 'nexus-other-ca-'));
+    try {
+      const names = (await gw.servedCertificates([id]))[0]!.names;
+      // Another CA's certificate for the same names, padded to the same length (an ECDSA signature's length varies by a byte or two).
+      let forged = '';
+      for (let i = 0; i < 20 && forged.length !== original.length; i++) {
+        issueLocal(ensureLocalCa(join(other, 'ca')), names, join(other, 'forged.pem'));
+        forged = readFileSync(join(other, 'forged.pem'), 'utf8');
+        if (forged.length < original.length) forged += '\n'.repeat(original.length - forged.length);
+      }
+      expect(forged.length).toBe(original.length);
+      writeFileSync(file, forged);
+      // The mtime set back to the nanosecond (touch), as someone hiding the rewrite would.
+      const ns = before.mtimeNs;
+      execFileSync('touch', ['-m', '-d', `@${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`, file]);
+      const after = statSync(file, { bigint: true });
+      expect([after.ino, after.size, after.mtimeNs]).toEqual([before.ino, before.size, before.mtimeNs]);
+      expect((await gw.servedCertificates([id]))[0]!.fileIsLedger).toBe(false);
+    } finally {
+      writeFileSync(file, original);
+      rmSync(other, { recursive: true, force: true });
+    }
+    expect((await gw.servedCertificates([id]))[0]).toMatchObject({ fileIsLedger: true, equal: true });
+  });
 });

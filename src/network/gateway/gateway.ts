@@ -111,7 +111,7 @@ export function parseShowSslCert(text: string): ServedCertificate['served'] {
  */
 export const CERTIFICATE_CHECK_BATCH = 1000;
 
-/** A certificate file's fingerprints, kept while the file is unchanged (its inode, size and mtime). */
+/** A certificate file's fingerprints, kept while the file is unchanged (its inode, size, mtime and ctime). */
 interface FileFacts {
   stamp: string;
   sha256: string;
@@ -344,7 +344,8 @@ export class Gateway {
       this.fileFacts.delete(file);
       return undefined;
     }
-    const stamp = `${st.ino}:${st.size}:${st.mtimeMs}`;
+    // ctime too: a write in place with the mtime set back (utimes) still moves it.
+    const stamp = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
     const known = this.fileFacts.get(file);
     if (known?.stamp === stamp) return known;
     const cert = new X509Certificate(readFileSync(file, 'utf8'));
