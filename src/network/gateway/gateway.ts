@@ -5,7 +5,7 @@
 // edited by hand over the socket) is reverted and raised as an `integrity.alarm` (gate 14).
 // It also meters bytes per IMVU from HAProxy's per-backend counters (gate 6).
 import { createSocket, type Socket } from 'node:dgram';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import type { OpenPlatform } from '../../core/platform.ts';
@@ -111,13 +111,6 @@ export function parseShowSslCert(text: string): ServedCertificate['served'] {
  */
 export const CERTIFICATE_CHECK_BATCH = 1000;
 
-/** A certificate file's fingerprints, kept while the file is unchanged (its inode, size, mtime and ctime). */
-interface FileFacts {
-  stamp: string;
-  sha256: string;
-  sha1: string;
-}
-
 export interface GatewayAlarm {
   index: number;
   imvus: string[];
@@ -137,7 +130,6 @@ export class Gateway {
   private timers: NodeJS.Timeout[] = [];
   /** Where the next periodic check's certificates start in the table's IMVUs. */
   private certCursor = 0;
-  private readonly fileFacts = new Map<string, FileFacts>();
   private busy: Promise<unknown> = Promise.resolve();
   private logSock: Socket | undefined;
   readonly alarms: GatewayAlarm[] = [];
@@ -319,10 +311,13 @@ export class Gateway {
       const file = this.certFile(i.id);
       const served = parseShowSslCert(await this.cmd(`show ssl cert ${file}`));
       const row = await ledgerCertificate(this.o.platform, i.id);
-      const onDisk = this.factsOf(file);
-      const fileIsLedger = row !== undefined && onDisk?.sha256 === row.sha256;
+      // Read and parsed at every look (a check takes at most CERTIFICATE_CHECK_BATCH): a file rewritten in place is never taken for the one seen before.
+      const onDisk = existsSync(file) ? new X509Certificate(readFileSync(file, 'utf8')) : undefined;
+      const diskSha256 = onDisk?.fingerprint256.replace(/:/g, '').toLowerCase();
+      const diskSha1 = onDisk?.fingerprint.replace(/:/g, '').toLowerCase();
+      const fileIsLedger = row !== undefined && diskSha256 === row.sha256;
       const equal =
-        served !== undefined && row !== undefined && fileIsLedger && served.serial === row.serial && served.sha1 === onDisk?.sha1 && Date.parse(served.notAfter) === Date.parse(row.not_after);
+        served !== undefined && row !== undefined && fileIsLedger && served.serial === row.serial && served.sha1 === diskSha1 && Date.parse(served.notAfter) === Date.parse(row.not_after);
       out.push({
         imvu: i.id,
         names: i.hosts,
@@ -333,25 +328,6 @@ export class Gateway {
       });
     }
     return out;
-  }
-
-  /** The fingerprints of a certificate file, parsed again only when the file changed. */
-  private factsOf(file: string): FileFacts | undefined {
-    let st;
-    try {
-      st = statSync(file);
-    } catch {
-      this.fileFacts.delete(file);
-      return undefined;
-    }
-    // ctime too: a write in place with the mtime set back (utimes) still moves it.
-    const stamp = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-    const known = this.fileFacts.get(file);
-    if (known?.stamp === stamp) return known;
-    const cert = new X509Certificate(readFileSync(file, 'utf8'));
-    const facts = { stamp, sha256: cert.fingerprint256.replace(/:/g, '').toLowerCase(), sha1: cert.fingerprint.replace(/:/g, '').toLowerCase() };
-    this.fileFacts.set(file, facts);
-    return facts;
   }
 
   /**
