@@ -56,7 +56,7 @@ describe.skipIf(!haveHaproxy)('served certificates: read back per IMVU asked abo
     const other = mkdtempSync(join(tmpdir(), 'nexus-other-ca-'));
     try {
       const names = (await gw.servedCertificates([victim]))[0]!.names;
-      issueLocal(ensureLocalCa(join(other, 'ca')), names, join(other, 'forged.pem'));
+      await issueLocal(ensureLocalCa(join(other, 'ca')), names, join(other, 'forged.pem'));
       const file = gw.certFile(victim);
       expect(await runtimeCommand(gw.layout.adminSocket, `set ssl cert ${file}`, { payload: readFileSync(join(other, 'forged.pem'), 'utf8') })).toMatch(/Transaction (created|updated)/);
       expect(await runtimeCommand(gw.layout.adminSocket, `commit ssl cert ${file}`)).toMatch(/Success/);
@@ -97,7 +97,7 @@ describe.skipIf(!haveHaproxy)('served certificates: read back per IMVU asked abo
       // Another CA's certificate for the same names, padded to the same length (an ECDSA signature's length varies by a byte or two).
       let forged = '';
       for (let i = 0; i < 20 && forged.length !== original.length; i++) {
-        issueLocal(ensureLocalCa(join(other, 'ca')), names, join(other, 'forged.pem'));
+        await issueLocal(ensureLocalCa(join(other, 'ca')), names, join(other, 'forged.pem'));
         forged = readFileSync(join(other, 'forged.pem'), 'utf8');
         if (forged.length < original.length) forged += '\n'.repeat(original.length - forged.length);
       }

@@ -128,7 +128,7 @@ describe.skipIf(!haveHaproxy)('gateway certificates against the ledger (local CA
     // Someone with the admin socket swaps in a certificate of another CA for the same names.
     const other = mkdtempSync(join(tmpdir(), 'nexus-other-ca-'));
     try {
-      issueLocal(ensureLocalCa(join(other, 'ca')), [host, `stage.${host}`], join(other, 'forged.pem'));
+      await issueLocal(ensureLocalCa(join(other, 'ca')), [host, `stage.${host}`], join(other, 'forged.pem'));
       const file = gw.certFile('IMVU-001');
       const set = await runtimeCommand(gw.layout.adminSocket, `set ssl cert ${file}`, { payload: readFileSync(join(other, 'forged.pem'), 'utf8') });
       expect(set).toMatch(/Transaction (created|updated)/);

@@ -1,13 +1,21 @@
 // Key material of the gateway: the platform's local CA (certificates when no ACME CA is
 // configured, so everything works offline), per-IMVU certificates for the names it serves, and
 // the ES256 key that signs route tokens (HAProxy verifies with its public half).
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 function openssl(args: string[], cwd: string): void {
   execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'], timeout: 30_000 });
+}
+
+const execFileAsync = promisify(execFile);
+
+/** openssl without holding the event loop (a certificate per new IMVU is two runs, tens of milliseconds). */
+async function opensslAsync(args: string[], cwd: string): Promise<void> {
+  await execFileAsync('openssl', args, { cwd, timeout: 30_000 });
 }
 
 export interface LocalCa {
@@ -30,15 +38,15 @@ export function ensureLocalCa(dir: string): LocalCa {
  * A certificate for `hosts` signed by the local CA, written as one PEM (certificate, then key)
  * at `out`, which HAProxy loads. Valid `days` days.
  */
-export function issueLocal(ca: LocalCa, hosts: string[], out: string, days = 90): void {
+export async function issueLocal(ca: LocalCa, hosts: string[], out: string, days = 90): Promise<void> {
   if (!hosts.length) throw new Error('a certificate needs at least one name');
   for (const h of hosts) if (!/^[a-z0-9*]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(h)) throw new Error(`not a host name: ${h}`);
   const work = `${out}.work`;
   mkdirSync(work, { recursive: true, mode: 0o700 });
   try {
     writeFileSync(join(work, 'ext'), `subjectAltName=${hosts.map((h) => `DNS:${h}`).join(',')}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
-    openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'k.pem', '-out', 'r.csr', '-subj', `/CN=${hosts[0]}`], work);
-    openssl(['x509', '-req', '-in', 'r.csr', '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', 'c.pem', '-days', String(days), '-extfile', 'ext'], work);
+    await opensslAsync(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'k.pem', '-out', 'r.csr', '-subj', `/CN=${hosts[0]}`], work);
+    await opensslAsync(['x509', '-req', '-in', 'r.csr', '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', 'c.pem', '-days', String(days), '-extfile', 'ext'], work);
     writeFileSync(out, readFileSync(join(work, 'c.pem'), 'utf8') + readFileSync(join(work, 'k.pem'), 'utf8'), { mode: 0o600 });
   } finally {
     rmSync(work, { recursive: true, force: true });

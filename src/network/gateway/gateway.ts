@@ -1,6 +1,7 @@
 // The gateway: nexus drives HAProxy (the data plane) from the ledger. It renders the base
 // configuration (one backend per IMVU, pinned to its workload address), keeps hosts, routes and
-// roles in map files changed over the runtime API without reloads, and after every ledger change
+// roles in map files changed over the runtime API without reloads (by IMVU: a change reads and
+// rewrites the lines of the IMVUs the new entries name), and after every ledger change
 // and on a timer reads the served maps back: a served table that differs from the ledger's (a map
 // edited by hand over the socket) is reverted and raised as an `integrity.alarm` (gate 14).
 // It also meters bytes per IMVU from HAProxy's per-backend counters (gate 6).
@@ -14,14 +15,20 @@ import { ensureLocalCa, ensureTokenKey, issueLocal, type LocalCa } from './certs
 import { renderConfig, type HaproxyLayout, type SourceLimit } from './haproxy-config.ts';
 import { HaproxySupervisor, findHaproxy } from './haproxy.ts';
 import { parseInfo, parseShowMap, parseStat, runtimeCommand } from './runtime.ts';
-import { loadTable, mapText, MAP_NAMES, type GatewayTable, type ImvuLimits, type MapName, type TableImvu } from './table.ts';
+import { assembleTable, loadParts, mapDelta, mapText, touchedImvus, MAP_NAMES, type GatewayTable, type ImvuLimits, type ImvuPart, type MapDelta, type MapName, type TableImvu } from './table.ts';
+import { decodeEntry } from '../../core/ledger/ledger.ts';
 import { GatewayMeter } from '../metering/counters.ts';
 import { AcmeManager, LOCAL_CA_DIRECTORY, ledgerCertificate, removeStaleChallenges, type AcmeSettings } from '../acme/manager.ts';
 import { certificateFacts, type HttpChallenge } from '../acme/order.ts';
 import { checkRegion } from './geo.ts';
 
-/** The projections the routing table is made of (table.ts loadTable). */
+/** The projections the routing table is made of (table.ts loadParts). */
 const TABLE_SOURCES = ['imvus', 'routes', 'envelopes', 'domains'] as const;
+
+/** More new entries than this since the table was read: it is read whole again instead of by IMVU. */
+const MAX_DELTA_ENTRIES = 20_000;
+/** More IMVUs touched than this: the table is read whole again (and the maps replaced whole). */
+const MAX_DELTA_IMVUS = 1_000;
 
 export interface GatewayOptions {
   platform: OpenPlatform;
@@ -123,7 +130,14 @@ export class Gateway {
   readonly tokenPublicPem: string;
   private readonly ca: LocalCa;
   private readonly sup: HaproxySupervisor;
-  private table: GatewayTable | undefined;
+  /** Every served IMVU's share of the table, in seq order; undefined until the first read. */
+  private parts: Map<string, ImvuPart> | undefined;
+  /** The whole table assembled from `parts` (dropped when a part changes, assembled again when asked for). */
+  private assembled: GatewayTable | undefined;
+  /** The ledger size the parts were read at: entries after it say which IMVUs to read again. */
+  private appliedSize = 0;
+  /** The map files lag the served maps (changed by IMVU over the runtime API): written at the next check, before any reload. */
+  private filesDirty = false;
   private imvuSet = '';
   /** sourcesKey() when the table served was read. */
   private appliedKey: string | undefined;
@@ -176,8 +190,8 @@ export class Gateway {
       masterSocket: this.layout.masterSocket,
       adminSocket: this.layout.adminSocket,
       log: (l) => o.log?.(l),
-      // A restarted HAProxy reads the files, which are the ledger's: check anyway.
-      onRestart: () => void this.serialize(() => this.check()),
+      // A restarted HAProxy reads the files, which are the ledger's (once brought up to date): check anyway.
+      onRestart: () => void this.serialize(() => this.afterRestart()),
     });
     if (o.acme)
       this.acme = new AcmeManager({
@@ -216,14 +230,22 @@ export class Gateway {
     return this.sup.restarts;
   }
 
+  /** The whole table the gateway serves (assembled from the IMVUs' parts when one changed). */
+  private get table(): GatewayTable | undefined {
+    if (!this.parts) return undefined;
+    return (this.assembled ??= assembleTable(this.parts.values()));
+  }
+
   async start(): Promise<void> {
     await this.listenLog();
+    const size = this.o.platform.chokepoint.ledger.size;
     this.appliedKey = this.sourcesKey();
-    const table = await loadTable(this.o.platform.store, this.o.range, this.o.region, this.o.imvuLimits);
-    this.writeFiles(table);
+    const parts = await this.readParts();
+    const table = assembleTable(parts.values());
+    await this.writeFiles(table);
     await this.recordLocalCertificates(table);
     await this.sup.start();
-    this.table = table;
+    this.setParts(parts, table, size);
     this.imvuSet = imvuKey(table);
     await this.check();
     this.timers.push(setInterval(() => void this.serialize(() => this.poll()).catch((e: unknown) => this.o.log?.(`gateway sync: ${(e as Error).message}`)), this.o.pollMs ?? 500));
@@ -413,9 +435,23 @@ export class Gateway {
 
   private async poll(): Promise<void> {
     // Most entries (usage reports, consents, DNS records) change none of the projections the table
-    // is made of: then nothing is read (a read is every IMVU's row: seconds at 100,000).
-    if (this.sourcesKey() === this.appliedKey) return;
-    await this.apply();
+    // is made of: then nothing is read, and the entries so far need not be read at the next change.
+    const size = this.o.platform.chokepoint.ledger.size;
+    if (this.sourcesKey() === this.appliedKey) {
+      if (this.parts) this.appliedSize = Math.max(this.appliedSize, size);
+      return;
+    }
+    await this.apply(false);
+  }
+
+  private readParts(only?: readonly string[]): Promise<Map<string, ImvuPart>> {
+    return loadParts(this.o.platform.store, this.o.range, this.o.region, this.o.imvuLimits, only);
+  }
+
+  private setParts(parts: Map<string, ImvuPart>, table: GatewayTable, size: number): void {
+    this.parts = parts;
+    this.assembled = table;
+    this.appliedSize = size;
   }
 
   /** Moves with every commit that changes a projection the table is made of (table.ts loadTable). */
@@ -423,21 +459,41 @@ export class Gateway {
     return this.o.platform.integrity.tablesKey(TABLE_SOURCES);
   }
 
-  /** Brings HAProxy to the ledger's table now (the daemon calls it after a change; tests too). */
+  /** Brings HAProxy to the ledger's table now, read whole (the daemon calls it after a change; tests too). */
   sync(): Promise<ServedReport> {
     return this.serialize(async () => {
-      await this.apply();
+      await this.apply(true);
       return this.check();
     });
   }
 
-  private async apply(): Promise<void> {
-    // Read before the table: the table is at least as new as the key it is recorded under.
+  /**
+   * Brings HAProxy to the ledger's table. By IMVU (`whole` false) when the entries since the last
+   * read name the IMVUs they may have changed and none of those appeared, went or changed names:
+   * only their rows are read and only their lines change over the runtime API, so a route change
+   * costs that IMVU's routes, not the platform's. Otherwise (or `whole`) the table is read whole.
+   */
+  private async apply(whole: boolean): Promise<void> {
+    // Both at once (no commit between them): the rows read after are at least as new as both.
+    const size = this.o.platform.chokepoint.ledger.size;
     const key = this.sourcesKey();
-    const table = await loadTable(this.o.platform.store, this.o.range, this.o.region, this.o.imvuLimits);
+    if (!whole && this.parts && size > this.appliedSize && size - this.appliedSize <= MAX_DELTA_ENTRIES) {
+      const store = this.o.platform.store;
+      const entries: ReturnType<typeof decodeEntry>[] = [];
+      for (let at = this.appliedSize; at < size; at += 1000) for (const data of await store.readEntries(at, Math.min(size, at + 1000))) entries.push(decodeEntry(data));
+      const touched = await touchedImvus(entries, async (index) => (await store.get<{ id: string }>('SELECT id FROM imvus WHERE entry = ?', [index]))?.id);
+      if (touched && touched.size <= MAX_DELTA_IMVUS && (await this.applyImvus([...touched]))) {
+        this.appliedSize = size;
+        this.appliedKey = key;
+        return;
+      }
+    }
+    const parts = await this.readParts();
+    const table = assembleTable(parts.values());
     // A ledger entry that changes nothing served (most do not) pushes nothing: a hand edit of a
     // map is then found by the check and alarmed, not silently overwritten.
     if (this.table && tableKey(table) === tableKey(this.table)) {
+      this.setParts(parts, this.table, size);
       this.appliedKey = key;
       return;
     }
@@ -446,45 +502,129 @@ export class Gateway {
       const before = await this.served();
       if (!before.equal) await this.alarm(before, 'replaced by the ledger\'s new table');
     }
-    this.writeFiles(table);
+    await this.writeFiles(table);
     if (imvuKey(table) !== this.imvuSet) {
       // New or gone IMVUs change the backends and certificates: the one case that reloads.
       await this.meter?.sample();
       await this.recordLocalCertificates(table);
       await this.sup.reload();
       this.imvuSet = imvuKey(table);
-      this.table = table;
+      this.setParts(parts, table, size);
       // New names (an IMVU, a verified domain) need a certificate from the CA: ordered in the background.
       void this.renewCertificates();
     } else await this.pushMaps(table);
-    this.table = table;
+    this.setParts(parts, table, size);
     // Only once served: a push that failed is tried again at the next look.
     this.appliedKey = key;
   }
 
-  private writeFiles(table: GatewayTable): void {
-    const L = this.layout;
-    const atomic = (file: string, text: string) => {
-      writeFileSync(`${file}.tmp`, text, { mode: 0o600 });
-      renameSync(`${file}.tmp`, file);
+  /**
+   * The IMVUs `ids` read again and their lines changed in place over the runtime API (`del map`,
+   * `set map`, `add map`). False, with nothing changed, when one of them appeared, went, or changed
+   * its address or names (backends and certificates change: the whole path reloads). Before its
+   * lines change, each IMVU's served lines are looked up key by key (`get map`): one edited by hand
+   * is raised as an alarm before it is replaced, as the whole path does for the whole table.
+   */
+  private async applyImvus(ids: readonly string[]): Promise<boolean> {
+    const parts = this.parts!;
+    const fresh = await this.readParts(ids);
+    const changed: [string, ImvuPart, ImvuPart][] = [];
+    for (const id of ids) {
+      const before = parts.get(id);
+      const after = fresh.get(id);
+      if (!before && !after) continue;
+      if (!before || !after || partKey(before.imvu) !== partKey(after.imvu)) return false;
+      if (MAP_NAMES.some((m) => !sameLines(before.maps[m], after.maps[m]))) changed.push([id, before, after]);
+    }
+    if (!changed.length) return true;
+    const edited: ServedReport['differences'] = [];
+    for (const m of MAP_NAMES) {
+      const wrong: string[] = [];
+      for (const [, before, after] of changed) {
+        if (sameLines(before.maps[m], after.maps[m])) continue;
+        for (const [k, v] of before.maps[m]) {
+          if (!cliSafe(k)) continue;
+          const got = parseGetMap(await this.cmd(`get map ${this.layout.maps[m]} ${k}`));
+          if (got?.key !== k || got.value !== v) wrong.push(`${k} ${v}`);
+        }
+      }
+      if (wrong.length) edited.push({ map: m, extra: [], missing: wrong });
+    }
+    if (edited.length) await this.alarm({ at: new Date().toISOString(), equal: false, differences: edited }, "replaced by the ledger's new lines");
+    for (const [id, , after] of changed) parts.set(id, after);
+    this.assembled = undefined;
+    this.filesDirty = true;
+    for (const m of MAP_NAMES) {
+      const delta: MapDelta = { del: [], set: [], add: [] };
+      for (const [, before, after] of changed) {
+        const d = mapDelta(before.maps[m], after.maps[m]);
+        delta.del.push(...d.del);
+        delta.set.push(...d.set);
+        delta.add.push(...d.add);
+      }
+      // A key the runtime API would split (a `;` in a route path): that map is replaced whole.
+      if ([...delta.del, ...delta.set.map(([k]) => k), ...delta.add.map(([k]) => k)].some((k) => !cliSafe(k))) await this.pushMap(m, this.table!);
+      else await this.pushDelta(m, delta);
+    }
+    return true;
+  }
+
+  /** Deletions first (a host moved between two IMVUs is deleted, then added for the new one). */
+  private async pushDelta(m: MapName, d: MapDelta): Promise<void> {
+    const file = this.layout.maps[m];
+    const ok = (r: string, what: string) => {
+      if (r.trim()) throw new Error(`haproxy ${what} map ${m}: ${r.trim()}`);
     };
-    for (const m of MAP_NAMES) atomic(L.maps[m], mapText(table.maps[m]));
+    for (const k of d.del) {
+      const r = await this.cmd(`del map ${file} ${k}`);
+      if (!/Key not found/i.test(r)) ok(r, 'del');
+    }
+    for (const [k, v] of d.set) {
+      const r = await this.cmd(`set map ${file} ${k} ${v}`);
+      if (/entry not found/i.test(r)) d.add.push([k, v]);
+      else ok(r, 'set');
+    }
+    for (let i = 0; i < d.add.length; i += 500) ok(await this.cmd(`add map ${file}`, d.add.slice(i, i + 500).map(([k, v]) => `${k} ${v}`).join('\n')), 'add');
+  }
+
+  /** The map files from the table (they lag after changes by IMVU; HAProxy reads them at a reload or restart). */
+  private writeMapFiles(table: GatewayTable): void {
+    for (const m of MAP_NAMES) atomicWrite(this.layout.maps[m], mapText(table.maps[m]));
+    this.filesDirty = false;
+  }
+
+  /**
+   * HAProxy restarted (by the supervisor) from the files: if they lagged the served maps, what it
+   * serves now is the platform's own older table, not an edit: brought up to date without an
+   * alarm, then checked.
+   */
+  private async afterRestart(): Promise<ServedReport> {
+    if (this.filesDirty && this.table) {
+      this.writeMapFiles(this.table);
+      await this.pushMaps(this.table);
+    }
+    return this.check();
+  }
+
+  private async writeFiles(table: GatewayTable): Promise<void> {
+    const L = this.layout;
+    this.writeMapFiles(table);
     this.writeAcmeMap();
     const certs = [join(L.dir, 'certs', 'default.pem')];
-    if (!existsSync(certs[0]!)) issueLocal(this.ca, ['gateway.invalid'], certs[0]!);
+    if (!existsSync(certs[0]!)) await issueLocal(this.ca, ['gateway.invalid'], certs[0]!);
     for (const i of table.imvus) {
       const file = join(L.dir, 'certs', `${i.id}.pem`);
       const names = join(L.dir, 'certs', `${i.id}.names`);
       const want = i.hosts.join(' ');
       if (!existsSync(file) || !existsSync(names) || readFileSync(names, 'utf8') !== want) {
-        issueLocal(this.ca, i.hosts, file);
+        await issueLocal(this.ca, i.hosts, file);
         writeFileSync(names, want);
       }
       certs.push(file);
     }
-    atomic(L.crtList, certs.map((c) => `${c}\n`).join(''));
+    atomicWrite(L.crtList, certs.map((c) => `${c}\n`).join(''));
     const httpsPort = this.o.httpsPort ?? Number(this.o.httpsBind.split(':').pop());
-    atomic(
+    atomicWrite(
       join(L.dir, 'haproxy.cfg'),
       renderConfig({
         layout: { ...L, logSocket: `127.0.0.1:${this.logPort}` },
@@ -502,20 +642,22 @@ export class Gateway {
 
   /** Replaces each map's served contents atomically (prepare, add, commit: no half-applied table). */
   private async pushMaps(table: GatewayTable): Promise<void> {
-    for (const m of MAP_NAMES) {
-      const file = this.layout.maps[m];
-      const prep = await this.cmd(`prepare map ${file}`);
-      const ver = /New version created: (\d+)/.exec(prep)?.[1];
-      if (!ver) throw new Error(`haproxy prepare map ${m}: ${prep.trim()}`);
-      const lines = table.maps[m];
-      for (let i = 0; i < lines.length; i += 500) {
-        const payload = lines.slice(i, i + 500).map(([k, v]) => `${k} ${v}`).join('\n');
-        const r = await this.cmd(`add map @${ver} ${file}`, payload);
-        if (r.trim()) throw new Error(`haproxy add map ${m}: ${r.trim()}`);
-      }
-      const c = await this.cmd(`commit map @${ver} ${file}`);
-      if (c.trim()) throw new Error(`haproxy commit map ${m}: ${c.trim()}`);
+    for (const m of MAP_NAMES) await this.pushMap(m, table);
+  }
+
+  private async pushMap(m: MapName, table: GatewayTable): Promise<void> {
+    const file = this.layout.maps[m];
+    const prep = await this.cmd(`prepare map ${file}`);
+    const ver = /New version created: (\d+)/.exec(prep)?.[1];
+    if (!ver) throw new Error(`haproxy prepare map ${m}: ${prep.trim()}`);
+    const lines = table.maps[m];
+    for (let i = 0; i < lines.length; i += 500) {
+      const payload = lines.slice(i, i + 500).map(([k, v]) => `${k} ${v}`).join('\n');
+      const r = await this.cmd(`add map @${ver} ${file}`, payload);
+      if (r.trim()) throw new Error(`haproxy add map ${m}: ${r.trim()}`);
     }
+    const c = await this.cmd(`commit map @${ver} ${file}`);
+    if (c.trim()) throw new Error(`haproxy commit map ${m}: ${c.trim()}`);
   }
 
   private cmd(command: string, payload?: string): Promise<string> {
@@ -532,15 +674,17 @@ export class Gateway {
 
   /** The served maps (read now, or as `servedMaps()` just read them) against the ledger's table. */
   async served(maps?: Record<MapName, [string, string][]>): Promise<ServedReport> {
-    const table = this.table ?? (await loadTable(this.o.platform.store, this.o.range, this.o.region, this.o.imvuLimits));
+    const table = this.table ?? assembleTable((await this.readParts()).values());
     const differences: ServedReport['differences'] = [];
     for (const m of MAP_NAMES) {
       const served = (maps?.[m] ?? parseShowMap(await this.cmd(`show map ${this.layout.maps[m]}`))).map(([k, v]) => `${k} ${v}`);
       const want = table.maps[m].map(([k, v]) => `${k} ${v}`);
-      // Order matters for prefix maps (first match wins), so compare sequences, then report sets.
-      if (served.join('\n') === want.join('\n')) continue;
+      // The order of lines decides nothing (HAProxy 2.6 indexes map_str and map_beg as trees: an
+      // exact key, the longest prefix), and lines changed by IMVU are appended: compare as sets,
+      // and as many lines (a key served twice is one too many).
       const s = new Set(served);
       const w = new Set(want);
+      if (served.length === want.length && s.size === w.size && want.every((l) => s.has(l))) continue;
       differences.push({ map: m, extra: served.filter((l) => !w.has(l)), missing: want.filter((l) => !s.has(l)) });
     }
     return { at: new Date().toISOString(), equal: differences.length === 0, differences };
@@ -555,10 +699,11 @@ export class Gateway {
     // First the ledger's current table, so that a route change not yet applied is not taken for a
     // difference; read only if a commit changed its sources, so rows edited behind the platform's
     // back are never read into it (the integrity check repairs them).
-    if (!this.table || this.sourcesKey() !== this.appliedKey) await this.apply();
+    if (!this.table || this.sourcesKey() !== this.appliedKey) await this.apply(false);
     const table = this.table!;
     await this.checkCertificates();
     const report = await this.served();
+    if (this.filesDirty) this.writeMapFiles(table);
     this.lastServed = report;
     if (report.equal) return report;
     await this.pushMaps(table);
@@ -687,10 +832,37 @@ export class Gateway {
   }
 }
 
+function atomicWrite(file: string, text: string): void {
+  writeFileSync(`${file}.tmp`, text, { mode: 0o600 });
+  renameSync(`${file}.tmp`, file);
+}
+
+/** What of an IMVU the configuration and certificates are made of (a change reloads). */
+function partKey(i: TableImvu): string {
+  return `${i.id}@${i.address}=${i.hosts.join(',')}`;
+}
+
+function sameLines(a: readonly [string, string][], b: readonly [string, string][]): boolean {
+  return a.length === b.length && a.every(([k, v], i) => b[i]![0] === k && b[i]![1] === v);
+}
+
+/** A map key the runtime API takes as one argument (`;` ends a command, blanks end an argument). */
+function cliSafe(k: string): boolean {
+  return !/[\s;#\\]/.test(k);
+}
+
+/** `get map FILE KEY`: the line HAProxy matches for KEY (found=no: undefined). */
+export function parseGetMap(text: string): { key: string; value: string } | undefined {
+  if (!/found=yes/.test(text)) return undefined;
+  const key = /key="([^"]*)"/.exec(text)?.[1];
+  const value = /value="([^"]*)"/.exec(text)?.[1];
+  return key === undefined || value === undefined ? undefined : { key, value };
+}
+
 function tableKey(t: GatewayTable): string {
   return `${imvuKey(t)}\n${JSON.stringify(t.maps)}`;
 }
 
 function imvuKey(t: GatewayTable): string {
-  return t.imvus.map((i) => `${i.id}@${i.address}=${i.hosts.join(',')}`).join(';');
+  return t.imvus.map(partKey).join(';');
 }

@@ -1,6 +1,8 @@
 // The route lines `nexus audit watch` compares: what follows from an IMVU's ledger entries alone.
 import { describe, expect, it } from 'vitest';
-import { imvuRouteLines, isImvuLine, routeValue, type MapName } from './table.ts';
+import fc from 'fast-check';
+import { imvuRouteLines, isImvuLine, mapDelta, routeValue, touchedImvus, type MapName } from './table.ts';
+import type { LedgerEntry } from '../../core/types.ts';
 
 const maps = (requestsPerWindow: number, connections: number, port = 8080): Partial<Record<MapName, [string, string][]>> => ({
   hosts: [['a.world', 'IMVU-001']],
@@ -45,5 +47,66 @@ describe('isImvuLine', () => {
     // A host pointed at another IMVU is that IMVU's line, whatever the name says.
     expect(isImvuLine('hosts', 'IMVU-001', 'imvu001.world', 'IMVU-002')).toBe(false);
     expect(isImvuLine('hosts', 'IMVU-002', 'imvu001.world', 'IMVU-002')).toBe(true);
+  });
+});
+
+/** A map as HAProxy's runtime API changes it: `del map` drops every line of a key, `set map` sets every line of a key (none: the gateway adds it), `add map` appends. */
+function applyDelta(lines: [string, string][], d: ReturnType<typeof mapDelta>): [string, string][] {
+  let out = lines.filter(([k]) => !d.del.includes(k));
+  const add = [...d.add];
+  for (const [k, v] of d.set) {
+    if (out.some(([x]) => x === k)) out = out.map(([x, y]) => [x, x === k ? v : y]);
+    else add.push([k, v]);
+  }
+  return [...out, ...add];
+}
+
+describe('mapDelta', () => {
+  const key = fc.constantFrom('IMVU-001/a', 'IMVU-001/b', 'IMVU-001/c', 'IMVU-001/d', 'IMVU-001/e');
+  const line = fc.tuple(key, fc.constantFrom('public|1', 'public|2', 'private|3'));
+  const sorted = (l: [string, string][]) => l.map(([k, v]) => `${k} ${v}`).sort();
+
+  it("turns one IMVU's lines into the new ones, with other IMVUs' lines untouched (any lines, duplicate keys too)", () => {
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 6 }), fc.array(line, { maxLength: 6 }), (before, after) => {
+        const others: [string, string][] = [['IMVU-002/a', 'public|9']];
+        expect(sorted(applyDelta([...others, ...before], mapDelta(before, after)))).toEqual(sorted([...others, ...after]));
+      }),
+    );
+  });
+
+  it('sends nothing for unchanged lines, and a changed value as one set', () => {
+    const before: [string, string][] = [['IMVU-001/a', 'public|1'], ['IMVU-001/b', 'public|1']];
+    expect(mapDelta(before, before)).toEqual({ del: [], set: [], add: [] });
+    expect(mapDelta(before, [['IMVU-001/a', 'public|2'], ['IMVU-001/c', 'public|1']])).toEqual({ del: ['IMVU-001/b'], set: [['IMVU-001/a', 'public|2']], add: [['IMVU-001/c', 'public|1']] });
+  });
+});
+
+describe('touchedImvus', () => {
+  const entry = (index: number, type: string, body: Record<string, unknown>, allowed = true) => ({ index, command: { command: { type, body } }, decision: { allowed, gates: [] } }) as unknown as LedgerEntry;
+  const created = async (index: number) => (index === 7 ? 'IMVU-007' : undefined);
+
+  it('names the IMVUs whose routes, envelope, status or domains an entry may change; neither usage nor refusals', async () => {
+    const t = await touchedImvus(
+      [
+        entry(1, 'usage.report', { imvu: 'IMVU-001' }),
+        entry(2, 'consent.record', { imvu: 'IMVU-001' }),
+        entry(3, 'route.set', { imvu: 'IMVU-002' }),
+        entry(4, 'imvu.scale', { imvu: 'IMVU-003' }),
+        entry(5, 'route.set', { imvu: 'IMVU-004' }, false),
+        entry(6, 'identity.register', { name: 'bob' }),
+        entry(7, 'imvu.create', { owner: 'x', name: 'seven' }),
+        entry(8, 'domain.verified', { imvu: 'IMVU-005', domain: 'x.example' }),
+        entry(9, 'imvu.import', { id: 'IMVU-009' }),
+        entry(10, 'integrity.alarm', { imvus: ['IMVU-001'] }),
+      ],
+      created,
+    );
+    expect([...t!].sort()).toEqual(['IMVU-002', 'IMVU-003', 'IMVU-005', 'IMVU-007', 'IMVU-009']);
+  });
+
+  it('gives up (the table is read whole) on an entry it cannot place', async () => {
+    expect(await touchedImvus([entry(1, 'platform.peer', { origin: 'x' })], created)).toBeUndefined();
+    expect(await touchedImvus([entry(8, 'imvu.create', { owner: 'x' })], created)).toBeUndefined();
   });
 });

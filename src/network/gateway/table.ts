@@ -8,6 +8,7 @@ import { ROUTE_CLASSES, RATE_WINDOW_S, parseBackend, ratePerWindow, type Policy 
 import { canonicalPrefix } from '../routes/allow.ts';
 import { regionPermits } from './geo.ts';
 import { DEFAULT_ENVELOPE } from '../../core/policy/commands.ts';
+import type { LedgerEntry } from '../../core/types.ts';
 
 /**
  * Per-IMVU traffic limits follow its envelope (threat 3.1): requests per second and concurrent
@@ -69,63 +70,174 @@ export function imvuValue(serve: boolean, jurisdiction: string, areas: readonly 
   return `${serve ? 1 : 0}|${jurisdiction}|${areas.length ? areas.join(',') : '*'}`;
 }
 
-/**
- * The table for every active IMVU. Throws if an address it derives is not that IMVU's own
- * workload address: rendering re-checks what gate 8 checked, so a projection edited behind the
- * chokepoint still cannot point a route elsewhere.
- */
 export interface ImvuLimits {
   requestsPerCoreS: number;
   connectionsPerCore: number;
 }
 
-export async function loadTable(db: SqlReader, range?: string, region?: string, limits: ImvuLimits = { requestsPerCoreS: IMVU_REQUESTS_PER_CORE_S, connectionsPerCore: IMVU_CONNECTIONS_PER_CORE }): Promise<GatewayTable> {
-  const rows = await db.all<{ id: string; seq: number; stage_domain: string; jurisdiction: string; cpu_cores: number | null; policy: string | null }>(
-    "SELECT i.id, i.seq, i.stage_domain, i.jurisdiction, e.cpu_cores, r.policy FROM imvus i LEFT JOIN routes r ON r.imvu = i.id LEFT JOIN envelopes e ON e.imvu = i.id WHERE i.status IN ('active', 'exiting') ORDER BY i.seq",
-  );
-  const domains = await db.all<{ name: string; imvu: string }>('SELECT name, imvu FROM domains ORDER BY name');
-  // Grouped once: a filter of every domain per IMVU was quadratic (10^10 comparisons at 100,000 IMVUs).
+/** One IMVU's share of the table: its entry and its lines of each map, in its own order. */
+export interface ImvuPart {
+  imvu: TableImvu;
+  maps: Record<MapName, [string, string][]>;
+}
+
+const DEFAULT_LIMITS: ImvuLimits = { requestsPerCoreS: IMVU_REQUESTS_PER_CORE_S, connectionsPerCore: IMVU_CONNECTIONS_PER_CORE };
+
+/** IMVU ids per `IN (...)` list (SQLite binds at most 32,766 parameters; smaller lists keep each statement short). */
+const IN_CHUNK = 500;
+
+type TableRow = { id: string; seq: number; stage_domain: string; jurisdiction: string; cpu_cores: number | null; policy: string | null };
+const TABLE_SQL =
+  "SELECT i.id, i.seq, i.stage_domain, i.jurisdiction, e.cpu_cores, r.policy FROM imvus i LEFT JOIN routes r ON r.imvu = i.id LEFT JOIN envelopes e ON e.imvu = i.id WHERE i.status IN ('active', 'exiting')";
+
+/**
+ * Every active IMVU's part (`only` undefined), or those of the IMVUs in `only` that are active (an
+ * id missing from the answer is not served): in seq order. Reading some costs what they hold, by
+ * the primary keys and `domains_imvu`.
+ */
+export async function loadParts(db: SqlReader, range?: string, region?: string, limits: ImvuLimits = DEFAULT_LIMITS, only?: readonly string[]): Promise<Map<string, ImvuPart>> {
+  const rows: TableRow[] = [];
   const domainsOf = new Map<string, string[]>();
-  for (const d of domains) {
+  const addDomain = (d: { name: string; imvu: string }) => {
     const names = domainsOf.get(d.imvu);
     if (names) names.push(d.name);
     else domainsOf.set(d.imvu, [d.name]);
+  };
+  if (only === undefined) {
+    rows.push(...(await db.all<TableRow>(`${TABLE_SQL} ORDER BY i.seq`)));
+    // Grouped once: a filter of every domain per IMVU was quadratic (10^10 comparisons at 100,000 IMVUs).
+    for (const d of await db.all<{ name: string; imvu: string }>('SELECT name, imvu FROM domains ORDER BY name')) addDomain(d);
+  } else {
+    for (let i = 0; i < only.length; i += IN_CHUNK) {
+      const ids = only.slice(i, i + IN_CHUNK);
+      const marks = ids.map(() => '?').join(',');
+      rows.push(...(await db.all<TableRow>(`${TABLE_SQL} AND i.id IN (${marks})`, ids)));
+      for (const d of await db.all<{ name: string; imvu: string }>(`SELECT name, imvu FROM domains WHERE imvu IN (${marks}) ORDER BY name`, ids)) addDomain(d);
+    }
+    rows.sort((a, b) => a.seq - b.seq);
   }
-  const imvus: TableImvu[] = [];
-  const maps: GatewayTable['maps'] = { hosts: [], exact: [], prefix: [], roles: [], imvus: [], allow: [] };
-  const prefix: [string, string][] = [];
-  for (const row of rows) {
-    const address = workloadNet(row.seq, range).workloadAddress;
-    if (seqOfAddress(address, range) !== row.seq) throw new Error(`${row.id}: workload address ${address} is not its own`);
-    const hosts = [...new Set([...(domainsOf.get(row.id) ?? []), row.stage_domain].map((h) => h.toLowerCase()))].sort();
-    imvus.push({ id: row.id, seq: row.seq, address, hosts, jurisdiction: row.jurisdiction });
-    for (const h of hosts) maps.hosts.push([h, row.id]);
-    const cores = Math.max(1, row.cpu_cores ?? DEFAULT_ENVELOPE.cpu_cores);
-    const geo = regionPermits(row.jurisdiction, region);
-    const bounds: ImvuBounds = { requests: cores * limits.requestsPerCoreS * RATE_WINDOW_S, connections: cores * limits.connectionsPerCore };
-    maps.imvus.push([row.id, imvuValue(geo.ok, row.jurisdiction, geo.areas)]);
-    const policy = row.policy ? (JSON.parse(row.policy) as Policy) : { public: [], private: [], restricted: [] };
-    let n = 0;
-    for (const cls of ROUTE_CLASSES) {
-      for (const r of policy[cls] ?? []) {
-        n++;
-        const b = parseBackend(r.backend);
-        // A backend gate 8 would refuse is never served (a row written behind the chokepoint).
-        if ('error' in b) continue;
-        const allow = [...new Set((r.ip_whitelist ?? []).map(canonicalPrefix))];
-        // An entry gate 8 would refuse admits nobody (never everybody).
-        const value = routeValue(cls, b.port, ratePerWindow(r.rate_limit), `${row.id}.${n}`, allow.length > 0, bounds);
-        for (const a of allow) if (a) maps.allow.push([`${a}@${row.id}.${n}`, '1']);
-        if (r.path.endsWith('*')) prefix.push([`${row.id}${r.path.slice(0, -1)}`, value]);
-        else maps.exact.push([`${row.id}${r.path}`, value]);
-        for (const role of r.require_roles ?? []) maps.roles.push([`${row.id}.${n}:${role}`, '1']);
-      }
+  const parts = new Map<string, ImvuPart>();
+  for (const row of rows) parts.set(row.id, imvuPart(row, domainsOf.get(row.id) ?? [], range, region, limits));
+  return parts;
+}
+
+function imvuPart(row: TableRow, domains: readonly string[], range: string | undefined, region: string | undefined, limits: ImvuLimits): ImvuPart {
+  const address = workloadNet(row.seq, range).workloadAddress;
+  if (seqOfAddress(address, range) !== row.seq) throw new Error(`${row.id}: workload address ${address} is not its own`);
+  const hosts = [...new Set([...domains, row.stage_domain].map((h) => h.toLowerCase()))].sort();
+  const maps: ImvuPart['maps'] = { hosts: [], exact: [], prefix: [], roles: [], imvus: [], allow: [] };
+  for (const h of hosts) maps.hosts.push([h, row.id]);
+  const cores = Math.max(1, row.cpu_cores ?? DEFAULT_ENVELOPE.cpu_cores);
+  const geo = regionPermits(row.jurisdiction, region);
+  const bounds: ImvuBounds = { requests: cores * limits.requestsPerCoreS * RATE_WINDOW_S, connections: cores * limits.connectionsPerCore };
+  maps.imvus.push([row.id, imvuValue(geo.ok, row.jurisdiction, geo.areas)]);
+  const policy = row.policy ? (JSON.parse(row.policy) as Policy) : { public: [], private: [], restricted: [] };
+  let n = 0;
+  for (const cls of ROUTE_CLASSES) {
+    for (const r of policy[cls] ?? []) {
+      n++;
+      const b = parseBackend(r.backend);
+      // A backend gate 8 would refuse is never served (a row written behind the chokepoint).
+      if ('error' in b) continue;
+      const allow = [...new Set((r.ip_whitelist ?? []).map(canonicalPrefix))];
+      // An entry gate 8 would refuse admits nobody (never everybody).
+      const value = routeValue(cls, b.port, ratePerWindow(r.rate_limit), `${row.id}.${n}`, allow.length > 0, bounds);
+      for (const a of allow) if (a) maps.allow.push([`${a}@${row.id}.${n}`, '1']);
+      if (r.path.endsWith('*')) maps.prefix.push([`${row.id}${r.path.slice(0, -1)}`, value]);
+      else maps.exact.push([`${row.id}${r.path}`, value]);
+      for (const role of r.require_roles ?? []) maps.roles.push([`${row.id}.${n}:${role}`, '1']);
     }
   }
-  // HAProxy's prefix maps answer with the first line that matches: longest prefix first.
+  return { imvu: { id: row.id, seq: row.seq, address, hosts, jurisdiction: row.jurisdiction }, maps };
+}
+
+/** The whole table from every IMVU's part (in seq order). */
+export function assembleTable(parts: Iterable<ImvuPart>): GatewayTable {
+  const imvus: TableImvu[] = [];
+  const maps: GatewayTable['maps'] = { hosts: [], exact: [], prefix: [], roles: [], imvus: [], allow: [] };
+  for (const p of parts) {
+    imvus.push(p.imvu);
+    for (const m of MAP_NAMES) for (const line of p.maps[m]) maps[m].push(line);
+  }
+  // Kept sorted so that the files read the same whatever the order parts changed in; HAProxy's
+  // map_beg is a prefix tree (the longest prefix wins whatever the order of the lines).
   maps.allow.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  maps.prefix = prefix.sort((a, b) => b[0].length - a[0].length || (a[0] < b[0] ? -1 : 1));
+  maps.prefix.sort((a, b) => b[0].length - a[0].length || (a[0] < b[0] ? -1 : 1));
   return { imvus, maps };
+}
+
+/**
+ * The table for every active IMVU. Throws if an address it derives is not that IMVU's own
+ * workload address: rendering re-checks what gate 8 checked, so a projection edited behind the
+ * chokepoint still cannot point a route elsewhere.
+ */
+export async function loadTable(db: SqlReader, range?: string, region?: string, limits: ImvuLimits = DEFAULT_LIMITS): Promise<GatewayTable> {
+  return assembleTable((await loadParts(db, range, region, limits)).values());
+}
+
+/** Allowed commands that name no IMVU and change no IMVU's rows (nor the table). */
+const PLATFORM_ONLY: ReadonlySet<string> = new Set([
+  'identity.register', 'identity.rotate', 'identity.revoke', 'pricebook.publish', 'noise.summary', 'meter.register',
+  'capacity.publish', 'plan.publish', 'quota.approve', 'period.close', 'integrity.alarm', 'ledger.snapshot',
+]);
+/** Allowed commands that name an IMVU but never change its imvus, routes, envelopes or domains rows. */
+const TABLE_NEUTRAL: ReadonlySet<string> = new Set([
+  'consent.record', 'usage.report', 'revenue.record', 'notify.creator', 'member.add', 'mailbox.add', 'mailbox.remove',
+  'dns.record.add', 'dns.record.remove', 'domain.claim', 'domain.verify', 'dkim.publish', 'dkim.activate', 'dkim.remove',
+  'dkim.rotate', 'dnssec.publish', 'dnssec.activate', 'dnssec.remove', 'dnssec.resign', 'gateway.refusals', 'mail.refusals',
+  'certificate.issued',
+]);
+
+/**
+ * The IMVUs whose rows of the table's sources the ledger entries `data` (consecutive, from the
+ * log) may have changed; undefined when one of them could have changed anything (an entry that
+ * names no IMVU and is not known to change none). `createdAt(index)`: the id of the IMVU an
+ * `imvu.create` at that index made.
+ */
+export async function touchedImvus(entries: Iterable<LedgerEntry>, createdAt: (index: number) => Promise<string | undefined>): Promise<Set<string> | undefined> {
+  const touched = new Set<string>();
+  for (const e of entries) {
+    if (!e.decision?.allowed) continue; // a refusal changes nothing
+    const cmd = e.command?.command;
+    if (!cmd) return undefined;
+    const b = (cmd.body ?? {}) as Record<string, unknown>;
+    if (PLATFORM_ONLY.has(cmd.type)) continue;
+    if (cmd.type === 'imvu.create') {
+      const id = await createdAt(e.index);
+      if (id === undefined) return undefined;
+      touched.add(id);
+    } else if (cmd.type === 'imvu.import' && typeof b.id === 'string') touched.add(b.id);
+    else if (typeof b.imvu === 'string') {
+      if (!TABLE_NEUTRAL.has(cmd.type)) touched.add(b.imvu);
+    } else return undefined;
+  }
+  return touched;
+}
+
+/** Per map, how one IMVU's lines change: keys to delete, keys whose value changes, lines to add. */
+export interface MapDelta {
+  del: string[];
+  set: [string, string][];
+  add: [string, string][];
+}
+
+/**
+ * The runtime API commands that turn `before`'s lines of one map into `after`'s. Keys are unique
+ * within an IMVU's lines of a map (gate 8: one route per path; hosts and ids by construction);
+ * when they are not, every old key goes and every new line is added.
+ */
+export function mapDelta(before: readonly [string, string][], after: readonly [string, string][]): MapDelta {
+  const b = new Map(before);
+  const a = new Map(after);
+  if (b.size !== before.length || a.size !== after.length) return { del: [...b.keys()], set: [], add: [...after] };
+  const out: MapDelta = { del: [], set: [], add: [] };
+  for (const k of b.keys()) if (!a.has(k)) out.del.push(k);
+  for (const [k, v] of a) {
+    const old = b.get(k);
+    if (old === undefined) out.add.push([k, v]);
+    else if (old !== v) out.set.push([k, v]);
+  }
+  return out;
 }
 
 export function mapText(lines: [string, string][]): string {

@@ -1,0 +1,118 @@
+// The gateway's table at scale: what a route change of one IMVU costs on a platform of N IMVUs, by
+// the IMVU's own rows and lines (the path the gateway takes) and by the whole table (the path it
+// took before, and still takes for a new IMVU or after `sync()`).
+//
+//   npx tsx bench/gateway/scale.ts --data DIR [--rounds R] [--haproxy]
+//
+// DIR is changed (a creator, an IMVU and its route changes are appended; with --haproxy the gateway
+// writes DIR/gateway): give it a copy. Without --haproxy, the table reads alone: the whole table
+// (every active IMVU's rows, assembled, compared) against one IMVU's rows and its map delta. With
+// --haproxy (as root), a gateway is started on the directory (its first start issues a local-CA
+// certificate per IMVU) and timed: the start, a route change applied by the IMVU's lines and by
+// the whole table (alternating, R rounds each), a new IMVU (the reload), and the periodic check.
+import { loadavg } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { openDataDir } from '../../src/core/platform.ts';
+import { generateKeyPair, identityIdFromPublicKey, publicKeyRaw } from '../../src/core/identity/keys.ts';
+import { signCommand } from '../../src/core/identity/envelope.ts';
+import type { CommandType, Json } from '../../src/core/types.ts';
+import type { KeyObject } from 'node:crypto';
+import { assembleTable, loadParts, mapDelta, MAP_NAMES } from '../../src/network/gateway/table.ts';
+import { Gateway } from '../../src/network/gateway/gateway.ts';
+import { arg } from '../scale/args.ts';
+
+const dir = arg('data');
+const ROUNDS = Number(arg('rounds', '10'));
+const HAPROXY = process.argv.includes('--haproxy');
+const RANGE = '10.64.0.0/10';
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const ms = (x: number) => Math.round(x * 100) / 100;
+
+/** Wall time and this process's CPU time of `fn`, ms. */
+async function timed<T>(fn: () => Promise<T>): Promise<{ wall: number; cpu: number; value: T }> {
+  const c = process.cpuUsage();
+  const t = performance.now();
+  const value = await fn();
+  const used = process.cpuUsage(c);
+  return { wall: performance.now() - t, cpu: (used.user + used.system) / 1000, value };
+}
+
+async function main(): Promise<void> {
+  const p = await openDataDir(dir, { parallelVerify: true });
+  const as = (key: KeyObject, type: CommandType, body: { [k: string]: Json }) => p.chokepoint.submit(signCommand(key, type, body, { origin: p.config.origin }));
+  const imvus = Number((await p.store.get<{ n: number }>("SELECT COUNT(*) AS n FROM imvus WHERE status IN ('active', 'exiting')"))!.n);
+  const { privateKey: key } = generateKeyPair();
+  const raw = publicKeyRaw(key);
+  const owner = identityIdFromPublicKey(raw);
+  if (!(await as(key, 'identity.register', { name: `gateway-bench-${process.pid}`, role: 'creator', publicKey: raw.toString('base64') })).allowed) throw new Error('register refused');
+  const policy = (n: number) => ({ public: [{ path: '/api', backend: `web:${8000 + (n % 1000)}` }, { path: '/static/*', backend: 'web:8080' }, ...(n % 2 ? [{ path: `/v${n}`, backend: 'web:8081' }] : [])], private: [], restricted: [] });
+  const out: Record<string, unknown> = { dir, imvus, rounds: ROUNDS, load1: [loadavg()[0]!] };
+
+  if (!HAPROXY) {
+    const created = await as(key, 'imvu.create', { name: `gwbench${process.pid}`, owner, jurisdiction: 'US-CCPA' });
+    const id = (await p.store.get<{ id: string }>('SELECT id FROM imvus WHERE entry = ?', [created.index]))!.id;
+    const whole: number[] = [];
+    const wholeCpu: number[] = [];
+    const one: number[] = [];
+    const oneCpu: number[] = [];
+    let before = await loadParts(p.store, RANGE, undefined, undefined, [id]);
+    for (let r = 0; r < ROUNDS; r++) {
+      if (!(await as(key, 'route.set', { imvu: id, policy: policy(r) })).allowed) throw new Error('route.set refused');
+      const w = await timed(async () => {
+        const t = assembleTable((await loadParts(p.store, RANGE)).values());
+        return JSON.stringify(t.maps).length;
+      });
+      whole.push(w.wall);
+      wholeCpu.push(w.cpu);
+      const o = await timed(async () => {
+        const after = await loadParts(p.store, RANGE, undefined, undefined, [id]);
+        const n = MAP_NAMES.reduce((a, m) => a + Object.values(mapDelta(before.get(id)!.maps[m], after.get(id)!.maps[m])).flat().length, 0);
+        before = after;
+        return n;
+      });
+      one.push(o.wall);
+      oneCpu.push(o.cpu);
+    }
+    Object.assign(out, { wholeTableMs: ms(median(whole)), wholeTableCpuMs: ms(median(wholeCpu)), oneImvuMs: ms(median(one)), oneImvuCpuMs: ms(median(oneCpu)) });
+  } else {
+    const gw = new Gateway({ platform: p, httpsBind: '127.0.0.1:18443', range: RANGE, checkIntervalMs: 3_600_000, pollMs: 3_600_000, log: () => undefined });
+    const g = gw as unknown as { apply(whole: boolean): Promise<void>; serialize<T>(fn: () => Promise<T>): Promise<T> };
+    const start = await timed(() => gw.start());
+    out.startMs = Math.round(start.wall);
+    out.rssMbAfterStart = Math.round(process.memoryUsage().rss / 2 ** 20);
+    const created = await timed(async () => {
+      const c = await as(key, 'imvu.create', { name: `gwbench${process.pid}`, owner, jurisdiction: 'US-CCPA' });
+      await g.serialize(() => g.apply(false));
+      return c;
+    });
+    out.newImvuMs = Math.round(created.wall);
+    const id = (await p.store.get<{ id: string }>('SELECT id FROM imvus WHERE entry = ?', [created.value.index]))!.id;
+    const byImvu: number[] = [];
+    const byImvuCpu: number[] = [];
+    const whole: number[] = [];
+    const wholeCpu: number[] = [];
+    for (let r = 0; r < 2 * ROUNDS; r++) {
+      if (!(await as(key, 'route.set', { imvu: id, policy: policy(r) })).allowed) throw new Error('route.set refused');
+      const t = await timed(() => g.serialize(() => g.apply(r % 2 === 1)));
+      (r % 2 ? whole : byImvu).push(t.wall);
+      (r % 2 ? wholeCpu : byImvuCpu).push(t.cpu);
+    }
+    const check = await timed(() => gw.verify());
+    if (!check.value.equal) throw new Error(`served table differs: ${JSON.stringify(check.value.differences).slice(0, 300)}`);
+    Object.assign(out, {
+      routeChangeByImvuMs: ms(median(byImvu)),
+      routeChangeByImvuCpuMs: ms(median(byImvuCpu)),
+      routeChangeWholeMs: ms(median(whole)),
+      routeChangeWholeCpuMs: ms(median(wholeCpu)),
+      checkMs: Math.round(check.wall),
+      checkCpuMs: Math.round(check.cpu),
+    });
+    await gw.stop();
+  }
+  (out.load1 as number[]).push(loadavg()[0]!);
+  await p.close();
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+await main();
