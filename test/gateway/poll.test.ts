@@ -72,6 +72,23 @@ describe.skipIf(!haveHaproxy)('the gateway reads its table only when its sources
     expect((await gw.served()).equal).toBe(true);
   }, 60_000);
 
+  it("a new IMVU is served after a reload that reads its rows only; an exited one is no longer served, likewise", async () => {
+    const before = tableReads;
+    const partsBefore = partReads;
+    const B = await createImvu(p, alice, 'pollnew');
+    await waitFor(async () => (await gw.servedMaps()).hosts.some(([h, id]) => h === B.host && id === B.id), 20_000, 'the new IMVU served');
+    expect(tableReads).toBe(before);
+    expect(partReads).toBeGreaterThan(partsBefore);
+    // Its certificate was issued, recorded in the ledger and is the one HAProxy serves.
+    await waitFor(async () => (await gw.servedCertificates([B.id]))[0]?.equal === true, 10_000, "the new IMVU's certificate served");
+    expect((await gw.verify()).equal).toBe(true);
+    expect((await p.exitNow(alice, B.id)).allowed).toBe(true);
+    await waitFor(async () => !(await gw.servedMaps()).hosts.some(([, id]) => id === B.id), 20_000, 'the exited IMVU no longer served');
+    expect(tableReads).toBe(before);
+    expect((await gw.verify()).equal).toBe(true);
+    expect(gw.alarms).toEqual([]);
+  }, 60_000);
+
   it('a route edited with SQL while it runs is not read by its checks; one read by sync() is replaced once the integrity check repairs it', async () => {
     const evil = JSON.stringify({ public: [{ path: '/evil', backend: 'web:9999' }], private: [], restricted: [] });
     const hasEvil = async () => (await gw.servedMaps()).exact.some(([k]) => k === `${A.id}/evil`);

@@ -243,7 +243,7 @@ export class Gateway {
     const parts = await this.readParts();
     const table = assembleTable(parts.values());
     await this.writeFiles(table);
-    await this.recordLocalCertificates(table);
+    await this.recordLocalCertificates(table.imvus);
     await this.sup.start();
     this.setParts(parts, table, size);
     this.imvuSet = imvuKey(table);
@@ -294,10 +294,10 @@ export class Gateway {
    * names), or before such issuances were recorded. Called before HAProxy loads the files, so a
    * certificate is in the ledger before it is served, whichever CA issued it.
    */
-  private async recordLocalCertificates(table: GatewayTable): Promise<void> {
+  private async recordLocalCertificates(imvus: readonly TableImvu[]): Promise<void> {
     const { platform } = this.o;
     const ca = new X509Certificate(readFileSync(this.ca.cert));
-    for (const i of table.imvus) {
+    for (const i of imvus) {
       const file = this.certFile(i.id);
       if (!existsSync(file)) continue;
       const pem = readFileSync(file, 'utf8');
@@ -482,10 +482,15 @@ export class Gateway {
       const entries: ReturnType<typeof decodeEntry>[] = [];
       for (let at = this.appliedSize; at < size; at += 1000) for (const data of await store.readEntries(at, Math.min(size, at + 1000))) entries.push(decodeEntry(data));
       const touched = await touchedImvus(entries, async (index) => (await store.get<{ id: string }>('SELECT id FROM imvus WHERE entry = ?', [index]))?.id);
-      if (touched && touched.size <= MAX_DELTA_IMVUS && (await this.applyImvus([...touched]))) {
-        this.appliedSize = size;
-        this.appliedKey = key;
-        return;
+      try {
+        if (touched && touched.size <= MAX_DELTA_IMVUS && (await this.applyImvus([...touched]))) {
+          this.appliedSize = size;
+          this.appliedKey = key;
+          return;
+        }
+      } catch (e) {
+        // A reload that failed (a certificate file of another IMVU gone): the whole path checks every file.
+        this.o.log?.(`gateway: applying by IMVU failed (${(e as Error).message}); reading the whole table`);
       }
     }
     const parts = await this.readParts();
@@ -506,7 +511,7 @@ export class Gateway {
     if (imvuKey(table) !== this.imvuSet) {
       // New or gone IMVUs change the backends and certificates: the one case that reloads.
       await this.meter?.sample();
-      await this.recordLocalCertificates(table);
+      await this.recordLocalCertificates(table.imvus);
       await this.sup.reload();
       this.imvuSet = imvuKey(table);
       this.setParts(parts, table, size);
@@ -520,29 +525,35 @@ export class Gateway {
 
   /**
    * The IMVUs `ids` read again and their lines changed in place over the runtime API (`del map`,
-   * `set map`, `add map`). False, with nothing changed, when one of them appeared, went, or changed
-   * its address or names (backends and certificates change: the whole path reloads). Before its
-   * lines change, each IMVU's served lines are looked up key by key (`get map`): one edited by hand
-   * is raised as an alarm before it is replaced, as the whole path does for the whole table.
+   * `set map`, `add map`). Before its lines change, each IMVU's served lines are looked up key by
+   * key (`get map`): one edited by hand is raised as an alarm before it is replaced, as the whole
+   * path does for the whole table. When one of them appeared, went, or changed names, backends and
+   * certificates change: the files are written from the parts held (certificates issued and
+   * recorded for those IMVUs only) and HAProxy reloads, without reading every IMVU's rows again.
+   * False (nothing changed) if an IMVU's workload address moved, which only the whole path handles.
    */
   private async applyImvus(ids: readonly string[]): Promise<boolean> {
     const parts = this.parts!;
     const fresh = await this.readParts(ids);
-    const changed: [string, ImvuPart, ImvuPart][] = [];
+    const changed: [string, ImvuPart | undefined, ImvuPart | undefined][] = [];
+    let reshaped = false;
     for (const id of ids) {
       const before = parts.get(id);
       const after = fresh.get(id);
       if (!before && !after) continue;
-      if (!before || !after || partKey(before.imvu) !== partKey(after.imvu)) return false;
-      if (MAP_NAMES.some((m) => !sameLines(before.maps[m], after.maps[m]))) changed.push([id, before, after]);
+      if (before && after && before.imvu.address !== after.imvu.address) return false;
+      if (!before || !after || partKey(before.imvu) !== partKey(after.imvu)) reshaped = true;
+      if (!before || !after || MAP_NAMES.some((m) => !sameLines(before.maps[m], after.maps[m]))) changed.push([id, before, after]);
     }
     if (!changed.length) return true;
+    const none: [string, string][] = [];
     const edited: ServedReport['differences'] = [];
     for (const m of MAP_NAMES) {
       const wrong: string[] = [];
-      for (const [, before, after] of changed) {
-        if (sameLines(before.maps[m], after.maps[m])) continue;
-        for (const [k, v] of before.maps[m]) {
+      for (const [, was, now] of changed) {
+        const before = was?.maps[m] ?? none;
+        if (sameLines(before, now?.maps[m] ?? none)) continue;
+        for (const [k, v] of before) {
           if (!cliSafe(k)) continue;
           const got = parseGetMap(await this.cmd(`get map ${this.layout.maps[m]} ${k}`));
           if (got?.key !== k || got.value !== v) wrong.push(`${k} ${v}`);
@@ -551,13 +562,33 @@ export class Gateway {
       if (wrong.length) edited.push({ map: m, extra: [], missing: wrong });
     }
     if (edited.length) await this.alarm({ at: new Date().toISOString(), equal: false, differences: edited }, "replaced by the ledger's new lines");
-    for (const [id, , after] of changed) parts.set(id, after);
+    if (reshaped) {
+      const next = new Map(parts);
+      for (const [id, , after] of changed) {
+        if (after) next.set(id, after);
+        else next.delete(id);
+      }
+      // In seq order, as a whole read gives them (a new IMVU is usually the last: then nothing moves).
+      const ordered = [...next.values()].every((p, i, all) => i === 0 || all[i - 1]!.imvu.seq < p.imvu.seq) ? next : new Map([...next].sort((a, b) => a[1].imvu.seq - b[1].imvu.seq));
+      const table = assembleTable(ordered.values());
+      const mine = new Set(changed.map(([id]) => id));
+      await this.writeFiles(table, mine);
+      await this.meter?.sample();
+      await this.recordLocalCertificates(table.imvus.filter((i) => mine.has(i.id)));
+      await this.sup.reload();
+      this.imvuSet = imvuKey(table);
+      this.parts = ordered;
+      this.assembled = table;
+      void this.renewCertificates();
+      return true;
+    }
+    for (const [id, , after] of changed) parts.set(id, after!);
     this.assembled = undefined;
     this.filesDirty = true;
     for (const m of MAP_NAMES) {
       const delta: MapDelta = { del: [], set: [], add: [] };
       for (const [, before, after] of changed) {
-        const d = mapDelta(before.maps[m], after.maps[m]);
+        const d = mapDelta(before!.maps[m], after!.maps[m]);
         delta.del.push(...d.del);
         delta.set.push(...d.set);
         delta.add.push(...d.add);
@@ -606,7 +637,12 @@ export class Gateway {
     return this.check();
   }
 
-  private async writeFiles(table: GatewayTable): Promise<void> {
+  /**
+   * Map files, ACME map, certificates, crt-list and configuration from `table`. Each IMVU's
+   * certificate file is checked (issued again if missing or for other names), or only those of
+   * `certsOf` (the IMVUs a change by IMVU touched; the others were checked when they last changed).
+   */
+  private async writeFiles(table: GatewayTable, certsOf?: ReadonlySet<string>): Promise<void> {
     const L = this.layout;
     this.writeMapFiles(table);
     this.writeAcmeMap();
@@ -616,7 +652,7 @@ export class Gateway {
       const file = join(L.dir, 'certs', `${i.id}.pem`);
       const names = join(L.dir, 'certs', `${i.id}.names`);
       const want = i.hosts.join(' ');
-      if (!existsSync(file) || !existsSync(names) || readFileSync(names, 'utf8') !== want) {
+      if ((!certsOf || certsOf.has(i.id)) && (!existsSync(file) || !existsSync(names) || readFileSync(names, 'utf8') !== want)) {
         await issueLocal(this.ca, i.hosts, file);
         writeFileSync(names, want);
       }
