@@ -12,7 +12,7 @@ import { testPlatform, type TestPlatform } from '../../src/core/testing.ts';
 import { Gateway } from '../../src/network/gateway/gateway.ts';
 import { ensureLocalCa, issueLocal } from '../../src/network/gateway/certs.ts';
 import { runtimeCommand } from '../../src/network/gateway/runtime.ts';
-import { createImvu, freePort, haveHaproxy } from './harness.ts';
+import { createImvu, freePort, haveHaproxy, recordCommands } from './harness.ts';
 
 const RANGE = `10.209.${process.pid % 256}.0/24`;
 
@@ -30,12 +30,7 @@ describe.skipIf(!haveHaproxy)('served certificates: read back per IMVU asked abo
     for (const name of ['one', 'two', 'three']) ids.push((await createImvu(p, alice, name)).id);
     gw = new Gateway({ platform: p, httpsBind: `127.0.0.1:${await freePort()}`, range: RANGE, checkIntervalMs: 3_600_000, certificateCheckBatch: 1 });
     await gw.start();
-    const g = gw as unknown as { cmd: (command: string, payload?: string) => Promise<string> };
-    const cmd = g.cmd.bind(gw);
-    vi.spyOn(g, 'cmd').mockImplementation((command: string, payload?: string) => {
-      sent.push(command);
-      return cmd(command, payload);
-    });
+    recordCommands(gw, sent);
   }, 60_000);
 
   afterAll(async () => {

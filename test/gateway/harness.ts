@@ -4,7 +4,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { connect } from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { expect } from 'vitest';
+import { expect, vi } from 'vitest';
 import type { TestPlatform, Actor } from '../../src/core/testing.ts';
 import type { Json } from '../../src/core/types.ts';
 
@@ -88,4 +88,17 @@ export async function refusalCounts(p: TestPlatform): Promise<{ imvu: string; ro
     if (entry.command.command.type === 'gateway.refusals') out.push(...entry.command.command.body.counts);
   }
   return out;
+}
+
+/**
+ * Records each runtime API command the gateway sends (a payload after a newline, when `withPayload`)
+ * into `sent`, still sending it. Undone by `vi.restoreAllMocks()`.
+ */
+export function recordCommands(gw: object, sent: string[], withPayload = false): void {
+  const g = gw as { cmd: (command: string, payload?: string) => Promise<string> };
+  const cmd = g.cmd.bind(gw);
+  vi.spyOn(g, 'cmd').mockImplementation((command: string, payload?: string) => {
+    sent.push(withPayload && payload !== undefined ? `${command}\n${payload}` : command);
+    return cmd(command, payload);
+  });
 }

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { testPlatform, type TestPlatform, type Actor } from '../../src/core/testing.ts';
 import { Gateway } from '../../src/network/gateway/gateway.ts';
 import { runtimeCommand } from '../../src/network/gateway/runtime.ts';
-import { createImvu, freePort, haveHaproxy, waitFor } from './harness.ts';
+import { createImvu, freePort, haveHaproxy, recordCommands, waitFor } from './harness.ts';
 
 const RANGE = `10.209.${process.pid % 256}.0/24`;
 
@@ -36,12 +36,7 @@ describe.skipIf(!haveHaproxy)("a route change is applied by the IMVU's own lines
     }
     gw = new Gateway({ platform: p, httpsBind: `127.0.0.1:${await freePort()}`, range: RANGE, checkIntervalMs: 3_600_000, pollMs: 50 });
     await gw.start();
-    const g = gw as unknown as { cmd: (command: string, payload?: string) => Promise<string> };
-    const cmd = g.cmd.bind(gw);
-    vi.spyOn(g, 'cmd').mockImplementation((command: string, payload?: string) => {
-      sent.push(payload === undefined ? command : `${command}\n${payload}`);
-      return cmd(command, payload);
-    });
+    recordCommands(gw, sent, true);
   }, 60_000);
 
   afterAll(async () => {
