@@ -835,9 +835,8 @@ export const ROUTES: RouteDef[] = [
   read('/v1/imvus/:id/gateway', 'What the gateway serves for the IMVU against the ledger', { params: Params.imvu }, async (ctx, { params, scope }) => {
     await mayReadImvu(ctx, await scope(), params.id);
     if (!ctx.gateway) return { body: { imvu: params.id, gateway: 'off' } };
-    // The maps read once, for the comparison and for the lines shown.
-    const served = await ctx.gateway.servedMaps();
-    const report = await ctx.gateway.served(served);
+    // This IMVU's lines only, looked up key by key: the view costs its own lines, not the platform's maps.
+    const { maps: served, report } = await ctx.gateway.servedImvu(params.id);
     const own = (m: MapName) => (l: string) => {
       const at = l.indexOf(' ');
       return isImvuLine(m, params.id, l.slice(0, at), l.slice(at + 1));

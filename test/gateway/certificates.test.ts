@@ -118,8 +118,29 @@ describe.skipIf(!haveHaproxy)('gateway certificates against the ledger (local CA
       spy.mockRestore();
     }
     expect(sent.filter((c) => c.startsWith('show ssl cert '))).toEqual([`show ssl cert ${gw.certFile('IMVU-001')}`]);
-    // The maps are read once for the comparison and the lines shown.
-    expect(sent.filter((c) => c.startsWith('show map ')).length).toBe(6);
+    // No map is read whole: each of IMVU-001's lines is looked up by its key, and nothing of IMVU-002's.
+    expect(sent.filter((c) => c.startsWith('show map '))).toEqual([]);
+    const lookups = sent.filter((c) => c.startsWith('get map '));
+    expect(lookups.length).toBeGreaterThan(2);
+    for (const c of lookups) expect(c).toMatch(/ (IMVU-001\b|[a-z.]*imvu001\.world$)/);
+  }, 60_000);
+
+  it("the view finds a line of its IMVU edited by hand as it is served now, before any check; the other IMVU's view is unaffected", async () => {
+    const gw = server.gateway!;
+    const hosts = gw.layout.maps.hosts;
+    // Someone with the admin socket points IMVU-001's name at IMVU-002.
+    expect((await runtimeCommand(gw.layout.adminSocket, `set map ${hosts} ${host} IMVU-002`)).trim()).toBe('');
+    try {
+      const view = JSON.parse((await nexus('imvu', 'gateway', 'IMVU-001', '--json')).stdout) as { equal: boolean; differences: { map: string; missing: string[] }[]; routes: { hosts: string[] } };
+      expect(view.equal).toBe(false);
+      expect(view.differences).toEqual([{ map: 'hosts', extra: [], missing: [`${host} IMVU-001`] }]);
+      expect(view.routes.hosts).toEqual([`stage.${host} IMVU-001`]);
+      const other = JSON.parse((await nexus('imvu', 'gateway', 'IMVU-002', '--json')).stdout) as { equal: boolean };
+      expect(other.equal).toBe(true);
+    } finally {
+      await gw.verify();
+    }
+    expect((await gw.servedMaps()).hosts).toContainEqual([host, 'IMVU-001']);
   }, 60_000);
 
   it('a certificate replaced by hand over the runtime API is detected, reverted to the ledger\'s and alarmed', async () => {

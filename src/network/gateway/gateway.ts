@@ -708,6 +708,39 @@ export class Gateway {
     return out;
   }
 
+  /**
+   * One IMVU's lines as HAProxy serves them now, against the ledger's table: each key the table
+   * gives the IMVU looked up (`get map`, HAProxy's own match), so the view costs that IMVU's lines,
+   * not the platform's maps. A line served for it beyond those keys (added by hand over the socket)
+   * only a whole read finds: the periodic check does, reverts it and raises an alarm (listed with
+   * the IMVU's alarms). A key the runtime API would split (a `;` in a path): the maps are read whole.
+   */
+  async servedImvu(id: string): Promise<{ maps: Record<MapName, [string, string][]>; report: ServedReport }> {
+    const part = this.parts?.get(id);
+    const want = (m: MapName) => part?.maps[m] ?? [];
+    if (MAP_NAMES.some((m) => want(m).some(([k]) => !cliSafe(k)))) {
+      const maps = await this.servedMaps();
+      return { maps, report: await this.served(maps) };
+    }
+    const at = new Date().toISOString();
+    const maps = {} as Record<MapName, [string, string][]>;
+    const differences: ServedReport['differences'] = [];
+    for (const m of MAP_NAMES) {
+      maps[m] = [];
+      const extra: string[] = [];
+      const missing: string[] = [];
+      for (const [k, v] of want(m)) {
+        const got = parseGetMap(await this.cmd(`get map ${this.layout.maps[m]} ${k}`));
+        if (got?.key === k) maps[m].push([k, got.value]);
+        if (got?.key === k && got.value === v) continue;
+        missing.push(`${k} ${v}`);
+        if (got?.key === k) extra.push(`${k} ${got.value}`);
+      }
+      if (extra.length || missing.length) differences.push({ map: m, extra, missing });
+    }
+    return { maps, report: { at, equal: differences.length === 0, differences } };
+  }
+
   /** The served maps (read now, or as `servedMaps()` just read them) against the ledger's table. */
   async served(maps?: Record<MapName, [string, string][]>): Promise<ServedReport> {
     const table = this.table ?? assembleTable((await this.readParts()).values());
