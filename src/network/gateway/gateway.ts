@@ -50,6 +50,14 @@ export interface GatewayOptions {
    * many IMVUs, each check takes the next ones in turn, so a whole round takes several checks.
    */
   certificateCheckBatch?: number;
+  /**
+   * Served map lines (every map together) up to which each check reads the maps back whole (default
+   * WHOLE_CHECK_LINES). Beyond, a check compares each map's line count and looks up the lines of
+   * `lineCheckBatch` IMVUs, the next ones in turn, and reads the maps whole only when one differs.
+   */
+  wholeCheckLines?: number;
+  /** IMVUs whose lines one check looks up beyond `wholeCheckLines` (default CERTIFICATE_CHECK_BATCH). */
+  lineCheckBatch?: number;
   /** How often the ledger is polled for changes (default 500 ms). */
   pollMs?: number;
   /** How often refusals are summarised into one ledger entry (default 60 s). */
@@ -118,6 +126,14 @@ export function parseShowSslCert(text: string): ServedCertificate['served'] {
  */
 export const CERTIFICATE_CHECK_BATCH = 1000;
 
+/**
+ * Served map lines up to which each periodic check reads every map back whole (about 3,000 IMVUs
+ * with the default routes). A whole read at 100,000 IMVUs is 600,000 lines and 28 MB over the
+ * runtime API every 30 s, and HAProxy's answer to one `show map` has a size limit of ours
+ * (runtime.ts) that the prefix map passes at about 140,000 IMVUs.
+ */
+export const WHOLE_CHECK_LINES = 20_000;
+
 export interface GatewayAlarm {
   index: number;
   imvus: string[];
@@ -144,6 +160,8 @@ export class Gateway {
   private timers: NodeJS.Timeout[] = [];
   /** Where the next periodic check's certificates start in the table's IMVUs. */
   private certCursor = 0;
+  /** Where the next check's line lookups start in the table's IMVUs (beyond `wholeCheckLines`). */
+  private lineCursor = 0;
   private busy: Promise<unknown> = Promise.resolve();
   private logSock: Socket | undefined;
   readonly alarms: GatewayAlarm[] = [];
@@ -361,16 +379,8 @@ export class Gateway {
    * IMVU takes N / batch checks), so a check costs the same at 100,000 IMVUs as at 1,000.
    */
   private async checkCertificates(): Promise<ServedCertificate[]> {
-    const all = this.table?.imvus ?? [];
-    const batch = Math.max(1, this.o.certificateCheckBatch ?? CERTIFICATE_CHECK_BATCH);
-    let turn: TableImvu[];
-    if (all.length <= batch) turn = [...all];
-    else {
-      if (this.certCursor >= all.length) this.certCursor = 0;
-      turn = all.slice(this.certCursor, this.certCursor + batch);
-      if (turn.length < batch) turn.push(...all.slice(0, batch - turn.length));
-      this.certCursor = (this.certCursor + batch) % all.length;
-    }
+    const [turn, cursor] = turnOf(this.table?.imvus ?? [], this.o.certificateCheckBatch ?? CERTIFICATE_CHECK_BATCH, this.certCursor);
+    this.certCursor = cursor;
     const report = await this.certificatesOf(turn);
     this.lastCertificates = report;
     const wrong = report.filter((c) => !c.equal && c.fileIsLedger && c.ledger);
@@ -711,14 +721,17 @@ export class Gateway {
   /**
    * One IMVU's lines as HAProxy serves them now, against the ledger's table: each key the table
    * gives the IMVU looked up (`get map`, HAProxy's own match), so the view costs that IMVU's lines,
-   * not the platform's maps. A line served for it beyond those keys (added by hand over the socket)
-   * only a whole read finds: the periodic check does, reverts it and raises an alarm (listed with
-   * the IMVU's alarms). A key the runtime API would split (a `;` in a path): the maps are read whole.
+   * not the platform's maps. A line added by hand under another key moves its map's line count
+   * (one `show map` listing): then the maps are read whole, as they are for a key the runtime API
+   * would split (a `;` in a path). What this misses, a line removed elsewhere and one added for this
+   * IMVU in the same map, the periodic check finds, reverts and alarms (listed with its alarms).
    */
   async servedImvu(id: string): Promise<{ maps: Record<MapName, [string, string][]>; report: ServedReport }> {
     const part = this.parts?.get(id);
     const want = (m: MapName) => part?.maps[m] ?? [];
-    if (MAP_NAMES.some((m) => want(m).some(([k]) => !cliSafe(k)))) {
+    const table = this.table;
+    const counts = parseMapCounts(await this.cmd('show map'));
+    if (!table || MAP_NAMES.some((m) => counts.get(this.layout.maps[m]) !== table.maps[m].length || want(m).some(([k]) => !cliSafe(k)))) {
       const maps = await this.servedMaps();
       return { maps, report: await this.served(maps) };
     }
@@ -771,7 +784,8 @@ export class Gateway {
     if (!this.table || this.sourcesKey() !== this.appliedKey) await this.apply(false);
     const table = this.table!;
     await this.checkCertificates();
-    const report = await this.served();
+    const lines = MAP_NAMES.reduce((n, m) => n + table.maps[m].length, 0);
+    const report = (lines > (this.o.wholeCheckLines ?? WHOLE_CHECK_LINES) && (await this.servedInTurn(table))) || (await this.served());
     if (this.filesDirty) this.writeMapFiles(table);
     this.lastServed = report;
     if (report.equal) return report;
@@ -780,6 +794,29 @@ export class Gateway {
     this.lastServed = after;
     await this.alarm(report, `reverted to the ledger's table${after.equal ? '' : ' (still differs: see the gateway log)'}`);
     return report;
+  }
+
+  /**
+   * The check of a large table, costing a batch of IMVUs instead of every served line: each map's
+   * line count (`show map` lists them all with `entry_cnt`; a line added or removed by hand moves
+   * one) and the lines of the next `lineCheckBatch` IMVUs looked up by key (a value changed by hand,
+   * or a line removed and another added to keep the count, is found when its IMVU's turn comes:
+   * within IMVUs / batch checks). Undefined when something differs: the caller then reads the maps
+   * whole, reverts and alarms.
+   */
+  private async servedInTurn(table: GatewayTable): Promise<ServedReport | undefined> {
+    const counts = parseMapCounts(await this.cmd('show map'));
+    if (MAP_NAMES.some((m) => counts.get(this.layout.maps[m]) !== table.maps[m].length)) return undefined;
+    const [turn, cursor] = turnOf(table.imvus, this.o.lineCheckBatch ?? CERTIFICATE_CHECK_BATCH, this.lineCursor);
+    this.lineCursor = cursor;
+    for (const i of turn)
+      for (const m of MAP_NAMES)
+        for (const [k, v] of this.parts?.get(i.id)?.maps[m] ?? []) {
+          if (!cliSafe(k)) return undefined;
+          const got = parseGetMap(await this.cmd(`get map ${this.layout.maps[m]} ${k}`));
+          if (got?.key !== k || got.value !== v) return undefined;
+        }
+    return { at: new Date().toISOString(), equal: true, differences: [] };
   }
 
   /** An `integrity.alarm` for a served table that differed from the ledger's, notified to the creators. */
@@ -918,6 +955,26 @@ function sameLines(a: readonly [string, string][], b: readonly [string, string][
 /** A map key the runtime API takes as one argument (`;` ends a command, blanks end an argument). */
 function cliSafe(k: string): boolean {
   return !/[\s;#\\]/.test(k);
+}
+
+/** The next `batch` of `all` from `cursor` (wrapping round), and the cursor after it; all of them when they fit one batch. */
+function turnOf<T>(all: readonly T[], batch: number, cursor: number): [T[], number] {
+  const n = Math.max(1, batch);
+  if (all.length <= n) return [[...all], 0];
+  const from = cursor >= all.length ? 0 : cursor;
+  const turn = all.slice(from, from + n);
+  if (turn.length < n) turn.push(...all.slice(0, n - turn.length));
+  return [turn, (from + n) % all.length];
+}
+
+/** `show map` without a map: each map file's current line count (`entry_cnt`). */
+export function parseMapCounts(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const l of text.split('\n')) {
+    const m = /^\d+ \((.*)\) .*\bentry_cnt=(\d+)/.exec(l);
+    if (m) out.set(m[1]!, Number(m[2]));
+  }
+  return out;
 }
 
 /** `get map FILE KEY`: the line HAProxy matches for KEY (found=no: undefined). */
