@@ -9,7 +9,9 @@
 // (every active IMVU's rows, assembled, compared) against one IMVU's rows and its map delta. With
 // --haproxy (as root), a gateway is started on the directory (its first start issues a local-CA
 // certificate per IMVU) and timed: the start, a route change applied by the IMVU's lines and by
-// the whole table (alternating, R rounds each), a new IMVU (the reload), and the periodic check.
+// the whole table (alternating, R rounds each), a new IMVU (the reload), the periodic check (by
+// counts and IMVUs in turn beyond WHOLE_CHECK_LINES), a whole read of the served maps, and a
+// creator's view of one IMVU.
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { openDataDir } from '../../src/core/platform.ts';
@@ -100,6 +102,11 @@ async function main(): Promise<void> {
     }
     const check = await timed(() => gw.verify());
     if (!check.value.equal) throw new Error(`served table differs: ${JSON.stringify(check.value.differences).slice(0, 300)}`);
+    // The whole read the check makes below WHOLE_CHECK_LINES (and when something differs), and a creator's view of one IMVU.
+    const wholeRead = await timed(() => gw.served());
+    const view = await timed(() => gw.servedImvu(id));
+    if (!wholeRead.value.equal || !view.value.report.equal) throw new Error('served table differs');
+    Object.assign(out, { wholeReadMs: Math.round(wholeRead.wall), wholeReadCpuMs: Math.round(wholeRead.cpu), viewMs: ms(view.wall), viewCpuMs: ms(view.cpu) });
     Object.assign(out, {
       routeChangeByImvuMs: ms(median(byImvu)),
       routeChangeByImvuCpuMs: ms(median(byImvuCpu)),

@@ -5,7 +5,7 @@
 // ledger's table is served again and an `integrity.alarm` names the IMVU.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { testPlatform, type TestPlatform } from '../../src/core/testing.ts';
-import { Gateway, parseMapCounts } from '../../src/network/gateway/gateway.ts';
+import { Gateway } from '../../src/network/gateway/gateway.ts';
 import { runtimeCommand } from '../../src/network/gateway/runtime.ts';
 import { createImvu, freePort, haveHaproxy, recordCommands } from './harness.ts';
 
@@ -15,13 +15,6 @@ let p: TestPlatform;
 let gw: Gateway;
 const ids: string[] = [];
 const sent: string[] = [];
-
-describe('parseMapCounts', () => {
-  it("reads each map file's line count from HAProxy 2.6's listing", () => {
-    const text = "# id (file) description\n0 (/d/maps/hosts.map) pattern loaded from file '/d/maps/hosts.map' used by map at file '/d/haproxy.cfg' line 40. curr_ver=3 next_ver=3 entry_cnt=12\n1 (/d/maps/exact.map) pattern loaded from file '/d/maps/exact.map' used by map at file '/d/haproxy.cfg' line 44. curr_ver=0 next_ver=0 entry_cnt=0\n";
-    expect([...parseMapCounts(text)]).toEqual([['/d/maps/hosts.map', 12], ['/d/maps/exact.map', 0]]);
-  });
-});
 
 describe.skipIf(!haveHaproxy)('the periodic check of a large table, by counts and IMVUs in turn', () => {
   beforeAll(async () => {

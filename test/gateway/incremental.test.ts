@@ -90,6 +90,20 @@ describe.skipIf(!haveHaproxy)("a route change is applied by the IMVU's own lines
     expect((await gw.verify()).equal).toBe(true);
   }, 60_000);
 
+  it("an IMVU's 256 routes, beyond the 16 KiB HAProxy's CLI takes in one payload: every line served, by IMVU and after a revert", async () => {
+    const A = I[0]!;
+    const many = Array.from({ length: 256 }, (_, i) => route(`/r${i}-${'x'.repeat(40)}`, 8080));
+    expect((await p.as(alice, 'route.set', { imvu: A.id, policy: policyOf(...many) })).allowed).toBe(true);
+    const mine = async () => (await gw.servedMaps()).exact.filter(([k]) => k.startsWith(`${A.id}/r`)).length;
+    await waitFor(async () => (await mine()) === 256, 10_000, 'all 256 routes served');
+    expect((await gw.verify()).equal).toBe(true);
+    // A hand edit makes the check push every map whole (prepare, add, commit).
+    expect((await runtimeCommand(gw.layout.adminSocket, `add map ${gw.layout.maps.exact} ${A.id}/evil public|1|0|x|0|0|0`)).trim()).toBe('');
+    expect((await gw.verify()).equal).toBe(false);
+    expect(await mine()).toBe(256);
+    expect((await gw.verify()).equal).toBe(true);
+  }, 60_000);
+
   it('HAProxy restarted from map files that lag the served maps serves the ledger again, without an alarm', async () => {
     const C = I[2]!;
     expect((await gw.verify()).equal).toBe(true);

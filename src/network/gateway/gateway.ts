@@ -14,7 +14,7 @@ import type { SignedCommand } from '../../core/types.ts';
 import { ensureLocalCa, ensureTokenKey, issueLocal, type LocalCa } from './certs.ts';
 import { renderConfig, type HaproxyLayout, type SourceLimit } from './haproxy-config.ts';
 import { HaproxySupervisor, findHaproxy } from './haproxy.ts';
-import { parseInfo, parseShowMap, parseStat, runtimeCommand } from './runtime.ts';
+import { parseGetMap, parseInfo, parseMapCounts, parseShowMap, parseStat, payloads, runtimeCommand } from './runtime.ts';
 import { assembleTable, loadParts, mapDelta, mapText, touchedImvus, MAP_NAMES, type GatewayTable, type ImvuLimits, type ImvuPart, type MapDelta, type MapName, type TableImvu } from './table.ts';
 import { decodeEntry } from '../../core/ledger/ledger.ts';
 import { GatewayMeter } from '../metering/counters.ts';
@@ -625,7 +625,7 @@ export class Gateway {
       if (/entry not found/i.test(r)) d.add.push([k, v]);
       else ok(r, 'set');
     }
-    for (let i = 0; i < d.add.length; i += 500) ok(await this.cmd(`add map ${file}`, d.add.slice(i, i + 500).map(([k, v]) => `${k} ${v}`).join('\n')), 'add');
+    for (const payload of payloads(d.add)) added(await this.cmd(`add map ${file}`, payload), m);
   }
 
   /** The map files from the table (they lag after changes by IMVU; HAProxy reads them at a reload or restart). */
@@ -654,6 +654,8 @@ export class Gateway {
    */
   private async writeFiles(table: GatewayTable, certsOf?: ReadonlySet<string>): Promise<void> {
     const L = this.layout;
+    // What HAProxy is about to load (a certificate and a backend per IMVU) sets how long it may take.
+    this.sup.readyTimeoutMs = 15_000 + 3 * table.imvus.length;
     this.writeMapFiles(table);
     this.writeAcmeMap();
     const certs = [join(L.dir, 'certs', 'default.pem')];
@@ -697,13 +699,12 @@ export class Gateway {
     const ver = /New version created: (\d+)/.exec(prep)?.[1];
     if (!ver) throw new Error(`haproxy prepare map ${m}: ${prep.trim()}`);
     const lines = table.maps[m];
-    for (let i = 0; i < lines.length; i += 500) {
-      const payload = lines.slice(i, i + 500).map(([k, v]) => `${k} ${v}`).join('\n');
-      const r = await this.cmd(`add map @${ver} ${file}`, payload);
-      if (r.trim()) throw new Error(`haproxy add map ${m}: ${r.trim()}`);
-    }
+    for (const payload of payloads(lines)) added(await this.cmd(`add map @${ver} ${file}`, payload), m);
     const c = await this.cmd(`commit map @${ver} ${file}`);
     if (c.trim()) throw new Error(`haproxy commit map ${m}: ${c.trim()}`);
+    // What was committed is what was sent: a payload HAProxy dropped would otherwise empty the map.
+    const served = parseMapCounts(await this.cmd('show map')).get(file);
+    if (served !== lines.length) throw new Error(`haproxy map ${m}: ${served ?? 'no'} lines served after the commit, ${lines.length} sent`);
   }
 
   private cmd(command: string, payload?: string): Promise<string> {
@@ -957,6 +958,12 @@ function cliSafe(k: string): boolean {
   return !/[\s;#\\]/.test(k);
 }
 
+/** An `add map` answered: a blank line. Nothing at all is a payload HAProxy did not take. */
+function added(r: string, m: MapName): void {
+  if (r === '') throw new Error(`haproxy add map ${m}: no answer (the payload was not taken)`);
+  if (r.trim()) throw new Error(`haproxy add map ${m}: ${r.trim()}`);
+}
+
 /** The next `batch` of `all` from `cursor` (wrapping round), and the cursor after it; all of them when they fit one batch. */
 function turnOf<T>(all: readonly T[], batch: number, cursor: number): [T[], number] {
   const n = Math.max(1, batch);
@@ -965,24 +972,6 @@ function turnOf<T>(all: readonly T[], batch: number, cursor: number): [T[], numb
   const turn = all.slice(from, from + n);
   if (turn.length < n) turn.push(...all.slice(0, n - turn.length));
   return [turn, (from + n) % all.length];
-}
-
-/** `show map` without a map: each map file's current line count (`entry_cnt`). */
-export function parseMapCounts(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const l of text.split('\n')) {
-    const m = /^\d+ \((.*)\) .*\bentry_cnt=(\d+)/.exec(l);
-    if (m) out.set(m[1]!, Number(m[2]));
-  }
-  return out;
-}
-
-/** `get map FILE KEY`: the line HAProxy matches for KEY (found=no: undefined). */
-export function parseGetMap(text: string): { key: string; value: string } | undefined {
-  if (!/found=yes/.test(text)) return undefined;
-  const key = /key="([^"]*)"/.exec(text)?.[1];
-  const value = /value="([^"]*)"/.exec(text)?.[1];
-  return key === undefined || value === undefined ? undefined : { key, value };
 }
 
 function tableKey(t: GatewayTable): string {

@@ -29,6 +29,12 @@ export class HaproxySupervisor {
   private restartTimer: NodeJS.Timeout | undefined;
   /** How many times it was restarted after dying. */
   restarts = 0;
+  /**
+   * How long a start, restart or reload may take to answer: HAProxy loads every certificate of the
+   * crt-list first (about 0.8 ms each here: 9 s for 10,000 IMVUs, bench/RESULTS.md), so the
+   * gateway sets it from the number of IMVUs.
+   */
+  readyTimeoutMs = 15_000;
 
   constructor(private readonly o: SupervisorOptions) {}
 
@@ -39,7 +45,7 @@ export class HaproxySupervisor {
   async start(): Promise<void> {
     this.stopping = false;
     this.spawn();
-    await this.waitReady();
+    await this.waitReady(this.readyTimeoutMs);
   }
 
   private spawn(): void {
@@ -70,7 +76,7 @@ export class HaproxySupervisor {
   }
 
   /** Until the worker answers on the admin socket (a fresh worker after a start or reload). */
-  async waitReady(timeoutMs = 15_000, notPid?: string): Promise<void> {
+  async waitReady(timeoutMs = this.readyTimeoutMs, notPid?: string): Promise<void> {
     const until = Date.now() + timeoutMs;
     let last = '';
     while (Date.now() < until) {
@@ -94,7 +100,7 @@ export class HaproxySupervisor {
     const info = await runtimeCommand(this.o.adminSocket, 'show info', { timeoutMs: 2000 }).catch(() => '');
     const oldPid = /^Pid: (\d+)/m.exec(info)?.[1];
     this.child.kill('SIGUSR2');
-    await this.waitReady(15_000, oldPid);
+    await this.waitReady(this.readyTimeoutMs, oldPid);
   }
 
   async stop(): Promise<void> {

@@ -57,3 +57,47 @@ export function parseShowMap(text: string): [string, string][] {
   }
   return out;
 }
+
+/**
+ * Bytes of map lines per `add map` payload. HAProxy's CLI reads a command and its payload into one
+ * buffer (tune.bufsize, 16 KiB by default) and drops a longer one without a word: 500 route lines
+ * (about 17 KiB) were dropped and a whole push emptied the map (bench/gateway/scale.ts at 10,000 IMVUs).
+ */
+export const MAP_PAYLOAD_BYTES = 8 * 1024;
+
+/** Map lines as `add map` payloads of at most MAP_PAYLOAD_BYTES each (a longer line alone). */
+export function payloads(lines: readonly [string, string][], max = MAP_PAYLOAD_BYTES): string[] {
+  const out: string[] = [];
+  let cur: string[] = [];
+  let size = 0;
+  for (const [k, v] of lines) {
+    const line = `${k} ${v}`;
+    if (cur.length && size + line.length + 1 > max) {
+      out.push(cur.join('\n'));
+      cur = [];
+      size = 0;
+    }
+    cur.push(line);
+    size += line.length + 1;
+  }
+  if (cur.length) out.push(cur.join('\n'));
+  return out;
+}
+
+/** `show map` without a map: each map file's current line count (`entry_cnt`). */
+export function parseMapCounts(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const l of text.split('\n')) {
+    const m = /^\d+ \((.*)\) .*\bentry_cnt=(\d+)/.exec(l);
+    if (m) out.set(m[1]!, Number(m[2]));
+  }
+  return out;
+}
+
+/** `get map FILE KEY`: the line HAProxy matches for KEY (found=no: undefined). */
+export function parseGetMap(text: string): { key: string; value: string } | undefined {
+  if (!/found=yes/.test(text)) return undefined;
+  const key = /key="([^"]*)"/.exec(text)?.[1];
+  const value = /value="([^"]*)"/.exec(text)?.[1];
+  return key === undefined || value === undefined ? undefined : { key, value };
+}
