@@ -14,7 +14,7 @@ import type { SignedCommand } from '../../core/types.ts';
 import { ensureLocalCa, ensureTokenKey, issueLocal, type LocalCa } from './certs.ts';
 import { renderConfig, type HaproxyLayout, type SourceLimit } from './haproxy-config.ts';
 import { HaproxySupervisor, findHaproxy } from './haproxy.ts';
-import { parseGetMap, parseInfo, parseMapCounts, parseShowMap, parseStat, payloads, runtimeCommand } from './runtime.ts';
+import { MAP_PAYLOAD_BYTES, parseGetMap, parseInfo, parseMapCounts, parseShowMap, parseStat, payloads, runtimeCommand } from './runtime.ts';
 import { assembleTable, loadParts, mapDelta, mapText, touchedImvus, MAP_NAMES, type GatewayTable, type ImvuLimits, type ImvuPart, type MapDelta, type MapName, type TableImvu } from './table.ts';
 import { decodeEntry } from '../../core/ledger/ledger.ts';
 import { GatewayMeter } from '../metering/counters.ts';
@@ -127,12 +127,12 @@ export function parseShowSslCert(text: string): ServedCertificate['served'] {
 export const CERTIFICATE_CHECK_BATCH = 1000;
 
 /**
- * Served map lines up to which each periodic check reads every map back whole (about 3,000 IMVUs
- * with the default routes). A whole read at 100,000 IMVUs is 600,000 lines and 28 MB over the
+ * Served map lines up to which each periodic check reads every map back whole (about 14,000 IMVUs
+ * with the default routes; 143 ms at 10,000, bench/gateway/scale.ts). A whole read at 100,000 IMVUs is 600,000 lines and 28 MB over the
  * runtime API every 30 s, and HAProxy's answer to one `show map` has a size limit of ours
  * (runtime.ts) that the prefix map passes at about 140,000 IMVUs.
  */
-export const WHOLE_CHECK_LINES = 20_000;
+export const WHOLE_CHECK_LINES = 100_000;
 
 export interface GatewayAlarm {
   index: number;
@@ -560,15 +560,11 @@ export class Gateway {
     const edited: ServedReport['differences'] = [];
     for (const m of MAP_NAMES) {
       const wrong: string[] = [];
-      for (const [, was, now] of changed) {
-        const before = was?.maps[m] ?? none;
-        if (sameLines(before, now?.maps[m] ?? none)) continue;
-        for (const [k, v] of before) {
-          if (!cliSafe(k)) continue;
-          const got = parseGetMap(await this.cmd(`get map ${this.layout.maps[m]} ${k}`));
-          if (got?.key !== k || got.value !== v) wrong.push(`${k} ${v}`);
-        }
-      }
+      const lines = changed.flatMap(([, was, now]) => (sameLines(was?.maps[m] ?? none, now?.maps[m] ?? none) ? [] : (was?.maps[m] ?? none).filter(([k]) => cliSafe(k))));
+      const got = await this.lookup(m, lines.map(([k]) => k));
+      lines.forEach(([k, v], i) => {
+        if (got[i]?.key !== k || got[i]?.value !== v) wrong.push(`${k} ${v}`);
+      });
       if (wrong.length) edited.push({ map: m, extra: [], missing: wrong });
     }
     if (edited.length) await this.alarm({ at: new Date().toISOString(), equal: false, differences: edited }, "replaced by the ledger's new lines");
@@ -707,6 +703,30 @@ export class Gateway {
     if (served !== lines.length) throw new Error(`haproxy map ${m}: ${served ?? 'no'} lines served after the commit, ${lines.length} sent`);
   }
 
+  /**
+   * HAProxy's own match for each key in map `m` (`get map`; undefined: none), many commands to a
+   * connection (`;`-separated, each answer ending with a blank line): a lookup per connection cost
+   * more than a whole read of the maps at 10,000 IMVUs. Keys must be cliSafe.
+   */
+  private async lookup(m: MapName, keys: readonly string[]): Promise<({ key: string; value: string } | undefined)[]> {
+    const file = this.layout.maps[m];
+    const out: ({ key: string; value: string } | undefined)[] = [];
+    for (let i = 0; i < keys.length; ) {
+      const batch: string[] = [];
+      let size = 0;
+      // The command line shares HAProxy's 16 KiB CLI buffer: well under it.
+      while (i < keys.length && (batch.length === 0 || size + file.length + keys[i]!.length + 12 < MAP_PAYLOAD_BYTES)) {
+        batch.push(`get map ${file} ${keys[i]}`);
+        size += file.length + keys[i]!.length + 12;
+        i++;
+      }
+      const answers = (await this.cmd(batch.join('; '))).split('\n\n');
+      if (answers.length < batch.length) throw new Error(`haproxy get map ${m}: ${answers.length - 1} answers to ${batch.length} lookups`);
+      for (let n = 0; n < batch.length; n++) out.push(parseGetMap(answers[n]!));
+    }
+    return out;
+  }
+
   private cmd(command: string, payload?: string): Promise<string> {
     return runtimeCommand(this.layout.adminSocket, command, payload === undefined ? {} : { payload });
   }
@@ -743,8 +763,10 @@ export class Gateway {
       maps[m] = [];
       const extra: string[] = [];
       const missing: string[] = [];
-      for (const [k, v] of want(m)) {
-        const got = parseGetMap(await this.cmd(`get map ${this.layout.maps[m]} ${k}`));
+      const lines = want(m);
+      const found = await this.lookup(m, lines.map(([k]) => k));
+      for (const [i, [k, v]] of lines.entries()) {
+        const got = found[i];
         if (got?.key === k) maps[m].push([k, got.value]);
         if (got?.key === k && got.value === v) continue;
         missing.push(`${k} ${v}`);
@@ -810,13 +832,12 @@ export class Gateway {
     if (MAP_NAMES.some((m) => counts.get(this.layout.maps[m]) !== table.maps[m].length)) return undefined;
     const [turn, cursor] = turnOf(table.imvus, this.o.lineCheckBatch ?? CERTIFICATE_CHECK_BATCH, this.lineCursor);
     this.lineCursor = cursor;
-    for (const i of turn)
-      for (const m of MAP_NAMES)
-        for (const [k, v] of this.parts?.get(i.id)?.maps[m] ?? []) {
-          if (!cliSafe(k)) return undefined;
-          const got = parseGetMap(await this.cmd(`get map ${this.layout.maps[m]} ${k}`));
-          if (got?.key !== k || got.value !== v) return undefined;
-        }
+    for (const m of MAP_NAMES) {
+      const lines = turn.flatMap((i) => this.parts?.get(i.id)?.maps[m] ?? []);
+      if (lines.some(([k]) => !cliSafe(k))) return undefined;
+      const got = await this.lookup(m, lines.map(([k]) => k));
+      if (lines.some(([k, v], n) => got[n]?.key !== k || got[n]?.value !== v)) return undefined;
+    }
     return { at: new Date().toISOString(), equal: true, differences: [] };
   }
 
