@@ -108,6 +108,10 @@ describe.skipIf(!haveHaproxy)('the gateway reads its table only when its sources
     expect(await hasEvil()).toBe(true);
     const alarm = await p.integrity.check();
     expect(alarm?.tables).toContain('routes');
+    // Entries after the repair name no IMVU's routes: the repair alone makes the gateway read its table whole again.
+    expect((await p.as(alice, 'consent.record', { imvu: A.id, subject: alice.id, purpose: 'after-repair', granted: true })).allowed).toBe(true);
+    await gw.verify();
+    expect(await hasEvil()).toBe(false);
     // ...whose restored digests equal those the gateway last read under: the repair count moves the key.
     await waitFor(async () => !(await hasEvil()), 10_000, 'the repaired route table served');
     expect((await gw.servedMaps()).exact.some(([k]) => k === `${A.id}/fresh`)).toBe(true);

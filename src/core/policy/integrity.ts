@@ -611,6 +611,11 @@ export class Integrity {
    * knows without reading them whether it is current. Edits behind the platform's back do not move
    * it; the periodic check finds those.
    */
+  /** Repairs committed since open: a reader that may have read edited rows reads whole again when it moves. */
+  get repairs(): number {
+    return this.rebuilds;
+  }
+
   tablesKey(tables: readonly string[]): string {
     // A repair restores the digests they had before the edit: the count of repairs tells a reader
     // that may have read the edited rows (gateway sync()) to read again.

@@ -152,6 +152,8 @@ export class Gateway {
   private assembled: GatewayTable | undefined;
   /** The ledger size the parts were read at: entries after it say which IMVUs to read again. */
   private appliedSize = 0;
+  /** The integrity repairs counted when the table was last read whole (one since: rows read by IMVU may have been edited ones). */
+  private appliedRepairs = 0;
   /** The map files lag the served maps (changed by IMVU over the runtime API): written at the next check, before any reload. */
   private filesDirty = false;
   private imvuSet = '';
@@ -257,13 +259,14 @@ export class Gateway {
   async start(): Promise<void> {
     await this.listenLog();
     const size = this.o.platform.chokepoint.ledger.size;
+    const repairs = this.o.platform.integrity.repairs;
     this.appliedKey = this.sourcesKey();
     const parts = await this.readParts();
     const table = assembleTable(parts.values());
     await this.writeFiles(table);
     await this.recordLocalCertificates(table.imvus);
     await this.sup.start();
-    this.setParts(parts, table, size);
+    this.setParts(parts, table, size, repairs);
     this.imvuSet = imvuKey(table);
     await this.check();
     this.timers.push(setInterval(() => void this.serialize(() => this.poll()).catch((e: unknown) => this.o.log?.(`gateway sync: ${(e as Error).message}`)), this.o.pollMs ?? 500));
@@ -458,10 +461,12 @@ export class Gateway {
     return loadParts(this.o.platform.store, this.o.range, this.o.region, this.o.imvuLimits, only);
   }
 
-  private setParts(parts: Map<string, ImvuPart>, table: GatewayTable, size: number): void {
+  /** After a whole read: `size` and the repair count it was read at. */
+  private setParts(parts: Map<string, ImvuPart>, table: GatewayTable, size: number, repairs: number): void {
     this.parts = parts;
     this.assembled = table;
     this.appliedSize = size;
+    this.appliedRepairs = repairs;
   }
 
   /** Moves with every commit that changes a projection the table is made of (table.ts loadTable). */
@@ -487,7 +492,9 @@ export class Gateway {
     // Both at once (no commit between them): the rows read after are at least as new as both.
     const size = this.o.platform.chokepoint.ledger.size;
     const key = this.sourcesKey();
-    if (!whole && this.parts && size > this.appliedSize && size - this.appliedSize <= MAX_DELTA_ENTRIES) {
+    const repairs = this.o.platform.integrity.repairs;
+    // After a repair the whole table is read again: rows read by IMVU before it may have been edited ones.
+    if (!whole && this.parts && repairs === this.appliedRepairs && size > this.appliedSize && size - this.appliedSize <= MAX_DELTA_ENTRIES) {
       const store = this.o.platform.store;
       const entries: ReturnType<typeof decodeEntry>[] = [];
       for (let at = this.appliedSize; at < size; at += 1000) for (const data of await store.readEntries(at, Math.min(size, at + 1000))) entries.push(decodeEntry(data));
@@ -508,7 +515,7 @@ export class Gateway {
     // A ledger entry that changes nothing served (most do not) pushes nothing: a hand edit of a
     // map is then found by the check and alarmed, not silently overwritten.
     if (this.table && tableKey(table) === tableKey(this.table)) {
-      this.setParts(parts, this.table, size);
+      this.setParts(parts, this.table, size, repairs);
       this.appliedKey = key;
       return;
     }
@@ -524,11 +531,11 @@ export class Gateway {
       await this.recordLocalCertificates(table.imvus);
       await this.sup.reload();
       this.imvuSet = imvuKey(table);
-      this.setParts(parts, table, size);
+      this.setParts(parts, table, size, repairs);
       // New names (an IMVU, a verified domain) need a certificate from the CA: ordered in the background.
       void this.renewCertificates();
     } else await this.pushMaps(table);
-    this.setParts(parts, table, size);
+    this.setParts(parts, table, size, repairs);
     // Only once served: a push that failed is tried again at the next look.
     this.appliedKey = key;
   }
