@@ -757,9 +757,10 @@ export class Gateway {
   async servedImvu(id: string): Promise<{ maps: Record<MapName, [string, string][]>; report: ServedReport }> {
     const part = this.parts?.get(id);
     const want = (m: MapName) => part?.maps[m] ?? [];
-    const table = this.table;
+    // The table's line counts from the parts (assembling the whole table for them would cost the platform's lines).
+    const lines = this.parts && lineCounts(this.parts.values());
     const counts = parseMapCounts(await this.cmd('show map'));
-    if (!table || MAP_NAMES.some((m) => counts.get(this.layout.maps[m]) !== table.maps[m].length || want(m).some(([k]) => !cliSafe(k)))) {
+    if (!lines || MAP_NAMES.some((m) => counts.get(this.layout.maps[m]) !== lines[m] || want(m).some(([k]) => !cliSafe(k)))) {
       const maps = await this.servedMaps();
       return { maps, report: await this.served(maps) };
     }
@@ -970,6 +971,13 @@ export class Gateway {
 function atomicWrite(file: string, text: string): void {
   writeFileSync(`${file}.tmp`, text, { mode: 0o600 });
   renameSync(`${file}.tmp`, file);
+}
+
+/** Lines per map of the table these parts make. */
+function lineCounts(parts: Iterable<ImvuPart>): Record<MapName, number> {
+  const out = Object.fromEntries(MAP_NAMES.map((m) => [m, 0])) as Record<MapName, number>;
+  for (const p of parts) for (const m of MAP_NAMES) out[m] += p.maps[m].length;
+  return out;
 }
 
 /** What of an IMVU the configuration and certificates are made of (a change reloads). */
