@@ -3,7 +3,7 @@
 // the ES256 key that signs route tokens (HAProxy verifies with its public half).
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -46,7 +46,11 @@ export async function issueLocal(ca: LocalCa, hosts: string[], out: string, days
   try {
     writeFileSync(join(work, 'ext'), `subjectAltName=${hosts.map((h) => `DNS:${h}`).join(',')}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
     await opensslAsync(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'k.pem', '-out', 'r.csr', '-subj', `/CN=${hosts[0]}`], work);
-    await opensslAsync(['x509', '-req', '-in', 'r.csr', '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', 'c.pem', '-days', String(days), '-extfile', 'ext'], work);
+    // A random 128-bit serial (positive: top bit clear) instead of the CA's serial file, which
+    // issuances running side by side would race on.
+    const serial = randomBytes(16);
+    serial[0]! &= 0x7f;
+    await opensslAsync(['x509', '-req', '-in', 'r.csr', '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', `0x${serial.toString('hex')}`, '-out', 'c.pem', '-days', String(days), '-extfile', 'ext'], work);
     writeFileSync(out, readFileSync(join(work, 'c.pem'), 'utf8') + readFileSync(join(work, 'k.pem'), 'utf8'), { mode: 0o600 });
   } finally {
     rmSync(work, { recursive: true, force: true });

@@ -9,6 +9,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate, type KeyObject } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import type { OpenPlatform } from '../../core/platform.ts';
 import type { SignedCommand } from '../../core/types.ts';
 import { ensureLocalCa, ensureTokenKey, issueLocal, type LocalCa } from './certs.ts';
@@ -663,16 +664,23 @@ export class Gateway {
     this.writeAcmeMap();
     const certs = [join(L.dir, 'certs', 'default.pem')];
     if (!existsSync(certs[0]!)) await issueLocal(this.ca, ['gateway.invalid'], certs[0]!);
+    const issue: TableImvu[] = [];
     for (const i of table.imvus) {
       const file = join(L.dir, 'certs', `${i.id}.pem`);
       const names = join(L.dir, 'certs', `${i.id}.names`);
-      const want = i.hosts.join(' ');
-      if ((!certsOf || certsOf.has(i.id)) && (!existsSync(file) || !existsSync(names) || readFileSync(names, 'utf8') !== want)) {
-        await issueLocal(this.ca, i.hosts, file);
-        writeFileSync(names, want);
-      }
+      if ((!certsOf || certsOf.has(i.id)) && (!existsSync(file) || !existsSync(names) || readFileSync(names, 'utf8') !== i.hosts.join(' '))) issue.push(i);
       certs.push(file);
     }
+    // One openssl pair per core at a time: a first start on a platform of 10,000 IMVUs issues 10,000.
+    let next = 0;
+    const worker = async () => {
+      while (next < issue.length) {
+        const i = issue[next++]!;
+        await issueLocal(this.ca, i.hosts, join(L.dir, 'certs', `${i.id}.pem`));
+        writeFileSync(join(L.dir, 'certs', `${i.id}.names`), i.hosts.join(' '));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(issue.length, availableParallelism()) }, worker));
     atomicWrite(L.crtList, certs.map((c) => `${c}\n`).join(''));
     const httpsPort = this.o.httpsPort ?? Number(this.o.httpsBind.split(':').pop());
     atomicWrite(
