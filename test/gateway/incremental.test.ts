@@ -104,6 +104,30 @@ describe.skipIf(!haveHaproxy)("a route change is applied by the IMVU's own lines
     expect((await gw.verify()).equal).toBe(true);
   }, 60_000);
 
+  it('a change by IMVU that HAProxy refuses half-way is served at once by the whole path, without an alarm', async () => {
+    const C = I[2]!;
+    const g = gw as unknown as { cmd: (command: string, payload?: string) => Promise<string> };
+    // The recording spy set up in beforeAll: it still sends every other command.
+    const send = vi.mocked(g.cmd).getMockImplementation()!;
+    let refused = 0;
+    // The first `del map` of the change fails, as a dropped runtime socket would.
+    vi.mocked(g.cmd).mockImplementation((command: string, payload?: string) => {
+      if (command.startsWith('del map ') && refused++ === 0) return Promise.resolve('Internal error.\n');
+      return send(command, payload);
+    });
+    const alarms = gw.alarms.length;
+    try {
+      expect((await p.as(alice, 'route.set', { imvu: C.id, policy: policyOf(route('/api', 8080), route('/retry', 6161)) })).allowed).toBe(true);
+      await waitFor(async () => (await servedExact(`${C.id}/retry`).catch(() => undefined)) !== undefined, 10_000, "C's route served after the refusal");
+    } finally {
+      vi.mocked(g.cmd).mockImplementation(send);
+    }
+    expect(refused).toBeGreaterThan(0);
+    expect(await servedExact(`${C.id}/old`)).toBeUndefined();
+    expect((await gw.verify()).equal).toBe(true);
+    expect(gw.alarms.length).toBe(alarms);
+  }, 60_000);
+
   it('HAProxy restarted from map files that lag the served maps serves the ledger again, without an alarm', async () => {
     const C = I[2]!;
     expect((await gw.verify()).equal).toBe(true);

@@ -532,7 +532,6 @@ export class Gateway {
       await this.recordLocalCertificates(table.imvus);
       await this.sup.reload();
       this.imvuSet = imvuKey(table);
-      this.setParts(parts, table, size, repairs);
       // New names (an IMVU, a verified domain) need a certificate from the CA: ordered in the background.
       void this.renewCertificates();
     } else await this.pushMaps(table);
@@ -567,13 +566,9 @@ export class Gateway {
     const none: [string, string][] = [];
     const edited: ServedReport['differences'] = [];
     for (const m of MAP_NAMES) {
-      const wrong: string[] = [];
       const lines = changed.flatMap(([, was, now]) => (sameLines(was?.maps[m] ?? none, now?.maps[m] ?? none) ? [] : (was?.maps[m] ?? none).filter(([k]) => cliSafe(k))));
-      const got = await this.lookup(m, lines.map(([k]) => k));
-      lines.forEach(([k, v], i) => {
-        if (got[i]?.key !== k || got[i]?.value !== v) wrong.push(`${k} ${v}`);
-      });
-      if (wrong.length) edited.push({ map: m, extra: [], missing: wrong });
+      const { missing } = await this.compareLines(m, lines);
+      if (missing.length) edited.push({ map: m, extra: [], missing });
     }
     if (edited.length) await this.alarm({ at: new Date().toISOString(), equal: false, differences: edited }, "replaced by the ledger's new lines");
     if (reshaped) {
@@ -599,17 +594,24 @@ export class Gateway {
     for (const [id, , after] of changed) parts.set(id, after!);
     this.assembled = undefined;
     this.filesDirty = true;
-    for (const m of MAP_NAMES) {
-      const delta: MapDelta = { del: [], set: [], add: [] };
-      for (const [, before, after] of changed) {
-        const d = mapDelta(before!.maps[m], after!.maps[m]);
-        delta.del.push(...d.del);
-        delta.set.push(...d.set);
-        delta.add.push(...d.add);
+    try {
+      for (const m of MAP_NAMES) {
+        const delta: MapDelta = { del: [], set: [], add: [] };
+        for (const [, before, after] of changed) {
+          const d = mapDelta(before!.maps[m], after!.maps[m]);
+          delta.del.push(...d.del);
+          delta.set.push(...d.set);
+          delta.add.push(...d.add);
+        }
+        // A key the runtime API would split (a `;` in a route path): that map is replaced whole.
+        if ([...delta.del, ...delta.set.map(([k]) => k), ...delta.add.map(([k]) => k)].some((k) => !cliSafe(k))) await this.pushMap(m, this.table!);
+        else await this.pushDelta(m, delta);
       }
-      // A key the runtime API would split (a `;` in a route path): that map is replaced whole.
-      if ([...delta.del, ...delta.set.map(([k]) => k), ...delta.add.map(([k]) => k)].some((k) => !cliSafe(k))) await this.pushMap(m, this.table!);
-      else await this.pushDelta(m, delta);
+    } catch (e) {
+      // Held as before, so that the whole path the caller falls back to sees a change and pushes it.
+      for (const [id, before] of changed) parts.set(id, before!);
+      this.assembled = undefined;
+      throw e;
     }
     return true;
   }
@@ -742,6 +744,26 @@ export class Gateway {
     return out;
   }
 
+  /** Map `m`'s lines as HAProxy serves them under their keys: those found, and how they differ from `lines`. */
+  private async compareLines(m: MapName, lines: readonly [string, string][]): Promise<{ served: [string, string][]; extra: string[]; missing: string[] }> {
+    const found = await this.lookup(m, lines.map(([k]) => k));
+    const out = { served: [] as [string, string][], extra: [] as string[], missing: [] as string[] };
+    for (const [i, [k, v]] of lines.entries()) {
+      const got = found[i]?.key === k ? found[i]!.value : undefined;
+      if (got !== undefined) out.served.push([k, got]);
+      if (got === v) continue;
+      out.missing.push(`${k} ${v}`);
+      if (got !== undefined) out.extra.push(`${k} ${got}`);
+    }
+    return out;
+  }
+
+  /** Whether a map's line count as HAProxy serves it (one `show map` listing) differs from `lines`'. */
+  private async countsMoved(lines: Record<MapName, number>): Promise<boolean> {
+    const counts = parseMapCounts(await this.cmd('show map'));
+    return MAP_NAMES.some((m) => counts.get(this.layout.maps[m]) !== lines[m]);
+  }
+
   private cmd(command: string, payload?: string): Promise<string> {
     return runtimeCommand(this.layout.adminSocket, command, payload === undefined ? {} : { payload });
   }
@@ -766,9 +788,7 @@ export class Gateway {
     const part = this.parts?.get(id);
     const want = (m: MapName) => part?.maps[m] ?? [];
     // The table's line counts from the parts (assembling the whole table for them would cost the platform's lines).
-    const lines = this.parts && lineCounts(this.parts.values());
-    const counts = parseMapCounts(await this.cmd('show map'));
-    if (!lines || MAP_NAMES.some((m) => counts.get(this.layout.maps[m]) !== lines[m] || want(m).some(([k]) => !cliSafe(k)))) {
+    if (!this.parts || MAP_NAMES.some((m) => want(m).some(([k]) => !cliSafe(k))) || (await this.countsMoved(lineCounts(this.parts.values())))) {
       const maps = await this.servedMaps();
       return { maps, report: await this.served(maps) };
     }
@@ -776,18 +796,8 @@ export class Gateway {
     const maps = {} as Record<MapName, [string, string][]>;
     const differences: ServedReport['differences'] = [];
     for (const m of MAP_NAMES) {
-      maps[m] = [];
-      const extra: string[] = [];
-      const missing: string[] = [];
-      const lines = want(m);
-      const found = await this.lookup(m, lines.map(([k]) => k));
-      for (const [i, [k, v]] of lines.entries()) {
-        const got = found[i];
-        if (got?.key === k) maps[m].push([k, got.value]);
-        if (got?.key === k && got.value === v) continue;
-        missing.push(`${k} ${v}`);
-        if (got?.key === k) extra.push(`${k} ${got.value}`);
-      }
+      const { served, extra, missing } = await this.compareLines(m, want(m));
+      maps[m] = served;
       if (extra.length || missing.length) differences.push({ map: m, extra, missing });
     }
     return { maps, report: { at, equal: differences.length === 0, differences } };
@@ -844,15 +854,12 @@ export class Gateway {
    * whole, reverts and alarms.
    */
   private async servedInTurn(table: GatewayTable): Promise<ServedReport | undefined> {
-    const counts = parseMapCounts(await this.cmd('show map'));
-    if (MAP_NAMES.some((m) => counts.get(this.layout.maps[m]) !== table.maps[m].length)) return undefined;
+    if (await this.countsMoved(lineCounts(this.parts?.values() ?? []))) return undefined;
     const [turn, cursor] = turnOf(table.imvus, this.o.lineCheckBatch ?? CERTIFICATE_CHECK_BATCH, this.lineCursor);
     this.lineCursor = cursor;
     for (const m of MAP_NAMES) {
       const lines = turn.flatMap((i) => this.parts?.get(i.id)?.maps[m] ?? []);
-      if (lines.some(([k]) => !cliSafe(k))) return undefined;
-      const got = await this.lookup(m, lines.map(([k]) => k));
-      if (lines.some(([k, v], n) => got[n]?.key !== k || got[n]?.value !== v)) return undefined;
+      if (lines.some(([k]) => !cliSafe(k)) || (await this.compareLines(m, lines)).missing.length) return undefined;
     }
     return { at: new Date().toISOString(), equal: true, differences: [] };
   }
