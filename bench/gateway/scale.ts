@@ -1,6 +1,6 @@
 // The gateway's table at scale: what a route change of one IMVU costs on a platform of N IMVUs, by
 // the IMVU's own rows and lines (the path the gateway takes) and by the whole table (the path it
-// took before, and still takes for a new IMVU or after `sync()`).
+// took before, and still takes after `sync()`), and what a new IMVU costs.
 //
 //   npx tsx bench/gateway/scale.ts --data DIR [--rounds R] [--haproxy]
 //
@@ -9,7 +9,8 @@
 // (every active IMVU's rows, assembled, compared) against one IMVU's rows and its map delta. With
 // --haproxy (as root), a gateway is started on the directory (its first start issues a local-CA
 // certificate per IMVU) and timed: the start, a route change applied by the IMVU's lines and by
-// the whole table (alternating, R rounds each), a new IMVU (the reload), the periodic check (by
+// the whole table (alternating, R rounds each), R new IMVUs on spare backends (no reload) and one
+// past the spares (the gateway is given R: that one reloads HAProxy), the periodic check (by
 // counts and IMVUs in turn beyond WHOLE_CHECK_LINES), a whole read of the served maps, and a
 // creator's view of one IMVU.
 import { loadavg } from 'node:os';
@@ -78,17 +79,30 @@ async function main(): Promise<void> {
     }
     Object.assign(out, { wholeTableMs: ms(median(whole)), wholeTableCpuMs: ms(median(wholeCpu)), oneImvuMs: ms(median(one)), oneImvuCpuMs: ms(median(oneCpu)) });
   } else {
-    const gw = new Gateway({ platform: p, httpsBind: '127.0.0.1:18443', range: RANGE, checkIntervalMs: 3_600_000, pollMs: 3_600_000, log: () => undefined });
+    const gw = new Gateway({ platform: p, httpsBind: '127.0.0.1:18443', range: RANGE, checkIntervalMs: 3_600_000, pollMs: 3_600_000, spareBackends: ROUNDS, log: (l) => void (/fail|alarm|denied/.test(l) && process.stderr.write(`${l}\n`)) });
     const g = gw as unknown as { apply(whole: boolean): Promise<void>; serialize<T>(fn: () => Promise<T>): Promise<T> };
     const start = await timed(() => gw.start());
     out.startMs = Math.round(start.wall);
     out.rssMbAfterStart = Math.round(process.memoryUsage().rss / 2 ** 20);
-    const created = await timed(async () => {
-      const c = await as(key, 'imvu.create', { name: `gwbench${process.pid}`, owner, jurisdiction: 'US-CCPA' });
-      await g.serialize(() => g.apply(false));
-      return c;
-    });
-    out.newImvuMs = Math.round(created.wall);
+    // Each new IMVU: created, then applied (its certificate issued, recorded and loaded, its lines added).
+    const newImvu = (n: number) =>
+      timed(async () => {
+        const c = await as(key, 'imvu.create', { name: `gwbench${process.pid}x${n}`, owner, jurisdiction: 'US-CCPA' });
+        if (!c.allowed) throw new Error('imvu.create refused');
+        await g.serialize(() => g.apply(false));
+        return c;
+      });
+    const live: number[] = [];
+    let created!: Awaited<ReturnType<typeof newImvu>>;
+    for (let r = 0; r < ROUNDS; r++) {
+      created = await newImvu(r);
+      live.push(created.wall);
+    }
+    const reloads = gw.reloads;
+    if (reloads !== 0) throw new Error(`${reloads} reloads for IMVUs on spare backends`);
+    const past = await newImvu(ROUNDS);
+    if (gw.reloads !== reloads + 1) throw new Error('the IMVU past the spares did not reload');
+    Object.assign(out, { newImvuOnSpareMs: ms(median(live)), newImvuOnSpareRangeMs: [ms(Math.min(...live)), ms(Math.max(...live))], newImvuReloadMs: Math.round(past.wall) });
     const id = (await p.store.get<{ id: string }>('SELECT id FROM imvus WHERE entry = ?', [created.value.index]))!.id;
     const byImvu: number[] = [];
     const byImvuCpu: number[] = [];

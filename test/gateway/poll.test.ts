@@ -72,7 +72,7 @@ describe.skipIf(!haveHaproxy)('the gateway reads its table only when its sources
     expect((await gw.served()).equal).toBe(true);
   }, 60_000);
 
-  it("a new IMVU is served after a reload that reads its rows only; an exited one is no longer served, likewise", async () => {
+  it("a new IMVU is served after reading its rows only; an exited one is no longer served, likewise", async () => {
     const before = tableReads;
     const partsBefore = partReads;
     const B = await createImvu(p, alice, 'pollnew');

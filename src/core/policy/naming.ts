@@ -7,9 +7,14 @@ import type { PlatformRow } from './gate.ts';
 export async function imvuDomainsFor(db: SqlReader, platform: PlatformRow): Promise<{ seq: number; id: string; primary: string; stage: string }> {
   const row = await db.get<{ seq: number }>('SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM imvus');
   const seq = row?.seq ?? 1;
-  const digits = String(seq).padStart(3, '0');
-  const primary = `imvu${digits}.${platform.suffix}`;
-  return { seq, id: `IMVU-${digits}`, primary, stage: `stage.${primary}` };
+  const id = imvuIdOf(seq);
+  const primary = `imvu${id.slice('IMVU-'.length)}.${platform.suffix}`;
+  return { seq, id, primary, stage: `stage.${primary}` };
+}
+
+/** The id `imvu.create` gives the IMVU of sequence number `seq` (an imported IMVU keeps the id it had). */
+export function imvuIdOf(seq: number): string {
+  return `IMVU-${String(seq).padStart(3, '0')}`;
 }
 
 /** Absolute, lower-case name for a record name given relative to its zone ('@' is the apex). */

@@ -1,6 +1,7 @@
 // The base HAProxy configuration nexus renders. Everything that changes with the ledger (hosts,
-// routes, roles) lives in map files driven over the runtime API; the configuration only changes
-// when the set of IMVUs does (one backend each, pinned to its own workload address).
+// routes, roles) lives in map files driven over the runtime API; the configuration changes only
+// when an IMVU appears that has no backend in it yet (one backend each, pinned to its own workload
+// address, and spare backends for the ids created next: a new IMVU usually finds its own).
 import type { MapName, TableImvu } from './table.ts';
 import { RATE_WINDOW_S } from '../routes/policy.ts';
 
@@ -26,6 +27,13 @@ export interface RenderOptions {
   /** Public HTTPS port used in redirects (443 unless the listener is elsewhere). */
   httpsPort: number;
   imvus: TableImvu[];
+  /**
+   * Backends of IMVUs not created yet: the next ids `imvu.create` gives, each pinned to the workload
+   * address of its sequence number like any IMVU's. A new IMVU that finds its backend here is
+   * served without a reload (its certificate and lines come over the runtime API); no host maps to
+   * a spare until its IMVU exists.
+   */
+  spares?: { id: string; address: string }[];
   /** This gateway's region (geo routing); undefined: not set. */
   region?: string;
   /** Requests one client address may start per window, over every host (default SOURCE_LIMIT). */
@@ -117,7 +125,7 @@ export function renderConfig(o: RenderOptions): string {
     '  use_backend be_%[var(txn.imvu)]',
     '',
   );
-  for (const i of o.imvus) {
+  for (const i of [...o.imvus, ...(o.spares ?? [])]) {
     // The server address is the IMVU's own workload, fixed here: no map edit can move its traffic
     // to another address; the port comes from its route.
     lines.push(`backend be_${i.id}`, JWT_STORE, `  server w ${i.address}`, '');

@@ -1,7 +1,7 @@
 // The runtime API's answers as the gateway reads them, and the payloads it sends.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { parseGetMap, parseMapCounts, payloads } from './runtime.ts';
+import { parseGetMap, parseMapCounts, parseServersState, payloads } from './runtime.ts';
 
 describe('parseMapCounts', () => {
   it("reads each map file's line count from HAProxy 2.6's listing", () => {
@@ -14,6 +14,15 @@ describe('parseGetMap', () => {
   it('gives the matched key and value, nothing when not found', () => {
     expect(parseGetMap('type=beg, case=sensitive, found=yes, idx=tree, key="IMVU-1/a/b/", value="public|8080|1", type="str"\n\n')).toEqual({ key: 'IMVU-1/a/b/', value: 'public|8080|1' });
     expect(parseGetMap('type=str, case=sensitive, found=no, idx=tree, key="", value="", type="str"\n\n')).toBeUndefined();
+  });
+});
+
+describe('parseServersState', () => {
+  it("gives a backend's servers with address and port, nothing for a backend HAProxy does not have", () => {
+    const head = '1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n';
+    expect(parseServersState(`${head}3 be_IMVU-001 1 w 10.9.0.2 2 0 1 1 1 1 0 2 0 0 0 0 - 0 - 0 0 - - 0\n`)).toEqual([{ server: 'w', addr: '10.9.0.2', port: 0 }]);
+    expect(parseServersState(`${head}3 be_IMVU-001 1 w 10.9.0.6 2 0 1 1 1 1 0 2 0 0 0 0 - 9999 - 0 0 - - 0\n`)).toEqual([{ server: 'w', addr: '10.9.0.6', port: 9999 }]);
+    expect(parseServersState("Can't find backend.\n")).toBeUndefined();
   });
 });
 

@@ -101,3 +101,21 @@ export function parseGetMap(text: string): { key: string; value: string } | unde
   const value = /value="([^"]*)"/.exec(text)?.[1];
   return key === undefined || value === undefined ? undefined : { key, value };
 }
+
+/** One backend's servers from `show servers state <backend>` (HAProxy 2.6): name, address, port; undefined when there is no such backend. */
+export function parseServersState(text: string): { server: string; addr: string; port: number }[] | undefined {
+  const lines = text.split('\n');
+  const head = lines.find((l) => l.startsWith('# '));
+  if (!head) return undefined;
+  const cols = head.slice(2).split(' ');
+  const at = (name: string) => {
+    const i = cols.indexOf(name);
+    if (i < 0) throw new Error(`haproxy show servers state: no ${name} column`);
+    return i;
+  };
+  const [name, addr, port] = [at('srv_name'), at('srv_addr'), at('srv_port')];
+  return lines
+    .filter((l) => /^\d+ /.test(l))
+    .map((l) => l.split(' '))
+    .map((f) => ({ server: f[name]!, addr: f[addr]!, port: Number(f[port]) }));
+}

@@ -151,6 +151,11 @@ function imvuPart(row: TableRow, domains: readonly string[], range: string | und
   return { imvu: { id: row.id, seq: row.seq, address, hosts, jurisdiction: row.jurisdiction }, maps };
 }
 
+/** The highest sequence number any IMVU has had (whatever its status): the next `imvu.create` gives the one after. */
+export async function lastImvuSeq(db: SqlReader): Promise<number> {
+  return (await db.get<{ n: number | null }>('SELECT MAX(seq) AS n FROM imvus'))?.n ?? 0;
+}
+
 /** The whole table from every IMVU's part (in seq order). */
 export function assembleTable(parts: Iterable<ImvuPart>): GatewayTable {
   const imvus: TableImvu[] = [];
