@@ -207,12 +207,14 @@ async function moveLegacy(paths: VolumePaths): Promise<void> {
 /** Unmounts the volume (the loop device, set up by mount with autoclear, goes with it). */
 export async function unmountVolume(paths: VolumePaths): Promise<void> {
   for (let i = 0; i < 5 && (await isMounted(paths.mountPoint).catch(() => false)); i++) await run('umount', [paths.mountPoint], { timeout: 60_000 });
-  // The kernel detaches an autoclear loop device after the unmount, asynchronously: wait for it (up
-  // to 1 s), then detach what is left (autoclear missed: e.g. set up by hand), and wait once more.
-  for (let i = 0; i < 20; i++) {
+  // The kernel detaches an autoclear loop device after the unmount, asynchronously, and only once
+  // no mount namespace holds the filesystem (a killed container's goes when its last process has
+  // been reaped, seconds later on a loaded machine): wait for it, and from 1 s on detach what is
+  // left once a second (autoclear missed, e.g. set up by hand, or a detach refused while busy), up to 10 s.
+  for (let i = 0; i < 100; i++) {
     const left = await loopsOf(paths.image).catch(() => [] as string[]);
     if (left.length === 0) return;
-    if (i === 10) for (const dev of left) await run('losetup', ['-d', dev], { timeout: 30_000 }).catch(() => undefined);
+    if (i % 10 === 9) for (const dev of left) await run('losetup', ['-d', dev], { timeout: 30_000 }).catch(() => undefined);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
