@@ -656,9 +656,10 @@ export class Gateway {
    * configuration: certificates over the runtime API, then the lines, no reload. A new IMVU's
    * certificate is loaded and listed before any host of it is routed (`new ssl cert`, `set`,
    * `commit`, `add ssl crt-list`); a renamed one's is replaced in place; a gone one's lines go
-   * first, then its certificate. The files (maps, crt-list, the new certificates) are written
-   * first, so an HAProxy restarted meanwhile reads the same; the configuration file is the running
-   * one and is not rewritten.
+   * first, then its certificate. The crt-list and the new certificates are written first, so an
+   * HAProxy restarted meanwhile loads them; the map files follow at the next check (a restart from
+   * lagging files is brought up to date, `afterRestart`); the configuration file is the running one
+   * and is not rewritten.
    */
   private async reshapeLive(changed: readonly [string, ImvuPart | undefined, ImvuPart | undefined][], ordered: Map<string, ImvuPart>, table: GatewayTable, mine: ReadonlySet<string>): Promise<void> {
     // A spare's server moved before its IMVU came (by hand over the runtime API): alarmed, and the
@@ -817,7 +818,7 @@ export class Gateway {
   }
 
   /**
-   * Map files, ACME map, certificates, crt-list and (with `config`) configuration from `table`.
+   * ACME map, certificates, crt-list and (with `config`) map files and configuration from `table`.
    * Each IMVU's certificate file is checked (issued again if missing or for other names), or only
    * those of `certsOf` (the IMVUs a change by IMVU touched; the others were checked when they last
    * changed). Returns the backends of the configuration written (or, without `config`, those of
@@ -827,7 +828,10 @@ export class Gateway {
     const L = this.layout;
     // What HAProxy is about to load (a certificate and a backend per IMVU) sets how long it may take.
     this.sup.readyTimeoutMs = 15_000 + 3 * table.imvus.length;
-    this.writeMapFiles(table);
+    // Without `config` (IMVUs changed over the runtime API) the map files follow at the next check,
+    // as after a route change: written whole, they would cost every IMVU's lines per new IMVU.
+    if (config) this.writeMapFiles(table);
+    else this.filesDirty = true;
     this.writeAcmeMap();
     const certs = [join(L.dir, 'certs', 'default.pem')];
     if (!existsSync(certs[0]!)) await issueLocal(this.ca, ['gateway.invalid'], certs[0]!);
