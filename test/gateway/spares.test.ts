@@ -159,6 +159,16 @@ describe.skipIf(!haveHaproxy)('a new IMVU without a reload', () => {
     expect(gw.alarms.at(-1)!.detail).toMatch(/put back \(HAProxy reloaded from the ledger's files\)$/);
     expect((await gw.verify()).equal).toBe(true);
     expect(gw.alarms.length).toBe(alarms + 2);
+
+    // A second server added to A's backend by hand (HAProxy 2.6's dynamic servers) takes a share of its traffic.
+    expect(await admin(`add server be_${A.id}/evil ${C.address}:8080`)).toMatch(/New server registered/);
+    expect(await admin(`enable server be_${A.id}/evil`)).toBe('\n');
+    const bodies = new Set(Array.from({ length: 6 }, () => curl(gw, port, A.host, '/x').body));
+    expect(bodies).toContain('sparethree /x 0\n');
+    await gw.verify();
+    expect(gw.reloads).toBe(reloads + 2);
+    expect(gw.alarms.at(-1)!.detail).toContain(`${A.id} served by ${workloadNet(A.seq, RANGE).workloadAddress}:(route port), ${C.address}:8080`);
+    expect(new Set(Array.from({ length: 6 }, () => curl(gw, port, A.host, '/x').body))).toEqual(new Set(['spareone /x 0\n']));
   }, 90_000);
 
   it('a spare moved before its IMVU exists: the IMVU is not routed to it; HAProxy reloads from the files and the move is alarmed', async () => {

@@ -744,7 +744,11 @@ export class Gateway {
         if (!/IP changed|no need to change/i.test(r)) reload = true;
       }
     }
-    if (reload) await this.reload(await this.writeFiles(table));
+    if (reload) {
+      // A new worker's counters start at zero: what the old one counted is sampled first.
+      await this.meter?.sample();
+      await this.reload(await this.writeFiles(table));
+    }
     const still = await this.movedBackends(turn.filter((i) => moved.some((m) => m.imvu === i.id)));
     await this.backendAlarm(moved, `put back${reload ? ' (HAProxy reloaded from the ledger\'s files)' : ''}${still.length ? `; still differs for ${still.map((m) => m.imvu).join(', ')}` : ''}`);
   }
