@@ -543,8 +543,12 @@ export class Gateway {
       const before = await this.served();
       if (!before.equal) await this.alarm(before, 'replaced by the ledger\'s new table');
     }
-    const backends = await this.writeFiles(table);
-    if (imvuKey(table) !== this.imvuSet) {
+    // The configuration is written only for the reload that reads it: written without one, its
+    // spares (after the highest sequence number, which an import moves) could differ from those
+    // the running HAProxy has, and a restart would then serve backends the gateway does not know of.
+    const reshaped = imvuKey(table) !== this.imvuSet;
+    const backends = await this.writeFiles(table, undefined, reshaped);
+    if (reshaped) {
       // New or gone IMVUs change the backends and certificates: the one case that reloads.
       await this.meter?.sample();
       await this.recordLocalCertificates(table.imvus);
@@ -1184,7 +1188,7 @@ function atomicWrite(file: string, text: string): void {
 
 /**
  * Spare backends rendered for a platform of `imvus` served IMVUs: an eighth of them, at least 64
- * and at most 4,096. Each costs HAProxy a backend at every reload (about 0.1 ms and a few KiB), and
+ * and at most 4,096. Each costs HAProxy a backend at every reload (about 0.1 ms of its start), and
  * a reload comes once they are used up: at 10,000 IMVUs one reload (9-10 s) per 1,250 creations.
  */
 export function spareBackendsFor(imvus: number): number {
